@@ -1,0 +1,110 @@
+/**
+ * Every setting and limit of the product in one place. Each has a default, an environment
+ * variable (LONGCLIP_*) and a CLI flag (kebab-case of the key, wired in src/cli).
+ */
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export type Device = "cpu" | "cuda" | "auto";
+
+export interface ImageLimits {
+  /** Largest accepted encoded image, in bytes. */
+  maxImageBytes: number;
+  /** Largest accepted decoded image, in pixels (width × height): decompression bombs. */
+  maxImagePixels: number;
+}
+
+export interface Settings extends ImageLimits {
+  modelDir: string;
+  dataDir: string;
+  host: string;
+  port: number;
+  device: Device;
+  /** ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose. */
+  threads: number;
+  /** Images per encoder call. */
+  imageBatchSize: number;
+  /** Texts per encoder call. */
+  textBatchSize: number;
+  apiKey: string | undefined;
+  /** Files under this directory may be indexed by path (POST /index JSON body); unset disables it. */
+  mediaRoot: string | undefined;
+  maxBatchItems: number;
+  maxRequestBytes: number;
+  maxQueryChars: number;
+  maxK: number;
+  /** Pending embedding jobs before the server answers 429. */
+  maxQueueDepth: number;
+  hnswM: number;
+  hnswEfConstruction: number;
+  hnswEfSearch: number;
+  /** Milliseconds between periodic saves of the HNSW index. */
+  indexSaveIntervalMs: number;
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  modelDir: path.join(PROJECT_ROOT, "models", "demo"),
+  dataDir: path.join(PROJECT_ROOT, "data"),
+  host: "127.0.0.1",
+  port: 8080,
+  device: "cpu",
+  threads: 0,
+  imageBatchSize: 8,
+  textBatchSize: 32,
+  apiKey: undefined,
+  mediaRoot: undefined,
+  maxImageBytes: 20 * 1024 * 1024,
+  maxImagePixels: 50_000_000,
+  maxBatchItems: 64,
+  maxRequestBytes: 200 * 1024 * 1024,
+  maxQueryChars: 10_000,
+  maxK: 1000,
+  maxQueueDepth: 256,
+  hnswM: 16,
+  hnswEfConstruction: 200,
+  hnswEfSearch: 100,
+  indexSaveIntervalMs: 30_000,
+};
+
+/** LONGCLIP_MODEL_DIR for modelDir, LONGCLIP_MAX_IMAGE_BYTES for maxImageBytes, ... */
+export function envName(key: keyof Settings): string {
+  return `LONGCLIP_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** Settings from defaults, then environment variables, then explicit overrides (CLI flags). */
+export function loadSettings(
+  overrides: Partial<Settings> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Settings {
+  const settings: Settings = { ...DEFAULT_SETTINGS };
+  const target = settings as unknown as Record<string, unknown>;
+  for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[]) {
+    const raw = env[envName(key)];
+    if (raw === undefined || raw === "") continue;
+    target[key] = parseSetting(key, raw);
+  }
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value !== undefined) target[key] = value;
+  }
+  return settings;
+}
+
+const STRING_KEYS = new Set<keyof Settings>(["modelDir", "dataDir", "host", "apiKey", "mediaRoot"]);
+
+export function parseSetting(key: keyof Settings, raw: string): Settings[keyof Settings] {
+  if (key === "device") {
+    if (raw !== "cpu" && raw !== "cuda" && raw !== "auto") {
+      throw new Error(`${envName(key)} must be cpu, cuda or auto, not "${raw}"`);
+    }
+    return raw;
+  }
+  if (STRING_KEYS.has(key))
+    return key.endsWith("Dir") || key === "mediaRoot" ? path.resolve(raw) : raw;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0 || !Number.isInteger(value)) {
+    throw new Error(`${envName(key)} must be a non-negative integer, not "${raw}"`);
+  }
+  return value;
+}

@@ -1,0 +1,3 @@
+"""Long-CLIP training package: checkpoint loading, KPS, PCM fine-tuning, ONNX export."""
+
+__version__ = "0.1.0"

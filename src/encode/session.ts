@@ -1,0 +1,176 @@
+/**
+ * ONNX Runtime sessions on the requested device. `cuda` never falls back silently: the CUDA
+ * execution provider ships only in onnxruntime-node's CUDA build, so its provider library is
+ * checked before asking ONNX Runtime, and any failure to create the CUDA session is an error.
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import type { Device } from "../config.ts";
+import { AppError } from "../errors.ts";
+
+export type ResolvedDevice = "cpu" | "cuda";
+
+/** The subset of a pino logger the engine uses; pino loggers fit as they are. */
+export interface EngineLogger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export const stderrLogger: EngineLogger = {
+  info: (message) => process.stderr.write(`${message}\n`),
+  warn: (message) => process.stderr.write(`warning: ${message}\n`),
+};
+
+export interface SessionOptions {
+  device: Device;
+  /** Intra-op threads for the CPU provider; 0 lets ONNX Runtime choose. */
+  threads: number;
+  logger?: EngineLogger;
+}
+
+export interface OpenedSession {
+  session: ort.InferenceSession;
+  device: ResolvedDevice;
+}
+
+const CUDA_HOWTO =
+  "Install onnxruntime-node's CUDA build with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node` " +
+  "on a host with an NVIDIA GPU, CUDA 12 and cuDNN 9, or run on the CPU with --device cpu " +
+  "(LONGCLIP_DEVICE=cpu), or let --device auto pick";
+
+/** Directory holding onnxruntime-node's native libraries for this platform. */
+export function ortBinaryDir(): string {
+  const require = createRequire(import.meta.url);
+  const entry = require.resolve("onnxruntime-node");
+  return path.join(path.dirname(entry), "..", "bin", "napi-v6", process.platform, process.arch);
+}
+
+/** Path of the CUDA provider library ONNX Runtime would load, or undefined on platforms without one. */
+export function cudaProviderLibrary(binDir = ortBinaryDir()): string | undefined {
+  if (process.platform === "linux") return path.join(binDir, "libonnxruntime_providers_cuda.so");
+  if (process.platform === "win32") return path.join(binDir, "onnxruntime_providers_cuda.dll");
+  return undefined;
+}
+
+/**
+ * Why CUDA cannot run here, or undefined if the CUDA build is installed (a GPU may still be
+ * missing; session creation reports that).
+ */
+export function cudaUnavailableReason(binDir = ortBinaryDir()): string | undefined {
+  const library = cudaProviderLibrary(binDir);
+  if (library === undefined) return `onnxruntime-node has no CUDA build for ${process.platform}`;
+  if (!existsSync(library)) {
+    return `the CUDA execution provider is not installed (${library} is missing; the default onnxruntime-node install is CPU-only)`;
+  }
+  return undefined;
+}
+
+function cpuOptions(threads: number): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: ["cpu"],
+    graphOptimizationLevel: "all",
+    executionMode: "sequential",
+    ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
+  };
+}
+
+async function openCuda(modelPath: string, threads: number): Promise<ort.InferenceSession> {
+  const reason = cudaUnavailableReason();
+  if (reason !== undefined) {
+    throw new AppError(
+      "cuda_unavailable",
+      `Cannot use --device cuda: ${reason}. ${CUDA_HOWTO}.`,
+      500,
+    );
+  }
+  try {
+    // Only the CUDA provider is listed: ONNX Runtime still places the few operators CUDA lacks
+    // on the CPU, but it cannot swap the whole model to the CPU without an error.
+    return await ort.InferenceSession.create(modelPath, {
+      ...cpuOptions(threads),
+      executionProviders: ["cuda"],
+    });
+  } catch (error) {
+    throw new AppError(
+      "cuda_unavailable",
+      `Cannot use --device cuda: ONNX Runtime failed to start the CUDA provider (${(error as Error).message.trim()}). ` +
+        `Check that a GPU is visible (nvidia-smi) and CUDA 12 / cuDNN 9 libraries are on the library path. ${CUDA_HOWTO}.`,
+      500,
+    );
+  }
+}
+
+async function openCpu(modelPath: string, threads: number): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(modelPath, cpuOptions(threads));
+  } catch (error) {
+    throw new AppError(
+      "model_invalid",
+      `ONNX Runtime cannot load ${modelPath}: ${(error as Error).message.trim()}. Re-export the model with \`python3 -m training export\` (see README).`,
+      500,
+    );
+  }
+}
+
+/** Opens one model file on `device`; `auto` tries CUDA, falls back to the CPU, and logs the choice. */
+export async function openSession(
+  modelPath: string,
+  options: SessionOptions,
+): Promise<OpenedSession> {
+  const { device, threads } = options;
+  const logger = options.logger ?? stderrLogger;
+  if (device === "cpu") return { session: await openCpu(modelPath, threads), device: "cpu" };
+  if (device === "cuda") return { session: await openCuda(modelPath, threads), device: "cuda" };
+  try {
+    const session = await openCuda(modelPath, threads);
+    logger.info(`device auto: ${path.basename(modelPath)} runs on CUDA`);
+    return { session, device: "cuda" };
+  } catch (error) {
+    if (!(error instanceof AppError) || error.code !== "cuda_unavailable") throw error;
+    logger.info(
+      `device auto: ${path.basename(modelPath)} runs on the CPU (${error.message.split(". ")[0]})`,
+    );
+    return { session: await openCpu(modelPath, threads), device: "cpu" };
+  }
+}
+
+/**
+ * Runs one session's calls one after another. onnxruntime-node's `run` executes synchronously
+ * inside a setImmediate callback, so calls cannot overlap today; the queue keeps FIFO order and
+ * stays correct if a future binding runs asynchronously, and lets `close` wait for work in flight.
+ */
+export class SerialSession {
+  #tail: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(
+    readonly session: ort.InferenceSession,
+    readonly device: ResolvedDevice,
+  ) {}
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  run(feeds: ort.InferenceSession.FeedsType): Promise<ort.InferenceSession.ReturnType> {
+    if (this.#closed) {
+      return Promise.reject(new AppError("encoder_closed", "The encoder has been closed.", 503));
+    }
+    const result = this.#tail.then(() => this.session.run(feeds));
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#tail;
+    await this.session.release();
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * Encoded image bytes → the vision tower's input, reproducing the official Long-CLIP
+ * preprocessing (torchvision `Resize(R, BICUBIC)`, `CenterCrop(R)`, `convert("RGB")`,
+ * `ToTensor`, `Normalize(mean, std)` on a PIL image) as exactly as we can:
+ *
+ * - decoding is sharp's (libvips); the short side is resized to R with a Pillow-exact bicubic
+ *   resampler (./resample.ts), the long side to `int(R * long / short)` as torchvision does;
+ * - the centre crop offset is `round((size - R) / 2)` with Python's round-half-to-even;
+ * - images with an alpha channel are resized premultiplied and un-premultiplied afterwards,
+ *   because Pillow's `resize` does that for RGBA/LA images; `convert("RGB")` then just drops
+ *   alpha (no compositing on a background), and so do we;
+ * - scaling and normalisation are done in float32 steps like torch (x / 255, then
+ *   (x - mean) / std).
+ *
+ * Deliberate differences from the official code:
+ * - EXIF orientation is applied (the official code ignores it, so a phone photo taken in
+ *   portrait would be embedded lying on its side); width/height are reported after rotation;
+ * - CMYK images go through sharp's colour management to sRGB (Pillow uses a naive formula);
+ * - grey and 16-bit images are converted to 8-bit sRGB by sharp;
+ * - palette images (GIF, indexed PNG) are resized bicubically from their RGB colours;
+ *   Pillow would silently use nearest-neighbour for mode "P".
+ */
+import sharp, { type Metadata } from "sharp";
+import { AppError } from "../errors.ts";
+import { type RawImage, resizeBicubic } from "./resample.ts";
+import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
+
+export { axisCoefficients, type RawImage, resizeBicubic } from "./resample.ts";
+export type { PreprocessedImage, PreprocessOptions } from "./types.ts";
+
+/** sharp's format name → the name we report; anything else is refused as unsupported. */
+const ACCEPTED_FORMATS: Record<string, string> = {
+  jpeg: "jpeg",
+  png: "png",
+  webp: "webp",
+  gif: "gif",
+  heif: "avif",
+  tiff: "tiff",
+};
+
+const SUPPORTED_LIST = "JPEG, PNG, WebP, GIF, AVIF or TIFF";
+
+/** Output size of torchvision's `Resize(size)` with an int size: short side → size. */
+export function resizedSize(
+  width: number,
+  height: number,
+  size: number,
+): { width: number; height: number } {
+  if (width <= height) return { width: size, height: Math.trunc((size * height) / width) };
+  return { width: Math.trunc((size * width) / height), height: size };
+}
+
+/** Python's round(): halves go to the even neighbour. */
+function roundHalfEven(value: number): number {
+  const floor = Math.floor(value);
+  const fraction = value - floor;
+  if (fraction > 0.5) return floor + 1;
+  if (fraction < 0.5) return floor;
+  return floor % 2 === 0 ? floor : floor + 1;
+}
+
+/** torchvision `CenterCrop` offset: `int(round((size - crop) / 2.0))`. */
+export function centerCropOffset(size: number, crop: number): number {
+  return roundHalfEven((size - crop) / 2);
+}
+
+/** Pillow's RGBA → RGBa: c * a / 255 with its rounding ((t >> 8) + t) >> 8, t = c * a + 128. */
+function premultiply(image: RawImage): void {
+  const { data } = image;
+  for (let i = 0; i < data.length; i += 4) {
+    const alpha = data[i + 3] as number;
+    if (alpha === 255) continue;
+    for (let c = 0; c < 3; c++) {
+      const t = (data[i + c] as number) * alpha + 128;
+      data[i + c] = ((t >> 8) + t) >> 8;
+    }
+  }
+}
+
+/** Pillow's RGBa → RGBA: c * 255 / a (integer division, clipped); a of 0 or 255 leaves c as is. */
+function unpremultiply(image: RawImage): void {
+  const { data } = image;
+  for (let i = 0; i < data.length; i += 4) {
+    const alpha = data[i + 3] as number;
+    if (alpha === 255 || alpha === 0) continue;
+    for (let c = 0; c < 3; c++) {
+      data[i + c] = Math.min(255, Math.trunc(((data[i + c] as number) * 255) / alpha));
+    }
+  }
+}
+
+function decodeError(error: unknown): AppError {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/pixel limit/i.test(message)) {
+    return new AppError(
+      "image_too_many_pixels",
+      "The decoded image has more pixels than allowed; send a smaller image.",
+      413,
+    );
+  }
+  if (/unsupported image format/i.test(message)) {
+    return new AppError(
+      "unsupported_image",
+      `The bytes are not an image in a supported format; send ${SUPPORTED_LIST}.`,
+      415,
+    );
+  }
+  return new AppError(
+    "image_corrupt",
+    `The image could not be decoded (corrupt or truncated): ${message.trim()}. Re-export or re-upload the file.`,
+    400,
+  );
+}
+
+/**
+ * Decodes `bytes` and returns the model input: float32 C×R×R pixels normalised with the
+ * model's mean/std. Throws AppError: image_empty, image_too_large, image_too_many_pixels,
+ * unsupported_image, image_corrupt.
+ */
+export async function preprocessImage(
+  bytes: Buffer,
+  options: PreprocessOptions,
+): Promise<PreprocessedImage> {
+  const image = await decodeImage(bytes, options);
+  const pixels = toModelInput(image, options);
+  return { pixels, width: image.width, height: image.height, format: image.format };
+}
+
+/** Decoded 8-bit sRGB image (3 channels, or 4 with alpha), EXIF orientation applied. */
+export interface DecodedImage extends RawImage {
+  format: string;
+}
+
+/** Checks the limits, then decodes with sharp to raw 8-bit sRGB pixels. */
+export async function decodeImage(bytes: Buffer, limits: PreprocessOptions): Promise<DecodedImage> {
+  if (bytes.length === 0) {
+    throw new AppError("image_empty", "The image is empty (0 bytes); send the image file's bytes.");
+  }
+  if (bytes.length > limits.maxImageBytes) {
+    throw new AppError(
+      "image_too_large",
+      `The image is ${bytes.length} bytes; the limit is ${limits.maxImageBytes} (maxImageBytes). Send a smaller file.`,
+      413,
+      { bytes: bytes.length, limit: limits.maxImageBytes },
+    );
+  }
+  let metadata: Metadata;
+  try {
+    // Header only: the pixel count is checked before anything is decoded.
+    metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw decodeError(error);
+  }
+  const format = ACCEPTED_FORMATS[metadata.format ?? ""];
+  if (format === undefined || (format === "avif" && metadata.compression !== "av1")) {
+    const found = metadata.format === "heif" ? `heif/${metadata.compression}` : metadata.format;
+    throw new AppError(
+      "unsupported_image",
+      `Image format "${found}" is not supported; send ${SUPPORTED_LIST}.`,
+      415,
+      { format: found },
+    );
+  }
+  const width = metadata.width ?? 0;
+  const height = metadata.height ?? 0;
+  if (width * height > limits.maxImagePixels) {
+    throw new AppError(
+      "image_too_many_pixels",
+      `The image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxImagePixels} (maxImagePixels). Send a smaller image.`,
+      413,
+      { width, height, limit: limits.maxImagePixels },
+    );
+  }
+  try {
+    const { data, info } = await sharp(bytes, {
+      // 'error' also fails on truncated data, which libvips would otherwise fill with grey.
+      failOn: "error",
+      limitInputPixels: limits.maxImagePixels,
+      page: 0,
+      pages: 1,
+    })
+      .rotate()
+      .toColourspace("srgb")
+      .raw({ depth: "uchar" })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 && info.channels !== 4) {
+      throw new Error(`unexpected ${info.channels} channels after conversion to sRGB`);
+    }
+    const pixels = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return {
+      data: pixels,
+      width: info.width,
+      height: info.height,
+      channels: info.channels,
+      format,
+    };
+  } catch (error) {
+    throw decodeError(error);
+  }
+}
+
+/** Resize (Pillow bicubic), centre crop, drop alpha, scale and normalise to float32 CHW. */
+export function toModelInput(
+  image: RawImage,
+  options: Pick<PreprocessOptions, "resolution" | "mean" | "std">,
+): Float32Array {
+  const r = options.resolution;
+  const size = resizedSize(image.width, image.height, r);
+  const window = {
+    left: centerCropOffset(size.width, r),
+    top: centerCropOffset(size.height, r),
+    width: r,
+    height: r,
+  };
+  const hasAlpha = image.channels === 4;
+  let source = image;
+  if (hasAlpha) {
+    source = { ...image, data: image.data.slice() };
+    premultiply(source);
+  }
+  const resized = resizeBicubic(source, size.width, size.height, window);
+  if (hasAlpha) unpremultiply(resized);
+
+  const plane = r * r;
+  const out = new Float32Array(3 * plane);
+  const { data, channels } = resized;
+  for (let c = 0; c < 3; c++) {
+    const mean = Math.fround(options.mean[c] as number);
+    const std = Math.fround(options.std[c] as number);
+    // One float32 value per byte value, computed as torch does: (v / 255 - mean) / std.
+    const table = new Float32Array(256);
+    for (let v = 0; v < 256; v++) {
+      table[v] = Math.fround(Math.fround(Math.fround(v / 255) - mean) / std);
+    }
+    const base = c * plane;
+    for (let i = 0; i < plane; i++) {
+      out[base + i] = table[data[i * channels + c] as number] as number;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,231 @@
+/**
+ * Bicubic resampling that reproduces Pillow's `Image.resize(size, Image.BICUBIC)` on 8-bit
+ * images bit for bit, so our pixels equal what the official (PIL + torchvision) pipeline
+ * feeds the vision tower.
+ *
+ * Pillow's arithmetic, which every detail below follows:
+ * - a cubic convolution kernel with a = -0.5 and support 2, stretched by the scale factor
+ *   when shrinking (so downscaling averages over the whole footprint, i.e. antialiasing);
+ * - per output pixel, the taps cover source pixels `trunc(center ± support + 0.5)` clamped to
+ *   the image, the weights are normalised to sum 1, then turned into fixed point with 22
+ *   fractional bits (rounded half away from zero);
+ * - two separable passes, horizontal first, each accumulating integer products on top of a
+ *   rounding bias of 2^21, shifting right by 22 and clipping to 0..255, so the intermediate
+ *   image is 8-bit exactly as in Pillow;
+ * - a pass whose axis keeps its size is skipped (it would be the identity anyway).
+ *
+ * Only the output window that survives the centre crop is computed: each output pixel
+ * depends on its own coefficients only, so computing a window gives the same values as
+ * computing everything and cropping afterwards.
+ */
+
+const PRECISION_BITS = 22;
+const FIXED_ONE = 2 ** PRECISION_BITS;
+const ROUNDING_BIAS = 2 ** (PRECISION_BITS - 1);
+const BICUBIC_SUPPORT = 2;
+
+/** Cubic convolution kernel, a = -0.5, written in the same operation order as Pillow. */
+function bicubic(value: number): number {
+  const x = value < 0 ? -value : value;
+  if (x < 1) return (1.5 * x - 2.5) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * -0.5;
+  return 0;
+}
+
+/** Fixed-point filter taps for a run of output positions along one axis. */
+export interface AxisCoefficients {
+  /** Taps per output position (the table's stride). */
+  ksize: number;
+  /** First source index used by each output position. */
+  start: Int32Array;
+  /** Number of source indices used by each output position. */
+  count: Int32Array;
+  /** `ksize` fixed-point weights per output position (2^22 = 1.0). */
+  weights: Int32Array;
+}
+
+/**
+ * Coefficients mapping an axis of `inSize` pixels onto `outSize` pixels, for the output
+ * positions `first .. first + length - 1` only.
+ */
+export function axisCoefficients(
+  inSize: number,
+  outSize: number,
+  first = 0,
+  length = outSize - first,
+): AxisCoefficients {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = BICUBIC_SUPPORT * filterScale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const inverse = 1 / filterScale;
+  const start = new Int32Array(length);
+  const count = new Int32Array(length);
+  const weights = new Int32Array(length * ksize);
+  const taps = new Float64Array(ksize);
+  for (let i = 0; i < length; i++) {
+    const center = (first + i + 0.5) * scale;
+    const lo = Math.max(0, Math.trunc(center - support + 0.5));
+    const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
+    const n = hi - lo;
+    let total = 0;
+    for (let x = 0; x < n; x++) {
+      const w = bicubic((x + lo - center + 0.5) * inverse);
+      taps[x] = w;
+      total += w;
+    }
+    for (let x = 0; x < n; x++) {
+      const w = total !== 0 ? (taps[x] as number) / total : (taps[x] as number);
+      weights[i * ksize + x] =
+        w < 0 ? Math.trunc(-0.5 + w * FIXED_ONE) : Math.trunc(0.5 + w * FIXED_ONE);
+    }
+    start[i] = lo;
+    count[i] = n;
+  }
+  return { ksize, start, count, weights };
+}
+
+/** Accumulator → 8-bit value, as Pillow's clip8: arithmetic shift then clamp to 0..255. */
+function clip8(sum: number): number {
+  if (sum <= 0) return 0;
+  const v = Math.floor(sum / FIXED_ONE);
+  return Math.min(v, 255);
+}
+
+/** Interleaved 8-bit image. */
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+/** A rectangle of the resized image to produce: columns left..left+width-1, rows top..top+height-1. */
+export interface OutputWindow {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+function horizontalPass(
+  src: RawImage,
+  rowFirst: number,
+  rowCount: number,
+  coeffs: AxisCoefficients,
+): RawImage {
+  const { data, width, channels } = src;
+  const outWidth = coeffs.start.length;
+  const out = new Uint8Array(outWidth * rowCount * channels);
+  const { ksize, start, count, weights } = coeffs;
+  for (let y = 0; y < rowCount; y++) {
+    const rowBase = (rowFirst + y) * width * channels;
+    const outBase = y * outWidth * channels;
+    for (let xx = 0; xx < outWidth; xx++) {
+      const n = count[xx] as number;
+      const kBase = xx * ksize;
+      const p = rowBase + (start[xx] as number) * channels;
+      const o = outBase + xx * channels;
+      for (let c = 0; c < channels; c++) {
+        let sum = ROUNDING_BIAS;
+        let q = p + c;
+        for (let x = 0; x < n; x++) {
+          sum += (data[q] as number) * (weights[kBase + x] as number);
+          q += channels;
+        }
+        out[o + c] = clip8(sum);
+      }
+    }
+  }
+  return { data: out, width: outWidth, height: rowCount, channels };
+}
+
+function verticalPass(src: RawImage, rowOffset: number, coeffs: AxisCoefficients): RawImage {
+  const { data, width, channels } = src;
+  const outHeight = coeffs.start.length;
+  const rowStride = width * channels;
+  const out = new Uint8Array(rowStride * outHeight);
+  const { ksize, start, count, weights } = coeffs;
+  for (let yy = 0; yy < outHeight; yy++) {
+    const n = count[yy] as number;
+    const kBase = yy * ksize;
+    const srcBase = ((start[yy] as number) - rowOffset) * rowStride;
+    const outBase = yy * rowStride;
+    for (let i = 0; i < rowStride; i++) {
+      let sum = ROUNDING_BIAS;
+      let q = srcBase + i;
+      for (let y = 0; y < n; y++) {
+        sum += (data[q] as number) * (weights[kBase + y] as number);
+        q += rowStride;
+      }
+      out[outBase + i] = clip8(sum);
+    }
+  }
+  return { data: out, width, height: outHeight, channels };
+}
+
+function copyWindow(src: RawImage, window: OutputWindow): RawImage {
+  const { channels } = src;
+  const out = new Uint8Array(window.width * window.height * channels);
+  const rowBytes = window.width * channels;
+  for (let y = 0; y < window.height; y++) {
+    const from = ((window.top + y) * src.width + window.left) * channels;
+    out.set(src.data.subarray(from, from + rowBytes), y * rowBytes);
+  }
+  return { data: out, width: window.width, height: window.height, channels };
+}
+
+/**
+ * Pillow-exact bicubic resize of `src` to `outWidth`×`outHeight`, returning only `window`
+ * of the result (the whole image by default).
+ */
+export function resizeBicubic(
+  src: RawImage,
+  outWidth: number,
+  outHeight: number,
+  window: OutputWindow = { left: 0, top: 0, width: outWidth, height: outHeight },
+): RawImage {
+  if (
+    window.left < 0 ||
+    window.top < 0 ||
+    window.width < 1 ||
+    window.height < 1 ||
+    window.left + window.width > outWidth ||
+    window.top + window.height > outHeight
+  ) {
+    throw new RangeError("resizeBicubic: output window outside the resized image");
+  }
+  const needHorizontal = outWidth !== src.width;
+  const needVertical = outHeight !== src.height;
+  if (!needVertical) {
+    const rows = copyWindow(src, {
+      left: 0,
+      top: window.top,
+      width: src.width,
+      height: window.height,
+    });
+    if (!needHorizontal) return copyWindow(rows, { ...window, top: 0 });
+    return horizontalPass(
+      rows,
+      0,
+      rows.height,
+      axisCoefficients(src.width, outWidth, window.left, window.width),
+    );
+  }
+  const vertical = axisCoefficients(src.height, outHeight, window.top, window.height);
+  if (!needHorizontal) {
+    const columns = copyWindow(src, {
+      left: window.left,
+      top: 0,
+      width: window.width,
+      height: src.height,
+    });
+    return verticalPass(columns, 0, vertical);
+  }
+  // Horizontal pass over just the source rows the vertical taps read, as Pillow does.
+  const last = window.height - 1;
+  const rowFirst = vertical.start[0] as number;
+  const rowCount = (vertical.start[last] as number) + (vertical.count[last] as number) - rowFirst;
+  const horizontal = axisCoefficients(src.width, outWidth, window.left, window.width);
+  return verticalPass(horizontalPass(src, rowFirst, rowCount, horizontal), rowFirst, vertical);
+}

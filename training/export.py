@@ -1,0 +1,296 @@
+"""``export``: a checkpoint to the server's model directory (see docs/model-format.md).
+
+Writes vision.onnx and text.onnx (float32, dynamic batch; dynamic text length 1..context),
+checks them against PyTorch with ONNX Runtime (Python ``onnxruntime`` if importable, else
+``node training/onnx_check.mjs`` with onnxruntime-node), then writes config.json and copies the
+tokenizer file. config.json is written last, so a directory with one has passed verification.
+"""
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .checkpoint import load_checkpoint, sha256_file
+from .model import CLIP, model_config
+from .tokenizer import count_merges
+
+IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
+IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
+TOLERANCE = 1e-4
+NODE_HELPER = Path(__file__).with_name("onnx_check.mjs")
+
+
+class ExportError(RuntimeError):
+    """Export or verification failed; the message says what to do."""
+
+
+class _Vision(nn.Module):
+    def __init__(self, model: CLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model.encode_image(pixel_values)
+
+
+class _Text(nn.Module):
+    def __init__(self, model: CLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model.encode_text(input_ids)
+
+
+def add_arguments(parser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="official Long-CLIP, OpenAI CLIP or "
+                        "training checkpoint")
+    source.add_argument("--random-init", choices=["ViT-B/16", "ViT-L/14", "tiny"],
+                        help="export random weights of this size (speed measurements)")
+    parser.add_argument("--vocab", type=Path, required=True,
+                        help="CLIP BPE merges file (.txt or .txt.gz), copied into the directory")
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--name", help="model name (default: the output directory's name)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (torch 1.13: <= 17)")
+    parser.add_argument("--num-merges", type=int, default=None,
+                        help="merge lines used from the vocab (default: all, at most 48894)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the ONNX Runtime check against PyTorch")
+
+
+def _state_sha256(model: nn.Module) -> str:
+    """Identifies random-init weights, which have no source file."""
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _onnx_export(module: nn.Module, example, path: Path, input_name: str, output_name: str,
+                 dynamic: dict, opset: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: dynamic, output_name: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+
+
+def sample_inputs(model: CLIP, seed: int = 1):
+    """Inputs for the ONNX check: random pixels (batch 2) and token rows of several lengths,
+    including the full context, a short unpadded one, a zero-padded one and length 1."""
+    cfg = model.config
+    gen = torch.Generator().manual_seed(seed)
+    res = cfg.image_resolution
+    pixels = torch.randn(2, 3, res, res, generator=gen)
+    end = cfg.vocab_size - 1
+    full = torch.randint(1, end - 1, (2, cfg.context_length), generator=gen)
+    full[0, -1] = end
+    full[1, 40] = end
+    full[1, 41:] = 0
+    short = torch.randint(1, end - 1, (2, 7), generator=gen)
+    short[:, 0] = end - 1
+    short[:, -1] = end
+    single = torch.full((1, 1), end, dtype=torch.long)
+    return pixels, [full, short, single]
+
+
+def _run_python_ort(jobs):
+    import onnxruntime as ort
+
+    outputs = []
+    for model_path, input_name, array, output_name in jobs:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+        outputs.append(session.run([output_name], {input_name: array})[0])
+    return outputs
+
+
+def _run_node_ort(jobs):
+    node = shutil.which("node")
+    if node is None:
+        raise ExportError(
+            "cannot verify the ONNX files: neither the Python package onnxruntime nor node is "
+            "available. Install one (pip install onnxruntime, or Node.js with 'npm install' in the "
+            "repository for onnxruntime-node) or pass --no-verify"
+        )
+    with tempfile.TemporaryDirectory(prefix="onnx-check-") as tmp:
+        request = {"threads": 2, "jobs": []}
+        for index, (model_path, input_name, array, output_name) in enumerate(jobs):
+            input_file = Path(tmp, f"in{index}.bin")
+            array.astype(array.dtype.newbyteorder("<")).tofile(input_file)
+            request["jobs"].append(
+                {
+                    "model": str(model_path),
+                    "input": input_name,
+                    "dtype": "int64" if array.dtype == np.int64 else "float32",
+                    "shape": list(array.shape),
+                    "input_file": str(input_file),
+                    "output": output_name,
+                    "output_file": str(Path(tmp, f"out{index}.bin")),
+                }
+            )
+        request_file = Path(tmp, "request.json")
+        request_file.write_text(json.dumps(request))
+        proc = subprocess.run(
+            [node, str(NODE_HELPER), str(request_file)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise ExportError(
+                f"ONNX Runtime check through node failed (exit {proc.returncode}): "
+                f"{proc.stderr.strip()[-2000:]}. Fix the installation or pass --no-verify"
+            )
+        shapes = json.loads(proc.stdout)["jobs"]
+        return [
+            np.fromfile(job["output_file"], dtype="<f4").reshape(shape["output_shape"])
+            for job, shape in zip(request["jobs"], shapes)
+        ]
+
+
+def run_onnx(jobs):
+    """jobs: (model_path, input_name, numpy array, output_name) → list of float32 outputs."""
+    if importlib.util.find_spec("onnxruntime") is not None:
+        return _run_python_ort(jobs)
+    return _run_node_ort(jobs)
+
+
+def relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max |actual - expected| over max |expected|."""
+    scale = float(np.abs(expected).max()) or 1.0
+    return float(np.abs(actual - expected).max()) / scale
+
+
+def verify(model: CLIP, out: Path) -> dict:
+    """Compares ONNX Runtime with PyTorch on sample inputs; raises past TOLERANCE."""
+    pixels, id_batches = sample_inputs(model)
+    with torch.no_grad():
+        expected = [model.encode_image(pixels).numpy()]
+        expected += [model.encode_text(ids).numpy() for ids in id_batches]
+    jobs = [(str(out / "vision.onnx"), "pixel_values", pixels.numpy(), "image_embeds")]
+    jobs += [(str(out / "text.onnx"), "input_ids", ids.numpy(), "text_embeds") for ids in id_batches]
+    actual = run_onnx(jobs)
+    report = {}
+    labels = ["vision"] + [f"text L={ids.shape[1]}" for ids in id_batches]
+    for label, got, want in zip(labels, actual, expected):
+        if got.shape != want.shape:
+            raise ExportError(f"{label}: ONNX output shape {got.shape} != PyTorch {want.shape}")
+        report[label] = relative_difference(got, want)
+    worst = max(report, key=report.get)
+    if report[worst] > TOLERANCE:
+        raise ExportError(
+            f"ONNX output differs from PyTorch: {worst} max relative difference "
+            f"{report[worst]:.3g} > {TOLERANCE:g} (all: {report}); the export is not faithful"
+        )
+    return report
+
+
+def export_model(model: CLIP, out: Path, opset: int = 17) -> None:
+    """Writes vision.onnx and text.onnx for ``model`` (float32) into ``out``."""
+    model = model.float().eval()
+    cfg = model.config
+    out.mkdir(parents=True, exist_ok=True)
+    pixels = torch.zeros(2, 3, cfg.image_resolution, cfg.image_resolution)
+    ids = torch.zeros(2, min(16, cfg.context_length), dtype=torch.long)
+    ids[:, -1] = cfg.vocab_size - 1
+    with torch.no_grad():
+        _onnx_export(_Vision(model), pixels, out / "vision.onnx", "pixel_values", "image_embeds",
+                     {0: "batch"}, opset)
+        _onnx_export(_Text(model), ids, out / "text.onnx", "input_ids", "text_embeds",
+                     {0: "batch", 1: "sequence"}, opset)
+
+
+def model_id(name: str, out: Path) -> str:
+    digest = hashlib.sha256()
+    for file in ("vision.onnx", "text.onnx"):
+        with open(out / file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return f"{name}-{digest.hexdigest()[:12]}"
+
+
+def build_config(model: CLIP, name: str, out: Path, vocab_file: str, num_merges: int,
+                 source_sha256: str) -> dict:
+    cfg = model.config
+    vocab_size = 512 + num_merges + 2
+    if vocab_size != cfg.vocab_size:
+        raise ExportError(
+            f"the vocabulary gives {vocab_size} tokens (512 + {num_merges} merges + 2) but the "
+            f"model's token embedding has {cfg.vocab_size} rows; pass the vocab file the model was "
+            "trained with, or --num-merges"
+        )
+    return {
+        "format": "longclip-onnx",
+        "format_version": 1,
+        "model_id": model_id(name, out),
+        "name": name,
+        "model_type": cfg.model_type,
+        "embed_dim": cfg.embed_dim,
+        "image_resolution": cfg.image_resolution,
+        "image_mean": IMAGE_MEAN,
+        "image_std": IMAGE_STD,
+        "context_length": cfg.context_length,
+        "vocab_size": vocab_size,
+        "start_token_id": vocab_size - 2,
+        "end_token_id": vocab_size - 1,
+        "tokenizer": {"file": vocab_file, "type": "clip-bpe", "num_merges": num_merges},
+        "vision": {"file": "vision.onnx", "input": "pixel_values", "output": "image_embeds"},
+        "text": {"file": "text.onnx", "input": "input_ids", "output": "text_embeds"},
+        "source_sha256": source_sha256,
+        "exporter_version": __version__,
+    }
+
+
+def run(args) -> int:
+    torch.set_num_threads(2)
+    started = time.monotonic()
+    try:
+        if not args.vocab.is_file():
+            raise ExportError(f"vocab file not found: {args.vocab}")
+        num_merges = count_merges(args.vocab, args.num_merges)
+        if args.random_init:
+            torch.manual_seed(args.seed)
+            model = CLIP.random_init(model_config(args.random_init)).eval()
+            source_sha256 = _state_sha256(model)
+        else:
+            model, info = load_checkpoint(args.checkpoint)
+            source_sha256 = info["sha256"]
+        out = args.out
+        name = args.name or out.resolve().name
+        (out / "config.json").unlink(missing_ok=True)
+        export_model(model, out, args.opset)
+        if args.no_verify:
+            print("verification skipped (--no-verify)", file=sys.stderr)
+        else:
+            report = verify(model, out)
+            figures = ", ".join(f"{k} {v:.2e}" for k, v in report.items())
+            print(f"verified against PyTorch (max relative difference): {figures}")
+        shutil.copyfile(args.vocab, out / args.vocab.name)
+        config = build_config(model, name, out, args.vocab.name, num_merges, source_sha256)
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    except (ExportError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({config['model_id']}) in {time.monotonic() - started:.1f}s")
+    return 0

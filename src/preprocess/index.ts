@@ -212,7 +212,10 @@ export function toModelInput(
     width: r,
     height: r,
   };
-  const hasAlpha = image.channels === 4;
+  // Pillow returns an unresized copy when the size already matches, without the lossy
+  // premultiply round trip.
+  const unchanged = size.width === image.width && size.height === image.height;
+  const hasAlpha = image.channels === 4 && !unchanged;
   let source = image;
   if (hasAlpha) {
     source = { ...image, data: image.data.slice() };

@@ -12,8 +12,9 @@ from torch import nn
 from .model import CLIP, UnsupportedCheckpointError, build_model
 
 TRAINING_FORMAT = "longclip-training"
-# entries of OpenAI state dicts that are metadata, not parameters
-OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+# entries that are metadata or derived, not parameters: OpenAI's TorchScript archives carry the
+# first three; a traced model also carries its causal mask
+OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 # parameters the official convert_weights stores in fp16 (conv/linear weights and biases,
 # attention in-projections, the two projections); everything else stays fp32
 _FP16_SUFFIXES = (

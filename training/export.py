@@ -230,16 +230,22 @@ def model_id(name: str, out: Path) -> str:
     return f"{name}-{digest.hexdigest()[:12]}"
 
 
+def check_vocab(model: CLIP, num_merges: int) -> int:
+    """The vocabulary size the tokenizer file gives, which must match the token embedding."""
+    vocab_size = 512 + num_merges + 2
+    if vocab_size != model.config.vocab_size:
+        raise ExportError(
+            f"the vocabulary gives {vocab_size} tokens (512 + {num_merges} merges + 2) but the "
+            f"model's token embedding has {model.config.vocab_size} rows; pass the vocab file the "
+            "model was trained with, or --num-merges"
+        )
+    return vocab_size
+
+
 def build_config(model: CLIP, name: str, out: Path, vocab_file: str, num_merges: int,
                  source_sha256: str) -> dict:
     cfg = model.config
-    vocab_size = 512 + num_merges + 2
-    if vocab_size != cfg.vocab_size:
-        raise ExportError(
-            f"the vocabulary gives {vocab_size} tokens (512 + {num_merges} merges + 2) but the "
-            f"model's token embedding has {cfg.vocab_size} rows; pass the vocab file the model was "
-            "trained with, or --num-merges"
-        )
+    vocab_size = check_vocab(model, num_merges)
     return {
         "format": "longclip-onnx",
         "format_version": 1,
@@ -276,6 +282,7 @@ def run(args) -> int:
         else:
             model, info = load_checkpoint(args.checkpoint)
             source_sha256 = info["sha256"]
+        check_vocab(model, num_merges)
         out = args.out
         name = args.name or out.resolve().name
         (out / "config.json").unlink(missing_ok=True)

@@ -294,7 +294,7 @@ def build_model(state_dict: dict, keep_positions: int = KEEP_POSITIONS) -> CLIP:
     weights = {
         k: v.float() if v.is_floating_point() else v
         for k, v in state_dict.items()
-        if k not in ("input_resolution", "context_length", "vocab_size")
+        if k not in ("input_resolution", "context_length", "vocab_size", "attn_mask")
     }
     model.load_state_dict(weights, strict=True)
     return model.eval()

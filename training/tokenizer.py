@@ -49,35 +49,38 @@ def _case_variants(char: str) -> List[str]:
     return variants
 
 
-def _ranges(predicate) -> str:
-    """A character-class body of all code points satisfying ``predicate``."""
+def _class_body(codes: List[int]) -> str:
+    """A character-class body covering the sorted code points ``codes`` as ranges."""
     parts = []
-    start = None
-    for code in range(sys.maxunicode + 2):
-        inside = code <= sys.maxunicode and predicate(chr(code))
-        if inside and start is None:
-            start = code
-        elif not inside and start is not None:
-            end = code - 1
-            parts.append(re.escape(chr(start)))
-            if end > start:
-                parts.append("-" + re.escape(chr(end)))
-            start = None
+    index = 0
+    while index < len(codes):
+        first = last = codes[index]
+        while index + 1 < len(codes) and codes[index + 1] == last + 1:
+            index += 1
+            last = codes[index]
+        parts.append(re.escape(chr(first)))
+        if last > first:
+            parts.append("-" + re.escape(chr(last)))
+        index += 1
     return "".join(parts)
 
 
 @lru_cache(maxsize=1)
 def _word_pattern() -> "re.Pattern[str]":
-    def has_category(prefix: str):
-        return lambda c: any(
-            unicodedata.category(v).startswith(prefix) for v in _case_variants(c)
-        )
-
-    letters = _ranges(has_category("L"))
-    numbers = _ranges(has_category("N"))
+    letters: List[int] = []
+    numbers: List[int] = []
+    category = unicodedata.category
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        kinds = {category(v)[0] for v in _case_variants(char)}
+        if "L" in kinds:
+            letters.append(code)
+        if "N" in kinds:
+            numbers.append(code)
+    letter_class, number_class = _class_body(letters), _class_body(numbers)
     return re.compile(
         r"(?i:<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d)"
-        rf"|[{letters}]+|[{numbers}]|[^\s{letters}{numbers}]+"
+        rf"|[{letter_class}]+|[{number_class}]|[^\s{letter_class}{number_class}]+"
     )
 
 

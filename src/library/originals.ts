@@ -1,0 +1,62 @@
+/**
+ * Uploaded originals, content-addressed: dataDir/originals/ab/abcdef... (the sha256 of the
+ * bytes). A file is written to a temporary name, fsynced, renamed into place and its directory
+ * fsynced before the SQLite commit that refers to it, so a committed item always has its bytes.
+ * A crash between the two leaves an unreferenced file, which a later upload of the same bytes
+ * simply reuses.
+ */
+import { constants } from "node:fs";
+import { access, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import path from "node:path";
+
+export class Originals {
+  constructor(readonly root: string) {}
+
+  pathOf(sha256: string): string {
+    return path.join(this.root, sha256.slice(0, 2), sha256.slice(2));
+  }
+
+  async write(sha256: string, bytes: Buffer): Promise<void> {
+    const target = this.pathOf(sha256);
+    if (await exists(target)) return;
+    const dir = path.dirname(target);
+    await mkdir(dir, { recursive: true });
+    const tmp = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    try {
+      const file = await open(tmp, "w");
+      try {
+        await file.writeFile(bytes);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      await rename(tmp, target);
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw error;
+    }
+    const handle = await open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  read(sha256: string): Promise<Buffer> {
+    return readFile(this.pathOf(sha256));
+  }
+
+  async remove(sha256: string): Promise<void> {
+    await rm(this.pathOf(sha256), { force: true });
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file, constants.F_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * CLIP's byte-level BPE tokenizer (the official simple_tokenizer.py), driven by a merges file.
+ *
+ * Vocabulary, in id order: the 256 byte symbols of bytes_to_unicode, the same 256 with "</w>",
+ * one token per merge line, then <|startoftext|> and <|endoftext|>. BPE runs on integer ids:
+ * a word is its UTF-8 bytes as symbol ids (the last one with "</w>"); the adjacent pair with
+ * the lowest merge rank is merged everywhere in the word, left to right, until no pair has a
+ * rank, exactly as the official loop does.
+ */
+import { readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import { AppError } from "../errors.ts";
+import { cleanText, PY_WHITESPACE_RUN } from "./clean.ts";
+import type { TextTokenizer, TokenizedText } from "./types.ts";
+
+export const START_TOKEN = "<|startoftext|>";
+export const END_TOKEN = "<|endoftext|>";
+
+/** The official pre-tokenisation pattern (the `regex` module with re.IGNORECASE). */
+const PRE_TOKENIZE =
+  /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
+
+/**
+ * bytes_to_unicode as an ordered byte list: the printable bytes ! to ~, ¡ to ¬ and ® to ÿ stand
+ * for themselves, the other 68 map to U+0100 upwards in byte order. The position of a byte in
+ * this list is its vocabulary id.
+ */
+function byteOrder(): { bytes: number[]; chars: string[] } {
+  const bytes: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) bytes.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) bytes.push(b);
+  for (let b = 0xae; b <= 0xff; b++) bytes.push(b);
+  const chars = new Array<string>(256);
+  for (const b of bytes) chars[b] = String.fromCharCode(b);
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    if (chars[b] !== undefined) continue;
+    bytes.push(b);
+    chars[b] = String.fromCharCode(256 + extra);
+    extra++;
+  }
+  return { bytes, chars };
+}
+
+const BYTE_ORDER = byteOrder();
+/** Byte value → vocabulary id of its symbol (add 256 for the "</w>" form). */
+const BYTE_ID = new Int32Array(256);
+BYTE_ORDER.bytes.forEach((b, id) => {
+  BYTE_ID[b] = id;
+});
+
+/**
+ * Merge ranks keyed by the id pair: open addressing over typed arrays, because a Map keyed by
+ * `first * vocab + second` would hold non-small-integer keys and be several times slower.
+ */
+class PairTable {
+  private readonly mask: number;
+  private readonly firsts: Int32Array;
+  private readonly seconds: Int32Array;
+  private readonly ranks: Int32Array;
+  private readonly merged: Int32Array;
+
+  constructor(expected: number) {
+    let capacity = 16;
+    while (capacity < expected * 2) capacity *= 2;
+    this.mask = capacity - 1;
+    this.firsts = new Int32Array(capacity).fill(-1);
+    this.seconds = new Int32Array(capacity);
+    this.ranks = new Int32Array(capacity);
+    this.merged = new Int32Array(capacity);
+  }
+
+  private slot(first: number, second: number): number {
+    let slot = (Math.imul(first, 0x9e3779b1) ^ Math.imul(second, 0x85ebca6b)) & this.mask;
+    while (this.firsts[slot] !== -1) {
+      if (this.firsts[slot] === first && this.seconds[slot] === second) return slot;
+      slot = (slot + 1) & this.mask;
+    }
+    return slot;
+  }
+
+  /** A later line with the same pair wins, as in the official `dict(zip(merges, ...))`. */
+  set(first: number, second: number, rank: number, merged: number): void {
+    const slot = this.slot(first, second);
+    this.firsts[slot] = first;
+    this.seconds[slot] = second;
+    this.ranks[slot] = rank;
+    this.merged[slot] = merged;
+  }
+
+  /** Slot of the pair, or -1 when the pair has no rank. */
+  find(first: number, second: number): number {
+    const slot = this.slot(first, second);
+    return this.firsts[slot] === -1 ? -1 : slot;
+  }
+
+  rank(slot: number): number {
+    return this.ranks[slot] as number;
+  }
+
+  mergedId(slot: number): number {
+    return this.merged[slot] as number;
+  }
+}
+
+export interface ClipTokenizerOptions {
+  /** Merge lines used after the header (48,894 for CLIP's vocabulary). */
+  numMerges: number;
+  /** Model input length: 248 for Long-CLIP, 77 for CLIP. */
+  contextLength: number;
+  /** Most distinct pre-tokenised words whose ids are kept; the oldest go first. */
+  cacheSize?: number;
+}
+
+const DEFAULT_CACHE_SIZE = 100_000;
+
+export class ClipTokenizer implements TextTokenizer {
+  readonly contextLength: number;
+  readonly startId: number;
+  readonly endId: number;
+  readonly vocabSize: number;
+  private readonly pairs: PairTable;
+  private readonly cache = new Map<string, Int32Array>();
+  private readonly cacheSize: number;
+  /** Scratch buffers for BPE, grown on demand. */
+  private symbols = new Int32Array(64);
+  private utf8 = new Uint8Array(256);
+
+  private constructor(merges: string, source: string, options: ClipTokenizerOptions) {
+    const { numMerges, contextLength } = options;
+    if (!Number.isInteger(numMerges) || numMerges < 0) {
+      throw new AppError(
+        "tokenizer_invalid",
+        `num_merges must be a non-negative integer, not ${numMerges}; fix tokenizer.num_merges in the model's config.json.`,
+        500,
+      );
+    }
+    if (!Number.isInteger(contextLength) || contextLength < 2) {
+      throw new AppError(
+        "tokenizer_invalid",
+        `The context length must be an integer of at least 2 (room for the start and end tokens), not ${contextLength}; fix context_length in the model's config.json.`,
+        500,
+      );
+    }
+    this.contextLength = contextLength;
+    this.cacheSize = Math.max(0, options.cacheSize ?? DEFAULT_CACHE_SIZE);
+
+    const lines = merges.split("\n");
+    if (lines.length - 1 < numMerges) {
+      throw new AppError(
+        "tokenizer_invalid",
+        `${source} has ${Math.max(0, lines.length - 1)} merge lines after its header but the model expects ${numMerges}; use the tokenizer file the model was exported with.`,
+        500,
+      );
+    }
+    // Token string → id; a string produced by two merge lines keeps the later id, as in
+    // the official `dict(zip(vocab, range(len(vocab))))`.
+    const encoder = new Map<string, number>();
+    BYTE_ORDER.bytes.forEach((b, id) => {
+      const symbol = BYTE_ORDER.chars[b] as string;
+      encoder.set(symbol, id);
+      encoder.set(`${symbol}</w>`, id + 256);
+    });
+    const parts: string[][] = [];
+    for (let i = 1; i <= numMerges; i++) {
+      // Python's `line.split()`.
+      const pair = (lines[i] as string).split(PY_WHITESPACE_RUN).filter((p) => p !== "");
+      parts.push(pair);
+      encoder.set(pair.join(""), 512 + i - 1);
+    }
+    this.startId = 512 + numMerges;
+    this.endId = this.startId + 1;
+    this.vocabSize = this.endId + 1;
+
+    this.pairs = new PairTable(numMerges);
+    parts.forEach((pair, rank) => {
+      if (pair.length !== 2) return;
+      const first = encoder.get(pair[0] as string);
+      const second = encoder.get(pair[1] as string);
+      // A part that is no vocabulary token can never be a symbol of a word: the pair never applies.
+      if (first === undefined || second === undefined) return;
+      this.pairs.set(first, second, rank, encoder.get(pair.join("")) as number);
+    });
+  }
+
+  /** Reads a CLIP merges file, gzip-compressed (.txt.gz) or plain (.txt). */
+  static fromFile(file: string, options: ClipTokenizerOptions): ClipTokenizer {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(file);
+    } catch (error) {
+      throw new AppError(
+        "tokenizer_not_found",
+        `Cannot read the tokenizer file ${file} (${(error as Error).message}); put the BPE merges file named in config.json into the model directory.`,
+        500,
+        { file },
+      );
+    }
+    let text: string;
+    try {
+      text = (bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes).toString("utf8");
+    } catch (error) {
+      throw new AppError(
+        "tokenizer_invalid",
+        `The tokenizer file ${file} is not a readable gzip file (${(error as Error).message}); replace it with the CLIP BPE merges file.`,
+        500,
+        { file },
+      );
+    }
+    return new ClipTokenizer(text, file, options);
+  }
+
+  /** From the text of a merges file (first line a header). */
+  static fromMerges(merges: string, options: ClipTokenizerOptions): ClipTokenizer {
+    return new ClipTokenizer(merges, "The merges text", options);
+  }
+
+  /** `[start] + bpe ids + [end]`, cut to the context length with the last kept id set to end. */
+  encode(text: string): TokenizedText {
+    const body = this.bpeIds(text);
+    const tokens = body.length + 2;
+    const length = Math.min(tokens, this.contextLength);
+    const ids = new Int32Array(length);
+    ids[0] = this.startId;
+    ids.set(body.length > length - 2 ? body.subarray(0, length - 2) : body, 1);
+    ids[length - 1] = this.endId;
+    return { ids, tokens, truncated: tokens > this.contextLength };
+  }
+
+  /** The ids of the official `SimpleTokenizer.encode(text)`: no start/end, no cut. */
+  bpeIds(text: string): Int32Array {
+    const cleaned = cleanText(text);
+    let out = new Int32Array(Math.max(16, cleaned.length + 2));
+    let length = 0;
+    PRE_TOKENIZE.lastIndex = 0;
+    for (
+      let match = PRE_TOKENIZE.exec(cleaned);
+      match !== null;
+      match = PRE_TOKENIZE.exec(cleaned)
+    ) {
+      const ids = this.wordIds(match[0]);
+      if (length + ids.length > out.length) {
+        const grown = new Int32Array(Math.max(out.length * 2, length + ids.length));
+        grown.set(out.subarray(0, length));
+        out = grown;
+      }
+      out.set(ids, length);
+      length += ids.length;
+    }
+    return out.subarray(0, length);
+  }
+
+  /** Number of words whose ids are cached. */
+  get cachedWords(): number {
+    return this.cache.size;
+  }
+
+  private wordIds(word: string): Int32Array {
+    let ids = this.cache.get(word);
+    if (ids !== undefined) return ids;
+    if (word === START_TOKEN) ids = Int32Array.of(this.startId);
+    else if (word === END_TOKEN) ids = Int32Array.of(this.endId);
+    else ids = this.bpe(word);
+    if (this.cacheSize > 0) {
+      if (this.cache.size >= this.cacheSize) {
+        this.cache.delete(this.cache.keys().next().value as string);
+      }
+      this.cache.set(word, ids);
+    }
+    return ids;
+  }
+
+  /** Writes the UTF-8 bytes of `word` into the scratch buffer; returns their count. */
+  private encodeUtf8(word: string): number {
+    if (this.utf8.length < word.length * 3) this.utf8 = new Uint8Array(word.length * 3);
+    const buffer = this.utf8;
+    let n = 0;
+    for (let i = 0; i < word.length; i++) {
+      let code = word.charCodeAt(i);
+      if (code < 0x80) {
+        buffer[n++] = code;
+      } else if (code < 0x800) {
+        buffer[n++] = 0xc0 | (code >> 6);
+        buffer[n++] = 0x80 | (code & 0x3f);
+      } else {
+        if (code >= 0xd800 && code <= 0xdbff && i + 1 < word.length) {
+          const low = word.charCodeAt(i + 1);
+          if (low >= 0xdc00 && low <= 0xdfff) {
+            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+            i++;
+            buffer[n++] = 0xf0 | (code >> 18);
+            buffer[n++] = 0x80 | ((code >> 12) & 0x3f);
+            buffer[n++] = 0x80 | ((code >> 6) & 0x3f);
+            buffer[n++] = 0x80 | (code & 0x3f);
+            continue;
+          }
+        }
+        // Lone surrogates cannot reach here after cleaning; encode them as U+FFFD regardless.
+        if (code >= 0xd800 && code <= 0xdfff) code = 0xfffd;
+        buffer[n++] = 0xe0 | (code >> 12);
+        buffer[n++] = 0x80 | ((code >> 6) & 0x3f);
+        buffer[n++] = 0x80 | (code & 0x3f);
+      }
+    }
+    return n;
+  }
+
+  private bpe(word: string): Int32Array {
+    let n = this.encodeUtf8(word);
+    if (this.symbols.length < n) this.symbols = new Int32Array(n * 2);
+    const symbols = this.symbols;
+    const bytes = this.utf8;
+    for (let i = 0; i < n; i++) symbols[i] = BYTE_ID[bytes[i] as number] as number;
+    symbols[n - 1] = (symbols[n - 1] as number) + 256;
+    const pairs = this.pairs;
+    while (n > 1) {
+      let bestRank = 0x7fffffff;
+      let bestSlot = -1;
+      let first = -1;
+      let second = -1;
+      for (let i = 0; i < n - 1; i++) {
+        const slot = pairs.find(symbols[i] as number, symbols[i + 1] as number);
+        if (slot !== -1 && pairs.rank(slot) < bestRank) {
+          bestRank = pairs.rank(slot);
+          bestSlot = slot;
+          first = symbols[i] as number;
+          second = symbols[i + 1] as number;
+        }
+      }
+      if (bestSlot === -1) break;
+      const merged = pairs.mergedId(bestSlot);
+      let w = 0;
+      for (let i = 0; i < n; ) {
+        if (i < n - 1 && symbols[i] === first && symbols[i + 1] === second) {
+          symbols[w++] = merged;
+          i += 2;
+        } else {
+          symbols[w++] = symbols[i++] as number;
+        }
+      }
+      n = w;
+    }
+    return symbols.slice(0, n);
+  }
+}

@@ -1,0 +1,14 @@
+export { cleanText, collapseWhitespace, fixText, htmlUnescape } from "./clean.ts";
+export {
+  ClipTokenizer,
+  type ClipTokenizerOptions,
+  END_TOKEN,
+  START_TOKEN,
+} from "./clip-tokenizer.ts";
+export {
+  readTokenizerConfig,
+  type TokenizerConfig,
+  tokenizerFromConfig,
+  tokenizerFromModelDir,
+} from "./model-dir.ts";
+export type { TextTokenizer, TokenizedText } from "./types.ts";

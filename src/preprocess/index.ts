@@ -105,9 +105,11 @@ function decodeError(error: unknown): AppError {
       415,
     );
   }
+  // libvips repeats its decoder's complaints line by line; the first line says it.
+  const reason = (message.split("\n")[0] ?? "").replace(/:\s*$/, "").trim();
   return new AppError(
     "image_corrupt",
-    `The image could not be decoded (corrupt or truncated): ${message.trim()}. Re-export or re-upload the file.`,
+    `The image could not be decoded (corrupt or truncated: ${reason}). Re-export or re-upload the file.`,
     400,
   );
 }

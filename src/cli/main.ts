@@ -1,0 +1,11 @@
+/** The `longclip` command line: one `register(program)` per command module. */
+import { Command } from "commander";
+import { register as registerEmbed } from "./embed.ts";
+
+const program = new Command("longclip")
+  .description("Long-text image retrieval with Long-CLIP: embed, index, search and serve")
+  .showHelpAfterError();
+
+registerEmbed(program);
+
+await program.parseAsync(process.argv);

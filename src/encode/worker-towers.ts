@@ -1,0 +1,176 @@
+/**
+ * The towers in a worker thread. onnxruntime-node's `session.run` computes synchronously on the
+ * calling thread, so in-process inference stalls the event loop for the whole batch (seconds for
+ * a ViT-L on a CPU); in a worker, the server keeps answering while images are encoded.
+ */
+import { Worker } from "node:worker_threads";
+import { AppError } from "../errors.ts";
+import type { EngineLogger, ResolvedDevice } from "./session.ts";
+import type { TensorData, TowerName, Towers, TowersSpec } from "./towers.ts";
+
+export interface SerializedError {
+  code: string;
+  message: string;
+  status: number;
+  details?: Record<string, unknown>;
+}
+
+/** Messages from the worker (worker.ts) to this side. */
+export type WorkerReply =
+  | { kind: "ready"; device: ResolvedDevice }
+  | { kind: "failed"; error: SerializedError }
+  | { kind: "result"; id: number; output: TensorData }
+  | { kind: "error"; id: number; error: SerializedError }
+  | { kind: "log"; level: "info" | "warn"; message: string };
+
+/** Messages from this side to the worker. */
+export type WorkerRequest =
+  | { kind: "run"; id: number; tower: TowerName; input: TensorData }
+  | { kind: "close" };
+
+export function serializeError(error: unknown): SerializedError {
+  if (error instanceof AppError) {
+    return {
+      code: error.code,
+      message: error.message,
+      status: error.status,
+      ...(error.details ? { details: error.details } : {}),
+    };
+  }
+  return {
+    code: "encoder_failed",
+    message: `The encoder failed: ${(error as Error)?.message ?? String(error)}`,
+    status: 500,
+  };
+}
+
+function deserializeError(error: SerializedError): AppError {
+  return new AppError(error.code, error.message, error.status, error.details);
+}
+
+/**
+ * Starts worker.ts. From compiled JavaScript it is a plain worker; from the TypeScript sources
+ * (tsx) the worker must register tsx itself, because worker threads do not inherit tsx's loader
+ * hooks (privatenumber/tsx#354), so a two-line bootstrap registers it and imports worker.ts.
+ */
+function startWorker(spec: TowersSpec): Worker {
+  const execArgv = process.execArgv.filter((arg) => !arg.startsWith("--test"));
+  if (!import.meta.url.endsWith(".ts")) {
+    return new Worker(new URL("./worker.js", import.meta.url), { workerData: spec, execArgv });
+  }
+  const api = JSON.stringify(import.meta.resolve("tsx/esm/api"));
+  const entry = JSON.stringify(new URL("./worker.ts", import.meta.url).href);
+  const bootstrap = `import(${api}).then((tsx) => { tsx.register(); return import(${entry}); });`;
+  return new Worker(bootstrap, { eval: true, workerData: spec, execArgv });
+}
+
+export class WorkerTowers implements Towers {
+  readonly #worker: Worker;
+  readonly #pending = new Map<
+    number,
+    { resolve: (t: TensorData) => void; reject: (e: unknown) => void }
+  >();
+  #nextId = 0;
+  #closed = false;
+  #broken: AppError | undefined;
+  #exited: Promise<void>;
+
+  private constructor(
+    worker: Worker,
+    readonly device: ResolvedDevice,
+    exited: Promise<void>,
+  ) {
+    this.#worker = worker;
+    this.#exited = exited;
+    worker.on("message", (reply: WorkerReply) => this.#onReply(reply));
+    worker.unref();
+  }
+
+  /** Starts the worker and opens both towers in it; rejects with the worker's AppError. */
+  static async open(spec: TowersSpec, logger?: EngineLogger): Promise<WorkerTowers> {
+    const worker = startWorker(spec);
+    let fail: (error: AppError) => void = () => {};
+    const exited = new Promise<void>((resolve) => {
+      worker.once("exit", (code) => {
+        fail(
+          new AppError(
+            "encoder_failed",
+            `The encoder worker stopped (exit code ${code}); restart the process and check its log.`,
+            500,
+          ),
+        );
+        resolve();
+      });
+    });
+    worker.on("error", (error) =>
+      fail(new AppError("encoder_failed", `The encoder worker crashed: ${error.message}`, 500)),
+    );
+    const device = await new Promise<ResolvedDevice>((resolve, reject) => {
+      fail = reject;
+      const onReady = (reply: WorkerReply) => {
+        if (reply.kind === "log") {
+          logger?.[reply.level](reply.message);
+          return;
+        }
+        worker.off("message", onReady);
+        if (reply.kind === "ready") resolve(reply.device);
+        else if (reply.kind === "failed") reject(deserializeError(reply.error));
+      };
+      worker.on("message", onReady);
+    }).catch(async (error: unknown) => {
+      await worker.terminate();
+      throw error;
+    });
+    const towers = new WorkerTowers(worker, device, exited);
+    fail = (error) => towers.#fail(error);
+    towers.#logger = logger;
+    return towers;
+  }
+
+  #logger: EngineLogger | undefined;
+
+  run(tower: TowerName, input: TensorData): Promise<TensorData> {
+    if (this.#closed) {
+      return Promise.reject(new AppError("encoder_closed", "The encoder has been closed.", 503));
+    }
+    if (this.#broken) return Promise.reject(this.#broken);
+    const id = this.#nextId++;
+    return new Promise<TensorData>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      // Keep the process alive only while work is in flight.
+      if (this.#pending.size === 1) this.#worker.ref();
+      this.#worker.postMessage({ kind: "run", id, tower, input } satisfies WorkerRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this.#broken) {
+      this.#worker.ref();
+      this.#worker.postMessage({ kind: "close" } satisfies WorkerRequest);
+    }
+    await this.#exited;
+  }
+
+  #settled(
+    id: number,
+  ): { resolve: (t: TensorData) => void; reject: (e: unknown) => void } | undefined {
+    const entry = this.#pending.get(id);
+    this.#pending.delete(id);
+    if (this.#pending.size === 0 && !this.#closed) this.#worker.unref();
+    return entry;
+  }
+
+  #onReply(reply: WorkerReply): void {
+    if (reply.kind === "result") this.#settled(reply.id)?.resolve(reply.output);
+    else if (reply.kind === "error") this.#settled(reply.id)?.reject(deserializeError(reply.error));
+    else if (reply.kind === "log") this.#logger?.[reply.level](reply.message);
+  }
+
+  #fail(error: AppError): void {
+    this.#broken ??= error;
+    for (const entry of this.#pending.values()) entry.reject(error);
+    this.#pending.clear();
+  }
+}

@@ -1,0 +1,126 @@
+/** `longclip embed` as a child process: JSON lines in, one JSON line per input out, in order. */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/config.ts";
+import { Encoder } from "../src/encode/encoder.ts";
+import { cudaUnavailableReason } from "../src/encode/session.ts";
+import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runCli(args: string[], input: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", path.join(PROJECT_ROOT, "src", "cli", "main.ts"), ...args],
+      { cwd: PROJECT_ROOT, env: { ...process.env, LONGCLIP_THREADS: "2" } },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+const lines = (text: string): unknown[] =>
+  text
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+
+function errorCode(line: Record<string, unknown> | undefined): unknown {
+  return (line?.error as { code?: unknown } | undefined)?.code;
+}
+
+describe("longclip embed", () => {
+  test("a missing model directory exits 1 and says how to get a model", async () => {
+    const run = await runCli(["embed", "--model", path.join(PROJECT_ROOT, "no-such-model")], "");
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /model_not_found/);
+    assert.match(run.stderr, /training export/);
+    assert.equal(run.stdout, "");
+  });
+
+  test("a bad flag value exits 2", async () => {
+    const run = await runCli(["embed", "--device", "tpu"], "");
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /cpu, cuda or auto/);
+  });
+
+  test("texts, images and bad lines come back in input order", {
+    skip: SKIP_WITHOUT_SHARED,
+  }, async () => {
+    const model = tinyModelDir();
+    const image = path.join(TINY_DIR, "images", "hopper.jpg");
+    const input = [
+      JSON.stringify({ text: "a photo of a cat on a sofa" }),
+      JSON.stringify({ image }),
+      "not json",
+      "",
+      JSON.stringify({ image: path.join(TINY_DIR, "images", "missing.png") }),
+      JSON.stringify({ text: "word ".repeat(300) }),
+      JSON.stringify({ text: "x", image }),
+    ].join("\n");
+    const run = await runCli(["embed", "--model", model, "--batch-size", "2"], input);
+    assert.equal(run.code, 0, run.stderr);
+    const out = lines(run.stdout) as Record<string, unknown>[];
+    assert.equal(out.length, 6, "one line per non-empty input line");
+    const [text, img, bad, missing, long, both] = out;
+
+    const encoder = await Encoder.load(model, { ...DEFAULT_SETTINGS, threads: 2 });
+    try {
+      const [expected] = await encoder.embedTexts(["a photo of a cat on a sofa"]);
+      assert.deepEqual(text?.embedding, Array.from(expected?.embedding ?? []));
+      assert.equal(text?.tokens, expected?.tokens);
+      assert.equal(text?.truncated, false);
+    } finally {
+      await encoder.close();
+    }
+    assert.equal((img?.embedding as number[] | undefined)?.length, 64);
+    assert.equal(typeof img?.width, "number");
+    assert.equal(typeof img?.height, "number");
+    assert.equal(errorCode(bad), "bad_input");
+    assert.equal(errorCode(missing), "image_not_found");
+    assert.equal(long?.truncated, true);
+    assert.equal(long?.tokens, 302);
+    assert.equal(errorCode(both), "bad_input");
+  });
+
+  test("long input without a terminal logs plain progress lines", {
+    skip: SKIP_WITHOUT_SHARED,
+  }, async () => {
+    const input = Array.from({ length: 70 }, (_, i) =>
+      JSON.stringify({ text: `caption ${i}` }),
+    ).join("\n");
+    const run = await runCli(["embed", "--model", tinyModelDir()], input);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(lines(run.stdout).length, 70);
+    assert.match(run.stderr, /embed: 64\/70 lines/);
+    assert.match(run.stderr, /embed: 70\/70 lines/);
+    assert.match(run.stderr, /70 texts and 0 images on cpu/);
+  });
+
+  test("--device cuda is a clear error on this host", {
+    skip:
+      SKIP_WITHOUT_SHARED ||
+      (cudaUnavailableReason() === undefined ? "this host has the CUDA build" : false),
+  }, async () => {
+    const run = await runCli(["embed", "--model", tinyModelDir(), "--device", "cuda"], "");
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /cuda_unavailable/);
+    assert.match(run.stderr, /--device cpu/);
+  });
+});

@@ -1,0 +1,135 @@
+/** The Encoder's behaviour around the model: batching, normalisation, per-image errors, stats. */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import sharp from "sharp";
+import { DEFAULT_SETTINGS } from "../src/config.ts";
+import { Encoder, l2NormalizedRow, padTokenBatch } from "../src/encode/encoder.ts";
+import { cudaUnavailableReason } from "../src/encode/session.ts";
+import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
+
+function norm(v: Float32Array): number {
+  return Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+}
+
+describe("helpers", () => {
+  test("l2NormalizedRow normalises one row of a matrix and leaves zero rows at zero", () => {
+    const data = new Float32Array([9, 9, 3, 4, 0, 0]);
+    assert.deepEqual(
+      Array.from(l2NormalizedRow(data, 2, 2)),
+      [0.6000000238418579, 0.800000011920929],
+    );
+    assert.deepEqual(Array.from(l2NormalizedRow(data, 4, 2)), [0, 0]);
+  });
+
+  test("padTokenBatch pads with zeros to the longest row, not to the context length", () => {
+    const { data, width } = padTokenBatch([
+      Int32Array.from([49406, 320, 49407]),
+      Int32Array.from([49406, 49407]),
+    ]);
+    assert.equal(width, 3);
+    assert.deepEqual(Array.from(data, Number), [49406, 320, 49407, 49406, 49407, 0]);
+  });
+});
+
+describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => {
+  let encoder: Encoder;
+  const settings = { ...DEFAULT_SETTINGS, threads: 2, imageBatchSize: 3, textBatchSize: 2 };
+
+  before(async () => {
+    encoder = await Encoder.load(tinyModelDir(), settings, { logger: { info() {}, warn() {} } });
+  });
+  after(async () => {
+    await encoder?.close();
+  });
+
+  test("text embeddings are unit vectors in input order across several batches", async () => {
+    const texts = ["a cat", "", "a very long description ".repeat(5), "a dog", "a cat"];
+    const out = await encoder.embedTexts(texts);
+    assert.equal(out.length, texts.length);
+    for (const e of out) {
+      assert.equal(e.embedding.length, encoder.dims);
+      assert.ok(Math.abs(norm(e.embedding) - 1) < 1e-5);
+    }
+    assert.deepEqual(out[0]?.embedding, out[4]?.embedding);
+    assert.notDeepEqual(out[0]?.embedding, out[3]?.embedding);
+    assert.equal(out[1]?.tokens, 2);
+    assert.deepEqual(await encoder.embedTexts([]), []);
+  });
+
+  test("a text over the context length reports its full token count and truncation", async () => {
+    const [e] = await encoder.embedTexts(["word ".repeat(400)]);
+    assert.equal(e?.tokens, 402);
+    assert.equal(e?.truncated, true);
+  });
+
+  test("pixels of the wrong size are rejected with invalid_pixels", async () => {
+    await assert.rejects(encoder.embedPixels([new Float32Array(10)]), { code: "invalid_pixels" });
+  });
+
+  test("one bad image does not fail the others", async () => {
+    const good = readFileSync(path.join(TINY_DIR, "images", "hopper.jpg"));
+    const png = await sharp({
+      create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 10, b: 10 } },
+    })
+      .png()
+      .toBuffer();
+    const results = await encoder.embedImageBytes([
+      good,
+      Buffer.from("definitely not an image"),
+      Buffer.alloc(0),
+      png,
+      good.subarray(0, 200),
+    ]);
+    assert.equal(results.length, 5);
+    const [a, b, c, d, e] = results;
+    assert.ok(a?.ok && d?.ok);
+    assert.equal(d.width, 40);
+    assert.equal(d.height, 30);
+    assert.ok(Math.abs(norm(a.embedding) - 1) < 1e-5);
+    assert.ok(b && !b.ok && c && !c.ok && e && !e.ok);
+    assert.equal(c.error.code, "image_empty");
+    for (const bad of [b, e]) assert.match(bad.error.code, /^(unsupported_image|image_corrupt)$/);
+    const [again] = await encoder.embedImageBytes([good]);
+    assert.ok(again?.ok);
+    assert.deepEqual(again.embedding, a.embedding);
+  });
+
+  test("stats count the work and name the device that runs", async () => {
+    const before = encoder.stats();
+    await encoder.embedTexts(["one", "two"]);
+    const stats = encoder.stats();
+    assert.equal(stats.textsEncoded, before.textsEncoded + 2);
+    assert.equal(stats.device, "cpu");
+    assert.equal(stats.requestedDevice, "cpu");
+    assert.equal(stats.imageBatchSize, 3);
+    assert.equal(stats.dims, 64);
+    assert.equal(stats.modelId, encoder.config.model_id);
+  });
+
+  const cudaHere = cudaUnavailableReason() === undefined;
+  test("device auto runs on the CPU here and says so", {
+    skip: cudaHere ? "this host has the CUDA build of onnxruntime-node" : false,
+  }, async () => {
+    const lines: string[] = [];
+    const auto = await Encoder.load(
+      tinyModelDir(),
+      { ...settings, device: "auto" },
+      { logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m) } },
+    );
+    try {
+      assert.equal(auto.stats().device, "cpu");
+      assert.equal(auto.stats().requestedDevice, "auto");
+      assert.ok(lines.some((l) => /runs on the CPU/.test(l)));
+    } finally {
+      await auto.close();
+    }
+  });
+
+  test("after close, calls fail with encoder_closed", async () => {
+    const other = await Encoder.load(tinyModelDir(), settings);
+    await other.close();
+    await assert.rejects(other.embedTexts(["x"]), { code: "encoder_closed" });
+  });
+});

@@ -1,11 +1,13 @@
 /** The `longclip` command line: one `register(program)` per command module. */
 import { Command } from "commander";
 import { register as registerEmbed } from "./embed.ts";
+import { register as registerIndex } from "./index-cmd.ts";
 
 const program = new Command("longclip")
   .description("Long-text image retrieval with Long-CLIP: embed, index, search and serve")
   .showHelpAfterError();
 
 registerEmbed(program);
+registerIndex(program);
 
 await program.parseAsync(process.argv);

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import load_checkpoint, sha256_file
+from .checkpoint import load_checkpoint
 from .model import CLIP, model_config
 from .tokenizer import count_merges
 
@@ -56,20 +56,33 @@ class _Text(nn.Module):
 
 def add_arguments(parser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="official Long-CLIP, OpenAI CLIP or "
-                        "training checkpoint")
-    source.add_argument("--random-init", choices=["ViT-B/16", "ViT-L/14", "tiny"],
-                        help="export random weights of this size (speed measurements)")
-    parser.add_argument("--vocab", type=Path, required=True,
-                        help="CLIP BPE merges file (.txt or .txt.gz), copied into the directory")
+    source.add_argument(
+        "--checkpoint", type=Path, help="official Long-CLIP, OpenAI CLIP or training checkpoint"
+    )
+    source.add_argument(
+        "--random-init",
+        choices=["ViT-B/16", "ViT-L/14", "tiny"],
+        help="export random weights of this size (speed measurements)",
+    )
+    parser.add_argument(
+        "--vocab",
+        type=Path,
+        required=True,
+        help="CLIP BPE merges file (.txt or .txt.gz), copied into the directory",
+    )
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--name", help="model name (default: the output directory's name)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (torch 1.13: <= 17)")
-    parser.add_argument("--num-merges", type=int, default=None,
-                        help="merge lines used from the vocab (default: all, at most 48894)")
+    parser.add_argument(
+        "--num-merges",
+        type=int,
+        default=None,
+        help="merge lines used from the vocab (default: all, at most 48894)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="skip the ONNX Runtime check against PyTorch")
+    parser.add_argument(
+        "--no-verify", action="store_true", help="skip the ONNX Runtime check against PyTorch"
+    )
 
 
 def _state_sha256(model: nn.Module) -> str:
@@ -81,8 +94,15 @@ def _state_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _onnx_export(module: nn.Module, example, path: Path, input_name: str, output_name: str,
-                 dynamic: dict, opset: int) -> None:
+def _onnx_export(
+    module: nn.Module,
+    example,
+    path: Path,
+    input_name: str,
+    output_name: str,
+    dynamic: dict,
+    opset: int,
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -189,7 +209,8 @@ def verify(model: CLIP, out: Path) -> dict:
         expected = [model.encode_image(pixels).numpy()]
         expected += [model.encode_text(ids).numpy() for ids in id_batches]
     jobs = [(str(out / "vision.onnx"), "pixel_values", pixels.numpy(), "image_embeds")]
-    jobs += [(str(out / "text.onnx"), "input_ids", ids.numpy(), "text_embeds") for ids in id_batches]
+    text = str(out / "text.onnx")
+    jobs += [(text, "input_ids", ids.numpy(), "text_embeds") for ids in id_batches]
     actual = run_onnx(jobs)
     report = {}
     labels = ["vision"] + [f"text L={ids.shape[1]}" for ids in id_batches]
@@ -215,10 +236,13 @@ def export_model(model: CLIP, out: Path, opset: int = 17) -> None:
     ids = torch.zeros(2, min(16, cfg.context_length), dtype=torch.long)
     ids[:, -1] = cfg.vocab_size - 1
     with torch.no_grad():
-        _onnx_export(_Vision(model), pixels, out / "vision.onnx", "pixel_values", "image_embeds",
-                     {0: "batch"}, opset)
-        _onnx_export(_Text(model), ids, out / "text.onnx", "input_ids", "text_embeds",
-                     {0: "batch", 1: "sequence"}, opset)
+        vision, text = out / "vision.onnx", out / "text.onnx"
+        _onnx_export(
+            _Vision(model), pixels, vision, "pixel_values", "image_embeds", {0: "batch"}, opset
+        )
+        _onnx_export(
+            _Text(model), ids, text, "input_ids", "text_embeds", {0: "batch", 1: "sequence"}, opset
+        )
 
 
 def model_id(name: str, out: Path) -> str:
@@ -242,8 +266,9 @@ def check_vocab(model: CLIP, num_merges: int) -> int:
     return vocab_size
 
 
-def build_config(model: CLIP, name: str, out: Path, vocab_file: str, num_merges: int,
-                 source_sha256: str) -> dict:
+def build_config(
+    model: CLIP, name: str, out: Path, vocab_file: str, num_merges: int, source_sha256: str
+) -> dict:
     cfg = model.config
     vocab_size = check_vocab(model, num_merges)
     return {

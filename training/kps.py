@@ -37,7 +37,9 @@ def stretch_positional_embedding(
     pe = pe.detach().to(compute_dtype or source_dtype)
     length = pe.shape[0]
     if not 0 < keep < length - 1 or ratio < 1:
-        raise ValueError(f"need 0 < keep < {length - 1} and ratio >= 1 (keep={keep}, ratio={ratio})")
+        raise ValueError(
+            f"need 0 < keep < {length - 1} and ratio >= 1 (keep={keep}, ratio={ratio})"
+        )
     out = torch.zeros(stretched_length(length, keep, ratio), pe.shape[1], dtype=pe.dtype)
     out[:keep] = pe[:keep]
     # each source step from row keep+i to keep+i+1 becomes `ratio` rows
@@ -61,8 +63,9 @@ def uniform_stretch(pe: torch.Tensor, length: int = LONGCLIP_CONTEXT) -> torch.T
     return stretched.squeeze(0).t().contiguous().to(pe.dtype)
 
 
-def stretch_state_dict(state_dict: dict, method: str = "kps", keep: int = KEEP_POSITIONS,
-                       ratio: int = 4) -> dict:
+def stretch_state_dict(
+    state_dict: dict, method: str = "kps", keep: int = KEEP_POSITIONS, ratio: int = 4
+) -> dict:
     """An OpenAI-format (77-position) state dict -> a Long-CLIP one; ``positional_embedding_res``
     starts as a copy of the stretched table, as in the official code."""
     if "positional_embedding_res" in state_dict:
@@ -81,14 +84,23 @@ def stretch_state_dict(state_dict: dict, method: str = "kps", keep: int = KEEP_P
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="OpenAI CLIP checkpoint (TorchScript archive or state dict)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="OpenAI CLIP checkpoint (TorchScript archive or state dict)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="Long-CLIP checkpoint to write")
-    parser.add_argument("--keep", type=int, default=KEEP_POSITIONS,
-                        help="leading positions kept unchanged")
+    parser.add_argument(
+        "--keep", type=int, default=KEEP_POSITIONS, help="leading positions kept unchanged"
+    )
     parser.add_argument("--ratio", type=int, default=4, help="interpolation ratio")
-    parser.add_argument("--method", choices=["kps", "uniform"], default="kps",
-                        help="kps (official) or uniform interpolation of all rows (ablation)")
+    parser.add_argument(
+        "--method",
+        choices=["kps", "uniform"],
+        default="kps",
+        help="kps (official) or uniform interpolation of all rows (ablation)",
+    )
 
 
 def run(args) -> int:

@@ -7,7 +7,7 @@ runs in float32 on CPU (``model.float()``), which is what the reference outputs 
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -101,7 +101,7 @@ class ResidualAttentionBlock(nn.Module):
         )
         self.ln_2 = nn.LayerNorm(width)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         y = self.ln_1(x)
         x = x + self.attn(y, y, y, need_weights=False, attn_mask=attn_mask)[0]
         return x + self.mlp(self.ln_2(x))
@@ -114,17 +114,20 @@ class Transformer(nn.Module):
         super().__init__()
         self.width = width
         self.layers = layers
-        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads) for _ in range(layers)])
+        self.resblocks = nn.ModuleList(
+            [ResidualAttentionBlock(width, heads) for _ in range(layers)]
+        )
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         for block in self.resblocks:
             x = block(x, attn_mask)
         return x
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, resolution: int, patch_size: int, width: int, layers: int, heads: int,
-                 output_dim: int):
+    def __init__(
+        self, resolution: int, patch_size: int, width: int, layers: int, heads: int, output_dim: int
+    ):
         super().__init__()
         self.input_resolution = resolution
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
@@ -260,7 +263,8 @@ def config_from_state_dict(state_dict: dict) -> ModelConfig:
     if "visual.proj" not in state_dict:
         if any(k.startswith("visual.layer1") for k in state_dict):
             raise UnsupportedCheckpointError(
-                "ResNet image towers are not supported; use a ViT checkpoint (ViT-B/16, ViT-L/14...)"
+                "ResNet image towers are not supported; "
+                "use a ViT checkpoint (ViT-B/16, ViT-L/14...)"
             )
         raise UnsupportedCheckpointError(
             "not a CLIP state dict (no visual.proj); expected an official Long-CLIP or OpenAI CLIP "
@@ -274,7 +278,7 @@ def config_from_state_dict(state_dict: dict) -> ModelConfig:
         embed_dim=state_dict["text_projection"].shape[1],
         image_resolution=patch * grid,
         vision_layers=len(
-            [k for k in state_dict if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")]
+            [k for k in state_dict if k.startswith("visual.") and k.endswith("attn.in_proj_weight")]
         ),
         vision_width=conv.shape[0],
         vision_patch_size=patch,

@@ -56,6 +56,7 @@ def tiny_export(tmp_path_factory):
     from training.__main__ import main
 
     out = tmp_path_factory.mktemp("export") / "longclip-tiny"
-    args = ["export", "--checkpoint", str(TINY_DIR / "longclip-tiny.pt"), "--vocab", str(CLIP_VOCAB)]
+    checkpoint = TINY_DIR / "longclip-tiny.pt"
+    args = ["export", "--checkpoint", str(checkpoint), "--vocab", str(CLIP_VOCAB)]
     assert main(args + ["--out", str(out)]) == 0
     return out

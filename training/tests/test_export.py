@@ -26,19 +26,16 @@ def test_config_follows_the_model_format(tiny_export):
     source = hashlib.sha256((TINY_DIR / "longclip-tiny.pt").read_bytes()).hexdigest()
     assert config["model_id"] == f"longclip-tiny-{digest.hexdigest()[:12]}"
     assert config["source_sha256"] == source
-    assert (config["format"], config["format_version"], config["name"]) == (
-        "longclip-onnx", 1, "longclip-tiny"
-    )
-    assert (config["model_type"], config["embed_dim"], config["image_resolution"]) == (
-        "longclip", 64, 224
-    )
+    assert config["format"] == "longclip-onnx" and config["format_version"] == 1
+    assert config["name"] == "longclip-tiny" and config["model_type"] == "longclip"
+    assert config["embed_dim"] == 64 and config["image_resolution"] == 224
     assert (config["context_length"], config["vocab_size"]) == (248, 49408)
     assert (config["start_token_id"], config["end_token_id"]) == (49406, 49407)
-    assert config["tokenizer"] == {
-        "file": CLIP_VOCAB.name, "type": "clip-bpe", "num_merges": 48894
-    }
+    assert config["tokenizer"] == {"file": CLIP_VOCAB.name, "type": "clip-bpe", "num_merges": 48894}
     assert config["vision"] == {
-        "file": "vision.onnx", "input": "pixel_values", "output": "image_embeds"
+        "file": "vision.onnx",
+        "input": "pixel_values",
+        "output": "image_embeds",
     }
     assert config["text"] == {"file": "text.onnx", "input": "input_ids", "output": "text_embeds"}
     assert config["exporter_version"] == __version__
@@ -46,27 +43,27 @@ def test_config_follows_the_model_format(tiny_export):
 
 
 def test_onnx_graphs_are_float32_with_dynamic_axes(tiny_export):
-    for name, dims in (("vision.onnx", ["batch", 3, 224, 224]), ("text.onnx", ["batch", "sequence"])):
+    expected_inputs = {"vision.onnx": ["batch", 3, 224, 224], "text.onnx": ["batch", "sequence"]}
+    for name, dims in expected_inputs.items():
         model = onnx.load(str(tiny_export / name))
         onnx.checker.check_model(model)
         shape = model.graph.input[0].type.tensor_type.shape.dim
         assert [d.dim_param or d.dim_value for d in shape] == dims
-        assert {t.data_type for t in model.graph.initializer} <= {
-            onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
-        }
+        allowed = {onnx.TensorProto.FLOAT, onnx.TensorProto.INT64}
+        assert {t.data_type for t in model.graph.initializer} <= allowed
 
 
 def test_onnx_text_embeddings_match_reference(tiny_export, reference):
     texts = reference["texts"]
+    text_model = str(tiny_export / "text.onnx")
     jobs = [
-        (str(tiny_export / "text.onnx"), "input_ids", np.array([t["ids_248"]], dtype=np.int64),
-         "text_embeds")
+        (text_model, "input_ids", np.array([t["ids_248"]], dtype=np.int64), "text_embeds")
         for t in texts
     ]
     padded = np.zeros((len(texts), 248), dtype=np.int64)
     for row, text in enumerate(texts):
         padded[row, : len(text["ids_248"])] = text["ids_248"]
-    jobs.append((str(tiny_export / "text.onnx"), "input_ids", padded, "text_embeds"))
+    jobs.append((text_model, "input_ids", padded, "text_embeds"))
     outputs = run_onnx(jobs)
     expected = np.array([t["embedding"] for t in texts], dtype=np.float32)
     unpadded = max(relative_difference(out[0], exp) for out, exp in zip(outputs, expected))
@@ -82,7 +79,8 @@ def test_onnx_image_embeddings_match_reference(tiny_export, reference):
             for image in reference["images"]
         ]
     )
-    (output,) = run_onnx([(str(tiny_export / "vision.onnx"), "pixel_values", pixels, "image_embeds")])
+    vision_model = str(tiny_export / "vision.onnx")
+    (output,) = run_onnx([(vision_model, "pixel_values", pixels, "image_embeds")])
     expected = np.array([image["embedding"] for image in reference["images"]], dtype=np.float32)
     worst = max(relative_difference(out, exp) for out, exp in zip(output, expected))
     print(f"ONNX image: max relative difference {worst:.3g}")

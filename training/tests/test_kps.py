@@ -41,14 +41,19 @@ def test_uniform_stretch_spans_all_rows():
 
 def test_stretch_refuses_a_longclip_state_dict():
     with pytest.raises(ValueError, match="already has positional_embedding_res"):
-        stretch_state_dict({"positional_embedding": torch.zeros(248, 4),
-                            "positional_embedding_res": torch.zeros(248, 4)})
+        stretch_state_dict(
+            {
+                "positional_embedding": torch.zeros(248, 4),
+                "positional_embedding_res": torch.zeros(248, 4),
+            }
+        )
 
 
 @needs_shared
 def test_stretch_command_reproduces_longclip_tiny(tmp_path):
     out = tmp_path / "long.pt"
-    assert main(["stretch", "--checkpoint", str(TINY_DIR / "openai-tiny.pt"), "--out", str(out)]) == 0
+    args = ["stretch", "--checkpoint", str(TINY_DIR / "openai-tiny.pt"), "--out", str(out)]
+    assert main(args) == 0
     written = torch.load(out)
     official = torch.load(TINY_DIR / "longclip-tiny.pt")
     assert set(written) == set(official)

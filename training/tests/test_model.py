@@ -44,7 +44,8 @@ def test_official_longclip_checkpoint_loads_strictly(longclip_tiny):
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert torch.equal(model.visual.conv1.weight, raw["visual.conv1.weight"].float())
     cfg = model.config
-    assert (cfg.context_length, cfg.embed_dim, cfg.vision_width, cfg.text_layers) == (248, 64, 128, 2)
+    assert (cfg.context_length, cfg.embed_dim) == (248, 64)
+    assert (cfg.vision_width, cfg.text_layers) == (128, 2)
     assert (cfg.image_resolution, cfg.vision_patch_size, cfg.text_heads) == (224, 16, 2)
 
 
@@ -54,7 +55,8 @@ def test_openai_checkpoint_loads_with_77_positions():
     raw = torch.load(TINY_DIR / "openai-tiny.pt", map_location="cpu")
     assert info["format"] == "openai" and model.config.model_type == "clip"
     assert model.config.context_length == 77
-    assert set(model.state_dict()) == set(raw) - {"input_resolution", "context_length", "vocab_size"}
+    metadata = {"input_resolution", "context_length", "vocab_size"}
+    assert set(model.state_dict()) == set(raw) - metadata
     assert not hasattr(model, "positional_embedding_res")
 
 
@@ -136,12 +138,10 @@ def test_text_result_does_not_depend_on_padding():
 
 def test_presets_and_fp16_state_dicts_roundtrip(tmp_path):
     base, large = model_config("ViT-B/16"), model_config("ViT-L/14")
-    assert (base.embed_dim, base.vision_width, base.vision_layers, base.text_width) == (
-        512, 768, 12, 512
-    )
-    assert (large.embed_dim, large.vision_patch_size, large.vision_layers, large.text_heads) == (
-        768, 14, 24, 12
-    )
+    assert (base.embed_dim, base.vision_width, base.vision_layers) == (512, 768, 12)
+    assert (base.text_width, base.context_length) == (512, 248)
+    assert (large.embed_dim, large.vision_patch_size, large.vision_layers) == (768, 14, 24)
+    assert (large.text_heads, large.vision_heads) == (12, 16)
     model = CLIP.random_init(model_config("tiny")).eval()
     save_official(model, tmp_path / "official.pt")
     raw = torch.load(tmp_path / "official.pt")
@@ -151,7 +151,8 @@ def test_presets_and_fp16_state_dicts_roundtrip(tmp_path):
     loaded, info = load_checkpoint(tmp_path / "official.pt")
     assert info["format"] == "longclip"
     weight = model.visual.transformer.resblocks[0].mlp.c_fc.weight
-    assert torch.equal(loaded.visual.transformer.resblocks[0].mlp.c_fc.weight, weight.half().float())
+    loaded_weight = loaded.visual.transformer.resblocks[0].mlp.c_fc.weight
+    assert torch.equal(loaded_weight, weight.half().float())
 
 
 def test_training_checkpoint_roundtrip(tmp_path):
@@ -165,8 +166,9 @@ def test_training_checkpoint_roundtrip(tmp_path):
     ids = torch.tensor([[49406, 5, 49407]])
     model.encode_text(ids).sum().backward()
     optimizer.step()
-    save_training_checkpoint(tmp_path / "step7.pt", model, optimizer, scheduler, None, 7, {"lr": 1e-3})
-    loaded, info = load_checkpoint(tmp_path / "step7.pt")
+    path = tmp_path / "step7.pt"
+    save_training_checkpoint(path, model, optimizer, scheduler, None, 7, {"lr": 1e-3})
+    loaded, info = load_checkpoint(path)
     assert info["format"] == "longclip-training" and info["step"] == 7
     assert info["training"]["args"] == {"lr": 1e-3}
     assert info["training"]["optimizer"]["state"]

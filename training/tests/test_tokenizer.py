@@ -34,11 +34,13 @@ def test_reference_texts_and_truncation(tokenizer, reference):
     rows = tokenizer.tokenize(texts, context_length=248)
     assert rows.shape == (len(texts), 248)
     for row, text in zip(rows.tolist(), reference["texts"]):
-        assert [tokenizer.start_id] + tokenizer.encode(text["text"]) + [tokenizer.end_id] == text["ids"]
+        ids = [tokenizer.start_id] + tokenizer.encode(text["text"]) + [tokenizer.end_id]
+        assert ids == text["ids"]
         length = len(text["ids_248"])
         assert row[:length] == text["ids_248"]
         assert all(value == 0 for value in row[length:])
-    truncated = [row for row, text in zip(rows.tolist(), reference["texts"]) if len(text["ids"]) > 248]
+    long_rows = zip(rows.tolist(), reference["texts"])
+    truncated = [row for row, text in long_rows if len(text["ids"]) > 248]
     assert truncated and all(row[-1] == tokenizer.end_id for row in truncated)
 
 

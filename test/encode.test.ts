@@ -1,13 +1,22 @@
 /** The Encoder's behaviour around the model: batching, normalisation, per-image errors, stats. */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import { DEFAULT_SETTINGS } from "../src/config.ts";
 import { Encoder, l2NormalizedRow, padTokenBatch } from "../src/encode/encoder.ts";
 import { cudaUnavailableReason } from "../src/encode/session.ts";
-import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
+import { AppError } from "../src/errors.ts";
+import {
+  loadReference,
+  loadReferencePixels,
+  type ReferenceImage,
+  SKIP_WITHOUT_SHARED,
+  TINY_DIR,
+  tinyModelDir,
+} from "./helpers/reference.ts";
 
 function norm(v: Float32Array): number {
   return Math.sqrt(v.reduce((s, x) => s + x * x, 0));
@@ -124,6 +133,41 @@ describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => 
       assert.ok(lines.some((l) => /runs on the CPU/.test(l)));
     } finally {
       await auto.close();
+    }
+  });
+
+  test("the worker thread and the calling thread give identical embeddings", async () => {
+    const local = await Encoder.load(tinyModelDir(), settings, { inWorker: false });
+    try {
+      const texts = ["a cat", "a long caption about a harbour at dawn ".repeat(4)];
+      const pixels = [loadReferencePixels(loadReference().images[0] as ReferenceImage)];
+      assert.deepEqual(await local.embedTexts(texts), await encoder.embedTexts(texts));
+      assert.deepEqual(await local.embedPixels(pixels), await encoder.embedPixels(pixels));
+    } finally {
+      await local.close();
+    }
+  });
+
+  test("a model whose ONNX names disagree with config.json fails to load with model_invalid", async () => {
+    const source = tinyModelDir();
+    const dir = mkdtempSync(path.join(tmpdir(), "encode-bad-model-"));
+    try {
+      const config = JSON.parse(readFileSync(path.join(source, "config.json"), "utf8"));
+      for (const file of [config.tokenizer.file, config.vision.file, config.text.file]) {
+        symlinkSync(path.join(source, file), path.join(dir, file));
+      }
+      config.vision.input = "pixels";
+      writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
+      for (const inWorker of [true, false]) {
+        await assert.rejects(Encoder.load(dir, settings, { inWorker }), (error: unknown) => {
+          assert.ok(error instanceof AppError);
+          assert.equal(error.code, "model_invalid");
+          assert.match(error.message, /"pixels".*pixel_values/);
+          return true;
+        });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

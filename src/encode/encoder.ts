@@ -96,14 +96,6 @@ export class Encoder implements Embedder {
     options: EncoderOptions = {},
   ): Promise<Encoder> {
     const config = loadModelConfig(modelDir);
-    const tokenizer = tokenizerFromModelDir(modelDir);
-    if (tokenizer.contextLength !== config.context_length) {
-      throw new AppError(
-        "model_invalid",
-        `The tokenizer of ${modelDir} uses context length ${tokenizer.contextLength}, config.json says ${config.context_length}; re-export the model.`,
-        500,
-      );
-    }
     const spec: TowersSpec = {
       vision: { ...config.vision, path: modelFilePath(modelDir, config.vision.file) },
       text: { ...config.text, path: modelFilePath(modelDir, config.text.file) },
@@ -111,10 +103,24 @@ export class Encoder implements Embedder {
       threads: settings.threads,
     };
     const logger = options.logger ?? stderrLogger;
-    const towers =
-      options.inWorker === false
-        ? await openTowers(spec, logger)
-        : await WorkerTowers.open(spec, logger);
+    // The worker loads the ONNX files while this thread builds the tokenizer.
+    const opening =
+      options.inWorker === false ? openTowers(spec, logger) : WorkerTowers.open(spec, logger);
+    let tokenizer: TextTokenizer;
+    try {
+      tokenizer = tokenizerFromModelDir(modelDir);
+      if (tokenizer.contextLength !== config.context_length) {
+        throw new AppError(
+          "model_invalid",
+          `The tokenizer of ${modelDir} uses context length ${tokenizer.contextLength}, config.json says ${config.context_length}; re-export the model.`,
+          500,
+        );
+      }
+    } catch (error) {
+      await opening.then((towers) => towers.close()).catch(() => undefined);
+      throw error;
+    }
+    const towers = await opening;
     return new Encoder(config, modelDir, tokenizer, towers, settings);
   }
 

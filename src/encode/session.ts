@@ -36,9 +36,9 @@ export interface OpenedSession {
 }
 
 const CUDA_HOWTO =
-  "Install onnxruntime-node's CUDA build with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node` " +
-  "on a host with an NVIDIA GPU, CUDA 12 and cuDNN 9, or run on the CPU with --device cpu " +
-  "(LONGCLIP_DEVICE=cpu), or let --device auto pick";
+  "On a host with an NVIDIA GPU, CUDA 12 and cuDNN 9, fetch onnxruntime-node's CUDA provider with " +
+  "`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js`; " +
+  "otherwise run on the CPU with --device cpu (LONGCLIP_DEVICE=cpu) or let --device auto pick";
 
 /** Directory holding onnxruntime-node's native libraries for this platform. */
 export function ortBinaryDir(): string {
@@ -62,7 +62,7 @@ export function cudaUnavailableReason(binDir = ortBinaryDir()): string | undefin
   const library = cudaProviderLibrary(binDir);
   if (library === undefined) return `onnxruntime-node has no CUDA build for ${process.platform}`;
   if (!existsSync(library)) {
-    return `the CUDA execution provider is not installed (${library} is missing; the default onnxruntime-node install is CPU-only)`;
+    return `the CUDA execution provider is not installed (${library} is missing: onnxruntime-node's install script, which downloads it, was skipped or blocked)`;
   }
   return undefined;
 }
@@ -129,8 +129,9 @@ export async function openSession(
     return { session, device: "cuda" };
   } catch (error) {
     if (!(error instanceof AppError) || error.code !== "cuda_unavailable") throw error;
+    const reason = error.message.replace(/^Cannot use --device cuda: /, "").split(". ")[0];
     logger.info(
-      `device auto: ${path.basename(modelPath)} runs on the CPU (${error.message.split(". ")[0]})`,
+      `device auto: ${path.basename(modelPath)} runs on the CPU, CUDA is unavailable: ${reason}`,
     );
     return { session: await openCpu(modelPath, threads), device: "cpu" };
   }

@@ -3,10 +3,10 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { crc32, deflateSync } from "node:zlib";
 import sharp, { type Sharp } from "sharp";
 import { AppError } from "../src/errors.ts";
 import { decodeImage, preprocessImage } from "../src/preprocess/index.ts";
+import { bilevelPng } from "./fixtures/bilevel-png.ts";
 
 const OPTIONS = {
   resolution: 224,
@@ -51,32 +51,6 @@ async function assertAppError(promise: Promise<unknown>, code: string, status: n
     assert.equal(error.status, status);
     return true;
   });
-}
-
-/** A PNG chunk: length, type, data, CRC over type and data. */
-function pngChunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, "latin1");
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
-  return Buffer.concat([head, data, crc]);
-}
-
-/** A valid 1-bit black PNG of any size: huge dimensions in a few tens of kilobytes. */
-function blackBitmapPng(width: number, height: number): Buffer {
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header[8] = 1; // bit depth
-  header[9] = 0; // greyscale
-  const scanlines = Buffer.alloc((1 + Math.ceil(width / 8)) * height);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk("IHDR", header),
-    pngChunk("IDAT", deflateSync(scanlines, { level: 9 })),
-    pngChunk("IEND", Buffer.alloc(0)),
-  ]);
 }
 
 test("decodes JPEG, PNG, WebP, AVIF and TIFF to RGB", async () => {
@@ -259,7 +233,7 @@ test("errors: too many pixels, from the header, before decoding", async () => {
   );
   await decodeImage(png, { ...OPTIONS, maxImagePixels: 64 * 32 });
   // A decompression bomb: 20000×20000 pixels in a small file.
-  const bomb = blackBitmapPng(20_000, 20_000);
+  const bomb = bilevelPng(20_000, 20_000);
   assert.ok(bomb.length < 200_000, `bomb is ${bomb.length} bytes`);
   const metadata = await sharp(bomb, { limitInputPixels: false }).metadata();
   assert.deepEqual([metadata.width, metadata.height], [20_000, 20_000]);

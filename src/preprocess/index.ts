@@ -16,16 +16,20 @@
  * - EXIF orientation is applied (the official code ignores it, so a phone photo taken in
  *   portrait would be embedded lying on its side); width/height are reported after rotation;
  * - CMYK images go through sharp's colour management to sRGB (Pillow uses a naive formula);
- * - grey and 16-bit images are converted to 8-bit sRGB by sharp;
- * - palette images (GIF, indexed PNG) are resized bicubically from their RGB colours;
- *   Pillow would silently use nearest-neighbour for mode "P".
+ * - grey images are converted to sRGB by sharp (the same values in the three channels);
+ * - 16-bit PNGs are scaled to 8 bits (Pillow keeps the high byte of 16-bit RGB, and clips
+ *   16-bit grey, which its "I" mode holds, to 0..255);
+ * - transparent pixels of GIFs come out as sharp decodes them, not as the palette colour.
+ *
+ * Like Pillow, palette images (indexed PNG, GIF) and 1-bit PNGs are resized with nearest
+ * neighbour: Pillow silently replaces the bicubic filter for its "P" and "1" modes.
  */
 import sharp, { type Metadata } from "sharp";
 import { AppError } from "../errors.ts";
-import { type RawImage, resizeBicubic } from "./resample.ts";
+import { type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
-export { axisCoefficients, type RawImage, resizeBicubic } from "./resample.ts";
+export { axisCoefficients, type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
 export type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
 /** sharp's format name → the name we report; anything else is refused as unsupported. */
@@ -131,6 +135,8 @@ export async function preprocessImage(
 /** Decoded 8-bit sRGB image (3 channels, or 4 with alpha), EXIF orientation applied. */
 export interface DecodedImage extends RawImage {
   format: string;
+  /** Pillow opens it as a palette or bilevel image and so resizes it with nearest neighbour. */
+  nearest: boolean;
 }
 
 /** Checks the limits, then decodes with sharp to raw 8-bit sRGB pixels. */
@@ -195,15 +201,21 @@ export async function decodeImage(bytes: Buffer, limits: PreprocessOptions): Pro
       height: info.height,
       channels: info.channels,
       format,
+      nearest:
+        format === "gif" ||
+        (format === "png" && (metadata.isPalette || metadata.bitsPerSample === 1)),
     };
   } catch (error) {
     throw decodeError(error);
   }
 }
 
-/** Resize (Pillow bicubic), centre crop, drop alpha, scale and normalise to float32 CHW. */
+/**
+ * Resize (Pillow bicubic, or nearest for palette images), centre crop, drop alpha, scale and
+ * normalise to float32 CHW.
+ */
 export function toModelInput(
-  image: RawImage,
+  image: RawImage & { nearest?: boolean },
   options: Pick<PreprocessOptions, "resolution" | "mean" | "std">,
 ): Float32Array {
   const r = options.resolution;
@@ -217,6 +229,9 @@ export function toModelInput(
   // Pillow returns an unresized copy when the size already matches, without the lossy
   // premultiply round trip.
   const unchanged = size.width === image.width && size.height === image.height;
+  if (image.nearest) {
+    return normalise(resizeNearest(image, size.width, size.height, window), options);
+  }
   const hasAlpha = image.channels === 4 && !unchanged;
   let source = image;
   if (hasAlpha) {
@@ -225,7 +240,15 @@ export function toModelInput(
   }
   const resized = resizeBicubic(source, size.width, size.height, window);
   if (hasAlpha) unpremultiply(resized);
+  return normalise(resized, options);
+}
 
+/** 8-bit R×R image (alpha, if any, ignored) → float32 CHW, (v / 255 - mean) / std. */
+function normalise(
+  resized: RawImage,
+  options: Pick<PreprocessOptions, "resolution" | "mean" | "std">,
+): Float32Array {
+  const r = options.resolution;
   const plane = r * r;
   const out = new Float32Array(3 * plane);
   const { data, channels } = resized;

@@ -108,6 +108,19 @@ export interface OutputWindow {
   height: number;
 }
 
+function checkWindow(window: OutputWindow, outWidth: number, outHeight: number): void {
+  if (
+    window.left < 0 ||
+    window.top < 0 ||
+    window.width < 1 ||
+    window.height < 1 ||
+    window.left + window.width > outWidth ||
+    window.top + window.height > outHeight
+  ) {
+    throw new RangeError("output window outside the resized image");
+  }
+}
+
 function horizontalPass(
   src: RawImage,
   rowFirst: number,
@@ -203,16 +216,7 @@ export function resizeBicubic(
   outHeight: number,
   window: OutputWindow = { left: 0, top: 0, width: outWidth, height: outHeight },
 ): RawImage {
-  if (
-    window.left < 0 ||
-    window.top < 0 ||
-    window.width < 1 ||
-    window.height < 1 ||
-    window.left + window.width > outWidth ||
-    window.top + window.height > outHeight
-  ) {
-    throw new RangeError("resizeBicubic: output window outside the resized image");
-  }
+  checkWindow(window, outWidth, outHeight);
   const needHorizontal = outWidth !== src.width;
   const needVertical = outHeight !== src.height;
   if (!needVertical) {
@@ -246,4 +250,45 @@ export function resizeBicubic(
   const rowCount = (vertical.start[last] as number) + (vertical.count[last] as number) - rowFirst;
   const horizontal = axisCoefficients(src.width, outWidth, window.left, window.width);
   return verticalPass(horizontalPass(src, rowFirst, rowCount, horizontal), rowFirst, vertical);
+}
+
+/** Source index of each output position along an axis, for nearest-neighbour scaling. */
+function nearestIndices(inSize: number, outSize: number): Int32Array {
+  // Pillow's scale-only affine transform: the position starts half a step in and is
+  // accumulated step by step in double precision, then truncated. Accumulating (rather than
+  // multiplying) matters: it decides which side of a pixel boundary a rounded sum falls.
+  const step = inSize / outSize;
+  const indices = new Int32Array(outSize);
+  let position = step * 0.5;
+  for (let i = 0; i < outSize; i++) {
+    indices[i] = Math.min(inSize - 1, Math.trunc(position));
+    position += step;
+  }
+  return indices;
+}
+
+/**
+ * Pillow-exact `Image.resize(size, NEAREST)`, which Pillow uses for palette ("P") and bilevel
+ * ("1") images whatever filter was asked for. Returns only `window` of the result.
+ */
+export function resizeNearest(
+  src: RawImage,
+  outWidth: number,
+  outHeight: number,
+  window: OutputWindow = { left: 0, top: 0, width: outWidth, height: outHeight },
+): RawImage {
+  checkWindow(window, outWidth, outHeight);
+  const { data, width, channels } = src;
+  const columns = nearestIndices(width, outWidth);
+  const rows = nearestIndices(src.height, outHeight);
+  const out = new Uint8Array(window.width * window.height * channels);
+  for (let y = 0; y < window.height; y++) {
+    const rowBase = (rows[window.top + y] as number) * width * channels;
+    for (let x = 0; x < window.width; x++) {
+      const from = rowBase + (columns[window.left + x] as number) * channels;
+      const to = (y * window.width + x) * channels;
+      for (let c = 0; c < channels; c++) out[to + c] = data[from + c] as number;
+    }
+  }
+  return { data: out, width: window.width, height: window.height, channels };
 }

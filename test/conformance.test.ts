@@ -172,6 +172,12 @@ describe("conformance with the official Long-CLIP outputs", { skip: SKIP_WITHOUT
     for (const row of rows) {
       if (row.meanAbsPixelDiff <= PIXEL_TARGET) {
         assert.ok(row.cosine >= 0.999, `${row.file}: cosine ${row.cosine}`);
+      } else {
+        // Preprocessing that misses the pixel target is reported by the preprocess tests; here
+        // only gross errors fail. Measured on these images with the official pixels altered:
+        // swapped channels give cosines 0.24-0.87, skipping mean/std 0.50-0.76, a crop off
+        // by 4 pixels 0.29-0.9999.
+        assert.ok(row.cosine >= 0.99, `${row.file}: cosine ${row.cosine}`);
       }
     }
   });

@@ -87,6 +87,8 @@ async function pipelineInputs(): Promise<{ name: string; bytes: Buffer }[]> {
     { name: "rgb-299x224.png", bytes: await rgb(299, 224, 1).png().toBuffer() },
     { name: "rgb-251x167.png", bytes: await rgb(251, 167, 2).png().toBuffer() },
     { name: "rgb-180x700.png", bytes: await rgb(180, 700, 4).png().toBuffer() },
+    { name: "rgb-1x1.png", bytes: await rgb(1, 1, 14).png().toBuffer() },
+    { name: "rgb-800x3.png", bytes: await rgb(800, 3, 15).png().toBuffer() },
     { name: "rgb-1200x900.jpg", bytes: await rgb(1200, 900, 6).jpeg({ quality: 85 }).toBuffer() },
     { name: "rgba-97x131.png", bytes: await rgba(97, 131, 7).png().toBuffer() },
     // Already at the target size: Pillow skips the resize and its premultiply round trip.

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Optional, Tuple
@@ -46,9 +47,16 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _read(path: Path):
-    if _is_torchscript(path):
-        return torch.jit.load(str(path), map_location="cpu").state_dict(), "openai-torchscript"
-    return torch.load(str(path), map_location="cpu"), None
+    try:
+        if _is_torchscript(path):
+            archive = torch.jit.load(str(path), map_location="cpu")
+            return archive.state_dict(), "openai-torchscript"
+        return torch.load(str(path), map_location="cpu"), None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        raise UnsupportedCheckpointError(
+            f"cannot read {path} as a PyTorch checkpoint ({error}); expected an official "
+            "Long-CLIP or OpenAI CLIP .pt file or a training checkpoint"
+        ) from error
 
 
 def load_checkpoint(path, keep_positions: Optional[int] = None) -> Tuple[CLIP, dict]:

@@ -270,6 +270,13 @@ def config_from_state_dict(state_dict: dict) -> ModelConfig:
             "not a CLIP state dict (no visual.proj); expected an official Long-CLIP or OpenAI CLIP "
             "ViT checkpoint"
         )
+    required = ("visual.conv1.weight", "visual.positional_embedding", "text_projection")
+    required += ("positional_embedding", "token_embedding.weight", "ln_final.weight")
+    missing = [key for key in required if key not in state_dict]
+    if missing:
+        raise UnsupportedCheckpointError(
+            f"not a complete CLIP state dict: missing {', '.join(missing)}"
+        )
     conv = state_dict["visual.conv1.weight"]
     patch = conv.shape[-1]
     grid = round((state_dict["visual.positional_embedding"].shape[0] - 1) ** 0.5)
@@ -300,5 +307,10 @@ def build_model(state_dict: dict, keep_positions: int = KEEP_POSITIONS) -> CLIP:
         for k, v in state_dict.items()
         if k not in ("input_resolution", "context_length", "vocab_size", "attn_mask")
     }
-    model.load_state_dict(weights, strict=True)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        raise UnsupportedCheckpointError(
+            f"the state dict does not match the CLIP layout its shapes imply: {error}"
+        ) from error
     return model.eval()

@@ -174,3 +174,12 @@ def test_training_checkpoint_roundtrip(tmp_path):
     assert info["training"]["optimizer"]["state"]
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_unreadable_and_incomplete_checkpoints_are_rejected(tmp_path):
+    (tmp_path / "notes.pt").write_text('{"not": "a checkpoint"}')
+    with pytest.raises(UnsupportedCheckpointError, match="cannot read"):
+        load_checkpoint(tmp_path / "notes.pt")
+    torch.save({"visual.proj": torch.zeros(4, 4)}, tmp_path / "partial.pt")
+    with pytest.raises(UnsupportedCheckpointError, match="missing visual.conv1.weight"):
+        load_checkpoint(tmp_path / "partial.pt")

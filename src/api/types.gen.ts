@@ -24,16 +24,19 @@ export interface paths {
          *     - `application/json`: `{"items": [{"id"?, "path", "metadata"?}]}` for files under the
          *       server's media root (`LONGCLIP_MEDIA_ROOT` / `--media-root`); relative paths are
          *       resolved against it. Files are referenced in place. A path outside the media root
-         *       refuses the whole request (400 `path_outside_media_root`) and nothing is indexed;
-         *       without a configured media root the JSON form answers 400 `media_root_not_configured`.
+         *       (after resolving `..` and symlinks) refuses the whole request (403
+         *       `path_outside_media_root`) and nothing is indexed; without a configured media root
+         *       the JSON form answers 403 `path_indexing_disabled`.
          *
          *     The response has one result per item, in request order. One bad file never fails the
-         *     rest of the batch: it gets `status: "failed"` and an `error` (codes: `image_corrupt`,
-         *     `unsupported_image`, `image_too_large` (a file over `maxImageBytes` or a decoded image
-         *     over `maxImagePixels`), `empty_file`, `file_not_found`, `id_conflict` (the id is taken
-         *     by a different image)). An image whose content hash is already stored is reported as
-         *     `duplicate` with the id it is stored under. When a result says `indexed`, the item is
-         *     durable: it survives a crash and a restart.
+         *     rest of the batch: it gets `status: "failed"` and an `error` (codes include
+         *     `unsupported_image` (not an image in a supported format), `image_corrupt` (truncated
+         *     or damaged), `image_empty` (0 bytes), `image_too_large` (a file over `maxImageBytes`),
+         *     `image_too_many_pixels` (decoded size over `maxImagePixels`: decompression bombs),
+         *     `file_not_found`, `not_a_file`, `invalid_metadata` (over 64 KiB of JSON), `id_conflict`
+         *     (the id is taken by a different image)). An image whose content
+         *     hash is already stored is reported as `duplicate` with the id it is stored under. When
+         *     a result says `indexed`, the item is durable: it survives a crash and a restart.
          */
         post: operations["indexImages"];
         delete?: never;
@@ -279,7 +282,10 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description An item id. Client ids use letters, digits and `._:@-`, starting with a letter or digit. */
+        /**
+         * @description An item id: 1-128 letters, digits, `_`, `.`, `:` or `-`. Without a client id an item
+         *     gets a content-based one (the first 32 hex digits of its SHA-256).
+         */
         Id: string;
         /** @description Free-form JSON object stored with an item and returned with it. */
         Metadata: {
@@ -464,7 +470,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `not_found`: no item with this id (or no such route). */
+        /** @description `not_found`: no item with this id (or no such route); `image_missing` (GET /items/{id}/image): the item's file is gone. */
         NotFound: {
             headers: {
                 [name: string]: unknown;
@@ -502,7 +508,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `not_ready`: the model or the index is still loading, or the server is shutting down. */
+        /** @description `not_ready` (the library is loading or the server is shutting down), `library_closed`. */
         NotReady: {
             headers: {
                 [name: string]: unknown;
@@ -554,8 +560,7 @@ export interface operations {
             };
             /**
              * @description `validation_failed` (body does not match the schema, field counts disagree, no
-             *     file in `images`), `malformed_json`, `malformed_multipart`, `path_outside_media_root`,
-             *     `media_root_not_configured`.
+             *     file in `images`), `malformed_json`, `malformed_multipart`.
              */
             400: {
                 headers: {
@@ -566,6 +571,15 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            /** @description `path_outside_media_root`, `path_indexing_disabled` (JSON form without a media root). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description `model_mismatch`: the store holds embeddings of another model; run `longclip reindex`. */
             409: {
                 headers: {
@@ -668,8 +682,8 @@ export interface operations {
             };
             /**
              * @description `validation_failed` (no file, more than one file, unknown field or query
-             *     parameter), `malformed_multipart`, `k_out_of_range`, `image_corrupt` (the bytes
-             *     are not a decodable image: truncated, empty, garbage).
+             *     parameter), `malformed_multipart`, `k_out_of_range`, `image_corrupt` (truncated or
+             *     damaged image), `image_empty` (0 bytes).
              */
             400: {
                 headers: {
@@ -688,7 +702,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `image_too_large` (over `maxImageBytes`, or decoded over `maxImagePixels`), `payload_too_large`. */
+            /** @description `image_too_large` (over `maxImageBytes`), `image_too_many_pixels` (decoded over `maxImagePixels`), `payload_too_large`. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -697,7 +711,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `unsupported_media_type` (not multipart/form-data), `unsupported_image` (an image format the server cannot decode). */
+            /** @description `unsupported_media_type` (not multipart/form-data), `unsupported_image` (not an image in a format the server decodes: JPEG, PNG, WebP, GIF, AVIF, TIFF). */
             415: {
                 headers: {
                     [name: string]: unknown;

@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { register as registerEmbed } from "./embed.ts";
 import { register as registerIndex } from "./index-cmd.ts";
+import { register as registerServe } from "./serve.ts";
 
 const program = new Command("longclip")
   .description("Long-text image retrieval with Long-CLIP: embed, index, search and serve")
@@ -9,5 +10,6 @@ const program = new Command("longclip")
 
 registerEmbed(program);
 registerIndex(program);
+registerServe(program);
 
 await program.parseAsync(process.argv);

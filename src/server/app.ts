@@ -216,14 +216,13 @@ export function buildApp(
         }
       });
     }
+    // While the server drains for shutdown, library calls would meet a closing store.
     if ("503" in ((op.schema.response as object | undefined) ?? {}) && op.operationId !== "ready") {
       onRequest.push(async () => {
-        if (closing || !library.ready()) {
+        if (closing) {
           throw new AppError(
             "not_ready",
-            closing
-              ? "the server is shutting down; retry on another instance or after restart"
-              : "the model and index are still loading; retry shortly (GET /ready says when)",
+            "the server is shutting down; retry on another instance or after its restart",
             503,
           );
         }
@@ -252,17 +251,14 @@ function createHandlers(
   const validId = validators.component("Id");
   const validMetadata = validators.component("Metadata");
 
+  // The library checks search inputs itself (empty query, length, k); only /tokenize, which
+  // does not reach the library, needs the length limit here.
   const checkQueryLength = (text: string) => {
     if (text.length > settings.maxQueryChars) {
       throw new AppError(
         "query_too_long",
         `the text has ${text.length} characters; the limit is ${settings.maxQueryChars} (maxQueryChars, LONGCLIP_MAX_QUERY_CHARS)`,
       );
-    }
-  };
-  const checkK = (k: number) => {
-    if (k > settings.maxK) {
-      throw new AppError("k_out_of_range", `k is ${k}; use a value from 1 to ${settings.maxK}`);
     }
   };
   const toItem = (item: Item): Schemas["Item"] => {
@@ -347,8 +343,9 @@ function createHandlers(
     const root = settings.mediaRoot;
     if (root === undefined) {
       throw new AppError(
-        "media_root_not_configured",
+        "path_indexing_disabled",
         "indexing by path is disabled: start the server with --media-root DIR (LONGCLIP_MEDIA_ROOT), or upload the files as multipart",
+        403,
       );
     }
     const realRoot = realOrSelf(root);
@@ -358,6 +355,7 @@ function createHandlers(
         throw new AppError(
           "path_outside_media_root",
           `items/${i}/path "${item.path}" is outside the media root; only files under the media root can be indexed by path, nothing was indexed`,
+          403,
         );
       }
       const input: IndexInput = { path: resolved };
@@ -395,11 +393,6 @@ function createHandlers(
 
     async searchText(request) {
       const body = request.body as Schemas["SearchRequest"];
-      if (body.query.trim() === "") {
-        throw new AppError("empty_query", "the query is empty; send some text to search for");
-      }
-      checkQueryLength(body.query);
-      checkK(body.k);
       const started = performance.now();
       const result = await metrics.time("search_text", () =>
         library.searchText(body.query, {
@@ -418,7 +411,6 @@ function createHandlers(
 
     async searchImage(request) {
       const query = request.query as { k: number; exact: boolean };
-      checkK(query.k);
       const started = performance.now();
       const form = await readMultipart(request, settings, {
         fileField: "image",
@@ -506,7 +498,9 @@ function createHandlers(
       if (isClosing() || !library.ready()) {
         throw new AppError(
           "not_ready",
-          isClosing() ? "the server is shutting down" : "the model and index are still loading",
+          isClosing()
+            ? "the server is shutting down"
+            : "the library is not ready: still loading, or its embeddings come from another model (run longclip reindex)",
           503,
         );
       }

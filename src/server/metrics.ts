@@ -49,7 +49,7 @@ export function createMetrics(library: Library): AppMetrics {
     help: "Items stored",
     registers: [registry],
     collect() {
-      if (library.ready()) this.set(library.stats().items);
+      this.set(library.stats().items);
     },
   });
   new Gauge({
@@ -57,7 +57,7 @@ export function createMetrics(library: Library): AppMetrics {
     help: "Embedding jobs waiting in the queue",
     registers: [registry],
     collect() {
-      if (library.ready()) this.set(library.stats().queue.pending);
+      this.set(library.stats().queue.pending);
     },
   });
   return {

@@ -1,0 +1,113 @@
+/**
+ * HTTP test helpers: a real library over the tiny reference model behind the real app, and a
+ * hand-built multipart encoder (so tests can also send the malformed bodies a browser never would).
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { deflateSync } from "node:zlib";
+import type { FastifyInstance } from "fastify";
+import { loadSettings, type Settings } from "../src/config.ts";
+import { Encoder } from "../src/encode/encoder.ts";
+import { createLibrary } from "../src/library/index.ts";
+import type { Library } from "../src/library/types.ts";
+import { buildApp } from "../src/server/app.ts";
+import { tinyModelDir } from "./helpers/reference.ts";
+
+export interface Part {
+  name: string;
+  value: string | Buffer;
+  filename?: string;
+  contentType?: string;
+}
+
+export function multipart(parts: readonly Part[]): {
+  payload: Buffer;
+  headers: Record<string, string>;
+} {
+  const boundary = `----longclip-test-${randomBytes(8).toString("hex")}`;
+  const chunks: Buffer[] = [];
+  for (const part of parts) {
+    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"`;
+    if (part.filename !== undefined) head += `; filename="${part.filename}"`;
+    head += "\r\n";
+    if (part.contentType !== undefined) head += `Content-Type: ${part.contentType}\r\n`;
+    chunks.push(Buffer.from(`${head}\r\n`), Buffer.from(part.value), Buffer.from("\r\n"));
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  return {
+    payload: Buffer.concat(chunks),
+    headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+  };
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+function crc32(bytes: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type: string, data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, "latin1"), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([length, body, crc]);
+}
+
+/**
+ * A valid 1-bit greyscale PNG of width × height, all black: a few dozen KiB that decode to
+ * width × height pixels (a decompression bomb at 20000 × 20000). Built directly because
+ * encoding 400 megapixels through an image library takes a minute and gigabytes.
+ */
+export function bombPng(width: number, height: number): Buffer {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 1; // bit depth
+  header[9] = 0; // greyscale
+  const row = 1 + Math.ceil(width / 8); // filter byte + packed bits
+  const raw = Buffer.alloc(row * height);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", deflateSync(raw, { level: 9 })),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+export interface TestServer {
+  app: FastifyInstance;
+  library: Library;
+  settings: Settings;
+}
+
+/** The real app over a real library (SQLite + HNSW in a temp dir, the tiny ONNX model). */
+export async function startTestApp(extra: Partial<Settings> = {}): Promise<TestServer> {
+  const modelDir = tinyModelDir();
+  const settings = loadSettings(
+    {
+      modelDir,
+      dataDir: tempDir("longclip-api-data-"),
+      threads: 1,
+      imageBatchSize: 4,
+      indexSaveIntervalMs: 0,
+      ...extra,
+    },
+    {},
+  );
+  const encoder = await Encoder.load(modelDir, settings);
+  const library = await createLibrary(settings, encoder);
+  const app = buildApp(settings, library, { tokenizer: encoder.tokenizer });
+  await app.ready();
+  return { app, library, settings };
+}

@@ -1,0 +1,563 @@
+/**
+ * The HTTP API against a real library (SQLite file, HNSW index, tiny ONNX model): happy paths,
+ * then every kind of bad input, then a check that the earlier data is intact and searchable.
+ */
+import assert from "node:assert/strict";
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { InjectOptions, LightMyRequestResponse } from "fastify";
+import sharp from "sharp";
+import { loadSpec, specOperations } from "../src/api/spec.ts";
+import type { components } from "../src/api/types.gen.ts";
+import { routesOf } from "../src/server/app.ts";
+import {
+  bombPng,
+  multipart,
+  type Part,
+  startTestApp,
+  type TestServer,
+  tempDir,
+} from "./api-helpers.ts";
+import { loadReference, SKIP_WITHOUT_SHARED, TINY_DIR } from "./helpers/reference.ts";
+
+type S = components["schemas"];
+
+const API_KEY = "test-key-123";
+const image = (name: string) => readFileSync(path.join(TINY_DIR, "images", name));
+
+describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
+  let server: TestServer;
+  let mediaRoot: string;
+  const outside = tempDir("longclip-outside-");
+
+  const call = (options: InjectOptions) => server.app.inject(options);
+  const json = <T>(res: LightMyRequestResponse) => res.json() as T;
+  const writeHeaders = { "x-api-key": API_KEY };
+  const upload = (parts: Part[], headers: Record<string, string> = writeHeaders) => {
+    const form = multipart(parts);
+    return call({
+      method: "POST",
+      url: "/index",
+      payload: form.payload,
+      headers: { ...form.headers, ...headers },
+    });
+  };
+  const searchImage = (bytes: Buffer, query = "") => {
+    const form = multipart([{ name: "image", value: bytes, filename: "q.png" }]);
+    return call({
+      method: "POST",
+      url: `/search/image${query}`,
+      payload: form.payload,
+      headers: form.headers,
+    });
+  };
+  const search = (body: unknown) =>
+    call({ method: "POST", url: "/search", payload: body as object });
+  const expectError = (res: LightMyRequestResponse, status: number, code: string) => {
+    assert.equal(res.statusCode, status, res.body);
+    const body = json<S["Error"]>(res);
+    assert.equal(body.error.code, code, res.body);
+    assert.ok(body.error.message.length > 10, "the message says what to do");
+  };
+
+  before(async () => {
+    mediaRoot = tempDir("longclip-media-");
+    mkdirSync(path.join(mediaRoot, "sub"));
+    copyFileSync(
+      path.join(TINY_DIR, "images", "hopper.jpg"),
+      path.join(mediaRoot, "sub", "hopper.jpg"),
+    );
+    writeFileSync(path.join(outside, "secret.png"), image("shapes.png"));
+    symlinkSync(path.join(outside, "secret.png"), path.join(mediaRoot, "link.png"));
+    server = await startTestApp({
+      apiKey: API_KEY,
+      mediaRoot,
+      maxBatchItems: 6,
+      maxImageBytes: 400_000,
+      maxRequestBytes: 2_000_000,
+    });
+  });
+  after(async () => {
+    await server?.app.close();
+  });
+
+  test("every operation of openapi.yaml has a route, and every route is in openapi.yaml", () => {
+    const spec = loadSpec();
+    const specRoutes = new Set(
+      specOperations(spec).map((op) => `${op.method.toUpperCase()} ${op.url}`),
+    );
+    const served = new Set(
+      routesOf(server.app)
+        .filter((r) => r.method !== "HEAD" && !r.url.startsWith("/docs/"))
+        .map((r) => `${r.method} ${r.url}`),
+    );
+    assert.deepEqual([...served].sort(), [...specRoutes].sort());
+  });
+
+  test("/openapi.json serves openapi.yaml and /docs works without external requests", async () => {
+    const res = await call({ method: "GET", url: "/openapi.json" });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), JSON.parse(JSON.stringify(loadSpec())));
+    const docs = await call({ method: "GET", url: "/docs" });
+    assert.equal(docs.statusCode, 200);
+    assert.match(docs.body, /swagger/i);
+    for (const asset of ["/docs", "/docs/static/swagger-initializer.js"]) {
+      const body = (await call({ method: "GET", url: asset })).body;
+      assert.doesNotMatch(body, /(src|href|url)\s*[=:]\s*["']https?:/i, `${asset} loads remote`);
+    }
+  });
+
+  test("health, ready, stats on an empty library", async () => {
+    assert.deepEqual(json(await call({ method: "GET", url: "/health" })), { status: "ok" });
+    assert.deepEqual(json(await call({ method: "GET", url: "/ready" })), { status: "ready" });
+    const stats = json<S["Stats"]>(await call({ method: "GET", url: "/stats" }));
+    assert.equal(stats.items, 0);
+    assert.equal(stats.dims, server.library.stats().dims);
+    assert.equal(stats.device, "cpu");
+    assert.equal(stats.index.type, "hnsw");
+    assert.equal(stats.index.m, server.settings.hnswM);
+  });
+
+  test("write endpoints need the API key; reads do not", async () => {
+    const parts = [{ name: "images", value: image("shapes.png"), filename: "s.png" }];
+    expectError(await upload(parts, {}), 401, "unauthorized");
+    expectError(await upload(parts, { "x-api-key": "wrong" }), 401, "unauthorized");
+    expectError(await call({ method: "DELETE", url: "/items/whatever" }), 401, "unauthorized");
+    assert.equal((await call({ method: "GET", url: "/items" })).statusCode, 200);
+    assert.equal(json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items, 0);
+  });
+
+  test("multipart batch with ids (JSON array) and metadata (one field per file)", async () => {
+    const res = await upload(
+      [
+        { name: "ids", value: JSON.stringify(["shapes", "gradient", "gray"]) },
+        {
+          name: "images",
+          value: image("shapes.png"),
+          filename: "shapes.png",
+          contentType: "image/png",
+        },
+        {
+          name: "images",
+          value: image("gradient.jpg"),
+          filename: "gradient.jpg",
+          contentType: "image/jpeg",
+        },
+        { name: "images", value: image("grayscale.png"), filename: "grayscale.png" },
+        { name: "metadata", value: JSON.stringify({ album: "a", n: 1 }) },
+        { name: "metadata", value: JSON.stringify({ album: "a", n: 2 }) },
+        { name: "metadata", value: JSON.stringify({ album: "b", n: 3 }) },
+      ],
+      { authorization: `Bearer ${API_KEY}` },
+    );
+    assert.equal(res.statusCode, 200, res.body);
+    assert.deepEqual(json<S["IndexResponse"]>(res).results, [
+      { id: "shapes", status: "indexed" },
+      { id: "gradient", status: "indexed" },
+      { id: "gray", status: "indexed" },
+    ]);
+    const item = json<S["Item"]>(await call({ method: "GET", url: "/items/gradient" }));
+    assert.deepEqual(item.metadata, { album: "a", n: 2 });
+    assert.equal(item.source, "upload");
+    assert.equal(item.image_url, "/items/gradient/image");
+  });
+
+  test("a re-uploaded image is a duplicate under its stored id; repeated ids fields work", async () => {
+    const res = await upload([
+      { name: "ids", value: "new-name" },
+      { name: "images", value: image("shapes.png"), filename: "again.png" },
+    ]);
+    assert.equal(res.statusCode, 200, res.body);
+    const [result] = json<S["IndexResponse"]>(res).results;
+    assert.equal(result?.status, "duplicate");
+    assert.equal(result?.id, "shapes");
+  });
+
+  test("JSON body indexes a file under the media root in place", async () => {
+    const res = await call({
+      method: "POST",
+      url: "/index",
+      headers: writeHeaders,
+      payload: { items: [{ id: "hopper", path: "sub/hopper.jpg", metadata: { album: "b" } }] },
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.deepEqual(json<S["IndexResponse"]>(res).results, [{ id: "hopper", status: "indexed" }]);
+    const item = json<S["Item"]>(await call({ method: "GET", url: "/items/hopper" }));
+    assert.equal(item.source, "path");
+    assert.equal(item.path, path.join("sub", "hopper.jpg"));
+    assert.equal(item.content_type, "image/jpeg");
+  });
+
+  test("text search: ranked hits with image urls, query info, filter, exact agrees", async () => {
+    const res = await search({ query: "a photo of a cat", k: 3 });
+    assert.equal(res.statusCode, 200, res.body);
+    const body = json<S["SearchResponse"]>(res);
+    assert.equal(body.hits.length, 3);
+    assert.deepEqual(
+      body.hits.map((h) => h.rank),
+      [1, 2, 3],
+    );
+    for (let i = 1; i < body.hits.length; i++) {
+      assert.ok((body.hits[i - 1]?.score ?? 0) >= (body.hits[i]?.score ?? 0));
+    }
+    for (const hit of body.hits) assert.equal(hit.image_url, `/items/${hit.id}/image`);
+    assert.deepEqual(body.query, { tokens: 7, truncated: false, max_tokens: 248 });
+    assert.ok(body.took_ms >= 0);
+
+    const exact = json<S["SearchResponse"]>(
+      await search({ query: "a photo of a cat", k: 3, exact: true }),
+    );
+    assert.deepEqual(
+      exact.hits.map((h) => h.id),
+      body.hits.map((h) => h.id),
+    );
+
+    const filtered = json<S["SearchResponse"]>(
+      await search({ query: "a photo of a cat", k: 10, filter: { album: "a" } }),
+    );
+    assert.deepEqual(filtered.hits.map((h) => h.id).sort(), ["gradient", "shapes"]);
+
+    const long = loadReference().texts.find((t) => t.ids.length > 248);
+    assert.ok(long, "the reference has a text over 248 tokens");
+    const cut = json<S["SearchResponse"]>(await search({ query: long.text }));
+    assert.deepEqual(cut.query, { tokens: long.ids.length, truncated: true, max_tokens: 248 });
+    expectError(await search({ query: long.text, truncate: false }), 400, "query_too_long");
+  });
+
+  test("image search finds the same image first", async () => {
+    const res = await searchImage(image("gradient.jpg"), "?k=2");
+    assert.equal(res.statusCode, 200, res.body);
+    const body = json<S["ImageSearchResponse"]>(res);
+    assert.equal(body.hits.length, 2);
+    assert.equal(body.hits[0]?.id, "gradient");
+    assert.ok((body.hits[0]?.score ?? 0) > 0.999);
+  });
+
+  test("items: pagination, original bytes with content type", async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const url: string = cursor
+        ? `/items?limit=2&cursor=${encodeURIComponent(cursor)}`
+        : "/items?limit=2";
+      const page = json<S["ItemPage"]>(await call({ method: "GET", url }));
+      assert.ok(page.items.length <= 2);
+      seen.push(...page.items.map((i) => i.id));
+      cursor = page.next_cursor;
+    } while (cursor !== null);
+    assert.deepEqual([...seen].sort(), ["gradient", "gray", "hopper", "shapes"]);
+
+    const bytes = await call({ method: "GET", url: "/items/gradient/image" });
+    assert.equal(bytes.statusCode, 200);
+    assert.equal(bytes.headers["content-type"], "image/jpeg");
+    assert.deepEqual(bytes.rawPayload, image("gradient.jpg"));
+    const png = await call({ method: "GET", url: "/items/shapes/image" });
+    assert.equal(png.headers["content-type"], "image/png");
+  });
+
+  test("tokenize matches the reference tokenizer ids", async () => {
+    for (const ref of loadReference().texts) {
+      const res = await call({ method: "POST", url: "/tokenize", payload: { text: ref.text } });
+      assert.equal(res.statusCode, 200, res.body);
+      const body = json<S["TokenizeResponse"]>(res);
+      assert.deepEqual(body.ids, ref.ids_248);
+      assert.equal(body.tokens, ref.ids.length);
+      assert.equal(body.truncated, ref.ids.length > 248);
+      assert.equal(body.max_tokens, 248);
+    }
+  });
+
+  test("delete removes the item from items and from search", async () => {
+    const added = await upload([
+      { name: "ids", value: "to-delete" },
+      { name: "images", value: image("demo.png"), filename: "demo.png" },
+    ]);
+    assert.equal(json<S["IndexResponse"]>(added).results[0]?.status, "indexed");
+    const before = json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items;
+    const res = await call({ method: "DELETE", url: "/items/to-delete", headers: writeHeaders });
+    assert.deepEqual(json(res), { id: "to-delete", deleted: true });
+    expectError(await call({ method: "GET", url: "/items/to-delete" }), 404, "not_found");
+    const after = json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items;
+    assert.equal(after, before - 1);
+    const hits = json<S["ImageSearchResponse"]>(await searchImage(image("demo.png"), "?k=10")).hits;
+    assert.ok(!hits.some((h) => h.id === "to-delete"));
+  });
+
+  describe("bad inputs get their documented 4xx and change nothing", () => {
+    let itemsBefore = 0;
+    before(async () => {
+      itemsBefore = json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items;
+    });
+
+    test("bad files fail alone inside a batch; the good one is indexed", async () => {
+      const bomb = bombPng(20000, 20000);
+      const meta = await sharp(bomb, { limitInputPixels: false }).metadata();
+      assert.equal(meta.width, 20000, "the bomb is a valid PNG header");
+      const jpeg = image("hopper.jpg");
+      const res = await upload([
+        { name: "images", value: Buffer.from("this is not an image at all"), filename: "a.png" },
+        { name: "images", value: jpeg.subarray(0, jpeg.length >> 1), filename: "cut.jpg" },
+        { name: "images", value: Buffer.alloc(0), filename: "empty.png" },
+        { name: "images", value: bomb, filename: "bomb.png" },
+        { name: "images", value: Buffer.alloc(500_000, 7), filename: "big.png" },
+        { name: "images", value: image("rgba.png"), filename: "rgba.png" },
+      ]);
+      assert.equal(res.statusCode, 200, res.body);
+      const results = json<S["IndexResponse"]>(res).results;
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ["failed", "failed", "failed", "failed", "failed", "indexed"],
+      );
+      assert.deepEqual(
+        results.slice(0, 5).map((r) => r.error?.code),
+        [
+          "unsupported_image",
+          "image_corrupt",
+          "image_empty",
+          "image_too_many_pixels",
+          "image_too_large",
+        ],
+      );
+      const added = results[5]?.id ?? "";
+      const del = await call({ method: "DELETE", url: `/items/${added}`, headers: writeHeaders });
+      assert.equal(del.statusCode, 200);
+    });
+
+    test("bad query images are refused with 4xx", async () => {
+      const jpeg = image("hopper.jpg");
+      expectError(await searchImage(Buffer.from("not an image")), 415, "unsupported_image");
+      expectError(await searchImage(jpeg.subarray(0, jpeg.length >> 1)), 400, "image_corrupt");
+      expectError(await searchImage(Buffer.alloc(0)), 400, "image_empty");
+      expectError(await searchImage(bombPng(20000, 20000)), 413, "image_too_many_pixels");
+      expectError(await searchImage(Buffer.alloc(500_000, 7)), 413, "image_too_large");
+      const two = multipart([
+        { name: "image", value: image("shapes.png"), filename: "a.png" },
+        { name: "image", value: image("shapes.png"), filename: "b.png" },
+      ]);
+      expectError(
+        await call({
+          method: "POST",
+          url: "/search/image",
+          payload: two.payload,
+          headers: two.headers,
+        }),
+        400,
+        "validation_failed",
+      );
+    });
+
+    test("wrong content types get 415", async () => {
+      expectError(
+        await call({
+          method: "POST",
+          url: "/index",
+          headers: { ...writeHeaders, "content-type": "text/plain" },
+          payload: "hello",
+        }),
+        415,
+        "unsupported_media_type",
+      );
+      expectError(
+        await call({
+          method: "POST",
+          url: "/index",
+          headers: { ...writeHeaders, "content-type": "image/png" },
+          payload: image("shapes.png"),
+        }),
+        415,
+        "unsupported_media_type",
+      );
+      const form = multipart([{ name: "query", value: "cat" }]);
+      expectError(
+        await call({
+          method: "POST",
+          url: "/search",
+          payload: form.payload,
+          headers: form.headers,
+        }),
+        415,
+        "unsupported_media_type",
+      );
+      expectError(
+        await call({
+          method: "POST",
+          url: "/search/image",
+          payload: { image: "x" },
+        }),
+        415,
+        "unsupported_media_type",
+      );
+    });
+
+    test("malformed JSON and malformed multipart get 400", async () => {
+      for (const payload of ['{"query": "cat"', "", "[1, 2"]) {
+        expectError(
+          await call({
+            method: "POST",
+            url: "/search",
+            headers: { "content-type": "application/json" },
+            payload,
+          }),
+          400,
+          "malformed_json",
+        );
+      }
+      expectError(
+        await upload([
+          { name: "metadata", value: "{not json" },
+          { name: "images", value: image("shapes.png"), filename: "s.png" },
+        ]),
+        400,
+        "malformed_json",
+      );
+      const form = multipart([{ name: "images", value: image("shapes.png"), filename: "s.png" }]);
+      expectError(
+        await call({
+          method: "POST",
+          url: "/index",
+          headers: { ...form.headers, ...writeHeaders },
+          payload: form.payload.subarray(0, form.payload.length - 200),
+        }),
+        400,
+        "malformed_multipart",
+      );
+    });
+
+    test("schema violations name the failing field", async () => {
+      const res = await search({ query: "cat", kk: 3 });
+      expectError(res, 400, "validation_failed");
+      assert.match(json<S["Error"]>(res).error.message, /body\/kk/);
+      const bad = await search({ query: "cat", filter: { album: { nested: 1 } } });
+      expectError(bad, 400, "validation_failed");
+      assert.match(json<S["Error"]>(bad).error.message, /body\/filter\/album/);
+      expectError(await search({ k: 3 }), 400, "validation_failed");
+      expectError(await search({ query: "" }), 400, "empty_query");
+      expectError(await search({ query: "   \n " }), 400, "empty_query");
+      expectError(
+        await upload([
+          { name: "ids", value: "has space" },
+          { name: "images", value: image("shapes.png"), filename: "s.png" },
+        ]),
+        400,
+        "validation_failed",
+      );
+      expectError(
+        await upload([
+          { name: "ids", value: JSON.stringify(["a", "b"]) },
+          { name: "images", value: image("shapes.png"), filename: "s.png" },
+        ]),
+        400,
+        "validation_failed",
+      );
+      expectError(await upload([{ name: "ids", value: "a" }]), 400, "validation_failed");
+      expectError(await call({ method: "GET", url: "/items?limit=0" }), 400, "validation_failed");
+      expectError(await call({ method: "GET", url: "/items/bad%20id" }), 400, "validation_failed");
+    });
+
+    test("oversized batches and bodies get 413", async () => {
+      const seven = Array.from({ length: 7 }, (_, i) => ({
+        name: "images",
+        value: image("grayscale.png"),
+        filename: `${i}.png`,
+      }));
+      expectError(await upload(seven), 413, "too_many_items");
+      const paths = Array.from({ length: 7 }, () => ({ path: "sub/hopper.jpg" }));
+      expectError(
+        await call({
+          method: "POST",
+          url: "/index",
+          headers: writeHeaders,
+          payload: { items: paths },
+        }),
+        413,
+        "too_many_items",
+      );
+      expectError(await search({ query: "x".repeat(2_100_000) }), 413, "payload_too_large");
+      const big = Array.from({ length: 6 }, (_, i) => ({
+        name: "images",
+        value: Buffer.alloc(390_000, i),
+        filename: `${i}.png`,
+      }));
+      expectError(await upload(big), 413, "payload_too_large");
+    });
+
+    test("k out of range gets 400 k_out_of_range", async () => {
+      for (const k of [0, -1, 1001, 2.5, "ten"]) {
+        expectError(await search({ query: "cat", k }), 400, "k_out_of_range");
+      }
+      expectError(await searchImage(image("shapes.png"), "?k=0"), 400, "k_out_of_range");
+      expectError(await searchImage(image("shapes.png"), "?k=5000"), 400, "k_out_of_range");
+    });
+
+    test("a 20,000-character query gets 400 query_too_long", async () => {
+      const query = "a very long description of a cat ".repeat(700).slice(0, 20_000);
+      expectError(await search({ query }), 400, "query_too_long");
+      expectError(
+        await call({ method: "POST", url: "/tokenize", payload: { text: query } }),
+        400,
+        "query_too_long",
+      );
+    });
+
+    test("unknown ids and routes get 404", async () => {
+      expectError(await call({ method: "GET", url: "/items/nope" }), 404, "not_found");
+      expectError(await call({ method: "GET", url: "/items/nope/image" }), 404, "not_found");
+      expectError(
+        await call({ method: "DELETE", url: "/items/nope", headers: writeHeaders }),
+        404,
+        "not_found",
+      );
+      expectError(await call({ method: "GET", url: "/nothing/here" }), 404, "not_found");
+    });
+
+    test("paths outside the media root are refused and nothing of the batch is indexed", async () => {
+      for (const bad of [
+        "../outside.jpg",
+        path.join(outside, "secret.png"),
+        "/etc/passwd",
+        "link.png",
+      ]) {
+        const res = await call({
+          method: "POST",
+          url: "/index",
+          headers: writeHeaders,
+          payload: { items: [{ id: "fine", path: "sub/hopper.jpg" }, { path: bad }] },
+        });
+        expectError(res, 403, "path_outside_media_root");
+      }
+      expectError(await call({ method: "GET", url: "/items/fine" }), 404, "not_found");
+    });
+
+    test("afterwards the data is intact and earlier items are still found", async () => {
+      const stats = json<S["Stats"]>(await call({ method: "GET", url: "/stats" }));
+      assert.equal(stats.items, itemsBefore);
+      const hits = json<S["ImageSearchResponse"]>(await searchImage(image("shapes.png"))).hits;
+      assert.equal(hits[0]?.id, "shapes");
+      const text = await search({ query: "a photo of a cat", k: 10 });
+      assert.equal(json<S["SearchResponse"]>(text).hits.length, itemsBefore);
+      assert.equal((await call({ method: "GET", url: "/ready" })).statusCode, 200);
+    });
+  });
+
+  test("metrics count requests by route and status and report the items", async () => {
+    const res = await call({ method: "GET", url: "/metrics" });
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers["content-type"]), /^text\/plain/);
+    assert.match(
+      res.body,
+      /http_requests_total\{method="POST",route="\/search",status="200"\} \d+/,
+    );
+    assert.match(
+      res.body,
+      /http_requests_total\{method="POST",route="\/search",status="400"\} \d+/,
+    );
+    assert.match(
+      res.body,
+      /longclip_operation_duration_seconds_count\{operation="index",outcome="ok"\} \d+/,
+    );
+    const items = json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items;
+    assert.match(res.body, new RegExp(`longclip_items ${items}\\b`));
+    assert.match(res.body, /longclip_queue_pending 0\b/);
+  });
+});

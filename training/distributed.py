@@ -118,6 +118,15 @@ def gather_with_grad(tensor: torch.Tensor) -> Tuple[torch.Tensor, int]:
     return _GatherRows.apply(tensor, sizes, rank), sum(sizes[:rank])
 
 
+def all_mean(values: List[float], device: torch.device) -> List[float]:
+    """Average numbers over processes (for logging); identity in one process."""
+    if not is_distributed():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return [float(v) / dist.get_world_size() for v in tensor.tolist()]
+
+
 def all_sum(value: float, device: torch.device) -> float:
     """Sum a number over processes (for logging and counters); identity in one process."""
     if not is_distributed():

@@ -457,8 +457,8 @@ def _train(args) -> int:
             rows = distributed.all_sum(float(batch.pixels.shape[0]), device)
             progress.update(step, losses["loss"], lr, rows / max(seconds, 1e-9))
             if log_file is not None:
-                entry = {"step": step, "epoch": epoch, "lr": lr, "samples": rows, "seconds": seconds}
-                log_file.write(json.dumps({**entry, **losses}) + "\n")
+                entry = {"step": step, "epoch": epoch, "lr": lr, "samples": rows}
+                log_file.write(json.dumps({**entry, "seconds": seconds, **losses}) + "\n")
                 log_file.flush()
             if args.save_every and step % args.save_every == 0 and step < total_steps:
                 save(args.out / f"checkpoint-{step:08d}.pt")
@@ -511,9 +511,14 @@ def _train_step(towers, model, batch, optimizer, scaler, device, use_amp, args) 
     scaler.update()
     with torch.no_grad():
         model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+    # logged losses are the mean over processes: the loss DDP's averaged gradient descends
+    short_term = losses.short if losses.short is not None else torch.zeros(())
+    total, long, short = distributed.all_mean(
+        [losses.total.item(), losses.long.item(), short_term.item()], device
+    )
     return {
-        "loss": losses.total.item(),
-        "loss_long": losses.long.item(),
-        "loss_short": losses.short.item() if losses.short is not None else None,
+        "loss": total,
+        "loss_long": long,
+        "loss_short": short if losses.short is not None else None,
         "logit_scale": model.logit_scale.item(),
     }

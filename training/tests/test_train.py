@@ -3,6 +3,10 @@
 import json
 import logging
 import math
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +15,7 @@ from PIL import Image, ImageDraw
 from training.__main__ import main
 from training.checkpoint import load_checkpoint, save_official
 from training.model import CLIP, model_config
+from training.tests.conftest import REPO_ROOT
 from training.train import lr_factor
 
 COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
@@ -28,7 +33,7 @@ SHAPES = ["square", "circle"]
 # a tiny BPE vocabulary, so the test needs no downloaded file: 512 byte symbols + 4 merges + 2
 MERGES = ["t h", "th e</w>", "a n", "i n"]
 MODEL = {"preset": "tiny", "image_resolution": 32, "vision_layers": 1, "text_layers": 1}
-FAST = ["--device", "cpu", "--threads", "2", "--workers", "0", "--no-amp", "--seed", "0"]
+FAST = ["--device", "cpu", "--threads", "1", "--workers", "0", "--no-amp", "--seed", "0"]
 
 
 @pytest.fixture
@@ -84,7 +89,7 @@ def test_a_few_steps_lower_the_loss_and_keep_the_first_20_positions(dataset, tmp
         "--checkpoint",
         str(tmp_path / "start.pt"),
         "--steps",
-        "15",
+        "10",
         "--batch-size",
         "8",
         "--lr",
@@ -93,7 +98,7 @@ def test_a_few_steps_lower_the_loss_and_keep_the_first_20_positions(dataset, tmp
         "2",
     )
     losses = [entry["loss"] for entry in log]
-    assert [entry["step"] for entry in log] == list(range(1, 16))
+    assert [entry["step"] for entry in log] == list(range(1, 11))
     assert all(math.isfinite(loss) for loss in losses)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.8 * first, losses
@@ -106,8 +111,8 @@ def test_a_few_steps_lower_the_loss_and_keep_the_first_20_positions(dataset, tmp
     assert (moved.amax(dim=1) > 1e-4).all()
     assert not torch.equal(after.visual.conv1.weight, before.visual.conv1.weight)
 
-    final, final_info = load_checkpoint(tmp_path / "run" / "checkpoint-00000015.pt")
-    assert final_info["step"] == 15
+    final, final_info = load_checkpoint(tmp_path / "run" / "checkpoint-00000010.pt")
+    assert final_info["step"] == 10
     assert torch.equal(final.positional_embedding_res, after.positional_embedding_res.float())
 
 
@@ -178,3 +183,41 @@ def test_learning_rate_schedule_is_warmup_then_cosine():
     assert lr_factor(10, warmup, total) == pytest.approx(1.0)
     assert lr_factor(60, warmup, total) == pytest.approx(0.5)
     assert lr_factor(110, warmup, total) == pytest.approx(0.0, abs=1e-12)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(dataset, tmp_path):
+    """Data-parallel training on 2 gloo processes (launched as torchrun would, through RANK,
+    WORLD_SIZE and LOCAL_RANK) takes the same steps as one process with twice the batch: the
+    features are gathered with gradients and DDP averages the gradients. PCM is off because its
+    PCA runs per process (as in the official code), which one process cannot reproduce."""
+    common = ["--init-config", str(dataset["config"]), "--steps", "3", "--lr", "1e-3"]
+    common += ["--warmup-steps", "1", "--no-pcm"]
+    single = _train(dataset, tmp_path / "one", *common, "--batch-size", "8")
+    argv = [sys.executable, "-m", "training", "train", "--data", str(dataset["data"])]
+    argv += ["--vocab", str(dataset["vocab"]), "--out", str(tmp_path / "two")]
+    argv += ["--context-length", "64", *FAST, *common, "--batch-size", "4"]
+    port = str(_free_port())
+    workers = []
+    for rank in range(2):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank))
+        env.update(LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+        workers.append(
+            subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        )
+    for worker in workers:
+        _, errors = worker.communicate(timeout=300)
+        assert worker.returncode == 0, errors
+    parallel = [json.loads(line) for line in (tmp_path / "two" / "train-log.jsonl").open()]
+    assert [entry["samples"] for entry in parallel] == [8.0, 8.0, 8.0]
+    # steps 2 and 3 are scored after one and two updates, so equal losses mean equal updates.
+    # (Parameters are not compared element by element: Adam turns the rounding noise of
+    # gradients that are mathematically zero, such as the attention key biases', into
+    # lr-sized steps that differ between the two summation orders.)
+    for one, two in zip(single, parallel):
+        assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)

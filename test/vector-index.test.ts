@@ -129,6 +129,28 @@ describe("HnswIndex", () => {
     assert.equal(loaded.size, 99);
   });
 
+  test("an empty index saved and loaded can grow", () => {
+    const file = path.join(tmp, "empty.bin");
+    HnswIndex.create(OPTIONS).save(file);
+    const loaded = HnswIndex.load(file, OPTIONS);
+    const vectors = randomUnitVectors(50, 16, 4);
+    for (const [i, v] of vectors.entries()) loaded.add(i + 1, v);
+    assert.equal(loaded.size, 50);
+    assert.equal(loaded.search(vectors[7] as Float32Array, 1)[0]?.label, 8);
+  });
+
+  test("a loaded full index grows past its saved size", () => {
+    const file = path.join(tmp, "full.bin");
+    const vectors = randomUnitVectors(40, 16, 6);
+    const index = HnswIndex.create(OPTIONS);
+    for (const [i, v] of vectors.slice(0, 10).entries()) index.add(i + 1, v);
+    index.save(file);
+    const loaded = HnswIndex.load(file, OPTIONS);
+    for (const [i, v] of vectors.slice(10).entries()) loaded.add(i + 11, v);
+    assert.equal(loaded.size, 40);
+    assert.equal(loaded.search(vectors[30] as Float32Array, 1)[0]?.label, 31);
+  });
+
   test("a corrupt file is refused, not loaded", () => {
     const file = path.join(tmp, "corrupt.bin");
     writeFileSync(file, Buffer.alloc(100, 7));

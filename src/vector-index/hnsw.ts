@@ -94,7 +94,9 @@ export class HnswIndex {
     }
     if (this.live.has(label)) return;
     if (this.live.size >= this.index.getMaxElements()) {
-      this.index.resizeIndex(this.index.getMaxElements() * 2);
+      // A loaded index has exactly its element count as capacity, possibly 0, and hnswlib
+      // frees its buffers on a resize to 0: never ask for less than the default.
+      this.index.resizeIndex(Math.max(DEFAULT_CAPACITY, this.index.getMaxElements() * 2));
     }
     this.index.addPoint(Array.from(vector), label, true);
     this.live.add(label);

@@ -64,24 +64,29 @@ function startWorker(spec: TowersSpec): Worker {
   return new Worker(bootstrap, { eval: true, workerData: spec, execArgv });
 }
 
+interface Pending {
+  resolve: (output: TensorData) => void;
+  reject: (error: unknown) => void;
+}
+
 export class WorkerTowers implements Towers {
   readonly #worker: Worker;
-  readonly #pending = new Map<
-    number,
-    { resolve: (t: TensorData) => void; reject: (e: unknown) => void }
-  >();
+  readonly #exited: Promise<void>;
+  readonly #logger: EngineLogger | undefined;
+  readonly #pending = new Map<number, Pending>();
   #nextId = 0;
   #closed = false;
   #broken: AppError | undefined;
-  #exited: Promise<void>;
 
   private constructor(
     worker: Worker,
     readonly device: ResolvedDevice,
     exited: Promise<void>,
+    logger: EngineLogger | undefined,
   ) {
     this.#worker = worker;
     this.#exited = exited;
+    this.#logger = logger;
     worker.on("message", (reply: WorkerReply) => this.#onReply(reply));
     worker.unref();
   }
@@ -121,13 +126,10 @@ export class WorkerTowers implements Towers {
       await worker.terminate();
       throw error;
     });
-    const towers = new WorkerTowers(worker, device, exited);
+    const towers = new WorkerTowers(worker, device, exited, logger);
     fail = (error) => towers.#fail(error);
-    towers.#logger = logger;
     return towers;
   }
-
-  #logger: EngineLogger | undefined;
 
   run(tower: TowerName, input: TensorData): Promise<TensorData> {
     if (this.#closed) {
@@ -153,9 +155,7 @@ export class WorkerTowers implements Towers {
     await this.#exited;
   }
 
-  #settled(
-    id: number,
-  ): { resolve: (t: TensorData) => void; reject: (e: unknown) => void } | undefined {
+  #settled(id: number): Pending | undefined {
     const entry = this.#pending.get(id);
     this.#pending.delete(id);
     if (this.#pending.size === 0 && !this.#closed) this.#worker.unref();

@@ -8,7 +8,12 @@
  * - the centre crop offset is `round((size - R) / 2)` with Python's round-half-to-even;
  * - images with an alpha channel are resized premultiplied and un-premultiplied afterwards,
  *   because Pillow's `resize` does that for RGBA/LA images; `convert("RGB")` then just drops
- *   alpha (no compositing on a background), and so do we;
+ *   alpha (no compositing on a background), and so do we. So the colour under transparent
+ *   pixels survives only when no resize happens; after a resize, fully transparent areas are
+ *   black, in the official pipeline as here;
+ * - grey images become three equal channels, as `convert("RGB")` makes them;
+ * - palette images (indexed PNG, GIF) and 1-bit PNGs are resized with nearest neighbour:
+ *   Pillow silently replaces the bicubic filter for its "P" and "1" modes;
  * - scaling and normalisation are done in float32 steps like torch (x / 255, then
  *   (x - mean) / std).
  *
@@ -16,15 +21,12 @@
  * - EXIF orientation is applied (the official code ignores it, so a phone photo taken in
  *   portrait would be embedded lying on its side); width/height are reported after rotation;
  * - CMYK images go through sharp's colour management to sRGB (Pillow uses a naive formula);
- * - grey images are converted to sRGB by sharp (the same values in the three channels);
  * - 16-bit PNGs are scaled to 8 bits (Pillow keeps the high byte of 16-bit RGB, and clips
  *   16-bit grey, which its "I" mode holds, to 0..255);
  * - transparent pixels of GIFs come out as sharp decodes them, not as the palette colour.
- *
- * Like Pillow, palette images (indexed PNG, GIF) and 1-bit PNGs are resized with nearest
- * neighbour: Pillow silently replaces the bicubic filter for its "P" and "1" modes.
  */
 import sharp, { type Metadata } from "sharp";
+import type { ImageLimits } from "../config.ts";
 import { AppError } from "../errors.ts";
 import { type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
@@ -93,13 +95,14 @@ function unpremultiply(image: RawImage): void {
   }
 }
 
-function decodeError(error: unknown): AppError {
+function decodeError(error: unknown, limits: ImageLimits): AppError {
   const message = error instanceof Error ? error.message : String(error);
   if (/pixel limit/i.test(message)) {
     return new AppError(
       "image_too_many_pixels",
-      "The decoded image has more pixels than allowed; send a smaller image.",
+      `The decoded image has more than ${limits.maxImagePixels} pixels (maxImagePixels); send a smaller image.`,
       413,
+      { limit: limits.maxImagePixels },
     );
   }
   if (/unsupported image format/i.test(message)) {
@@ -140,7 +143,7 @@ export interface DecodedImage extends RawImage {
 }
 
 /** Checks the limits, then decodes with sharp to raw 8-bit sRGB pixels. */
-export async function decodeImage(bytes: Buffer, limits: PreprocessOptions): Promise<DecodedImage> {
+export async function decodeImage(bytes: Buffer, limits: ImageLimits): Promise<DecodedImage> {
   if (bytes.length === 0) {
     throw new AppError("image_empty", "The image is empty (0 bytes); send the image file's bytes.");
   }
@@ -157,7 +160,7 @@ export async function decodeImage(bytes: Buffer, limits: PreprocessOptions): Pro
     // Header only: the pixel count is checked before anything is decoded.
     metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (error) {
-    throw decodeError(error);
+    throw decodeError(error, limits);
   }
   const format = ACCEPTED_FORMATS[metadata.format ?? ""];
   if (format === undefined || (format === "avif" && metadata.compression !== "av1")) {
@@ -206,7 +209,7 @@ export async function decodeImage(bytes: Buffer, limits: PreprocessOptions): Pro
         (format === "png" && (metadata.isPalette || metadata.bitsPerSample === 1)),
     };
   } catch (error) {
-    throw decodeError(error);
+    throw decodeError(error, limits);
   }
 }
 

@@ -7,8 +7,8 @@
  */
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Command, InvalidArgumentError } from "commander";
-import { loadSettings, parseSetting, type Settings } from "../src/config.ts";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { loadSettings, type Settings } from "../src/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { isAppError } from "../src/errors.ts";
 import { formatBenchTable, runUrbanBench, SWEEP_BUDGETS } from "../src/eval/bench.ts";
@@ -69,7 +69,9 @@ async function main(argv: string[]): Promise<number> {
       "images and captions per encoder call",
       positiveInt("--batch-size", 1),
     )
-    .option("--device <device>", "cpu, cuda or auto")
+    .addOption(
+      new Option("--device <device>", "where the model runs").choices(["cpu", "cuda", "auto"]),
+    )
     .exitOverride();
   try {
     program.parse(argv);
@@ -79,9 +81,7 @@ async function main(argv: string[]): Promise<number> {
   const flags = program.opts<Flags>();
   const overrides: Partial<Settings> = {};
   if (flags.model !== undefined) overrides.modelDir = path.resolve(flags.model);
-  if (flags.device !== undefined) {
-    overrides.device = parseSetting("device", flags.device) as Settings["device"];
-  }
+  if (flags.device !== undefined) overrides.device = flags.device as Settings["device"];
   if (flags.batchSize !== undefined) {
     overrides.imageBatchSize = flags.batchSize;
     overrides.textBatchSize = flags.batchSize;

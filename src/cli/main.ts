@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { register as registerEmbed } from "./embed.ts";
 import { register as registerIndex } from "./index-cmd.ts";
 import { register as registerServe } from "./serve.ts";
+import { register as registerTokenize } from "./tokenize.ts";
 
 const program = new Command("longclip")
   .description("Long-text image retrieval with Long-CLIP: embed, index, search and serve")
@@ -11,5 +12,6 @@ const program = new Command("longclip")
 registerEmbed(program);
 registerIndex(program);
 registerServe(program);
+registerTokenize(program);
 
 await program.parseAsync(process.argv);

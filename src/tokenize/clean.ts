@@ -260,8 +260,31 @@ export const PY_WHITESPACE_RUN =
   // biome-ignore lint/suspicious/noControlCharactersInRegex: Python counts U+001C–U+001F as whitespace.
   /[\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/g;
 
+const PY_SPACE = new Uint8Array(0x3001);
+for (const code of [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0]) {
+  PY_SPACE[code] = 1;
+}
+for (const code of [0x1680, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000]) PY_SPACE[code] = 1;
+for (let code = 0x2000; code <= 0x200a; code++) PY_SPACE[code] = 1;
+
+/** True when the text has no whitespace but single spaces between other characters. */
+function isCollapsed(text: string): boolean {
+  let previousSpace = true;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code <= 0x3000 && PY_SPACE[code] === 1) {
+      if (code !== 0x20 || previousSpace) return false;
+      previousSpace = true;
+    } else {
+      previousSpace = false;
+    }
+  }
+  return !previousSpace;
+}
+
 /** `re.sub(r"\s+", " ", text).strip()` with Python's definition of whitespace. */
 export function collapseWhitespace(text: string): string {
+  if (isCollapsed(text)) return text;
   const collapsed = text.replace(PY_WHITESPACE_RUN, " ");
   const start = collapsed.startsWith(" ") ? 1 : 0;
   const end = collapsed.endsWith(" ") ? collapsed.length - 1 : collapsed.length;

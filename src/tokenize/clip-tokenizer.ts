@@ -16,9 +16,19 @@ import type { TextTokenizer, TokenizedText } from "./types.ts";
 export const START_TOKEN = "<|startoftext|>";
 export const END_TOKEN = "<|endoftext|>";
 
-/** The official pre-tokenisation pattern (the `regex` module with re.IGNORECASE). */
+/**
+ * The official pre-tokenisation pattern
+ *
+ *   <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
+ *
+ * which the `regex` module runs with IGNORECASE on lower-cased text. Case-insensitivity then
+ * matters for two characters only, spelled out here so the faster case-sensitive form can be
+ * used: "ſ" (U+017F) folds to "s", and U+0345 (combining ypogegrammeni, folding to ι) matches
+ * neither the letter class nor the negated class, so it is dropped like whitespace.
+ */
 const PRE_TOKENIZE =
-  /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
+  // biome-ignore lint/suspicious/noMisleadingCharacterClass: U+0345 is meant as a lone character.
+  /<\|[sſ]tartoftext\|>|<\|endoftext\|>|'[sſ]|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}\u0345]+/gu;
 
 /**
  * bytes_to_unicode as an ordered byte list: the printable bytes ! to ~, ¡ to ¬ and ® to ÿ stand
@@ -40,6 +50,28 @@ function byteOrder(): { bytes: number[]; chars: string[] } {
     extra++;
   }
   return { bytes, chars };
+}
+
+const NON_ASCII = /[\u0080-\uffff]/;
+
+function isAsciiLetter(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
+}
+
+/** Neither whitespace, letter nor digit (text reaching the scanner has no other whitespace). */
+function isAsciiOther(c: number): boolean {
+  return c !== 0x20 && !isAsciiLetter(c) && !(c >= 0x30 && c <= 0x39);
+}
+
+/** Length of the contraction ('s 't 're 've 'm 'll 'd) at `i`, or 0. */
+function contractionLength(text: string, i: number): number {
+  const a = text.charCodeAt(i + 1);
+  if (a === 0x73 || a === 0x74 || a === 0x6d || a === 0x64) return 2;
+  const b = text.charCodeAt(i + 2);
+  if ((a === 0x72 && b === 0x65) || (a === 0x76 && b === 0x65) || (a === 0x6c && b === 0x6c)) {
+    return 3;
+  }
+  return 0;
 }
 
 const BYTE_ORDER = byteOrder();
@@ -103,6 +135,9 @@ class PairTable {
   }
 }
 
+/** A word's ids: most words are one token, stored as a plain number to spare allocations. */
+type WordIds = number | number[];
+
 export interface ClipTokenizerOptions {
   /** Merge lines used after the header (48,894 for CLIP's vocabulary). */
   numMerges: number;
@@ -120,8 +155,17 @@ export class ClipTokenizer implements TextTokenizer {
   readonly endId: number;
   readonly vocabSize: number;
   private readonly pairs: PairTable;
-  private readonly cache = new Map<string, Int32Array>();
-  private readonly cacheSize: number;
+  /**
+   * Word → ids, in two generations: when the young one is full it becomes the old one and the
+   * previous old one is dropped; a hit in the old generation moves the word back to the young.
+   * This keeps recently used words at O(1) cost per lookup without per-hit bookkeeping.
+   */
+  private young = new Map<string, WordIds>();
+  private old = new Map<string, WordIds>();
+  private readonly generationSize: number;
+  /** Ids of the text being tokenised, grown on demand, and how many are set. */
+  private output = new Int32Array(1024);
+  private length = 0;
   /** Scratch buffers for BPE, grown on demand. */
   private symbols = new Int32Array(64);
   private utf8 = new Uint8Array(256);
@@ -143,7 +187,7 @@ export class ClipTokenizer implements TextTokenizer {
       );
     }
     this.contextLength = contextLength;
-    this.cacheSize = Math.max(0, options.cacheSize ?? DEFAULT_CACHE_SIZE);
+    this.generationSize = Math.floor(Math.max(0, options.cacheSize ?? DEFAULT_CACHE_SIZE) / 2);
 
     const lines = merges.split("\n");
     if (lines.length - 1 < numMerges) {
@@ -217,55 +261,106 @@ export class ClipTokenizer implements TextTokenizer {
 
   /** `[start] + bpe ids + [end]`, cut to the context length with the last kept id set to end. */
   encode(text: string): TokenizedText {
-    const body = this.bpeIds(text);
-    const tokens = body.length + 2;
+    const count = this.tokenizeInto(text);
+    const tokens = count + 2;
     const length = Math.min(tokens, this.contextLength);
     const ids = new Int32Array(length);
     ids[0] = this.startId;
-    ids.set(body.length > length - 2 ? body.subarray(0, length - 2) : body, 1);
+    ids.set(this.output.subarray(0, length - 2), 1);
     ids[length - 1] = this.endId;
     return { ids, tokens, truncated: tokens > this.contextLength };
   }
 
   /** The ids of the official `SimpleTokenizer.encode(text)`: no start/end, no cut. */
   bpeIds(text: string): Int32Array {
+    return this.output.slice(0, this.tokenizeInto(text));
+  }
+
+  /** Cleans, pre-tokenises and BPE-encodes `text` into `this.output`; returns the id count. */
+  private tokenizeInto(text: string): number {
     const cleaned = cleanText(text);
-    let out = new Int32Array(Math.max(16, cleaned.length + 2));
-    let length = 0;
+    this.length = 0;
+    if (!NON_ASCII.test(cleaned)) {
+      this.scanAscii(cleaned);
+      return this.length;
+    }
     PRE_TOKENIZE.lastIndex = 0;
     for (
       let match = PRE_TOKENIZE.exec(cleaned);
       match !== null;
       match = PRE_TOKENIZE.exec(cleaned)
     ) {
-      const ids = this.wordIds(match[0]);
-      if (length + ids.length > out.length) {
-        const grown = new Int32Array(Math.max(out.length * 2, length + ids.length));
-        grown.set(out.subarray(0, length));
-        out = grown;
-      }
-      out.set(ids, length);
-      length += ids.length;
+      this.append(this.wordIds(match[0]));
     }
-    return out.subarray(0, length);
+    return this.length;
+  }
+
+  private append(ids: WordIds): void {
+    const count = typeof ids === "number" ? 1 : ids.length;
+    if (this.length + count > this.output.length) {
+      const grown = new Int32Array(Math.max(this.output.length * 2, this.length + count));
+      grown.set(this.output.subarray(0, this.length));
+      this.output = grown;
+    }
+    if (typeof ids === "number") {
+      this.output[this.length++] = ids;
+    } else {
+      for (const id of ids) this.output[this.length++] = id;
+    }
+  }
+
+  /**
+   * PRE_TOKENIZE for cleaned ASCII text, by hand: the only whitespace left is " ", letters are
+   * a–z, and every other printable character belongs to the "anything else" runs.
+   */
+  private scanAscii(text: string): void {
+    const n = text.length;
+    let i = 0;
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      let end = i + 1;
+      if (c === 0x20) {
+        i = end;
+        continue;
+      }
+      if (isAsciiLetter(c)) {
+        while (end < n && isAsciiLetter(text.charCodeAt(end))) end++;
+      } else if (c >= 0x30 && c <= 0x39) {
+        // A digit is a token on its own.
+      } else if (c === 0x3c && text.startsWith(START_TOKEN, i)) {
+        end = i + START_TOKEN.length;
+      } else if (c === 0x3c && text.startsWith(END_TOKEN, i)) {
+        end = i + END_TOKEN.length;
+      } else if (c === 0x27 && contractionLength(text, i) > 0) {
+        end = i + contractionLength(text, i);
+      } else {
+        while (end < n && isAsciiOther(text.charCodeAt(end))) end++;
+      }
+      this.append(this.wordIds(text.slice(i, end)));
+      i = end;
+    }
   }
 
   /** Number of words whose ids are cached. */
   get cachedWords(): number {
-    return this.cache.size;
+    return this.young.size + this.old.size;
   }
 
-  private wordIds(word: string): Int32Array {
-    let ids = this.cache.get(word);
+  private wordIds(word: string): WordIds {
+    let ids = this.young.get(word);
     if (ids !== undefined) return ids;
-    if (word === START_TOKEN) ids = Int32Array.of(this.startId);
-    else if (word === END_TOKEN) ids = Int32Array.of(this.endId);
-    else ids = this.bpe(word);
-    if (this.cacheSize > 0) {
-      if (this.cache.size >= this.cacheSize) {
-        this.cache.delete(this.cache.keys().next().value as string);
+    ids = this.old.get(word);
+    if (ids === undefined) {
+      if (word === START_TOKEN) ids = this.startId;
+      else if (word === END_TOKEN) ids = this.endId;
+      else ids = this.bpe(word);
+    }
+    if (this.generationSize > 0) {
+      if (this.young.size >= this.generationSize) {
+        this.old = this.young;
+        this.young = new Map();
       }
-      this.cache.set(word, ids);
+      this.young.set(word, ids);
     }
     return ids;
   }
@@ -305,7 +400,7 @@ export class ClipTokenizer implements TextTokenizer {
     return n;
   }
 
-  private bpe(word: string): Int32Array {
+  private bpe(word: string): WordIds {
     let n = this.encodeUtf8(word);
     if (this.symbols.length < n) this.symbols = new Int32Array(n * 2);
     const symbols = this.symbols;
@@ -340,6 +435,6 @@ export class ClipTokenizer implements TextTokenizer {
       }
       n = w;
     }
-    return symbols.slice(0, n);
+    return n === 1 ? (symbols[0] as number) : Array.from(symbols.subarray(0, n));
   }
 }

@@ -1,0 +1,124 @@
+/**
+ * Tokenizer throughput on generated paragraph-length captions (about 100–200 tokens each).
+ *
+ *   npm run bench:tokenizer -- --vocab PATH/bpe_simple_vocab_16e6.txt.gz [--captions 20000]
+ *
+ * Words come from the vocabulary's own whole-word tokens, with a share of made-up compounds
+ * and numbers so that many words are new to the word cache. Three rates are printed:
+ * cold (fresh tokenizer, empty cache), warm on unseen captions (cache filled by the first set),
+ * and warm on the same captions again. Rates are given per CPU second of this process (fair on a
+ * shared machine; garbage-collector threads count too) and per wall-clock second.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { gunzipSync } from "node:zlib";
+import { ClipTokenizer } from "../src/tokenize/clip-tokenizer.ts";
+
+const { values } = parseArgs({
+  options: {
+    vocab: { type: "string" },
+    captions: { type: "string", default: "20000" },
+    "num-merges": { type: "string", default: "48894" },
+    "context-length": { type: "string", default: "248" },
+    seed: { type: "string", default: "1" },
+  },
+});
+if (values.vocab === undefined) {
+  console.error("usage: npm run bench:tokenizer -- --vocab PATH/bpe_simple_vocab_16e6.txt.gz");
+  process.exit(2);
+}
+const count = Number(values.captions);
+const numMerges = Number(values["num-merges"]);
+const contextLength = Number(values["context-length"]);
+
+/** mulberry32: a small seeded generator, so every run measures the same captions. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Whole-word tokens of the merges file that are plain ASCII letters, in merge order. */
+function vocabularyWords(file: string): string[] {
+  const bytes = readFileSync(file);
+  const text = (file.endsWith(".gz") ? gunzipSync(bytes) : bytes).toString("utf8");
+  const words: string[] = [];
+  for (const line of text.split("\n").slice(1, numMerges + 1)) {
+    const token = line.replace(" ", "");
+    if (!token.endsWith("</w>")) continue;
+    const word = token.slice(0, -4);
+    if (/^[a-z]{2,}$/.test(word)) words.push(word);
+  }
+  return words;
+}
+
+const words = vocabularyWords(values.vocab);
+const PUNCTUATION = [",", ",", ".", ";", ":", "!", "?", "-", "(", ")", "&", "'s"];
+
+function makeCaptions(n: number, seed: number): string[] {
+  const rand = random(seed);
+  const pick = (): string => {
+    // Earlier merges are more frequent words: skew the choice towards them.
+    const index = Math.floor(words.length * rand() ** 2.5);
+    return words[index] as string;
+  };
+  const captions: string[] = [];
+  for (let c = 0; c < n; c++) {
+    const length = 60 + Math.floor(rand() * 70);
+    const parts: string[] = [];
+    for (let w = 0; w < length; w++) {
+      const r = rand();
+      let word: string;
+      if (r < 0.03) word = pick() + pick();
+      else if (r < 0.06) word = String(Math.floor(rand() * 10_000));
+      else word = pick();
+      if (rand() < 0.08) word = word.charAt(0).toUpperCase() + word.slice(1);
+      parts.push(word);
+      if (rand() < 0.1) parts.push(PUNCTUATION[Math.floor(rand() * PUNCTUATION.length)] as string);
+    }
+    captions.push(parts.join(" "));
+  }
+  return captions;
+}
+
+interface Measure {
+  wall: number;
+  cpu: number;
+  tokens: number;
+}
+
+/** Wall time and this process's CPU time: on a shared machine the CPU time is the fair one. */
+function run(tokenizer: ClipTokenizer, captions: string[]): Measure {
+  let tokens = 0;
+  const cpuStart = process.cpuUsage();
+  const start = performance.now();
+  for (const caption of captions) tokens += tokenizer.encode(caption).tokens;
+  const wall = (performance.now() - start) / 1000;
+  const cpuUsed = process.cpuUsage(cpuStart);
+  return { wall, cpu: (cpuUsed.user + cpuUsed.system) / 1e6, tokens };
+}
+
+const seed = Number(values.seed);
+const first = makeCaptions(count, seed);
+const second = makeCaptions(count, seed + 1);
+const tokenizer = ClipTokenizer.fromFile(values.vocab, { numMerges, contextLength });
+
+const report = (label: string, captions: string[]): void => {
+  const { wall, cpu, tokens } = run(tokenizer, captions);
+  const rate = (n: number, seconds: number): string => (n / seconds).toFixed(0).padStart(8);
+  console.log(
+    `${label.padEnd(26)} ${rate(captions.length, cpu)} captions/s ${rate(tokens, cpu)} tokens/s` +
+      ` per CPU second | ${rate(captions.length, wall)} captions/s wall` +
+      ` | ${(tokens / captions.length).toFixed(1)} tokens per caption`,
+  );
+};
+
+console.log(`${count} captions per set, ${words.length} vocabulary words, one thread`);
+report("cold (empty cache)", first);
+report("warm, unseen captions", second);
+report("warm, same captions again", first);

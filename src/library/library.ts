@@ -261,8 +261,14 @@ export class LongclipLibrary implements Library {
           owned.push(job);
           jobs.push(job);
         });
+        // The original is made durable here, while the previous chunk is being embedded: it
+        // must be on disk before the commit, and an undecodable upload is never stored.
         const decoded = await Promise.allSettled(
-          jobs.map((job) => preprocessImage(job.bytes, this.preprocessOptions)),
+          jobs.map(async (job) => {
+            const image = await preprocessImage(job.bytes, this.preprocessOptions);
+            if (job.source === "upload") await this.writeOriginal(job);
+            return image;
+          }),
         );
         const prepared: Prepared[] = [];
         decoded.forEach((outcome, k) => {
@@ -439,7 +445,19 @@ export class LongclipLibrary implements Library {
     job.claim.settle(outcome);
   }
 
-  /** Embeds one chunk, writes originals, commits the chunk in one transaction, then HNSW. */
+  private async writeOriginal(job: Job): Promise<void> {
+    try {
+      await this.originals.write(job.sha256, job.bytes);
+    } catch (error) {
+      throw new AppError(
+        "storage_error",
+        `Could not store the uploaded image: ${(error as Error).message}. Check free space and permissions of the data directory.`,
+        500,
+      );
+    }
+  }
+
+  /** Embeds one chunk, commits it in one transaction (originals are already on disk), then HNSW. */
   private async commitChunk(prepared: Prepared[], results: IndexResult[]): Promise<void> {
     if (prepared.length === 0) return;
     try {
@@ -447,11 +465,6 @@ export class LongclipLibrary implements Library {
         this.embedder.embedPixels(prepared.map((p) => p.pixels)),
       );
       this.assertUsable();
-      await Promise.all(
-        prepared
-          .filter((p) => p.source === "upload")
-          .map((p) => this.originals.write(p.sha256, p.bytes)),
-      );
       const entries: NewItem[] = prepared.map((p, k) => {
         const entry: NewItem = {
           id: p.id,

@@ -74,7 +74,7 @@ export async function serve(settings: Settings): Promise<() => Promise<void>> {
   const library = await createLibrary(settings, encoder);
   const app = buildApp(settings, library, {
     tokenizer: encoder.tokenizer,
-    logger: { level: process.env.LONGCLIP_LOG_LEVEL ?? "info" },
+    logger: { level: "info" },
   });
   const address = await app.listen({ host: settings.host, port: settings.port });
   const stats = library.stats();

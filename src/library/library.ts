@@ -226,7 +226,7 @@ export class LongclipLibrary implements Library {
     if (inputs.length === 0) return [];
     if (inputs.length > this.settings.maxBatchItems) {
       throw new AppError(
-        "batch_too_large",
+        "too_many_items",
         `The batch has ${inputs.length} items; the limit is ${this.settings.maxBatchItems} (maxBatchItems). Split it into smaller batches.`,
         413,
         { items: inputs.length, limit: this.settings.maxBatchItems },

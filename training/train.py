@@ -493,9 +493,7 @@ def _train_step(towers, model, batch, optimizer, scaler, device, use_amp, args) 
         return {"loss": float("nan"), "loss_long": float("nan"), "loss_short": None}
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
     with autocast:
-        image, text, short, logit_scale = towers(
-            pixels, text_ids, short_ids if args.pcm else None
-        )
+        image, text, short, logit_scale = towers(pixels, text_ids, short_ids if args.pcm else None)
         losses = pcm_loss(
             image,
             text,

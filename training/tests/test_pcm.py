@@ -147,9 +147,7 @@ def _gather_worker(rank, world, init_file, image, text, sizes, results):
         local_image = image[start : start + sizes[rank]].clone().requires_grad_(True)
         local_text = text[start : start + sizes[rank]].clone().requires_grad_(True)
         gathered, offset = gather_with_grad(local_image)
-        loss = contrastive_loss(
-            local_image, local_text, torch.tensor(2.0), gather=gather_with_grad
-        )
+        loss = contrastive_loss(local_image, local_text, torch.tensor(2.0), gather=gather_with_grad)
         loss.backward()
         torch.save(
             {

@@ -147,10 +147,8 @@ def test_a_77_position_checkpoint_is_stretched_on_load(dataset, tmp_path):
     save_official(clip, tmp_path / "clip.pt")
     source, _ = load_checkpoint(tmp_path / "clip.pt")
     assert source.positional_embedding.shape[0] == 77
-    _train(
-        dataset, tmp_path / "run", "--checkpoint", str(tmp_path / "clip.pt"), "--steps", "1",
-        "--batch-size", "8",
-    )
+    start = ["--checkpoint", str(tmp_path / "clip.pt"), "--steps", "1", "--batch-size", "8"]
+    _train(dataset, tmp_path / "run", *start)
     model, info = load_checkpoint(tmp_path / "run" / "longclip.pt")
     assert info["model_type"] == "longclip"
     assert model.positional_embedding.shape[0] == 248
@@ -166,10 +164,8 @@ def test_bad_rows_are_skipped_and_logged(dataset, tmp_path, caplog):
         handle.write(json.dumps({"image": "images/gone.png", "long": "A missing file."}) + "\n")
         handle.write(json.dumps({"image": "images/0.png", "long": ""}) + "\n")
     caplog.set_level(logging.INFO, logger="training.train")
-    log = _train(
-        dataset, tmp_path / "run", "--init-config", str(dataset["config"]), "--epochs", "1",
-        "--batch-size", "9", "--lr", "1e-3",
-    )
+    options = ["--init-config", str(dataset["config"]), "--epochs", "1", "--batch-size", "9"]
+    log = _train(dataset, tmp_path / "run", *options, "--lr", "1e-3")
     assert len(log) == 1 and log[0]["samples"] == 8
     messages = "\n".join(record.getMessage() for record in caplog.records)
     assert "9 usable rows; 2 rows skipped (1 empty caption, 1 missing image)" in messages

@@ -3,7 +3,7 @@
  * file, pre-tokenisation, framing and truncation, the cleaning rules, and load errors.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
@@ -15,6 +15,7 @@ import {
   collapseWhitespace,
   fixText,
   htmlUnescape,
+  tokenizerFromModelDir,
 } from "../src/tokenize/index.ts";
 
 const dir = mkdtempSync(path.join(tmpdir(), "longclip-tokenize-"));
@@ -235,6 +236,57 @@ describe("loading", () => {
     assert.throws(
       () => tiny(1),
       (error) => isAppError(error) && error.code === "tokenizer_invalid",
+    );
+  });
+});
+
+describe("model directory", () => {
+  const model = path.join(dir, "model");
+  const numMerges = MERGES.length - 1;
+  const writeModel = (config: Record<string, unknown>): void => {
+    mkdirSync(model, { recursive: true });
+    writeFileSync(path.join(model, "merges.txt.gz"), gzipSync(MERGES.join("\n")));
+    writeFileSync(
+      path.join(model, "config.json"),
+      JSON.stringify({
+        context_length: 77,
+        vocab_size: 512 + numMerges + 2,
+        start_token_id: 512 + numMerges,
+        end_token_id: 512 + numMerges + 1,
+        tokenizer: { file: "merges.txt.gz", type: "clip-bpe", num_merges: numMerges },
+        ...config,
+      }),
+    );
+  };
+
+  test("config.json names the merges file, the merge count and the context length", () => {
+    writeModel({});
+    const tokenizer = tokenizerFromModelDir(model);
+    assert.equal(tokenizer.contextLength, 77);
+    assert.deepEqual(ids(tokenizer, "low"), [merge(1)]);
+  });
+
+  test("ids that do not follow from num_merges are a model_invalid error", () => {
+    writeModel({ end_token_id: 5 });
+    assert.throws(
+      () => tokenizerFromModelDir(model),
+      (error) =>
+        isAppError(error) && error.code === "model_invalid" && /end_token_id/.test(error.message),
+    );
+  });
+
+  test("a tokenizer file outside the directory is refused", () => {
+    writeModel({ tokenizer: { file: "../merges.txt", type: "clip-bpe", num_merges: numMerges } });
+    assert.throws(
+      () => tokenizerFromModelDir(model),
+      (error) => isAppError(error) && error.code === "model_invalid",
+    );
+  });
+
+  test("a missing directory is model_not_found", () => {
+    assert.throws(
+      () => tokenizerFromModelDir(path.join(dir, "no-model")),
+      (error) => isAppError(error) && error.code === "model_not_found",
     );
   });
 });

@@ -81,6 +81,9 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
     parser.add_argument(
+        "--threads", type=int, default=2, help="CPU threads for PyTorch and ONNX Runtime"
+    )
+    parser.add_argument(
         "--no-verify", action="store_true", help="skip the ONNX Runtime check against PyTorch"
     )
 
@@ -136,19 +139,19 @@ def sample_inputs(model: CLIP, seed: int = 1):
     return pixels, [full, short, single]
 
 
-def _run_python_ort(jobs):
+def _run_python_ort(jobs, threads: int):
     import onnxruntime as ort
 
     outputs = []
     for model_path, input_name, array, output_name in jobs:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 2
+        options.intra_op_num_threads = threads
         session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
         outputs.append(session.run([output_name], {input_name: array})[0])
     return outputs
 
 
-def _run_node_ort(jobs):
+def _run_node_ort(jobs, threads: int):
     node = shutil.which("node")
     if node is None:
         raise ExportError(
@@ -157,7 +160,7 @@ def _run_node_ort(jobs):
             "repository for onnxruntime-node) or pass --no-verify"
         )
     with tempfile.TemporaryDirectory(prefix="onnx-check-") as tmp:
-        request = {"threads": 2, "jobs": []}
+        request = {"threads": threads, "jobs": []}
         for index, (model_path, input_name, array, output_name) in enumerate(jobs):
             input_file = Path(tmp, f"in{index}.bin")
             array.astype(array.dtype.newbyteorder("<")).tofile(input_file)
@@ -189,11 +192,11 @@ def _run_node_ort(jobs):
         ]
 
 
-def run_onnx(jobs):
+def run_onnx(jobs, threads: int = 2):
     """jobs: (model_path, input_name, numpy array, output_name) → list of float32 outputs."""
     if importlib.util.find_spec("onnxruntime") is not None:
-        return _run_python_ort(jobs)
-    return _run_node_ort(jobs)
+        return _run_python_ort(jobs, threads)
+    return _run_node_ort(jobs, threads)
 
 
 def relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -202,7 +205,7 @@ def relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(actual - expected).max()) / scale
 
 
-def verify(model: CLIP, out: Path) -> dict:
+def verify(model: CLIP, out: Path, threads: int = 2) -> dict:
     """Compares ONNX Runtime with PyTorch on sample inputs; raises past TOLERANCE."""
     pixels, id_batches = sample_inputs(model)
     with torch.no_grad():
@@ -211,7 +214,7 @@ def verify(model: CLIP, out: Path) -> dict:
     jobs = [(str(out / "vision.onnx"), "pixel_values", pixels.numpy(), "image_embeds")]
     text = str(out / "text.onnx")
     jobs += [(text, "input_ids", ids.numpy(), "text_embeds") for ids in id_batches]
-    actual = run_onnx(jobs)
+    actual = run_onnx(jobs, threads)
     report = {}
     labels = ["vision"] + [f"text L={ids.shape[1]}" for ids in id_batches]
     for label, got, want in zip(labels, actual, expected):
@@ -294,7 +297,7 @@ def build_config(
 
 
 def run(args) -> int:
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     started = time.monotonic()
     try:
         if not args.vocab.is_file():
@@ -315,7 +318,7 @@ def run(args) -> int:
         if args.no_verify:
             print("verification skipped (--no-verify)", file=sys.stderr)
         else:
-            report = verify(model, out)
+            report = verify(model, out, args.threads)
             figures = ", ".join(f"{k} {v:.2e}" for k, v in report.items())
             print(f"verified against PyTorch (max relative difference): {figures}")
         shutil.copyfile(args.vocab, out / args.vocab.name)

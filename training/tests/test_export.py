@@ -11,7 +11,7 @@ import torch
 from training import __version__
 from training.__main__ import main
 from training.checkpoint import load_checkpoint
-from training.export import ExportError, relative_difference, run_onnx, verify
+from training.export import ExportError, _run_node_ort, relative_difference, run_onnx, verify
 
 from .conftest import CLIP_VOCAB, TINY_DIR, needs_onnx_runtime, needs_shared
 
@@ -112,3 +112,10 @@ def test_random_init_export(tmp_path):
     ids = np.array([[49406, 320, 1929, 49407]], dtype=np.int64)
     (embedding,) = run_onnx([(str(out / "text.onnx"), "input_ids", ids, "text_embeds")])
     assert embedding.shape == (1, 64) and np.isfinite(embedding).all()
+
+
+def test_missing_runtime_says_how_to_proceed(tiny_export, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    ids = np.array([[49406, 49407]], dtype=np.int64)
+    with pytest.raises(ExportError, match="pass --no-verify"):
+        _run_node_ort([(str(tiny_export / "text.onnx"), "input_ids", ids, "text_embeds")], 1)

@@ -403,7 +403,9 @@ def _train(args) -> int:
     towers = Towers(model)
     if info.enabled:
         towers = nn.parallel.DistributedDataParallel(
-            towers, device_ids=[device.index] if device.type == "cuda" else None
+            towers,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,  # the only buffer is the constant causal mask
         )
     args.out.mkdir(parents=True, exist_ok=True)
     log_file = (args.out / "train-log.jsonl").open("a") if info.is_main else None
@@ -481,6 +483,11 @@ def _train(args) -> int:
     return 0
 
 
+def _finite_gradients(optimizer) -> bool:
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+    return all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
+
+
 def _train_step(towers, model, batch, optimizer, scaler, device, use_amp, args) -> dict:
     """One optimizer step; returns the losses as floats (NaN terms when the step was skipped)."""
     pixels = batch.pixels.to(device, non_blocking=True)
@@ -505,7 +512,12 @@ def _train_step(towers, model, batch, optimizer, scaler, device, use_amp, args) 
             gather=distributed.gather_with_grad,
         )
     scaler.scale(losses.total).backward()
-    scaler.step(optimizer)
+    # the gradient scaler skips non-finite steps on CUDA; without it, check here (the SVD's
+    # backward can overflow when singular values nearly coincide, as the official code notes)
+    if scaler.is_enabled() or _finite_gradients(optimizer):
+        scaler.step(optimizer)
+    else:
+        LOG.warning("non-finite gradients (loss %.4f); this step's update is skipped", losses.total)
     scaler.update()
     with torch.no_grad():
         model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)

@@ -1,0 +1,77 @@
+/**
+ * openapi.yaml itself: the generated types are current, every error response uses the one
+ * error shape, secured operations document 401, and the route schemas compile in the validator.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { pathToFileURL } from "node:url";
+import openapiTS, { astToString, COMMENT_HEADER } from "openapi-typescript";
+import { componentSchemas, loadSpec, SPEC_PATH, specOperations } from "../src/api/spec.ts";
+import { PROJECT_ROOT } from "../src/config.ts";
+import { createValidators } from "../src/server/validation.ts";
+
+const spec = loadSpec();
+const operations = specOperations(spec);
+
+test("src/api/types.gen.ts is what `npm run gen:api` makes from openapi.yaml", async () => {
+  const generated = COMMENT_HEADER + astToString(await openapiTS(pathToFileURL(SPEC_PATH)));
+  const committed = readFileSync(path.join(PROJECT_ROOT, "src", "api", "types.gen.ts"), "utf8");
+  assert.ok(generated === committed, "types.gen.ts is stale: run npm run gen:api and commit it");
+});
+
+test("operation ids are unique and every error response is the Error schema", () => {
+  const ids = operations.map((op) => op.operationId);
+  assert.equal(new Set(ids).size, ids.length);
+  for (const op of operations) {
+    const responses = (op.schema.response ?? {}) as Record<string, unknown>;
+    for (const [status, schema] of Object.entries(responses)) {
+      if (Number(status) >= 400) {
+        assert.deepEqual(schema, { $ref: "Error#" }, `${op.operationId} ${status}`);
+      }
+    }
+  }
+});
+
+test("secured operations are the writes and document 401", () => {
+  const secured = operations.filter((op) => op.secured).map((op) => op.operationId);
+  assert.deepEqual(secured.sort(), ["deleteItem", "indexImages"]);
+  for (const op of operations.filter((o) => o.secured)) {
+    assert.ok("401" in (op.schema.response as object), `${op.operationId} documents 401`);
+  }
+});
+
+test("every route schema compiles against the component schemas", () => {
+  const validators = createValidators(componentSchemas(spec));
+  let compiled = 0;
+  for (const op of operations) {
+    for (const part of ["params", "querystring"] as const) {
+      const schema = op.schema[part];
+      if (schema === undefined) continue;
+      validators.compiler({ schema, method: op.method, url: op.url, httpPart: part });
+      compiled++;
+    }
+    const body = op.schema.body as { content: Record<string, { schema: object }> } | undefined;
+    for (const media of Object.values(body?.content ?? {})) {
+      validators.compiler({
+        schema: media.schema,
+        method: op.method,
+        url: op.url,
+        httpPart: "body",
+      });
+      compiled++;
+    }
+  }
+  assert.ok(compiled >= 8);
+});
+
+test("the JSON body validator applies the documented defaults and rejects unknown fields", () => {
+  const validators = createValidators(componentSchemas(spec));
+  const validate = validators.component("SearchRequest");
+  const body: Record<string, unknown> = { query: "a cat" };
+  assert.equal(validate(body), true);
+  assert.deepEqual(body, { query: "a cat", k: 10, truncate: true, exact: false });
+  assert.equal(validate({ query: "a cat", k: "10" }), false, "bodies are not coerced");
+  assert.equal(validate({ query: "a cat", extra: 1 }), false);
+});

@@ -94,7 +94,7 @@ test("SIGKILL mid-ingest loses no acknowledged item and duplicates nothing", {
   const afterFirst = await verify(modelDir, dataDir, first);
   const ackedFirst = first.size;
   // The second run starts inside the range the first one covered: re-sent items are duplicates.
-  const second = await ingestAndKill(modelDir, dataDir, 6, 12);
+  const second = await ingestAndKill(modelDir, dataDir, 6, 20);
   for (const [id, seed] of second) first.set(id, seed);
   const afterSecond = await verify(modelDir, dataDir, first);
   assert.ok(afterSecond >= afterFirst);

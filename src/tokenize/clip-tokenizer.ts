@@ -74,6 +74,58 @@ function contractionLength(text: string, i: number): number {
   return 0;
 }
 
+const HOT_MASK = (1 << 17) - 1;
+
+/**
+ * Calls `emit(text, start, end)` for each word of PRE_TOKENIZE in the cleaned text. ASCII text
+ * is split by hand: there the only whitespace left by cleaning is " ", letters are a–z, and
+ * every other printable character belongs to the "anything else" runs.
+ */
+export function forEachWord(
+  text: string,
+  emit: (text: string, start: number, end: number) => void,
+): void {
+  if (NON_ASCII.test(text)) {
+    PRE_TOKENIZE.lastIndex = 0;
+    for (let match = PRE_TOKENIZE.exec(text); match !== null; match = PRE_TOKENIZE.exec(text)) {
+      emit(text, match.index, match.index + match[0].length);
+    }
+    return;
+  }
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    let end = i + 1;
+    if (c === 0x20) {
+      i = end;
+      continue;
+    }
+    if (isAsciiLetter(c)) {
+      while (end < n && isAsciiLetter(text.charCodeAt(end))) end++;
+    } else if (c >= 0x30 && c <= 0x39) {
+      // A digit is a word on its own.
+    } else if (c === 0x3c && text.startsWith(START_TOKEN, i)) {
+      end = i + START_TOKEN.length;
+    } else if (c === 0x3c && text.startsWith(END_TOKEN, i)) {
+      end = i + END_TOKEN.length;
+    } else if (c === 0x27 && contractionLength(text, i) > 0) {
+      end = i + contractionLength(text, i);
+    } else {
+      while (end < n && isAsciiOther(text.charCodeAt(end))) end++;
+    }
+    emit(text, i, end);
+    i = end;
+  }
+}
+
+/** The words of cleaned text, as the official `re.findall(pat, text)` lists them. */
+export function splitWords(cleaned: string): string[] {
+  const words: string[] = [];
+  forEachWord(cleaned, (text, start, end) => words.push(text.slice(start, end)));
+  return words;
+}
+
 const BYTE_ORDER = byteOrder();
 /** Byte value → vocabulary id of its symbol (add 256 for the "</w>" form). */
 const BYTE_ID = new Int32Array(256);
@@ -163,6 +215,12 @@ export class ClipTokenizer implements TextTokenizer {
   private young = new Map<string, WordIds>();
   private old = new Map<string, WordIds>();
   private readonly generationSize: number;
+  /**
+   * Direct-mapped table in front of the word cache, probed with a hash of the word's characters
+   * in the text, so a hit costs no substring allocation.
+   */
+  private readonly hotKeys = new Array<string | undefined>(HOT_MASK + 1);
+  private readonly hotIds = new Array<WordIds | undefined>(HOT_MASK + 1);
   /** Ids of the text being tokenised, grown on demand, and how many are set. */
   private output = new Int32Array(1024);
   private length = 0;
@@ -278,22 +336,27 @@ export class ClipTokenizer implements TextTokenizer {
 
   /** Cleans, pre-tokenises and BPE-encodes `text` into `this.output`; returns the id count. */
   private tokenizeInto(text: string): number {
-    const cleaned = cleanText(text);
     this.length = 0;
-    if (!NON_ASCII.test(cleaned)) {
-      this.scanAscii(cleaned);
-      return this.length;
-    }
-    PRE_TOKENIZE.lastIndex = 0;
-    for (
-      let match = PRE_TOKENIZE.exec(cleaned);
-      match !== null;
-      match = PRE_TOKENIZE.exec(cleaned)
-    ) {
-      this.append(this.wordIds(match[0]));
-    }
+    forEachWord(cleanText(text), this.emitWord);
     return this.length;
   }
+
+  /** Appends the ids of `text[start, end)`, looking in the hot table before slicing. */
+  private readonly emitWord = (text: string, start: number, end: number): void => {
+    let hash = end - start;
+    for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + text.charCodeAt(i)) | 0;
+    const slot = (hash ^ (hash >>> 15)) & HOT_MASK;
+    const key = this.hotKeys[slot];
+    if (key !== undefined && key.length === end - start && text.startsWith(key, start)) {
+      this.append(this.hotIds[slot] as WordIds);
+      return;
+    }
+    const word = text.slice(start, end);
+    const ids = this.wordIds(word);
+    this.hotKeys[slot] = word;
+    this.hotIds[slot] = ids;
+    this.append(ids);
+  };
 
   private append(ids: WordIds): void {
     const count = typeof ids === "number" ? 1 : ids.length;
@@ -306,38 +369,6 @@ export class ClipTokenizer implements TextTokenizer {
       this.output[this.length++] = ids;
     } else {
       for (const id of ids) this.output[this.length++] = id;
-    }
-  }
-
-  /**
-   * PRE_TOKENIZE for cleaned ASCII text, by hand: the only whitespace left is " ", letters are
-   * a–z, and every other printable character belongs to the "anything else" runs.
-   */
-  private scanAscii(text: string): void {
-    const n = text.length;
-    let i = 0;
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      let end = i + 1;
-      if (c === 0x20) {
-        i = end;
-        continue;
-      }
-      if (isAsciiLetter(c)) {
-        while (end < n && isAsciiLetter(text.charCodeAt(end))) end++;
-      } else if (c >= 0x30 && c <= 0x39) {
-        // A digit is a token on its own.
-      } else if (c === 0x3c && text.startsWith(START_TOKEN, i)) {
-        end = i + START_TOKEN.length;
-      } else if (c === 0x3c && text.startsWith(END_TOKEN, i)) {
-        end = i + END_TOKEN.length;
-      } else if (c === 0x27 && contractionLength(text, i) > 0) {
-        end = i + contractionLength(text, i);
-      } else {
-        while (end < n && isAsciiOther(text.charCodeAt(end))) end++;
-      }
-      this.append(this.wordIds(text.slice(i, end)));
-      i = end;
     }
   }
 

@@ -1,0 +1,136 @@
+/** `longclip index` / `search` / `reindex` as functions, with the real tiny model. */
+import assert from "node:assert/strict";
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { after, before, describe, test } from "node:test";
+import {
+  collectImageFiles,
+  parseMeta,
+  runIndex,
+  runReindex,
+  runSearch,
+} from "../src/cli/index-cmd.ts";
+import { isAppError } from "../src/errors.ts";
+import { Store } from "../src/store/store.ts";
+import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
+import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
+
+const root = tempDir("library-cli-test-");
+after(() => rmSync(root, { recursive: true, force: true }));
+
+function capture() {
+  let text = "";
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      text += String(chunk);
+      done();
+    },
+  });
+  return { stream, text: () => text };
+}
+
+function io() {
+  const out = capture();
+  const err = capture();
+  return { io: { out: out.stream, err: err.stream }, out: out.text, err: err.text };
+}
+
+const photos = path.join(root, "photos");
+
+before(async () => {
+  mkdirSync(path.join(photos, "b", "c"), { recursive: true });
+  writeFileSync(path.join(photos, "a.png"), await patternPng(1));
+  writeFileSync(path.join(photos, "b", "two.PNG"), await patternPng(2));
+  writeFileSync(path.join(photos, "b", "c", "three.png"), await patternPng(3));
+  writeFileSync(path.join(photos, "b", "copy.png"), await patternPng(1));
+  writeFileSync(path.join(photos, "b", "broken.jpg"), Buffer.from("not a jpeg"));
+  writeFileSync(path.join(photos, "notes.txt"), "not an image");
+  symlinkSync(photos, path.join(photos, "b", "loop"));
+});
+
+describe("collectImageFiles", () => {
+  test("walks directories recursively by extension, in order, without following dir links", async () => {
+    const extra = path.join(root, "single.txt");
+    writeFileSync(extra, "explicit files are taken as given");
+    const { files, missing } = await collectImageFiles([photos, extra, path.join(root, "nope")]);
+    assert.deepEqual(
+      files.map((f) => path.relative(root, f)),
+      [
+        "photos/a.png",
+        "photos/b/broken.jpg",
+        "photos/b/c/three.png",
+        "photos/b/copy.png",
+        "photos/b/two.PNG",
+        "single.txt",
+      ],
+    );
+    assert.deepEqual(missing, [path.join(root, "nope")]);
+  });
+
+  test("--meta pairs", () => {
+    assert.deepEqual(parseMeta(["album=trip", "note=a=b"]), { album: "trip", note: "a=b" });
+    assert.throws(
+      () => parseMeta(["novalue"]),
+      (e: unknown) => isAppError(e),
+    );
+  });
+});
+
+describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () => {
+  test("index reports failures and skips what is indexed; search prints ranked hits", async () => {
+    const flags = { model: tinyModelDir(), data: path.join(root, "data"), threads: "1" };
+    const first = io();
+    assert.equal(await runIndex([photos], { ...flags, meta: ["album=trip"] }, first.io), 1);
+    assert.match(first.err(), /indexed 3, already indexed 1, failed 1 of 5 files/);
+    assert.match(first.err(), /broken\.jpg: \[unsupported_image\]/);
+
+    const second = io();
+    assert.equal(await runIndex([path.join(photos, "b", "c")], flags, second.io), 0);
+    assert.match(second.err(), /indexed 0, already indexed 1, failed 0 of 1 files/);
+
+    const search = io();
+    assert.equal(
+      await runSearch("a mosaic of squares", { ...flags, k: "2", json: true }, search.io),
+      0,
+    );
+    const result = JSON.parse(search.out()) as {
+      hits: { rank: number; metadata: unknown }[];
+      query: { max_tokens: number };
+    };
+    assert.deepEqual(
+      result.hits.map((h) => h.rank),
+      [1, 2],
+    );
+    assert.deepEqual(result.hits[0]?.metadata, { album: "trip" });
+    assert.equal(result.query.max_tokens, 248);
+
+    const text = io();
+    assert.equal(await runSearch("squares", { ...flags, k: "3", exact: true }, text.io), 0);
+    assert.equal(text.out().trim().split("\n").length, 3);
+    assert.match(text.out(), /^ {2}1 {2}-?\d\.\d{4} {2}\S+ {2}\/.*\.png$/m);
+
+    const bad = io();
+    assert.equal(await runSearch("x", { ...flags, k: "0" }, bad.io), 1);
+    assert.match(bad.err(), /error \[k_out_of_range\]/);
+  });
+
+  test("after a model change, search says to reindex, and reindex fixes it", async () => {
+    const flags = { model: tinyModelDir(), data: path.join(root, "data2"), threads: "1" };
+    assert.equal(await runIndex([path.join(photos, "a.png")], flags, io().io), 0);
+    const store = new Store(path.join(flags.data, "library.sqlite"));
+    store.setModel({ modelId: "previous-model", dims: 64 });
+    store.close();
+
+    const refused = io();
+    assert.equal(await runSearch("x", flags, refused.io), 1);
+    assert.match(refused.err(), /\[model_mismatch\].*longclip reindex/);
+
+    const reindex = io();
+    assert.equal(await runReindex(flags, reindex.io), 0);
+    assert.match(reindex.err(), /re-embedded 1 of 1 items/);
+    const search = io();
+    assert.equal(await runSearch("x", { ...flags, json: true }, search.io), 0);
+    assert.equal((JSON.parse(search.out()) as { hits: unknown[] }).hits.length, 1);
+  });
+});

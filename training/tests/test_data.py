@@ -35,7 +35,7 @@ from training.tests.conftest import TINY_DIR, needs_shared
         ("Only one sentence ends here.", "Only one sentence ends here"),
         ("What is this? A dog.", "What is this?"),
         ("Toys, bikes, etc. and more are seen. The end.", "Toys, bikes, etc. and more are seen"),
-        ("A sign reads \"open.\" Below it", "A sign reads \"open.\""),
+        ('A sign reads "open." Below it', 'A sign reads "open."'),
         ("Mr. Smith waves at the camera. Behind him", "Mr. Smith waves at the camera"),
         ("  A caption\nwith a line break. Then  ", "A caption with a line break"),
         ("", ""),

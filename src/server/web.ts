@@ -1,0 +1,246 @@
+/**
+ * The web UI: the single page at `/` (built from web/ into dist/web/index.html, scripts and
+ * styles inlined so the page is one document), and small thumbnails for its result grid.
+ * Both routes take their schemas from openapi.yaml like every other route.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import sharp from "sharp";
+import { type OpenApiDocument, specOperations } from "../api/spec.ts";
+import { PROJECT_ROOT, type Settings } from "../config.ts";
+import { AppError } from "../errors.ts";
+import type { Library } from "../library/types.ts";
+import type { TextTokenizer } from "../tokenize/types.ts";
+
+/** openapi.yaml operations served by this plugin rather than by app.ts's handlers. */
+export const WEB_OPERATIONS = ["webUi", "getItemThumbnail"] as const;
+
+export const WEB_SOURCE_DIR = path.join(PROJECT_ROOT, "web");
+export const WEB_DIST_DIR = path.join(PROJECT_ROOT, "dist", "web");
+const PAGE_FILE = path.join(WEB_DIST_DIR, "index.html");
+/** Where the built page receives the server's limits (see web/index.html). */
+const CONFIG_SLOT = "<!--longclip-config-->";
+
+export interface WebOptions {
+  settings: Settings;
+  library: Library;
+  spec: OpenApiDocument;
+}
+
+/** What the page needs to know about the server: its limits, so batches fit them. */
+export interface PageConfig {
+  maxBatchItems: number;
+  maxImageBytes: number;
+  maxRequestBytes: number;
+  maxQueryChars: number;
+  maxK: number;
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    const mtime = entry.isDirectory() ? newestMtime(full) : statSync(full).mtimeMs;
+    newest = Math.max(newest, mtime);
+  }
+  return newest;
+}
+
+/** True when dist/web/index.html is missing or older than a file under web/. */
+export function pageIsStale(): boolean {
+  if (!existsSync(PAGE_FILE)) return true;
+  if (!existsSync(WEB_SOURCE_DIR)) return false;
+  return newestMtime(WEB_SOURCE_DIR) > statSync(PAGE_FILE).mtimeMs;
+}
+
+/** The built page, built first when missing or stale (a fresh clone needs no extra step). */
+async function loadPage(): Promise<string> {
+  if (pageIsStale()) {
+    if (!existsSync(WEB_SOURCE_DIR)) {
+      throw new AppError(
+        "web_ui_missing",
+        `the web UI is not built (${PAGE_FILE} is missing) and its sources are absent; run npm run build:web in a full checkout`,
+        503,
+      );
+    }
+    const { buildWeb } = await import("../../scripts/build-web.ts");
+    await buildWeb();
+  }
+  return readFileSync(PAGE_FILE, "utf8");
+}
+
+/** JSON that is safe inside a <script> element. */
+function scriptJson(value: unknown): string {
+  return JSON.stringify(value).replace(/</g, "\\u003c");
+}
+
+function sha256Base64(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("base64");
+}
+
+/**
+ * A Content-Security-Policy that allows the page's own inline script and style (by hash)
+ * and nothing from another origin: the page can never make an external request.
+ */
+export function contentSecurityPolicy(html: string): string {
+  const hashes = (tag: string) =>
+    [...html.matchAll(new RegExp(`<${tag}(?: [^>]*)?>([\\s\\S]*?)</${tag}>`, "g"))]
+      .filter((m) => !/type="application\/json"/.test(m[0]))
+      .map((m) => `'sha256-${sha256Base64(m[1] ?? "")}'`)
+      .join(" ");
+  return [
+    "default-src 'none'",
+    `script-src ${hashes("script")}`,
+    `style-src ${hashes("style")}`,
+    "img-src 'self' blob: data:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join("; ");
+}
+
+const THUMBNAIL_CACHE_ENTRIES = 512;
+
+/**
+ * Where the query would be cut: the length of the longest prefix of `text` ending at a
+ * whitespace boundary (or the whole text) whose tokens all fit the context. Token counts of
+ * such prefixes only grow with their length (words are tokenized independently), so a
+ * binary search over the boundaries finds it with a handful of encodes.
+ */
+export function keptChars(tokenizer: TextTokenizer, text: string): number {
+  if (!tokenizer.encode(text).truncated) return text.length;
+  const ends: number[] = [];
+  for (const match of text.matchAll(/\S(?=\s)/g)) ends.push(match.index + 1);
+  let lo = 0;
+  let hi = ends.length - 1;
+  let best = 0;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const end = ends[mid] as number;
+    if (tokenizer.encode(text.slice(0, end)).truncated) {
+      hi = mid - 1;
+    } else {
+      best = end;
+      lo = mid + 1;
+    }
+  }
+  return best;
+}
+
+export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, library, spec }) => {
+  const operations = new Map(specOperations(spec).map((op) => [op.operationId, op]));
+  const operation = (id: (typeof WEB_OPERATIONS)[number]) => {
+    const op = operations.get(id);
+    if (op === undefined) throw new Error(`openapi.yaml has no operation ${id}`);
+    return op;
+  };
+  const config: PageConfig = {
+    maxBatchItems: settings.maxBatchItems,
+    maxImageBytes: settings.maxImageBytes,
+    maxRequestBytes: settings.maxRequestBytes,
+    maxQueryChars: settings.maxQueryChars,
+    maxK: settings.maxK,
+  };
+  let page: Promise<{ html: string; csp: string }> | undefined;
+  const servedPage = () => {
+    page ??= loadPage().then(
+      (built) => {
+        const html = built.replace(
+          CONFIG_SLOT,
+          `<script type="application/json" id="longclip-config">${scriptJson(config)}</script>`,
+        );
+        return { html, csp: contentSecurityPolicy(html) };
+      },
+      (error: unknown) => {
+        page = undefined;
+        throw error;
+      },
+    );
+    return page;
+  };
+
+  const ui = operation("webUi");
+  app.route({
+    method: "GET",
+    url: ui.url,
+    schema: ui.schema,
+    handler: async (_request, reply) => {
+      const { html, csp } = await servedPage();
+      return reply
+        .type("text/html; charset=utf-8")
+        .header("content-security-policy", csp)
+        .header("x-content-type-options", "nosniff")
+        .header("referrer-policy", "no-referrer")
+        .header("cache-control", "no-cache")
+        .send(html);
+    },
+  });
+
+  // Thumbnails are keyed by content hash and size, so a re-used id never shows a stale image.
+  const cache = new Map<string, Buffer>();
+  const remember = (key: string, bytes: Buffer) => {
+    cache.set(key, bytes);
+    if (cache.size > THUMBNAIL_CACHE_ENTRIES) {
+      const oldest = cache.keys().next().value;
+      if (oldest !== undefined) cache.delete(oldest);
+    }
+  };
+  const thumbnail = operation("getItemThumbnail");
+  app.route({
+    method: "GET",
+    url: thumbnail.url,
+    schema: thumbnail.schema,
+    handler: async (request: FastifyRequest, reply: FastifyReply) => {
+      const { id } = request.params as { id: string };
+      const { size } = request.query as { size: number };
+      const item = library.getItem(id);
+      if (item === undefined) {
+        throw new AppError(
+          "not_found",
+          `no item with id "${id}"; GET /items lists the stored ids`,
+          404,
+        );
+      }
+      const key = `${item.sha256}:${size}`;
+      const etag = `"${item.sha256.slice(0, 32)}-${size}"`;
+      reply
+        .header("etag", etag)
+        .header("cache-control", "private, max-age=3600")
+        .header("x-content-type-options", "nosniff");
+      if (request.headers["if-none-match"] === etag) return reply.status(304).send();
+      let bytes = cache.get(key);
+      if (bytes === undefined) {
+        const image = await library.readImage(id);
+        if (image === undefined) {
+          throw new AppError(
+            "not_found",
+            `no item with id "${id}"; GET /items lists the stored ids`,
+            404,
+          );
+        }
+        try {
+          bytes = await sharp(image.bytes, { limitInputPixels: settings.maxImagePixels })
+            .rotate()
+            .resize(size, size, { fit: "inside", withoutEnlargement: true })
+            .webp({ quality: 80 })
+            .toBuffer();
+        } catch (error) {
+          request.log.error({ err: error, id }, "thumbnail failed");
+          throw new AppError(
+            "thumbnail_failed",
+            `the stored image of item "${id}" could not be decoded for a thumbnail; GET /items/{id}/image has the original, or re-index it`,
+            500,
+          );
+        }
+        remember(key, bytes);
+      } else {
+        cache.delete(key);
+        cache.set(key, bytes);
+      }
+      return reply.type("image/webp").send(bytes);
+    },
+  });
+};

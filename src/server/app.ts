@@ -117,6 +117,9 @@ export function buildApp(
     bodyLimit: settings.maxRequestBytes,
     // Ids may be up to 200 characters (the Id schema); fastify's default is 100.
     routerOptions: { maxParamLength: 256 },
+    // While draining, requests get this app's own not_ready error (one error shape) rather
+    // than fastify's built-in 503 body.
+    return503OnClosing: false,
   });
   const routes: { method: string; url: string }[] = [];
   registeredRoutes.set(app, routes);
@@ -248,6 +251,9 @@ function createHandlers(
   options: AppOptions,
   isClosing: () => boolean,
 ): Record<string, Handler> {
+  // The library stores resolved paths; items show them relative to the resolved media root.
+  const realMediaRoot =
+    settings.mediaRoot === undefined ? undefined : realOrSelf(settings.mediaRoot);
   const validId = validators.component("Id");
   const validMetadata = validators.component("Metadata");
 
@@ -275,7 +281,7 @@ function createHandlers(
       image_url: imageUrl(item.id),
     };
     if (item.path !== undefined) {
-      const root = settings.mediaRoot;
+      const root = realMediaRoot;
       out.path = root && isInside(root, item.path) ? path.relative(root, item.path) : item.path;
     }
     return out;

@@ -1,6 +1,7 @@
 /** The `longclip` command line: one `register(program)` per command module. */
 import { Command } from "commander";
 import { register as registerEmbed } from "./embed.ts";
+import { register as registerExport } from "./export.ts";
 import { register as registerIndex } from "./index-cmd.ts";
 import { register as registerServe } from "./serve.ts";
 import { register as registerTokenize } from "./tokenize.ts";
@@ -10,6 +11,7 @@ const program = new Command("longclip")
   .showHelpAfterError();
 
 registerEmbed(program);
+registerExport(program);
 registerIndex(program);
 registerServe(program);
 registerTokenize(program);

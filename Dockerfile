@@ -28,6 +28,8 @@ ENV ONNXRUNTIME_NODE_INSTALL=skip
 # Dev dependencies stay: the server runs its TypeScript sources through tsx.
 RUN npm ci --no-audit --no-fund
 COPY . .
+# The web UI page (dist/web/index.html): built here, as the runtime user cannot write /app.
+RUN node --import tsx scripts/build-web.ts
 
 # ---- build-cuda: the same tree plus ONNX Runtime's CUDA 12 execution provider
 FROM build AS build-cuda

@@ -256,10 +256,14 @@ describe("library", { skip }, () => {
   });
 
   test("delete and cursor pagination", async () => {
-    const { library } = await open();
+    const { library, settings } = await open();
     try {
       await library.index(images.slice(0, 5).map((bytes, i) => ({ id: `p${i}`, bytes })));
+      const sha = library.getItem("p2")?.sha256 as string;
+      const original = path.join(settings.dataDir, "originals", sha.slice(0, 2), sha.slice(2));
+      assert.ok(existsSync(original));
       assert.equal(library.deleteItem("p2"), true);
+      assert.ok(!existsSync(original), "the uploaded original goes with the item");
       assert.equal(library.deleteItem("p2"), false);
       assert.equal(library.getItem("p2"), undefined);
       assert.equal(await library.readImage("p2"), undefined);
@@ -277,6 +281,7 @@ describe("library", { skip }, () => {
       // The same bytes can come back after a delete, as a new item.
       const [again] = await library.index([{ id: "p2", bytes: images[2] as Buffer }]);
       assert.equal(again?.status, "indexed");
+      assert.deepEqual((await library.readImage("p2"))?.bytes, images[2]);
     } finally {
       await library.close();
     }

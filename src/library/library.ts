@@ -659,7 +659,11 @@ export class LongclipLibrary implements Library {
     this.hnsw.remove(label);
     if (item.source === "upload") {
       // After the commit: a crash in between leaves an unreferenced file, never a dangling row.
-      this.originals.remove(item.sha256).catch(() => {});
+      try {
+        this.originals.remove(item.sha256);
+      } catch {
+        // The item is deleted; a file that cannot be removed is only wasted space.
+      }
     }
     return true;
   }

@@ -5,7 +5,7 @@
  * A crash between the two leaves an unreferenced file, which a later upload of the same bytes
  * simply reuses.
  */
-import { constants } from "node:fs";
+import { constants, rmSync } from "node:fs";
 import { access, mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 
@@ -47,8 +47,12 @@ export class Originals {
     return readFile(this.pathOf(sha256));
   }
 
-  async remove(sha256: string): Promise<void> {
-    await rm(this.pathOf(sha256), { force: true });
+  /**
+   * Synchronous on purpose: once the item's row is gone, the same bytes may be uploaded again,
+   * and that upload must not find the old file (and skip writing it) just before it vanishes.
+   */
+  remove(sha256: string): void {
+    rmSync(this.pathOf(sha256), { force: true });
   }
 }
 

@@ -169,6 +169,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/items/{id}/thumbnail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["ItemId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A small WebP rendering of an item's image (the web UI's result grid).
+         * @description The image scaled down (never up) to fit `size` × `size` pixels, aspect ratio kept,
+         *     EXIF orientation applied, encoded as WebP. Responses carry an `ETag` (content hash and
+         *     size) and `Cache-Control: private, max-age=3600`; a request with a matching
+         *     `If-None-Match` gets 304.
+         */
+        get: operations["getItemThumbnail"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -253,6 +278,28 @@ export interface paths {
         };
         /** This document, as JSON. */
         get: operations["openapi"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The web UI (a single page; scripts and styles inline, no external requests).
+         * @description Paragraph search with a live token count, a result grid of thumbnails with a detail
+         *     view, and drag-and-drop indexing. Built from `web/` by `npm run build:web` (run by
+         *     `npm start`); built on the first request when missing.
+         */
+        get: operations["webUi"];
         put?: never;
         post?: never;
         delete?: never;
@@ -395,6 +442,12 @@ export interface components {
             tokens: number;
             truncated: boolean;
             max_tokens: number;
+            /**
+             * @description Where the text would be cut: the length (in UTF-16 code units, as JavaScript
+             *     counts) of the longest prefix ending at a whitespace boundary whose tokens all
+             *     fit; the whole length when nothing is cut.
+             */
+            kept_chars: number;
         };
         Item: {
             id: string;
@@ -863,6 +916,49 @@ export interface operations {
             503: components["responses"]["NotReady"];
         };
     };
+    getItemThumbnail: {
+        parameters: {
+            query?: {
+                /** @description Longest side of the thumbnail box, in pixels. */
+                size?: number;
+            };
+            header?: never;
+            path: {
+                id: components["parameters"]["ItemId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The thumbnail. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/webp": string;
+                };
+            };
+            /** @description Not modified (the `If-None-Match` ETag is current). */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            /** @description `thumbnail_failed`: the stored image could not be decoded; the original is still at `/items/{id}/image`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     health: {
         parameters: {
             query?: never;
@@ -963,6 +1059,35 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+        };
+    };
+    webUi: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description `web_ui_missing`: the page is not built and its sources are absent. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };

@@ -32,6 +32,7 @@ import { errorBody, toAppError } from "./errors.ts";
 import { type AppMetrics, createMetrics } from "./metrics.ts";
 import { listField, type MultipartForm, parseJson, readMultipart } from "./multipart.ts";
 import { assertValid, createValidators, type SpecValidators } from "./validation.ts";
+import { keptChars, WEB_OPERATIONS, webUi } from "./web.ts";
 
 export interface AppOptions {
   /** The model's tokenizer, for POST /tokenize (503 not_ready without one). */
@@ -45,7 +46,7 @@ export interface AppOptions {
 type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
 /** Operations served by plugins rather than by a handler here. */
-const PLUGIN_OPERATIONS = new Set(["docs"]);
+const PLUGIN_OPERATIONS = new Set<string>(["docs", ...WEB_OPERATIONS]);
 
 const registeredRoutes = new WeakMap<FastifyInstance, { method: string; url: string }[]>();
 
@@ -182,6 +183,7 @@ export function buildApp(
     specification: { document: spec as unknown as StaticDocumentSpec["document"] },
   });
   app.register(fastifySwaggerUi, { routePrefix: "/docs", uiConfig: { validatorUrl: null } });
+  app.register(webUi, { settings, library, spec });
 
   const handlers = createHandlers(settings, library, metrics, validators, spec, options, () =>
     Boolean(closing),
@@ -460,6 +462,7 @@ function createHandlers(
         tokens: tokens.tokens,
         truncated: tokens.truncated,
         max_tokens: tokenizer.contextLength,
+        kept_chars: keptChars(tokenizer, text),
       } satisfies Schemas["TokenizeResponse"];
     },
 

@@ -376,7 +376,11 @@ describe("library", { skip }, () => {
     const { library } = await open({ maxQueueDepth: 4, imageBatchSize: 2 });
     try {
       await library.index([{ bytes: images[0] as Buffer }]);
+      let bulkDone = false;
       const bulk = library.index(images.slice(1, 9).map((bytes) => ({ bytes })));
+      bulk.then(() => {
+        bulkDone = true;
+      });
       await assert.rejects(
         library.index([{ bytes: images[10] as Buffer }]),
         (e: unknown) =>
@@ -387,6 +391,8 @@ describe("library", { skip }, () => {
       );
       const search = await library.searchText("a mosaic", { k: 3 });
       assert.ok(search.hits.length >= 1);
+      // Queries jump the queue: the search ran between two ingest chunks, not after all four.
+      assert.equal(bulkDone, false, "the search did not wait for the whole bulk ingest");
       assert.ok((await bulk).every((r) => r.status === "indexed"));
       assert.equal(library.stats().queue.pending, 0);
     } finally {

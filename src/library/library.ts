@@ -51,7 +51,7 @@ export interface LibraryOptions {
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 /** Filtered searches over at most this many candidates scan them exactly (HNSW with a very
  * selective filter loses recall); larger candidate sets use HNSW with a label filter. */
-const EXACT_FILTER_LIMIT = 20_000;
+const EXACT_FILTER_LIMIT = 10_000;
 const MAX_METADATA_BYTES = 64 * 1024;
 
 const CONTENT_TYPES: Record<string, string> = {

@@ -58,9 +58,14 @@ function isAsciiLetter(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
 }
 
-/** Neither whitespace, letter nor digit (text reaching the scanner has no other whitespace). */
+/** ASCII `\s` of the pattern: space and tab to carriage return. */
+function isAsciiSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+/** Neither whitespace, letter nor digit. */
 function isAsciiOther(c: number): boolean {
-  return c !== 0x20 && !isAsciiLetter(c) && !(c >= 0x30 && c <= 0x39);
+  return !isAsciiSpace(c) && !isAsciiLetter(c) && !(c >= 0x30 && c <= 0x39);
 }
 
 /** Length of the contraction ('s 't 're 've 'm 'll 'd) at `i`, or 0. */
@@ -78,8 +83,8 @@ const HOT_MASK = (1 << 17) - 1;
 
 /**
  * Calls `emit(text, start, end)` for each word of PRE_TOKENIZE in the cleaned text. ASCII text
- * is split by hand: there the only whitespace left by cleaning is " ", letters are a–z, and
- * every other printable character belongs to the "anything else" runs.
+ * is split by hand: letters are a–z (A–Z cannot survive lower-casing), and every character that
+ * is neither whitespace, letter nor digit belongs to the "anything else" runs.
  */
 export function forEachWord(
   text: string,
@@ -97,7 +102,7 @@ export function forEachWord(
   while (i < n) {
     const c = text.charCodeAt(i);
     let end = i + 1;
-    if (c === 0x20) {
+    if (isAsciiSpace(c)) {
       i = end;
       continue;
     }
@@ -195,7 +200,7 @@ export interface ClipTokenizerOptions {
   numMerges: number;
   /** Model input length: 248 for Long-CLIP, 77 for CLIP. */
   contextLength: number;
-  /** Most distinct pre-tokenised words whose ids are kept; the oldest go first. */
+  /** About how many distinct words keep their ids cached (default 100,000); 0 turns caching off. */
   cacheSize?: number;
 }
 
@@ -343,6 +348,10 @@ export class ClipTokenizer implements TextTokenizer {
 
   /** Appends the ids of `text[start, end)`, looking in the hot table before slicing. */
   private readonly emitWord = (text: string, start: number, end: number): void => {
+    if (this.generationSize === 0) {
+      this.append(this.wordIds(text.slice(start, end)));
+      return;
+    }
     let hash = end - start;
     for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + text.charCodeAt(i)) | 0;
     const slot = (hash ^ (hash >>> 15)) & HOT_MASK;

@@ -121,7 +121,9 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
 
   test("write endpoints need the API key; reads do not", async () => {
     const parts = [{ name: "images", value: image("shapes.png"), filename: "s.png" }];
-    expectError(await upload(parts, {}), 401, "unauthorized");
+    const missing = await upload(parts, {});
+    expectError(missing, 401, "unauthorized");
+    assert.match(String(missing.headers["www-authenticate"]), /^Bearer/);
     expectError(await upload(parts, { "x-api-key": "wrong" }), 401, "unauthorized");
     expectError(await call({ method: "DELETE", url: "/items/whatever" }), 401, "unauthorized");
     assert.equal((await call({ method: "GET", url: "/items" })).statusCode, 200);

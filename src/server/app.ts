@@ -116,7 +116,7 @@ export function buildApp(
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: settings.maxRequestBytes,
-    // Ids may be up to 200 characters (the Id schema); fastify's default is 100.
+    // Ids may be up to 128 characters (the Id schema), percent-encoded longer; fastify's default is 100.
     routerOptions: { maxParamLength: 256 },
     // While draining, requests get this app's own not_ready error (one error shape) rather
     // than fastify's built-in 503 body.
@@ -185,8 +185,14 @@ export function buildApp(
   app.register(fastifySwaggerUi, { routePrefix: "/docs", uiConfig: { validatorUrl: null } });
   app.register(webUi, { settings, library, spec });
 
-  const handlers = createHandlers(settings, library, metrics, validators, spec, options, () =>
-    Boolean(closing),
+  const handlers = createHandlers(
+    settings,
+    library,
+    metrics,
+    validators,
+    spec,
+    options,
+    () => closing,
   );
   for (const op of specOperations(spec)) {
     if (PLUGIN_OPERATIONS.has(op.operationId)) continue;
@@ -197,9 +203,10 @@ export function buildApp(
     const onRequest: NonNullable<RouteOptions["onRequest"]> = [];
     if (op.secured && settings.apiKey) {
       const expected = digest(settings.apiKey);
-      onRequest.push(async (request) => {
+      onRequest.push(async (request, reply) => {
         const key = presentedKey(request);
         if (key === undefined || !timingSafeEqual(digest(key), expected)) {
+          reply.header("www-authenticate", 'Bearer realm="longclip"');
           throw new AppError(
             "unauthorized",
             "this endpoint needs the server's API key in the x-api-key header or as Authorization: Bearer <key>",

@@ -54,6 +54,11 @@ function byteOrder(): { bytes: number[]; chars: string[] } {
 
 const NON_ASCII = /[\u0080-\uffff]/;
 
+/** Python whitespace other than " ": a merge line holding one is split the slow way. */
+const OTHER_SPACE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: Python counts U+001C–U+001F as whitespace.
+  /[\t\n\v\f\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
+
 function isAsciiLetter(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a);
 }
@@ -268,26 +273,36 @@ export class ClipTokenizer implements TextTokenizer {
       encoder.set(symbol, id);
       encoder.set(`${symbol}</w>`, id + 256);
     });
-    const parts: string[][] = [];
-    for (let i = 1; i <= numMerges; i++) {
-      // Python's `line.split()`.
-      const pair = (lines[i] as string).split(PY_WHITESPACE_RUN).filter((p) => p !== "");
-      parts.push(pair);
-      encoder.set(pair.join(""), 512 + i - 1);
+    // Python's `line.split()`; the parts of lines that are not exactly two never pair up.
+    const firsts = new Array<string | undefined>(numMerges);
+    const seconds = new Array<string | undefined>(numMerges);
+    for (let i = 0; i < numMerges; i++) {
+      const line = lines[i + 1] as string;
+      let parts = line.split(" ");
+      if (parts.length !== 2 || parts[0] === "" || parts[1] === "" || OTHER_SPACE.test(line)) {
+        parts = line.split(PY_WHITESPACE_RUN).filter((p) => p !== "");
+      }
+      if (parts.length === 2) {
+        firsts[i] = parts[0];
+        seconds[i] = parts[1];
+      }
+      encoder.set(parts.join(""), 512 + i);
     }
     this.startId = 512 + numMerges;
     this.endId = this.startId + 1;
     this.vocabSize = this.endId + 1;
 
     this.pairs = new PairTable(numMerges);
-    parts.forEach((pair, rank) => {
-      if (pair.length !== 2) return;
-      const first = encoder.get(pair[0] as string);
-      const second = encoder.get(pair[1] as string);
+    for (let rank = 0; rank < numMerges; rank++) {
+      const firstPart = firsts[rank];
+      const secondPart = seconds[rank];
+      if (firstPart === undefined || secondPart === undefined) continue;
+      const first = encoder.get(firstPart);
+      const second = encoder.get(secondPart);
       // A part that is no vocabulary token can never be a symbol of a word: the pair never applies.
-      if (first === undefined || second === undefined) return;
-      this.pairs.set(first, second, rank, encoder.get(pair.join("")) as number);
-    });
+      if (first === undefined || second === undefined) continue;
+      this.pairs.set(first, second, rank, encoder.get(firstPart + secondPart) as number);
+    }
   }
 
   /** Reads a CLIP merges file, gzip-compressed (.txt.gz) or plain (.txt). */

@@ -24,11 +24,12 @@ export const END_TOKEN = "<|endoftext|>";
  * which the `regex` module runs with IGNORECASE on lower-cased text. Case-insensitivity then
  * matters for two characters only, spelled out here so the faster case-sensitive form can be
  * used: "ſ" (U+017F) folds to "s", and U+0345 (combining ypogegrammeni, folding to ι) matches
- * neither the letter class nor the negated class, so it is dropped like whitespace.
+ * neither the letter class nor the negated class, so it is dropped like whitespace. `\s` is
+ * spelled out as the `regex` module's set (JavaScript's also holds U+FEFF).
  */
 const PRE_TOKENIZE =
   // biome-ignore lint/suspicious/noMisleadingCharacterClass: U+0345 is meant as a lone character.
-  /<\|[sſ]tartoftext\|>|<\|endoftext\|>|'[sſ]|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}\u0345]+/gu;
+  /<\|[sſ]tartoftext\|>|<\|endoftext\|>|'[sſ]|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\p{L}\p{N}\u0345]+/gu;
 
 /**
  * bytes_to_unicode as an ordered byte list: the printable bytes ! to ~, ¡ to ¬ and ® to ÿ stand

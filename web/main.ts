@@ -215,11 +215,14 @@ function setBusy(busy: boolean): void {
   searchButton.disabled = busy;
 }
 
+/** The file name the page uploaded it with (metadata.filename), else the id. */
+function displayName(hit: Hit): string {
+  const name = hit.metadata.filename;
+  return typeof name === "string" && name !== "" ? name : hit.id;
+}
+
 function card(hit: Hit): HTMLLIElement {
-  const name =
-    typeof hit.metadata.filename === "string" && hit.metadata.filename
-      ? hit.metadata.filename
-      : hit.id;
+  const name = displayName(hit);
   const button = el(
     "button",
     {
@@ -260,13 +263,14 @@ function showHits(hits: Hit[], title: string, emptyMessage: string, extra = ""):
 
 function showError(context: string, error: unknown): void {
   results.replaceChildren();
+  resultsTitle.textContent = "Results";
   resultsStatus.classList.add("error");
   resultsStatus.textContent = `${context}: ${describe(error)}`;
 }
 
 function emptyLibraryMessage(): string {
   return libraryItems === 0
-    ? "The library is empty: add images below, then search again."
+    ? "The library is empty: add images under \u201cAdd images\u201d, then search again."
     : "No image matched. Try another description.";
 }
 
@@ -331,7 +335,7 @@ function formatBytes(n: number): string {
 async function openDetail(hit: Hit): Promise<void> {
   detailHit = hit;
   detailOpener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-  detailTitle.textContent = hit.id;
+  detailTitle.textContent = displayName(hit);
   detailImage.src = hit.image_url;
   detailImage.alt = `Image ${hit.id}`;
   detailOriginal.href = hit.image_url;
@@ -344,6 +348,7 @@ async function openDetail(hit: Hit): Promise<void> {
     const item = await request<Item>(itemUrl(hit.id));
     if (detailHit !== hit) return;
     detailMeta.replaceChildren(
+      ...metaRow("Id", item.id),
       ...metaRow("Size", `${item.width} × ${item.height} px`),
       ...metaRow("File", `${item.content_type}, ${formatBytes(item.bytes)}`),
       ...metaRow("Source", item.path ? `${item.source}: ${item.path}` : item.source),
@@ -397,7 +402,7 @@ async function searchLike(hit: Hit): Promise<void> {
     detail.close();
     showHits(
       r.hits,
-      `More like ${hit.id}`,
+      `More like ${displayName(hit)}`,
       "No similar image found.",
       ` in ${Math.round(r.took_ms)} ms`,
     );
@@ -526,6 +531,10 @@ async function indexFiles(files: PendingFile[]): Promise<void> {
   report(true);
   uploading = false;
   await refreshStats();
+  if (indexed > 0 && results.childElementCount === 0) {
+    resultsStatus.classList.remove("error");
+    resultsStatus.textContent = `${indexed} image${indexed === 1 ? "" : "s"} added: search to see them.`;
+  }
   const next = queued.shift();
   if (next) await indexFiles(next);
 }

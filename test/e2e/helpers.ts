@@ -1,0 +1,122 @@
+/**
+ * End-to-end helpers: the real server (real library, SQLite, HNSW and ONNX model) listening
+ * on 127.0.0.1, Debian's Chromium driven through playwright-core with a fresh profile and
+ * every request checked to stay on 127.0.0.1, and screenshots under artifacts/e2e/.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { FastifyInstance } from "fastify";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { loadSettings, PROJECT_ROOT, type Settings } from "../../src/config.ts";
+import { Encoder } from "../../src/encode/encoder.ts";
+import { createLibrary } from "../../src/library/index.ts";
+import { buildApp } from "../../src/server/app.ts";
+import { SKIP_WITHOUT_SHARED, tinyModelDir } from "../helpers/reference.ts";
+
+export const CHROMIUM = process.env.LONGCLIP_CHROMIUM ?? "/usr/bin/chromium";
+export const SCREENSHOT_DIR = path.join(PROJECT_ROOT, "artifacts", "e2e");
+const DEMO_MODEL = path.join(PROJECT_ROOT, "models", "demo");
+
+/** Skip reason for browser tests: no shared reference (no model) or no Chromium. */
+export const SKIP_BROWSER: string | false =
+  SKIP_WITHOUT_SHARED ||
+  (existsSync(CHROMIUM)
+    ? false
+    : `skipped: Chromium not found at ${CHROMIUM} (install it with apt-get install chromium, or set LONGCLIP_CHROMIUM); .ci/run installs it`);
+
+/** The bundled demo model when it exists, else the tiny reference model. */
+export function e2eModelDir(): string {
+  return existsSync(path.join(DEMO_MODEL, "config.json")) ? DEMO_MODEL : tinyModelDir();
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  base: string;
+  settings: Settings;
+  close(): Promise<void>;
+}
+
+export async function startServer(extra: Partial<Settings> = {}): Promise<RunningServer> {
+  const modelDir = e2eModelDir();
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "longclip-e2e-data-"));
+  const settings = loadSettings(
+    { modelDir, dataDir, threads: 1, imageBatchSize: 4, indexSaveIntervalMs: 0, ...extra },
+    {},
+  );
+  const encoder = await Encoder.load(modelDir, settings);
+  const library = await createLibrary(settings, encoder);
+  const app = buildApp(settings, library, { tokenizer: encoder.tokenizer });
+  const base = await app.listen({ host: "127.0.0.1", port: 0 });
+  return {
+    app,
+    base,
+    settings,
+    async close() {
+      await app.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Browser {
+  context: BrowserContext;
+  page: Page;
+  /** Every URL the page tried to load that was not on 127.0.0.1 (aborted). */
+  external: string[];
+  /** Console errors and uncaught page errors. */
+  errors: string[];
+  close(): Promise<void>;
+}
+
+const LOCAL_SCHEMES = new Set(["data:", "blob:", "about:"]);
+
+export async function launchBrowser(): Promise<Browser> {
+  const profile = mkdtempSync(path.join(os.tmpdir(), "longclip-e2e-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 900 },
+  });
+  const external: string[] = [];
+  const errors: string[] = [];
+  await context.route("**/*", (route) => {
+    const url = new URL(route.request().url());
+    if (url.hostname === "127.0.0.1" || LOCAL_SCHEMES.has(url.protocol)) return route.continue();
+    external.push(url.href);
+    return route.abort();
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("pageerror", (error) => errors.push(`pageerror: ${error.message}`));
+  page.on("console", (message) => {
+    // 4xx answers the page handles itself (401 before the key prompt, 400 on a bad query)
+    // are logged by Chromium as failed resources; they are not page errors.
+    if (message.type() === "error" && !/Failed to load resource/.test(message.text())) {
+      errors.push(`console: ${message.text()}`);
+    }
+  });
+  return {
+    context,
+    page,
+    external,
+    errors,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
+}

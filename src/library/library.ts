@@ -16,12 +16,12 @@ import path from "node:path";
 import type { Settings } from "../config.ts";
 import type { Embedder } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
-import { preprocessImage } from "../preprocess/index.ts";
 import type { PreprocessOptions } from "../preprocess/types.ts";
 import { type NewItem, Store, type StoredItem } from "../store/store.ts";
 import { exactSearch } from "../vector-index/exact.ts";
 import { HnswIndex, type Neighbour } from "../vector-index/hnsw.ts";
 import { Originals } from "./originals.ts";
+import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
 import type {
   Hit,
@@ -145,6 +145,7 @@ export class LongclipLibrary implements Library {
   readonly store: Store;
   private readonly originals: Originals;
   private readonly queue: EmbedQueue;
+  private readonly pool = new PreprocessPool();
   private readonly indexDir: string;
   private hnsw: HnswIndex;
   private currentState: LibraryState;
@@ -265,7 +266,7 @@ export class LongclipLibrary implements Library {
         // must be on disk before the commit, and an undecodable upload is never stored.
         const decoded = await Promise.allSettled(
           jobs.map(async (job) => {
-            const image = await preprocessImage(job.bytes, this.preprocessOptions);
+            const image = await this.pool.run(job.bytes, this.preprocessOptions);
             if (job.source === "upload") await this.writeOriginal(job);
             return image;
           }),
@@ -569,7 +570,7 @@ export class LongclipLibrary implements Library {
   private async searchImageNow(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
     this.assertUsable();
     this.checkSearchOptions(options);
-    const image = await preprocessImage(bytes, this.preprocessOptions);
+    const image = await this.pool.run(bytes, this.preprocessOptions);
     const reservation = this.queue.reserve("query", 1);
     let vectors: Float32Array[];
     try {
@@ -717,7 +718,7 @@ export class LongclipLibrary implements Library {
               item.source === "upload"
                 ? await this.originals.read(item.sha256)
                 : await readFile(item.path as string);
-            return preprocessImage(bytes, this.preprocessOptions);
+            return this.pool.run(bytes, this.preprocessOptions);
           }),
         );
         const good: { label: number; pixels: Float32Array }[] = [];
@@ -793,7 +794,7 @@ export class LongclipLibrary implements Library {
     this.saveIfDirty();
     this.currentState = "closed";
     this.store.close();
-    await this.embedder.close();
+    await Promise.all([this.pool.close(), this.embedder.close()]);
   }
 
   private track<T>(start: () => Promise<T>): Promise<T> {

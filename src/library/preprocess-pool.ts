@@ -1,0 +1,131 @@
+/**
+ * Image preprocessing on worker threads. Decoding runs in sharp's own threads already, but the
+ * Pillow-exact resampling and normalisation are JavaScript: on the main thread a chunk of large
+ * photos blocked the event loop for over half a second, so searches and HTTP requests stalled
+ * during a bulk ingest. Here each worker takes any number of concurrent requests; a request
+ * goes to the worker with the fewest in flight.
+ */
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { AppError } from "../errors.ts";
+import type { PreprocessedImage, PreprocessOptions } from "../preprocess/types.ts";
+
+export interface PoolRequest {
+  id: number;
+  bytes: Uint8Array;
+  options: PreprocessOptions;
+}
+
+export type PoolReply =
+  | { id: number; ok: true; image: PreprocessedImage }
+  | {
+      id: number;
+      ok: false;
+      error: { code: string; message: string; status?: number; details?: Record<string, unknown> };
+    };
+
+interface Pending {
+  resolve(image: PreprocessedImage): void;
+  reject(error: unknown): void;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+/** Starts the worker; under tsx it registers tsx first, since workers do not inherit loaders. */
+function startWorker(): Worker {
+  const entry = new URL(
+    import.meta.url.endsWith(".ts") ? "./preprocess-worker.ts" : "./preprocess-worker.js",
+    import.meta.url,
+  );
+  const execArgv = process.execArgv.filter((arg) => !arg.startsWith("--test"));
+  if (!entry.pathname.endsWith(".ts")) return new Worker(entry, { execArgv });
+  const source = [
+    `const tsx = await import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))});`,
+    "tsx.register();",
+    `await import(${JSON.stringify(entry.href)});`,
+  ].join("\n");
+  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(source)}`), { execArgv });
+}
+
+export class PreprocessPool {
+  private readonly slots: (Slot | undefined)[];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(readonly size = Math.max(1, Math.min(2, availableParallelism() - 1))) {
+    this.slots = new Array<Slot | undefined>(size).fill(undefined);
+  }
+
+  run(bytes: Buffer, options: PreprocessOptions): Promise<PreprocessedImage> {
+    if (this.closed) {
+      return Promise.reject(new AppError("library_closed", "The library is shutting down.", 503));
+    }
+    const slot = this.pick();
+    const id = this.nextId++;
+    // A private copy can be transferred, whatever buffer pool `bytes` lives in.
+    const copy = new Uint8Array(bytes);
+    return new Promise<PreprocessedImage>((resolve, reject) => {
+      if (slot.pending.size === 0) slot.worker.ref();
+      slot.pending.set(id, { resolve, reject });
+      const request: PoolRequest = { id, bytes: copy, options };
+      slot.worker.postMessage(request, [copy.buffer as ArrayBuffer]);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(
+      this.slots.map(async (slot, i) => {
+        this.slots[i] = undefined;
+        if (slot !== undefined) await slot.worker.terminate();
+      }),
+    );
+  }
+
+  private pick(): Slot {
+    let best: Slot | undefined;
+    for (let i = 0; i < this.slots.length; i++) {
+      const slot = this.slots[i] ?? this.spawn(i);
+      if (best === undefined || slot.pending.size < best.pending.size) best = slot;
+    }
+    return best as Slot;
+  }
+
+  private spawn(index: number): Slot {
+    const worker = startWorker();
+    const slot: Slot = { worker, pending: new Map() };
+    // An idle worker must not keep the process alive.
+    worker.unref();
+    worker.on("message", (reply: PoolReply) => {
+      const pending = slot.pending.get(reply.id);
+      if (pending === undefined) return;
+      slot.pending.delete(reply.id);
+      if (slot.pending.size === 0) worker.unref();
+      if (reply.ok) pending.resolve(reply.image);
+      else {
+        const { code, message, status, details } = reply.error;
+        pending.reject(new AppError(code, message, status ?? 500, details));
+      }
+    });
+    const fail = (reason: string) => {
+      if (this.slots[index] === slot) this.slots[index] = undefined;
+      for (const pending of slot.pending.values()) {
+        pending.reject(
+          new AppError(
+            "preprocess_failed",
+            `The image preprocessing worker ${reason}; retry.`,
+            500,
+          ),
+        );
+      }
+      slot.pending.clear();
+    };
+    worker.on("error", (error) => fail(`crashed: ${error.message}`));
+    worker.on("exit", (code) => fail(`exited with code ${code}`));
+    this.slots[index] = slot;
+    return slot;
+  }
+}

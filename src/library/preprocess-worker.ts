@@ -1,0 +1,39 @@
+/** Worker-thread side of PreprocessPool: decodes and preprocesses images off the main thread. */
+import { parentPort } from "node:worker_threads";
+import { isAppError } from "../errors.ts";
+import { preprocessImage } from "../preprocess/index.ts";
+import type { PoolReply, PoolRequest } from "./preprocess-pool.ts";
+
+const port = parentPort;
+if (port === null) throw new Error("preprocess-worker.ts runs only as a worker thread");
+
+port.on("message", async (request: PoolRequest) => {
+  try {
+    const bytes = Buffer.from(request.bytes);
+    const image = await preprocessImage(bytes, request.options);
+    const reply: PoolReply = { id: request.id, ok: true, image };
+    port.postMessage(reply, [image.pixels.buffer as ArrayBuffer]);
+  } catch (error) {
+    const reply: PoolReply = isAppError(error)
+      ? {
+          id: request.id,
+          ok: false,
+          error: {
+            code: error.code,
+            message: error.message,
+            status: error.status,
+            ...(error.details ? { details: error.details } : {}),
+          },
+        }
+      : {
+          id: request.id,
+          ok: false,
+          error: {
+            code: "preprocess_failed",
+            message: `Preprocessing failed unexpectedly: ${String((error as Error)?.message ?? error)}`,
+            status: 500,
+          },
+        };
+    port.postMessage(reply);
+  }
+});

@@ -2,6 +2,7 @@
  * Tokenizer throughput on generated paragraph-length captions (about 100–200 tokens each).
  *
  *   npm run bench:tokenizer -- --vocab PATH/bpe_simple_vocab_16e6.txt.gz [--captions 20000]
+ *     [--cache-size WORDS]
  *
  * Words come from the vocabulary's own whole-word tokens, with a share of made-up compounds
  * and numbers so that many words are new to the word cache. Three rates are printed:
@@ -21,6 +22,7 @@ const { values } = parseArgs({
     "num-merges": { type: "string", default: "48894" },
     "context-length": { type: "string", default: "248" },
     seed: { type: "string", default: "1" },
+    "cache-size": { type: "string" },
   },
 });
 if (values.vocab === undefined) {
@@ -69,7 +71,7 @@ function makeCaptions(n: number, seed: number): string[] {
   };
   const captions: string[] = [];
   for (let c = 0; c < n; c++) {
-    const length = 60 + Math.floor(rand() * 70);
+    const length = 75 + Math.floor(rand() * 80);
     const parts: string[] = [];
     for (let w = 0; w < length; w++) {
       const r = rand();
@@ -106,7 +108,8 @@ function run(tokenizer: ClipTokenizer, captions: string[]): Measure {
 const seed = Number(values.seed);
 const first = makeCaptions(count, seed);
 const second = makeCaptions(count, seed + 1);
-const tokenizer = ClipTokenizer.fromFile(values.vocab, { numMerges, contextLength });
+const cacheSize = values["cache-size"] === undefined ? undefined : Number(values["cache-size"]);
+const tokenizer = ClipTokenizer.fromFile(values.vocab, { numMerges, contextLength, cacheSize });
 
 const report = (label: string, captions: string[]): void => {
   const { wall, cpu, tokens } = run(tokenizer, captions);

@@ -11,6 +11,7 @@ COMMANDS = {
     "export": ("training.export", "Export a checkpoint to the server's ONNX model directory."),
     "synth": ("training.synth", "Render synthetic long-caption data (ShareGPT4V / Urban1k layout)."),
     "vocab": ("training.vocab", "Build a CLIP-style BPE vocabulary from a caption corpus."),
+    "demo": ("training.recipe", "Train, export and evaluate the demo model; write the report."),
 }
 
 

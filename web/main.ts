@@ -167,11 +167,27 @@ function showCut(text: string, kept: number): void {
   cutNote.hidden = false;
 }
 
+/** The model's context length; the server's /tokenize says it (CLIP models have 77). */
+let maxTokens = 248;
+
+async function learnMaxTokens(): Promise<void> {
+  try {
+    const t = await request<Schemas["TokenizeResponse"]>("/tokenize", {
+      method: "POST",
+      json: { text: "" },
+    });
+    maxTokens = t.max_tokens;
+    if (query.value.trim() === "") tokenCount.textContent = `0 / ${maxTokens} tokens`;
+  } catch {
+    // The counter reports the error on the first keystroke.
+  }
+}
+
 async function countTokens(): Promise<void> {
   tokenAbort?.abort();
   const text = query.value;
   if (text.trim() === "") {
-    tokenCount.textContent = "0 / 248 tokens";
+    tokenCount.textContent = `0 / ${maxTokens} tokens`;
     tokenCount.classList.remove("over");
     showCut(text, text.length);
     return;
@@ -186,7 +202,8 @@ async function countTokens(): Promise<void> {
     });
     tokenCount.textContent = `${t.tokens} / ${t.max_tokens} tokens${t.truncated ? " (cut)" : ""}`;
     tokenCount.classList.toggle("over", t.truncated);
-    showCut(text, t.truncated ? (t.kept_chars ?? text.length) : text.length);
+    maxTokens = t.max_tokens;
+    showCut(text, t.kept_chars);
   } catch (error) {
     if ((error as Error).name === "AbortError") return;
     tokenCount.textContent = `token count unavailable: ${describe(error)}`;
@@ -504,8 +521,11 @@ async function indexFiles(files: PendingFile[]): Promise<void> {
       : `Uploading ${done} of ${total} files… (${counts})`;
   };
   report();
+  // After a refused key (401), the remaining batches would be refused too: not sent.
+  let refused: ApiError | undefined;
   for (const batch of batches) {
     try {
+      if (refused) throw refused;
       const answers = await sendBatch(batch);
       answers.forEach((result, i) => {
         const file = batch[i];
@@ -521,9 +541,11 @@ async function indexFiles(files: PendingFile[]): Promise<void> {
         }
       });
     } catch (error) {
+      if (error instanceof ApiError && error.status === 401) refused = error;
       failed += batch.length;
       const code = error instanceof ApiError ? error.code : "upload_failed";
-      for (const f of batch) listFailure(f.name, code, describe(error).replace(/ \([^)]*\)$/, ""));
+      const message = error instanceof Error ? error.message : String(error);
+      for (const f of batch) listFailure(f.name, code, message);
     }
     done += batch.length;
     report();
@@ -581,4 +603,4 @@ for (const type of ["dragover", "drop"] as const) {
 updateKeyButton();
 grow();
 void refreshStats();
-if (query.value) void countTokens();
+void learnMaxTokens().then(() => (query.value ? countTokens() : undefined));

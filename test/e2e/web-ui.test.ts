@@ -180,7 +180,31 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     await screenshot(page, "01-empty-library");
   });
 
+  test("without the API key nothing is indexed and the server's 401 is listed", async () => {
+    const before = requested.filter((u) => u.endsWith("/index")).length;
+    await page.setInputFiles("#file-input", images);
+    await page.waitForSelector("#key-dialog[open]");
+    await page.click("#key-cancel");
+    const status = await waitForText(page, "#upload-status", /^Done/);
+    assert.equal(status, "Done: 7 files, 0 indexed, 0 already stored, 7 failed.");
+    const body = new FormData();
+    body.append("images", new Blob([images[0]?.buffer ?? Buffer.alloc(0)]), "a.png");
+    const refused = await api<S["Error"]>("/index", { method: "POST", body });
+    const shown = await page.$$eval("#upload-failures li", (items) =>
+      items.map((li) => [
+        li.querySelector(".failure-message")?.textContent,
+        li.querySelector("code")?.textContent,
+      ]),
+    );
+    assert.equal(shown.length, 7);
+    for (const row of shown) assert.deepEqual(row, [refused.error.message, "unauthorized"]);
+    // The first refusal stops the upload: the other three batches are not sent.
+    assert.equal(requested.filter((u) => u.endsWith("/index")).length - before, 1);
+    assert.equal((await api<S["Stats"]>("/stats")).items, 0);
+  });
+
   test("files picked in the page are indexed in batches; the key prompt and failures work", async () => {
+    const before = requested.filter((u) => u.endsWith("/index")).length;
     await page.setInputFiles("#file-input", images);
     // The server has an API key: the first batch gets 401 and the page asks for it.
     await page.waitForSelector("#key-dialog[open]");
@@ -190,6 +214,8 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     assert.equal(status, "Done: 7 files, 5 indexed, 1 already stored, 1 failed.");
     assert.equal(await page.evaluate('sessionStorage.getItem("longclip-api-key")'), KEY);
     assert.equal(await page.getAttribute("#upload-progress", "value"), "7");
+    // maxBatchItems is 2: seven files in four requests, plus the first one refused (401).
+    assert.equal(requested.filter((u) => u.endsWith("/index")).length - before, 5);
 
     const stats = await api<S["Stats"]>("/stats");
     assert.equal(stats.items, 5);

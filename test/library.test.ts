@@ -227,6 +227,7 @@ describe("library", { skip }, () => {
         { path: "link.png" },
         { path: "sub/missing.png" },
         { path: "sub" },
+        { path: path.join(outside, "does-not-exist.png") },
       ]);
       assert.deepEqual(
         results.map((r) => r.error?.code ?? r.status),
@@ -237,6 +238,7 @@ describe("library", { skip }, () => {
           "path_outside_media_root",
           "file_not_found",
           "not_a_file",
+          "path_outside_media_root",
         ],
       );
       const item = library.getItem("one");

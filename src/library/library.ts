@@ -356,14 +356,29 @@ export class LongclipLibrary implements Library {
   /** Resolves symlinks and `..`, then checks the media root (unless any path is allowed). */
   private resolvePath(input: string): string {
     const root = this.mediaRoot;
-    if (root === undefined && !this.options.allowAnyPath) {
+    const confined = !this.options.allowAnyPath;
+    if (root === undefined && confined) {
       throw new AppError(
         "path_indexing_disabled",
-        "Indexing by path is disabled; set a media root (LONGCLIP_MEDIA_ROOT or --media-root) or upload the image.",
+        this.settings.mediaRoot === undefined
+          ? "Indexing by path is disabled; set a media root (LONGCLIP_MEDIA_ROOT or --media-root) or upload the image."
+          : `Indexing by path is disabled: the media root ${this.settings.mediaRoot} does not exist. Create it or fix LONGCLIP_MEDIA_ROOT, then restart.`,
         403,
       );
     }
+    const outside = (candidate: string) => {
+      const relative = path.relative(root as string, candidate);
+      return relative === "" || relative.startsWith("..") || path.isAbsolute(relative);
+    };
+    const refuse = () =>
+      new AppError(
+        "path_outside_media_root",
+        `${input} is outside the media root ${root}; only files under it can be indexed by path.`,
+        403,
+      );
     const absolute = path.resolve(root ?? process.cwd(), input);
+    // Checked before touching the file system, so answers never reveal what exists outside.
+    if (confined && outside(absolute)) throw refuse();
     let real: string;
     try {
       real = realpathSync(absolute);
@@ -374,16 +389,8 @@ export class LongclipLibrary implements Library {
         404,
       );
     }
-    if (root !== undefined && !this.options.allowAnyPath) {
-      const relative = path.relative(root, real);
-      if (relative === "" || relative.startsWith("..") || path.isAbsolute(relative)) {
-        throw new AppError(
-          "path_outside_media_root",
-          `${input} is outside the media root ${root}; only files under it can be indexed by path.`,
-          403,
-        );
-      }
-    }
+    // Again after resolving symlinks: a link inside the root may point outside it.
+    if (confined && outside(real)) throw refuse();
     return real;
   }
 

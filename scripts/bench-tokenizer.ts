@@ -2,7 +2,7 @@
  * Tokenizer throughput on generated paragraph-length captions (about 100–200 tokens each).
  *
  *   npm run bench:tokenizer -- --vocab PATH/bpe_simple_vocab_16e6.txt.gz [--captions 20000]
- *     [--cache-size WORDS]
+ *     [--cache-size WORDS] [--compound-share 0.01]
  *
  * Words come from the vocabulary's own whole-word tokens, with a share of made-up compounds
  * and numbers so that many words are new to the word cache. Three rates are printed:
@@ -13,7 +13,8 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { gunzipSync } from "node:zlib";
-import { ClipTokenizer } from "../src/tokenize/clip-tokenizer.ts";
+import { cleanText } from "../src/tokenize/clean.ts";
+import { ClipTokenizer, splitWords } from "../src/tokenize/clip-tokenizer.ts";
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     "context-length": { type: "string", default: "248" },
     seed: { type: "string", default: "1" },
     "cache-size": { type: "string" },
+    "compound-share": { type: "string", default: "0.01" },
   },
 });
 if (values.vocab === undefined) {
@@ -32,6 +34,8 @@ if (values.vocab === undefined) {
 const count = Number(values.captions);
 const numMerges = Number(values["num-merges"]);
 const contextLength = Number(values["context-length"]);
+/** Share of made-up compound words, nearly all distinct: the cache-miss pressure. */
+const compoundShare = Number(values["compound-share"]);
 
 /** mulberry32: a small seeded generator, so every run measures the same captions. */
 function random(seed: number): () => number {
@@ -76,8 +80,8 @@ function makeCaptions(n: number, seed: number): string[] {
     for (let w = 0; w < length; w++) {
       const r = rand();
       let word: string;
-      if (r < 0.03) word = pick() + pick();
-      else if (r < 0.06) word = String(Math.floor(rand() * 10_000));
+      if (r < compoundShare) word = pick() + pick();
+      else if (r < compoundShare + 0.03) word = String(Math.floor(rand() * 10_000));
       else word = pick();
       if (rand() < 0.08) word = word.charAt(0).toUpperCase() + word.slice(1);
       parts.push(word);
@@ -121,7 +125,10 @@ const report = (label: string, captions: string[]): void => {
   );
 };
 
-console.log(`${count} captions per set, ${words.length} vocabulary words, one thread`);
+const distinct = new Set(first.flatMap((caption) => splitWords(cleanText(caption)))).size;
+console.log(
+  `${count} captions per set with ${distinct} distinct words (word cache: ${cacheSize ?? "default"}), one thread`,
+);
 report("cold (empty cache)", first);
 report("warm, unseen captions", second);
 report("warm, same captions again", first);

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import sharp from "sharp";
 import { type OpenApiDocument, specOperations } from "../api/spec.ts";
 import { PROJECT_ROOT, type Settings } from "../config.ts";
@@ -55,20 +55,40 @@ export function pageIsStale(): boolean {
   return newestMtime(WEB_SOURCE_DIR) > statSync(PAGE_FILE).mtimeMs;
 }
 
-/** The built page, built first when missing or stale (a fresh clone needs no extra step). */
-async function loadPage(): Promise<string> {
+/**
+ * The built page, built first when missing or stale (a fresh clone needs no extra step).
+ * A stale page that cannot be rebuilt (a read-only install) is served as it is.
+ */
+async function loadPage(log: FastifyBaseLogger): Promise<string> {
   if (pageIsStale()) {
-    if (!existsSync(WEB_SOURCE_DIR)) {
-      throw new AppError(
+    const missing = (why: string) =>
+      new AppError(
         "web_ui_missing",
-        `the web UI is not built (${PAGE_FILE} is missing) and its sources are absent; run npm run build:web in a full checkout`,
+        `the web UI is not built (${PAGE_FILE} is missing) and ${why}; run npm run build:web in a full checkout`,
         503,
       );
+    if (!existsSync(WEB_SOURCE_DIR)) {
+      if (!existsSync(PAGE_FILE)) throw missing("its sources are absent");
+    } else {
+      try {
+        const { buildWeb } = await import("../../scripts/build-web.ts");
+        await buildWeb();
+      } catch (error) {
+        log.error({ err: error }, "building the web UI failed");
+        if (!existsSync(PAGE_FILE)) throw missing("building it failed (see the server log)");
+      }
     }
-    const { buildWeb } = await import("../../scripts/build-web.ts");
-    await buildWeb();
   }
   return readFileSync(PAGE_FILE, "utf8");
+}
+
+/** True when an If-None-Match header lists this ETag (weak or strong) or is `*`. */
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header
+    .split(",")
+    .map((tag) => tag.trim().replace(/^W\//, ""))
+    .some((tag) => tag === etag || tag === "*");
 }
 
 /** JSON that is safe inside a <script> element. */
@@ -146,7 +166,7 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
   };
   let page: Promise<{ html: string; csp: string }> | undefined;
   const servedPage = () => {
-    page ??= loadPage().then(
+    page ??= loadPage(app.log).then(
       (built) => {
         const html = built.replace(
           CONFIG_SLOT,
@@ -210,7 +230,7 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
         .header("etag", etag)
         .header("cache-control", "private, max-age=3600")
         .header("x-content-type-options", "nosniff");
-      if (request.headers["if-none-match"] === etag) return reply.status(304).send();
+      if (matchesEtag(request.headers["if-none-match"], etag)) return reply.status(304).send();
       let bytes = cache.get(key);
       if (bytes === undefined) {
         const image = await library.readImage(id);

@@ -101,6 +101,8 @@ describe("web UI routes", { skip: SKIP_WITHOUT_SHARED }, () => {
     const again = await get(url, { "if-none-match": etag });
     assert.equal(again.statusCode, 304);
     assert.equal(again.rawPayload.length, 0);
+    const listed = await get(url, { "if-none-match": `"elsewhere", W/${etag}` });
+    assert.equal(listed.statusCode, 304, "a weak tag in a list matches");
     const other = await get(`${url}?size=128`, { "if-none-match": etag });
     assert.equal(other.statusCode, 200, "another size is another representation");
   });

@@ -417,6 +417,45 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     await screenshot(page, "08-narrow");
   });
 
+  test("keyboard only: tab order, search with Ctrl+Enter, visible focus", async () => {
+    await page.reload();
+    await waitForText(page, "#stats", /^6 images/);
+    const order: string[] = [];
+    const outlines: string[] = [];
+    const tab = async (times: number) => {
+      for (let i = 0; i < times; i++) {
+        await page.keyboard.press("Tab");
+        const [name, outline] = await page.evaluate<[string, string]>(`{
+          const el = document.activeElement;
+          const label = el.type === "file" ? document.querySelector(\`label[for="\${el.id}"]\`) : null;
+          [el.id || el.getAttribute("class") || el.tagName, getComputedStyle(label ?? el).outlineStyle];
+        }`);
+        order.push(name);
+        outlines.push(outline);
+      }
+    };
+    await tab(3);
+    await page.keyboard.type("an orange sunset over dark ground");
+    await page.keyboard.press("Control+Enter");
+    await waitForText(page, "#results-status", /^\d+ results? in/);
+    await tab(6);
+    assert.deepEqual(order, [
+      "skip-link",
+      "key-button",
+      "query",
+      "k",
+      "search-button",
+      "file-input",
+      "folder-input",
+      "card",
+      "card",
+    ]);
+    // The file inputs are visually hidden: their labels (the buttons seen) show the focus.
+    outlines.forEach((outline, i) => {
+      assert.notEqual(outline, "none", `${order[i]} focus`);
+    });
+  });
+
   test("no request left 127.0.0.1 and the page logged no errors", () => {
     assert.deepEqual(browser.external, []);
     assert.ok(requested.length > 0);

@@ -6,7 +6,8 @@
  * Screenshots go to artifacts/e2e/.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
@@ -454,6 +455,29 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     outlines.forEach((outline, i) => {
       assert.notEqual(outline, "none", `${order[i]} focus`);
     });
+  });
+
+  test("a picked folder is indexed with the files' paths inside it", async () => {
+    const folder = mkdtempSync(path.join(os.tmpdir(), "longclip-e2e-folder-"));
+    try {
+      mkdirSync(path.join(folder, "trip", "day1"), { recursive: true });
+      mkdirSync(path.join(folder, "trip", "day2"));
+      writeFileSync(
+        path.join(folder, "trip", "day1", "beach.png"),
+        await svg(
+          `<rect width="320" height="240" fill="#f4e1a1"/><rect y="150" width="320" height="90" fill="#1d7fc4"/>`,
+        ),
+      );
+      writeFileSync(path.join(folder, "trip", "day2", "ocean-again.jpg"), images[1]?.buffer ?? "");
+      await page.setInputFiles("#folder-input", path.join(folder, "trip"));
+      const status = await waitForText(page, "#upload-status", /^Done/);
+      assert.equal(status, "Done: 2 files, 1 indexed, 1 already stored, 0 failed.");
+      const page1 = await api<S["ItemPage"]>("/items?limit=100");
+      const names = page1.items.map((i) => i.metadata.filename);
+      assert.ok(names.includes("trip/day1/beach.png"), names.join(", "));
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   test("no request left 127.0.0.1 and the page logged no errors", () => {

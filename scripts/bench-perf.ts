@@ -1,0 +1,540 @@
+/**
+ * npm run bench:perf -- [--quick] [--sizes B16,L14] [--json FILE] [--skip SECTION,...]
+ *
+ * Speed of the engine on this machine, side by side with the PyTorch reference: image tower,
+ * ingest pipeline, text tower, HNSW index, the HTTP server under load, the machine's matmul
+ * peak, and the ONNX Runtime session options / int8 / query cache optimisations. Prints a
+ * markdown table per section on stdout (progress on stderr) and writes JSON after each
+ * section, so an interrupted run keeps what it measured. Creates its models and inputs under
+ * artifacts/perf (random-init checkpoints of the real sizes, synthetic JPEGs).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism, totalmem } from "node:os";
+import path from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { type BenchContext, cpuModel, loadAverage, sizeTag } from "../src/bench/context.ts";
+import {
+  measureIngest,
+  measurePeak,
+  measureSessionOptions,
+  measureTorchInt8,
+  measureTower,
+  type PeakResult,
+  type PixelSet,
+  preparePhotos,
+  preparePixels,
+} from "../src/bench/image.ts";
+import { type IndexDataset, measureIndex } from "../src/bench/index-bench.ts";
+import { fmt, markdownTable } from "../src/bench/markdown.ts";
+import { type BenchModel, ensureModel } from "../src/bench/models.ts";
+import { runPython } from "../src/bench/python.ts";
+import { measureServer } from "../src/bench/server.ts";
+import { measureText } from "../src/bench/text.ts";
+import { PROJECT_ROOT } from "../src/config.ts";
+
+const SECTIONS = [
+  "peak",
+  "image",
+  "ingest",
+  "text",
+  "index100k",
+  "index1m",
+  "clustered",
+  "server",
+  "options",
+  "int8",
+] as const;
+type Section = (typeof SECTIONS)[number];
+
+const SIZES: Record<string, string> = { B16: "ViT-B/16", L14: "ViT-L/14" };
+
+function positiveInt(name: string) {
+  return (raw: string): number => {
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 1) {
+      throw new InvalidArgumentError(`${name} must be a positive integer.`);
+    }
+    return value;
+  };
+}
+
+function list<T extends string>(name: string, allowed: readonly T[]) {
+  return (raw: string): T[] => {
+    const values = raw
+      .split(",")
+      .map((v) => v.trim())
+      .filter(Boolean);
+    for (const v of values) {
+      if (!allowed.includes(v as T)) {
+        throw new InvalidArgumentError(`${name}: "${v}" is not one of ${allowed.join(", ")}.`);
+      }
+    }
+    return values as T[];
+  };
+}
+
+interface Flags {
+  quick?: boolean;
+  sizes: string[];
+  json: string;
+  skip: Section[];
+  runs?: number;
+  batches?: number[];
+  threads: number;
+  hnswM: number;
+  hnswEfConstruction: number;
+  indexSizes?: number[];
+  clusteredSize?: number;
+  queries?: number;
+  duration: number;
+  connections: number;
+}
+
+function section(title: string, body: string, note?: string): void {
+  process.stdout.write(`\n## ${title}\n\n${body}\n${note ? `\n${note}\n` : ""}`);
+}
+
+async function torchVersion(): Promise<string> {
+  const result = (await runPython([
+    "-c",
+    "import json, torch; print(json.dumps({'v': torch.__version__}))",
+  ])) as {
+    v: string;
+  };
+  return result.v;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command("bench:perf")
+    .description("Engine speed against the PyTorch reference; markdown on stdout, JSON to a file")
+    .option("--quick", "fewer runs and 10k/100k index sets instead of 100k/1M")
+    .option("--sizes <list>", "model sizes: B16, L14", list("--sizes", Object.keys(SIZES)), [
+      "B16",
+      "L14",
+    ])
+    .option(
+      "--json <file>",
+      "JSON output",
+      path.join(PROJECT_ROOT, "artifacts", "perf", "perf.json"),
+    )
+    .option(
+      "--skip <list>",
+      `sections to skip: ${SECTIONS.join(", ")}`,
+      list("--skip", SECTIONS),
+      [],
+    )
+    .option(
+      "--batches <list>",
+      "image tower batch sizes, at most 32 (default 1,8,32 for B16 and 1,8 for L14)",
+      (raw: string) =>
+        raw.split(",").map((v) => {
+          const value = positiveInt("--batches")(v.trim());
+          if (value > 32) throw new InvalidArgumentError("--batches: at most 32.");
+          return value;
+        }),
+    )
+    .option(
+      "--runs <n>",
+      "measured runs per configuration (median reported)",
+      positiveInt("--runs"),
+    )
+    .option(
+      "--threads <n>",
+      "ONNX Runtime and PyTorch threads",
+      positiveInt("--threads"),
+      availableParallelism(),
+    )
+    .option("--hnsw-m <n>", "HNSW M for the index section", positiveInt("--hnsw-m"), 16)
+    .option(
+      "--hnsw-ef-construction <n>",
+      "HNSW efConstruction for the index section",
+      positiveInt("--hnsw-ef-construction"),
+      200,
+    )
+    .option(
+      "--index-sizes <list>",
+      "uniform set sizes for index100k,index1m (default 100000,1000000; quick 10000,100000)",
+      (raw: string) => raw.split(",").map((v) => positiveInt("--index-sizes")(v.trim())),
+    )
+    .option(
+      "--clustered-size <n>",
+      "clustered set size (default 100000; quick 10000)",
+      positiveInt("--clustered-size"),
+    )
+    .option("--queries <n>", "recall queries per index set (default 200)", positiveInt("--queries"))
+    .option(
+      "--duration <s>",
+      "seconds of load per server measurement",
+      positiveInt("--duration"),
+      10,
+    )
+    .option("--connections <n>", "concurrent /search connections", positiveInt("--connections"), 4)
+    .exitOverride();
+  try {
+    program.parse(argv);
+  } catch (error) {
+    return (error as { exitCode?: number }).exitCode ?? 2;
+  }
+  const flags = program.opts<Flags>();
+  const quick = flags.quick === true;
+  const skip = new Set<Section>(flags.skip);
+  const runs = flags.runs ?? (quick ? 2 : 3);
+  const outDir = path.join(PROJECT_ROOT, "artifacts", "perf");
+  const ctx: BenchContext = {
+    workDir: path.join(outDir, "work"),
+    modelsDir: path.join(outDir, "models"),
+    quick,
+    runs,
+    warmup: 1,
+    threads: flags.threads,
+    log: (message) =>
+      process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${message}\n`),
+  };
+  mkdirSync(ctx.workDir, { recursive: true });
+  const sizes = flags.sizes.map((s) => SIZES[s] as string);
+
+  const report: Record<string, unknown> = {
+    command: `npm run bench:perf -- ${argv.slice(2).join(" ")}`.trim(),
+    started: new Date().toISOString(),
+    machine: {
+      cpu: cpuModel(),
+      nproc: availableParallelism(),
+      memoryGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
+      node: process.version,
+      onnxruntimeNode: (await import("onnxruntime-node/package.json", { with: { type: "json" } }))
+        .default.version,
+      torch: await torchVersion(),
+      loadAverageAtStart: loadAverage(),
+    },
+    settings: { quick, runs, warmup: ctx.warmup, threads: ctx.threads, sizes },
+  };
+  const save = () => {
+    mkdirSync(path.dirname(flags.json), { recursive: true });
+    report.loadAverageNow = loadAverage();
+    writeFileSync(flags.json, `${JSON.stringify(report, null, 2)}\n`);
+  };
+  const machine = report.machine as Record<string, unknown>;
+  process.stdout.write(
+    `# bench:perf\n\n${machine.cpu}, nproc ${machine.nproc}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntimeNode}, torch ${machine.torch}; load average at start ${loadAverage().join(" / ")}\n`,
+  );
+
+  // Inputs shared by the image sections.
+  const needImages = ["image", "ingest", "server", "options", "int8"].some(
+    (s) => !skip.has(s as Section),
+  );
+  const models = new Map<string, BenchModel>();
+  for (const size of sizes) models.set(size, await ensureModel(ctx, size));
+  const firstModel = models.get(sizes[0] as string);
+  let photos: { dir: string; files: string[] } | undefined;
+  let pixels: PixelSet | undefined;
+  if (needImages && firstModel) {
+    photos = await preparePhotos(ctx, 80);
+    pixels = await preparePixels(ctx, photos.files.slice(0, 32), firstModel);
+  }
+
+  // 5. Peak first: every throughput below is stated as a fraction of it.
+  let peak: PeakResult | undefined;
+  if (!skip.has("peak")) {
+    peak = await measurePeak(ctx, 2048);
+    report.peak = peak;
+    save();
+    section(
+      "Peak: fp32 matmul 2048×2048",
+      markdownTable(
+        ["engine", "GFLOP/s"],
+        [
+          [`ONNX Runtime MatMul (${ctx.threads} threads)`, peak.ortGflops],
+          [`PyTorch torch.mm (${peak.torchThreads} threads)`, peak.torchGflops],
+        ],
+      ),
+      "Fractions of peak below use the ONNX Runtime MatMul rate.",
+    );
+  }
+  const peakGflops = peak?.ortGflops ?? Number.NaN;
+
+  // 1. Image tower, ONNX Runtime through our Encoder against PyTorch.
+  if (!skip.has("image") && pixels) {
+    const towers = [];
+    for (const size of sizes) {
+      const model = models.get(size) as BenchModel;
+      // PyTorch needs minutes per ViT-L batch of 32 on two cores: L14 stops at 8 unless asked.
+      const batches = flags.batches ?? (size === "ViT-L/14" ? [1, 8] : [1, 8, 32]);
+      towers.push(await measureTower(ctx, model, pixels, batches, peakGflops));
+      report.image = towers;
+      save();
+    }
+    section(
+      "Image tower: images/s (median of runs, warm-up excluded)",
+      markdownTable(
+        [
+          "model",
+          "batch",
+          "ours (ONNX Runtime)",
+          "PyTorch",
+          "ours / PyTorch",
+          "ours % of peak",
+          "PyTorch % of peak",
+        ],
+        towers.flatMap((t) =>
+          t.rows.map((r) => [
+            sizeTag(t.size),
+            r.batch,
+            r.onnxImagesPerS,
+            r.torchImagesPerS,
+            r.ratio,
+            fmt(100 * r.onnxFractionOfPeak, 1),
+            fmt(100 * r.torchFractionOfPeak, 1),
+          ]),
+        ),
+      ),
+      towers
+        .map(
+          (t) =>
+            `${sizeTag(t.size)}: ${fmt(t.gflopsPerImage, 1)} GFLOP/image; engines agree: min cosine ${t.agreement.minCosine.toFixed(6)}, max relative difference ${t.agreement.maxRelativeDifference.toExponential(2)}; torch ${t.torchVersion}, ${t.torchThreads} threads.`,
+        )
+        .join("\n"),
+    );
+  }
+
+  // 1b. Ingest pipeline against the bare encoder.
+  if (!skip.has("ingest") && photos && firstModel) {
+    const ingest = await measureIngest(
+      ctx,
+      firstModel,
+      photos.files.slice(0, 64),
+      photos.files.slice(64, 72),
+      8,
+    );
+    report.ingest = ingest;
+    save();
+    section(
+      `Ingest pipeline: ${ingest.images} JPEGs of 1600×1200, ${sizeTag(ingest.size)}, batch ${ingest.batch}`,
+      markdownTable(
+        ["stage", "images/s"],
+        [
+          ["read + decode + preprocess alone (sequential)", ingest.preprocessImagesPerS],
+          ["bare encoder (embedPixels)", ingest.bareEncoderImagesPerS],
+          ["Library.index (read → … → SQLite + HNSW)", ingest.ingestImagesPerS],
+          ["ingest / bare encoder", fmt(ingest.fractionOfEncoder, 3)],
+        ],
+      ),
+    );
+  }
+
+  // 2. Text tower: dynamic length against padding to the full context.
+  if (!skip.has("text")) {
+    const texts = [];
+    for (const size of sizes) {
+      texts.push(
+        await measureText(
+          ctx,
+          models.get(size) as BenchModel,
+          [10, 30, 77, 150, 248],
+          quick ? 5 : 10,
+        ),
+      );
+      report.text = texts;
+      save();
+    }
+    section(
+      "Text tower: one query, latency in ms (median)",
+      markdownTable(
+        [
+          "model",
+          "tokens",
+          "dynamic length (ours)",
+          "padded to 248",
+          "padded / dynamic",
+          "cosine dyn vs padded",
+        ],
+        texts.flatMap((t) =>
+          t.rows.map((r) => [
+            sizeTag(t.size),
+            r.tokens,
+            r.dynamicMs,
+            r.paddedMs,
+            r.speedup,
+            r.agreement.toFixed(6),
+          ]),
+        ),
+      ),
+      texts
+        .map(
+          (t) =>
+            `${sizeTag(t.size)}: 248-token / 30-token latency ${fmt(t.ratio30vs248)}×. Query cache: embedTexts of a ${t.cache.tokens}-token query ${fmt(t.cache.encodeMs)} ms, LRU hit ${t.cache.cachedMs.toExponential(2)} ms (${fmt(t.cache.speedup, 0)}× faster).`,
+        )
+        .join("\n"),
+    );
+  }
+
+  // 3. Index.
+  const [smallSize, largeSize] =
+    flags.indexSizes ?? (quick ? [10_000, 100_000] : [100_000, 1_000_000]);
+  const datasets: [Section, IndexDataset][] = [
+    [
+      "index100k",
+      {
+        name: `uniform ${(smallSize ?? 0).toLocaleString("en-US")}`,
+        count: smallSize ?? 100_000,
+        kind: "uniform",
+      },
+    ],
+    [
+      "index1m",
+      {
+        name: `uniform ${(largeSize ?? 0).toLocaleString("en-US")}`,
+        count: largeSize ?? 1_000_000,
+        kind: "uniform",
+      },
+    ],
+    [
+      "clustered",
+      {
+        name: `clustered ${(flags.clusteredSize ?? (quick ? 10_000 : 100_000)).toLocaleString("en-US")}`,
+        count: flags.clusteredSize ?? (quick ? 10_000 : 100_000),
+        kind: "clustered",
+      },
+    ],
+  ];
+  const indexResults = [];
+  for (const [id, dataset] of datasets) {
+    if (skip.has(id)) continue;
+    indexResults.push(
+      await measureIndex(ctx, dataset, {
+        dims: 512,
+        m: flags.hnswM,
+        efConstruction: flags.hnswEfConstruction,
+        efSearch: [16, 32, 64, 128, 256],
+        queries: flags.queries ?? 200,
+        clusters: 1000,
+        spread: 0.05,
+      }),
+    );
+    report.index = indexResults;
+    save();
+  }
+  if (indexResults.length > 0) {
+    section(
+      `Index: HNSW (M ${flags.hnswM}, efConstruction ${flags.hnswEfConstruction}), 512-d, recall@10 against exact search`,
+      [
+        markdownTable(
+          ["set", "build vectors/s", "RSS bytes/vector", "file bytes/vector", "exact queries/s"],
+          indexResults.map((r) => [
+            r.dataset,
+            r.buildVectorsPerS,
+            fmt(r.rssBytesPerVector, 0),
+            fmt(r.fileBytesPerVector, 0),
+            r.exactQueriesPerS,
+          ]),
+        ),
+        "",
+        markdownTable(
+          ["set", "efSearch", "queries/s", "recall@10"],
+          indexResults.flatMap((r) =>
+            r.rows.map((e) => [r.dataset, e.efSearch, e.queriesPerS, fmt(e.recallAt10, 3)]),
+          ),
+        ),
+      ].join("\n"),
+      indexResults
+        .map(
+          (r) => `${r.dataset}: recall@10 ≥ 0.98 from efSearch ${r.efFor098 ?? "none measured"}.`,
+        )
+        .join("\n"),
+    );
+  }
+
+  // 4. Server under load.
+  if (!skip.has("server") && photos && firstModel) {
+    const server = await measureServer(
+      ctx,
+      firstModel,
+      photos.dir,
+      photos.files.slice(0, 16),
+      photos.files.slice(16, 80),
+      flags.connections,
+      flags.duration,
+    );
+    report.server = server;
+    save();
+    section(
+      `Server: POST /search, ${server.connections} connections, ${server.durationS} s each, ${sizeTag(server.size)}`,
+      markdownTable(
+        [
+          "condition",
+          "requests/s",
+          "p50 ms",
+          "p99 ms",
+          "max ms",
+          "requests",
+          "non-2xx",
+          "errors",
+          "images ingested",
+        ],
+        server.rows.map((r) => [
+          r.condition,
+          r.requestsPerS,
+          r.p50Ms,
+          r.p99Ms,
+          r.maxMs,
+          r.requests,
+          r.non2xx,
+          r.errors,
+          r.imagesIngested,
+        ]),
+      ),
+      `p99 ingesting / unloaded: ${fmt(server.p99Ratio)}×.`,
+    );
+  }
+
+  // Optimisations: session options and int8.
+  if (!skip.has("options") && pixels && firstModel) {
+    const options = await measureSessionOptions(ctx, firstModel, pixels, 8);
+    report.sessionOptions = options;
+    save();
+    section(
+      `Session options: ${sizeTag(firstModel.size)} vision tower, batch 8, in-process session`,
+      markdownTable(
+        ["options", "images/s", "engine images/s (alternating)", "gain"],
+        options.map((o) => [o.name, o.imagesPerS, o.engineImagesPerS, fmt(o.gain, 3)]),
+      ),
+    );
+  }
+  if (!skip.has("int8") && pixels && firstModel) {
+    const int8 = await measureTorchInt8(ctx, firstModel, pixels, 8);
+    report.int8 = int8;
+    save();
+    section(
+      `int8 (PyTorch dynamic quantisation of the Linear layers), ${sizeTag(int8.size)}, batch ${int8.batch}`,
+      markdownTable(
+        ["fp32 images/s", "int8 images/s", "speed-up", "cosine min", "cosine mean"],
+        [
+          [
+            int8.fp32ImagesPerS,
+            int8.int8ImagesPerS,
+            int8.speedup,
+            int8.cosineMin.toFixed(4),
+            int8.cosineMean.toFixed(4),
+          ],
+        ],
+      ),
+      "No ONNX int8 model can be produced here: onnx 1.12 has no quantiser and the Python onnxruntime (which holds it) is not installable; this PyTorch figure shows what int8 would give.",
+    );
+  }
+
+  report.finished = new Date().toISOString();
+  save();
+  process.stdout.write(`\nload average at end ${loadAverage().join(" / ")}; JSON: ${flags.json}\n`);
+  return 0;
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(
+      `bench:perf failed: ${error instanceof Error ? error.stack : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

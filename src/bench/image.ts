@@ -1,0 +1,456 @@
+/**
+ * Image-side sections of bench:perf: the machine's matmul peak, the vision tower through our
+ * Encoder and through PyTorch on the same pixels and weights, the whole ingest pipeline, and
+ * ONNX Runtime session options.
+ */
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import { loadSettings } from "../config.ts";
+import { Encoder } from "../encode/encoder.ts";
+import { createLibrary } from "../library/index.ts";
+import { preprocessImage } from "../preprocess/index.ts";
+import type { BenchContext } from "./context.ts";
+import { sizeTag } from "./context.ts";
+import { VISION_SHAPES, visionFlops } from "./flops.ts";
+import { writeSyntheticJpegs } from "./images.ts";
+import type { BenchModel } from "./models.ts";
+import { runPython } from "./python.ts";
+import { cosine, median, timeRuns } from "./stats.ts";
+
+const quietLogger = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`) };
+
+export interface PeakResult {
+  n: number;
+  ortGflops: number;
+  torchGflops: number;
+  torchThreads: number;
+}
+
+/** fp32 matmul rate of an n×n product through ONNX Runtime (the engine) and PyTorch. */
+export async function measurePeak(ctx: BenchContext, n: number): Promise<PeakResult> {
+  const onnxFile = path.join(ctx.workDir, `matmul-${n}.onnx`);
+  ctx.log(`peak: ${n}×${n} fp32 matmul through PyTorch, then ONNX Runtime`);
+  const torch = (await runPython([
+    "-m",
+    "training.bench_torch",
+    "--threads",
+    String(ctx.threads),
+    "matmul",
+    "--n",
+    String(n),
+    "--runs",
+    String(Math.max(3, ctx.runs)),
+    "--onnx-out",
+    onnxFile,
+  ])) as { gflops: number; threads: number };
+  const session = await ort.InferenceSession.create(onnxFile, {
+    executionProviders: ["cpu"],
+    intraOpNumThreads: ctx.threads,
+  });
+  const a = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+  const feeds = {
+    a: new ort.Tensor("float32", a, [n, n]),
+    b: new ort.Tensor("float32", a.slice().reverse(), [n, n]),
+  };
+  const timing = await timeRuns(() => session.run(feeds), 2, Math.max(3, ctx.runs));
+  await session.release();
+  return {
+    n,
+    ortGflops: (2 * n ** 3) / timing.medianSeconds / 1e9,
+    torchGflops: torch.gflops,
+    torchThreads: torch.threads,
+  };
+}
+
+export interface PixelSet {
+  /** Preprocessed CHW images at 224². */
+  pixels: Float32Array[];
+  /** The same, concatenated, as written for PyTorch. */
+  file: string;
+}
+
+/** Synthetic photo-sized JPEGs (created once) and their preprocessed pixels. */
+export async function preparePhotos(
+  ctx: BenchContext,
+  count: number,
+): Promise<{ dir: string; files: string[] }> {
+  const dir = path.join(ctx.workDir, "photos-1600x1200");
+  const existing = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".jpg")) : [];
+  if (existing.length >= count) {
+    return {
+      dir,
+      files: existing
+        .sort()
+        .slice(0, count)
+        .map((f) => path.join(dir, f)),
+    };
+  }
+  ctx.log(`writing ${count} synthetic 1600×1200 JPEGs to ${dir}`);
+  rmSync(dir, { recursive: true, force: true });
+  return { dir, files: await writeSyntheticJpegs(dir, count, 1600, 1200, 42) };
+}
+
+export async function preparePixels(
+  ctx: BenchContext,
+  files: readonly string[],
+  model: BenchModel,
+): Promise<PixelSet> {
+  const settings = loadSettings();
+  const encoderConfig = JSON.parse(await readFile(path.join(model.dir, "config.json"), "utf8")) as {
+    image_resolution: number;
+    image_mean: number[];
+    image_std: number[];
+  };
+  const pixels: Float32Array[] = [];
+  for (const file of files) {
+    const image = await preprocessImage(await readFile(file), {
+      resolution: encoderConfig.image_resolution,
+      mean: encoderConfig.image_mean as [number, number, number],
+      std: encoderConfig.image_std as [number, number, number],
+      maxImageBytes: settings.maxImageBytes,
+      maxImagePixels: settings.maxImagePixels,
+    });
+    pixels.push(image.pixels);
+  }
+  const size = pixels[0]?.length ?? 0;
+  const all = new Float32Array(pixels.length * size);
+  pixels.forEach((p, i) => {
+    all.set(p, i * size);
+  });
+  const file = path.join(ctx.workDir, `pixels-${pixels.length}.f32`);
+  writeFileSync(file, Buffer.from(all.buffer));
+  return { pixels, file };
+}
+
+export interface TowerRow {
+  batch: number;
+  onnxImagesPerS: number;
+  torchImagesPerS: number;
+  ratio: number;
+  onnxFractionOfPeak: number;
+  torchFractionOfPeak: number;
+}
+
+export interface TowerResult {
+  size: string;
+  gflopsPerImage: number;
+  torchThreads: number;
+  torchVersion: string;
+  /** Agreement of the two engines on the same images (same weights). */
+  agreement: { minCosine: number; maxRelativeDifference: number };
+  rows: TowerRow[];
+}
+
+/** Vision tower images/s through Encoder.embedPixels and through PyTorch, per batch size. */
+export async function measureTower(
+  ctx: BenchContext,
+  model: BenchModel,
+  set: PixelSet,
+  batches: readonly number[],
+  peakGflops: number,
+): Promise<TowerResult> {
+  const shape = VISION_SHAPES[model.size];
+  if (shape === undefined) throw new Error(`no FLOP shape for ${model.size}`);
+  const flops = visionFlops(shape);
+  const maxBatch = Math.max(...batches);
+  const settings = loadSettings({ threads: ctx.threads, imageBatchSize: maxBatch });
+  const encoder = await Encoder.load(model.dir, settings, { logger: quietLogger });
+  const onnx = new Map<number, number>();
+  const checkCount = Math.min(4, set.pixels.length);
+  let ours: Float32Array[];
+  try {
+    ours = await encoder.embedPixels(set.pixels.slice(0, checkCount));
+    for (const batch of batches) {
+      ctx.log(
+        `${sizeTag(model.size)} ONNX image tower: batch ${batch}, ${ctx.warmup} warm-up + ${ctx.runs} runs`,
+      );
+      const inputs = set.pixels.slice(0, batch);
+      const timing = await timeRuns(() => encoder.embedPixels(inputs), ctx.warmup, ctx.runs);
+      onnx.set(batch, batch / timing.medianSeconds);
+    }
+  } finally {
+    await encoder.close();
+  }
+  const embeddingsFile = path.join(ctx.workDir, `torch-embeddings-${sizeTag(model.size)}.f32`);
+  const torch = (await runPython([
+    "-m",
+    "training.bench_torch",
+    "--threads",
+    String(ctx.threads),
+    "image",
+    "--checkpoint",
+    model.checkpoint,
+    "--pixels",
+    set.file,
+    "--batches",
+    batches.join(","),
+    "--warmup",
+    String(ctx.warmup),
+    "--runs",
+    String(ctx.runs),
+    "--check-images",
+    String(checkCount),
+    "--embeddings",
+    embeddingsFile,
+  ])) as {
+    threads: number;
+    torch: string;
+    batches: { batch: number; images_per_s: number }[];
+  };
+  const raw = await readFile(embeddingsFile);
+  const theirs = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+  const dims = ours[0]?.length ?? 0;
+  let minCosine = 1;
+  let maxDiff = 0;
+  let maxAbs = 0;
+  ours.forEach((row, i) => {
+    const ref = theirs.subarray(i * dims, (i + 1) * dims);
+    minCosine = Math.min(minCosine, cosine(row, ref));
+    // Our rows are L2-normalised; compare against the normalised reference.
+    let norm = 0;
+    for (const v of ref) norm += v * v;
+    const scale = 1 / Math.sqrt(norm);
+    ref.forEach((v, j) => {
+      maxDiff = Math.max(maxDiff, Math.abs((row[j] as number) - v * scale));
+      maxAbs = Math.max(maxAbs, Math.abs(v * scale));
+    });
+  });
+  const rows = batches.map((batch) => {
+    const ours = onnx.get(batch) ?? Number.NaN;
+    const ref = torch.batches.find((b) => b.batch === batch)?.images_per_s ?? Number.NaN;
+    return {
+      batch,
+      onnxImagesPerS: ours,
+      torchImagesPerS: ref,
+      ratio: ours / ref,
+      onnxFractionOfPeak: (ours * flops) / 1e9 / peakGflops,
+      torchFractionOfPeak: (ref * flops) / 1e9 / peakGflops,
+    };
+  });
+  return {
+    size: model.size,
+    gflopsPerImage: flops / 1e9,
+    torchThreads: torch.threads,
+    torchVersion: torch.torch,
+    agreement: { minCosine, maxRelativeDifference: maxDiff / maxAbs },
+    rows,
+  };
+}
+
+export interface IngestResult {
+  size: string;
+  images: number;
+  batch: number;
+  /** Read + decode + preprocess only, one image after another. */
+  preprocessImagesPerS: number;
+  bareEncoderImagesPerS: number;
+  ingestImagesPerS: number;
+  fractionOfEncoder: number;
+}
+
+/**
+ * The whole ingest (read → decode → preprocess → encode → SQLite + HNSW) on photo-sized JPEGs
+ * through Library.index, against the bare encoder on the same images at the same batch size,
+ * measured back to back.
+ */
+export async function measureIngest(
+  ctx: BenchContext,
+  model: BenchModel,
+  files: readonly string[],
+  warmupFiles: readonly string[],
+  batch: number,
+): Promise<IngestResult> {
+  const dataDir = path.join(ctx.workDir, "ingest-data");
+  rmSync(dataDir, { recursive: true, force: true });
+  const settings = loadSettings({
+    dataDir,
+    threads: ctx.threads,
+    imageBatchSize: batch,
+    maxBatchItems: Math.max(files.length, warmupFiles.length),
+    indexSaveIntervalMs: 0,
+  });
+  const encoder = await Encoder.load(model.dir, settings, { logger: quietLogger });
+  const library = await createLibrary(settings, encoder, { allowAnyPath: true });
+  try {
+    const options = {
+      resolution: encoder.config.image_resolution,
+      mean: encoder.config.image_mean,
+      std: encoder.config.image_std,
+      maxImageBytes: settings.maxImageBytes,
+      maxImagePixels: settings.maxImagePixels,
+    };
+    ctx.log(`ingest: preprocessing ${files.length} JPEGs alone`);
+    let started = performance.now();
+    const pixels: Float32Array[] = [];
+    for (const file of files)
+      pixels.push((await preprocessImage(await readFile(file), options)).pixels);
+    const preprocessRate = files.length / ((performance.now() - started) / 1000);
+
+    ctx.log(`ingest: warm-up with ${warmupFiles.length} other JPEGs`);
+    await library.index(warmupFiles.map((file) => ({ path: file })));
+    ctx.log(`ingest: bare encoder, ${files.length} images at batch ${batch}`);
+    started = performance.now();
+    await encoder.embedPixels(pixels);
+    const bareRate = files.length / ((performance.now() - started) / 1000);
+    ctx.log(`ingest: Library.index of ${files.length} JPEG paths`);
+    started = performance.now();
+    const results = await library.index(files.map((file) => ({ path: file })));
+    const ingestRate = files.length / ((performance.now() - started) / 1000);
+    const indexed = results.filter((r) => r.status === "indexed").length;
+    if (indexed !== files.length) {
+      throw new Error(
+        `ingest indexed ${indexed} of ${files.length} images: ${JSON.stringify(results.find((r) => r.status !== "indexed"))}`,
+      );
+    }
+    return {
+      size: model.size,
+      images: files.length,
+      batch,
+      preprocessImagesPerS: preprocessRate,
+      bareEncoderImagesPerS: bareRate,
+      ingestImagesPerS: ingestRate,
+      fractionOfEncoder: ingestRate / bareRate,
+    };
+  } finally {
+    await library.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+export interface SessionOptionRow {
+  name: string;
+  options: Record<string, unknown>;
+  imagesPerS: number;
+  /** The engine's own options, measured alternately with this variant. */
+  engineImagesPerS: number;
+  /** imagesPerS / engineImagesPerS. */
+  gain: number;
+}
+
+/**
+ * The vision tower at one batch size under several ONNX Runtime session options. Each variant
+ * runs alternately with a session holding the engine's options (src/encode/session.ts), so a
+ * change in machine load between variants does not show up as a gain or a loss.
+ */
+export async function measureSessionOptions(
+  ctx: BenchContext,
+  model: BenchModel,
+  set: PixelSet,
+  batch: number,
+): Promise<SessionOptionRow[]> {
+  const engine: ort.InferenceSession.SessionOptions = {
+    executionProviders: ["cpu"],
+    graphOptimizationLevel: "all",
+    executionMode: "sequential",
+  };
+  const variants: [string, ort.InferenceSession.SessionOptions][] = [
+    ["graphOptimizationLevel disabled", { ...engine, graphOptimizationLevel: "disabled" }],
+    ["graphOptimizationLevel basic", { ...engine, graphOptimizationLevel: "basic" }],
+    ["graphOptimizationLevel extended", { ...engine, graphOptimizationLevel: "extended" }],
+    ["intraOpNumThreads 1", { ...engine, intraOpNumThreads: 1 }],
+    ["executionMode parallel", { ...engine, executionMode: "parallel" }],
+    ["enableCpuMemArena false", { ...engine, enableCpuMemArena: false }],
+  ];
+  const config = JSON.parse(await readFile(path.join(model.dir, "config.json"), "utf8")) as {
+    image_resolution: number;
+    vision: { file: string; input: string };
+  };
+  const file = path.join(model.dir, config.vision.file);
+  const r = config.image_resolution;
+  const data = new Float32Array(batch * 3 * r * r);
+  set.pixels.slice(0, batch).forEach((p, i) => {
+    data.set(p, i * p.length);
+  });
+  const feeds = { [config.vision.input]: new ort.Tensor("float32", data, [batch, 3, r, r]) };
+  const once = async (session: ort.InferenceSession): Promise<number> => {
+    const started = performance.now();
+    await session.run(feeds);
+    return (performance.now() - started) / 1000;
+  };
+  const baseline = await ort.InferenceSession.create(file, engine);
+  const rows: SessionOptionRow[] = [];
+  try {
+    for (let w = 0; w < ctx.warmup; w++) await once(baseline);
+    for (const [name, options] of variants) {
+      ctx.log(`session options (${sizeTag(model.size)}, batch ${batch}): ${name} vs engine`);
+      const session = await ort.InferenceSession.create(file, options);
+      try {
+        for (let w = 0; w < ctx.warmup; w++) await once(session);
+        const ours: number[] = [];
+        const theirs: number[] = [];
+        for (let i = 0; i < ctx.runs; i++) {
+          theirs.push(await once(baseline));
+          ours.push(await once(session));
+        }
+        const rate = batch / median(ours);
+        const engineRate = batch / median(theirs);
+        const { executionProviders: _providers, ...shown } = options;
+        rows.push({
+          name,
+          options: shown,
+          imagesPerS: rate,
+          engineImagesPerS: engineRate,
+          gain: rate / engineRate,
+        });
+      } finally {
+        await session.release();
+      }
+    }
+  } finally {
+    await baseline.release();
+  }
+  return rows;
+}
+
+export interface QuantResult {
+  size: string;
+  batch: number;
+  fp32ImagesPerS: number;
+  int8ImagesPerS: number;
+  speedup: number;
+  cosineMin: number;
+  cosineMean: number;
+}
+
+/** PyTorch dynamic int8 of the vision tower's Linear layers, against fp32 (what int8 could give). */
+export async function measureTorchInt8(
+  ctx: BenchContext,
+  model: BenchModel,
+  set: PixelSet,
+  batch: number,
+): Promise<QuantResult> {
+  ctx.log(`int8: PyTorch dynamic quantisation of the ${model.size} image tower, batch ${batch}`);
+  const result = (await runPython([
+    "-m",
+    "training.bench_torch",
+    "--threads",
+    String(ctx.threads),
+    "quant",
+    "--checkpoint",
+    model.checkpoint,
+    "--pixels",
+    set.file,
+    "--batch",
+    String(batch),
+    "--warmup",
+    String(ctx.warmup),
+    "--runs",
+    String(ctx.runs),
+  ])) as {
+    fp32_images_per_s: number;
+    int8_images_per_s: number;
+    cosine_min: number;
+    cosine_mean: number;
+  };
+  return {
+    size: model.size,
+    batch,
+    fp32ImagesPerS: result.fp32_images_per_s,
+    int8ImagesPerS: result.int8_images_per_s,
+    speedup: result.int8_images_per_s / result.fp32_images_per_s,
+    cosineMin: result.cosine_min,
+    cosineMean: result.cosine_mean,
+  };
+}

@@ -1,0 +1,211 @@
+/**
+ * Server section of bench:perf: `/search` throughput and latency under concurrent load
+ * (autocannon) against a real `longclip serve` child on 127.0.0.1, unloaded and while a bulk
+ * ingest posts /index batches in a loop.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { createServer } from "node:net";
+import path from "node:path";
+import { PROJECT_ROOT } from "../config.ts";
+import type { BenchContext } from "./context.ts";
+import type { BenchModel } from "./models.ts";
+
+/** The part of autocannon's result this bench reads (the package ships no types). */
+interface AutocannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number; average: number; max: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+type Autocannon = (options: Record<string, unknown>) => Promise<AutocannonResult>;
+
+const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
+
+export interface LoadRow {
+  condition: "unloaded" | "ingesting";
+  requestsPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  requests: number;
+  non2xx: number;
+  errors: number;
+  imagesIngested: number;
+}
+
+export interface ServerResult {
+  size: string;
+  connections: number;
+  durationS: number;
+  rows: LoadRow[];
+  p99Ratio: number;
+}
+
+const QUERIES = [
+  "a red car parked next to an old stone house",
+  "two children playing football on a sunny beach with a dog running after the ball and waves in the background",
+  "a quiet library reading room with tall wooden shelves, green lamps on long tables and a large arched window letting in the afternoon light over the students",
+  "a plate of pasta",
+  "a busy street market at night with lanterns, food stalls selling noodles and grilled fish, crowds of people and neon signs reflected in puddles after the rain",
+];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitReady(base: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`longclip serve exited with ${child.exitCode}`);
+    try {
+      const response = await fetch(`${base}/ready`);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  throw new Error(`longclip serve was not ready within ${timeoutMs / 1000} s`);
+}
+
+async function postIndex(base: string, paths: readonly string[]): Promise<number> {
+  const response = await fetch(`${base}/index`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ items: paths.map((p) => ({ path: p })) }),
+  });
+  if (!response.ok) throw new Error(`POST /index: ${response.status} ${await response.text()}`);
+  const body = (await response.json()) as { results?: { status: string }[] };
+  return (body.results ?? []).filter((r) => r.status === "indexed").length;
+}
+
+function load(base: string, connections: number, durationS: number): Promise<AutocannonResult> {
+  return autocannon({
+    url: `${base}/search`,
+    connections,
+    duration: durationS,
+    requests: QUERIES.map((query) => ({
+      method: "POST",
+      path: "/search",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query, k: 10 }),
+    })),
+  });
+}
+
+function row(
+  condition: LoadRow["condition"],
+  result: AutocannonResult,
+  imagesIngested: number,
+): LoadRow {
+  return {
+    condition,
+    requestsPerS: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    maxMs: result.latency.max,
+    requests: result.requests.total,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    imagesIngested,
+  };
+}
+
+/**
+ * Starts `longclip serve` with `model`, indexes `seed` images, measures /search for
+ * `durationS` seconds unloaded, then again while `ingest` images are posted 8 at a time.
+ */
+export async function measureServer(
+  ctx: BenchContext,
+  model: BenchModel,
+  mediaRoot: string,
+  seed: readonly string[],
+  ingest: readonly string[],
+  connections: number,
+  durationS: number,
+): Promise<ServerResult> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const dataDir = path.join(ctx.workDir, "server-data");
+  rmSync(dataDir, { recursive: true, force: true });
+  ctx.log(`server: starting longclip serve on ${base}`);
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(PROJECT_ROOT, "bin", "longclip.js"),
+      "serve",
+      "--model",
+      model.dir,
+      "--data",
+      dataDir,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--media-root",
+      mediaRoot,
+      "--threads",
+      String(ctx.threads),
+    ],
+    {
+      cwd: PROJECT_ROOT,
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, LONGCLIP_API_KEY: "" },
+    },
+  );
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  try {
+    await waitReady(base, child, 300_000);
+    const relative = (file: string) => path.relative(mediaRoot, file);
+    ctx.log(`server: indexing ${seed.length} seed images`);
+    for (let i = 0; i < seed.length; i += 8)
+      await postIndex(base, seed.slice(i, i + 8).map(relative));
+    ctx.log(`server: /search for ${durationS} s, ${connections} connections, unloaded`);
+    const unloaded = await load(base, connections, durationS);
+
+    ctx.log(`server: /search for ${durationS} s while POST /index batches run`);
+    let stop = false;
+    let ingested = 0;
+    const ingestLoop = (async () => {
+      for (let i = 0; !stop && i < ingest.length; i += 8) {
+        ingested += await postIndex(base, ingest.slice(i, i + 8).map(relative));
+      }
+    })();
+    const loaded = await load(base, connections, durationS);
+    stop = true;
+    const ingestedDuringLoad = ingested;
+    await ingestLoop;
+    const rows = [row("unloaded", unloaded, 0), row("ingesting", loaded, ingestedDuringLoad)];
+    return {
+      size: model.size,
+      connections,
+      durationS,
+      rows,
+      p99Ratio: loaded.latency.p99 / unloaded.latency.p99,
+    };
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\nserver stderr: ${stderr.slice(-1500)}`);
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((resolve) => {
+      if (child.exitCode !== null) resolve(undefined);
+      else child.once("exit", resolve);
+    });
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,54 @@
+/** Timing and summary helpers for bench:perf. */
+
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+/** Linear-interpolated percentile (0..100) of `values`; NaN for an empty list. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (Math.min(100, Math.max(0, p)) / 100) * (sorted.length - 1);
+  const low = Math.floor(rank);
+  const high = Math.ceil(rank);
+  const a = sorted[low] as number;
+  const b = sorted[high] as number;
+  return a + (b - a) * (rank - low);
+}
+
+export interface Timing {
+  /** Seconds of each measured run (warm-up runs excluded). */
+  seconds: number[];
+  medianSeconds: number;
+}
+
+/** Runs `fn` `warmup` times unmeasured, then `runs` times measured. */
+export async function timeRuns(
+  fn: () => Promise<unknown> | unknown,
+  warmup: number,
+  runs: number,
+): Promise<Timing> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const seconds: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const started = performance.now();
+    await fn();
+    seconds.push((performance.now() - started) / 1000);
+  }
+  return { seconds, medianSeconds: median(seconds) };
+}
+
+/** Cosine similarity of two equal-length vectors. */
+export function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as number;
+    const y = b[i] as number;
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  return dot / Math.max(Math.sqrt(na * nb), 1e-30);
+}

@@ -1,0 +1,138 @@
+/**
+ * Text-side section of bench:perf: one query's latency at several token counts, with the
+ * engine's dynamic length and zero-padded to the full context as the official code does, and
+ * what a query-embedding cache saves on a repeated query.
+ */
+import { loadSettings } from "../config.ts";
+import { Encoder } from "../encode/encoder.ts";
+import type { BenchContext } from "./context.ts";
+import { sizeTag } from "./context.ts";
+import type { BenchModel } from "./models.ts";
+import { cosine, timeRuns } from "./stats.ts";
+import { seededRandom } from "./vectors.ts";
+
+const quietLogger = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`) };
+
+export interface TextRow {
+  tokens: number;
+  dynamicMs: number;
+  paddedMs: number;
+  /** padded / dynamic */
+  speedup: number;
+  /** Cosine between the dynamic and the padded result (1 up to float rounding). */
+  agreement: number;
+}
+
+export interface TextResult {
+  size: string;
+  context: number;
+  rows: TextRow[];
+  /** Latency of 30 tokens against 248 tokens, both dynamic (the issue's ratio). */
+  ratio30vs248: number;
+  cache: { query: string; tokens: number; encodeMs: number; cachedMs: number; speedup: number };
+}
+
+/** A start token, `length - 2` random BPE ids and an end token. */
+export function tokenRow(length: number, vocabSize: number, random: () => number): Int32Array {
+  const row = new Int32Array(length);
+  row[0] = vocabSize - 2;
+  for (let i = 1; i < length - 1; i++) row[i] = 1 + Math.floor(random() * (vocabSize - 3));
+  row[length - 1] = vocabSize - 1;
+  return row;
+}
+
+/** A least-recently-used map: the query cache whose benefit this bench measures. */
+export class LruCache<K, V> {
+  readonly #entries = new Map<K, V>();
+
+  constructor(readonly capacity: number) {}
+
+  get(key: K): V | undefined {
+    const value = this.#entries.get(key);
+    if (value === undefined) return undefined;
+    this.#entries.delete(key);
+    this.#entries.set(key, value);
+    return value;
+  }
+
+  set(key: K, value: V): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, value);
+    if (this.#entries.size > this.capacity) {
+      const oldest = this.#entries.keys().next();
+      if (!oldest.done) this.#entries.delete(oldest.value);
+    }
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+export async function measureText(
+  ctx: BenchContext,
+  model: BenchModel,
+  lengths: readonly number[],
+  runs: number,
+): Promise<TextResult> {
+  const settings = loadSettings({ threads: ctx.threads });
+  const encoder = await Encoder.load(model.dir, settings, { logger: quietLogger });
+  try {
+    const context = encoder.config.context_length;
+    const vocab = encoder.config.vocab_size;
+    const random = seededRandom(7);
+    const rows: TextRow[] = [];
+    for (const tokens of lengths.filter((n) => n <= context)) {
+      const row = tokenRow(tokens, vocab, random);
+      const padded = new Int32Array(context);
+      padded.set(row);
+      ctx.log(
+        `${sizeTag(model.size)} text tower: ${tokens} tokens, dynamic and padded, ${runs} runs`,
+      );
+      const dynamic = await timeRuns(() => encoder.rawText([row]), ctx.warmup, runs);
+      const full = await timeRuns(() => encoder.rawText([padded]), ctx.warmup, runs);
+      const [a] = await encoder.rawText([row]);
+      const [b] = await encoder.rawText([padded]);
+      rows.push({
+        tokens,
+        dynamicMs: dynamic.medianSeconds * 1000,
+        paddedMs: full.medianSeconds * 1000,
+        speedup: full.medianSeconds / dynamic.medianSeconds,
+        agreement: a && b ? cosine(a, b) : Number.NaN,
+      });
+    }
+    const at = (n: number) => rows.find((r) => r.tokens === n)?.dynamicMs ?? Number.NaN;
+
+    // A repeated query: the whole embedTexts path (tokenize + encode) against a cache hit.
+    const query =
+      "A red vintage car parked in front of an old stone house with ivy on the walls, a bicycle leaning against the fence and two children playing";
+    const cache = new LruCache<string, Float32Array>(1024);
+    const encode = await timeRuns(() => encoder.embedTexts([query]), ctx.warmup, runs);
+    const [first] = await encoder.embedTexts([query]);
+    if (first) cache.set(query, first.embedding);
+    const lookups = 10_000;
+    const cached = await timeRuns(
+      () => {
+        for (let i = 0; i < lookups; i++) cache.get(query);
+      },
+      1,
+      runs,
+    );
+    const cachedMs = (cached.medianSeconds * 1000) / lookups;
+    return {
+      size: model.size,
+      context,
+      rows,
+      ratio30vs248: at(context) / at(30),
+      cache: {
+        query,
+        tokens: first?.tokens ?? 0,
+        encodeMs: encode.medianSeconds * 1000,
+        cachedMs,
+        speedup: (encode.medianSeconds * 1000) / cachedMs,
+      },
+    };
+  } finally {
+    await encoder.close();
+  }
+}

@@ -88,6 +88,7 @@ interface Flags {
   queries?: number;
   duration: number;
   connections: number;
+  serverBatches: number[];
 }
 
 function section(title: string, body: string, note?: string): void {
@@ -169,6 +170,12 @@ async function main(argv: string[]): Promise<number> {
       10,
     )
     .option("--connections <n>", "concurrent /search connections", positiveInt("--connections"), 4)
+    .option(
+      "--server-batches <list>",
+      "server --image-batch-size values to measure",
+      (raw: string) => raw.split(",").map((v) => positiveInt("--server-batches")(v.trim())),
+      [8, 2],
+    )
     .exitOverride();
   try {
     program.parse(argv);
@@ -443,23 +450,31 @@ async function main(argv: string[]): Promise<number> {
     );
   }
 
-  // 4. Server under load.
+  // 4. Server under load, at the default image batch and at smaller ingest chunks.
   if (!skip.has("server") && photos && firstModel) {
-    const server = await measureServer(
-      ctx,
-      firstModel,
-      photos.dir,
-      photos.files.slice(0, 16),
-      photos.files.slice(16, 80),
-      flags.connections,
-      flags.duration,
-    );
-    report.server = server;
-    save();
+    const servers = [];
+    for (const imageBatchSize of flags.serverBatches) {
+      servers.push(
+        await measureServer(
+          ctx,
+          firstModel,
+          photos.dir,
+          photos.files.slice(0, 16),
+          photos.files.slice(16, 80),
+          flags.connections,
+          flags.duration,
+          imageBatchSize,
+        ),
+      );
+      report.server = servers;
+      save();
+    }
+    const first = servers[0];
     section(
-      `Server: POST /search, ${server.connections} connections, ${server.durationS} s each, ${sizeTag(server.size)}`,
+      `Server: POST /search, ${first?.connections} connections, ${first?.durationS} s each, ${sizeTag(firstModel.size)}`,
       markdownTable(
         [
+          "image batch",
           "condition",
           "requests/s",
           "p50 ms",
@@ -470,19 +485,26 @@ async function main(argv: string[]): Promise<number> {
           "errors",
           "images ingested",
         ],
-        server.rows.map((r) => [
-          r.condition,
-          r.requestsPerS,
-          r.p50Ms,
-          r.p99Ms,
-          r.maxMs,
-          r.requests,
-          r.non2xx,
-          r.errors,
-          r.imagesIngested,
-        ]),
+        servers.flatMap((server) =>
+          server.rows.map((r) => [
+            server.imageBatchSize,
+            r.condition,
+            r.requestsPerS,
+            r.p50Ms,
+            r.p99Ms,
+            r.maxMs,
+            r.requests,
+            r.non2xx,
+            r.errors,
+            r.imagesIngested,
+          ]),
+        ),
       ),
-      `p99 ingesting / unloaded: ${fmt(server.p99Ratio)}×.`,
+      servers
+        .map(
+          (s) => `image batch ${s.imageBatchSize}: p99 ingesting / unloaded ${fmt(s.p99Ratio)}×.`,
+        )
+        .join("\n"),
     );
   }
 

@@ -39,6 +39,8 @@ export interface LoadRow {
 
 export interface ServerResult {
   size: string;
+  /** The server's --image-batch-size: images per encoder call, and per ingest chunk. */
+  imageBatchSize: number;
   connections: number;
   durationS: number;
   rows: LoadRow[];
@@ -135,12 +137,13 @@ export async function measureServer(
   ingest: readonly string[],
   connections: number,
   durationS: number,
+  imageBatchSize: number,
 ): Promise<ServerResult> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const dataDir = path.join(ctx.workDir, "server-data");
   rmSync(dataDir, { recursive: true, force: true });
-  ctx.log(`server: starting longclip serve on ${base}`);
+  ctx.log(`server: starting longclip serve on ${base}, image batch size ${imageBatchSize}`);
   const child = spawn(
     process.execPath,
     [
@@ -158,6 +161,8 @@ export async function measureServer(
       mediaRoot,
       "--threads",
       String(ctx.threads),
+      "--image-batch-size",
+      String(imageBatchSize),
     ],
     {
       cwd: PROJECT_ROOT,
@@ -186,13 +191,17 @@ export async function measureServer(
         ingested += await postIndex(base, ingest.slice(i, i + 8).map(relative));
       }
     })();
+    // Let the first batch get through reading and decoding, so the window sees encoding.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const before = ingested;
     const loaded = await load(base, connections, durationS);
+    const ingestedDuringLoad = ingested - before;
     stop = true;
-    const ingestedDuringLoad = ingested;
     await ingestLoop;
     const rows = [row("unloaded", unloaded, 0), row("ingesting", loaded, ingestedDuringLoad)];
     return {
       size: model.size,
+      imageBatchSize,
       connections,
       durationS,
       rows,

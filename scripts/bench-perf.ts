@@ -246,15 +246,21 @@ async function main(argv: string[]): Promise<number> {
     report.peak = peak;
     save();
     section(
-      "Peak: fp32 matmul 2048×2048",
+      "Peak: fp32 matmul 2048×2048 (best of 9 runs; median in brackets)",
       markdownTable(
         ["engine", "GFLOP/s"],
         [
-          [`ONNX Runtime MatMul (${ctx.threads} threads)`, peak.ortGflops],
-          [`PyTorch torch.mm (${peak.torchThreads} threads)`, peak.torchGflops],
+          [
+            `ONNX Runtime MatMul (${ctx.threads} threads)`,
+            `${fmt(peak.ortGflops, 1)} (${fmt(peak.ortMedianGflops, 1)})`,
+          ],
+          [
+            `PyTorch torch.mm (${peak.torchThreads} threads)`,
+            `${fmt(peak.torchGflops, 1)} (${fmt(peak.torchMedianGflops, 1)})`,
+          ],
         ],
       ),
-      "Fractions of peak below use the ONNX Runtime MatMul rate.",
+      "Fractions of peak below use the best ONNX Runtime MatMul rate.",
     );
   }
   const peakGflops = peak?.ortGflops ?? Number.NaN;

@@ -9,7 +9,10 @@ COMMANDS = {
     "stretch": ("training.kps", "Stretch a 77-position CLIP checkpoint to 248 positions (KPS)."),
     "train": ("training.train", "Fine-tune with primary component matching (PCM)."),
     "export": ("training.export", "Export a checkpoint to the server's ONNX model directory."),
-    "synth": ("training.synth", "Render synthetic long-caption data (ShareGPT4V / Urban1k layout)."),
+    "synth": (
+        "training.synth",
+        "Render synthetic long-caption data (ShareGPT4V / Urban1k layout).",
+    ),
     "vocab": ("training.vocab", "Build a CLIP-style BPE vocabulary from a caption corpus."),
     "demo": ("training.recipe", "Train, export and evaluate the demo model; write the report."),
 }

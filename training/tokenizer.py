@@ -66,7 +66,7 @@ def _class_body(codes: List[int]) -> str:
 
 
 @lru_cache(maxsize=1)
-def _word_pattern() -> "re.Pattern[str]":
+def word_pattern() -> "re.Pattern[str]":
     letters: List[int] = []
     numbers: List[int] = []
     category = unicodedata.category
@@ -90,6 +90,21 @@ def basic_clean(text: str) -> str:
 
 def whitespace_clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
+
+
+def merge_pair(word: List[str], pair: Tuple[str, str]) -> List[str]:
+    """Replaces every occurrence of ``pair`` in ``word``, left to right, by the merged symbol."""
+    first, second = pair
+    merged = []
+    i = 0
+    while i < len(word):
+        if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
+            merged.append(first + second)
+            i += 2
+        else:
+            merged.append(word[i])
+            i += 1
+    return merged
 
 
 def _merge_lines(path: Path) -> List[str]:
@@ -128,7 +143,7 @@ class ClipTokenizer:
         self.vocab_size = len(vocab)
         self.start_id = self.encoder[START]
         self.end_id = self.encoder[END]
-        self.pattern = _word_pattern()
+        self.pattern = word_pattern()
         self.cache: Dict[str, List[int]] = {START: [self.start_id], END: [self.end_id]}
 
     def _bpe(self, token: str) -> List[str]:
@@ -138,17 +153,7 @@ class ClipTokenizer:
             best = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
             if best not in self.bpe_ranks:
                 break
-            first, second = best
-            merged = []
-            i = 0
-            while i < len(word):
-                if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
-                    merged.append(first + second)
-                    i += 2
-                else:
-                    merged.append(word[i])
-                    i += 1
-            word = merged
+            word = merge_pair(word, best)
         return word
 
     def _word_ids(self, token: str) -> List[int]:

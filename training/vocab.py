@@ -20,7 +20,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Set, Tuple
 
-from training.tokenizer import _word_pattern, basic_clean, bytes_to_unicode, whitespace_clean
+from training.tokenizer import (
+    basic_clean,
+    bytes_to_unicode,
+    merge_pair,
+    whitespace_clean,
+    word_pattern,
+)
 
 HEADER = "#version: 0.2"
 Pair = Tuple[str, str]
@@ -64,7 +70,7 @@ def read_corpus(path: Path) -> Iterator[str]:
 def word_counts(texts: Iterable[str]) -> Counter:
     """Words as CLIP pre-tokenises them, in byte symbols, with their corpus frequencies."""
     byte_encoder = bytes_to_unicode()
-    pattern = _word_pattern()
+    pattern = word_pattern()
     counts: Counter = Counter()
     for text in texts:
         text = whitespace_clean(basic_clean(text)).lower()
@@ -99,27 +105,12 @@ def learn_merges(counts: Dict[str, int], num_merges: int) -> List[Pair]:
             word = words[index]
             for pair in zip(word, word[1:]):
                 pair_counts[pair] -= freqs[index]
-            words[index] = word = _merge(word, best)
+            words[index] = word = merge_pair(word, best)
             for pair in zip(word, word[1:]):
                 pair_counts[pair] += freqs[index]
                 holders[pair].add(index)
         del pair_counts[best]
     return merges
-
-
-def _merge(word: List[str], pair: Pair) -> List[str]:
-    """Left-to-right replacement of every occurrence, as the tokenizer applies a merge."""
-    first, second = pair
-    merged = []
-    i = 0
-    while i < len(word):
-        if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
-            merged.append(first + second)
-            i += 2
-        else:
-            merged.append(word[i])
-            i += 1
-    return merged
 
 
 def write_merges(path: Path, merges: List[Pair]) -> None:

@@ -29,7 +29,7 @@ import { fmt, markdownTable } from "../src/bench/markdown.ts";
 import { type BenchModel, ensureModel } from "../src/bench/models.ts";
 import { runPython } from "../src/bench/python.ts";
 import { measureServer } from "../src/bench/server.ts";
-import { measureText } from "../src/bench/text.ts";
+import { measureQueryUnderIngest, measureText } from "../src/bench/text.ts";
 import { PROJECT_ROOT } from "../src/config.ts";
 
 const SECTIONS = [
@@ -226,7 +226,7 @@ async function main(argv: string[]): Promise<number> {
   );
 
   // Inputs shared by the image sections.
-  const needImages = ["image", "ingest", "server", "options", "int8"].some(
+  const needImages = ["image", "ingest", "text", "server", "options", "int8"].some(
     (s) => !skip.has(s as Section),
   );
   const models = new Map<string, BenchModel>();
@@ -377,6 +377,19 @@ async function main(argv: string[]): Promise<number> {
             `${sizeTag(t.size)}: 248-token / 30-token latency ${fmt(t.ratio30vs248)}×. Query cache: embedTexts of a ${t.cache.tokens}-token query ${fmt(t.cache.encodeMs)} ms, LRU hit ${t.cache.cachedMs.toExponential(2)} ms (${fmt(t.cache.speedup, 0)}× faster).`,
         )
         .join("\n"),
+    );
+  }
+
+  if (!skip.has("text") && pixels && firstModel) {
+    const rows = await measureQueryUnderIngest(ctx, firstModel, pixels.pixels, 8, quick ? 6 : 12);
+    report.queryUnderIngest = rows;
+    save();
+    section(
+      `Query latency under ingest (engine level, ${sizeTag(firstModel.size)}, embedTexts of a one-line query)`,
+      markdownTable(
+        ["condition", "queries", "median ms", "max ms"],
+        rows.map((r) => [r.condition, r.queries, r.medianMs, r.maxMs]),
+      ),
     );
   }
 

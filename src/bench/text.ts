@@ -8,7 +8,7 @@ import { Encoder } from "../encode/encoder.ts";
 import type { BenchContext } from "./context.ts";
 import { sizeTag } from "./context.ts";
 import type { BenchModel } from "./models.ts";
-import { cosine, timeRuns } from "./stats.ts";
+import { cosine, median, timeRuns } from "./stats.ts";
 import { seededRandom } from "./vectors.ts";
 
 const quietLogger = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`) };
@@ -134,5 +134,73 @@ export async function measureText(
     };
   } finally {
     await encoder.close();
+  }
+}
+
+export interface QueryUnderIngestRow {
+  condition: string;
+  queries: number;
+  medianMs: number;
+  maxMs: number;
+}
+
+/**
+ * Engine-level view of search during ingest: the latency of a query alone, while image
+ * batches run on the same Encoder (one worker: the query waits for the batch in progress),
+ * and while they run on a second Encoder (its own worker thread, as a separate text worker
+ * would give).
+ */
+export async function measureQueryUnderIngest(
+  ctx: BenchContext,
+  model: BenchModel,
+  pixels: readonly Float32Array[],
+  batch: number,
+  queries: number,
+): Promise<QueryUnderIngestRow[]> {
+  const settings = loadSettings({ threads: ctx.threads, imageBatchSize: batch });
+  const shared = await Encoder.load(model.dir, settings, { logger: quietLogger });
+  const second = await Encoder.load(model.dir, settings, { logger: quietLogger });
+  const query = "a red car parked next to an old stone house, a bicycle leaning against the fence";
+  const images = pixels.slice(0, batch);
+  const timeQueries = async (encoder: Encoder): Promise<number[]> => {
+    const ms: number[] = [];
+    for (let i = 0; i < queries; i++) {
+      const started = performance.now();
+      await encoder.embedTexts([query]);
+      ms.push(performance.now() - started);
+      // Queries arrive at random moments of the batch, not right after one finishes.
+      await new Promise((resolve) => setTimeout(resolve, 50 + ((i * 397) % 700)));
+    }
+    return ms;
+  };
+  const whileIngesting = async (encoder: Encoder): Promise<number[]> => {
+    let stop = false;
+    const loop = (async () => {
+      while (!stop) await shared.embedPixels(images);
+    })();
+    try {
+      return await timeQueries(encoder);
+    } finally {
+      stop = true;
+      await loop;
+    }
+  };
+  const summary = (condition: string, ms: number[]): QueryUnderIngestRow => ({
+    condition,
+    queries: ms.length,
+    medianMs: median(ms),
+    maxMs: Math.max(...ms),
+  });
+  try {
+    await shared.embedTexts([query]);
+    await second.embedTexts([query]);
+    await shared.embedPixels(images);
+    ctx.log(`${sizeTag(model.size)} query latency: alone, then under image batches of ${batch}`);
+    const rows = [summary("alone", await timeQueries(shared))];
+    rows.push(summary(`same worker as batches of ${batch}`, await whileIngesting(shared)));
+    rows.push(summary(`own worker, batches of ${batch} beside`, await whileIngesting(second)));
+    return rows;
+  } finally {
+    await Promise.all([shared.close(), second.close()]);
   }
 }

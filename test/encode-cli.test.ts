@@ -1,39 +1,14 @@
 /** `longclip embed` as a child process: JSON lines in, one JSON line per input out, in order. */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { cudaUnavailableReason } from "../src/encode/session.ts";
+import { runCli } from "./helpers/cli.ts";
 import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCli(args: string[], input: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", path.join(PROJECT_ROOT, "src", "cli", "main.ts"), ...args],
-      { cwd: PROJECT_ROOT, env: { ...process.env, LONGCLIP_THREADS: "2" } },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
+const THREADS = { LONGCLIP_THREADS: "2" };
 
 const lines = (text: string): unknown[] =>
   text
@@ -47,7 +22,11 @@ function errorCode(line: Record<string, unknown> | undefined): unknown {
 
 describe("longclip embed", () => {
   test("a missing model directory exits 1 and says how to get a model", async () => {
-    const run = await runCli(["embed", "--model", path.join(PROJECT_ROOT, "no-such-model")], "");
+    const run = await runCli(
+      ["embed", "--model", path.join(PROJECT_ROOT, "no-such-model")],
+      "",
+      THREADS,
+    );
     assert.equal(run.code, 1);
     assert.match(run.stderr, /model_not_found/);
     assert.match(run.stderr, /training export/);
@@ -55,7 +34,7 @@ describe("longclip embed", () => {
   });
 
   test("a bad flag value exits 2", async () => {
-    const run = await runCli(["embed", "--device", "tpu"], "");
+    const run = await runCli(["embed", "--device", "tpu"], "", THREADS);
     assert.equal(run.code, 2);
     assert.match(run.stderr, /cpu, cuda or auto/);
   });
@@ -74,7 +53,11 @@ describe("longclip embed", () => {
       JSON.stringify({ text: "word ".repeat(300) }),
       JSON.stringify({ text: "x", image }),
     ].join("\n");
-    const run = await runCli(["embed", "--model", model, "--batch-size", "2"], input);
+    const run = await runCli(
+      ["embed", "--model", model, "--image-batch-size", "2", "--text-batch-size", "2"],
+      input,
+      THREADS,
+    );
     assert.equal(run.code, 0, run.stderr);
     const out = lines(run.stdout) as Record<string, unknown>[];
     assert.equal(out.length, 6, "one line per non-empty input line");
@@ -105,7 +88,7 @@ describe("longclip embed", () => {
     const input = Array.from({ length: 70 }, (_, i) =>
       JSON.stringify({ text: `caption ${i}` }),
     ).join("\n");
-    const run = await runCli(["embed", "--model", tinyModelDir()], input);
+    const run = await runCli(["embed", "--model", tinyModelDir()], input, THREADS);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(lines(run.stdout).length, 70);
     assert.match(run.stderr, /embed: 64\/70 lines/);
@@ -118,7 +101,7 @@ describe("longclip embed", () => {
       SKIP_WITHOUT_SHARED ||
       (cudaUnavailableReason() === undefined ? "this host has the CUDA build" : false),
   }, async () => {
-    const run = await runCli(["embed", "--model", tinyModelDir(), "--device", "cuda"], "");
+    const run = await runCli(["embed", "--model", tinyModelDir(), "--device", "cuda"], "", THREADS);
     assert.equal(run.code, 1);
     assert.match(run.stderr, /cuda_unavailable/);
     assert.match(run.stderr, /--device cpu/);

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { components } from "../src/api/types.gen.ts";
-import { serveSettings } from "../src/cli/serve.ts";
+import { settingsFromFlags } from "../src/cli/settings.ts";
 import { PROJECT_ROOT } from "../src/config.ts";
 import { isAppError } from "../src/errors.ts";
 import { startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
@@ -173,7 +173,7 @@ describe("longclip serve", () => {
   });
 
   test("flags parse into settings over the environment; a bad value names the flag", () => {
-    const settings = serveSettings(
+    const settings = settingsFromFlags(
       { model: "m", data: "d", port: "9000", maxK: "50", apiKey: "flag-key" },
       { LONGCLIP_PORT: "7000", LONGCLIP_MAX_BATCH_ITEMS: "3", LONGCLIP_API_KEY: "env-key" },
     );
@@ -184,7 +184,7 @@ describe("longclip serve", () => {
     assert.equal(settings.maxBatchItems, 3);
     assert.equal(settings.apiKey, "flag-key");
     assert.throws(
-      () => serveSettings({ port: "eighty" }, {}),
+      () => settingsFromFlags({ port: "eighty" }, {}),
       (error: unknown) =>
         isAppError(error) && error.code === "invalid_setting" && /--port/.test(error.message),
     );

@@ -3,43 +3,12 @@
  * config.json and the CLIP merges file; outputs are compared with the official ids.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { runCli } from "./helpers/cli.ts";
 import { CLIP_VOCAB, loadReference, SKIP_WITHOUT_SHARED } from "./helpers/reference.ts";
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCli(args: string[], input: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [path.join(PROJECT_ROOT, "bin", "longclip.js"), ...args],
-      {
-        cwd: PROJECT_ROOT,
-        stdio: ["pipe", "pipe", "pipe"],
-      },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
 
 describe("longclip tokenize", { skip: SKIP_WITHOUT_SHARED }, () => {
   const dir = mkdtempSync(path.join(tmpdir(), "longclip-tokenize-cli-"));

@@ -3,55 +3,31 @@
  * per input on stdout in input order. A failing line prints `{"error": {...}}` in its place.
  */
 import { readFile, stat } from "node:fs/promises";
-import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { loadSettings, parseSetting, type Settings } from "../config.ts";
+import type { Settings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
 import type { EngineLogger } from "../encode/session.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError } from "../errors.ts";
+import {
+  addSettingOptions,
+  type CliError,
+  cliError,
+  errorMessage,
+  settingsFromFlags,
+} from "./settings.ts";
 
 /** Inputs handled per round: bounds memory and gives the progress display its steps. */
 const CHUNK = 64;
 
-export interface EmbedFlags {
-  model?: string;
-  device?: string;
-  threads?: string;
-  batchSize?: string;
-}
-
 interface ErrorLine {
-  error: { code: string; message: string };
+  error: CliError;
 }
 
 function errorLine(error: unknown): ErrorLine {
-  if (isAppError(error)) return { error: { code: error.code, message: error.message } };
-  return { error: { code: "internal_error", message: (error as Error)?.message ?? String(error) } };
-}
-
-/** Turns the flags into Settings (flags over LONGCLIP_* variables over defaults). */
-export function embedSettings(flags: EmbedFlags, env: NodeJS.ProcessEnv = process.env): Settings {
-  const overrides: Partial<Settings> = {};
-  try {
-    if (flags.model !== undefined) overrides.modelDir = path.resolve(flags.model);
-    if (flags.device !== undefined)
-      overrides.device = parseSetting("device", flags.device) as Settings["device"];
-    if (flags.threads !== undefined)
-      overrides.threads = parseSetting("threads", flags.threads) as number;
-    if (flags.batchSize !== undefined) {
-      const size = parseSetting("imageBatchSize", flags.batchSize) as number;
-      if (size < 1) throw new Error("--batch-size must be at least 1");
-      overrides.imageBatchSize = size;
-      overrides.textBatchSize = size;
-    }
-  } catch (error) {
-    if (isAppError(error)) throw error;
-    throw new AppError("invalid_setting", `Bad flag value: ${(error as Error).message}.`);
-  }
-  return loadSettings(overrides, env);
+  return { error: cliError(error) };
 }
 
 async function readImage(file: string, maxBytes: number): Promise<Buffer> {
@@ -182,8 +158,7 @@ export async function runEmbed(settings: Settings, io: EmbedIo): Promise<number>
   try {
     encoder = await Encoder.load(settings.modelDir, settings, { logger });
   } catch (error) {
-    const { error: e } = errorLine(error);
-    io.errors.write(`error [${e.code}]: ${e.message}\n`);
+    io.errors.write(errorMessage(error));
     return 1;
   }
   // All lines are read first so the progress display knows the total; outputs still stream.
@@ -222,30 +197,36 @@ export async function runEmbed(settings: Settings, io: EmbedIo): Promise<number>
   return 0;
 }
 
+/** The encoder's settings; the data directory, server and index settings do not apply. */
+const EMBED_SETTING_KEYS = [
+  "modelDir",
+  "device",
+  "threads",
+  "imageBatchSize",
+  "textBatchSize",
+  "maxImageBytes",
+  "maxImagePixels",
+] as const;
+
 export function register(program: Command): void {
-  program
+  const command = program
     .command("embed")
     .description(
       'Embed JSON lines from stdin ({"text": "..."} or {"image": "path"}); prints one JSON line per input, in order',
-    )
-    .option("--model <dir>", "model directory (default: LONGCLIP_MODEL_DIR or models/demo)")
-    .option("--device <device>", "cpu, cuda or auto (default: LONGCLIP_DEVICE or cpu)")
-    .option("--threads <n>", "ONNX Runtime intra-op threads, 0 = ONNX Runtime's choice")
-    .option("--batch-size <n>", "images and texts per encoder call")
-    .action(async (flags: EmbedFlags) => {
-      let settings: Settings;
-      try {
-        settings = embedSettings(flags);
-      } catch (error) {
-        const { error: e } = errorLine(error);
-        process.stderr.write(`error [${e.code}]: ${e.message}\n`);
-        process.exitCode = 2;
-        return;
-      }
-      process.exitCode = await runEmbed(settings, {
-        input: process.stdin,
-        output: process.stdout,
-        errors: process.stderr,
-      });
+    );
+  addSettingOptions(command, EMBED_SETTING_KEYS).action(async (flags: Record<string, unknown>) => {
+    let settings: Settings;
+    try {
+      settings = settingsFromFlags(flags);
+    } catch (error) {
+      process.stderr.write(errorMessage(error));
+      process.exitCode = 2;
+      return;
+    }
+    process.exitCode = await runEmbed(settings, {
+      input: process.stdin,
+      output: process.stdout,
+      errors: process.stderr,
     });
+  });
 }

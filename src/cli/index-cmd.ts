@@ -10,11 +10,18 @@ import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { loadSettings, parseSetting, type Settings } from "../config.ts";
+import type { Settings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
 import { AppError, isAppError } from "../errors.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
 import type { IndexResult, Metadata } from "../library/types.ts";
+import {
+  addSettingOptions,
+  cliError,
+  errorMessage,
+  LIBRARY_SETTING_KEYS,
+  settingsFromFlags,
+} from "./settings.ts";
 
 export const IMAGE_EXTENSIONS = new Set([
   ".jpg",
@@ -27,13 +34,8 @@ export const IMAGE_EXTENSIONS = new Set([
   ".tiff",
 ]);
 
-export interface LibraryFlags {
-  model?: string;
-  data?: string;
-  device?: string;
-  threads?: string;
-  batchSize?: string;
-}
+/** Setting flags as commander parses them (strings), see ./settings.ts. */
+export type LibraryFlags = Record<string, unknown>;
 
 interface Io {
   out: NodeJS.WritableStream;
@@ -41,37 +43,6 @@ interface Io {
 }
 
 const STDIO: Io = { out: process.stdout, err: process.stderr };
-
-function describe(error: unknown): { code: string; message: string } {
-  if (isAppError(error)) return { code: error.code, message: error.message };
-  return { code: "internal_error", message: (error as Error)?.message ?? String(error) };
-}
-
-/** Settings from flags over LONGCLIP_* variables over defaults. */
-export function librarySettings(
-  flags: LibraryFlags,
-  env: NodeJS.ProcessEnv = process.env,
-): Settings {
-  const overrides: Partial<Settings> = {};
-  try {
-    if (flags.model !== undefined) overrides.modelDir = path.resolve(flags.model);
-    if (flags.data !== undefined) overrides.dataDir = path.resolve(flags.data);
-    if (flags.device !== undefined) {
-      overrides.device = parseSetting("device", flags.device) as Settings["device"];
-    }
-    if (flags.threads !== undefined) {
-      overrides.threads = parseSetting("threads", flags.threads) as number;
-    }
-    if (flags.batchSize !== undefined) {
-      const size = parseSetting("imageBatchSize", flags.batchSize) as number;
-      if (size < 1) throw new Error("--batch-size must be at least 1");
-      overrides.imageBatchSize = size;
-    }
-  } catch (error) {
-    throw new AppError("invalid_setting", `Bad flag value: ${(error as Error).message}.`);
-  }
-  return loadSettings(overrides, env);
-}
 
 async function openLibrary(settings: Settings): Promise<LongclipLibrary> {
   const encoder = await Encoder.load(settings.modelDir, settings);
@@ -177,7 +148,7 @@ export async function indexFiles(
           batch.map((file) => ({ path: file, metadata: options.metadata })),
         );
       } catch (error) {
-        const e = describe(error);
+        const e = cliError(error);
         results = batch.map(() => ({ id: "", status: "failed" as const, error: e }));
       }
       results.forEach((result, k) => {
@@ -227,12 +198,11 @@ async function withLibrary(
 ): Promise<number> {
   let library: LongclipLibrary | undefined;
   try {
-    const settings = librarySettings(flags);
+    const settings = settingsFromFlags(flags);
     library = await openLibrary(settings);
     return await work(library, settings);
   } catch (error) {
-    const e = describe(error);
-    io.err.write(`error [${e.code}]: ${e.message}\n`);
+    io.err.write(errorMessage(error));
     return isAppError(error) && error.code === "invalid_setting" ? 2 : 1;
   } finally {
     await library?.close();
@@ -335,12 +305,7 @@ export async function runReindex(flags: LibraryFlags, io: Io = STDIO): Promise<n
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function libraryOptions(command: Command): Command {
-  return command
-    .option("--model <dir>", "model directory (default: LONGCLIP_MODEL_DIR or models/demo)")
-    .option("--data <dir>", "data directory (default: LONGCLIP_DATA_DIR or data/)")
-    .option("--device <device>", "cpu, cuda or auto (default: LONGCLIP_DEVICE or cpu)")
-    .option("--threads <n>", "ONNX Runtime intra-op threads, 0 = ONNX Runtime's choice")
-    .option("--batch-size <n>", "images per encoder call");
+  return addSettingOptions(command, LIBRARY_SETTING_KEYS);
 }
 
 export function register(program: Command): void {

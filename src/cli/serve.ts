@@ -6,51 +6,12 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { DEFAULT_SETTINGS, envName, loadSettings, parseSetting, type Settings } from "../config.ts";
+import { envName, type Settings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError } from "../errors.ts";
 import { createLibrary } from "../library/index.ts";
 import { buildApp } from "../server/app.ts";
-
-/** Flag name of each setting; the directories get the short names of the README. */
-export function flagName(key: keyof Settings): string {
-  if (key === "modelDir") return "model";
-  if (key === "dataDir") return "data";
-  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-}
-
-/** commander's camelCase property for a flag, e.g. `max-image-bytes` → `maxImageBytes`. */
-function optionKey(flag: string): string {
-  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-}
-
-const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[];
-
-/** Settings from parsed flags (strings), over LONGCLIP_* variables, over defaults. */
-export function serveSettings(
-  flags: Record<string, string | undefined>,
-  env: NodeJS.ProcessEnv = process.env,
-): Settings {
-  const overrides: Record<string, unknown> = {};
-  for (const key of SETTING_KEYS) {
-    const flag = flagName(key);
-    const raw = flags[optionKey(flag)];
-    if (raw === undefined) continue;
-    try {
-      overrides[key] = parseSetting(key, raw);
-    } catch (error) {
-      throw new AppError(
-        "invalid_setting",
-        `--${flag}: ${(error as Error).message.replace(envName(key), "the value")}`,
-      );
-    }
-  }
-  try {
-    return loadSettings(overrides as Partial<Settings>, env);
-  } catch (error) {
-    throw new AppError("invalid_setting", (error as Error).message);
-  }
-}
+import { addSettingOptions, errorMessage, settingsFromFlags } from "./settings.ts";
 
 /** The message printed when the model directory is missing: how to get one. */
 export function missingModelMessage(modelDir: string): string {
@@ -116,30 +77,12 @@ export function register(program: Command): void {
     .description(
       "Serve the HTTP API (openapi.yaml; docs at /docs) over the model and data directory",
     );
-  for (const key of SETTING_KEYS) {
-    const flag = flagName(key);
-    const fallback = DEFAULT_SETTINGS[key];
-    const shown = fallback === undefined ? "unset" : String(fallback);
-    const kind =
-      key.endsWith("Dir") || key === "mediaRoot"
-        ? "dir"
-        : key === "host"
-          ? "host"
-          : key === "device"
-            ? "device"
-            : key === "apiKey"
-              ? "key"
-              : "n";
-    command.option(`--${flag} <${kind}>`, `${envName(key)} (default: ${shown})`);
-  }
+  addSettingOptions(command);
   command.action(async (flags: Record<string, string | undefined>) => {
     try {
-      await serve(serveSettings(flags));
+      await serve(settingsFromFlags(flags));
     } catch (error) {
-      const message = isAppError(error)
-        ? `error [${error.code}]: ${error.message}`
-        : `error: ${(error as Error)?.stack ?? String(error)}`;
-      process.stderr.write(`${message}\n`);
+      process.stderr.write(errorMessage(error));
       process.exit(1);
     }
   });

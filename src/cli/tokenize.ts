@@ -3,14 +3,19 @@
  * line, `{"ids": [...], "tokens": N, "truncated": bool}`, in input order. A line that is not a
  * JSON string prints `{"error": {"code": "bad_input", "message": ...}}` in its place.
  */
-import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import type { Command } from "commander";
-import { loadSettings } from "../config.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError } from "../errors.ts";
 import { tokenizerFromModelDir } from "../tokenize/model-dir.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
+import {
+  addSettingOptions,
+  type CliError,
+  cliError,
+  errorMessage,
+  settingsFromFlags,
+} from "./settings.ts";
 
 export interface TokenizeIo {
   input: Readable;
@@ -18,9 +23,8 @@ export interface TokenizeIo {
   errors: Writable;
 }
 
-function errorObject(error: unknown): { error: { code: string; message: string } } {
-  if (isAppError(error)) return { error: { code: error.code, message: error.message } };
-  return { error: { code: "internal_error", message: (error as Error)?.message ?? String(error) } };
+function errorObject(error: unknown): { error: CliError } {
+  return { error: cliError(error) };
 }
 
 /** The output line for one input line. */
@@ -53,8 +57,7 @@ export async function runTokenize(modelDir: string, io: TokenizeIo): Promise<num
   try {
     tokenizer = tokenizerFromModelDir(modelDir);
   } catch (error) {
-    const { error: e } = errorObject(error);
-    io.errors.write(`error [${e.code}]: ${e.message}\n`);
+    io.errors.write(errorMessage(error));
     return 1;
   }
   for await (const line of createInterface({ input: io.input, crlfDelay: Infinity })) {
@@ -68,25 +71,24 @@ export async function runTokenize(modelDir: string, io: TokenizeIo): Promise<num
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command("tokenize")
     .description(
       'Tokenize JSON strings from stdin, one per line; prints {"ids": [...], "tokens": N, "truncated": bool} per line',
-    )
-    .option("--model <dir>", "model directory (default: LONGCLIP_MODEL_DIR or models/demo)")
-    .action(async (flags: { model?: string }) => {
-      let modelDir: string;
-      try {
-        modelDir = flags.model !== undefined ? path.resolve(flags.model) : loadSettings().modelDir;
-      } catch (error) {
-        process.stderr.write(`error [invalid_setting]: ${(error as Error).message}\n`);
-        process.exitCode = 2;
-        return;
-      }
-      process.exitCode = await runTokenize(modelDir, {
-        input: process.stdin,
-        output: process.stdout,
-        errors: process.stderr,
-      });
+    );
+  addSettingOptions(command, ["modelDir"]).action(async (flags: Record<string, unknown>) => {
+    let modelDir: string;
+    try {
+      modelDir = settingsFromFlags(flags).modelDir;
+    } catch (error) {
+      process.stderr.write(errorMessage(error));
+      process.exitCode = 2;
+      return;
+    }
+    process.exitCode = await runTokenize(modelDir, {
+      input: process.stdin,
+      output: process.stdout,
+      errors: process.stderr,
     });
+  });
 }

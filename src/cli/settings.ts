@@ -1,0 +1,100 @@
+/**
+ * Flags shared by every command: each setting of src/config.ts is a flag (kebab-case of its
+ * key; `--model` and `--data` for the two directories) over its LONGCLIP_* environment
+ * variable over the default. Also the one way commands turn an error into `{code, message}`.
+ */
+import type { Command } from "commander";
+import { DEFAULT_SETTINGS, envName, loadSettings, parseSetting, type Settings } from "../config.ts";
+import { AppError, isAppError } from "../errors.ts";
+
+export const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[];
+
+/** Settings of the library and encoder: everything but what only the HTTP server uses. */
+export const LIBRARY_SETTING_KEYS = SETTING_KEYS.filter(
+  (key) => key !== "host" && key !== "port" && key !== "apiKey",
+);
+
+/** Flag name of each setting; the directories get the short names of the README. */
+export function flagName(key: keyof Settings): string {
+  if (key === "modelDir") return "model";
+  if (key === "dataDir") return "data";
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** commander's camelCase property for a flag, e.g. `max-image-bytes` → `maxImageBytes`. */
+function optionKey(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function placeholder(key: keyof Settings): string {
+  if (key.endsWith("Dir") || key === "mediaRoot") return "dir";
+  if (key === "host" || key === "device") return key;
+  if (key === "apiKey") return "key";
+  return "n";
+}
+
+/** Adds one `--flag <value>` per setting, its help naming the variable and the default. */
+export function addSettingOptions(
+  command: Command,
+  keys: readonly (keyof Settings)[] = SETTING_KEYS,
+): Command {
+  for (const key of keys) {
+    const fallback = DEFAULT_SETTINGS[key];
+    const shown = fallback === undefined ? "unset" : String(fallback);
+    command.option(
+      `--${flagName(key)} <${placeholder(key)}>`,
+      `${envName(key)} (default: ${shown})`,
+    );
+  }
+  return command;
+}
+
+/** Settings from parsed flags (strings), over LONGCLIP_* variables, over defaults. */
+export function settingsFromFlags(
+  flags: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): Settings {
+  const overrides: Record<string, unknown> = {};
+  for (const key of SETTING_KEYS) {
+    const flag = flagName(key);
+    const raw = flags[optionKey(flag)];
+    if (typeof raw !== "string") continue;
+    try {
+      overrides[key] = parseSetting(key, raw);
+    } catch (error) {
+      throw new AppError(
+        "invalid_setting",
+        `--${flag}: ${(error as Error).message.replace(envName(key), "the value")}`,
+      );
+    }
+  }
+  let settings: Settings;
+  try {
+    settings = loadSettings(overrides as Partial<Settings>, env);
+  } catch (error) {
+    throw new AppError("invalid_setting", (error as Error).message);
+  }
+  for (const key of ["imageBatchSize", "textBatchSize"] as const) {
+    if (settings[key] < 1) {
+      throw new AppError("invalid_setting", `--${flagName(key)} must be at least 1.`);
+    }
+  }
+  return settings;
+}
+
+export interface CliError {
+  code: string;
+  message: string;
+}
+
+/** `{code, message}` of any error: an AppError's own, `internal_error` otherwise. */
+export function cliError(error: unknown): CliError {
+  if (isAppError(error)) return { code: error.code, message: error.message };
+  return { code: "internal_error", message: (error as Error)?.message ?? String(error) };
+}
+
+/** The line a command prints on stderr for an error. */
+export function errorMessage(error: unknown): string {
+  const { code, message } = cliError(error);
+  return `error [${code}]: ${message}\n`;
+}

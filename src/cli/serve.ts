@@ -9,6 +9,7 @@ import type { Command } from "commander";
 import { envName, type Settings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
 import { AppError } from "../errors.ts";
+import { indexGalleryIfNew } from "../library/gallery.ts";
 import { createLibrary } from "../library/index.ts";
 import { buildApp } from "../server/app.ts";
 import { addSettingOptions, errorMessage, settingsFromFlags } from "./settings.ts";
@@ -37,6 +38,18 @@ export async function serve(settings: Settings): Promise<() => Promise<void>> {
     tokenizer: encoder.tokenizer,
     logger: { level: "info" },
   });
+  const gallery = await indexGalleryIfNew(
+    library,
+    settings.modelDir,
+    settings.dataDir,
+    settings.maxBatchItems,
+  );
+  if (gallery) {
+    app.log.info(
+      { indexed: gallery.indexed, failed: gallery.failed },
+      "new data directory: indexed the model's sample gallery",
+    );
+  }
   const address = await app.listen({ host: settings.host, port: settings.port });
   const stats = library.stats();
   app.log.info(

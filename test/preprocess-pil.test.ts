@@ -17,6 +17,7 @@ import {
   resizedSize,
 } from "../src/preprocess/index.ts";
 import { bilevelPng } from "./fixtures/bilevel-png.ts";
+import { CLIP_224 } from "./helpers/preprocess-options.ts";
 
 const PYTHON = "/usr/bin/python3";
 const SCRIPT = path.join(PROJECT_ROOT, "test", "fixtures", "pil_preprocess.py");
@@ -25,13 +26,7 @@ const SKIP_WITHOUT_PIL: string | false = havePil
   ? false
   : `skipped: ${PYTHON} with Pillow and numpy is needed as the reference`;
 
-const OPTIONS = {
-  resolution: 224,
-  mean: [0.48145466, 0.4578275, 0.40821073] as const,
-  std: [0.26862954, 0.26130258, 0.27577711] as const,
-  maxImageBytes: 20 * 1024 * 1024,
-  maxImagePixels: 50_000_000,
-};
+const OPTIONS = CLIP_224;
 
 /** Deterministic pseudo-random bytes mixed with gradients: edges and smooth areas both. */
 function testPattern(width: number, height: number, channels: number, seed: number): Uint8Array {

@@ -7,14 +7,9 @@ import sharp, { type Sharp } from "sharp";
 import { AppError } from "../src/errors.ts";
 import { decodeImage, preprocessImage } from "../src/preprocess/index.ts";
 import { bilevelPng } from "./fixtures/bilevel-png.ts";
+import { CLIP_224 } from "./helpers/preprocess-options.ts";
 
-const OPTIONS = {
-  resolution: 224,
-  mean: [0.48145466, 0.4578275, 0.40821073] as const,
-  std: [0.26862954, 0.26130258, 0.27577711] as const,
-  maxImageBytes: 20 * 1024 * 1024,
-  maxImagePixels: 50_000_000,
-};
+const OPTIONS = CLIP_224;
 
 const RED = [255, 0, 0];
 const BLUE = [0, 0, 255];

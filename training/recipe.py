@@ -519,7 +519,7 @@ def render_report(recipe: dict, timings: dict, results: dict, chart: str) -> str
             f"Vocabulary: the project's BPE learnt on the training captions (at most "
             f"{VOCAB_MERGES} merges).",
             f"- Model: ViT with patch {s['patch']} at {s['image_size']} px and a text "
-            f"transformer, both {s['layers']} layers of width {s['width']}, embedding "
+            f"transformer, each with {s['layers']} transformer layers of width {s['width']}, embedding "
             f"{s['embed_dim']}; CLIP-77 has 77 positions, the fine-tuned models 248 "
             "(the first 20 kept and frozen).",
             f"- CLIP-77: {s['pretrain_steps']} steps from random initialisation on short captions, "
@@ -527,8 +527,14 @@ def render_report(recipe: dict, timings: dict, results: dict, chart: str) -> str
             f"- Every fine-tuned model: {s['finetune_steps']} steps from CLIP-77 on long captions, "
             f"batch {s['batch_size']}, lr {s['finetune_lr']:g}. These learning rates are for a "
             "from-scratch miniature; the official 1e-6 is for real CLIP weights.",
-            f"- Torch threads: {s['threads']}; seeds: training {TRAIN_SEED}, held-out "
-            f"{EVAL_SEED}, gallery {GALLERY_SEED}.",
+            f"- Torch threads: {s['threads']}"
+            + (
+                f" (fewer than this machine's {os.cpu_count()} cores: it was shared with other "
+                "jobs, and one thread per process ran faster than two under that load)"
+                if s["threads"] < (os.cpu_count() or 1)
+                else ""
+            )
+            + f"; seeds: training {TRAIN_SEED}, held-out {EVAL_SEED}, gallery {GALLERY_SEED}.",
         ]
         if s.get("smoke"):
             lines.append(
@@ -666,6 +672,11 @@ def render_report(recipe: dict, timings: dict, results: dict, chart: str) -> str
     lines += ["", "## Does the miniature reproduce the paper's claims?", ""]
     lines += claim_lines(results)
     lines += ["", "### Why the miniature may differ from the paper", ""] + CAVEATS
+    lines.append(
+        f"- Noise: one seed per model and n = {n} pairs, so a difference of two standard errors "
+        f"is about {pct(2 * math.sqrt(0.5 / n))} points at R@1 = 50%; smaller differences are "
+        "reported as ties."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -752,35 +763,42 @@ def claim_lines(results: dict) -> list:
 
 
 CAVEATS = [
-    "- Scale: a few hundred steps on a few thousand rendered images against 400M image–text "
-    "pairs for CLIP and 1M long captions for Long-CLIP. The miniature CLIP-77 is weak, so "
-    "what fine-tuning preserves (Tables 2–3) starts from a low level.",
-    "- The pre-trained positions: in the paper, KPS keeps the first 20 positions because "
-    "CLIP's later positions are under-trained (short training captions). Here CLIP-77 was "
-    "trained on short captions too (about 15–20 tokens), so its positions past ~20 are "
-    "equally untrained and uniform interpolation of them loses little; KPS versus uniform "
-    "should therefore differ less than in the paper.",
+    "- Scale: a few hundred steps on a few thousand rendered images, against 400M image–text "
+    "pairs for CLIP and 1M long captions for Long-CLIP. The miniature CLIP-77 is weak, so what "
+    "fine-tuning preserves (Tables 2–3) starts from a low level, and the fine-tuning budget is "
+    "small compared with what the new positions need to be learnt.",
+    "- Trained positions: the short captions are about 15–17 tokens with start and end, so "
+    "CLIP-77 trains only its first ~17 position rows; the rest keep their random "
+    "initialisation (the paper's CLIP has about 20 useful positions, the reason KPS keeps 20). "
+    "KPS keeps rows 0–19 exactly, while uniform interpolation moves the trained rows to "
+    "non-integer places, and the fine-tuning freezes rows 0–19 in every variant, so the "
+    "uniform-stretched models keep blurred positions for the first sentence.",
+    "- Everything past the first sentence starts with untrained positions in every variant, "
+    "so a model can only use the later details as a bag of words until its new positions are "
+    "learnt; a short fine-tuning mostly measures how quickly that happens.",
     "- PCM: the short captions describe only the salient object, which the long captions also "
     "describe first, so the short-caption term adds little new signal; and the PCA is taken "
     "over a small batch with a small embedding, so 'coarse' and 'fine' components are less "
     "separable than with ViT-B features.",
-    "- Hard negatives: four images per group share the short caption, so short-caption R@1 "
-    "is capped near 25% of the found groups, and a model that only reads the first sentence "
-    "cannot rank the right member of a group first on long captions either.",
-    "- Noise: one seed per model; differences within two standard errors "
-    "(≈ 2–3 points at n = 1000) are reported as ties.",
+    "- Hard negatives: four images per group share the short caption, so short-caption R@1 is "
+    "capped near 25% of the found groups, and a model that only reads the first sentence cannot "
+    "rank the right member of a group first on long captions either.",
 ]
 
 
+LOCATION_FLAGS = ("--stages", "--out", "--model-out", "--report", "--figures")
+
+
 def sizing_flags(argv: list) -> list:
-    """The command line without --stages, for the report's 'regenerate with' command."""
+    """The command line without stage selection and output locations: what the report shows as
+    the command that reproduces the run."""
     kept, skip = [], False
     for item in argv:
         if skip:
             skip = False
-        elif item == "--stages":
+        elif item in LOCATION_FLAGS:
             skip = True
-        elif not item.startswith("--stages="):
+        elif not item.startswith(tuple(f"{flag}=" for flag in LOCATION_FLAGS)):
             kept.append(item)
     return kept
 

@@ -76,6 +76,6 @@ def test_verdict_counts_only_differences_beyond_two_standard_errors():
     assert difference_verdict(0.52, 0.50, 1000) == "tied"
 
 
-def test_sizing_flags_drop_the_stage_selection():
-    argv = ["--out", "x", "--stages", "report", "--width", "96", "--stages=eval"]
-    assert recipe.sizing_flags(argv) == ["--out", "x", "--width", "96"]
+def test_sizing_flags_drop_stage_selection_and_output_locations():
+    argv = ["--out", "x", "--stages", "report", "--width", "96", "--stages=eval", "--report=r.md"]
+    assert recipe.sizing_flags(argv) == ["--width", "96"]

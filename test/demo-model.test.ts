@@ -1,0 +1,85 @@
+/**
+ * The committed demo model (models/demo, written by `npm run demo:train`): a valid Long-CLIP
+ * model directory within the size budget, with a gallery whose long captions find their own
+ * images far better than chance when run through the real encoder.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { loadSettings, PROJECT_ROOT } from "../src/config.ts";
+import { Encoder } from "../src/encode/encoder.ts";
+import { retrievalRecall } from "../src/eval/recall.ts";
+
+const DEMO_DIR = path.join(PROJECT_ROOT, "models", "demo");
+const GALLERY_DIR = path.join(DEMO_DIR, "gallery");
+// A floor well above chance: the committed model must have learnt the captions, not just load.
+const MIN_FACTOR = 2;
+const SKIP_WITHOUT_DEMO: string | false = existsSync(path.join(DEMO_DIR, "config.json"))
+  ? false
+  : `skipped: ${DEMO_DIR} has no config.json (run npm run demo:train)`;
+
+interface GalleryItem {
+  file: string;
+  caption: string;
+  short_caption: string;
+  label: string;
+  group: number;
+}
+
+function totalBytes(dir: string): number {
+  let sum = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    sum += entry.isDirectory() ? totalBytes(full) : statSync(full).size;
+  }
+  return sum;
+}
+
+describe("models/demo", { skip: SKIP_WITHOUT_DEMO }, () => {
+  let encoder: Encoder;
+  let items: GalleryItem[];
+
+  before(async () => {
+    const manifest = JSON.parse(readFileSync(path.join(GALLERY_DIR, "gallery.json"), "utf8"));
+    items = manifest.items as GalleryItem[];
+    encoder = await Encoder.load(DEMO_DIR, loadSettings({ modelDir: DEMO_DIR, threads: 1 }));
+  });
+
+  after(async () => {
+    await encoder?.close();
+  });
+
+  it("is a 248-position Long-CLIP directory of at most 20 MB", () => {
+    const config = JSON.parse(readFileSync(path.join(DEMO_DIR, "config.json"), "utf8"));
+    assert.equal(config.name, "longclip-demo");
+    assert.equal(config.model_type, "longclip");
+    assert.equal(config.context_length, 248);
+    assert.equal(encoder.modelId, config.model_id);
+    assert.ok(totalBytes(DEMO_DIR) <= 20 * 1024 * 1024, "models/demo stays within 20 MB");
+  });
+
+  it("has a gallery manifest whose files all exist", () => {
+    assert.ok(items.length >= 24, `${items.length} gallery items`);
+    for (const item of items) {
+      assert.ok(existsSync(path.join(GALLERY_DIR, item.file)), item.file);
+      assert.ok(item.caption.length > item.short_caption.length, item.file);
+    }
+  });
+
+  it("retrieves gallery images from their long captions far above chance", async () => {
+    const buffers = items.map((item) => readFileSync(path.join(GALLERY_DIR, item.file)));
+    const images = await encoder.embedImageBytes(buffers);
+    const imageEmbeddings = images.map((r) => (r.ok ? r.embedding : undefined));
+    const texts = await encoder.embedTexts(items.map((item) => item.caption));
+    const recall = retrievalRecall(
+      imageEmbeddings,
+      texts.map((t) => t.embedding),
+    );
+    assert.equal(recall.n, items.length);
+    // chance: R@1 = 1/n, R@5 = 5/n
+    const n = items.length;
+    assert.ok(recall.t2i.r5 >= MIN_FACTOR * (5 / n), `text→image R@5 ${recall.t2i.r5}`);
+    assert.ok(recall.i2t.r5 >= MIN_FACTOR * (5 / n), `image→text R@5 ${recall.i2t.r5}`);
+  });
+});

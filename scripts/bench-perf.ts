@@ -15,6 +15,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { type BenchContext, cpuModel, loadAverage, sizeTag } from "../src/bench/context.ts";
 import {
   measureIngest,
+  measureOnnxInt8,
   measurePeak,
   measureSessionOptions,
   measureTorchInt8,
@@ -558,7 +559,39 @@ async function main(argv: string[]): Promise<number> {
           ],
         ],
       ),
-      "No ONNX int8 model can be produced here: onnx 1.12 has no quantiser and the Python onnxruntime (which holds it) is not installable; this PyTorch figure shows what int8 would give.",
+      "The reference's own int8 path, for comparison with the int8 ONNX tower below.",
+    );
+  }
+
+  if (!skip.has("int8") && pixels && firstModel) {
+    const int8 = await measureOnnxInt8(ctx, firstModel, pixels, 8);
+    report.int8Onnx = int8;
+    save();
+    section(
+      `int8 ONNX vision tower through our Encoder, ${sizeTag(int8.size)}, batch ${int8.batch} (alternating with fp32)`,
+      markdownTable(
+        [
+          "MatMuls int8",
+          "file MB fp32 → int8",
+          "fp32 images/s",
+          "int8 images/s",
+          "speed-up",
+          "cosine min",
+          "cosine mean",
+        ],
+        [
+          [
+            int8.matmulsQuantized,
+            `${fmt(int8.fp32Bytes / 1e6, 0)} → ${fmt(int8.int8Bytes / 1e6, 0)}`,
+            int8.fp32ImagesPerS,
+            int8.int8ImagesPerS,
+            int8.speedup,
+            int8.cosineMin.toFixed(4),
+            int8.cosineMean.toFixed(4),
+          ],
+        ],
+      ),
+      "Cosines are to the fp32 embeddings of the same images; random-init weights, so a trained model's loss of retrieval quality must be checked with bench:urban before shipping int8.",
     );
   }
 

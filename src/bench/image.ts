@@ -3,7 +3,16 @@
  * Encoder and through PyTorch on the same pixels and weights, the whole ingest pipeline, and
  * ONNX Runtime session options.
  */
-import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
@@ -458,4 +467,88 @@ export async function measureTorchInt8(
     cosineMin: result.cosine_min,
     cosineMean: result.cosine_mean,
   };
+}
+
+export interface OnnxInt8Result {
+  size: string;
+  batch: number;
+  matmulsQuantized: number;
+  fp32Bytes: number;
+  int8Bytes: number;
+  fp32ImagesPerS: number;
+  int8ImagesPerS: number;
+  speedup: number;
+  cosineMin: number;
+  cosineMean: number;
+}
+
+/**
+ * An int8 vision tower (training.bench_torch int8-onnx: MatMulInteger with run-time activation
+ * quantisation) through our Encoder, run alternately with the fp32 one on the same images.
+ */
+export async function measureOnnxInt8(
+  ctx: BenchContext,
+  model: BenchModel,
+  set: PixelSet,
+  batch: number,
+): Promise<OnnxInt8Result> {
+  const dir = path.join(path.dirname(model.dir), "int8");
+  const config = JSON.parse(await readFile(path.join(model.dir, "config.json"), "utf8")) as {
+    vision: { file: string };
+    text: { file: string };
+    tokenizer: { file: string };
+  };
+  mkdirSync(dir, { recursive: true });
+  ctx.log(`int8: quantising ${model.size} ${config.vision.file} (MatMulInteger)`);
+  const quant = (await runPython([
+    "-m",
+    "training.bench_torch",
+    "int8-onnx",
+    "--onnx",
+    path.join(model.dir, config.vision.file),
+    "--out",
+    path.join(dir, config.vision.file),
+  ])) as { matmuls_quantized: number; bytes: number };
+  for (const file of [config.text.file, config.tokenizer.file]) {
+    rmSync(path.join(dir, file), { force: true });
+    symlinkSync(path.join(model.dir, file), path.join(dir, file));
+  }
+  copyFileSync(path.join(model.dir, "config.json"), path.join(dir, "config.json"));
+
+  const settings = loadSettings({ threads: ctx.threads, imageBatchSize: batch });
+  const fp32 = await Encoder.load(model.dir, settings, { logger: quietLogger });
+  const int8 = await Encoder.load(dir, settings, { logger: quietLogger });
+  try {
+    const images = set.pixels.slice(0, batch);
+    const once = async (encoder: Encoder): Promise<number> => {
+      const started = performance.now();
+      await encoder.embedPixels(images);
+      return (performance.now() - started) / 1000;
+    };
+    ctx.log(`int8: ${model.size} fp32 and int8 towers alternately, batch ${batch}`);
+    for (let w = 0; w < ctx.warmup; w++) await Promise.all([once(fp32), once(int8)]);
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let i = 0; i < ctx.runs; i++) {
+      a.push(await once(fp32));
+      b.push(await once(int8));
+    }
+    const reference = await fp32.embedPixels(images);
+    const quantised = await int8.embedPixels(images);
+    const cosines = reference.map((row, i) => cosine(row, quantised[i] as Float32Array));
+    return {
+      size: model.size,
+      batch,
+      matmulsQuantized: quant.matmuls_quantized,
+      fp32Bytes: statSync(path.join(model.dir, config.vision.file)).size,
+      int8Bytes: quant.bytes,
+      fp32ImagesPerS: batch / median(a),
+      int8ImagesPerS: batch / median(b),
+      speedup: median(a) / median(b),
+      cosineMin: Math.min(...cosines),
+      cosineMean: cosines.reduce((x, y) => x + y, 0) / cosines.length,
+    };
+  } finally {
+    await Promise.all([fp32.close(), int8.close()]);
+  }
 }

@@ -408,7 +408,8 @@ class Recipe:
             "path": str(path.resolve()),
             "series": series,
             "options": {
-                "title": f"R@1 against caption token budget (held-out set, n={results['longclip']['long']['n']})",
+                "title": "R@1 against caption token budget "
+                f"(held-out set, n={results['longclip']['long']['n']})",
                 "xLabel": "caption tokens kept (start and end included)",
                 "yLabel": "R@1",
             },
@@ -512,8 +513,8 @@ def render_report(recipe: dict, timings: dict, results: dict, chart: str) -> str
             f"Vocabulary: the project's BPE learnt on the training captions (at most "
             f"{VOCAB_MERGES} merges).",
             f"- Model: ViT with patch {s['patch']} at {s['image_size']} px and a text "
-            f"transformer, each with {s['layers']} transformer layers of width {s['width']}, embedding "
-            f"{s['embed_dim']}; CLIP-77 has 77 positions, the fine-tuned models 248 "
+            f"transformer, each with {s['layers']} transformer layers of width {s['width']}, "
+            f"embedding {s['embed_dim']}; CLIP-77 has 77 positions, the fine-tuned models 248 "
             "(the first 20 kept and frozen).",
             f"- CLIP-77: {s['pretrain_steps']} steps from random initialisation on short captions, "
             f"batch {s['batch_size']}, lr {s['pretrain_lr']:g} (AdamW, warm-up then cosine).",

@@ -5,14 +5,15 @@ export type Cell = string | number | undefined;
 /** Formats a number with `digits` significant decimals, or "–" when missing. */
 export function fmt(value: number | undefined, digits = 2): string {
   if (value === undefined || !Number.isFinite(value)) return "–";
-  if (Math.abs(value) >= 1000 || Number.isInteger(value)) {
-    return Math.round(value).toLocaleString("en-US");
-  }
+  if (Math.abs(value) >= 1000) return Math.round(value).toLocaleString("en-US");
   return value.toFixed(digits);
 }
 
 export function markdownTable(headers: readonly string[], rows: readonly Cell[][]): string {
-  const cell = (value: Cell) => (typeof value === "number" ? fmt(value) : (value ?? "–"));
+  const cell = (value: Cell) => {
+    if (typeof value !== "number") return value ?? "–";
+    return Number.isInteger(value) ? value.toLocaleString("en-US") : fmt(value);
+  };
   const lines = [
     `| ${headers.join(" | ")} |`,
     `| ${headers.map(() => "---").join(" | ")} |`,

@@ -13,6 +13,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { gunzipSync } from "node:zlib";
+import { seededRandom } from "../src/bench/vectors.ts";
 import { cleanText } from "../src/tokenize/clean.ts";
 import { ClipTokenizer, splitWords } from "../src/tokenize/clip-tokenizer.ts";
 
@@ -37,18 +38,6 @@ const contextLength = Number(values["context-length"]);
 /** Share of made-up compound words, nearly all distinct: the cache-miss pressure. */
 const compoundShare = Number(values["compound-share"]);
 
-/** mulberry32: a small seeded generator, so every run measures the same captions. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Whole-word tokens of the merges file that are plain ASCII letters, in merge order. */
 function vocabularyWords(file: string): string[] {
   const bytes = readFileSync(file);
@@ -67,7 +56,7 @@ const words = vocabularyWords(values.vocab);
 const PUNCTUATION = [",", ",", ".", ";", ":", "!", "?", "-", "(", ")", "&", "'s"];
 
 function makeCaptions(n: number, seed: number): string[] {
-  const rand = random(seed);
+  const rand = seededRandom(seed);
   const pick = (): string => {
     // Earlier merges are more frequent words: skew the choice towards them.
     const index = Math.floor(words.length * rand() ** 2.5);

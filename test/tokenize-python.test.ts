@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { describe, test } from "node:test";
+import { seededRandom } from "../src/bench/vectors.ts";
 import { cleanText, collapseWhitespace, htmlUnescape } from "../src/tokenize/clean.ts";
 import { splitWords } from "../src/tokenize/clip-tokenizer.ts";
 
@@ -54,19 +55,7 @@ except ImportError:
 json.dump(out, sys.stdout)
 `;
 
-/** mulberry32, seeded so failures reproduce. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = random(7);
+const rand = seededRandom(7);
 const PIECES = [
   "a",
   "Z",

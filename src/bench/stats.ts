@@ -38,17 +38,4 @@ export async function timeRuns(
   return { seconds, medianSeconds: median(seconds) };
 }
 
-/** Cosine similarity of two equal-length vectors. */
-export function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i] as number;
-    const y = b[i] as number;
-    dot += x * y;
-    na += x * x;
-    nb += y * y;
-  }
-  return dot / Math.max(Math.sqrt(na * nb), 1e-30);
-}
+export { cosine } from "../vector-index/exact.ts";

@@ -37,6 +37,8 @@ export interface Settings extends ImageLimits {
   maxK: number;
   /** Pending embedding jobs before the server answers 429. */
   maxQueueDepth: number;
+  /** Query embeddings kept for repeated queries (least recently used go first); 0 turns it off. */
+  queryCacheSize: number;
   hnswM: number;
   hnswEfConstruction: number;
   hnswEfSearch: number;
@@ -62,6 +64,7 @@ export const DEFAULT_SETTINGS: Settings = {
   maxQueryChars: 10_000,
   maxK: 1000,
   maxQueueDepth: 256,
+  queryCacheSize: 1024,
   hnswM: 16,
   hnswEfConstruction: 200,
   hnswEfSearch: 100,

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { percentile } from "../src/bench/stats.ts";
-import { LruCache } from "../src/bench/text.ts";
 import {
   clusteredUnitVectors,
   exactTopK,
   meanRecall,
   randomUnitVectors,
 } from "../src/bench/vectors.ts";
+import { LruCache } from "../src/util/lru-cache.ts";
 
 /** Top-k by a full sort of every score: slow, obviously right. */
 function sortedTopK(data: Float32Array, dims: number, query: Float32Array, k: number): number[] {
@@ -109,4 +109,7 @@ test("LruCache evicts the least recently used entry", () => {
   assert.equal(cache.get("a"), 1);
   assert.equal(cache.get("c"), 3);
   assert.equal(cache.size, 2);
+  const none = new LruCache<string, number>(0);
+  none.set("a", 1);
+  assert.equal(none.get("a"), undefined);
 });

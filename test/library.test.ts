@@ -48,6 +48,26 @@ describe("library", { skip }, () => {
     images = await Promise.all(Array.from({ length: 12 }, (_, i) => patternPng(i + 1)));
   });
 
+  test("a repeated query is served from the query cache, a new one goes to the encoder", async () => {
+    for (const [size, expected] of [
+      [8, 2],
+      [0, 3],
+    ] as const) {
+      const { library, encoder } = await open({ queryCacheSize: size });
+      try {
+        await library.index([{ id: "one", bytes: images[0] as Buffer }]);
+        const before = encoder.stats().textsEncoded;
+        const first = await library.searchText("a mosaic of coloured squares", { k: 1 });
+        const again = await library.searchText("a mosaic of coloured squares", { k: 1 });
+        await library.searchText("another query", { k: 1 });
+        assert.equal(encoder.stats().textsEncoded - before, expected);
+        assert.deepEqual(again, first);
+      } finally {
+        await library.close();
+      }
+    }
+  });
+
   test("ingest: indexed, duplicates by content, id conflicts, bad files fail alone", async () => {
     const { library, settings } = await open();
     try {

@@ -5,6 +5,7 @@
  */
 import { loadSettings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
+import { LruCache } from "../util/lru-cache.ts";
 import type { BenchContext } from "./context.ts";
 import { sizeTag } from "./context.ts";
 import type { BenchModel } from "./models.ts";
@@ -39,34 +40,6 @@ export function tokenRow(length: number, vocabSize: number, random: () => number
   for (let i = 1; i < length - 1; i++) row[i] = 1 + Math.floor(random() * (vocabSize - 3));
   row[length - 1] = vocabSize - 1;
   return row;
-}
-
-/** A least-recently-used map: the query cache whose benefit this bench measures. */
-export class LruCache<K, V> {
-  readonly #entries = new Map<K, V>();
-
-  constructor(readonly capacity: number) {}
-
-  get(key: K): V | undefined {
-    const value = this.#entries.get(key);
-    if (value === undefined) return undefined;
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    return value;
-  }
-
-  set(key: K, value: V): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    if (this.#entries.size > this.capacity) {
-      const oldest = this.#entries.keys().next();
-      if (!oldest.done) this.#entries.delete(oldest.value);
-    }
-  }
-
-  get size(): number {
-    return this.#entries.size;
-  }
 }
 
 export async function measureText(

@@ -13,6 +13,7 @@ import { PROJECT_ROOT, type Settings } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { Library } from "../library/types.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
+import { LruCache } from "../util/lru-cache.ts";
 
 /** openapi.yaml operations served by this plugin rather than by app.ts's handlers. */
 export const WEB_OPERATIONS = ["webUi", "getItemThumbnail"] as const;
@@ -200,14 +201,7 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
   });
 
   // Thumbnails are keyed by content hash and size, so a re-used id never shows a stale image.
-  const cache = new Map<string, Buffer>();
-  const remember = (key: string, bytes: Buffer) => {
-    cache.set(key, bytes);
-    if (cache.size > THUMBNAIL_CACHE_ENTRIES) {
-      const oldest = cache.keys().next().value;
-      if (oldest !== undefined) cache.delete(oldest);
-    }
-  };
+  const cache = new LruCache<string, Buffer>(THUMBNAIL_CACHE_ENTRIES);
   const thumbnail = operation("getItemThumbnail");
   app.route({
     method: "GET",
@@ -255,9 +249,6 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
             500,
           );
         }
-        remember(key, bytes);
-      } else {
-        cache.delete(key);
         cache.set(key, bytes);
       }
       return reply.type("image/webp").send(bytes);

@@ -31,6 +31,7 @@ import { type BenchModel, ensureModel } from "../src/bench/models.ts";
 import { runPython } from "../src/bench/python.ts";
 import { measureServer } from "../src/bench/server.ts";
 import { measureQueryUnderIngest, measureText } from "../src/bench/text.ts";
+import { integerFlag } from "../src/cli/settings.ts";
 import { PROJECT_ROOT } from "../src/config.ts";
 
 const SECTIONS = [
@@ -48,16 +49,6 @@ const SECTIONS = [
 type Section = (typeof SECTIONS)[number];
 
 const SIZES: Record<string, string> = { B16: "ViT-B/16", L14: "ViT-L/14" };
-
-function positiveInt(name: string) {
-  return (raw: string): number => {
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < 1) {
-      throw new InvalidArgumentError(`${name} must be a positive integer.`);
-    }
-    return value;
-  };
-}
 
 function list<T extends string>(name: string, allowed: readonly T[]) {
   return (raw: string): T[] => {
@@ -130,7 +121,7 @@ async function main(argv: string[]): Promise<number> {
       "image tower batch sizes, at most 32 (default 1,8,32 for B16 and 1,8 for L14)",
       (raw: string) =>
         raw.split(",").map((v) => {
-          const value = positiveInt("--batches")(v.trim());
+          const value = integerFlag("--batches")(v.trim());
           if (value > 32) throw new InvalidArgumentError("--batches: at most 32.");
           return value;
         }),
@@ -138,43 +129,43 @@ async function main(argv: string[]): Promise<number> {
     .option(
       "--runs <n>",
       "measured runs per configuration (median reported)",
-      positiveInt("--runs"),
+      integerFlag("--runs"),
     )
     .option(
       "--threads <n>",
       "ONNX Runtime and PyTorch threads",
-      positiveInt("--threads"),
+      integerFlag("--threads"),
       availableParallelism(),
     )
-    .option("--hnsw-m <n>", "HNSW M for the index section", positiveInt("--hnsw-m"), 16)
+    .option("--hnsw-m <n>", "HNSW M for the index section", integerFlag("--hnsw-m"), 16)
     .option(
       "--hnsw-ef-construction <n>",
       "HNSW efConstruction for the index section",
-      positiveInt("--hnsw-ef-construction"),
+      integerFlag("--hnsw-ef-construction"),
       200,
     )
     .option(
       "--index-sizes <list>",
       "uniform set sizes for index100k,index1m (default 100000,1000000; quick 10000,100000)",
-      (raw: string) => raw.split(",").map((v) => positiveInt("--index-sizes")(v.trim())),
+      (raw: string) => raw.split(",").map((v) => integerFlag("--index-sizes")(v.trim())),
     )
     .option(
       "--clustered-size <n>",
       "clustered set size (default 100000; quick 10000)",
-      positiveInt("--clustered-size"),
+      integerFlag("--clustered-size"),
     )
-    .option("--queries <n>", "recall queries per index set (default 200)", positiveInt("--queries"))
+    .option("--queries <n>", "recall queries per index set (default 200)", integerFlag("--queries"))
     .option(
       "--duration <s>",
       "seconds of load per server measurement",
-      positiveInt("--duration"),
+      integerFlag("--duration"),
       10,
     )
-    .option("--connections <n>", "concurrent /search connections", positiveInt("--connections"), 4)
+    .option("--connections <n>", "concurrent /search connections", integerFlag("--connections"), 4)
     .option(
       "--server-batches <list>",
       "server --image-batch-size values to measure",
-      (raw: string) => raw.split(",").map((v) => positiveInt("--server-batches")(v.trim())),
+      (raw: string) => raw.split(",").map((v) => integerFlag("--server-batches")(v.trim())),
       [8, 2],
     )
     .exitOverride();

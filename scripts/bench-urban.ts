@@ -8,6 +8,7 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { integerFlag } from "../src/cli/settings.ts";
 import { loadSettings, type Settings } from "../src/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { isAppError } from "../src/errors.ts";
@@ -16,18 +17,8 @@ import { writeLineChartPng } from "../src/eval/chart.ts";
 import { terminalProgress } from "../src/eval/progress.ts";
 import { describeExcluded, loadUrbanDataset } from "../src/eval/urban1k.ts";
 
-function positiveInt(name: string, min: number) {
-  return (raw: string): number => {
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min) {
-      throw new InvalidArgumentError(`${name} must be an integer of at least ${min}.`);
-    }
-    return value;
-  };
-}
-
 function budgets(raw: string): number[] {
-  const values = raw.split(",").map((v) => positiveInt("each budget", 2)(v.trim()));
+  const values = raw.split(",").map((v) => integerFlag("each budget", 2)(v.trim()));
   if (values.length === 0) throw new InvalidArgumentError("give at least one budget.");
   return values;
 }
@@ -53,7 +44,7 @@ async function main(argv: string[]): Promise<number> {
     .option(
       "--max-tokens <n>",
       "cut captions to N tokens, start and end included",
-      positiveInt("--max-tokens", 2),
+      integerFlag("--max-tokens", 2),
     )
     .option("--sweep", "also measure R@1 at each token budget and draw the curve")
     .option("--budgets <list>", "token budgets for --sweep", budgets, [...SWEEP_BUDGETS])
@@ -67,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
     .option(
       "--batch-size <n>",
       "images and captions per encoder call",
-      positiveInt("--batch-size", 1),
+      integerFlag("--batch-size", 1),
     )
     .addOption(
       new Option("--device <device>", "where the model runs").choices(["cpu", "cuda", "auto"]),

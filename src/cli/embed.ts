@@ -16,7 +16,7 @@ import {
   type CliError,
   cliError,
   errorMessage,
-  settingsFromFlags,
+  settingsOrUsageError,
 } from "./settings.ts";
 
 /** Inputs handled per round: bounds memory and gives the progress display its steps. */
@@ -215,14 +215,8 @@ export function register(program: Command): void {
       'Embed JSON lines from stdin ({"text": "..."} or {"image": "path"}); prints one JSON line per input, in order',
     );
   addSettingOptions(command, EMBED_SETTING_KEYS).action(async (flags: Record<string, unknown>) => {
-    let settings: Settings;
-    try {
-      settings = settingsFromFlags(flags);
-    } catch (error) {
-      process.stderr.write(errorMessage(error));
-      process.exitCode = 2;
-      return;
-    }
+    const settings = settingsOrUsageError(flags);
+    if (settings === undefined) return;
     process.exitCode = await runEmbed(settings, {
       input: process.stdin,
       output: process.stdout,

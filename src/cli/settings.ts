@@ -3,7 +3,7 @@
  * key; `--model` and `--data` for the two directories) over its LONGCLIP_* environment
  * variable over the default. Also the one way commands turn an error into `{code, message}`.
  */
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { DEFAULT_SETTINGS, envName, loadSettings, parseSetting, type Settings } from "../config.ts";
 import { AppError, isAppError } from "../errors.ts";
 
@@ -80,6 +80,31 @@ export function settingsFromFlags(
     }
   }
   return settings;
+}
+
+/** A commander argument parser for integer flags of at least `min`. */
+export function integerFlag(name: string, min = 1): (raw: string) => number {
+  return (raw: string): number => {
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min) {
+      throw new InvalidArgumentError(`${name} must be an integer of at least ${min}.`);
+    }
+    return value;
+  };
+}
+
+/**
+ * Settings from flags for a command's action; on a bad flag prints the error, sets exit
+ * code 2 (a usage error) and returns undefined.
+ */
+export function settingsOrUsageError(flags: Record<string, unknown>): Settings | undefined {
+  try {
+    return settingsFromFlags(flags);
+  } catch (error) {
+    process.stderr.write(errorMessage(error));
+    process.exitCode = 2;
+    return undefined;
+  }
 }
 
 export interface CliError {

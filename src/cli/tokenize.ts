@@ -14,7 +14,7 @@ import {
   type CliError,
   cliError,
   errorMessage,
-  settingsFromFlags,
+  settingsOrUsageError,
 } from "./settings.ts";
 
 export interface TokenizeIo {
@@ -77,15 +77,9 @@ export function register(program: Command): void {
       'Tokenize JSON strings from stdin, one per line; prints {"ids": [...], "tokens": N, "truncated": bool} per line',
     );
   addSettingOptions(command, ["modelDir"]).action(async (flags: Record<string, unknown>) => {
-    let modelDir: string;
-    try {
-      modelDir = settingsFromFlags(flags).modelDir;
-    } catch (error) {
-      process.stderr.write(errorMessage(error));
-      process.exitCode = 2;
-      return;
-    }
-    process.exitCode = await runTokenize(modelDir, {
+    const settings = settingsOrUsageError(flags);
+    if (settings === undefined) return;
+    process.exitCode = await runTokenize(settings.modelDir, {
       input: process.stdin,
       output: process.stdout,
       errors: process.stderr,

@@ -9,6 +9,7 @@ COMMANDS = {
     "stretch": ("training.kps", "Stretch a 77-position CLIP checkpoint to 248 positions (KPS)."),
     "train": ("training.train", "Fine-tune with primary component matching (PCM)."),
     "export": ("training.export", "Export a checkpoint to the server's ONNX model directory."),
+    "quantize": ("training.quantize", "Make an int8 copy of an exported model directory."),
     "synth": (
         "training.synth",
         "Render synthetic long-caption data (ShareGPT4V / Urban1k layout).",

@@ -13,10 +13,8 @@
   MatMul for timing the same product through ONNX Runtime.
 - ``quant``: dynamic int8 quantisation of the image tower's Linear layers in PyTorch, timed
   against fp32 on the same inputs, with the cosine between the two outputs.
-- ``int8-onnx``: an int8 copy of an exported ONNX tower. onnx 1.12 has no quantiser and the
-  Python onnxruntime (which has one) is not installable here, so this rewrites each MatMul
-  with a float weight the way dynamic quantisation does: activations quantised at run time
-  (DynamicQuantizeLinear), weights per-tensor symmetric int8, MatMulInteger, rescale.
+
+The int8 ONNX towers are made by ``python3 -m training quantize`` (training/quantize.py).
 
 Every command prints one JSON object on stdout; progress goes to stderr.
 """
@@ -152,56 +150,6 @@ def time_quant(args) -> dict:
     }
 
 
-def quantize_onnx(source: Path, out: Path) -> dict:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(source))
-    graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
-    nodes, replaced, dropped = [], 0, set()
-    for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
-        if weight is None or weight.data_type != TensorProto.FLOAT or len(weight.dims) != 2:
-            nodes.append(node)
-            continue
-        array = numpy_helper.to_array(weight)
-        scale = float(np.abs(array).max()) / 127 or 1.0
-        quantized = np.clip(np.round(array / scale), -127, 127).astype(np.int8)
-        base = f"q{replaced}"
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(quantized, f"{base}_w"),
-                numpy_helper.from_array(np.array(scale, dtype=np.float32), f"{base}_ws"),
-                numpy_helper.from_array(np.array(0, dtype=np.int8), f"{base}_wz"),
-            ]
-        )
-        a = node.input[0]
-        nodes += [
-            helper.make_node(
-                "DynamicQuantizeLinear", [a], [f"{base}_a", f"{base}_as", f"{base}_az"]
-            ),
-            helper.make_node(
-                "MatMulInteger",
-                [f"{base}_a", f"{base}_w", f"{base}_az", f"{base}_wz"],
-                [f"{base}_i"],
-            ),
-            helper.make_node("Cast", [f"{base}_i"], [f"{base}_f"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", [f"{base}_as", f"{base}_ws"], [f"{base}_s"]),
-            helper.make_node("Mul", [f"{base}_f", f"{base}_s"], [node.output[0]]),
-        ]
-        dropped.add(weight.name)
-        replaced += 1
-    kept = [init for init in graph.initializer if init.name not in dropped]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
-    return {"out": str(out), "matmuls_quantized": replaced, "bytes": out.stat().st_size}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m training.bench_torch")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
@@ -235,10 +183,6 @@ def main(argv=None) -> int:
     quant.add_argument("--warmup", type=int, default=1)
     quant.add_argument("--runs", type=int, default=3)
 
-    int8 = commands.add_parser("int8-onnx", help="int8 copy of an ONNX tower (MatMulInteger)")
-    int8.add_argument("--onnx", type=Path, required=True)
-    int8.add_argument("--out", type=Path, required=True)
-
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -249,8 +193,6 @@ def main(argv=None) -> int:
             result = time_image(args)
         elif args.command == "matmul":
             result = time_matmul(args)
-        elif args.command == "int8-onnx":
-            result = quantize_onnx(args.onnx, args.out)
         else:
             result = time_quant(args)
     except (ValueError, FileNotFoundError) as error:

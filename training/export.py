@@ -4,6 +4,8 @@ Writes vision.onnx and text.onnx (float32, dynamic batch; dynamic text length 1.
 checks them against PyTorch with ONNX Runtime (Python ``onnxruntime`` if importable, else
 ``node training/onnx_check.mjs`` with onnxruntime-node), then writes config.json and copies the
 tokenizer file. config.json is written last, so a directory with one has passed verification.
+With ``--int8`` the verified vision tower is then rewritten to int8 (training/quantize.py) and
+checked by cosine to the fp32 tower instead of to 1e-4; config.json records each precision.
 """
 
 import hashlib
@@ -85,6 +87,11 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the ONNX Runtime check against PyTorch"
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="make the vision tower int8 after the fp32 one is verified (checked by cosine)",
     )
 
 
@@ -270,7 +277,13 @@ def check_vocab(model: CLIP, num_merges: int) -> int:
 
 
 def build_config(
-    model: CLIP, name: str, out: Path, vocab_file: str, num_merges: int, source_sha256: str
+    model: CLIP,
+    name: str,
+    out: Path,
+    vocab_file: str,
+    num_merges: int,
+    source_sha256: str,
+    vision_precision: str = "fp32",
 ) -> dict:
     cfg = model.config
     vocab_size = check_vocab(model, num_merges)
@@ -289,11 +302,42 @@ def build_config(
         "start_token_id": vocab_size - 2,
         "end_token_id": vocab_size - 1,
         "tokenizer": {"file": vocab_file, "type": "clip-bpe", "num_merges": num_merges},
-        "vision": {"file": "vision.onnx", "input": "pixel_values", "output": "image_embeds"},
-        "text": {"file": "text.onnx", "input": "input_ids", "output": "text_embeds"},
+        "vision": {
+            "file": "vision.onnx",
+            "input": "pixel_values",
+            "output": "image_embeds",
+            "precision": vision_precision,
+        },
+        "text": {
+            "file": "text.onnx",
+            "input": "input_ids",
+            "output": "text_embeds",
+            "precision": "fp32",
+        },
         "source_sha256": source_sha256,
         "exporter_version": __version__,
     }
+
+
+def quantize_vision(model: CLIP, out: Path, check: bool, threads: int = 2) -> str:
+    """Replaces out/vision.onnx with its int8 copy, after checking the copy's embeddings of the
+    verification pixels against the fp32 file's; returns what was done, for the log."""
+    from .quantize import MIN_COSINE, QuantizeError, check_cosine, quantize_file
+
+    fp32, int8 = out / "vision.onnx", out / "vision.int8.onnx"
+    result = quantize_file(fp32, int8)
+    message = f"vision tower int8 ({result['matmuls_quantized']} MatMuls)"
+    if check:
+        pixels = sample_inputs(model)[0].numpy()
+        pair = ("vision", fp32, int8, "pixel_values", pixels, "image_embeds")
+        try:
+            cosine = check_cosine([pair], threads)["vision"]
+        except QuantizeError as error:
+            int8.unlink()
+            raise ExportError(f"{error}; export without --int8") from error
+        message += f", min cosine to fp32 {cosine:.5f} (threshold {MIN_COSINE})"
+    int8.replace(fp32)
+    return message
 
 
 def run(args) -> int:
@@ -321,8 +365,13 @@ def run(args) -> int:
             report = verify(model, out, args.threads)
             figures = ", ".join(f"{k} {v:.2e}" for k, v in report.items())
             print(f"verified against PyTorch (max relative difference): {figures}")
+        if args.int8:
+            print(quantize_vision(model, out, not args.no_verify, args.threads))
         shutil.copyfile(args.vocab, out / args.vocab.name)
-        config = build_config(model, name, out, args.vocab.name, num_merges, source_sha256)
+        precision = "int8" if args.int8 else "fp32"
+        config = build_config(
+            model, name, out, args.vocab.name, num_merges, source_sha256, precision
+        )
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     except (ExportError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

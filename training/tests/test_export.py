@@ -36,8 +36,14 @@ def test_config_follows_the_model_format(tiny_export):
         "file": "vision.onnx",
         "input": "pixel_values",
         "output": "image_embeds",
+        "precision": "fp32",
     }
-    assert config["text"] == {"file": "text.onnx", "input": "input_ids", "output": "text_embeds"}
+    assert config["text"] == {
+        "file": "text.onnx",
+        "input": "input_ids",
+        "output": "text_embeds",
+        "precision": "fp32",
+    }
     assert config["exporter_version"] == __version__
     assert (tiny_export / CLIP_VOCAB.name).read_bytes() == CLIP_VOCAB.read_bytes()
 

@@ -15,10 +15,8 @@ import { Command, InvalidArgumentError } from "commander";
 import { type BenchContext, cpuModel, loadAverage, sizeTag } from "../src/bench/context.ts";
 import {
   measureIngest,
-  measureOnnxInt8,
   measurePeak,
   measureSessionOptions,
-  measureTorchInt8,
   measureTower,
   type PeakResult,
   type PixelSet,
@@ -26,6 +24,7 @@ import {
   preparePixels,
 } from "../src/bench/image.ts";
 import { type IndexDataset, measureIndex } from "../src/bench/index-bench.ts";
+import { measureOnnxInt8, measureTorchInt8 } from "../src/bench/int8.ts";
 import { fmt, markdownTable } from "../src/bench/markdown.ts";
 import { type BenchModel, ensureModel } from "../src/bench/models.ts";
 import { runPython } from "../src/bench/python.ts";
@@ -559,7 +558,7 @@ async function main(argv: string[]): Promise<number> {
     report.int8Onnx = int8;
     save();
     section(
-      `int8 ONNX vision tower through our Encoder, ${sizeTag(int8.size)}, batch ${int8.batch} (alternating with fp32)`,
+      `int8 ONNX towers (python3 -m training quantize) through our Encoder, ${sizeTag(int8.size)}, vision batch ${int8.batch}, text ${int8.text.tokens} tokens (alternating with fp32)`,
       markdownTable(
         [
           "MatMuls int8",
@@ -582,7 +581,10 @@ async function main(argv: string[]): Promise<number> {
           ],
         ],
       ),
-      "Cosines are to the fp32 embeddings of the same images; random-init weights, so a trained model's loss of retrieval quality must be checked with bench:urban before shipping int8.",
+      [
+        `Text tower: ${fmt(int8.text.fp32Ms)} ms fp32 → ${fmt(int8.text.int8Ms)} ms int8 per query (${fmt(int8.text.speedup)}×), min cosine ${int8.text.cosineMin.toFixed(4)}.`,
+        "Cosines are to the fp32 embeddings of the same inputs; random-init weights, so a trained model's loss of retrieval quality must be checked with bench:urban before shipping int8.",
+      ].join("\n\n"),
     );
   }
 

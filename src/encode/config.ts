@@ -9,6 +9,8 @@ import type { ModelConfig } from "./types.ts";
 
 export const MODEL_FORMAT = "longclip-onnx";
 export const SUPPORTED_FORMAT_VERSIONS: readonly number[] = [1];
+/** Tower precisions `export` and `quantize` write (docs/model-format.md). */
+export const TOWER_PRECISIONS: readonly string[] = ["fp32", "int8"];
 
 const HOW_TO_GET_A_MODEL =
   "Export one with `python3 -m training export --checkpoint longclip-B.pt --vocab bpe_simple_vocab_16e6.txt.gz --out DIR` " +
@@ -146,6 +148,17 @@ export function validateModelConfig(dir: string, raw: unknown): ModelConfig {
   }
   const vision = fileEntry("vision", ["file", "input", "output"]);
   const text = fileEntry("text", ["file", "input", "output"]);
+  for (const tower of ["vision", "text"] as const) {
+    // Optional (older exports omit it): how the tower's weights are stored; ONNX Runtime runs
+    // either, the output is float32 embeddings in both cases.
+    const precision = (raw[tower] as Record<string, unknown>).precision;
+    if (precision !== undefined && !TOWER_PRECISIONS.includes(precision as string)) {
+      throw invalid(
+        dir,
+        `"${tower}.precision" must be one of ${TOWER_PRECISIONS.join(", ")}, not ${JSON.stringify(precision)}`,
+      );
+    }
+  }
 
   return {
     format: MODEL_FORMAT,

@@ -9,8 +9,9 @@ import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { loadSettings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
+import type { Embedder } from "../encode/types.ts";
 import { createLibrary } from "../library/index.ts";
-import { preprocessImage } from "../preprocess/index.ts";
+import { decodeImage, preprocessImage, toModelInput } from "../preprocess/index.ts";
 import type { BenchContext } from "./context.ts";
 import { sizeTag } from "./context.ts";
 import { VISION_SHAPES, visionFlops } from "./flops.ts";
@@ -248,17 +249,36 @@ export interface IngestResult {
   size: string;
   images: number;
   batch: number;
+  /** Alternating rounds of bare encoder then Library.index; the rates below are medians. */
+  rounds: number;
   /** Read + decode + preprocess only, one image after another. */
   preprocessImagesPerS: number;
+  /**
+   * Process CPU milliseconds per image of each preprocessing stage, run one after another with
+   * nothing else running: what the pipeline takes away from the encoder's cores.
+   */
+  stageCpuMs: { read: number; decode: number; resample: number };
   bareEncoderImagesPerS: number;
   ingestImagesPerS: number;
+  /** Median over the rounds of each round's ingest rate / bare encoder rate. */
   fractionOfEncoder: number;
+  /** Process CPU milliseconds per image (all threads, the encoder's included). */
+  bareEncoderCpuMsPerImage: number;
+  ingestCpuMsPerImage: number;
+}
+
+/** CPU time of the whole process (every thread) in milliseconds. */
+function processCpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
 }
 
 /**
  * The whole ingest (read → decode → preprocess → encode → SQLite + HNSW) on photo-sized JPEGs
- * through Library.index, against the bare encoder on the same images at the same batch size,
- * measured back to back.
+ * through Library.index, against the bare encoder on the same images at the same batch size.
+ * The two alternate for `rounds` rounds, each ingest into a new library (the same images would
+ * otherwise be found as duplicates and skip the encoder), so a change in machine load between
+ * rounds touches both sides.
  */
 export async function measureIngest(
   ctx: BenchContext,
@@ -266,61 +286,116 @@ export async function measureIngest(
   files: readonly string[],
   warmupFiles: readonly string[],
   batch: number,
+  rounds = 3,
 ): Promise<IngestResult> {
-  const dataDir = path.join(ctx.workDir, "ingest-data");
-  rmSync(dataDir, { recursive: true, force: true });
-  const settings = loadSettings({
-    dataDir,
-    threads: ctx.threads,
-    imageBatchSize: batch,
-    maxBatchItems: Math.max(files.length, warmupFiles.length),
-    indexSaveIntervalMs: 0,
+  const settingsFor = (dataDir: string) =>
+    loadSettings({
+      dataDir,
+      threads: ctx.threads,
+      imageBatchSize: batch,
+      maxBatchItems: Math.max(files.length, warmupFiles.length),
+      indexSaveIntervalMs: 0,
+    });
+  const encoder = await Encoder.load(model.dir, settingsFor(ctx.workDir), {
+    logger: quietLogger,
   });
-  const encoder = await Encoder.load(model.dir, settings, { logger: quietLogger });
-  const library = await createLibrary(settings, encoder, { allowAnyPath: true });
+  // Each round's library closes its embedder on close; the encoder must outlive them all.
+  const shared: Embedder = {
+    config: encoder.config,
+    modelId: encoder.modelId,
+    dims: encoder.dims,
+    embedTexts: (texts) => encoder.embedTexts(texts),
+    embedPixels: (pixels) => encoder.embedPixels(pixels),
+    stats: () => encoder.stats(),
+    close: async () => {},
+  };
+  const settings = settingsFor(ctx.workDir);
+  const options = {
+    resolution: encoder.config.image_resolution,
+    mean: encoder.config.image_mean,
+    std: encoder.config.image_std,
+    maxImageBytes: settings.maxImageBytes,
+    maxImagePixels: settings.maxImagePixels,
+  };
   try {
-    const options = {
-      resolution: encoder.config.image_resolution,
-      mean: encoder.config.image_mean,
-      std: encoder.config.image_std,
-      maxImageBytes: settings.maxImageBytes,
-      maxImagePixels: settings.maxImagePixels,
-    };
-    ctx.log(`ingest: preprocessing ${files.length} JPEGs alone`);
-    let started = performance.now();
+    ctx.log(`ingest: preprocessing ${files.length} JPEGs alone, stage by stage`);
+    // The resampler is JIT-compiled on its first images; those are not part of the stages.
+    for (const file of warmupFiles) await preprocessImage(await readFile(file), options);
+    const cpu = { read: 0, decode: 0, resample: 0 };
     const pixels: Float32Array[] = [];
-    for (const file of files)
-      pixels.push((await preprocessImage(await readFile(file), options)).pixels);
+    const started = performance.now();
+    for (const file of files) {
+      let mark = processCpuMs();
+      const bytes = await readFile(file);
+      cpu.read += processCpuMs() - mark;
+      mark = processCpuMs();
+      const decoded = await decodeImage(bytes, options);
+      cpu.decode += processCpuMs() - mark;
+      mark = processCpuMs();
+      pixels.push(toModelInput(decoded, options));
+      cpu.resample += processCpuMs() - mark;
+    }
     const preprocessRate = files.length / ((performance.now() - started) / 1000);
 
-    ctx.log(`ingest: warm-up with ${warmupFiles.length} other JPEGs`);
-    await library.index(warmupFiles.map((file) => ({ path: file })));
-    ctx.log(`ingest: bare encoder, ${files.length} images at batch ${batch}`);
-    started = performance.now();
-    await encoder.embedPixels(pixels);
-    const bareRate = files.length / ((performance.now() - started) / 1000);
-    ctx.log(`ingest: Library.index of ${files.length} JPEG paths`);
-    started = performance.now();
-    const results = await library.index(files.map((file) => ({ path: file })));
-    const ingestRate = files.length / ((performance.now() - started) / 1000);
-    const indexed = results.filter((r) => r.status === "indexed").length;
-    if (indexed !== files.length) {
-      throw new Error(
-        `ingest indexed ${indexed} of ${files.length} images: ${JSON.stringify(results.find((r) => r.status !== "indexed"))}`,
-      );
+    const bare: number[] = [];
+    const ingest: number[] = [];
+    const ratios: number[] = [];
+    const bareCpu: number[] = [];
+    const ingestCpu: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const dataDir = path.join(ctx.workDir, `ingest-data-${round}`);
+      rmSync(dataDir, { recursive: true, force: true });
+      const library = await createLibrary(settingsFor(dataDir), shared, { allowAnyPath: true });
+      try {
+        ctx.log(
+          `ingest round ${round + 1}/${rounds}: warm-up with ${warmupFiles.length} other JPEGs`,
+        );
+        await library.index(warmupFiles.map((file) => ({ path: file })));
+        ctx.log(`ingest round ${round + 1}/${rounds}: bare encoder, then Library.index`);
+        let mark = processCpuMs();
+        let begun = performance.now();
+        await encoder.embedPixels(pixels);
+        const bareRate = files.length / ((performance.now() - begun) / 1000);
+        bareCpu.push((processCpuMs() - mark) / files.length);
+        mark = processCpuMs();
+        begun = performance.now();
+        const results = await library.index(files.map((file) => ({ path: file })));
+        const ingestRate = files.length / ((performance.now() - begun) / 1000);
+        ingestCpu.push((processCpuMs() - mark) / files.length);
+        const indexed = results.filter((r) => r.status === "indexed").length;
+        if (indexed !== files.length) {
+          throw new Error(
+            `ingest indexed ${indexed} of ${files.length} images: ${JSON.stringify(results.find((r) => r.status !== "indexed"))}`,
+          );
+        }
+        bare.push(bareRate);
+        ingest.push(ingestRate);
+        ratios.push(ingestRate / bareRate);
+      } finally {
+        await library.close();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     }
+    const perImage = (ms: number) => ms / files.length;
     return {
       size: model.size,
       images: files.length,
       batch,
+      rounds,
       preprocessImagesPerS: preprocessRate,
-      bareEncoderImagesPerS: bareRate,
-      ingestImagesPerS: ingestRate,
-      fractionOfEncoder: ingestRate / bareRate,
+      stageCpuMs: {
+        read: perImage(cpu.read),
+        decode: perImage(cpu.decode),
+        resample: perImage(cpu.resample),
+      },
+      bareEncoderImagesPerS: median(bare),
+      ingestImagesPerS: median(ingest),
+      fractionOfEncoder: median(ratios),
+      bareEncoderCpuMsPerImage: median(bareCpu),
+      ingestCpuMsPerImage: median(ingestCpu),
     };
   } finally {
-    await library.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await encoder.close();
   }
 }
 

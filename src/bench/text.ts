@@ -115,13 +115,15 @@ export interface QueryUnderIngestRow {
   queries: number;
   medianMs: number;
   maxMs: number;
+  /** Images/s of the ingest loop while the queries ran (absent for "alone"). */
+  imagesPerSecond?: number;
 }
 
 /**
- * Engine-level view of search during ingest: the latency of a query alone, while image
- * batches run on the same Encoder (one worker: the query waits for the batch in progress),
- * and while they run on a second Encoder (its own worker thread, as a separate text worker
- * would give).
+ * Engine-level view of search during ingest: the latency of a query alone, then while image
+ * batches run on the same Encoder, as the product does it (each tower in its own worker) and
+ * with both towers in one worker (the layout before the split: a query waits for the batch in
+ * progress).
  */
 export async function measureQueryUnderIngest(
   ctx: BenchContext,
@@ -131,8 +133,6 @@ export async function measureQueryUnderIngest(
   queries: number,
 ): Promise<QueryUnderIngestRow[]> {
   const settings = loadSettings({ threads: ctx.threads, imageBatchSize: batch });
-  const shared = await Encoder.load(model.dir, settings, { logger: quietLogger });
-  const second = await Encoder.load(model.dir, settings, { logger: quietLogger });
   const query = "a red car parked next to an old stone house, a bicycle leaning against the fence";
   const images = pixels.slice(0, batch);
   const timeQueries = async (encoder: Encoder): Promise<number[]> => {
@@ -146,34 +146,47 @@ export async function measureQueryUnderIngest(
     }
     return ms;
   };
-  const whileIngesting = async (encoder: Encoder): Promise<number[]> => {
-    let stop = false;
-    const loop = (async () => {
-      while (!stop) await shared.embedPixels(images);
-    })();
-    try {
-      return await timeQueries(encoder);
-    } finally {
-      stop = true;
-      await loop;
-    }
-  };
   const summary = (condition: string, ms: number[]): QueryUnderIngestRow => ({
     condition,
     queries: ms.length,
     medianMs: median(ms),
     maxMs: Math.max(...ms),
   });
-  try {
-    await shared.embedTexts([query]);
-    await second.embedTexts([query]);
-    await shared.embedPixels(images);
-    ctx.log(`${sizeTag(model.size)} query latency: alone, then under image batches of ${batch}`);
-    const rows = [summary("alone", await timeQueries(shared))];
-    rows.push(summary(`same worker as batches of ${batch}`, await whileIngesting(shared)));
-    rows.push(summary(`own worker, batches of ${batch} beside`, await whileIngesting(second)));
-    return rows;
-  } finally {
-    await Promise.all([shared.close(), second.close()]);
+  const whileIngesting = async (condition: string, encoder: Encoder) => {
+    let stop = false;
+    let encoded = 0;
+    const started = performance.now();
+    const loop = (async () => {
+      while (!stop) encoded += (await encoder.embedPixels(images)).length;
+    })();
+    let ms: number[];
+    try {
+      ms = await timeQueries(encoder);
+    } finally {
+      stop = true;
+      await loop;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return { ...summary(condition, ms), imagesPerSecond: encoded / seconds };
+  };
+  const rows: QueryUnderIngestRow[] = [];
+  for (const [layout, sharedWorker] of [
+    ["own text worker (product)", false],
+    ["shared worker (before)", true],
+  ] as const) {
+    const encoder = await Encoder.load(model.dir, settings, { logger: quietLogger, sharedWorker });
+    try {
+      await encoder.embedTexts([query]);
+      await encoder.embedPixels(images);
+      if (rows.length === 0) {
+        ctx.log(`${sizeTag(model.size)} query latency: alone`);
+        rows.push(summary("alone", await timeQueries(encoder)));
+      }
+      ctx.log(`${sizeTag(model.size)} query latency: ${layout}, under image batches of ${batch}`);
+      rows.push(await whileIngesting(`${layout}, batches of ${batch} running`, encoder));
+    } finally {
+      await encoder.close();
+    }
   }
+  return rows;
 }

@@ -11,6 +11,7 @@ import type { TextTokenizer, TokenizedText } from "../tokenize/types.ts";
 import { loadModelConfig, modelFilePath } from "./config.ts";
 import { type EngineLogger, type ResolvedDevice, stderrLogger } from "./session.ts";
 import {
+  openJoined,
   openTowers,
   type TensorData,
   type TowerName,
@@ -28,8 +29,13 @@ export type EncoderSettings = Pick<
 export interface EncoderOptions {
   /** Where "device auto" reports its choice; stderr by default. */
   logger?: EngineLogger;
-  /** Run ONNX Runtime in a worker thread (default) or on the calling thread. */
+  /** Run ONNX Runtime in worker threads, one per tower (default), or on the calling thread. */
   inWorker?: boolean;
+  /**
+   * Both towers in one worker, so a query waits behind the image batch in progress: the layout
+   * before each tower had its own worker, kept so bench:perf can measure what the split gains.
+   */
+  sharedWorker?: boolean;
 }
 
 /** One entry of `embedImageBytes`: an embedding, or the error of that image alone. */
@@ -64,6 +70,14 @@ export function padTokenBatch(rows: readonly Int32Array[]): { data: BigInt64Arra
   return { data, width };
 }
 
+/**
+ * Intra-op threads of each tower's session: settings.threads for both (0 lets ONNX Runtime use
+ * one per physical core).
+ */
+export function towerThreads(threads: number): Record<TowerName, number> {
+  return { vision: threads, text: threads };
+}
+
 function asAppError(error: unknown, code: string): AppError {
   if (isAppError(error)) return error;
   return new AppError(code, (error as Error)?.message ?? String(error));
@@ -87,8 +101,8 @@ export class Encoder implements Embedder {
   }
 
   /**
-   * Loads config.json, the tokenizer and both ONNX sessions on `settings.device`, by default in
-   * a worker thread (see worker-towers.ts).
+   * Loads config.json, the tokenizer and both ONNX sessions on `settings.device`, by default each
+   * tower in its own worker thread (see worker-towers.ts).
    */
   static async load(
     modelDir: string,
@@ -96,16 +110,29 @@ export class Encoder implements Embedder {
     options: EncoderOptions = {},
   ): Promise<Encoder> {
     const config = loadModelConfig(modelDir);
+    const threads = towerThreads(settings.threads);
+    const tower = (name: TowerName) => ({
+      ...config[name],
+      path: modelFilePath(modelDir, config[name].file),
+      threads: threads[name],
+    });
     const spec: TowersSpec = {
-      vision: { ...config.vision, path: modelFilePath(modelDir, config.vision.file) },
-      text: { ...config.text, path: modelFilePath(modelDir, config.text.file) },
       device: settings.device,
-      threads: settings.threads,
+      towers: { vision: tower("vision"), text: tower("text") },
     };
     const logger = options.logger ?? stderrLogger;
-    // The worker loads the ONNX files while this thread builds the tokenizer.
+    const inWorker = (towers: TowersSpec["towers"]) => () =>
+      WorkerTowers.open({ device: spec.device, towers }, logger);
+    // The workers load the ONNX files while this thread builds the tokenizer.
     const opening =
-      options.inWorker === false ? openTowers(spec, logger) : WorkerTowers.open(spec, logger);
+      options.inWorker === false
+        ? openTowers(spec, logger)
+        : options.sharedWorker === true
+          ? inWorker(spec.towers)()
+          : openJoined([
+              inWorker({ vision: spec.towers.vision }),
+              inWorker({ text: spec.towers.text }),
+            ]);
     let tokenizer: TextTokenizer;
     try {
       tokenizer = tokenizerFromModelDir(modelDir);
@@ -121,11 +148,18 @@ export class Encoder implements Embedder {
       throw error;
     }
     const towers = await opening;
+    const { vision, text } = towers.devices;
+    if (vision !== text) {
+      logger.warn(
+        `device ${settings.device}: the vision tower runs on ${vision}, the text tower on ${text}`,
+      );
+    }
     return new Encoder(config, modelDir, tokenizer, towers, settings);
   }
 
+  /** Where the vision tower, which does most of the work, runs. */
   get device(): ResolvedDevice {
-    return this.towers.device;
+    return this.towers.devices.vision ?? "cpu";
   }
 
   tokenize(text: string): TokenizedText {

@@ -1,6 +1,7 @@
 /**
- * The two ONNX towers of a model directory, opened together on one device. `openTowers` runs
- * them in this thread; `WorkerTowers` (worker-towers.ts) runs the same code in a worker thread.
+ * The ONNX towers of a model directory. `openTowers` opens some of them in this thread;
+ * `WorkerTowers` (worker-towers.ts) runs the same code in a worker thread; `joinTowers` puts
+ * towers opened in different threads behind one `Towers`, routing each call by tower name.
  */
 import * as ort from "onnxruntime-node";
 import type { Device } from "../config.ts";
@@ -19,20 +20,33 @@ export interface TowerSpec {
   path: string;
   input: string;
   output: string;
-}
-
-export interface TowersSpec {
-  vision: TowerSpec;
-  text: TowerSpec;
-  device: Device;
+  /** Intra-op threads of this tower's session; 0 lets ONNX Runtime choose. */
   threads: number;
 }
 
+/** Which towers one thread opens, all on `device` (`auto` resolves per tower). */
+export interface TowersSpec {
+  device: Device;
+  towers: Partial<Record<TowerName, TowerSpec>>;
+}
+
 export interface Towers {
-  /** Where the towers run after `auto` resolved. */
-  readonly device: ResolvedDevice;
+  /** Where each opened tower runs, after `auto` resolved. */
+  readonly devices: Partial<Record<TowerName, ResolvedDevice>>;
   run(tower: TowerName, input: TensorData): Promise<TensorData>;
   close(): Promise<void>;
+}
+
+export function towerNames(spec: TowersSpec): TowerName[] {
+  return (["vision", "text"] as const).filter((name) => spec.towers[name] !== undefined);
+}
+
+export function notOpened(tower: TowerName): AppError {
+  return new AppError(
+    "encoder_failed",
+    `The ${tower} tower was not opened by this encoder; this is a bug, please report it.`,
+    500,
+  );
 }
 
 function checkNames(tower: TowerName, spec: TowerSpec, session: SerialSession): void {
@@ -45,28 +59,34 @@ function checkNames(tower: TowerName, spec: TowerSpec, session: SerialSession): 
   }
 }
 
-class InProcessTowers implements Towers {
-  constructor(
-    private readonly spec: TowersSpec,
-    private readonly sessions: Record<TowerName, SerialSession>,
-  ) {}
+interface OpenTower {
+  spec: TowerSpec;
+  session: SerialSession;
+}
 
-  get device(): ResolvedDevice {
-    return this.sessions.vision.device;
+class InProcessTowers implements Towers {
+  readonly devices: Partial<Record<TowerName, ResolvedDevice>> = {};
+
+  constructor(private readonly opened: Partial<Record<TowerName, OpenTower>>) {
+    for (const [name, tower] of Object.entries(opened)) {
+      this.devices[name as TowerName] = tower.session.device;
+    }
   }
 
   async run(tower: TowerName, input: TensorData): Promise<TensorData> {
-    const { input: inputName, output: outputName } = this.spec[tower];
+    const opened = this.opened[tower];
+    if (opened === undefined) throw notOpened(tower);
+    const { input: inputName, output: outputName, path } = opened.spec;
     const tensor =
       input.type === "int64"
         ? new ort.Tensor("int64", input.data, input.dims)
         : new ort.Tensor("float32", input.data, input.dims);
-    const outputs = await this.sessions[tower].run({ [inputName]: tensor });
+    const outputs = await opened.session.run({ [inputName]: tensor });
     const output = outputs[outputName];
     if (output === undefined || output.type !== "float32") {
       throw new AppError(
         "model_invalid",
-        `${tower} tower ${this.spec[tower].path} returned no float32 "${outputName}". Re-export the model.`,
+        `${tower} tower ${path} returned no float32 "${outputName}". Re-export the model.`,
         500,
       );
     }
@@ -74,34 +94,64 @@ class InProcessTowers implements Towers {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.sessions.vision.close(), this.sessions.text.close()]);
+    await Promise.all(Object.values(this.opened).map((tower) => tower.session.close()));
   }
 }
 
-/** Opens both towers in this thread; with `auto`, the text tower follows the vision tower's device. */
+/** Opens the towers of `spec` in this thread, one after another; each resolves `auto` itself. */
 export async function openTowers(spec: TowersSpec, logger?: EngineLogger): Promise<Towers> {
-  const options = { device: spec.device, threads: spec.threads, ...(logger ? { logger } : {}) };
-  const vision = await openSession(spec.vision.path, options);
-  let text: Awaited<ReturnType<typeof openSession>>;
+  const opened: Partial<Record<TowerName, OpenTower>> = {};
   try {
-    text = await openSession(spec.text.path, {
-      ...options,
-      device: spec.device === "auto" ? vision.device : spec.device,
-    });
+    for (const name of towerNames(spec)) {
+      const tower = spec.towers[name] as TowerSpec;
+      const { session, device } = await openSession(tower.path, {
+        device: spec.device,
+        threads: tower.threads,
+        ...(logger ? { logger } : {}),
+      });
+      opened[name] = { spec: tower, session: new SerialSession(session, device) };
+      checkNames(name, tower, opened[name].session);
+    }
   } catch (error) {
-    await vision.session.release();
+    await Promise.all(Object.values(opened).map((tower) => tower.session.close()));
     throw error;
   }
-  const sessions = {
-    vision: new SerialSession(vision.session, vision.device),
-    text: new SerialSession(text.session, text.device),
+  return new InProcessTowers(opened);
+}
+
+/**
+ * Opens several groups of towers at once (e.g. one worker each). If any group fails, the others
+ * are closed and the first failure, in the order given, is thrown.
+ */
+export async function openJoined(openers: (() => Promise<Towers>)[]): Promise<Towers> {
+  const results = await Promise.allSettled(openers.map((open) => open()));
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed !== undefined) {
+    await Promise.all(
+      results.map((r) => (r.status === "fulfilled" ? r.value.close().catch(() => {}) : undefined)),
+    );
+    throw failed.reason;
+  }
+  return joinTowers(results.map((r) => (r as PromiseFulfilledResult<Towers>).value));
+}
+
+/** One `Towers` over groups that open disjoint towers; close waits for every group. */
+export function joinTowers(groups: readonly Towers[]): Towers {
+  const route = new Map<TowerName, Towers>();
+  const devices: Partial<Record<TowerName, ResolvedDevice>> = {};
+  for (const group of groups) {
+    for (const [name, device] of Object.entries(group.devices)) {
+      route.set(name as TowerName, group);
+      devices[name as TowerName] = device;
+    }
+  }
+  return {
+    devices,
+    run: (tower, input) => route.get(tower)?.run(tower, input) ?? Promise.reject(notOpened(tower)),
+    close: async () => {
+      const results = await Promise.allSettled(groups.map((group) => group.close()));
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed !== undefined) throw failed.reason;
+    },
   };
-  try {
-    checkNames("vision", spec.vision, sessions.vision);
-    checkNames("text", spec.text, sessions.text);
-  } catch (error) {
-    await Promise.all([sessions.vision.close(), sessions.text.close()]);
-    throw error;
-  }
-  return new InProcessTowers(spec, sessions);
 }

@@ -1,12 +1,23 @@
 /**
- * The towers in a worker thread. onnxruntime-node's `session.run` computes synchronously on the
+ * Towers in a worker thread. onnxruntime-node's `session.run` computes synchronously on the
  * calling thread, so in-process inference stalls the event loop for the whole batch (seconds for
- * a ViT-L on a CPU); in a worker, the server keeps answering while images are encoded.
+ * a ViT-L on a CPU); in a worker, the server keeps answering while images are encoded. A worker
+ * runs one call at a time, so the Encoder gives each tower its own worker: a query does not
+ * wait behind an image batch.
  */
 import { Worker } from "node:worker_threads";
 import { AppError } from "../errors.ts";
 import type { EngineLogger, ResolvedDevice } from "./session.ts";
-import type { TensorData, TowerName, Towers, TowersSpec } from "./towers.ts";
+import {
+  notOpened,
+  type TensorData,
+  type TowerName,
+  type Towers,
+  type TowersSpec,
+  towerNames,
+} from "./towers.ts";
+
+type Devices = Partial<Record<TowerName, ResolvedDevice>>;
 
 export interface SerializedError {
   code: string;
@@ -17,7 +28,7 @@ export interface SerializedError {
 
 /** Messages from the worker (worker.ts) to this side. */
 export type WorkerReply =
-  | { kind: "ready"; device: ResolvedDevice }
+  | { kind: "ready"; devices: Devices }
   | { kind: "failed"; error: SerializedError }
   | { kind: "result"; id: number; output: TensorData }
   | { kind: "error"; id: number; error: SerializedError }
@@ -80,7 +91,7 @@ export class WorkerTowers implements Towers {
 
   private constructor(
     worker: Worker,
-    readonly device: ResolvedDevice,
+    readonly devices: Devices,
     exited: Promise<void>,
     logger: EngineLogger | undefined,
   ) {
@@ -91,16 +102,17 @@ export class WorkerTowers implements Towers {
     worker.unref();
   }
 
-  /** Starts the worker and opens both towers in it; rejects with the worker's AppError. */
+  /** Starts a worker and opens the towers of `spec` in it; rejects with the worker's AppError. */
   static async open(spec: TowersSpec, logger?: EngineLogger): Promise<WorkerTowers> {
     const worker = startWorker(spec);
+    const name = `The encoder worker of the ${towerNames(spec).join(" and ")} tower`;
     let fail: (error: AppError) => void = () => {};
     const exited = new Promise<void>((resolve) => {
       worker.once("exit", (code) => {
         fail(
           new AppError(
             "encoder_failed",
-            `The encoder worker stopped (exit code ${code}); restart the process and check its log.`,
+            `${name} stopped (exit code ${code}); restart the process and check its log.`,
             500,
           ),
         );
@@ -108,9 +120,15 @@ export class WorkerTowers implements Towers {
       });
     });
     worker.on("error", (error) =>
-      fail(new AppError("encoder_failed", `The encoder worker crashed: ${error.message}`, 500)),
+      fail(
+        new AppError(
+          "encoder_failed",
+          `${name} crashed: ${error.message}; restart the process and check its log.`,
+          500,
+        ),
+      ),
     );
-    const device = await new Promise<ResolvedDevice>((resolve, reject) => {
+    const devices = await new Promise<Devices>((resolve, reject) => {
       fail = reject;
       const onReady = (reply: WorkerReply) => {
         if (reply.kind === "log") {
@@ -118,7 +136,7 @@ export class WorkerTowers implements Towers {
           return;
         }
         worker.off("message", onReady);
-        if (reply.kind === "ready") resolve(reply.device);
+        if (reply.kind === "ready") resolve(reply.devices);
         else if (reply.kind === "failed") reject(deserializeError(reply.error));
       };
       worker.on("message", onReady);
@@ -126,7 +144,7 @@ export class WorkerTowers implements Towers {
       await worker.terminate();
       throw error;
     });
-    const towers = new WorkerTowers(worker, device, exited, logger);
+    const towers = new WorkerTowers(worker, devices, exited, logger);
     fail = (error) => towers.#fail(error);
     return towers;
   }
@@ -136,6 +154,7 @@ export class WorkerTowers implements Towers {
       return Promise.reject(new AppError("encoder_closed", "The encoder has been closed.", 503));
     }
     if (this.#broken) return Promise.reject(this.#broken);
+    if (this.devices[tower] === undefined) return Promise.reject(notOpened(tower));
     const id = this.#nextId++;
     return new Promise<TensorData>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });

@@ -1,4 +1,4 @@
-/** Worker-thread side of WorkerTowers: opens the towers, then runs one request at a time. */
+/** Worker-thread side of WorkerTowers: opens its towers, then runs one request at a time. */
 import { parentPort, workerData } from "node:worker_threads";
 import type { EngineLogger } from "./session.ts";
 import { openTowers, type Towers, type TowersSpec } from "./towers.ts";
@@ -18,7 +18,7 @@ const logger: EngineLogger = {
 let towers: Towers;
 try {
   towers = await openTowers(workerData as TowersSpec, logger);
-  post({ kind: "ready", device: towers.device });
+  post({ kind: "ready", devices: towers.devices });
 } catch (error) {
   post({ kind: "failed", error: serializeError(error) });
   port.close();

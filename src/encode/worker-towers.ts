@@ -105,7 +105,8 @@ export class WorkerTowers implements Towers {
   /** Starts a worker and opens the towers of `spec` in it; rejects with the worker's AppError. */
   static async open(spec: TowersSpec, logger?: EngineLogger): Promise<WorkerTowers> {
     const worker = startWorker(spec);
-    const name = `The encoder worker of the ${towerNames(spec).join(" and ")} tower`;
+    const names = towerNames(spec);
+    const name = `The encoder worker of the ${names.join(" and ")} tower${names.length > 1 ? "s" : ""}`;
     let fail: (error: AppError) => void = () => {};
     const exited = new Promise<void>((resolve) => {
       worker.once("exit", (code) => {

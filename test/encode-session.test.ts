@@ -10,6 +10,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
 import {
+  cpuOptions,
   cudaProviderLibrary,
   cudaUnavailableReason,
   openSession,
@@ -81,6 +82,20 @@ describe("openSession", () => {
       assert.deepEqual(Array.from(out.y?.data as Float32Array), Array.from(x));
       await session.release();
     }
+  });
+
+  test("cpu sessions keep intra-op threads from spinning, through the binding's extra entries", async () => {
+    const options = cpuOptions(2);
+    assert.deepEqual(options.extra, { session: { intra_op: { allow_spinning: "0" } } });
+    // The binding reads `extra` (it refuses a non-string value there) and hands each entry to
+    // ONNX Runtime as a session config entry; a session with the engine's options runs.
+    const numeric = { ...options, extra: { session: { intra_op: { allow_spinning: 0 } } } };
+    await assert.rejects(ort.InferenceSession.create(modelPath, numeric), /must be a string/);
+    const session = await ort.InferenceSession.create(modelPath, options);
+    const x = new Float32Array([1, 2, 3, 4]);
+    const out = await session.run({ x: new ort.Tensor("float32", x, [1, 4]) });
+    assert.deepEqual(Array.from(out.y?.data as Float32Array), Array.from(x));
+    await session.release();
   });
 
   const cudaMissing = cudaUnavailableReason() !== undefined;

@@ -9,6 +9,7 @@ import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { loadSettings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
+import { cpuOptions } from "../encode/session.ts";
 import type { Embedder } from "../encode/types.ts";
 import { createLibrary } from "../library/index.ts";
 import { decodeImage, preprocessImage, toModelInput } from "../preprocess/index.ts";
@@ -420,11 +421,7 @@ export async function measureSessionOptions(
   set: PixelSet,
   batch: number,
 ): Promise<SessionOptionRow[]> {
-  const engine: ort.InferenceSession.SessionOptions = {
-    executionProviders: ["cpu"],
-    graphOptimizationLevel: "all",
-    executionMode: "sequential",
-  };
+  const engine = cpuOptions(ctx.threads);
   const variants: [string, ort.InferenceSession.SessionOptions][] = [
     ["graphOptimizationLevel disabled", { ...engine, graphOptimizationLevel: "disabled" }],
     ["graphOptimizationLevel basic", { ...engine, graphOptimizationLevel: "basic" }],
@@ -432,6 +429,10 @@ export async function measureSessionOptions(
     ["intraOpNumThreads 1", { ...engine, intraOpNumThreads: 1 }],
     ["executionMode parallel", { ...engine, executionMode: "parallel" }],
     ["enableCpuMemArena false", { ...engine, enableCpuMemArena: false }],
+    [
+      "intra-op spinning on",
+      { ...engine, extra: { session: { intra_op: { allow_spinning: "1" } } } },
+    ],
   ];
   const config = JSON.parse(await readFile(path.join(model.dir, "config.json"), "utf8")) as {
     image_resolution: number;

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DEFAULT_SETTINGS } from "../src/config.ts";
-import { Encoder, type EncoderOptions, towerThreads } from "../src/encode/encoder.ts";
+import { Encoder, type EncoderOptions } from "../src/encode/encoder.ts";
 import { AppError } from "../src/errors.ts";
 import {
   loadReference,
@@ -38,15 +38,6 @@ function editedModel(edit: (config: Record<string, { input: string }>) => void):
   writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
   return dir;
 }
-
-test("the text tower gets half the vision tower's threads, at least one", () => {
-  assert.deepEqual(towerThreads(2), { vision: 2, text: 1 });
-  assert.deepEqual(towerThreads(1), { vision: 1, text: 1 });
-  assert.deepEqual(towerThreads(8), { vision: 8, text: 4 });
-  // 0 leaves the vision tower to ONNX Runtime's default; the text tower counts the cores.
-  assert.deepEqual(towerThreads(0, 16), { vision: 0, text: 8 });
-  assert.deepEqual(towerThreads(0, 1), { vision: 0, text: 1 });
-});
 
 describe("Encoder with a worker per tower", { skip: SKIP_WITHOUT_SHARED }, () => {
   let split: Encoder;

@@ -3,7 +3,6 @@
  * Texts are tokenized, batched and padded to the longest row of each batch; images arrive as
  * preprocessed CHW pixels. Every output row is L2-normalised.
  */
-import { availableParallelism } from "node:os";
 import type { Settings } from "../config.ts";
 import { AppError, isAppError } from "../errors.ts";
 import { preprocessImage } from "../preprocess/index.ts";
@@ -71,21 +70,6 @@ export function padTokenBatch(rows: readonly Int32Array[]): { data: BigInt64Arra
   return { data, width };
 }
 
-/**
- * Intra-op threads of each tower's session. The vision tower gets settings.threads (0 lets ONNX
- * Runtime use one per physical core); the text tower half as many, at least one. During an ingest
- * the vision tower already keeps every core busy, and a query's small matrices gain little from
- * more threads that must wait for each other: on this 2-core host, a B16 query under batches of 8
- * had a median of 77-134 ms with 1 text thread against 98-163 ms with 2, at the same ingest rate
- * (three paired runs of 10 queries on a loaded machine).
- */
-export function towerThreads(
-  threads: number,
-  cores = availableParallelism(),
-): Record<TowerName, number> {
-  return { vision: threads, text: Math.max(1, Math.floor((threads > 0 ? threads : cores) / 2)) };
-}
-
 function asAppError(error: unknown, code: string): AppError {
   if (isAppError(error)) return error;
   return new AppError(code, (error as Error)?.message ?? String(error));
@@ -118,11 +102,15 @@ export class Encoder implements Embedder {
     options: EncoderOptions = {},
   ): Promise<Encoder> {
     const config = loadModelConfig(modelDir);
-    const threads = towerThreads(settings.threads);
+    // Both towers get settings.threads (0: ONNX Runtime's default, one per physical core). Giving
+    // the text tower half was measured on this 2-core host (B16, a query under batches of 8, five
+    // paired runs of 10-12 queries): no consistent gain under ingest (medians 77-134 ms with 1
+    // text thread, 53-163 ms with 2), the same ingest rate, and a slower query alone (36 against
+    // 20 ms when the machine was quiet).
     const tower = (name: TowerName) => ({
       ...config[name],
       path: modelFilePath(modelDir, config[name].file),
-      threads: threads[name],
+      threads: settings.threads,
     });
     const spec: TowersSpec = {
       device: settings.device,

@@ -266,6 +266,8 @@ export interface IngestResult {
   /** Process CPU milliseconds per image (all threads, the encoder's included). */
   bareEncoderCpuMsPerImage: number;
   ingestCpuMsPerImage: number;
+  /** Each round's images/s, in order, to show the spread behind the medians. */
+  perRound: { bareImagesPerS: number; ingestImagesPerS: number }[];
 }
 
 /** CPU time of the whole process (every thread) in milliseconds. */
@@ -394,6 +396,10 @@ export async function measureIngest(
       fractionOfEncoder: median(ratios),
       bareEncoderCpuMsPerImage: median(bareCpu),
       ingestCpuMsPerImage: median(ingestCpu),
+      perRound: bare.map((rate, i) => ({
+        bareImagesPerS: rate,
+        ingestImagesPerS: ingest[i] as number,
+      })),
     };
   } finally {
     await encoder.close();

@@ -16,6 +16,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Settings } from "../src/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
+import type { Embedder } from "../src/encode/types.ts";
 import { isAppError } from "../src/errors.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/index.ts";
 import { Store } from "../src/store/store.ts";
@@ -438,6 +439,52 @@ describe("library", { skip }, () => {
         const { hits } = await library.searchImage(readFileSync(path.join(dir, name)), { k: 1 });
         assert.equal(hits[0]?.id, name);
       }
+    } finally {
+      await library.close();
+    }
+  });
+
+  // The real encoder, with a signal when an image chunk reaches it.
+  function signallingEmbedder(inner: Encoder, onImages: () => void): Embedder {
+    return {
+      config: inner.config,
+      modelId: inner.modelId,
+      dims: inner.dims,
+      embedTexts: (texts) => inner.embedTexts(texts),
+      embedPixels: (pixels) => {
+        onImages();
+        return inner.embedPixels(pixels);
+      },
+      stats: () => inner.stats(),
+      close: () => inner.close(),
+    };
+  }
+
+  test("a text search issued while an image chunk is being embedded does not wait for it", async () => {
+    const count = 64;
+    const settings = testSettings(modelDir, path.join(root, "text-beside-ingest"), {
+      imageBatchSize: count,
+      maxBatchItems: count,
+    });
+    const encoder = await Encoder.load(settings.modelDir, settings);
+    const finished: string[] = [];
+    let search: Promise<unknown> | undefined;
+    let library: LongclipLibrary | undefined;
+    const embedder = signallingEmbedder(encoder, () => {
+      search ??= library
+        ?.searchText("a mosaic of coloured squares", { k: 3 })
+        .then(() => finished.push("search"));
+    });
+    library = await createLibrary(settings, embedder);
+    try {
+      const pngs = await Promise.all(Array.from({ length: count }, (_, i) => patternPng(100 + i)));
+      const indexed = library
+        .index(pngs.map((bytes, i) => ({ id: `p${i}`, bytes })))
+        .then(() => finished.push("chunk"));
+      await indexed;
+      await search;
+      // One queue for both towers would hold the search until the chunk is committed.
+      assert.deepEqual(finished, ["search", "chunk"]);
     } finally {
       await library.close();
     }

@@ -145,7 +145,13 @@ export async function createLibrary(
 export class LongclipLibrary implements Library {
   readonly store: Store;
   private readonly originals: Originals;
+  /** Vision-tower work: image queries before ingest and reindex chunks. */
   private readonly queue: EmbedQueue;
+  /**
+   * Text queries. The text tower has its own worker thread (src/encode), so a text query need
+   * not wait for the image chunk in progress; it only queues behind other text queries.
+   */
+  private readonly textQueue: EmbedQueue;
   private readonly pool = new PreprocessPool();
   /** Repeated queries skip the text tower (about 40 ms for LongCLIP-B on 2 cores; a hit ~1 µs). */
   private readonly queryCache: LruCache<string, TextEmbedding>;
@@ -171,6 +177,7 @@ export class LongclipLibrary implements Library {
     this.originals = new Originals(path.join(settings.dataDir, "originals"));
     this.indexDir = path.join(settings.dataDir, "index");
     this.queue = new EmbedQueue(settings.maxQueueDepth);
+    this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);
     this.preprocessOptions = {
       resolution: embedder.config.image_resolution,
@@ -566,12 +573,12 @@ export class LongclipLibrary implements Library {
     };
   }
 
-  /** Embeds a query through the queue (queries go before ingest) and caches the result. */
+  /** Embeds a query through the text queue and caches the result. */
   private async embedQuery(query: string): Promise<TextEmbedding> {
-    const reservation = this.queue.reserve("query", 1);
+    const reservation = this.textQueue.reserve("query", 1);
     let embedded: TextEmbedding[];
     try {
-      embedded = await this.queue.run("query", 1, () => this.embedder.embedTexts([query]));
+      embedded = await this.textQueue.run("query", 1, () => this.embedder.embedTexts([query]));
     } finally {
       reservation.release();
     }
@@ -794,7 +801,10 @@ export class LongclipLibrary implements Library {
         capacity: this.hnsw.capacity,
         size: this.hnsw.size,
       },
-      queue: { pending: this.queue.pending, capacity: this.settings.maxQueueDepth },
+      queue: {
+        pending: this.queue.pending + this.textQueue.pending,
+        capacity: this.settings.maxQueueDepth,
+      },
     };
   }
 

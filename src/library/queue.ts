@@ -1,7 +1,8 @@
 /**
- * The embedding queue: one model, one job at a time, two priorities. Query jobs (a search
- * text or image) always run before waiting ingest jobs, and ingest work is submitted in
- * small chunks, so a bulk ingest delays a search by at most one chunk.
+ * An embedding queue: one tower, one job at a time, two priorities. Query jobs always run
+ * before waiting ingest jobs, and ingest work is submitted in small chunks, so a bulk ingest
+ * delays an image search by at most one chunk. (The library gives text queries a queue of
+ * their own: the text tower runs in its own worker, beside the image chunks.)
  *
  * Admission is bounded per priority: each side may hold `capacity` pending units (images or
  * queries) before `reserve` refuses with 429 queue_full. Queries get their own budget so a

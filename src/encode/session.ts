@@ -71,8 +71,9 @@ export function cudaUnavailableReason(binDir = ortBinaryDir()): string | undefin
  * The engine's CPU session options. Intra-op threads do not spin while they wait for work: on a
  * machine whose cores the image preprocessing (or anything else) also uses, a spinning thread
  * burns the core a preempted sibling needs to finish its share of the operator. Measured on
- * 2 cores, ViT-B/16, batch 8, alternating in one process: spinning off raised both the bare
- * encoder's and the whole ingest's images/s in every paired round and lowered CPU per image.
+ * 2 cores, ViT-B/16, batch 8, in paired rounds: the whole ingest ran at 6.15-6.36 images/s
+ * and 293-302 CPU ms per image with spinning off, 5.56-6.10 and 317-348 with it on; the bare
+ * encoder alone differs by about 5% either way between runs (bench:perf, section "options").
  */
 export function cpuOptions(threads: number): ort.InferenceSession.SessionOptions {
   return {

@@ -96,10 +96,16 @@ async function postIndex(base: string, paths: readonly string[]): Promise<number
 }
 
 /**
- * Every request carries a query text never sent before (one of QUERIES plus a serial number),
+ * Every request carries a query text never sent before (one of QUERIES, the window's condition
+ * and a serial number),
  * so the server's query-embedding cache cannot answer it: each request runs the text tower.
  */
-function load(base: string, connections: number, durationS: number): Promise<AutocannonResult> {
+function load(
+  base: string,
+  connections: number,
+  durationS: number,
+  condition: LoadRow["condition"],
+): Promise<AutocannonResult> {
   let serial = 0;
   return autocannon({
     url: `${base}/search`,
@@ -112,7 +118,7 @@ function load(base: string, connections: number, durationS: number): Promise<Aut
         headers: { "content-type": "application/json" },
         setupRequest: (request: Record<string, unknown>) => {
           serial += 1;
-          const query = `${QUERIES[serial % QUERIES.length]} (request ${serial})`;
+          const query = `${QUERIES[serial % QUERIES.length]} (${condition} request ${serial})`;
           return { ...request, body: JSON.stringify({ query, k: 10 }) };
         },
       },
@@ -194,7 +200,7 @@ export async function measureServer(
     for (let i = 0; i < seed.length; i += 8)
       await postIndex(base, seed.slice(i, i + 8).map(relative));
     ctx.log(`server: /search for ${durationS} s, ${connections} connections, unloaded`);
-    const unloaded = await load(base, connections, durationS);
+    const unloaded = await load(base, connections, durationS, "unloaded");
 
     ctx.log(`server: /search for ${durationS} s while POST /index batches run`);
     let stop = false;
@@ -209,7 +215,7 @@ export async function measureServer(
     // Let the first batch get through reading and decoding, so the window sees encoding.
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const before = ingested;
-    const loaded = await load(base, connections, durationS);
+    const loaded = await load(base, connections, durationS, "ingesting");
     const ingestedDuringLoad = ingested - before;
     const ingestCoveredWindow = !ingestDone;
     stop = true;

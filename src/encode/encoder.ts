@@ -117,14 +117,14 @@ export class Encoder implements Embedder {
       towers: { vision: tower("vision"), text: tower("text") },
     };
     const logger = options.logger ?? stderrLogger;
-    const inWorker = (towers: TowersSpec["towers"]) => () =>
+    const inWorker = (towers: TowersSpec["towers"]) =>
       WorkerTowers.open({ device: spec.device, towers }, logger);
     // The workers load the ONNX files while this thread builds the tokenizer.
     const opening =
       options.inWorker === false
         ? openTowers(spec, logger)
         : options.sharedWorker === true
-          ? inWorker(spec.towers)()
+          ? inWorker(spec.towers)
           : openJoined([
               inWorker({ vision: spec.towers.vision }),
               inWorker({ text: spec.towers.text }),

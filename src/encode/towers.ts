@@ -30,9 +30,11 @@ export interface TowersSpec {
   towers: Partial<Record<TowerName, TowerSpec>>;
 }
 
+/** Where each opened tower runs, after `auto` resolved. */
+export type TowerDevices = Partial<Record<TowerName, ResolvedDevice>>;
+
 export interface Towers {
-  /** Where each opened tower runs, after `auto` resolved. */
-  readonly devices: Partial<Record<TowerName, ResolvedDevice>>;
+  readonly devices: TowerDevices;
   run(tower: TowerName, input: TensorData): Promise<TensorData>;
   close(): Promise<void>;
 }
@@ -65,7 +67,7 @@ interface OpenTower {
 }
 
 class InProcessTowers implements Towers {
-  readonly devices: Partial<Record<TowerName, ResolvedDevice>> = {};
+  readonly devices: TowerDevices = {};
 
   constructor(private readonly opened: Partial<Record<TowerName, OpenTower>>) {
     for (const [name, tower] of Object.entries(opened)) {
@@ -120,11 +122,11 @@ export async function openTowers(spec: TowersSpec, logger?: EngineLogger): Promi
 }
 
 /**
- * Opens several groups of towers at once (e.g. one worker each). If any group fails, the others
- * are closed and the first failure, in the order given, is thrown.
+ * Joins groups of towers being opened at once (e.g. one worker each). If any group fails, the
+ * others are closed and the first failure, in the order given, is thrown.
  */
-export async function openJoined(openers: (() => Promise<Towers>)[]): Promise<Towers> {
-  const results = await Promise.allSettled(openers.map((open) => open()));
+export async function openJoined(openings: readonly Promise<Towers>[]): Promise<Towers> {
+  const results = await Promise.allSettled(openings);
   const failed = results.find((r) => r.status === "rejected");
   if (failed !== undefined) {
     await Promise.all(
@@ -138,7 +140,7 @@ export async function openJoined(openers: (() => Promise<Towers>)[]): Promise<To
 /** One `Towers` over groups that open disjoint towers; close waits for every group. */
 export function joinTowers(groups: readonly Towers[]): Towers {
   const route = new Map<TowerName, Towers>();
-  const devices: Partial<Record<TowerName, ResolvedDevice>> = {};
+  const devices: TowerDevices = {};
   for (const group of groups) {
     for (const [name, device] of Object.entries(group.devices)) {
       route.set(name as TowerName, group);

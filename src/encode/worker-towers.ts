@@ -7,17 +7,16 @@
  */
 import { Worker } from "node:worker_threads";
 import { AppError } from "../errors.ts";
-import type { EngineLogger, ResolvedDevice } from "./session.ts";
+import type { EngineLogger } from "./session.ts";
 import {
   notOpened,
   type TensorData,
+  type TowerDevices,
   type TowerName,
   type Towers,
   type TowersSpec,
   towerNames,
 } from "./towers.ts";
-
-type Devices = Partial<Record<TowerName, ResolvedDevice>>;
 
 export interface SerializedError {
   code: string;
@@ -28,7 +27,7 @@ export interface SerializedError {
 
 /** Messages from the worker (worker.ts) to this side. */
 export type WorkerReply =
-  | { kind: "ready"; devices: Devices }
+  | { kind: "ready"; devices: TowerDevices }
   | { kind: "failed"; error: SerializedError }
   | { kind: "result"; id: number; output: TensorData }
   | { kind: "error"; id: number; error: SerializedError }
@@ -91,7 +90,7 @@ export class WorkerTowers implements Towers {
 
   private constructor(
     worker: Worker,
-    readonly devices: Devices,
+    readonly devices: TowerDevices,
     exited: Promise<void>,
     logger: EngineLogger | undefined,
   ) {
@@ -129,7 +128,7 @@ export class WorkerTowers implements Towers {
         ),
       ),
     );
-    const devices = await new Promise<Devices>((resolve, reject) => {
+    const devices = await new Promise<TowerDevices>((resolve, reject) => {
       fail = reject;
       const onReady = (reply: WorkerReply) => {
         if (reply.kind === "log") {

@@ -19,7 +19,7 @@ import { VISION_SHAPES, visionFlops } from "./flops.ts";
 import { writeSyntheticJpegs } from "./images.ts";
 import type { BenchModel } from "./models.ts";
 import { runPython } from "./python.ts";
-import { cosine, median, timeRuns } from "./stats.ts";
+import { alternateRuns, cosine, median, timeRuns } from "./stats.ts";
 
 const quietLogger = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`) };
 
@@ -451,28 +451,21 @@ export async function measureSessionOptions(
     data.set(p, i * p.length);
   });
   const feeds = { [config.vision.input]: new ort.Tensor("float32", data, [batch, 3, r, r]) };
-  const once = async (session: ort.InferenceSession): Promise<number> => {
-    const started = performance.now();
-    await session.run(feeds);
-    return (performance.now() - started) / 1000;
-  };
   const baseline = await ort.InferenceSession.create(file, engine);
   const rows: SessionOptionRow[] = [];
   try {
-    for (let w = 0; w < ctx.warmup; w++) await once(baseline);
     for (const [name, options] of variants) {
       ctx.log(`session options (${sizeTag(model.size)}, batch ${batch}): ${name} vs engine`);
       const session = await ort.InferenceSession.create(file, options);
       try {
-        for (let w = 0; w < ctx.warmup; w++) await once(session);
-        const ours: number[] = [];
-        const theirs: number[] = [];
-        for (let i = 0; i < ctx.runs; i++) {
-          theirs.push(await once(baseline));
-          ours.push(await once(session));
-        }
-        const rate = batch / median(ours);
-        const engineRate = batch / median(theirs);
+        const [theirs, ours] = await alternateRuns(
+          () => baseline.run(feeds),
+          () => session.run(feeds),
+          ctx.warmup,
+          ctx.runs,
+        );
+        const rate = batch / ours.medianSeconds;
+        const engineRate = batch / theirs.medianSeconds;
         const { executionProviders: _providers, ...shown } = options;
         rows.push({
           name,

@@ -10,7 +10,7 @@ import type { BenchContext } from "./context.ts";
 import type { PixelSet } from "./image.ts";
 import type { BenchModel } from "./models.ts";
 import { runPython } from "./python.ts";
-import { cosine, median } from "./stats.ts";
+import { alternateRuns, cosine } from "./stats.ts";
 import { tokenRow } from "./text.ts";
 import { seededRandom } from "./vectors.ts";
 
@@ -88,30 +88,6 @@ export interface OnnxInt8Result {
   };
 }
 
-/** Runs `fn` on a and b in turn, `runs` times after warm-up, so load drifts hit both alike. */
-async function alternate(
-  ctx: BenchContext,
-  a: () => Promise<unknown>,
-  b: () => Promise<unknown>,
-): Promise<[number, number]> {
-  const time = async (fn: () => Promise<unknown>): Promise<number> => {
-    const started = performance.now();
-    await fn();
-    return (performance.now() - started) / 1000;
-  };
-  for (let w = 0; w < ctx.warmup; w++) {
-    await a();
-    await b();
-  }
-  const ta: number[] = [];
-  const tb: number[] = [];
-  for (let i = 0; i < ctx.runs; i++) {
-    ta.push(await time(a));
-    tb.push(await time(b));
-  }
-  return [median(ta), median(tb)];
-}
-
 /**
  * Both towers of the bench model made int8 by `python3 -m training quantize` (MatMulInteger with
  * run-time activation quantisation, per-column int8 weights), loaded in our Encoder and run
@@ -149,11 +125,14 @@ export async function measureOnnxInt8(
   try {
     const images = set.pixels.slice(0, batch);
     ctx.log(`int8: ${model.size} fp32 and int8 vision towers alternately, batch ${batch}`);
-    const [fp32Image, int8Image] = await alternate(
-      ctx,
+    const [fp32ImageTiming, int8ImageTiming] = await alternateRuns(
       () => fp32.embedPixels(images),
       () => int8.embedPixels(images),
+      ctx.warmup,
+      ctx.runs,
     );
+    const fp32Image = fp32ImageTiming.medianSeconds;
+    const int8Image = int8ImageTiming.medianSeconds;
     const reference = await fp32.embedPixels(images);
     const quantised = await int8.embedPixels(images);
     const cosines = reference.map((row, i) => cosine(row, quantised[i] as Float32Array));
@@ -162,11 +141,14 @@ export async function measureOnnxInt8(
     const rows = [0, 1, 2].map(() => tokenRow(textTokens, fp32.config.vocab_size, random));
     const [first] = rows as [Int32Array];
     ctx.log(`int8: ${model.size} fp32 and int8 text towers alternately, ${textTokens} tokens`);
-    const [fp32Text, int8Text] = await alternate(
-      ctx,
+    const [fp32TextTiming, int8TextTiming] = await alternateRuns(
       () => fp32.rawText([first]),
       () => int8.rawText([first]),
+      ctx.warmup,
+      ctx.runs,
     );
+    const fp32Text = fp32TextTiming.medianSeconds;
+    const int8Text = int8TextTiming.medianSeconds;
     const textA = await fp32.rawText(rows);
     const textB = await int8.rawText(rows);
     const textCosines = textA.map((row, i) => cosine(row, textB[i] as Float32Array));

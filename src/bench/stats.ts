@@ -22,6 +22,16 @@ export interface Timing {
   medianSeconds: number;
 }
 
+async function secondsOf(fn: () => Promise<unknown> | unknown): Promise<number> {
+  const started = performance.now();
+  await fn();
+  return (performance.now() - started) / 1000;
+}
+
+function timing(seconds: number[]): Timing {
+  return { seconds, medianSeconds: median(seconds) };
+}
+
 /** Runs `fn` `warmup` times unmeasured, then `runs` times measured. */
 export async function timeRuns(
   fn: () => Promise<unknown> | unknown,
@@ -30,12 +40,31 @@ export async function timeRuns(
 ): Promise<Timing> {
   for (let i = 0; i < warmup; i++) await fn();
   const seconds: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const started = performance.now();
-    await fn();
-    seconds.push((performance.now() - started) / 1000);
+  for (let i = 0; i < runs; i++) seconds.push(await secondsOf(fn));
+  return timing(seconds);
+}
+
+/**
+ * Times `a` and `b` in turn (a, b, a, b, ...) after `warmup` unmeasured rounds, so a change in
+ * machine load during the measurement hits both alike and their ratio stays comparable.
+ */
+export async function alternateRuns(
+  a: () => Promise<unknown> | unknown,
+  b: () => Promise<unknown> | unknown,
+  warmup: number,
+  runs: number,
+): Promise<[Timing, Timing]> {
+  for (let i = 0; i < warmup; i++) {
+    await a();
+    await b();
   }
-  return { seconds, medianSeconds: median(seconds) };
+  const secondsA: number[] = [];
+  const secondsB: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    secondsA.push(await secondsOf(a));
+    secondsB.push(await secondsOf(b));
+  }
+  return [timing(secondsA), timing(secondsB)];
 }
 
 export { cosine } from "../vector-index/exact.ts";

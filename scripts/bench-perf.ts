@@ -30,7 +30,7 @@ import { type BenchModel, ensureModel } from "../src/bench/models.ts";
 import { runPython } from "../src/bench/python.ts";
 import { measureServer } from "../src/bench/server.ts";
 import { measureQueryUnderIngest, measureText } from "../src/bench/text.ts";
-import { integerFlag } from "../src/cli/settings.ts";
+import { integerFlag, parseOrExitCode, runScript } from "../src/cli/settings.ts";
 import { PROJECT_ROOT } from "../src/config.ts";
 
 const SECTIONS = [
@@ -166,13 +166,9 @@ async function main(argv: string[]): Promise<number> {
       "server --image-batch-size values to measure",
       (raw: string) => raw.split(",").map((v) => integerFlag("--server-batches")(v.trim())),
       [8, 2],
-    )
-    .exitOverride();
-  try {
-    program.parse(argv);
-  } catch (error) {
-    return (error as { exitCode?: number }).exitCode ?? 2;
-  }
+    );
+  const exitCode = parseOrExitCode(program, argv);
+  if (exitCode !== undefined) return exitCode;
   const flags = program.opts<Flags>();
   const quick = flags.quick === true;
   const skip = new Set<Section>(flags.skip);
@@ -395,7 +391,7 @@ async function main(argv: string[]): Promise<number> {
       `Query latency under ingest (engine level, ${sizeTag(firstModel.size)}, embedTexts of a one-line query)`,
       markdownTable(
         ["condition", "queries", "median ms", "max ms", "images/s of the ingest beside"],
-        rows.map((r) => [r.condition, r.queries, r.medianMs, r.maxMs, r.imagesPerSecond ?? "–"]),
+        rows.map((r) => [r.condition, r.queries, r.medianMs, r.maxMs, r.imagesPerSecond]),
       ),
     );
   }
@@ -613,14 +609,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `bench:perf failed: ${error instanceof Error ? error.stack : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+runScript("bench:perf", main);

@@ -8,10 +8,9 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { integerFlag } from "../src/cli/settings.ts";
+import { integerFlag, parseOrExitCode, runScript } from "../src/cli/settings.ts";
 import { loadSettings, type Settings } from "../src/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
-import { isAppError } from "../src/errors.ts";
 import { formatBenchTable, runUrbanBench, SWEEP_BUDGETS } from "../src/eval/bench.ts";
 import { writeLineChartPng } from "../src/eval/chart.ts";
 import { terminalProgress } from "../src/eval/progress.ts";
@@ -62,13 +61,9 @@ async function main(argv: string[]): Promise<number> {
     )
     .addOption(
       new Option("--device <device>", "where the model runs").choices(["cpu", "cuda", "auto"]),
-    )
-    .exitOverride();
-  try {
-    program.parse(argv);
-  } catch (error) {
-    return (error as { exitCode?: number }).exitCode ?? 2;
-  }
+    );
+  const exitCode = parseOrExitCode(program, argv);
+  if (exitCode !== undefined) return exitCode;
   const flags = program.opts<Flags>();
   const overrides: Partial<Settings> = {};
   if (flags.model !== undefined) overrides.modelDir = path.resolve(flags.model);
@@ -124,16 +119,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    if (isAppError(error)) {
-      process.stderr.write(`bench:urban: error ${error.code}: ${error.message}\n`);
-    } else {
-      process.stderr.write(`bench:urban: ${(error as Error)?.stack ?? String(error)}\n`);
-    }
-    process.exitCode = 1;
-  },
-);
+runScript("bench:urban", main);

@@ -94,6 +94,40 @@ export function integerFlag(name: string, min = 1): (raw: string) => number {
 }
 
 /**
+ * Parses a script's `argv` with `program`. Returns undefined when the script should go on, or
+ * the exit code commander ends with (0 after --help, non-zero after a usage error it printed).
+ */
+export function parseOrExitCode(program: Command, argv: readonly string[]): number | undefined {
+  program.exitOverride();
+  try {
+    program.parse([...argv]);
+    return undefined;
+  } catch (error) {
+    return (error as { exitCode?: number }).exitCode ?? 2;
+  }
+}
+
+/**
+ * Runs a script's `main` and makes its result the exit code; an error is printed (an AppError
+ * as its code and message, anything else with its stack) and exits with 1.
+ */
+export function runScript(name: string, main: (argv: string[]) => Promise<number>): void {
+  main(process.argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(
+        isAppError(error)
+          ? `${name}: error ${error.code}: ${error.message}\n`
+          : `${name} failed: ${(error as Error)?.stack ?? String(error)}\n`,
+      );
+      process.exitCode = 1;
+    },
+  );
+}
+
+/**
  * Settings from flags for a command's action; on a bad flag prints the error, sets exit
  * code 2 (a usage error) and returns undefined.
  */

@@ -4,23 +4,20 @@
  * Both routes take their schemas from openapi.yaml like every other route.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import path from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import sharp from "sharp";
 import { type OpenApiDocument, specOperations } from "../api/spec.ts";
-import { PROJECT_ROOT, type Settings } from "../config.ts";
+import type { Settings } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { Library } from "../library/types.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
+import { buildWeb, PAGE_FILE, pageIsStale, WEB_SOURCE_DIR } from "./web-page.ts";
 
 /** openapi.yaml operations served by this plugin rather than by app.ts's handlers. */
 export const WEB_OPERATIONS = ["webUi", "getItemThumbnail"] as const;
 
-export const WEB_SOURCE_DIR = path.join(PROJECT_ROOT, "web");
-export const WEB_DIST_DIR = path.join(PROJECT_ROOT, "dist", "web");
-const PAGE_FILE = path.join(WEB_DIST_DIR, "index.html");
 /** Where the built page receives the server's limits (see web/index.html). */
 const CONFIG_SLOT = "<!--longclip-config-->";
 
@@ -39,23 +36,6 @@ export interface PageConfig {
   maxK: number;
 }
 
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    const mtime = entry.isDirectory() ? newestMtime(full) : statSync(full).mtimeMs;
-    newest = Math.max(newest, mtime);
-  }
-  return newest;
-}
-
-/** True when dist/web/index.html is missing or older than a file under web/. */
-export function pageIsStale(): boolean {
-  if (!existsSync(PAGE_FILE)) return true;
-  if (!existsSync(WEB_SOURCE_DIR)) return false;
-  return newestMtime(WEB_SOURCE_DIR) > statSync(PAGE_FILE).mtimeMs;
-}
-
 /**
  * The built page, built first when missing or stale (a fresh clone needs no extra step).
  * A stale page that cannot be rebuilt (a read-only install) is served as it is.
@@ -72,7 +52,6 @@ async function loadPage(log: FastifyBaseLogger): Promise<string> {
       if (!existsSync(PAGE_FILE)) throw missing("its sources are absent");
     } else {
       try {
-        const { buildWeb } = await import("../../scripts/build-web.ts");
         await buildWeb();
       } catch (error) {
         log.error({ err: error }, "building the web UI failed");

@@ -76,6 +76,12 @@ export function envName(key: keyof Settings): string {
   return `LONGCLIP_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
 
+/**
+ * The variables container platforms (Heroku, Cloud Run, Fly, Render, ...) set, honoured when
+ * the LONGCLIP_* variable of the same setting is unset or empty.
+ */
+export const PLATFORM_ENV: Partial<Record<keyof Settings, string>> = { host: "HOST", port: "PORT" };
+
 /** Settings from defaults, then environment variables, then explicit overrides (CLI flags). */
 export function loadSettings(
   overrides: Partial<Settings> = {},
@@ -84,9 +90,12 @@ export function loadSettings(
   const settings: Settings = { ...DEFAULT_SETTINGS };
   const target = settings as unknown as Record<string, unknown>;
   for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[]) {
-    const raw = env[envName(key)];
-    if (raw === undefined || raw === "") continue;
-    target[key] = parseSetting(key, raw);
+    for (const name of [envName(key), PLATFORM_ENV[key]]) {
+      const raw = name === undefined ? undefined : env[name];
+      if (raw === undefined || raw === "") continue;
+      target[key] = parseSetting(key, raw, name);
+      break;
+    }
   }
   for (const [key, value] of Object.entries(overrides)) {
     if (value !== undefined) target[key] = value;
@@ -96,10 +105,15 @@ export function loadSettings(
 
 const STRING_KEYS = new Set<keyof Settings>(["modelDir", "dataDir", "host", "apiKey", "mediaRoot"]);
 
-export function parseSetting(key: keyof Settings, raw: string): Settings[keyof Settings] {
+/** A setting from its text; errors name `variable`, the variable the text came from. */
+export function parseSetting(
+  key: keyof Settings,
+  raw: string,
+  variable: string = envName(key),
+): Settings[keyof Settings] {
   if (key === "device") {
     if (raw !== "cpu" && raw !== "cuda" && raw !== "auto") {
-      throw new Error(`${envName(key)} must be cpu, cuda or auto, not "${raw}"`);
+      throw new Error(`${variable} must be cpu, cuda or auto, not "${raw}"`);
     }
     return raw;
   }
@@ -107,7 +121,7 @@ export function parseSetting(key: keyof Settings, raw: string): Settings[keyof S
     return key.endsWith("Dir") || key === "mediaRoot" ? path.resolve(raw) : raw;
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 0 || !Number.isInteger(value)) {
-    throw new Error(`${envName(key)} must be a non-negative integer, not "${raw}"`);
+    throw new Error(`${variable} must be a non-negative integer, not "${raw}"`);
   }
   return value;
 }

@@ -27,6 +27,13 @@ export function missingModelMessage(modelDir: string): string {
   ].join("\n");
 }
 
+/**
+ * Longest a SIGTERM/SIGINT shutdown may take (finishing requests and library work, saving the
+ * index) before the process exits 1 anyway: under the 30 s grace that Kubernetes and
+ * `docker stop --time 30` give before SIGKILL.
+ */
+export const SHUTDOWN_TIMEOUT_MS = 25_000;
+
 /** Starts the server; resolves once it listens. Returns a function that shuts it down. */
 export async function serve(settings: Settings): Promise<() => Promise<void>> {
   if (!existsSync(path.join(settings.modelDir, "config.json"))) {
@@ -65,15 +72,26 @@ export async function serve(settings: Settings): Promise<() => Promise<void>> {
   );
   let closing: Promise<void> | undefined;
   const shutdown = () => {
-    // Stops accepting, lets in-flight requests finish, then saves the index (library.close).
+    // Stops accepting (and /ready answers 503), lets in-flight requests finish, then waits
+    // for the library's running work and saves the index (library.close).
     closing ??= app.close();
     return closing;
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.once(signal, () => {
-      app.log.info({ signal }, "shutting down");
+      const started = performance.now();
+      app.log.info({ signal, timeoutMs: SHUTDOWN_TIMEOUT_MS }, "shutting down");
+      // Bounded: what has not finished by then is cut off. Acknowledged items are already
+      // committed to SQLite, and the next start adds any the saved index lacks.
+      setTimeout(() => {
+        app.log.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, "shutdown timed out; exiting");
+        process.exit(1);
+      }, SHUTDOWN_TIMEOUT_MS).unref();
       shutdown().then(
-        () => process.exit(0),
+        () => {
+          app.log.info({ ms: Math.round(performance.now() - started) }, "shut down");
+          process.exit(0);
+        },
         (error: unknown) => {
           app.log.error({ err: error }, "shutdown failed");
           process.exit(1);

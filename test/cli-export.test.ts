@@ -1,17 +1,31 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
 import { test } from "node:test";
+import { PROJECT_ROOT } from "../src/config.ts";
+import { runWithoutPython } from "./convert-helpers.ts";
 import { runCli } from "./helpers/cli.ts";
 
-test("longclip export passes its arguments to python3 -m training export", async () => {
-  const run = await runCli(["export", "--help"]);
+const havePython =
+  spawnSync(path.join(PROJECT_ROOT, "scripts", "python"), ["-c", "import torch"]).status === 0;
+const SKIP_WITHOUT_PYTHON = havePython ? false : "skipped: no Python with torch (scripts/python)";
+
+test("longclip export --help describes the TypeScript converter, without Python", async () => {
+  const run = await runWithoutPython(["export", "--help"]);
   assert.equal(run.code, 0, run.stderr);
-  assert.match(run.stdout, /usage: python3 -m training export/);
-  assert.match(run.stdout, /--checkpoint/);
-  assert.match(run.stdout, /--random-init/);
+  assert.match(run.stdout, /usage: longclip export --checkpoint PATH/);
+  assert.match(run.stdout, /Hugging Face CLIPModel/);
+  assert.match(run.stdout, /--python/);
 });
 
-test("longclip export reports the exporter's failure as its exit code", async () => {
-  const run = await runCli([
+test("longclip export without --out is a usage error", async () => {
+  const run = await runWithoutPython(["export", "--checkpoint", "model.pt"]);
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /error \[usage\]: --checkpoint and --out are required/);
+});
+
+test("longclip export of a missing checkpoint says so with a code, without Python", async () => {
+  const run = await runWithoutPython([
     "export",
     "--checkpoint",
     "/nonexistent/model.pt",
@@ -20,6 +34,34 @@ test("longclip export reports the exporter's failure as its exit code", async ()
     "--out",
     "/tmp/longclip-export-test",
   ]);
+  assert.equal(run.code, 1);
+  assert.match(
+    run.stderr,
+    /error \[checkpoint_not_found\]: checkpoint not found: \/nonexistent\/model\.pt/,
+  );
+});
+
+test("longclip export --python passes its arguments to python3 -m training export", {
+  skip: SKIP_WITHOUT_PYTHON,
+}, async () => {
+  const run = await runCli(["export", "--python", "--help"]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /usage: python3 -m training export/);
+  assert.match(run.stdout, /--random-init/);
+});
+
+test("longclip export --random-init goes to the Python exporter, whose failure is the exit code", {
+  skip: SKIP_WITHOUT_PYTHON,
+}, async () => {
+  const run = await runCli([
+    "export",
+    "--random-init",
+    "tiny",
+    "--vocab",
+    "/nonexistent/vocab.txt.gz",
+    "--out",
+    "/tmp/longclip-export-test",
+  ]);
   assert.notEqual(run.code, 0);
-  assert.match(run.stderr, /nonexistent/);
+  assert.match(run.stderr, /vocab file not found: \/nonexistent/);
 });

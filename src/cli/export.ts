@@ -1,12 +1,44 @@
 /**
- * `longclip export ...`: the training package's exporter (`python3 -m training export`), run
- * with the Python that has torch (scripts/python: $LONGCLIP_PYTHON, Debian's python3, or the
- * first python3 on PATH). Every argument is passed through; `longclip export --help` shows them.
+ * `longclip export`: a checkpoint to a model directory (docs/model-format.md).
+ *
+ * Official Long-CLIP / OpenAI-format `.pt` state dicts and Hugging Face CLIPModel directories
+ * are converted in TypeScript (src/convert), without Python. `--python`, `--random-init` and
+ * `--int8` run the training package's exporter instead (`python3 -m training export`, through
+ * scripts/python), with every other argument passed through; so does a TorchScript archive
+ * when a Python with torch is installed.
  */
 import { spawn } from "node:child_process";
 import path from "node:path";
+import { parseArgs } from "node:util";
 import type { Command } from "commander";
 import { PROJECT_ROOT } from "../config.ts";
+import { convertCheckpoint } from "../convert/export.ts";
+import { isAppError } from "../errors.ts";
+import { errorMessage } from "./settings.ts";
+
+/** Exit code of scripts/python when no Python with torch is installed. */
+const NO_PYTHON = 127;
+const PYTHON_ONLY_OPTIONS = ["--random-init", "--int8", "--opset", "--seed", "--num-merges"];
+
+export const EXPORT_USAGE = `usage: longclip export --checkpoint PATH [--vocab FILE] --out DIR [--name NAME] [--no-verify] [--threads N]
+       longclip export --python ARGS...   (the Python exporter: python3 -m training export ARGS)
+
+Converts without Python:
+  official Long-CLIP checkpoints (longclip-B.pt, longclip-L.pt), OpenAI-format state dicts,
+  Hugging Face CLIPModel directories (config.json + model.safetensors + vocab.json/merges.txt)
+  or the path of their model.safetensors.
+
+  --checkpoint PATH  the .pt file, the Hugging Face directory or its model.safetensors
+  --vocab FILE       CLIP BPE merges file (bpe_simple_vocab_16e6.txt.gz); required for .pt,
+                     optional for a Hugging Face directory (its merges.txt is used)
+  --out DIR          model directory to write
+  --name NAME        model name (default: the output directory's name)
+  --no-verify        skip the check of the towers against the TypeScript forward
+  --threads N        ONNX Runtime threads for the check (default 2)
+
+--random-init, --int8, TorchScript archives and training checkpoints need the Python exporter
+(longclip export --python --help).
+`;
 
 export function exportCommand(args: readonly string[]): { command: string; args: string[] } {
   return {
@@ -15,26 +47,98 @@ export function exportCommand(args: readonly string[]): { command: string; args:
   };
 }
 
+/** Runs the Python exporter with `args`; resolves to its exit code. */
+export async function runPythonExport(args: readonly string[]): Promise<number> {
+  const { command, args: argv } = exportCommand(args);
+  const child = spawn(command, argv, { cwd: PROJECT_ROOT, stdio: "inherit" });
+  return new Promise<number>((resolve) => {
+    child.on("error", (error) => {
+      process.stderr.write(`error: could not run ${command}: ${error.message}\n`);
+      resolve(NO_PYTHON);
+    });
+    child.on("exit", (status, signal) => resolve(status ?? (signal ? 1 : 0)));
+  });
+}
+
+function wantsPython(args: readonly string[]): boolean {
+  return args.some(
+    (arg) => arg === "--python" || PYTHON_ONLY_OPTIONS.includes(arg.split("=")[0] as string),
+  );
+}
+
+/** `longclip export ARGS`; resolves to the exit code. */
+export async function runExport(args: readonly string[]): Promise<number> {
+  if (wantsPython(args)) return runPythonExport(args.filter((arg) => arg !== "--python"));
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: [...args],
+      options: {
+        checkpoint: { type: "string" },
+        vocab: { type: "string" },
+        out: { type: "string" },
+        name: { type: "string" },
+        "no-verify": { type: "boolean" },
+        threads: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }).values;
+  } catch (error) {
+    process.stderr.write(`error [usage]: ${(error as Error).message}\n${EXPORT_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(EXPORT_USAGE);
+    return 0;
+  }
+  const checkpoint = values.checkpoint as string | undefined;
+  const out = values.out as string | undefined;
+  const threads = Number(values.threads ?? 2);
+  if (!checkpoint || !out || !Number.isInteger(threads) || threads < 1) {
+    process.stderr.write(
+      `error [usage]: --checkpoint and --out are required, --threads a positive integer\n${EXPORT_USAGE}`,
+    );
+    return 2;
+  }
+  const started = performance.now();
+  try {
+    const result = await convertCheckpoint({
+      checkpoint,
+      out,
+      vocab: values.vocab as string | undefined,
+      name: values.name as string | undefined,
+      verify: !values["no-verify"],
+      threads,
+      log: (line) => process.stdout.write(`${line}\n`),
+    });
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    process.stdout.write(`wrote ${out} (${String(result.config.model_id)}) in ${seconds}s\n`);
+    return 0;
+  } catch (error) {
+    if (isAppError(error) && error.code === "checkpoint_torchscript") {
+      process.stderr.write(
+        "TorchScript archive: trying the Python exporter (python3 -m training export)\n",
+      );
+      const code = await runPythonExport(args);
+      if (code !== NO_PYTHON) return code;
+    }
+    process.stderr.write(errorMessage(error));
+    return 1;
+  }
+}
+
 export function register(program: Command): void {
   program
     .command("export")
     .description(
-      "Export a Long-CLIP or OpenAI CLIP checkpoint to a model directory (runs `python3 -m training export`)",
+      "Convert a Long-CLIP / OpenAI CLIP .pt state dict or a Hugging Face CLIPModel to a model directory, without Python (--python: the training package's exporter)",
     )
     .helpOption(false)
     .allowUnknownOption()
     .allowExcessArguments()
-    .argument("[args...]", "passed to `python3 -m training export` (try --help)")
+    .argument("[args...]", "see longclip export --help")
     .action(async (args: string[]) => {
-      const { command, args: argv } = exportCommand(args);
-      const child = spawn(command, argv, { cwd: PROJECT_ROOT, stdio: "inherit" });
-      const code = await new Promise<number>((resolve) => {
-        child.on("error", (error) => {
-          process.stderr.write(`error: could not run ${command}: ${error.message}\n`);
-          resolve(127);
-        });
-        child.on("exit", (status, signal) => resolve(status ?? (signal ? 1 : 0)));
-      });
-      process.exitCode = code;
+      process.exitCode = await runExport(args);
     });
 }

@@ -1,6 +1,7 @@
 /**
- * HTTP test helpers: a real library over the tiny reference model behind the real app, and a
- * hand-built multipart encoder (so tests can also send the malformed bodies a browser never would).
+ * HTTP test helpers: a real library over the tiny reference model behind the real app,
+ * listening on a loopback port with a supertest client for it, and a hand-built multipart
+ * encoder (so tests can also send the malformed bodies a browser never would).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -8,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { deflateSync } from "node:zlib";
 import type { FastifyInstance } from "fastify";
+import supertest from "supertest";
 import { loadSettings, type Settings } from "../src/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary } from "../src/library/index.ts";
@@ -97,9 +99,16 @@ export interface TestServer {
   app: FastifyInstance;
   library: Library;
   settings: Settings;
+  /** Where it listens: http://127.0.0.1:PORT. */
+  url: string;
+  /** supertest over a real socket to `url`. */
+  http: supertest.Agent;
 }
 
-/** The real app over a real library (SQLite + HNSW in a temp dir, the tiny ONNX model). */
+/**
+ * The real app over a real library (SQLite + HNSW in a temp dir, the tiny ONNX model),
+ * listening on a free loopback port; `app.close()` stops it.
+ */
 export async function startTestApp(extra: Partial<Settings> = {}): Promise<TestServer> {
   const modelDir = tinyModelDir();
   const settings = loadSettings(
@@ -116,6 +125,6 @@ export async function startTestApp(extra: Partial<Settings> = {}): Promise<TestS
   const encoder = await Encoder.load(modelDir, settings);
   const library = await createLibrary(settings, encoder);
   const app = buildApp(settings, library, { tokenizer: encoder.tokenizer });
-  await app.ready();
-  return { app, library, settings };
+  const url = await app.listen({ host: "127.0.0.1", port: 0 });
+  return { app, library, settings, url, http: supertest(url) };
 }

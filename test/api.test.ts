@@ -1,13 +1,14 @@
 /**
- * The HTTP API against a real library (SQLite file, HNSW index, tiny ONNX model): happy paths,
+ * The HTTP API against a real library (SQLite file, HNSW index, tiny ONNX model), driven with
+ * supertest over a real socket (content-length, keep-alive, multipart over TCP): happy paths,
  * then every kind of bad input, then a check that the earlier data is intact and searchable.
  */
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { InjectOptions, LightMyRequestResponse } from "fastify";
 import sharp from "sharp";
+import type { Response } from "supertest";
 import { loadSpec, specOperations } from "../src/api/spec.ts";
 import type { components } from "../src/api/types.gen.ts";
 import { routesOf } from "../src/server/app.ts";
@@ -31,33 +32,29 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
   let mediaRoot: string;
   const outside = tempDir("longclip-outside-");
 
-  const call = (options: InjectOptions) => server.app.inject(options);
-  const json = <T>(res: LightMyRequestResponse) => res.json() as T;
+  const http = () => server.http;
+  const json = <T>(res: Response) => res.body as T;
   const writeHeaders = { "x-api-key": API_KEY };
-  const upload = (parts: Part[], headers: Record<string, string> = writeHeaders) => {
+  /** A hand-built multipart body (see api-helpers.ts), so malformed ones can be sent too. */
+  const postForm = (url: string, parts: Part[], headers: Record<string, string> = {}) => {
     const form = multipart(parts);
-    return call({
-      method: "POST",
-      url: "/index",
-      payload: form.payload,
-      headers: { ...form.headers, ...headers },
-    });
+    return http()
+      .post(url)
+      .set({ ...form.headers, ...headers })
+      .send(form.payload);
   };
-  const searchImage = (bytes: Buffer, query = "") => {
-    const form = multipart([{ name: "image", value: bytes, filename: "q.png" }]);
-    return call({
-      method: "POST",
-      url: `/search/image${query}`,
-      payload: form.payload,
-      headers: form.headers,
-    });
-  };
+  const upload = (parts: Part[], headers: Record<string, string> = writeHeaders) =>
+    postForm("/index", parts, headers);
+  const searchImage = (bytes: Buffer, query = "") =>
+    postForm(`/search/image${query}`, [{ name: "image", value: bytes, filename: "q.png" }]);
   const search = (body: unknown) =>
-    call({ method: "POST", url: "/search", payload: body as object });
-  const expectError = (res: LightMyRequestResponse, status: number, code: string) => {
-    assert.equal(res.statusCode, status, res.body);
+    http()
+      .post("/search")
+      .send(body as object);
+  const expectError = (res: Response, status: number, code: string) => {
+    assert.equal(res.status, status, res.text);
     const body = json<S["Error"]>(res);
-    assert.equal(body.error.code, code, res.body);
+    assert.equal(body.error.code, code, res.text);
     assert.ok(body.error.message.length > 10, "the message says what to do");
   };
 
@@ -96,24 +93,24 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
   });
 
   test("/openapi.json serves openapi.yaml and /docs works without external requests", async () => {
-    const res = await call({ method: "GET", url: "/openapi.json" });
-    assert.equal(res.statusCode, 200);
-    assert.deepEqual(res.json(), JSON.parse(JSON.stringify(loadSpec())));
-    const docs = await call({ method: "GET", url: "/docs" });
-    assert.equal(docs.statusCode, 200);
-    assert.match(docs.body, /swagger/i);
+    const res = await http().get("/openapi.json");
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, JSON.parse(JSON.stringify(loadSpec())));
+    const docs = await http().get("/docs");
+    assert.equal(docs.status, 200);
+    assert.match(docs.text, /swagger/i);
     for (const asset of ["/docs", "/docs/static/swagger-initializer.js"]) {
-      const body = (await call({ method: "GET", url: asset })).body;
+      const body = (await http().get(asset)).text;
       assert.doesNotMatch(body, /(src|href|url)\s*[=:]\s*["']https?:/i, `${asset} loads remote`);
     }
   });
 
   test("health, ready, stats on an empty library", async () => {
-    assert.deepEqual(json(await call({ method: "GET", url: "/health" })), { status: "ok" });
-    assert.deepEqual(json(await call({ method: "GET", url: "/ready" })), { status: "ready" });
-    const stats = json<S["Stats"]>(await call({ method: "GET", url: "/stats" }));
+    assert.deepEqual(json(await http().get("/health")), { status: "ok" });
+    assert.deepEqual(json(await http().get("/ready")), { status: "ready" });
+    const stats = json<S["Stats"]>(await http().get("/stats"));
     assert.equal(stats.items, 0);
-    assert.equal(stats.dims, server.library.stats().dims);
+    assert.equal(stats.dims, (await server.library.stats()).dims);
     assert.equal(stats.device, "cpu");
     assert.equal(stats.index.type, "hnsw");
     assert.equal(stats.index.m, server.settings.hnswM);
@@ -125,9 +122,9 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
     expectError(missing, 401, "unauthorized");
     assert.match(String(missing.headers["www-authenticate"]), /^Bearer/);
     expectError(await upload(parts, { "x-api-key": "wrong" }), 401, "unauthorized");
-    expectError(await call({ method: "DELETE", url: "/items/whatever" }), 401, "unauthorized");
-    assert.equal((await call({ method: "GET", url: "/items" })).statusCode, 200);
-    assert.equal(json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items, 0);
+    expectError(await http().delete("/items/whatever"), 401, "unauthorized");
+    assert.equal((await http().get("/items")).status, 200);
+    assert.equal(json<S["Stats"]>(await http().get("/stats")).items, 0);
   });
 
   test("multipart batch with ids (JSON array) and metadata (one field per file)", async () => {
@@ -153,13 +150,13 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       ],
       { authorization: `Bearer ${API_KEY}` },
     );
-    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.status, 200, res.text);
     assert.deepEqual(json<S["IndexResponse"]>(res).results, [
       { id: "shapes", status: "indexed" },
       { id: "gradient", status: "indexed" },
       { id: "gray", status: "indexed" },
     ]);
-    const item = json<S["Item"]>(await call({ method: "GET", url: "/items/gradient" }));
+    const item = json<S["Item"]>(await http().get("/items/gradient"));
     assert.deepEqual(item.metadata, { album: "a", n: 2 });
     assert.equal(item.source, "upload");
     assert.equal(item.image_url, "/items/gradient/image");
@@ -170,22 +167,20 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       { name: "ids", value: "new-name" },
       { name: "images", value: image("shapes.png"), filename: "again.png" },
     ]);
-    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.status, 200, res.text);
     const [result] = json<S["IndexResponse"]>(res).results;
     assert.equal(result?.status, "duplicate");
     assert.equal(result?.id, "shapes");
   });
 
   test("JSON body indexes a file under the media root in place", async () => {
-    const res = await call({
-      method: "POST",
-      url: "/index",
-      headers: writeHeaders,
-      payload: { items: [{ id: "hopper", path: "sub/hopper.jpg", metadata: { album: "b" } }] },
-    });
-    assert.equal(res.statusCode, 200, res.body);
+    const res = await http()
+      .post("/index")
+      .set(writeHeaders)
+      .send({ items: [{ id: "hopper", path: "sub/hopper.jpg", metadata: { album: "b" } }] });
+    assert.equal(res.status, 200, res.text);
     assert.deepEqual(json<S["IndexResponse"]>(res).results, [{ id: "hopper", status: "indexed" }]);
-    const item = json<S["Item"]>(await call({ method: "GET", url: "/items/hopper" }));
+    const item = json<S["Item"]>(await http().get("/items/hopper"));
     assert.equal(item.source, "path");
     assert.equal(item.path, path.join("sub", "hopper.jpg"));
     assert.equal(item.content_type, "image/jpeg");
@@ -193,7 +188,7 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
 
   test("text search: ranked hits with image urls, query info, filter, exact agrees", async () => {
     const res = await search({ query: "a photo of a cat", k: 3 });
-    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.status, 200, res.text);
     const body = json<S["SearchResponse"]>(res);
     assert.equal(body.hits.length, 3);
     assert.deepEqual(
@@ -229,7 +224,7 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
 
   test("image search finds the same image first", async () => {
     const res = await searchImage(image("gradient.jpg"), "?k=2");
-    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.status, 200, res.text);
     const body = json<S["ImageSearchResponse"]>(res);
     assert.equal(body.hits.length, 2);
     assert.equal(body.hits[0]?.id, "gradient");
@@ -243,25 +238,26 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       const url: string = cursor
         ? `/items?limit=2&cursor=${encodeURIComponent(cursor)}`
         : "/items?limit=2";
-      const page = json<S["ItemPage"]>(await call({ method: "GET", url }));
+      const page = json<S["ItemPage"]>(await http().get(url));
       assert.ok(page.items.length <= 2);
       seen.push(...page.items.map((i) => i.id));
       cursor = page.next_cursor;
     } while (cursor !== null);
     assert.deepEqual([...seen].sort(), ["gradient", "gray", "hopper", "shapes"]);
 
-    const bytes = await call({ method: "GET", url: "/items/gradient/image" });
-    assert.equal(bytes.statusCode, 200);
+    const bytes = await http().get("/items/gradient/image");
+    assert.equal(bytes.status, 200);
     assert.equal(bytes.headers["content-type"], "image/jpeg");
-    assert.deepEqual(bytes.rawPayload, image("gradient.jpg"));
-    const png = await call({ method: "GET", url: "/items/shapes/image" });
+    assert.equal(bytes.headers["content-length"], String(image("gradient.jpg").length));
+    assert.deepEqual(bytes.body, image("gradient.jpg"));
+    const png = await http().get("/items/shapes/image");
     assert.equal(png.headers["content-type"], "image/png");
   });
 
   test("tokenize matches the reference tokenizer ids", async () => {
     for (const ref of loadReference().texts) {
-      const res = await call({ method: "POST", url: "/tokenize", payload: { text: ref.text } });
-      assert.equal(res.statusCode, 200, res.body);
+      const res = await http().post("/tokenize").send({ text: ref.text });
+      assert.equal(res.status, 200, res.text);
       const body = json<S["TokenizeResponse"]>(res);
       assert.deepEqual(body.ids, ref.ids_248);
       assert.equal(body.tokens, ref.ids.length);
@@ -276,11 +272,11 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       { name: "images", value: image("demo.png"), filename: "demo.png" },
     ]);
     assert.equal(json<S["IndexResponse"]>(added).results[0]?.status, "indexed");
-    const before = json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items;
-    const res = await call({ method: "DELETE", url: "/items/to-delete", headers: writeHeaders });
+    const before = json<S["Stats"]>(await http().get("/stats")).items;
+    const res = await http().delete("/items/to-delete").set(writeHeaders);
     assert.deepEqual(json(res), { id: "to-delete", deleted: true });
-    expectError(await call({ method: "GET", url: "/items/to-delete" }), 404, "not_found");
-    const after = json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items;
+    expectError(await http().get("/items/to-delete"), 404, "not_found");
+    const after = json<S["Stats"]>(await http().get("/stats")).items;
     assert.equal(after, before - 1);
     const hits = json<S["ImageSearchResponse"]>(await searchImage(image("demo.png"), "?k=10")).hits;
     assert.ok(!hits.some((h) => h.id === "to-delete"));
@@ -289,7 +285,7 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
   describe("bad inputs get their documented 4xx and change nothing", () => {
     let itemsBefore = 0;
     before(async () => {
-      itemsBefore = json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items;
+      itemsBefore = json<S["Stats"]>(await http().get("/stats")).items;
     });
 
     test("bad files fail alone inside a batch; the good one is indexed", async () => {
@@ -305,7 +301,7 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
         { name: "images", value: Buffer.alloc(500_000, 7), filename: "big.png" },
         { name: "images", value: image("rgba.png"), filename: "rgba.png" },
       ]);
-      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(res.status, 200, res.text);
       const results = json<S["IndexResponse"]>(res).results;
       assert.deepEqual(
         results.map((r) => r.status),
@@ -322,8 +318,8 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
         ],
       );
       const added = results[5]?.id ?? "";
-      const del = await call({ method: "DELETE", url: `/items/${added}`, headers: writeHeaders });
-      assert.equal(del.statusCode, 200);
+      const del = await http().delete(`/items/${added}`).set(writeHeaders);
+      assert.equal(del.status, 200);
     });
 
     test("bad query images are refused with 4xx", async () => {
@@ -333,17 +329,11 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       expectError(await searchImage(Buffer.alloc(0)), 400, "image_empty");
       expectError(await searchImage(bombPng(20000, 20000)), 413, "image_too_many_pixels");
       expectError(await searchImage(Buffer.alloc(500_000, 7)), 413, "image_too_large");
-      const two = multipart([
-        { name: "image", value: image("shapes.png"), filename: "a.png" },
-        { name: "image", value: image("shapes.png"), filename: "b.png" },
-      ]);
       expectError(
-        await call({
-          method: "POST",
-          url: "/search/image",
-          payload: two.payload,
-          headers: two.headers,
-        }),
+        await postForm("/search/image", [
+          { name: "image", value: image("shapes.png"), filename: "a.png" },
+          { name: "image", value: image("shapes.png"), filename: "b.png" },
+        ]),
         400,
         "validation_failed",
       );
@@ -351,42 +341,28 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
 
     test("wrong content types get 415", async () => {
       expectError(
-        await call({
-          method: "POST",
-          url: "/index",
-          headers: { ...writeHeaders, "content-type": "text/plain" },
-          payload: "hello",
-        }),
+        await http()
+          .post("/index")
+          .set({ ...writeHeaders, "content-type": "text/plain" })
+          .send("hello"),
         415,
         "unsupported_media_type",
       );
       expectError(
-        await call({
-          method: "POST",
-          url: "/index",
-          headers: { ...writeHeaders, "content-type": "image/png" },
-          payload: image("shapes.png"),
-        }),
-        415,
-        "unsupported_media_type",
-      );
-      const form = multipart([{ name: "query", value: "cat" }]);
-      expectError(
-        await call({
-          method: "POST",
-          url: "/search",
-          payload: form.payload,
-          headers: form.headers,
-        }),
+        await http()
+          .post("/index")
+          .set({ ...writeHeaders, "content-type": "image/png" })
+          .send(image("shapes.png")),
         415,
         "unsupported_media_type",
       );
       expectError(
-        await call({
-          method: "POST",
-          url: "/search/image",
-          payload: { image: "x" },
-        }),
+        await postForm("/search", [{ name: "query", value: "cat" }]),
+        415,
+        "unsupported_media_type",
+      );
+      expectError(
+        await http().post("/search/image").send({ image: "x" }),
         415,
         "unsupported_media_type",
       );
@@ -395,12 +371,7 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
     test("malformed JSON and malformed multipart get 400", async () => {
       for (const payload of ['{"query": "cat"', "", "[1, 2"]) {
         expectError(
-          await call({
-            method: "POST",
-            url: "/search",
-            headers: { "content-type": "application/json" },
-            payload,
-          }),
+          await http().post("/search").set("content-type", "application/json").send(payload),
           400,
           "malformed_json",
         );
@@ -415,12 +386,10 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       );
       const form = multipart([{ name: "images", value: image("shapes.png"), filename: "s.png" }]);
       expectError(
-        await call({
-          method: "POST",
-          url: "/index",
-          headers: { ...form.headers, ...writeHeaders },
-          payload: form.payload.subarray(0, form.payload.length - 200),
-        }),
+        await http()
+          .post("/index")
+          .set({ ...form.headers, ...writeHeaders })
+          .send(form.payload.subarray(0, form.payload.length - 200)),
         400,
         "malformed_multipart",
       );
@@ -453,8 +422,8 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
         "validation_failed",
       );
       expectError(await upload([{ name: "ids", value: "a" }]), 400, "validation_failed");
-      expectError(await call({ method: "GET", url: "/items?limit=0" }), 400, "validation_failed");
-      expectError(await call({ method: "GET", url: "/items/bad%20id" }), 400, "validation_failed");
+      expectError(await http().get("/items?limit=0"), 400, "validation_failed");
+      expectError(await http().get("/items/bad%20id"), 400, "validation_failed");
     });
 
     test("oversized batches and bodies get 413", async () => {
@@ -466,12 +435,7 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       expectError(await upload(seven), 413, "too_many_items");
       const paths = Array.from({ length: 7 }, () => ({ path: "sub/hopper.jpg" }));
       expectError(
-        await call({
-          method: "POST",
-          url: "/index",
-          headers: writeHeaders,
-          payload: { items: paths },
-        }),
+        await http().post("/index").set(writeHeaders).send({ items: paths }),
         413,
         "too_many_items",
       );
@@ -495,22 +459,14 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
     test("a 20,000-character query gets 400 query_too_long", async () => {
       const query = "a very long description of a cat ".repeat(700).slice(0, 20_000);
       expectError(await search({ query }), 400, "query_too_long");
-      expectError(
-        await call({ method: "POST", url: "/tokenize", payload: { text: query } }),
-        400,
-        "query_too_long",
-      );
+      expectError(await http().post("/tokenize").send({ text: query }), 400, "query_too_long");
     });
 
     test("unknown ids and routes get 404", async () => {
-      expectError(await call({ method: "GET", url: "/items/nope" }), 404, "not_found");
-      expectError(await call({ method: "GET", url: "/items/nope/image" }), 404, "not_found");
-      expectError(
-        await call({ method: "DELETE", url: "/items/nope", headers: writeHeaders }),
-        404,
-        "not_found",
-      );
-      expectError(await call({ method: "GET", url: "/nothing/here" }), 404, "not_found");
+      expectError(await http().get("/items/nope"), 404, "not_found");
+      expectError(await http().get("/items/nope/image"), 404, "not_found");
+      expectError(await http().delete("/items/nope").set(writeHeaders), 404, "not_found");
+      expectError(await http().get("/nothing/here"), 404, "not_found");
     });
 
     test("paths outside the media root are refused and nothing of the batch is indexed", async () => {
@@ -520,46 +476,44 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
         "/etc/passwd",
         "link.png",
       ]) {
-        const res = await call({
-          method: "POST",
-          url: "/index",
-          headers: writeHeaders,
-          payload: { items: [{ id: "fine", path: "sub/hopper.jpg" }, { path: bad }] },
-        });
+        const res = await http()
+          .post("/index")
+          .set(writeHeaders)
+          .send({ items: [{ id: "fine", path: "sub/hopper.jpg" }, { path: bad }] });
         expectError(res, 403, "path_outside_media_root");
       }
-      expectError(await call({ method: "GET", url: "/items/fine" }), 404, "not_found");
+      expectError(await http().get("/items/fine"), 404, "not_found");
     });
 
     test("afterwards the data is intact and earlier items are still found", async () => {
-      const stats = json<S["Stats"]>(await call({ method: "GET", url: "/stats" }));
+      const stats = json<S["Stats"]>(await http().get("/stats"));
       assert.equal(stats.items, itemsBefore);
       const hits = json<S["ImageSearchResponse"]>(await searchImage(image("shapes.png"))).hits;
       assert.equal(hits[0]?.id, "shapes");
       const text = await search({ query: "a photo of a cat", k: 10 });
       assert.equal(json<S["SearchResponse"]>(text).hits.length, itemsBefore);
-      assert.equal((await call({ method: "GET", url: "/ready" })).statusCode, 200);
+      assert.equal((await http().get("/ready")).status, 200);
     });
   });
 
   test("metrics count requests by route and status and report the items", async () => {
-    const res = await call({ method: "GET", url: "/metrics" });
-    assert.equal(res.statusCode, 200);
+    const res = await http().get("/metrics");
+    assert.equal(res.status, 200);
     assert.match(String(res.headers["content-type"]), /^text\/plain/);
     assert.match(
-      res.body,
+      res.text,
       /http_requests_total\{method="POST",route="\/search",status="200"\} \d+/,
     );
     assert.match(
-      res.body,
+      res.text,
       /http_requests_total\{method="POST",route="\/search",status="400"\} \d+/,
     );
     assert.match(
-      res.body,
+      res.text,
       /longclip_operation_duration_seconds_count\{operation="index",outcome="ok"\} \d+/,
     );
-    const items = json<S["Stats"]>(await call({ method: "GET", url: "/stats" })).items;
-    assert.match(res.body, new RegExp(`longclip_items ${items}\\b`));
-    assert.match(res.body, /longclip_queue_pending 0\b/);
+    const items = json<S["Stats"]>(await http().get("/stats")).items;
+    assert.match(res.text, new RegExp(`longclip_items ${items}\\b`));
+    assert.match(res.text, /longclip_queue_pending 0\b/);
   });
 });

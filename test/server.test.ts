@@ -1,85 +1,90 @@
 /**
- * The server over real sockets: the app listening on 127.0.0.1 and driven with fetch and
- * FormData (as a browser would), and the `longclip serve` command as a child process: start,
- * ingest, SIGTERM, restart on the same data directory.
+ * The server over real sockets: the app listening on 127.0.0.1 and driven with supertest
+ * (multipart uploads as a browser sends them), and the `longclip serve` command as a child
+ * process (bin/longclip.js: the compiled dist/ when it is current): start, ingest, SIGTERM with
+ * requests in flight, restart on the same data directory.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import sharp from "sharp";
+import supertest from "supertest";
 import type { components } from "../src/api/types.gen.ts";
+import { SHUTDOWN_TIMEOUT_MS } from "../src/cli/serve.ts";
 import { settingsFromFlags } from "../src/cli/settings.ts";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { DEFAULT_SETTINGS, loadSettings, PROJECT_ROOT } from "../src/config.ts";
 import { isAppError } from "../src/errors.ts";
-import { startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
+import { HnswIndex } from "../src/vector-index/hnsw.ts";
+import { multipart, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
 import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
 
 type S = components["schemas"];
 
 const image = (name: string) => readFileSync(path.join(TINY_DIR, "images", name));
 
-function form(files: { name: string; bytes: Buffer; type: string }[], field = "images"): FormData {
-  const body = new FormData();
-  for (const file of files) {
-    body.append(field, new Blob([file.bytes], { type: file.type }), file.name);
-  }
-  return body;
+/** `n` different PNGs (random pixels), so no upload is a duplicate of another. */
+function distinctPngs(n: number): Promise<Buffer[]> {
+  return Promise.all(
+    Array.from({ length: n }, () => {
+      const pixels = Buffer.from(Array.from({ length: 64 * 64 * 3 }, () => Math.random() * 256));
+      return sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
+        .png()
+        .toBuffer();
+    }),
+  );
 }
 
 describe("listening server", { skip: SKIP_WITHOUT_SHARED }, () => {
   let server: TestServer;
-  let base: string;
   const key = "listen-key";
 
   before(async () => {
     server = await startTestApp({ apiKey: key });
-    base = await server.app.listen({ host: "127.0.0.1", port: 0 });
   });
   after(async () => {
     await server?.app.close();
   });
 
   test("browser-style multipart upload, search and image bytes over HTTP", async () => {
-    const body = form([
-      { name: "hopper.jpg", bytes: image("hopper.jpg"), type: "image/jpeg" },
-      { name: "shapes.png", bytes: image("shapes.png"), type: "image/png" },
-    ]);
-    body.append("metadata", JSON.stringify([{ kind: "photo" }, { kind: "drawing" }]));
-    const denied = await fetch(`${base}/index`, { method: "POST", body });
+    const upload = () =>
+      server.http
+        .post("/index")
+        .attach("images", image("hopper.jpg"), {
+          filename: "hopper.jpg",
+          contentType: "image/jpeg",
+        })
+        .attach("images", image("shapes.png"), { filename: "shapes.png", contentType: "image/png" })
+        .field("metadata", JSON.stringify([{ kind: "photo" }, { kind: "drawing" }]));
+    const denied = await upload();
     assert.equal(denied.status, 401);
-    assert.equal(((await denied.json()) as S["Error"]).error.code, "unauthorized");
+    assert.equal((denied.body as S["Error"]).error.code, "unauthorized");
 
-    const res = await fetch(`${base}/index`, {
-      method: "POST",
-      body,
-      headers: { authorization: `Bearer ${key}` },
-    });
-    assert.equal(res.status, 200);
-    const results = ((await res.json()) as S["IndexResponse"]).results;
+    const res = await upload().set("authorization", `Bearer ${key}`);
+    assert.equal(res.status, 200, res.text);
+    const results = (res.body as S["IndexResponse"]).results;
     assert.deepEqual(
       results.map((r) => r.status),
       ["indexed", "indexed"],
     );
 
-    const search = await fetch(`${base}/search`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ query: "a drawing of shapes", filter: { kind: "drawing" } }),
-    });
-    const hits = ((await search.json()) as S["SearchResponse"]).hits;
+    const search = await server.http
+      .post("/search")
+      .send({ query: "a drawing of shapes", filter: { kind: "drawing" } });
+    const hits = (search.body as S["SearchResponse"]).hits;
     assert.equal(hits.length, 1);
     assert.equal(hits[0]?.id, results[1]?.id);
 
-    const bytes = await fetch(`${base}${hits[0]?.image_url}`);
-    assert.equal(bytes.headers.get("content-type"), "image/png");
-    assert.deepEqual(Buffer.from(await bytes.arrayBuffer()), image("shapes.png"));
+    const bytes = await server.http.get(hits[0]?.image_url ?? "");
+    assert.equal(bytes.headers["content-type"], "image/png");
+    assert.deepEqual(bytes.body, image("shapes.png"));
 
-    const byImage = await fetch(`${base}/search/image?k=1`, {
-      method: "POST",
-      body: form([{ name: "q.jpg", bytes: image("hopper.jpg"), type: "image/jpeg" }], "image"),
-    });
-    assert.equal(((await byImage.json()) as S["ImageSearchResponse"]).hits[0]?.id, results[0]?.id);
+    const byImage = await server.http
+      .post("/search/image?k=1")
+      .attach("image", image("hopper.jpg"), { filename: "q.jpg", contentType: "image/jpeg" });
+    assert.equal((byImage.body as S["ImageSearchResponse"]).hits[0]?.id, results[0]?.id);
   });
 
   test("a full queue answers 429 with Retry-After, and everything else still completes", async () => {
@@ -88,33 +93,30 @@ describe("listening server", { skip: SKIP_WITHOUT_SHARED }, () => {
     // so only the shape of each answer is checked.
     const busy = await startTestApp({ maxQueueDepth: 2 });
     try {
-      const url = await busy.app.listen({ host: "127.0.0.1", port: 0 });
       const names = ["demo.png", "panorama.png", "rgba.png", "gradient.jpg", "grayscale.png"];
       const answers = await Promise.all(
         names.map((name) =>
-          fetch(`${url}/index`, {
-            method: "POST",
-            body: form([
-              { name, bytes: image(name), type: "image/png" },
-              { name: "hopper.jpg", bytes: image("hopper.jpg"), type: "image/jpeg" },
-            ]),
-          }),
+          busy.http
+            .post("/index")
+            .attach("images", image(name), { filename: name, contentType: "image/png" })
+            .attach("images", image("hopper.jpg"), {
+              filename: "hopper.jpg",
+              contentType: "image/jpeg",
+            }),
         ),
       );
       for (const answer of answers) {
         assert.ok([200, 429].includes(answer.status), `status ${answer.status}`);
         if (answer.status === 429) {
-          assert.match(answer.headers.get("retry-after") ?? "", /^[1-9]\d*$/);
-          assert.equal(((await answer.json()) as S["Error"]).error.code, "queue_full");
+          assert.match(answer.headers["retry-after"] ?? "", /^[1-9]\d*$/);
+          assert.equal((answer.body as S["Error"]).error.code, "queue_full");
         } else {
-          const results = ((await answer.json()) as S["IndexResponse"]).results;
-          assert.equal(results.length, 2);
+          assert.equal((answer.body as S["IndexResponse"]).results.length, 2);
         }
       }
       // An idle queue takes any batch, so the first batch to arrive always gets through.
       assert.ok(answers.some((answer) => answer.status === 200));
-      const ready = await fetch(`${url}/ready`);
-      assert.equal(ready.status, 200);
+      assert.equal((await busy.http.get("/ready")).status, 200);
     } finally {
       await busy.app.close();
     }
@@ -131,7 +133,7 @@ interface Child {
 function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Child {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(PROJECT_ROOT, "src", "cli", "main.ts"), "serve", ...args],
+    [path.join(PROJECT_ROOT, "bin", "longclip.js"), "serve", ...args],
     { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
@@ -146,14 +148,20 @@ function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Child {
   return { process: child, stdout: () => out, stderr: () => err, exited };
 }
 
+/** The JSON log lines of a child's stdout. */
+function logLines(child: Child): { msg?: string; address?: string }[] {
+  return child
+    .stdout()
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as { msg?: string; address?: string });
+}
+
 /** Waits for the JSON log line announcing the address; fails if the process exits first. */
 async function listeningAddress(child: Child): Promise<string> {
   for (;;) {
-    for (const line of child.stdout().split("\n")) {
-      if (!line.startsWith("{")) continue;
-      const entry = JSON.parse(line) as { msg?: string; address?: string };
-      if (entry.msg === "longclip serving" && entry.address) return entry.address;
-    }
+    const serving = logLines(child).find((entry) => entry.msg === "longclip serving");
+    if (serving?.address) return serving.address;
     const code = await Promise.race([
       child.exited,
       new Promise<"waiting">((resolve) => setTimeout(() => resolve("waiting"), 100)),
@@ -162,6 +170,38 @@ async function listeningAddress(child: Child): Promise<string> {
       throw new Error(`serve exited with ${code}: ${child.stderr()}${child.stdout()}`);
     }
   }
+}
+
+/**
+ * A POST /index whose body is sent in two halves: the first now, the rest on `finish()`, so
+ * the request is in flight (headers read, body still arriving) for as long as the test likes.
+ */
+function slowUpload(url: string, parts: Parameters<typeof multipart>[0], headers = {}) {
+  const form = multipart(parts);
+  const half = form.payload.length >> 1;
+  let answer: (value: { status: number; body: string }) => void = () => {};
+  let fail: (error: Error) => void = () => {};
+  const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    answer = resolve;
+    fail = reject;
+  });
+  const request = http.request(`${url}/index`, {
+    method: "POST",
+    headers: { ...form.headers, ...headers, "content-length": form.payload.length },
+  });
+  request.on("error", fail);
+  request.on("response", (res) => {
+    let body = "";
+    res.setEncoding("utf8").on("data", (chunk: string) => {
+      body += chunk;
+    });
+    res.on("end", () => answer({ status: res.statusCode ?? 0, body }));
+  });
+  request.write(form.payload.subarray(0, half));
+  return {
+    response,
+    finish: () => request.end(form.payload.subarray(half)),
+  };
 }
 
 describe("longclip serve", () => {
@@ -190,36 +230,137 @@ describe("longclip serve", () => {
     );
   });
 
-  test("serves from flags and env, shuts down on SIGTERM, keeps the data across restarts", {
+  test("PORT and HOST count when LONGCLIP_PORT and LONGCLIP_HOST are unset", () => {
+    const platform = loadSettings({}, { PORT: "3000", HOST: "0.0.0.0" });
+    assert.equal(platform.port, 3000);
+    assert.equal(platform.host, "0.0.0.0");
+    const both = loadSettings({}, { PORT: "3000", LONGCLIP_PORT: "7000", HOST: "0.0.0.0" });
+    assert.equal(both.port, 7000, "LONGCLIP_PORT wins over PORT");
+    assert.equal(loadSettings({}, { PORT: "", LONGCLIP_PORT: "" }).port, DEFAULT_SETTINGS.port);
+    assert.equal(loadSettings({}, { LONGCLIP_HOST: "::1", HOST: "0.0.0.0" }).host, "::1");
+    assert.equal(settingsFromFlags({ port: "9000" }, { PORT: "3000" }).port, 9000);
+    assert.throws(() => loadSettings({}, { PORT: "http" }), /^Error: PORT must be/);
+  });
+
+  test("serves on PORT, shuts down on SIGTERM, keeps the data across restarts", {
     skip: SKIP_WITHOUT_SHARED,
   }, async () => {
     const data = tempDir("longclip-serve-data-");
-    const args = ["--model", tinyModelDir(), "--data", data, "--port", "0", "--threads", "1"];
-    const env = { LONGCLIP_API_KEY: "env-key" };
+    const args = ["--model", tinyModelDir(), "--data", data, "--threads", "1"];
+    const env = {
+      LONGCLIP_API_KEY: "env-key",
+      PORT: "0",
+      HOST: "127.0.0.1",
+      LONGCLIP_PORT: "",
+      LONGCLIP_HOST: "",
+    };
     const first = startServe(args, env);
     try {
       const url = await listeningAddress(first);
       assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
-      const upload = () =>
-        fetch(`${url}/index`, {
-          method: "POST",
-          headers: { "x-api-key": "env-key" },
-          body: form([{ name: "hopper.jpg", bytes: image("hopper.jpg"), type: "image/jpeg" }]),
-        });
-      const res = await upload();
-      assert.equal(res.status, 200);
-      const [result] = ((await res.json()) as S["IndexResponse"]).results;
+      const res = await supertest(url)
+        .post("/index")
+        .set("x-api-key", "env-key")
+        .attach("images", image("hopper.jpg"), { filename: "hopper.jpg" });
+      assert.equal(res.status, 200, res.text);
+      const [result] = (res.body as S["IndexResponse"]).results;
       assert.equal(result?.status, "indexed");
       first.process.kill("SIGTERM");
       assert.equal(await first.exited, 0);
 
       const second = startServe(args, env);
       try {
-        const again = await listeningAddress(second);
-        const stats = (await (await fetch(`${again}/stats`)).json()) as S["Stats"];
-        assert.equal(stats.items, 1);
-        const item = await fetch(`${again}/items/${result?.id}`);
-        assert.equal(item.status, 200);
+        const again = supertest(await listeningAddress(second));
+        assert.equal(((await again.get("/stats")).body as S["Stats"]).items, 1);
+        assert.equal((await again.get(`/items/${result?.id}`)).status, 200);
+      } finally {
+        second.process.kill("SIGTERM");
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      if (first.process.exitCode === null) first.process.kill("SIGKILL");
+    }
+  });
+
+  test("SIGTERM loses nothing acknowledged: in-flight uploads finish, the index is saved", {
+    skip: SKIP_WITHOUT_SHARED,
+  }, async () => {
+    const data = tempDir("longclip-sigterm-data-");
+    const args = ["--model", tinyModelDir(), "--data", data, "--threads", "1", "--port", "0"];
+    const pngs = await distinctPngs(5);
+    const parts = (from: number, to: number) =>
+      pngs.slice(from, to).map((png, i) => ({
+        name: "images",
+        value: png,
+        filename: `${from + i}.png`,
+        contentType: "image/png",
+      }));
+    const first = startServe(args);
+    try {
+      const url = await listeningAddress(first);
+      const api = supertest(url);
+      const dims = ((await api.get("/stats")).body as S["Stats"]).dims;
+
+      // Acknowledged before the signal.
+      const batch = multipart(parts(0, 3));
+      const done = await api.post("/index").set(batch.headers).send(batch.payload);
+      assert.equal(done.status, 200, done.text);
+      const acknowledged = (done.body as S["IndexResponse"]).results.map((r) => r.id);
+
+      // In flight at the signal: its headers are read, half its body is sent.
+      const inFlight = slowUpload(url, parts(3, 5));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const signalled = performance.now();
+      first.process.kill("SIGTERM");
+
+      // The listener closes at once: a new connection is refused while the upload finishes.
+      let refused = false;
+      for (let tries = 0; tries < 50 && !refused; tries++) {
+        refused = await fetch(`${url}/health`).then(
+          () => false,
+          () => true,
+        );
+        if (!refused) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(refused, "the server still accepts connections after SIGTERM");
+      assert.equal(first.process.exitCode, null, "it exited with a request in flight");
+
+      inFlight.finish();
+      const late = await inFlight.response;
+      assert.equal(late.status, 200, late.body);
+      const lateResults = (JSON.parse(late.body) as S["IndexResponse"]).results;
+      assert.deepEqual(
+        lateResults.map((r) => r.status),
+        ["indexed", "indexed"],
+      );
+      acknowledged.push(...lateResults.map((r) => r.id));
+
+      assert.equal(await first.exited, 0, first.stderr());
+      assert.ok(performance.now() - signalled < SHUTDOWN_TIMEOUT_MS);
+      assert.ok(logLines(first).some((entry) => entry.msg === "shut down"));
+
+      // The index on disk holds every acknowledged item: nothing was left to a rebuild.
+      const indexDir = path.join(data, "index");
+      const files = readdirSync(indexDir).filter((name) => name.startsWith("hnsw-"));
+      assert.equal(files.length, 1, `index files: ${files}`);
+      const saved = HnswIndex.load(path.join(indexDir, files[0] as string), {
+        dims,
+        m: DEFAULT_SETTINGS.hnswM,
+        efConstruction: DEFAULT_SETTINGS.hnswEfConstruction,
+        efSearch: DEFAULT_SETTINGS.hnswEfSearch,
+      });
+      assert.equal(saved.size, acknowledged.length);
+
+      const second = startServe(args);
+      try {
+        const again = supertest(await listeningAddress(second));
+        assert.equal(((await again.get("/stats")).body as S["Stats"]).items, acknowledged.length);
+        for (const [i, png] of pngs.entries()) {
+          const found = await again
+            .post("/search/image?k=1")
+            .attach("image", png, { filename: "q.png", contentType: "image/png" });
+          assert.equal((found.body as S["ImageSearchResponse"]).hits[0]?.id, acknowledged[i]);
+        }
       } finally {
         second.process.kill("SIGTERM");
         assert.equal(await second.exited, 0);

@@ -1,0 +1,207 @@
+/**
+ * What the converter refuses, and how: every case is an error with a code and a message that
+ * says what to do. The pickle naming os.system must be refused before anything runs.
+ */
+import assert from "node:assert/strict";
+import {
+  copyFileSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { finished } from "node:stream/promises";
+import { after, before, describe, test } from "node:test";
+import yazl from "yazl";
+import { convertCheckpoint } from "../src/convert/export.ts";
+import { openOfficialCheckpoint } from "../src/convert/official.ts";
+import { checkTowers } from "../src/convert/self-check.ts";
+import { runWithoutPython } from "./convert-helpers.ts";
+import { CLIP_VOCAB, REFERENCE_DIR, SKIP_WITHOUT_SHARED, TINY_DIR } from "./helpers/reference.ts";
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), "convert-errors-"));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function writeZip(file: string, entries: Record<string, Buffer>): Promise<string> {
+  const zip = new yazl.ZipFile();
+  for (const [name, data] of Object.entries(entries))
+    zip.addBuffer(data, name, { compress: false });
+  zip.end();
+  await finished(zip.outputStream.pipe(createWriteStream(file)));
+  return file;
+}
+
+/** Protocol-0 pickle of `os.system(command)`: GLOBAL, MARK, STRING, TUPLE, REDUCE, STOP. */
+function osSystemPickle(command: string): Buffer {
+  return Buffer.from(`cos\nsystem\n(S'${command}'\ntR.`, "latin1");
+}
+
+async function rejects(promise: Promise<unknown>, code: string, message: RegExp): Promise<void> {
+  await assert.rejects(promise, (error: { code?: string; message?: string }) => {
+    assert.equal(error.code, code, error.message);
+    assert.match(error.message ?? "", message);
+    return true;
+  });
+}
+
+test("a pickle naming os.system is refused and nothing runs", async () => {
+  const marker = path.join(dir, "pwned");
+  const file = await writeZip(path.join(dir, "evil.pt"), {
+    "evil/data.pkl": osSystemPickle(`touch ${marker}`),
+    "evil/version": Buffer.from("3\n"),
+  });
+  await rejects(
+    openOfficialCheckpoint(file),
+    "checkpoint_unsafe",
+    /names the global os\.system, which a state dict never needs/,
+  );
+  const run = await runWithoutPython([
+    "export",
+    "--checkpoint",
+    file,
+    "--vocab",
+    "unused.txt",
+    "--out",
+    path.join(dir, "evil-out"),
+  ]);
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /error \[checkpoint_unsafe\]/);
+  assert.equal(existsSync(marker), false, "os.system ran");
+  assert.equal(existsSync(path.join(dir, "evil-out", "config.json")), false);
+});
+
+test("a TorchScript archive without Python: says how to convert it", async () => {
+  const file = await writeZip(path.join(dir, "ViT-B-16.pt"), {
+    "ViT-B-16/data.pkl": Buffer.from("}."),
+    "ViT-B-16/constants.pkl": Buffer.from(")."),
+    "ViT-B-16/code/__torch__/model.py": Buffer.from("# traced\n"),
+  });
+  const run = await runWithoutPython([
+    "export",
+    "--checkpoint",
+    file,
+    "--vocab",
+    CLIP_VOCAB,
+    "--out",
+    path.join(dir, "ts-out"),
+  ]);
+  assert.equal(run.code, 1);
+  assert.match(
+    run.stderr,
+    /error \[checkpoint_torchscript\]: .*TorchScript archive.*longclip export --python/,
+  );
+});
+
+test("a file that is not a zip is unreadable", async () => {
+  const file = path.join(dir, "notes.pt");
+  writeFileSync(file, "not a checkpoint");
+  await rejects(openOfficialCheckpoint(file), "checkpoint_unreadable", /download it again/);
+});
+
+describe("damaged and mismatched copies of the reference checkpoints", {
+  skip: SKIP_WITHOUT_SHARED,
+}, () => {
+  /** A copy of longclip-tiny-hf in the test directory, for editing. */
+  function hfCopy(name: string): string {
+    const copy = path.join(dir, name);
+    mkdirSync(copy);
+    const source = path.join(REFERENCE_DIR, "longclip-tiny-hf");
+    for (const file of readdirSync(source))
+      copyFileSync(path.join(source, file), path.join(copy, file));
+    return copy;
+  }
+
+  test("a truncated .pt is unreadable", async () => {
+    const bytes = readFileSync(path.join(TINY_DIR, "longclip-tiny.pt"));
+    const file = path.join(dir, "truncated.pt");
+    writeFileSync(file, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    await rejects(openOfficialCheckpoint(file), "checkpoint_unreadable", /truncated or corrupted/);
+  });
+
+  test("a truncated model.safetensors is unreadable", async () => {
+    const copy = hfCopy("hf-truncated");
+    const file = path.join(copy, "model.safetensors");
+    const bytes = readFileSync(file);
+    writeFileSync(file, bytes.subarray(0, bytes.length - 1000));
+    await rejects(
+      convertCheckpoint({ checkpoint: copy, out: path.join(dir, "o1") }),
+      "checkpoint_unreadable",
+      /does not fit its shape or the file/,
+    );
+  });
+
+  test("an unknown tensor is refused and named", async () => {
+    const copy = hfCopy("hf-unknown");
+    const file = path.join(copy, "model.safetensors");
+    const bytes = readFileSync(file);
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8"));
+    const data = bytes.subarray(8 + headerLength);
+    header["text_model.adapter.weight"] = {
+      dtype: "F32",
+      shape: [1],
+      data_offsets: [data.length, data.length + 4],
+    };
+    const json = Buffer.from(JSON.stringify(header));
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(json.length));
+    writeFileSync(file, Buffer.concat([length, json, data, Buffer.alloc(4)]));
+    await rejects(
+      convertCheckpoint({ checkpoint: copy, out: path.join(dir, "o2") }),
+      "checkpoint_unsupported",
+      /entries this converter does not know: text_model\.adapter\.weight/,
+    );
+  });
+
+  test("a config.json whose sizes disagree with the tensors is refused", async () => {
+    const copy = hfCopy("hf-shape");
+    const configFile = path.join(copy, "config.json");
+    const config = JSON.parse(readFileSync(configFile, "utf8"));
+    config.projection_dim = 32;
+    writeFileSync(configFile, JSON.stringify(config));
+    await rejects(
+      convertCheckpoint({ checkpoint: copy, out: path.join(dir, "o3") }),
+      "checkpoint_unsupported",
+      /_projection\.weight has shape \[64, 128\], but the model.s other sizes imply \[32, 128\]/,
+    );
+  });
+
+  test("a .pt without --vocab asks for the merges file", async () => {
+    const out = path.join(dir, "o4");
+    await rejects(
+      convertCheckpoint({ checkpoint: path.join(TINY_DIR, "longclip-tiny.pt"), out }),
+      "tokenizer_invalid",
+      /pass --vocab bpe_simple_vocab_16e6\.txt\.gz/,
+    );
+  });
+
+  test("the self-check fails when the towers are not those of the weights", async () => {
+    const out = path.join(dir, "o5");
+    await convertCheckpoint({
+      checkpoint: path.join(TINY_DIR, "longclip-tiny.pt"),
+      vocab: CLIP_VOCAB,
+      out,
+      verify: false,
+    });
+    // openai-tiny.pt: the fp32 weights of which longclip-tiny.pt is the fp16 cast
+    const other = await openOfficialCheckpoint(path.join(TINY_DIR, "openai-tiny.pt"));
+    try {
+      await rejects(
+        checkTowers(other, out),
+        "export_check_failed",
+        /differ from the TypeScript forward/,
+      );
+    } finally {
+      other.close();
+    }
+  });
+});

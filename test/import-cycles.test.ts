@@ -1,0 +1,69 @@
+/**
+ * No import cycles among the TypeScript and JavaScript modules of src/, scripts/ and bin/
+ * (relative imports that load a module at run time). src/server/web.ts and
+ * scripts/build-web.ts used to import each other.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { PROJECT_ROOT } from "../src/config.ts";
+
+/**
+ * Relative imports that load a module at run time: static ones other than `import type` /
+ * `export type` (the compiler erases those, so they cannot make an evaluation cycle) and
+ * literal dynamic ones.
+ */
+const IMPORT =
+  /(?:import|export)(?!\s+type\b)[^"'`;]*?from\s*["'](\.[^"']+)["']|import\(\s*["'](\.[^"']+)["']\s*\)/g;
+
+function modules(): string[] {
+  return ["src", "scripts", "bin"].flatMap((dir) =>
+    readdirSync(path.join(PROJECT_ROOT, dir), { recursive: true, encoding: "utf8" })
+      .filter((name) => /\.(ts|js)$/.test(name))
+      .map((name) => path.join(dir, name)),
+  );
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(path.join(PROJECT_ROOT, file), "utf8");
+  return [...text.matchAll(IMPORT)]
+    .map((match) => path.normalize(path.join(path.dirname(file), match[1] ?? match[2] ?? "")))
+    .filter((target) => existsSync(path.join(PROJECT_ROOT, target)));
+}
+
+/** Each cycle as `a -> b -> a`, found by a depth-first search. */
+function importCycles(files: readonly string[], edges: (file: string) => string[]) {
+  const state = new Map<string, "open" | "done">();
+  const cycles: string[] = [];
+  const stack: string[] = [];
+  const visit = (file: string) => {
+    state.set(file, "open");
+    stack.push(file);
+    for (const next of edges(file)) {
+      if (state.get(next) === "open") {
+        cycles.push([...stack.slice(stack.indexOf(next)), next].join(" -> "));
+      } else if (!state.has(next)) {
+        visit(next);
+      }
+    }
+    stack.pop();
+    state.set(file, "done");
+  };
+  for (const file of files) if (!state.has(file)) visit(file);
+  return cycles;
+}
+
+test("the cycle search finds a cycle", () => {
+  const graph: Record<string, string[]> = { a: ["b"], b: ["c"], c: ["a"], d: ["a"] };
+  assert.deepEqual(
+    importCycles(Object.keys(graph), (file) => graph[file] ?? []),
+    ["a -> b -> c -> a"],
+  );
+});
+
+test("src/, scripts/ and bin/ have no import cycles", () => {
+  const files = modules();
+  assert.ok(files.includes(path.join("src", "server", "web.ts")), "the modules were found");
+  assert.deepEqual(importCycles(files, importsOf), []);
+});

@@ -9,12 +9,9 @@ checked by cosine to the fp32 tower instead of to 1e-4; config.json records each
 """
 
 import hashlib
-import importlib.util
 import json
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -26,12 +23,13 @@ from torch import nn
 from . import __version__
 from .checkpoint import load_checkpoint
 from .model import CLIP, model_config
+from .onnx_run import OnnxRunError, model_id, run_onnx
+from .quantize import MIN_COSINE, QuantizeError, check_cosine, quantize_file
 from .tokenizer import count_merges
 
 IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
 IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
 TOLERANCE = 1e-4
-NODE_HELPER = Path(__file__).with_name("onnx_check.mjs")
 
 
 class ExportError(RuntimeError):
@@ -146,66 +144,6 @@ def sample_inputs(model: CLIP, seed: int = 1):
     return pixels, [full, short, single]
 
 
-def _run_python_ort(jobs, threads: int):
-    import onnxruntime as ort
-
-    outputs = []
-    for model_path, input_name, array, output_name in jobs:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
-        outputs.append(session.run([output_name], {input_name: array})[0])
-    return outputs
-
-
-def _run_node_ort(jobs, threads: int):
-    node = shutil.which("node")
-    if node is None:
-        raise ExportError(
-            "cannot verify the ONNX files: neither the Python package onnxruntime nor node is "
-            "available. Install one (pip install onnxruntime, or Node.js with 'npm install' in the "
-            "repository for onnxruntime-node) or pass --no-verify"
-        )
-    with tempfile.TemporaryDirectory(prefix="onnx-check-") as tmp:
-        request = {"threads": threads, "jobs": []}
-        for index, (model_path, input_name, array, output_name) in enumerate(jobs):
-            input_file = Path(tmp, f"in{index}.bin")
-            array.astype(array.dtype.newbyteorder("<")).tofile(input_file)
-            request["jobs"].append(
-                {
-                    "model": str(model_path),
-                    "input": input_name,
-                    "dtype": "int64" if array.dtype == np.int64 else "float32",
-                    "shape": list(array.shape),
-                    "input_file": str(input_file),
-                    "output": output_name,
-                    "output_file": str(Path(tmp, f"out{index}.bin")),
-                }
-            )
-        request_file = Path(tmp, "request.json")
-        request_file.write_text(json.dumps(request))
-        proc = subprocess.run(
-            [node, str(NODE_HELPER), str(request_file)], capture_output=True, text=True
-        )
-        if proc.returncode != 0:
-            raise ExportError(
-                f"ONNX Runtime check through node failed (exit {proc.returncode}): "
-                f"{proc.stderr.strip()[-2000:]}. Fix the installation or pass --no-verify"
-            )
-        shapes = json.loads(proc.stdout)["jobs"]
-        return [
-            np.fromfile(job["output_file"], dtype="<f4").reshape(shape["output_shape"])
-            for job, shape in zip(request["jobs"], shapes)
-        ]
-
-
-def run_onnx(jobs, threads: int = 2):
-    """jobs: (model_path, input_name, numpy array, output_name) → list of float32 outputs."""
-    if importlib.util.find_spec("onnxruntime") is not None:
-        return _run_python_ort(jobs, threads)
-    return _run_node_ort(jobs, threads)
-
-
 def relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
     """max |actual - expected| over max |expected|."""
     scale = float(np.abs(expected).max()) or 1.0
@@ -253,15 +191,6 @@ def export_model(model: CLIP, out: Path, opset: int = 17) -> None:
         _onnx_export(
             _Text(model), ids, text, "input_ids", "text_embeds", {0: "batch", 1: "sequence"}, opset
         )
-
-
-def model_id(name: str, out: Path) -> str:
-    digest = hashlib.sha256()
-    for file in ("vision.onnx", "text.onnx"):
-        with open(out / file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return f"{name}-{digest.hexdigest()[:12]}"
 
 
 def check_vocab(model: CLIP, num_merges: int) -> int:
@@ -322,8 +251,6 @@ def build_config(
 def quantize_vision(model: CLIP, out: Path, check: bool, threads: int = 2) -> str:
     """Replaces out/vision.onnx with its int8 copy, after checking the copy's embeddings of the
     verification pixels against the fp32 file's; returns what was done, for the log."""
-    from .quantize import MIN_COSINE, QuantizeError, check_cosine, quantize_file
-
     fp32, int8 = out / "vision.onnx", out / "vision.int8.onnx"
     result = quantize_file(fp32, int8)
     message = f"vision tower int8 ({result['matmuls_quantized']} MatMuls)"
@@ -373,7 +300,7 @@ def run(args) -> int:
             model, name, out, args.vocab.name, num_merges, source_sha256, precision
         )
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    except (ExportError, FileNotFoundError, ValueError) as error:
+    except (ExportError, OnnxRunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {out} ({config['model_id']}) in {time.monotonic() - started:.1f}s")

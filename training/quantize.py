@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .export import model_id, run_onnx
+from .onnx_run import OnnxRunError, model_id, run_onnx
 
 # An int8 tower must give embeddings within this cosine of the fp32 tower's on the check inputs.
 MIN_COSINE = 0.99
@@ -226,7 +226,7 @@ def run(args) -> int:
                 "(python3 -m training export)"
             )
         result = quantize_dir(args.model_dir, args.out, towers, args.threads)
-    except (QuantizeError, FileNotFoundError, ValueError) as error:
+    except (QuantizeError, OnnxRunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.json:

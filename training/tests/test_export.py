@@ -11,7 +11,8 @@ import torch
 from training import __version__
 from training.__main__ import main
 from training.checkpoint import load_checkpoint
-from training.export import ExportError, _run_node_ort, relative_difference, run_onnx, verify
+from training.export import ExportError, relative_difference, verify
+from training.onnx_run import OnnxRunError, _run_node_ort, run_onnx
 
 from .conftest import CLIP_VOCAB, TINY_DIR, needs_onnx_runtime, needs_shared
 
@@ -123,5 +124,5 @@ def test_random_init_export(tmp_path):
 def test_missing_runtime_says_how_to_proceed(tiny_export, monkeypatch):
     monkeypatch.setenv("PATH", "")
     ids = np.array([[49406, 49407]], dtype=np.int64)
-    with pytest.raises(ExportError, match="pass --no-verify"):
+    with pytest.raises(OnnxRunError, match="pass --no-verify"):
         _run_node_ort([(str(tiny_export / "text.onnx"), "input_ids", ids, "text_embeds")], 1)

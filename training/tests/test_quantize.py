@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from training import quantize
 from training.__main__ import main
-from training.export import model_id, run_onnx
+from training.onnx_run import model_id, run_onnx
 from training.quantize import MIN_COSINE, cosines, quantize_model, quantize_weight
 
 from .conftest import CLIP_VOCAB, TINY_DIR, needs_onnx_runtime, needs_shared

@@ -6,19 +6,24 @@ Two formats:
   (``share-captioner_coco_lcs_sam_1246k_1107.json``): a list of
   ``{"id"?, "image": RELATIVE_PATH, "conversations": [{"from": "human", ...},
   {"from": "gpt", "value": LONG}]}``; image paths are relative to ``--image-root``.
-- ``jsonl``: one ``{"image", "long", "short"?}`` object per line.
+- ``jsonl``: one ``{"image", "long", "short"?, "group"?}`` object per line.
 
 The short caption, when not given, is the first sentence of the long one (ShareGPT4V's
-captions open with a one-sentence summary). Rows with a malformed record, a missing image or
-an empty caption are dropped when the dataset is built; an image that exists but cannot be
-decoded is dropped when it is loaded. Both are counted and never stop training.
+captions open with a one-sentence summary). The optional ``group`` key (any JSON value; a
+ShareGPT4V record may carry one too) names a set of hard negatives, images that are easily
+confused with each other (``synth`` writes its groups of scenes that share the first
+sentence); ``epoch_indices(..., groups=...)`` keeps a group inside one batch.
+
+Rows with a malformed record, a missing image or an empty caption are dropped when the dataset
+is built; an image that exists but cannot be decoded is dropped when it is loaded. Both are
+counted and never stop training.
 """
 
 import json
 import logging
 import os
 import re
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
@@ -82,6 +87,8 @@ class Record:
     image: Path
     long: str
     short: str
+    # hard-negative group key (None: the row is a group of its own)
+    group: Optional[str] = None
 
 
 class SkipCounter(Counter):
@@ -100,7 +107,14 @@ def _clean_caption(value: object) -> str:
     return " ".join(value.replace("\n", " ").split())
 
 
-def _sharegpt4v_rows(path: Path) -> Iterable[Optional[Tuple[object, object, object]]]:
+Row = Tuple[object, object, object, object]  # image, long, short, group
+
+
+def _group_key(value: object) -> Optional[str]:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _sharegpt4v_rows(path: Path) -> Iterable[Optional[Row]]:
     with path.open(encoding="utf-8") as handle:
         try:
             rows = json.load(handle)
@@ -123,10 +137,10 @@ def _sharegpt4v_rows(path: Path) -> Iterable[Optional[Tuple[object, object, obje
             for turn in row["conversations"]
             if isinstance(turn, dict) and turn.get("from") == "gpt"
         ]
-        yield row.get("image"), answers[-1] if answers else None, None
+        yield row.get("image"), answers[-1] if answers else None, None, row.get("group")
 
 
-def _jsonl_rows(path: Path) -> Iterable[Optional[Tuple[object, object, object]]]:
+def _jsonl_rows(path: Path) -> Iterable[Optional[Row]]:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if not line.strip():
@@ -139,7 +153,7 @@ def _jsonl_rows(path: Path) -> Iterable[Optional[Tuple[object, object, object]]]
             if not isinstance(row, dict):
                 yield None
                 continue
-            yield row.get("image"), row.get("long"), row.get("short")
+            yield row.get("image"), row.get("long"), row.get("short"), row.get("group")
 
 
 def load_records(
@@ -164,7 +178,7 @@ def load_records(
         if row is None or not isinstance(row[0], str) or not row[0]:
             skipped[MALFORMED] += 1
             continue
-        image, long_value, short_value = row
+        image, long_value, short_value, group = row
         long = _clean_caption(long_value)
         if not long:
             skipped[EMPTY_CAPTION] += 1
@@ -174,7 +188,7 @@ def load_records(
             skipped[MISSING_IMAGE] += 1
             continue
         short = _clean_caption(short_value) or first_sentence(long)
-        records.append(Record(path, long, short))
+        records.append(Record(path, long, short, _group_key(group)))
     return records, skipped
 
 
@@ -251,11 +265,20 @@ class Batch:
     dropped: int
 
 
+def trim_padding(ids: torch.Tensor) -> torch.Tensor:
+    """``ids`` [N, L] without the columns that are padding (0) in every row; at least one
+    column is kept. The text tower's causal mask makes the result identical (model.encode_text),
+    and a batch of 60-token captions no longer pays for 248 positions."""
+    used = (ids != 0).any(dim=0).nonzero()
+    return ids[:, : int(used.max()) + 1 if len(used) else 1]
+
+
 class Collate:
     """Stack a batch, dropping rows whose image could not be decoded (counted in ``dropped``).
 
     ``tokenize(texts, context_length) -> LongTensor[N, L]`` runs here, in the loader's worker
-    processes, so that tokenising long captions overlaps with training.
+    processes, so that tokenising long captions overlaps with training. The token batches are
+    cut after their last non-padding column (``trim_padding``).
     """
 
     def __init__(
@@ -270,36 +293,104 @@ class Collate:
 
     def __call__(self, items) -> Batch:
         kept = [item for item in items if item is not None]
-        if kept:
-            pixels = torch.stack([item[0] for item in kept])
-            long_ids = self.tokenize([item[1] for item in kept], self.context_length)
-            short_ids = self.tokenize([item[2] for item in kept], self.context_length)
-        else:
-            pixels = torch.empty(0, 3, self.resolution, self.resolution)
-            long_ids = torch.zeros(0, self.context_length, dtype=torch.long)
-            short_ids = torch.zeros(0, self.context_length, dtype=torch.long)
-        return Batch(pixels, long_ids, short_ids, len(items) - len(kept))
+        if not kept:
+            no_ids = torch.zeros(0, 1, dtype=torch.long)
+            return Batch(
+                torch.empty(0, 3, self.resolution, self.resolution),
+                no_ids,
+                no_ids,
+                len(items),
+            )
+        long_ids = self.tokenize([item[1] for item in kept], self.context_length)
+        short_ids = self.tokenize([item[2] for item in kept], self.context_length)
+        return Batch(
+            torch.stack([item[0] for item in kept]),
+            trim_padding(long_ids),
+            trim_padding(short_ids),
+            len(items) - len(kept),
+        )
+
+
+def pack_groups(runs: List[List[int]], batch_size: int) -> List[int]:
+    """Lays ``runs`` (lists of row indices, in the order given) out one after another so that
+    a run crosses a batch boundary only when no remaining run fits the room left in the batch.
+
+    When the next run does not fit, the first remaining run of the largest size that does is
+    taken instead; runs longer than a batch are cut into batch-sized pieces first.
+    """
+    pieces = [run[i : i + batch_size] for run in runs for i in range(0, len(run), batch_size)]
+    by_size: dict = {}
+    for index, piece in enumerate(pieces):
+        by_size.setdefault(len(piece), deque()).append(index)
+    used = [False] * len(pieces)
+    order: List[int] = []
+
+    def first_unused(size: int) -> Optional[int]:
+        queue = by_size.get(size)
+        while queue and used[queue[0]]:
+            queue.popleft()
+        return queue[0] if queue else None
+
+    for index in range(len(pieces)):
+        while not used[index]:
+            room = batch_size - len(order) % batch_size
+            chosen = index if len(pieces[index]) <= room else None
+            for size in range(room, 0, -1):
+                if chosen is not None:
+                    break
+                chosen = first_unused(size)
+            chosen = index if chosen is None else chosen  # nothing fits: cross the boundary
+            used[chosen] = True
+            order += pieces[chosen]
+    return order
 
 
 def epoch_indices(
-    size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True
+    size: int,
+    epoch: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    shuffle: bool = True,
+    groups: Optional[Sequence[Optional[str]]] = None,
+    batch_size: int = 1,
 ) -> List[int]:
     """This process's share of one epoch's sample order, deterministic in (seed, epoch).
 
     The permutation is padded by wrapping around so every process gets the same number of
     rows (as torch's DistributedSampler does), then dealt out round-robin.
+
+    With ``groups`` (a key per row; None is a group of one) the order is *group-aware*: the
+    groups are shuffled, members too, laid out by ``pack_groups`` and dealt out in runs of
+    ``batch_size`` rows (padded to whole runs), so each batch holds whole groups of hard
+    negatives (a group is split only where no other fits the batch's remaining room).
     """
-    if shuffle:
-        generator = torch.Generator()
-        generator.manual_seed(seed + epoch)
-        order = torch.randperm(size, generator=generator).tolist()
+    generator = torch.Generator()
+    generator.manual_seed(seed + epoch)
+    if groups is None:
+        order = torch.randperm(size, generator=generator).tolist() if shuffle else list(range(size))
+        chunk = 1
     else:
-        order = list(range(size))
-    per_rank = -(-size // world_size)
+        if len(groups) != size:
+            raise ValueError(f"{len(groups)} group keys for {size} rows")
+        members: dict = {}
+        for index, key in enumerate(groups):
+            members.setdefault(index if key is None else key, []).append(index)
+        runs = list(members.values())
+        if shuffle:
+            runs = [runs[i] for i in torch.randperm(len(runs), generator=generator).tolist()]
+            runs = [[g[i] for i in torch.randperm(len(g), generator=generator)] for g in runs]
+        order = pack_groups(runs, batch_size)
+        chunk = batch_size
+    per_rank = -(-size // (world_size * chunk)) * chunk
     total = per_rank * world_size
     while len(order) < total:
         order += order[: total - len(order)]
-    return order[rank:total:world_size]
+    return [
+        index
+        for start in range(rank * chunk, total, world_size * chunk)
+        for index in order[start : start + chunk]
+    ]
 
 
 def default_workers() -> int:

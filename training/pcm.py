@@ -92,15 +92,16 @@ def pcm_loss(
     *,
     pcm: bool = True,
     components: int = 32,
+    weight: float = 1.0,
     label_smoothing: float = 0.1,
     gather: Gather = local_gather,
 ) -> PcmLoss:
     """The Long-CLIP loss from raw (unnormalised) tower outputs.
 
-    contrastive(image, long) + contrastive(PCA_k(image), short), with every feature
+    contrastive(image, long) + weight * contrastive(PCA_k(image), short), with every feature
     L2-normalised first and the PCA taken over this process's batch (as the official code
-    does); the reconstructed features are not renormalised. With ``pcm=False`` only the
-    long-caption term is used (the "direct fine-tuning" ablation).
+    does, whose weight is 1); the reconstructed features are not renormalised. With
+    ``pcm=False`` only the long-caption term is used (the "direct fine-tuning" ablation).
     """
     image = _normalise(image_features)
     long = _normalise(long_features)
@@ -112,7 +113,7 @@ def pcm_loss(
     short = _normalise(short_features)
     reduced = pca_reconstruct(image, components)
     short_term = contrastive_loss(reduced, short, logit_scale, label_smoothing, gather)
-    return PcmLoss(long_term + short_term, long_term, short_term)
+    return PcmLoss(long_term + weight * short_term, long_term, short_term)
 
 
 def _normalise(features: torch.Tensor) -> torch.Tensor:

@@ -111,6 +111,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pcm-components", type=int, default=32, help="PCA components kept")
     parser.add_argument(
+        "--pcm-weight",
+        type=float,
+        default=1.0,
+        help="weight of the short-caption term against the long-caption term (default 1, the "
+        "official)",
+    )
+    parser.add_argument(
+        "--batching",
+        choices=["random", "groups"],
+        default="random",
+        help="random batches, or groups: hard-negative batching, each data row's 'group' key "
+        "kept together in one batch (rows without one are groups of their own)",
+    )
+    parser.add_argument(
         "--caption",
         choices=["long", "short"],
         default="long",
@@ -375,7 +389,24 @@ def _train(args) -> int:
         raise SystemExit(f"error: {args.data} has fewer than 2 usable rows; nothing to train on")
     dataset = CaptionDataset(records, config.image_resolution, CLIP_MEAN, CLIP_STD)
     collate = Collate(tokenizer.tokenize, context_length, config.image_resolution)
-    per_rank = len(epoch_indices(len(records), 0, args.seed, info.rank, info.world_size))
+    groups = [r.group for r in records] if args.batching == "groups" else None
+    if groups is not None and all(group is None for group in groups):
+        raise SystemExit(
+            f"error: --batching groups needs a 'group' key on the rows of {args.data}; none has one"
+        )
+
+    def order(epoch: int) -> list:
+        return epoch_indices(
+            len(records),
+            epoch,
+            args.seed,
+            info.rank,
+            info.world_size,
+            groups=groups,
+            batch_size=args.batch_size,
+        )
+
+    per_rank = len(order(0))
     drop_last = per_rank >= args.batch_size
     steps_per_epoch = per_rank // args.batch_size if drop_last else 1
     total_steps = args.steps or args.epochs * steps_per_epoch
@@ -410,17 +441,20 @@ def _train(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     log_file = (args.out / "train-log.jsonl").open("a") if info.is_main else None
     LOG.info(
-        "training %s (%s, %d positions) on %s x%d: %d steps, batch %d per process, lr %.1e, "
-        "PCM %s",
+        "training %s (%s, %d positions) on %s x%d: %d steps, %s batches of %d per process, "
+        "lr %.1e, PCM %s",
         args.checkpoint or args.init_config or args.resume,
         config.model_type,
         config.context_length,
         device,
         info.world_size,
         total_steps,
+        args.batching,
         args.batch_size,
         args.lr,
-        f"on ({args.pcm_components} components)" if args.pcm else "off",
+        (f"on ({args.pcm_components} components, weight {args.pcm_weight:g})")
+        if args.pcm
+        else "off",
     )
     progress = Progress(total_steps, step, args.log_every, info.is_main)
 
@@ -433,7 +467,7 @@ def _train(args) -> int:
 
     epoch, skip = divmod(step, steps_per_epoch)
     while step < total_steps:
-        indices = epoch_indices(len(records), epoch, args.seed, info.rank, info.world_size)
+        indices = order(epoch)
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=args.batch_size,
@@ -508,6 +542,7 @@ def _train_step(towers, model, batch, optimizer, scaler, device, use_amp, args) 
             logit_scale,
             pcm=args.pcm,
             components=args.pcm_components,
+            weight=args.pcm_weight,
             label_smoothing=args.label_smoothing,
             gather=distributed.gather_with_grad,
         )

@@ -17,6 +17,8 @@ from training.data import (
     first_sentence,
     load_image,
     load_records,
+    pack_groups,
+    trim_padding,
 )
 from training.tests.conftest import TINY_DIR, needs_shared
 
@@ -176,3 +178,68 @@ def test_epoch_order_is_seeded_and_split_across_processes():
     shares = [epoch_indices(10, epoch=0, seed=3, rank=r, world_size=3) for r in range(3)]
     assert all(len(share) == 4 for share in shares)
     assert set(sum(shares, [])) == set(range(10))
+
+
+def test_group_aware_order_keeps_groups_in_one_batch_on_every_process():
+    # 5 groups of 4 and 4 rows without a group, shuffled: a single row can always fill the
+    # room a group of 4 does not fit, so no group is ever split
+    groups = [f"g{i // 4}" for i in range(20)] + [None] * 4
+    for world_size in (1, 2):
+        shares = [
+            epoch_indices(24, 3, 0, rank, world_size, groups=groups, batch_size=8)
+            for rank in range(world_size)
+        ]
+        # padded to whole batches on every process, every row present
+        assert len({len(share) for share in shares}) == 1 and len(shares[0]) % 8 == 0
+        assert set(sum(shares, [])) == set(range(24))
+        for share in shares:
+            for start in range(0, len(share), 8):
+                batch = share[start : start + 8]
+                keys = [groups[i] for i in batch if groups[i] is not None]
+                # a group of 4 in a batch of 8 is never split: it appears 4 times (or not)
+                assert all(keys.count(key) == 4 for key in keys), batch
+    one = epoch_indices(24, 3, 0, groups=groups, batch_size=8)
+    assert one == epoch_indices(24, 3, 0, groups=groups, batch_size=8)
+    assert one != epoch_indices(24, 4, 0, groups=groups, batch_size=8)
+    with pytest.raises(ValueError, match="group keys"):
+        epoch_indices(25, 0, 0, groups=groups)
+
+
+def test_packing_fills_a_batch_with_a_smaller_group_before_splitting_one():
+    runs = [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9, 10, 11, 12, 13]]
+    # batch 4: [0 1 2] leaves 1, [3 4 5] does not fit and nothing of size 1 is left, so it is
+    # split; after it room 2 takes [6 7]; the group of 6 is cut to 4 + 2 first
+    assert pack_groups(runs, 4) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    # batch 5: [0 1 2] leaves 2, so [6 7] comes before [3 4 5]; that leaves 2, which the
+    # group of 6's second piece [13] fills before its first piece [8..12] must be split
+    assert pack_groups(runs, 5) == [0, 1, 2, 6, 7, 3, 4, 5, 13, 8, 9, 10, 11, 12]
+
+
+def test_group_keys_are_read_from_jsonl_rows(tmp_path):
+    _image(tmp_path / "a.png")
+    lines = [
+        {"image": "a.png", "long": "One.", "group": 3},
+        {"image": "a.png", "long": "Two.", "group": "3"},
+        {"image": "a.png", "long": "Three."},
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(line) for line in lines))
+    records, _ = load_records(data, "jsonl")
+    # 3 and "3" are different JSON values, so different groups
+    assert [r.group for r in records] == ["3", '"3"', None]
+
+
+def test_collate_trims_the_all_padding_tail():
+    ids = torch.tensor([[5, 6, 9, 0, 0, 0], [5, 9, 0, 0, 0, 0]])
+    assert trim_padding(ids).tolist() == [[5, 6, 9], [5, 9, 0]]
+    assert trim_padding(torch.zeros(2, 4, dtype=torch.long)).shape == (2, 1)
+
+    def tokenize(texts, n):
+        out = torch.zeros(len(texts), n, dtype=torch.long)
+        for row, text in enumerate(texts):
+            out[row, : len(text)] = torch.tensor([ord(c) for c in text])
+        return out
+
+    item = (torch.zeros(3, 4, 4),)
+    batch = Collate(tokenize, 16, 4)([item + ("abcde", "ab"), item + ("abc", "ab")])
+    assert batch.long_ids.shape == (2, 5) and batch.short_ids.shape == (2, 2)

@@ -74,6 +74,26 @@ def test_contrastive_loss_matches_a_direct_computation():
     assert torch.isclose(got, expected, rtol=1e-5)
 
 
+def test_identical_captions_as_shared_positives_give_the_same_loss():
+    # Rows 0 and 2 have the same caption (identical text embeddings). Spreading each row's
+    # target over both copies, the "shared positives" remedy, leaves the loss unchanged: the
+    # copies' logits are equal in one direction and their rows equal in the other.
+    torch.manual_seed(2)
+    image = F.normalize(torch.randn(4, 8), dim=-1)
+    text = F.normalize(torch.randn(4, 8), dim=-1)
+    text[2] = text[0]
+    logits = 10.0 * image @ text.T
+    shared = torch.tensor(
+        [[0.5, 0.0, 0.5, 0.0], [0.0, 1.0, 0.0, 0.0], [0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    )
+    by_hand = sum(
+        -((0.9 * shared + 0.1 / 4) * rows.log_softmax(-1)).sum(-1).mean() / 2
+        for rows in (logits, logits.T)
+    )
+    one_hot = contrastive_loss(image, text, torch.tensor(math.log(10.0)), label_smoothing=0.1)
+    assert torch.isclose(one_hot, by_hand, rtol=1e-5)
+
+
 def test_logit_scale_is_clamped_at_ln_100():
     image = F.normalize(torch.randn(4, 8), dim=-1)
     text = F.normalize(torch.randn(4, 8), dim=-1)
@@ -90,6 +110,8 @@ def test_pcm_off_is_the_long_term_only():
     assert without.short is None
     assert torch.isclose(without.total, with_pcm.long)
     assert torch.isclose(with_pcm.total, with_pcm.long + with_pcm.short)
+    weighted = pcm_loss(image, long, short, scale, components=2, weight=0.25)
+    assert torch.isclose(weighted.total, with_pcm.long + 0.25 * with_pcm.short)
 
 
 def test_gradients_reach_the_image_tower_through_the_pca_term():

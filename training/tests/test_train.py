@@ -116,6 +116,21 @@ def test_a_few_steps_lower_the_loss_and_keep_the_first_20_positions(dataset, tmp
     assert torch.equal(final.positional_embedding_res, after.positional_embedding_res.float())
 
 
+def test_group_aware_batching_uses_the_rows_group_keys(dataset, tmp_path):
+    common = ["--init-config", str(dataset["config"]), "--steps", "2", "--batch-size", "4"]
+    common += ["--batching", "groups", "--pcm-weight", "0.5"]
+    with pytest.raises(SystemExit, match="needs a 'group' key"):
+        _train(dataset, tmp_path / "ungrouped", *common)
+    rows = [json.loads(line) for line in dataset["data"].read_text().splitlines()]
+    dataset["data"].write_text(
+        "".join(json.dumps({**row, "group": index // 2}) + "\n" for index, row in enumerate(rows))
+    )
+    log = _train(dataset, tmp_path / "grouped", *common)
+    assert [entry["step"] for entry in log] == [1, 2]
+    for entry in log:
+        assert entry["loss"] == pytest.approx(entry["loss_long"] + 0.5 * entry["loss_short"])
+
+
 def test_resume_continues_with_the_same_losses(dataset, tmp_path):
     common = ["--init-config", str(dataset["config"]), "--steps", "4", "--batch-size", "4"]
     common += ["--lr", "1e-3", "--warmup-steps", "1"]

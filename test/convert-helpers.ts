@@ -57,3 +57,23 @@ export function roundToHalf(value: number): number {
   const rounded = rest > 0.5 || (rest === 0.5 && floor % 2 !== 0) ? floor + 1 : floor;
   return rounded * quantum;
 }
+
+/** Worst relative difference of a model directory's text.onnx on the reference texts (≤ its context). */
+export async function worstReferenceText(
+  modelDir: string,
+  texts: readonly { ids_248: number[]; embedding: number[] }[],
+): Promise<number> {
+  const { InferenceSession, Tensor } = await import("onnxruntime-node");
+  const session = await InferenceSession.create(path.join(modelDir, "text.onnx"));
+  let worst = 0;
+  for (const text of texts) {
+    const ids = new Tensor("int64", BigInt64Array.from(text.ids_248, BigInt), [
+      1,
+      text.ids_248.length,
+    ]);
+    const out = (await session.run({ input_ids: ids })).text_embeds?.data as Float32Array;
+    worst = Math.max(worst, relativeDifference(out, text.embedding));
+  }
+  await session.release();
+  return worst;
+}

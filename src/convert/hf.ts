@@ -57,12 +57,38 @@ export function locateHfCheckpoint(input: string): HfLocation {
   return { dir, safetensors };
 }
 
-function number(config: Record<string, unknown>, key: string, where: string, fallback?: number) {
-  const value = config[key] ?? fallback;
+/** transformers' CLIPTextConfig / CLIPVisionConfig / CLIPConfig defaults, for keys a config.json omits. */
+const TEXT_DEFAULTS: Record<string, number> = {
+  vocab_size: 49408,
+  hidden_size: 512,
+  intermediate_size: 2048,
+  num_hidden_layers: 12,
+  num_attention_heads: 8,
+  max_position_embeddings: 77,
+  layer_norm_eps: 1e-5,
+};
+const VISION_DEFAULTS: Record<string, number> = {
+  hidden_size: 768,
+  intermediate_size: 3072,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  image_size: 224,
+  patch_size: 32,
+  layer_norm_eps: 1e-5,
+};
+const MODEL_DEFAULTS: Record<string, number> = { projection_dim: 512 };
+
+function number(
+  config: Record<string, unknown>,
+  key: string,
+  where: string,
+  defaults: Record<string, number>,
+) {
+  const value = config[key] ?? defaults[key];
   if (typeof value !== "number" || !Number.isFinite(value)) {
     throw convertError(
       "checkpoint_unsupported",
-      `${where} has no numeric "${key}"; is this a transformers CLIPModel config.json?`,
+      `${where} has a non-numeric "${key}" (${JSON.stringify(value)}); is this a transformers CLIPModel config.json?`,
     );
   }
   return value;
@@ -76,7 +102,12 @@ function activation(value: unknown, where: string): Activation {
   );
 }
 
-function readSpec(dir: string): ClipSpec {
+/**
+ * The spec from config.json; `positionRows` (the stored text position table's rows) gives the
+ * context length, since some Long-CLIP conversions ship a config.json without
+ * max_position_embeddings (transformers' default would say 77).
+ */
+function readSpec(dir: string, positionRows: number | undefined): ClipSpec {
   const file = path.join(dir, "config.json");
   let config: Record<string, unknown>;
   try {
@@ -105,23 +136,25 @@ function readSpec(dir: string): ClipSpec {
       `${file}: the towers use different activations (${textAct}, ${visionAct}), which is not supported`,
     );
   }
-  const contextLength = number(text, "max_position_embeddings", `${file} text_config`);
+  const t = (key: string) => number(text, key, `${file} text_config`, TEXT_DEFAULTS);
+  const v = (key: string) => number(vision, key, `${file} vision_config`, VISION_DEFAULTS);
+  const contextLength = positionRows ?? t("max_position_embeddings");
   const spec: ClipSpec = {
     modelType: contextLength === LONGCLIP_CONTEXT ? "longclip" : "clip",
-    embedDim: number(config, "projection_dim", file),
-    imageResolution: number(vision, "image_size", `${file} vision_config`),
-    patchSize: number(vision, "patch_size", `${file} vision_config`),
-    visionWidth: number(vision, "hidden_size", `${file} vision_config`),
-    visionLayers: number(vision, "num_hidden_layers", `${file} vision_config`),
-    visionHeads: number(vision, "num_attention_heads", `${file} vision_config`),
-    textWidth: number(text, "hidden_size", `${file} text_config`),
-    textLayers: number(text, "num_hidden_layers", `${file} text_config`),
-    textHeads: number(text, "num_attention_heads", `${file} text_config`),
+    embedDim: number(config, "projection_dim", file, MODEL_DEFAULTS),
+    imageResolution: v("image_size"),
+    patchSize: v("patch_size"),
+    visionWidth: v("hidden_size"),
+    visionLayers: v("num_hidden_layers"),
+    visionHeads: v("num_attention_heads"),
+    textWidth: t("hidden_size"),
+    textLayers: t("num_hidden_layers"),
+    textHeads: t("num_attention_heads"),
     contextLength,
-    vocabSize: number(text, "vocab_size", `${file} text_config`),
+    vocabSize: t("vocab_size"),
     activation: textAct,
-    visionLayerNormEps: number(vision, "layer_norm_eps", `${file} vision_config`, 1e-5),
-    textLayerNormEps: number(text, "layer_norm_eps", `${file} text_config`, 1e-5),
+    visionLayerNormEps: v("layer_norm_eps"),
+    textLayerNormEps: t("layer_norm_eps"),
   };
   checkSpec(spec, file);
   const intermediate = [
@@ -196,9 +229,10 @@ function partShape(expected: readonly number[], mapping: Mapping): number[] {
 /** Opens a transformers CLIPModel directory (or its model.safetensors). */
 export function openHfCheckpoint(input: string): ClipWeights {
   const { dir, safetensors } = locateHfCheckpoint(input);
-  const spec = readSpec(dir);
   const file = openSafetensors(safetensors);
   try {
+    const positions = file.tensors.get("text_model.embeddings.position_embedding.weight");
+    const spec = readSpec(dir, positions?.shape[0]);
     const shapes = canonicalShapes(spec);
     const map = mappings(spec);
     const used = new Set([...map.values()].flatMap((m) => m.parts));

@@ -1,0 +1,110 @@
+/**
+ * `longclip pull NAME|REPO|URL --out DIR`: downloads a model (a registry name such as
+ * longclip-l, a Hugging Face CLIPModel repository id, or a .pt URL with --vocab) with a
+ * progress bar and resume, checks sizes and checksums, and converts it without Python.
+ * LONGCLIP_HUB_URL names a hub mirror; LONGCLIP_CACHE (or --cache) where downloads are kept.
+ */
+import os from "node:os";
+import path from "node:path";
+import cliProgress from "cli-progress";
+import type { Command } from "commander";
+import { DEFAULT_HUB_URL, pullModel } from "../convert/pull.ts";
+import { REGISTRY } from "../convert/registry.ts";
+import { errorMessage } from "./settings.ts";
+
+interface PullFlags {
+  out: string;
+  cache?: string;
+  vocab?: string;
+  name?: string;
+  verify: boolean;
+  threads: string;
+}
+
+function progressBar(stream: NodeJS.WriteStream) {
+  if (!stream.isTTY) return { update: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream,
+      format: "{file} [{bar}] {percentage}% | {done} / {size} MB | ETA {eta_formatted}",
+      etaBuffer: 50,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let current: string | undefined;
+  const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+  return {
+    update(file: string, done: number, total: number | undefined) {
+      if (file !== current) {
+        if (current) bar.stop();
+        current = file;
+        bar.start(total ?? 0, done, { file, done: mb(done), size: total ? mb(total) : "?" });
+      }
+      bar.update(done, { file, done: mb(done), size: total ? mb(total) : "?" });
+    },
+    stop() {
+      if (current) bar.stop();
+      current = undefined;
+    },
+  };
+}
+
+export async function runPull(target: string, flags: PullFlags): Promise<number> {
+  const threads = Number(flags.threads);
+  if (!Number.isInteger(threads) || threads < 1) {
+    process.stderr.write("error [usage]: --threads must be a positive integer\n");
+    return 2;
+  }
+  const bar = progressBar(process.stderr);
+  const started = performance.now();
+  try {
+    const result = await pullModel({
+      target,
+      out: flags.out,
+      cacheDir: path.resolve(
+        flags.cache ?? process.env.LONGCLIP_CACHE ?? path.join(os.homedir(), ".cache", "longclip"),
+      ),
+      hubUrl: process.env.LONGCLIP_HUB_URL || DEFAULT_HUB_URL,
+      ...(flags.vocab ? { vocab: flags.vocab } : {}),
+      ...(flags.name ? { name: flags.name } : {}),
+      verify: flags.verify,
+      threads,
+      log: (line) => {
+        bar.stop();
+        process.stdout.write(`${line}\n`);
+      },
+      progress: (file, done, total) => bar.update(file, done, total),
+    });
+    bar.stop();
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    process.stdout.write(
+      `wrote ${flags.out} (${String(result.config.model_id)}) in ${seconds}s; serve it with: longclip serve --model ${flags.out}\n`,
+    );
+    return 0;
+  } catch (error) {
+    bar.stop();
+    process.stderr.write(errorMessage(error));
+    return 1;
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command("pull")
+    .description(
+      `Download a model and convert it without Python: ${REGISTRY.map((m) => m.name).join(", ")}, a Hugging Face CLIPModel repository id (owner/name), or a .pt URL with --vocab`,
+    )
+    .argument("<model>", "registry name, owner/name repository id, or URL of a .pt checkpoint")
+    .requiredOption("--out <dir>", "model directory to write")
+    .option(
+      "--cache <dir>",
+      "where downloads are kept and resumed (default $LONGCLIP_CACHE or ~/.cache/longclip)",
+    )
+    .option("--vocab <file>", "CLIP BPE merges file, for a .pt URL")
+    .option("--name <name>", "model name (default: the registry or repository name)")
+    .option("--no-verify", "skip the check of the towers against the TypeScript forward")
+    .option("--threads <n>", "ONNX Runtime threads for the check", "2")
+    .action(async (target: string, flags: PullFlags) => {
+      process.exitCode = await runPull(target, flags);
+    });
+}

@@ -1,0 +1,224 @@
+/**
+ * `longclip pull` against a hub served from 127.0.0.1 (LONGCLIP_HUB_URL), with no Python
+ * reachable: a Hugging Face CLIPModel repository and a registry name (served with the tiny
+ * reference files) become models that reproduce the official outputs; an interrupted download
+ * resumes with a Range request; a checksum mismatch and unknown names fail with their codes.
+ * Nothing here touches the internet.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { gunzipSync } from "node:zlib";
+import { DEFAULT_SETTINGS } from "../src/config.ts";
+import { Encoder } from "../src/encode/encoder.ts";
+import { relativeDifference, runWithoutPython, worstReferenceText } from "./convert-helpers.ts";
+import {
+  CLIP_VOCAB,
+  loadReference,
+  loadReferencePixels,
+  REFERENCE_DIR,
+  SKIP_WITHOUT_SHARED,
+  TINY_DIR,
+} from "./helpers/reference.ts";
+
+interface Served {
+  data: Buffer;
+  /** The sha256 the hub announces in X-Linked-Etag (LFS files). */
+  linkedSha?: string;
+  /** The first GET sends the headers, this many bytes, then drops the connection. */
+  breakAfter?: number;
+}
+
+const files = new Map<string, Served>();
+const ranges: string[] = [];
+let server: http.Server;
+let hubUrl: string;
+let dir: string;
+
+function serve(request: http.IncomingMessage, response: http.ServerResponse): void {
+  const url = new URL(request.url ?? "/", "http://hub");
+  // LFS files are redirected to a "CDN" path, as the hub does; X-Linked-* stay on the redirect
+  const cdn = url.pathname.startsWith("/cdn/");
+  const key = cdn ? url.pathname.slice(4) : url.pathname;
+  const file = files.get(key);
+  if (!file) {
+    response.writeHead(404).end("not found");
+    return;
+  }
+  if (!cdn && file.linkedSha) {
+    response.writeHead(302, {
+      location: `/cdn${key}`,
+      "x-linked-etag": `"${file.linkedSha}"`,
+      "x-linked-size": String(file.data.length),
+    });
+    response.end();
+    return;
+  }
+  const range = /^bytes=(\d+)-$/.exec(request.headers.range ?? "");
+  if (range) ranges.push(`${key} ${request.headers.range}`);
+  const start = range ? Number(range[1]) : 0;
+  const body = file.data.subarray(start);
+  response.writeHead(range ? 206 : 200, {
+    "content-length": String(body.length),
+    ...(range
+      ? { "content-range": `bytes ${start}-${file.data.length - 1}/${file.data.length}` }
+      : {}),
+  });
+  if (file.breakAfter !== undefined && !range) {
+    const cut = file.breakAfter;
+    file.breakAfter = undefined;
+    response.write(body.subarray(0, cut), () => response.destroy());
+    return;
+  }
+  response.end(body);
+}
+
+function sha256(data: Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Serves the tiny Hugging Face reference directory as repository `repo`. */
+function addHfRepo(repo: string, options: { breakAfter?: number; wrongSha?: boolean } = {}): void {
+  const source = path.join(REFERENCE_DIR, "longclip-tiny-hf");
+  for (const name of readdirSync(source)) {
+    const data = readFileSync(path.join(source, name));
+    const lfs = name === "model.safetensors";
+    files.set(`/${repo}/resolve/main/${name}`, {
+      data,
+      ...(lfs ? { linkedSha: options.wrongSha ? sha256(Buffer.from("other")) : sha256(data) } : {}),
+      ...(lfs && options.breakAfter ? { breakAfter: options.breakAfter } : {}),
+    });
+  }
+}
+
+function pull(args: readonly string[], cache = path.join(dir, "cache")) {
+  return runWithoutPython(["pull", ...args], { LONGCLIP_HUB_URL: hubUrl, LONGCLIP_CACHE: cache });
+}
+
+describe("longclip pull from a local hub", { skip: SKIP_WITHOUT_SHARED }, () => {
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "pull-"));
+    server = http.createServer(serve);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    hubUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    addHfRepo("test-org/longclip-tiny-hf");
+    addHfRepo("test-org/flaky", { breakAfter: 100_000 });
+    addHfRepo("test-org/tampered", { wrongSha: true });
+    // the registry's longclip-b, served with the tiny reference checkpoint and CLIP's merges
+    files.set("/BeichenZhang/LongCLIP-B/resolve/main/longclip-B.pt", {
+      data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
+    });
+    files.set("/openai/clip-vit-base-patch16/resolve/main/merges.txt", {
+      data: gunzipSync(readFileSync(CLIP_VOCAB)),
+    });
+  });
+  after(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a Hugging Face CLIPModel repository: checked download, conversion, the official outputs", async () => {
+    const out = path.join(dir, "models", "tiny-hf");
+    const run = await pull(["test-org/longclip-tiny-hf", "--out", out]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /model\.safetensors: \d+ bytes, sha256 checked against the hub value/);
+    assert.match(run.stdout, /checked against the TypeScript forward/);
+    assert.match(run.stdout, /serve it with: longclip serve --model/);
+    const reference = loadReference();
+    const encoder = await Encoder.load(out, { ...DEFAULT_SETTINGS, device: "cpu", threads: 2 });
+    try {
+      const raw = await encoder.rawText(reference.texts.map((t) => Int32Array.from(t.ids_248)));
+      const text = Math.max(
+        ...reference.texts.map((t, i) => relativeDifference(raw[i] as Float32Array, t.embedding)),
+      );
+      const images = reference.images.map(loadReferencePixels);
+      const batch = new Float32Array(images.length * (images[0]?.length ?? 0));
+      for (const [i, p] of images.entries()) batch.set(p, i * p.length);
+      const vision = await encoder.rawVision(batch, images.length);
+      const image = Math.max(
+        ...reference.images.map((r, i) =>
+          relativeDifference(vision[i] as Float32Array, r.embedding),
+        ),
+      );
+      console.log(
+        `pulled longclip-tiny-hf: max relative difference text ${text.toExponential(2)}, image ${image.toExponential(2)}`,
+      );
+      assert.ok(text <= 1e-5 && image <= 1e-4, `text ${text}, image ${image}`);
+    } finally {
+      await encoder.close();
+    }
+  });
+
+  test("an interrupted download fails with download_failed, and the next pull resumes it", async () => {
+    const out = path.join(dir, "models", "flaky");
+    const cache = path.join(dir, "cache-flaky");
+    const first = await pull(["test-org/flaky", "--out", out], cache);
+    assert.equal(first.code, 1);
+    assert.match(
+      first.stderr,
+      /error \[download_failed\]: .*model\.safetensors.*resumes where it stopped/,
+    );
+    assert.ok(existsSync(path.join(cache, "test-org", "flaky", "model.safetensors.partial")));
+    assert.equal(existsSync(path.join(out, "config.json")), false);
+    const second = await pull(["test-org/flaky", "--out", out], cache);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(
+      second.stdout,
+      /model\.safetensors: \d+ bytes, resumed at 100000 bytes, sha256 checked/,
+    );
+    assert.ok(
+      ranges.includes("/test-org/flaky/resolve/main/model.safetensors bytes=100000-"),
+      ranges.join("; "),
+    );
+    assert.ok(existsSync(path.join(out, "config.json")));
+  });
+
+  test("a file whose sha256 is not the hub's is deleted and reported as download_corrupt", async () => {
+    const cache = path.join(dir, "cache-tampered");
+    const run = await pull(
+      ["test-org/tampered", "--out", path.join(dir, "models", "tampered")],
+      cache,
+    );
+    assert.equal(run.code, 1);
+    assert.match(
+      run.stderr,
+      /error \[download_corrupt\]: .*sha256 [0-9a-f]{64}, expected [0-9a-f]{64}/,
+    );
+    assert.equal(
+      existsSync(path.join(cache, "test-org", "tampered", "model.safetensors.partial")),
+      false,
+    );
+  });
+
+  test("a registry name: longclip-b's .pt and CLIP merges from their repositories", async () => {
+    const out = path.join(dir, "models", "longclip-b");
+    const run = await pull(["longclip-b", "--out", out]);
+    assert.equal(run.code, 0, run.stderr);
+    const config = JSON.parse(readFileSync(path.join(out, "config.json"), "utf8"));
+    assert.equal(config.name, "longclip-b");
+    assert.equal(config.tokenizer.file, "merges.txt");
+    assert.equal(config.tokenizer.num_merges, 48894);
+    const worst = await worstReferenceText(out, loadReference().texts);
+    console.log(
+      `pulled longclip-b (served with longclip-tiny.pt): max relative difference text ${worst.toExponential(2)}`,
+    );
+    assert.ok(worst <= 1e-5, `text ${worst}`);
+  });
+
+  test("unknown names and missing repositories say what to pass", async () => {
+    const unknown = await pull(["no-such-model", "--out", path.join(dir, "x")]);
+    assert.equal(unknown.code, 1);
+    assert.match(
+      unknown.stderr,
+      /error \[model_unknown\]: unknown model "no-such-model": pass one of longclip-b, longclip-l/,
+    );
+    const missing = await pull(["test-org/missing", "--out", path.join(dir, "y")]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /error \[download_failed\]: .*HTTP 404 \(not found/);
+  });
+});

@@ -5,7 +5,26 @@
  */
 import { type ClipWeights, TEXT_PREFIX, VISION_PREFIX } from "./clip-spec.ts";
 
-/** [rows, out] = x [rows, in] · W^T for W [out, in] (+ bias). */
+function dot(x: Float32Array, xo: number, weight: Float32Array, wo: number, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let k = 0;
+  for (; k + 3 < n; k += 4) {
+    s0 += (x[xo + k] as number) * (weight[wo + k] as number);
+    s1 += (x[xo + k + 1] as number) * (weight[wo + k + 1] as number);
+    s2 += (x[xo + k + 2] as number) * (weight[wo + k + 2] as number);
+    s3 += (x[xo + k + 3] as number) * (weight[wo + k + 3] as number);
+  }
+  for (; k < n; k++) s0 += (x[xo + k] as number) * (weight[wo + k] as number);
+  return s0 + s1 + s2 + s3;
+}
+
+/**
+ * [rows, out] = x [rows, in] · W^T for W [out, in] (+ bias). Output-major, so each weight row
+ * is read once and stays in cache while every input row meets it.
+ */
 function linearRows(
   x: Float32Array,
   rows: number,
@@ -15,24 +34,10 @@ function linearRows(
   bias?: Float32Array,
 ): Float32Array {
   const out = new Float32Array(rows * outDim);
-  for (let r = 0; r < rows; r++) {
-    const xo = r * inDim;
-    for (let o = 0; o < outDim; o++) {
-      const wo = o * inDim;
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      let k = 0;
-      for (; k + 3 < inDim; k += 4) {
-        s0 += (x[xo + k] as number) * (weight[wo + k] as number);
-        s1 += (x[xo + k + 1] as number) * (weight[wo + k + 1] as number);
-        s2 += (x[xo + k + 2] as number) * (weight[wo + k + 2] as number);
-        s3 += (x[xo + k + 3] as number) * (weight[wo + k + 3] as number);
-      }
-      for (; k < inDim; k++) s0 += (x[xo + k] as number) * (weight[wo + k] as number);
-      out[r * outDim + o] = s0 + s1 + s2 + s3 + (bias ? (bias[o] as number) : 0);
-    }
+  for (let o = 0; o < outDim; o++) {
+    const wo = o * inDim;
+    const b = bias ? (bias[o] as number) : 0;
+    for (let r = 0; r < rows; r++) out[r * outDim + o] = dot(x, r * inDim, weight, wo, inDim) + b;
   }
   return out;
 }

@@ -101,6 +101,29 @@ test("a TorchScript archive without Python: says how to convert it", async () =>
   );
 });
 
+/** BINUNICODE: 'X', a little-endian uint32 length, UTF-8 bytes. */
+function pickleString(text: string): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(Buffer.byteLength(text));
+  return Buffer.concat([Buffer.from("X"), length, Buffer.from(text)]);
+}
+
+test("a training checkpoint of this project is sent to the Python exporter", async () => {
+  // {"format": "longclip-training"}: PROTO 2, EMPTY_DICT, MARK, key, value, SETITEMS, STOP
+  const pickle = Buffer.concat([
+    Buffer.from([0x80, 0x02, 0x7d, 0x28]),
+    pickleString("format"),
+    pickleString("longclip-training"),
+    Buffer.from("u."),
+  ]);
+  const file = await writeZip(path.join(dir, "step-1000.pt"), { "step-1000/data.pkl": pickle });
+  await rejects(
+    openOfficialCheckpoint(file),
+    "checkpoint_unsupported",
+    /training checkpoint .*longclip export --python/,
+  );
+});
+
 test("a file that is not a zip is unreadable", async () => {
   const file = path.join(dir, "notes.pt");
   writeFileSync(file, "not a checkpoint");

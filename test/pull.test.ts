@@ -113,6 +113,9 @@ describe("longclip pull from a local hub", { skip: SKIP_WITHOUT_SHARED }, () => 
     files.set("/BeichenZhang/LongCLIP-B/resolve/main/longclip-B.pt", {
       data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
     });
+    files.set("/files/longclip-tiny.pt", {
+      data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
+    });
     files.set("/openai/clip-vit-base-patch16/resolve/main/merges.txt", {
       data: gunzipSync(readFileSync(CLIP_VOCAB)),
     });
@@ -207,6 +210,21 @@ describe("longclip pull from a local hub", { skip: SKIP_WITHOUT_SHARED }, () => 
     console.log(
       `pulled longclip-b (served with longclip-tiny.pt): max relative difference text ${worst.toExponential(2)}`,
     );
+    assert.ok(worst <= 1e-5, `text ${worst}`);
+  });
+
+  test("the URL of a .pt file, with --vocab; without it, the error says to pass one", async () => {
+    const url = `${hubUrl}/files/longclip-tiny.pt`;
+    const out = path.join(dir, "models", "from-url");
+    const noVocab = await pull([url, "--out", out]);
+    assert.equal(noVocab.code, 1);
+    assert.match(
+      noVocab.stderr,
+      /error \[tokenizer_invalid\]: a \.pt URL carries no tokenizer: pass --vocab/,
+    );
+    const run = await pull([url, "--vocab", CLIP_VOCAB, "--out", out]);
+    assert.equal(run.code, 0, run.stderr);
+    const worst = await worstReferenceText(out, loadReference().texts);
     assert.ok(worst <= 1e-5, `text ${worst}`);
   });
 

@@ -97,6 +97,12 @@ export async function openOfficialCheckpoint(file: string): Promise<ClipWeights>
   const checkpoint = await openTorchCheckpoint(file);
   try {
     const { tensors } = checkpoint;
+    if (checkpoint.values.get("format") === "longclip-training") {
+      throw convertError(
+        "checkpoint_unsupported",
+        `${file} is a training checkpoint of this project (python3 -m training train); export it with the Python exporter: longclip export --python --checkpoint ${file} --vocab VOCAB --out DIR`,
+      );
+    }
     const spec = inferSpec(tensors, file);
     const shapes = canonicalShapes(spec);
     const stored = storedKeys(spec);

@@ -9,6 +9,12 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 
 export type Device = "cpu" | "cuda" | "auto";
 
+/** Choices of the settings that are one of a few words. */
+const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
+  pgVectorType: ["halfvec", "vector"],
+  jobWorker: ["auto", "on", "off"],
+};
+
 export interface ImageLimits {
   /** Largest accepted encoded image, in bytes. */
   maxImageBytes: number;
@@ -44,6 +50,16 @@ export interface Settings extends ImageLimits {
   hnswEfSearch: number;
   /** Milliseconds between periodic saves of the HNSW index. */
   indexSaveIntervalMs: number;
+  /** postgres://… to keep the library in PostgreSQL + pgvector instead of dataDir (SQLite). */
+  databaseUrl: string | undefined;
+  /** The type pgvector's HNSW index stores: halfvec (half the memory) or vector. */
+  pgVectorType: "halfvec" | "vector";
+  /** Whether `serve` also runs jobs: auto = yes on SQLite, no on Postgres (run workers). */
+  jobWorker: "auto" | "on" | "off";
+  /** How long a worker holds a claimed chunk before another may take it over (renewed while it works). */
+  jobLeaseMs: number;
+  /** Files in one job. */
+  maxJobItems: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -69,6 +85,11 @@ export const DEFAULT_SETTINGS: Settings = {
   hnswEfConstruction: 200,
   hnswEfSearch: 100,
   indexSaveIntervalMs: 30_000,
+  databaseUrl: undefined,
+  pgVectorType: "halfvec",
+  jobWorker: "auto",
+  jobLeaseMs: 60_000,
+  maxJobItems: 1_000_000,
 };
 
 /** LONGCLIP_MODEL_DIR for modelDir, LONGCLIP_MAX_IMAGE_BYTES for maxImageBytes, ... */
@@ -103,7 +124,14 @@ export function loadSettings(
   return settings;
 }
 
-const STRING_KEYS = new Set<keyof Settings>(["modelDir", "dataDir", "host", "apiKey", "mediaRoot"]);
+const STRING_KEYS = new Set<keyof Settings>([
+  "modelDir",
+  "dataDir",
+  "host",
+  "apiKey",
+  "mediaRoot",
+  "databaseUrl",
+]);
 
 /** A setting from its text; errors name `variable`, the variable the text came from. */
 export function parseSetting(
@@ -116,6 +144,13 @@ export function parseSetting(
       throw new Error(`${variable} must be cpu, cuda or auto, not "${raw}"`);
     }
     return raw;
+  }
+  const choices = CHOICES[key];
+  if (choices !== undefined) {
+    if (!choices.includes(raw)) {
+      throw new Error(`${variable} must be ${choices.join(", ")}, not "${raw}"`);
+    }
+    return raw as Settings[keyof Settings];
   }
   if (STRING_KEYS.has(key))
     return key.endsWith("Dir") || key === "mediaRoot" ? path.resolve(raw) : raw;

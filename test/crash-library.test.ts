@@ -13,6 +13,7 @@ import { after, test } from "node:test";
 import { PROJECT_ROOT } from "../src/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary } from "../src/library/index.ts";
+import type { SqliteStore } from "../src/store/sqlite/store.ts";
 import { patternPng, tempDir, testSettings } from "./helpers/library-fixtures.ts";
 import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
@@ -61,15 +62,15 @@ async function verify(modelDir: string, dataDir: string, acked: Map<string, numb
   const settings = testSettings(modelDir, dataDir);
   const library = await createLibrary(settings, await Encoder.load(modelDir, settings));
   try {
-    const stats = library.stats();
+    const stats = await library.stats();
     assert.equal(stats.index.size, stats.items, "HNSW holds exactly what SQLite holds");
     assert.ok(stats.items >= acked.size, `${stats.items} stored, ${acked.size} acknowledged`);
-    const distinct = library.store.db
+    const distinct = (library.store as SqliteStore).db
       .prepare("SELECT count(DISTINCT sha256) AS n, count(*) AS total FROM items")
       .get() as { n: number; total: number };
     assert.equal(distinct.n, distinct.total, "no content stored twice");
     for (const [id, seed] of acked) {
-      const item = library.getItem(id);
+      const item = await library.getItem(id);
       assert.ok(item, `acknowledged item ${id} is stored`);
       assert.deepEqual(item.metadata, { seed });
       const bytes = await patternPng(seed);

@@ -4,15 +4,10 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
-import {
-  collectImageFiles,
-  parseMeta,
-  runIndex,
-  runReindex,
-  runSearch,
-} from "../src/cli/index-cmd.ts";
+import { parseMeta, runIndex, runReindex, runSearch } from "../src/cli/index-cmd.ts";
 import { isAppError } from "../src/errors.ts";
-import { Store } from "../src/store/store.ts";
+import { collectImageFiles } from "../src/library/files.ts";
+import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
 import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
@@ -118,9 +113,15 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
   test("after a model change, search says to reindex, and reindex fixes it", async () => {
     const flags = { model: tinyModelDir(), data: path.join(root, "data2"), threads: "1" };
     assert.equal(await runIndex([path.join(photos, "a.png")], flags, io().io), 0);
-    const store = new Store(path.join(flags.data, "library.sqlite"));
-    store.setModel({ modelId: "previous-model", dims: 64 });
-    store.close();
+    const store = new SqliteStore({
+      dataDir: flags.data,
+      m: 16,
+      efConstruction: 64,
+      efSearch: 64,
+      indexSaveIntervalMs: 0,
+    });
+    await store.setModel({ modelId: "previous-model", dims: 64 });
+    await store.close();
 
     const refused = io();
     assert.equal(await runSearch("x", flags, refused.io), 1);

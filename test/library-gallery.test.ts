@@ -52,22 +52,22 @@ describe("sample gallery", { skip: SKIP_WITHOUT_SHARED }, () => {
         [["gallery-0002", "unsupported_image"]],
       );
       assert.ok(existsSync(path.join(data, GALLERY_MARKER)));
-      const item = first.library.getItem("gallery-0001");
+      const item = await first.library.getItem("gallery-0001");
       assert.equal(item?.metadata.caption, "scene 1");
       assert.equal(item?.metadata.label, "blue square");
       assert.equal(item?.metadata.gallery, true);
       const hits = await first.library.searchText("scene", { k: 5, exact: true });
       assert.deepEqual(hits.hits.map((h) => h.id).sort(), ["gallery-0000", "gallery-0001"]);
       // Deleted by the user: a restart does not bring it back.
-      assert.ok(first.library.deleteItem("gallery-0000"));
-      assert.ok(first.library.deleteItem("gallery-0001"));
+      assert.ok(await first.library.deleteItem("gallery-0000"));
+      assert.ok(await first.library.deleteItem("gallery-0001"));
     } finally {
       await first.library.close();
     }
     const second = await open(model, data);
     try {
       assert.equal(await indexGalleryIfNew(second.library, model, data, 2), undefined);
-      assert.equal(second.library.stats().items, 0);
+      assert.equal((await second.library.stats()).items, 0);
     } finally {
       await second.library.close();
     }
@@ -81,7 +81,7 @@ describe("sample gallery", { skip: SKIP_WITHOUT_SHARED }, () => {
       const [own] = await library.index([{ id: "mine", bytes: await patternPng(9) }]);
       assert.equal(own?.status, "indexed");
       assert.equal(await indexGalleryIfNew(library, model, data, 8), undefined);
-      assert.equal(library.stats().items, 1);
+      assert.equal((await library.stats()).items, 1);
       assert.equal(existsSync(path.join(data, GALLERY_MARKER)), false);
     } finally {
       await library.close();

@@ -19,7 +19,7 @@ import { Encoder } from "../src/encode/encoder.ts";
 import type { Embedder } from "../src/encode/types.ts";
 import { isAppError } from "../src/errors.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/index.ts";
-import { Store } from "../src/store/store.ts";
+import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 import { patternPng, tempDir, testSettings } from "./helpers/library-fixtures.ts";
 import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
@@ -100,10 +100,10 @@ describe("library", { skip }, () => {
       ]);
       assert.deepEqual(second[0]?.error?.code, "id_conflict");
       assert.deepEqual(second[1], { id: first[1]?.id, status: "duplicate" });
-      assert.equal(library.stats().items, 2);
-      assert.equal(library.stats().index.size, 2);
+      assert.equal((await library.stats()).items, 2);
+      assert.equal((await library.stats()).index.size, 2);
 
-      const item = library.getItem("a");
+      const item = await library.getItem("a");
       assert.equal(item?.contentType, "image/png");
       assert.equal(item?.width, 48);
       assert.equal(item?.source, "upload");
@@ -129,7 +129,7 @@ describe("library", { skip }, () => {
       ]);
       const statuses = [...(x ?? []), ...(y ?? [])].map((r) => r.status).sort();
       assert.deepEqual(statuses, ["duplicate", "duplicate", "indexed", "indexed"]);
-      assert.equal(library.stats().items, 2);
+      assert.equal((await library.stats()).items, 2);
     } finally {
       await library.close();
     }
@@ -163,13 +163,12 @@ describe("library", { skip }, () => {
       // Independent check of the scores: the query embedding against the stored vectors.
       const [q] = await encoder.embedTexts([query]);
       const vectors = new Map(
-        [...library.store.iterateEmbeddings(library.stats().modelId)].map((r) => [
-          r.label,
-          r.vector,
-        ]),
+        [...(library.store as SqliteStore).iterateEmbeddings((await library.stats()).modelId)].map(
+          (r) => [r.label, r.vector],
+        ),
       );
       for (const hit of text.hits) {
-        const label = library.store.getById(hit.id)?.label as number;
+        const label = (await library.store.getById(hit.id))?.label as number;
         const expected = cosine(q?.embedding as Float32Array, vectors.get(label) as Float32Array);
         assert.ok(Math.abs(hit.score - expected) < 1e-5, `${hit.id}: ${hit.score} vs ${expected}`);
       }
@@ -225,7 +224,7 @@ describe("library", { skip }, () => {
         library.searchImage(Buffer.from("nope"), { k: 5 }),
         code("unsupported_image"),
       );
-      assert.equal(library.stats().items, 1, "errors leave the data intact");
+      assert.equal((await library.stats()).items, 1, "errors leave the data intact");
     } finally {
       await library.close();
     }
@@ -262,7 +261,7 @@ describe("library", { skip }, () => {
           "path_outside_media_root",
         ],
       );
-      const item = library.getItem("one");
+      const item = await library.getItem("one");
       assert.equal(item?.source, "path");
       assert.equal(item?.path, path.join(media, "sub", "one.png"));
       assert.deepEqual((await library.readImage("one"))?.bytes, images[6]);
@@ -282,13 +281,13 @@ describe("library", { skip }, () => {
     const { library, settings } = await open();
     try {
       await library.index(images.slice(0, 5).map((bytes, i) => ({ id: `p${i}`, bytes })));
-      const sha = library.getItem("p2")?.sha256 as string;
+      const sha = (await library.getItem("p2"))?.sha256 as string;
       const original = path.join(settings.dataDir, "originals", sha.slice(0, 2), sha.slice(2));
       assert.ok(existsSync(original));
-      assert.equal(library.deleteItem("p2"), true);
+      assert.equal(await library.deleteItem("p2"), true);
       assert.ok(!existsSync(original), "the uploaded original goes with the item");
-      assert.equal(library.deleteItem("p2"), false);
-      assert.equal(library.getItem("p2"), undefined);
+      assert.equal(await library.deleteItem("p2"), false);
+      assert.equal(await library.getItem("p2"), undefined);
       assert.equal(await library.readImage("p2"), undefined);
       const hits = await library.searchImage(images[2] as Buffer, { k: 10 });
       assert.ok(!hits.hits.some((h) => h.id === "p2"));
@@ -296,7 +295,7 @@ describe("library", { skip }, () => {
       const ids: string[] = [];
       let cursor: string | null = null;
       do {
-        const page = library.listItems(cursor, 2);
+        const page = await library.listItems(cursor, 2);
         ids.push(...page.items.map((i) => i.id));
         cursor = page.nextCursor;
       } while (cursor !== null);
@@ -323,15 +322,15 @@ describe("library", { skip }, () => {
 
     const second = await open({}, dataDir);
     await second.library.index(images.slice(4, 7).map((bytes, i) => ({ id: `s${i}`, bytes })));
-    second.library.deleteItem("r1");
+    await second.library.deleteItem("r1");
     await second.library.close();
     // Put back the index saved before the last session: it lacks s0..s2 and still has r1.
     copyFileSync(stale, indexFile);
 
     const third = await open({}, dataDir);
     try {
-      assert.equal(third.library.stats().index.size, 6);
-      assert.equal(third.library.stats().items, 6);
+      assert.equal((await third.library.stats()).index.size, 6);
+      assert.equal((await third.library.stats()).items, 6);
       for (const [id, bytes] of [
         ["s1", images[5]],
         ["r0", images[0]],
@@ -347,7 +346,7 @@ describe("library", { skip }, () => {
     writeFileSync(indexFile, Buffer.alloc(64, 1));
     const fourth = await open({}, dataDir);
     try {
-      assert.equal(fourth.library.stats().index.size, 6, "rebuilt from SQLite");
+      assert.equal((await fourth.library.stats()).index.size, 6, "rebuilt from SQLite");
       const { hits } = await fourth.library.searchImage(images[6] as Buffer, { k: 1 });
       assert.equal(hits[0]?.id, "s2");
     } finally {
@@ -359,13 +358,19 @@ describe("library", { skip }, () => {
     const dataDir = path.join(root, "model-change");
     const first = await open({}, dataDir);
     await first.library.index(images.slice(0, 3).map((bytes, i) => ({ id: `m${i}`, bytes })));
-    const modelId = first.library.stats().modelId;
+    const modelId = (await first.library.stats()).modelId;
     await first.library.close();
     // The store as another model would have left it.
-    const store = new Store(path.join(dataDir, "library.sqlite"));
-    store.setModel({ modelId: "other-model-000000000000", dims: 64 });
+    const store = new SqliteStore({
+      dataDir,
+      m: 16,
+      efConstruction: 64,
+      efSearch: 64,
+      indexSaveIntervalMs: 0,
+    });
+    await store.setModel({ modelId: "other-model-000000000000", dims: 64 });
     store.db.prepare("UPDATE embeddings SET model_id = ?").run("other-model-000000000000");
-    store.close();
+    await store.close();
 
     const second = await open({}, dataDir);
     const library: LongclipLibrary = second.library;
@@ -386,8 +391,8 @@ describe("library", { skip }, () => {
       assert.equal(count, 3);
       assert.equal(progress.at(-1), 3);
       assert.equal(library.state(), "ready");
-      assert.equal(library.store.model()?.modelId, modelId);
-      assert.equal(library.store.countEmbeddings("other-model-000000000000"), 0);
+      assert.equal((await library.store.model())?.modelId, modelId);
+      assert.equal(await library.store.countEmbeddings("other-model-000000000000"), 0);
       const { hits } = await library.searchImage(images[1] as Buffer, { k: 1 });
       assert.equal(hits[0]?.id, "m1");
     } finally {
@@ -417,7 +422,7 @@ describe("library", { skip }, () => {
       // Queries jump the queue: the search ran between two ingest chunks, not after all four.
       assert.equal(bulkDone, false, "the search did not wait for the whole bulk ingest");
       assert.ok((await bulk).every((r) => r.status === "indexed"));
-      assert.equal(library.stats().queue.pending, 0);
+      assert.equal((await library.stats()).queue.pending, 0);
     } finally {
       await library.close();
     }

@@ -194,6 +194,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Jobs, newest first. */
+        get: operations["listJobs"];
+        put?: never;
+        /**
+         * Index files and folders under the media root in the background.
+         * @description Answers at once with the job; workers (inside `longclip serve` on the embedded default, `longclip worker` processes on Postgres) claim its files in chunks, embed and commit them. Folders are walked when the job is created (image extensions only). A file that cannot be indexed fails by itself; the job goes on.
+         */
+        post: operations["createJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** A job's state, counts, rate, ETA and first failures. */
+        get: operations["getJob"];
+        put?: never;
+        post?: never;
+        /** Cancel a job; files already being indexed finish, the rest are not. */
+        delete: operations["cancelJob"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -480,9 +521,59 @@ export interface components {
             /** @enum {string} */
             status: "ready";
         };
+        JobRequest: {
+            /** @description Files or folders, relative to the media root (folders are walked recursively). */
+            paths: string[];
+            metadata?: components["schemas"]["Metadata"];
+        };
+        JobCounts: {
+            total: number;
+            pending: number;
+            /** @description Claimed by a worker, not finished yet. */
+            running: number;
+            indexed: number;
+            duplicate: number;
+            failed: number;
+            cancelled: number;
+        };
+        JobFailure: {
+            path: string;
+            code: string;
+            message: string;
+        };
+        Job: {
+            id: string;
+            /** @enum {string} */
+            state: "queued" | "running" | "done" | "cancelled";
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            started_at: string | null;
+            /** Format: date-time */
+            finished_at: string | null;
+            counts: components["schemas"]["JobCounts"];
+            /** @description Failed files per error code. */
+            failed_codes: {
+                [key: string]: number;
+            };
+            /** @description Files finished per second over the last minute (the whole run once it is over). */
+            rate: number;
+            /** @description Seconds until the remaining files are done at `rate`; null while unknown. */
+            eta_seconds: number | null;
+            /** @description The first failed files (GET /jobs/{id} only). */
+            failures?: components["schemas"]["JobFailure"][];
+        };
+        JobList: {
+            jobs: components["schemas"]["Job"][];
+        };
         Stats: {
             /** @description Number of stored items. */
             items: number;
+            /**
+             * @description Where the library is kept (SQLite + HNSW in the data directory, or PostgreSQL + pgvector).
+             * @enum {string}
+             */
+            backend: "sqlite" | "postgres";
             model_id: string;
             dims: number;
             /** @enum {string} */
@@ -561,9 +652,11 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `not_ready` (the library is loading or the server is shutting down), `library_closed`. */
+        /** @description `not_ready` (the library is loading or the server is shutting down), `library_closed`, `database_unavailable` (the Postgres backend cannot reach its database; retry after `Retry-After` seconds). */
         NotReady: {
             headers: {
+                /** @description Seconds to wait before retrying (with `database_unavailable` and `not_ready`). */
+                "Retry-After"?: number;
                 [name: string]: unknown;
             };
             content: {
@@ -957,6 +1050,119 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+        };
+    };
+    listJobs: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The newest jobs. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["NotReady"];
+        };
+    };
+    createJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JobRequest"];
+            };
+        };
+        responses: {
+            /** @description The job, queued. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `path_indexing_disabled` (no media root) or `path_outside_media_root`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["NotReady"];
+        };
+    };
+    getJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The job. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["NotReady"];
+        };
+    };
+    cancelJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The job after the cancel. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["NotReady"];
         };
     };
     health: {

@@ -6,15 +6,15 @@
  * The server keeps its own HNSW index in memory: items indexed here while a server runs on
  * the same data directory are in SQLite at once and in that server's index after its restart.
  */
-import { readdir, stat } from "node:fs/promises";
-import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import type { Settings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
 import { AppError, isAppError } from "../errors.ts";
+import { collectImageFiles } from "../library/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
 import type { IndexResult, Metadata } from "../library/types.ts";
+import { runIndexJob } from "./jobs.ts";
 import {
   addSettingOptions,
   cliError,
@@ -22,17 +22,6 @@ import {
   LIBRARY_SETTING_KEYS,
   settingsFromFlags,
 } from "./settings.ts";
-
-export const IMAGE_EXTENSIONS = new Set([
-  ".jpg",
-  ".jpeg",
-  ".png",
-  ".webp",
-  ".gif",
-  ".avif",
-  ".tif",
-  ".tiff",
-]);
 
 /** Setting flags as commander parses them (strings), see ./settings.ts. */
 export type LibraryFlags = Record<string, unknown>;
@@ -52,44 +41,6 @@ async function openLibrary(settings: Settings): Promise<LongclipLibrary> {
     await encoder.close();
     throw error;
   }
-}
-
-/**
- * Files to index: each argument that is a file, and every file with an image extension
- * under each directory argument (recursive, sorted; symlinked directories are not followed,
- * so a link loop cannot trap the walk).
- */
-export async function collectImageFiles(inputs: readonly string[]): Promise<{
-  files: string[];
-  missing: string[];
-}> {
-  const files: string[] = [];
-  const missing: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    const entries = await readdir(dir, { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const entry of entries) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) await walk(full);
-      else if (
-        (entry.isFile() || entry.isSymbolicLink()) &&
-        IMAGE_EXTENSIONS.has(path.extname(entry.name).toLowerCase())
-      ) {
-        files.push(full);
-      }
-    }
-  };
-  for (const input of inputs) {
-    const absolute = path.resolve(input);
-    try {
-      const info = await stat(absolute);
-      if (info.isDirectory()) await walk(absolute);
-      else files.push(absolute);
-    } catch {
-      missing.push(input);
-    }
-  }
-  return { files: [...new Set(files)], missing };
 }
 
 export function parseMeta(pairs: readonly string[]): Metadata {
@@ -256,7 +207,7 @@ export async function runSearch(
       );
     }
     for (const hit of result.hits) {
-      const item = library.getItem(hit.id);
+      const item = await library.getItem(hit.id);
       const where = item?.path ?? "(upload)";
       io.out.write(
         `${String(hit.rank).padStart(3)}  ${hit.score.toFixed(4)}  ${hit.id}  ${where}\n`,
@@ -295,7 +246,7 @@ export async function runReindex(flags: LibraryFlags, io: Io = STDIO): Promise<n
     bar?.stop();
     const seconds = (performance.now() - started) / 1000;
     io.err.write(
-      `re-embedded ${embedded} of ${total} items with ${library.stats().modelId} in ${seconds.toFixed(1)} s; ${failures.length} could not be read and are not searchable until re-indexed\n`,
+      `re-embedded ${embedded} of ${total} items with ${(await library.stats()).modelId} in ${seconds.toFixed(1)} s; ${failures.length} could not be read and are not searchable until re-indexed\n`,
     );
     for (const line of failures.slice(0, 50)) io.err.write(line);
     return failures.length > 0 ? 1 : 0;
@@ -316,9 +267,16 @@ export function register(program: Command): void {
         "Index image files and directories (recursive) by path; files already indexed are skipped",
       )
       .argument("<paths...>", "image files or directories")
-      .option("--meta <key=value>", "metadata for every file (repeatable)", collect),
-  ).action(async (paths: string[], flags: LibraryFlags & { meta?: string[] }) => {
-    process.exitCode = await runIndex(paths, flags);
+      .option("--meta <key=value>", "metadata for every file (repeatable)", collect)
+      .option(
+        "--job",
+        "submit the paths (relative to the media root) as a job for the workers and follow it",
+      )
+      .option("--no-wait", "with --job: print the job id and return"),
+  ).action(async (paths: string[], flags: LibraryFlags & { meta?: string[]; job?: boolean }) => {
+    process.exitCode = flags.job
+      ? await runIndexJob(paths, flags, parseMeta(flags.meta ?? []))
+      : await runIndex(paths, flags);
   });
 
   libraryOptions(

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { register as registerEmbed } from "./embed.ts";
 import { register as registerExport } from "./export.ts";
 import { register as registerIndex } from "./index-cmd.ts";
+import { register as registerJobs } from "./jobs.ts";
 import { register as registerPull } from "./pull.ts";
 import { register as registerServe } from "./serve.ts";
 import { register as registerTokenize } from "./tokenize.ts";
@@ -14,6 +15,7 @@ const program = new Command("longclip")
 registerEmbed(program);
 registerExport(program);
 registerIndex(program);
+registerJobs(program);
 registerPull(program);
 registerServe(program);
 registerTokenize(program);

@@ -9,6 +9,8 @@ import type { Command } from "commander";
 import { envName, type Settings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
 import { AppError } from "../errors.ts";
+import { JobService } from "../jobs/service.ts";
+import { startJobWorker } from "../jobs/worker.ts";
 import { indexGalleryIfNew } from "../library/gallery.ts";
 import { createLibrary } from "../library/index.ts";
 import { buildApp } from "../server/app.ts";
@@ -41,16 +43,24 @@ export async function serve(settings: Settings): Promise<() => Promise<void>> {
   }
   const encoder = await Encoder.load(settings.modelDir, settings);
   const library = await createLibrary(settings, encoder);
+  const jobs = new JobService(library.store.jobs, settings);
   const app = buildApp(settings, library, {
     tokenizer: encoder.tokenizer,
+    jobs,
     logger: { level: "info" },
   });
-  const gallery = await indexGalleryIfNew(
-    library,
-    settings.modelDir,
-    settings.dataDir,
-    settings.maxBatchItems,
+  const runner = startJobWorker(settings, library, (message, fields) =>
+    app.log.info(fields ?? {}, message),
   );
+  if (runner !== undefined) {
+    jobs.onCreated = () => runner.poke();
+    // Before the library closes: the chunk in progress finishes and is recorded.
+    app.addHook("preClose", () => runner.stop());
+  }
+  // A database that is not reachable yet leaves the gallery for a later start.
+  const gallery = library.ready()
+    ? await indexGalleryIfNew(library, settings.modelDir, settings.dataDir, settings.maxBatchItems)
+    : undefined;
   if (gallery) {
     app.log.info(
       { indexed: gallery.indexed, failed: gallery.failed },
@@ -58,13 +68,15 @@ export async function serve(settings: Settings): Promise<() => Promise<void>> {
     );
   }
   const address = await app.listen({ host: settings.host, port: settings.port });
-  const stats = library.stats();
   app.log.info(
     {
       address,
-      modelId: stats.modelId,
-      device: stats.device,
-      items: stats.items,
+      modelId: encoder.modelId,
+      device: encoder.stats().device,
+      items: library.ready() ? (await library.stats()).items : "unknown",
+      backend: library.store.backend,
+      ready: library.ready() ? true : library.notReadyReason(),
+      jobWorker: runner === undefined ? "off" : "in this process",
       dataDir: settings.dataDir,
       apiKey: settings.apiKey ? "required on write endpoints" : "none",
     },

@@ -29,6 +29,9 @@ function optionKey(flag: string): string {
 function placeholder(key: keyof Settings): string {
   if (key.endsWith("Dir") || key === "mediaRoot") return "dir";
   if (key === "host" || key === "device") return key;
+  if (key === "databaseUrl") return "url";
+  if (key === "pgVectorType") return "type";
+  if (key === "jobWorker") return "on|off|auto";
   if (key === "apiKey") return "key";
   return "n";
 }

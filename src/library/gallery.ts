@@ -5,7 +5,7 @@
  * it from coming back after the user deletes it.
  */
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { IndexResult, Library } from "./types.ts";
 
@@ -43,7 +43,7 @@ export async function indexGalleryIfNew(
 ): Promise<GalleryOutcome | undefined> {
   const manifestFile = path.join(modelDir, GALLERY_MANIFEST);
   const marker = path.join(dataDir, GALLERY_MARKER);
-  if (!existsSync(manifestFile) || existsSync(marker) || library.stats().items > 0)
+  if (!existsSync(manifestFile) || existsSync(marker) || (await library.stats()).items > 0)
     return undefined;
   const manifest = await readManifest(manifestFile);
   const directory = path.dirname(manifestFile);
@@ -63,6 +63,8 @@ export async function indexGalleryIfNew(
       else outcome.indexed++;
     }
   }
+  // On Postgres nothing else lives in the data directory, so it may not exist yet.
+  await mkdir(dataDir, { recursive: true });
   await writeFile(
     marker,
     `${JSON.stringify({ manifest: manifestFile, indexed: outcome.indexed, at: new Date().toISOString() })}\n`,

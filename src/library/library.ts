@@ -1,27 +1,26 @@
 /**
- * The library: ingest (hash → duplicate check → preprocess → embed → one SQLite transaction →
- * HNSW), search (HNSW or exact), item management, start-up reconcile and reindex.
+ * The library: ingest (hash → duplicate check → preprocess → embed → one store transaction),
+ * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
+ * Postgres + pgvector).
  *
  * Invariants:
- * - SQLite is the source of truth. An item is reported "indexed" only after the transaction
- *   holding it and its embedding committed (fsynced), and, for uploads, after its original was
- *   fsynced; the HNSW index is derived and reconciled with SQLite at start-up.
+ * - The store is the source of truth. An item is reported "indexed" only after the transaction
+ *   holding it, its embedding and (for uploads) its original committed.
  * - Embeddings of two models are never mixed: the store records its model, and a library whose
- *   embedder has another model id refuses to index or search until `reindex()` ran.
+ *   embedder has another model id refuses to index or search until `reindex()` ran. On a
+ *   shared store (Postgres) every node re-reads the model, so a reindex by one is seen by all.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Settings } from "../config.ts";
 import type { Embedder, TextEmbedding } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
 import type { PreprocessOptions } from "../preprocess/types.ts";
-import { type NewItem, Store, type StoredItem } from "../store/store.ts";
+import { openStore } from "../store/open.ts";
+import type { ItemStore, ModelInfo, NewItem, StoredItem } from "../store/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
-import { exactSearch } from "../vector-index/exact.ts";
-import { HnswIndex, type Neighbour } from "../vector-index/hnsw.ts";
-import { Originals } from "./originals.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
 import type {
@@ -37,7 +36,13 @@ import type {
   TextSearchResult,
 } from "./types.ts";
 
-export type LibraryState = "ready" | "needs_reindex" | "reindexing" | "closed";
+export type LibraryState =
+  | "starting"
+  | "unavailable"
+  | "ready"
+  | "needs_reindex"
+  | "reindexing"
+  | "closed";
 
 export interface LibraryOptions {
   /**
@@ -45,14 +50,16 @@ export interface LibraryOptions {
    * the local CLI (`longclip index <paths>`), whose user already has the files; never for HTTP.
    */
   allowAnyPath?: boolean;
-  /** Called when a background save of the HNSW index fails (default: a process warning). */
+  /** Called when background work (index saves, store checks) fails (default: a warning). */
   onBackgroundError?: (error: unknown) => void;
+  /** The store to use instead of the one the settings name (tests, migrate). */
+  store?: ItemStore;
 }
 
+/** How often a library on a shared store re-reads its model and reachability. */
+const STORE_CHECK_INTERVAL_MS = 2_000;
+
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-/** Filtered searches over at most this many candidates scan them exactly (HNSW with a very
- * selective filter loses recall); larger candidate sets use HNSW with a label filter. */
-const EXACT_FILTER_LIMIT = 10_000;
 const MAX_METADATA_BYTES = 64 * 1024;
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -83,6 +90,15 @@ interface Prepared extends Job {
   contentType: string;
 }
 
+interface Lookup {
+  sha256: string;
+  id: string;
+  /** The stored item with the same content, if any. */
+  existing: StoredItem | undefined;
+  /** Whether the id is taken by a stored item. */
+  idTaken: boolean;
+}
+
 type ClaimOutcome = { id: string } | { error: { code: string; message: string } };
 
 /** An in-flight content hash: later copies of the same bytes wait for its outcome. */
@@ -103,6 +119,10 @@ function errorOf(error: unknown): { code: string; message: string } {
   if (isAppError(error)) return { code: error.code, message: error.message };
   const message = error instanceof Error ? error.message : String(error);
   return { code: "internal_error", message: `Unexpected error: ${message}` };
+}
+
+function isUnavailable(error: unknown): boolean {
+  return isAppError(error) && error.code === "database_unavailable";
 }
 
 function sha256Hex(bytes: Buffer): string {
@@ -129,22 +149,24 @@ function validateMetadata(metadata: unknown): Metadata {
   return JSON.parse(json) as Metadata;
 }
 
-function indexFileName(modelId: string, dims: number): string {
-  return `hnsw-${modelId.replace(/[^A-Za-z0-9_.-]/g, "_")}-${dims}.bin`;
-}
-
-/** Opens (or creates) the library in settings.dataDir for `embedder`'s model. */
+/** Opens (or creates) the library for `embedder`'s model on the store the settings name. */
 export async function createLibrary(
   settings: Settings,
   embedder: Embedder,
   options: LibraryOptions = {},
 ): Promise<LongclipLibrary> {
-  return new LongclipLibrary(settings, embedder, options);
+  const store = options.store ?? (await openStore(settings, options.onBackgroundError));
+  const library = new LongclipLibrary(settings, embedder, store, options);
+  try {
+    await library.start();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  return library;
 }
 
 export class LongclipLibrary implements Library {
-  readonly store: Store;
-  private readonly originals: Originals;
   /** Vision-tower work: image queries before ingest and reindex chunks. */
   private readonly queue: EmbedQueue;
   /**
@@ -155,27 +177,25 @@ export class LongclipLibrary implements Library {
   private readonly pool = new PreprocessPool();
   /** Repeated queries skip the text tower (about 40 ms for LongCLIP-B on 2 cores; a hit ~1 µs). */
   private readonly queryCache: LruCache<string, TextEmbedding>;
-  private readonly indexDir: string;
-  private hnsw: HnswIndex;
-  private currentState: LibraryState;
+  private currentState: LibraryState = "starting";
+  private unavailableReason: string | undefined;
+  /** The store's model when last read (for model_mismatch messages). */
+  private storedModel: ModelInfo | undefined;
   private reindexing = false;
   private closing = false;
   private readonly inflightSha = new Map<string, Claim>();
   private readonly inflightIds = new Map<string, string>();
   private readonly active = new Set<Promise<unknown>>();
-  private readonly saveTimer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
   private readonly preprocessOptions: PreprocessOptions;
   private readonly mediaRoot: string | undefined;
 
   constructor(
     private readonly settings: Settings,
     private readonly embedder: Embedder,
+    readonly store: ItemStore,
     private readonly options: LibraryOptions,
   ) {
-    mkdirSync(settings.dataDir, { recursive: true });
-    this.store = new Store(path.join(settings.dataDir, "library.sqlite"));
-    this.originals = new Originals(path.join(settings.dataDir, "originals"));
-    this.indexDir = path.join(settings.dataDir, "index");
     this.queue = new EmbedQueue(settings.maxQueueDepth);
     this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);
@@ -190,33 +210,55 @@ export class LongclipLibrary implements Library {
       settings.mediaRoot !== undefined && existsSync(settings.mediaRoot)
         ? realpathSync(settings.mediaRoot)
         : undefined;
+  }
 
-    const stored = this.store.model();
+  /**
+   * Reads the store's model and decides the state. A store that cannot be reached yet leaves
+   * the library "unavailable" (not an error): it keeps checking and becomes ready by itself.
+   */
+  async start(): Promise<void> {
+    try {
+      await this.checkModel();
+    } catch (error) {
+      if (!isUnavailable(error)) throw error;
+      this.currentState = "unavailable";
+      this.unavailableReason = (error as AppError).message;
+    }
+    if (this.store.backend !== "sqlite" || this.currentState === "unavailable") {
+      this.checkTimer = setInterval(() => {
+        this.checkModel().catch((error: unknown) => {
+          if (isUnavailable(error)) {
+            if (this.currentState === "starting" || this.currentState === "unavailable") {
+              this.currentState = "unavailable";
+              this.unavailableReason = (error as AppError).message;
+            }
+          } else {
+            (this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))))(error);
+          }
+        });
+      }, STORE_CHECK_INTERVAL_MS);
+      this.checkTimer.unref();
+    }
+  }
+
+  /** Compares the store's model with the embedder's (first use: records it). */
+  private async checkModel(): Promise<void> {
+    if (this.closing || this.reindexing) return;
+    const stored = await this.store.model();
+    this.storedModel = stored;
     const matches =
-      stored !== undefined && stored.modelId === embedder.modelId && stored.dims === embedder.dims;
-    if (stored === undefined || (!matches && this.store.count() === 0)) {
-      this.store.setModel({ modelId: embedder.modelId, dims: embedder.dims });
+      stored !== undefined &&
+      stored.modelId === this.embedder.modelId &&
+      stored.dims === this.embedder.dims;
+    const empty = !matches && (await this.store.count()) === 0;
+    if (stored === undefined || empty) {
+      await this.store.setModel({ modelId: this.embedder.modelId, dims: this.embedder.dims });
     }
-    if (stored === undefined || matches || this.store.count() === 0) {
-      this.currentState = "ready";
-      this.hnsw = this.loadAndReconcile();
-    } else {
-      this.currentState = "needs_reindex";
-      this.hnsw = this.emptyIndex();
-    }
-    if (settings.indexSaveIntervalMs > 0) {
-      const report =
-        options.onBackgroundError ??
-        ((error: unknown) => process.emitWarning(`saving the HNSW index failed: ${String(error)}`));
-      this.saveTimer = setInterval(() => {
-        try {
-          this.saveIfDirty();
-        } catch (error) {
-          report(error);
-        }
-      }, settings.indexSaveIntervalMs);
-      this.saveTimer.unref();
-    }
+    if (this.closing || this.reindexing) return;
+    const next = stored === undefined || matches || empty ? "ready" : "needs_reindex";
+    if (next === "ready" && this.currentState !== "ready") await this.store.prepare();
+    this.currentState = next;
+    this.unavailableReason = undefined;
   }
 
   state(): LibraryState {
@@ -224,7 +266,25 @@ export class LongclipLibrary implements Library {
   }
 
   ready(): boolean {
-    return this.currentState === "ready";
+    return this.currentState === "ready" && this.store.health().available;
+  }
+
+  /** Why the library is not ready, for /ready; undefined when it is. */
+  notReadyReason(): string | undefined {
+    if (this.ready()) return undefined;
+    const health = this.store.health();
+    if (!health.available) return `the database is unreachable: ${health.reason ?? "unknown"}`;
+    switch (this.currentState) {
+      case "starting":
+        return "the library is starting";
+      case "unavailable":
+        return `the database is unreachable: ${this.unavailableReason ?? "unknown"}`;
+      case "needs_reindex":
+      case "reindexing":
+        return "the stored embeddings come from another model (run longclip reindex)";
+      default:
+        return "the library is closed";
+    }
   }
 
   // ---------------------------------------------------------------- index
@@ -257,6 +317,26 @@ export class LongclipLibrary implements Library {
       const prepare = async (start: number): Promise<Prepared[]> => {
         const chunk = inputs.slice(start, start + chunkSize);
         const loaded = await Promise.allSettled(chunk.map((input) => this.load(input)));
+        const known = await Promise.all(
+          loaded.map((outcome, offset) =>
+            outcome.status === "fulfilled"
+              ? this.lookUp(inputs[start + offset] as IndexInput, outcome.value.bytes)
+              : undefined,
+          ),
+        );
+        // Claimed synchronously, after the lookups: two calls never both own the same bytes.
+        const claims = loaded.map((outcome, offset) =>
+          outcome.status === "fulfilled"
+            ? this.claim(
+                start + offset,
+                inputs[start + offset] as IndexInput,
+                outcome.value,
+                known[offset] as Lookup,
+                results,
+                waits,
+              )
+            : undefined,
+        );
         const jobs: Job[] = [];
         loaded.forEach((outcome, offset) => {
           const i = start + offset;
@@ -265,7 +345,7 @@ export class LongclipLibrary implements Library {
             reservation.release(1);
             return;
           }
-          const job = this.claim(i, inputs[i] as IndexInput, outcome.value, results, waits);
+          const job = claims[offset];
           if (job === undefined) {
             reservation.release(1);
             return;
@@ -278,7 +358,7 @@ export class LongclipLibrary implements Library {
         const decoded = await Promise.allSettled(
           jobs.map(async (job) => {
             const image = await this.pool.run(job.bytes, this.preprocessOptions);
-            if (job.source === "upload") await this.writeOriginal(job);
+            if (job.source === "upload") await this.stageOriginal(job);
             return image;
           }),
         );
@@ -405,6 +485,17 @@ export class LongclipLibrary implements Library {
     return real;
   }
 
+  /** What the store holds of an input's content and id. */
+  private async lookUp(input: IndexInput, bytes: Buffer): Promise<Lookup> {
+    const sha256 = sha256Hex(bytes);
+    const id = input.id ?? sha256.slice(0, 32);
+    const [existing, byId] = await Promise.all([
+      this.store.getBySha(sha256),
+      this.store.getById(id),
+    ]);
+    return { sha256, id, existing, idTaken: byId !== undefined };
+  }
+
   /**
    * Decides, before any decoding, whether an input is new work: a duplicate of a stored or an
    * in-flight item, an id conflict, or a job this call now owns (its hash and id are claimed).
@@ -413,11 +504,10 @@ export class LongclipLibrary implements Library {
     i: number,
     input: IndexInput,
     loaded: Awaited<ReturnType<LongclipLibrary["load"]>>,
+    { sha256, id, existing, idTaken }: Lookup,
     results: IndexResult[],
     waits: Promise<void>[],
   ): Job | undefined {
-    const sha256 = sha256Hex(loaded.bytes);
-    const existing = this.store.getBySha(sha256);
     if (existing !== undefined) {
       results[i] = { id: existing.id, status: "duplicate" };
       return undefined;
@@ -434,8 +524,7 @@ export class LongclipLibrary implements Library {
       );
       return undefined;
     }
-    const id = input.id ?? sha256.slice(0, 32);
-    if (this.store.getById(id) !== undefined || this.inflightIds.has(id)) {
+    if (idTaken || this.inflightIds.has(id)) {
       results[i] = {
         id,
         status: "failed",
@@ -464,9 +553,9 @@ export class LongclipLibrary implements Library {
     job.claim.settle(outcome);
   }
 
-  private async writeOriginal(job: Job): Promise<void> {
+  private async stageOriginal(job: Job): Promise<void> {
     try {
-      await this.originals.write(job.sha256, job.bytes);
+      await this.store.stageOriginal(job.sha256, job.bytes);
     } catch (error) {
       throw new AppError(
         "storage_error",
@@ -476,7 +565,7 @@ export class LongclipLibrary implements Library {
     }
   }
 
-  /** Embeds one chunk, commits it in one transaction (originals are already on disk), then HNSW. */
+  /** Embeds one chunk and commits it in one transaction (originals are already staged). */
   private async commitChunk(prepared: Prepared[], results: IndexResult[]): Promise<void> {
     if (prepared.length === 0) return;
     try {
@@ -497,14 +586,14 @@ export class LongclipLibrary implements Library {
           vector: vectors[k] as Float32Array,
         };
         if (p.path !== undefined) entry.path = p.path;
+        // Staged already on SQLite (a no-op there); committed with the row on Postgres.
+        if (p.source === "upload") entry.original = p.bytes;
         return entry;
       });
-      const outcomes = this.store.insertItems(entries, this.embedder.modelId);
+      const outcomes = await this.store.insertItems(entries, this.embedder.modelId);
       outcomes.forEach((outcome, k) => {
         const job = prepared[k] as Prepared;
         if (outcome.status === "inserted") {
-          // Durable from here on; the index catches up at the next start if this throws.
-          this.hnsw.add(outcome.label, vectors[k] as Float32Array);
           this.finish(job, results, { id: job.id });
         } else if (outcome.status === "duplicate") {
           this.finish(job, results, { id: outcome.id });
@@ -568,7 +657,7 @@ export class LongclipLibrary implements Library {
     if (options.truncate === false && text.truncated) throw refuseLong(text.tokens);
     this.assertUsable();
     return {
-      hits: this.searchVector(text.embedding, options),
+      hits: await this.searchVector(text.embedding, options),
       query: { tokens: text.tokens, truncated: text.truncated, max_tokens: maxTokens },
     };
   }
@@ -604,7 +693,7 @@ export class LongclipLibrary implements Library {
       reservation.release();
     }
     this.assertUsable();
-    return { hits: this.searchVector(vectors[0] as Float32Array, options) };
+    return { hits: await this.searchVector(vectors[0] as Float32Array, options) };
   }
 
   private checkSearchOptions(options: SearchOptions): void {
@@ -618,56 +707,40 @@ export class LongclipLibrary implements Library {
       );
     }
     // Validates filter keys and values before any embedding work is queued.
-    if (options.filter !== undefined) this.store.labelsMatching(options.filter);
+    if (options.filter !== undefined) this.store.checkFilter(options.filter);
   }
 
-  /** Nearest items to an embedding, by HNSW or exact scan, with an optional metadata filter. */
-  searchVector(vector: Float32Array, options: SearchOptions): Hit[] {
-    const modelId = this.embedder.modelId;
-    const k = options.k;
-    let neighbours: Neighbour[];
-    if (options.filter !== undefined && Object.keys(options.filter).length > 0) {
-      const labels = this.store.labelsMatching(options.filter);
-      if (options.exact || labels.length <= EXACT_FILTER_LIMIT) {
-        neighbours = exactSearch(vector, this.store.embeddingsFor(modelId, labels), k);
-      } else {
-        const allowed = new Set(labels);
-        neighbours = this.hnsw.search(vector, k, (label) => allowed.has(label));
-      }
-    } else if (options.exact) {
-      neighbours = exactSearch(vector, this.store.iterateEmbeddings(modelId), k);
-    } else {
-      neighbours = this.hnsw.search(vector, k);
-    }
-    const items = this.store.getByLabels(neighbours.map((n) => n.label));
-    const hits: Hit[] = [];
-    for (const n of neighbours) {
-      const item = items.get(n.label);
-      if (item === undefined) continue;
-      hits.push({ id: item.id, score: n.score, rank: hits.length + 1, metadata: item.metadata });
-    }
-    return hits;
+  /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */
+  async searchVector(vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
+    const query = { vector, k: options.k, exact: options.exact === true };
+    const found = await this.store.nearest(
+      options.filter === undefined ? query : { ...query, filter: options.filter },
+      this.embedder.modelId,
+    );
+    return found.map(({ item, score }, i) => ({
+      id: item.id,
+      score,
+      rank: i + 1,
+      metadata: item.metadata,
+    }));
   }
 
   // ---------------------------------------------------------------- items
 
-  getItem(id: string): Item | undefined {
+  async getItem(id: string): Promise<Item | undefined> {
     this.assertOpen();
-    const item = this.store.getById(id);
+    const item = await this.store.getById(id);
     return item === undefined ? undefined : publicItem(item);
   }
 
   async readImage(id: string): Promise<{ bytes: Buffer; contentType: string } | undefined> {
     this.assertOpen();
-    const item = this.store.getById(id);
+    const item = await this.store.getById(id);
     if (item === undefined) return undefined;
     try {
-      const bytes =
-        item.source === "upload"
-          ? await this.originals.read(item.sha256)
-          : await readFile(item.path as string);
-      return { bytes, contentType: item.contentType };
-    } catch {
+      return { bytes: await this.readBytes(item), contentType: item.contentType };
+    } catch (error) {
+      if (isAppError(error)) throw error;
       throw new AppError(
         "image_missing",
         `The image file of item "${id}" is gone${item.path ? ` (${item.path})` : ""}; restore it or delete the item.`,
@@ -676,28 +749,22 @@ export class LongclipLibrary implements Library {
     }
   }
 
-  deleteItem(id: string): boolean {
-    this.assertOpen();
-    const item = this.store.getById(id);
-    if (item === undefined) return false;
-    const label = this.store.deleteById(id);
-    if (label === undefined) return false;
-    this.hnsw.remove(label);
-    if (item.source === "upload") {
-      // After the commit: a crash in between leaves an unreferenced file, never a dangling row.
-      try {
-        this.originals.remove(item.sha256);
-      } catch {
-        // The item is deleted; a file that cannot be removed is only wasted space.
-      }
-    }
-    return true;
+  /** An item's original bytes: from the store for uploads, from its file for paths. */
+  private readBytes(item: StoredItem): Promise<Buffer> {
+    return item.source === "upload"
+      ? this.store.readOriginal(item.sha256)
+      : readFile(item.path as string);
   }
 
-  listItems(cursor: string | null, limit: number): Page<Item> {
+  async deleteItem(id: string): Promise<boolean> {
+    this.assertOpen();
+    return (await this.store.deleteById(id)) !== undefined;
+  }
+
+  async listItems(cursor: string | null, limit: number): Promise<Page<Item>> {
     this.assertOpen();
     const bounded = Math.min(Math.max(1, Math.trunc(limit) || 1), this.settings.maxK);
-    const page = this.store.listItems(cursor, bounded);
+    const page = await this.store.listItems(cursor, bounded);
     return { items: page.items.map(publicItem), nextCursor: page.nextCursor };
   }
 
@@ -724,8 +791,8 @@ export class LongclipLibrary implements Library {
     if (before === "needs_reindex") this.currentState = "reindexing";
     try {
       const modelId = this.embedder.modelId;
-      this.store.clearStaging();
-      const total = this.store.count();
+      await this.store.clearStaging();
+      const total = await this.store.count();
       const pageSize = Math.max(1, this.settings.imageBatchSize);
       let done = 0;
       let embedded = 0;
@@ -733,18 +800,14 @@ export class LongclipLibrary implements Library {
       onProgress?.(0, total);
       for (;;) {
         this.assertOpen();
-        const page = this.store.itemsAfter(after, pageSize);
+        const page = await this.store.itemsAfter(after, pageSize);
         const last = page[page.length - 1];
         if (last === undefined) break;
         after = last.label;
         const decoded = await Promise.allSettled(
-          page.map(async (item) => {
-            const bytes =
-              item.source === "upload"
-                ? await this.originals.read(item.sha256)
-                : await readFile(item.path as string);
-            return this.pool.run(bytes, this.preprocessOptions);
-          }),
+          page.map(async (item) =>
+            this.pool.run(await this.readBytes(item), this.preprocessOptions),
+          ),
         );
         const good: { label: number; pixels: Float32Array }[] = [];
         decoded.forEach((outcome, k) => {
@@ -760,7 +823,7 @@ export class LongclipLibrary implements Library {
             this.embedder.embedPixels(good.map((g) => g.pixels)),
           );
           this.assertOpen();
-          this.store.putStaging(
+          await this.store.putStaging(
             good.map((g, k) => ({ label: g.label, vector: vectors[k] as Float32Array })),
             modelId,
           );
@@ -769,10 +832,8 @@ export class LongclipLibrary implements Library {
         done += page.length;
         onProgress?.(Math.min(done, total), total);
       }
-      this.store.swapStaging({ modelId, dims: this.embedder.dims });
-      this.hnsw = this.buildIndex();
-      this.saveIndex();
-      this.removeOtherIndexFiles();
+      this.storedModel = { modelId, dims: this.embedder.dims };
+      await this.store.swapStaging(this.storedModel);
       this.currentState = "ready";
       return embedded;
     } catch (error) {
@@ -785,21 +846,26 @@ export class LongclipLibrary implements Library {
 
   // ---------------------------------------------------------------- stats, lifecycle
 
-  stats(): LibraryStats {
+  async stats(): Promise<LibraryStats> {
     const encoder = this.embedder.stats();
+    const closed = this.currentState === "closed";
+    const [items, index] = closed
+      ? [0, undefined]
+      : await Promise.all([this.store.count(), this.store.indexStats()]);
     return {
-      items: this.currentState === "closed" ? 0 : this.store.count(),
+      items,
       modelId: this.embedder.modelId,
       dims: this.embedder.dims,
       device: encoder.device,
-      index: {
+      backend: this.store.backend,
+      index: index ?? {
         type: "hnsw",
         space: "cosine",
         m: this.settings.hnswM,
         efConstruction: this.settings.hnswEfConstruction,
         efSearch: this.settings.hnswEfSearch,
-        capacity: this.hnsw.capacity,
-        size: this.hnsw.size,
+        capacity: 0,
+        size: 0,
       },
       queue: {
         pending: this.queue.pending + this.textQueue.pending,
@@ -808,20 +874,19 @@ export class LongclipLibrary implements Library {
     };
   }
 
-  /** Saves the index now if it changed since the last save. */
-  saveIfDirty(): void {
-    if (this.currentState === "ready" && this.hnsw.dirty) this.saveIndex();
+  /** Persists what the store keeps only in memory (the HNSW index) if it changed. */
+  flush(): Promise<void> {
+    return this.store.flush();
   }
 
-  /** Refuses new work, lets running work finish, saves the index, closes store and encoder. */
+  /** Refuses new work, lets running work finish, then closes the store and the encoder. */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    if (this.saveTimer !== undefined) clearInterval(this.saveTimer);
+    if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
     while (this.active.size > 0) await Promise.allSettled([...this.active]);
-    this.saveIfDirty();
     this.currentState = "closed";
-    this.store.close();
+    await this.store.close();
     await Promise.all([this.pool.close(), this.embedder.close()]);
   }
 
@@ -846,88 +911,22 @@ export class LongclipLibrary implements Library {
 
   private assertUsable(): void {
     this.assertOpen();
+    if (this.currentState === "starting" || this.currentState === "unavailable") {
+      throw new AppError(
+        "database_unavailable",
+        `The database cannot be reached (${this.unavailableReason ?? "still connecting"}); the server keeps retrying, try again shortly.`,
+        503,
+        { retryAfterSeconds: 5 },
+      );
+    }
     if (this.currentState === "needs_reindex" || this.currentState === "reindexing") {
-      const stored = this.store.model();
+      const stored = this.storedModel;
       throw new AppError(
         "model_mismatch",
         `The library was embedded with model ${stored?.modelId ?? "?"} (${stored?.dims ?? "?"} dims), the loaded model is ${this.embedder.modelId} (${this.embedder.dims} dims); run \`longclip reindex\` to re-embed every item with the loaded model, or load the previous model.`,
         409,
         { storedModelId: stored?.modelId, modelId: this.embedder.modelId },
       );
-    }
-  }
-
-  private indexOptions() {
-    return {
-      dims: this.embedder.dims,
-      m: this.settings.hnswM,
-      efConstruction: this.settings.hnswEfConstruction,
-      efSearch: this.settings.hnswEfSearch,
-    };
-  }
-
-  private indexFile(): string {
-    return path.join(this.indexDir, indexFileName(this.embedder.modelId, this.embedder.dims));
-  }
-
-  private emptyIndex(): HnswIndex {
-    return HnswIndex.create({ ...this.indexOptions(), capacity: 1 });
-  }
-
-  /** A new index holding every stored embedding of the current model. */
-  private buildIndex(): HnswIndex {
-    const modelId = this.embedder.modelId;
-    const index = HnswIndex.create({
-      ...this.indexOptions(),
-      capacity: Math.max(1024, this.store.countEmbeddings(modelId)),
-    });
-    for (const row of this.store.iterateEmbeddings(modelId)) index.add(row.label, row.vector);
-    return index;
-  }
-
-  /**
-   * Loads the saved index of this model (the file name carries model id and dims) and brings
-   * it in line with SQLite: labels SQLite lacks are deleted, embeddings the index lacks are
-   * added. A missing or unreadable file means a rebuild from SQLite.
-   */
-  private loadAndReconcile(): HnswIndex {
-    const file = this.indexFile();
-    let index: HnswIndex | undefined;
-    if (existsSync(file)) {
-      try {
-        index = HnswIndex.load(file, this.indexOptions());
-      } catch {
-        index = undefined;
-      }
-    }
-    if (index === undefined) {
-      const built = this.buildIndex();
-      built.save(file);
-      return built;
-    }
-    const modelId = this.embedder.modelId;
-    const stored = this.store.embeddingLabels(modelId);
-    for (const label of [...index.labels()]) {
-      if (!stored.has(label)) index.remove(label);
-    }
-    const missing = [...stored].filter((label) => !index.has(label));
-    for (let start = 0; start < missing.length; start += 1000) {
-      for (const row of this.store.embeddingsFor(modelId, missing.slice(start, start + 1000))) {
-        index.add(row.label, row.vector);
-      }
-    }
-    if (index.dirty) index.save(file);
-    return index;
-  }
-
-  private saveIndex(): void {
-    this.hnsw.save(this.indexFile());
-  }
-
-  private removeOtherIndexFiles(): void {
-    const keep = path.basename(this.indexFile());
-    for (const name of readdirSync(this.indexDir)) {
-      if (name !== keep && name.startsWith("hnsw-")) rmSync(path.join(this.indexDir, name));
     }
   }
 }

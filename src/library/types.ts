@@ -1,7 +1,9 @@
 /**
  * The library: what the HTTP layer and the CLI call. It owns the ingest pipeline
- * (preprocess → encode → SQLite + HNSW), search, and item management.
+ * (preprocess → encode → store), search, and item management.
  */
+import type { VectorIndexStats } from "../store/types.ts";
+
 export type Metadata = Record<string, unknown>;
 
 export interface IndexInput {
@@ -65,15 +67,8 @@ export interface LibraryStats {
   modelId: string;
   dims: number;
   device: "cpu" | "cuda";
-  index: {
-    type: "hnsw";
-    space: "cosine";
-    m: number;
-    efConstruction: number;
-    efSearch: number;
-    capacity: number;
-    size: number;
-  };
+  backend: "sqlite" | "postgres";
+  index: VectorIndexStats;
   queue: { pending: number; capacity: number };
 }
 
@@ -86,15 +81,19 @@ export interface Library {
     options: SearchOptions & { truncate?: boolean },
   ): Promise<TextSearchResult>;
   searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }>;
-  getItem(id: string): Item | undefined;
+  getItem(id: string): Promise<Item | undefined>;
   /** The original bytes of an item's image, with its content type. */
   readImage(id: string): Promise<{ bytes: Buffer; contentType: string } | undefined>;
-  deleteItem(id: string): boolean;
-  listItems(cursor: string | null, limit: number): Page<Item>;
+  deleteItem(id: string): Promise<boolean>;
+  listItems(cursor: string | null, limit: number): Promise<Page<Item>>;
   /** Re-embeds every item with the current model. */
   reindex(onProgress?: (done: number, total: number) => void): Promise<number>;
-  stats(): LibraryStats;
+  stats(): Promise<LibraryStats>;
   ready(): boolean;
-  /** Saves the HNSW index and closes SQLite and the encoder. */
+  /** Why the library is not ready (undefined when it is): for /ready. */
+  notReadyReason(): string | undefined;
+  /** Persists what the store keeps only in memory (the SQLite backend's HNSW index). */
+  flush(): Promise<void>;
+  /** Lets running work finish, then closes the store and the encoder. */
   close(): Promise<void>;
 }

@@ -26,7 +26,9 @@ import {
 } from "../api/spec.ts";
 import type { Settings } from "../config.ts";
 import { AppError } from "../errors.ts";
+import type { JobService } from "../jobs/service.ts";
 import type { Hit, IndexInput, IndexResult, Item, Library } from "../library/types.ts";
+import type { JobSummary } from "../store/jobs.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
 import { errorBody, toAppError } from "./errors.ts";
 import { type AppMetrics, createMetrics } from "./metrics.ts";
@@ -37,6 +39,8 @@ import { keptChars, WEB_OPERATIONS, webUi } from "./web.ts";
 export interface AppOptions {
   /** The model's tokenizer, for POST /tokenize (503 not_ready without one). */
   tokenizer?: TextTokenizer;
+  /** Jobs (POST /jobs and friends); 503 not_ready without. */
+  jobs?: JobService;
   /** fastify's logger option: false (tests), true, or pino options (serve). */
   logger?: FastifyServerOptions["logger"];
   /** The OpenAPI document; loaded from openapi.yaml when absent. */
@@ -102,6 +106,24 @@ function realOrSelf(file: string): string {
 
 type Slot = { input: IndexInput } | { failed: IndexResult };
 
+function isoOrNull(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+function toJob(job: JobSummary): Schemas["Job"] {
+  return {
+    id: job.id,
+    state: job.state,
+    created_at: new Date(job.createdAt).toISOString(),
+    started_at: isoOrNull(job.startedAt),
+    finished_at: isoOrNull(job.finishedAt),
+    counts: job.counts,
+    failed_codes: job.failedCodes,
+    rate: job.rate,
+    eta_seconds: job.etaSeconds,
+  };
+}
+
 export function buildApp(
   settings: Settings,
   library: Library,
@@ -134,10 +156,12 @@ export function buildApp(
 
   app.setErrorHandler((error, request, reply) => {
     const appError = toAppError(error, settings);
-    if (appError.status >= 500) request.log.error({ err: error }, "request failed");
-    if (appError.status === 429) {
-      const retry = Number(appError.details?.retryAfterSeconds ?? 1);
-      reply.header("retry-after", String(Math.max(1, Math.ceil(retry))));
+    // An unreachable database is a condition, not a bug: a warning, and clients are told when to retry.
+    if (appError.code === "database_unavailable") request.log.warn(appError.message);
+    else if (appError.status >= 500) request.log.error({ err: error }, "request failed");
+    const retry = appError.details?.retryAfterSeconds;
+    if (appError.status === 429 || retry !== undefined) {
+      reply.header("retry-after", String(Math.max(1, Math.ceil(Number(retry ?? 1)))));
     }
     return reply.status(appError.status).send(errorBody(appError));
   });
@@ -296,6 +320,14 @@ function createHandlers(
     return out;
   };
   const idParam = (request: FastifyRequest) => (request.params as { id: string }).id;
+  const jobService = () => {
+    if (options.jobs === undefined) {
+      throw new AppError("not_ready", "this server was started without jobs", 503);
+    }
+    return options.jobs;
+  };
+  const jobNotFound = (id: string) =>
+    new AppError("not_found", `no job with id "${id}"; GET /jobs lists the jobs`, 404);
   const notFound = (id: string) =>
     new AppError("not_found", `no item with id "${id}"; GET /items lists the stored ids`, 404);
 
@@ -475,7 +507,7 @@ function createHandlers(
 
     async listItems(request) {
       const query = request.query as { cursor?: string; limit: number };
-      const page = library.listItems(query.cursor ?? null, query.limit);
+      const page = await library.listItems(query.cursor ?? null, query.limit);
       return {
         items: page.items.map(toItem),
         next_cursor: page.nextCursor,
@@ -484,14 +516,14 @@ function createHandlers(
 
     async getItem(request) {
       const id = idParam(request);
-      const item = library.getItem(id);
+      const item = await library.getItem(id);
       if (item === undefined) throw notFound(id);
       return toItem(item);
     },
 
     async deleteItem(request) {
       const id = idParam(request);
-      if (!library.deleteItem(id)) throw notFound(id);
+      if (!(await library.deleteItem(id))) throw notFound(id);
       return { id, deleted: true } satisfies Schemas["DeleteResponse"];
     },
 
@@ -506,6 +538,32 @@ function createHandlers(
         .send(image.bytes);
     },
 
+    async createJob(request, reply) {
+      const body = request.body as Schemas["JobRequest"];
+      const job = await jobService().create(body);
+      return reply.status(202).send(toJob(job));
+    },
+
+    async listJobs(request) {
+      const { limit } = request.query as { limit: number };
+      const jobs = await jobService().list(limit);
+      return { jobs: jobs.map(toJob) } satisfies Schemas["JobList"];
+    },
+
+    async getJob(request) {
+      const id = idParam(request);
+      const job = await jobService().get(id);
+      if (job === undefined) throw jobNotFound(id);
+      return { ...toJob(job), failures: job.failures } satisfies Schemas["Job"];
+    },
+
+    async cancelJob(request) {
+      const id = idParam(request);
+      const job = await jobService().cancel(id);
+      if (job === undefined) throw jobNotFound(id);
+      return toJob(job);
+    },
+
     async health() {
       return { status: "ok" } satisfies Schemas["Health"];
     },
@@ -516,20 +574,22 @@ function createHandlers(
           "not_ready",
           isClosing()
             ? "the server is shutting down"
-            : "the library is not ready: still loading, or its embeddings come from another model (run longclip reindex)",
+            : `not ready: ${library.notReadyReason() ?? "the library is starting"}`,
           503,
+          { retryAfterSeconds: 5 },
         );
       }
       return { status: "ready" } satisfies Schemas["Ready"];
     },
 
     async stats() {
-      const s = library.stats();
+      const s = await library.stats();
       return {
         items: s.items,
         model_id: s.modelId,
         dims: s.dims,
         device: s.device,
+        backend: s.backend,
         index: {
           type: s.index.type,
           space: s.index.space,

@@ -48,16 +48,16 @@ export function createMetrics(library: Library): AppMetrics {
     name: "longclip_items",
     help: "Items stored",
     registers: [registry],
-    collect() {
-      this.set(library.stats().items);
+    async collect() {
+      this.set((await library.stats()).items);
     },
   });
   new Gauge({
     name: "longclip_queue_pending",
     help: "Embedding jobs waiting in the queue",
     registers: [registry],
-    collect() {
-      this.set(library.stats().queue.pending);
+    async collect() {
+      this.set((await library.stats()).queue.pending);
     },
   });
   return {

@@ -189,7 +189,7 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
       const { id } = request.params as { id: string };
       const { size } = request.query as { size: number };
-      const item = library.getItem(id);
+      const item = await library.getItem(id);
       if (item === undefined) {
         throw new AppError(
           "not_found",

@@ -17,7 +17,7 @@ if (modelDir === undefined || dataDir === undefined || firstSeed === undefined) 
 // Frequent index saves, so a kill can land in the middle of one too.
 const settings = testSettings(modelDir, dataDir, { indexSaveIntervalMs: 50, imageBatchSize: 3 });
 const library = await createLibrary(settings, await Encoder.load(modelDir, settings));
-process.stdout.write(`${JSON.stringify({ ready: library.stats().items })}\n`);
+process.stdout.write(`${JSON.stringify({ ready: (await library.stats()).items })}\n`);
 
 const BATCH = 5;
 for (let seed = Number(firstSeed); ; seed += BATCH) {

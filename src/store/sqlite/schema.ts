@@ -35,6 +35,32 @@ const MIGRATIONS: readonly string[] = [
     vector BLOB NOT NULL
   );
   `,
+  // 2: jobs (bulk indexing by path), each a list of job items that a worker leases in chunks.
+  `
+  CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    cancelled_at INTEGER
+  );
+  CREATE TABLE job_items (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+      CHECK (state IN ('pending', 'claimed', 'indexed', 'duplicate', 'failed', 'cancelled')),
+    worker TEXT,
+    lease_until INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    done_at INTEGER,
+    item_id TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    PRIMARY KEY (job_id, seq)
+  );
+  CREATE INDEX job_items_open ON job_items (state, lease_until);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,55 +1,53 @@
 /**
- * The SQLite store: the source of truth for items, their metadata and embeddings, and the
- * model they were embedded with. The HNSW index is derived from it and can always be rebuilt.
+ * The embedded backend: SQLite is the source of truth for items, their metadata and
+ * embeddings, and the model they were embedded with; uploaded originals are files under
+ * dataDir/originals; the HNSW index (./hnsw-cache.ts) is derived from SQLite and can always be
+ * rebuilt.
  *
  * Durability: WAL with `synchronous = FULL`. Every commit fsyncs the WAL before it returns,
  * so an item acknowledged as indexed survives `kill -9` and also a power loss or OS crash
  * (NORMAL would survive a process kill but could lose the last commits on power loss). The
  * cost is one fsync per transaction; the ingest pipeline commits a whole batch in one.
+ *
+ * better-sqlite3 is synchronous: the methods are async only to fit the seam.
  */
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { AppError } from "../errors.ts";
-import type { Item, Metadata } from "../library/types.ts";
+import type { Metadata } from "../../library/types.ts";
+import { exactSearch } from "../../vector-index/exact.ts";
+import type { Neighbour } from "../../vector-index/hnsw.ts";
+import { decodeCursor, filterTerms, pageOf } from "../filter.ts";
+import type {
+  EmbeddingRow,
+  Filter,
+  IndexParameters,
+  InsertOutcome,
+  ItemStore,
+  ModelInfo,
+  NearestQuery,
+  NewItem,
+  ScoredItem,
+  StoredItem,
+  StoreHealth,
+  VectorIndexStats,
+} from "../types.ts";
+import { HnswCache } from "./hnsw-cache.ts";
+import { SqliteJobs } from "./jobs.ts";
+import { Originals } from "./originals.ts";
 import { migrate } from "./schema.ts";
 
-export interface StoredItem extends Item {
-  /** The item's HNSW label: unique, never reused after a deletion. */
-  label: number;
+export interface SqliteStoreOptions extends IndexParameters {
+  dataDir: string;
+  /** Milliseconds between saves of a changed HNSW index; 0 saves only on flush and close. */
+  indexSaveIntervalMs: number;
+  /** Called when a background save of the HNSW index fails (default: a process warning). */
+  onBackgroundError?: (error: unknown) => void;
 }
 
-export interface NewItem {
-  id: string;
-  sha256: string;
-  metadata: Metadata;
-  contentType: string;
-  width: number;
-  height: number;
-  bytes: number;
-  source: "upload" | "path";
-  path?: string;
-  vector: Float32Array;
-}
-
-export type InsertOutcome =
-  | { status: "inserted"; label: number }
-  | { status: "duplicate"; id: string }
-  | { status: "id_conflict" };
-
-export interface EmbeddingRow {
-  label: number;
-  vector: Float32Array;
-}
-
-export interface ModelInfo {
-  modelId: string;
-  dims: number;
-}
-
-export type FilterValue = string | number | boolean | null;
-
-const METADATA_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+/** Filtered searches over at most this many candidates scan them exactly (HNSW with a very
+ * selective filter loses recall); larger candidate sets use HNSW with a label filter. */
+const EXACT_FILTER_LIMIT = 10_000;
 
 interface ItemRow {
   id: string;
@@ -101,40 +99,12 @@ export function blobToVector(blob: Buffer): Float32Array {
   return out;
 }
 
-export function encodeCursor(label: number): string {
-  return Buffer.from(String(label), "utf8").toString("base64url");
-}
-
-export function decodeCursor(cursor: string): number {
-  const text = Buffer.from(cursor, "base64url").toString("utf8");
-  const label = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(label)) {
-    throw new AppError(
-      "invalid_cursor",
-      "The cursor is not one this server issued; pass the nextCursor of the previous page or omit it to start over.",
-      400,
-    );
-  }
-  return label;
-}
-
-/** Validates a metadata filter and turns it into an SQL condition over `items.metadata`. */
-export function filterToSql(filter: Record<string, FilterValue>): {
-  where: string;
-  params: unknown[];
-} {
+/** A filter as an SQL condition over `items.metadata`; json_type keeps types apart. */
+export function filterToSql(filter: Filter): { where: string; params: unknown[] } {
   const clauses: string[] = [];
   const params: unknown[] = [];
-  for (const [key, value] of Object.entries(filter)) {
-    if (!METADATA_KEY.test(key)) {
-      throw new AppError(
-        "invalid_filter",
-        `Filter key "${key.slice(0, 80)}" is not allowed; keys are 1-64 characters of letters, digits, "_", "." or "-".`,
-        400,
-      );
-    }
-    const jsonPath = `$.${key}`;
-    // json_type keeps types apart: true never matches 1, "1" never matches 1.
+  for (const { path: keys, value } of filterTerms(filter)) {
+    const jsonPath = `$${keys.map((key) => `."${key}"`).join("")}`;
     if (value === null) {
       clauses.push("json_type(metadata, ?) = 'null'");
       params.push(jsonPath);
@@ -142,22 +112,13 @@ export function filterToSql(filter: Record<string, FilterValue>): {
       clauses.push("json_type(metadata, ?) = ?");
       params.push(jsonPath, value ? "true" : "false");
     } else if (typeof value === "number") {
-      if (!Number.isFinite(value)) {
-        throw new AppError("invalid_filter", `Filter value of "${key}" must be finite.`, 400);
-      }
       clauses.push(
         "(json_type(metadata, ?) IN ('integer', 'real') AND json_extract(metadata, ?) = ?)",
       );
       params.push(jsonPath, jsonPath, value);
-    } else if (typeof value === "string") {
+    } else {
       clauses.push("(json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?)");
       params.push(jsonPath, jsonPath, value);
-    } else {
-      throw new AppError(
-        "invalid_filter",
-        `Filter value of "${key}" must be a string, number, boolean or null.`,
-        400,
-      );
     }
   }
   return { where: clauses.length > 0 ? clauses.join(" AND ") : "1", params };
@@ -211,11 +172,17 @@ function prepareStatements(db: Database.Database) {
 
 type Statements = ReturnType<typeof prepareStatements>;
 
-export class Store {
+export class SqliteStore implements ItemStore {
+  readonly backend = "sqlite";
   readonly db: Database.Database;
+  readonly jobs: SqliteJobs;
   private readonly stmts: Statements;
+  private readonly originals: Originals;
+  private readonly hnsw: HnswCache;
+  private readonly saveTimer: NodeJS.Timeout | undefined;
 
-  constructor(file: string) {
+  constructor(private readonly options: SqliteStoreOptions) {
+    const file = path.join(options.dataDir, "library.sqlite");
     mkdirSync(path.dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma("journal_mode = WAL");
@@ -224,42 +191,70 @@ export class Store {
     this.db.pragma("busy_timeout = 5000");
     migrate(this.db);
     this.stmts = prepareStatements(this.db);
+    this.jobs = new SqliteJobs(this.db);
+    this.originals = new Originals(path.join(options.dataDir, "originals"));
+    this.hnsw = new HnswCache(path.join(options.dataDir, "index"), options, {
+      countEmbeddings: (modelId) => this.countEmbeddingsNow(modelId),
+      iterateEmbeddings: (modelId) => this.iterateEmbeddings(modelId),
+      embeddingLabels: (modelId) => this.embeddingLabels(modelId),
+      embeddingsFor: (modelId, labels) => this.embeddingsFor(modelId, labels),
+    });
+    if (options.indexSaveIntervalMs > 0) {
+      const report =
+        options.onBackgroundError ??
+        ((error: unknown) => process.emitWarning(`saving the HNSW index failed: ${String(error)}`));
+      this.saveTimer = setInterval(() => {
+        try {
+          this.hnsw.saveIfDirty();
+        } catch (error) {
+          report(error);
+        }
+      }, options.indexSaveIntervalMs);
+      this.saveTimer.unref();
+    }
   }
 
-  /** The model whose embeddings the store holds; undefined for a new database. */
-  model(): ModelInfo | undefined {
+  async model(): Promise<ModelInfo | undefined> {
+    return this.modelNow();
+  }
+
+  private modelNow(): ModelInfo | undefined {
     const modelId = this.stmts.getMeta.get("model_id")?.value;
     const dims = this.stmts.getMeta.get("dims")?.value;
     if (modelId === undefined || dims === undefined) return undefined;
     return { modelId, dims: Number(dims) };
   }
 
-  setModel(info: ModelInfo): void {
+  async setModel(info: ModelInfo): Promise<void> {
     this.db.transaction(() => {
       this.stmts.setMeta.run("model_id", info.modelId);
       this.stmts.setMeta.run("dims", String(info.dims));
     })();
   }
 
-  count(): number {
+  async count(): Promise<number> {
     return this.stmts.count.get()?.n ?? 0;
   }
 
-  countEmbeddings(modelId: string): number {
+  async countEmbeddings(modelId: string): Promise<number> {
+    return this.countEmbeddingsNow(modelId);
+  }
+
+  private countEmbeddingsNow(modelId: string): number {
     return this.stmts.countEmbeddings.get(modelId)?.n ?? 0;
   }
 
-  getById(id: string): StoredItem | undefined {
+  async getById(id: string): Promise<StoredItem | undefined> {
     const row = this.stmts.byId.get(id);
     return row === undefined ? undefined : toItem(row);
   }
 
-  getBySha(sha256: string): StoredItem | undefined {
+  async getBySha(sha256: string): Promise<StoredItem | undefined> {
     const row = this.stmts.bySha.get(sha256);
     return row === undefined ? undefined : toItem(row);
   }
 
-  getByLabels(labels: readonly number[]): Map<number, StoredItem> {
+  private getByLabels(labels: readonly number[]): Map<number, StoredItem> {
     const out = new Map<number, StoredItem>();
     if (labels.length === 0) return out;
     for (const row of this.stmts.byLabels.all(JSON.stringify(labels))) {
@@ -268,24 +263,32 @@ export class Store {
     return out;
   }
 
-  /**
-   * Inserts items and their embeddings in ONE transaction (one fsync). Each entry is checked
-   * against what is committed: an existing content hash is a duplicate, an existing id with
-   * other content a conflict. When this returns, the inserted items are durable.
-   */
-  insertItems(entries: readonly NewItem[], modelId: string): InsertOutcome[] {
-    return this.db.transaction(() => {
+  /** The original is written, fsynced and renamed into place before the item's commit. */
+  stageOriginal(sha256: string, bytes: Buffer): Promise<void> {
+    return this.originals.write(sha256, bytes);
+  }
+
+  readOriginal(sha256: string): Promise<Buffer> {
+    return this.originals.read(sha256);
+  }
+
+  async insertItems(entries: readonly NewItem[], modelId: string): Promise<InsertOutcome[]> {
+    // Uploads not staged by the caller are made durable before the transaction refers to them.
+    for (const entry of entries) {
+      if (entry.original !== undefined) await this.originals.write(entry.sha256, entry.original);
+    }
+    const outcomes = this.db.transaction(() => {
       let label = this.nextLabel();
       const createdAt = new Date().toISOString();
-      const outcomes: InsertOutcome[] = [];
+      const out: InsertOutcome[] = [];
       for (const entry of entries) {
         const sameContent = this.stmts.bySha.get(entry.sha256);
         if (sameContent !== undefined) {
-          outcomes.push({ status: "duplicate", id: sameContent.id });
+          out.push({ status: "duplicate", id: sameContent.id });
           continue;
         }
         if (this.stmts.byId.get(entry.id) !== undefined) {
-          outcomes.push({ status: "id_conflict" });
+          out.push({ status: "id_conflict" });
           continue;
         }
         this.stmts.insertItem.run({
@@ -302,12 +305,21 @@ export class Store {
           created_at: createdAt,
         });
         this.stmts.insertEmbedding.run(label, modelId, vectorToBlob(entry.vector));
-        outcomes.push({ status: "inserted", label });
+        out.push({ status: "inserted", label });
         label++;
       }
       this.stmts.setMeta.run("last_label", String(label - 1));
-      return outcomes;
+      return out;
     })();
+    // Durable from here on; the HNSW index catches up at the next start if this throws.
+    const model = this.modelNow();
+    if (model?.modelId === modelId) {
+      const index = this.hnsw.of(model);
+      outcomes.forEach((outcome, k) => {
+        if (outcome.status === "inserted") index.add(outcome.label, (entries[k] as NewItem).vector);
+      });
+    }
+    return outcomes;
   }
 
   /** Labels only grow: after the largest ever issued, even if that item was deleted. */
@@ -317,27 +329,31 @@ export class Store {
     return Math.max(last, max) + 1;
   }
 
-  /** Deletes an item (and, by cascade, its embeddings); returns its label. */
-  deleteById(id: string): number | undefined {
-    return this.stmts.deleteById.get(id)?.label;
+  async deleteById(id: string): Promise<StoredItem | undefined> {
+    const row = this.stmts.byId.get(id);
+    if (row === undefined) return undefined;
+    if (this.stmts.deleteById.get(id) === undefined) return undefined;
+    this.hnsw.loaded()?.remove(row.label);
+    if (row.source === "upload") {
+      // After the commit: a crash in between leaves an unreferenced file, never a dangling row.
+      try {
+        this.originals.remove(row.sha256);
+      } catch {
+        // The item is deleted; a file that cannot be removed is only wasted space.
+      }
+    }
+    return toItem(row);
   }
 
-  listItems(
+  async listItems(
     cursor: string | null,
     limit: number,
-  ): { items: StoredItem[]; nextCursor: string | null } {
+  ): Promise<{ items: StoredItem[]; nextCursor: string | null }> {
     const after = cursor === null ? 0 : decodeCursor(cursor);
-    const rows = this.stmts.page.all(after, limit + 1);
-    const items = rows.slice(0, limit).map(toItem);
-    const last = items[items.length - 1];
-    return {
-      items,
-      nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last.label) : null,
-    };
+    return pageOf(this.stmts.page.all(after, limit + 1).map(toItem), limit);
   }
 
-  /** Items in label order after `label`: a page that holds no open cursor across awaits. */
-  itemsAfter(label: number, limit: number): StoredItem[] {
+  async itemsAfter(label: number, limit: number): Promise<StoredItem[]> {
     return this.stmts.page.all(label, limit).map(toItem);
   }
 
@@ -348,18 +364,26 @@ export class Store {
     }
   }
 
-  embeddingLabels(modelId: string): Set<number> {
+  private embeddingLabels(modelId: string): Set<number> {
     return new Set(this.stmts.embeddingLabels.all(modelId).map((row) => row.label));
   }
 
-  embeddingsFor(modelId: string, labels: readonly number[]): EmbeddingRow[] {
+  private embeddingsFor(modelId: string, labels: readonly number[]): EmbeddingRow[] {
     return this.stmts.embeddingsFor
       .all(modelId, JSON.stringify(labels))
       .map((row) => ({ label: row.label, vector: blobToVector(row.vector) }));
   }
 
+  async embeddingsOf(modelId: string, labels: readonly number[]): Promise<EmbeddingRow[]> {
+    return this.embeddingsFor(modelId, labels);
+  }
+
+  checkFilter(filter: Filter): void {
+    filterTerms(filter);
+  }
+
   /** Labels of the items whose metadata matches every key of the filter. */
-  labelsMatching(filter: Record<string, FilterValue>): number[] {
+  private labelsMatching(filter: Filter): number[] {
     const { where, params } = filterToSql(filter);
     return this.db
       .prepare(`SELECT label FROM items WHERE ${where}`)
@@ -367,24 +391,55 @@ export class Store {
       .all(...params) as number[];
   }
 
-  /** Reindex, step 1: forget a previous interrupted run. */
-  clearStaging(): void {
+  async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
+    const { vector, k } = query;
+    const model = this.modelNow();
+    const index = () => {
+      if (model?.modelId !== modelId)
+        throw new Error(`the store holds ${model?.modelId}, not ${modelId}`);
+      return this.hnsw.of(model);
+    };
+    let neighbours: Neighbour[];
+    if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
+      const labels = this.labelsMatching(query.filter);
+      if (query.exact || labels.length <= EXACT_FILTER_LIMIT) {
+        neighbours = exactSearch(vector, this.embeddingsFor(modelId, labels), k);
+      } else {
+        const allowed = new Set(labels);
+        neighbours = index().search(vector, k, (label) => allowed.has(label));
+      }
+    } else if (query.exact) {
+      neighbours = exactSearch(vector, this.iterateEmbeddings(modelId), k);
+    } else {
+      neighbours = index().search(vector, k);
+    }
+    const items = this.getByLabels(neighbours.map((n) => n.label));
+    const out: ScoredItem[] = [];
+    for (const n of neighbours) {
+      const item = items.get(n.label);
+      if (item !== undefined) out.push({ item, score: n.score });
+    }
+    return out;
+  }
+
+  /** Loads (or builds) the HNSW index of the stored model now rather than at the first search. */
+  async prepare(): Promise<void> {
+    const model = this.modelNow();
+    if (model !== undefined) this.hnsw.of(model);
+  }
+
+  async clearStaging(): Promise<void> {
     this.stmts.clearStaging.run();
   }
 
-  /** Reindex, step 2: new embeddings go beside the live ones, one transaction per batch. */
-  putStaging(rows: readonly EmbeddingRow[], modelId: string): void {
+  async putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void> {
     this.db.transaction(() => {
       for (const row of rows)
         this.stmts.putStaging.run(row.label, modelId, vectorToBlob(row.vector));
     })();
   }
 
-  /**
-   * Reindex, step 3, in one transaction: staged embeddings replace the live ones, embeddings
-   * of any other model are dropped (never mixed), and the store's model becomes `info`.
-   */
-  swapStaging(info: ModelInfo): void {
+  async swapStaging(info: ModelInfo): Promise<void> {
     this.db.transaction(() => {
       this.db
         .prepare(
@@ -400,9 +455,34 @@ export class Store {
       this.stmts.setMeta.run("model_id", info.modelId);
       this.stmts.setMeta.run("dims", String(info.dims));
     })();
+    this.hnsw.rebuild(info);
   }
 
-  close(): void {
-    if (this.db.open) this.db.close();
+  async indexStats(): Promise<VectorIndexStats> {
+    const index = this.hnsw.loaded();
+    return {
+      type: "hnsw",
+      space: "cosine",
+      m: this.options.m,
+      efConstruction: this.options.efConstruction,
+      efSearch: this.options.efSearch,
+      capacity: index?.capacity ?? 0,
+      size: index?.size ?? 0,
+    };
+  }
+
+  health(): StoreHealth {
+    return { available: this.db.open };
+  }
+
+  async flush(): Promise<void> {
+    this.hnsw.saveIfDirty();
+  }
+
+  async close(): Promise<void> {
+    if (this.saveTimer !== undefined) clearInterval(this.saveTimer);
+    if (!this.db.open) return;
+    this.hnsw.saveIfDirty();
+    this.db.close();
   }
 }

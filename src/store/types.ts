@@ -1,0 +1,146 @@
+/**
+ * The storage seam: everything the library keeps, behind one small interface with two
+ * backends, `sqlite/` (the embedded default: SQLite + an in-process HNSW index + originals on
+ * disk) and `postgres/` (PostgreSQL + pgvector, shared by any number of nodes and workers).
+ * Both pass one contract suite (test/store-contract.test.ts).
+ *
+ * An item, its embedding and (for uploads) its original bytes are committed together: when
+ * `insertItems` resolves, they are durable, and a crash never leaves half an item.
+ */
+import type { Item, Metadata } from "../library/types.ts";
+import type { JobStore } from "./jobs.ts";
+
+export interface StoredItem extends Item {
+  /** Internal row key: unique, increasing, never reused after a deletion. */
+  label: number;
+}
+
+export interface NewItem {
+  id: string;
+  sha256: string;
+  metadata: Metadata;
+  contentType: string;
+  width: number;
+  height: number;
+  bytes: number;
+  source: "upload" | "path";
+  path?: string;
+  vector: Float32Array;
+  /** An upload's bytes: stored with the item (see `stageOriginal`). */
+  original?: Buffer;
+}
+
+export type InsertOutcome =
+  | { status: "inserted"; label: number }
+  | { status: "duplicate"; id: string }
+  | { status: "id_conflict" };
+
+export interface EmbeddingRow {
+  label: number;
+  vector: Float32Array;
+}
+
+export interface ModelInfo {
+  modelId: string;
+  dims: number;
+}
+
+export type FilterValue = string | number | boolean | null;
+export type Filter = Record<string, FilterValue>;
+
+export interface NearestQuery {
+  vector: Float32Array;
+  k: number;
+  filter?: Filter;
+  /** Scan every embedding instead of using the ANN index (the ground truth for recall). */
+  exact?: boolean;
+}
+
+export interface ScoredItem {
+  item: StoredItem;
+  /** Cosine similarity. */
+  score: number;
+}
+
+export interface IndexParameters {
+  m: number;
+  efConstruction: number;
+  efSearch: number;
+}
+
+export interface VectorIndexStats extends IndexParameters {
+  type: "hnsw";
+  space: "cosine";
+  /** Slots allocated (SQLite backend) or rows indexed (Postgres). */
+  capacity: number;
+  /** Vectors searchable through the index. */
+  size: number;
+}
+
+/** Whether the store can be reached now, and if not, why (for /ready and 503 answers). */
+export interface StoreHealth {
+  available: boolean;
+  reason?: string;
+}
+
+export interface ItemStore {
+  readonly backend: "sqlite" | "postgres";
+  /** Jobs: bulk indexing work that workers claim in chunks. */
+  readonly jobs: JobStore;
+
+  /** The model whose embeddings the store holds; undefined for a new store. */
+  model(): Promise<ModelInfo | undefined>;
+  /** Records the model of a store that holds no embeddings yet. */
+  setModel(info: ModelInfo): Promise<void>;
+  count(): Promise<number>;
+
+  getById(id: string): Promise<StoredItem | undefined>;
+  getBySha(sha256: string): Promise<StoredItem | undefined>;
+  /**
+   * Makes an upload's bytes durable ahead of its `insertItems`, so the slow part can overlap
+   * other work (the SQLite backend writes and fsyncs the file here; Postgres stores the bytes
+   * in the insert's own transaction and does nothing here).
+   */
+  stageOriginal(sha256: string, bytes: Buffer): Promise<void>;
+  /**
+   * Inserts items with their embeddings (and originals) in one transaction. Each entry is
+   * checked against what is committed: the same content hash is a duplicate, the same id with
+   * other content a conflict. Durable when it resolves.
+   */
+  insertItems(entries: readonly NewItem[], modelId: string): Promise<InsertOutcome[]>;
+  /** Deletes an item, its embedding and its stored original; returns what was deleted. */
+  deleteById(id: string): Promise<StoredItem | undefined>;
+  listItems(
+    cursor: string | null,
+    limit: number,
+  ): Promise<{ items: StoredItem[]; nextCursor: string | null }>;
+  /** Items in label order after `label`. */
+  itemsAfter(label: number, limit: number): Promise<StoredItem[]>;
+  /** An upload's original bytes. */
+  readOriginal(sha256: string): Promise<Buffer>;
+
+  /** Throws AppError("invalid_filter") for a filter this store cannot evaluate. */
+  checkFilter(filter: Filter): void;
+  /** The k nearest items of the model's embeddings, best first. */
+  nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]>;
+  countEmbeddings(modelId: string): Promise<number>;
+  embeddingsOf(modelId: string, labels: readonly number[]): Promise<EmbeddingRow[]>;
+
+  /** Reindex: forget a previous interrupted run's new embeddings. */
+  clearStaging(): Promise<void>;
+  /** Reindex: new embeddings go beside the live ones. */
+  putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void>;
+  /**
+   * Reindex, atomically: staged embeddings replace the live ones, embeddings of any other
+   * model are dropped (never mixed), and the store's model becomes `info`.
+   */
+  swapStaging(info: ModelInfo): Promise<void>;
+
+  /** Loads what search needs (the SQLite backend's HNSW index) now, not at the first search. */
+  prepare(): Promise<void>;
+  indexStats(): Promise<VectorIndexStats>;
+  health(): StoreHealth;
+  /** Persists what is only in memory (the SQLite backend's HNSW index) if it changed. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,454 @@
+/**
+ * The storage seam's contract: one suite that every backend (SQLite + HNSW, Postgres +
+ * pgvector) must pass, so the library behaves the same on either.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { isAppError } from "../../src/errors.ts";
+import { WORKER_LOST } from "../../src/store/jobs.ts";
+import type { Filter, ItemStore, NewItem } from "../../src/store/types.ts";
+import { cosine } from "../../src/vector-index/exact.ts";
+
+export interface ContractOptions {
+  /** A new, empty store. */
+  open(): Promise<ItemStore>;
+  /** The same store opened again (after close), to check durability. */
+  reopen(): Promise<ItemStore>;
+}
+
+/** A deterministic unit-ish vector per seed (dims 8). */
+export function vectorOf(seed: number, dims = 8): Float32Array {
+  const v = new Float32Array(dims);
+  let state = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < dims; i++) {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    v[i] = (state / 0xffffffff) * 2 - 1;
+  }
+  return v;
+}
+
+export function newItem(n: number, metadata: Record<string, unknown> = {}): NewItem {
+  return {
+    id: `item-${n}`,
+    sha256: n.toString(16).padStart(64, "0"),
+    metadata,
+    contentType: "image/png",
+    width: 10 + n,
+    height: 20,
+    bytes: 100 + n,
+    source: "path",
+    path: `/media/${n}.png`,
+    vector: vectorOf(n),
+  };
+}
+
+const MODEL = { modelId: "m1", dims: 8 };
+
+async function ids(store: ItemStore, filter: Filter): Promise<string[]> {
+  const hits = await store.nearest({ vector: vectorOf(0), k: 100, exact: true, filter }, "m1");
+  return hits.map((h) => h.item.id).sort();
+}
+
+function code(expected: string) {
+  return (e: unknown) => isAppError(e) && e.code === expected;
+}
+
+export function storeContract(name: string, options: ContractOptions): void {
+  const fresh = async () => {
+    const store = await options.open();
+    await store.setModel(MODEL);
+    return store;
+  };
+
+  describe(`storage contract: ${name}`, () => {
+    test("a new store has no model; the model is recorded; counts start at zero", async () => {
+      const store = await options.open();
+      try {
+        assert.equal(await store.model(), undefined);
+        await store.setModel(MODEL);
+        assert.deepEqual(await store.model(), MODEL);
+        assert.equal(await store.count(), 0);
+        assert.equal(store.health().available, true);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("insert, read back by id and hash; embeddings round-trip bit-exactly", async () => {
+      const store = await fresh();
+      try {
+        const vector = new Float32Array([0.1, -0.2, 1e-30, 1234.5678, 0, 1, -1, 1 / 3]);
+        const outcomes = await store.insertItems(
+          [
+            { ...newItem(1, { city: "Paris", nested: { a: [1, "x"] } }), vector },
+            { ...newItem(2), source: "upload", path: undefined, original: Buffer.from("png-2") },
+          ],
+          "m1",
+        );
+        assert.deepEqual(
+          outcomes.map((o) => o.status),
+          ["inserted", "inserted"],
+        );
+        const [a, b] = outcomes.map((o) => (o.status === "inserted" ? o.label : -1));
+        assert.ok((a as number) > 0 && (b as number) > (a as number), "labels increase");
+        const one = await store.getById("item-1");
+        assert.equal(one?.label, a);
+        assert.deepEqual(one?.metadata, { city: "Paris", nested: { a: [1, "x"] } });
+        assert.equal(one?.width, 11);
+        assert.equal(one?.path, "/media/1.png");
+        assert.equal(one?.source, "path");
+        assert.ok(!Number.isNaN(Date.parse(one?.createdAt ?? "")));
+        const two = await store.getBySha(newItem(2).sha256);
+        assert.equal(two?.id, "item-2");
+        assert.equal(two?.path, undefined);
+        assert.deepEqual(await store.readOriginal(newItem(2).sha256), Buffer.from("png-2"));
+        const rows = await store.embeddingsOf("m1", [a as number, b as number]);
+        assert.deepEqual(rows[0]?.vector, vector);
+        assert.equal((await store.embeddingsOf("other", [a as number])).length, 0);
+        assert.equal(await store.countEmbeddings("m1"), 2);
+        assert.equal(await store.count(), 2);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("duplicates by content hash and id conflicts, also within one batch", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems([newItem(1)], "m1");
+        const outcomes = await store.insertItems(
+          [
+            { ...newItem(1), id: "other-id" },
+            { ...newItem(5), id: "item-1" },
+            newItem(6),
+            { ...newItem(6), id: "again" },
+          ],
+          "m1",
+        );
+        assert.deepEqual(outcomes[0], { status: "duplicate", id: "item-1" });
+        assert.deepEqual(outcomes[1], { status: "id_conflict" });
+        assert.equal(outcomes[2]?.status, "inserted");
+        assert.deepEqual(outcomes[3], { status: "duplicate", id: "item-6" });
+        assert.equal(await store.count(), 2);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("delete removes the item, its embedding and its original; labels are not reused", async () => {
+      const store = await fresh();
+      try {
+        const upload = { ...newItem(2), source: "upload" as const, original: Buffer.from("b") };
+        const outcomes = await store.insertItems([newItem(1), upload], "m1");
+        const deleted = await store.deleteById("item-2");
+        assert.equal(deleted?.id, "item-2");
+        assert.equal(await store.deleteById("item-2"), undefined);
+        assert.equal(await store.getById("item-2"), undefined);
+        assert.equal(await store.countEmbeddings("m1"), 1);
+        await assert.rejects(store.readOriginal(upload.sha256));
+        const [again] = await store.insertItems([newItem(3)], "m1");
+        const last = outcomes[1];
+        assert.ok(again?.status === "inserted" && last?.status === "inserted");
+        assert.ok(again.label > last.label, "a deleted label is never issued again");
+        // The same bytes can come back after a delete.
+        assert.equal((await store.insertItems([upload], "m1"))[0]?.status, "inserted");
+        assert.deepEqual(await store.readOriginal(upload.sha256), Buffer.from("b"));
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("cursor pagination walks every item once, in insertion order", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems(
+          Array.from({ length: 7 }, (_, i) => newItem(i + 1)),
+          "m1",
+        );
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const page: { items: { id: string }[]; nextCursor: string | null } =
+            await store.listItems(cursor, 3);
+          seen.push(...page.items.map((i) => i.id));
+          cursor = page.nextCursor;
+          pages++;
+        } while (cursor !== null);
+        assert.equal(pages, 3);
+        assert.deepEqual(
+          seen,
+          Array.from({ length: 7 }, (_, i) => `item-${i + 1}`),
+        );
+        assert.equal((await store.listItems(null, 7)).nextCursor, null);
+        const first = (await store.listItems(null, 1)).items[0];
+        assert.deepEqual(
+          (await store.itemsAfter(first?.label ?? 0, 2)).map((i) => i.id),
+          ["item-2", "item-3"],
+        );
+        await assert.rejects(store.listItems("not a cursor!", 3), code("invalid_cursor"));
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("nearest: ANN and exact agree on a small set; scores are cosine similarities", async () => {
+      const store = await fresh();
+      try {
+        const entries = Array.from({ length: 40 }, (_, i) => newItem(i + 1));
+        await store.insertItems(entries, "m1");
+        await store.prepare();
+        const query = vectorOf(1000);
+        const exact = await store.nearest({ vector: query, k: 5, exact: true }, "m1");
+        const ann = await store.nearest({ vector: query, k: 5 }, "m1");
+        assert.deepEqual(
+          ann.map((h) => h.item.id),
+          exact.map((h) => h.item.id),
+        );
+        const expected = entries
+          .map((e) => ({ id: e.id, score: cosine(query, e.vector) }))
+          .sort((x, y) => y.score - x.score)
+          .slice(0, 5);
+        assert.deepEqual(
+          exact.map((h) => h.item.id),
+          expected.map((e) => e.id),
+        );
+        exact.forEach((hit, i) => {
+          assert.ok(Math.abs(hit.score - (expected[i]?.score as number)) < 1e-5);
+        });
+        for (let i = 1; i < ann.length; i++) {
+          assert.ok((ann[i - 1]?.score as number) >= (ann[i]?.score as number));
+        }
+        const all = await store.nearest({ vector: query, k: 100 }, "m1");
+        assert.equal(all.length, 40, "k past the item count returns every item");
+        const stats = await store.indexStats();
+        assert.equal(stats.size, 40);
+        assert.equal(stats.type, "hnsw");
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("metadata filters: equality by key and JSON type, nested keys; bad keys refused", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems(
+          [
+            newItem(1, { city: "Paris", year: 2020, color: true, "my-key": "x", nested: { a: 1 } }),
+            newItem(2, { city: "Paris", year: "2020", color: 1, none: null, tags: ["a"] }),
+            newItem(3, { city: "Rome", year: 2020.0 }),
+          ],
+          "m1",
+        );
+        assert.deepEqual(await ids(store, { city: "Paris" }), ["item-1", "item-2"]);
+        assert.deepEqual(await ids(store, { year: 2020 }), ["item-1", "item-3"]);
+        assert.deepEqual(await ids(store, { year: "2020" }), ["item-2"]);
+        assert.deepEqual(await ids(store, { color: true }), ["item-1"]);
+        assert.deepEqual(await ids(store, { color: 1 }), ["item-2"]);
+        assert.deepEqual(await ids(store, { none: null }), ["item-2"]);
+        assert.deepEqual(await ids(store, { "my-key": "x" }), ["item-1"]);
+        assert.deepEqual(await ids(store, { "nested.a": 1 }), ["item-1"]);
+        assert.deepEqual(await ids(store, { tags: "a" }), [], "a scalar never matches an array");
+        assert.deepEqual(await ids(store, { city: "Paris", year: 2020 }), ["item-1"]);
+        assert.deepEqual(await ids(store, { city: "Oslo" }), []);
+        const ann = await store.nearest(
+          { vector: vectorOf(0), k: 10, filter: { city: "Paris" } },
+          "m1",
+        );
+        assert.deepEqual(ann.map((h) => h.item.id).sort(), ["item-1", "item-2"]);
+        for (const bad of [
+          "",
+          "a b",
+          "x'); DROP TABLE items; --",
+          "k".repeat(65),
+          ".",
+          ".a",
+          "a..b",
+        ]) {
+          assert.throws(() => store.checkFilter({ [bad]: 1 }), code("invalid_filter"), bad);
+        }
+        assert.throws(() => store.checkFilter({ a: Number.NaN }), code("invalid_filter"));
+        assert.equal(await store.count(), 3);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("reindex staging swaps embeddings at once and drops other models' embeddings", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel({ modelId: "old", dims: 8 });
+        const outcomes = await store.insertItems([newItem(1), newItem(2), newItem(3)], "old");
+        const [l1, l2] = outcomes.map((o) => (o.status === "inserted" ? o.label : -1));
+        await store.clearStaging();
+        await store.putStaging(
+          [
+            { label: l1 as number, vector: new Float32Array([9, 9]) },
+            { label: l2 as number, vector: new Float32Array([8, 8]) },
+          ],
+          "new",
+        );
+        assert.equal(await store.countEmbeddings("new"), 0, "staged rows are not live");
+        await store.swapStaging({ modelId: "new", dims: 2 });
+        assert.deepEqual(await store.model(), { modelId: "new", dims: 2 });
+        assert.equal(await store.countEmbeddings("old"), 0);
+        const rows = await store.embeddingsOf("new", [l1 as number, l2 as number]);
+        assert.deepEqual(
+          rows.map((r) => [r.label, [...r.vector]]),
+          [
+            [l1, [9, 9]],
+            [l2, [8, 8]],
+          ],
+        );
+        assert.equal(await store.count(), 3, "items stay even when one was not re-embedded");
+        const hits = await store.nearest({ vector: new Float32Array([1, 1]), k: 5 }, "new");
+        assert.deepEqual(hits.map((h) => h.item.id).sort(), ["item-1", "item-2"]);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("what was committed before close is there after reopening", async () => {
+      const store = await fresh();
+      await store.insertItems([newItem(1)], "m1");
+      await store.close();
+      const again = await options.reopen();
+      try {
+        assert.equal((await again.getById("item-1"))?.sha256, newItem(1).sha256);
+        const hits = await again.nearest({ vector: vectorOf(1), k: 1 }, "m1");
+        assert.equal(hits[0]?.item.id, "item-1");
+      } finally {
+        await again.close();
+      }
+    });
+
+    test("jobs: create, claim in chunks, finish, counts, failures, rate and state", async () => {
+      const store = await fresh();
+      try {
+        const created = await store.jobs.create({
+          id: "job-1",
+          paths: ["a.png", "b.png", "c.png", "d.png"],
+          metadata: { album: "x" },
+        });
+        assert.equal(created.state, "queued");
+        assert.equal(created.counts.total, 4);
+        assert.equal(created.counts.pending, 4);
+        const first = await store.jobs.claim("w1", 3, 60_000, 3);
+        assert.deepEqual(
+          first.map((c) => [c.path, c.attempts]),
+          [
+            ["a.png", 1],
+            ["b.png", 1],
+            ["c.png", 1],
+          ],
+        );
+        assert.deepEqual(first[0]?.metadata, { album: "x" });
+        const second = await store.jobs.claim("w2", 3, 60_000, 3);
+        assert.deepEqual(
+          second.map((c) => c.path),
+          ["d.png"],
+          "a claimed item is not claimed again while its lease runs",
+        );
+        assert.equal((await store.jobs.get("job-1"))?.state, "running");
+        await store.jobs.finish("w1", [
+          { jobId: "job-1", seq: 0, state: "indexed", itemId: "i-a" },
+          { jobId: "job-1", seq: 1, state: "duplicate", itemId: "i-a" },
+          { jobId: "job-1", seq: 2, state: "failed", code: "image_corrupt", message: "bad" },
+        ]);
+        // A worker cannot finish an item another worker holds.
+        await store.jobs.finish("w1", [{ jobId: "job-1", seq: 3, state: "indexed", itemId: "z" }]);
+        let summary = await store.jobs.get("job-1");
+        assert.equal(summary?.counts.running, 1);
+        assert.equal(summary?.state, "running");
+        await store.jobs.finish("w2", [
+          { jobId: "job-1", seq: 3, state: "indexed", itemId: "i-d" },
+        ]);
+        summary = await store.jobs.get("job-1");
+        assert.equal(summary?.state, "done");
+        assert.deepEqual(
+          {
+            indexed: summary?.counts.indexed,
+            duplicate: summary?.counts.duplicate,
+            failed: summary?.counts.failed,
+            pending: summary?.counts.pending,
+          },
+          { indexed: 2, duplicate: 1, failed: 1, pending: 0 },
+        );
+        assert.deepEqual(summary?.failedCodes, { image_corrupt: 1 });
+        assert.equal(summary?.etaSeconds, 0);
+        assert.ok((summary?.rate ?? 0) > 0);
+        assert.ok(summary?.finishedAt !== null);
+        assert.deepEqual(await store.jobs.failures("job-1", 10), [
+          { path: "c.png", code: "image_corrupt", message: "bad" },
+        ]);
+        assert.equal((await store.jobs.claim("w1", 10, 60_000, 3)).length, 0);
+        assert.equal(await store.jobs.get("nope"), undefined);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("jobs: an expired lease is claimed again; past maxAttempts the item fails as worker_lost", async () => {
+      const store = await fresh();
+      try {
+        await store.jobs.create({ id: "job-2", paths: ["a.png"], metadata: {} });
+        const [first] = await store.jobs.claim("dead-worker", 5, 1, 2);
+        assert.equal(first?.attempts, 1);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const [second] = await store.jobs.claim("w2", 5, 1, 2);
+        assert.equal(second?.path, "a.png");
+        assert.equal(second?.attempts, 2);
+        // The dead worker's late outcome is ignored: the item is no longer its.
+        await store.jobs.finish("dead-worker", [
+          { jobId: "job-2", seq: 0, state: "indexed", itemId: "x" },
+        ]);
+        assert.equal((await store.jobs.get("job-2"))?.counts.running, 1);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        assert.deepEqual(await store.jobs.claim("w3", 5, 60_000, 2), []);
+        const summary = await store.jobs.get("job-2");
+        assert.equal(summary?.state, "done");
+        assert.deepEqual(summary?.failedCodes, { [WORKER_LOST]: 1 });
+        // A lease that is extended is not taken over.
+        await store.jobs.create({ id: "job-3", paths: ["b.png"], metadata: {} });
+        const claimed = await store.jobs.claim("w4", 5, 30, 3);
+        await store.jobs.extendLease("w4", claimed, 60_000);
+        await new Promise((resolve) => setTimeout(resolve, 60));
+        assert.deepEqual(await store.jobs.claim("w5", 5, 60_000, 3), []);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("jobs: cancel stops what is pending; claimed items finish; list is newest first", async () => {
+      const store = await fresh();
+      try {
+        await store.jobs.create({ id: "old", paths: ["x.png"], metadata: {} });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        await store.jobs.create({ id: "new", paths: ["a.png", "b.png", "c.png"], metadata: {} });
+        const claimed = await store.jobs.claim("w", 2, 60_000, 3);
+        assert.deepEqual(
+          claimed.map((c) => `${c.jobId}/${c.path}`),
+          ["old/x.png", "new/a.png"],
+          "older jobs first",
+        );
+        const cancelled = await store.jobs.cancel("new");
+        assert.equal(cancelled?.state, "running", "until its claimed item finishes");
+        assert.equal(cancelled?.counts.cancelled, 2);
+        assert.deepEqual(await store.jobs.claim("w", 5, 60_000, 3), []);
+        await store.jobs.finish("w", [{ jobId: "new", seq: 0, state: "indexed", itemId: "i" }]);
+        assert.equal((await store.jobs.get("new"))?.state, "cancelled");
+        assert.equal(await store.jobs.cancel("missing"), undefined);
+        assert.deepEqual(
+          (await store.jobs.list(10)).map((j) => j.id),
+          ["new", "old"],
+        );
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}

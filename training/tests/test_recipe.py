@@ -19,7 +19,7 @@ def _node_ready():
 @pytest.mark.skipif(not _node_ready(), reason="node and npm packages (npm ci) are needed")
 def test_smoke_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--smoke", "--out", str(out), "--threads", "2"]) == 0
+    assert main(["demo", "--smoke", "--out", str(out), "--threads", "1", "--jobs", "2"]) == 0
 
     model = out / "demo-model"
     config = json.loads((model / "config.json").read_text())
@@ -41,12 +41,21 @@ def test_smoke_runs_every_stage(tmp_path):
         assert zero["n"] == recipe.SMOKE["eval_count"] and 0 <= zero["top1"] <= 1
     clip77 = json.loads((out / "eval" / "clip77-long.json").read_text())
     assert clip77["max_tokens"] == 77
+    for name in recipe.UNSEEN_MODELS:
+        unseen = json.loads((out / "eval" / f"{name}-unseen-long.json").read_text())
+        assert unseen["n"] == recipe.SMOKE["unseen_count"]
+    # PCM's short-caption term where the variant has PCM, not where it has none
+    for name, pcm in (("longclip", True), ("pcm1", True), ("kps", False)):
+        log = (out / "runs" / name / "train-log.jsonl").read_text().splitlines()
+        assert all((json.loads(line)["loss_short"] is not None) == pcm for line in log), name
 
     report = (out / "reproduction.md").read_text()
     assert "Smoke run" in report and "effective-length.png" in report
+    assert "against its targets (unseen set)" in report and "PCM weight" in report
     assert (out / "figures" / "effective-length.png").read_bytes()[:4] == b"\x89PNG"
     timings = json.loads((out / "timings.json").read_text())
     assert {"synth", "vocab", "pretrain CLIP-77", "fine-tune longclip", "export"} <= set(timings)
+    assert timings["fine-tune pcm1"]["part_of"] == "fine-tune (all, 2 side by side)"
     # the report alone is regenerated from the artifacts
     (out / "reproduction.md").unlink()
     assert main(["demo", "--smoke", "--out", str(out), "--stages", "report"]) == 0

@@ -1,35 +1,54 @@
 # syntax=docker/dockerfile:1
-# longclip-search server.
+# longclip-search server: compiled JavaScript (dist/), production dependencies only, non-root.
 #
 # CPU image (the default target):
 #   docker build -t longclip .
-#   docker run -p 8080:8080 -v longclip-data:/data -v "$PWD/models/demo:/models:ro" longclip
+#   docker run --init -p 8080:8080 -v longclip-data:/data -v "$PWD/models/demo:/models:ro" longclip
 #
 # CUDA 12 image for GPU hosts (needs the NVIDIA Container Toolkit on the host):
 #   docker build --target runtime-cuda -t longclip:cuda .
-#   docker run --gpus all -p 8080:8080 -v longclip-data:/data -v "$PWD/models/demo:/models:ro" longclip:cuda
+#   docker run --init --gpus all -p 8080:8080 -v longclip-data:/data -v "$PWD/models/demo:/models:ro" longclip:cuda
 #
-# Every setting is an environment variable (LONGCLIP_*, see src/config.ts), e.g.
+# It listens on $PORT (default 8080) on all interfaces ($HOST, default 0.0.0.0); every other
+# setting is an environment variable (LONGCLIP_*, see src/config.ts), e.g.
 # -e LONGCLIP_API_KEY=... to require a key on the write endpoints, or
 # -e LONGCLIP_MEDIA_ROOT=/media plus a -v mount to index files by path.
+# SIGTERM drains requests and saves the index within 25 s: `docker stop` waits 10 s unless
+# given --time 30 (or --stop-timeout 30 at run), Kubernetes 30 s.
+#
+# Behind a TLS-intercepting proxy, the build's npm ci needs that proxy's CA: mount it and name
+# it, e.g. `podman build -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/proxy-ca.crt:ro
+# --build-arg NODE_EXTRA_CA_CERTS=/etc/ssl/certs/proxy-ca.crt .` (scripts/test-docker.sh does).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# A Debian bookworm image with Node.js in /usr/local (bin/node, bin/npm, include/node), as the
+# official node images are; scripts/test-docker.sh builds one without a registry.
+ARG NODE_IMAGE=node:24-bookworm-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
-# ---- build: native addons (better-sqlite3, hnswlib-node) need a compiler toolchain
+# ---- build: compiles dist/ and the page, then drops the development dependencies
 FROM ${NODE_IMAGE} AS build
+# Native addons (better-sqlite3, hnswlib-node) compile from source: no prebuilt download.
 RUN apt-get update \
   && apt-get install -y --no-install-recommends python3 make g++ \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json ./
+ARG NODE_EXTRA_CA_CERTS
 # The CPU build of ONNX Runtime ships inside onnxruntime-node; skip its CUDA download.
-ENV ONNXRUNTIME_NODE_INSTALL=skip
-# Dev dependencies stay: the server runs its TypeScript sources through tsx.
+# node-gyp takes the headers of the image's Node instead of downloading them.
+ENV ONNXRUNTIME_NODE_INSTALL=skip \
+  npm_config_nodedir=/usr/local
+COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY . .
-# The web UI page (dist/web/index.html): built here, as the runtime user cannot write /app.
-RUN node --import tsx scripts/build-web.ts
+COPY tsconfig.json tsconfig.build.json openapi.yaml ./
+COPY bin ./bin
+COPY scripts ./scripts
+COPY src ./src
+COPY web ./web
+# onnxruntime-node ships its binaries for every platform; the image keeps its own (~200 MB less).
+RUN npm run build \
+  && npm prune --omit=dev --no-audit --no-fund \
+  && find node_modules/onnxruntime-node/bin -mindepth 2 -maxdepth 2 ! -name linux -exec rm -r {} + \
+  && find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 ! -name "$(node -p process.arch)" -exec rm -r {} +
 
 # ---- build-cuda: the same tree plus ONNX Runtime's CUDA 12 execution provider
 FROM build AS build-cuda
@@ -43,10 +62,13 @@ RUN groupadd --system longclip \
   && mkdir -p /data /models \
   && chown longclip:longclip /data
 WORKDIR /app
-COPY --from=build-cuda /app /app
+COPY --from=build-cuda /app/package.json /app/openapi.yaml ./
+COPY --from=build-cuda /app/bin ./bin
+COPY --from=build-cuda /app/dist ./dist
+COPY --from=build-cuda /app/node_modules ./node_modules
 ENV NODE_ENV=production \
-  LONGCLIP_HOST=0.0.0.0 \
-  LONGCLIP_PORT=8080 \
+  HOST=0.0.0.0 \
+  PORT=8080 \
   LONGCLIP_DATA_DIR=/data \
   LONGCLIP_MODEL_DIR=/models \
   LONGCLIP_DEVICE=cuda
@@ -54,8 +76,8 @@ USER longclip
 VOLUME /data
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.LONGCLIP_PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "bin/longclip.js", "serve"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.LONGCLIP_PORT || process.env.PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "dist/cli/main.js", "serve"]
 
 # ---- runtime (default): CPU
 FROM ${NODE_IMAGE} AS runtime
@@ -64,10 +86,13 @@ RUN groupadd --system longclip \
   && mkdir -p /data /models \
   && chown longclip:longclip /data
 WORKDIR /app
-COPY --from=build /app /app
+COPY --from=build /app/package.json /app/openapi.yaml ./
+COPY --from=build /app/bin ./bin
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/node_modules ./node_modules
 ENV NODE_ENV=production \
-  LONGCLIP_HOST=0.0.0.0 \
-  LONGCLIP_PORT=8080 \
+  HOST=0.0.0.0 \
+  PORT=8080 \
   LONGCLIP_DATA_DIR=/data \
   LONGCLIP_MODEL_DIR=/models \
   LONGCLIP_DEVICE=cpu
@@ -75,5 +100,5 @@ USER longclip
 VOLUME /data
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.LONGCLIP_PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "bin/longclip.js", "serve"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.LONGCLIP_PORT || process.env.PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "dist/cli/main.js", "serve"]

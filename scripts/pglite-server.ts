@@ -1,9 +1,9 @@
 /**
- * A PostgreSQL server for tests: PGlite (Postgres compiled to WebAssembly) with pgvector,
+ * A PostgreSQL server for tests and benchmarks: PGlite (Postgres compiled to WebAssembly) with pgvector,
  * served over the Postgres wire protocol on 127.0.0.1 by pglite-socket. Run as its own
  * process so a test can stop (SIGKILL) and restart the database under a running product:
  *
- *   tsx test/helpers/pglite-server.ts --dir DIR --port N
+ *   tsx scripts/pglite-server.ts --dir DIR --port N
  *
  * Prints `ready <port>` on stdout once it accepts connections. DIR keeps the data across
  * restarts (memory:// when omitted).

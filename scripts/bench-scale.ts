@@ -1,18 +1,23 @@
 /**
- * npm run bench:scale -- [--count N] [--dims D] [--queries Q] [--ef 40,100,200] [--json FILE]
+ * npm run bench:scale -- [--skip search,workers] [--count N] [--dims D] [--queries Q]
+ *   [--ef 40,100,200] [--workers 1,2] [--worker-files N] [--worker-model DIR] [--json FILE]
  *
- * Nearest-neighbour search on the embedded backend (SQLite + hnswlib) against Postgres +
- * pgvector (HNSW on halfvec and on vector), through the storage seam, on the same clustered
- * vectors: recall@10 against exact search, p50/p99 per efSearch, index build time and size.
- * Starts its own PGlite (Postgres in WebAssembly) server on 127.0.0.1. Prints markdown tables.
+ * search: nearest-neighbour search on the embedded backend (SQLite + hnswlib) against
+ * Postgres + pgvector (HNSW on halfvec and on vector), through the storage seam, on the same
+ * clustered vectors: recall@10 against exact search, p50/p99 per efSearch, index build time
+ * and size. workers: one job of photo-sized JPEGs run by 1 and by 2 `longclip worker`
+ * processes. Starts its own PGlite (Postgres in WebAssembly) servers on 127.0.0.1. Prints
+ * markdown tables.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { cpuModel, loadAverage } from "../src/bench/context.ts";
 import { fmt, markdownTable } from "../src/bench/markdown.ts";
 import { startPostgres } from "../src/bench/pglite.ts";
-import { measureScale } from "../src/bench/scale.ts";
+import { measureScale, type ScaleResult } from "../src/bench/scale.ts";
+import { measureWorkers, type WorkerRow } from "../src/bench/workers.ts";
 import { integerFlag, parseOrExitCode, runScript } from "../src/cli/settings.ts";
 import { PROJECT_ROOT } from "../src/config.ts";
 
@@ -30,6 +35,24 @@ async function main(argv: string[]): Promise<number> {
       [40, 100, 200],
     )
     .option(
+      "--skip <list>",
+      "sections to skip: search, workers",
+      (raw: string) => raw.split(","),
+      [],
+    )
+    .option(
+      "--workers <list>",
+      "worker counts",
+      (raw: string) => raw.split(",").map(Number),
+      [1, 2],
+    )
+    .option("--worker-files <n>", "JPEGs in the workers' job", integerFlag("--worker-files"), 200)
+    .option(
+      "--worker-model <dir>",
+      "model the workers run",
+      path.join(PROJECT_ROOT, "models", "demo"),
+    )
+    .option(
       "--json <file>",
       "write the results as JSON",
       path.join(PROJECT_ROOT, "artifacts", "perf", "scale.json"),
@@ -44,23 +67,32 @@ async function main(argv: string[]): Promise<number> {
     efConstruction: number;
     ef: number[];
     json: string;
+    skip: string[];
+    workers: number[];
+    workerFiles: number;
+    workerModel: string;
   }>();
   const workDir = path.join(PROJECT_ROOT, "artifacts", "perf", "work");
   mkdirSync(workDir, { recursive: true });
-  const db = await startPostgres();
-  const started = new Date();
-  try {
-    const result = await measureScale(
-      {
-        workDir,
-        modelsDir: workDir,
-        quick: false,
-        runs: 1,
-        warmup: 0,
-        threads: 1,
-        log: (message) => process.stderr.write(`# ${message}\n`),
-      },
-      {
+  const ctx = {
+    workDir,
+    modelsDir: workDir,
+    quick: false,
+    runs: 1,
+    warmup: 0,
+    threads: 1,
+    log: (message: string) => process.stderr.write(`# ${message}\n`),
+  };
+  const machine = `${cpuModel()}, ${cpus().length} cores, load ${loadAverage().join(" ")}, ${new Date().toISOString()}`;
+  const report: { machine: string; search?: ScaleResult; workers?: WorkerRow[] } = { machine };
+  const save = () => {
+    mkdirSync(path.dirname(flags.json), { recursive: true });
+    writeFileSync(flags.json, `${JSON.stringify(report, null, 2)}\n`);
+  };
+  if (!flags.skip.includes("search")) {
+    const db = await startPostgres();
+    try {
+      report.search = await measureScale(ctx, {
         count: flags.count,
         dims: flags.dims,
         queries: flags.queries,
@@ -68,44 +100,73 @@ async function main(argv: string[]): Promise<number> {
         efConstruction: flags.efConstruction,
         efSearch: flags.ef,
         databaseUrl: db.url,
-      },
-    );
-    const machine = `${cpuModel()}, load ${loadAverage().join(" ")}, ${started.toISOString()}`;
+      });
+    } finally {
+      await db.stop();
+    }
+    save();
+    process.stdout.write(searchTables(report.search, machine));
+  }
+  if (!flags.skip.includes("workers")) {
+    report.workers = await measureWorkers(ctx, {
+      modelDir: path.resolve(flags.workerModel),
+      files: flags.workerFiles,
+      width: 1600,
+      height: 1200,
+      imageBatchSize: 8,
+      counts: flags.workers,
+      cores: cpus().length,
+    });
+    save();
     process.stdout.write(
       [
-        `## Search at ${flags.count.toLocaleString("en-US")} clustered ${flags.dims}-d vectors (M ${flags.m}, efConstruction ${flags.efConstruction}; ${machine})`,
+        `## One job, ${flags.workerFiles} JPEGs of 1600x1200, model ${path.relative(PROJECT_ROOT, path.resolve(flags.workerModel))}; ${machine}`,
         "",
         markdownTable(
-          ["backend", "load s", "index build s", "index MB"],
-          result.build.map((b) => [
-            b.backend,
-            fmt(b.loadSeconds, 1),
-            b.indexSeconds ? fmt(b.indexSeconds, 1) : "(during load)",
-            b.indexBytes ? fmt(b.indexBytes / 1e6, 1) : "-",
-          ]),
-        ),
-        "",
-        `A search on Postgres is one transaction of three statements; \`SELECT 1\` alone takes ${fmt(result.postgresRoundTripMs)} ms (p50) on this server.`,
-        "",
-        markdownTable(
-          ["backend", "efSearch", "recall@10", "p50 ms", "p99 ms"],
-          result.rows.map((r) => [
-            r.backend,
-            r.efSearch,
-            fmt(r.recallAt10, 3),
-            fmt(r.p50Ms),
-            fmt(r.p99Ms),
+          ["workers", "threads each", "files/s", "worker CPU ms/file", "database CPU ms/file"],
+          report.workers.map((r) => [
+            r.workers,
+            r.threadsEach,
+            fmt(r.filesPerS, 1),
+            fmt(r.workerCpuMsPerFile, 0),
+            fmt(r.databaseCpuMsPerFile, 0),
           ]),
         ),
         "",
       ].join("\n"),
     );
-    mkdirSync(path.dirname(flags.json), { recursive: true });
-    writeFileSync(flags.json, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
-    return 0;
-  } finally {
-    await db.stop();
   }
+  return 0;
+}
+
+function searchTables(result: ScaleResult, machine: string): string {
+  return [
+    `## Search at ${result.count.toLocaleString("en-US")} clustered ${result.dims}-d vectors (M ${result.m}, efConstruction ${result.efConstruction}; ${machine})`,
+    "",
+    markdownTable(
+      ["backend", "load s", "index build s", "index MB"],
+      result.build.map((b) => [
+        b.backend,
+        fmt(b.loadSeconds, 1),
+        b.indexSeconds ? fmt(b.indexSeconds, 1) : "(during load)",
+        b.indexBytes ? fmt(b.indexBytes / 1e6, 1) : "-",
+      ]),
+    ),
+    "",
+    `A search on Postgres is one transaction of three statements; \`SELECT 1\` alone takes ${fmt(result.postgresRoundTripMs)} ms (p50) on this server.`,
+    "",
+    markdownTable(
+      ["backend", "efSearch", "recall@10", "p50 ms", "p99 ms"],
+      result.rows.map((r) => [
+        r.backend,
+        r.efSearch,
+        fmt(r.recallAt10, 3),
+        fmt(r.p50Ms),
+        fmt(r.p99Ms),
+      ]),
+    ),
+    "",
+  ].join("\n");
 }
 
 runScript("bench:scale", main);

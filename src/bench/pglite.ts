@@ -19,6 +19,8 @@ export interface TestPostgres {
   /** Drops the product's schema, for a fresh store. */
   reset(): Promise<void>;
   stop(): Promise<void>;
+  /** The server process's id (for CPU accounting). */
+  pid(): number | undefined;
 }
 
 async function launch(dir: string | undefined, port: number) {
@@ -69,6 +71,9 @@ export async function startPostgres(dir?: string, port = 0): Promise<TestPostgre
       } finally {
         await client.end();
       }
+    },
+    pid() {
+      return current.child.pid;
     },
     async stop() {
       current.child.kill("SIGTERM");

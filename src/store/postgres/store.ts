@@ -14,6 +14,7 @@ import { fromSql, toSql } from "pgvector";
 import { AppError } from "../../errors.ts";
 import type { Metadata } from "../../library/types.ts";
 import { decodeCursor, filterTerms, pageOf } from "../filter.ts";
+import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
 import type {
   EmbeddingRow,
   Filter,
@@ -43,38 +44,14 @@ export interface PostgresStoreOptions extends IndexParameters {
   connectTimeoutMs?: number;
 }
 
-interface ItemRow {
-  id: string;
-  label: number;
-  sha256: string;
-  metadata: Metadata;
-  content_type: string;
-  width: number;
-  height: number;
-  bytes: number;
-  source: "upload" | "path";
-  path: string | null;
-  created_at: Date;
-}
-
-const ITEM_COLUMNS =
-  "id, label, sha256, metadata, content_type, width, height, bytes, source, path, created_at";
+type ItemRow = Row<Metadata, Date>;
 
 function toItem(row: ItemRow): StoredItem {
-  const item: StoredItem = {
-    id: row.id,
-    label: row.label,
-    sha256: row.sha256,
-    metadata: row.metadata,
-    contentType: row.content_type,
-    width: row.width,
-    height: row.height,
-    bytes: row.bytes,
-    source: row.source,
-    createdAt: row.created_at.toISOString(),
-  };
-  if (row.path !== null) item.path = row.path;
-  return item;
+  return rowToItem(
+    row,
+    (value) => value,
+    (value) => value.toISOString(),
+  );
 }
 
 function vectorParam(vector: Float32Array): string {

@@ -18,6 +18,7 @@ import type { Metadata } from "../../library/types.ts";
 import { exactSearch } from "../../vector-index/exact.ts";
 import type { Neighbour } from "../../vector-index/hnsw.ts";
 import { decodeCursor, filterTerms, pageOf } from "../filter.ts";
+import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
 import type {
   EmbeddingRow,
   Filter,
@@ -49,38 +50,14 @@ export interface SqliteStoreOptions extends IndexParameters {
  * selective filter loses recall); larger candidate sets use HNSW with a label filter. */
 const EXACT_FILTER_LIMIT = 10_000;
 
-interface ItemRow {
-  id: string;
-  label: number;
-  sha256: string;
-  metadata: string;
-  content_type: string;
-  width: number;
-  height: number;
-  bytes: number;
-  source: "upload" | "path";
-  path: string | null;
-  created_at: string;
-}
-
-const ITEM_COLUMNS =
-  "id, label, sha256, metadata, content_type, width, height, bytes, source, path, created_at";
+type ItemRow = Row<string, string>;
 
 function toItem(row: ItemRow): StoredItem {
-  const item: StoredItem = {
-    id: row.id,
-    label: row.label,
-    sha256: row.sha256,
-    metadata: JSON.parse(row.metadata) as Metadata,
-    contentType: row.content_type,
-    width: row.width,
-    height: row.height,
-    bytes: row.bytes,
-    source: row.source,
-    createdAt: row.created_at,
-  };
-  if (row.path !== null) item.path = row.path;
-  return item;
+  return rowToItem(
+    row,
+    (value) => JSON.parse(value) as Metadata,
+    (value) => value,
+  );
 }
 
 /** Float32 vector → BLOB (little-endian, as stored). */

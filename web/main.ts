@@ -16,6 +16,7 @@ import {
   thumbnailUrl,
 } from "./api.ts";
 import { collectDropped, type PendingFile, planBatches } from "./files.ts";
+import { startJobsPanel } from "./jobs.ts";
 
 interface PageConfig {
   maxBatchItems: number;
@@ -603,4 +604,5 @@ for (const type of ["dragover", "drop"] as const) {
 updateKeyButton();
 grow();
 void refreshStats();
+startJobsPanel();
 void learnMaxTokens().then(() => (query.value ? countTokens() : undefined));

@@ -10,6 +10,8 @@ import type { FastifyInstance } from "fastify";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { loadSettings, PROJECT_ROOT, type Settings } from "../../src/config.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
+import { JobService } from "../../src/jobs/service.ts";
+import { startJobWorker } from "../../src/jobs/worker.ts";
 import { createLibrary } from "../../src/library/index.ts";
 import { buildApp } from "../../src/server/app.ts";
 import { SKIP_WITHOUT_SHARED, tinyModelDir } from "../helpers/reference.ts";
@@ -46,7 +48,13 @@ export async function startServer(extra: Partial<Settings> = {}): Promise<Runnin
   );
   const encoder = await Encoder.load(modelDir, settings);
   const library = await createLibrary(settings, encoder);
-  const app = buildApp(settings, library, { tokenizer: encoder.tokenizer });
+  const jobs = new JobService(library.store.jobs, settings);
+  const app = buildApp(settings, library, { tokenizer: encoder.tokenizer, jobs });
+  const runner = startJobWorker(settings, library);
+  if (runner !== undefined) {
+    jobs.onCreated = () => runner.poke();
+    app.addHook("preClose", () => runner.stop());
+  }
   const base = await app.listen({ host: "127.0.0.1", port: 0 });
   return {
     app,

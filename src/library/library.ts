@@ -10,17 +10,15 @@
  *   embedder has another model id refuses to index or search until `reindex()` ran. On a
  *   shared store (Postgres) every node re-reads the model, so a reindex by one is seen by all.
  */
-import { createHash } from "node:crypto";
-import { existsSync, realpathSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
-import path from "node:path";
+import { readFile } from "node:fs/promises";
 import type { Settings } from "../config.ts";
 import type { Embedder, TextEmbedding } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
 import type { PreprocessOptions } from "../preprocess/types.ts";
 import { openStore } from "../store/open.ts";
-import type { ItemStore, ModelInfo, NewItem, StoredItem } from "../store/types.ts";
+import type { ItemStore, ModelInfo, StoredItem } from "../store/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
+import { errorOf, Ingest } from "./ingest.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
 import type {
@@ -30,7 +28,6 @@ import type {
   Item,
   Library,
   LibraryStats,
-  Metadata,
   Page,
   SearchOptions,
   TextSearchResult,
@@ -59,94 +56,13 @@ export interface LibraryOptions {
 /** How often a library on a shared store re-reads its model and reachability. */
 const STORE_CHECK_INTERVAL_MS = 2_000;
 
-const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-const MAX_METADATA_BYTES = 64 * 1024;
-
-const CONTENT_TYPES: Record<string, string> = {
-  jpeg: "image/jpeg",
-  png: "image/png",
-  webp: "image/webp",
-  gif: "image/gif",
-  avif: "image/avif",
-  tiff: "image/tiff",
-};
-
-/** One input on its way through the pipeline. */
-interface Job {
-  index: number;
-  id: string;
-  sha256: string;
-  bytes: Buffer;
-  metadata: Metadata;
-  source: "upload" | "path";
-  path?: string;
-  claim: Claim;
-}
-
-interface Prepared extends Job {
-  pixels: Float32Array;
-  width: number;
-  height: number;
-  contentType: string;
-}
-
-interface Lookup {
-  sha256: string;
-  id: string;
-  /** The stored item with the same content, if any. */
-  existing: StoredItem | undefined;
-  /** Whether the id is taken by a stored item. */
-  idTaken: boolean;
-}
-
-type ClaimOutcome = { id: string } | { error: { code: string; message: string } };
-
-/** An in-flight content hash: later copies of the same bytes wait for its outcome. */
-interface Claim {
-  promise: Promise<ClaimOutcome>;
-  settle(outcome: ClaimOutcome): void;
-}
-
-function newClaim(): Claim {
-  let settle: (outcome: ClaimOutcome) => void = () => {};
-  const promise = new Promise<ClaimOutcome>((resolve) => {
-    settle = resolve;
-  });
-  return { promise, settle };
-}
-
-function errorOf(error: unknown): { code: string; message: string } {
-  if (isAppError(error)) return { code: error.code, message: error.message };
-  const message = error instanceof Error ? error.message : String(error);
-  return { code: "internal_error", message: `Unexpected error: ${message}` };
-}
-
 function isUnavailable(error: unknown): boolean {
   return isAppError(error) && error.code === "database_unavailable";
-}
-
-function sha256Hex(bytes: Buffer): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 function publicItem(item: StoredItem): Item {
   const { label: _label, ...rest } = item;
   return rest;
-}
-
-function validateMetadata(metadata: unknown): Metadata {
-  if (metadata === undefined || metadata === null) return {};
-  if (typeof metadata !== "object" || Array.isArray(metadata)) {
-    throw new AppError("invalid_metadata", 'metadata must be a JSON object, e.g. {"album": "x"}.');
-  }
-  const json = JSON.stringify(metadata);
-  if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
-    throw new AppError(
-      "invalid_metadata",
-      `metadata is ${Buffer.byteLength(json)} bytes of JSON; the limit is ${MAX_METADATA_BYTES}. Keep large data elsewhere and store a reference.`,
-    );
-  }
-  return JSON.parse(json) as Metadata;
 }
 
 /** Opens (or creates) the library for `embedder`'s model on the store the settings name. */
@@ -183,12 +99,10 @@ export class LongclipLibrary implements Library {
   private storedModel: ModelInfo | undefined;
   private reindexing = false;
   private closing = false;
-  private readonly inflightSha = new Map<string, Claim>();
-  private readonly inflightIds = new Map<string, string>();
   private readonly active = new Set<Promise<unknown>>();
   private checkTimer: NodeJS.Timeout | undefined;
   private readonly preprocessOptions: PreprocessOptions;
-  private readonly mediaRoot: string | undefined;
+  private readonly ingest: Ingest;
 
   constructor(
     private readonly settings: Settings,
@@ -206,10 +120,16 @@ export class LongclipLibrary implements Library {
       maxImageBytes: settings.maxImageBytes,
       maxImagePixels: settings.maxImagePixels,
     };
-    this.mediaRoot =
-      settings.mediaRoot !== undefined && existsSync(settings.mediaRoot)
-        ? realpathSync(settings.mediaRoot)
-        : undefined;
+    this.ingest = new Ingest({
+      settings,
+      embedder,
+      store,
+      queue: this.queue,
+      pool: this.pool,
+      preprocessOptions: this.preprocessOptions,
+      allowAnyPath: options.allowAnyPath === true,
+      assertUsable: () => this.assertUsable(),
+    });
   }
 
   /**
@@ -290,327 +210,7 @@ export class LongclipLibrary implements Library {
   // ---------------------------------------------------------------- index
 
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
-    return this.track(() => this.indexAll(inputs));
-  }
-
-  private async indexAll(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
-    this.assertUsable();
-    if (inputs.length === 0) return [];
-    if (inputs.length > this.settings.maxBatchItems) {
-      throw new AppError(
-        "too_many_items",
-        `The batch has ${inputs.length} items; the limit is ${this.settings.maxBatchItems} (maxBatchItems). Split it into smaller batches.`,
-        413,
-        { items: inputs.length, limit: this.settings.maxBatchItems },
-      );
-    }
-    const reservation = this.queue.reserve("ingest", inputs.length);
-    const results = new Array<IndexResult>(inputs.length);
-    const waits: Promise<void>[] = [];
-    const owned: Job[] = [];
-    const fail = (i: number, error: unknown) => {
-      results[i] = { id: inputs[i]?.id ?? "", status: "failed", error: errorOf(error) };
-    };
-    try {
-      const chunkSize = Math.max(1, this.settings.imageBatchSize);
-      // Preparation (read, hash, decode) of chunk n+1 overlaps the embedding of chunk n.
-      const prepare = async (start: number): Promise<Prepared[]> => {
-        const chunk = inputs.slice(start, start + chunkSize);
-        const loaded = await Promise.allSettled(chunk.map((input) => this.load(input)));
-        const known = await Promise.all(
-          loaded.map((outcome, offset) =>
-            outcome.status === "fulfilled"
-              ? this.lookUp(inputs[start + offset] as IndexInput, outcome.value.bytes)
-              : undefined,
-          ),
-        );
-        // Claimed synchronously, after the lookups: two calls never both own the same bytes.
-        const claims = loaded.map((outcome, offset) =>
-          outcome.status === "fulfilled"
-            ? this.claim(
-                start + offset,
-                inputs[start + offset] as IndexInput,
-                outcome.value,
-                known[offset] as Lookup,
-                results,
-                waits,
-              )
-            : undefined,
-        );
-        const jobs: Job[] = [];
-        loaded.forEach((outcome, offset) => {
-          const i = start + offset;
-          if (outcome.status === "rejected") {
-            fail(i, outcome.reason);
-            reservation.release(1);
-            return;
-          }
-          const job = claims[offset];
-          if (job === undefined) {
-            reservation.release(1);
-            return;
-          }
-          owned.push(job);
-          jobs.push(job);
-        });
-        // The original is made durable here, while the previous chunk is being embedded: it
-        // must be on disk before the commit, and an undecodable upload is never stored.
-        const decoded = await Promise.allSettled(
-          jobs.map(async (job) => {
-            const image = await this.pool.run(job.bytes, this.preprocessOptions);
-            if (job.source === "upload") await this.stageOriginal(job);
-            return image;
-          }),
-        );
-        const prepared: Prepared[] = [];
-        decoded.forEach((outcome, k) => {
-          const job = jobs[k] as Job;
-          if (outcome.status === "rejected") {
-            this.finish(job, results, { error: errorOf(outcome.reason) });
-            reservation.release(1);
-            return;
-          }
-          const image = outcome.value;
-          prepared.push({
-            ...job,
-            pixels: image.pixels,
-            width: image.width,
-            height: image.height,
-            contentType: CONTENT_TYPES[image.format] ?? `image/${image.format}`,
-          });
-        });
-        return prepared;
-      };
-
-      let next: Promise<Prepared[]> | undefined = prepare(0);
-      for (let start = 0; next !== undefined; start += chunkSize) {
-        const prepared: Prepared[] = await next;
-        next = start + chunkSize < inputs.length ? prepare(start + chunkSize) : undefined;
-        // A failing `next` must not become an unhandled rejection while this chunk runs.
-        next?.catch(() => {});
-        await this.commitChunk(prepared, results);
-        reservation.release(prepared.length);
-      }
-    } finally {
-      // Whatever happened, no claim may stay pending: waiters (maybe other calls) need an answer.
-      for (const job of owned) {
-        if (results[job.index] === undefined) {
-          this.finish(job, results, {
-            error: { code: "internal_error", message: "Indexing was interrupted; retry." },
-          });
-        }
-      }
-      reservation.release();
-    }
-    await Promise.all(waits);
-    return results;
-  }
-
-  /** Reads the bytes of an input (upload or path) after validating what can be validated. */
-  private async load(input: IndexInput): Promise<{
-    bytes: Buffer;
-    metadata: Metadata;
-    source: "upload" | "path";
-    path?: string;
-  }> {
-    if (input.id !== undefined && !CLIENT_ID.test(input.id)) {
-      throw new AppError(
-        "invalid_id",
-        `Item id "${String(input.id).slice(0, 140)}" is not allowed; use 1-128 characters of letters, digits, "_", ".", ":" or "-", or omit it to get a content-based id.`,
-      );
-    }
-    const metadata = validateMetadata(input.metadata);
-    if (input.bytes !== undefined && input.path !== undefined) {
-      throw new AppError("invalid_input", "Give either image bytes or a path, not both.");
-    }
-    if (input.bytes !== undefined) {
-      return { bytes: input.bytes, metadata, source: "upload" };
-    }
-    if (input.path === undefined || input.path === "") {
-      throw new AppError("invalid_input", "Each item needs image bytes or a path.");
-    }
-    const real = this.resolvePath(input.path);
-    const info = await stat(real);
-    if (!info.isFile()) {
-      throw new AppError("not_a_file", `${input.path} is not a regular file; give an image file.`);
-    }
-    if (info.size > this.settings.maxImageBytes) {
-      throw new AppError(
-        "image_too_large",
-        `${input.path} is ${info.size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
-        413,
-      );
-    }
-    return { bytes: await readFile(real), metadata, source: "path", path: real };
-  }
-
-  /** Resolves symlinks and `..`, then checks the media root (unless any path is allowed). */
-  private resolvePath(input: string): string {
-    const root = this.mediaRoot;
-    const confined = !this.options.allowAnyPath;
-    if (root === undefined && confined) {
-      throw new AppError(
-        "path_indexing_disabled",
-        this.settings.mediaRoot === undefined
-          ? "Indexing by path is disabled; set a media root (LONGCLIP_MEDIA_ROOT or --media-root) or upload the image."
-          : `Indexing by path is disabled: the media root ${this.settings.mediaRoot} does not exist. Create it or fix LONGCLIP_MEDIA_ROOT, then restart.`,
-        403,
-      );
-    }
-    const outside = (candidate: string) => {
-      const relative = path.relative(root as string, candidate);
-      return relative === "" || relative.startsWith("..") || path.isAbsolute(relative);
-    };
-    const refuse = () =>
-      new AppError(
-        "path_outside_media_root",
-        `${input} is outside the media root ${root}; only files under it can be indexed by path.`,
-        403,
-      );
-    const absolute = path.resolve(root ?? process.cwd(), input);
-    // Checked before touching the file system, so answers never reveal what exists outside.
-    if (confined && outside(absolute)) throw refuse();
-    let real: string;
-    try {
-      real = realpathSync(absolute);
-    } catch {
-      throw new AppError(
-        "file_not_found",
-        `No file at ${input}; check the path (relative paths are resolved against the media root).`,
-        404,
-      );
-    }
-    // Again after resolving symlinks: a link inside the root may point outside it.
-    if (confined && outside(real)) throw refuse();
-    return real;
-  }
-
-  /** What the store holds of an input's content and id. */
-  private async lookUp(input: IndexInput, bytes: Buffer): Promise<Lookup> {
-    const sha256 = sha256Hex(bytes);
-    const id = input.id ?? sha256.slice(0, 32);
-    const [existing, byId] = await Promise.all([
-      this.store.getBySha(sha256),
-      this.store.getById(id),
-    ]);
-    return { sha256, id, existing, idTaken: byId !== undefined };
-  }
-
-  /**
-   * Decides, before any decoding, whether an input is new work: a duplicate of a stored or an
-   * in-flight item, an id conflict, or a job this call now owns (its hash and id are claimed).
-   */
-  private claim(
-    i: number,
-    input: IndexInput,
-    loaded: Awaited<ReturnType<LongclipLibrary["load"]>>,
-    { sha256, id, existing, idTaken }: Lookup,
-    results: IndexResult[],
-    waits: Promise<void>[],
-  ): Job | undefined {
-    if (existing !== undefined) {
-      results[i] = { id: existing.id, status: "duplicate" };
-      return undefined;
-    }
-    const inflight = this.inflightSha.get(sha256);
-    if (inflight !== undefined) {
-      waits.push(
-        inflight.promise.then((outcome) => {
-          results[i] =
-            "id" in outcome
-              ? { id: outcome.id, status: "duplicate" }
-              : { id: input.id ?? "", status: "failed", error: outcome.error };
-        }),
-      );
-      return undefined;
-    }
-    if (idTaken || this.inflightIds.has(id)) {
-      results[i] = {
-        id,
-        status: "failed",
-        error: {
-          code: "id_conflict",
-          message: `Id "${id}" is already used by a different image; choose another id or delete the existing item first.`,
-        },
-      };
-      return undefined;
-    }
-    const claim = newClaim();
-    this.inflightSha.set(sha256, claim);
-    this.inflightIds.set(id, sha256);
-    const job: Job = { index: i, id, sha256, claim, ...loaded };
-    return job;
-  }
-
-  /** Records a job's result and releases its claims. */
-  private finish(job: Job, results: IndexResult[], outcome: ClaimOutcome): void {
-    results[job.index] =
-      "id" in outcome
-        ? { id: outcome.id, status: outcome.id === job.id ? "indexed" : "duplicate" }
-        : { id: job.id, status: "failed", error: outcome.error };
-    this.inflightSha.delete(job.sha256);
-    this.inflightIds.delete(job.id);
-    job.claim.settle(outcome);
-  }
-
-  private async stageOriginal(job: Job): Promise<void> {
-    try {
-      await this.store.stageOriginal(job.sha256, job.bytes);
-    } catch (error) {
-      throw new AppError(
-        "storage_error",
-        `Could not store the uploaded image: ${(error as Error).message}. Check free space and permissions of the data directory.`,
-        500,
-      );
-    }
-  }
-
-  /** Embeds one chunk and commits it in one transaction (originals are already staged). */
-  private async commitChunk(prepared: Prepared[], results: IndexResult[]): Promise<void> {
-    if (prepared.length === 0) return;
-    try {
-      const vectors = await this.queue.run("ingest", prepared.length, () =>
-        this.embedder.embedPixels(prepared.map((p) => p.pixels)),
-      );
-      this.assertUsable();
-      const entries: NewItem[] = prepared.map((p, k) => {
-        const entry: NewItem = {
-          id: p.id,
-          sha256: p.sha256,
-          metadata: p.metadata,
-          contentType: p.contentType,
-          width: p.width,
-          height: p.height,
-          bytes: p.bytes.length,
-          source: p.source,
-          vector: vectors[k] as Float32Array,
-        };
-        if (p.path !== undefined) entry.path = p.path;
-        // Staged already on SQLite (a no-op there); committed with the row on Postgres.
-        if (p.source === "upload") entry.original = p.bytes;
-        return entry;
-      });
-      const outcomes = await this.store.insertItems(entries, this.embedder.modelId);
-      outcomes.forEach((outcome, k) => {
-        const job = prepared[k] as Prepared;
-        if (outcome.status === "inserted") {
-          this.finish(job, results, { id: job.id });
-        } else if (outcome.status === "duplicate") {
-          this.finish(job, results, { id: outcome.id });
-        } else {
-          this.finish(job, results, {
-            error: {
-              code: "id_conflict",
-              message: `Id "${job.id}" is already used by a different image; choose another id.`,
-            },
-          });
-        }
-      });
-    } catch (error) {
-      for (const job of prepared) {
-        if (results[job.index] === undefined) this.finish(job, results, { error: errorOf(error) });
-      }
-    }
+    return this.track(() => this.ingest.run(inputs));
   }
 
   // ---------------------------------------------------------------- search

@@ -1,7 +1,9 @@
 /**
  * The committed demo model (models/demo, written by `npm run demo:train`): a valid Long-CLIP
  * model directory within the size budget, with a gallery whose long captions find their own
- * images far better than chance when run through the real encoder.
+ * images far better than chance when run through the real encoder, and whose example
+ * paragraphs (the README's quick-start query, the web page's placeholder and example buttons)
+ * each find their own scene first.
  */
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -12,6 +14,8 @@ import { Encoder } from "../src/encode/encoder.ts";
 import { retrievalRecall } from "../src/eval/recall.ts";
 
 const DEMO_DIR = path.join(PROJECT_ROOT, "models", "demo");
+const README = path.join(PROJECT_ROOT, "README.md");
+const PAGE = path.join(PROJECT_ROOT, "web", "index.html");
 const GALLERY_DIR = path.join(DEMO_DIR, "gallery");
 // A floor well above chance: the committed model must have learnt the captions, not just load.
 const MIN_FACTOR = 2;
@@ -25,6 +29,33 @@ interface GalleryItem {
   short_caption: string;
   label: string;
   group: number;
+}
+
+/** The example paragraphs a newcomer meets first: the README's curl query, the page's. */
+function exampleQueries(): { where: string; text: string }[] {
+  const readme = readFileSync(README, "utf8");
+  const page = readFileSync(PAGE, "utf8");
+  const curl = /-d '\{"query": "([^"]+)"/.exec(readme);
+  const placeholder = /<textarea[^>]*\splaceholder="([^"]+)"/s.exec(page);
+  const buttons = [...page.matchAll(/data-example="([^"]+)"/g)];
+  assert.ok(curl && placeholder, "README query and page placeholder found");
+  assert.ok(buttons.length >= 3, `${buttons.length} example paragraphs on the page`);
+  return [
+    { where: "README quick start", text: curl[1] as string },
+    { where: "page placeholder", text: placeholder[1] as string },
+    ...buttons.map((m, i) => ({ where: `page example ${i + 1}`, text: m[1] as string })),
+  ];
+}
+
+function cosineOrder(query: Float32Array, embeddings: (Float32Array | undefined)[]): number[] {
+  const score = (e: Float32Array | undefined) =>
+    e === undefined
+      ? Number.NEGATIVE_INFINITY
+      : e.reduce((sum, v, i) => sum + v * (query[i] ?? 0), 0);
+  return embeddings
+    .map((e, i) => [score(e), i] as const)
+    .sort((a, b) => b[0] - a[0])
+    .map(([, i]) => i);
 }
 
 function totalBytes(dir: string): number {
@@ -81,5 +112,21 @@ describe("models/demo", { skip: SKIP_WITHOUT_DEMO }, () => {
     const n = items.length;
     assert.ok(recall.t2i.r5 >= MIN_FACTOR * (5 / n), `text→image R@5 ${recall.t2i.r5}`);
     assert.ok(recall.i2t.r5 >= MIN_FACTOR * (5 / n), `image→text R@5 ${recall.i2t.r5}`);
+  });
+
+  it("finds the scene of every example paragraph first among the gallery's images", async () => {
+    const images = await encoder.embedImageBytes(
+      items.map((item) => readFileSync(path.join(GALLERY_DIR, item.file))),
+    );
+    const embeddings = images.map((r) => (r.ok ? r.embedding : undefined));
+    const examples = exampleQueries();
+    const texts = await encoder.embedTexts(examples.map((e) => e.text));
+    examples.forEach((example, i) => {
+      // every example is the caption of one gallery scene, so the newcomer can see it found
+      const own = items.findIndex((item) => item.caption === example.text);
+      assert.ok(own >= 0, `${example.where} is the caption of a gallery item`);
+      const order = cosineOrder(texts[i]?.embedding as Float32Array, embeddings);
+      assert.equal(items[order[0] as number]?.file, items[own]?.file, `${example.where}: rank 1`);
+    });
   });
 });

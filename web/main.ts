@@ -223,6 +223,15 @@ query.addEventListener("keydown", (event) => {
     searchForm.requestSubmit();
   }
 });
+// Example paragraphs (captions of the demo gallery's scenes): fill the box and search.
+for (const example of document.querySelectorAll<HTMLButtonElement>("button[data-example]")) {
+  example.addEventListener("click", () => {
+    query.value = example.dataset.example ?? "";
+    grow();
+    void countTokens();
+    searchForm.requestSubmit();
+  });
+}
 
 // ---- results -------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@
  *   tsx scripts/pglite-server.ts --dir DIR --port N
  *
  * Prints `ready <port>` on stdout once it accepts connections. DIR keeps the data across
- * restarts (memory:// when omitted).
+ * restarts (memory:// when omitted). PGlite is one backend: connections are multiplexed onto it,
+ * so the connection cap only has to exceed what the clients open (each node pools up to 10).
  */
 import { parseArgs } from "node:util";
 import { PGlite } from "@electric-sql/pglite";
@@ -17,7 +18,7 @@ const { values } = parseArgs({
   options: {
     dir: { type: "string" },
     port: { type: "string", default: "0" },
-    "max-connections": { type: "string", default: "16" },
+    "max-connections": { type: "string", default: "200" },
   },
 });
 

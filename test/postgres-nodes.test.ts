@@ -315,10 +315,13 @@ describe("stateless nodes on one Postgres", () => {
 });
 
 describe("starting against a bad or absent database", () => {
-  test("an invalid URL or refused credentials are clear start-up errors", async () => {
+  test("an invalid URL or refused credentials are clear start-up errors", async (t) => {
+    // Closed afterwards: a server left listening keeps this file's process (and npm test) alive.
+    const refusing = await startRefusingPostgres();
+    t.after(() => refusing.close());
     for (const [url, code] of [
       ["mysql://x@127.0.0.1/db", "invalid_database_url"],
-      [(await startRefusingPostgres()).url, "database_auth_failed"],
+      [refusing.url, "database_auth_failed"],
     ] as const) {
       await assert.rejects(
         startServe([

@@ -87,8 +87,7 @@ LABELS = {
     BASELINE: "CLIP-77 (pre-trained, short captions)",
     **{k: v.label for k, v in VARIANTS.items()},
 }
-# The recipe for models/demo (issue 17; the committed model and report still come from the
-# recipe before it, see docs/reproduction.md). Fine-tuning: lr 1e-4 and random batches never left
+# The recipe for models/demo. Fine-tuning: lr 1e-4 and random batches never left
 # chance among a group's four images (issue 17's probe); lr 5e-4 with whole groups in each batch
 # learns the details. Fine-tuning batches of 32 (8 groups) halve the cost of a step; PCM keeps
 # 8 components, a quarter of the batch as the official 32 of 128 per GPU. The ablations run
@@ -764,9 +763,10 @@ def render_report(recipe: dict, timings: dict, results: dict, chart: str) -> str
         )
     lines += [
         "",
-        "Batching: 'random' batches almost never hold a sample's three hard negatives, so the "
-        "first sentence alone separates a batch and the loss has little reason to read further; "
-        "'groups' batches hold whole groups, and only the details tell their members apart. "
+        "Why batching may matter: 'random' batches almost never hold a sample's three hard "
+        "negatives, so the first sentence alone separates a batch and the loss has little reason "
+        "to read further; 'groups' batches hold whole groups, and only the details tell their "
+        "members apart (whether that shows here: the verdicts below). "
         "PCM weight: with whole groups in a batch, four images share each short caption. "
         "Counting identical short captions as shared positives (spreading each target over "
         "the copies) leaves CLIP's loss exactly as it is, since identical captions have equal "

@@ -64,7 +64,11 @@ function jobItem(job: Job, refresh: () => void): HTMLLIElement {
   return item;
 }
 
-export function startJobsPanel(): void {
+/** Shows the panel when the server has a media root (jobs index files there), else hides it. */
+export function startJobsPanel(enabled: boolean): void {
+  const panel = document.getElementById("jobs-panel");
+  if (panel === null || !enabled) return;
+  panel.hidden = false;
   const form = document.getElementById("job-form") as HTMLFormElement | null;
   const input = document.getElementById("job-paths") as HTMLInputElement | null;
   const list = document.getElementById("job-list");

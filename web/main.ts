@@ -24,6 +24,7 @@ interface PageConfig {
   maxRequestBytes: number;
   maxQueryChars: number;
   maxK: number;
+  jobs: boolean;
 }
 
 const DEFAULT_CONFIG: PageConfig = {
@@ -32,6 +33,7 @@ const DEFAULT_CONFIG: PageConfig = {
   maxRequestBytes: 200 * 1024 * 1024,
   maxQueryChars: 10_000,
   maxK: 1000,
+  jobs: false,
 };
 
 function readConfig(): PageConfig {
@@ -613,5 +615,5 @@ for (const type of ["dragover", "drop"] as const) {
 updateKeyButton();
 grow();
 void refreshStats();
-startJobsPanel();
+startJobsPanel(config.jobs);
 void learnMaxTokens().then(() => (query.value ? countTokens() : undefined));

@@ -34,6 +34,8 @@ export interface PageConfig {
   maxRequestBytes: number;
   maxQueryChars: number;
   maxK: number;
+  /** Whether jobs can index folders on the server (a media root is set). */
+  jobs: boolean;
 }
 
 /**
@@ -143,6 +145,7 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
     maxRequestBytes: settings.maxRequestBytes,
     maxQueryChars: settings.maxQueryChars,
     maxK: settings.maxK,
+    jobs: settings.mediaRoot !== undefined,
   };
   let page: Promise<{ html: string; csp: string }> | undefined;
   const servedPage = () => {

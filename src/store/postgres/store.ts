@@ -371,8 +371,17 @@ export class PostgresStore implements ItemStore {
       .sort((a, b) => b.score - a.score || a.item.label - b.item.label);
   }
 
+  /**
+   * Makes sure the HNSW index matches this node's settings (type, M, efConstruction): a
+   * changed setting rebuilds it once, here. Every node should run with the same settings.
+   */
   async prepare(): Promise<void> {
-    await this.ready();
+    const model = await this.model();
+    if (model === undefined) return;
+    await this.transaction(async (client) => {
+      await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
+      await this.ensureIndex(client, model.dims);
+    });
   }
 
   async clearStaging(): Promise<void> {

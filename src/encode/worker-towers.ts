@@ -7,6 +7,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { AppError } from "../errors.ts";
+import { workerExecArgv } from "../util/exec-argv.ts";
 import type { EngineLogger } from "./session.ts";
 import {
   notOpened,
@@ -64,7 +65,7 @@ function deserializeError(error: SerializedError): AppError {
  * hooks (privatenumber/tsx#354), so a two-line bootstrap registers it and imports worker.ts.
  */
 function startWorker(spec: TowersSpec): Worker {
-  const execArgv = process.execArgv.filter((arg) => !arg.startsWith("--test"));
+  const execArgv = workerExecArgv();
   if (!import.meta.url.endsWith(".ts")) {
     return new Worker(new URL("./worker.js", import.meta.url), { workerData: spec, execArgv });
   }

@@ -9,6 +9,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { AppError } from "../errors.ts";
 import type { PreprocessedImage, PreprocessOptions } from "../preprocess/types.ts";
+import { workerExecArgv } from "../util/exec-argv.ts";
 
 export interface PoolRequest {
   id: number;
@@ -40,7 +41,7 @@ function startWorker(): Worker {
     import.meta.url.endsWith(".ts") ? "./preprocess-worker.ts" : "./preprocess-worker.js",
     import.meta.url,
   );
-  const execArgv = process.execArgv.filter((arg) => !arg.startsWith("--test"));
+  const execArgv = workerExecArgv();
   if (!entry.pathname.endsWith(".ts")) return new Worker(entry, { execArgv });
   const source = [
     `const tsx = await import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))});`,

@@ -28,6 +28,12 @@ export interface NewItem {
   vector: Float32Array;
   /** An upload's bytes: stored with the item (see `stageOriginal`). */
   original?: Buffer;
+  /**
+   * During a blue/green reindex: the item's embedding by the next model. The store decides in
+   * the insert's transaction which one is live: normally `vector` (and this one is staged),
+   * but `staged` alone if the store switched to its model meanwhile.
+   */
+  staged?: { modelId: string; vector: Float32Array };
 }
 
 export type InsertOutcome =
@@ -43,6 +49,19 @@ export interface EmbeddingRow {
 export interface ModelInfo {
   modelId: string;
   dims: number;
+}
+
+/** A blue/green reindex in progress, as the store records it for every node and restart. */
+export interface ReindexTarget extends ModelInfo {
+  /** Where the next model is (each node loads it from this path). */
+  modelDir: string;
+  /** "auto": switch when every item is embedded; "manual": wait for a switch command. */
+  switchMode: "auto" | "manual";
+  startedAt: number;
+  /** Last sign of life of the node running it (ms); a stale one is taken over. */
+  heartbeatAt: number;
+  /** Every item has a staged embedding (manual mode waits here). */
+  complete: boolean;
 }
 
 export type FilterValue = string | number | boolean | null;
@@ -81,6 +100,15 @@ export interface VectorIndexStats extends IndexParameters {
 export interface StoreHealth {
   available: boolean;
   reason?: string;
+}
+
+export interface SwapOptions {
+  /**
+   * Switch only if every item, except these labels (items that could not be read), has a
+   * staged embedding of the model; otherwise throw AppError("reindex_incomplete") and change
+   * nothing. Without it, items with no staged embedding are left with none.
+   */
+  requireCompleteExcept?: readonly number[];
 }
 
 export interface ItemStore {
@@ -132,9 +160,18 @@ export interface ItemStore {
   putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void>;
   /**
    * Reindex, atomically: staged embeddings replace the live ones, embeddings of any other
-   * model are dropped (never mixed), and the store's model becomes `info`.
+   * model are dropped (never mixed), the store's model becomes `info`, and the recorded
+   * reindex target (if any) is cleared.
    */
-  swapStaging(info: ModelInfo): Promise<void>;
+  swapStaging(info: ModelInfo, options?: SwapOptions): Promise<void>;
+  /** Blue/green reindex: items after `label` (in label order) with no staged embedding of the model. */
+  unstagedAfter(modelId: string, label: number, limit: number): Promise<StoredItem[]>;
+  /** Blue/green reindex: how many items have a staged embedding of the model. */
+  countStaging(modelId: string): Promise<number>;
+  /** The recorded blue/green reindex, if one is in progress. */
+  reindexTarget(): Promise<ReindexTarget | undefined>;
+  /** Records (or with undefined, forgets) the blue/green reindex in progress. */
+  setReindexTarget(target: ReindexTarget | undefined): Promise<void>;
 
   /** Loads what search needs (the SQLite backend's HNSW index) now, not at the first search. */
   prepare(): Promise<void>;

@@ -312,6 +312,82 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("blue/green: a target survives reopening, items indexed meanwhile get both embeddings, the switch waits for every item", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel({ modelId: "old", dims: 8 });
+        const first = await store.insertItems([newItem(1), newItem(2)], "old");
+        const [l1, l2] = first.map((o) => (o.status === "inserted" ? o.label : -1)) as [
+          number,
+          number,
+        ];
+        const target = {
+          modelId: "new",
+          dims: 4,
+          modelDir: "/models/new",
+          switchMode: "manual" as const,
+          startedAt: 1,
+          heartbeatAt: 2,
+          complete: false,
+        };
+        await store.setReindexTarget(target);
+        assert.deepEqual(await store.reindexTarget(), target);
+        // indexed during the reindex: live embedding by the old model, staged by the new one
+        const both = await store.insertItems(
+          [{ ...newItem(3), staged: { modelId: "new", vector: new Float32Array([3, 0, 0, 1]) } }],
+          "old",
+        );
+        const l3 = both[0]?.status === "inserted" ? both[0].label : -1;
+        assert.equal(await store.countEmbeddings("old"), 3);
+        assert.equal(await store.countStaging("new"), 1);
+        assert.deepEqual(
+          (await store.unstagedAfter("new", 0, 10)).map((item) => item.id),
+          ["item-1", "item-2"],
+        );
+        assert.deepEqual(
+          (await store.unstagedAfter("new", l1, 10)).map((item) => item.id),
+          ["item-2"],
+        );
+        await store.putStaging([{ label: l1, vector: new Float32Array([1, 0, 0, 0]) }], "new");
+        // item-2 has no new embedding: a complete-only switch refuses and changes nothing
+        await assert.rejects(
+          store.swapStaging({ modelId: "new", dims: 4 }, { requireCompleteExcept: [] }),
+          code("reindex_incomplete"),
+        );
+        assert.deepEqual(await store.model(), { modelId: "old", dims: 8 });
+        assert.equal(await store.countStaging("new"), 2);
+        const hits = await store.nearest({ vector: vectorOf(2), k: 1 }, "old");
+        assert.equal(hits[0]?.item.id, "item-2", "the old generation still serves");
+        // ... unless item-2 is one that could not be read
+        await store.swapStaging({ modelId: "new", dims: 4 }, { requireCompleteExcept: [l2] });
+        assert.deepEqual(await store.model(), { modelId: "new", dims: 4 });
+        assert.equal(await store.reindexTarget(), undefined, "the switch clears the target");
+        assert.equal(await store.countEmbeddings("old"), 0, "the old generation is dropped");
+        assert.deepEqual(
+          (await store.embeddingsOf("new", [l1, l2, l3])).map((r) => [r.label, [...r.vector]]),
+          [
+            [l1, [1, 0, 0, 0]],
+            [l3, [3, 0, 0, 1]],
+          ],
+        );
+        // an item embedded with both whose insert lands after the switch: the new one is live
+        const late = await store.insertItems(
+          [{ ...newItem(4), staged: { modelId: "new", vector: new Float32Array([0, 0, 4, 0]) } }],
+          "old",
+        );
+        const l4 = late[0]?.status === "inserted" ? late[0].label : -1;
+        assert.equal(await store.countEmbeddings("old"), 0);
+        assert.deepEqual(
+          (await store.embeddingsOf("new", [l4])).map((r) => [...r.vector]),
+          [[0, 0, 4, 0]],
+        );
+        const found = await store.nearest({ vector: new Float32Array([0, 0, 1, 0]), k: 1 }, "new");
+        assert.equal(found[0]?.item.id, "item-4");
+      } finally {
+        await store.close();
+      }
+    });
+
     test("what was committed before close is there after reopening", async () => {
       const store = await fresh();
       await store.insertItems([newItem(1)], "m1");

@@ -15,6 +15,7 @@ import { AppError } from "../../errors.ts";
 import type { Metadata } from "../../library/types.ts";
 import { decodeCursor, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
+import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
 import type {
   EmbeddingRow,
   Filter,
@@ -24,9 +25,11 @@ import type {
   ModelInfo,
   NearestQuery,
   NewItem,
+  ReindexTarget,
   ScoredItem,
   StoredItem,
   StoreHealth,
+  SwapOptions,
   VectorIndexStats,
 } from "../types.ts";
 import { Db, type Queryable } from "./db.ts";
@@ -245,7 +248,20 @@ export class PostgresStore implements ItemStore {
     if (entries.length === 0) return [];
     return this.transaction(async (client) => {
       const outcomes: InsertOutcome[] = [];
+      // Blue/green: read the live model under a row lock a switch (which updates it) waits for.
+      let current: string | undefined;
+      if (entries.some((entry) => entry.staged !== undefined)) {
+        const row = await client.query<{ value: string }>(
+          "SELECT value FROM longclip.meta WHERE key = 'model_id' FOR SHARE",
+        );
+        current = row.rows[0]?.value;
+      }
       for (const entry of entries) {
+        const switched =
+          entry.staged !== undefined && entry.staged.modelId === current && current !== modelId;
+        const live = switched
+          ? (entry.staged as { modelId: string; vector: Float32Array })
+          : undefined;
         // ON CONFLICT DO NOTHING waits for a concurrent insert of the same hash or id (another
         // node) to commit or roll back, then skips: the unique constraints decide, not a read.
         const inserted = await client.query<{ label: number }>(
@@ -262,12 +278,18 @@ export class PostgresStore implements ItemStore {
             entry.bytes,
             entry.source,
             entry.path ?? null,
-            modelId,
-            vectorParam(entry.vector),
+            live?.modelId ?? modelId,
+            vectorParam(live?.vector ?? entry.vector),
           ],
         );
         const label = inserted.rows[0]?.label;
         if (label !== undefined) {
+          if (entry.staged !== undefined && !switched) {
+            await client.query(
+              "INSERT INTO longclip.embeddings_staging (label, model_id, embedding) VALUES ($1, $2, $3::vector)",
+              [label, entry.staged.modelId, vectorParam(entry.staged.vector)],
+            );
+          }
           if (entry.original !== undefined) {
             await client.query(
               "INSERT INTO longclip.originals (sha256, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -401,9 +423,21 @@ export class PostgresStore implements ItemStore {
     });
   }
 
-  async swapStaging(info: ModelInfo): Promise<void> {
+  async swapStaging(info: ModelInfo, options: SwapOptions = {}): Promise<void> {
     await this.transaction(async (client) => {
       await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
+      const except = options.requireCompleteExcept;
+      if (except !== undefined) {
+        // Inserts lock the model row FOR SHARE, so none commits between this count and the swap.
+        const missing = await client.query<{ n: number }>(
+          `SELECT count(*)::bigint AS n FROM longclip.items i WHERE NOT EXISTS
+             (SELECT 1 FROM longclip.embeddings_staging s WHERE s.label = i.label AND s.model_id = $1)
+           AND NOT (label = ANY($2::bigint[]))`,
+          [info.modelId, except],
+        );
+        const n = Number(missing.rows[0]?.n ?? 0);
+        if (n > 0) throw reindexIncomplete(n);
+      }
       // Rebuilding the index once is far cheaper than updating it row by row.
       await client.query("DROP INDEX IF EXISTS longclip.items_embedding_hnsw");
       await client.query("DELETE FROM longclip.meta WHERE key = 'hnsw_index'");
@@ -417,10 +451,48 @@ export class PostgresStore implements ItemStore {
         [info.modelId],
       );
       await client.query("DELETE FROM longclip.embeddings_staging");
+      await client.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);
       await this.writeModel(client, info);
       await this.ensureIndex(client, info.dims);
     });
     this.knownModel = info;
+  }
+
+  async unstagedAfter(modelId: string, label: number, limit: number): Promise<StoredItem[]> {
+    const result = await this.query<ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM longclip.items i WHERE label > $1 AND NOT EXISTS
+         (SELECT 1 FROM longclip.embeddings_staging s WHERE s.label = i.label AND s.model_id = $2)
+       ORDER BY label LIMIT $3`,
+      [label, modelId, limit],
+    );
+    return result.rows.map(toItem);
+  }
+
+  async countStaging(modelId: string): Promise<number> {
+    const result = await this.query<{ n: number }>(
+      "SELECT count(*)::bigint AS n FROM longclip.embeddings_staging WHERE model_id = $1",
+      [modelId],
+    );
+    return Number(result.rows[0]?.n ?? 0);
+  }
+
+  async reindexTarget(): Promise<ReindexTarget | undefined> {
+    const result = await this.query<{ value: string }>(
+      "SELECT value FROM longclip.meta WHERE key = $1",
+      [REINDEX_KEY],
+    );
+    return parseReindexTarget(result.rows[0]?.value);
+  }
+
+  async setReindexTarget(target: ReindexTarget | undefined): Promise<void> {
+    if (target === undefined) {
+      await this.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);
+      return;
+    }
+    await this.query(
+      "INSERT INTO longclip.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      [REINDEX_KEY, JSON.stringify(target)],
+    );
   }
 
   async indexStats(): Promise<VectorIndexStats> {

@@ -19,6 +19,7 @@ import { exactSearch } from "../../vector-index/exact.ts";
 import type { Neighbour } from "../../vector-index/hnsw.ts";
 import { decodeCursor, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
+import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
 import type {
   EmbeddingRow,
   Filter,
@@ -28,9 +29,11 @@ import type {
   ModelInfo,
   NearestQuery,
   NewItem,
+  ReindexTarget,
   ScoredItem,
   StoredItem,
   StoreHealth,
+  SwapOptions,
   VectorIndexStats,
 } from "../types.ts";
 import { HnswCache } from "./hnsw-cache.ts";
@@ -141,6 +144,20 @@ function prepareStatements(db: Database.Database) {
       "SELECT label, vector FROM embeddings WHERE model_id = ? AND label IN (SELECT value FROM json_each(?))",
     ),
     clearStaging: db.prepare("DELETE FROM embeddings_staging"),
+    deleteMeta: db.prepare<[string]>("DELETE FROM meta WHERE key = ?"),
+    countStaging: db.prepare<[string], { n: number }>(
+      "SELECT count(*) AS n FROM embeddings_staging WHERE model_id = ?",
+    ),
+    unstagedAfter: db.prepare<[number, string, number], ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM items i WHERE label > ? AND NOT EXISTS
+        (SELECT 1 FROM embeddings_staging s WHERE s.label = i.label AND s.model_id = ?)
+       ORDER BY label LIMIT ?`,
+    ),
+    countUnstaged: db.prepare<[string, string], { n: number }>(
+      `SELECT count(*) AS n FROM items i WHERE NOT EXISTS
+        (SELECT 1 FROM embeddings_staging s WHERE s.label = i.label AND s.model_id = ?)
+       AND label NOT IN (SELECT value FROM json_each(?))`,
+    ),
     putStaging: db.prepare<[number, string, Buffer]>(
       "INSERT OR REPLACE INTO embeddings_staging (label, model_id, vector) VALUES (?, ?, ?)",
     ),
@@ -254,7 +271,13 @@ export class SqliteStore implements ItemStore {
     for (const entry of entries) {
       if (entry.original !== undefined) await this.originals.write(entry.sha256, entry.original);
     }
+    let liveModel = modelId;
     const outcomes = this.db.transaction(() => {
+      // Blue/green: if the store switched to the staged model meanwhile, that one is live.
+      const current = this.modelNow()?.modelId;
+      const switched = (entry: NewItem) =>
+        entry.staged !== undefined && entry.staged.modelId === current && current !== modelId;
+      if (entries.some(switched)) liveModel = current as string;
       let label = this.nextLabel();
       const createdAt = new Date().toISOString();
       const out: InsertOutcome[] = [];
@@ -281,7 +304,18 @@ export class SqliteStore implements ItemStore {
           path: entry.path ?? null,
           created_at: createdAt,
         });
-        this.stmts.insertEmbedding.run(label, modelId, vectorToBlob(entry.vector));
+        if (switched(entry) && entry.staged !== undefined) {
+          this.stmts.insertEmbedding.run(label, liveModel, vectorToBlob(entry.staged.vector));
+        } else {
+          this.stmts.insertEmbedding.run(label, modelId, vectorToBlob(entry.vector));
+          if (entry.staged !== undefined) {
+            this.stmts.putStaging.run(
+              label,
+              entry.staged.modelId,
+              vectorToBlob(entry.staged.vector),
+            );
+          }
+        }
         out.push({ status: "inserted", label });
         label++;
       }
@@ -290,10 +324,12 @@ export class SqliteStore implements ItemStore {
     })();
     // Durable from here on; the HNSW index catches up at the next start if this throws.
     const model = this.modelNow();
-    if (model?.modelId === modelId) {
+    if (model?.modelId === liveModel) {
       const index = this.hnsw.of(model);
       outcomes.forEach((outcome, k) => {
-        if (outcome.status === "inserted") index.add(outcome.label, (entries[k] as NewItem).vector);
+        const entry = entries[k] as NewItem;
+        const live = liveModel === modelId ? entry.vector : entry.staged?.vector;
+        if (outcome.status === "inserted" && live !== undefined) index.add(outcome.label, live);
       });
     }
     return outcomes;
@@ -416,8 +452,13 @@ export class SqliteStore implements ItemStore {
     })();
   }
 
-  async swapStaging(info: ModelInfo): Promise<void> {
+  async swapStaging(info: ModelInfo, options: SwapOptions = {}): Promise<void> {
     this.db.transaction(() => {
+      const except = options.requireCompleteExcept;
+      if (except !== undefined) {
+        const missing = this.stmts.countUnstaged.get(info.modelId, JSON.stringify(except))?.n ?? 0;
+        if (missing > 0) throw reindexIncomplete(missing);
+      }
       this.db
         .prepare(
           "DELETE FROM embeddings WHERE model_id != ? OR label IN (SELECT label FROM embeddings_staging)",
@@ -431,8 +472,26 @@ export class SqliteStore implements ItemStore {
       this.stmts.clearStaging.run();
       this.stmts.setMeta.run("model_id", info.modelId);
       this.stmts.setMeta.run("dims", String(info.dims));
+      this.stmts.deleteMeta.run(REINDEX_KEY);
     })();
     this.hnsw.rebuild(info);
+  }
+
+  async unstagedAfter(modelId: string, label: number, limit: number): Promise<StoredItem[]> {
+    return this.stmts.unstagedAfter.all(label, modelId, limit).map(toItem);
+  }
+
+  async countStaging(modelId: string): Promise<number> {
+    return this.stmts.countStaging.get(modelId)?.n ?? 0;
+  }
+
+  async reindexTarget(): Promise<ReindexTarget | undefined> {
+    return parseReindexTarget(this.stmts.getMeta.get(REINDEX_KEY)?.value);
+  }
+
+  async setReindexTarget(target: ReindexTarget | undefined): Promise<void> {
+    if (target === undefined) this.stmts.deleteMeta.run(REINDEX_KEY);
+    else this.stmts.setMeta.run(REINDEX_KEY, JSON.stringify(target));
   }
 
   async indexStats(): Promise<VectorIndexStats> {

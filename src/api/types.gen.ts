@@ -235,6 +235,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/reindex": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The blue/green reindex in progress (or the last one this node ran). */
+        get: operations["getReindex"];
+        put?: never;
+        /**
+         * Re-embed every item with another model in the background, then switch to it.
+         * @description Loads the model in `model_dir` and embeds every item with it into a second generation while search keeps answering from the current one; items indexed meanwhile are embedded by both models. With `switch: auto` the store switches to the new generation in one transaction as soon as every readable item has its new embedding (the old generation is dropped in the same transaction) and every node starts embedding queries with the new model; with `manual` it waits for `POST /reindex/switch`. The run is recorded in the store: after a crash, `POST /reindex` with the same model (or any node, once the run's heartbeat is 30 s old) resumes it where it stopped. Progress: `GET /reindex`.
+         */
+        post: operations["startReindex"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/reindex/switch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Switch a reindex started with `switch: manual` to the new model.
+         * @description Embeds the items that arrived since the run completed, then switches in one transaction. Answers when the switch is done.
+         */
+        post: operations["switchReindex"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -540,6 +581,42 @@ export interface components {
             path: string;
             code: string;
             message: string;
+        };
+        ReindexRequest: {
+            /** @description The next model's directory (an exported model: config.json, vision.onnx, text.onnx), beside the served one: a name or path relative to the served model's parent directory. Every node of a shared database loads it from the same path. */
+            model_dir: string;
+            /**
+             * @default auto
+             * @enum {string}
+             */
+            switch: "auto" | "manual";
+        };
+        ReindexStatus: {
+            /**
+             * @description `following`: another node runs it; this node embeds new items with both models and switches with the store.
+             * @enum {string}
+             */
+            state: "running" | "waiting_for_switch" | "switched" | "failed" | "following";
+            /** @description The next model. */
+            model_id: string;
+            dims: number;
+            /** @enum {string} */
+            switch: "auto" | "manual";
+            /** @description Items embedded by the next model so far. */
+            done: number;
+            total: number;
+            /** @description Items that could not be read; they are not searchable after the switch until indexed again. */
+            failed: number;
+            failures: {
+                id: string;
+                code: string;
+                message: string;
+            }[];
+            /** Format: date-time */
+            started_at: string;
+            /** Format: date-time */
+            finished_at?: string | null;
+            error?: components["schemas"]["ErrorDetail"];
         };
         Job: {
             id: string;
@@ -1162,6 +1239,122 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            503: components["responses"]["NotReady"];
+        };
+    };
+    getReindex: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Its state and progress. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReindexStatus"];
+                };
+            };
+            /** @description `no_reindex`: none is in progress and this node ran none. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            503: components["responses"]["NotReady"];
+        };
+    };
+    startReindex: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReindexRequest"];
+            };
+        };
+        responses: {
+            /** @description Started (or, for the same model, the run already in progress). */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReindexStatus"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `path_outside_models`: `model_dir` is not a directory beside the served model. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `model_not_found`: no model (config.json) in `model_dir`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `reindex_running` (a reindex to another model runs), `same_model` (the library is on that model already). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["NotReady"];
+        };
+    };
+    switchReindex: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switched. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReindexStatus"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `no_reindex` (none in progress), `reindex_incomplete` (items kept arriving without both embeddings). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             503: components["responses"]["NotReady"];
         };
     };

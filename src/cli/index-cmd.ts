@@ -6,11 +6,13 @@
  * The server keeps its own HNSW index in memory: items indexed here while a server runs on
  * the same data directory are in SQLite at once and in that server's index after its restart.
  */
+import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import type { Settings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
 import { AppError, isAppError } from "../errors.ts";
+import type { ReindexStatus, SwitchMode } from "../library/blue-green.ts";
 import { collectImageFiles } from "../library/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
 import type { IndexResult, Metadata } from "../library/types.ts";
@@ -33,10 +35,14 @@ interface Io {
 
 const STDIO: Io = { out: process.stdout, err: process.stderr };
 
-async function openLibrary(settings: Settings): Promise<LongclipLibrary> {
+/** `blueGreen`: the library may load other models (longclip reindex --to-model / --switch). */
+async function openLibrary(settings: Settings, blueGreen = false): Promise<LongclipLibrary> {
   const encoder = await Encoder.load(settings.modelDir, settings);
   try {
-    return await createLibrary(settings, encoder, { allowAnyPath: true });
+    return await createLibrary(settings, encoder, {
+      allowAnyPath: true,
+      ...(blueGreen ? { loadModel: (dir: string) => Encoder.load(dir, settings) } : {}),
+    });
   } catch (error) {
     await encoder.close();
     throw error;
@@ -253,6 +259,70 @@ export async function runReindex(flags: LibraryFlags, io: Io = STDIO): Promise<n
   });
 }
 
+function describeStatus(status: ReindexStatus): string {
+  return `${status.done}/${status.total} items embedded by ${status.modelId}${status.failed > 0 ? `, ${status.failed} unreadable` : ""}`;
+}
+
+/**
+ * `longclip reindex --to-model DIR [--switch auto|manual]` and `longclip reindex --switch`:
+ * the blue/green reindex in this process, with progress; a server on the same store keeps
+ * answering with the current model and switches with the store.
+ */
+export async function runBlueGreen(
+  flags: LibraryFlags & { toModel?: string; switch?: string | boolean },
+  io: Io = STDIO,
+): Promise<number> {
+  const mode = typeof flags.switch === "string" ? flags.switch : "auto";
+  if (flags.toModel !== undefined && mode !== "auto" && mode !== "manual") {
+    io.err.write(`error [invalid_setting]: --switch takes auto or manual, not "${mode}"\n`);
+    return 2;
+  }
+  let library: LongclipLibrary | undefined;
+  try {
+    library = await openLibrary(settingsFromFlags(flags), true);
+    const open = library;
+    const started = performance.now();
+    if (flags.toModel === undefined) {
+      const status = await open.switchReindex();
+      io.err.write(`switched to ${status.modelId}: ${describeStatus(status)}\n`);
+      return 0;
+    }
+    await open.startReindex(path.resolve(flags.toModel), mode as SwitchMode);
+    let lastLogged = 0;
+    for (;;) {
+      const status = open.reindexStatus() as ReindexStatus;
+      const finished = status.state !== "running";
+      if (finished || performance.now() - lastLogged > 2000) {
+        lastLogged = performance.now();
+        io.err.write(`reindex: ${describeStatus(status)} (${status.state})\n`);
+      }
+      if (finished) {
+        const seconds = ((performance.now() - started) / 1000).toFixed(1);
+        for (const failure of status.failures)
+          io.err.write(`  failed: ${failure.id}: [${failure.code}] ${failure.message}\n`);
+        if (status.state === "failed") {
+          io.err.write(
+            `error [${status.error?.code}]: ${status.error?.message}; run the same command again to resume\n`,
+          );
+          return 1;
+        }
+        io.err.write(
+          status.state === "switched"
+            ? `switched to ${status.modelId} in ${seconds} s; the previous model's embeddings are dropped\n`
+            : `every item is embedded by ${status.modelId} (${seconds} s); switch with: longclip reindex --switch\n`,
+        );
+        return status.failed > 0 ? 1 : 0;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } catch (error) {
+    io.err.write(errorMessage(error));
+    return isAppError(error) && error.code === "invalid_setting" ? 2 : 1;
+  } finally {
+    await library?.close();
+  }
+}
+
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function libraryOptions(command: Command): Command {
@@ -295,8 +365,21 @@ export function register(program: Command): void {
   libraryOptions(
     program
       .command("reindex")
-      .description("Re-embed every item with the current model (needed after a model change)"),
-  ).action(async (flags: LibraryFlags) => {
-    process.exitCode = await runReindex(flags);
+      .description(
+        "Re-embed every item with the current model (needed after a model change), or with --to-model switch to another model without downtime",
+      )
+      .option(
+        "--to-model <dir>",
+        "blue/green: embed every item with this model while search keeps using the current one, then switch (resumes a run of the same model)",
+      )
+      .option(
+        "--switch [mode]",
+        "with --to-model: auto (switch when complete, the default) or manual; alone: switch a completed manual run now",
+      ),
+  ).action(async (flags: LibraryFlags & { toModel?: string; switch?: string | boolean }) => {
+    process.exitCode =
+      flags.toModel !== undefined || flags.switch !== undefined
+        ? await runBlueGreen(flags)
+        : await runReindex(flags);
   });
 }

@@ -146,7 +146,9 @@ export async function runWorker(flags: Record<string, unknown>, io: Io = STDIO):
   }
   const mediaRoot = mediaRootOf(settings);
   const encoder = await Encoder.load(settings.modelDir, settings);
-  const library = await createLibrary(settings, encoder);
+  const library = await createLibrary(settings, encoder, {
+    loadModel: (dir) => Encoder.load(dir, settings),
+  });
   const log = (message: string, fields: Record<string, unknown> = {}) =>
     io.err.write(
       `${JSON.stringify({ time: new Date().toISOString(), msg: message, ...fields })}\n`,

@@ -42,7 +42,9 @@ export async function serve(settings: Settings): Promise<() => Promise<void>> {
     throw new AppError("model_not_found", missingModelMessage(settings.modelDir));
   }
   const encoder = await Encoder.load(settings.modelDir, settings);
-  const library = await createLibrary(settings, encoder);
+  const library = await createLibrary(settings, encoder, {
+    loadModel: (dir) => Encoder.load(dir, settings),
+  });
   const jobs = new JobService(library.store.jobs, settings);
   const app = buildApp(settings, library, {
     tokenizer: encoder.tokenizer,

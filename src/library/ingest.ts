@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import type { Settings } from "../config.ts";
 import type { Embedder } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
@@ -17,15 +18,21 @@ import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 import type { IndexInput, IndexResult, Metadata } from "./types.ts";
 
+/** A model with the preprocessing its vision tower expects. */
+export interface Generation {
+  embedder: Embedder;
+  options: PreprocessOptions;
+}
+
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {
   settings: Settings;
-  embedder: Embedder;
+  /** The live model and, during a blue/green reindex, the next one (items get both). */
+  generations: () => { live: Generation; next: Generation | undefined };
   store: ItemStore;
   /** The vision tower's queue (ingest runs below queries). */
   queue: EmbedQueue;
   pool: PreprocessPool;
-  preprocessOptions: PreprocessOptions;
   /** Accept paths anywhere (the local CLI), not only under the media root. */
   allowAnyPath: boolean;
   /** Throws when the library cannot take work now (closed, wrong model, no database). */
@@ -57,6 +64,8 @@ interface Job {
 }
 
 interface Prepared extends Job {
+  /** The models when the chunk was decoded (pixels are for the live one's preprocessing). */
+  generations: { live: Generation; next: Generation | undefined };
   pixels: Float32Array;
   width: number;
   height: number;
@@ -115,11 +124,10 @@ function validateMetadata(metadata: unknown): Metadata {
 
 export class Ingest {
   private readonly settings: Settings;
-  private readonly embedder: Embedder;
+  private readonly generations: IngestDeps["generations"];
   private readonly store: ItemStore;
   private readonly queue: EmbedQueue;
   private readonly pool: PreprocessPool;
-  private readonly preprocessOptions: PreprocessOptions;
   private readonly options: { allowAnyPath: boolean };
   private readonly assertUsable: () => void;
   private readonly mediaRoot: string | undefined;
@@ -129,11 +137,10 @@ export class Ingest {
 
   constructor(deps: IngestDeps) {
     this.settings = deps.settings;
-    this.embedder = deps.embedder;
+    this.generations = deps.generations;
     this.store = deps.store;
     this.queue = deps.queue;
     this.pool = deps.pool;
-    this.preprocessOptions = deps.preprocessOptions;
     this.options = { allowAnyPath: deps.allowAnyPath };
     this.assertUsable = deps.assertUsable;
     this.mediaRoot =
@@ -205,9 +212,10 @@ export class Ingest {
         });
         // The original is made durable here, while the previous chunk is being embedded: it
         // must be on disk before the commit, and an undecodable upload is never stored.
+        const generations = this.generations();
         const decoded = await Promise.allSettled(
           jobs.map(async (job) => {
-            const image = await this.pool.run(job.bytes, this.preprocessOptions);
+            const image = await this.pool.run(job.bytes, generations.live.options);
             if (job.source === "upload") await this.stageOriginal(job);
             return image;
           }),
@@ -223,6 +231,7 @@ export class Ingest {
           const image = outcome.value;
           prepared.push({
             ...job,
+            generations,
             pixels: image.pixels,
             width: image.width,
             height: image.height,
@@ -415,13 +424,30 @@ export class Ingest {
     }
   }
 
+  /** A chunk's embeddings by the next model (decoded again if its preprocessing differs). */
+  private async embedNext(
+    prepared: readonly Prepared[],
+    live: Generation,
+    next: Generation,
+  ): Promise<Float32Array[]> {
+    const pixels = isDeepStrictEqual(live.options, next.options)
+      ? prepared.map((p) => p.pixels)
+      : await Promise.all(
+          prepared.map(async (p) => (await this.pool.run(p.bytes, next.options)).pixels),
+        );
+    return this.queue.run("ingest", prepared.length, () => next.embedder.embedPixels(pixels));
+  }
+
   /** Embeds one chunk and commits it in one transaction (originals are already staged). */
   private async commitChunk(prepared: Prepared[], results: IndexResult[]): Promise<void> {
-    if (prepared.length === 0) return;
+    const first = prepared[0];
+    if (first === undefined) return;
     try {
+      const { live, next } = first.generations;
       const vectors = await this.queue.run("ingest", prepared.length, () =>
-        this.embedder.embedPixels(prepared.map((p) => p.pixels)),
+        live.embedder.embedPixels(prepared.map((p) => p.pixels)),
       );
+      const staged = next === undefined ? undefined : await this.embedNext(prepared, live, next);
       this.assertUsable();
       const entries: NewItem[] = prepared.map((p, k) => {
         const entry: NewItem = {
@@ -436,11 +462,14 @@ export class Ingest {
           vector: vectors[k] as Float32Array,
         };
         if (p.path !== undefined) entry.path = p.path;
+        if (next !== undefined && staged !== undefined) {
+          entry.staged = { modelId: next.embedder.modelId, vector: staged[k] as Float32Array };
+        }
         // Staged already on SQLite (a no-op there); committed with the row on Postgres.
         if (p.source === "upload") entry.original = p.bytes;
         return entry;
       });
-      const outcomes = await this.store.insertItems(entries, this.embedder.modelId);
+      const outcomes = await this.store.insertItems(entries, live.embedder.modelId);
       outcomes.forEach((outcome, k) => {
         const job = prepared[k] as Prepared;
         if (outcome.status === "inserted") {

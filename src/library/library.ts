@@ -16,9 +16,10 @@ import type { Embedder, TextEmbedding } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
 import type { PreprocessOptions } from "../preprocess/types.ts";
 import { openStore } from "../store/open.ts";
-import type { ItemStore, ModelInfo, StoredItem } from "../store/types.ts";
+import type { ItemStore, ModelInfo, ReindexTarget, StoredItem } from "../store/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
-import { errorOf, Ingest } from "./ingest.ts";
+import { BlueGreen, type ReindexStatus, STALE_MS, type SwitchMode } from "./blue-green.ts";
+import { errorOf, type Generation, Ingest } from "./ingest.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
 import type {
@@ -51,6 +52,11 @@ export interface LibraryOptions {
   onBackgroundError?: (error: unknown) => void;
   /** The store to use instead of the one the settings name (tests, migrate). */
   store?: ItemStore;
+  /**
+   * Loads another model (blue/green reindex: `startReindex`, and following a reindex that
+   * another node or process runs). Without it, this library cannot take part in one.
+   */
+  loadModel?: (modelDir: string) => Promise<Embedder>;
 }
 
 /** How often a library on a shared store re-reads its model and reachability. */
@@ -63,6 +69,16 @@ function isUnavailable(error: unknown): boolean {
 function publicItem(item: StoredItem): Item {
   const { label: _label, ...rest } = item;
   return rest;
+}
+
+function preprocessOptionsOf(embedder: Embedder, settings: Settings): PreprocessOptions {
+  return {
+    resolution: embedder.config.image_resolution,
+    mean: embedder.config.image_mean,
+    std: embedder.config.image_std,
+    maxImageBytes: settings.maxImageBytes,
+    maxImagePixels: settings.maxImagePixels,
+  };
 }
 
 /** Opens (or creates) the library for `embedder`'s model on the store the settings name. */
@@ -101,35 +117,55 @@ export class LongclipLibrary implements Library {
   private closing = false;
   private readonly active = new Set<Promise<unknown>>();
   private checkTimer: NodeJS.Timeout | undefined;
-  private readonly preprocessOptions: PreprocessOptions;
+  /** The model that embeds queries and new items; replaced by a blue/green switch. */
+  private live: Generation;
+  /** Models replaced by a switch, closed once the work that used them is done. */
+  private readonly retired = new Set<Promise<void>>();
   private readonly ingest: Ingest;
+  private readonly blueGreen: BlueGreen;
 
   constructor(
     private readonly settings: Settings,
-    private readonly embedder: Embedder,
+    embedder: Embedder,
     readonly store: ItemStore,
     private readonly options: LibraryOptions,
   ) {
     this.queue = new EmbedQueue(settings.maxQueueDepth);
     this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);
-    this.preprocessOptions = {
-      resolution: embedder.config.image_resolution,
-      mean: embedder.config.image_mean,
-      std: embedder.config.image_std,
-      maxImageBytes: settings.maxImageBytes,
-      maxImagePixels: settings.maxImagePixels,
-    };
+    this.live = { embedder, options: preprocessOptionsOf(embedder, settings) };
+    this.blueGreen = new BlueGreen({
+      settings,
+      store,
+      pool: this.pool,
+      queue: this.queue,
+      live: () => this.live,
+      load: (modelDir) => this.loadGeneration(modelDir),
+      adopt: (next) => this.adopt(next),
+      assertOpen: () => this.assertOpen(),
+      onBackgroundError: (error) => this.reportBackground(error),
+    });
     this.ingest = new Ingest({
       settings,
-      embedder,
+      generations: () => ({ live: this.live, next: this.blueGreen.next }),
       store,
       queue: this.queue,
       pool: this.pool,
-      preprocessOptions: this.preprocessOptions,
       allowAnyPath: options.allowAnyPath === true,
       assertUsable: () => this.assertUsable(),
     });
+  }
+
+  private get embedder(): Embedder {
+    return this.live.embedder;
+  }
+
+  private get preprocessOptions(): PreprocessOptions {
+    return this.live.options;
+  }
+
+  private reportBackground(error: unknown): void {
+    (this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))))(error);
   }
 
   /**
@@ -144,27 +180,29 @@ export class LongclipLibrary implements Library {
       this.currentState = "unavailable";
       this.unavailableReason = (error as AppError).message;
     }
-    if (this.store.backend !== "sqlite" || this.currentState === "unavailable") {
-      this.checkTimer = setInterval(() => {
-        this.checkModel().catch((error: unknown) => {
-          if (isUnavailable(error)) {
-            if (this.currentState === "starting" || this.currentState === "unavailable") {
-              this.currentState = "unavailable";
-              this.unavailableReason = (error as AppError).message;
-            }
-          } else {
-            (this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))))(error);
+    this.checkTimer = setInterval(() => {
+      this.checkModel().catch((error: unknown) => {
+        if (isUnavailable(error)) {
+          if (this.currentState === "starting" || this.currentState === "unavailable") {
+            this.currentState = "unavailable";
+            this.unavailableReason = (error as AppError).message;
           }
-        });
-      }, STORE_CHECK_INTERVAL_MS);
-      this.checkTimer.unref();
-    }
+        } else {
+          this.reportBackground(error);
+        }
+      });
+    }, STORE_CHECK_INTERVAL_MS);
+    this.checkTimer.unref();
   }
 
   /** Compares the store's model with the embedder's (first use: records it). */
   private async checkModel(): Promise<void> {
     if (this.closing || this.reindexing) return;
-    const stored = await this.store.model();
+    let stored = await this.store.model();
+    if (this.options.loadModel !== undefined) {
+      await this.followReindex(stored);
+      stored = await this.store.model();
+    }
     this.storedModel = stored;
     const matches =
       stored !== undefined &&
@@ -179,6 +217,92 @@ export class LongclipLibrary implements Library {
     if (next === "ready" && this.currentState !== "ready") await this.store.prepare();
     this.currentState = next;
     this.unavailableReason = undefined;
+  }
+
+  /**
+   * Blue/green, seen from the store: a switch done elsewhere is adopted, a recorded run is
+   * followed (next model loaded, new items embedded by both) or, when stale, taken over.
+   */
+  private async followReindex(stored: ModelInfo | undefined): Promise<void> {
+    const next = this.blueGreen.next;
+    if (next !== undefined && stored?.modelId === next.embedder.modelId) {
+      this.blueGreen.next = undefined;
+      this.adopt(next);
+      this.blueGreen.switchedElsewhere();
+      return;
+    }
+    const target = await this.store.reindexTarget();
+    if (target === undefined) {
+      await this.blueGreen.drop();
+      return;
+    }
+    if (target.modelId === this.embedder.modelId) {
+      await this.store.setReindexTarget(undefined); // a leftover of a finished run
+      return;
+    }
+    if (this.blueGreen.isRunning()) return;
+    if (Date.now() - target.heartbeatAt > STALE_MS) await this.blueGreen.resume(target);
+    else await this.blueGreen.follow(target);
+  }
+
+  private async loadGeneration(modelDir: string): Promise<Generation> {
+    const load = this.options.loadModel;
+    if (load === undefined) {
+      throw new AppError(
+        "reindex_unsupported",
+        "This library was opened without a model loader; it cannot load another model.",
+        409,
+      );
+    }
+    const embedder = await load(modelDir);
+    return { embedder, options: preprocessOptionsOf(embedder, this.settings) };
+  }
+
+  /** The next model becomes live; the old one closes once the work in flight is done. */
+  private adopt(next: Generation): void {
+    const old = this.live;
+    if (old === next) return;
+    this.live = next;
+    this.queryCache.clear();
+    this.storedModel = { modelId: next.embedder.modelId, dims: next.embedder.dims };
+    if (this.currentState === "needs_reindex") this.currentState = "ready";
+    const closing = Promise.allSettled([...this.active])
+      .then(() => old.embedder.close())
+      .catch((error: unknown) => this.reportBackground(error));
+    this.retired.add(closing);
+    closing.finally(() => this.retired.delete(closing));
+  }
+
+  /**
+   * Runs a search again if the model switched while it ran (its query was embedded by the old
+   * model). On a shared store during a reindex, the store's model is read first, so a node
+   * switches at its first search after another node switched the store.
+   */
+  private async acrossSwitch<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const live = this.live;
+      if (this.blueGreen.next !== undefined && this.store.backend !== "sqlite")
+        await this.followSwitch();
+      try {
+        const result = await work();
+        if (this.live === live || attempt >= 3) return result;
+      } catch (error) {
+        if (attempt >= 3) throw error;
+        if (this.live === live && !(await this.followSwitch())) throw error;
+      }
+    }
+  }
+
+  /** Adopts the next model if the store switched to it; true when it did. */
+  private async followSwitch(): Promise<boolean> {
+    const next = this.blueGreen.next;
+    if (next === undefined) return false;
+    const stored = await this.store.model();
+    if (stored?.modelId !== next.embedder.modelId) return false;
+    this.blueGreen.next = undefined;
+    this.adopt(next);
+    this.blueGreen.switchedElsewhere();
+    return true;
   }
 
   state(): LibraryState {
@@ -219,7 +343,7 @@ export class LongclipLibrary implements Library {
     query: string,
     options: SearchOptions & { truncate?: boolean },
   ): Promise<TextSearchResult> {
-    return this.track(() => this.searchTextNow(query, options));
+    return this.track(() => this.acrossSwitch(() => this.searchTextNow(query, options)));
   }
 
   private async searchTextNow(
@@ -253,7 +377,8 @@ export class LongclipLibrary implements Library {
       const tokens = tokenize.call(this.embedder, query).tokens;
       if (tokens > maxTokens) throw refuseLong(tokens);
     }
-    const text = this.queryCache.get(query) ?? (await this.embedQuery(query));
+    const text =
+      this.queryCache.get(`${this.embedder.modelId}\n${query}`) ?? (await this.embedQuery(query));
     if (options.truncate === false && text.truncated) throw refuseLong(text.tokens);
     this.assertUsable();
     return {
@@ -264,21 +389,23 @@ export class LongclipLibrary implements Library {
 
   /** Embeds a query through the text queue and caches the result. */
   private async embedQuery(query: string): Promise<TextEmbedding> {
+    const embedder = this.embedder;
     const reservation = this.textQueue.reserve("query", 1);
     let embedded: TextEmbedding[];
     try {
-      embedded = await this.textQueue.run("query", 1, () => this.embedder.embedTexts([query]));
+      embedded = await this.textQueue.run("query", 1, () => embedder.embedTexts([query]));
     } finally {
       reservation.release();
     }
     const text = embedded[0];
     if (text === undefined) throw new Error("the encoder returned no embedding");
-    this.queryCache.set(query, text);
+    // Keyed by model: a query embedded just before a switch must not serve after it.
+    this.queryCache.set(`${embedder.modelId}\n${query}`, text);
     return text;
   }
 
   searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
-    return this.track(() => this.searchImageNow(bytes, options));
+    return this.track(() => this.acrossSwitch(() => this.searchImageNow(bytes, options)));
   }
 
   private async searchImageNow(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
@@ -444,6 +571,43 @@ export class LongclipLibrary implements Library {
     }
   }
 
+  // ---------------------------------------------------------------- blue/green reindex
+
+  /**
+   * Starts embedding every item with the model in `modelDir` in the background (or resumes a
+   * recorded run of that model); search keeps serving the current model until the switch.
+   */
+  startReindex(modelDir: string, switchMode: SwitchMode = "auto"): Promise<ReindexStatus> {
+    this.assertOpen();
+    if (this.reindexing) {
+      return Promise.reject(
+        new AppError("reindex_running", "A reindex is already running; wait for it.", 409),
+      );
+    }
+    return this.blueGreen.start(modelDir, switchMode);
+  }
+
+  /** The blue/green reindex this library runs or last ran, if any. */
+  reindexStatus(): ReindexStatus | undefined {
+    return this.blueGreen.current();
+  }
+
+  /** The recorded run (any node's), for a status when this library runs none. */
+  reindexTarget(): Promise<ReindexTarget | undefined> {
+    return this.store.reindexTarget();
+  }
+
+  /** Switches a run that waits for it (manual mode), after a last catch-up pass. */
+  switchReindex(): Promise<ReindexStatus> {
+    this.assertOpen();
+    return this.track(() => this.blueGreen.requestSwitch());
+  }
+
+  /** Resolves when the background reindex (if any) ends. */
+  waitForReindex(): Promise<void> {
+    return this.blueGreen.settled();
+  }
+
   // ---------------------------------------------------------------- stats, lifecycle
 
   async stats(): Promise<LibraryStats> {
@@ -484,10 +648,15 @@ export class LongclipLibrary implements Library {
     if (this.closing) return;
     this.closing = true;
     if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
+    this.blueGreen.stop();
+    await this.blueGreen.settled();
     while (this.active.size > 0) await Promise.allSettled([...this.active]);
+    await Promise.allSettled([...this.retired]);
     this.currentState = "closed";
     await this.store.close();
-    await Promise.all([this.pool.close(), this.embedder.close()]);
+    const next = this.blueGreen.next;
+    this.blueGreen.next = undefined;
+    await Promise.all([this.pool.close(), this.embedder.close(), next?.embedder.close()]);
   }
 
   private track<T>(start: () => Promise<T>): Promise<T> {

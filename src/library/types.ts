@@ -2,7 +2,9 @@
  * The library: what the HTTP layer and the CLI call. It owns the ingest pipeline
  * (preprocess → encode → store), search, and item management.
  */
-import type { VectorIndexStats } from "../store/types.ts";
+
+import type { ReindexTarget, VectorIndexStats } from "../store/types.ts";
+import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 
 export type Metadata = Record<string, unknown>;
 
@@ -88,6 +90,14 @@ export interface Library {
   listItems(cursor: string | null, limit: number): Promise<Page<Item>>;
   /** Re-embeds every item with the current model. */
   reindex(onProgress?: (done: number, total: number) => void): Promise<number>;
+  /** Blue/green: embeds every item with the model in `modelDir`, then switches (see blue-green.ts). */
+  startReindex(modelDir: string, switchMode?: SwitchMode): Promise<ReindexStatus>;
+  /** The blue/green reindex this library runs or last ran. */
+  reindexStatus(): ReindexStatus | undefined;
+  /** The run recorded in the store (any node's). */
+  reindexTarget(): Promise<ReindexTarget | undefined>;
+  /** Switches a run waiting for it (manual mode). */
+  switchReindex(): Promise<ReindexStatus>;
   stats(): Promise<LibraryStats>;
   ready(): boolean;
   /** Why the library is not ready (undefined when it is): for /ready. */

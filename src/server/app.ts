@@ -17,6 +17,7 @@ import { createMetrics } from "./metrics.ts";
 import { type AppOptions, type Handlers, mediaType, type RouteContext } from "./routes/context.ts";
 import { itemHandlers } from "./routes/items.ts";
 import { jobHandlers } from "./routes/jobs.ts";
+import { reindexHandlers } from "./routes/reindex.ts";
 import { searchHandlers } from "./routes/search.ts";
 import { systemHandlers } from "./routes/system.ts";
 import { createValidators } from "./validation.ts";
@@ -145,6 +146,7 @@ export function buildApp(
     ...itemHandlers(context),
     ...searchHandlers(context),
     ...jobHandlers(context),
+    ...reindexHandlers(context),
     ...systemHandlers(context),
   };
   for (const op of specOperations(spec)) {

@@ -23,6 +23,10 @@ export class LruCache<K, V> {
     }
   }
 
+  clear(): void {
+    this.#entries.clear();
+  }
+
   get size(): number {
     return this.#entries.size;
   }

@@ -1,0 +1,351 @@
+/**
+ * Blue/green model switch: every item is embedded by the next model into a second generation
+ * (the store's staging embeddings) in the background while search keeps serving the live one;
+ * items indexed meanwhile are embedded by both (src/library/ingest.ts). When every readable
+ * item has its new embedding the store switches in one transaction (at once, or when told),
+ * dropping the old generation, and each node starts embedding queries with the next model.
+ *
+ * The run is recorded in the store (target model, directory, switch mode, heartbeat), so a
+ * crashed run resumes where it stopped: the items that already have a staged embedding are
+ * skipped. A node whose heartbeat is stale is taken over by another (or by the next start).
+ */
+import { readFile } from "node:fs/promises";
+import type { Settings } from "../config.ts";
+import type { Embedder } from "../encode/types.ts";
+import { AppError, isAppError } from "../errors.ts";
+import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
+import { errorOf, type Generation } from "./ingest.ts";
+import type { PreprocessPool } from "./preprocess-pool.ts";
+import type { EmbedQueue } from "./queue.ts";
+
+export type SwitchMode = "auto" | "manual";
+
+export interface ReindexStatus {
+  state: "running" | "waiting_for_switch" | "switched" | "failed";
+  modelId: string;
+  dims: number;
+  modelDir: string;
+  switchMode: SwitchMode;
+  /** Items with an embedding by the next model, of `total`. */
+  done: number;
+  total: number;
+  /** Items that could not be read (they have no embedding after the switch). */
+  failed: number;
+  failures: { id: string; code: string; message: string }[];
+  startedAt: number;
+  finishedAt?: number;
+  error?: { code: string; message: string };
+}
+
+/** What the run needs from the library. */
+export interface BlueGreenHost {
+  settings: Settings;
+  store: ItemStore;
+  pool: PreprocessPool;
+  queue: EmbedQueue;
+  live(): Generation;
+  /** Loads the next model (the library's loadModel option). */
+  load(modelDir: string): Promise<Generation>;
+  /** The next generation becomes live (queries, ingest); the old model closes when idle. */
+  adopt(next: Generation): void;
+  /** Throws when the library is closing. */
+  assertOpen(): void;
+  onBackgroundError(error: unknown): void;
+}
+
+const HEARTBEAT_MS = 5_000;
+/** A run whose heartbeat is older than this is taken over (its node crashed or stopped). */
+export const STALE_MS = 30_000;
+/** Catch-up passes before a switch gives up on items that keep arriving without both embeddings. */
+const MAX_PASSES = 10;
+const MAX_LISTED_FAILURES = 50;
+
+export function sameModel(a: Embedder, b: Embedder): boolean {
+  return a.modelId === b.modelId && a.dims === b.dims;
+}
+
+export class BlueGreen {
+  private status: ReindexStatus | undefined;
+  /** The next generation, once loaded: ingest embeds with it too. */
+  next: Generation | undefined;
+  /** Where `next` was loaded from. */
+  private nextDir: string | undefined;
+  private running: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private switchRequested = false;
+  private stopping = false;
+
+  constructor(private readonly host: BlueGreenHost) {}
+
+  current(): ReindexStatus | undefined {
+    return this.status === undefined ? undefined : { ...this.status };
+  }
+
+  isRunning(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Resolves when the run in progress (if any) ends. */
+  async settled(): Promise<void> {
+    await this.running;
+  }
+
+  /**
+   * Starts (or resumes) a reindex to the model in `modelDir`. Resumes a recorded run of the same
+   * model; refuses while a run to another model is in progress.
+   */
+  async start(modelDir: string, switchMode: SwitchMode): Promise<ReindexStatus> {
+    const recorded = await this.host.store.reindexTarget();
+    if (this.running !== undefined) {
+      if (this.status?.modelDir === modelDir) return this.current() as ReindexStatus;
+      throw new AppError(
+        "reindex_running",
+        `A reindex to ${this.status?.modelId ?? "another model"} is running; wait for it or switch when it is complete.`,
+        409,
+      );
+    }
+    const loaded = this.next !== undefined && this.nextDir === modelDir ? undefined : this.next;
+    const next =
+      this.next !== undefined && this.nextDir === modelDir
+        ? this.next
+        : await this.host.load(modelDir);
+    if (loaded !== undefined) {
+      this.next = undefined;
+      await loaded.embedder.close();
+    }
+    const live = this.host.live();
+    if (sameModel(next.embedder, live.embedder)) {
+      if (next !== this.next) await next.embedder.close();
+      throw new AppError(
+        "same_model",
+        `The library is already on ${live.embedder.modelId}; name another model directory.`,
+        409,
+      );
+    }
+    const resume = recorded !== undefined && recorded.modelId === next.embedder.modelId;
+    if (!resume) await this.host.store.clearStaging();
+    const now = Date.now();
+    const target: ReindexTarget = {
+      modelId: next.embedder.modelId,
+      dims: next.embedder.dims,
+      modelDir,
+      switchMode,
+      startedAt: resume ? (recorded as ReindexTarget).startedAt : now,
+      heartbeatAt: now,
+      complete: false,
+    };
+    await this.host.store.setReindexTarget(target);
+    this.begin(target, next);
+    return this.current() as ReindexStatus;
+  }
+
+  /** Takes over a recorded run (after a crash, or when its node went quiet). */
+  async resume(target: ReindexTarget): Promise<void> {
+    if (this.running !== undefined) return;
+    const next =
+      this.next?.embedder.modelId === target.modelId
+        ? this.next
+        : await this.host.load(target.modelDir);
+    await this.host.store.setReindexTarget({ ...target, heartbeatAt: Date.now() });
+    this.begin(target, next);
+  }
+
+  /** Loads the next model of a run another node is doing, so this node embeds with both. */
+  async follow(target: ReindexTarget): Promise<void> {
+    if (this.next?.embedder.modelId === target.modelId) return;
+    const previous = this.next;
+    this.next = await this.host.load(target.modelDir);
+    this.nextDir = target.modelDir;
+    if (previous !== undefined) await previous.embedder.close();
+  }
+
+  /** Forgets a next model whose run was abandoned (the target is gone, no switch happened). */
+  async drop(): Promise<void> {
+    if (this.running !== undefined || this.next === undefined) return;
+    const next = this.next;
+    this.next = undefined;
+    await next.embedder.close();
+  }
+
+  /** Asks a run waiting in manual mode to switch, or switches a completed run of another process. */
+  async requestSwitch(): Promise<ReindexStatus> {
+    if (this.running === undefined) {
+      const recorded = await this.host.store.reindexTarget();
+      if (recorded === undefined) {
+        throw new AppError(
+          "no_reindex",
+          "No reindex is in progress; start one with --to-model.",
+          409,
+        );
+      }
+      this.switchRequested = true;
+      await this.resume(recorded);
+    } else {
+      this.switchRequested = true;
+      this.wake?.();
+    }
+    await this.running;
+    const status = this.current() as ReindexStatus;
+    if (status.state === "failed") {
+      throw new AppError(
+        status.error?.code ?? "reindex_failed",
+        status.error?.message ?? "the reindex failed",
+        409,
+      );
+    }
+    return status;
+  }
+
+  /** Another node switched the store: a local run ends and the status says so. */
+  switchedElsewhere(): void {
+    if (this.status !== undefined && this.status.state !== "failed") {
+      this.status.state = "switched";
+      this.status.finishedAt ??= Date.now();
+    }
+    this.wake?.();
+  }
+
+  stop(): void {
+    this.stopping = true;
+    this.wake?.();
+  }
+
+  private begin(target: ReindexTarget, next: Generation): void {
+    this.next = next;
+    this.nextDir = target.modelDir;
+    this.status = {
+      state: "running",
+      modelId: target.modelId,
+      dims: target.dims,
+      modelDir: target.modelDir,
+      switchMode: target.switchMode,
+      done: 0,
+      total: 0,
+      failed: 0,
+      failures: [],
+      startedAt: target.startedAt,
+    };
+    const run = this.run(target, next).catch((error: unknown) => {
+      const status = this.status as ReindexStatus;
+      status.state = "failed";
+      status.error = errorOf(error);
+      status.finishedAt = Date.now();
+      if (!this.stopping) this.host.onBackgroundError(error);
+    });
+    this.running = run.finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  private async run(target: ReindexTarget, next: Generation): Promise<void> {
+    const { store } = this.host;
+    const status = this.status as ReindexStatus;
+    const failed = new Set<number>();
+    let record = target;
+    let beat: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      record = { ...record, heartbeatAt: Date.now() };
+      beat = store.setReindexTarget(record).catch(() => {});
+    }, HEARTBEAT_MS);
+    timer.unref();
+    try {
+      for (let pass = 1; ; pass++) {
+        await this.embedMissing(next, failed);
+        if (this.ended()) return;
+        if (target.switchMode === "manual" && !this.switchRequested) {
+          record = { ...record, complete: true, heartbeatAt: Date.now() };
+          await store.setReindexTarget(record);
+          status.state = "waiting_for_switch";
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+          });
+          this.wake = undefined;
+          if (this.ended()) return;
+          status.state = "running";
+          continue;
+        }
+        clearInterval(timer);
+        await beat;
+        try {
+          await store.swapStaging(
+            { modelId: next.embedder.modelId, dims: next.embedder.dims },
+            { requireCompleteExcept: [...failed] },
+          );
+        } catch (error) {
+          if (!isAppError(error) || error.code !== "reindex_incomplete" || pass >= MAX_PASSES)
+            throw error;
+          continue;
+        }
+        this.next = undefined;
+        this.host.adopt(next);
+        status.state = "switched";
+        status.finishedAt = Date.now();
+        return;
+      }
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Stopped, or switched by another node meanwhile. */
+  private ended(): boolean {
+    return this.stopping || this.status?.state === "switched";
+  }
+
+  /** One pass over the items that have no staged embedding yet (except unreadable ones). */
+  private async embedMissing(next: Generation, failed: Set<number>): Promise<void> {
+    const { store, pool, queue, settings } = this.host;
+    const status = this.status as ReindexStatus;
+    const modelId = next.embedder.modelId;
+    const pageSize = Math.max(1, settings.imageBatchSize);
+    status.total = await store.count();
+    status.done = await store.countStaging(modelId);
+    let after = 0;
+    for (;;) {
+      this.host.assertOpen();
+      if (this.stopping) return;
+      const page = (await store.unstagedAfter(modelId, after, pageSize * 2)).filter(
+        (item) => !failed.has(item.label),
+      );
+      const last = page[page.length - 1];
+      if (last === undefined) {
+        // items indexed meanwhile arrive with both embeddings: count them too
+        status.total = await store.count();
+        status.done = await store.countStaging(modelId);
+        return;
+      }
+      after = last.label;
+      const decoded = await Promise.allSettled(
+        page.map(async (item) => pool.run(await this.readBytes(item), next.options)),
+      );
+      const good: { label: number; pixels: Float32Array }[] = [];
+      decoded.forEach((outcome, k) => {
+        const item = page[k] as StoredItem;
+        if (outcome.status === "fulfilled") {
+          good.push({ label: item.label, pixels: outcome.value.pixels });
+          return;
+        }
+        failed.add(item.label);
+        status.failed = failed.size;
+        if (status.failures.length < MAX_LISTED_FAILURES)
+          status.failures.push({ id: item.id, ...errorOf(outcome.reason) });
+      });
+      if (good.length > 0) {
+        const vectors = await queue.run("ingest", good.length, () =>
+          next.embedder.embedPixels(good.map((g) => g.pixels)),
+        );
+        await store.putStaging(
+          good.map((g, k) => ({ label: g.label, vector: vectors[k] as Float32Array })),
+          modelId,
+        );
+        status.done += good.length;
+      }
+      status.total = Math.max(status.total, status.done + status.failed);
+    }
+  }
+
+  private async readBytes(item: StoredItem): Promise<Buffer> {
+    if (item.source === "upload") return this.host.store.readOriginal(item.sha256);
+    return readFile(item.path as string);
+  }
+}

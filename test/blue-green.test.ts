@@ -1,0 +1,367 @@
+/**
+ * Blue/green model switch (src/library/blue-green.ts) with real models, stores and sockets:
+ * search answers throughout a reindex, an item indexed meanwhile gets both embeddings, after
+ * the switch every item has the new model's embedding, a killed `longclip reindex --to-model`
+ * resumes where it stopped, and on Postgres a second node switches with the store.
+ *
+ * The second model is models/demo with another model id and another image normalisation
+ * (mean/std): same weights and dimensions, but every image embedding differs, so "embedded by
+ * the new model" can be checked vector by vector against the new model's own output.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import Database from "better-sqlite3";
+import supertest from "supertest";
+import { PROJECT_ROOT, type Settings } from "../src/config.ts";
+import { Encoder } from "../src/encode/encoder.ts";
+import { createLibrary, type LongclipLibrary } from "../src/library/library.ts";
+import { preprocessImage } from "../src/preprocess/index.ts";
+import { buildApp } from "../src/server/app.ts";
+import type { ItemStore } from "../src/store/types.ts";
+import { tempDir } from "./api-helpers.ts";
+import { runCli } from "./helpers/cli.ts";
+import { patternPng, testSettings } from "./helpers/library-fixtures.ts";
+import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
+
+const DEMO = path.join(PROJECT_ROOT, "models", "demo");
+const NEXT_ID = "longclip-demo-renormalised-test";
+
+/** models/demo (a copy) and models/next (the variant) under `root`. */
+function modelsUnder(root: string): { served: string; next: string } {
+  const models = path.join(root, "models");
+  const served = path.join(models, "demo");
+  const next = path.join(models, "next");
+  for (const dir of [served, next]) {
+    mkdirSync(dir, { recursive: true });
+    for (const file of ["config.json", "vision.onnx", "text.onnx", "vocab.txt"]) {
+      copyFileSync(path.join(DEMO, file), path.join(dir, file));
+    }
+  }
+  const config = JSON.parse(readFileSync(path.join(DEMO, "config.json"), "utf8"));
+  config.model_id = NEXT_ID;
+  config.image_mean = [0.5, 0.5, 0.5];
+  config.image_std = [0.25, 0.25, 0.25];
+  writeFileSync(path.join(next, "config.json"), JSON.stringify(config, null, 2));
+  return { served, next };
+}
+
+async function openLibrary(settings: Settings): Promise<LongclipLibrary> {
+  const encoder = await Encoder.load(settings.modelDir, settings);
+  return createLibrary(settings, encoder, {
+    loadModel: (dir) => Encoder.load(dir, settings),
+    onBackgroundError: (error) => assert.fail(`background error: ${String(error)}`),
+  });
+}
+
+async function pngs(from: number, count: number): Promise<Buffer[]> {
+  return Promise.all(Array.from({ length: count }, (_, i) => patternPng(from + i, 96)));
+}
+
+/** Every item's live embedding equals the next model's own output for its image. */
+async function assertAllEmbeddedBy(
+  store: ItemStore,
+  images: Map<string, Buffer>,
+  modelDir: string,
+  settings: Settings,
+): Promise<void> {
+  const encoder = await Encoder.load(modelDir, settings);
+  try {
+    assert.equal(await store.countEmbeddings(encoder.modelId), await store.count());
+    assert.equal(await store.count(), images.size);
+    const options = {
+      resolution: encoder.config.image_resolution,
+      mean: encoder.config.image_mean,
+      std: encoder.config.image_std,
+      maxImageBytes: settings.maxImageBytes,
+      maxImagePixels: settings.maxImagePixels,
+    };
+    for (const [id, bytes] of images) {
+      const item = await store.getById(id);
+      assert.ok(item, id);
+      const [row] = await store.embeddingsOf(encoder.modelId, [item.label]);
+      const [expected] = await encoder.embedPixels([
+        (await preprocessImage(bytes, options)).pixels,
+      ]);
+      assert.ok(row && expected, id);
+      let worst = 0;
+      for (let i = 0; i < expected.length; i++)
+        worst = Math.max(worst, Math.abs((row.vector[i] as number) - (expected[i] as number)));
+      assert.ok(worst < 1e-5, `${id}: differs from the new model's embedding by ${worst}`);
+    }
+  } finally {
+    await encoder.close();
+  }
+}
+
+/** POST /index of uploads (multipart, as clients send files). */
+function upload(http: supertest.Agent, entries: readonly [string, Buffer][]) {
+  let request = http.post("/index");
+  for (const [id, bytes] of entries) request = request.attach("images", bytes, `${id}.png`);
+  for (const [id] of entries) request = request.field("ids", id);
+  return request;
+}
+
+/** Searches `http` in a loop until stopped; every answer's status is kept. */
+function searchLoop(http: supertest.Agent) {
+  const statuses: number[] = [];
+  let stop = false;
+  const running = (async () => {
+    while (!stop) {
+      try {
+        const response = await http
+          .post("/search")
+          .send({ query: "a pattern of coloured squares", k: 5 });
+        statuses.push(response.status);
+        if (response.status !== 200) console.log("search answered", response.status, response.body);
+      } catch (error) {
+        statuses.push(-1);
+        console.log("search failed", String(error));
+      }
+    }
+  })();
+  return {
+    statuses,
+    async stop() {
+      stop = true;
+      await running;
+    },
+  };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("blue/green reindex on SQLite, over HTTP", () => {
+  test("search answers throughout; an item indexed meanwhile gets both; a manual switch puts every item on the new model", async () => {
+    const root = tempDir("blue-green-api-");
+    const { served, next } = modelsUnder(root);
+    const settings = testSettings(served, path.join(root, "data"));
+    const library = await openLibrary(settings);
+    const app = buildApp(settings, library, {});
+    const url = await app.listen({ host: "127.0.0.1", port: 0 });
+    const http = supertest(url);
+    const images = new Map<string, Buffer>();
+    let searches: ReturnType<typeof searchLoop> | undefined;
+    try {
+      const first = await pngs(1, 24);
+      for (const [i, bytes] of first.entries()) images.set(`item-${i}`, bytes);
+      const indexed = await upload(http, [...images]);
+      assert.equal(indexed.status, 200, JSON.stringify(indexed.body));
+      const oldModel = (await http.get("/stats")).body.model_id as string;
+
+      assert.equal((await http.get("/reindex")).status, 404);
+      const outside = await http.post("/reindex").send({ model_dir: "../../etc" });
+      assert.equal(outside.status, 403);
+      assert.equal(outside.body.error.code, "path_outside_models");
+      const same = await http.post("/reindex").send({ model_dir: "demo" });
+      assert.equal(same.status, 409, JSON.stringify(same.body));
+
+      searches = searchLoop(http);
+      const started = await http.post("/reindex").send({ model_dir: "next", switch: "manual" });
+      assert.equal(started.status, 202, JSON.stringify(started.body));
+      assert.equal(started.body.model_id, NEXT_ID);
+      // indexed while the reindex runs: embedded by both models
+      const late = await patternPng(1000, 96);
+      images.set("late", late);
+      const added = await upload(http, [["late", late]]);
+      assert.equal(added.body.results[0].status, "indexed");
+      const waiting = await until("the run to complete", async () => {
+        const status = (await http.get("/reindex")).body;
+        return status.state === "waiting_for_switch" ? status : undefined;
+      });
+      assert.equal(waiting.done, 25);
+      assert.equal(waiting.total, 25);
+      const store = (library as LongclipLibrary).store;
+      const lateItem = await store.getById("late");
+      assert.ok(lateItem);
+      assert.equal((await store.embeddingsOf(oldModel, [lateItem.label])).length, 1);
+      assert.equal(await store.countStaging(NEXT_ID), 25, "the late item is staged too");
+      assert.equal((await http.get("/stats")).body.model_id, oldModel, "no switch before asked");
+
+      const switched = await http.post("/reindex/switch");
+      assert.equal(switched.status, 200, JSON.stringify(switched.body));
+      assert.equal(switched.body.state, "switched");
+      await new Promise((resolve) => setTimeout(resolve, 300)); // searches on the new model
+      await searches.stop();
+      const bad = searches.statuses.filter((status) => status !== 200);
+      console.log(
+        `searches during the reindex: ${searches.statuses.length}, not 200: ${bad.length}`,
+      );
+      assert.ok(searches.statuses.length >= 10, `only ${searches.statuses.length} searches`);
+      assert.deepEqual(bad, []);
+
+      assert.equal((await http.get("/stats")).body.model_id, NEXT_ID);
+      assert.equal(await store.countEmbeddings(oldModel), 0, "the old generation is dropped");
+      await assertAllEmbeddedBy(store, images, next, settings);
+      const found = await http.post("/search/image").attach("image", late, "late.png");
+      assert.equal(found.status, 200, JSON.stringify(found.body));
+      assert.equal(found.body.hits[0].id, "late");
+    } finally {
+      await searches?.stop();
+      await app.close();
+    }
+  });
+});
+
+describe("blue/green reindex from the command line", () => {
+  test("a killed longclip reindex --to-model resumes where it stopped", async () => {
+    const root = tempDir("blue-green-cli-");
+    const { served, next } = modelsUnder(root);
+    const dataDir = path.join(root, "data");
+    const settings = testSettings(served, dataDir, { imageBatchSize: 1 });
+    const images = new Map<string, Buffer>();
+    const library = await openLibrary(settings);
+    try {
+      const bytes = await pngs(1, 120);
+      const results = await library.index(
+        bytes.map((b, i) => {
+          images.set(`item-${i}`, b);
+          return { id: `item-${i}`, bytes: b };
+        }),
+      );
+      assert.ok(results.every((r) => r.status === "indexed"));
+    } finally {
+      await library.close();
+    }
+    const flags = ["--model", served, "--data-dir", dataDir, "--threads", "1"];
+    // kill -9 the first run once some (not all) items have their new embedding
+    const db = new Database(path.join(dataDir, "library.sqlite"), { readonly: true });
+    const staged = () =>
+      (db.prepare("SELECT count(*) AS n FROM embeddings_staging").get() as { n: number }).n;
+    const first = spawn(
+      process.execPath,
+      [
+        path.join(PROJECT_ROOT, "bin", "longclip.js"),
+        "reindex",
+        "--to-model",
+        next,
+        "--image-batch-size",
+        "1",
+        ...flags,
+      ],
+      { cwd: PROJECT_ROOT, stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let firstErr = "";
+    first.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      firstErr += chunk;
+    });
+    const exited = new Promise((resolve) =>
+      first.on("exit", (code, signal) => resolve(signal ?? code)),
+    );
+    let atKill = 0;
+    await until(
+      "the first items to be staged",
+      async () => {
+        atKill = staged();
+        return atKill > 0 ? true : undefined;
+      },
+      120_000,
+    );
+    first.kill("SIGKILL");
+    assert.equal(await exited, "SIGKILL", firstErr);
+    atKill = staged();
+    db.close();
+    assert.ok(atKill > 0 && atKill < 120, `staged at the kill: ${atKill} of 120`);
+
+    const second = await runCli(["reindex", "--to-model", next, ...flags]);
+    assert.equal(second.code, 0, second.stderr);
+    const progress = [...second.stderr.matchAll(/reindex: (\d+)\/(\d+) items/g)].map((m) =>
+      Number(m[1]),
+    );
+    console.log(`killed at ${atKill}/120 staged; the rerun reported ${progress.join(", ")}`);
+    assert.ok((progress[0] ?? 0) >= atKill, `resumed at ${progress[0]}, not from 0`);
+    assert.match(second.stderr, /switched to longclip-demo-renormalised-test/);
+
+    const after = await openLibrary(testSettings(next, dataDir));
+    try {
+      await assertAllEmbeddedBy(after.store, images, next, settings);
+    } finally {
+      await after.close();
+    }
+  });
+});
+
+describe("blue/green reindex on Postgres with two nodes", () => {
+  let postgres: TestPostgres;
+  before(async () => {
+    postgres = await startPostgres();
+  });
+  after(() => postgres?.stop());
+
+  test("node B answers searches throughout, embeds its new items with both, and switches with the store", async () => {
+    const root = tempDir("blue-green-pg-");
+    const { served, next } = modelsUnder(root);
+    const settings = testSettings(served, path.join(root, "data"), {
+      databaseUrl: postgres.url,
+    });
+    const nodeA = await openLibrary(settings);
+    const nodeB = await openLibrary(settings);
+    const appB = buildApp(settings, nodeB, {});
+    const urlB = await appB.listen({ host: "127.0.0.1", port: 0 });
+    const httpB = supertest(urlB);
+    const images = new Map<string, Buffer>();
+    let searches: ReturnType<typeof searchLoop> | undefined;
+    try {
+      const bytes = await pngs(1, 24);
+      await nodeA.index(
+        bytes.map((b, i) => {
+          images.set(`item-${i}`, b);
+          return { id: `item-${i}`, bytes: b };
+        }),
+      );
+      const oldModel = (await httpB.get("/stats")).body.model_id as string;
+      searches = searchLoop(httpB);
+      await nodeA.startReindex(next, "manual");
+      // node B sees the recorded run within its 2 s check and loads the next model
+      await until("node B to follow the run", async () => {
+        const status = (await httpB.get("/reindex")).body;
+        return status.state === "following" && nodeB.reindexStatus() === undefined
+          ? status
+          : undefined;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      const late = await patternPng(2000, 96);
+      images.set("late-b", late);
+      const added = await upload(httpB, [["late-b", late]]);
+      assert.equal(added.body.results[0].status, "indexed", JSON.stringify(added.body));
+      const store = nodeA.store;
+      const lateItem = await store.getById("late-b");
+      assert.ok(lateItem);
+      assert.equal((await store.embeddingsOf(oldModel, [lateItem.label])).length, 1);
+      await until("node A's run to complete", async () =>
+        nodeA.reindexStatus()?.state === "waiting_for_switch" ? true : undefined,
+      );
+      assert.equal(await store.countStaging(NEXT_ID), 25, "node B's item is staged too");
+      await nodeA.switchReindex();
+      await until("node B to switch", async () => {
+        const stats = (await httpB.get("/stats")).body;
+        return stats.model_id === NEXT_ID ? stats : undefined;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await searches.stop();
+      const bad = searches.statuses.filter((status) => status !== 200);
+      console.log(
+        `node B searches during the reindex: ${searches.statuses.length}, not 200: ${bad.length}`,
+      );
+      assert.ok(searches.statuses.length >= 10);
+      assert.deepEqual(bad, []);
+      await assertAllEmbeddedBy(store, images, next, settings);
+      const found = await httpB.post("/search/image").attach("image", late, "late.png");
+      assert.equal(found.body.hits[0].id, "late-b");
+    } finally {
+      await searches?.stop();
+      await appB.close();
+      await nodeA.close();
+    }
+  });
+});

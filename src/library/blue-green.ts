@@ -59,6 +59,8 @@ export const STALE_MS = 30_000;
 /** Catch-up passes before a switch gives up on items that keep arriving without both embeddings. */
 const MAX_PASSES = 10;
 const MAX_LISTED_FAILURES = 50;
+/** Tries of one page's store work before the run fails (and can be resumed). */
+const STORE_ATTEMPTS = 3;
 
 export function sameModel(a: Embedder, b: Embedder): boolean {
   return a.modelId === b.modelId && a.dims === b.dims;
@@ -74,6 +76,7 @@ export class BlueGreen {
   private wake: (() => void) | undefined;
   private switchRequested = false;
   private stopping = false;
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly host: BlueGreenHost) {}
 
@@ -94,7 +97,11 @@ export class BlueGreen {
    * Starts (or resumes) a reindex to the model in `modelDir`. Resumes a recorded run of the same
    * model; refuses while a run to another model is in progress.
    */
-  async start(modelDir: string, switchMode: SwitchMode): Promise<ReindexStatus> {
+  start(modelDir: string, switchMode: SwitchMode): Promise<ReindexStatus> {
+    return this.serial(() => this.startNow(modelDir, switchMode));
+  }
+
+  private async startNow(modelDir: string, switchMode: SwitchMode): Promise<ReindexStatus> {
     const recorded = await this.host.store.reindexTarget();
     if (this.running !== undefined) {
       if (this.status?.modelDir === modelDir) return this.current() as ReindexStatus;
@@ -135,19 +142,30 @@ export class BlueGreen {
       complete: false,
     };
     await this.host.store.setReindexTarget(target);
-    this.begin(target, next);
+    await this.begin(target, next);
     return this.current() as ReindexStatus;
   }
 
   /** Takes over a recorded run (after a crash, or when its node went quiet). */
-  async resume(target: ReindexTarget): Promise<void> {
+  resume(target: ReindexTarget): Promise<void> {
+    return this.serial(() => this.resumeNow(target));
+  }
+
+  private async resumeNow(target: ReindexTarget): Promise<void> {
     if (this.running !== undefined) return;
     const next =
       this.next?.embedder.modelId === target.modelId
         ? this.next
         : await this.host.load(target.modelDir);
     await this.host.store.setReindexTarget({ ...target, heartbeatAt: Date.now() });
-    this.begin(target, next);
+    await this.begin(target, next);
+  }
+
+  /** Starts and resumes one at a time: the second sees the run the first began. */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.turn.then(work);
+    this.turn = result.catch(() => {});
+    return result;
   }
 
   /** Loads the next model of a run another node is doing, so this node embeds with both. */
@@ -210,17 +228,22 @@ export class BlueGreen {
     this.wake?.();
   }
 
-  private begin(target: ReindexTarget, next: Generation): void {
+  private async begin(target: ReindexTarget, next: Generation): Promise<void> {
     this.next = next;
     this.nextDir = target.modelDir;
+    // where a resumed run stands, before its first page
+    const [total, done] = await Promise.all([
+      this.host.store.count(),
+      this.host.store.countStaging(target.modelId),
+    ]);
     this.status = {
       state: "running",
       modelId: target.modelId,
       dims: target.dims,
       modelDir: target.modelDir,
       switchMode: target.switchMode,
-      done: 0,
-      total: 0,
+      done,
+      total,
       failed: 0,
       failures: [],
       startedAt: target.startedAt,
@@ -294,7 +317,7 @@ export class BlueGreen {
 
   /** One pass over the items that have no staged embedding yet (except unreadable ones). */
   private async embedMissing(next: Generation, failed: Set<number>): Promise<void> {
-    const { store, pool, queue, settings } = this.host;
+    const { store, settings } = this.host;
     const status = this.status as ReindexStatus;
     const modelId = next.embedder.modelId;
     const pageSize = Math.max(1, settings.imageBatchSize);
@@ -304,9 +327,8 @@ export class BlueGreen {
     for (;;) {
       this.host.assertOpen();
       if (this.stopping) return;
-      const page = (await store.unstagedAfter(modelId, after, pageSize * 2)).filter(
-        (item) => !failed.has(item.label),
-      );
+      const page = await this.withRetries(() => store.unstagedAfter(modelId, after, pageSize * 2));
+      const todo = page.filter((item) => !failed.has(item.label));
       const last = page[page.length - 1];
       if (last === undefined) {
         // items indexed meanwhile arrive with both embeddings: count them too
@@ -315,37 +337,77 @@ export class BlueGreen {
         return;
       }
       after = last.label;
-      const decoded = await Promise.allSettled(
-        page.map(async (item) => pool.run(await this.readBytes(item), next.options)),
-      );
-      const good: { label: number; pixels: Float32Array }[] = [];
-      decoded.forEach((outcome, k) => {
-        const item = page[k] as StoredItem;
-        if (outcome.status === "fulfilled") {
-          good.push({ label: item.label, pixels: outcome.value.pixels });
-          return;
-        }
-        failed.add(item.label);
-        status.failed = failed.size;
-        if (status.failures.length < MAX_LISTED_FAILURES)
-          status.failures.push({ id: item.id, ...errorOf(outcome.reason) });
-      });
-      if (good.length > 0) {
-        const vectors = await queue.run("ingest", good.length, () =>
-          next.embedder.embedPixels(good.map((g) => g.pixels)),
-        );
-        await store.putStaging(
-          good.map((g, k) => ({ label: g.label, vector: vectors[k] as Float32Array })),
-          modelId,
-        );
-        status.done += good.length;
-      }
+      await this.withRetries(() => this.embedPage(todo, next, failed));
       status.total = Math.max(status.total, status.done + status.failed);
     }
   }
 
-  private async readBytes(item: StoredItem): Promise<Buffer> {
-    if (item.source === "upload") return this.host.store.readOriginal(item.sha256);
-    return readFile(item.path as string);
+  /**
+   * A store error (a connection lost, a failover) is retried a few times, then fails the run,
+   * which resumes from there; it never marks an item as unreadable.
+   */
+  private async withRetries<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work();
+      } catch (error) {
+        if (attempt >= STORE_ATTEMPTS || this.stopping || isAppError(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+      }
+    }
   }
+
+  /** Embeds one page by the next model and stages it; unreadable items are recorded. */
+  private async embedPage(
+    page: readonly StoredItem[],
+    next: Generation,
+    failed: Set<number>,
+  ): Promise<void> {
+    const { store, pool, queue } = this.host;
+    const status = this.status as ReindexStatus;
+    // Uploads are read from the store (an error there is the store's, not the item's); files
+    // by path may be gone, which fails only that item.
+    const bytes = await Promise.all(
+      page.map((item) =>
+        item.source === "upload"
+          ? store.readOriginal(item.sha256)
+          : readFile(item.path as string).catch((error: Error) => error),
+      ),
+    );
+    const decoded = await Promise.allSettled(
+      bytes.map(async (data) => {
+        if (data instanceof Error) throw imageMissing(data);
+        return pool.run(data, next.options);
+      }),
+    );
+    const good: { label: number; pixels: Float32Array }[] = [];
+    decoded.forEach((outcome, k) => {
+      const item = page[k] as StoredItem;
+      if (outcome.status === "fulfilled") {
+        good.push({ label: item.label, pixels: outcome.value.pixels });
+        return;
+      }
+      failed.add(item.label);
+      status.failed = failed.size;
+      if (status.failures.length < MAX_LISTED_FAILURES)
+        status.failures.push({ id: item.id, ...errorOf(outcome.reason) });
+    });
+    if (good.length === 0) return;
+    const vectors = await queue.run("ingest", good.length, () =>
+      next.embedder.embedPixels(good.map((g) => g.pixels)),
+    );
+    await store.putStaging(
+      good.map((g, k) => ({ label: g.label, vector: vectors[k] as Float32Array })),
+      next.embedder.modelId,
+    );
+    status.done += good.length;
+  }
+}
+
+function imageMissing(error: Error): AppError {
+  return new AppError(
+    "image_missing",
+    `The item's file cannot be read (${error.message}); restore it or delete the item.`,
+    404,
+  );
 }

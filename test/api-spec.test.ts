@@ -36,7 +36,14 @@ test("operation ids are unique and every error response is the Error schema", ()
 
 test("secured operations are the writes and document 401", () => {
   const secured = operations.filter((op) => op.secured).map((op) => op.operationId);
-  assert.deepEqual(secured.sort(), ["cancelJob", "createJob", "deleteItem", "indexImages"]);
+  assert.deepEqual(secured.sort(), [
+    "cancelJob",
+    "createJob",
+    "deleteItem",
+    "indexImages",
+    "startReindex",
+    "switchReindex",
+  ]);
   for (const op of operations.filter((o) => o.secured)) {
     assert.ok("401" in (op.schema.response as object), `${op.operationId} documents 401`);
   }

@@ -20,6 +20,7 @@ import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/library.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";
 import { buildApp } from "../src/server/app.ts";
+import { PostgresStore } from "../src/store/postgres/store.ts";
 import type { ItemStore } from "../src/store/types.ts";
 import { tempDir } from "./api-helpers.ts";
 import { runCli } from "./helpers/cli.ts";
@@ -56,9 +57,10 @@ function modelsUnder(root: string): { served: string; next: string } {
  */
 const backgroundErrors: string[] = [];
 
-async function openLibrary(settings: Settings): Promise<LongclipLibrary> {
+async function openLibrary(settings: Settings, store?: ItemStore): Promise<LongclipLibrary> {
   const encoder = await Encoder.load(settings.modelDir, settings);
   return createLibrary(settings, encoder, {
+    ...(store ? { store } : {}),
     loadModel: (dir) => Encoder.load(dir, settings),
     onBackgroundError: (error) => {
       backgroundErrors.push(String(error));
@@ -316,8 +318,23 @@ describe("blue/green reindex on Postgres with two nodes", () => {
     const settings = testSettings(served, path.join(root, "data"), {
       databaseUrl: postgres.url,
     });
-    const nodeA = await openLibrary(settings);
-    const nodeB = await openLibrary(settings);
+    // One connection a node: PGlite serves every connection from one backend, and concurrent
+    // extended-protocol exchanges on several connections can lose each other's unnamed
+    // statement ("unnamed prepared statement does not exist"), which real Postgres never does.
+    const node = async () =>
+      openLibrary(
+        settings,
+        await PostgresStore.open({
+          url: postgres.url,
+          vectorType: "halfvec",
+          m: settings.hnswM,
+          efConstruction: settings.hnswEfConstruction,
+          efSearch: settings.hnswEfSearch,
+          poolSize: 1,
+        }),
+      );
+    const nodeA = await node();
+    const nodeB = await node();
     const appB = buildApp(settings, nodeB, {});
     const urlB = await appB.listen({ host: "127.0.0.1", port: 0 });
     const httpB = supertest(urlB);

@@ -11,17 +11,22 @@
  *   shared store (Postgres) every node re-reads the model, so a reindex by one is seen by all.
  */
 import { readFile } from "node:fs/promises";
+import path from "node:path";
 import type { Settings } from "../config.ts";
 import type { Embedder, TextEmbedding } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
 import type { PreprocessOptions } from "../preprocess/types.ts";
+import { decodeCursor, encodeCursor } from "../store/filter.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ModelInfo, StoredItem } from "../store/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
+import { type DuplicateGroup, findDuplicateGroups, nearestOther } from "./duplicates.ts";
+import { parseTextFields, rankedSearch } from "./hybrid.ts";
 import { errorOf, Ingest } from "./ingest.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
 import type {
+  DuplicateGroupPage,
   Hit,
   IndexInput,
   IndexResult,
@@ -52,6 +57,11 @@ export interface LibraryOptions {
   /** The store to use instead of the one the settings name (tests, migrate). */
   store?: ItemStore;
 }
+
+/** How long computed duplicate groups are reused while the item count stays the same (other
+ * nodes of a shared store may add and delete items in equal numbers meanwhile). */
+const DUPLICATES_CACHE_MS = 30_000;
+const MAX_FILENAME_CHARS = 255;
 
 /** How often a library on a shared store re-reads its model and reachability. */
 const STORE_CHECK_INTERVAL_MS = 2_000;
@@ -103,6 +113,13 @@ export class LongclipLibrary implements Library {
   private checkTimer: NodeJS.Timeout | undefined;
   private readonly preprocessOptions: PreprocessOptions;
   private readonly ingest: Ingest;
+  /** Text fields keyword search looks in by default (the textFields setting). */
+  private readonly textFields: string[];
+  /** Bumped by every index and delete here: computed duplicate groups are then stale. */
+  private generation = 0;
+  private duplicatesCache:
+    | { key: string; at: number; groups: Promise<DuplicateGroup[]> }
+    | undefined;
 
   constructor(
     private readonly settings: Settings,
@@ -113,6 +130,7 @@ export class LongclipLibrary implements Library {
     this.queue = new EmbedQueue(settings.maxQueueDepth);
     this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);
+    this.textFields = parseTextFields(settings.textFields, "--text-fields (LONGCLIP_TEXT_FIELDS)");
     this.preprocessOptions = {
       resolution: embedder.config.image_resolution,
       mean: embedder.config.image_mean,
@@ -210,7 +228,112 @@ export class LongclipLibrary implements Library {
   // ---------------------------------------------------------------- index
 
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
-    return this.track(() => this.ingest.run(inputs));
+    return this.track(async () => {
+      this.generation++;
+      const results = await this.ingest.run(inputs.map((input) => this.withFilename(input)));
+      this.generation++;
+      if (this.settings.nearDuplicateThreshold > 0) await this.flagNearDuplicates(results);
+      return results;
+    });
+  }
+
+  /** An upload's file name kept as metadata `filename` (keepUploadFilename), unless given. */
+  private withFilename(input: IndexInput): IndexInput {
+    const metadata = input.metadata ?? {};
+    if (
+      this.settings.keepUploadFilename !== "on" ||
+      input.bytes === undefined ||
+      !input.filename ||
+      typeof metadata !== "object" ||
+      metadata === null ||
+      Array.isArray(metadata) ||
+      "filename" in metadata
+    ) {
+      return input;
+    }
+    // The base name only, without control characters (a header's file name is client text).
+    const name = [...path.basename(input.filename.replaceAll("\\", "/"))]
+      .filter((c) => c >= " " && c !== "\u007f")
+      .join("");
+    if (name === "") return input;
+    return { ...input, metadata: { ...metadata, filename: name.slice(0, MAX_FILENAME_CHARS) } };
+  }
+
+  /** Adds `near_duplicate_of` to new items with a similar stored one (the item is stored
+   * either way; a failed check only leaves the flag out). */
+  private async flagNearDuplicates(results: IndexResult[]): Promise<void> {
+    for (const result of results) {
+      if (result.status !== "indexed") continue;
+      try {
+        const item = await this.store.getById(result.id);
+        if (item === undefined) continue;
+        const near = await nearestOther(
+          this.store,
+          this.embedder.modelId,
+          item.label,
+          this.settings.nearDuplicateThreshold,
+        );
+        if (near !== undefined) {
+          result.near_duplicate_of = near.id;
+          result.near_duplicate_score = near.score;
+        }
+      } catch (error) {
+        (this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))))(error);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- duplicates
+
+  duplicates(options: {
+    threshold: number;
+    cursor: string | null;
+    limit: number;
+  }): Promise<DuplicateGroupPage> {
+    return this.track(() => this.duplicatesNow(options));
+  }
+
+  private async duplicatesNow(options: {
+    threshold: number;
+    cursor: string | null;
+    limit: number;
+  }): Promise<DuplicateGroupPage> {
+    this.assertUsable();
+    const { threshold } = options;
+    if (!(threshold > 0 && threshold <= 1)) {
+      throw new AppError(
+        "validation_failed",
+        `threshold must be a cosine similarity above 0 and at most 1, not ${String(threshold)}.`,
+      );
+    }
+    const after = options.cursor === null ? 0 : decodeCursor(options.cursor);
+    const limit = Math.min(Math.max(1, Math.trunc(options.limit) || 1), this.settings.maxK);
+    const modelId = this.embedder.modelId;
+    const key = `${modelId}|${threshold}|${this.generation}|${await this.store.count()}`;
+    const cached = this.duplicatesCache;
+    if (
+      cached === undefined ||
+      cached.key !== key ||
+      Date.now() - cached.at > DUPLICATES_CACHE_MS
+    ) {
+      const groups = findDuplicateGroups(this.store, modelId, {
+        threshold,
+        neighbours: Math.max(1, this.settings.duplicateNeighbours),
+      });
+      this.duplicatesCache = { key, at: Date.now(), groups };
+      groups.catch(() => {
+        if (this.duplicatesCache?.groups === groups) this.duplicatesCache = undefined;
+      });
+    }
+    const groups = await (this.duplicatesCache as { groups: Promise<DuplicateGroup[]> }).groups;
+    const start = groups.findIndex((group) => group.firstLabel > after);
+    const page = start < 0 ? [] : groups.slice(start, start + limit);
+    const last = page[page.length - 1];
+    return {
+      groups: page.map((group) => ({ ids: group.ids, maxScore: group.maxScore })),
+      nextCursor:
+        last !== undefined && start + limit < groups.length ? encodeCursor(last.firstLabel) : null,
+    };
   }
 
   // ---------------------------------------------------------------- search
@@ -257,7 +380,7 @@ export class LongclipLibrary implements Library {
     if (options.truncate === false && text.truncated) throw refuseLong(text.tokens);
     this.assertUsable();
     return {
-      hits: await this.searchVector(text.embedding, options),
+      hits: await this.searchByMode(query, text.embedding, options),
       query: { tokens: text.tokens, truncated: text.truncated, max_tokens: maxTokens },
     };
   }
@@ -308,6 +431,33 @@ export class LongclipLibrary implements Library {
     }
     // Validates filter keys and values before any embedding work is queued.
     if (options.filter !== undefined) this.store.checkFilter(options.filter);
+    if (options.mode !== undefined && !["vector", "keyword", "hybrid"].includes(options.mode)) {
+      throw new AppError(
+        "validation_failed",
+        `mode must be vector, keyword or hybrid, not ${String(options.mode)}.`,
+      );
+    }
+    if (options.textFields !== undefined) parseTextFields(options.textFields, "text_fields");
+  }
+
+  /** Vector, keyword or hybrid hits of a text query (./hybrid.ts). */
+  private searchByMode(text: string, vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
+    const mode = options.mode ?? "vector";
+    if (mode === "vector") return this.searchVector(vector, options);
+    const query = {
+      mode,
+      vector,
+      text,
+      fields: options.textFields ?? this.textFields,
+      k: options.k,
+      candidates: this.settings.hybridCandidates,
+      exact: options.exact === true,
+    };
+    return rankedSearch(
+      this.store,
+      this.embedder.modelId,
+      options.filter === undefined ? query : { ...query, filter: options.filter },
+    );
   }
 
   /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */
@@ -358,6 +508,7 @@ export class LongclipLibrary implements Library {
 
   async deleteItem(id: string): Promise<boolean> {
     this.assertOpen();
+    this.generation++;
     return (await this.store.deleteById(id)) !== undefined;
   }
 

@@ -14,8 +14,8 @@ import type { Hit, SearchMode } from "./types.ts";
 
 /** The usual RRF constant: damps the weight of the very first ranks. */
 export const RRF_K = 60;
-/** Distinct words of a query that go to the full-text index (a paragraph has fewer). */
-export const MAX_KEYWORD_WORDS = 64;
+/** Distinct words of a query that go to the full-text index (a 248-token paragraph has fewer). */
+export const MAX_KEYWORD_WORDS = 256;
 const MAX_TEXT_FIELDS = 32;
 const TEXT_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
 

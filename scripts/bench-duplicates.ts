@@ -95,7 +95,9 @@ const key = (group: string[]) => [...group].sort().join(" ");
 
 const bench = await openBenchLibrary(values.postgres === true);
 try {
-  await indexAll(bench.library, inputs);
+  // PGlite serves every connection from one backend; many concurrent look-ups can break its
+  // unnamed prepared statements, so Postgres gets smaller batches.
+  await indexAll(bench.library, inputs, values.postgres ? 4 : 32);
   const store = bench.library.store;
   const modelId = (await bench.library.stats()).modelId;
   const stored = await store.itemsAfter(0, inputs.length + 1);

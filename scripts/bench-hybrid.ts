@@ -97,6 +97,9 @@ try {
       // Only the tag: the caption is what the image shows, the query's job to find.
       metadata: { tags: [tagOf.get(scene.name) as string] },
     })),
+    // PGlite serves every connection from one backend; many concurrent look-ups can break
+    // its unnamed prepared statements, so Postgres gets smaller batches.
+    values.postgres ? 4 : 32,
   );
   const results: Record<string, Record<SearchMode, { r1: number; r5: number; r10: number }>> = {};
   for (const variant of ["long", "short"] as const) {

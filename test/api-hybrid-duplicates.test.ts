@@ -99,6 +99,17 @@ for (const backend of ["sqlite", "postgres"] as const) {
     test("an upload keeps its file name as metadata and keyword search finds it", async () => {
       const item = (await http().get("/items/s3")).body as S["Item"];
       assert.equal(item.metadata.filename, "scene-3.jpg");
+      // A file name given in the metadata wins over the upload's.
+      const bytes = readFileSync(path.join(GALLERY, manifest.items[30]?.file as string));
+      const named = await upload([
+        { id: "named", bytes, filename: "dir/other.jpg", metadata: { filename: "given.jpg" } },
+      ]);
+      assert.equal(named.status, 200, named.text);
+      assert.equal(
+        ((await http().get("/items/named")).body as S["Item"]).metadata.filename,
+        "given.jpg",
+      );
+      await http().delete("/items/named");
       const res = await search({
         query: "scene 3",
         mode: "keyword",

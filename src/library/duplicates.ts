@@ -5,7 +5,14 @@
  * components of two or more items are the groups (so A~B and B~C group A, B and C even when
  * A and C are a little further apart).
  */
+import { AppError } from "../errors.ts";
+import { decodeCursor, encodeCursor } from "../store/filter.ts";
 import type { ItemStore } from "../store/types.ts";
+import type { DuplicateGroupPage, IndexResult } from "./types.ts";
+
+/** How long computed groups are reused while the item count stays the same (other nodes of a
+ * shared store may add and delete items in equal numbers meanwhile). */
+const CACHE_MS = 30_000;
 
 export interface DuplicateGroup {
   /** Ids in the order they were stored. */
@@ -122,4 +129,85 @@ export async function nearestOther(
   return other !== undefined && other.score >= threshold
     ? { id: other.item.id, score: other.score }
     : undefined;
+}
+
+/** Adds `near_duplicate_of` to the new items of `results` that have a stored item at least
+ * `threshold` similar (0: off); the item is stored either way, so a failed check only leaves
+ * the flag out. */
+export async function flagNearDuplicates(
+  store: ItemStore,
+  modelId: string,
+  results: IndexResult[],
+  threshold: number,
+  onError: (error: unknown) => void,
+): Promise<void> {
+  if (!(threshold > 0)) return;
+  for (const result of results) {
+    if (result.status !== "indexed") continue;
+    try {
+      const item = await store.getById(result.id);
+      if (item === undefined) continue;
+      const near = await nearestOther(store, modelId, item.label, threshold);
+      if (near !== undefined) {
+        result.near_duplicate_of = near.id;
+        result.near_duplicate_score = near.score;
+      }
+    } catch (error) {
+      onError(error);
+    }
+  }
+}
+
+/**
+ * GET /duplicates: the groups of a threshold, computed once and paged by the label of each
+ * group's first item (stable when the groups are recomputed between pages).
+ */
+export class DuplicateGroups {
+  /** Bumped by every index and delete through this node: its computed groups are stale. */
+  private generation = 0;
+  private cached: { key: string; at: number; groups: Promise<DuplicateGroup[]> } | undefined;
+
+  constructor(
+    private readonly store: ItemStore,
+    private readonly neighbours: number,
+  ) {}
+
+  invalidate(): void {
+    this.generation++;
+  }
+
+  async page(
+    modelId: string,
+    options: { threshold: number; cursor: string | null; limit: number },
+  ): Promise<DuplicateGroupPage> {
+    const { threshold, limit } = options;
+    if (!(threshold > 0 && threshold <= 1)) {
+      throw new AppError(
+        "validation_failed",
+        `threshold must be a cosine similarity above 0 and at most 1, not ${String(threshold)}.`,
+      );
+    }
+    const after = options.cursor === null ? 0 : decodeCursor(options.cursor);
+    const key = `${modelId}|${threshold}|${this.generation}|${await this.store.count()}`;
+    const cached = this.cached;
+    if (cached === undefined || cached.key !== key || Date.now() - cached.at > CACHE_MS) {
+      const groups = findDuplicateGroups(this.store, modelId, {
+        threshold,
+        neighbours: this.neighbours,
+      });
+      this.cached = { key, at: Date.now(), groups };
+      groups.catch(() => {
+        if (this.cached?.groups === groups) this.cached = undefined;
+      });
+    }
+    const groups = await (this.cached as { groups: Promise<DuplicateGroup[]> }).groups;
+    const start = groups.findIndex((group) => group.firstLabel > after);
+    const page = start < 0 ? [] : groups.slice(start, start + limit);
+    const last = page[page.length - 1];
+    return {
+      groups: page.map((group) => ({ ids: group.ids, maxScore: group.maxScore })),
+      nextCursor:
+        last !== undefined && start + limit < groups.length ? encodeCursor(last.firstLabel) : null,
+    };
+  }
 }

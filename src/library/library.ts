@@ -11,17 +11,15 @@
  *   shared store (Postgres) every node re-reads the model, so a reindex by one is seen by all.
  */
 import { readFile } from "node:fs/promises";
-import path from "node:path";
 import type { Settings } from "../config.ts";
 import type { Embedder, TextEmbedding } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
 import type { PreprocessOptions } from "../preprocess/types.ts";
-import { decodeCursor, encodeCursor } from "../store/filter.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ModelInfo, StoredItem } from "../store/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
-import { type DuplicateGroup, findDuplicateGroups, nearestOther } from "./duplicates.ts";
-import { parseTextFields, rankedSearch } from "./hybrid.ts";
+import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
+import { parseTextFields, rankedSearch, withUploadFilename } from "./hybrid.ts";
 import { errorOf, Ingest } from "./ingest.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
@@ -57,11 +55,6 @@ export interface LibraryOptions {
   /** The store to use instead of the one the settings name (tests, migrate). */
   store?: ItemStore;
 }
-
-/** How long computed duplicate groups are reused while the item count stays the same (other
- * nodes of a shared store may add and delete items in equal numbers meanwhile). */
-const DUPLICATES_CACHE_MS = 30_000;
-const MAX_FILENAME_CHARS = 255;
 
 /** How often a library on a shared store re-reads its model and reachability. */
 const STORE_CHECK_INTERVAL_MS = 2_000;
@@ -115,11 +108,7 @@ export class LongclipLibrary implements Library {
   private readonly ingest: Ingest;
   /** Text fields keyword search looks in by default (the textFields setting). */
   private readonly textFields: string[];
-  /** Bumped by every index and delete here: computed duplicate groups are then stale. */
-  private generation = 0;
-  private duplicatesCache:
-    | { key: string; at: number; groups: Promise<DuplicateGroup[]> }
-    | undefined;
+  private readonly duplicateGroups: DuplicateGroups;
 
   constructor(
     private readonly settings: Settings,
@@ -131,6 +120,7 @@ export class LongclipLibrary implements Library {
     this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);
     this.textFields = parseTextFields(settings.textFields, "--text-fields (LONGCLIP_TEXT_FIELDS)");
+    this.duplicateGroups = new DuplicateGroups(store, Math.max(1, settings.duplicateNeighbours));
     this.preprocessOptions = {
       resolution: embedder.config.image_resolution,
       mean: embedder.config.image_mean,
@@ -229,58 +219,19 @@ export class LongclipLibrary implements Library {
 
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
     return this.track(async () => {
-      this.generation++;
-      const results = await this.ingest.run(inputs.map((input) => this.withFilename(input)));
-      this.generation++;
-      if (this.settings.nearDuplicateThreshold > 0) await this.flagNearDuplicates(results);
+      this.duplicateGroups.invalidate();
+      const keep = this.settings.keepUploadFilename === "on";
+      const results = await this.ingest.run(inputs.map((input) => withUploadFilename(input, keep)));
+      this.duplicateGroups.invalidate();
+      await flagNearDuplicates(
+        this.store,
+        this.embedder.modelId,
+        results,
+        this.settings.nearDuplicateThreshold,
+        this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))),
+      );
       return results;
     });
-  }
-
-  /** An upload's file name kept as metadata `filename` (keepUploadFilename), unless given. */
-  private withFilename(input: IndexInput): IndexInput {
-    const metadata = input.metadata ?? {};
-    if (
-      this.settings.keepUploadFilename !== "on" ||
-      input.bytes === undefined ||
-      !input.filename ||
-      typeof metadata !== "object" ||
-      metadata === null ||
-      Array.isArray(metadata) ||
-      "filename" in metadata
-    ) {
-      return input;
-    }
-    // The base name only, without control characters (a header's file name is client text).
-    const name = [...path.basename(input.filename.replaceAll("\\", "/"))]
-      .filter((c) => c >= " " && c !== "\u007f")
-      .join("");
-    if (name === "") return input;
-    return { ...input, metadata: { ...metadata, filename: name.slice(0, MAX_FILENAME_CHARS) } };
-  }
-
-  /** Adds `near_duplicate_of` to new items with a similar stored one (the item is stored
-   * either way; a failed check only leaves the flag out). */
-  private async flagNearDuplicates(results: IndexResult[]): Promise<void> {
-    for (const result of results) {
-      if (result.status !== "indexed") continue;
-      try {
-        const item = await this.store.getById(result.id);
-        if (item === undefined) continue;
-        const near = await nearestOther(
-          this.store,
-          this.embedder.modelId,
-          item.label,
-          this.settings.nearDuplicateThreshold,
-        );
-        if (near !== undefined) {
-          result.near_duplicate_of = near.id;
-          result.near_duplicate_score = near.score;
-        }
-      } catch (error) {
-        (this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))))(error);
-      }
-    }
   }
 
   // ---------------------------------------------------------------- duplicates
@@ -290,50 +241,11 @@ export class LongclipLibrary implements Library {
     cursor: string | null;
     limit: number;
   }): Promise<DuplicateGroupPage> {
-    return this.track(() => this.duplicatesNow(options));
-  }
-
-  private async duplicatesNow(options: {
-    threshold: number;
-    cursor: string | null;
-    limit: number;
-  }): Promise<DuplicateGroupPage> {
-    this.assertUsable();
-    const { threshold } = options;
-    if (!(threshold > 0 && threshold <= 1)) {
-      throw new AppError(
-        "validation_failed",
-        `threshold must be a cosine similarity above 0 and at most 1, not ${String(threshold)}.`,
-      );
-    }
-    const after = options.cursor === null ? 0 : decodeCursor(options.cursor);
-    const limit = Math.min(Math.max(1, Math.trunc(options.limit) || 1), this.settings.maxK);
-    const modelId = this.embedder.modelId;
-    const key = `${modelId}|${threshold}|${this.generation}|${await this.store.count()}`;
-    const cached = this.duplicatesCache;
-    if (
-      cached === undefined ||
-      cached.key !== key ||
-      Date.now() - cached.at > DUPLICATES_CACHE_MS
-    ) {
-      const groups = findDuplicateGroups(this.store, modelId, {
-        threshold,
-        neighbours: Math.max(1, this.settings.duplicateNeighbours),
-      });
-      this.duplicatesCache = { key, at: Date.now(), groups };
-      groups.catch(() => {
-        if (this.duplicatesCache?.groups === groups) this.duplicatesCache = undefined;
-      });
-    }
-    const groups = await (this.duplicatesCache as { groups: Promise<DuplicateGroup[]> }).groups;
-    const start = groups.findIndex((group) => group.firstLabel > after);
-    const page = start < 0 ? [] : groups.slice(start, start + limit);
-    const last = page[page.length - 1];
-    return {
-      groups: page.map((group) => ({ ids: group.ids, maxScore: group.maxScore })),
-      nextCursor:
-        last !== undefined && start + limit < groups.length ? encodeCursor(last.firstLabel) : null,
-    };
+    return this.track(async () => {
+      this.assertUsable();
+      const limit = Math.min(Math.max(1, Math.trunc(options.limit) || 1), this.settings.maxK);
+      return this.duplicateGroups.page(this.embedder.modelId, { ...options, limit });
+    });
   }
 
   // ---------------------------------------------------------------- search
@@ -508,7 +420,7 @@ export class LongclipLibrary implements Library {
 
   async deleteItem(id: string): Promise<boolean> {
     this.assertOpen();
-    this.generation++;
+    this.duplicateGroups.invalidate();
     return (await this.store.deleteById(id)) !== undefined;
   }
 

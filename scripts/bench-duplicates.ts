@@ -11,38 +11,29 @@
  *   npm run bench:duplicates -- [--count 400] [--postgres] [--json]
  */
 import { readFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
 import {
   indexAll,
   openBenchLibrary,
+  SCENE_FLAGS,
+  scenesOf,
   seededRandom,
-  synthScenes,
 } from "../src/bench/search-extras.ts";
 import type { IndexInput } from "../src/library/types.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 
 const { values } = parseArgs({
   options: {
-    count: { type: "string", default: "400" },
-    seed: { type: "string", default: "41" },
+    ...SCENE_FLAGS,
     thresholds: { type: "string", default: "0.9,0.95,0.97,0.98,0.99" },
-    postgres: { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-    data: { type: "string" },
   },
 });
 const count = Number(values.count);
 const seed = Number(values.seed);
 const thresholds = (values.thresholds as string).split(",").map(Number);
 
-const scenes = await synthScenes(
-  values.data ?? path.join(os.tmpdir(), `longclip-synth-${seed}-${count}`),
-  count,
-  seed,
-);
+const scenes = await scenesOf(values);
 const random = seededRandom(seed + 1);
 /** Scene id of every stored item (an original is its own scene). */
 const sceneOf = new Map<string, string>();

@@ -9,26 +9,21 @@
  *   npm run bench:hybrid -- [--count 400] [--per-tag 8] [--postgres] [--json]
  */
 import { readFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { parseArgs } from "node:util";
 import {
   indexAll,
   openBenchLibrary,
+  SCENE_FLAGS,
   type Scene,
+  scenesOf,
   seededRandom,
-  synthScenes,
 } from "../src/bench/search-extras.ts";
 import type { SearchMode } from "../src/library/types.ts";
 
 const { values } = parseArgs({
   options: {
-    count: { type: "string", default: "400" },
+    ...SCENE_FLAGS,
     "per-tag": { type: "string", default: "8" },
-    seed: { type: "string", default: "41" },
-    postgres: { type: "boolean", default: false },
-    json: { type: "boolean", default: false },
-    data: { type: "string" },
   },
 });
 const count = Number(values.count);
@@ -69,11 +64,7 @@ function madeUpWords(n: number, random: () => number): string[] {
   return [...words];
 }
 
-const scenes = await synthScenes(
-  values.data ?? path.join(os.tmpdir(), `longclip-synth-${seed}-${count}`),
-  count,
-  seed,
-);
+const scenes = await scenesOf(values);
 const random = seededRandom(seed);
 const tags = madeUpWords(Math.ceil(count / perTag), random);
 // Scenes shuffled, then dealt into albums of perTag: an album mixes unrelated scenes.

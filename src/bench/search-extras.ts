@@ -21,6 +21,27 @@ export interface Scene {
   short: string;
 }
 
+/** The flags both benchmarks take: the scene set, the backend, the output. */
+export const SCENE_FLAGS = {
+  count: { type: "string", default: "400" },
+  seed: { type: "string", default: "41" },
+  postgres: { type: "boolean", default: false },
+  json: { type: "boolean", default: false },
+  /** Where the rendered scenes are kept (default: a temp directory named by seed and count). */
+  data: { type: "string" },
+} as const;
+
+/** The scenes the flags name, rendered on first use. */
+export function scenesOf(flags: { count: string; seed: string; data?: string }): Promise<Scene[]> {
+  const count = Number(flags.count);
+  const seed = Number(flags.seed);
+  return synthScenes(
+    flags.data ?? path.join(os.tmpdir(), `longclip-synth-${seed}-${count}`),
+    count,
+    seed,
+  );
+}
+
 /** Renders `count` scenes with `seed` into `dir` (reused when already there). */
 export async function synthScenes(dir: string, count: number, seed: number): Promise<Scene[]> {
   const images = path.join(dir, "image");

@@ -76,6 +76,17 @@ function filterToSql(filter: Filter, firstParam: number): { where: string; param
   return { where: clauses.join(" AND "), params };
 }
 
+/** A non-empty filter's SQL, its values appended to `params` (numbered after them). */
+function appendFilter(
+  params: unknown[],
+  filter: Filter | undefined,
+): { where: string } | undefined {
+  if (filter === undefined || Object.keys(filter).length === 0) return undefined;
+  const sql = filterToSql(filter, params.length + 1);
+  params.push(...sql.params);
+  return sql;
+}
+
 export class PostgresStore implements ItemStore {
   readonly backend = "postgres";
   readonly jobs: PostgresJobs;
@@ -341,11 +352,7 @@ export class PostgresStore implements ItemStore {
     const words = query.words.filter((word) => /^[\p{L}\p{N}]+$/u.test(word));
     if (words.length === 0) return [];
     const params: unknown[] = [words.join(" | "), query.fields];
-    const filter =
-      query.filter !== undefined && Object.keys(query.filter).length > 0
-        ? filterToSql(query.filter, params.length + 1)
-        : undefined;
-    if (filter !== undefined) params.push(...filter.params);
+    const filter = appendFilter(params, query.filter);
     params.push(query.k);
     const sql = `WITH matched AS (
         SELECT t.label, sum(ts_rank(t.document, q.query)) AS score
@@ -370,11 +377,7 @@ export class PostgresStore implements ItemStore {
       );
     }
     const params: unknown[] = [vectorParam(query.vector), modelId];
-    const filter =
-      query.filter !== undefined && Object.keys(query.filter).length > 0
-        ? filterToSql(query.filter, params.length + 1)
-        : undefined;
-    if (filter !== undefined) params.push(...filter.params);
+    const filter = appendFilter(params, query.filter);
     params.push(query.k);
     // The exact scan orders by the full-precision distance, which no index serves.
     const order = query.exact

@@ -391,6 +391,11 @@ export class SqliteStore implements ItemStore {
          GROUP BY item_text.label ORDER BY score DESC, item_text.label LIMIT ?`,
       )
       .all(...params);
+    return this.withItems(rows);
+  }
+
+  /** Labelled scores with their items, in order (an item deleted meanwhile is left out). */
+  private withItems(rows: readonly { label: number; score: number }[]): ScoredItem[] {
     const items = this.getByLabels(rows.map((row) => row.label));
     const out: ScoredItem[] = [];
     for (const row of rows) {
@@ -422,13 +427,7 @@ export class SqliteStore implements ItemStore {
     } else {
       neighbours = index().search(vector, k);
     }
-    const items = this.getByLabels(neighbours.map((n) => n.label));
-    const out: ScoredItem[] = [];
-    for (const n of neighbours) {
-      const item = items.get(n.label);
-      if (item !== undefined) out.push({ item, score: n.score });
-    }
-    return out;
+    return this.withItems(neighbours);
   }
 
   /** Loads (or builds) the HNSW index of the stored model now rather than at the first search. */

@@ -352,13 +352,11 @@ describe("blue/green reindex on Postgres with two nodes", () => {
       searches = searchLoop(httpB);
       await nodeA.startReindex(next, "manual");
       // node B sees the recorded run within its 2 s check and loads the next model
-      await until("node B to follow the run", async () => {
-        const status = (await httpB.get("/reindex")).body;
-        return status.state === "following" && nodeB.reindexStatus() === undefined
-          ? status
-          : undefined;
-      });
-      await new Promise((resolve) => setTimeout(resolve, 2500));
+      await until("node B to load the next model", async () =>
+        nodeB.nextModelId() === NEXT_ID ? true : undefined,
+      );
+      assert.equal((await httpB.get("/reindex")).body.state, "following");
+      assert.equal(nodeB.reindexStatus(), undefined, "node B does not run the reindex itself");
       const late = await patternPng(2000, 96);
       images.set("late-b", late);
       const added = await upload(httpB, [["late-b", late]]);

@@ -131,12 +131,12 @@ function receive(
       broken ??= error;
       response.destroy();
     });
+    // Never paused: a paused response keeps chunks in its buffer, and a broken connection
+    // discards that buffer. The file is written faster than a network delivers, so what waits
+    // in the write stream stays small.
     response.on("data", (chunk: Buffer) => {
       onChunk(chunk);
-      if (!out.write(chunk)) {
-        response.pause();
-        out.once("drain", () => response.resume());
-      }
+      out.write(chunk);
     });
     response.on("error", (error) => {
       broken ??= error;

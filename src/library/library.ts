@@ -666,6 +666,11 @@ export class LongclipLibrary implements Library {
     return this.track(() => this.blueGreen.requestSwitch());
   }
 
+  /** The next model this library has loaded (it embeds new items with both), if any. */
+  nextModelId(): string | undefined {
+    return this.blueGreen.next?.embedder.modelId;
+  }
+
   /** Resolves when the background reindex (if any) ends. */
   waitForReindex(): Promise<void> {
     return this.blueGreen.settled();

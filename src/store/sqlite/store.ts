@@ -45,6 +45,9 @@ export interface SqliteStoreOptions extends IndexParameters {
   indexSaveIntervalMs: number;
   /** Called when a background save of the HNSW index fails (default: a process warning). */
   onBackgroundError?: (error: unknown) => void;
+  /** Filtered searches with at most this many matching items scan them exactly (default
+   * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure HNSW alone). */
+  exactFilterLimit?: number;
 }
 
 /** Filtered searches over at most this many candidates scan them exactly (HNSW with a very
@@ -439,7 +442,7 @@ export class SqliteStore implements ItemStore {
     let neighbours: Neighbour[];
     if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
       const labels = this.labelsMatching(query.filter);
-      if (query.exact || labels.length <= EXACT_FILTER_LIMIT) {
+      if (query.exact || labels.length <= (this.options.exactFilterLimit ?? EXACT_FILTER_LIMIT)) {
         neighbours = exactSearch(vector, this.embeddingsFor(modelId, labels), k);
       } else {
         const allowed = new Set(labels);

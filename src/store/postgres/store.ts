@@ -13,7 +13,13 @@ import type pg from "pg";
 import { fromSql, toSql } from "pgvector";
 import { AppError } from "../../errors.ts";
 import type { Metadata } from "../../library/types.ts";
-import { decodeCursor, filterTerms, ISO_DATE_PATTERN, pageOf } from "../filter.ts";
+import {
+  decodeCursor,
+  EXACT_FILTER_LIMIT,
+  filterTerms,
+  ISO_DATE_PATTERN,
+  pageOf,
+} from "../filter.ts";
 import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
 import type {
   EmbeddingRow,
@@ -43,6 +49,9 @@ export interface PostgresStoreOptions extends IndexParameters {
   vectorType: VectorType;
   poolSize?: number;
   connectTimeoutMs?: number;
+  /** Filtered searches with at most this many matching items scan them exactly (default
+   * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure the index alone). */
+  exactFilterLimit?: number;
 }
 
 type ItemRow = Row<Metadata, Date>;
@@ -404,21 +413,34 @@ export class PostgresStore implements ItemStore {
         : undefined;
     if (filter !== undefined) params.push(...filter.params);
     params.push(query.k);
-    // The exact scan orders by the full-precision distance, which no index serves.
-    const order = query.exact
-      ? "embedding <=> $1::vector"
-      : `${this.indexed(model.dims, "embedding")} <=> ${this.indexed(model.dims, "$1")}`;
-    const sql = `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score
-      FROM longclip.items WHERE model_id = $2 ${filter ? `AND ${filter.where}` : ""}
-      ORDER BY ${order} LIMIT $${params.length}`;
+    const sqlFor = (exact: boolean) => {
+      // The exact scan orders by the full-precision distance, which no index serves.
+      const order = exact
+        ? "embedding <=> $1::vector"
+        : `${this.indexed(model.dims, "embedding")} <=> ${this.indexed(model.dims, "$1")}`;
+      return `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score
+        FROM longclip.items WHERE model_id = $2 ${filter ? `AND ${filter.where}` : ""}
+        ORDER BY ${order} LIMIT $${params.length}`;
+    };
+    const limit = this.options.exactFilterLimit ?? EXACT_FILTER_LIMIT;
     const rows = await this.transaction(async (client) => {
       // ef_search at least k (pgvector returns at most ef_search rows); with a filter, the
-      // iterative scan keeps reading the graph until k rows pass it.
+      // iterative scan keeps reading the graph until k rows pass it. Zone-less dates are UTC.
       await client.query(
         "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'strict_order', true), set_config('TimeZone', 'UTC', true)",
         [String(Math.min(1000, Math.max(this.options.efSearch, query.k)))],
       );
-      return (await client.query<ItemRow & { score: number }>(sql, params)).rows;
+      let exact = query.exact === true;
+      if (!exact && filter !== undefined && limit > 0) {
+        // Few matching items: scan them exactly (the walk loses recall on selective filters).
+        // $1 is the count's own limit; the filter's parameters keep their numbers ($3…).
+        const counted = await client.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM (SELECT 1 FROM longclip.items WHERE model_id = $2 AND ${filter.where} LIMIT $1) AS matching`,
+          [limit + 1, modelId, ...filter.params],
+        );
+        exact = (counted.rows[0]?.n ?? 0) <= limit;
+      }
+      return (await client.query<ItemRow & { score: number }>(sqlFor(exact), params)).rows;
     });
     // The index ranks by the indexed (maybe half-precision) vectors; scores are exact.
     return rows

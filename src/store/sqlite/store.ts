@@ -17,7 +17,7 @@ import Database from "better-sqlite3";
 import type { Metadata } from "../../library/types.ts";
 import { exactSearch } from "../../vector-index/exact.ts";
 import type { Neighbour } from "../../vector-index/hnsw.ts";
-import { decodeCursor, filterTerms, isoDateMs, pageOf } from "../filter.ts";
+import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, isoDateMs, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
 import type {
   EmbeddingRow,
@@ -49,10 +49,6 @@ export interface SqliteStoreOptions extends IndexParameters {
    * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure HNSW alone). */
   exactFilterLimit?: number;
 }
-
-/** Filtered searches over at most this many candidates scan them exactly (HNSW with a very
- * selective filter loses recall); larger candidate sets use HNSW with a label filter. */
-const EXACT_FILTER_LIMIT = 10_000;
 
 type ItemRow = Row<string, string>;
 

@@ -9,12 +9,11 @@
  */
 import { rmSync } from "node:fs";
 import path from "node:path";
-import pg from "pg";
-import { toSql } from "pgvector";
 import { PostgresStore, type VectorType } from "../store/postgres/store.ts";
 import { SqliteStore } from "../store/sqlite/store.ts";
-import type { ItemStore, NewItem } from "../store/types.ts";
+import type { ItemStore } from "../store/types.ts";
 import type { BenchContext } from "./context.ts";
+import { benchItems, bulkLoadPostgres, MODEL, rowOf } from "./scale.ts";
 import { percentile } from "./stats.ts";
 import { clusteredUnitVectors, exactTopK, meanRecall, seededRandom } from "./vectors.ts";
 
@@ -48,12 +47,6 @@ export interface FilteredResult {
   queries: number;
   efSearch: number;
   rows: FilteredRow[];
-}
-
-const MODEL = "bench-model";
-
-function rowOf(data: Float32Array, dims: number, i: number): Float32Array {
-  return data.subarray(i * dims, (i + 1) * dims);
 }
 
 /** The exact top 10 among the items whose bucket is below `selectivity`, as item rows. */
@@ -104,65 +97,6 @@ async function measure(
   };
 }
 
-function newItems(
-  data: Float32Array,
-  dims: number,
-  buckets: readonly number[],
-  start: number,
-  end: number,
-): NewItem[] {
-  const entries: NewItem[] = [];
-  for (let i = start; i < end; i++) {
-    entries.push({
-      id: `v${i}`,
-      sha256: i.toString(16).padStart(64, "0"),
-      metadata: { bucket: buckets[i] },
-      contentType: "image/png",
-      width: 1,
-      height: 1,
-      bytes: 1,
-      source: "path",
-      path: `/bench/${i}`,
-      vector: rowOf(data, dims, i),
-    });
-  }
-  return entries;
-}
-
-/** Bulk load without the HNSW index; `prepare()` then builds it with the store's settings. */
-async function loadPostgres(
-  url: string,
-  data: Float32Array,
-  buckets: readonly number[],
-  dims: number,
-) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query("DROP INDEX IF EXISTS longclip.items_embedding_hnsw");
-    await client.query("DELETE FROM longclip.meta WHERE key = 'hnsw_index'");
-    for (let start = 0; start < buckets.length; start += 500) {
-      const ids: string[] = [];
-      const vectors: string[] = [];
-      const metadata: string[] = [];
-      for (let i = start; i < Math.min(buckets.length, start + 500); i++) {
-        ids.push(String(i));
-        vectors.push(toSql(Array.from(rowOf(data, dims, i))) as string);
-        metadata.push(JSON.stringify({ bucket: buckets[i] }));
-      }
-      await client.query(
-        `INSERT INTO longclip.items (id, sha256, metadata, content_type, width, height, bytes, source, path, model_id, embedding)
-         SELECT 'v' || n, lpad(n, 64, '0'), m::jsonb, 'image/png', 1, 1, 1, 'path', '/bench/' || n, $4, e::vector
-         FROM unnest($1::text[], $2::text[], $3::text[]) AS t(n, e, m)`,
-        [ids, vectors, metadata, MODEL],
-      );
-    }
-    await client.query("ANALYZE longclip.items");
-  } finally {
-    await client.end();
-  }
-}
-
 export async function measureFiltered(
   ctx: BenchContext,
   params: FilteredParams,
@@ -173,6 +107,7 @@ export async function measureFiltered(
   const queries = clusteredUnitVectors(params.queries, params.dims, clusters, 22, 1);
   const random = seededRandom(23);
   const buckets = Array.from({ length: params.count }, () => Math.floor(random() * 100));
+  const bucketOf = (row: number) => ({ bucket: buckets[row] });
   const truths = new Map(
     params.selectivities.map((s) => [s, filteredTruth(data, params.dims, buckets, queries, s)]),
   );
@@ -192,7 +127,7 @@ export async function measureFiltered(
   await loader.setModel({ modelId: MODEL, dims: params.dims });
   for (let start = 0; start < params.count; start += 1000) {
     const end = Math.min(params.count, start + 1000);
-    await loader.insertItems(newItems(data, params.dims, buckets, start, end), MODEL);
+    await loader.insertItems(benchItems(data, params.dims, start, end, bucketOf), MODEL);
   }
   await loader.close();
   for (const [label, exactFilterLimit] of [
@@ -226,7 +161,7 @@ export async function measureFiltered(
   await setup.setModel({ modelId: MODEL, dims: params.dims });
   await setup.close();
   ctx.log("filtered: Postgres load");
-  await loadPostgres(params.databaseUrl, data, buckets, params.dims);
+  await bulkLoadPostgres(params.databaseUrl, data, params.dims, bucketOf);
   ctx.log(`filtered: pgvector HNSW build (${params.vectorType})`);
   const builder = await open();
   await builder.prepare();

@@ -1,12 +1,14 @@
 /**
- * npm run bench:scale -- [--skip search,workers] [--count N] [--dims D] [--queries Q]
+ * npm run bench:scale -- [--skip search,filtered,workers] [--filtered-count N] [--filtered-dims D]
+ *   [--filtered-queries Q] [--filtered-vector-type vector|halfvec] [--count N] [--dims D] [--queries Q]
  *   [--ef 40,100,200] [--workers 1,2] [--worker-files N] [--worker-model DIR] [--json FILE]
  *
  * search: nearest-neighbour search on the embedded backend (SQLite + hnswlib) against
  * Postgres + pgvector (HNSW on halfvec and on vector), through the storage seam, on the same
  * clustered vectors: recall@10 against exact search, p50/p99 per efSearch, index build time
- * and size. workers: one job of photo-sized JPEGs run by 1 and by 2 `longclip worker`
- * processes. Starts its own PGlite (Postgres in WebAssembly) servers on 127.0.0.1. Prints
+ * and size. filtered: recall@10 of filtered search against the exact filtered top 10 at 1%, 10%
+ * and 50% selectivity on both backends. workers: one job of photo-sized JPEGs run by 1 and by 2
+ * `longclip worker` processes. Starts its own PGlite (Postgres in WebAssembly) servers on 127.0.0.1. Prints
  * markdown tables.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -14,6 +16,7 @@ import { cpus } from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { cpuModel, loadAverage } from "../src/bench/context.ts";
+import { type FilteredResult, measureFiltered } from "../src/bench/filtered.ts";
 import { fmt, markdownTable } from "../src/bench/markdown.ts";
 import { startPostgres } from "../src/bench/pglite.ts";
 import { measureScale, type ScaleResult } from "../src/bench/scale.ts";
@@ -35,8 +38,26 @@ async function main(argv: string[]): Promise<number> {
       [40, 100, 200],
     )
     .option(
+      "--filtered-count <n>",
+      "vectors of the filtered-recall section",
+      integerFlag("--filtered-count"),
+      20_000,
+    )
+    .option("--filtered-dims <n>", "their dimensions", integerFlag("--filtered-dims"), 256)
+    .option(
+      "--filtered-queries <n>",
+      "queries per selectivity",
+      integerFlag("--filtered-queries"),
+      100,
+    )
+    .option(
+      "--filtered-vector-type <type>",
+      "pgvector index type of the filtered section (halfvec builds ~19x slower in PGlite)",
+      "vector",
+    )
+    .option(
       "--skip <list>",
-      "sections to skip: search, workers",
+      "sections to skip: search, filtered, workers",
       (raw: string) => raw.split(","),
       [],
     )
@@ -71,6 +92,10 @@ async function main(argv: string[]): Promise<number> {
     workers: number[];
     workerFiles: number;
     workerModel: string;
+    filteredCount: number;
+    filteredDims: number;
+    filteredQueries: number;
+    filteredVectorType: string;
   }>();
   const workDir = path.join(PROJECT_ROOT, "artifacts", "perf", "work");
   mkdirSync(workDir, { recursive: true });
@@ -84,7 +109,12 @@ async function main(argv: string[]): Promise<number> {
     log: (message: string) => process.stderr.write(`# ${message}\n`),
   };
   const machine = `${cpuModel()}, ${cpus().length} cores, load ${loadAverage().join(" ")}, ${new Date().toISOString()}`;
-  const report: { machine: string; search?: ScaleResult; workers?: WorkerRow[] } = { machine };
+  const report: {
+    machine: string;
+    search?: ScaleResult;
+    filtered?: FilteredResult;
+    workers?: WorkerRow[];
+  } = { machine };
   const save = () => {
     mkdirSync(path.dirname(flags.json), { recursive: true });
     writeFileSync(flags.json, `${JSON.stringify(report, null, 2)}\n`);
@@ -106,6 +136,48 @@ async function main(argv: string[]): Promise<number> {
     }
     save();
     process.stdout.write(searchTables(report.search, machine));
+  }
+  if (!flags.skip.includes("filtered")) {
+    const vectorType = flags.filteredVectorType;
+    if (vectorType !== "vector" && vectorType !== "halfvec") {
+      throw new Error(`--filtered-vector-type is vector or halfvec, not ${vectorType}`);
+    }
+    const db = await startPostgres();
+    try {
+      report.filtered = await measureFiltered(ctx, {
+        count: flags.filteredCount,
+        dims: flags.filteredDims,
+        queries: flags.filteredQueries,
+        m: flags.m,
+        efConstruction: flags.efConstruction,
+        efSearch: 100,
+        vectorType,
+        selectivities: [1, 10, 50],
+        databaseUrl: db.url,
+      });
+    } finally {
+      await db.stop();
+    }
+    save();
+    const f = report.filtered;
+    process.stdout.write(
+      [
+        `## Filtered search: recall@10 against the exact filtered top 10, ${f.count.toLocaleString("en-US")} clustered ${f.dims}-d vectors, ${f.queries} queries, efSearch ${f.efSearch} (M ${flags.m}, efConstruction ${flags.efConstruction}; ${machine})`,
+        "",
+        markdownTable(
+          ["backend", "selectivity %", "matching items", "recall@10", "mean hits", "p50 ms"],
+          f.rows.map((r) => [
+            r.backend,
+            r.selectivity,
+            r.matching,
+            fmt(r.recallAt10, 3),
+            fmt(r.meanHits, 2),
+            fmt(r.p50Ms),
+          ]),
+        ),
+        "",
+      ].join("\n"),
+    );
   }
   if (!flags.skip.includes("workers")) {
     report.workers = await measureWorkers(ctx, {

@@ -1,5 +1,6 @@
 /**
- * npm run bench:urban -- --data DIR --model DIR [--max-tokens N] [--sweep] [--json FILE]
+ * npm run bench:urban -- --data DIR --model DIR [--max-tokens N] [--sweep] [--long-query chunk]
+ *   [--json FILE]
  *   [--chart FILE] [--captions SUBDIR] [--batch-size N] [--device cpu|cuda|auto]
  *
  * Long-caption retrieval on an Urban1k-layout directory (image/NAME.jpg, caption/NAME.txt):
@@ -27,6 +28,7 @@ interface Flags {
   model?: string;
   maxTokens?: number;
   sweep?: boolean;
+  longQuery?: string;
   budgets: number[];
   json?: string;
   chart: string;
@@ -46,6 +48,10 @@ async function main(argv: string[]): Promise<number> {
       integerFlag("--max-tokens", 2),
     )
     .option("--sweep", "also measure R@1 at each token budget and draw the curve")
+    .option(
+      "--long-query <mode>",
+      'truncate (default) or chunk: also measure captions past the context read in sentence windows (POST /search long_query "chunk")',
+    )
     .option("--budgets <list>", "token budgets for --sweep", budgets, [...SWEEP_BUDGETS])
     .option("--json <file>", "write the result as JSON")
     .option("--chart <file>", "PNG chart written by --sweep", "bench-urban-sweep.png")
@@ -65,6 +71,12 @@ async function main(argv: string[]): Promise<number> {
   const exitCode = parseOrExitCode(program, argv);
   if (exitCode !== undefined) return exitCode;
   const flags = program.opts<Flags>();
+  if (flags.longQuery !== undefined && !["truncate", "chunk"].includes(flags.longQuery)) {
+    process.stderr.write(
+      `bench:urban: --long-query is truncate or chunk, not ${flags.longQuery}\n`,
+    );
+    return 2;
+  }
   const overrides: Partial<Settings> = {};
   if (flags.model !== undefined) overrides.modelDir = path.resolve(flags.model);
   if (flags.device !== undefined) overrides.device = flags.device as Settings["device"];
@@ -87,6 +99,7 @@ async function main(argv: string[]): Promise<number> {
       progress: terminalProgress(),
       ...(flags.maxTokens !== undefined ? { maxTokens: flags.maxTokens } : {}),
       ...(flags.sweep ? { sweep: flags.budgets } : {}),
+      chunk: flags.longQuery === "chunk",
     });
   } finally {
     await encoder.close();

@@ -200,7 +200,7 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       assert.ok((body.hits[i - 1]?.score ?? 0) >= (body.hits[i]?.score ?? 0));
     }
     for (const hit of body.hits) assert.equal(hit.image_url, `/items/${hit.id}/image`);
-    assert.deepEqual(body.query, { tokens: 7, truncated: false, max_tokens: 248 });
+    assert.deepEqual(body.query, { tokens: 7, truncated: false, max_tokens: 248, chunks: 1 });
     assert.ok(body.took_ms >= 0);
 
     const exact = json<S["SearchResponse"]>(
@@ -219,7 +219,12 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
     const long = loadReference().texts.find((t) => t.ids.length > 248);
     assert.ok(long, "the reference has a text over 248 tokens");
     const cut = json<S["SearchResponse"]>(await search({ query: long.text }));
-    assert.deepEqual(cut.query, { tokens: long.ids.length, truncated: true, max_tokens: 248 });
+    assert.deepEqual(cut.query, {
+      tokens: long.ids.length,
+      truncated: true,
+      max_tokens: 248,
+      chunks: 1,
+    });
     expectError(await search({ query: long.text, truncate: false }), 400, "query_too_long");
   });
 

@@ -6,7 +6,7 @@ import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import { runDuplicates } from "../src/cli/duplicates.ts";
-import { parseMeta, runIndex, runReindex, runSearch } from "../src/cli/index-cmd.ts";
+import { parseFilter, parseMeta, runIndex, runReindex, runSearch } from "../src/cli/index-cmd.ts";
 import { isAppError } from "../src/errors.ts";
 import { collectImageFiles } from "../src/library/files.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
@@ -72,6 +72,34 @@ describe("collectImageFiles", () => {
       (e: unknown) => isAppError(e),
     );
   });
+
+  test("--filter conditions: operators, numbers for ranges, JSON, one key's conditions AND", () => {
+    assert.deepEqual(
+      parseFilter([
+        "year>=2020",
+        "year<2024",
+        "city!=Paris",
+        "n=5",
+        "taken<=2024-06-01",
+        '{"tags": {"$in": ["a", "b"]}, "pinned": true}',
+      ]),
+      {
+        year: { $gte: 2020, $lt: 2024 },
+        city: { $ne: "Paris" },
+        n: { $eq: "5" },
+        taken: { $lte: "2024-06-01" },
+        tags: { $in: ["a", "b"] },
+        pinned: { $eq: true },
+      },
+    );
+    assert.equal(parseFilter([]), undefined);
+    for (const bad of ["novalue", "{not json"]) {
+      assert.throws(
+        () => parseFilter([bad]),
+        (e: unknown) => isAppError(e) && e.code === "invalid_setting",
+      );
+    }
+  });
 });
 
 describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () => {
@@ -110,6 +138,45 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
     const bad = io();
     assert.equal(await runSearch("x", { ...flags, k: "0" }, bad.io), 1);
     assert.match(bad.err(), /error \[k_out_of_range\]/);
+
+    // Options: the second page of the exact ranking, and a cutoff, match the full ranking.
+    const all = io();
+    assert.equal(
+      await runSearch("squares", { ...flags, k: "3", exact: true, json: true }, all.io),
+      0,
+    );
+    const ranking = (JSON.parse(all.out()) as { hits: { id: string; score: number }[] }).hits;
+    const paged = io();
+    assert.equal(
+      await runSearch(
+        "squares",
+        {
+          ...flags,
+          k: "2",
+          offset: "1",
+          exact: true,
+          json: true,
+          filter: ["album=trip"],
+          minScore: String(ranking[2]?.score),
+          longQuery: "chunk",
+        },
+        paged.io,
+      ),
+      0,
+    );
+    assert.deepEqual(
+      (JSON.parse(paged.out()) as { hits: { id: string; rank: number }[] }).hits.map((h) => [
+        h.id,
+        h.rank,
+      ]),
+      [
+        [ranking[1]?.id, 2],
+        [ranking[2]?.id, 3],
+      ],
+    );
+    const badFilter = io();
+    assert.equal(await runSearch("x", { ...flags, filter: ["n>soon"] }, badFilter.io), 1);
+    assert.match(badFilter.err(), /validation_failed.*filter\.n\.\$gt/);
   });
 
   test("after a model change, search says to reindex, and reindex fixes it", async () => {

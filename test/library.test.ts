@@ -175,7 +175,12 @@ describe("library", { skip }, () => {
       for (let i = 1; i < text.hits.length; i++) {
         assert.ok((text.hits[i - 1]?.score as number) >= (text.hits[i]?.score as number));
       }
-      assert.deepEqual(text.query, { tokens: q?.tokens, truncated: false, max_tokens: 248 });
+      assert.deepEqual(text.query, {
+        tokens: q?.tokens,
+        truncated: false,
+        max_tokens: 248,
+        chunks: 1,
+      });
 
       const filtered = await library.searchText(query, { k: 10, filter: { even: true } });
       assert.deepEqual(filtered.hits.map((h) => h.id).sort(), [

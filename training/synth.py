@@ -67,7 +67,7 @@ REGIONS = {
 }
 BACKGROUND_KINDS = ("solid", "gradient", "stripes", "noise")
 SALIENT_VERBS = ("dominates", "stands out in", "fills", "sits prominently in")
-NUMBER_WORDS = ("no", "one", "two", "three", "four", "five")
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
 LAYOUTS = ("urban1k", "sharegpt4v")
 PROMPT = "<image>\nDescribe this image in detail."
 
@@ -129,7 +129,9 @@ def salient_for_group(seed: int, group: int) -> tuple:
     return thing, rng.choice(SALIENT_VERBS)
 
 
-def random_scene(rng: random.Random, salient: Thing, verb: str) -> Scene:
+def random_scene(
+    rng: random.Random, salient: Thing, verb: str, min_objects: int = 1, max_objects: int = 4
+) -> Scene:
     free = [cell for cell in REGIONS if cell != salient.cell]
     rng.shuffle(free)
     others = tuple(
@@ -140,7 +142,7 @@ def random_scene(rng: random.Random, salient: Thing, verb: str) -> Scene:
             cell=free[i],
             texture=rng.choice(TEXTURES),
         )
-        for i in range(rng.randint(1, 4))
+        for i in range(rng.randint(min_objects, max_objects))
     )
     first, second = rng.sample(list(BACKGROUND_COLOURS), 2)
     background = Background(
@@ -230,7 +232,9 @@ def _background_sentence(background: Background) -> str:
     }[background.kind]
 
 
-def long_caption(rng: random.Random, scene: Scene) -> str:
+def long_caption(rng: random.Random, scene: Scene, dense: bool = False) -> str:
+    """The long caption; ``dense`` relates every small object to the previous one as well,
+    however many there are (crowded scenes then run past the 248-token context)."""
     s = scene.salient
     count = len(scene.others)
     plural = "object" if count == 1 else "objects"
@@ -243,7 +247,7 @@ def long_caption(rng: random.Random, scene: Scene) -> str:
     previous = s
     for thing in scene.others:
         # Relations between small objects only while the caption stays well inside 248 tokens.
-        parts.append(_object_sentence(rng, thing, s, previous if count <= 3 else s))
+        parts.append(_object_sentence(rng, thing, s, previous if count <= 3 or dense else s))
         previous = thing
     everything = (s,) + scene.others
     # Summaries lengthen the captions of sparse scenes towards the busy ones' length.
@@ -408,24 +412,48 @@ def _jpeg(image: Image.Image) -> bytes:
 # Dataset generation
 
 
-def generate(count: int, seed: int, size: int = 128, group_size: int = 4):
-    """Yields ``count`` samples, in hard-negative groups of ``group_size`` consecutive samples."""
+# The 3x3 grid has 8 cells besides the salient object's.
+MAX_OBJECTS = len(REGIONS) - 1
+
+
+def generate(
+    count: int,
+    seed: int,
+    size: int = 128,
+    group_size: int = 4,
+    objects: tuple = (1, 4),
+):
+    """Yields ``count`` samples, in hard-negative groups of ``group_size`` consecutive samples.
+
+    ``objects`` is the (min, max) number of small objects per scene. Beyond the default 1-4,
+    captions relate every object to the previous one too (``long_caption(dense=True)``), so
+    scenes of 6-8 objects give captions longer than the 248-token context.
+    """
+    dense = objects != (1, 4)
     for index in range(count):
         group, member = divmod(index, group_size)
         salient, verb = salient_for_group(seed, group)
         rng = _image_rng(seed, group, member)
-        scene = random_scene(rng, salient, verb)
+        scene = random_scene(rng, salient, verb, *objects)
         yield Sample(
             name=f"{index:06d}",
             group=group,
             label=label(scene),
             short=short_caption(scene),
-            long=long_caption(rng, scene),
+            long=long_caption(rng, scene, dense),
             jpeg=_jpeg(render(rng, scene, size)),
         )
 
 
-def write_dataset(out: Path, count: int, seed: int, layout: str, size: int, group_size: int):
+def write_dataset(
+    out: Path,
+    count: int,
+    seed: int,
+    layout: str,
+    size: int,
+    group_size: int,
+    objects: tuple = (1, 4),
+):
     out = Path(out)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
@@ -437,7 +465,8 @@ def write_dataset(out: Path, count: int, seed: int, layout: str, size: int, grou
     conversations, lines, labels = [], [], {}
     started = time.monotonic()
     every = max(1, min(1000, count // 10))
-    for done, sample in enumerate(generate(count, seed, size, group_size), start=1):
+    samples = generate(count, seed, size, group_size, objects)
+    for done, sample in enumerate(samples, start=1):
         if layout == "urban1k":
             (out / "image" / f"{sample.name}.jpg").write_bytes(sample.jpeg)
             (out / "caption" / f"{sample.name}.txt").write_text(sample.long + "\n")
@@ -489,6 +518,13 @@ def add_arguments(parser) -> None:
         default=4,
         help="images per hard-negative group sharing the first sentence (default 4)",
     )
+    parser.add_argument(
+        "--objects",
+        default="1-4",
+        help=f"small objects per scene, MIN-MAX within 1-{MAX_OBJECTS} (default 1-4); other "
+        "ranges relate every object to the previous one, so e.g. 6-8 gives captions past 248 "
+        "tokens (for long-query tests)",
+    )
 
 
 def run(args) -> int:
@@ -498,5 +534,18 @@ def run(args) -> int:
     if args.count < 1 or args.group_size < 1:
         print("error: --count and --group-size must be at least 1", file=sys.stderr)
         return 2
-    write_dataset(args.out, args.count, args.seed, args.layout, args.size, args.group_size)
+    try:
+        low, high = (int(part) for part in args.objects.split("-"))
+    except ValueError:
+        low, high = 0, -1
+    if not 1 <= low <= high <= MAX_OBJECTS:
+        print(
+            f"error: --objects must be MIN-MAX with 1 <= MIN <= MAX <= {MAX_OBJECTS}, "
+            f"not {args.objects}",
+            file=sys.stderr,
+        )
+        return 2
+    write_dataset(
+        args.out, args.count, args.seed, args.layout, args.size, args.group_size, (low, high)
+    )
     return 0

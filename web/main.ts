@@ -18,6 +18,7 @@ import {
 import { startDuplicatesPanel } from "./duplicates.ts";
 import { collectDropped, type PendingFile, planBatches } from "./files.ts";
 import { startJobsPanel } from "./jobs.ts";
+import { type SearchBody, searchOptionsRow } from "./search-options.ts";
 
 interface PageConfig {
   maxBatchItems: number;
@@ -322,6 +323,11 @@ searchForm.addEventListener("submit", (event) => {
   void runSearch();
 });
 
+const searchOptions = searchOptionsRow();
+const loadMore = $<HTMLButtonElement>("load-more");
+/** The text search on screen (query or compose), for "load more" and "less like this". */
+let current: { body: SearchBody; k: number; offset: number; shown: number } | null = null;
+
 async function runSearch(): Promise<void> {
   const text = query.value;
   if (text.trim() === "") {
@@ -330,27 +336,73 @@ async function runSearch(): Promise<void> {
     query.focus();
     return;
   }
+  await textSearch({ query: text, ...searchOptions.fields() }, "Results");
+}
+
+function describeQuery(r: Schemas["SearchResponse"]): string {
+  const q = r.query;
+  if (q.truncated) return ` · the query was cut to ${q.max_tokens} of its ${q.tokens} tokens`;
+  if ((q.chunks ?? 1) > 1) return ` · read in ${q.chunks} sentence windows`;
+  return "";
+}
+
+/** Runs a text search from offset 0 (a new ranking) or the next page of the current one. */
+async function textSearch(body: SearchBody, title: string, more = false) {
   const seq = ++searchSeq;
   setBusy(true);
+  loadMore.disabled = true;
   resultsStatus.classList.remove("error");
-  resultsStatus.textContent = "Searching…";
+  if (!more) resultsStatus.textContent = "Searching…";
   try {
-    const k = Math.min(Number(kSelect.value), config.maxK);
+    const k = more && current ? current.k : Math.min(Number(kSelect.value), config.maxK);
+    const offset = more && current ? current.offset + current.k : 0;
     const r = await request<Schemas["SearchResponse"]>("/search", {
       method: "POST",
-      json: { query: text, k, mode: modeSelect.value },
+      json: {
+        ...body,
+        k,
+        ...(offset > 0 ? { offset } : {}),
+        // Keyword and hybrid rank by a query text; a composed query ("less like this") has none.
+        ...("query" in body ? { mode: modeSelect.value } : {}),
+      },
     });
     if (seq !== searchSeq) return;
-    const cut = r.query.truncated
-      ? ` · the query was cut to ${r.query.max_tokens} of its ${r.query.tokens} tokens`
-      : "";
-    showHits(r.hits, "Results", emptyLibraryMessage(), ` in ${Math.round(r.took_ms)} ms${cut}`);
+    const shown = (more && current ? current.shown : 0) + r.hits.length;
+    current = { body, k, offset, shown };
+    if (more) {
+      results.append(...r.hits.map(card));
+      resultsStatus.textContent = `${shown} result${shown === 1 ? "" : "s"}`;
+    } else {
+      showHits(
+        r.hits,
+        title,
+        emptyLibraryMessage(),
+        ` in ${Math.round(r.took_ms)} ms${describeQuery(r)}`,
+      );
+    }
+    // A full page may have a next one (a cutoff or the end of the library gives fewer).
+    loadMore.hidden = r.hits.length < k || offset + 2 * k > config.maxK;
   } catch (error) {
-    if (seq === searchSeq) showError("Search failed", error);
+    if (seq !== searchSeq) return;
+    if (more) {
+      resultsStatus.classList.add("error");
+      resultsStatus.textContent = `Loading more failed: ${describe(error)}`;
+    } else {
+      current = null;
+      loadMore.hidden = true;
+      showError("Search failed", error);
+    }
   } finally {
-    if (seq === searchSeq) setBusy(false);
+    if (seq === searchSeq) {
+      setBusy(false);
+      loadMore.disabled = false;
+    }
   }
 }
+
+loadMore.addEventListener("click", () => {
+  if (current) void textSearch(current.body, resultsTitle.textContent ?? "Results", true);
+});
 
 // ---- detail view -----------------------------------------------------------------------
 
@@ -362,6 +414,7 @@ const detailScore = $("detail-score");
 const detailError = $("detail-error");
 const detailOriginal = $<HTMLAnchorElement>("detail-original");
 const moreLikeThis = $<HTMLButtonElement>("more-like-this");
+const lessLikeThis = $<HTMLButtonElement>("less-like-this");
 let detailHit: Hit | undefined;
 let detailOpener: HTMLElement | null = null;
 
@@ -386,6 +439,8 @@ async function openDetail(hit: Hit): Promise<void> {
   detailMeta.replaceChildren();
   detailError.hidden = true;
   moreLikeThis.disabled = false;
+  // "Less like this" reworks the text search on screen; image results have none.
+  lessLikeThis.hidden = current === null;
   detail.showModal();
   try {
     const item = await request<Item>(itemUrl(hit.id));
@@ -421,6 +476,19 @@ moreLikeThis.addEventListener("click", () => {
   if (detailHit) void searchLike(detailHit);
 });
 
+/** The current text search with this item subtracted (compose, weight -0.5), from rank 1. */
+lessLikeThis.addEventListener("click", () => {
+  const hit = detailHit;
+  if (hit === undefined || current === null) return;
+  const { query: text, compose, ...options } = current.body;
+  const parts = compose ?? (text !== undefined ? [{ text, weight: 1 }] : []);
+  detail.close();
+  void textSearch(
+    { ...options, compose: [...parts, { item_id: hit.id, weight: -0.5 }] },
+    `Less like ${displayName(hit)}`,
+  ).then(() => resultsTitle.focus());
+});
+
 async function searchLike(hit: Hit): Promise<void> {
   const seq = ++searchSeq;
   moreLikeThis.disabled = true;
@@ -443,6 +511,8 @@ async function searchLike(hit: Hit): Promise<void> {
     });
     if (seq !== searchSeq) return;
     detail.close();
+    current = null;
+    loadMore.hidden = true;
     showHits(
       r.hits,
       `More like ${displayName(hit)}`,

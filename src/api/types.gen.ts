@@ -59,9 +59,14 @@ export interface paths {
          * @description Hits are ranked by cosine similarity between the query's and the images' Long-CLIP
          *     embeddings. A query longer than the model's context (248 tokens for Long-CLIP) is cut
          *     and flagged (`query.truncated`) by default, refused with `query_too_long` when
-         *     `truncate` is false. `filter` keeps only items whose metadata has every given
-         *     key with exactly the given value. `exact: true` scans every stored embedding instead
-         *     of the HNSW index (for measuring recall).
+         *     `truncate` is false; with `long_query: "chunk"` it is split at sentence boundaries into
+         *     windows of at most 248 tokens whose unit embeddings are averaged (`query.chunks` says
+         *     how many). Instead of `query`, `compose` searches by a weighted sum of texts and stored
+         *     items (negative weight = less like this). `filter` keeps items whose metadata meets
+         *     every condition (equality, or operators `$eq $ne $in $nin $gt $gte $lt $lte $exists`).
+         *     `offset` pages through the same ranking (ranks stay absolute), `min_score` leaves out
+         *     hits below a cosine, so fewer than `k` may come back. `exact: true` scans every stored
+         *     embedding instead of the HNSW index (for measuring recall).
          *
          *     `mode` chooses the ranking: `vector` (default) by the embeddings; `keyword` by the
          *     words of the query found in the items' text fields (`text_fields`, default the
@@ -503,23 +508,73 @@ export interface components {
             results: components["schemas"]["IndexResult"][];
         };
         FilterValue: string | number | boolean | null;
+        /** @description A number (matches numeric values) or an ISO-8601 date string such as `2024-05-01` or `2024-05-01T12:00:00+02:00` (matches string values that are ISO-8601 dates, compared as instants; no zone = UTC). */
+        FilterRangeOperand: number | string;
+        /**
+         * @description A value the key must equal (JSON types kept apart: `1` never matches `"1"` or `true`, a
+         *     scalar never matches an array), or an object of operators, all of which must hold.
+         *     `$ne` and `$nin` also match items without the key.
+         */
+        FilterCondition: string | number | boolean | null | {
+            $eq?: components["schemas"]["FilterValue"];
+            $ne?: components["schemas"]["FilterValue"];
+            $in?: components["schemas"]["FilterValue"][];
+            $nin?: components["schemas"]["FilterValue"][];
+            $gt?: components["schemas"]["FilterRangeOperand"];
+            $gte?: components["schemas"]["FilterRangeOperand"];
+            $lt?: components["schemas"]["FilterRangeOperand"];
+            $lte?: components["schemas"]["FilterRangeOperand"];
+            /** @description Whether the key is present (an explicit null is present). */
+            $exists?: boolean;
+        };
+        ComposePart: {
+            /** @description A text, embedded by the text tower (as `query`, with `long_query`). */
+            text?: string;
+            /** @description A stored item, by its stored image embedding. */
+            item_id?: string;
+            /** @description Its weight; negative means "less like this". */
+            weight: number;
+        };
         SearchRequest: {
-            /** @description The text; empty is refused (`empty_query`), at most `maxQueryChars` characters. */
-            query: string;
+            /** @description The text; empty is refused (`empty_query`), at most `maxQueryChars` characters. Exactly one of `query` and `compose`. */
+            query?: string;
+            /**
+             * @description Instead of `query`: the weighted sum of the parts' unit embeddings (texts through
+             *     the text tower, items by their stored image embedding), normalised again.
+             */
+            compose?: components["schemas"]["ComposePart"][];
             /**
              * @description Number of hits, 1..`maxK`.
              * @default 10
              */
             k: number;
-            /** @description Metadata key → required value (all must match). */
+            /**
+             * @description Ranks to skip: `offset` 10 with `k` 10 returns ranks 11-20 of the same ranking. `offset + k` is at most `maxK`.
+             * @default 0
+             */
+            offset: number;
+            /**
+             * @description Leave out hits whose cosine is below this. Scales differ per model (see
+             *     docs/search.md for measured distributions and a starting value per model).
+             */
+            min_score?: number;
+            /** @description Metadata key (dotted for nested keys) → condition; all must hold. */
             filter?: {
-                [key: string]: components["schemas"]["FilterValue"];
+                [key: string]: components["schemas"]["FilterCondition"];
             };
             /**
              * @description Cut a query past the context length (true) or refuse it with `query_too_long` (false).
              * @default true
              */
             truncate: boolean;
+            /**
+             * @description A text past the context: `truncate` reads its first 248 tokens; `chunk` splits it at
+             *     sentence boundaries into windows of at most 248 tokens and averages their unit
+             *     embeddings.
+             * @default truncate
+             * @enum {string}
+             */
+            long_query: "truncate" | "chunk";
             /**
              * @description Brute-force scan instead of the HNSW index.
              * @default false
@@ -571,6 +626,10 @@ export interface components {
             truncated: boolean;
             /** @description The model's context length (248 for Long-CLIP). */
             max_tokens: number;
+            /** @description Windows embedded (1, or more with `long_query` "chunk"); for `compose`, summed over its texts. */
+            chunks?: number;
+            /** @description Parts of a `compose` query. */
+            parts?: number;
         };
         SearchResponse: {
             hits: components["schemas"]["Hit"][];
@@ -917,11 +976,24 @@ export interface operations {
                 };
             };
             /**
-             * @description `validation_failed`, `malformed_json`, `empty_query` (empty or only whitespace),
-             *     `query_too_long` (over `maxQueryChars` characters, or over the context with
-             *     `truncate: false`), `k_out_of_range` (k outside 1..`maxK`).
+             * @description `validation_failed` (also: an unknown filter operator or an operand of the wrong
+             *     type, named by its path, e.g. `filter.year.$gt`; neither or both of `query` and
+             *     `compose`; composed parts that cancel out), `invalid_filter` (a malformed key),
+             *     `malformed_json`, `empty_query` (empty or only whitespace), `query_too_long` (over
+             *     `maxQueryChars` characters, or over the context with `truncate: false`),
+             *     `k_out_of_range` (k outside 1..`maxK`), `offset_out_of_range` (offset + k over
+             *     `maxK`).
              */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: an `item_id` of `compose` is not stored. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -48,9 +48,9 @@ export interface ScaleResult {
   rows: ScaleRow[];
 }
 
-const MODEL = "bench-model";
+export const MODEL = "bench-model";
 
-function rowOf(data: Float32Array, dims: number, i: number): Float32Array {
+export function rowOf(data: Float32Array, dims: number, i: number): Float32Array {
   return data.subarray(i * dims, (i + 1) * dims);
 }
 
@@ -92,47 +92,70 @@ async function loadSqlite(dir: string, data: Float32Array, params: ScaleParams) 
   await store.setModel({ modelId: MODEL, dims: params.dims });
   const started = performance.now();
   for (let start = 0; start < params.count; start += 1000) {
-    const entries: NewItem[] = [];
-    for (let i = start; i < Math.min(params.count, start + 1000); i++) {
-      entries.push({
-        id: `v${i}`,
-        sha256: i.toString(16).padStart(64, "0"),
-        metadata: {},
-        contentType: "image/png",
-        width: 1,
-        height: 1,
-        bytes: 1,
-        source: "path",
-        path: `/bench/${i}`,
-        vector: rowOf(data, params.dims, i),
-      });
-    }
-    await store.insertItems(entries, MODEL);
+    const end = Math.min(params.count, start + 1000);
+    await store.insertItems(benchItems(data, params.dims, start, end), MODEL);
   }
   // The HNSW index grows with every insert: load and index build are one step here.
   return { store, seconds: (performance.now() - started) / 1000 };
 }
 
-/** Loads the rows with plain INSERTs (no index yet), as a bulk load should. */
-async function loadPostgres(url: string, data: Float32Array, params: ScaleParams) {
+/** Items "v<row>" of rows start..end-1, with `metadataOf(row)` as their metadata. */
+export function benchItems(
+  data: Float32Array,
+  dims: number,
+  start: number,
+  end: number,
+  metadataOf: (row: number) => Record<string, unknown> = () => ({}),
+): NewItem[] {
+  const entries: NewItem[] = [];
+  for (let i = start; i < end; i++) {
+    entries.push({
+      id: `v${i}`,
+      sha256: i.toString(16).padStart(64, "0"),
+      metadata: metadataOf(i),
+      contentType: "image/png",
+      width: 1,
+      height: 1,
+      bytes: 1,
+      source: "path",
+      path: `/bench/${i}`,
+      vector: rowOf(data, dims, i),
+    });
+  }
+  return entries;
+}
+
+/**
+ * Loads items "v<row>" with plain INSERTs and no HNSW index (dropped first), as a bulk load
+ * should; returns the seconds taken.
+ */
+export async function bulkLoadPostgres(
+  url: string,
+  data: Float32Array,
+  dims: number,
+  metadataOf: (row: number) => Record<string, unknown> = () => ({}),
+): Promise<number> {
+  const count = data.length / dims;
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const started = performance.now();
   try {
     await client.query("DROP INDEX IF EXISTS longclip.items_embedding_hnsw");
     await client.query("DELETE FROM longclip.meta WHERE key = 'hnsw_index'");
-    for (let start = 0; start < params.count; start += 500) {
+    for (let start = 0; start < count; start += 500) {
       const ids: string[] = [];
       const vectors: string[] = [];
-      for (let i = start; i < Math.min(params.count, start + 500); i++) {
+      const metadata: string[] = [];
+      for (let i = start; i < Math.min(count, start + 500); i++) {
         ids.push(String(i));
-        vectors.push(toSql(Array.from(rowOf(data, params.dims, i))) as string);
+        vectors.push(toSql(Array.from(rowOf(data, dims, i))) as string);
+        metadata.push(JSON.stringify(metadataOf(i)));
       }
       await client.query(
-        `INSERT INTO longclip.items (id, sha256, content_type, width, height, bytes, source, path, model_id, embedding)
-         SELECT 'v' || n, lpad(n, 64, '0'), 'image/png', 1, 1, 1, 'path', '/bench/' || n, $3, e::vector
-         FROM unnest($1::text[], $2::text[]) AS t(n, e)`,
-        [ids, vectors, MODEL],
+        `INSERT INTO longclip.items (id, sha256, metadata, content_type, width, height, bytes, source, path, model_id, embedding)
+         SELECT 'v' || n, lpad(n, 64, '0'), m::jsonb, 'image/png', 1, 1, 1, 'path', '/bench/' || n, $4, e::vector
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS t(n, e, m)`,
+        [ids, vectors, metadata, MODEL],
       );
     }
     await client.query("ANALYZE longclip.items");
@@ -235,7 +258,7 @@ export async function measureScale(ctx: BenchContext, params: ScaleParams): Prom
   await setup.setModel({ modelId: MODEL, dims: params.dims });
   await setup.close();
   ctx.log("scale: Postgres load");
-  const loadSeconds = await loadPostgres(params.databaseUrl, data, params);
+  const loadSeconds = await bulkLoadPostgres(params.databaseUrl, data, params.dims);
   for (const type of ["halfvec", "vector"] as const) {
     ctx.log(`scale: pgvector HNSW build (${type})`);
     const built = await buildPgIndex(params.databaseUrl, type, params);

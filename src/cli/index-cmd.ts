@@ -16,6 +16,7 @@ import type { ReindexStatus, SwitchMode } from "../library/blue-green.ts";
 import { collectImageFiles } from "../library/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
 import type { Hit, IndexResult, Metadata, SearchMode } from "../library/types.ts";
+import type { Filter, FilterOperators, FilterValue } from "../store/types.ts";
 import { runIndexJob } from "./jobs.ts";
 import {
   addSettingOptions,
@@ -188,6 +189,61 @@ export async function runIndex(
   });
 }
 
+const FILTER_OPERATORS = [
+  [">=", "$gte"],
+  ["<=", "$lte"],
+  ["!=", "$ne"],
+  [">", "$gt"],
+  ["<", "$lt"],
+  ["=", "$eq"],
+] as const;
+
+/**
+ * `--filter` flags as one filter: a JSON object (`{"year": {"$gte": 2020}}`) or `key OP value`
+ * with OP one of = != > >= < <= (`=` and `!=` compare strings, as `--meta` stores them; the
+ * range operators take a number or an ISO-8601 date). Conditions on one key AND together.
+ */
+export function parseFilter(flags: readonly string[]): Filter | undefined {
+  if (flags.length === 0) return undefined;
+  const filter: Record<string, FilterOperators> = {};
+  const add = (key: string, operators: FilterOperators) => {
+    filter[key] = { ...filter[key], ...operators };
+  };
+  for (const flag of flags) {
+    if (flag.trimStart().startsWith("{")) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(flag);
+      } catch {
+        throw new AppError("invalid_setting", `--filter: "${flag}" is not valid JSON.`);
+      }
+      for (const [key, condition] of Object.entries(parsed as Record<string, unknown>)) {
+        add(
+          key,
+          condition !== null && typeof condition === "object" && !Array.isArray(condition)
+            ? (condition as FilterOperators)
+            : { $eq: condition as FilterValue },
+        );
+      }
+      continue;
+    }
+    const found = FILTER_OPERATORS.map(([symbol, op]) => ({ symbol, op, at: flag.indexOf(symbol) }))
+      .filter((f) => f.at > 0)
+      .sort((a, b) => a.at - b.at || b.symbol.length - a.symbol.length)[0];
+    if (found === undefined) {
+      throw new AppError(
+        "invalid_setting",
+        `--filter takes key=value, key!=value, key>value, key>=value, key<value, key<=value or a JSON object, not "${flag}".`,
+      );
+    }
+    const raw = flag.slice(found.at + found.symbol.length);
+    const ranged = found.op !== "$eq" && found.op !== "$ne";
+    const value = ranged && raw.trim() !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+    add(flag.slice(0, found.at), { [found.op]: value });
+  }
+  return filter;
+}
+
 export async function runSearch(
   query: string,
   flags: LibraryFlags & {
@@ -196,17 +252,30 @@ export async function runSearch(
     exact?: boolean;
     filter?: string[];
     mode?: string;
+    minScore?: string;
+    offset?: string;
+    longQuery?: string;
   },
   io: Io = STDIO,
 ): Promise<number> {
   return withLibrary(flags, io, async (library, settings) => {
     const k = flags.k === undefined ? 10 : Number(flags.k);
-    const filter = flags.filter && flags.filter.length > 0 ? parseMeta(flags.filter) : undefined;
+    const filter = parseFilter(flags.filter ?? []);
+    const longQuery = flags.longQuery ?? "truncate";
+    if (longQuery !== "truncate" && longQuery !== "chunk") {
+      throw new AppError(
+        "invalid_setting",
+        `--long-query is truncate or chunk, not "${longQuery}".`,
+      );
+    }
     const started = performance.now();
     const result = await library.searchText(query, {
       k,
       exact: flags.exact === true,
-      ...(filter ? { filter: filter as Record<string, string> } : {}),
+      longQuery,
+      ...(flags.offset !== undefined ? { offset: Number(flags.offset) } : {}),
+      ...(flags.minScore !== undefined ? { minScore: Number(flags.minScore) } : {}),
+      ...(filter ? { filter } : {}),
       ...(flags.mode ? { mode: flags.mode as SearchMode } : {}),
     });
     const tookMs = performance.now() - started;
@@ -373,7 +442,17 @@ export function register(program: Command): void {
       .option("-k, --k <n>", "number of hits", "10")
       .option("--json", "print the result as JSON")
       .option("--exact", "brute-force scan instead of the HNSW index")
-      .option("--filter <key=value>", "metadata equality filter (repeatable)", collect)
+      .option(
+        "--filter <condition>",
+        'metadata filter, repeatable: key=value, key!=value, key>value, key>=value, key<value, key<=value (numbers or ISO-8601 dates) or JSON such as \'{"year":{"$in":[2020,2021]}}\'',
+        collect,
+      )
+      .option("--min-score <cosine>", "leave out hits below this cosine (see docs/search.md)")
+      .option("--offset <n>", "skip this many ranks (page 2 of k=10 is --offset 10)")
+      .option(
+        "--long-query <mode>",
+        "a query past 248 tokens: truncate (default) or chunk (sentence windows, pooled)",
+      )
       .option(
         "--mode <mode>",
         "vector (default), keyword (the words in the --text-fields of the metadata) or hybrid (both, fused)",

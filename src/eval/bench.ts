@@ -8,8 +8,10 @@ import type { ImageBytesResult } from "../encode/encoder.ts";
 import { l2NormalizedRow } from "../encode/encoder.ts";
 import type { ModelConfig } from "../encode/types.ts";
 import { AppError } from "../errors.ts";
+import { sentenceWindows, weightedUnitSum } from "../library/search.ts";
 import type { TokenizedText } from "../tokenize/types.ts";
 import { type RecallAtK, retrievalRecall } from "./recall.ts";
+import { type ScoreDistribution, scoreDistribution } from "./scores.ts";
 import type { ExcludedPair, UrbanDataset } from "./urban1k.ts";
 
 /** The token budgets of the paper's effective-length study. */
@@ -44,6 +46,17 @@ export interface BenchOptions {
   /** Images and captions per encoder call. */
   batchSize: number;
   progress?: ProgressFactory;
+  /** Also measure captions past the context read in sentence windows (`long_query: "chunk"`). */
+  chunk?: boolean;
+}
+
+/** Captions past the context: R@k when they are cut (the main result) and when chunked. */
+export interface ChunkResult {
+  /** Captions longer than the context (the ones chunking changes). */
+  long_captions: number;
+  mean_windows: number;
+  i2t: RecallAtK;
+  t2i: RecallAtK;
 }
 
 export interface SweepPoint {
@@ -62,6 +75,9 @@ export interface BenchResult {
   /** The budget the main result used: --max-tokens, or the model's context length. */
   max_tokens: number;
   excluded: ExcludedPair[];
+  /** Cosines of matching and non-matching pairs of the main result (for choosing min_score). */
+  scores: ScoreDistribution;
+  chunk?: ChunkResult;
   sweep?: SweepPoint[];
 }
 
@@ -211,7 +227,8 @@ export async function runUrbanBench(
   };
   let result: BenchResult;
   try {
-    const main = retrievalRecall(images.embeddings, await textsAt(budgets[0] as number));
+    const mainTexts = await textsAt(budgets[0] as number);
+    const main = retrievalRecall(images.embeddings, mainTexts);
     result = {
       n: main.n,
       i2t: main.i2t,
@@ -219,7 +236,43 @@ export async function runUrbanBench(
       model_id: encoder.modelId,
       max_tokens: Math.min(options.maxTokens ?? context, context),
       excluded: [...dataset.excluded, ...images.failed],
+      scores: scoreDistribution(images.embeddings, mainTexts),
     };
+    if (options.chunk) {
+      const long = keptIndices.filter(
+        (i) => encoder.tokenize(dataset.pairs[i]?.caption ?? "").tokens > context,
+      );
+      const pooled = new Map<number, Float32Array>();
+      let windowsTotal = 0;
+      for (const index of long) {
+        const caption = (dataset.pairs[index] as (typeof dataset.pairs)[number]).caption;
+        const windows = sentenceWindows(caption, (t) => encoder.tokenize(t).tokens, context);
+        windowsTotal += windows.length;
+        const embedded = await embedIdRows(
+          encoder,
+          windows.map((w) => encoder.tokenize(w).ids),
+          batchSize,
+          silentProgress("windows", 0),
+        );
+        pooled.set(
+          index,
+          weightedUnitSum(
+            embedded,
+            embedded.map(() => 1),
+          ),
+        );
+      }
+      const chunked = retrievalRecall(
+        images.embeddings,
+        dataset.pairs.map((_, i) => pooled.get(i) ?? full.get(i)),
+      );
+      result.chunk = {
+        long_captions: long.length,
+        mean_windows: long.length === 0 ? 0 : windowsTotal / long.length,
+        i2t: chunked.i2t,
+        t2i: chunked.t2i,
+      };
+    }
     if (options.sweep !== undefined) {
       result.sweep = [];
       for (const budget of options.sweep) {
@@ -248,6 +301,26 @@ export function formatBenchTable(result: BenchResult): string {
     `${"image→text".padEnd(12)}${pct(result.i2t.r1)}${pct(result.i2t.r5)}${pct(result.i2t.r10)}`,
     `${"text→image".padEnd(12)}${pct(result.t2i.r1)}${pct(result.t2i.r5)}${pct(result.t2i.r10)}`,
   ];
+  if (result.chunk !== undefined) {
+    const c = result.chunk;
+    lines.push(
+      "",
+      `Long queries: ${c.long_captions} captions past ${result.max_tokens} tokens read in sentence windows (long_query "chunk", ${c.mean_windows.toFixed(2)} windows on average) instead of cut:`,
+      `${"image→text".padEnd(12)}${pct(c.i2t.r1)}${pct(c.i2t.r5)}${pct(c.i2t.r10)}`,
+      `${"text→image".padEnd(12)}${pct(c.t2i.r1)}${pct(c.t2i.r5)}${pct(c.t2i.r10)}`,
+    );
+  }
+  const sc = result.scores;
+  const q = (x: { p5: number; p50: number; p95: number }) =>
+    `${x.p5.toFixed(3)} / ${x.p50.toFixed(3)} / ${x.p95.toFixed(3)}`;
+  lines.push(
+    "",
+    "Cosine scores (p5 / p50 / p95), for choosing min_score:",
+    `  matching pairs            ${q(sc.matching)}`,
+    `  non-matching pairs        ${q(sc.non_matching)}`,
+    `  best non-matching/caption ${q(sc.best_non_matching)}`,
+    `  min_score ${sc.suggested_min_score.toFixed(3)} keeps 95% of matching pairs and ${(100 * sc.non_matching_above_suggested).toFixed(1)}% of non-matching ones`,
+  );
   if (result.sweep !== undefined) {
     lines.push(
       "",

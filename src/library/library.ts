@@ -20,11 +20,13 @@ import type { ItemStore, ModelInfo, ReindexTarget, StoredItem } from "../store/t
 import { LruCache } from "../util/lru-cache.ts";
 import { BlueGreen, type ReindexStatus, STALE_MS, type SwitchMode } from "./blue-green.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
-import { parseTextFields, rankedSearch, withUploadFilename } from "./hybrid.ts";
+import { withUploadFilename } from "./hybrid.ts";
 import { errorOf, type Generation, Ingest } from "./ingest.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
+import { Search } from "./search.ts";
 import type {
+  ComposePart,
   DuplicateGroupPage,
   Hit,
   IndexInput,
@@ -34,6 +36,7 @@ import type {
   LibraryStats,
   Page,
   SearchOptions,
+  TextOptions,
   TextSearchResult,
 } from "./types.ts";
 
@@ -126,9 +129,9 @@ export class LongclipLibrary implements Library {
   private readonly retired = new Set<Promise<void>>();
   private readonly ingest: Ingest;
   private readonly blueGreen: BlueGreen;
-  /** Text fields keyword search looks in by default (the textFields setting). */
-  private readonly textFields: string[];
   private readonly duplicateGroups: DuplicateGroups;
+  /** Search for the live model (rebuilt at a blue/green switch). */
+  private search: Search;
 
   constructor(
     private readonly settings: Settings,
@@ -151,7 +154,6 @@ export class LongclipLibrary implements Library {
       assertOpen: () => this.assertOpen(),
       onBackgroundError: (error) => this.reportBackground(error),
     });
-    this.textFields = parseTextFields(settings.textFields, "--text-fields (LONGCLIP_TEXT_FIELDS)");
     this.duplicateGroups = new DuplicateGroups(store, Math.max(1, settings.duplicateNeighbours));
     this.ingest = new Ingest({
       settings,
@@ -161,6 +163,20 @@ export class LongclipLibrary implements Library {
       pool: this.pool,
       allowAnyPath: options.allowAnyPath === true,
       assertUsable: () => this.assertUsable(),
+    });
+    this.search = this.searchFor(embedder);
+  }
+
+  private searchFor(embedder: Embedder): Search {
+    const tokenize = (embedder as Partial<{ tokenize(text: string): { tokens: number } }>).tokenize;
+    return new Search({
+      settings: this.settings,
+      store: this.store,
+      modelId: embedder.modelId,
+      contextLength: embedder.config.context_length,
+      countTokens:
+        tokenize === undefined ? undefined : (text) => tokenize.call(embedder, text).tokens,
+      embedTexts: (texts) => this.embedTexts(texts),
     });
   }
 
@@ -271,6 +287,7 @@ export class LongclipLibrary implements Library {
     const old = this.live;
     if (old === next) return;
     this.live = next;
+    this.search = this.searchFor(next.embedder);
     this.queryCache.clear();
     this.storedModel = { modelId: next.embedder.modelId, dims: next.embedder.dims };
     if (this.currentState === "needs_reindex") this.currentState = "ready";
@@ -374,69 +391,65 @@ export class LongclipLibrary implements Library {
 
   // ---------------------------------------------------------------- search
 
-  searchText(
-    query: string,
-    options: SearchOptions & { truncate?: boolean },
-  ): Promise<TextSearchResult> {
-    return this.track(() => this.acrossSwitch(() => this.searchTextNow(query, options)));
+  searchText(query: string, options: SearchOptions & TextOptions): Promise<TextSearchResult> {
+    return this.track(() =>
+      this.acrossSwitch(async () => {
+        this.assertUsable();
+        this.search.checkText(query);
+        this.search.checkOptions(options);
+        const embedded = await this.search.embedText(query, options);
+        this.assertUsable();
+        return {
+          hits: await this.search.rank(embedded.vector, options, query),
+          query: embedded.info,
+        };
+      }),
+    );
   }
 
-  private async searchTextNow(
-    query: string,
-    options: SearchOptions & { truncate?: boolean },
+  searchCompose(
+    parts: readonly ComposePart[],
+    options: SearchOptions & TextOptions,
   ): Promise<TextSearchResult> {
-    this.assertUsable();
-    if (typeof query !== "string" || query.trim() === "") {
-      throw new AppError("empty_query", "The query is empty; send some text to search for.");
-    }
-    if (query.length > this.settings.maxQueryChars) {
-      throw new AppError(
-        "query_too_long",
-        `The query has ${query.length} characters; the limit is ${this.settings.maxQueryChars} (maxQueryChars). Shorten it.`,
-        400,
-        { chars: query.length, limit: this.settings.maxQueryChars },
-      );
-    }
-    this.checkSearchOptions(options);
-    const maxTokens = this.embedder.config.context_length;
-    const tokenize = (this.embedder as Partial<{ tokenize(text: string): { tokens: number } }>)
-      .tokenize;
-    const refuseLong = (tokens: number) =>
-      new AppError(
-        "query_too_long",
-        `The query is ${tokens} tokens; the model reads ${maxTokens}. Shorten it or allow truncation (truncate: true).`,
-        400,
-        { tokens, maxTokens },
-      );
-    if (options.truncate === false && tokenize !== undefined) {
-      const tokens = tokenize.call(this.embedder, query).tokens;
-      if (tokens > maxTokens) throw refuseLong(tokens);
-    }
-    const text =
-      this.queryCache.get(`${this.embedder.modelId}\n${query}`) ?? (await this.embedQuery(query));
-    if (options.truncate === false && text.truncated) throw refuseLong(text.tokens);
-    this.assertUsable();
-    return {
-      hits: await this.searchByMode(query, text.embedding, options),
-      query: { tokens: text.tokens, truncated: text.truncated, max_tokens: maxTokens },
-    };
+    return this.track(() =>
+      this.acrossSwitch(async () => {
+        this.assertUsable();
+        this.search.checkCompose(parts, options);
+        this.search.checkOptions(options);
+        const embedded = await this.search.embedCompose(parts, options);
+        this.assertUsable();
+        return { hits: await this.search.rank(embedded.vector, options), query: embedded.info };
+      }),
+    );
   }
 
-  /** Embeds a query through the text queue and caches the result. */
-  private async embedQuery(query: string): Promise<TextEmbedding> {
-    const embedder = this.embedder;
-    const reservation = this.textQueue.reserve("query", 1);
-    let embedded: TextEmbedding[];
-    try {
-      embedded = await this.textQueue.run("query", 1, () => embedder.embedTexts([query]));
-    } finally {
-      reservation.release();
-    }
-    const text = embedded[0];
-    if (text === undefined) throw new Error("the encoder returned no embedding");
+  /** Unit embeddings of texts: cached ones at once, the rest in one batch on the text queue. */
+  private async embedTexts(texts: readonly string[]): Promise<TextEmbedding[]> {
     // Keyed by model: a query embedded just before a switch must not serve after it.
-    this.queryCache.set(`${embedder.modelId}\n${query}`, text);
-    return text;
+    const embedder = this.embedder;
+    const key = (text: string) => `${embedder.modelId}\n${text}`;
+    const out = texts.map((text) => this.queryCache.get(key(text)));
+    const missing = [...new Set(texts.filter((_, i) => out[i] === undefined))];
+    if (missing.length > 0) {
+      const reservation = this.textQueue.reserve("query", missing.length);
+      let embedded: TextEmbedding[];
+      try {
+        embedded = await this.textQueue.run("query", missing.length, () =>
+          embedder.embedTexts(missing),
+        );
+      } finally {
+        reservation.release();
+      }
+      missing.forEach((text, i) => {
+        const result = embedded[i];
+        if (result === undefined) throw new Error("the encoder returned no embedding");
+        this.queryCache.set(key(text), result);
+      });
+      texts.forEach((text, i) => {
+        out[i] ??= embedded[missing.indexOf(text)];
+      });
+    }
+    return out as TextEmbedding[];
   }
 
   searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
@@ -445,7 +458,7 @@ export class LongclipLibrary implements Library {
 
   private async searchImageNow(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
     this.assertUsable();
-    this.checkSearchOptions(options);
+    this.search.checkOptions(options);
     const image = await this.pool.run(bytes, this.preprocessOptions);
     const reservation = this.queue.reserve("query", 1);
     let vectors: Float32Array[];
@@ -455,63 +468,12 @@ export class LongclipLibrary implements Library {
       reservation.release();
     }
     this.assertUsable();
-    return { hits: await this.searchVector(vectors[0] as Float32Array, options) };
-  }
-
-  private checkSearchOptions(options: SearchOptions): void {
-    const k = options.k;
-    if (!Number.isInteger(k) || k < 1 || k > this.settings.maxK) {
-      throw new AppError(
-        "k_out_of_range",
-        `k must be an integer from 1 to ${this.settings.maxK}, not ${String(k)}.`,
-        400,
-        { min: 1, max: this.settings.maxK },
-      );
-    }
-    // Validates filter keys and values before any embedding work is queued.
-    if (options.filter !== undefined) this.store.checkFilter(options.filter);
-    if (options.mode !== undefined && !["vector", "keyword", "hybrid"].includes(options.mode)) {
-      throw new AppError(
-        "validation_failed",
-        `mode must be vector, keyword or hybrid, not ${String(options.mode)}.`,
-      );
-    }
-    if (options.textFields !== undefined) parseTextFields(options.textFields, "text_fields");
-  }
-
-  /** Vector, keyword or hybrid hits of a text query (./hybrid.ts). */
-  private searchByMode(text: string, vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
-    const mode = options.mode ?? "vector";
-    if (mode === "vector") return this.searchVector(vector, options);
-    const query = {
-      mode,
-      vector,
-      text,
-      fields: options.textFields ?? this.textFields,
-      k: options.k,
-      candidates: this.settings.hybridCandidates,
-      exact: options.exact === true,
-    };
-    return rankedSearch(
-      this.store,
-      this.embedder.modelId,
-      options.filter === undefined ? query : { ...query, filter: options.filter },
-    );
+    return { hits: await this.search.rank(vectors[0] as Float32Array, options) };
   }
 
   /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */
-  async searchVector(vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
-    const query = { vector, k: options.k, exact: options.exact === true };
-    const found = await this.store.nearest(
-      options.filter === undefined ? query : { ...query, filter: options.filter },
-      this.embedder.modelId,
-    );
-    return found.map(({ item, score }, i) => ({
-      id: item.id,
-      score,
-      rank: i + 1,
-      metadata: item.metadata,
-    }));
+  searchVector(vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
+    return this.search.rank(vector, options);
   }
 
   // ---------------------------------------------------------------- items

@@ -2,8 +2,7 @@
  * The library: what the HTTP layer and the CLI call. It owns the ingest pipeline
  * (preprocess → encode → store), search, and item management.
  */
-
-import type { ReindexTarget, VectorIndexStats } from "../store/types.ts";
+import type { Filter, ReindexTarget, VectorIndexStats } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 
 export type Metadata = Record<string, unknown>;
@@ -47,14 +46,45 @@ export interface Item {
 export type SearchMode = "vector" | "keyword" | "hybrid";
 
 export interface SearchOptions {
+  /** Hits per page. */
   k: number;
-  filter?: Record<string, string | number | boolean | null>;
+  /** Ranks to skip: `offset: 10, k: 10` returns ranks 11-20 of the same ranking. */
+  offset?: number;
+  /** Cosine below which hits are left out (so fewer than k, or none, may come back). */
+  minScore?: number;
+  /** Metadata conditions (src/store/filter.ts); keys AND together. */
+  filter?: Filter;
   /** Brute-force scan over every stored embedding instead of HNSW. */
   exact?: boolean;
   /** Text queries only (default vector). */
   mode?: SearchMode;
   /** Metadata keys keyword matching looks in (default: the textFields setting). */
   textFields?: readonly string[];
+}
+
+/** How a query text past the model's context is read. */
+export interface TextOptions {
+  /** false: refuse a text past the context (`query_too_long`) instead of cutting it. */
+  truncate?: boolean;
+  /** "truncate" (default): the first context-length tokens; "chunk": sentence windows, pooled. */
+  longQuery?: "truncate" | "chunk";
+}
+
+/** One part of a composed query: a text or a stored item, weighted (negative = less like it). */
+export interface ComposePart {
+  text?: string;
+  itemId?: string;
+  weight: number;
+}
+
+export interface QueryInfo {
+  tokens: number;
+  truncated: boolean;
+  max_tokens: number;
+  /** Windows embedded (1 unless long_query is "chunk" and the text is past the context). */
+  chunks?: number;
+  /** Parts of a composed query. */
+  parts?: number;
 }
 
 export interface Hit {
@@ -79,7 +109,7 @@ export interface DuplicateGroupPage {
 
 export interface TextSearchResult {
   hits: Hit[];
-  query: { tokens: number; truncated: boolean; max_tokens: number };
+  query: QueryInfo;
 }
 
 export interface Page<T> {
@@ -101,9 +131,11 @@ export interface Library {
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]>;
   /** Throws AppError("query_too_long") when `truncate` is false and the query exceeds the context. */
-  searchText(
-    query: string,
-    options: SearchOptions & { truncate?: boolean },
+  searchText(query: string, options: SearchOptions & TextOptions): Promise<TextSearchResult>;
+  /** The weighted sum of the parts' unit embeddings, normalised again, as the query. */
+  searchCompose(
+    parts: readonly ComposePart[],
+    options: SearchOptions & TextOptions,
   ): Promise<TextSearchResult>;
   searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }>;
   /** Groups of near-duplicate items (image embeddings at least `threshold` similar), paged. */

@@ -65,7 +65,21 @@ export interface ReindexTarget extends ModelInfo {
 }
 
 export type FilterValue = string | number | boolean | null;
-export type Filter = Record<string, FilterValue>;
+/** Operators of one key (see ./filter.ts); several AND together. */
+export interface FilterOperators {
+  $eq?: FilterValue;
+  $ne?: FilterValue;
+  $in?: FilterValue[];
+  $nin?: FilterValue[];
+  /** A number, or an ISO-8601 date string (compared as an instant). */
+  $gt?: number | string;
+  $gte?: number | string;
+  $lt?: number | string;
+  $lte?: number | string;
+  $exists?: boolean;
+}
+/** Metadata key (dotted for nested keys) → a value it must equal, or operators; keys AND. */
+export type Filter = Record<string, FilterValue | FilterOperators>;
 
 export interface NearestQuery {
   vector: Float32Array;

@@ -439,7 +439,7 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     await page.keyboard.type("an orange sunset over dark ground");
     await page.keyboard.press("Control+Enter");
     await waitForText(page, "#results-status", /^\d+ results? in/);
-    await tab(7);
+    await tab(12);
     assert.deepEqual(order, [
       "skip-link",
       "key-button",
@@ -447,6 +447,11 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
       "k",
       "mode",
       "search-button",
+      "filter-key",
+      "filter-op",
+      "filter-value",
+      "min-score",
+      "long-chunk",
       "file-input",
       "folder-input",
       "card",

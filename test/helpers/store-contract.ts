@@ -278,6 +278,95 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("metadata filter operators: ranges on numbers and ISO dates, $in/$nin, $ne, $exists", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems(
+          [
+            newItem(1, { year: 2019, taken: "2024-01-15", city: "Paris", tags: ["a"], n: null }),
+            newItem(2, {
+              year: 2020,
+              taken: "2024-01-15T10:30:00Z",
+              city: "Rome",
+              cam: { iso: 100 },
+            }),
+            // The same instant as item 2, written in another zone.
+            newItem(3, {
+              year: 2021.5,
+              taken: "2024-01-15T12:30:00+02:00",
+              city: "Oslo",
+              cam: { iso: 400 },
+            }),
+            newItem(4, { year: "2022", taken: "yesterday", city: "Paris" }),
+            newItem(5, { taken: "2024-02-30", city: null }),
+            newItem(6, { year: true, taken: 20240115 }),
+          ],
+          "m1",
+        );
+        const cases: [Filter, number[]][] = [
+          [{ year: { $gt: 2019 } }, [2, 3]],
+          [{ year: { $gte: 2019, $lt: 2021 } }, [1, 2]],
+          [{ year: { $lte: 2019 } }, [1]],
+          [{ year: { $ne: 2020 } }, [1, 3, 4, 5, 6]],
+          [{ year: { $eq: 2020 } }, [2]],
+          [{ year: { $in: [2019, "2022"] } }, [1, 4]],
+          [{ year: { $nin: [2019, "2022"] } }, [2, 3, 5, 6]],
+          [{ year: { $in: [] } }, []],
+          [{ year: { $nin: [] } }, [1, 2, 3, 4, 5, 6]],
+          [{ year: { $exists: false } }, [5]],
+          [{ n: { $exists: true } }, [1]],
+          [{ city: { $eq: null } }, [5]],
+          [{ city: { $ne: "Paris" } }, [2, 3, 5, 6]],
+          [{ taken: { $gte: "2024-01-15T10:30:00Z" } }, [2, 3]],
+          [{ taken: { $gt: "2024-01-15T10:30:00Z" } }, []],
+          [{ taken: { $lt: "2024-01-15T11:00" } }, [1, 2, 3]],
+          [{ taken: { $gte: "2024-01-01", $lt: "2024-02-01" } }, [1, 2, 3]],
+          [{ "cam.iso": { $gte: 200 } }, [3]],
+          [{ "cam.iso": { $exists: true } }, [2, 3]],
+          [{ tags: { $in: ["a"] } }, []],
+          [{ tags: { $exists: true } }, [1]],
+          [{ "tags.0": { $exists: true } }, []],
+          [{ city: { $in: ["Paris", "Oslo"] }, year: { $gt: 2020 } }, [3]],
+        ];
+        for (const [filter, expected] of cases) {
+          assert.deepEqual(
+            await ids(store, filter),
+            expected.map((n) => `item-${n}`),
+            JSON.stringify(filter),
+          );
+        }
+        const ann = await store.nearest(
+          { vector: vectorOf(0), k: 10, filter: { year: { $gt: 2019 } } },
+          "m1",
+        );
+        assert.deepEqual(ann.map((h) => h.item.id).sort(), ["item-2", "item-3"]);
+
+        const refused: [unknown, string][] = [
+          [{ year: { $regex: "x" } }, "filter.year.$regex"],
+          [{ year: { $in: 5 } }, "filter.year.$in"],
+          [{ year: { $in: [{}] } }, "filter.year.$in[0]"],
+          [{ year: { $in: Array.from({ length: 101 }, (_, i) => i) } }, "filter.year.$in"],
+          [{ year: { $gt: "last week" } }, "filter.year.$gt"],
+          [{ year: { $gt: "2024-02-30" } }, "filter.year.$gt"],
+          [{ year: { $gt: null } }, "filter.year.$gt"],
+          [{ year: { $lte: true } }, "filter.year.$lte"],
+          [{ year: { $exists: "yes" } }, "filter.year.$exists"],
+          [{ year: { $eq: [1] } }, "filter.year.$eq"],
+          [{ "cam.iso": {} }, "filter.cam.iso"],
+        ];
+        for (const [filter, where] of refused) {
+          assert.throws(
+            () => store.checkFilter(filter as Filter),
+            (e: unknown) =>
+              isAppError(e) && e.code === "validation_failed" && e.message.includes(where),
+            JSON.stringify(filter),
+          );
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
     test("reindex staging swaps embeddings at once and drops other models' embeddings", async () => {
       const store = await fresh();
       try {

@@ -144,3 +144,23 @@ def test_rejects_sizes_outside_64_to_224(tmp_path, capsys):
 
 def _small():
     return ["--layout", "urban1k", "--size", "64"]
+
+
+def test_crowded_scenes_give_captions_past_the_248_token_context():
+    samples = list(synth.generate(40, seed=5, size=64, objects=(6, 8)))
+    assert all(6 <= s.long.count(". ") for s in samples)
+    tokenizer, reason = _clip_tokenizer()
+    if tokenizer is None:
+        pytest.skip(f"real token counts skipped: {reason}")
+    lengths = [len(tokenizer.encode(s.long)) + 2 for s in samples]
+    assert sum(n > 248 for n in lengths) >= 30, lengths
+    # The default range is unchanged: the same seed draws the same scenes as before.
+    assert [s.long for s in synth.generate(3, seed=5, size=64)] == [
+        s.long for s in synth.generate(3, seed=5, size=64, objects=(1, 4))
+    ]
+
+
+def test_rejects_an_objects_range_outside_1_to_8(tmp_path, capsys):
+    args = ["synth", "--out", str(tmp_path), "--count", "1", "--layout", "urban1k"]
+    assert main(args + ["--objects", "0-9"]) == 2
+    assert "--objects must be MIN-MAX" in capsys.readouterr().err

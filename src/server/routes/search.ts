@@ -37,15 +37,32 @@ export function searchHandlers({ settings, library, metrics, options }: RouteCon
     async searchText(request) {
       const body = request.body as Schemas["SearchRequest"];
       const started = performance.now();
+      const options = {
+        k: body.k,
+        exact: body.exact,
+        truncate: body.truncate,
+        ...(body.offset !== undefined ? { offset: body.offset } : {}),
+        ...(body.min_score !== undefined ? { minScore: body.min_score } : {}),
+        ...(body.long_query !== undefined ? { longQuery: body.long_query } : {}),
+        ...(body.filter ? { filter: body.filter } : {}),
+        ...(body.mode ? { mode: body.mode } : {}),
+        ...(body.text_fields ? { textFields: body.text_fields } : {}),
+      };
+      if ((body.query === undefined) === (body.compose === undefined)) {
+        throw new AppError(
+          "validation_failed",
+          "body needs exactly one of query (a text) and compose (weighted texts and items)",
+        );
+      }
+      const compose = body.compose?.map((part) => ({
+        weight: part.weight,
+        ...(part.text !== undefined ? { text: part.text } : {}),
+        ...(part.item_id !== undefined ? { itemId: part.item_id } : {}),
+      }));
       const result = await metrics.time("search_text", () =>
-        library.searchText(body.query, {
-          k: body.k,
-          exact: body.exact,
-          truncate: body.truncate,
-          ...(body.filter ? { filter: body.filter } : {}),
-          ...(body.mode ? { mode: body.mode } : {}),
-          ...(body.text_fields ? { textFields: body.text_fields } : {}),
-        }),
+        compose !== undefined
+          ? library.searchCompose(compose, options)
+          : library.searchText(body.query as string, options),
       );
       return {
         hits: result.hits.map(toHit),

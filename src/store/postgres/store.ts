@@ -13,12 +13,19 @@ import type pg from "pg";
 import { fromSql, toSql } from "pgvector";
 import { AppError } from "../../errors.ts";
 import type { Metadata } from "../../library/types.ts";
-import { decodeCursor, filterTerms, pageOf } from "../filter.ts";
+import {
+  decodeCursor,
+  EXACT_FILTER_LIMIT,
+  filterTerms,
+  ISO_DATE_PATTERN,
+  pageOf,
+} from "../filter.ts";
 import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
 import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
 import type {
   EmbeddingRow,
   Filter,
+  FilterValue,
   IndexParameters,
   InsertOutcome,
   ItemStore,
@@ -46,6 +53,9 @@ export interface PostgresStoreOptions extends IndexParameters {
   vectorType: VectorType;
   poolSize?: number;
   connectTimeoutMs?: number;
+  /** Filtered searches with at most this many matching items scan them exactly (default
+   * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure the index alone). */
+  exactFilterLimit?: number;
 }
 
 type ItemRow = Row<Metadata, Date>;
@@ -66,15 +76,69 @@ function parseVector(text: string): Float32Array {
   return Float32Array.from(fromSql(text) as number[]);
 }
 
-/** A filter as jsonb containment terms, one per key (each can use the GIN index). */
-function filterToSql(filter: Filter, firstParam: number): { where: string; params: unknown[] } {
+const RANGE_SQL = { gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
+
+/**
+ * A filter as a condition over `metadata` (see ../filter.ts for the semantics), with its
+ * parameters numbered from `firstParam`. Equality and `$in` are jsonb containment (the GIN
+ * index serves them); the others read the value by chained `->` with text keys, which never
+ * index into an array, as SQLite's JSON paths do not.
+ */
+export function filterToSql(
+  filter: Filter,
+  firstParam: number,
+): { where: string; params: unknown[] } {
   const clauses: string[] = [];
   const params: unknown[] = [];
+  const param = (value: unknown, cast = "") => {
+    params.push(value);
+    return `$${firstParam + params.length - 1}${cast}`;
+  };
+  const contains = (path: readonly string[], value: FilterValue) => {
+    let nested: unknown = value;
+    for (const key of [...path].reverse()) nested = { [key]: nested };
+    return `metadata @> ${param(JSON.stringify(nested), "::jsonb")}`;
+  };
+  const anyOf = (path: readonly string[], values: readonly FilterValue[]) =>
+    values.length === 0 ? "false" : `(${values.map((v) => contains(path, v)).join(" OR ")})`;
   for (const term of filterTerms(filter)) {
-    let value: unknown = term.value;
-    for (const key of [...term.path].reverse()) value = { [key]: value };
-    params.push(JSON.stringify(value));
-    clauses.push(`metadata @> $${firstParam + params.length - 1}::jsonb`);
+    // Only the operators that read the value bind its keys (an unused parameter has no type).
+    const readValue = () =>
+      `(metadata -> ${term.path.map((key) => param(key, "::text")).join(" -> ")})`;
+    switch (term.op) {
+      case "eq":
+        clauses.push(contains(term.path, term.value));
+        break;
+      case "ne":
+        clauses.push(`NOT ${contains(term.path, term.value)}`);
+        break;
+      case "in":
+        clauses.push(anyOf(term.path, term.values));
+        break;
+      case "nin":
+        clauses.push(`NOT ${anyOf(term.path, term.values)}`);
+        break;
+      case "exists":
+        clauses.push(`${readValue()} IS ${term.value ? "NOT NULL" : "NULL"}`);
+        break;
+      default: {
+        const op = RANGE_SQL[term.op];
+        const value = readValue();
+        if (term.bound.kind === "number") {
+          // jsonb orders numbers numerically and never fails across types.
+          clauses.push(
+            `coalesce(jsonb_typeof(${value}) = 'number' AND ${value} ${op} ${param(JSON.stringify(term.bound.value), "::jsonb")}, false)`,
+          );
+        } else {
+          // The pattern admits only strings the cast reads (see ISO_DATE_PATTERN); CASE keeps
+          // the cast from ever seeing another string. Zone-less values are UTC (nearest sets it).
+          const text = `(${value} #>> '{}')`;
+          clauses.push(
+            `coalesce(CASE WHEN jsonb_typeof(${value}) = 'string' AND ${text} ~ ${param(ISO_DATE_PATTERN)} THEN ${text}::timestamptz ${op} ${param(term.bound.iso, "::timestamptz")} END, false)`,
+          );
+        }
+      }
+    }
   }
   return { where: clauses.join(" AND "), params };
 }
@@ -83,7 +147,7 @@ function filterToSql(filter: Filter, firstParam: number): { where: string; param
 function appendFilter(
   params: unknown[],
   filter: Filter | undefined,
-): { where: string } | undefined {
+): { where: string; params: unknown[] } | undefined {
   if (filter === undefined || Object.keys(filter).length === 0) return undefined;
   const sql = filterToSql(filter, params.length + 1);
   params.push(...sql.params);
@@ -401,21 +465,34 @@ export class PostgresStore implements ItemStore {
     const params: unknown[] = [vectorParam(query.vector), modelId];
     const filter = appendFilter(params, query.filter);
     params.push(query.k);
-    // The exact scan orders by the full-precision distance, which no index serves.
-    const order = query.exact
-      ? "embedding <=> $1::vector"
-      : `${this.indexed(model.dims, "embedding")} <=> ${this.indexed(model.dims, "$1")}`;
-    const sql = `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score
-      FROM longclip.items WHERE model_id = $2 ${filter ? `AND ${filter.where}` : ""}
-      ORDER BY ${order} LIMIT $${params.length}`;
+    const sqlFor = (exact: boolean) => {
+      // The exact scan orders by the full-precision distance, which no index serves.
+      const order = exact
+        ? "embedding <=> $1::vector"
+        : `${this.indexed(model.dims, "embedding")} <=> ${this.indexed(model.dims, "$1")}`;
+      return `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score
+        FROM longclip.items WHERE model_id = $2 ${filter ? `AND ${filter.where}` : ""}
+        ORDER BY ${order} LIMIT $${params.length}`;
+    };
+    const limit = this.options.exactFilterLimit ?? EXACT_FILTER_LIMIT;
     const rows = await this.transaction(async (client) => {
       // ef_search at least k (pgvector returns at most ef_search rows); with a filter, the
-      // iterative scan keeps reading the graph until k rows pass it.
+      // iterative scan keeps reading the graph until k rows pass it. Zone-less dates are UTC.
       await client.query(
-        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'strict_order', true)",
+        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'strict_order', true), set_config('TimeZone', 'UTC', true)",
         [String(Math.min(1000, Math.max(this.options.efSearch, query.k)))],
       );
-      return (await client.query<ItemRow & { score: number }>(sql, params)).rows;
+      let exact = query.exact === true;
+      if (!exact && filter !== undefined && limit > 0) {
+        // Few matching items: scan them exactly (the walk loses recall on selective filters).
+        // $1 is the count's own limit; the filter's parameters keep their numbers ($3…).
+        const counted = await client.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM (SELECT 1 FROM longclip.items WHERE model_id = $2 AND ${filter.where} LIMIT $1) AS matching`,
+          [limit + 1, modelId, ...filter.params],
+        );
+        exact = (counted.rows[0]?.n ?? 0) <= limit;
+      }
+      return (await client.query<ItemRow & { score: number }>(sqlFor(exact), params)).rows;
     });
     // The index ranks by the indexed (maybe half-precision) vectors; scores are exact.
     return rows

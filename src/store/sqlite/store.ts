@@ -17,12 +17,13 @@ import Database from "better-sqlite3";
 import type { Metadata } from "../../library/types.ts";
 import { exactSearch } from "../../vector-index/exact.ts";
 import type { Neighbour } from "../../vector-index/hnsw.ts";
-import { decodeCursor, filterTerms, pageOf } from "../filter.ts";
+import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, isoDateMs, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
 import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
 import type {
   EmbeddingRow,
   Filter,
+  FilterValue,
   IndexParameters,
   InsertOutcome,
   ItemStore,
@@ -48,11 +49,10 @@ export interface SqliteStoreOptions extends IndexParameters {
   indexSaveIntervalMs: number;
   /** Called when a background save of the HNSW index fails (default: a process warning). */
   onBackgroundError?: (error: unknown) => void;
+  /** Filtered searches with at most this many matching items scan them exactly (default
+   * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure HNSW alone). */
+  exactFilterLimit?: number;
 }
-
-/** Filtered searches over at most this many candidates scan them exactly (HNSW with a very
- * selective filter loses recall); larger candidate sets use HNSW with a label filter. */
-const EXACT_FILTER_LIMIT = 10_000;
 
 type ItemRow = Row<string, string>;
 
@@ -80,27 +80,81 @@ export function blobToVector(blob: Buffer): Float32Array {
   return out;
 }
 
-/** A filter as an SQL condition over `items.metadata`; json_type keeps types apart. */
+/** SQL function (registered per connection): epoch ms of an ISO-8601 date string, else NULL. */
+const ISO_MS_FUNCTION = "longclip_iso_ms";
+
+const RANGE_SQL = { gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
+
+/** Equality of the value at `jsonPath` and `value`, JSON types kept apart; always 0 or 1. */
+function equalsSql(jsonPath: string, value: FilterValue): { sql: string; params: unknown[] } {
+  if (value === null) {
+    return { sql: "coalesce(json_type(metadata, ?) = 'null', 0)", params: [jsonPath] };
+  }
+  if (typeof value === "boolean") {
+    return { sql: "coalesce(json_type(metadata, ?) = ?, 0)", params: [jsonPath, String(value)] };
+  }
+  const types = typeof value === "number" ? "('integer', 'real')" : "('text')";
+  return {
+    sql: `coalesce(json_type(metadata, ?) IN ${types} AND json_extract(metadata, ?) = ?, 0)`,
+    params: [jsonPath, jsonPath, value],
+  };
+}
+
+function anyOfSql(jsonPath: string, values: readonly FilterValue[]) {
+  if (values.length === 0) return { sql: "0", params: [] };
+  const parts = values.map((value) => equalsSql(jsonPath, value));
+  return {
+    sql: `(${parts.map((p) => p.sql).join(" OR ")})`,
+    params: parts.flatMap((p) => p.params),
+  };
+}
+
+/** A filter as an SQL condition over `items.metadata` (see ../filter.ts for the semantics). */
 export function filterToSql(filter: Filter): { where: string; params: unknown[] } {
   const clauses: string[] = [];
   const params: unknown[] = [];
-  for (const { path: keys, value } of filterTerms(filter)) {
-    const jsonPath = `$${keys.map((key) => `."${key}"`).join("")}`;
-    if (value === null) {
-      clauses.push("json_type(metadata, ?) = 'null'");
-      params.push(jsonPath);
-    } else if (typeof value === "boolean") {
-      clauses.push("json_type(metadata, ?) = ?");
-      params.push(jsonPath, value ? "true" : "false");
-    } else if (typeof value === "number") {
-      clauses.push(
-        "(json_type(metadata, ?) IN ('integer', 'real') AND json_extract(metadata, ?) = ?)",
-      );
-      params.push(jsonPath, jsonPath, value);
-    } else {
-      clauses.push("(json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?)");
-      params.push(jsonPath, jsonPath, value);
+  for (const term of filterTerms(filter)) {
+    const jsonPath = `$${term.path.map((key) => `."${key}"`).join("")}`;
+    let clause: { sql: string; params: unknown[] };
+    switch (term.op) {
+      case "eq":
+        clause = equalsSql(jsonPath, term.value);
+        break;
+      case "ne": {
+        const eq = equalsSql(jsonPath, term.value);
+        clause = { sql: `NOT ${eq.sql}`, params: eq.params };
+        break;
+      }
+      case "in":
+        clause = anyOfSql(jsonPath, term.values);
+        break;
+      case "nin": {
+        const any = anyOfSql(jsonPath, term.values);
+        clause = { sql: `NOT ${any.sql}`, params: any.params };
+        break;
+      }
+      case "exists":
+        clause = {
+          sql: `json_type(metadata, ?) IS ${term.value ? "NOT NULL" : "NULL"}`,
+          params: [jsonPath],
+        };
+        break;
+      default: {
+        const op = RANGE_SQL[term.op];
+        clause =
+          term.bound.kind === "number"
+            ? {
+                sql: `coalesce(json_type(metadata, ?) IN ('integer', 'real') AND json_extract(metadata, ?) ${op} ?, 0)`,
+                params: [jsonPath, jsonPath, term.bound.value],
+              }
+            : {
+                sql: `coalesce(${ISO_MS_FUNCTION}(json_extract(metadata, ?)) ${op} ?, 0)`,
+                params: [jsonPath, term.bound.ms],
+              };
+      }
     }
+    clauses.push(clause.sql);
+    params.push(...clause.params);
   }
   return { where: clauses.length > 0 ? clauses.join(" AND ") : "1", params };
 }
@@ -185,6 +239,11 @@ export class SqliteStore implements ItemStore {
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
     migrate(this.db);
+    this.db.function(
+      ISO_MS_FUNCTION,
+      { deterministic: true },
+      (value: unknown) => isoDateMs(value) ?? null,
+    );
     this.stmts = prepareStatements(this.db);
     this.jobs = new SqliteJobs(this.db);
     this.originals = new Originals(path.join(options.dataDir, "originals"));
@@ -452,7 +511,7 @@ export class SqliteStore implements ItemStore {
     let neighbours: Neighbour[];
     if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
       const labels = this.labelsMatching(query.filter);
-      if (query.exact || labels.length <= EXACT_FILTER_LIMIT) {
+      if (query.exact || labels.length <= (this.options.exactFilterLimit ?? EXACT_FILTER_LIMIT)) {
         neighbours = exactSearch(vector, this.embeddingsFor(modelId, labels), k);
       } else {
         const allowed = new Set(labels);

@@ -13,6 +13,7 @@ export type Device = "cpu" | "cuda" | "auto";
 const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
   pgVectorType: ["halfvec", "vector"],
   jobWorker: ["auto", "on", "off"],
+  preprocess: ["exact", "fast"],
 };
 
 export interface ImageLimits {
@@ -32,6 +33,12 @@ export interface Settings extends ImageLimits {
   threads: number;
   /** Images per encoder call. */
   imageBatchSize: number;
+  /**
+   * How images are resized for the vision tower: `exact` reproduces the official (Pillow)
+   * pixels; `fast` lets libvips shrink JPEG/WebP while decoding and resize, several times
+   * cheaper and a little different (src/preprocess). Part of the library's model id.
+   */
+  preprocess: "exact" | "fast";
   /** Texts per encoder call. */
   textBatchSize: number;
   apiKey: string | undefined;
@@ -70,6 +77,7 @@ export const DEFAULT_SETTINGS: Settings = {
   device: "cpu",
   threads: 0,
   imageBatchSize: 8,
+  preprocess: "exact",
   textBatchSize: 32,
   apiKey: undefined,
   mediaRoot: undefined,

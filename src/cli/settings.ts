@@ -32,6 +32,7 @@ function placeholder(key: keyof Settings): string {
   if (key === "databaseUrl") return "url";
   if (key === "pgVectorType") return "type";
   if (key === "jobWorker") return "on|off|auto";
+  if (key === "preprocess") return "exact|fast";
   if (key === "apiKey") return "key";
   return "n";
 }

@@ -9,6 +9,7 @@
  * artifacts/perf (random-init checkpoints of the real sizes, synthetic JPEGs).
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
@@ -24,25 +25,30 @@ import {
   preparePixels,
 } from "../src/bench/image.ts";
 import { type IndexDataset, measureIndex } from "../src/bench/index-bench.ts";
+import { measureInsertRate } from "../src/bench/insert-rate.ts";
 import { measureOnnxInt8, measureTorchInt8 } from "../src/bench/int8.ts";
 import { fmt, markdownTable } from "../src/bench/markdown.ts";
 import { type BenchModel, ensureModel } from "../src/bench/models.ts";
+import { measurePipeline } from "../src/bench/pipeline.ts";
 import { measurePreprocess, preparePhotoLike } from "../src/bench/preprocess.ts";
 import { runPython } from "../src/bench/python.ts";
 import { measureServer } from "../src/bench/server.ts";
 import { measureQueryUnderIngest, measureText } from "../src/bench/text.ts";
 import { integerFlag, parseOrExitCode, runScript } from "../src/cli/settings.ts";
 import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/config.ts";
+import type { ModelConfig } from "../src/encode/types.ts";
 
 const SECTIONS = [
   "peak",
   "image",
   "ingest",
   "preprocess",
+  "pipeline",
   "text",
   "index100k",
   "index1m",
   "clustered",
+  "inserts",
   "server",
   "options",
   "int8",
@@ -78,6 +84,7 @@ interface Flags {
   hnswEfConstruction: number;
   indexSizes?: number[];
   clusteredSize?: number;
+  insertSize?: number;
   queries?: number;
   duration: number;
   connections: number;
@@ -155,6 +162,11 @@ async function main(argv: string[]): Promise<number> {
       "clustered set size (default 100000; quick 10000)",
       integerFlag("--clustered-size"),
     )
+    .option(
+      "--insert-size <n>",
+      "vectors for the HNSW insert-rate section (default 100000; quick 20000)",
+      integerFlag("--insert-size"),
+    )
     .option("--queries <n>", "recall queries per index set (default 200)", integerFlag("--queries"))
     .option(
       "--duration <s>",
@@ -215,9 +227,16 @@ async function main(argv: string[]): Promise<number> {
   );
 
   // Inputs shared by the image sections.
-  const needImages = ["image", "ingest", "preprocess", "text", "server", "options", "int8"].some(
-    (s) => !skip.has(s as Section),
-  );
+  const needImages = [
+    "image",
+    "ingest",
+    "preprocess",
+    "pipeline",
+    "text",
+    "server",
+    "options",
+    "int8",
+  ].some((s) => !skip.has(s as Section));
   const models = new Map<string, BenchModel>();
   for (const size of sizes) models.set(size, await ensureModel(ctx, size));
   const firstModel = models.get(sizes[0] as string);
@@ -367,16 +386,22 @@ async function main(argv: string[]): Promise<number> {
           [
             "images",
             "n",
-            "exact: read / decode / resample = total",
-            "fast: read / decode / resample = total",
-            "exact / fast",
+            "exact, JS resampler: read / decode / resample = total",
+            "exact (SIMD resampler)",
+            "fast",
+            "resample JS / SIMD",
+            "exact JS / fast",
+            "exact SIMD / fast",
             "PSNR dB min (mean)",
           ],
           result.groups.map((g) => [
             g.group,
             g.images,
+            stages(g.exactJs),
             stages(g.exact),
             stages(g.fast),
+            fmt(g.simdResampleGain, 2),
+            fmt(g.speedupOverJs, 2),
             fmt(g.speedup, 2),
             `${fmt(g.minPsnr, 1)} (${fmt(g.meanPsnr, 1)})`,
           ]),
@@ -393,6 +418,46 @@ async function main(argv: string[]): Promise<number> {
         ),
       ].join("\n"),
       `Median of ${result.runsPerImage} runs per image and mode, the modes alternating image by image; process CPU time (libvips threads included). In fast mode "decode" is libvips' shrink-on-load decode and resize to the model's size, "resample" only crops and normalises. PSNR is of the normalised model input, on the 0..1 pixel scale. Synthetic: the noisy gradient JPEGs of the ingest section; photo-like: src/bench/photos.ts.`,
+    );
+  }
+
+  // 1d. The pipeline's CPU side alone, with a stand-in encoder of a GPU's speed.
+  if (!skip.has("pipeline") && photos && firstModel) {
+    const config = JSON.parse(
+      await readFile(path.join(firstModel.dir, "config.json"), "utf8"),
+    ) as ModelConfig;
+    const result = await measurePipeline(
+      ctx,
+      config,
+      photos.files.slice(0, 64),
+      photos.files.slice(64, 72),
+      { batch: 8, msPerBatch: 4, rounds: quick ? 1 : 2, modes: ["exact", "fast"] },
+    );
+    report.pipeline = result;
+    save();
+    section(
+      `Pipeline with a simulated encoder (${fmt(result.msPerBatch, 0)} ms per batch of ${result.batch}, no CPU: ${fmt(result.encoderImagesPerS, 0)} images/s), ${result.rows[0]?.photos} JPEGs of 1600×1200`,
+      markdownTable(
+        [
+          "--preprocess",
+          "photos/s",
+          "encoder busy",
+          "CPU ms per photo",
+          "photos/s per core",
+          "cores for 1,000 img/s",
+          "cores for 3,000 img/s",
+        ],
+        result.rows.map((r) => [
+          r.mode,
+          r.photosPerS,
+          `${fmt(100 * r.encoderBusy, 0)}%`,
+          r.cpuMsPerPhoto,
+          r.photosPerSPerCore,
+          fmt(r.coresFor1000, 1),
+          fmt(r.coresFor3000, 1),
+        ]),
+      ),
+      `Library.index (read → hash → decode → resize → embed → SQLite + HNSW) with ${result.workers} preprocessing worker(s) on ${result.cores} cores; CPU ms per photo is the whole process's CPU time (every thread) over the photos, the stand-in encoder using none. Cores needed = rate × CPU ms per photo, assuming the work spreads over cores (decode workers sized to the cores; the main thread's hashing, SQLite and HNSW share are in the figure). Rounds (photos/s): ${result.rows.map((r) => `${r.mode} ${r.rounds.map((v) => fmt(v)).join(", ")}`).join("; ")}.`,
     );
   }
 
@@ -528,6 +593,29 @@ async function main(argv: string[]): Promise<number> {
           (r) => `${r.dataset}: recall@10 ≥ 0.98 from efSearch ${r.efFor098 ?? "none measured"}.`,
         )
         .join("\n"),
+    );
+  }
+
+  // 3b. Insert rate at ViT-L/14's width, against a GPU encoder's rate.
+  if (!skip.has("inserts")) {
+    const count = flags.insertSize ?? (quick ? 20_000 : 100_000);
+    const inserts = measureInsertRate(ctx, {
+      count,
+      dims: 768,
+      m: flags.hnswM,
+      efConstruction: flags.hnswEfConstruction,
+      window: Math.max(1000, Math.floor(count / 10)),
+    });
+    report.inserts = inserts;
+    save();
+    const last = inserts.windows.at(-1);
+    section(
+      `HNSW inserts: ${count.toLocaleString("en-US")} clustered 768-d vectors (M ${flags.hnswM}, efConstruction ${flags.hnswEfConstruction}), one at a time`,
+      markdownTable(
+        ["index size", "inserts/s (window)", "p99 ms per insert", "max ms"],
+        inserts.windows.map((w) => [w.size, w.vectorsPerS, w.p99Ms, w.maxMs]),
+      ),
+      `At ${last?.size.toLocaleString("en-US")} vectors one thread inserts ${fmt(last?.vectorsPerS ?? Number.NaN)} vectors/s: ${fmt(1000 / (last?.vectorsPerS ?? Number.NaN), 1)} and ${fmt(3000 / (last?.vectorsPerS ?? Number.NaN), 1)} threads' worth for a 1,000 and a 3,000 images/s encoder. Total ${fmt(inserts.totalSeconds, 0)} s.`,
     );
   }
 

@@ -39,6 +39,8 @@ export interface Settings extends ImageLimits {
    * cheaper and a little different (src/preprocess). Part of the library's model id.
    */
   preprocess: "exact" | "fast";
+  /** Worker threads that decode and resize images; 0 = one per core but one (at least 1). */
+  preprocessWorkers: number;
   /** Texts per encoder call. */
   textBatchSize: number;
   apiKey: string | undefined;
@@ -78,6 +80,7 @@ export const DEFAULT_SETTINGS: Settings = {
   threads: 0,
   imageBatchSize: 8,
   preprocess: "exact",
+  preprocessWorkers: 0,
   textBatchSize: 32,
   apiKey: undefined,
   mediaRoot: undefined,

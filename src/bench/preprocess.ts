@@ -16,6 +16,7 @@ import {
   type PreprocessOptions,
   toModelInput,
 } from "../preprocess/index.ts";
+import { setResampleEngine } from "../preprocess/resample.ts";
 import type { BenchContext } from "./context.ts";
 import { type PhotoSpec, writePhotoLikeImages } from "./photos.ts";
 import { cosine, median } from "./stats.ts";
@@ -104,10 +105,16 @@ async function stageCpu(
 export interface PreprocessGroupRow {
   group: string;
   images: number;
+  /** Exact mode with the JavaScript resampler passes (before the SIMD ones). */
+  exactJs: StageCpu;
   exact: StageCpu;
   fast: StageCpu;
   /** exact.total / fast.total: the CPU the fast mode saves. */
   speedup: number;
+  /** exactJs.total / fast.total. */
+  speedupOverJs: number;
+  /** exactJs.resample / exact.resample: what the SIMD passes save. */
+  simdResampleGain: number;
   minPsnr: number;
   meanPsnr: number;
 }
@@ -139,9 +146,9 @@ async function groupOf(file: string, label: string): Promise<string> {
 }
 
 /**
- * Exact against fast preprocessing: the files are grouped by kind; each file runs `runs`
- * times per mode, the two modes alternating file by file so a change in machine load touches
- * both. Then, for each model directory, the cosine between the embeddings of the two inputs.
+ * Exact (JavaScript resampler passes, then SIMD) against fast preprocessing: the files are
+ * grouped by kind; each file runs `runs` times per variant, the variants alternating file by
+ * file so a change in machine load touches all three. Then, for each model directory, the cosine between the embeddings of the two inputs.
  */
 export async function measurePreprocess(
   ctx: BenchContext,
@@ -167,18 +174,32 @@ export async function measurePreprocess(
   const fastOptions = optionsFor("fast", config);
   // The resampler and libvips warm up on a first image; that is not part of any stage.
   const warm = sets[0]?.files[0];
+  const exactJs = async (file: string, count: number) => {
+    setResampleEngine("js");
+    try {
+      return await stageCpu(file, exactOptions, count);
+    } finally {
+      setResampleEngine("simd");
+    }
+  };
   if (warm !== undefined) {
+    await exactJs(warm, 2);
     await stageCpu(warm, exactOptions, 2);
     await stageCpu(warm, fastOptions, 2);
   }
-  const byGroup = new Map<string, { exact: StageCpu[]; fast: StageCpu[]; psnr: number[] }>();
+  const byGroup = new Map<
+    string,
+    { exactJs: StageCpu[]; exact: StageCpu[]; fast: StageCpu[]; psnr: number[] }
+  >();
   for (const set of sets) {
     for (const file of set.files) {
       const group = await groupOf(file, set.label);
-      ctx.log(`preprocess: ${path.basename(file)} (${group}), exact and fast × ${runs}`);
+      ctx.log(`preprocess: ${path.basename(file)} (${group}), exact (JS, SIMD), fast × ${runs}`);
+      const before = await exactJs(file, runs);
       const exact = await stageCpu(file, exactOptions, runs);
       const fast = await stageCpu(file, fastOptions, runs);
-      const entry = byGroup.get(group) ?? { exact: [], fast: [], psnr: [] };
+      const entry = byGroup.get(group) ?? { exactJs: [], exact: [], fast: [], psnr: [] };
+      entry.exactJs.push(before.cpu);
       entry.exact.push(exact.cpu);
       entry.fast.push(fast.cpu);
       entry.psnr.push(inputPsnr(exact.pixels, fast.pixels, config.image_std));
@@ -193,14 +214,18 @@ export async function measurePreprocess(
     total: mean(rows.map((r) => r.total)),
   });
   const groups = [...byGroup].map(([group, entry]) => {
+    const before = average(entry.exactJs);
     const exact = average(entry.exact);
     const fast = average(entry.fast);
     return {
       group,
       images: entry.psnr.length,
+      exactJs: before,
       exact,
       fast,
       speedup: exact.total / fast.total,
+      speedupOverJs: before.total / fast.total,
+      simdResampleGain: before.resample / exact.resample,
       minPsnr: Math.min(...entry.psnr),
       meanPsnr: mean(entry.psnr),
     };

@@ -113,7 +113,7 @@ export class LongclipLibrary implements Library {
    * not wait for the image chunk in progress; it only queues behind other text queries.
    */
   private readonly textQueue: EmbedQueue;
-  private readonly pool = new PreprocessPool();
+  private readonly pool: PreprocessPool;
   /** Repeated queries skip the text tower (about 40 ms for LongCLIP-B on 2 cores; a hit ~1 µs). */
   private readonly queryCache: LruCache<string, TextEmbedding>;
   private currentState: LibraryState = "starting";
@@ -137,6 +137,7 @@ export class LongclipLibrary implements Library {
   ) {
     const embedder = withPreprocessMode(encoder, settings.preprocess);
     this.embedder = embedder;
+    this.pool = new PreprocessPool(settings.preprocessWorkers);
     this.queue = new EmbedQueue(settings.maxQueueDepth);
     this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);

@@ -15,6 +15,7 @@ import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { type BenchContext, cpuModel, loadAverage, sizeTag } from "../src/bench/context.ts";
 import {
+  measureCudaTower,
   measureIngest,
   measurePeak,
   measureSessionOptions,
@@ -41,6 +42,7 @@ import type { ModelConfig } from "../src/encode/types.ts";
 const SECTIONS = [
   "peak",
   "image",
+  "cuda",
   "ingest",
   "preprocess",
   "pipeline",
@@ -317,44 +319,79 @@ async function main(argv: string[]): Promise<number> {
     );
   }
 
-  // 1b. Ingest pipeline against the bare encoder.
-  if (!skip.has("ingest") && photos && firstModel) {
-    const ingest = await measureIngest(
-      ctx,
-      firstModel,
-      photos.files.slice(0, 64),
-      photos.files.slice(64, 72),
-      8,
-    );
-    report.ingest = ingest;
+  // 1a. The same tower on a GPU, when there is one.
+  if (!skip.has("cuda") && pixels && firstModel) {
+    const cuda = await measureCudaTower(ctx, firstModel, pixels, [1, 8, 32]);
+    report.cuda = cuda;
     save();
+    if ("skipped" in cuda) {
+      section("Image tower on CUDA (--device cuda)", `skipped: ${cuda.skipped}`);
+    } else {
+      section(
+        `Image tower on CUDA (--device cuda), ${sizeTag(cuda.size)}: images/s (median of runs)`,
+        markdownTable(
+          ["batch", "images/s"],
+          cuda.rows.map((r) => [r.batch, r.imagesPerS]),
+        ),
+        `Minimum cosine to the CPU embeddings of the same pixels: ${cuda.minCosineToCpu.toFixed(6)}.`,
+      );
+    }
+  }
+
+  // 1b. Ingest pipeline against the bare encoder, with each preprocessing mode.
+  if (!skip.has("ingest") && photos && firstModel) {
+    const ingests = [];
+    for (const mode of ["exact", "fast"] as const) {
+      ingests.push(
+        await measureIngest(
+          ctx,
+          firstModel,
+          photos.files.slice(0, 64),
+          photos.files.slice(64, 72),
+          8,
+          quick ? 2 : 3,
+          mode,
+        ),
+      );
+      report.ingest = ingests;
+      save();
+    }
     const cores = availableParallelism();
+    const first = ingests[0] as (typeof ingests)[number];
     section(
-      `Ingest pipeline: ${ingest.images} JPEGs of 1600×1200, ${sizeTag(ingest.size)}, batch ${ingest.batch}`,
+      `Ingest pipeline: ${first.images} JPEGs of 1600×1200, ${sizeTag(first.size)}, batch ${first.batch}`,
       markdownTable(
-        ["stage", "images/s", "CPU ms per image"],
-        [
+        ["--preprocess", "stage", "images/s", "CPU ms per image"],
+        ingests.flatMap((ingest) => [
           [
+            ingest.mode,
             "read + decode + preprocess alone (sequential)",
             ingest.preprocessImagesPerS,
             ingest.stageCpuMs.read + ingest.stageCpuMs.decode + ingest.stageCpuMs.resample,
           ],
           [
+            ingest.mode,
             "bare encoder (embedPixels)",
             ingest.bareEncoderImagesPerS,
             ingest.bareEncoderCpuMsPerImage,
           ],
           [
+            ingest.mode,
             "Library.index (read → … → SQLite + HNSW)",
             ingest.ingestImagesPerS,
             ingest.ingestCpuMsPerImage,
           ],
-          ["ingest / bare encoder", fmt(ingest.fractionOfEncoder, 3), ""],
-        ],
+          [ingest.mode, "**ingest / bare encoder**", `**${fmt(ingest.fractionOfEncoder, 3)}**`, ""],
+        ]),
       ),
-      `CPU ms per image of preprocessing alone: read ${fmt(ingest.stageCpuMs.read)}, decode ${fmt(ingest.stageCpuMs.decode)}, resample + normalise ${fmt(ingest.stageCpuMs.resample)}. ` +
-        `Ingest adds ${fmt(ingest.ingestCpuMsPerImage - ingest.bareEncoderCpuMsPerImage)} CPU ms per image to the encoder's ${fmt(ingest.bareEncoderCpuMsPerImage)}: with all ${cores} cores busy it could reach at most ${fmt((cores * 1000) / ingest.ingestCpuMsPerImage)} images/s, ${fmt((cores * 1000) / ingest.ingestCpuMsPerImage / ingest.bareEncoderImagesPerS, 3)} of the bare encoder. ` +
-        `Rounds (bare / ingest images/s): ${ingest.perRound.map((r) => `${fmt(r.bareImagesPerS)} / ${fmt(r.ingestImagesPerS)}`).join(", ")}.`,
+      ingests
+        .map(
+          (ingest) =>
+            `${ingest.mode}: CPU ms per image of preprocessing alone: read ${fmt(ingest.stageCpuMs.read)}, decode ${fmt(ingest.stageCpuMs.decode)}, resample + normalise ${fmt(ingest.stageCpuMs.resample)}. ` +
+            `Ingest adds ${fmt(ingest.ingestCpuMsPerImage - ingest.bareEncoderCpuMsPerImage)} CPU ms per image to the encoder's ${fmt(ingest.bareEncoderCpuMsPerImage)}: with all ${cores} cores busy it could reach at most ${fmt((cores * 1000) / ingest.ingestCpuMsPerImage)} images/s, ${fmt((cores * 1000) / ingest.ingestCpuMsPerImage / ingest.bareEncoderImagesPerS, 3)} of the bare encoder. ` +
+            `Rounds (bare / ingest images/s): ${ingest.perRound.map((r) => `${fmt(r.bareImagesPerS)} / ${fmt(r.ingestImagesPerS)}`).join(", ")}.`,
+        )
+        .join("\n\n"),
     );
   }
 

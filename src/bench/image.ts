@@ -12,7 +12,12 @@ import { Encoder } from "../encode/encoder.ts";
 import { cpuOptions } from "../encode/session.ts";
 import type { Embedder } from "../encode/types.ts";
 import { createLibrary } from "../library/index.ts";
-import { decodeImage, preprocessImage, toModelInput } from "../preprocess/index.ts";
+import {
+  decodeForModel,
+  type PreprocessMode,
+  preprocessImage,
+  toModelInput,
+} from "../preprocess/index.ts";
 import type { BenchContext } from "./context.ts";
 import { sizeTag } from "./context.ts";
 import { VISION_SHAPES, visionFlops } from "./flops.ts";
@@ -260,6 +265,7 @@ export async function measureTower(
 
 export interface IngestResult {
   size: string;
+  mode: PreprocessMode;
   images: number;
   batch: number;
   /** Alternating rounds of bare encoder then Library.index; the rates below are medians. */
@@ -302,9 +308,11 @@ export async function measureIngest(
   warmupFiles: readonly string[],
   batch: number,
   rounds = 3,
+  mode: PreprocessMode = "exact",
 ): Promise<IngestResult> {
   const settingsFor = (dataDir: string) =>
     loadSettings({
+      preprocess: mode,
       dataDir,
       threads: ctx.threads,
       imageBatchSize: batch,
@@ -326,6 +334,7 @@ export async function measureIngest(
   };
   const settings = settingsFor(ctx.workDir);
   const options = {
+    mode,
     resolution: encoder.config.image_resolution,
     mean: encoder.config.image_mean,
     std: encoder.config.image_std,
@@ -344,7 +353,7 @@ export async function measureIngest(
       const bytes = await readFile(file);
       cpu.read += processCpuMs() - mark;
       mark = processCpuMs();
-      const decoded = await decodeImage(bytes, options);
+      const decoded = await decodeForModel(bytes, options);
       cpu.decode += processCpuMs() - mark;
       mark = processCpuMs();
       pixels.push(toModelInput(decoded, options));
@@ -394,6 +403,7 @@ export async function measureIngest(
     const perImage = (ms: number) => ms / files.length;
     return {
       size: model.size,
+      mode,
       images: files.length,
       batch,
       rounds,
@@ -494,4 +504,57 @@ export async function measureSessionOptions(
     await baseline.release();
   }
   return rows;
+}
+
+export type CudaTowerResult =
+  | { skipped: string }
+  | { size: string; rows: { batch: number; imagesPerS: number }[]; minCosineToCpu: number };
+
+/**
+ * The vision tower through our Encoder with `--device cuda`, and the cosine of its embeddings
+ * to the CPU ones of the same pixels (the check a GPU host makes on first use). Without a
+ * usable CUDA provider and device it says why it skipped.
+ */
+export async function measureCudaTower(
+  ctx: BenchContext,
+  model: BenchModel,
+  set: PixelSet,
+  batches: readonly number[],
+): Promise<CudaTowerResult> {
+  const maxBatch = Math.max(...batches);
+  let encoder: Encoder;
+  try {
+    encoder = await Encoder.load(
+      model.dir,
+      loadSettings({ device: "cuda", threads: ctx.threads, imageBatchSize: maxBatch }),
+      { logger: quietLogger },
+    );
+  } catch (error) {
+    return { skipped: `no CUDA device: ${(error as Error).message.split(". ")[0]}` };
+  }
+  const rows: { batch: number; imagesPerS: number }[] = [];
+  let gpu: Float32Array[];
+  try {
+    gpu = await encoder.embedPixels(set.pixels.slice(0, 4));
+    for (const batch of batches) {
+      ctx.log(`${sizeTag(model.size)} CUDA image tower: batch ${batch}`);
+      const inputs = set.pixels.slice(0, batch);
+      const timing = await timeRuns(() => encoder.embedPixels(inputs), ctx.warmup, ctx.runs);
+      rows.push({ batch, imagesPerS: batch / timing.medianSeconds });
+    }
+  } finally {
+    await encoder.close();
+  }
+  const cpuEncoder = await Encoder.load(
+    model.dir,
+    loadSettings({ threads: ctx.threads, imageBatchSize: maxBatch }),
+    { logger: quietLogger },
+  );
+  try {
+    const cpu = await cpuEncoder.embedPixels(set.pixels.slice(0, 4));
+    const minCosineToCpu = Math.min(...cpu.map((row, i) => cosine(row, gpu[i] as Float32Array)));
+    return { size: model.size, rows, minCosineToCpu };
+  } finally {
+    await cpuEncoder.close();
+  }
 }

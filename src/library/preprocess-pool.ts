@@ -60,7 +60,7 @@ export class PreprocessPool {
   /** `size` 0 means one worker per core but one, leaving a core to the main thread. */
   constructor(size = 0) {
     this.size = size > 0 ? size : Math.max(1, availableParallelism() - 1);
-    this.slots = new Array<Slot | undefined>(size).fill(undefined);
+    this.slots = new Array<Slot | undefined>(this.size).fill(undefined);
   }
 
   run(bytes: Buffer, options: PreprocessOptions): Promise<PreprocessedImage> {

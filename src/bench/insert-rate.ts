@@ -5,6 +5,7 @@
  */
 import { HnswIndex } from "../vector-index/hnsw.ts";
 import type { BenchContext } from "./context.ts";
+import { processCpuMs } from "./preprocess.ts";
 import { percentile } from "./stats.ts";
 import { clusteredUnitVectors } from "./vectors.ts";
 
@@ -12,6 +13,8 @@ export interface InsertWindow {
   /** Index size when the window ended. */
   size: number;
   vectorsPerS: number;
+  /** Inserts per second of process CPU time: what one thread does when it has a core. */
+  vectorsPerCpuS: number;
   p99Ms: number;
   maxMs: number;
 }
@@ -37,6 +40,7 @@ export function measureInsertRate(
   const windows: InsertWindow[] = [];
   const started = performance.now();
   let windowStart = started;
+  let windowCpu = processCpuMs();
   let times: number[] = [];
   for (let i = 0; i < count; i++) {
     const before = performance.now();
@@ -44,9 +48,11 @@ export function measureInsertRate(
     const after = performance.now();
     times.push(after - before);
     if ((i + 1) % window === 0 || i + 1 === count) {
+      const cpu = processCpuMs();
       windows.push({
         size: i + 1,
         vectorsPerS: times.length / ((after - windowStart) / 1000),
+        vectorsPerCpuS: times.length / ((cpu - windowCpu) / 1000),
         p99Ms: percentile(times, 99),
         maxMs: Math.max(...times),
       });
@@ -55,6 +61,7 @@ export function measureInsertRate(
       );
       times = [];
       windowStart = after;
+      windowCpu = cpu;
     }
   }
   return {

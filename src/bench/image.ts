@@ -530,7 +530,8 @@ export async function measureCudaTower(
       { logger: quietLogger },
     );
   } catch (error) {
-    return { skipped: `no CUDA device: ${(error as Error).message.split(". ")[0]}` };
+    const reason = (error as Error).message.replace(/^Cannot use --device cuda: /, "");
+    return { skipped: `no CUDA device: ${reason.split(". ")[0]}` };
   }
   const rows: { batch: number; imagesPerS: number }[] = [];
   let gpu: Float32Array[];

@@ -57,7 +57,7 @@ export function measureInsertRate(
         maxMs: Math.max(...times),
       });
       ctx.log(
-        `inserts: ${(i + 1).toLocaleString("en-US")} vectors, ${windows.at(-1)?.vectorsPerS.toFixed(0)}/s in the last window`,
+        `inserts: ${(i + 1).toLocaleString("en-US")} vectors, ${windows.at(-1)?.vectorsPerS.toFixed(0)}/s in the last window, ${windows.at(-1)?.vectorsPerCpuS.toFixed(0)} per CPU second`,
       );
       times = [];
       windowStart = after;

@@ -270,6 +270,11 @@ class Arena {
     return offset;
   }
 
+  /** Copies the coefficient tables in; their offsets: start, count, weights. */
+  putCoefficients(coeffs: AxisCoefficients): [number, number, number] {
+    return [this.put(coeffs.start), this.put(coeffs.count), this.put(coeffs.weights)];
+  }
+
   take(offset: number, bytes: number): Uint8Array {
     return new Uint8Array(this.memory.buffer, offset, bytes).slice();
   }
@@ -289,9 +294,7 @@ function horizontalPassSimd(
   const arena = new Arena(wasm.memory);
   const from = rowFirst * rowStride;
   const srcAt = arena.put(src.data.subarray(from, from + rowCount * rowStride));
-  const startAt = arena.put(coeffs.start);
-  const countAt = arena.put(coeffs.count);
-  const weightsAt = arena.put(coeffs.weights);
+  const [startAt, countAt, weightsAt] = arena.putCoefficients(coeffs);
   const dstAt = arena.alloc(outBytes);
   wasm.horizontal(
     srcAt,
@@ -319,9 +322,7 @@ function verticalPassSimd(
   const outHeight = coeffs.start.length;
   const arena = new Arena(wasm.memory);
   const srcAt = arena.put(src.data);
-  const startAt = arena.put(coeffs.start);
-  const countAt = arena.put(coeffs.count);
-  const weightsAt = arena.put(coeffs.weights);
+  const [startAt, countAt, weightsAt] = arena.putCoefficients(coeffs);
   const dstAt = arena.alloc(rowStride * outHeight);
   wasm.vertical(
     srcAt,

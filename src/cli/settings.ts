@@ -34,6 +34,9 @@ function placeholder(key: keyof Settings): string {
   if (key === "jobWorker") return "on|off|auto";
   if (key === "preprocess") return "exact|fast";
   if (key === "apiKey") return "key";
+  if (key === "textFields") return "keys";
+  if (key === "keepUploadFilename") return "on|off";
+  if (key === "nearDuplicateThreshold") return "cosine";
   return "n";
 }
 

@@ -13,6 +13,7 @@ export type Device = "cpu" | "cuda" | "auto";
 const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
   pgVectorType: ["halfvec", "vector"],
   jobWorker: ["auto", "on", "off"],
+  preprocess: ["exact", "fast"],
   keepUploadFilename: ["on", "off"],
 };
 
@@ -36,6 +37,14 @@ export interface Settings extends ImageLimits {
   threads: number;
   /** Images per encoder call. */
   imageBatchSize: number;
+  /**
+   * How images are resized for the vision tower: `exact` reproduces the official (Pillow)
+   * pixels; `fast` lets libvips shrink JPEG/WebP while decoding and resize, several times
+   * cheaper and a little different (src/preprocess). Part of the library's model id.
+   */
+  preprocess: "exact" | "fast";
+  /** Worker threads that decode and resize images; 0 = one per core but one (at least 1). */
+  preprocessWorkers: number;
   /** Texts per encoder call. */
   textBatchSize: number;
   apiKey: string | undefined;
@@ -90,6 +99,8 @@ export const DEFAULT_SETTINGS: Settings = {
   device: "cpu",
   threads: 0,
   imageBatchSize: 8,
+  preprocess: "exact",
+  preprocessWorkers: 0,
   textBatchSize: 32,
   apiKey: undefined,
   mediaRoot: undefined,

@@ -701,6 +701,7 @@ export interface components {
              * @enum {string}
              */
             backend: "sqlite" | "postgres";
+            /** @description The model the library's embeddings belong to; with `--preprocess fast` it ends in `+preprocess-fast` (switching modes needs a reindex, like a model change). */
             model_id: string;
             dims: number;
             /** @enum {string} */

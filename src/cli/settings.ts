@@ -32,6 +32,7 @@ function placeholder(key: keyof Settings): string {
   if (key === "databaseUrl") return "url";
   if (key === "pgVectorType") return "type";
   if (key === "jobWorker") return "on|off|auto";
+  if (key === "preprocess") return "exact|fast";
   if (key === "apiKey") return "key";
   if (key === "textFields") return "keys";
   if (key === "keepUploadFilename") return "on|off";

@@ -1,7 +1,8 @@
 /**
  * Ingest: inputs (uploads or files under the media root) → read and validate → content hash
  * and duplicate check (stored and in flight) → decode and resize in the preprocessing pool,
- * the next chunk while the current one is embedded → embed → one store transaction per chunk.
+ * a bounded number of chunks ahead of the encoder → embed → one store transaction per chunk,
+ * overlapping the embedding of the next chunk.
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
 import { createHash } from "node:crypto";
@@ -161,9 +162,11 @@ export class Ingest {
     const fail = (i: number, error: unknown) => {
       results[i] = { id: inputs[i]?.id ?? "", status: "failed", error: errorOf(error) };
     };
+    // The store write in flight; awaited before returning, whatever happens.
+    let writing: Promise<void> = Promise.resolve();
     try {
       const chunkSize = Math.max(1, this.settings.imageBatchSize);
-      // Preparation (read, hash, decode) of chunk n+1 overlaps the embedding of chunk n.
+      // Preparation (read, hash, decode) of the next chunks overlaps the embedding of this one.
       const prepare = async (start: number): Promise<Prepared[]> => {
         const chunk = inputs.slice(start, start + chunkSize);
         const loaded = await Promise.allSettled(chunk.map((input) => this.load(input)));
@@ -232,16 +235,36 @@ export class Ingest {
         return prepared;
       };
 
-      let next: Promise<Prepared[]> | undefined = prepare(0);
-      for (let start = 0; next !== undefined; start += chunkSize) {
-        const prepared: Prepared[] = await next;
-        next = start + chunkSize < inputs.length ? prepare(start + chunkSize) : undefined;
-        // A failing `next` must not become an unhandled rejection while this chunk runs.
-        next?.catch(() => {});
-        await this.commitChunk(prepared, results);
-        reservation.release(prepared.length);
+      // Bounded read-ahead: enough chunks in preparation to keep every preprocessing worker
+      // busy twice over, no more (each prepared image holds its bytes and pixels). A slow
+      // encoder or index writer stops the reading, since chunks are taken in order.
+      const ahead = Math.max(1, Math.ceil((2 * this.pool.size) / chunkSize));
+      const pending: Promise<Prepared[]>[] = [];
+      let nextStart = 0;
+      const fill = () => {
+        while (pending.length < ahead && nextStart < inputs.length) {
+          const chunk = prepare(nextStart);
+          // A failing chunk must not become an unhandled rejection while others run.
+          chunk.catch(() => {});
+          pending.push(chunk);
+          nextStart += chunkSize;
+        }
+      };
+      fill();
+      // The store transaction of chunk n runs while chunk n + 1 is embedded, so a fast
+      // (GPU) encoder does not wait for SQLite and the HNSW inserts; one write at a time.
+      for (let chunk = pending.shift(); chunk !== undefined; chunk = pending.shift()) {
+        const prepared = await chunk;
+        fill();
+        const vectors = await this.embedChunk(prepared, results);
+        await writing;
+        writing = this.storeChunk(prepared, vectors, results).finally(() =>
+          reservation.release(prepared.length),
+        );
       }
+      await writing;
     } finally {
+      await writing;
       // Whatever happened, no claim may stay pending: waiters (maybe other calls) need an answer.
       for (const job of owned) {
         if (results[job.index] === undefined) {
@@ -415,13 +438,36 @@ export class Ingest {
     }
   }
 
-  /** Embeds one chunk and commits it in one transaction (originals are already staged). */
-  private async commitChunk(prepared: Prepared[], results: IndexResult[]): Promise<void> {
-    if (prepared.length === 0) return;
+  /** Embeds one chunk; on failure its jobs fail and the result is undefined. */
+  private async embedChunk(
+    prepared: Prepared[],
+    results: IndexResult[],
+  ): Promise<Float32Array[] | undefined> {
+    if (prepared.length === 0) return undefined;
     try {
-      const vectors = await this.queue.run("ingest", prepared.length, () =>
+      return await this.queue.run("ingest", prepared.length, () =>
         this.embedder.embedPixels(prepared.map((p) => p.pixels)),
       );
+    } catch (error) {
+      this.failAll(prepared, results, error);
+      return undefined;
+    }
+  }
+
+  private failAll(prepared: Prepared[], results: IndexResult[], error: unknown): void {
+    for (const job of prepared) {
+      if (results[job.index] === undefined) this.finish(job, results, { error: errorOf(error) });
+    }
+  }
+
+  /** Commits an embedded chunk in one transaction (originals are already staged). */
+  private async storeChunk(
+    prepared: Prepared[],
+    vectors: Float32Array[] | undefined,
+    results: IndexResult[],
+  ): Promise<void> {
+    if (vectors === undefined) return;
+    try {
       this.assertUsable();
       const entries: NewItem[] = prepared.map((p, k) => {
         const entry: NewItem = {
@@ -457,9 +503,7 @@ export class Ingest {
         }
       });
     } catch (error) {
-      for (const job of prepared) {
-        if (results[job.index] === undefined) this.finish(job, results, { error: errorOf(error) });
-      }
+      this.failAll(prepared, results, error);
     }
   }
 }

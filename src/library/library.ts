@@ -14,7 +14,7 @@ import { readFile } from "node:fs/promises";
 import type { Settings } from "../config.ts";
 import type { Embedder, TextEmbedding } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
-import type { PreprocessOptions } from "../preprocess/types.ts";
+import type { PreprocessMode, PreprocessOptions } from "../preprocess/types.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ModelInfo, StoredItem } from "../store/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
@@ -71,6 +71,29 @@ function publicItem(item: StoredItem): Item {
   return rest;
 }
 
+/**
+ * The model id a library records: the encoder's, with the preprocessing mode appended unless
+ * it is exact. Fast preprocessing gives slightly different embeddings, so a library built
+ * with one mode and opened with the other needs a reindex, as after a model change.
+ */
+export function libraryModelId(modelId: string, mode: PreprocessMode): string {
+  return mode === "exact" ? modelId : `${modelId}+preprocess-${mode}`;
+}
+
+function withPreprocessMode(embedder: Embedder, mode: PreprocessMode): Embedder {
+  if (mode === "exact") return embedder;
+  const modelId = libraryModelId(embedder.modelId, mode);
+  return {
+    config: embedder.config,
+    modelId,
+    dims: embedder.dims,
+    embedTexts: (texts) => embedder.embedTexts(texts),
+    embedPixels: (pixels) => embedder.embedPixels(pixels),
+    stats: () => ({ ...embedder.stats(), modelId }),
+    close: () => embedder.close(),
+  };
+}
+
 /** Opens (or creates) the library for `embedder`'s model on the store the settings name. */
 export async function createLibrary(
   settings: Settings,
@@ -96,7 +119,7 @@ export class LongclipLibrary implements Library {
    * not wait for the image chunk in progress; it only queues behind other text queries.
    */
   private readonly textQueue: EmbedQueue;
-  private readonly pool = new PreprocessPool();
+  private readonly pool: PreprocessPool;
   /** Repeated queries skip the text tower (about 40 ms for LongCLIP-B on 2 cores; a hit ~1 µs). */
   private readonly queryCache: LruCache<string, TextEmbedding>;
   private currentState: LibraryState = "starting";
@@ -109,20 +132,26 @@ export class LongclipLibrary implements Library {
   private checkTimer: NodeJS.Timeout | undefined;
   private readonly preprocessOptions: PreprocessOptions;
   private readonly ingest: Ingest;
+  /** The encoder, under the model id this library records (see libraryModelId). */
+  private readonly embedder: Embedder;
   private readonly duplicateGroups: DuplicateGroups;
   private readonly search: Search;
 
   constructor(
     private readonly settings: Settings,
-    private readonly embedder: Embedder,
+    encoder: Embedder,
     readonly store: ItemStore,
     private readonly options: LibraryOptions,
   ) {
+    const embedder = withPreprocessMode(encoder, settings.preprocess);
+    this.embedder = embedder;
+    this.pool = new PreprocessPool(settings.preprocessWorkers);
     this.queue = new EmbedQueue(settings.maxQueueDepth);
     this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);
     this.duplicateGroups = new DuplicateGroups(store, Math.max(1, settings.duplicateNeighbours));
     this.preprocessOptions = {
+      mode: settings.preprocess,
       resolution: embedder.config.image_resolution,
       mean: embedder.config.image_mean,
       std: embedder.config.image_std,

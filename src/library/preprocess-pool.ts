@@ -52,12 +52,15 @@ function startWorker(): Worker {
 }
 
 export class PreprocessPool {
+  readonly size: number;
   private readonly slots: (Slot | undefined)[];
   private nextId = 1;
   private closed = false;
 
-  constructor(readonly size = Math.max(1, Math.min(2, availableParallelism() - 1))) {
-    this.slots = new Array<Slot | undefined>(size).fill(undefined);
+  /** `size` 0 means one worker per core but one, leaving a core to the main thread. */
+  constructor(size = 0) {
+    this.size = size > 0 ? size : Math.max(1, availableParallelism() - 1);
+    this.slots = new Array<Slot | undefined>(this.size).fill(undefined);
   }
 
   run(bytes: Buffer, options: PreprocessOptions): Promise<PreprocessedImage> {

@@ -72,7 +72,7 @@ export interface Settings extends ImageLimits {
   requestTimeoutMs: number;
   /** A request's headers must arrive within this time. */
   headersTimeoutMs: number;
-  /** A connection with no traffic for this long is closed. */
+  /** A kept-alive connection idle between requests for this long is closed. */
   idleTimeoutMs: number;
   /** Open connections at once; more are closed at once. */
   maxConnections: number;
@@ -120,7 +120,7 @@ export const DEFAULT_SETTINGS: Settings = {
   maxJsonBytes: 8 * 1024 * 1024,
   requestTimeoutMs: 120_000,
   headersTimeoutMs: 20_000,
-  idleTimeoutMs: 30_000,
+  idleTimeoutMs: 10_000,
   maxConnections: 1024,
   allowedHosts: undefined,
   corsOrigins: undefined,

@@ -194,6 +194,9 @@ describe("hardening: the HTTP edge", { skip: SKIP_WITHOUT_SHARED }, () => {
       if (!slowHeaders.destroyed) slowHeaders.write("X-Slow: 1\r\n");
     }, 200);
     const idle = await open(strict.url);
+    // One request, then silence on the kept-alive connection.
+    const kept = await open(strict.url);
+    kept.write("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     const slowBody = await open(strict.url);
     slowBody.write(
       `POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"query":`,
@@ -202,18 +205,20 @@ describe("hardening: the HTTP edge", { skip: SKIP_WITHOUT_SHARED }, () => {
       if (!slowBody.destroyed) slowBody.write(" ");
     }, 200);
     try {
-      const [headersMs, idleMs, bodyMs] = await Promise.all([
+      const [headersMs, idleMs, bodyMs, keptMs] = await Promise.all([
         closedWithin(slowHeaders, 6_000),
         closedWithin(idle, 6_000),
         closedWithin(slowBody, 6_000),
+        closedWithin(kept, 6_000),
       ]);
+      assert.ok(keptMs >= 0, "a kept-alive connection idle after its request was never closed");
       assert.ok(headersMs >= 0, "a connection trickling headers was never closed");
       assert.ok(idleMs >= 0, "an idle connection was never closed");
       assert.ok(bodyMs >= 0, "a connection trickling its body was never closed");
     } finally {
       clearInterval(trickle);
       clearInterval(dribble);
-      for (const s of [slowHeaders, idle, slowBody]) s.destroy();
+      for (const s of [slowHeaders, idle, slowBody, kept]) s.destroy();
     }
   });
 

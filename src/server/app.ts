@@ -69,11 +69,12 @@ export function buildApp(
     logger: options.logger ?? false,
     // JSON bodies (multipart counts against maxRequestBytes in ./guards.ts and ./multipart.ts).
     bodyLimit: Math.min(settings.maxJsonBytes, settings.maxRequestBytes),
-    // Slow or idle clients are cut off: a request must arrive within requestTimeoutMs (its
-    // headers within headersTimeoutMs) and a silent connection closes after idleTimeoutMs.
+    // Slow or idle clients are cut off: a request must arrive within requestTimeoutMs, its
+    // headers (from the moment a connection opens) within headersTimeoutMs, and a kept-alive
+    // connection idle between requests closes after idleTimeoutMs. No socket inactivity
+    // timeout: a long batch being worked on sends nothing, and must not be cut.
     requestTimeout,
-    connectionTimeout: settings.idleTimeoutMs,
-    keepAliveTimeout: Math.min(5_000, settings.idleTimeoutMs || 5_000),
+    keepAliveTimeout: settings.idleTimeoutMs || 5_000,
     http: {
       headersTimeout:
         requestTimeout > 0

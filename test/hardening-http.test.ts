@@ -9,9 +9,10 @@ import { connect, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import type { Response } from "supertest";
-import { multipart, type Part, startTestApp, type TestServer } from "./api-helpers.ts";
+import { multipart, type Part, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";
-import { SKIP_WITHOUT_SHARED } from "./helpers/reference.ts";
+import { startServe, stopProcess } from "./helpers/longclip-process.ts";
+import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 function expectError(res: Response, status: number, code: string): void {
   assert.equal(res.status, status, res.text);
@@ -295,6 +296,42 @@ describe("hardening: the HTTP edge", { skip: SKIP_WITHOUT_SHARED }, () => {
     for (const url of ["/stats", "/docs/", "/health", "/nothing-here"]) {
       const res = await server.http.get(url);
       assert.equal(res.headers["x-content-type-options"], "nosniff", url);
+    }
+  });
+});
+
+describe("hardening: shutdown with a trickling upload", { skip: SKIP_WITHOUT_SHARED }, () => {
+  test("SIGTERM exits within --shutdown-timeout-ms though a client never finishes", async () => {
+    const server = await startServe([
+      "--model",
+      tinyModelDir(),
+      "--data",
+      tempDir("longclip-shutdown-"),
+      "--shutdown-timeout-ms",
+      "2000",
+    ]);
+    const socket = await open(server.url);
+    socket.on("error", () => {});
+    socket.write(
+      "POST /index HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\n",
+    );
+    const trickle = setInterval(() => {
+      if (!socket.destroyed) socket.write("a");
+    }, 100);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const signalled = performance.now();
+      server.child.kill("SIGTERM");
+      const exited = await Promise.race([
+        server.exited.then(() => performance.now() - signalled),
+        new Promise<number>((resolve) => setTimeout(() => resolve(-1), 8_000)),
+      ]);
+      assert.ok(exited >= 0, "the server was still running 8 s after SIGTERM");
+      assert.ok(exited < 6_000, `exited after ${exited} ms`);
+    } finally {
+      clearInterval(trickle);
+      socket.destroy();
+      await stopProcess(server, "SIGKILL");
     }
   });
 });

@@ -13,7 +13,11 @@ export type Device = "cpu" | "cuda" | "auto";
 const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
   pgVectorType: ["halfvec", "vector"],
   jobWorker: ["auto", "on", "off"],
+  keepUploadFilename: ["on", "off"],
 };
+
+/** Settings that are a fraction from 0 to 1 rather than an integer. */
+const FRACTION_KEYS = new Set<keyof Settings>(["nearDuplicateThreshold"]);
 
 export interface ImageLimits {
   /** Largest accepted encoded image, in bytes. */
@@ -84,6 +88,22 @@ export interface Settings extends ImageLimits {
   apiKeyFile: string | undefined;
   /** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
   shutdownTimeoutMs: number;
+  /**
+   * Metadata keys (comma-separated) that keyword and hybrid search look in. Every top-level
+   * string (or array of strings) is indexed, so changing this needs no re-indexing.
+   */
+  textFields: string;
+  /** Keep an upload's file name as metadata `filename` (unless the metadata has one). */
+  keepUploadFilename: "on" | "off";
+  /** Candidates each ranking (vector, keyword) gives hybrid search before fusion. */
+  hybridCandidates: number;
+  /** ANN neighbours looked at per item when grouping near-duplicates (GET /duplicates). */
+  duplicateNeighbours: number;
+  /**
+   * POST /index flags a new item whose image embedding is at least this similar (cosine) to a
+   * stored one (`near_duplicate_of`); 0 turns the check off.
+   */
+  nearDuplicateThreshold: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -127,6 +147,11 @@ export const DEFAULT_SETTINGS: Settings = {
   apiKeyFile: undefined,
   // Under the 30 s grace Kubernetes and `docker stop --time 30` give before SIGKILL.
   shutdownTimeoutMs: 25_000,
+  textFields: "caption,filename,tags",
+  keepUploadFilename: "on",
+  hybridCandidates: 100,
+  duplicateNeighbours: 10,
+  nearDuplicateThreshold: 0,
 };
 
 /** LONGCLIP_MODEL_DIR for modelDir, LONGCLIP_MAX_IMAGE_BYTES for maxImageBytes, ... */
@@ -171,6 +196,7 @@ const STRING_KEYS = new Set<keyof Settings>([
   "allowedHosts",
   "corsOrigins",
   "apiKeyFile",
+  "textFields",
 ]);
 
 /** A setting from its text; errors name `variable`, the variable the text came from. */
@@ -197,6 +223,12 @@ export function parseSetting(
       ? path.resolve(raw)
       : raw;
   const value = Number(raw);
+  if (FRACTION_KEYS.has(key)) {
+    if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) {
+      throw new Error(`${variable} must be a number from 0 to 1, not "${raw}"`);
+    }
+    return value;
+  }
   if (!Number.isFinite(value) || value < 0 || !Number.isInteger(value)) {
     throw new Error(`${variable} must be a non-negative integer, not "${raw}"`);
   }

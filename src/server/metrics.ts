@@ -6,7 +6,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { Library } from "../library/types.ts";
 import { hnswSaveFailures } from "../vector-index/hnsw.ts";
 
-export type Operation = "index" | "search_text" | "search_image";
+export type Operation = "index" | "search_text" | "search_image" | "duplicates";
 
 export interface AppMetrics {
   registry: Registry;

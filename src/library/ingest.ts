@@ -11,9 +11,10 @@ import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Settings } from "../config.ts";
 import type { Embedder } from "../encode/types.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError, isAppError, isStorageFull, storageFullError } from "../errors.ts";
 import type { PreprocessOptions } from "../preprocess/types.ts";
-import type { ItemStore, NewItem, StoredItem } from "../store/types.ts";
+import type { InsertOutcome, ItemStore, NewItem, StoredItem } from "../store/types.ts";
+import { isInside } from "../util/paths.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 import type { IndexInput, IndexResult, Metadata } from "./types.ts";
@@ -35,6 +36,8 @@ export interface IngestDeps {
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;
+/** Deepest nesting of metadata objects and arrays (SQLite's JSON functions stop at 1000). */
+export const MAX_METADATA_DEPTH = 32;
 
 const CONTENT_TYPES: Record<string, string> = {
   jpeg: "image/jpeg",
@@ -91,8 +94,13 @@ function newClaim(): Claim {
 
 export function errorOf(error: unknown): { code: string; message: string } {
   if (isAppError(error)) return { code: error.code, message: error.message };
-  const message = error instanceof Error ? error.message : String(error);
-  return { code: "internal_error", message: `Unexpected error: ${message}` };
+  if (isStorageFull(error)) return { code: "storage_error", message: storageFullError().message };
+  // The message of an unexpected error may name server paths: clients get its kind only.
+  const kind = (error as { code?: unknown } | undefined)?.code;
+  return {
+    code: "internal_error",
+    message: `Unexpected error${typeof kind === "string" ? ` (${kind})` : ""}; the server log has the details. Retry, or report it.`,
+  };
 }
 
 function sha256Hex(bytes: Buffer): string {
@@ -103,6 +111,18 @@ function validateMetadata(metadata: unknown): Metadata {
   if (metadata === undefined || metadata === null) return {};
   if (typeof metadata !== "object" || Array.isArray(metadata)) {
     throw new AppError("invalid_metadata", 'metadata must be a JSON object, e.g. {"album": "x"}.');
+  }
+  let depth = 0;
+  for (let level: unknown[] = [metadata]; level.length > 0; depth++) {
+    if (depth > MAX_METADATA_DEPTH) {
+      throw new AppError(
+        "invalid_metadata",
+        `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep; flatten it.`,
+      );
+    }
+    level = level.flatMap((value) =>
+      typeof value === "object" && value !== null ? Object.values(value) : [],
+    );
   }
   const json = JSON.stringify(metadata);
   if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
@@ -286,10 +306,11 @@ export class Ingest {
     source: "upload" | "path";
     path?: string;
   }> {
-    if (input.id !== undefined && !CLIENT_ID.test(input.id)) {
+    // "." and ".." would be unreachable: URLs normalise /items/.. away.
+    if (input.id !== undefined && (!CLIENT_ID.test(input.id) || /^\.{1,2}$/.test(input.id))) {
       throw new AppError(
         "invalid_id",
-        `Item id "${String(input.id).slice(0, 140)}" is not allowed; use 1-128 characters of letters, digits, "_", ".", ":" or "-", or omit it to get a content-based id.`,
+        `Item id "${String(input.id).slice(0, 140)}" is not allowed; use 1-128 characters of letters, digits, "_", ".", ":" or "-" (not "." or ".."), or omit it to get a content-based id.`,
       );
     }
     const metadata = validateMetadata(input.metadata);
@@ -330,14 +351,12 @@ export class Ingest {
         403,
       );
     }
-    const outside = (candidate: string) => {
-      const relative = path.relative(root as string, candidate);
-      return relative === "" || relative.startsWith("..") || path.isAbsolute(relative);
-    };
+    // A name that merely starts with ".." ("..photo.jpg") is inside.
+    const outside = (candidate: string) => !isInside(root as string, candidate);
     const refuse = () =>
       new AppError(
         "path_outside_media_root",
-        `${input} is outside the media root ${root}; only files under it can be indexed by path.`,
+        `${input} is outside the media root; only files under it can be indexed by path.`,
         403,
       );
     const absolute = path.resolve(root ?? process.cwd(), input);
@@ -430,12 +449,40 @@ export class Ingest {
     try {
       await this.store.stageOriginal(job.sha256, job.bytes);
     } catch (error) {
+      if (isStorageFull(error)) throw storageFullError();
       throw new AppError(
         "storage_error",
-        `Could not store the uploaded image: ${(error as Error).message}. Check free space and permissions of the data directory.`,
+        `Could not store the uploaded image (${String((error as NodeJS.ErrnoException).code ?? "error")}). Check free space and permissions of the data directory.`,
         500,
       );
     }
+  }
+
+  /**
+   * Commits the chunk in one transaction; if that fails, each item in its own, so one item the
+   * store refuses fails only itself. A store that cannot be reached fails them all at once.
+   */
+  private async insertEach(
+    entries: NewItem[],
+  ): Promise<(InsertOutcome | { status: "failed"; error: unknown })[]> {
+    try {
+      return await this.store.insertItems(entries, this.embedder.modelId);
+    } catch (error) {
+      if (entries.length === 1 || (isAppError(error) && error.code === "database_unavailable")) {
+        throw error;
+      }
+    }
+    const outcomes: (InsertOutcome | { status: "failed"; error: unknown })[] = [];
+    for (const entry of entries) {
+      try {
+        const [outcome] = await this.store.insertItems([entry], this.embedder.modelId);
+        outcomes.push(outcome as InsertOutcome);
+      } catch (error) {
+        if (isAppError(error) && error.code === "database_unavailable") throw error;
+        outcomes.push({ status: "failed", error });
+      }
+    }
+    return outcomes;
   }
 
   /** Embeds one chunk; on failure its jobs fail and the result is undefined. */
@@ -486,10 +533,12 @@ export class Ingest {
         if (p.source === "upload") entry.original = p.bytes;
         return entry;
       });
-      const outcomes = await this.store.insertItems(entries, this.embedder.modelId);
+      const outcomes = await this.insertEach(entries);
       outcomes.forEach((outcome, k) => {
         const job = prepared[k] as Prepared;
-        if (outcome.status === "inserted") {
+        if (outcome.status === "failed") {
+          this.finish(job, results, { error: errorOf(outcome.error) });
+        } else if (outcome.status === "inserted") {
           this.finish(job, results, { id: job.id });
         } else if (outcome.status === "duplicate") {
           this.finish(job, results, { id: outcome.id });

@@ -12,6 +12,7 @@ import { AppError } from "../errors.ts";
 import { collectImageFiles } from "../library/files.ts";
 import type { Metadata } from "../library/types.ts";
 import type { JobStore, JobSummary } from "../store/jobs.ts";
+import { isInside, realPathOrUndefined } from "../util/paths.ts";
 
 export interface JobRequest {
   paths: readonly string[];
@@ -21,16 +22,6 @@ export interface JobRequest {
 export interface JobLimits {
   mediaRoot: string | undefined;
   maxJobItems: number;
-}
-
-function inside(root: string, candidate: string): boolean {
-  const relative = path.relative(root, candidate);
-  return (
-    relative !== "" &&
-    !relative.startsWith(`..${path.sep}`) &&
-    relative !== ".." &&
-    !path.isAbsolute(relative)
-  );
 }
 
 /** The media root, resolved; refuses when path indexing is off. */
@@ -54,15 +45,15 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
   const absolute: string[] = [];
   for (const [i, given] of request.paths.entries()) {
     const resolved = path.resolve(root, given);
-    if (resolved !== root && !inside(root, resolved)) {
+    if (resolved !== root && !isInside(root, resolved)) {
       throw new AppError(
         "path_outside_media_root",
         `paths/${i} "${given.slice(0, 200)}" is outside the media root; give paths relative to it. No job was created.`,
         403,
       );
     }
-    const real = await realOrNothing(resolved);
-    if (real !== undefined && real !== root && !inside(root, real)) {
+    const real = realPathOrUndefined(resolved);
+    if (real !== undefined && real !== root && !isInside(root, real)) {
       throw new AppError(
         "path_outside_media_root",
         `paths/${i} "${given.slice(0, 200)}" leads outside the media root through a link. No job was created.`,
@@ -92,14 +83,6 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
     );
   }
   return files.map((file) => path.relative(root, file));
-}
-
-async function realOrNothing(file: string): Promise<string | undefined> {
-  try {
-    return realpathSync(file);
-  } catch {
-    return undefined;
-  }
 }
 
 export function newJobId(): string {

@@ -1,0 +1,182 @@
+/** Items: indexing (multipart uploads or paths under the media root), listing, reading, deleting. */
+import path from "node:path";
+import type { Schemas } from "../../api/spec.ts";
+import { AppError } from "../../errors.ts";
+import type { IndexInput, IndexResult, Item } from "../../library/types.ts";
+import { isInside, realOrSelf } from "../../util/paths.ts";
+import { listField, type MultipartForm, parseJson, readMultipart } from "../multipart.ts";
+import { assertValid } from "../validation.ts";
+import { type Handlers, idParam, imageUrl, mediaType, type RouteContext } from "./context.ts";
+
+type Slot = { input: IndexInput } | { failed: IndexResult };
+
+export function itemHandlers({ settings, library, metrics, validators }: RouteContext): Handlers {
+  // The library stores resolved paths; items show them relative to the resolved media root.
+  const realMediaRoot =
+    settings.mediaRoot === undefined ? undefined : realOrSelf(settings.mediaRoot);
+  const validId = validators.component("Id");
+  const validMetadata = validators.component("Metadata");
+
+  const toItem = (item: Item): Schemas["Item"] => {
+    const out: Schemas["Item"] = {
+      id: item.id,
+      metadata: item.metadata,
+      content_type: item.contentType,
+      width: item.width,
+      height: item.height,
+      bytes: item.bytes,
+      sha256: item.sha256,
+      source: item.source,
+      created_at: item.createdAt,
+      image_url: imageUrl(item.id),
+    };
+    if (item.path !== undefined) {
+      const root = realMediaRoot;
+      out.path = root && isInside(root, item.path) ? path.relative(root, item.path) : item.path;
+    }
+    return out;
+  };
+  const notFound = (id: string) =>
+    new AppError("not_found", `no item with id "${id}"; GET /items lists the stored ids`, 404);
+
+  const uploadSlots = (form: MultipartForm): Slot[] => {
+    if (form.files.length === 0) {
+      throw new AppError(
+        "validation_failed",
+        'no file in the field "images"; send one or more image files as images',
+      );
+    }
+    const ids = listField(form, "ids", (raw) => raw);
+    const metadata = listField(form, "metadata", (raw) => parseJson(raw, "metadata"));
+    for (const [name, values] of [
+      ["ids", ids],
+      ["metadata", metadata],
+    ] as const) {
+      if (values.length > 0 && values.length !== form.files.length) {
+        throw new AppError(
+          "validation_failed",
+          `${values.length} ${name} for ${form.files.length} files; send one per file, in file order`,
+        );
+      }
+    }
+    for (const [i, id] of ids.entries()) assertValid(validId, id, `ids/${i}`);
+    for (const [i, meta] of metadata.entries()) assertValid(validMetadata, meta, `metadata/${i}`);
+    return form.files.map((file, i): Slot => {
+      const id = ids[i] as string | undefined;
+      if (file.tooLarge) {
+        return {
+          failed: {
+            id: id ?? "",
+            status: "failed",
+            error: {
+              code: "image_too_large",
+              message: `${file.filename || "file"} is larger than ${settings.maxImageBytes} bytes (maxImageBytes, LONGCLIP_MAX_IMAGE_BYTES)`,
+            },
+          },
+        };
+      }
+      const input: IndexInput = {
+        bytes: file.bytes,
+        filename: file.filename,
+        contentType: file.contentType,
+      };
+      if (id !== undefined) input.id = id;
+      const meta = metadata[i] as Schemas["Metadata"] | undefined;
+      if (meta !== undefined) input.metadata = meta;
+      return { input };
+    });
+  };
+
+  const pathSlots = (body: Schemas["IndexPathsRequest"]): Slot[] => {
+    if (body.items.length > settings.maxBatchItems) {
+      throw new AppError(
+        "too_many_items",
+        `${body.items.length} items in one request; the limit is ${settings.maxBatchItems} (maxBatchItems, LONGCLIP_MAX_BATCH_ITEMS); split the batch`,
+        413,
+      );
+    }
+    const root = settings.mediaRoot;
+    if (root === undefined) {
+      throw new AppError(
+        "path_indexing_disabled",
+        "indexing by path is disabled: start the server with --media-root DIR (LONGCLIP_MEDIA_ROOT), or upload the files as multipart",
+        403,
+      );
+    }
+    const realRoot = realOrSelf(root);
+    return body.items.map((item, i) => {
+      const resolved = path.resolve(root, item.path);
+      if (!isInside(root, resolved) || !isInside(realRoot, realOrSelf(resolved))) {
+        throw new AppError(
+          "path_outside_media_root",
+          `items/${i}/path "${item.path}" is outside the media root; only files under the media root can be indexed by path, nothing was indexed`,
+          403,
+        );
+      }
+      const input: IndexInput = { path: resolved };
+      if (item.id !== undefined) input.id = item.id;
+      if (item.metadata !== undefined) input.metadata = item.metadata;
+      return { input };
+    });
+  };
+
+  return {
+    async indexImages(request) {
+      const slots =
+        mediaType(request) === "multipart/form-data"
+          ? uploadSlots(
+              await readMultipart(request, settings, {
+                fileField: "images",
+                maxFiles: settings.maxBatchItems,
+                allowedFields: ["ids", "metadata"],
+              }),
+            )
+          : pathSlots(request.body as Schemas["IndexPathsRequest"]);
+      const inputs = slots.flatMap((slot) => ("input" in slot ? [slot.input] : []));
+      const indexed = inputs.length ? await metrics.time("index", () => library.index(inputs)) : [];
+      let next = 0;
+      const results = slots.map((slot) => {
+        if ("failed" in slot) return slot.failed;
+        const result = indexed[next++];
+        if (result === undefined)
+          throw new Error("library.index returned fewer results than inputs");
+        return result;
+      });
+      metrics.countIndexResults(results.map((r) => r.status));
+      return { results } satisfies Schemas["IndexResponse"];
+    },
+
+    async listItems(request) {
+      const query = request.query as { cursor?: string; limit: number };
+      const page = await library.listItems(query.cursor ?? null, query.limit);
+      return {
+        items: page.items.map(toItem),
+        next_cursor: page.nextCursor,
+      } satisfies Schemas["ItemPage"];
+    },
+
+    async getItem(request) {
+      const id = idParam(request);
+      const item = await library.getItem(id);
+      if (item === undefined) throw notFound(id);
+      return toItem(item);
+    },
+
+    async deleteItem(request) {
+      const id = idParam(request);
+      if (!(await library.deleteItem(id))) throw notFound(id);
+      return { id, deleted: true } satisfies Schemas["DeleteResponse"];
+    },
+
+    async getItemImage(request, reply) {
+      const id = idParam(request);
+      const image = await library.readImage(id);
+      if (image === undefined) throw notFound(id);
+      return reply
+        .type(image.contentType)
+        .header("x-content-type-options", "nosniff")
+        .header("cache-control", "private, no-cache")
+        .send(image.bytes);
+    },
+  };
+}

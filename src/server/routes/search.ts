@@ -1,0 +1,99 @@
+/** Search by text or by image, and the tokenizer view the page uses to show what is read. */
+import type { Schemas } from "../../api/spec.ts";
+import { AppError } from "../../errors.ts";
+import type { Hit } from "../../library/types.ts";
+import { readMultipart } from "../multipart.ts";
+import { keptChars } from "../web.ts";
+import { type Handlers, imageUrl, type RouteContext, tookMs } from "./context.ts";
+
+function toHit(hit: Hit): Schemas["Hit"] {
+  return {
+    id: hit.id,
+    score: hit.score,
+    rank: hit.rank,
+    metadata: hit.metadata,
+    image_url: imageUrl(hit.id),
+  };
+}
+
+export function searchHandlers({ settings, library, metrics, options }: RouteContext): Handlers {
+  // The library checks search inputs itself (empty query, length, k); only /tokenize, which
+  // does not reach the library, needs the length limit here.
+  const checkQueryLength = (text: string) => {
+    if (text.length > settings.maxQueryChars) {
+      throw new AppError(
+        "query_too_long",
+        `the text has ${text.length} characters; the limit is ${settings.maxQueryChars} (maxQueryChars, LONGCLIP_MAX_QUERY_CHARS)`,
+      );
+    }
+  };
+
+  return {
+    async searchText(request) {
+      const body = request.body as Schemas["SearchRequest"];
+      const started = performance.now();
+      const result = await metrics.time("search_text", () =>
+        library.searchText(body.query, {
+          k: body.k,
+          exact: body.exact,
+          truncate: body.truncate,
+          ...(body.filter ? { filter: body.filter } : {}),
+        }),
+      );
+      return {
+        hits: result.hits.map(toHit),
+        query: result.query,
+        took_ms: tookMs(started),
+      } satisfies Schemas["SearchResponse"];
+    },
+
+    async searchImage(request) {
+      const query = request.query as { k: number; exact: boolean };
+      const started = performance.now();
+      const form = await readMultipart(request, settings, {
+        fileField: "image",
+        maxFiles: 1,
+        allowedFields: [],
+      });
+      const file = form.files[0];
+      if (file === undefined) {
+        throw new AppError("validation_failed", 'no file in the field "image"; send one image');
+      }
+      if (file.tooLarge) {
+        throw new AppError(
+          "image_too_large",
+          `the image is larger than ${settings.maxImageBytes} bytes (maxImageBytes, LONGCLIP_MAX_IMAGE_BYTES)`,
+          413,
+        );
+      }
+      const result = await metrics.time("search_image", () =>
+        library.searchImage(file.bytes, { k: query.k, exact: query.exact }),
+      );
+      return {
+        hits: result.hits.map(toHit),
+        took_ms: tookMs(started),
+      } satisfies Schemas["ImageSearchResponse"];
+    },
+
+    async tokenize(request) {
+      const { text } = request.body as Schemas["TokenizeRequest"];
+      const tokenizer = options.tokenizer;
+      if (tokenizer === undefined) {
+        throw new AppError(
+          "not_ready",
+          "this server was started without a tokenizer; restart it with a model directory",
+          503,
+        );
+      }
+      checkQueryLength(text);
+      const tokens = tokenizer.encode(text);
+      return {
+        ids: Array.from(tokens.ids),
+        tokens: tokens.tokens,
+        truncated: tokens.truncated,
+        max_tokens: tokenizer.contextLength,
+        kept_chars: keptChars(tokenizer, text),
+      } satisfies Schemas["TokenizeResponse"];
+    },
+  };
+}

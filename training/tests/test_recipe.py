@@ -45,7 +45,7 @@ def test_smoke_runs_every_stage(tmp_path):
         unseen = json.loads((out / "eval" / f"{name}-unseen-long.json").read_text())
         assert unseen["n"] == recipe.SMOKE["unseen_count"]
     # PCM's short-caption term where the variant has PCM, not where it has none
-    for name, pcm in (("longclip", True), ("samebatch", True), ("kps", False)):
+    for name, pcm in (("longclip", True), ("pcm1", True), ("kps", False)):
         log = (out / "runs" / name / "train-log.jsonl").read_text().splitlines()
         assert all((json.loads(line)["loss_short"] is not None) == pcm for line in log), name
 
@@ -55,7 +55,7 @@ def test_smoke_runs_every_stage(tmp_path):
     assert (out / "figures" / "effective-length.png").read_bytes()[:4] == b"\x89PNG"
     timings = json.loads((out / "timings.json").read_text())
     assert {"synth", "vocab", "pretrain CLIP-77", "fine-tune longclip", "export"} <= set(timings)
-    assert timings["fine-tune samebatch"]["part_of"] == "fine-tune (all, 2 side by side)"
+    assert timings["fine-tune pcm1"]["part_of"] == "fine-tune (all, 2 side by side)"
     # the report alone is regenerated from the artifacts
     (out / "reproduction.md").unlink()
     assert main(["demo", "--smoke", "--out", str(out), "--stages", "report"]) == 0

@@ -13,7 +13,11 @@ export type Device = "cpu" | "cuda" | "auto";
 const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
   pgVectorType: ["halfvec", "vector"],
   jobWorker: ["auto", "on", "off"],
+  keepUploadFilename: ["on", "off"],
 };
+
+/** Settings that are a fraction from 0 to 1 rather than an integer. */
+const FRACTION_KEYS = new Set<keyof Settings>(["nearDuplicateThreshold"]);
 
 export interface ImageLimits {
   /** Largest accepted encoded image, in bytes. */
@@ -60,6 +64,22 @@ export interface Settings extends ImageLimits {
   jobLeaseMs: number;
   /** Files in one job. */
   maxJobItems: number;
+  /**
+   * Metadata keys (comma-separated) that keyword and hybrid search look in. Every top-level
+   * string (or array of strings) is indexed, so changing this needs no re-indexing.
+   */
+  textFields: string;
+  /** Keep an upload's file name as metadata `filename` (unless the metadata has one). */
+  keepUploadFilename: "on" | "off";
+  /** Candidates each ranking (vector, keyword) gives hybrid search before fusion. */
+  hybridCandidates: number;
+  /** ANN neighbours looked at per item when grouping near-duplicates (GET /duplicates). */
+  duplicateNeighbours: number;
+  /**
+   * POST /index flags a new item whose image embedding is at least this similar (cosine) to a
+   * stored one (`near_duplicate_of`); 0 turns the check off.
+   */
+  nearDuplicateThreshold: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -90,6 +110,11 @@ export const DEFAULT_SETTINGS: Settings = {
   jobWorker: "auto",
   jobLeaseMs: 60_000,
   maxJobItems: 1_000_000,
+  textFields: "caption,filename,tags",
+  keepUploadFilename: "on",
+  hybridCandidates: 100,
+  duplicateNeighbours: 10,
+  nearDuplicateThreshold: 0,
 };
 
 /** LONGCLIP_MODEL_DIR for modelDir, LONGCLIP_MAX_IMAGE_BYTES for maxImageBytes, ... */
@@ -131,6 +156,7 @@ const STRING_KEYS = new Set<keyof Settings>([
   "apiKey",
   "mediaRoot",
   "databaseUrl",
+  "textFields",
 ]);
 
 /** A setting from its text; errors name `variable`, the variable the text came from. */
@@ -155,6 +181,12 @@ export function parseSetting(
   if (STRING_KEYS.has(key))
     return key.endsWith("Dir") || key === "mediaRoot" ? path.resolve(raw) : raw;
   const value = Number(raw);
+  if (FRACTION_KEYS.has(key)) {
+    if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) {
+      throw new Error(`${variable} must be a number from 0 to 1, not "${raw}"`);
+    }
+    return value;
+  }
   if (!Number.isFinite(value) || value < 0 || !Number.isInteger(value)) {
     throw new Error(`${variable} must be a non-negative integer, not "${raw}"`);
   }

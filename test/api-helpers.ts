@@ -106,11 +106,12 @@ export interface TestServer {
 }
 
 /**
- * The real app over a real library (SQLite + HNSW in a temp dir, the tiny ONNX model),
+ * The real app over a real library (SQLite + HNSW in a temp dir, the tiny ONNX model unless
+ * `extra.modelDir` names another; `extra.databaseUrl` puts the library in Postgres),
  * listening on a free loopback port; `app.close()` stops it.
  */
 export async function startTestApp(extra: Partial<Settings> = {}): Promise<TestServer> {
-  const modelDir = tinyModelDir();
+  const modelDir = extra.modelDir ?? tinyModelDir();
   const settings = loadSettings(
     {
       modelDir,

@@ -71,7 +71,7 @@ test("the JSON body validator applies the documented defaults and rejects unknow
   const validate = validators.component("SearchRequest");
   const body: Record<string, unknown> = { query: "a cat" };
   assert.equal(validate(body), true);
-  assert.deepEqual(body, { query: "a cat", k: 10, truncate: true, exact: false });
+  assert.deepEqual(body, { query: "a cat", k: 10, truncate: true, exact: false, mode: "vector" });
   assert.equal(validate({ query: "a cat", k: "10" }), false, "bodies are not coerced");
   assert.equal(validate({ query: "a cat", extra: 1 }), false);
 });

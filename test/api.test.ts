@@ -157,7 +157,8 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       { id: "gray", status: "indexed" },
     ]);
     const item = json<S["Item"]>(await http().get("/items/gradient"));
-    assert.deepEqual(item.metadata, { album: "a", n: 2 });
+    // The upload's file name is kept (keepUploadFilename, on by default).
+    assert.deepEqual(item.metadata, { album: "a", n: 2, filename: "gradient.jpg" });
     assert.equal(item.source, "upload");
     assert.equal(item.image_url, "/items/gradient/image");
   });

@@ -4,6 +4,8 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
+import sharp from "sharp";
+import { runDuplicates } from "../src/cli/duplicates.ts";
 import { parseMeta, runIndex, runReindex, runSearch } from "../src/cli/index-cmd.ts";
 import { isAppError } from "../src/errors.ts";
 import { collectImageFiles } from "../src/library/files.ts";
@@ -133,5 +135,44 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
     const search = io();
     assert.equal(await runSearch("x", { ...flags, json: true }, search.io), 0);
     assert.equal((JSON.parse(search.out()) as { hits: unknown[] }).hits.length, 1);
+  });
+
+  test("search --mode keyword and hybrid; duplicates lists near-duplicate groups", async () => {
+    const flags = { model: tinyModelDir(), data: path.join(root, "data3"), threads: "1" };
+    const dir = path.join(root, "near");
+    mkdirSync(dir);
+    const original = await patternPng(5, 96);
+    writeFileSync(path.join(dir, "x.png"), original);
+    writeFileSync(path.join(dir, "x-small.png"), await sharp(original).resize(64).png().toBuffer());
+    writeFileSync(path.join(dir, "y.png"), await patternPng(6, 96));
+    assert.equal(await runIndex([dir], { ...flags, meta: ["caption=a zorblat kite"] }, io().io), 0);
+
+    const keyword = io();
+    assert.equal(await runSearch("zorblat", { ...flags, mode: "keyword" }, keyword.io), 0);
+    assert.equal(keyword.out().trim().split("\n").length, 3);
+    assert.match(keyword.out(), /^ {2}1 {2}-?\d\.\d{4} {2}\S+ {2}\/.*\.png {2}\(keyword #1\)$/m);
+    const hybrid = io();
+    assert.equal(await runSearch("zorblat", { ...flags, mode: "hybrid", k: "1" }, hybrid.io), 0);
+    assert.match(hybrid.out(), /\(vector #1, keyword #[1-3]\)$/m);
+    const bad = io();
+    assert.equal(await runSearch("x", { ...flags, mode: "fuzzy" }, bad.io), 1);
+    assert.match(bad.err(), /\[validation_failed\].*vector, keyword or hybrid/);
+
+    // Whatever the tiny model scores, the groups are those of the pairs at the threshold.
+    const dupes = io();
+    assert.equal(await runDuplicates({ ...flags, threshold: "0.5", json: true }, dupes.io), 0);
+    const groups = dupes
+      .out()
+      .trim()
+      .split("\n")
+      .filter((line) => line !== "")
+      .map((line) => JSON.parse(line) as { ids: string[]; max_score: number });
+    assert.match(dupes.err(), new RegExp(`^${groups.length} groups of near-duplicates`));
+    for (const group of groups) {
+      assert.ok(group.ids.length >= 2 && group.max_score >= 0.5);
+    }
+    const refused = io();
+    assert.equal(await runDuplicates({ ...flags, threshold: "1.5" }, refused.io), 2);
+    assert.match(refused.err(), /\[invalid_setting\]: --threshold/);
   });
 });

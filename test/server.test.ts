@@ -242,6 +242,30 @@ describe("longclip serve", () => {
     assert.throws(() => loadSettings({}, { PORT: "http" }), /^Error: PORT must be/);
   });
 
+  test("search settings: a fraction for the near-duplicate threshold, on/off, key lists", () => {
+    const env = {
+      LONGCLIP_NEAR_DUPLICATE_THRESHOLD: "0.97",
+      LONGCLIP_KEEP_UPLOAD_FILENAME: "off",
+      LONGCLIP_TEXT_FIELDS: "caption,album",
+    };
+    const settings = loadSettings({}, env);
+    assert.equal(settings.nearDuplicateThreshold, 0.97);
+    assert.equal(settings.keepUploadFilename, "off");
+    assert.equal(settings.textFields, "caption,album");
+    assert.equal(DEFAULT_SETTINGS.nearDuplicateThreshold, 0, "off by default");
+    assert.equal(settingsFromFlags({ nearDuplicateThreshold: "1" }, {}).nearDuplicateThreshold, 1);
+    for (const bad of ["1.5", "-0.1", "x"]) {
+      assert.throws(
+        () => loadSettings({}, { LONGCLIP_NEAR_DUPLICATE_THRESHOLD: bad }),
+        /LONGCLIP_NEAR_DUPLICATE_THRESHOLD must be a number from 0 to 1/,
+      );
+    }
+    assert.throws(
+      () => loadSettings({}, { LONGCLIP_KEEP_UPLOAD_FILENAME: "yes" }),
+      /must be on, off/,
+    );
+  });
+
   test("serves on PORT, shuts down on SIGTERM, keeps the data across restarts", {
     skip: SKIP_WITHOUT_SHARED,
   }, async () => {

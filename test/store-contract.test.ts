@@ -70,3 +70,54 @@ test("Postgres: a node started with another --pg-vector-type rebuilds the index 
     await other.close();
   }
 });
+
+// Data written before full-text search existed: the migration indexes the stored metadata.
+const BACKFILL_ITEMS = [
+  newItem(1, { caption: "a kite over zorblat hill" }),
+  newItem(2, { tags: ["zorblat", "x"] }),
+  newItem(3, { caption: "nothing to see" }),
+];
+const BACKFILL_QUERY = { words: ["zorblat"], fields: ["caption", "tags"], k: 10 };
+
+test("SQLite: a database from before schema 3 gets its stored metadata indexed for keywords", async () => {
+  sqliteDir = path.join(root, "sqlite-backfill");
+  const store = await openSqlite();
+  await store.setModel({ modelId: "m1", dims: 8 });
+  await store.insertItems(BACKFILL_ITEMS, "m1");
+  // Back to schema 2 as an older build left it: no text tables, no triggers.
+  store.db.exec(`
+    DROP TRIGGER items_text_added; DROP TRIGGER items_text_changed;
+    DROP VIEW item_text_source; DROP TABLE item_text_fts; DROP TABLE item_text;
+    PRAGMA user_version = 2;`);
+  await store.close();
+  const migrated = await openSqlite();
+  try {
+    assert.equal(migrated.db.pragma("user_version", { simple: true }), 3);
+    const hits = await migrated.keywordSearch(BACKFILL_QUERY);
+    assert.deepEqual(hits.map((hit) => hit.item.id).sort(), ["item-1", "item-2"]);
+  } finally {
+    await migrated.close();
+  }
+});
+
+test("Postgres: a database from before schema 2 gets its stored metadata indexed for keywords", async () => {
+  await postgres?.reset();
+  const store = await openPostgres();
+  await store.setModel({ modelId: "m1", dims: 8 });
+  await store.insertItems(BACKFILL_ITEMS, "m1");
+  await store.close();
+  const client = new pg.Client({ connectionString: (postgres as TestPostgres).url });
+  await client.connect();
+  await client.query(`
+    DROP TRIGGER items_text ON longclip.items; DROP FUNCTION longclip.index_item_text();
+    DROP TABLE longclip.item_text; DROP FUNCTION longclip.text_fields(jsonb);
+    UPDATE longclip.schema_version SET version = 1;`);
+  await client.end();
+  const migrated = await openPostgres();
+  try {
+    const hits = await migrated.keywordSearch(BACKFILL_QUERY);
+    assert.deepEqual(hits.map((hit) => hit.item.id).sort(), ["item-1", "item-2"]);
+  } finally {
+    await migrated.close();
+  }
+});

@@ -15,6 +15,7 @@ import {
   setApiKey,
   thumbnailUrl,
 } from "./api.ts";
+import { startDuplicatesPanel } from "./duplicates.ts";
 import { collectDropped, type PendingFile, planBatches } from "./files.ts";
 import { startJobsPanel } from "./jobs.ts";
 
@@ -71,6 +72,7 @@ const query = $<HTMLTextAreaElement>("query");
 const tokenCount = $("token-count");
 const cutNote = $("cut-note");
 const kSelect = $<HTMLSelectElement>("k");
+const modeSelect = $<HTMLSelectElement>("mode");
 const searchForm = $<HTMLFormElement>("search-form");
 const searchButton = $<HTMLButtonElement>("search-button");
 const results = $<HTMLOListElement>("results");
@@ -250,6 +252,17 @@ function displayName(hit: Hit): string {
   return typeof name === "string" && name !== "" ? name : hit.id;
 }
 
+/** Keyword and hybrid hits: where they ranked by image and by text ("–": not found so). */
+function rankNote(hit: Hit): HTMLElement[] {
+  if (hit.keyword_rank === undefined && hit.vector_rank === undefined) return [];
+  const rank = (r: number | null | undefined) => (r === null || r === undefined ? "–" : `#${r}`);
+  const parts =
+    hit.vector_rank === undefined
+      ? [`text ${rank(hit.keyword_rank)}`]
+      : [`image ${rank(hit.vector_rank)}`, `text ${rank(hit.keyword_rank)}`];
+  return [el("span", { class: "ranks" }, parts.join(" · "))];
+}
+
 function card(hit: Hit): HTMLLIElement {
   const name = displayName(hit);
   const button = el(
@@ -274,6 +287,7 @@ function card(hit: Hit): HTMLLIElement {
       el("span", { class: "rank" }, `#${hit.rank}`),
       el("span", { class: "score" }, hit.score.toFixed(3)),
       el("span", { class: "name" }, name),
+      ...rankNote(hit),
     ),
   );
   button.addEventListener("click", () => void openDetail(hit));
@@ -324,7 +338,7 @@ async function runSearch(): Promise<void> {
     const k = Math.min(Number(kSelect.value), config.maxK);
     const r = await request<Schemas["SearchResponse"]>("/search", {
       method: "POST",
-      json: { query: text, k },
+      json: { query: text, k, mode: modeSelect.value },
     });
     if (seq !== searchSeq) return;
     const cut = r.query.truncated
@@ -616,4 +630,5 @@ updateKeyButton();
 grow();
 void refreshStats();
 startJobsPanel(config.jobs);
+startDuplicatesPanel();
 void learnMaxTokens().then(() => (query.value ? countTokens() : undefined));

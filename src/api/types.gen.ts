@@ -62,6 +62,15 @@ export interface paths {
          *     `truncate` is false. `filter` keeps only items whose metadata has every given
          *     key with exactly the given value. `exact: true` scans every stored embedding instead
          *     of the HNSW index (for measuring recall).
+         *
+         *     `mode` chooses the ranking: `vector` (default) by the embeddings; `keyword` by the
+         *     words of the query found in the items' text fields (`text_fields`, default the
+         *     server's `--text-fields`, `caption,filename,tags`): full-text search, stemmed
+         *     (English), any word may match, SQLite FTS5 BM25 or Postgres `ts_rank`; `hybrid` fuses
+         *     the two rankings (each of up to `--hybrid-candidates` hits) by reciprocal rank fusion,
+         *     score 1/(60 + vector rank) + 1/(60 + keyword rank). In every mode a hit's `score` is
+         *     its cosine similarity to the query; keyword and hybrid hits also say where they ranked
+         *     (`keyword_rank`, `vector_rank`, null when not in that ranking).
          */
         post: operations["searchText"];
         delete?: never;
@@ -85,6 +94,31 @@ export interface paths {
          *     `maxImageBytes`). The response has the same `hits` as `POST /search`.
          */
         post: operations["searchImage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/duplicates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Groups of near-duplicate images, with cursor pagination.
+         * @description Items whose image embeddings are at least `threshold` similar (cosine) are linked;
+         *     the groups are the connected components of two or more items, in the order their
+         *     first item was stored, each with its ids (in stored order) and the highest
+         *     similarity of a linked pair. Every item asks the ANN index for its
+         *     `--duplicate-neighbours` nearest items (never all pairs); the groups are computed
+         *     once per threshold and reused for 30 s while the item count stays the same.
+         */
+        get: operations["duplicates"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -415,6 +449,14 @@ export interface components {
             /** @enum {string} */
             status: "indexed" | "duplicate" | "failed";
             error?: components["schemas"]["ErrorDetail"];
+            /**
+             * @description For a new item, when the server runs with `--near-duplicate-threshold` above 0
+             *     (off by default): the id of the most similar stored image, if at least that
+             *     similar (cosine). The item is stored either way.
+             */
+            near_duplicate_of?: string;
+            /** @description Cosine similarity to `near_duplicate_of`. */
+            near_duplicate_score?: number;
         };
         IndexResponse: {
             results: components["schemas"]["IndexResult"][];
@@ -442,6 +484,14 @@ export interface components {
              * @default false
              */
             exact: boolean;
+            /**
+             * @description Rank by the embeddings, by the words in the text fields, or both fused (RRF).
+             * @default vector
+             * @enum {string}
+             */
+            mode: "vector" | "keyword" | "hybrid";
+            /** @description Top-level metadata keys keyword matching looks in (default the server's `--text-fields`). */
+            text_fields?: string[];
         };
         ImageUpload: {
             /** @description The query image. */
@@ -455,6 +505,24 @@ export interface components {
             metadata: components["schemas"]["Metadata"];
             /** @description `/items/{id}/image`. */
             image_url: string;
+            /** @description Keyword and hybrid modes; the rank in the keyword ranking, null when the text fields do not match. */
+            keyword_rank?: number | null;
+            /** @description Keyword relevance (higher is better; the scale depends on the storage backend). */
+            keyword_score?: number | null;
+            /** @description Hybrid mode; the rank in the vector ranking, null when not among its candidates. */
+            vector_rank?: number | null;
+            /** @description Hybrid mode; the reciprocal rank fusion score hits are ordered by. */
+            fused_score?: number;
+        };
+        DuplicateGroup: {
+            ids: string[];
+            /** @description The highest cosine similarity of a linked pair in the group. */
+            max_score: number;
+        };
+        DuplicatesResponse: {
+            groups: components["schemas"]["DuplicateGroup"][];
+            next_cursor: string | null;
+            threshold: number;
         };
         QueryInfo: {
             /** @description Tokens of the query including the start and end tokens, before cutting. */
@@ -867,6 +935,52 @@ export interface operations {
                 };
             };
             429: components["responses"]["QueueFull"];
+            503: components["responses"]["NotReady"];
+        };
+    };
+    duplicates: {
+        parameters: {
+            query?: {
+                /** @description Cosine similarity at which two images count as near-duplicates. */
+                threshold?: number;
+                /** @description `next_cursor` of the previous page; omit for the first page. */
+                cursor?: components["parameters"]["Cursor"];
+                /** @description Items per page. */
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of groups; pass `next_cursor` as `cursor` for the next one (null at the end). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DuplicatesResponse"];
+                };
+            };
+            /** @description `validation_failed` (threshold outside (0, 1], limit outside 1..1000, unknown parameter), `invalid_cursor`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `model_mismatch`: the store holds embeddings of another model; run `longclip reindex`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             503: components["responses"]["NotReady"];
         };
     };

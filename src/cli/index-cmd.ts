@@ -13,7 +13,7 @@ import { Encoder } from "../encode/encoder.ts";
 import { AppError, isAppError } from "../errors.ts";
 import { collectImageFiles } from "../library/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
-import type { IndexResult, Metadata } from "../library/types.ts";
+import type { Hit, IndexResult, Metadata, SearchMode } from "../library/types.ts";
 import { runIndexJob } from "./jobs.ts";
 import {
   addSettingOptions,
@@ -26,12 +26,12 @@ import {
 /** Setting flags as commander parses them (strings), see ./settings.ts. */
 export type LibraryFlags = Record<string, unknown>;
 
-interface Io {
+export interface Io {
   out: NodeJS.WritableStream;
   err: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
-const STDIO: Io = { out: process.stdout, err: process.stderr };
+export const STDIO: Io = { out: process.stdout, err: process.stderr };
 
 async function openLibrary(settings: Settings): Promise<LongclipLibrary> {
   const encoder = await Encoder.load(settings.modelDir, settings);
@@ -142,7 +142,7 @@ function printSummary(summary: IndexSummary, missing: readonly string[], io: Io)
   }
 }
 
-async function withLibrary(
+export async function withLibrary(
   flags: LibraryFlags,
   io: Io,
   work: (library: LongclipLibrary, settings: Settings) => Promise<number>,
@@ -184,7 +184,13 @@ export async function runIndex(
 
 export async function runSearch(
   query: string,
-  flags: LibraryFlags & { k?: string; json?: boolean; exact?: boolean; filter?: string[] },
+  flags: LibraryFlags & {
+    k?: string;
+    json?: boolean;
+    exact?: boolean;
+    filter?: string[];
+    mode?: string;
+  },
   io: Io = STDIO,
 ): Promise<number> {
   return withLibrary(flags, io, async (library, settings) => {
@@ -195,6 +201,7 @@ export async function runSearch(
       k,
       exact: flags.exact === true,
       ...(filter ? { filter: filter as Record<string, string> } : {}),
+      ...(flags.mode ? { mode: flags.mode as SearchMode } : {}),
     });
     const tookMs = performance.now() - started;
     if (flags.json) {
@@ -210,12 +217,21 @@ export async function runSearch(
       const item = await library.getItem(hit.id);
       const where = item?.path ?? "(upload)";
       io.out.write(
-        `${String(hit.rank).padStart(3)}  ${hit.score.toFixed(4)}  ${hit.id}  ${where}\n`,
+        `${String(hit.rank).padStart(3)}  ${hit.score.toFixed(4)}  ${hit.id}  ${where}${rankNote(hit)}\n`,
       );
     }
     if (result.hits.length === 0) io.err.write(`no items in ${settings.dataDir}\n`);
     return 0;
   });
+}
+
+/** Where a keyword or hybrid hit ranked in each ranking ("-": not in it). */
+function rankNote(hit: Hit): string {
+  const rank = (r: number | null | undefined) => (r === null || r === undefined ? "-" : `#${r}`);
+  if (hit.vectorRank !== undefined) {
+    return `  (vector ${rank(hit.vectorRank)}, keyword ${rank(hit.keywordRank)})`;
+  }
+  return hit.keywordRank !== undefined ? `  (keyword ${rank(hit.keywordRank)})` : "";
 }
 
 export async function runReindex(flags: LibraryFlags, io: Io = STDIO): Promise<number> {
@@ -287,7 +303,11 @@ export function register(program: Command): void {
       .option("-k, --k <n>", "number of hits", "10")
       .option("--json", "print the result as JSON")
       .option("--exact", "brute-force scan instead of the HNSW index")
-      .option("--filter <key=value>", "metadata equality filter (repeatable)", collect),
+      .option("--filter <key=value>", "metadata equality filter (repeatable)", collect)
+      .option(
+        "--mode <mode>",
+        "vector (default), keyword (the words in the --text-fields of the metadata) or hybrid (both, fused)",
+      ),
   ).action(async (text: string, flags: LibraryFlags & { k?: string; json?: boolean }) => {
     process.exitCode = await runSearch(text, flags);
   });

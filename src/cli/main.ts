@@ -1,5 +1,6 @@
 /** The `longclip` command line: one `register(program)` per command module. */
 import { Command } from "commander";
+import { register as registerDuplicates } from "./duplicates.ts";
 import { register as registerEmbed } from "./embed.ts";
 import { register as registerExport } from "./export.ts";
 import { register as registerIndex } from "./index-cmd.ts";
@@ -13,6 +14,7 @@ const program = new Command("longclip")
   .description("Long-text image retrieval with Long-CLIP: embed, index, search and serve")
   .showHelpAfterError();
 
+registerDuplicates(program);
 registerEmbed(program);
 registerExport(program);
 registerIndex(program);

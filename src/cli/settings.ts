@@ -33,6 +33,9 @@ function placeholder(key: keyof Settings): string {
   if (key === "pgVectorType") return "type";
   if (key === "jobWorker") return "on|off|auto";
   if (key === "apiKey") return "key";
+  if (key === "textFields") return "keys";
+  if (key === "keepUploadFilename") return "on|off";
+  if (key === "nearDuplicateThreshold") return "cosine";
   return "n";
 }
 

@@ -18,10 +18,13 @@ import type { PreprocessOptions } from "../preprocess/types.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ModelInfo, StoredItem } from "../store/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
+import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
+import { parseTextFields, rankedSearch, withUploadFilename } from "./hybrid.ts";
 import { errorOf, Ingest } from "./ingest.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
 import type {
+  DuplicateGroupPage,
   Hit,
   IndexInput,
   IndexResult,
@@ -103,6 +106,9 @@ export class LongclipLibrary implements Library {
   private checkTimer: NodeJS.Timeout | undefined;
   private readonly preprocessOptions: PreprocessOptions;
   private readonly ingest: Ingest;
+  /** Text fields keyword search looks in by default (the textFields setting). */
+  private readonly textFields: string[];
+  private readonly duplicateGroups: DuplicateGroups;
 
   constructor(
     private readonly settings: Settings,
@@ -113,6 +119,8 @@ export class LongclipLibrary implements Library {
     this.queue = new EmbedQueue(settings.maxQueueDepth);
     this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);
+    this.textFields = parseTextFields(settings.textFields, "--text-fields (LONGCLIP_TEXT_FIELDS)");
+    this.duplicateGroups = new DuplicateGroups(store, Math.max(1, settings.duplicateNeighbours));
     this.preprocessOptions = {
       resolution: embedder.config.image_resolution,
       mean: embedder.config.image_mean,
@@ -210,7 +218,34 @@ export class LongclipLibrary implements Library {
   // ---------------------------------------------------------------- index
 
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
-    return this.track(() => this.ingest.run(inputs));
+    return this.track(async () => {
+      this.duplicateGroups.invalidate();
+      const keep = this.settings.keepUploadFilename === "on";
+      const results = await this.ingest.run(inputs.map((input) => withUploadFilename(input, keep)));
+      this.duplicateGroups.invalidate();
+      await flagNearDuplicates(
+        this.store,
+        this.embedder.modelId,
+        results,
+        this.settings.nearDuplicateThreshold,
+        this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))),
+      );
+      return results;
+    });
+  }
+
+  // ---------------------------------------------------------------- duplicates
+
+  duplicates(options: {
+    threshold: number;
+    cursor: string | null;
+    limit: number;
+  }): Promise<DuplicateGroupPage> {
+    return this.track(async () => {
+      this.assertUsable();
+      const limit = Math.min(Math.max(1, Math.trunc(options.limit) || 1), this.settings.maxK);
+      return this.duplicateGroups.page(this.embedder.modelId, { ...options, limit });
+    });
   }
 
   // ---------------------------------------------------------------- search
@@ -257,7 +292,7 @@ export class LongclipLibrary implements Library {
     if (options.truncate === false && text.truncated) throw refuseLong(text.tokens);
     this.assertUsable();
     return {
-      hits: await this.searchVector(text.embedding, options),
+      hits: await this.searchByMode(query, text.embedding, options),
       query: { tokens: text.tokens, truncated: text.truncated, max_tokens: maxTokens },
     };
   }
@@ -308,6 +343,33 @@ export class LongclipLibrary implements Library {
     }
     // Validates filter keys and values before any embedding work is queued.
     if (options.filter !== undefined) this.store.checkFilter(options.filter);
+    if (options.mode !== undefined && !["vector", "keyword", "hybrid"].includes(options.mode)) {
+      throw new AppError(
+        "validation_failed",
+        `mode must be vector, keyword or hybrid, not ${String(options.mode)}.`,
+      );
+    }
+    if (options.textFields !== undefined) parseTextFields(options.textFields, "text_fields");
+  }
+
+  /** Vector, keyword or hybrid hits of a text query (./hybrid.ts). */
+  private searchByMode(text: string, vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
+    const mode = options.mode ?? "vector";
+    if (mode === "vector") return this.searchVector(vector, options);
+    const query = {
+      mode,
+      vector,
+      text,
+      fields: options.textFields ?? this.textFields,
+      k: options.k,
+      candidates: this.settings.hybridCandidates,
+      exact: options.exact === true,
+    };
+    return rankedSearch(
+      this.store,
+      this.embedder.modelId,
+      options.filter === undefined ? query : { ...query, filter: options.filter },
+    );
   }
 
   /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */
@@ -358,6 +420,7 @@ export class LongclipLibrary implements Library {
 
   async deleteItem(id: string): Promise<boolean> {
     this.assertOpen();
+    this.duplicateGroups.invalidate();
     return (await this.store.deleteById(id)) !== undefined;
   }
 

@@ -23,6 +23,9 @@ export interface IndexResult {
   id: string;
   status: "indexed" | "duplicate" | "failed";
   error?: { code: string; message: string };
+  /** A new item's most similar stored item, when at least nearDuplicateThreshold (cosine). */
+  near_duplicate_of?: string;
+  near_duplicate_score?: number;
 }
 
 export interface Item {
@@ -38,11 +41,18 @@ export interface Item {
   createdAt: string;
 }
 
+/** vector: image embeddings only; keyword: the text fields only; hybrid: both, fused (RRF). */
+export type SearchMode = "vector" | "keyword" | "hybrid";
+
 export interface SearchOptions {
   k: number;
   filter?: Record<string, string | number | boolean | null>;
   /** Brute-force scan over every stored embedding instead of HNSW. */
   exact?: boolean;
+  /** Text queries only (default vector). */
+  mode?: SearchMode;
+  /** Metadata keys keyword matching looks in (default: the textFields setting). */
+  textFields?: readonly string[];
 }
 
 export interface Hit {
@@ -50,6 +60,19 @@ export interface Hit {
   score: number;
   rank: number;
   metadata: Metadata;
+  /** Keyword and hybrid modes: the rank in the keyword ranking (null: not in it). */
+  keywordRank?: number | null;
+  /** The store's keyword relevance (higher is better; backend-specific scale). */
+  keywordScore?: number | null;
+  /** Hybrid mode: the rank in the vector ranking (null: not in its candidates). */
+  vectorRank?: number | null;
+  /** Hybrid mode: the reciprocal rank fusion score the hits are ordered by. */
+  fusedScore?: number;
+}
+
+export interface DuplicateGroupPage {
+  groups: { ids: string[]; maxScore: number }[];
+  nextCursor: string | null;
 }
 
 export interface TextSearchResult {
@@ -81,6 +104,12 @@ export interface Library {
     options: SearchOptions & { truncate?: boolean },
   ): Promise<TextSearchResult>;
   searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }>;
+  /** Groups of near-duplicate items (image embeddings at least `threshold` similar), paged. */
+  duplicates(options: {
+    threshold: number;
+    cursor: string | null;
+    limit: number;
+  }): Promise<DuplicateGroupPage>;
   getItem(id: string): Promise<Item | undefined>;
   /** The original bytes of an item's image, with its content type. */
   readImage(id: string): Promise<{ bytes: Buffer; contentType: string } | undefined>;

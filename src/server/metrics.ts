@@ -5,7 +5,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Library } from "../library/types.ts";
 
-export type Operation = "index" | "search_text" | "search_image";
+export type Operation = "index" | "search_text" | "search_image" | "duplicates";
 
 export interface AppMetrics {
   registry: Registry;

@@ -56,6 +56,16 @@ export interface NearestQuery {
   exact?: boolean;
 }
 
+/** Full-text search over the text fields of the items' metadata. */
+export interface KeywordQuery {
+  /** The words to look for; an item matches when any of them is in one of `fields`. */
+  words: readonly string[];
+  /** Top-level metadata keys to search (strings, or arrays of strings). */
+  fields: readonly string[];
+  k: number;
+  filter?: Filter;
+}
+
 export interface ScoredItem {
   item: StoredItem;
   /** Cosine similarity. */
@@ -123,6 +133,12 @@ export interface ItemStore {
   checkFilter(filter: Filter): void;
   /** The k nearest items of the model's embeddings, best first. */
   nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]>;
+  /**
+   * The k items whose text fields best match the words, best first; `score` is the backend's
+   * relevance (SQLite: BM25 summed over the fields; Postgres: ts_rank summed), higher is better,
+   * and not comparable across backends. Words are stemmed (English); any word may match.
+   */
+  keywordSearch(query: KeywordQuery): Promise<ScoredItem[]>;
   countEmbeddings(modelId: string): Promise<number>;
   embeddingsOf(modelId: string, labels: readonly number[]): Promise<EmbeddingRow[]>;
 

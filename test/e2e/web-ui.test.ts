@@ -439,12 +439,13 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     await page.keyboard.type("an orange sunset over dark ground");
     await page.keyboard.press("Control+Enter");
     await waitForText(page, "#results-status", /^\d+ results? in/);
-    await tab(6);
+    await tab(7);
     assert.deepEqual(order, [
       "skip-link",
       "key-button",
       "query",
       "k",
+      "mode",
       "search-button",
       "file-input",
       "folder-input",

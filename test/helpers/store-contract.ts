@@ -450,5 +450,88 @@ export function storeContract(name: string, options: ContractOptions): void {
         await store.close();
       }
     });
+
+    test("keyword search: text fields of the metadata, stemmed, any word, best first", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems(
+          [
+            newItem(1, { caption: "A red umbrella on a beach", tags: ["zorblat", "sea"] }),
+            newItem(2, { caption: "Dogs running in a park", filename: "dog_park.jpg" }),
+            newItem(3, { caption: "Umbrellas, umbrellas and more umbrellas", album: "zorblat" }),
+            newItem(4, { caption: "zorblat", n: 7, tags: [1, 2] }),
+            newItem(5, { title: "no caption here" }),
+          ],
+          "m1",
+        );
+        const search = async (words: string[], fields = ["caption", "tags", "filename"], k = 10) =>
+          (await store.keywordSearch({ words, fields, k })).map((hit) => hit.item.id);
+        // A word only in the tags of one item and the caption of another; "album" is not searched.
+        assert.deepEqual((await search(["zorblat"])).sort(), ["item-1", "item-4"]);
+        // Stemming: "umbrella" finds "umbrellas"; the item that says it three times ranks first.
+        assert.deepEqual(await search(["umbrella"]), ["item-3", "item-1"]);
+        // Any word may match; an item matching both words beats those matching one.
+        const both = await search(["umbrella", "sea"]);
+        assert.equal(both[0], "item-1");
+        assert.deepEqual(both.slice().sort(), ["item-1", "item-3"]);
+        // File names are split into words.
+        assert.deepEqual(await search(["dog"]), ["item-2"]);
+        // Only the fields asked for; none, or no words, match nothing.
+        assert.deepEqual(await search(["zorblat"], ["album"]), ["item-3"]);
+        assert.deepEqual(await search(["zorblat"], []), []);
+        assert.deepEqual(await search([]), []);
+        assert.deepEqual(await search(["caption"], ["title"]), ["item-5"]);
+        // k, scores best first, and quotes or operators in a word are only text.
+        assert.deepEqual(await search(["umbrella"], undefined, 1), ["item-3"]);
+        const scored = await store.keywordSearch({
+          words: ["umbrella", "sea"],
+          fields: ["caption", "tags"],
+          k: 10,
+        });
+        assert.ok((scored[0]?.score ?? 0) > (scored[1]?.score ?? 0));
+        assert.deepEqual(await search(['"', "NOT", "NEAR(x", "*"]), []);
+        // A filter restricts the candidates.
+        const filtered = await store.keywordSearch({
+          words: ["zorblat"],
+          fields: ["caption", "tags"],
+          k: 10,
+          filter: { n: 7 },
+        });
+        assert.deepEqual(
+          filtered.map((hit) => hit.item.id),
+          ["item-4"],
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("keyword search: deleted items leave the text index; it survives reopening", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems(
+          [newItem(1, { caption: "a zorblat kite" }), newItem(2, { tags: ["zorblat"] })],
+          "m1",
+        );
+        await store.deleteById("item-1");
+        const words = { words: ["zorblat", "kite"], fields: ["caption", "tags"], k: 10 };
+        assert.deepEqual(
+          (await store.keywordSearch(words)).map((hit) => hit.item.id),
+          ["item-2"],
+        );
+        await store.close();
+        const again = await options.reopen();
+        try {
+          assert.deepEqual(
+            (await again.keywordSearch(words)).map((hit) => hit.item.id),
+            ["item-2"],
+          );
+        } finally {
+          await again.close();
+        }
+      } finally {
+        await store.close().catch(() => {});
+      }
+    });
   });
 }

@@ -7,13 +7,18 @@ import { keptChars } from "../web.ts";
 import { type Handlers, imageUrl, type RouteContext, tookMs } from "./context.ts";
 
 function toHit(hit: Hit): Schemas["Hit"] {
-  return {
+  const out: Schemas["Hit"] = {
     id: hit.id,
     score: hit.score,
     rank: hit.rank,
     metadata: hit.metadata,
     image_url: imageUrl(hit.id),
   };
+  if (hit.keywordRank !== undefined) out.keyword_rank = hit.keywordRank;
+  if (hit.keywordScore !== undefined) out.keyword_score = hit.keywordScore;
+  if (hit.vectorRank !== undefined) out.vector_rank = hit.vectorRank;
+  if (hit.fusedScore !== undefined) out.fused_score = hit.fusedScore;
+  return out;
 }
 
 export function searchHandlers({ settings, library, metrics, options }: RouteContext): Handlers {
@@ -38,6 +43,8 @@ export function searchHandlers({ settings, library, metrics, options }: RouteCon
           exact: body.exact,
           truncate: body.truncate,
           ...(body.filter ? { filter: body.filter } : {}),
+          ...(body.mode ? { mode: body.mode } : {}),
+          ...(body.text_fields ? { textFields: body.text_fields } : {}),
         }),
       );
       return {
@@ -73,6 +80,22 @@ export function searchHandlers({ settings, library, metrics, options }: RouteCon
         hits: result.hits.map(toHit),
         took_ms: tookMs(started),
       } satisfies Schemas["ImageSearchResponse"];
+    },
+
+    async duplicates(request) {
+      const query = request.query as { threshold: number; cursor?: string; limit: number };
+      const page = await metrics.time("duplicates", () =>
+        library.duplicates({
+          threshold: query.threshold,
+          cursor: query.cursor ?? null,
+          limit: query.limit,
+        }),
+      );
+      return {
+        groups: page.groups.map((group) => ({ ids: group.ids, max_score: group.maxScore })),
+        next_cursor: page.nextCursor,
+        threshold: query.threshold,
+      } satisfies Schemas["DuplicatesResponse"];
     },
 
     async tokenize(request) {

@@ -65,6 +65,44 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX job_items_open ON longclip.job_items (state, lease_until)
     WHERE state IN ('pending', 'claimed');
   `,
+  // 2: full-text search over metadata (keyword and hybrid search): one row per item and
+  // top-level field holding a string (or an array of strings, joined), as an English tsvector
+  // under a GIN index, so which fields are searched is chosen at query time (--text-fields). A
+  // trigger indexes new items and changed metadata; the items already stored are indexed here.
+  `
+  CREATE TABLE longclip.item_text (
+    label bigint NOT NULL REFERENCES longclip.items (label) ON DELETE CASCADE,
+    field text NOT NULL,
+    document tsvector NOT NULL,
+    PRIMARY KEY (label, field)
+  );
+  CREATE INDEX item_text_document ON longclip.item_text USING gin (document);
+  CREATE FUNCTION longclip.text_fields(metadata jsonb) RETURNS TABLE (field text, document tsvector)
+  LANGUAGE sql IMMUTABLE AS $$
+    -- Anything but letters and digits separates words, as in SQLite's unicode61 tokenizer
+    -- (the Postgres parser would keep "scene-3.jpg" as one file-name token).
+    SELECT entry.key, to_tsvector('english'::regconfig, regexp_replace(CASE jsonb_typeof(entry.value)
+      WHEN 'string' THEN entry.value #>> '{}'
+      ELSE (SELECT string_agg(element #>> '{}', ' ') FROM jsonb_array_elements(entry.value) AS element
+            WHERE jsonb_typeof(element) = 'string') END, '[^[:alnum:]]+', ' ', 'g'))
+    FROM jsonb_each(metadata) AS entry
+    WHERE jsonb_typeof(entry.value) IN ('string', 'array')
+  $$;
+  CREATE FUNCTION longclip.index_item_text() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    DELETE FROM longclip.item_text WHERE label = NEW.label;
+    INSERT INTO longclip.item_text (label, field, document)
+      SELECT NEW.label, t.field, t.document FROM longclip.text_fields(NEW.metadata) AS t
+      WHERE t.document IS NOT NULL AND t.document != ''::tsvector;
+    RETURN NULL;
+  END
+  $$;
+  CREATE TRIGGER items_text AFTER INSERT OR UPDATE OF metadata ON longclip.items
+    FOR EACH ROW EXECUTE FUNCTION longclip.index_item_text();
+  INSERT INTO longclip.item_text (label, field, document)
+    SELECT items.label, t.field, t.document FROM longclip.items, longclip.text_fields(items.metadata) AS t
+    WHERE t.document IS NOT NULL AND t.document != ''::tsvector;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

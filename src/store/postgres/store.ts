@@ -21,6 +21,7 @@ import type {
   IndexParameters,
   InsertOutcome,
   ItemStore,
+  KeywordQuery,
   ModelInfo,
   NearestQuery,
   NewItem,
@@ -73,6 +74,17 @@ function filterToSql(filter: Filter, firstParam: number): { where: string; param
     clauses.push(`metadata @> $${firstParam + params.length - 1}::jsonb`);
   }
   return { where: clauses.join(" AND "), params };
+}
+
+/** A non-empty filter's SQL, its values appended to `params` (numbered after them). */
+function appendFilter(
+  params: unknown[],
+  filter: Filter | undefined,
+): { where: string } | undefined {
+  if (filter === undefined || Object.keys(filter).length === 0) return undefined;
+  const sql = filterToSql(filter, params.length + 1);
+  params.push(...sql.params);
+  return sql;
 }
 
 export class PostgresStore implements ItemStore {
@@ -333,6 +345,28 @@ export class PostgresStore implements ItemStore {
     filterTerms(filter);
   }
 
+  async keywordSearch(query: KeywordQuery): Promise<ScoredItem[]> {
+    if (query.words.length === 0 || query.fields.length === 0) return [];
+    // Any word may match: the words (letters and digits only) joined by "|" for to_tsquery,
+    // which stems them and drops English stop words as to_tsvector did.
+    const words = query.words.filter((word) => /^[\p{L}\p{N}]+$/u.test(word));
+    if (words.length === 0) return [];
+    const params: unknown[] = [words.join(" | "), query.fields];
+    const filter = appendFilter(params, query.filter);
+    params.push(query.k);
+    const sql = `WITH matched AS (
+        SELECT t.label, sum(ts_rank(t.document, q.query)) AS score
+        FROM longclip.item_text AS t, to_tsquery('english'::regconfig, $1) AS q (query)
+        WHERE t.document @@ q.query AND t.field = ANY($2::text[])
+        GROUP BY t.label)
+      SELECT ${ITEM_COLUMNS}, matched.score::float8 AS score
+      FROM matched JOIN longclip.items USING (label)
+      ${filter ? `WHERE ${filter.where}` : ""}
+      ORDER BY matched.score DESC, label LIMIT $${params.length}`;
+    const { rows } = await this.query<ItemRow & { score: number }>(sql, params);
+    return rows.map((row) => ({ item: toItem(row), score: row.score }));
+  }
+
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
     const model = this.knownModel?.modelId === modelId ? this.knownModel : await this.model();
     if (model?.modelId !== modelId) {
@@ -343,11 +377,7 @@ export class PostgresStore implements ItemStore {
       );
     }
     const params: unknown[] = [vectorParam(query.vector), modelId];
-    const filter =
-      query.filter !== undefined && Object.keys(query.filter).length > 0
-        ? filterToSql(query.filter, params.length + 1)
-        : undefined;
-    if (filter !== undefined) params.push(...filter.params);
+    const filter = appendFilter(params, query.filter);
     params.push(query.k);
     // The exact scan orders by the full-precision distance, which no index serves.
     const order = query.exact

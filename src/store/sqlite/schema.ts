@@ -61,6 +61,49 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX job_items_open ON job_items (state, lease_until);
   `,
+  // 3: full-text search over metadata (keyword and hybrid search). One row per item and
+  // top-level field holding a string (or an array of strings, joined), so which fields are
+  // searched is chosen at query time (--text-fields) without re-indexing. FTS5 reads the
+  // bodies from item_text (external content); triggers keep both in step with items, and the
+  // items already stored are indexed here (backfill).
+  `
+  CREATE TABLE item_text (
+    id INTEGER PRIMARY KEY,
+    label INTEGER NOT NULL REFERENCES items(label) ON DELETE CASCADE,
+    field TEXT NOT NULL,
+    body TEXT NOT NULL
+  );
+  CREATE INDEX item_text_label ON item_text (label);
+  CREATE VIRTUAL TABLE item_text_fts USING fts5(
+    body, content='item_text', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+  );
+  CREATE TRIGGER item_text_added AFTER INSERT ON item_text BEGIN
+    INSERT INTO item_text_fts (rowid, body) VALUES (new.id, new.body);
+  END;
+  CREATE TRIGGER item_text_removed AFTER DELETE ON item_text BEGIN
+    INSERT INTO item_text_fts (item_text_fts, rowid, body) VALUES ('delete', old.id, old.body);
+  END;
+  CREATE VIEW item_text_source (label, field, body) AS
+    SELECT items.label, field.key,
+      CASE field.type WHEN 'text' THEN field.value ELSE
+        (SELECT group_concat(element.value, ' ') FROM json_each(field.value) AS element
+         WHERE element.type = 'text') END
+    FROM items, json_each(items.metadata) AS field
+    WHERE field.type IN ('text', 'array');
+  CREATE TRIGGER items_text_added AFTER INSERT ON items BEGIN
+    INSERT INTO item_text (label, field, body)
+      SELECT label, field, body FROM item_text_source
+      WHERE label = new.label AND body IS NOT NULL AND body != '';
+  END;
+  CREATE TRIGGER items_text_changed AFTER UPDATE OF metadata ON items BEGIN
+    DELETE FROM item_text WHERE label = new.label;
+    INSERT INTO item_text (label, field, body)
+      SELECT label, field, body FROM item_text_source
+      WHERE label = new.label AND body IS NOT NULL AND body != '';
+  END;
+  INSERT INTO item_text (label, field, body)
+    SELECT label, field, body FROM item_text_source WHERE body IS NOT NULL AND body != '';
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

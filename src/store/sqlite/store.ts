@@ -25,6 +25,7 @@ import type {
   IndexParameters,
   InsertOutcome,
   ItemStore,
+  KeywordQuery,
   ModelInfo,
   NearestQuery,
   NewItem,
@@ -368,6 +369,42 @@ export class SqliteStore implements ItemStore {
       .all(...params) as number[];
   }
 
+  async keywordSearch(query: KeywordQuery): Promise<ScoredItem[]> {
+    if (query.words.length === 0 || query.fields.length === 0) return [];
+    // Each word quoted (FTS5 syntax characters stay literal) and any may match; bm25() is
+    // lower for better matches, so its negation summed over an item's fields is the score.
+    const match = query.words.map((word) => `"${word.replaceAll('"', '""')}"`).join(" OR ");
+    const params: unknown[] = [match, JSON.stringify(query.fields)];
+    let restrict = "";
+    if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
+      const { where, params: filterParams } = filterToSql(query.filter);
+      restrict = `AND item_text.label IN (SELECT label FROM items WHERE ${where})`;
+      params.push(...filterParams);
+    }
+    params.push(query.k);
+    const rows = this.db
+      .prepare<unknown[], { label: number; score: number }>(
+        `SELECT item_text.label AS label, sum(-item_text_fts.rank) AS score
+         FROM item_text_fts JOIN item_text ON item_text.id = item_text_fts.rowid
+         WHERE item_text_fts MATCH ? AND item_text.field IN (SELECT value FROM json_each(?))
+         ${restrict}
+         GROUP BY item_text.label ORDER BY score DESC, item_text.label LIMIT ?`,
+      )
+      .all(...params);
+    return this.withItems(rows);
+  }
+
+  /** Labelled scores with their items, in order (an item deleted meanwhile is left out). */
+  private withItems(rows: readonly { label: number; score: number }[]): ScoredItem[] {
+    const items = this.getByLabels(rows.map((row) => row.label));
+    const out: ScoredItem[] = [];
+    for (const row of rows) {
+      const item = items.get(row.label);
+      if (item !== undefined) out.push({ item, score: row.score });
+    }
+    return out;
+  }
+
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
     const { vector, k } = query;
     const model = this.modelNow();
@@ -390,13 +427,7 @@ export class SqliteStore implements ItemStore {
     } else {
       neighbours = index().search(vector, k);
     }
-    const items = this.getByLabels(neighbours.map((n) => n.label));
-    const out: ScoredItem[] = [];
-    for (const n of neighbours) {
-      const item = items.get(n.label);
-      if (item !== undefined) out.push({ item, score: n.score });
-    }
-    return out;
+    return this.withItems(neighbours);
   }
 
   /** Loads (or builds) the HNSW index of the stored model now rather than at the first search. */

@@ -8,12 +8,14 @@
  * section, so an interrupted run keeps what it measured. Creates its models and inputs under
  * artifacts/perf (random-init checkpoints of the real sizes, synthetic JPEGs).
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { type BenchContext, cpuModel, loadAverage, sizeTag } from "../src/bench/context.ts";
 import {
+  measureCudaTower,
   measureIngest,
   measurePeak,
   measureSessionOptions,
@@ -24,23 +26,31 @@ import {
   preparePixels,
 } from "../src/bench/image.ts";
 import { type IndexDataset, measureIndex } from "../src/bench/index-bench.ts";
+import { measureInsertRate } from "../src/bench/insert-rate.ts";
 import { measureOnnxInt8, measureTorchInt8 } from "../src/bench/int8.ts";
 import { fmt, markdownTable } from "../src/bench/markdown.ts";
 import { type BenchModel, ensureModel } from "../src/bench/models.ts";
+import { measurePipeline } from "../src/bench/pipeline.ts";
+import { measurePreprocess, preparePhotoLike } from "../src/bench/preprocess.ts";
 import { runPython } from "../src/bench/python.ts";
 import { measureServer } from "../src/bench/server.ts";
 import { measureQueryUnderIngest, measureText } from "../src/bench/text.ts";
 import { integerFlag, parseOrExitCode, runScript } from "../src/cli/settings.ts";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/config.ts";
+import type { ModelConfig } from "../src/encode/types.ts";
 
 const SECTIONS = [
   "peak",
   "image",
+  "cuda",
   "ingest",
+  "preprocess",
+  "pipeline",
   "text",
   "index100k",
   "index1m",
   "clustered",
+  "inserts",
   "server",
   "options",
   "int8",
@@ -76,6 +86,7 @@ interface Flags {
   hnswEfConstruction: number;
   indexSizes?: number[];
   clusteredSize?: number;
+  insertSize?: number;
   queries?: number;
   duration: number;
   connections: number;
@@ -153,6 +164,11 @@ async function main(argv: string[]): Promise<number> {
       "clustered set size (default 100000; quick 10000)",
       integerFlag("--clustered-size"),
     )
+    .option(
+      "--insert-size <n>",
+      "vectors for the HNSW insert-rate section (default 100000; quick 20000)",
+      integerFlag("--insert-size"),
+    )
     .option("--queries <n>", "recall queries per index set (default 200)", integerFlag("--queries"))
     .option(
       "--duration <s>",
@@ -213,9 +229,16 @@ async function main(argv: string[]): Promise<number> {
   );
 
   // Inputs shared by the image sections.
-  const needImages = ["image", "ingest", "text", "server", "options", "int8"].some(
-    (s) => !skip.has(s as Section),
-  );
+  const needImages = [
+    "image",
+    "ingest",
+    "preprocess",
+    "pipeline",
+    "text",
+    "server",
+    "options",
+    "int8",
+  ].some((s) => !skip.has(s as Section));
   const models = new Map<string, BenchModel>();
   for (const size of sizes) models.set(size, await ensureModel(ctx, size));
   const firstModel = models.get(sizes[0] as string);
@@ -247,10 +270,10 @@ async function main(argv: string[]): Promise<number> {
           ],
         ],
       ),
-      "Fractions of peak below use the best ONNX Runtime MatMul rate.",
+      `Fractions of peak below use the best rate any engine reached: ${fmt(peak.bestGflops, 1)} GFLOP/s, ${peak.bestEngine}.`,
     );
   }
-  const peakGflops = peak?.ortGflops ?? Number.NaN;
+  const peakGflops = peak?.bestGflops ?? Number.NaN;
 
   // 1. Image tower, ONNX Runtime through our Encoder against PyTorch.
   if (!skip.has("image") && pixels) {
@@ -296,44 +319,182 @@ async function main(argv: string[]): Promise<number> {
     );
   }
 
-  // 1b. Ingest pipeline against the bare encoder.
-  if (!skip.has("ingest") && photos && firstModel) {
-    const ingest = await measureIngest(
-      ctx,
-      firstModel,
-      photos.files.slice(0, 64),
-      photos.files.slice(64, 72),
-      8,
-    );
-    report.ingest = ingest;
+  // 1a. The same tower on a GPU, when there is one.
+  if (!skip.has("cuda") && pixels && firstModel) {
+    const cuda = await measureCudaTower(ctx, firstModel, pixels, [1, 8, 32]);
+    report.cuda = cuda;
     save();
+    if ("skipped" in cuda) {
+      section("Image tower on CUDA (--device cuda)", `skipped: ${cuda.skipped}`);
+    } else {
+      section(
+        `Image tower on CUDA (--device cuda), ${sizeTag(cuda.size)}: images/s (median of runs)`,
+        markdownTable(
+          ["batch", "images/s"],
+          cuda.rows.map((r) => [r.batch, r.imagesPerS]),
+        ),
+        `Minimum cosine to the CPU embeddings of the same pixels: ${cuda.minCosineToCpu.toFixed(6)}.`,
+      );
+    }
+  }
+
+  // 1b. Ingest pipeline against the bare encoder, with each preprocessing mode.
+  if (!skip.has("ingest") && photos && firstModel) {
+    const ingests = [];
+    for (const mode of ["exact", "fast"] as const) {
+      ingests.push(
+        await measureIngest(
+          ctx,
+          firstModel,
+          photos.files.slice(0, 64),
+          photos.files.slice(64, 72),
+          8,
+          quick ? 2 : 3,
+          mode,
+        ),
+      );
+      report.ingest = ingests;
+      save();
+    }
     const cores = availableParallelism();
+    const first = ingests[0] as (typeof ingests)[number];
     section(
-      `Ingest pipeline: ${ingest.images} JPEGs of 1600×1200, ${sizeTag(ingest.size)}, batch ${ingest.batch}`,
+      `Ingest pipeline: ${first.images} JPEGs of 1600×1200, ${sizeTag(first.size)}, batch ${first.batch}`,
       markdownTable(
-        ["stage", "images/s", "CPU ms per image"],
-        [
+        ["--preprocess", "stage", "images/s", "CPU ms per image"],
+        ingests.flatMap((ingest) => [
           [
+            ingest.mode,
             "read + decode + preprocess alone (sequential)",
             ingest.preprocessImagesPerS,
             ingest.stageCpuMs.read + ingest.stageCpuMs.decode + ingest.stageCpuMs.resample,
           ],
           [
+            ingest.mode,
             "bare encoder (embedPixels)",
             ingest.bareEncoderImagesPerS,
             ingest.bareEncoderCpuMsPerImage,
           ],
           [
+            ingest.mode,
             "Library.index (read → … → SQLite + HNSW)",
             ingest.ingestImagesPerS,
             ingest.ingestCpuMsPerImage,
           ],
-          ["ingest / bare encoder", fmt(ingest.fractionOfEncoder, 3), ""],
-        ],
+          [ingest.mode, "**ingest / bare encoder**", `**${fmt(ingest.fractionOfEncoder, 3)}**`, ""],
+        ]),
       ),
-      `CPU ms per image of preprocessing alone: read ${fmt(ingest.stageCpuMs.read)}, decode ${fmt(ingest.stageCpuMs.decode)}, resample + normalise ${fmt(ingest.stageCpuMs.resample)}. ` +
-        `Ingest adds ${fmt(ingest.ingestCpuMsPerImage - ingest.bareEncoderCpuMsPerImage)} CPU ms per image to the encoder's ${fmt(ingest.bareEncoderCpuMsPerImage)}: with all ${cores} cores busy it could reach at most ${fmt((cores * 1000) / ingest.ingestCpuMsPerImage)} images/s, ${fmt((cores * 1000) / ingest.ingestCpuMsPerImage / ingest.bareEncoderImagesPerS, 3)} of the bare encoder. ` +
-        `Rounds (bare / ingest images/s): ${ingest.perRound.map((r) => `${fmt(r.bareImagesPerS)} / ${fmt(r.ingestImagesPerS)}`).join(", ")}.`,
+      ingests
+        .map(
+          (ingest) =>
+            `${ingest.mode}: CPU ms per image of preprocessing alone: read ${fmt(ingest.stageCpuMs.read)}, decode ${fmt(ingest.stageCpuMs.decode)}, resample + normalise ${fmt(ingest.stageCpuMs.resample)}. ` +
+            `Ingest adds ${fmt(ingest.ingestCpuMsPerImage - ingest.bareEncoderCpuMsPerImage)} CPU ms per image to the encoder's ${fmt(ingest.bareEncoderCpuMsPerImage)}: with all ${cores} cores busy it could reach at most ${fmt((cores * 1000) / ingest.ingestCpuMsPerImage)} images/s, ${fmt((cores * 1000) / ingest.ingestCpuMsPerImage / ingest.bareEncoderImagesPerS, 3)} of the bare encoder. ` +
+            `Rounds (bare / ingest images/s): ${ingest.perRound.map((r) => `${fmt(r.bareImagesPerS)} / ${fmt(r.ingestImagesPerS)}`).join(", ")}.`,
+        )
+        .join("\n\n"),
+    );
+  }
+
+  // 1c. Exact against fast preprocessing.
+  if (!skip.has("preprocess") && photos && firstModel) {
+    const photoLike = await preparePhotoLike(ctx);
+    const demoDir = DEFAULT_SETTINGS.modelDir;
+    const modelDirs = [{ name: `random-weight ${sizeTag(firstModel.size)}`, dir: firstModel.dir }];
+    if (existsSync(path.join(demoDir, "config.json"))) {
+      modelDirs.push({ name: "demo model (models/demo)", dir: demoDir });
+    }
+    const result = await measurePreprocess(
+      ctx,
+      [
+        { label: "synthetic", files: photos.files.slice(0, quick ? 4 : 8) },
+        { label: "photo-like", files: photoLike },
+      ],
+      modelDirs,
+      quick ? 3 : 5,
+    );
+    report.preprocess = result;
+    save();
+    const stages = (c: { read: number; decode: number; resample: number; total: number }) =>
+      `${fmt(c.read)} / ${fmt(c.decode)} / ${fmt(c.resample)} = **${fmt(c.total)}**`;
+    section(
+      `Preprocessing: exact vs fast (--preprocess), ${result.resolution}² model input, CPU ms per image`,
+      [
+        markdownTable(
+          [
+            "images",
+            "n",
+            "exact, JS resampler: read / decode / resample = total",
+            "exact (SIMD resampler)",
+            "fast",
+            "resample JS / SIMD",
+            "exact JS / fast",
+            "exact SIMD / fast",
+            "PSNR dB min (mean)",
+          ],
+          result.groups.map((g) => [
+            g.group,
+            g.images,
+            stages(g.exactJs),
+            stages(g.exact),
+            stages(g.fast),
+            fmt(g.simdResampleGain, 2),
+            fmt(g.speedupOverJs, 2),
+            fmt(g.speedup, 2),
+            `${fmt(g.minPsnr, 1)} (${fmt(g.meanPsnr, 1)})`,
+          ]),
+        ),
+        "",
+        markdownTable(
+          ["model", "images", "cosine exact vs fast: min", "mean"],
+          result.cosines.map((c) => [
+            c.model,
+            c.images,
+            c.minCosine.toFixed(5),
+            c.meanCosine.toFixed(5),
+          ]),
+        ),
+      ].join("\n"),
+      `Median of ${result.runsPerImage} runs per image and mode, the modes alternating image by image; process CPU time (libvips threads included). In fast mode "decode" is libvips' shrink-on-load decode and resize to the model's size, "resample" only crops and normalises. PSNR is of the normalised model input, on the 0..1 pixel scale. Synthetic: the noisy gradient JPEGs of the ingest section; photo-like: src/bench/photos.ts.`,
+    );
+  }
+
+  // 1d. The pipeline's CPU side alone, with a stand-in encoder of a GPU's speed.
+  if (!skip.has("pipeline") && photos && firstModel) {
+    const config = JSON.parse(
+      await readFile(path.join(firstModel.dir, "config.json"), "utf8"),
+    ) as ModelConfig;
+    const result = await measurePipeline(
+      ctx,
+      config,
+      photos.files.slice(0, 64),
+      photos.files.slice(64, 72),
+      { batch: 8, msPerBatch: 4, rounds: quick ? 1 : 2, modes: ["exact", "fast"] },
+    );
+    report.pipeline = result;
+    save();
+    section(
+      `Pipeline with a simulated encoder (${fmt(result.msPerBatch, 0)} ms per batch of ${result.batch}, no CPU: ${fmt(result.encoderImagesPerS, 0)} images/s), ${result.rows[0]?.photos} JPEGs of 1600×1200`,
+      markdownTable(
+        [
+          "--preprocess",
+          "photos/s",
+          "encoder busy",
+          "CPU ms per photo",
+          "photos/s per core",
+          "cores for 1,000 img/s",
+          "cores for 3,000 img/s",
+        ],
+        result.rows.map((r) => [
+          r.mode,
+          r.photosPerS,
+          `${fmt(100 * r.encoderBusy, 0)}%`,
+          r.cpuMsPerPhoto,
+          r.photosPerSPerCore,
+          fmt(r.coresFor1000, 1),
+          fmt(r.coresFor3000, 1),
+        ]),
+      ),
+      `Library.index (read → hash → decode → resize → embed → SQLite + HNSW) with ${result.workers} preprocessing worker(s) on ${result.cores} cores; CPU ms per photo is the whole process's CPU time (every thread) over the photos, the stand-in encoder using none. Cores needed = rate × CPU ms per photo, assuming the work spreads over cores (decode workers sized to the cores; the main thread's hashing, SQLite and HNSW share are in the figure). Rounds (photos/s): ${result.rows.map((r) => `${r.mode} ${r.rounds.map((v) => fmt(v)).join(", ")}`).join("; ")}.`,
     );
   }
 
@@ -469,6 +630,35 @@ async function main(argv: string[]): Promise<number> {
           (r) => `${r.dataset}: recall@10 ≥ 0.98 from efSearch ${r.efFor098 ?? "none measured"}.`,
         )
         .join("\n"),
+    );
+  }
+
+  // 3b. Insert rate at ViT-L/14's width, against a GPU encoder's rate.
+  if (!skip.has("inserts")) {
+    const count = flags.insertSize ?? (quick ? 20_000 : 100_000);
+    const inserts = measureInsertRate(ctx, {
+      count,
+      dims: 768,
+      m: flags.hnswM,
+      efConstruction: flags.hnswEfConstruction,
+      window: Math.max(1000, Math.floor(count / 10)),
+    });
+    report.inserts = inserts;
+    save();
+    const last = inserts.windows.at(-1);
+    section(
+      `HNSW inserts: ${count.toLocaleString("en-US")} clustered 768-d vectors (M ${flags.hnswM}, efConstruction ${flags.hnswEfConstruction}), one at a time`,
+      markdownTable(
+        [
+          "index size",
+          "inserts/s (window)",
+          "inserts per CPU second",
+          "p99 ms per insert",
+          "max ms",
+        ],
+        inserts.windows.map((w) => [w.size, w.vectorsPerS, w.vectorsPerCpuS, w.p99Ms, w.maxMs]),
+      ),
+      `At ${last?.size.toLocaleString("en-US")} vectors one thread with a core of its own inserts ${fmt(last?.vectorsPerCpuS ?? Number.NaN)} vectors per CPU second: ${fmt(1000 / (last?.vectorsPerCpuS ?? Number.NaN), 1)} and ${fmt(3000 / (last?.vectorsPerCpuS ?? Number.NaN), 1)} cores' worth of inserts for a 1,000 and a 3,000 images/s encoder, while hnswlib-node inserts on one thread. Wall-clock rates depend on the machine's load. Total ${fmt(inserts.totalSeconds, 0)} s.`,
     );
   }
 

@@ -13,6 +13,7 @@ export type Device = "cpu" | "cuda" | "auto";
 const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
   pgVectorType: ["halfvec", "vector"],
   jobWorker: ["auto", "on", "off"],
+  preprocess: ["exact", "fast"],
   keepUploadFilename: ["on", "off"],
 };
 
@@ -36,6 +37,14 @@ export interface Settings extends ImageLimits {
   threads: number;
   /** Images per encoder call. */
   imageBatchSize: number;
+  /**
+   * How images are resized for the vision tower: `exact` reproduces the official (Pillow)
+   * pixels; `fast` lets libvips shrink JPEG/WebP while decoding and resize, several times
+   * cheaper and a little different (src/preprocess). Part of the library's model id.
+   */
+  preprocess: "exact" | "fast";
+  /** Worker threads that decode and resize images; 0 = one per core but one (at least 1). */
+  preprocessWorkers: number;
   /** Texts per encoder call. */
   textBatchSize: number;
   apiKey: string | undefined;
@@ -64,6 +73,30 @@ export interface Settings extends ImageLimits {
   jobLeaseMs: number;
   /** Files in one job. */
   maxJobItems: number;
+  /** Largest decoded image for `POST /search/image` (lower than maxImagePixels: a query needs no 50 Mpx). */
+  maxQueryImagePixels: number;
+  /** Pixels decoded at once across all requests (ingest, image search, thumbnails): bounds decoding memory. */
+  maxDecodePixels: number;
+  /** Bytes of request bodies and image reads held in memory at once, across all requests. */
+  maxBufferedBytes: number;
+  /** Largest JSON request body (multipart uploads are bounded by maxRequestBytes). */
+  maxJsonBytes: number;
+  /** A request must arrive completely within this time (0: no limit). */
+  requestTimeoutMs: number;
+  /** A request's headers must arrive within this time. */
+  headersTimeoutMs: number;
+  /** A kept-alive connection idle between requests for this long is closed. */
+  idleTimeoutMs: number;
+  /** Open connections at once; more are closed at once. */
+  maxConnections: number;
+  /** Host names (besides IP literals, localhost and --host) this server answers to; comma-separated, `*` for any. */
+  allowedHosts: string | undefined;
+  /** Origins (scheme://host:port) whose pages may call this server (CORS); comma-separated, `*` for any. */
+  corsOrigins: string | undefined;
+  /** A file holding the API key (keeps it out of `ps` and the environment). */
+  apiKeyFile: string | undefined;
+  /** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
+  shutdownTimeoutMs: number;
   /**
    * Metadata keys (comma-separated) that keyword and hybrid search look in. Every top-level
    * string (or array of strings) is indexed, so changing this needs no re-indexing.
@@ -90,6 +123,8 @@ export const DEFAULT_SETTINGS: Settings = {
   device: "cpu",
   threads: 0,
   imageBatchSize: 8,
+  preprocess: "exact",
+  preprocessWorkers: 0,
   textBatchSize: 32,
   apiKey: undefined,
   mediaRoot: undefined,
@@ -110,6 +145,19 @@ export const DEFAULT_SETTINGS: Settings = {
   jobWorker: "auto",
   jobLeaseMs: 60_000,
   maxJobItems: 1_000_000,
+  maxQueryImagePixels: 25_000_000,
+  maxDecodePixels: 100_000_000,
+  maxBufferedBytes: 512 * 1024 * 1024,
+  maxJsonBytes: 8 * 1024 * 1024,
+  requestTimeoutMs: 120_000,
+  headersTimeoutMs: 20_000,
+  idleTimeoutMs: 10_000,
+  maxConnections: 1024,
+  allowedHosts: undefined,
+  corsOrigins: undefined,
+  apiKeyFile: undefined,
+  // Under the 30 s grace Kubernetes and `docker stop --time 30` give before SIGKILL.
+  shutdownTimeoutMs: 25_000,
   textFields: "caption,filename,tags",
   keepUploadFilename: "on",
   hybridCandidates: 100,
@@ -156,6 +204,9 @@ const STRING_KEYS = new Set<keyof Settings>([
   "apiKey",
   "mediaRoot",
   "databaseUrl",
+  "allowedHosts",
+  "corsOrigins",
+  "apiKeyFile",
   "textFields",
 ]);
 
@@ -179,7 +230,9 @@ export function parseSetting(
     return raw as Settings[keyof Settings];
   }
   if (STRING_KEYS.has(key))
-    return key.endsWith("Dir") || key === "mediaRoot" ? path.resolve(raw) : raw;
+    return key.endsWith("Dir") || key === "mediaRoot" || key === "apiKeyFile"
+      ? path.resolve(raw)
+      : raw;
   const value = Number(raw);
   if (FRACTION_KEYS.has(key)) {
     if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) {

@@ -17,3 +17,18 @@ export class AppError extends Error {
 export function isAppError(value: unknown): value is AppError {
   return value instanceof AppError;
 }
+
+/** A full disk or database: the client cannot fix it, but it is a condition, not a bug. */
+export function isStorageFull(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === "SQLITE_FULL" || code === "ENOSPC" || code === "EDQUOT";
+}
+
+/** 507 storage_error for a full disk or database. */
+export function storageFullError(): AppError {
+  return new AppError(
+    "storage_error",
+    "The server's storage is full; free space in its data directory, then retry.",
+    507,
+  );
+}

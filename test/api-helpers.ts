@@ -75,25 +75,42 @@ function chunk(type: string, data: Buffer): Buffer {
 }
 
 /**
- * A valid 1-bit greyscale PNG of width × height, all black: a few dozen KiB that decode to
- * width × height pixels (a decompression bomb at 20000 × 20000). Built directly because
- * encoding 400 megapixels through an image library takes a minute and gigabytes.
+ * A valid PNG of width × height, all black: a few dozen KiB that decode to width × height
+ * pixels (a decompression bomb at 20000 × 20000). 1-bit greyscale by default, or 8-bit RGB
+ * (`rgb`), which decodes as a photo does. `tag` goes into a tEXt chunk, so copies differ in
+ * content hash but not in pixels. Built directly because encoding hundreds of megapixels
+ * through an image library takes a minute and gigabytes.
  */
-export function bombPng(width: number, height: number): Buffer {
+export function bombPng(
+  width: number,
+  height: number,
+  options: { rgb?: boolean; tag?: string } = {},
+): Buffer {
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
-  header[8] = 1; // bit depth
-  header[9] = 0; // greyscale
-  const row = 1 + Math.ceil(width / 8); // filter byte + packed bits
-  const raw = Buffer.alloc(row * height);
+  header[8] = options.rgb ? 8 : 1; // bit depth
+  header[9] = options.rgb ? 2 : 0; // RGB or greyscale
+  const key = `${width}x${height}:${options.rgb ? "rgb" : "grey"}`;
+  let idat = compressedRows.get(key);
+  if (idat === undefined) {
+    const row = 1 + (options.rgb ? width * 3 : Math.ceil(width / 8)); // filter byte + pixels
+    idat = deflateSync(Buffer.alloc(row * height), { level: 9 });
+    compressedRows.set(key, idat);
+  }
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     chunk("IHDR", header),
-    chunk("IDAT", deflateSync(raw, { level: 9 })),
+    ...(options.tag === undefined
+      ? []
+      : [chunk("tEXt", Buffer.from(`Comment\0${options.tag}`, "latin1"))]),
+    chunk("IDAT", idat),
     chunk("IEND", Buffer.alloc(0)),
   ]);
 }
+
+/** Compressed all-black pixel data by size and type, made once. */
+const compressedRows = new Map<string, Buffer>();
 
 export interface TestServer {
   app: FastifyInstance;

@@ -359,6 +359,36 @@ describe("library", { skip }, () => {
     }
   });
 
+  test("--preprocess fast records its own model id: switching modes is a reindex", async () => {
+    const dataDir = path.join(root, "preprocess-mode");
+    const exact = await open({}, dataDir);
+    await exact.library.index(images.slice(0, 2).map((bytes, i) => ({ id: `p${i}`, bytes })));
+    const exactId = (await exact.library.stats()).modelId;
+    assert.equal(exactId, exact.encoder.modelId);
+    await exact.library.close();
+
+    const fast = await open({ preprocess: "fast" }, dataDir);
+    try {
+      assert.equal(fast.library.state(), "needs_reindex");
+      await assert.rejects(
+        fast.library.index([{ bytes: images[5] as Buffer }]),
+        code("model_mismatch"),
+      );
+      assert.equal(await fast.library.reindex(), 2);
+      assert.equal((await fast.library.store.model())?.modelId, `${exactId}+preprocess-fast`);
+      const { hits } = await fast.library.searchImage(images[1] as Buffer, { k: 1 });
+      assert.equal(hits[0]?.id, "p1");
+    } finally {
+      await fast.library.close();
+    }
+    const back = await open({}, dataDir);
+    try {
+      assert.equal(back.library.state(), "needs_reindex");
+    } finally {
+      await back.library.close();
+    }
+  });
+
   test("model change: refused until reindex, then every item is re-embedded and searchable", async () => {
     const dataDir = path.join(root, "model-change");
     const first = await open({}, dataDir);

@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import supertest from "supertest";
 import type { components } from "../src/api/types.gen.ts";
-import { SHUTDOWN_TIMEOUT_MS } from "../src/cli/serve.ts";
+
 import { settingsFromFlags } from "../src/cli/settings.ts";
 import { DEFAULT_SETTINGS, loadSettings, PROJECT_ROOT } from "../src/config.ts";
 import { isAppError } from "../src/errors.ts";
@@ -360,7 +360,7 @@ describe("longclip serve", () => {
       acknowledged.push(...lateResults.map((r) => r.id));
 
       assert.equal(await first.exited, 0, first.stderr());
-      assert.ok(performance.now() - signalled < SHUTDOWN_TIMEOUT_MS);
+      assert.ok(performance.now() - signalled < DEFAULT_SETTINGS.shutdownTimeoutMs);
       assert.ok(logLines(first).some((entry) => entry.msg === "shut down"));
 
       // The index on disk holds every acknowledged item: nothing was left to a rebuild.

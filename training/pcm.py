@@ -90,6 +90,7 @@ def pcm_loss(
     short_features: Optional[torch.Tensor],
     logit_scale: torch.Tensor,
     *,
+    short_image_features: Optional[torch.Tensor] = None,
     pcm: bool = True,
     components: int = 32,
     weight: float = 1.0,
@@ -102,6 +103,8 @@ def pcm_loss(
     L2-normalised first and the PCA taken over this process's batch (as the official code
     does, whose weight is 1); the reconstructed features are not renormalised. With
     ``pcm=False`` only the long-caption term is used (the "direct fine-tuning" ablation).
+    ``short_image_features`` are the short captions' images when these come from a batch of
+    their own (default: the long captions' images, the official pairing).
     """
     image = _normalise(image_features)
     long = _normalise(long_features)
@@ -111,7 +114,8 @@ def pcm_loss(
     if short_features is None:
         raise ValueError("PCM needs short-caption features; pass pcm=False to train without")
     short = _normalise(short_features)
-    reduced = pca_reconstruct(image, components)
+    short_image = image if short_image_features is None else _normalise(short_image_features)
+    reduced = pca_reconstruct(short_image, components)
     short_term = contrastive_loss(reduced, short, logit_scale, label_smoothing, gather)
     return PcmLoss(long_term + weight * short_term, long_term, short_term)
 

@@ -57,6 +57,8 @@ from .tokenizer import ClipTokenizer
 
 LOG = logging.getLogger("training.train")
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)\.pt$")
+# --pcm-batch random draws its batches from a random order seeded --seed + this
+SHORT_STREAM_SEED = 7919
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +127,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "kept together in one batch (rows without one are groups of their own)",
     )
     parser.add_argument(
+        "--pcm-batch",
+        choices=["same", "random"],
+        default="same",
+        help="rows of PCM's short-caption term: the same batch as the long-caption term (the "
+        "official), or random: a batch of its own drawn in random order, so that with "
+        "--batching groups the short captions still meet many different ones (a group shares "
+        "one); costs a second image forward",
+    )
+    parser.add_argument(
         "--caption",
         choices=["long", "short"],
         default="long",
@@ -179,11 +190,12 @@ class Towers(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pixels, text_ids, short_ids=None):
+    def forward(self, pixels, text_ids, short_ids=None, short_pixels=None):
         image = self.model.encode_image(pixels)
         text = self.model.encode_text(text_ids)
         short = self.model.encode_text(short_ids) if short_ids is not None else None
-        return image, text, short, self.model.logit_scale
+        short_image = self.model.encode_image(short_pixels) if short_pixels is not None else None
+        return image, text, short, short_image, self.model.logit_scale
 
 
 class Progress:
@@ -411,6 +423,31 @@ def _train(args) -> int:
     steps_per_epoch = per_rank // args.batch_size if drop_last else 1
     total_steps = args.steps or args.epochs * steps_per_epoch
 
+    def loader_of(indices: list) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            sampler=indices,
+            drop_last=drop_last,
+            num_workers=args.workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+        )
+
+    def short_batches(start: int):
+        """The PCM term's own batches (--pcm-batch random), from step ``start`` on: random
+        order on a seed of its own, so resuming draws the same batches."""
+
+        def indices(epoch: int) -> list:
+            seed = args.seed + SHORT_STREAM_SEED
+            return epoch_indices(len(records), epoch, seed, info.rank, info.world_size)
+
+        per_epoch = len(indices(0)) // args.batch_size if drop_last else 1
+        epoch, skip = divmod(start, per_epoch)
+        while True:
+            yield from loader_of(indices(epoch)[skip * args.batch_size :])
+            epoch, skip = epoch + 1, 0
+
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay
@@ -465,25 +502,20 @@ def _train(args) -> int:
             )
         distributed.barrier()
 
+    separate = short_batches(step) if args.pcm and args.pcm_batch == "random" else None
     epoch, skip = divmod(step, steps_per_epoch)
     while step < total_steps:
-        indices = order(epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=args.batch_size,
-            sampler=indices[skip * args.batch_size :],
-            drop_last=drop_last,
-            num_workers=args.workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
-        )
+        loader = loader_of(order(epoch)[skip * args.batch_size :])
         unreadable = 0
         last = time.perf_counter()
         for batch in loader:
             if step >= total_steps:
                 break
             unreadable += batch.dropped
-            losses = _train_step(towers, model, batch, optimizer, scaler, device, use_amp, args)
+            short_batch = next(separate) if separate is not None else None
+            losses = _train_step(
+                towers, model, batch, short_batch, optimizer, scaler, device, use_amp, args
+            )
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             step += 1
@@ -522,24 +554,33 @@ def _finite_gradients(optimizer) -> bool:
     return all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
 
 
-def _train_step(towers, model, batch, optimizer, scaler, device, use_amp, args) -> dict:
-    """One optimizer step; returns the losses as floats (NaN terms when the step was skipped)."""
+def _train_step(towers, model, batch, short_batch, optimizer, scaler, device, use_amp, args):
+    """One optimizer step; returns the losses as floats (NaN terms when the step was skipped).
+    ``short_batch``, when given, holds the rows of PCM's short-caption term (--pcm-batch)."""
     pixels = batch.pixels.to(device, non_blocking=True)
     long_ids = batch.long_ids.to(device, non_blocking=True)
     short_ids = batch.short_ids.to(device, non_blocking=True)
     text_ids = short_ids if args.caption == "short" else long_ids
+    short_pixels = None
+    if short_batch is not None:
+        short_pixels = short_batch.pixels.to(device, non_blocking=True)
+        short_ids = short_batch.short_ids.to(device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
-    if distributed.all_sum(float(pixels.shape[0]), device) < 2:
-        # every image of this step was unreadable: nothing to contrast
+    rows = [pixels] if short_pixels is None else [pixels, short_pixels]
+    if min(distributed.all_sum(float(p.shape[0]), device) for p in rows) < 2:
+        # every image of this step (or of its short-caption batch) was unreadable
         return {"loss": float("nan"), "loss_long": float("nan"), "loss_short": None}
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
     with autocast:
-        image, text, short, logit_scale = towers(pixels, text_ids, short_ids if args.pcm else None)
+        image, text, short, short_image, logit_scale = towers(
+            pixels, text_ids, short_ids if args.pcm else None, short_pixels
+        )
         losses = pcm_loss(
             image,
             text,
             short,
             logit_scale,
+            short_image_features=short_image,
             pcm=args.pcm,
             components=args.pcm_components,
             weight=args.pcm_weight,

@@ -12,7 +12,12 @@ import { Encoder } from "../encode/encoder.ts";
 import { cpuOptions } from "../encode/session.ts";
 import type { Embedder } from "../encode/types.ts";
 import { createLibrary } from "../library/index.ts";
-import { decodeImage, preprocessImage, toModelInput } from "../preprocess/index.ts";
+import {
+  decodeForModel,
+  type PreprocessMode,
+  preprocessImage,
+  toModelInput,
+} from "../preprocess/index.ts";
 import type { BenchContext } from "./context.ts";
 import { sizeTag } from "./context.ts";
 import { VISION_SHAPES, visionFlops } from "./flops.ts";
@@ -31,6 +36,12 @@ export interface PeakResult {
   torchGflops: number;
   torchMedianGflops: number;
   torchThreads: number;
+  /**
+   * The peak every "% of peak" divides by: the best rate any engine reached, so no engine
+   * can show more than 100%.
+   */
+  bestGflops: number;
+  bestEngine: string;
 }
 
 /** fp32 matmul rate of an n×n product through ONNX Runtime (the engine) and PyTorch. */
@@ -61,13 +72,19 @@ export async function measurePeak(ctx: BenchContext, n: number): Promise<PeakRes
   };
   const timing = await timeRuns(() => session.run(feeds), 2, 9);
   await session.release();
+  const ortGflops = (2 * n ** 3) / Math.min(...timing.seconds) / 1e9;
+  const ortBest = ortGflops >= torch.gflops;
   return {
     n,
-    ortGflops: (2 * n ** 3) / Math.min(...timing.seconds) / 1e9,
+    ortGflops,
     ortMedianGflops: (2 * n ** 3) / timing.medianSeconds / 1e9,
     torchGflops: torch.gflops,
     torchMedianGflops: torch.median_gflops,
     torchThreads: torch.threads,
+    bestGflops: ortBest ? ortGflops : torch.gflops,
+    bestEngine: ortBest
+      ? `ONNX Runtime MatMul (${ctx.threads} threads)`
+      : `PyTorch torch.mm (${torch.threads} threads)`,
   };
 }
 
@@ -248,6 +265,7 @@ export async function measureTower(
 
 export interface IngestResult {
   size: string;
+  mode: PreprocessMode;
   images: number;
   batch: number;
   /** Alternating rounds of bare encoder then Library.index; the rates below are medians. */
@@ -290,9 +308,11 @@ export async function measureIngest(
   warmupFiles: readonly string[],
   batch: number,
   rounds = 3,
+  mode: PreprocessMode = "exact",
 ): Promise<IngestResult> {
   const settingsFor = (dataDir: string) =>
     loadSettings({
+      preprocess: mode,
       dataDir,
       threads: ctx.threads,
       imageBatchSize: batch,
@@ -314,6 +334,7 @@ export async function measureIngest(
   };
   const settings = settingsFor(ctx.workDir);
   const options = {
+    mode,
     resolution: encoder.config.image_resolution,
     mean: encoder.config.image_mean,
     std: encoder.config.image_std,
@@ -332,7 +353,7 @@ export async function measureIngest(
       const bytes = await readFile(file);
       cpu.read += processCpuMs() - mark;
       mark = processCpuMs();
-      const decoded = await decodeImage(bytes, options);
+      const decoded = await decodeForModel(bytes, options);
       cpu.decode += processCpuMs() - mark;
       mark = processCpuMs();
       pixels.push(toModelInput(decoded, options));
@@ -382,6 +403,7 @@ export async function measureIngest(
     const perImage = (ms: number) => ms / files.length;
     return {
       size: model.size,
+      mode,
       images: files.length,
       batch,
       rounds,
@@ -482,4 +504,58 @@ export async function measureSessionOptions(
     await baseline.release();
   }
   return rows;
+}
+
+export type CudaTowerResult =
+  | { skipped: string }
+  | { size: string; rows: { batch: number; imagesPerS: number }[]; minCosineToCpu: number };
+
+/**
+ * The vision tower through our Encoder with `--device cuda`, and the cosine of its embeddings
+ * to the CPU ones of the same pixels (the check a GPU host makes on first use). Without a
+ * usable CUDA provider and device it says why it skipped.
+ */
+export async function measureCudaTower(
+  ctx: BenchContext,
+  model: BenchModel,
+  set: PixelSet,
+  batches: readonly number[],
+): Promise<CudaTowerResult> {
+  const maxBatch = Math.max(...batches);
+  let encoder: Encoder;
+  try {
+    encoder = await Encoder.load(
+      model.dir,
+      loadSettings({ device: "cuda", threads: ctx.threads, imageBatchSize: maxBatch }),
+      { logger: quietLogger },
+    );
+  } catch (error) {
+    const reason = (error as Error).message.replace(/^Cannot use --device cuda: /, "");
+    return { skipped: `no CUDA device: ${reason.split(". ")[0]}` };
+  }
+  const rows: { batch: number; imagesPerS: number }[] = [];
+  let gpu: Float32Array[];
+  try {
+    gpu = await encoder.embedPixels(set.pixels.slice(0, 4));
+    for (const batch of batches) {
+      ctx.log(`${sizeTag(model.size)} CUDA image tower: batch ${batch}`);
+      const inputs = set.pixels.slice(0, batch);
+      const timing = await timeRuns(() => encoder.embedPixels(inputs), ctx.warmup, ctx.runs);
+      rows.push({ batch, imagesPerS: batch / timing.medianSeconds });
+    }
+  } finally {
+    await encoder.close();
+  }
+  const cpuEncoder = await Encoder.load(
+    model.dir,
+    loadSettings({ threads: ctx.threads, imageBatchSize: maxBatch }),
+    { logger: quietLogger },
+  );
+  try {
+    const cpu = await cpuEncoder.embedPixels(set.pixels.slice(0, 4));
+    const minCosineToCpu = Math.min(...cpu.map((row, i) => cosine(row, gpu[i] as Float32Array)));
+    return { size: model.size, rows, minCosineToCpu };
+  } finally {
+    await cpuEncoder.close();
+  }
 }

@@ -3,7 +3,7 @@
  * is a flag (kebab-case of its Settings key; `--model` and `--data` for the two directories)
  * over its LONGCLIP_* environment variable over the default.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
 import { envName, type Settings } from "../config.ts";
@@ -29,15 +29,27 @@ export function missingModelMessage(modelDir: string): string {
   ].join("\n");
 }
 
-/**
- * Longest a SIGTERM/SIGINT shutdown may take (finishing requests and library work, saving the
- * index) before the process exits 1 anyway: under the 30 s grace that Kubernetes and
- * `docker stop --time 30` give before SIGKILL.
- */
-export const SHUTDOWN_TIMEOUT_MS = 25_000;
+/** The key from --api-key-file (first line, trimmed) over --api-key / LONGCLIP_API_KEY. */
+function withKeyFile(settings: Settings): Settings {
+  if (settings.apiKeyFile === undefined) return settings;
+  let key: string;
+  try {
+    key = readFileSync(settings.apiKeyFile, "utf8").split("\n")[0]?.trim() ?? "";
+  } catch (error) {
+    throw new AppError(
+      "invalid_setting",
+      `--api-key-file: cannot read ${settings.apiKeyFile} (${(error as NodeJS.ErrnoException).code}); check the path and its permissions.`,
+    );
+  }
+  if (key === "") {
+    throw new AppError("invalid_setting", `--api-key-file: ${settings.apiKeyFile} is empty.`);
+  }
+  return { ...settings, apiKey: key };
+}
 
 /** Starts the server; resolves once it listens. Returns a function that shuts it down. */
-export async function serve(settings: Settings): Promise<() => Promise<void>> {
+export async function serve(given: Settings): Promise<() => Promise<void>> {
+  const settings = withKeyFile(given);
   if (!existsSync(path.join(settings.modelDir, "config.json"))) {
     throw new AppError("model_not_found", missingModelMessage(settings.modelDir));
   }
@@ -84,6 +96,12 @@ export async function serve(settings: Settings): Promise<() => Promise<void>> {
     },
     "longclip serving",
   );
+  if (process.argv.some((arg) => arg === "--api-key" || arg.startsWith("--api-key="))) {
+    app.log.warn(
+      "the API key was given with --api-key, which any local user can read in `ps`; use LONGCLIP_API_KEY or --api-key-file instead",
+    );
+  }
+  const shutdownTimeoutMs = settings.shutdownTimeoutMs;
   let closing: Promise<void> | undefined;
   const shutdown = () => {
     // Stops accepting (and /ready answers 503), lets in-flight requests finish, then waits
@@ -94,13 +112,13 @@ export async function serve(settings: Settings): Promise<() => Promise<void>> {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.once(signal, () => {
       const started = performance.now();
-      app.log.info({ signal, timeoutMs: SHUTDOWN_TIMEOUT_MS }, "shutting down");
+      app.log.info({ signal, timeoutMs: shutdownTimeoutMs }, "shutting down");
       // Bounded: what has not finished by then is cut off. Acknowledged items are already
       // committed to SQLite, and the next start adds any the saved index lacks.
       setTimeout(() => {
-        app.log.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, "shutdown timed out; exiting");
+        app.log.error({ timeoutMs: shutdownTimeoutMs }, "shutdown timed out; exiting");
         process.exit(1);
-      }, SHUTDOWN_TIMEOUT_MS).unref();
+      }, shutdownTimeoutMs).unref();
       shutdown().then(
         () => {
           app.log.info({ ms: Math.round(performance.now() - started) }, "shut down");

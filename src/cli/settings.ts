@@ -10,9 +10,23 @@ import { AppError, isAppError } from "../errors.ts";
 export const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[];
 
 /** Settings of the library and encoder: everything but what only the HTTP server uses. */
-export const LIBRARY_SETTING_KEYS = SETTING_KEYS.filter(
-  (key) => key !== "host" && key !== "port" && key !== "apiKey",
-);
+const SERVER_ONLY_KEYS = new Set<keyof Settings>([
+  "host",
+  "port",
+  "apiKey",
+  "apiKeyFile",
+  "allowedHosts",
+  "corsOrigins",
+  "requestTimeoutMs",
+  "headersTimeoutMs",
+  "idleTimeoutMs",
+  "maxConnections",
+  "maxBufferedBytes",
+  "maxJsonBytes",
+  "shutdownTimeoutMs",
+]);
+
+export const LIBRARY_SETTING_KEYS = SETTING_KEYS.filter((key) => !SERVER_ONLY_KEYS.has(key));
 
 /** Flag name of each setting; the directories get the short names of the README. */
 export function flagName(key: keyof Settings): string {
@@ -28,10 +42,14 @@ function optionKey(flag: string): string {
 
 function placeholder(key: keyof Settings): string {
   if (key.endsWith("Dir") || key === "mediaRoot") return "dir";
+  if (key === "apiKeyFile") return "file";
+  if (key === "allowedHosts") return "hosts";
+  if (key === "corsOrigins") return "origins";
   if (key === "host" || key === "device") return key;
   if (key === "databaseUrl") return "url";
   if (key === "pgVectorType") return "type";
   if (key === "jobWorker") return "on|off|auto";
+  if (key === "preprocess") return "exact|fast";
   if (key === "apiKey") return "key";
   if (key === "textFields") return "keys";
   if (key === "keepUploadFilename") return "on|off";

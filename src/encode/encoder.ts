@@ -24,7 +24,8 @@ import { WorkerTowers } from "./worker-towers.ts";
 export type EncoderSettings = Pick<
   Settings,
   "device" | "threads" | "imageBatchSize" | "textBatchSize" | "maxImageBytes" | "maxImagePixels"
->;
+> &
+  Partial<Pick<Settings, "preprocess">>;
 
 export interface EncoderOptions {
   /** Where "device auto" reports its choice; stderr by default. */
@@ -223,6 +224,7 @@ export class Encoder implements Embedder {
    */
   async embedImageBytes(buffers: readonly Buffer[]): Promise<ImageBytesResult[]> {
     const options = {
+      mode: this.settings.preprocess ?? "exact",
       resolution: this.config.image_resolution,
       mean: this.config.image_mean,
       std: this.config.image_std,

@@ -4,5 +4,6 @@ export {
   type LibraryOptions,
   type LibraryState,
   LongclipLibrary,
+  libraryModelId,
 } from "./library.ts";
 export type * from "./types.ts";

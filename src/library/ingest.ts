@@ -1,7 +1,8 @@
 /**
  * Ingest: inputs (uploads or files under the media root) → read and validate → content hash
  * and duplicate check (stored and in flight) → decode and resize in the preprocessing pool,
- * the next chunk while the current one is embedded → embed → one store transaction per chunk.
+ * a bounded number of chunks ahead of the encoder → embed → one store transaction per chunk,
+ * overlapping the embedding of the next chunk.
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
 import { createHash } from "node:crypto";
@@ -11,9 +12,10 @@ import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { Settings } from "../config.ts";
 import type { Embedder } from "../encode/types.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError, isAppError, isStorageFull, storageFullError } from "../errors.ts";
 import type { PreprocessOptions } from "../preprocess/types.ts";
-import type { ItemStore, NewItem, StoredItem } from "../store/types.ts";
+import type { InsertOutcome, ItemStore, NewItem, StoredItem } from "../store/types.ts";
+import { isInside } from "../util/paths.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 import type { IndexInput, IndexResult, Metadata } from "./types.ts";
@@ -41,6 +43,8 @@ export interface IngestDeps {
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;
+/** Deepest nesting of metadata objects and arrays (SQLite's JSON functions stop at 1000). */
+export const MAX_METADATA_DEPTH = 32;
 
 const CONTENT_TYPES: Record<string, string> = {
   jpeg: "image/jpeg",
@@ -61,6 +65,13 @@ interface Job {
   source: "upload" | "path";
   path?: string;
   claim: Claim;
+}
+
+/** A chunk's embeddings: by the live model, and by the next one while a reindex runs. */
+interface EmbeddedChunk {
+  modelId: string;
+  vectors: Float32Array[];
+  staged?: { modelId: string; vectors: Float32Array[] };
 }
 
 interface Prepared extends Job {
@@ -99,8 +110,13 @@ function newClaim(): Claim {
 
 export function errorOf(error: unknown): { code: string; message: string } {
   if (isAppError(error)) return { code: error.code, message: error.message };
-  const message = error instanceof Error ? error.message : String(error);
-  return { code: "internal_error", message: `Unexpected error: ${message}` };
+  if (isStorageFull(error)) return { code: "storage_error", message: storageFullError().message };
+  // The message of an unexpected error may name server paths: clients get its kind only.
+  const kind = (error as { code?: unknown } | undefined)?.code;
+  return {
+    code: "internal_error",
+    message: `Unexpected error${typeof kind === "string" ? ` (${kind})` : ""}; the server log has the details. Retry, or report it.`,
+  };
 }
 
 function sha256Hex(bytes: Buffer): string {
@@ -111,6 +127,18 @@ function validateMetadata(metadata: unknown): Metadata {
   if (metadata === undefined || metadata === null) return {};
   if (typeof metadata !== "object" || Array.isArray(metadata)) {
     throw new AppError("invalid_metadata", 'metadata must be a JSON object, e.g. {"album": "x"}.');
+  }
+  let depth = 0;
+  for (let level: unknown[] = [metadata]; level.length > 0; depth++) {
+    if (depth > MAX_METADATA_DEPTH) {
+      throw new AppError(
+        "invalid_metadata",
+        `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep; flatten it.`,
+      );
+    }
+    level = level.flatMap((value) =>
+      typeof value === "object" && value !== null ? Object.values(value) : [],
+    );
   }
   const json = JSON.stringify(metadata);
   if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
@@ -168,9 +196,11 @@ export class Ingest {
     const fail = (i: number, error: unknown) => {
       results[i] = { id: inputs[i]?.id ?? "", status: "failed", error: errorOf(error) };
     };
+    // The store write in flight; awaited before returning, whatever happens.
+    let writing: Promise<void> = Promise.resolve();
     try {
       const chunkSize = Math.max(1, this.settings.imageBatchSize);
-      // Preparation (read, hash, decode) of chunk n+1 overlaps the embedding of chunk n.
+      // Preparation (read, hash, decode) of the next chunks overlaps the embedding of this one.
       const prepare = async (start: number): Promise<Prepared[]> => {
         const chunk = inputs.slice(start, start + chunkSize);
         const loaded = await Promise.allSettled(chunk.map((input) => this.load(input)));
@@ -241,16 +271,36 @@ export class Ingest {
         return prepared;
       };
 
-      let next: Promise<Prepared[]> | undefined = prepare(0);
-      for (let start = 0; next !== undefined; start += chunkSize) {
-        const prepared: Prepared[] = await next;
-        next = start + chunkSize < inputs.length ? prepare(start + chunkSize) : undefined;
-        // A failing `next` must not become an unhandled rejection while this chunk runs.
-        next?.catch(() => {});
-        await this.commitChunk(prepared, results);
-        reservation.release(prepared.length);
+      // Bounded read-ahead: enough chunks in preparation to keep every preprocessing worker
+      // busy twice over, no more (each prepared image holds its bytes and pixels). A slow
+      // encoder or index writer stops the reading, since chunks are taken in order.
+      const ahead = Math.max(1, Math.ceil((2 * this.pool.size) / chunkSize));
+      const pending: Promise<Prepared[]>[] = [];
+      let nextStart = 0;
+      const fill = () => {
+        while (pending.length < ahead && nextStart < inputs.length) {
+          const chunk = prepare(nextStart);
+          // A failing chunk must not become an unhandled rejection while others run.
+          chunk.catch(() => {});
+          pending.push(chunk);
+          nextStart += chunkSize;
+        }
+      };
+      fill();
+      // The store transaction of chunk n runs while chunk n + 1 is embedded, so a fast
+      // (GPU) encoder does not wait for SQLite and the HNSW inserts; one write at a time.
+      for (let chunk = pending.shift(); chunk !== undefined; chunk = pending.shift()) {
+        const prepared = await chunk;
+        fill();
+        const embedded = await this.embedChunk(prepared, results);
+        await writing;
+        writing = this.storeChunk(prepared, embedded, results).finally(() =>
+          reservation.release(prepared.length),
+        );
       }
+      await writing;
     } finally {
+      await writing;
       // Whatever happened, no claim may stay pending: waiters (maybe other calls) need an answer.
       for (const job of owned) {
         if (results[job.index] === undefined) {
@@ -272,10 +322,11 @@ export class Ingest {
     source: "upload" | "path";
     path?: string;
   }> {
-    if (input.id !== undefined && !CLIENT_ID.test(input.id)) {
+    // "." and ".." would be unreachable: URLs normalise /items/.. away.
+    if (input.id !== undefined && (!CLIENT_ID.test(input.id) || /^\.{1,2}$/.test(input.id))) {
       throw new AppError(
         "invalid_id",
-        `Item id "${String(input.id).slice(0, 140)}" is not allowed; use 1-128 characters of letters, digits, "_", ".", ":" or "-", or omit it to get a content-based id.`,
+        `Item id "${String(input.id).slice(0, 140)}" is not allowed; use 1-128 characters of letters, digits, "_", ".", ":" or "-" (not "." or ".."), or omit it to get a content-based id.`,
       );
     }
     const metadata = validateMetadata(input.metadata);
@@ -316,14 +367,12 @@ export class Ingest {
         403,
       );
     }
-    const outside = (candidate: string) => {
-      const relative = path.relative(root as string, candidate);
-      return relative === "" || relative.startsWith("..") || path.isAbsolute(relative);
-    };
+    // A name that merely starts with ".." ("..photo.jpg") is inside.
+    const outside = (candidate: string) => !isInside(root as string, candidate);
     const refuse = () =>
       new AppError(
         "path_outside_media_root",
-        `${input} is outside the media root ${root}; only files under it can be indexed by path.`,
+        `${input} is outside the media root; only files under it can be indexed by path.`,
         403,
       );
     const absolute = path.resolve(root ?? process.cwd(), input);
@@ -416,9 +465,10 @@ export class Ingest {
     try {
       await this.store.stageOriginal(job.sha256, job.bytes);
     } catch (error) {
+      if (isStorageFull(error)) throw storageFullError();
       throw new AppError(
         "storage_error",
-        `Could not store the uploaded image: ${(error as Error).message}. Check free space and permissions of the data directory.`,
+        `Could not store the uploaded image (${String((error as NodeJS.ErrnoException).code ?? "error")}). Check free space and permissions of the data directory.`,
         500,
       );
     }
@@ -438,16 +488,74 @@ export class Ingest {
     return this.queue.run("ingest", prepared.length, () => next.embedder.embedPixels(pixels));
   }
 
-  /** Embeds one chunk and commits it in one transaction (originals are already staged). */
-  private async commitChunk(prepared: Prepared[], results: IndexResult[]): Promise<void> {
+  /**
+   * Commits the chunk in one transaction; if that fails, each item in its own, so one item the
+   * store refuses fails only itself. A store that cannot be reached fails them all at once.
+   */
+  private async insertEach(
+    entries: NewItem[],
+    modelId: string,
+  ): Promise<(InsertOutcome | { status: "failed"; error: unknown })[]> {
+    try {
+      return await this.store.insertItems(entries, modelId);
+    } catch (error) {
+      if (entries.length === 1 || (isAppError(error) && error.code === "database_unavailable")) {
+        throw error;
+      }
+    }
+    const outcomes: (InsertOutcome | { status: "failed"; error: unknown })[] = [];
+    for (const entry of entries) {
+      try {
+        const [outcome] = await this.store.insertItems([entry], modelId);
+        outcomes.push(outcome as InsertOutcome);
+      } catch (error) {
+        if (isAppError(error) && error.code === "database_unavailable") throw error;
+        outcomes.push({ status: "failed", error });
+      }
+    }
+    return outcomes;
+  }
+
+  /** Embeds one chunk (and by the next model during a reindex); on failure its jobs fail. */
+  private async embedChunk(
+    prepared: Prepared[],
+    results: IndexResult[],
+  ): Promise<EmbeddedChunk | undefined> {
     const first = prepared[0];
-    if (first === undefined) return;
+    if (first === undefined) return undefined;
     try {
       const { live, next } = first.generations;
       const vectors = await this.queue.run("ingest", prepared.length, () =>
         live.embedder.embedPixels(prepared.map((p) => p.pixels)),
       );
-      const staged = next === undefined ? undefined : await this.embedNext(prepared, live, next);
+      if (next === undefined) return { modelId: live.embedder.modelId, vectors };
+      const staged = await this.embedNext(prepared, live, next);
+      return {
+        modelId: live.embedder.modelId,
+        vectors,
+        staged: { modelId: next.embedder.modelId, vectors: staged },
+      };
+    } catch (error) {
+      this.failAll(prepared, results, error);
+      return undefined;
+    }
+  }
+
+  private failAll(prepared: Prepared[], results: IndexResult[], error: unknown): void {
+    for (const job of prepared) {
+      if (results[job.index] === undefined) this.finish(job, results, { error: errorOf(error) });
+    }
+  }
+
+  /** Commits an embedded chunk in one transaction (originals are already staged). */
+  private async storeChunk(
+    prepared: Prepared[],
+    embedded: EmbeddedChunk | undefined,
+    results: IndexResult[],
+  ): Promise<void> {
+    if (embedded === undefined) return;
+    const { vectors, staged } = embedded;
+    try {
       this.assertUsable();
       const entries: NewItem[] = prepared.map((p, k) => {
         const entry: NewItem = {
@@ -462,17 +570,19 @@ export class Ingest {
           vector: vectors[k] as Float32Array,
         };
         if (p.path !== undefined) entry.path = p.path;
-        if (next !== undefined && staged !== undefined) {
-          entry.staged = { modelId: next.embedder.modelId, vector: staged[k] as Float32Array };
+        if (staged !== undefined) {
+          entry.staged = { modelId: staged.modelId, vector: staged.vectors[k] as Float32Array };
         }
         // Staged already on SQLite (a no-op there); committed with the row on Postgres.
         if (p.source === "upload") entry.original = p.bytes;
         return entry;
       });
-      const outcomes = await this.store.insertItems(entries, live.embedder.modelId);
+      const outcomes = await this.insertEach(entries, embedded.modelId);
       outcomes.forEach((outcome, k) => {
         const job = prepared[k] as Prepared;
-        if (outcome.status === "inserted") {
+        if (outcome.status === "failed") {
+          this.finish(job, results, { error: errorOf(outcome.error) });
+        } else if (outcome.status === "inserted") {
           this.finish(job, results, { id: job.id });
         } else if (outcome.status === "duplicate") {
           this.finish(job, results, { id: outcome.id });
@@ -486,9 +596,7 @@ export class Ingest {
         }
       });
     } catch (error) {
-      for (const job of prepared) {
-        if (results[job.index] === undefined) this.finish(job, results, { error: errorOf(error) });
-      }
+      this.failAll(prepared, results, error);
     }
   }
 }

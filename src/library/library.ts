@@ -10,15 +10,19 @@
  *   embedder has another model id refuses to index or search until `reindex()` ran. On a
  *   shared store (Postgres) every node re-reads the model, so a reindex by one is seen by all.
  */
-import { readFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { constants } from "node:fs";
+import { open, realpath } from "node:fs/promises";
+import path from "node:path";
 import type { Settings } from "../config.ts";
 import type { Embedder, TextEmbedding } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
-import type { PreprocessOptions } from "../preprocess/types.ts";
+import type { PreprocessMode, PreprocessOptions } from "../preprocess/types.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ModelInfo, ReindexTarget, StoredItem } from "../store/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
 import { BlueGreen, type ReindexStatus, STALE_MS, type SwitchMode } from "./blue-green.ts";
+import { DecodeGate } from "./decode-gate.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
 import { withUploadFilename } from "./hybrid.ts";
 import { errorOf, type Generation, Ingest } from "./ingest.ts";
@@ -77,8 +81,32 @@ function publicItem(item: StoredItem): Item {
   return rest;
 }
 
+/**
+ * The model id a library records: the encoder's, with the preprocessing mode appended unless
+ * it is exact. Fast preprocessing gives slightly different embeddings, so a library built
+ * with one mode and opened with the other needs a reindex, as after a model change.
+ */
+export function libraryModelId(modelId: string, mode: PreprocessMode): string {
+  return mode === "exact" ? modelId : `${modelId}+preprocess-${mode}`;
+}
+
+function withPreprocessMode(embedder: Embedder, mode: PreprocessMode): Embedder {
+  if (mode === "exact") return embedder;
+  const modelId = libraryModelId(embedder.modelId, mode);
+  return {
+    config: embedder.config,
+    modelId,
+    dims: embedder.dims,
+    embedTexts: (texts) => embedder.embedTexts(texts),
+    embedPixels: (pixels) => embedder.embedPixels(pixels),
+    stats: () => ({ ...embedder.stats(), modelId }),
+    close: () => embedder.close(),
+  };
+}
+
 function preprocessOptionsOf(embedder: Embedder, settings: Settings): PreprocessOptions {
   return {
+    mode: settings.preprocess,
     resolution: embedder.config.image_resolution,
     mean: embedder.config.image_mean,
     std: embedder.config.image_std,
@@ -112,7 +140,8 @@ export class LongclipLibrary implements Library {
    * not wait for the image chunk in progress; it only queues behind other text queries.
    */
   private readonly textQueue: EmbedQueue;
-  private readonly pool = new PreprocessPool();
+  private readonly decodeGate: DecodeGate;
+  private readonly pool: PreprocessPool;
   /** Repeated queries skip the text tower (about 40 ms for LongCLIP-B on 2 cores; a hit ~1 µs). */
   private readonly queryCache: LruCache<string, TextEmbedding>;
   private currentState: LibraryState = "starting";
@@ -135,13 +164,16 @@ export class LongclipLibrary implements Library {
 
   constructor(
     private readonly settings: Settings,
-    embedder: Embedder,
+    encoder: Embedder,
     readonly store: ItemStore,
     private readonly options: LibraryOptions,
   ) {
+    const embedder = withPreprocessMode(encoder, settings.preprocess);
     this.queue = new EmbedQueue(settings.maxQueueDepth);
     this.textQueue = new EmbedQueue(settings.maxQueueDepth);
     this.queryCache = new LruCache(settings.queryCacheSize);
+    this.decodeGate = new DecodeGate(settings);
+    this.pool = new PreprocessPool(settings.preprocessWorkers, this.decodeGate);
     this.live = { embedder, options: preprocessOptionsOf(embedder, settings) };
     this.blueGreen = new BlueGreen({
       settings,
@@ -278,7 +310,7 @@ export class LongclipLibrary implements Library {
         409,
       );
     }
-    const embedder = await load(modelDir);
+    const embedder = withPreprocessMode(await load(modelDir), this.settings.preprocess);
     return { embedder, options: preprocessOptionsOf(embedder, this.settings) };
   }
 
@@ -459,10 +491,14 @@ export class LongclipLibrary implements Library {
   private async searchImageNow(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
     this.assertUsable();
     this.search.checkOptions(options);
-    const image = await this.pool.run(bytes, this.preprocessOptions);
+    // Admitted before decoding: a full queue refuses the query before it costs any memory.
     const reservation = this.queue.reserve("query", 1);
     let vectors: Float32Array[];
     try {
+      const image = await this.pool.run(bytes, this.preprocessOptions, {
+        maxPixels: Math.min(this.settings.maxQueryImagePixels, this.settings.maxImagePixels),
+        setting: "maxQueryImagePixels, LONGCLIP_MAX_QUERY_IMAGE_PIXELS",
+      });
       vectors = await this.queue.run("query", 1, () => this.embedder.embedPixels([image.pixels]));
     } finally {
       reservation.release();
@@ -494,17 +530,70 @@ export class LongclipLibrary implements Library {
       if (isAppError(error)) throw error;
       throw new AppError(
         "image_missing",
-        `The image file of item "${id}" is gone${item.path ? ` (${item.path})` : ""}; restore it or delete the item.`,
+        `The image file of item "${id}" is gone${item.path ? ` (${this.shownPath(item.path)})` : ""}; restore it or delete the item.`,
         404,
       );
     }
+  }
+
+  /** Waits until `pixels` may be decoded (thumbnails share the ingest and search budget). */
+  admitDecode(pixels: number): Promise<() => void> {
+    return this.decodeGate.admitPixels(pixels);
+  }
+
+  /** A path as clients may see it: relative to the media root, never the server's layout. */
+  private shownPath(file: string): string {
+    const root = this.settings.mediaRoot;
+    return root !== undefined && !path.relative(root, file).startsWith("..")
+      ? path.relative(root, file)
+      : path.basename(file);
   }
 
   /** An item's original bytes: from the store for uploads, from its file for paths. */
   private readBytes(item: StoredItem): Promise<Buffer> {
     return item.source === "upload"
       ? this.store.readOriginal(item.sha256)
-      : readFile(item.path as string);
+      : this.readIndexedFile(item);
+  }
+
+  /**
+   * The file of an item indexed by path, re-checked on every read: it must still be the
+   * regular file that was indexed (same real path, no symbolic link, same size and sha256),
+   * so replacing it by a link to another file never serves that file.
+   */
+  private async readIndexedFile(item: StoredItem): Promise<Buffer> {
+    const file = item.path as string;
+    const changed = (why: string) =>
+      new AppError(
+        "image_changed",
+        `The file of item "${item.id}" (${this.shownPath(file)}) ${why} since it was indexed; re-index it or delete the item.`,
+        409,
+      );
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      // O_NOFOLLOW: a symbolic link in place of the file is refused, not followed.
+      handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ELOOP" || code === "EMLINK") throw changed("was replaced by a symbolic link");
+      throw error;
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw changed("is no longer a regular file");
+      // A directory on the way that became a link leads somewhere else.
+      if ((await realpath(file)) !== file)
+        throw changed("moved (a directory on its path is now a link)");
+      if (info.size !== item.bytes)
+        throw changed(`changed size (${info.size} bytes, ${item.bytes} indexed)`);
+      const bytes = await handle.readFile();
+      if (createHash("sha256").update(bytes).digest("hex") !== item.sha256) {
+        throw changed("changed content");
+      }
+      return bytes;
+    } finally {
+      await handle.close();
+    }
   }
 
   async deleteItem(id: string): Promise<boolean> {

@@ -10,6 +10,7 @@ import { Worker } from "node:worker_threads";
 import { AppError } from "../errors.ts";
 import type { PreprocessedImage, PreprocessOptions } from "../preprocess/types.ts";
 import { workerExecArgv } from "../util/exec-argv.ts";
+import type { DecodeGate, PixelLimit } from "./decode-gate.ts";
 
 export interface PoolRequest {
   id: number;
@@ -52,15 +53,37 @@ function startWorker(): Worker {
 }
 
 export class PreprocessPool {
+  readonly size: number;
   private readonly slots: (Slot | undefined)[];
   private nextId = 1;
   private closed = false;
 
-  constructor(readonly size = Math.max(1, Math.min(2, availableParallelism() - 1))) {
-    this.slots = new Array<Slot | undefined>(size).fill(undefined);
+  /** `size` 0 means one worker per core but one, leaving a core to the main thread. */
+  constructor(
+    size = 0,
+    /** Decoding memory bound: each image waits here, by its pixel count, before a worker sees it. */
+    private readonly gate?: DecodeGate,
+  ) {
+    this.size = size > 0 ? size : Math.max(1, availableParallelism() - 1);
+    this.slots = new Array<Slot | undefined>(this.size).fill(undefined);
   }
 
-  run(bytes: Buffer, options: PreprocessOptions): Promise<PreprocessedImage> {
+  /** Decodes and preprocesses `bytes` once the gate admits it (refused when over `limit`). */
+  async run(
+    bytes: Buffer,
+    options: PreprocessOptions,
+    limit?: PixelLimit,
+  ): Promise<PreprocessedImage> {
+    if (this.gate === undefined) return this.dispatch(bytes, options);
+    const release = await this.gate.admit(bytes, limit);
+    try {
+      return await this.dispatch(bytes, options);
+    } finally {
+      release();
+    }
+  }
+
+  private dispatch(bytes: Buffer, options: PreprocessOptions): Promise<PreprocessedImage> {
     if (this.closed) {
       return Promise.reject(new AppError("library_closed", "The library is shutting down.", 503));
     }

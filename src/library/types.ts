@@ -148,6 +148,8 @@ export interface Library {
   /** The original bytes of an item's image, with its content type. */
   readImage(id: string): Promise<{ bytes: Buffer; contentType: string } | undefined>;
   deleteItem(id: string): Promise<boolean>;
+  /** Waits until `pixels` may be decoded under maxDecodePixels; call the result when done. */
+  admitDecode(pixels: number): Promise<() => void>;
   listItems(cursor: string | null, limit: number): Promise<Page<Item>>;
   /** Re-embeds every item with the current model. */
   reindex(onProgress?: (done: number, total: number) => void): Promise<number>;

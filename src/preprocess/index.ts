@@ -17,6 +17,9 @@
  * - scaling and normalisation are done in float32 steps like torch (x / 255, then
  *   (x - mean) / std).
  *
+ * `mode: "fast"` trades exactness for speed: libvips shrinks while decoding and does the
+ * resize (see decodeScaled); everything else above holds for it too.
+ *
  * Deliberate differences from the official code:
  * - EXIF orientation is applied (the official code ignores it, so a phone photo taken in
  *   portrait would be embedded lying on its side); width/height are reported after rotation;
@@ -25,14 +28,14 @@
  *   16-bit grey, which its "I" mode holds, to 0..255);
  * - transparent pixels of GIFs come out as sharp decodes them, not as the palette colour.
  */
-import sharp, { type Metadata } from "sharp";
+import sharp, { type Metadata, type Sharp } from "sharp";
 import type { ImageLimits } from "../config.ts";
 import { AppError } from "../errors.ts";
 import { type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
 export { axisCoefficients, type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
-export type { PreprocessedImage, PreprocessOptions } from "./types.ts";
+export type { PreprocessedImage, PreprocessMode, PreprocessOptions } from "./types.ts";
 
 /** sharp's format name → the name we report; anything else is refused as unsupported. */
 const ACCEPTED_FORMATS: Record<string, string> = {
@@ -130,9 +133,9 @@ export async function preprocessImage(
   bytes: Buffer,
   options: PreprocessOptions,
 ): Promise<PreprocessedImage> {
-  const image = await decodeImage(bytes, options);
+  const image = await decodeForModel(bytes, options);
   const pixels = toModelInput(image, options);
-  return { pixels, width: image.width, height: image.height, format: image.format };
+  return { pixels, width: image.sourceWidth, height: image.sourceHeight, format: image.format };
 }
 
 /** Decoded 8-bit sRGB image (3 channels, or 4 with alpha), EXIF orientation applied. */
@@ -140,10 +143,51 @@ export interface DecodedImage extends RawImage {
   format: string;
   /** Pillow opens it as a palette or bilevel image and so resizes it with nearest neighbour. */
   nearest: boolean;
+  /** Size of the encoded image after EXIF orientation (the fast path decodes it smaller). */
+  sourceWidth: number;
+  sourceHeight: number;
+}
+
+/**
+ * Decodes for the model: the full image in exact mode (toModelInput then resizes it), the
+ * image already resized to `Resize(R)`'s size in fast mode where the fast path applies.
+ */
+export async function decodeForModel(
+  bytes: Buffer,
+  options: PreprocessOptions,
+): Promise<DecodedImage> {
+  const header = await inspectImage(bytes, options);
+  if (options.mode === "fast" && usesFastPath(header, options.resolution)) {
+    return decodeScaled(bytes, options, header, options.resolution);
+  }
+  return decodeFull(bytes, options, header);
+}
+
+/** What the header says, after the limits were checked. */
+interface ImageHeader {
+  format: string;
+  /** Size after EXIF orientation. */
+  width: number;
+  height: number;
+  nearest: boolean;
+}
+
+/**
+ * The fast path is for downscaling bicubic images: palette and bilevel images keep Pillow's
+ * nearest neighbour, and images no larger than the model's input (upscaled or unchanged)
+ * cost little the exact way.
+ */
+function usesFastPath(header: ImageHeader, resolution: number): boolean {
+  return !header.nearest && Math.min(header.width, header.height) > resolution;
 }
 
 /** Checks the limits, then decodes with sharp to raw 8-bit sRGB pixels. */
 export async function decodeImage(bytes: Buffer, limits: ImageLimits): Promise<DecodedImage> {
+  return decodeFull(bytes, limits, await inspectImage(bytes, limits));
+}
+
+/** Reads the header and checks bytes, format and pixel count before anything is decoded. */
+async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<ImageHeader> {
   if (bytes.length === 0) {
     throw new AppError("image_empty", "The image is empty (0 bytes); send the image file's bytes.");
   }
@@ -182,31 +226,96 @@ export async function decodeImage(bytes: Buffer, limits: ImageLimits): Promise<D
       { width, height, limit: limits.maxImagePixels },
     );
   }
+  return {
+    format,
+    width: metadata.autoOrient?.width ?? width,
+    height: metadata.autoOrient?.height ?? height,
+    nearest:
+      format === "gif" ||
+      (format === "png" && (metadata.isPalette || metadata.bitsPerSample === 1)),
+  };
+}
+
+/** sharp for one image: the first page/frame, failing on truncated data, within the limit. */
+function openImage(bytes: Buffer, limits: ImageLimits): Sharp {
+  return sharp(bytes, {
+    // EXIF orientation, applied in the constructor: a .rotate() call would keep libvips from
+    // shrinking on load (6× the CPU for a rotated phone photo in fast mode).
+    autoOrient: true,
+    // 'error' also fails on truncated data, which libvips would otherwise fill with grey.
+    failOn: "error",
+    limitInputPixels: limits.maxImagePixels,
+    page: 0,
+    pages: 1,
+  });
+}
+
+/** Raw sharp output as an 8-bit RGB or RGBA image. */
+async function rawImage(pipeline: Sharp): Promise<RawImage> {
+  const { data, info } = await pipeline
+    .toColourspace("srgb")
+    .raw({ depth: "uchar" })
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 && info.channels !== 4) {
+    throw new Error(`unexpected ${info.channels} channels after conversion to sRGB`);
+  }
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width: info.width,
+    height: info.height,
+    channels: info.channels,
+  };
+}
+
+/** The whole image at full size (the exact path). */
+async function decodeFull(
+  bytes: Buffer,
+  limits: ImageLimits,
+  header: ImageHeader,
+): Promise<DecodedImage> {
   try {
-    const { data, info } = await sharp(bytes, {
-      // 'error' also fails on truncated data, which libvips would otherwise fill with grey.
-      failOn: "error",
-      limitInputPixels: limits.maxImagePixels,
-      page: 0,
-      pages: 1,
-    })
-      .rotate()
-      .toColourspace("srgb")
-      .raw({ depth: "uchar" })
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 && info.channels !== 4) {
-      throw new Error(`unexpected ${info.channels} channels after conversion to sRGB`);
-    }
-    const pixels = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const image = await rawImage(openImage(bytes, limits));
     return {
-      data: pixels,
-      width: info.width,
-      height: info.height,
-      channels: info.channels,
-      format,
-      nearest:
-        format === "gif" ||
-        (format === "png" && (metadata.isPalette || metadata.bitsPerSample === 1)),
+      ...image,
+      format: header.format,
+      nearest: header.nearest,
+      sourceWidth: image.width,
+      sourceHeight: image.height,
+    };
+  } catch (error) {
+    throw decodeError(error, limits);
+  }
+}
+
+/**
+ * The fast path: libvips resizes to the size torchvision's `Resize(R)` gives (toModelInput
+ * then only crops the centre and normalises). Asked for a smaller image, it decodes JPEGs with DCT-domain
+ * shrink-on-load (libjpeg scales by 1/2, 1/4 or 1/8 while decoding) and WebP through
+ * libwebp's scaled decoding, then reduces the rest of the way with its cubic kernel
+ * (Catmull-Rom, a = -0.5: the kernel of Pillow's BICUBIC), premultiplying alpha as Pillow
+ * does. Differences from the exact pixels: the shrink-on-load prefilter, libvips' rounding,
+ * and its sampling grid.
+ */
+async function decodeScaled(
+  bytes: Buffer,
+  limits: ImageLimits,
+  header: ImageHeader,
+  resolution: number,
+): Promise<DecodedImage> {
+  const size = resizedSize(header.width, header.height, resolution);
+  try {
+    const image = await rawImage(
+      openImage(bytes, limits)
+        // The centre crop is left to toModelInput: an extract() here would also keep libvips
+        // from shrinking rotated images on load.
+        .resize({ width: size.width, height: size.height, fit: "fill", kernel: "cubic" }),
+    );
+    return {
+      ...image,
+      format: header.format,
+      nearest: false,
+      sourceWidth: header.width,
+      sourceHeight: header.height,
     };
   } catch (error) {
     throw decodeError(error, limits);

@@ -19,6 +19,8 @@
  * computing everything and cropping afterwards.
  */
 
+import { RESAMPLE_WASM_BASE64 } from "./resample-wasm.ts";
+
 const PRECISION_BITS = 22;
 const FIXED_ONE = 2 ** PRECISION_BITS;
 const ROUNDING_BIAS = 2 ** (PRECISION_BITS - 1);
@@ -123,7 +125,7 @@ function checkWindow(window: OutputWindow, outWidth: number, outHeight: number):
  * shifts to a negative value, stored as 0).
  */
 
-function horizontalPass(
+function horizontalPassJs(
   src: RawImage,
   rowFirst: number,
   rowCount: number,
@@ -185,7 +187,7 @@ function horizontalPass(
   return { data: out, width: outWidth, height: rowCount, channels };
 }
 
-function verticalPass(src: RawImage, rowOffset: number, coeffs: AxisCoefficients): RawImage {
+function verticalPassJs(src: RawImage, rowOffset: number, coeffs: AxisCoefficients): RawImage {
   const { data, width, channels } = src;
   const outHeight = coeffs.start.length;
   const rowStride = width * channels;
@@ -208,6 +210,161 @@ function verticalPass(src: RawImage, rowOffset: number, coeffs: AxisCoefficients
     }
   }
   return { data: out, width, height: outHeight, channels };
+}
+
+/** The same two passes in WebAssembly SIMD (./resample.wat): 4 or 16 output values per step. */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+
+/** The part of the WebAssembly global used here (the compiler's lib has no WebAssembly types). */
+const wasmApi = (
+  globalThis as unknown as {
+    WebAssembly: {
+      Module: new (bytes: Uint8Array) => object;
+      Instance: new (module: object, imports: object) => { exports: unknown };
+    };
+  }
+).WebAssembly;
+
+interface SimdExports {
+  memory: WasmMemory;
+  horizontal(...args: number[]): void;
+  vertical(...args: number[]): void;
+}
+
+let simdModule: SimdExports | null | undefined;
+
+/** The SIMD passes, or null where WebAssembly SIMD is unavailable (then JavaScript runs). */
+function simd(): SimdExports | null {
+  if (simdModule === undefined) {
+    try {
+      const module = new wasmApi.Module(Buffer.from(RESAMPLE_WASM_BASE64, "base64"));
+      simdModule = new wasmApi.Instance(module, {}).exports as SimdExports;
+    } catch {
+      simdModule = null;
+    }
+  }
+  return simdModule;
+}
+
+/** Bump allocation in the module's memory, 16-byte aligned with 16 bytes of slack after each block. */
+class Arena {
+  private next = 0;
+  constructor(private readonly memory: WasmMemory) {}
+
+  alloc(bytes: number): number {
+    const offset = this.next;
+    this.next = offset + Math.ceil((bytes + 16) / 16) * 16;
+    const missing = this.next - this.memory.buffer.byteLength;
+    if (missing > 0) this.memory.grow(Math.ceil(missing / 65536));
+    return offset;
+  }
+
+  put(data: Uint8Array | Int32Array): number {
+    const offset = this.alloc(data.byteLength);
+    new Uint8Array(this.memory.buffer, offset, data.byteLength).set(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
+    return offset;
+  }
+
+  /** Copies the coefficient tables in; their offsets: start, count, weights. */
+  putCoefficients(coeffs: AxisCoefficients): [number, number, number] {
+    return [this.put(coeffs.start), this.put(coeffs.count), this.put(coeffs.weights)];
+  }
+
+  take(offset: number, bytes: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, offset, bytes).slice();
+  }
+}
+
+function horizontalPassSimd(
+  wasm: SimdExports,
+  src: RawImage,
+  rowFirst: number,
+  rowCount: number,
+  coeffs: AxisCoefficients,
+): RawImage {
+  const { width, channels } = src;
+  const rowStride = width * channels;
+  const outWidth = coeffs.start.length;
+  const outBytes = outWidth * rowCount * channels;
+  const arena = new Arena(wasm.memory);
+  const from = rowFirst * rowStride;
+  const srcAt = arena.put(src.data.subarray(from, from + rowCount * rowStride));
+  const [startAt, countAt, weightsAt] = arena.putCoefficients(coeffs);
+  const dstAt = arena.alloc(outBytes);
+  wasm.horizontal(
+    srcAt,
+    rowStride,
+    rowCount,
+    channels,
+    outWidth,
+    startAt,
+    countAt,
+    weightsAt,
+    coeffs.ksize,
+    dstAt,
+  );
+  return { data: arena.take(dstAt, outBytes), width: outWidth, height: rowCount, channels };
+}
+
+function verticalPassSimd(
+  wasm: SimdExports,
+  src: RawImage,
+  rowOffset: number,
+  coeffs: AxisCoefficients,
+): RawImage {
+  const { width, channels } = src;
+  const rowStride = width * channels;
+  const outHeight = coeffs.start.length;
+  const arena = new Arena(wasm.memory);
+  const srcAt = arena.put(src.data);
+  const [startAt, countAt, weightsAt] = arena.putCoefficients(coeffs);
+  const dstAt = arena.alloc(rowStride * outHeight);
+  wasm.vertical(
+    srcAt,
+    rowStride,
+    rowOffset,
+    outHeight,
+    startAt,
+    countAt,
+    weightsAt,
+    coeffs.ksize,
+    dstAt,
+  );
+  return { data: arena.take(dstAt, rowStride * outHeight), width, height: outHeight, channels };
+}
+
+/** Which implementation of the passes runs: SIMD where available (the default), or JavaScript. */
+export type ResampleEngine = "simd" | "js";
+
+let preferred: ResampleEngine = "simd";
+
+/** Chooses the implementation (tests compare both; their bytes are the same). */
+export function setResampleEngine(engine: ResampleEngine): void {
+  preferred = engine;
+}
+
+function horizontalPass(
+  src: RawImage,
+  rowFirst: number,
+  rowCount: number,
+  coeffs: AxisCoefficients,
+): RawImage {
+  const wasm = preferred === "simd" ? simd() : null;
+  return wasm
+    ? horizontalPassSimd(wasm, src, rowFirst, rowCount, coeffs)
+    : horizontalPassJs(src, rowFirst, rowCount, coeffs);
+}
+
+function verticalPass(src: RawImage, rowOffset: number, coeffs: AxisCoefficients): RawImage {
+  const wasm = preferred === "simd" ? simd() : null;
+  return wasm
+    ? verticalPassSimd(wasm, src, rowOffset, coeffs)
+    : verticalPassJs(src, rowOffset, coeffs);
 }
 
 function copyWindow(src: RawImage, window: OutputWindow): RawImage {

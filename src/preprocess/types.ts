@@ -1,7 +1,15 @@
 import type { ImageLimits } from "../config.ts";
 
+/**
+ * `exact`: the official pipeline's pixels (Pillow bicubic on the full decoded image).
+ * `fast`: libvips shrinks JPEG/WebP while decoding and resizes with its cubic kernel.
+ */
+export type PreprocessMode = "exact" | "fast";
+
 /** The preprocessing stage: encoded image bytes → normalised CHW float32 pixels. */
 export interface PreprocessOptions extends ImageLimits {
+  /** `exact` unless given. */
+  mode?: PreprocessMode;
   resolution: number;
   mean: readonly [number, number, number];
   std: readonly [number, number, number];

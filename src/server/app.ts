@@ -7,12 +7,18 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import fastifyMultipart from "@fastify/multipart";
 import fastifySwagger, { type StaticDocumentSpec } from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
-import Fastify, { type FastifyInstance, type FastifyRequest, type RouteOptions } from "fastify";
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type RouteOptions,
+} from "fastify";
 import { componentSchemas, loadSpec, specOperations } from "../api/spec.ts";
 import type { Settings } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { Library } from "../library/types.ts";
 import { errorBody, toAppError } from "./errors.ts";
+import { registerGuards } from "./guards.ts";
 import { createMetrics } from "./metrics.ts";
 import { type AppOptions, type Handlers, mediaType, type RouteContext } from "./routes/context.ts";
 import { itemHandlers } from "./routes/items.ts";
@@ -59,9 +65,58 @@ export function buildApp(
   const metrics = createMetrics(library);
   let closing = false;
 
+  const requestTimeout = settings.requestTimeoutMs;
   const app = Fastify({
     logger: options.logger ?? false,
-    bodyLimit: settings.maxRequestBytes,
+    // JSON bodies (multipart counts against maxRequestBytes in ./guards.ts and ./multipart.ts).
+    bodyLimit: Math.min(settings.maxJsonBytes, settings.maxRequestBytes),
+    // Slow or idle clients are cut off: a request must arrive within requestTimeoutMs, its
+    // headers (from the moment a connection opens) within headersTimeoutMs, and a kept-alive
+    // connection idle between requests closes after idleTimeoutMs. No socket inactivity
+    // timeout: a long batch being worked on sends nothing, and must not be cut.
+    requestTimeout,
+    keepAliveTimeout: settings.idleTimeoutMs || 5_000,
+    http: {
+      headersTimeout:
+        requestTimeout > 0
+          ? Math.min(settings.headersTimeoutMs, requestTimeout)
+          : settings.headersTimeoutMs,
+      // How often node checks those timeouts (its default, 30 s, would stretch them).
+      connectionsCheckingInterval: 1_000,
+    },
+    // Requests node cannot parse (bad framing, oversized headers) get the one shape too.
+    clientErrorHandler: (error, socket) => {
+      if (!socket.writable) return;
+      const timedOut = (error as NodeJS.ErrnoException).code === "ERR_HTTP_REQUEST_TIMEOUT";
+      const status = timedOut ? 408 : 400;
+      const body = JSON.stringify(
+        errorBody(
+          new AppError(
+            timedOut ? "request_timeout" : "bad_request",
+            timedOut
+              ? `the request did not arrive within ${settings.requestTimeoutMs} ms (requestTimeoutMs, LONGCLIP_REQUEST_TIMEOUT_MS)`
+              : "the request could not be parsed as HTTP/1.1",
+            status,
+          ),
+        ),
+      );
+      socket.end(
+        `HTTP/1.1 ${status} ${timedOut ? "Request Timeout" : "Bad Request"}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    },
+    // Malformed URLs (/items/%ZZ) get the one error shape too.
+    frameworkErrors: (error, _request, reply) => {
+      (reply as FastifyReply)
+        .status(400)
+        .send(
+          errorBody(
+            new AppError(
+              "bad_request",
+              `the request URL could not be read (${error.code}); percent-encode it correctly`,
+            ),
+          ),
+        );
+    },
     // Ids may be up to 128 characters (the Id schema), percent-encoded longer; fastify's default is 100.
     routerOptions: { maxParamLength: 256 },
     // While draining, requests get this app's own not_ready error (one error shape) rather
@@ -103,11 +158,12 @@ export function buildApp(
       ),
   );
 
-  app.addHook("onRequest", async (request) => {
-    const length = Number(request.headers["content-length"] ?? 0);
-    if (length > settings.maxRequestBytes) {
-      throw toAppError({ code: "FST_ERR_CTP_BODY_TOO_LARGE" }, settings);
-    }
+  // Connections past the cap are closed at once by node.
+  app.server.maxConnections = settings.maxConnections || Number.POSITIVE_INFINITY;
+  const { buffered } = registerGuards(app, settings);
+  // No answer may be sniffed as another type (JSON read as HTML, /docs assets).
+  app.addHook("onSend", async (_request, reply) => {
+    reply.header("x-content-type-options", "nosniff");
   });
   app.addHook("onResponse", async (request, reply) => {
     metrics.observeRequest(
@@ -140,6 +196,7 @@ export function buildApp(
     validators,
     spec,
     options,
+    buffered,
     isClosing: () => closing,
   };
   const handlers: Handlers = {

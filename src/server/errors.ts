@@ -4,7 +4,7 @@
  */
 import type { FastifyError } from "fastify";
 import type { Settings } from "../config.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError, isAppError, isStorageFull, storageFullError } from "../errors.ts";
 import { describeValidationError } from "./validation.ts";
 
 export interface ErrorBody {
@@ -30,11 +30,12 @@ export function toAppError(error: unknown, settings: Settings): AppError {
   if (isAppError(error)) return error;
   const fe = error as FastifyError;
   if (fe?.validation) return validationError(fe);
+  if (isStorageFull(error)) return storageFullError();
   switch (fe?.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return new AppError(
         "payload_too_large",
-        `request body is larger than ${settings.maxRequestBytes} bytes (maxRequestBytes, LONGCLIP_MAX_REQUEST_BYTES); send smaller batches`,
+        `JSON body is larger than ${Math.min(settings.maxJsonBytes, settings.maxRequestBytes)} bytes (maxJsonBytes, LONGCLIP_MAX_JSON_BYTES)`,
         413,
       );
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":

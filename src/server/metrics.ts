@@ -4,6 +4,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Library } from "../library/types.ts";
+import { hnswSaveFailures } from "../vector-index/hnsw.ts";
 
 export type Operation = "index" | "search_text" | "search_image" | "duplicates";
 
@@ -58,6 +59,14 @@ export function createMetrics(library: Library): AppMetrics {
     registers: [registry],
     async collect() {
       this.set((await library.stats()).queue.pending);
+    },
+  });
+  new Gauge({
+    name: "longclip_index_save_failures",
+    help: "HNSW index saves that failed since start (full disk, write errors); the previous file is kept",
+    registers: [registry],
+    collect() {
+      this.set(hnswSaveFailures());
     },
   });
   return {

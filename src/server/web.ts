@@ -209,27 +209,37 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
       if (matchesEtag(request.headers["if-none-match"], etag)) return reply.status(304).send();
       let bytes = cache.get(key);
       if (bytes === undefined) {
-        const image = await library.readImage(id);
-        if (image === undefined) {
-          throw new AppError(
-            "not_found",
-            `no item with id "${id}"; GET /items lists the stored ids`,
-            404,
-          );
-        }
+        // Decoding shares the server's pixel budget with ingest and image search (memory).
+        const release = await library.admitDecode(item.width * item.height);
         try {
-          bytes = await sharp(image.bytes, { limitInputPixels: settings.maxImagePixels })
-            .rotate()
-            .resize(size, size, { fit: "inside", withoutEnlargement: true })
-            .webp({ quality: 80 })
-            .toBuffer();
-        } catch (error) {
-          request.log.error({ err: error, id }, "thumbnail failed");
-          throw new AppError(
-            "thumbnail_failed",
-            `the stored image of item "${id}" could not be decoded for a thumbnail; GET /items/{id}/image has the original, or re-index it`,
-            500,
-          );
+          const image = await library.readImage(id);
+          if (image === undefined) {
+            throw new AppError(
+              "not_found",
+              `no item with id "${id}"; GET /items lists the stored ids`,
+              404,
+            );
+          }
+          try {
+            // failOn "error" as ingest decodes: what ingest accepted, a thumbnail can show.
+            bytes = await sharp(image.bytes, {
+              limitInputPixels: settings.maxImagePixels,
+              failOn: "error",
+            })
+              .rotate()
+              .resize(size, size, { fit: "inside", withoutEnlargement: true })
+              .webp({ quality: 80 })
+              .toBuffer();
+          } catch (error) {
+            request.log.error({ err: error, id }, "thumbnail failed");
+            throw new AppError(
+              "thumbnail_failed",
+              `the stored image of item "${id}" could not be decoded for a thumbnail; GET /items/{id}/image has the original, or re-index it`,
+              500,
+            );
+          }
+        } finally {
+          release();
         }
         cache.set(key, bytes);
       }

@@ -4,7 +4,16 @@
  * product reports is `1 - distance`. Deleted slots are reused (allowReplaceDeleted), and the
  * capacity doubles when the index is full.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import path from "node:path";
 import hnswlib from "hnswlib-node";
 
@@ -27,6 +36,16 @@ export interface Neighbour {
 }
 
 const DEFAULT_CAPACITY = 1024;
+
+/** hnswlib's file header: 13 fields (10 size_t, 2 int, 1 double), cur_element_count third. */
+const HEADER_BYTES = 96;
+
+let failedSaves = 0;
+
+/** Index saves that failed in this process (a full disk, a write error): for /metrics. */
+export function hnswSaveFailures(): number {
+  return failedSaves;
+}
 
 export class HnswIndex {
   private readonly index: InstanceType<typeof HierarchicalNSW>;
@@ -139,18 +158,53 @@ export class HnswIndex {
    */
   save(file: string): void {
     const dir = path.dirname(file);
-    mkdirSync(dir, { recursive: true });
     const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
     try {
+      mkdirSync(dir, { recursive: true });
       this.index.writeIndexSync(tmp);
       fsyncPath(tmp);
+      // hnswlib's writer does not report a full disk: check what it wrote before it replaces
+      // a good file.
+      this.checkWritten(tmp);
       renameSync(tmp, file);
     } catch (error) {
+      failedSaves++;
       rmSync(tmp, { force: true });
       throw error;
     }
     fsyncPath(dir);
     this.changed = false;
+  }
+
+  /**
+   * A saved file holds the header, then per element its level-0 record (links, vector, label)
+   * and a 4-byte upper-level size: its element count must match and its size reach that.
+   */
+  private checkWritten(file: string): void {
+    const count = this.index.getCurrentCount();
+    const maxM0 = 2 * this.options.m;
+    const perElement = maxM0 * 4 + 4 + this.options.dims * 4 + 8 + 4;
+    const expected = HEADER_BYTES + count * perElement;
+    const size = statSync(file).size;
+    let written = -1;
+    if (size >= HEADER_BYTES) {
+      const header = Buffer.alloc(HEADER_BYTES);
+      const fd = openSync(file, "r");
+      try {
+        readSync(fd, header, 0, HEADER_BYTES, 0);
+      } finally {
+        closeSync(fd);
+      }
+      written = Number(header.readBigUInt64LE(16));
+    }
+    if (size < expected || written !== count) {
+      throw Object.assign(
+        new Error(
+          `the HNSW index file written has ${size} bytes (${written} elements); ${count} elements need at least ${expected}: disk full? The previous file is kept.`,
+        ),
+        { code: "ENOSPC" },
+      );
+    }
   }
 }
 

@@ -114,6 +114,18 @@ def test_pcm_off_is_the_long_term_only():
     assert torch.isclose(weighted.total, with_pcm.long + 0.25 * with_pcm.short)
 
 
+def test_short_captions_may_bring_their_own_images():
+    image, long, short, other = (torch.randn(6, 8) for _ in range(4))
+    scale = torch.tensor(2.0)
+    separate = pcm_loss(image, long, short, scale, components=2, short_image_features=other)
+    # the long term keeps the long captions' images; the short term uses the other batch's
+    assert torch.isclose(separate.long, pcm_loss(image, long, None, scale, pcm=False).long)
+    assert torch.isclose(separate.short, pcm_loss(other, long, short, scale, components=2).short)
+    assert not torch.isclose(
+        separate.short, pcm_loss(image, long, short, scale, components=2).short
+    )
+
+
 def test_gradients_reach_the_image_tower_through_the_pca_term():
     config = model_config("tiny")
     config.image_resolution = 32

@@ -5,6 +5,7 @@ import type { Settings } from "../../config.ts";
 import type { JobService } from "../../jobs/service.ts";
 import type { Library } from "../../library/types.ts";
 import type { TextTokenizer } from "../../tokenize/types.ts";
+import type { Budget } from "../../util/budget.ts";
 import type { AppMetrics } from "../metrics.ts";
 import type { SpecValidators } from "../validation.ts";
 
@@ -26,6 +27,8 @@ export interface RouteContext {
   validators: SpecValidators;
   spec: OpenApiDocument;
   options: AppOptions;
+  /** Bytes of bodies and image reads held in memory now, across requests (maxBufferedBytes). */
+  buffered: Budget;
   /** True once the server started draining for shutdown. */
   isClosing: () => boolean;
 }

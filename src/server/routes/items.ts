@@ -10,7 +10,13 @@ import { type Handlers, idParam, imageUrl, mediaType, type RouteContext } from "
 
 type Slot = { input: IndexInput } | { failed: IndexResult };
 
-export function itemHandlers({ settings, library, metrics, validators }: RouteContext): Handlers {
+export function itemHandlers({
+  settings,
+  library,
+  metrics,
+  validators,
+  buffered,
+}: RouteContext): Handlers {
   // The library stores resolved paths; items show them relative to the resolved media root.
   const realMediaRoot =
     settings.mediaRoot === undefined ? undefined : realOrSelf(settings.mediaRoot);
@@ -170,6 +176,20 @@ export function itemHandlers({ settings, library, metrics, validators }: RouteCo
 
     async getItemImage(request, reply) {
       const id = idParam(request);
+      // The original is read whole (to check it against its sha256): it counts against the
+      // bytes held in memory until the answer is sent.
+      const item = await library.getItem(id);
+      if (item === undefined) throw notFound(id);
+      const size = Math.min(item.bytes, buffered.capacity);
+      if (!buffered.tryAcquire(size)) {
+        throw new AppError(
+          "server_busy",
+          `the server holds ${settings.maxBufferedBytes} bytes of images and uploads already (maxBufferedBytes, LONGCLIP_MAX_BUFFERED_BYTES); retry shortly`,
+          503,
+          { retryAfterSeconds: 1 },
+        );
+      }
+      reply.raw.once("close", () => buffered.release(size));
       const image = await library.readImage(id);
       if (image === undefined) throw notFound(id);
       return reply

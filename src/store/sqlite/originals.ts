@@ -5,12 +5,50 @@
  * A crash between the two leaves an unreferenced file, which a later upload of the same bytes
  * simply reuses.
  */
-import { constants, rmSync } from "node:fs";
+import { constants, readdirSync, rmSync, statSync } from "node:fs";
 import { access, mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 
+/** A temporary file this old is an orphan of a crashed write, not one in progress. */
+export const ORPHAN_TMP_AGE_MS = 60 * 60 * 1000;
+
 export class Originals {
   constructor(readonly root: string) {}
+
+  /**
+   * Removes `*.tmp` files a crash left behind (older than `minAgeMs`, so a write in progress
+   * in another process is never touched); returns how many went.
+   */
+  sweepOrphans(minAgeMs = ORPHAN_TMP_AGE_MS, now = Date.now()): number {
+    let removed = 0;
+    let shards: string[];
+    try {
+      shards = readdirSync(this.root);
+    } catch {
+      return 0;
+    }
+    for (const shard of shards) {
+      const dir = path.join(this.root, shard);
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (!name.endsWith(".tmp")) continue;
+        const file = path.join(dir, name);
+        try {
+          if (now - statSync(file).mtimeMs < minAgeMs) continue;
+          rmSync(file, { force: true });
+          removed++;
+        } catch {
+          // Gone already, or not ours to remove: nothing to do.
+        }
+      }
+    }
+    return removed;
+  }
 
   pathOf(sha256: string): string {
     return path.join(this.root, sha256.slice(0, 2), sha256.slice(2));

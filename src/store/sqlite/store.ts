@@ -247,6 +247,7 @@ export class SqliteStore implements ItemStore {
     this.stmts = prepareStatements(this.db);
     this.jobs = new SqliteJobs(this.db);
     this.originals = new Originals(path.join(options.dataDir, "originals"));
+    this.originals.sweepOrphans();
     this.hnsw = new HnswCache(path.join(options.dataDir, "index"), options, {
       countEmbeddings: (modelId) => this.countEmbeddingsNow(modelId),
       iterateEmbeddings: (modelId) => this.iterateEmbeddings(modelId),

@@ -136,7 +136,8 @@ async function verify(server: Server, acked: Map<string, number>): Promise<numbe
   assert.equal(new Set(hashes).size, hashes.length, "no content stored twice");
   for (const [id, seed] of acked) {
     const item = await json<{ metadata: unknown }>(`${server.url}/items/${id}`);
-    assert.deepEqual(item.metadata, { seed });
+    // The upload's file name is kept as metadata (keepUploadFilename, on by default).
+    assert.deepEqual(item.metadata, { seed, filename: `${seed}.png` });
     const bytes = await patternPng(seed);
     for (const exact of [false, true]) {
       const form = new FormData();

@@ -1,0 +1,53 @@
+/**
+ * The test Postgres (scripts/pglite-server.ts) must behave like one server to many connections:
+ * PGlite is a single backend, and a parameterised query of one connection must not lose its
+ * unnamed portal to another connection's BEGIN or Parse in between (before the queue kept
+ * extended-protocol exchanges together, this failed with `portal "" does not exist`).
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import pg from "pg";
+import { startPostgres } from "./helpers/postgres.ts";
+
+test("many connections mixing transactions and parameterised queries all get their answers", async () => {
+  // A data directory, as the tests use: its file I/O lets other connections' messages in.
+  const dir = mkdtempSync(path.join(tmpdir(), "pglite-queue-"));
+  const server = await startPostgres(dir);
+  const pool = new pg.Pool({ connectionString: server.url, max: 20, query_timeout: 30_000 });
+  const errors: string[] = [];
+  pool.on("error", (error) => errors.push(error.message));
+  try {
+    let answered = 0;
+    await Promise.all(
+      Array.from({ length: 1500 }, async (_, i) => {
+        try {
+          if (i % 3 === 0) {
+            const client = await pool.connect();
+            try {
+              await client.query("BEGIN");
+              const { rows } = await client.query("SELECT $1::int AS v", [i]);
+              await client.query("COMMIT");
+              if (rows[0]?.v === i) answered++;
+            } finally {
+              client.release();
+            }
+          } else {
+            const { rows } = await pool.query("SELECT $1::int + $2::int AS s", [i, 1]);
+            if (rows[0]?.s === i + 1) answered++;
+          }
+        } catch (error) {
+          errors.push((error as Error).message);
+        }
+      }),
+    );
+    assert.deepEqual([...new Set(errors)], []);
+    assert.equal(answered, 1500);
+  } finally {
+    await pool.end().catch(() => {});
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

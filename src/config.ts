@@ -2,6 +2,7 @@
  * Every setting and limit of the product in one place. Each has a default, an environment
  * variable (LONGCLIP_*) and a CLI flag (kebab-case of the key, wired in src/cli).
  */
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -61,6 +62,11 @@ export interface Settings extends ImageLimits {
   hnswM: number;
   hnswEfConstruction: number;
   hnswEfSearch: number;
+  /**
+   * HNSW shards of the embedded backend, each an index on its own worker thread: inserts scale
+   * with the shards (given the cores), a search visits every shard. 0 = one per core.
+   */
+  hnswShards: number;
   /** Milliseconds between periodic saves of the HNSW index. */
   indexSaveIntervalMs: number;
   /** postgres://… to keep the library in PostgreSQL + pgvector instead of dataDir (SQLite). */
@@ -139,6 +145,7 @@ export const DEFAULT_SETTINGS: Settings = {
   hnswM: 16,
   hnswEfConstruction: 200,
   hnswEfSearch: 100,
+  hnswShards: 1,
   indexSaveIntervalMs: 30_000,
   databaseUrl: undefined,
   pgVectorType: "halfvec",
@@ -164,6 +171,11 @@ export const DEFAULT_SETTINGS: Settings = {
   duplicateNeighbours: 10,
   nearDuplicateThreshold: 0,
 };
+
+/** The shard count `hnswShards` means (0: one per core). */
+export function hnswShardCount(setting: number): number {
+  return setting > 0 ? setting : availableParallelism();
+}
 
 /** LONGCLIP_MODEL_DIR for modelDir, LONGCLIP_MAX_IMAGE_BYTES for maxImageBytes, ... */
 export function envName(key: keyof Settings): string {

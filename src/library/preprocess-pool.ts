@@ -6,10 +6,10 @@
  * goes to the worker with the fewest in flight.
  */
 import { availableParallelism } from "node:os";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { AppError } from "../errors.ts";
 import type { PreprocessedImage, PreprocessOptions } from "../preprocess/types.ts";
-import { workerExecArgv } from "../util/exec-argv.ts";
+import { startModuleWorker } from "../util/module-worker.ts";
 import type { DecodeGate, PixelLimit } from "./decode-gate.ts";
 
 export interface PoolRequest {
@@ -36,20 +36,9 @@ interface Slot {
   pending: Map<number, Pending>;
 }
 
-/** Starts the worker; under tsx it registers tsx first, since workers do not inherit loaders. */
+/** Starts the worker (from the sources under tsx, or from dist/). */
 function startWorker(): Worker {
-  const entry = new URL(
-    import.meta.url.endsWith(".ts") ? "./preprocess-worker.ts" : "./preprocess-worker.js",
-    import.meta.url,
-  );
-  const execArgv = workerExecArgv();
-  if (!entry.pathname.endsWith(".ts")) return new Worker(entry, { execArgv });
-  const source = [
-    `const tsx = await import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))});`,
-    "tsx.register();",
-    `await import(${JSON.stringify(entry.href)});`,
-  ].join("\n");
-  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(source)}`), { execArgv });
+  return startModuleWorker(import.meta.url, "preprocess-worker");
 }
 
 export class PreprocessPool {

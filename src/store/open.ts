@@ -1,5 +1,5 @@
 /** Opens the store the settings name: Postgres for a database URL, else SQLite in dataDir. */
-import type { Settings } from "../config.ts";
+import { hnswShardCount, type Settings } from "../config.ts";
 import { PostgresStore } from "./postgres/store.ts";
 import { SqliteStore } from "./sqlite/store.ts";
 import type { ItemStore } from "./types.ts";
@@ -23,6 +23,7 @@ export async function openStore(
   return new SqliteStore({
     dataDir: settings.dataDir,
     indexSaveIntervalMs: settings.indexSaveIntervalMs,
+    hnswShards: hnswShardCount(settings.hnswShards),
     ...parameters,
     ...(onBackgroundError ? { onBackgroundError } : {}),
   });

@@ -47,6 +47,11 @@ export function hnswSaveFailures(): number {
   return failedSaves;
 }
 
+/** Counts a save that failed on a shard worker's thread (each thread has its own counter). */
+export function noteSaveFailure(): void {
+  failedSaves++;
+}
+
 export class HnswIndex {
   private readonly index: InstanceType<typeof HierarchicalNSW>;
   /** Labels present and not deleted; hnswlib's own id list also holds deleted ones. */

@@ -1,112 +1,200 @@
 /**
- * The embedded backend's ANN index: an HNSW index (hnswlib) derived from the embeddings in
- * SQLite, saved atomically under dataDir/index/ (the file name carries model id and dims) and
- * reconciled with SQLite when loaded: labels SQLite lacks are deleted, embeddings the index
- * lacks are added; a missing or unreadable file means a rebuild.
+ * The embedded backend's ANN index: HNSW shards on worker threads (vector-index/hnsw-shards.ts)
+ * derived from the embeddings in SQLite, saved atomically under dataDir/index/ (one file per
+ * shard; the name carries model id, dims and shard count) and reconciled with SQLite when
+ * opened: labels SQLite lacks are deleted, embeddings the index lacks are added, so a missing
+ * or unreadable file, or another shard count, means a rebuild.
+ *
+ * Inserts and deletes are sent to the shards at once, even while the index is still being
+ * opened: a shard handles its messages in order, and every read of SQLite is sent on in the
+ * same synchronous step, so the index never misses a change nor keeps a deleted label.
+ * Searches wait until the index is reconciled.
  */
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import path from "node:path";
-import { HnswIndex } from "../../vector-index/hnsw.ts";
+import { ShardedHnsw } from "../../vector-index/hnsw-shards.ts";
 import type { EmbeddingRow, IndexParameters, ModelInfo } from "../types.ts";
 
 /** What the cache reads from SQLite. */
 export interface EmbeddingSource {
   countEmbeddings(modelId: string): number;
-  iterateEmbeddings(modelId: string): IterableIterator<EmbeddingRow>;
   embeddingLabels(modelId: string): Set<number>;
   embeddingsFor(modelId: string, labels: readonly number[]): EmbeddingRow[];
 }
 
-function indexFileName(model: ModelInfo): string {
-  return `hnsw-${model.modelId.replace(/[^A-Za-z0-9_.-]/g, "_")}-${model.dims}.bin`;
+/** Embeddings read from SQLite and sent to the shards per step of a rebuild or reconcile. */
+const CHUNK = 1000;
+/** Steps in flight: the next chunk is read while the shards insert the previous one. */
+const WINDOW = 2;
+
+function filePrefix(model: ModelInfo): string {
+  return `hnsw-${model.modelId.replace(/[^A-Za-z0-9_.-]/g, "_")}-${model.dims}.`;
+}
+
+/** One file per shard: `…-768.bin` for one shard (as before shards), `…-768.shard2of4.bin`. */
+export function indexFileNames(model: ModelInfo, shards: number): string[] {
+  const prefix = filePrefix(model);
+  if (shards === 1) return [`${prefix}bin`];
+  return Array.from({ length: shards }, (_, i) => `${prefix}shard${i + 1}of${shards}.bin`);
+}
+
+interface Entry {
+  model: ModelInfo;
+  index: ShardedHnsw;
+  /** Settles when the index matches SQLite (as of when it was opened). */
+  ready: Promise<void>;
 }
 
 export class HnswCache {
-  private index: HnswIndex | undefined;
-  private model: ModelInfo | undefined;
+  private entry: Entry | undefined;
 
   constructor(
     private readonly dir: string,
-    private readonly parameters: IndexParameters,
+    private readonly parameters: IndexParameters & { shards: number },
     private readonly source: EmbeddingSource,
+    /** A save after opening failed (it is counted in hnswSaveFailures as well). */
+    private readonly onSaveError: (error: unknown) => void,
   ) {}
 
-  /** The index of `model`, loaded (and reconciled) or built on first use. */
-  of(model: ModelInfo): HnswIndex {
+  /**
+   * The index of `model`, opened on first use (its reconcile runs in the background): inserts
+   * and deletes may be sent at once; searches should go through `ready`.
+   */
+  of(model: ModelInfo): ShardedHnsw {
+    const entry = this.entry;
     if (
-      this.index === undefined ||
-      this.model?.modelId !== model.modelId ||
-      this.model.dims !== model.dims
+      entry !== undefined &&
+      entry.model.modelId === model.modelId &&
+      entry.model.dims === model.dims &&
+      entry.index.failed === undefined
     ) {
-      this.index = this.loadAndReconcile(model);
-      this.model = model;
+      return entry.index;
     }
-    return this.index;
+    return this.replace(this.open(model, true)).index;
   }
 
-  /** The loaded index, if any (stats and saves do not force a load). */
-  loaded(): HnswIndex | undefined {
-    return this.index;
-  }
-
-  /** Replaces the index by one built from SQLite, saves it and deletes other models' files. */
-  rebuild(model: ModelInfo): void {
-    this.index = this.build(model);
-    this.model = model;
-    this.index.save(this.file(model));
-    const keep = indexFileName(model);
-    for (const name of readdirSync(this.dir)) {
-      if (name !== keep && name.startsWith("hnsw-")) rmSync(path.join(this.dir, name));
-    }
-  }
-
-  saveIfDirty(): void {
-    if (this.index?.dirty && this.model !== undefined) this.index.save(this.file(this.model));
-  }
-
-  private file(model: ModelInfo): string {
-    return path.join(this.dir, indexFileName(model));
-  }
-
-  private options(model: ModelInfo) {
-    return { dims: model.dims, ...this.parameters };
-  }
-
-  private build(model: ModelInfo): HnswIndex {
-    const index = HnswIndex.create({
-      ...this.options(model),
-      capacity: Math.max(1024, this.source.countEmbeddings(model.modelId)),
-    });
-    for (const row of this.source.iterateEmbeddings(model.modelId))
-      index.add(row.label, row.vector);
+  /** The index of `model` once it is reconciled with SQLite. */
+  async ready(model: ModelInfo): Promise<ShardedHnsw> {
+    const index = this.of(model);
+    await (this.entry as Entry).ready;
     return index;
   }
 
-  private loadAndReconcile(model: ModelInfo): HnswIndex {
-    const file = this.file(model);
-    let index: HnswIndex | undefined;
-    if (existsSync(file)) {
-      try {
-        index = HnswIndex.load(file, this.options(model));
-      } catch {
-        index = undefined;
+  /** The open index, if any (stats and deletes do not force an open). */
+  loaded(): ShardedHnsw | undefined {
+    return this.entry?.index;
+  }
+
+  /** Replaces the index by one built from SQLite, saves it and deletes every other file. */
+  async rebuild(model: ModelInfo): Promise<void> {
+    const entry = this.replace(this.open(model, false));
+    await entry.ready;
+    const keep = new Set(this.names(model));
+    for (const name of readdirSync(this.dir)) {
+      if (!keep.has(name) && name.startsWith("hnsw-")) rmSync(path.join(this.dir, name));
+    }
+  }
+
+  async saveIfDirty(): Promise<void> {
+    const entry = this.entry;
+    if (entry !== undefined) await entry.index.save(this.files(entry.model));
+  }
+
+  /** Waits for the reconcile, saves what changed and stops the shard workers. */
+  async close(): Promise<void> {
+    const entry = this.entry;
+    this.entry = undefined;
+    if (entry === undefined) return;
+    try {
+      await entry.ready.catch(() => undefined);
+      await entry.index.save(this.files(entry.model));
+    } finally {
+      await entry.index.close();
+    }
+  }
+
+  private replace(entry: Entry): Entry {
+    const previous = this.entry;
+    this.entry = entry;
+    if (previous !== undefined) {
+      // Another model's index is of no further use; a half-done reconcile just stops.
+      void previous.ready.catch(() => undefined).then(() => previous.index.close());
+    }
+    return entry;
+  }
+
+  private names(model: ModelInfo): string[] {
+    return indexFileNames(model, this.parameters.shards);
+  }
+
+  private files(model: ModelInfo): string[] {
+    return this.names(model).map((name) => path.join(this.dir, name));
+  }
+
+  /** Opens the shards (reading their files if `load`) and reconciles them with SQLite. */
+  private open(model: ModelInfo, load: boolean): Entry {
+    const { shards, ...parameters } = this.parameters;
+    const files = this.files(model);
+    const index = new ShardedHnsw(
+      {
+        dims: model.dims,
+        ...parameters,
+        capacity: Math.max(1024, this.source.countEmbeddings(model.modelId)),
+      },
+      shards,
+      load ? files : undefined,
+    );
+    const ready = this.reconcile(model, index, files);
+    ready.catch(() => undefined);
+    return { model, index, ready };
+  }
+
+  private async reconcile(model: ModelInfo, index: ShardedHnsw, files: string[]): Promise<void> {
+    const opened = await index.opened;
+    const indexed = await index.labels();
+    // From here to the last send below, reads of SQLite and sends to the shards happen in one
+    // synchronous step each, so a concurrent insert or delete is never lost (see the top).
+    const stored = this.source.embeddingLabels(model.modelId);
+    const present = new Set<number>();
+    const stale: number[] = [];
+    for (const labels of indexed) {
+      for (const label of labels) {
+        if (stored.has(label)) present.add(label);
+        else stale.push(label);
       }
     }
-    if (index === undefined) {
-      const built = this.build(model);
-      built.save(file);
-      return built;
+    const steps: Promise<void>[] = [index.remove(stale)];
+    const missing = [...stored].filter((label) => !present.has(label));
+    for (let start = 0; start < missing.length; start += CHUNK) {
+      const rows = this.source.embeddingsFor(model.modelId, missing.slice(start, start + CHUNK));
+      steps.push(
+        index.add(
+          rows.map((row) => row.label),
+          rows.map((row) => row.vector),
+        ),
+      );
+      if (steps.length > WINDOW) await steps.shift();
     }
-    const stored = this.source.embeddingLabels(model.modelId);
-    for (const label of [...index.labels()]) {
-      if (!stored.has(label)) index.remove(label);
+    await Promise.all(steps);
+    // A rebuilt index is written even when it holds nothing. A failed save (a full disk) leaves
+    // the index usable and dirty: the periodic save tries again.
+    const unread = opened.some((read) => !read);
+    try {
+      await index.save(files, unread);
+    } catch (error) {
+      this.onSaveError(error);
+      return;
     }
-    const missing = [...stored].filter((label) => !index.has(label));
-    for (let start = 0; start < missing.length; start += 1000) {
-      const rows = this.source.embeddingsFor(model.modelId, missing.slice(start, start + 1000));
-      for (const row of rows) index.add(row.label, row.vector);
+    if (unread || stale.length > 0 || missing.length > 0) this.removeOtherShardFiles(model);
+  }
+
+  /** Files of this model saved with another shard count. */
+  private removeOtherShardFiles(model: ModelInfo): void {
+    const keep = new Set(this.names(model));
+    const prefix = filePrefix(model);
+    for (const name of readdirSync(this.dir)) {
+      if (name.startsWith(prefix) && !keep.has(name))
+        rmSync(path.join(this.dir, name), { force: true });
     }
-    if (index.dirty) index.save(file);
-    return index;
   }
 }

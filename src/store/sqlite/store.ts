@@ -52,6 +52,8 @@ export interface SqliteStoreOptions extends IndexParameters {
   /** Filtered searches with at most this many matching items scan them exactly (default
    * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure HNSW alone). */
   exactFilterLimit?: number;
+  /** HNSW shards, each on its own worker thread (default 1; see vector-index/hnsw-shards.ts). */
+  hnswShards?: number;
 }
 
 type ItemRow = Row<string, string>;
@@ -248,22 +250,27 @@ export class SqliteStore implements ItemStore {
     this.jobs = new SqliteJobs(this.db);
     this.originals = new Originals(path.join(options.dataDir, "originals"));
     this.originals.sweepOrphans();
-    this.hnsw = new HnswCache(path.join(options.dataDir, "index"), options, {
-      countEmbeddings: (modelId) => this.countEmbeddingsNow(modelId),
-      iterateEmbeddings: (modelId) => this.iterateEmbeddings(modelId),
-      embeddingLabels: (modelId) => this.embeddingLabels(modelId),
-      embeddingsFor: (modelId, labels) => this.embeddingsFor(modelId, labels),
-    });
+    const report =
+      options.onBackgroundError ??
+      ((error: unknown) => process.emitWarning(`saving the HNSW index failed: ${String(error)}`));
+    this.hnsw = new HnswCache(
+      path.join(options.dataDir, "index"),
+      {
+        m: options.m,
+        efConstruction: options.efConstruction,
+        efSearch: options.efSearch,
+        shards: options.hnswShards ?? 1,
+      },
+      {
+        countEmbeddings: (modelId) => this.countEmbeddingsNow(modelId),
+        embeddingLabels: (modelId) => this.embeddingLabels(modelId),
+        embeddingsFor: (modelId, labels) => this.embeddingsFor(modelId, labels),
+      },
+      report,
+    );
     if (options.indexSaveIntervalMs > 0) {
-      const report =
-        options.onBackgroundError ??
-        ((error: unknown) => process.emitWarning(`saving the HNSW index failed: ${String(error)}`));
       this.saveTimer = setInterval(() => {
-        try {
-          this.hnsw.saveIfDirty();
-        } catch (error) {
-          report(error);
-        }
+        this.hnsw.saveIfDirty().catch(report);
       }, options.indexSaveIntervalMs);
       this.saveTimer.unref();
     }
@@ -386,12 +393,18 @@ export class SqliteStore implements ItemStore {
     // Durable from here on; the HNSW index catches up at the next start if this throws.
     const model = this.modelNow();
     if (model?.modelId === liveModel) {
-      const index = this.hnsw.of(model);
+      const labels: number[] = [];
+      const vectors: Float32Array[] = [];
       outcomes.forEach((outcome, k) => {
         const entry = entries[k] as NewItem;
         const live = liveModel === modelId ? entry.vector : entry.staged?.vector;
-        if (outcome.status === "inserted" && live !== undefined) index.add(outcome.label, live);
+        if (outcome.status === "inserted" && live !== undefined) {
+          labels.push(outcome.label);
+          vectors.push(live);
+        }
       });
+      // On the shards' threads; resolves once searches see the new items.
+      if (labels.length > 0) await this.hnsw.of(model).add(labels, vectors);
     }
     return outcomes;
   }
@@ -407,7 +420,7 @@ export class SqliteStore implements ItemStore {
     const row = this.stmts.byId.get(id);
     if (row === undefined) return undefined;
     if (this.stmts.deleteById.get(id) === undefined) return undefined;
-    this.hnsw.loaded()?.remove(row.label);
+    await this.hnsw.loaded()?.remove([row.label]);
     if (row.source === "upload") {
       // After the commit: a crash in between leaves an unreferenced file, never a dangling row.
       try {
@@ -507,7 +520,7 @@ export class SqliteStore implements ItemStore {
     const index = () => {
       if (model?.modelId !== modelId)
         throw new Error(`the store holds ${model?.modelId}, not ${modelId}`);
-      return this.hnsw.of(model);
+      return this.hnsw.ready(model);
     };
     let neighbours: Neighbour[];
     if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
@@ -515,13 +528,12 @@ export class SqliteStore implements ItemStore {
       if (query.exact || labels.length <= (this.options.exactFilterLimit ?? EXACT_FILTER_LIMIT)) {
         neighbours = exactSearch(vector, this.embeddingsFor(modelId, labels), k);
       } else {
-        const allowed = new Set(labels);
-        neighbours = index().search(vector, k, (label) => allowed.has(label));
+        neighbours = await (await index()).search(vector, k, labels);
       }
     } else if (query.exact) {
       neighbours = exactSearch(vector, this.iterateEmbeddings(modelId), k);
     } else {
-      neighbours = index().search(vector, k);
+      neighbours = await (await index()).search(vector, k);
     }
     return this.withItems(neighbours);
   }
@@ -529,7 +541,7 @@ export class SqliteStore implements ItemStore {
   /** Loads (or builds) the HNSW index of the stored model now rather than at the first search. */
   async prepare(): Promise<void> {
     const model = this.modelNow();
-    if (model !== undefined) this.hnsw.of(model);
+    if (model !== undefined) await this.hnsw.ready(model);
   }
 
   async clearStaging(): Promise<void> {
@@ -565,7 +577,7 @@ export class SqliteStore implements ItemStore {
       this.stmts.setMeta.run("dims", String(info.dims));
       this.stmts.deleteMeta.run(REINDEX_KEY);
     })();
-    this.hnsw.rebuild(info);
+    await this.hnsw.rebuild(info);
   }
 
   async unstagedAfter(modelId: string, label: number, limit: number): Promise<StoredItem[]> {
@@ -603,13 +615,16 @@ export class SqliteStore implements ItemStore {
   }
 
   async flush(): Promise<void> {
-    this.hnsw.saveIfDirty();
+    await this.hnsw.saveIfDirty();
   }
 
   async close(): Promise<void> {
     if (this.saveTimer !== undefined) clearInterval(this.saveTimer);
     if (!this.db.open) return;
-    this.hnsw.saveIfDirty();
-    this.db.close();
+    try {
+      await this.hnsw.close();
+    } finally {
+      this.db.close();
+    }
   }
 }

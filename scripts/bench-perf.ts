@@ -87,6 +87,8 @@ interface Flags {
   indexSizes?: number[];
   clusteredSize?: number;
   insertSize?: number;
+  insertShards?: number;
+  insertThreadSize?: number;
   queries?: number;
   duration: number;
   connections: number;
@@ -168,6 +170,16 @@ async function main(argv: string[]): Promise<number> {
       "--insert-size <n>",
       "vectors for the HNSW insert-rate section (default 100000; quick 20000)",
       integerFlag("--insert-size"),
+    )
+    .option(
+      "--insert-shards <n>",
+      "shards of the multi-shard insert run (default: one per core)",
+      integerFlag("--insert-shards"),
+    )
+    .option(
+      "--insert-thread-size <n>",
+      "vectors the in-thread insert run inserts (default 20000; quick 5000; 0 skips it)",
+      integerFlag("--insert-thread-size"),
     )
     .option("--queries <n>", "recall queries per index set (default 200)", integerFlag("--queries"))
     .option(
@@ -633,32 +645,65 @@ async function main(argv: string[]): Promise<number> {
     );
   }
 
-  // 3b. Insert rate at ViT-L/14's width, against a GPU encoder's rate.
+  // 3b. Insert rate at ViT-L/14's width, against a GPU encoder's rate: in-thread vs workers.
   if (!skip.has("inserts")) {
     const count = flags.insertSize ?? (quick ? 20_000 : 100_000);
-    const inserts = measureInsertRate(ctx, {
+    const shards = flags.insertShards ?? availableParallelism();
+    const inserts = await measureInsertRate(ctx, {
       count,
       dims: 768,
       m: flags.hnswM,
       efConstruction: flags.hnswEfConstruction,
-      window: Math.max(1000, Math.floor(count / 10)),
+      batch: 64,
+      shards: shards > 1 ? [1, shards] : [1],
+      inThreadCount: Math.min(count, flags.insertThreadSize ?? (quick ? 5_000 : 20_000)),
+      queries: Math.min(flags.queries ?? 100, 100),
     });
     report.inserts = inserts;
     save();
-    const last = inserts.windows.at(-1);
+    const name = (p: (typeof inserts.paths)[number]) =>
+      p.path === "in-thread"
+        ? "in-thread (before)"
+        : `workers, ${p.shards} shard${p.shards > 1 ? "s" : ""}`;
     section(
-      `HNSW inserts: ${count.toLocaleString("en-US")} clustered 768-d vectors (M ${flags.hnswM}, efConstruction ${flags.hnswEfConstruction}), one at a time`,
-      markdownTable(
-        [
-          "index size",
-          "inserts/s (window)",
-          "inserts per CPU second",
-          "p99 ms per insert",
-          "max ms",
-        ],
-        inserts.windows.map((w) => [w.size, w.vectorsPerS, w.vectorsPerCpuS, w.p99Ms, w.maxMs]),
-      ),
-      `At ${last?.size.toLocaleString("en-US")} vectors one thread with a core of its own inserts ${fmt(last?.vectorsPerCpuS ?? Number.NaN)} vectors per CPU second: ${fmt(1000 / (last?.vectorsPerCpuS ?? Number.NaN), 1)} and ${fmt(3000 / (last?.vectorsPerCpuS ?? Number.NaN), 1)} cores' worth of inserts for a 1,000 and a 3,000 images/s encoder, while hnswlib-node inserts on one thread. Wall-clock rates depend on the machine's load. Total ${fmt(inserts.totalSeconds, 0)} s.`,
+      `HNSW inserts: ${count.toLocaleString("en-US")} clustered 768-d vectors (M ${flags.hnswM}, efConstruction ${flags.hnswEfConstruction}), batches of ${inserts.batch}`,
+      [
+        markdownTable(
+          [
+            "path",
+            "vectors",
+            "inserts/s (wall)",
+            "inserts per CPU second",
+            "last window /s (wall)",
+            "last window per CPU s",
+            "event-loop delay p99 ms",
+            "max ms",
+          ],
+          inserts.paths.map((p) => [
+            name(p),
+            p.count,
+            p.vectorsPerS,
+            p.vectorsPerCpuS,
+            p.windows.at(-1)?.vectorsPerS ?? Number.NaN,
+            p.windows.at(-1)?.vectorsPerCpuS ?? Number.NaN,
+            p.loopDelayP99Ms,
+            p.loopDelayMaxMs,
+          ]),
+        ),
+        "",
+        markdownTable(
+          ["path", "recall@10", "queries/s", "queries/s, 10% of labels allowed"],
+          inserts.paths
+            .filter((p) => p.search !== undefined)
+            .map((p) => [
+              name(p),
+              fmt(p.search?.recallAt10 ?? Number.NaN, 3),
+              p.search?.queriesPerS ?? Number.NaN,
+              p.search?.filteredQueriesPerS ?? Number.NaN,
+            ]),
+        ),
+      ].join("\n"),
+      `CPU is the whole process's (every thread); wall rates depend on the machine's load and on free cores (one shard = one thread). Event-loop delay: perf_hooks.monitorEventLoopDelay while inserting. The in-thread run inserts only the first ${inserts.paths.find((p) => p.path === "in-thread")?.count.toLocaleString("en-US") ?? 0} vectors (a smaller graph inserts faster, so its figures flatter it). Total ${fmt(inserts.totalSeconds, 0)} s.`,
     );
   }
 

@@ -5,9 +5,9 @@
  * runs one call at a time, so the Encoder gives each tower its own worker: a query does not
  * wait behind an image batch.
  */
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { AppError } from "../errors.ts";
-import { workerExecArgv } from "../util/exec-argv.ts";
+import { startModuleWorker } from "../util/module-worker.ts";
 import type { EngineLogger } from "./session.ts";
 import {
   notOpened,
@@ -59,20 +59,9 @@ function deserializeError(error: SerializedError): AppError {
   return new AppError(error.code, error.message, error.status, error.details);
 }
 
-/**
- * Starts worker.ts. From compiled JavaScript it is a plain worker; from the TypeScript sources
- * (tsx) the worker must register tsx itself, because worker threads do not inherit tsx's loader
- * hooks (privatenumber/tsx#354), so a two-line bootstrap registers it and imports worker.ts.
- */
+/** Starts worker.ts (from the sources under tsx, or from dist/). */
 function startWorker(spec: TowersSpec): Worker {
-  const execArgv = workerExecArgv();
-  if (!import.meta.url.endsWith(".ts")) {
-    return new Worker(new URL("./worker.js", import.meta.url), { workerData: spec, execArgv });
-  }
-  const api = JSON.stringify(import.meta.resolve("tsx/esm/api"));
-  const entry = JSON.stringify(new URL("./worker.ts", import.meta.url).href);
-  const bootstrap = `import(${api}).then((tsx) => { tsx.register(); return import(${entry}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: spec, execArgv });
+  return startModuleWorker(import.meta.url, "worker", { workerData: spec });
 }
 
 interface Pending {

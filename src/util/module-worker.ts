@@ -1,7 +1,7 @@
 /**
  * Starts a worker thread from a module next to the caller, from the TypeScript sources (tsx)
- * or from the compiled dist/ alike: workers do not inherit loaders, so under tsx a small
- * bootstrap registers tsx before it imports the entry.
+ * or from the compiled dist/ alike: workers do not inherit loaders (privatenumber/tsx#354),
+ * so under tsx a small bootstrap registers tsx before it imports the entry.
  */
 import { Worker, type WorkerOptions } from "node:worker_threads";
 import { workerExecArgv } from "./exec-argv.ts";

@@ -213,6 +213,7 @@ describe("SQLite store with HNSW shards", () => {
     other.db.close();
     const behind = new SqliteStore({ dataDir, ...PARAMETERS, hnswShards: 1 });
     await behind.insertItems([newItem(61)], "m1");
+    await behind.prepare();
     await behind.close();
     // That store ran with one shard: its index file replaced the three.
     assert.deepEqual(indexFiles(dataDir), ["hnsw-m1-8.bin"]);

@@ -31,6 +31,7 @@ class Shard {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private failure: Error | undefined;
+  private waiting: (() => void)[] = [];
   state: ShardState = { size: 0, capacity: 0 };
 
   constructor() {
@@ -56,6 +57,12 @@ class Shard {
     });
   }
 
+  /** Resolves when no request is in flight. */
+  drained(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
   async terminate(): Promise<void> {
     this.fail(new Error("the HNSW index is closed"));
     await this.worker.terminate();
@@ -65,7 +72,7 @@ class Shard {
     const pending = this.pending.get(reply.id);
     if (pending === undefined) return;
     this.pending.delete(reply.id);
-    if (this.pending.size === 0) this.worker.unref();
+    if (this.pending.size === 0) this.idle();
     if (reply.ok) {
       this.state = { size: reply.size, capacity: reply.capacity };
       pending.resolve(reply);
@@ -78,7 +85,12 @@ class Shard {
     this.failure ??= error;
     for (const pending of this.pending.values()) pending.reject(this.failure);
     this.pending.clear();
+    this.idle();
+  }
+
+  private idle(): void {
     this.worker.unref();
+    for (const resolve of this.waiting.splice(0)) resolve();
   }
 }
 
@@ -237,8 +249,9 @@ export class ShardedHnsw {
     if (failures.length > 0) throw failures[0]?.reason;
   }
 
-  /** Stops the workers (without saving: call save first). */
+  /** Stops the workers once the requests in flight are answered (without saving). */
   async close(): Promise<void> {
+    await Promise.all(this.shards.map((shard) => shard.drained()));
     await Promise.all(this.shards.map((shard) => shard.terminate()));
   }
 

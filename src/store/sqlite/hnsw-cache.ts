@@ -47,6 +47,8 @@ interface Entry {
 
 export class HnswCache {
   private entry: Entry | undefined;
+  /** Replaced indexes being closed. */
+  private readonly retiring = new Set<Promise<void>>();
 
   constructor(
     private readonly dir: string,
@@ -104,6 +106,7 @@ export class HnswCache {
   async close(): Promise<void> {
     const entry = this.entry;
     this.entry = undefined;
+    await Promise.all(this.retiring);
     if (entry === undefined) return;
     try {
       await entry.ready.catch(() => undefined);
@@ -117,8 +120,15 @@ export class HnswCache {
     const previous = this.entry;
     this.entry = entry;
     if (previous !== undefined) {
-      // Another model's index is of no further use; a half-done reconcile just stops.
-      void previous.ready.catch(() => undefined).then(() => previous.index.close());
+      // Another model's index is of no further use: its reconcile stops at the next chunk, and
+      // it is closed once a search that took it a moment ago has its answer.
+      const closing = previous.ready
+        .catch(() => undefined)
+        .then(() => new Promise((resolve) => setImmediate(resolve)))
+        .then(() => previous.index.close())
+        .catch(() => undefined)
+        .finally(() => this.retiring.delete(closing));
+      this.retiring.add(closing);
     }
     return entry;
   }
@@ -165,7 +175,11 @@ export class HnswCache {
     }
     const steps: Promise<void>[] = [index.remove(stale)];
     const missing = [...stored].filter((label) => !present.has(label));
+    const current = () => this.entry?.index === index;
     for (let start = 0; start < missing.length; start += CHUNK) {
+      // Replaced (another model) or closed meanwhile: the rest is of no use (a close saves
+      // what was done, and the next start reconciles from there).
+      if (!current()) break;
       const rows = this.source.embeddingsFor(model.modelId, missing.slice(start, start + CHUNK));
       steps.push(
         index.add(
@@ -176,6 +190,7 @@ export class HnswCache {
       if (steps.length > WINDOW) await steps.shift();
     }
     await Promise.all(steps);
+    if (!current()) return;
     // A rebuilt index is written even when it holds nothing. A failed save (a full disk) leaves
     // the index usable and dirty: the periodic save tries again.
     const unread = opened.some((read) => !read);

@@ -213,8 +213,12 @@ export class ShardedHnsw {
   async search(query: Float32Array, k: number, allowed?: readonly number[]): Promise<Neighbour[]> {
     if (k <= 0) return [];
     const bitmap = allowed === undefined ? undefined : labelBitmap(allowed);
+    // A shard holding none of the allowed labels is not asked: hnswlib would walk its whole
+    // graph looking for one.
+    const holds = allowed === undefined ? undefined : this.counts(allowed);
+    const asked = this.shards.filter((_, s) => holds === undefined || (holds[s] as number) > 0);
     const replies = await Promise.all(
-      this.shards.map((shard) =>
+      asked.map((shard) =>
         shard.send({
           op: "search",
           query: Float32Array.from(query),

@@ -354,6 +354,7 @@ def epoch_indices(
     shuffle: bool = True,
     groups: Optional[Sequence[Optional[str]]] = None,
     batch_size: int = 1,
+    group_fraction: float = 1.0,
 ) -> List[int]:
     """This process's share of one epoch's sample order, deterministic in (seed, epoch).
 
@@ -364,7 +365,11 @@ def epoch_indices(
     groups are shuffled, members too, laid out by ``pack_groups`` and dealt out in runs of
     ``batch_size`` rows (padded to whole runs), so each batch holds whole groups of hard
     negatives (a group is split only where no other fits the batch's remaining room).
+    ``group_fraction`` below 1 mixes hard and random negatives: each epoch only that share of
+    the groups (drawn at random) is kept whole, the others' rows are laid out as groups of one.
     """
+    if not 0.0 <= group_fraction <= 1.0:
+        raise ValueError(f"group_fraction must be within [0, 1], got {group_fraction}")
     generator = torch.Generator()
     generator.manual_seed(seed + epoch)
     if groups is None:
@@ -377,6 +382,13 @@ def epoch_indices(
         for index, key in enumerate(groups):
             members.setdefault(index if key is None else key, []).append(index)
         runs = list(members.values())
+        if group_fraction < 1.0:
+            draws = torch.rand(len(runs), generator=generator).tolist()
+            runs = [
+                part
+                for run, draw in zip(runs, draws)
+                for part in ([run] if draw < group_fraction else [[i] for i in run])
+            ]
         if shuffle:
             runs = [runs[i] for i in torch.randperm(len(runs), generator=generator).tolist()]
             runs = [[g[i] for i in torch.randperm(len(g), generator=generator)] for g in runs]

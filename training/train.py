@@ -127,6 +127,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "kept together in one batch (rows without one are groups of their own)",
     )
     parser.add_argument(
+        "--group-fraction",
+        type=float,
+        default=1.0,
+        help="with --batching groups: the share of groups kept whole in each epoch (drawn at "
+        "random); the other groups' rows are spread like random batches, so a batch mixes hard "
+        "and random negatives (default 1: every group whole)",
+    )
+    parser.add_argument(
         "--pcm-batch",
         choices=["same", "random"],
         default="same",
@@ -416,6 +424,7 @@ def _train(args) -> int:
             info.world_size,
             groups=groups,
             batch_size=args.batch_size,
+            group_fraction=args.group_fraction,
         )
 
     per_rank = len(order(0))

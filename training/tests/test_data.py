@@ -205,6 +205,33 @@ def test_group_aware_order_keeps_groups_in_one_batch_on_every_process():
         epoch_indices(25, 0, 0, groups=groups)
 
 
+def test_group_fraction_keeps_that_share_of_groups_whole():
+    # 200 groups of 4 in batches of 32: with fraction 0.5 about half the groups are laid out
+    # whole, the rest spread as single rows, so batches mix hard and random negatives
+    groups = [f"g{i // 4}" for i in range(800)]
+
+    def whole_groups(order):
+        batches = [order[s : s + 32] for s in range(0, len(order), 32)]
+        return sum(
+            1
+            for batch in batches
+            for key in {groups[i] for i in batch}
+            if sum(groups[i] == key for i in batch) == 4
+        )
+
+    full = epoch_indices(800, 0, 5, groups=groups, batch_size=32)
+    mixed = epoch_indices(800, 0, 5, groups=groups, batch_size=32, group_fraction=0.5)
+    none = epoch_indices(800, 0, 5, groups=groups, batch_size=32, group_fraction=0.0)
+    assert sorted(mixed) == list(range(800))
+    assert mixed == epoch_indices(800, 0, 5, groups=groups, batch_size=32, group_fraction=0.5)
+    assert whole_groups(full) == 200
+    assert 70 <= whole_groups(mixed) <= 130
+    # spread rows meet a sibling by chance only (about 3 in 800 per row)
+    assert whole_groups(none) <= 2
+    with pytest.raises(ValueError, match="group_fraction"):
+        epoch_indices(8, 0, 5, groups=groups[:8], batch_size=4, group_fraction=1.5)
+
+
 def test_packing_fills_a_batch_with_a_smaller_group_before_splitting_one():
     runs = [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9, 10, 11, 12, 13]]
     # batch 4: [0 1 2] leaves 1, [3 4 5] does not fit and nothing of size 1 is left, so it is

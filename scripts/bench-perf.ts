@@ -692,13 +692,20 @@ async function main(argv: string[]): Promise<number> {
         ),
         "",
         markdownTable(
-          ["path", "recall@10", "queries/s", "queries/s, 10% of labels allowed"],
+          [
+            "path",
+            "recall@10",
+            "queries/s",
+            "CPU ms per query",
+            "queries/s, 10% of labels allowed",
+          ],
           inserts.paths
             .filter((p) => p.search !== undefined)
             .map((p) => [
               name(p),
               fmt(p.search?.recallAt10 ?? Number.NaN, 3),
               p.search?.queriesPerS ?? Number.NaN,
+              p.search?.cpuMsPerQuery ?? Number.NaN,
               p.search?.filteredQueriesPerS ?? Number.NaN,
             ]),
         ),

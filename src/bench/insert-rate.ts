@@ -37,7 +37,15 @@ export interface InsertPathResult {
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
   /** Worker builds: k=10 queries against exact search, unfiltered and with a 10% filter. */
-  search?: { queriesPerS: number; recallAt10: number; filteredQueriesPerS: number };
+  search?: SearchFigures;
+}
+
+export interface SearchFigures {
+  queriesPerS: number;
+  /** Process CPU (every thread) per query: steadier than queries/s on a loaded machine. */
+  cpuMsPerQuery: number;
+  recallAt10: number;
+  filteredQueriesPerS: number;
 }
 
 export interface InsertRateResult {
@@ -207,15 +215,17 @@ async function measureSearch(
   queries: Float32Array,
   exact: number[][],
   count: number,
-): Promise<{ queriesPerS: number; recallAt10: number; filteredQueriesPerS: number }> {
+): Promise<SearchFigures> {
   const n = queries.length / dims;
   const found: number[][] = [];
+  const cpu = processCpuMs();
   let started = performance.now();
   for (let q = 0; q < n; q++) {
     const hits = await index.search(queries.subarray(q * dims, (q + 1) * dims), 10);
     found.push(hits.map((hit) => hit.label));
   }
   const queriesPerS = n / ((performance.now() - started) / 1000);
+  const cpuMsPerQuery = (processCpuMs() - cpu) / n;
   // A pseudo-random 10% of the labels, as a metadata filter would pick (independent of the
   // label, so of the shard).
   const allowed: number[] = [];
@@ -227,7 +237,7 @@ async function measureSearch(
     await index.search(queries.subarray(q * dims, (q + 1) * dims), 10, allowed);
   }
   const filteredQueriesPerS = n / ((performance.now() - started) / 1000);
-  return { queriesPerS, recallAt10: meanRecall(found, exact), filteredQueriesPerS };
+  return { queriesPerS, cpuMsPerQuery, recallAt10: meanRecall(found, exact), filteredQueriesPerS };
 }
 
 /** Inserts `count` clustered unit vectors by each path (see the top). */

@@ -59,6 +59,18 @@ run() {
   echo "Node.js $version: $status (${counts%, }) in $(($(date +%s) - started)) s" >"$work/$major.result"
 }
 
+# failures LOG: what failed, so CI's output names it. TAP (Node.js 20): each "not ok" line
+# with the YAML block after it; spec reporter (22 and later): its closing "failing tests" list.
+failures() {
+  local log=$1
+  [ -f "$log" ] || return 0
+  if grep -q '^✖ failing tests:' "$log"; then
+    sed -n '/^✖ failing tests:/,$p' "$log" | head -n 120
+  else
+    grep -A 25 '^ *not ok' "$log" | head -n 120 || true
+  fi
+}
+
 mkdir -p "$work"
 majors=(${NODE_VERSIONS:-22 24})
 echo "::: test:ts on Node.js ${majors[*]}, one after the other"
@@ -73,7 +85,7 @@ for major in "${majors[@]}"; do
   echo "    $result"
   if [[ "$result" != *": passed"* ]]; then
     failed=1
-    grep -B1 '^not ok' "$work/$major/test.log" 2>/dev/null | tail -n 20 || true
+    failures "$work/$major/test.log"
   fi
 done
 if [ "$failed" = 1 ]; then

@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
+import type { Worker } from "node:worker_threads";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { cosine, exactSearch } from "../src/vector-index/exact.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
@@ -227,6 +228,33 @@ describe("SQLite store with HNSW shards", () => {
     // A filtered search above the exact-scan limit goes through the shards with a bitmap.
     await two.close();
     assert.deepEqual(indexFiles(dataDir), ["hnsw-m1-8.shard1of2.bin", "hnsw-m1-8.shard2of2.bin"]);
+  });
+
+  test("a shard worker that dies loses nothing: a delete and an insert after it succeed, the next search sees both", async () => {
+    const dataDir = path.join(tmp, "crashed");
+    const store = new SqliteStore({ dataDir, ...PARAMETERS, hnswShards: 2 });
+    await store.setModel(model);
+    await store.insertItems(
+      Array.from({ length: 40 }, (_, i) => newItem(i + 1)),
+      "m1",
+    );
+    assert.equal((await ids(store, false)).length, 40);
+    // The worker of the shard holding label 4 ends, as a crash would.
+    const cache = (store as unknown as { hnsw: { loaded(): ShardedHnsw | undefined } }).hnsw;
+    const dead = cache.loaded() as ShardedHnsw;
+    const shards = (dead as unknown as { shards: { worker: Worker }[] }).shards;
+    await shards[0]?.worker.terminate();
+    while (dead.failed === undefined) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(cache.loaded(), undefined);
+
+    assert.equal((await store.deleteById("item-4"))?.id, "item-4");
+    await store.insertItems([newItem(41), newItem(42)], "m1");
+    const found = await ids(store, false);
+    assert.deepEqual(found, await ids(store, true));
+    assert.equal(found.length, 41);
+    assert.ok(!found.includes("item-4") && found.includes("item-41") && found.includes("item-42"));
+    assert.equal((await store.indexStats()).size, 41);
+    await store.close();
   });
 
   test("a filtered search through the shards respects the filter", async () => {

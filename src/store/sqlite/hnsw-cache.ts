@@ -75,31 +75,55 @@ export class HnswCache {
     return this.replace(this.open(model, true)).index;
   }
 
-  /** The index of `model` once it is reconciled with SQLite. */
+  /**
+   * The index of `model` once it is reconciled with SQLite. A shard worker that dies during
+   * the reconcile costs one more open, not an error.
+   */
   async ready(model: ModelInfo): Promise<ShardedHnsw> {
-    const index = this.of(model);
-    await (this.entry as Entry).ready;
-    return index;
+    for (let attempt = 1; ; attempt++) {
+      const index = this.of(model);
+      try {
+        await (this.entry as Entry).ready;
+        return index;
+      } catch (error) {
+        if (index.failed === undefined || attempt === 2) throw error;
+      }
+    }
   }
 
-  /** The open index, if any (stats and deletes do not force an open). */
+  /** The open, working index, if any (stats and deletes do not force an open). */
   loaded(): ShardedHnsw | undefined {
-    return this.entry?.index;
+    const index = this.entry?.index;
+    return index?.failed === undefined ? index : undefined;
+  }
+
+  /**
+   * Sends a change SQLite has already committed to `index`. If a shard worker dies meanwhile,
+   * the change is not lost: the next use reopens the index from its files and reconciles it
+   * with SQLite, which holds the change.
+   */
+  async apply(
+    index: ShardedHnsw | undefined,
+    change: (index: ShardedHnsw) => Promise<void>,
+  ): Promise<void> {
+    if (index === undefined) return;
+    try {
+      await change(index);
+    } catch (error) {
+      if (index.failed === undefined) throw error;
+    }
   }
 
   /** Replaces the index by one built from SQLite, saves it and deletes every other file. */
   async rebuild(model: ModelInfo): Promise<void> {
     const entry = this.replace(this.open(model, false));
     await entry.ready;
-    const keep = new Set(this.names(model));
-    for (const name of readdirSync(this.dir)) {
-      if (!keep.has(name) && name.startsWith("hnsw-")) rmSync(path.join(this.dir, name));
-    }
+    this.removeFilesExcept(model, "hnsw-");
   }
 
   async saveIfDirty(): Promise<void> {
-    const entry = this.entry;
-    if (entry !== undefined) await entry.index.save(this.files(entry.model));
+    const index = this.loaded();
+    if (index !== undefined) await index.save(this.files((this.entry as Entry).model));
   }
 
   /** Waits for the reconcile, saves what changed and stops the shard workers. */
@@ -110,7 +134,8 @@ export class HnswCache {
     if (entry === undefined) return;
     try {
       await entry.ready.catch(() => undefined);
-      await entry.index.save(this.files(entry.model));
+      // A dead shard saved nothing since its last save; the next open reconciles.
+      if (entry.index.failed === undefined) await entry.index.save(this.files(entry.model));
     } finally {
       await entry.index.close();
     }
@@ -200,13 +225,15 @@ export class HnswCache {
       this.onSaveError(error);
       return;
     }
-    if (unread || stale.length > 0 || missing.length > 0) this.removeOtherShardFiles(model);
+    // Files of this model saved with another shard count are out of date now.
+    if (unread || stale.length > 0 || missing.length > 0) {
+      this.removeFilesExcept(model, filePrefix(model));
+    }
   }
 
-  /** Files of this model saved with another shard count. */
-  private removeOtherShardFiles(model: ModelInfo): void {
+  /** Deletes the index files starting with `prefix`, except those of `model`'s index. */
+  private removeFilesExcept(model: ModelInfo, prefix: string): void {
     const keep = new Set(this.names(model));
-    const prefix = filePrefix(model);
     for (const name of readdirSync(this.dir)) {
       if (name.startsWith(prefix) && !keep.has(name))
         rmSync(path.join(this.dir, name), { force: true });

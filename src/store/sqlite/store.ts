@@ -404,7 +404,9 @@ export class SqliteStore implements ItemStore {
         }
       });
       // On the shards' threads; resolves once searches see the new items.
-      if (labels.length > 0) await this.hnsw.of(model).add(labels, vectors);
+      if (labels.length > 0) {
+        await this.hnsw.apply(this.hnsw.of(model), (index) => index.add(labels, vectors));
+      }
     }
     return outcomes;
   }
@@ -420,7 +422,7 @@ export class SqliteStore implements ItemStore {
     const row = this.stmts.byId.get(id);
     if (row === undefined) return undefined;
     if (this.stmts.deleteById.get(id) === undefined) return undefined;
-    await this.hnsw.loaded()?.remove([row.label]);
+    await this.hnsw.apply(this.hnsw.loaded(), (index) => index.remove([row.label]));
     if (row.source === "upload") {
       // After the commit: a crash in between leaves an unreferenced file, never a dangling row.
       try {

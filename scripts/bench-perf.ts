@@ -179,7 +179,7 @@ async function main(argv: string[]): Promise<number> {
     .option(
       "--insert-thread-size <n>",
       "vectors the in-thread insert run inserts (default 20000; quick 5000; 0 skips it)",
-      integerFlag("--insert-thread-size"),
+      integerFlag("--insert-thread-size", 0),
     )
     .option("--queries <n>", "recall queries per index set (default 200)", integerFlag("--queries"))
     .option(
@@ -340,12 +340,16 @@ async function main(argv: string[]): Promise<number> {
       section("Image tower on CUDA (--device cuda)", `skipped: ${cuda.skipped}`);
     } else {
       section(
-        `Image tower on CUDA (--device cuda), ${sizeTag(cuda.size)}: images/s (median of runs)`,
+        `Image tower on CUDA (--device cuda), ${sizeTag(cuda.size)}, fp32 and fp16 towers: images/s (median of runs)`,
         markdownTable(
-          ["batch", "images/s"],
-          cuda.rows.map((r) => [r.batch, r.imagesPerS]),
+          ["tower", "batch", "images/s"],
+          cuda.rows.map((r) => [r.precision, r.batch, r.imagesPerS]),
         ),
-        `Minimum cosine to the CPU embeddings of the same pixels: ${cuda.minCosineToCpu.toFixed(6)}.`,
+        `Minimum cosine to the fp32 CPU embeddings of the same pixels: ${Object.entries(
+          cuda.minCosineToCpu,
+        )
+          .map(([precision, value]) => `${precision} ${value.toFixed(6)}`)
+          .join(", ")}.`,
       );
     }
   }

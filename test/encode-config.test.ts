@@ -64,9 +64,16 @@ function expectError(dir: string, code: string, pattern: RegExp): void {
 }
 
 describe("loadModelConfig", () => {
-  test("reads a valid config", () => {
+  test("reads a valid config; a tower without a precision (older exports) is fp32", () => {
     const config = loadModelConfig(modelDir(VALID));
-    assert.deepEqual(config, VALID);
+    assert.deepEqual(config, {
+      ...VALID,
+      vision: { ...VALID.vision, precision: "fp32" },
+      text: { ...VALID.text, precision: "fp32" },
+    });
+    const check = { min_cosine: 0.99, embedding: Array.from({ length: 64 }, (_, i) => i / 64) };
+    const fp16 = { ...VALID, vision: { ...VALID.vision, precision: "fp16", check } };
+    assert.deepEqual(loadModelConfig(modelDir(fp16)).vision, fp16.vision);
   });
 
   test("missing directory and missing config.json are model_not_found", () => {
@@ -79,6 +86,11 @@ describe("loadModelConfig", () => {
   });
 
   const cases: [string, Record<string, unknown>, RegExp][] = [
+    [
+      "a check with a min_cosine above 1",
+      { vision: { ...VALID.vision, check: { min_cosine: 1.5, embedding: [] } } },
+      /"vision\.check\.min_cosine" must be a number in \(0, 1\]/,
+    ],
     ["wrong format", { format: "onnx" }, /"format"/],
     ["unsupported version", { format_version: 2 }, /format_version/],
     ["missing embed_dim", { embed_dim: undefined }, /"embed_dim"/],

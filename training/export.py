@@ -4,8 +4,9 @@ Writes vision.onnx and text.onnx (float32, dynamic batch; dynamic text length 1.
 checks them against PyTorch with ONNX Runtime (Python ``onnxruntime`` if importable, else
 ``node training/onnx_check.mjs`` with onnxruntime-node), then writes config.json and copies the
 tokenizer file. config.json is written last, so a directory with one has passed verification.
-With ``--int8`` the verified vision tower is then rewritten to int8 (training/quantize.py) and
-checked by cosine to the fp32 tower instead of to 1e-4; config.json records each precision.
+With ``--int8`` the verified vision tower is then rewritten to int8 (training/quantize.py), and
+with ``--fp16`` both towers to fp16 for a GPU (training/half.py); each rewritten tower is
+checked by cosine to the fp32 tower instead of to 1e-4, and config.json records each precision.
 """
 
 import hashlib
@@ -24,7 +25,15 @@ from . import __version__
 from .checkpoint import load_checkpoint
 from .model import CLIP, model_config
 from .onnx_run import OnnxRunError, model_id, run_onnx
-from .quantize import MIN_COSINE, QuantizeError, check_cosine, quantize_file
+from .quantize import (
+    DEFAULT_TOWERS,
+    MIN_COSINE,
+    QuantizeError,
+    check_cosine,
+    device_check,
+    device_check_inputs,
+    quantize_file,
+)
 from .tokenizer import count_merges
 
 IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -86,10 +95,17 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the ONNX Runtime check against PyTorch"
     )
-    parser.add_argument(
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument(
         "--int8",
         action="store_true",
         help="make the vision tower int8 after the fp32 one is verified (checked by cosine)",
+    )
+    precision.add_argument(
+        "--fp16",
+        action="store_true",
+        help="make both towers fp16 (for CUDA) after the fp32 ones are verified (checked by "
+        "cosine)",
     )
 
 
@@ -212,10 +228,27 @@ def build_config(
     vocab_file: str,
     num_merges: int,
     source_sha256: str,
-    vision_precision: str = "fp32",
+    precision: str = "fp32",
 ) -> dict:
+    """config.json; ``precision`` is what ``export`` converted (its towers, DEFAULT_TOWERS)."""
     cfg = model.config
     vocab_size = check_vocab(model, num_merges)
+    converted = DEFAULT_TOWERS.get(precision, ())
+    # A converted tower carries the fp32 model's embedding of the device check input, which
+    # the server compares with the converted tower's when it opens it.
+    inputs = device_check_inputs(
+        cfg.image_resolution, cfg.context_length, vocab_size - 2, vocab_size - 1
+    )
+    with torch.no_grad():
+        encode = {"vision": model.encode_image, "text": model.encode_text}
+        checks = {
+            tower: {"check": device_check(encode[tower](torch.from_numpy(inputs[tower])).numpy())}
+            for tower in converted
+        }
+
+    def precision_of(tower: str) -> str:
+        return precision if tower in converted else "fp32"
+
     return {
         "format": "longclip-onnx",
         "format_version": 1,
@@ -235,35 +268,48 @@ def build_config(
             "file": "vision.onnx",
             "input": "pixel_values",
             "output": "image_embeds",
-            "precision": vision_precision,
+            "precision": precision_of("vision"),
+            **checks.get("vision", {}),
         },
         "text": {
             "file": "text.onnx",
             "input": "input_ids",
             "output": "text_embeds",
-            "precision": "fp32",
+            "precision": precision_of("text"),
+            **checks.get("text", {}),
         },
         "source_sha256": source_sha256,
         "exporter_version": __version__,
     }
 
 
-def quantize_vision(model: CLIP, out: Path, check: bool, threads: int = 2) -> str:
-    """Replaces out/vision.onnx with its int8 copy, after checking the copy's embeddings of the
-    verification pixels against the fp32 file's; returns what was done, for the log."""
-    fp32, int8 = out / "vision.onnx", out / "vision.int8.onnx"
-    result = quantize_file(fp32, int8)
-    message = f"vision tower int8 ({result['matmuls_quantized']} MatMuls)"
+def convert_towers(model: CLIP, out: Path, precision: str, check: bool, threads: int = 2) -> str:
+    """Replaces the towers DEFAULT_TOWERS names for ``precision`` (int8: vision; fp16: both) by
+    their converted copies, after checking each copy's embeddings of the verification inputs
+    against the fp32 file's; returns what was done, for the log."""
+    pixels, id_batches = sample_inputs(model)
+    inputs = {
+        "vision": ("pixel_values", pixels.numpy(), "image_embeds"),
+        "text": ("input_ids", id_batches[0].numpy(), "text_embeds"),
+    }
+    towers = DEFAULT_TOWERS[precision]
+    files = {tower: (out / f"{tower}.onnx", out / f"{tower}.{precision}.onnx") for tower in towers}
+    done = []
+    for tower, (fp32, converted) in files.items():
+        done.append(f"{tower} ({quantize_file(fp32, converted, precision)['converted']})")
+    message = f"{precision} towers: {', '.join(done)}"
     if check:
-        pixels = sample_inputs(model)[0].numpy()
-        pair = ("vision", fp32, int8, "pixel_values", pixels, "image_embeds")
+        pairs = [(tower, *files[tower], inputs[tower][0], *inputs[tower][1:]) for tower in towers]
         try:
-            cosine = check_cosine([pair], threads)["vision"]
+            cosine = check_cosine(pairs, threads, precision)
         except QuantizeError as error:
-            int8.unlink()
-            raise ExportError(f"{error}; export without --int8") from error
-        message += f", min cosine to fp32 {cosine:.5f} (threshold {MIN_COSINE})"
-    int8.replace(fp32)
+            for _, converted in files.values():
+                converted.unlink()
+            raise ExportError(f"{error}; export without --{precision}") from error
+        figures = ", ".join(f"{tower} {value:.6f}" for tower, value in cosine.items())
+        message += f"; min cosine to fp32 {figures} (threshold {MIN_COSINE})"
+    for fp32, converted in files.values():
+        converted.replace(fp32)
     return message
 
 
@@ -292,10 +338,10 @@ def run(args) -> int:
             report = verify(model, out, args.threads)
             figures = ", ".join(f"{k} {v:.2e}" for k, v in report.items())
             print(f"verified against PyTorch (max relative difference): {figures}")
-        if args.int8:
-            print(quantize_vision(model, out, not args.no_verify, args.threads))
+        precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+        if precision != "fp32":
+            print(convert_towers(model, out, precision, not args.no_verify, args.threads))
         shutil.copyfile(args.vocab, out / args.vocab.name)
-        precision = "int8" if args.int8 else "fp32"
         config = build_config(
             model, name, out, args.vocab.name, num_merges, source_sha256, precision
         )

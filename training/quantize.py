@@ -16,7 +16,8 @@ afterwards by the float Mul, so it needs no per-channel support from the kernel.
 ``python3 -m training quantize --model-dir DIR --out DIR`` turns an exported model directory
 into an int8 copy (by default the vision tower, the ingest bottleneck), checked against the
 fp32 directory through ONNX Runtime with a cosine threshold, and records each tower's
-precision in config.json.
+precision in config.json. ``--precision fp16`` makes fp16 towers instead (training/half.py; by
+default both, for a GPU), with the same check.
 """
 
 import json
@@ -28,11 +29,17 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .half import halve_model
 from .onnx_run import OnnxRunError, model_id, run_onnx
 
-# An int8 tower must give embeddings within this cosine of the fp32 tower's on the check inputs.
+# An int8 or fp16 tower must give embeddings within this cosine of the fp32 tower's on the
+# check inputs.
 MIN_COSINE = 0.99
 TOWERS = ("vision", "text")
+PRECISIONS = ("int8", "fp16")
+# Towers converted when --towers is not given: int8 pays off on the CPU for the ingest
+# bottleneck; fp16 is for a GPU, where both towers gain.
+DEFAULT_TOWERS = {"int8": ("vision",), "fp16": TOWERS}
 
 
 class QuantizeError(RuntimeError):
@@ -99,17 +106,23 @@ def quantize_model(model: onnx.ModelProto) -> int:
     return replaced
 
 
-def quantize_file(source: Path, out: Path) -> dict:
-    """An int8 copy of the ONNX file ``source`` at ``out`` (written atomically)."""
+def quantize_file(source: Path, out: Path, precision: str = "int8") -> dict:
+    """An int8 or fp16 copy of the ONNX file ``source`` at ``out`` (written atomically);
+    ``converted`` counts the MatMuls made int8 or the tensors made fp16."""
     model = onnx.load(str(source))
-    replaced = quantize_model(model)
-    if replaced == 0:
-        raise QuantizeError(f"{source} has no MatMul with a constant float weight to quantise")
+    if precision == "fp16":
+        converted = halve_model(model)
+        if converted == 0:
+            raise QuantizeError(f"{source} has no float32 weights to convert")
+    else:
+        converted = quantize_model(model)
+        if converted == 0:
+            raise QuantizeError(f"{source} has no MatMul with a constant float weight to quantise")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     onnx.save(model, str(tmp))
     tmp.replace(out)
-    return {"out": str(out), "matmuls_quantized": replaced, "bytes": out.stat().st_size}
+    return {"out": str(out), "converted": converted, "bytes": out.stat().st_size}
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -134,14 +147,34 @@ def check_inputs(config: dict, seed: int = 1) -> dict:
     return {"vision": pixels, "text": ids}
 
 
-def check_cosine(pairs, threads: int = 2) -> dict:
-    """pairs: (tower, fp32 file, int8 file, input name, input array, output name). Runs both
-    files through ONNX Runtime on the same input and returns each tower's minimum row cosine;
-    raises below MIN_COSINE."""
+def device_check_inputs(resolution: int, context_length: int, start: int, end: int) -> dict:
+    """The inputs of the check a server runs when it opens an int8 or fp16 tower, since the
+    kernels of its device (a GPU's fp16 ones above all) are not those the conversion was
+    checked with. Defined by formula, so the server rebuilds them without a data file
+    (src/encode/tower-check.ts; docs/model-format.md): pixels 1.5·sin(0.7·i) over the flat
+    [1, 3, R, R] index i, and one row of min(context, 32) ids: start, (7919·i mod (start-1))+1
+    for i = 1.., end."""
+    index = np.arange(3 * resolution * resolution, dtype=np.float64)
+    pixels = (1.5 * np.sin(0.7 * index)).astype(np.float32).reshape(1, 3, resolution, resolution)
+    length = min(context_length, 32)
+    ids = [start] + [(7919 * i) % (start - 1) + 1 for i in range(1, length - 1)] + [end]
+    return {"vision": pixels, "text": np.array([ids], dtype=np.int64)}
+
+
+def device_check(embedding: np.ndarray) -> dict:
+    """config.json's ``check`` entry of a converted tower: the fp32 embedding of its device
+    check input, and the cosine the server requires of the converted tower's."""
+    return {"min_cosine": MIN_COSINE, "embedding": [float(v) for v in embedding.reshape(-1)]}
+
+
+def check_cosine(pairs, threads: int = 2, precision: str = "int8") -> dict:
+    """pairs: (tower, fp32 file, converted file, input name, input array, output name). Runs
+    both files through ONNX Runtime on the same input and returns each tower's minimum row
+    cosine; raises below MIN_COSINE."""
     jobs = []
-    for _, fp32_file, int8_file, input_name, array, output_name in pairs:
+    for _, fp32_file, converted_file, input_name, array, output_name in pairs:
         jobs.append((str(fp32_file), input_name, array, output_name))
-        jobs.append((str(int8_file), input_name, array, output_name))
+        jobs.append((str(converted_file), input_name, array, output_name))
     outputs = run_onnx(jobs, threads)
     report = {}
     for index, pair in enumerate(pairs):
@@ -149,34 +182,40 @@ def check_cosine(pairs, threads: int = 2) -> dict:
     worst = min(report, key=report.get)
     if report[worst] < MIN_COSINE:
         raise QuantizeError(
-            f"the int8 {worst} tower's embeddings have cosine {report[worst]:.4f} < {MIN_COSINE} "
-            f"to fp32 (all: {report}); keep the fp32 tower for this model"
+            f"the {precision} {worst} tower's embeddings have cosine {report[worst]:.4f} "
+            f"< {MIN_COSINE} to fp32 (all: {report}); keep the fp32 tower for this model"
         )
     return report
 
 
-def quantize_dir(model_dir: Path, out: Path, towers=("vision",), threads: int = 2) -> dict:
-    """Writes an int8 copy of the model directory ``model_dir`` to ``out``: the named towers
-    int8, the rest and the tokenizer copied; config.json last, after the cosine check."""
+def quantize_dir(
+    model_dir: Path, out: Path, towers=("vision",), threads: int = 2, precision: str = "int8"
+) -> dict:
+    """Writes a copy of the model directory ``model_dir`` to ``out`` with the named towers in
+    ``precision`` (int8 or fp16), the rest and the tokenizer copied; config.json last, after
+    the cosine check."""
     config = json.loads((model_dir / "config.json").read_text())
     if model_dir.resolve() == out.resolve():
         raise QuantizeError("--out must differ from --model-dir: the check compares the two")
     for tower in towers:
-        if config[tower].get("precision", "fp32") != "fp32":
-            raise QuantizeError(f"the {tower} tower of {model_dir} is already int8")
+        current = config[tower].get("precision", "fp32")
+        if current != "fp32":
+            raise QuantizeError(
+                f"the {tower} tower of {model_dir} is already {current}; convert the fp32 export"
+            )
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").unlink(missing_ok=True)
-    matmuls = {}
+    converted = {}
     for tower in TOWERS:
         source, target = model_dir / config[tower]["file"], out / config[tower]["file"]
         if tower in towers:
-            matmuls[tower] = quantize_file(source, target)["matmuls_quantized"]
-            config[tower]["precision"] = "int8"
+            converted[tower] = quantize_file(source, target, precision)["converted"]
+            config[tower]["precision"] = precision
         else:
             shutil.copyfile(source, target)
             config[tower].setdefault("precision", "fp32")
     shutil.copyfile(model_dir / config["tokenizer"]["file"], out / config["tokenizer"]["file"])
-    # The sample gallery (models/demo) is indexed by `serve`; the int8 copy serves it too.
+    # The sample gallery (models/demo) is indexed by `serve`; the copy serves it too.
     if (model_dir / "gallery").is_dir():
         shutil.copytree(model_dir / "gallery", out / "gallery", dirs_exist_ok=True)
     inputs = check_inputs(config)
@@ -191,12 +230,31 @@ def quantize_dir(model_dir: Path, out: Path, towers=("vision",), threads: int = 
         )
         for tower in towers
     ]
-    report = check_cosine(pairs, threads)
+    report = check_cosine(pairs, threads, precision)
+    device_inputs = device_check_inputs(
+        config["image_resolution"],
+        config["context_length"],
+        config["start_token_id"],
+        config["end_token_id"],
+    )
+    jobs = [
+        (
+            str(model_dir / config[tower]["file"]),
+            config[tower]["input"],
+            device_inputs[tower],
+            config[tower]["output"],
+        )
+        for tower in towers
+    ]
+    for tower, embedding in zip(towers, run_onnx(jobs, threads)):
+        config[tower]["check"] = device_check(embedding)
     config["model_id"] = model_id(config["name"], out)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return {
         "model_id": config["model_id"],
-        "matmuls_quantized": matmuls,
+        "precision": precision,
+        # int8: MatMuls quantised; fp16: weight and constant tensors converted.
+        "converted": converted,
         "bytes": {tower: (out / config[tower]["file"]).stat().st_size for tower in towers},
         "min_cosine": report,
     }
@@ -206,16 +264,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model-dir", type=Path, required=True, help="exported fp32 model")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="int8",
+        help="int8 (CPU: dynamic quantisation) or fp16 (GPU: half precision); default int8",
+    )
+    parser.add_argument(
         "--towers",
-        default="vision",
-        help="comma-separated towers to make int8 (vision, text; default: vision)",
+        help="comma-separated towers to convert (vision, text; default: vision for int8, "
+        "both for fp16)",
     )
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (check)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
 def run(args) -> int:
-    towers = tuple(t.strip() for t in args.towers.split(",") if t.strip())
+    if args.towers is None:
+        towers = DEFAULT_TOWERS[args.precision]
+    else:
+        towers = tuple(t.strip() for t in args.towers.split(",") if t.strip())
     try:
         unknown = [t for t in towers if t not in TOWERS]
         if unknown or not towers:
@@ -225,14 +292,14 @@ def run(args) -> int:
                 f"{args.model_dir} has no config.json; export a model first "
                 "(python3 -m training export)"
             )
-        result = quantize_dir(args.model_dir, args.out, towers, args.threads)
+        result = quantize_dir(args.model_dir, args.out, towers, args.threads, args.precision)
     except (QuantizeError, OnnxRunError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result))
         return 0
-    figures = ", ".join(f"{k} {v:.5f}" for k, v in result["min_cosine"].items())
-    print(f"int8 checked against fp32 (min cosine, threshold {MIN_COSINE}): {figures}")
+    figures = ", ".join(f"{k} {v:.6f}" for k, v in result["min_cosine"].items())
+    print(f"{args.precision} checked against fp32 (min cosine, threshold {MIN_COSINE}): {figures}")
     print(f"wrote {args.out} ({result['model_id']})")
     return 0

@@ -3,6 +3,7 @@
  * Encoder and through PyTorch on the same pixels and weights, the whole ingest pipeline, and
  * ONNX Runtime session options.
  */
+
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -23,7 +24,7 @@ import { sizeTag } from "./context.ts";
 import { VISION_SHAPES, visionFlops } from "./flops.ts";
 import { writeSyntheticJpegs } from "./images.ts";
 import type { BenchModel } from "./models.ts";
-import { runPython } from "./python.ts";
+import { convertedCopy, runPython } from "./python.ts";
 import { alternateRuns, cosine, median, timeRuns } from "./stats.ts";
 
 const quietLogger = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`) };
@@ -508,12 +509,18 @@ export async function measureSessionOptions(
 
 export type CudaTowerResult =
   | { skipped: string }
-  | { size: string; rows: { batch: number; imagesPerS: number }[]; minCosineToCpu: number };
+  | {
+      size: string;
+      rows: { precision: "fp32" | "fp16"; batch: number; imagesPerS: number }[];
+      /** By precision: the lowest cosine of a CUDA embedding to the fp32 CPU one. */
+      minCosineToCpu: Record<string, number>;
+    };
 
 /**
- * The vision tower through our Encoder with `--device cuda`, and the cosine of its embeddings
- * to the CPU ones of the same pixels (the check a GPU host makes on first use). Without a
- * usable CUDA provider and device it says why it skipped.
+ * The vision tower through our Encoder with `--device cuda`, fp32 and the fp16 copy
+ * `python3 -m training quantize --precision fp16` makes, and the cosine of their embeddings to
+ * the fp32 CPU ones of the same pixels. Without a usable CUDA provider and device it says why
+ * it skipped (before making the fp16 copy).
  */
 export async function measureCudaTower(
   ctx: BenchContext,
@@ -522,29 +529,36 @@ export async function measureCudaTower(
   batches: readonly number[],
 ): Promise<CudaTowerResult> {
   const maxBatch = Math.max(...batches);
-  let encoder: Encoder;
+  const cudaSettings = loadSettings({
+    device: "cuda",
+    threads: ctx.threads,
+    imageBatchSize: maxBatch,
+  });
+  const opened: Partial<Record<"fp32" | "fp16", Encoder>> = {};
   try {
-    encoder = await Encoder.load(
-      model.dir,
-      loadSettings({ device: "cuda", threads: ctx.threads, imageBatchSize: maxBatch }),
-      { logger: quietLogger },
-    );
+    opened.fp32 = await Encoder.load(model.dir, cudaSettings, { logger: quietLogger });
   } catch (error) {
     const reason = (error as Error).message.replace(/^Cannot use --device cuda: /, "");
     return { skipped: `no CUDA device: ${reason.split(". ")[0]}` };
   }
-  const rows: { batch: number; imagesPerS: number }[] = [];
-  let gpu: Float32Array[];
+  const rows: { precision: "fp32" | "fp16"; batch: number; imagesPerS: number }[] = [];
+  const embeddings: Record<string, Float32Array[]> = {};
   try {
-    gpu = await encoder.embedPixels(set.pixels.slice(0, 4));
-    for (const batch of batches) {
-      ctx.log(`${sizeTag(model.size)} CUDA image tower: batch ${batch}`);
-      const inputs = set.pixels.slice(0, batch);
-      const timing = await timeRuns(() => encoder.embedPixels(inputs), ctx.warmup, ctx.runs);
-      rows.push({ batch, imagesPerS: batch / timing.medianSeconds });
+    // Opening the fp16 copy on CUDA runs its check against the fp32 reference (tower-check.ts).
+    const { dir } = await convertedCopy(ctx, model, "fp16");
+    opened.fp16 = await Encoder.load(dir, cudaSettings, { logger: quietLogger });
+    for (const precision of ["fp32", "fp16"] as const) {
+      const encoder = opened[precision] as Encoder;
+      embeddings[precision] = await encoder.embedPixels(set.pixels.slice(0, 4));
+      for (const batch of batches) {
+        ctx.log(`${sizeTag(model.size)} CUDA image tower, ${precision}: batch ${batch}`);
+        const inputs = set.pixels.slice(0, batch);
+        const timing = await timeRuns(() => encoder.embedPixels(inputs), ctx.warmup, ctx.runs);
+        rows.push({ precision, batch, imagesPerS: batch / timing.medianSeconds });
+      }
     }
   } finally {
-    await encoder.close();
+    await Promise.all(Object.values(opened).map((encoder) => encoder.close()));
   }
   const cpuEncoder = await Encoder.load(
     model.dir,
@@ -553,7 +567,12 @@ export async function measureCudaTower(
   );
   try {
     const cpu = await cpuEncoder.embedPixels(set.pixels.slice(0, 4));
-    const minCosineToCpu = Math.min(...cpu.map((row, i) => cosine(row, gpu[i] as Float32Array)));
+    const minCosineToCpu: Record<string, number> = {};
+    for (const [precision, rowsOnGpu] of Object.entries(embeddings)) {
+      minCosineToCpu[precision] = Math.min(
+        ...cpu.map((row, i) => cosine(row, rowsOnGpu[i] as Float32Array)),
+      );
+    }
     return { size: model.size, rows, minCosineToCpu };
   } finally {
     await cpuEncoder.close();

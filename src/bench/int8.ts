@@ -2,14 +2,14 @@
  * int8 sections of bench:perf: PyTorch's own dynamic int8 of the vision tower, and the int8 ONNX
  * towers `python3 -m training quantize` writes, timed against fp32 through our Encoder.
  */
-import { existsSync, rmSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import path from "node:path";
 import { loadSettings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
 import type { BenchContext } from "./context.ts";
 import type { PixelSet } from "./image.ts";
 import type { BenchModel } from "./models.ts";
-import { runPython } from "./python.ts";
+import { convertedCopy, runPython } from "./python.ts";
 import { alternateRuns, cosine } from "./stats.ts";
 import { tokenRow } from "./text.ts";
 import { seededRandom } from "./vectors.ts";
@@ -100,25 +100,7 @@ export async function measureOnnxInt8(
   batch: number,
   textTokens = 77,
 ): Promise<OnnxInt8Result> {
-  const dir = path.join(path.dirname(model.dir), "int8");
-  ctx.log(`int8: python3 -m training quantize ${model.size} (vision and text towers)`);
-  // quantize keeps an existing config.json only when its checks passed, so start afresh.
-  if (existsSync(dir)) rmSync(dir, { recursive: true });
-  const quant = (await runPython([
-    "-m",
-    "training",
-    "quantize",
-    "--model-dir",
-    model.dir,
-    "--out",
-    dir,
-    "--towers",
-    "vision,text",
-    "--threads",
-    String(ctx.threads),
-    "--json",
-  ])) as { matmuls_quantized: { vision: number }; bytes: { vision: number } };
-
+  const { dir, result: quant } = await convertedCopy(ctx, model, "int8");
   const settings = loadSettings({ threads: ctx.threads, imageBatchSize: batch });
   const fp32 = await Encoder.load(model.dir, settings, { logger: quietLogger });
   const int8 = await Encoder.load(dir, settings, { logger: quietLogger });
@@ -155,7 +137,7 @@ export async function measureOnnxInt8(
     return {
       size: model.size,
       batch,
-      matmulsQuantized: quant.matmuls_quantized.vision,
+      matmulsQuantized: quant.converted.vision,
       fp32Bytes: statSync(path.join(model.dir, fp32.config.vision.file)).size,
       int8Bytes: quant.bytes.vision,
       fp32ImagesPerS: batch / fp32Image,

@@ -5,12 +5,12 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { AppError } from "../errors.ts";
-import type { ModelConfig } from "./types.ts";
+import type { ModelConfig, TowerCheck, TowerEntry, TowerPrecision } from "./types.ts";
 
 export const MODEL_FORMAT = "longclip-onnx";
 export const SUPPORTED_FORMAT_VERSIONS: readonly number[] = [1];
 /** Tower precisions `export` and `quantize` write (docs/model-format.md). */
-export const TOWER_PRECISIONS: readonly string[] = ["fp32", "int8"];
+export const TOWER_PRECISIONS: readonly TowerPrecision[] = ["fp32", "int8", "fp16"];
 
 const HOW_TO_GET_A_MODEL =
   "Export one with `python3 -m training export --checkpoint longclip-B.pt --vocab bpe_simple_vocab_16e6.txt.gz --out DIR` " +
@@ -146,19 +146,47 @@ export function validateModelConfig(dir: string, raw: unknown): ModelConfig {
   if (typeof numMerges !== "number" || !Number.isInteger(numMerges) || numMerges < 0) {
     throw invalid(dir, `"tokenizer.num_merges" must be a non-negative integer`);
   }
-  const vision = fileEntry("vision", ["file", "input", "output"]);
-  const text = fileEntry("text", ["file", "input", "output"]);
-  for (const tower of ["vision", "text"] as const) {
+  const embedDim = int("embed_dim", 1);
+  const tower = (name: "vision" | "text"): TowerEntry => {
+    const entry = fileEntry(name, ["file", "input", "output"]);
+    const rawEntry = raw[name] as Record<string, unknown>;
     // Optional (older exports omit it): how the tower's weights are stored; ONNX Runtime runs
-    // either, the output is float32 embeddings in both cases.
-    const precision = (raw[tower] as Record<string, unknown>).precision;
-    if (precision !== undefined && !TOWER_PRECISIONS.includes(precision as string)) {
+    // each, the output is float32 embeddings in all cases.
+    const precision = rawEntry.precision ?? "fp32";
+    if (!TOWER_PRECISIONS.includes(precision as TowerPrecision)) {
       throw invalid(
         dir,
-        `"${tower}.precision" must be one of ${TOWER_PRECISIONS.join(", ")}, not ${JSON.stringify(precision)}`,
+        `"${name}.precision" must be one of ${TOWER_PRECISIONS.join(", ")}, not ${JSON.stringify(precision)}`,
       );
     }
-  }
+    const out: TowerEntry = {
+      file: entry.file as string,
+      input: entry.input as string,
+      output: entry.output as string,
+      precision: precision as TowerPrecision,
+    };
+    if (rawEntry.check !== undefined) out.check = towerCheck(name, rawEntry.check);
+    return out;
+  };
+  // The fp32 embedding of the device check input (int8 and fp16 towers; see tower-check.ts).
+  const towerCheck = (name: string, value: unknown): TowerCheck => {
+    const check = isObject(value) ? value : {};
+    const minCosine = check.min_cosine;
+    const embedding = check.embedding;
+    if (typeof minCosine !== "number" || !(minCosine > 0 && minCosine <= 1)) {
+      throw invalid(dir, `"${name}.check.min_cosine" must be a number in (0, 1]`);
+    }
+    if (
+      !Array.isArray(embedding) ||
+      embedding.length !== embedDim ||
+      !embedding.every((v) => typeof v === "number" && Number.isFinite(v))
+    ) {
+      throw invalid(dir, `"${name}.check.embedding" must be ${embedDim} finite numbers`);
+    }
+    return { min_cosine: minCosine, embedding: embedding as number[] };
+  };
+  const vision = tower("vision");
+  const text = tower("text");
 
   return {
     format: MODEL_FORMAT,
@@ -166,7 +194,7 @@ export function validateModelConfig(dir: string, raw: unknown): ModelConfig {
     model_id: str("model_id"),
     name: str("name"),
     model_type: modelType,
-    embed_dim: int("embed_dim", 1),
+    embed_dim: embedDim,
     image_resolution: int("image_resolution", 1),
     image_mean: triple("image_mean", false),
     image_std: triple("image_std", true),
@@ -175,12 +203,8 @@ export function validateModelConfig(dir: string, raw: unknown): ModelConfig {
     start_token_id: startId,
     end_token_id: endId,
     tokenizer: { file: tokenizer.file as string, type: "clip-bpe", num_merges: numMerges },
-    vision: {
-      file: vision.file as string,
-      input: vision.input as string,
-      output: vision.output as string,
-    },
-    text: { file: text.file as string, input: text.input as string, output: text.output as string },
+    vision,
+    text,
     source_sha256: typeof raw.source_sha256 === "string" ? raw.source_sha256 : "",
     exporter_version: typeof raw.exporter_version === "string" ? raw.exporter_version : "",
   };

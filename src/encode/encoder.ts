@@ -10,6 +10,7 @@ import { tokenizerFromModelDir } from "../tokenize/index.ts";
 import type { TextTokenizer, TokenizedText } from "../tokenize/types.ts";
 import { loadModelConfig, modelFilePath } from "./config.ts";
 import { type EngineLogger, type ResolvedDevice, stderrLogger } from "./session.ts";
+import { checkConvertedTowers } from "./tower-check.ts";
 import {
   openJoined,
   openTowers,
@@ -150,6 +151,12 @@ export class Encoder implements Embedder {
       logger.warn(
         `device ${settings.device}: the vision tower runs on ${vision}, the text tower on ${text}`,
       );
+    }
+    try {
+      await checkConvertedTowers(towers, config, modelDir, logger);
+    } catch (error) {
+      await towers.close().catch(() => undefined);
+      throw error;
     }
     return new Encoder(config, modelDir, tokenizer, towers, settings);
   }

@@ -1,5 +1,23 @@
 import type { Device } from "../config.ts";
 
+/** How a tower's weights are stored; every precision takes and returns float32 tensors. */
+export type TowerPrecision = "fp32" | "int8" | "fp16";
+
+/** An int8 or fp16 tower's check on opening: the fp32 embedding of a formula input. */
+export interface TowerCheck {
+  min_cosine: number;
+  embedding: number[];
+}
+
+export interface TowerEntry {
+  file: string;
+  input: string;
+  output: string;
+  /** "fp32" when config.json omits it (older exports). */
+  precision: TowerPrecision;
+  check?: TowerCheck;
+}
+
 /** config.json of a model directory; see docs/model-format.md. */
 export interface ModelConfig {
   format: "longclip-onnx";
@@ -16,8 +34,8 @@ export interface ModelConfig {
   start_token_id: number;
   end_token_id: number;
   tokenizer: { file: string; type: "clip-bpe"; num_merges: number };
-  vision: { file: string; input: string; output: string };
-  text: { file: string; input: string; output: string };
+  vision: TowerEntry;
+  text: TowerEntry;
   source_sha256: string;
   exporter_version: string;
 }

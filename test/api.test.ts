@@ -237,6 +237,43 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
     assert.ok((body.hits[0]?.score ?? 0) > 0.999);
   });
 
+  test("image search takes a filter field, offset and min_score like text search", async () => {
+    const query = image("gradient.jpg");
+    const all = json<S["ImageSearchResponse"]>(await searchImage(query, "?k=10")).hits;
+    const withFilter = (filter: string, params = "?k=10") =>
+      postForm(`/search/image${params}`, [
+        { name: "image", value: query, filename: "q.jpg" },
+        { name: "filter", value: filter },
+      ]);
+    const album = json<S["ImageSearchResponse"]>(await withFilter('{"album": "b"}')).hits;
+    // An independent expectation: the unfiltered ranking restricted to album b.
+    assert.deepEqual(
+      album.map((h) => h.id),
+      all.filter((h) => h.metadata.album === "b").map((h) => h.id),
+    );
+    assert.ok(album.length >= 2);
+    const ranged = json<S["ImageSearchResponse"]>(await withFilter('{"n": {"$gte": 2}}')).hits;
+    assert.deepEqual(ranged.map((h) => h.id).sort(), ["gradient", "gray"]);
+    const second = json<S["ImageSearchResponse"]>(await searchImage(query, "?k=1&offset=1")).hits;
+    assert.deepEqual(
+      second.map((h) => h.id),
+      [all[1]?.id],
+    );
+    const cut = all[1]?.score ?? 0;
+    const above = json<S["ImageSearchResponse"]>(
+      await searchImage(query, `?k=10&min_score=${cut}`),
+    ).hits;
+    assert.deepEqual(
+      above.map((h) => h.id),
+      all.filter((h) => h.score >= cut).map((h) => h.id),
+    );
+
+    expectError(await withFilter("{not json"), 400, "malformed_json");
+    expectError(await withFilter('{"n": {"gte": 2}}'), 400, "validation_failed");
+    expectError(await withFilter('["album"]'), 400, "validation_failed");
+    expectError(await searchImage(query, "?min_score=2"), 400, "validation_failed");
+  });
+
   test("items: pagination, original bytes with content type", async () => {
     const seen: string[] = [];
     let cursor: string | null = null;

@@ -96,7 +96,9 @@ export interface paths {
         /**
          * Find the indexed images most similar to an uploaded image.
          * @description `multipart/form-data` with exactly one file in the field `image` (at most
-         *     `maxImageBytes`). The response has the same `hits` as `POST /search`.
+         *     `maxImageBytes`) and, optionally, a metadata filter as a JSON object in the field
+         *     `filter` (the conditions of `POST /search`). `offset` pages and `min_score` cuts as in
+         *     `POST /search`. The response has the same `hits` as `POST /search`.
          */
         post: operations["searchImage"];
         delete?: never;
@@ -558,10 +560,7 @@ export interface components {
              *     docs/search.md for measured distributions and a starting value per model).
              */
             min_score?: number;
-            /** @description Metadata key (dotted for nested keys) → condition; all must hold. */
-            filter?: {
-                [key: string]: components["schemas"]["FilterCondition"];
-            };
+            filter?: components["schemas"]["Filter"];
             /**
              * @description Cut a query past the context length (true) or refuse it with `query_too_long` (false).
              * @default true
@@ -589,9 +588,18 @@ export interface components {
             /** @description Top-level metadata keys keyword matching looks in (default the server's `--text-fields`). */
             text_fields?: string[];
         };
+        /** @description Metadata key (dotted for nested keys) → condition; all must hold. */
+        Filter: {
+            [key: string]: components["schemas"]["FilterCondition"];
+        };
         ImageUpload: {
             /** @description The query image. */
             image: string;
+            /**
+             * @description Optional: a JSON object with the same conditions as `POST /search`'s `filter`
+             *     (schema `Filter`), e.g. `{"album": "a", "year": {"$gte": 2020}}`.
+             */
+            filter?: string;
         };
         Hit: {
             id: string;
@@ -877,6 +885,10 @@ export interface components {
         Limit: number;
         /** @description Number of hits, 1..`maxK` (default setting 1000). */
         K: number;
+        /** @description Ranks to skip: `offset` 10 with `k` 10 returns ranks 11-20. `offset + k` is at most `maxK`. */
+        Offset: number;
+        /** @description Leave out hits whose cosine is below this (see docs/search.md). */
+        MinScore: number;
         /** @description Brute-force scan instead of the HNSW index. */
         Exact: boolean;
     };
@@ -1022,6 +1034,10 @@ export interface operations {
             query?: {
                 /** @description Number of hits, 1..`maxK` (default setting 1000). */
                 k?: components["parameters"]["K"];
+                /** @description Ranks to skip: `offset` 10 with `k` 10 returns ranks 11-20. `offset + k` is at most `maxK`. */
+                offset?: components["parameters"]["Offset"];
+                /** @description Leave out hits whose cosine is below this (see docs/search.md). */
+                min_score?: components["parameters"]["MinScore"];
                 /** @description Brute-force scan instead of the HNSW index. */
                 exact?: components["parameters"]["Exact"];
             };

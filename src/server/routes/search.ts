@@ -2,7 +2,9 @@
 import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../errors.ts";
 import type { Hit } from "../../library/types.ts";
-import { readMultipart } from "../multipart.ts";
+import type { Filter } from "../../store/types.ts";
+import { parseJson, readMultipart } from "../multipart.ts";
+import { assertValid } from "../validation.ts";
 import { keptChars } from "../web.ts";
 import { type Handlers, imageUrl, type RouteContext, tookMs } from "./context.ts";
 
@@ -21,7 +23,14 @@ function toHit(hit: Hit): Schemas["Hit"] {
   return out;
 }
 
-export function searchHandlers({ settings, library, metrics, options }: RouteContext): Handlers {
+export function searchHandlers({
+  settings,
+  library,
+  metrics,
+  options,
+  validators,
+}: RouteContext): Handlers {
+  const validFilter = validators.component("Filter");
   // The library checks search inputs itself (empty query, length, k); only /tokenize, which
   // does not reach the library, needs the length limit here.
   const checkQueryLength = (text: string) => {
@@ -72,13 +81,25 @@ export function searchHandlers({ settings, library, metrics, options }: RouteCon
     },
 
     async searchImage(request) {
-      const query = request.query as { k: number; exact: boolean };
+      const query = request.query as {
+        k: number;
+        exact: boolean;
+        offset: number;
+        min_score?: number;
+      };
       const started = performance.now();
       const form = await readMultipart(request, settings, {
         fileField: "image",
         maxFiles: 1,
-        allowedFields: [],
+        allowedFields: ["filter"],
       });
+      const filters = form.fields.get("filter") ?? [];
+      if (filters.length > 1) {
+        throw new AppError("validation_failed", 'send at most one "filter" field');
+      }
+      // A part sent as application/json arrives parsed; a plain field is JSON text.
+      const filter = typeof filters[0] === "string" ? parseJson(filters[0], "filter") : filters[0];
+      if (filter !== undefined) assertValid(validFilter, filter, "filter");
       const file = form.files[0];
       if (file === undefined) {
         throw new AppError("validation_failed", 'no file in the field "image"; send one image');
@@ -91,7 +112,13 @@ export function searchHandlers({ settings, library, metrics, options }: RouteCon
         );
       }
       const result = await metrics.time("search_image", () =>
-        library.searchImage(file.bytes, { k: query.k, exact: query.exact }),
+        library.searchImage(file.bytes, {
+          k: query.k,
+          exact: query.exact,
+          offset: query.offset,
+          ...(query.min_score !== undefined ? { minScore: query.min_score } : {}),
+          ...(filter !== undefined ? { filter: filter as Filter } : {}),
+        }),
       );
       return {
         hits: result.hits.map(toHit),

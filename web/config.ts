@@ -2,15 +2,9 @@
  * The server's limits as the page needs them, read from the JSON the server writes into
  * #longclip-config; the defaults stand in for a page served without it (a plain file).
  */
+import type { PageConfig } from "../src/server/page-config.ts";
 
-export interface PageConfig {
-  maxBatchItems: number;
-  maxImageBytes: number;
-  maxRequestBytes: number;
-  maxQueryChars: number;
-  maxK: number;
-  jobs: boolean;
-}
+export type { PageConfig };
 
 const DEFAULT_CONFIG: PageConfig = {
   maxBatchItems: 64,

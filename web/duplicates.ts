@@ -3,23 +3,13 @@
  * similarity (GET /duplicates), a page at a time ("Load more groups" follows next_cursor).
  */
 import { describe, request, type Schemas, thumbnailUrl } from "./api.ts";
+import { el } from "./dom.ts";
 
 const PAGE = 20;
 
-function node<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  attributes: Record<string, string> = {},
-  ...children: (Node | string)[]
-): HTMLElementTagNameMap[K] {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
-  element.append(...children);
-  return element;
-}
-
 function groupItem(group: Schemas["DuplicateGroup"], number: number): HTMLLIElement {
   const images = group.ids.map((id) =>
-    node(
+    el(
       "a",
       {
         href: `/items/${encodeURIComponent(id)}/image`,
@@ -27,7 +17,7 @@ function groupItem(group: Schemas["DuplicateGroup"], number: number): HTMLLIElem
         rel: "noopener",
         title: id,
       },
-      node("img", {
+      el("img", {
         src: thumbnailUrl(id, 128),
         alt: `Image ${id}`,
         loading: "lazy",
@@ -36,15 +26,15 @@ function groupItem(group: Schemas["DuplicateGroup"], number: number): HTMLLIElem
       }),
     ),
   );
-  return node(
+  return el(
     "li",
     { class: "duplicate-group", "data-ids": group.ids.join(" ") },
-    node(
+    el(
       "p",
       { class: "duplicate-head" },
       `Group ${number} · ${group.ids.length} images · similarity up to ${group.max_score.toFixed(3)}`,
     ),
-    node("div", { class: "duplicate-images" }, ...images),
+    el("div", { class: "duplicate-images" }, ...images),
   );
 }
 

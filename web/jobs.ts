@@ -4,18 +4,12 @@
  * Polls GET /jobs every 2 s while a job runs, every 15 s otherwise.
  */
 import { describe, request, type Schemas } from "./api.ts";
+import { el } from "./dom.ts";
 
 type Job = Schemas["Job"];
 
 const ACTIVE_MS = 2_000;
 const IDLE_MS = 15_000;
-
-function text(tag: string, content: string, className?: string): HTMLElement {
-  const node = document.createElement(tag);
-  node.textContent = content;
-  if (className) node.className = className;
-  return node;
-}
 
 export function jobLine(job: Job): string {
   const c = job.counts;
@@ -43,15 +37,17 @@ function jobItem(job: Job, refresh: () => void): HTMLLIElement {
   const c = job.counts;
   const head = document.createElement("div");
   head.className = "job-head";
-  head.append(text("span", job.id, "job-id"), text("span", job.state, "job-state"));
+  head.append(
+    el("span", { class: "job-id" }, job.id),
+    el("span", { class: "job-state" }, job.state),
+  );
   const bar = document.createElement("progress");
   bar.max = Math.max(1, c.total);
   bar.value = c.indexed + c.duplicate + c.failed + c.cancelled;
   bar.setAttribute("aria-label", `${job.id} progress`);
-  item.append(head, bar, text("p", jobLine(job), "job-line"));
+  item.append(head, bar, el("p", { class: "job-line" }, jobLine(job)));
   if (job.state === "queued" || job.state === "running") {
-    const cancel = text("button", "Cancel", "button secondary") as HTMLButtonElement;
-    cancel.type = "button";
+    const cancel = el("button", { type: "button", class: "button secondary" }, "Cancel");
     cancel.addEventListener("click", () => {
       cancel.disabled = true;
       void request(`/jobs/${encodeURIComponent(job.id)}`, { method: "DELETE" }).then(

@@ -4,16 +4,11 @@
  * server validates them; its 400 answers name the field, and the page shows them as they are.
  */
 import type { Schemas } from "./api.ts";
+import { $ } from "./dom.ts";
 
 /** What the page sends: the spec's defaults (k, offset, exact…) are optional on the wire. */
 export type SearchBody = Partial<Schemas["SearchRequest"]>;
 type FilterCondition = Schemas["FilterCondition"];
-
-function byId<T extends HTMLElement>(id: string): T {
-  const node = document.getElementById(id);
-  if (node === null) throw new Error(`#${id} is missing`);
-  return node as T;
-}
 
 /**
  * A typed value from the text box: true, false, null and numbers as such, "quoted" text as a
@@ -64,11 +59,11 @@ export interface SearchOptionsRow {
 }
 
 export function searchOptionsRow(): SearchOptionsRow {
-  const key = byId<HTMLInputElement>("filter-key");
-  const operator = byId<HTMLSelectElement>("filter-op");
-  const value = byId<HTMLInputElement>("filter-value");
-  const minScore = byId<HTMLInputElement>("min-score");
-  const chunk = byId<HTMLInputElement>("long-chunk");
+  const key = $<HTMLInputElement>("filter-key");
+  const operator = $<HTMLSelectElement>("filter-op");
+  const value = $<HTMLInputElement>("filter-value");
+  const minScore = $<HTMLInputElement>("min-score");
+  const chunk = $<HTMLInputElement>("long-chunk");
   const syncValue = () => {
     const exists = operator.value === "exists";
     value.placeholder = exists

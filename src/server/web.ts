@@ -13,6 +13,7 @@ import { AppError } from "../errors.ts";
 import type { Library } from "../library/types.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
+import type { PageConfig } from "./page-config.ts";
 import { buildWeb, PAGE_FILE, pageIsStale, WEB_SOURCE_DIR } from "./web-page.ts";
 
 /** openapi.yaml operations served by this plugin rather than by app.ts's handlers. */
@@ -25,17 +26,6 @@ export interface WebOptions {
   settings: Settings;
   library: Library;
   spec: OpenApiDocument;
-}
-
-/** What the page needs to know about the server: its limits, so batches fit them. */
-export interface PageConfig {
-  maxBatchItems: number;
-  maxImageBytes: number;
-  maxRequestBytes: number;
-  maxQueryChars: number;
-  maxK: number;
-  /** Whether jobs can index folders on the server (a media root is set). */
-  jobs: boolean;
 }
 
 /**

@@ -1,0 +1,221 @@
+/**
+ * The search and its result grid: a text search from the form (with "load more" for the
+ * next page), an image search ("more like this"), a text search with an item subtracted
+ * ("less like this"), and the busy, empty and error states. Only the newest search may
+ * write to the grid: each one takes a sequence number and a stale answer is dropped.
+ */
+import { ApiError, describe, type Hit, request, type Schemas } from "./api.ts";
+import { card, displayName } from "./cards.ts";
+import type { PageConfig } from "./config.ts";
+import { $ } from "./dom.ts";
+import type { QueryBox } from "./query-box.ts";
+import { type SearchBody, searchOptionsRow } from "./search-options.ts";
+import type { LibraryStats } from "./stats.ts";
+
+export interface SearchDeps {
+  config: PageConfig;
+  queryBox: QueryBox;
+  stats: LibraryStats;
+  /** Opens a hit's detail view (a card was clicked). */
+  open(hit: Hit): void;
+}
+
+/** What the detail view does around an image search it started. */
+export interface ImageSearchHooks {
+  /** The hits arrived and are about to replace the grid. */
+  beforeShow(): void;
+  failed(error: unknown): void;
+}
+
+export interface SearchView {
+  /** A text search (query or compose) is on screen, so "less like this" can rework it. */
+  hasTextSearch(): boolean;
+  /** Images like this one's image (POST /search/image), from rank 1. */
+  moreLike(hit: Hit, hooks: ImageSearchHooks): Promise<void>;
+  /** The text search on screen with this item subtracted (compose, weight -0.5), from rank 1. */
+  lessLike(hit: Hit): Promise<void>;
+  /** After an upload: says so in an empty grid, where nothing else would show it. */
+  noteAdded(count: number): void;
+}
+
+function describeQuery(r: Schemas["SearchResponse"]): string {
+  const q = r.query;
+  if (q.truncated) return ` · the query was cut to ${q.max_tokens} of its ${q.tokens} tokens`;
+  if ((q.chunks ?? 1) > 1) return ` · read in ${q.chunks} sentence windows`;
+  return "";
+}
+
+export function startSearch({ config, queryBox, stats, open }: SearchDeps): SearchView {
+  const kSelect = $<HTMLSelectElement>("k");
+  const modeSelect = $<HTMLSelectElement>("mode");
+  const searchForm = $<HTMLFormElement>("search-form");
+  const searchButton = $<HTMLButtonElement>("search-button");
+  const results = $<HTMLOListElement>("results");
+  const resultsTitle = $("results-title");
+  const resultsStatus = $("results-status");
+  const loadMore = $<HTMLButtonElement>("load-more");
+  const searchOptions = searchOptionsRow();
+  let searchSeq = 0;
+  /** The text search on screen (query or compose), for "load more" and "less like this". */
+  let current: { body: SearchBody; k: number; offset: number; shown: number } | null = null;
+
+  const toCard = (hit: Hit) => card(hit, open);
+  const pageSize = () => Math.min(Number(kSelect.value), config.maxK);
+
+  const setBusy = (busy: boolean) => {
+    results.setAttribute("aria-busy", String(busy));
+    searchButton.disabled = busy;
+  };
+
+  const showHits = (hits: Hit[], title: string, emptyMessage: string, extra = "") => {
+    results.replaceChildren(...hits.map(toCard));
+    resultsTitle.textContent = title;
+    resultsStatus.classList.remove("error");
+    resultsStatus.textContent =
+      hits.length === 0
+        ? emptyMessage
+        : `${hits.length} result${hits.length === 1 ? "" : "s"}${extra}`;
+  };
+
+  const showError = (context: string, error: unknown) => {
+    results.replaceChildren();
+    resultsTitle.textContent = "Results";
+    resultsStatus.classList.add("error");
+    resultsStatus.textContent = `${context}: ${describe(error)}`;
+  };
+
+  const emptyLibraryMessage = () =>
+    stats.isEmpty()
+      ? "The library is empty: add images under \u201cAdd images\u201d, then search again."
+      : "No image matched. Try another description.";
+
+  /** Runs a text search from offset 0 (a new ranking) or the next page of the current one. */
+  const textSearch = async (body: SearchBody, title: string, more = false) => {
+    const seq = ++searchSeq;
+    setBusy(true);
+    loadMore.disabled = true;
+    resultsStatus.classList.remove("error");
+    if (!more) resultsStatus.textContent = "Searching…";
+    try {
+      const k = more && current ? current.k : pageSize();
+      const offset = more && current ? current.offset + current.k : 0;
+      const r = await request<Schemas["SearchResponse"]>("/search", {
+        method: "POST",
+        json: {
+          ...body,
+          k,
+          ...(offset > 0 ? { offset } : {}),
+          // Keyword and hybrid rank by a query text; a composed query ("less like this") has none.
+          ...("query" in body ? { mode: modeSelect.value } : {}),
+        },
+      });
+      if (seq !== searchSeq) return;
+      const shown = (more && current ? current.shown : 0) + r.hits.length;
+      current = { body, k, offset, shown };
+      if (more) {
+        results.append(...r.hits.map(toCard));
+        resultsStatus.textContent = `${shown} result${shown === 1 ? "" : "s"}`;
+      } else {
+        showHits(
+          r.hits,
+          title,
+          emptyLibraryMessage(),
+          ` in ${Math.round(r.took_ms)} ms${describeQuery(r)}`,
+        );
+      }
+      // A full page may have a next one (a cutoff or the end of the library gives fewer).
+      loadMore.hidden = r.hits.length < k || offset + 2 * k > config.maxK;
+    } catch (error) {
+      if (seq !== searchSeq) return;
+      if (more) {
+        resultsStatus.classList.add("error");
+        resultsStatus.textContent = `Loading more failed: ${describe(error)}`;
+      } else {
+        current = null;
+        loadMore.hidden = true;
+        showError("Search failed", error);
+      }
+    } finally {
+      if (seq === searchSeq) {
+        setBusy(false);
+        loadMore.disabled = false;
+      }
+    }
+  };
+
+  searchForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = queryBox.text();
+    if (text.trim() === "") {
+      resultsStatus.classList.add("error");
+      resultsStatus.textContent = "Type a description first: the query is empty.";
+      queryBox.focus();
+      return;
+    }
+    void textSearch({ query: text, ...searchOptions.fields() }, "Results");
+  });
+
+  loadMore.addEventListener("click", () => {
+    if (current) void textSearch(current.body, resultsTitle.textContent ?? "Results", true);
+  });
+
+  return {
+    hasTextSearch: () => current !== null,
+
+    async moreLike(hit, hooks) {
+      const seq = ++searchSeq;
+      setBusy(true);
+      try {
+        // The stored original is sent back as the query image.
+        const original = await fetch(hit.image_url);
+        if (!original.ok) {
+          throw new ApiError(
+            original.status,
+            "image_unavailable",
+            `the image of ${hit.id} could not be read`,
+          );
+        }
+        const form = new FormData();
+        form.append("image", await original.blob(), hit.id);
+        const r = await request<Schemas["ImageSearchResponse"]>(`/search/image?k=${pageSize()}`, {
+          method: "POST",
+          body: form,
+        });
+        if (seq !== searchSeq) return;
+        hooks.beforeShow();
+        current = null;
+        loadMore.hidden = true;
+        showHits(
+          r.hits,
+          `More like ${displayName(hit)}`,
+          "No similar image found.",
+          ` in ${Math.round(r.took_ms)} ms`,
+        );
+        resultsTitle.focus();
+      } catch (error) {
+        if (seq !== searchSeq) return;
+        hooks.failed(error);
+      } finally {
+        if (seq === searchSeq) setBusy(false);
+      }
+    },
+
+    async lessLike(hit) {
+      if (current === null) return;
+      const { query: text, compose, ...options } = current.body;
+      const parts = compose ?? (text !== undefined ? [{ text, weight: 1 }] : []);
+      await textSearch(
+        { ...options, compose: [...parts, { item_id: hit.id, weight: -0.5 }] },
+        `Less like ${displayName(hit)}`,
+      );
+      resultsTitle.focus();
+    },
+
+    noteAdded(count) {
+      if (count > 0 && results.childElementCount === 0) {
+        resultsStatus.classList.remove("error");
+        resultsStatus.textContent = `${count} image${count === 1 ? "" : "s"} added: search to see them.`;
+      }
+    },
+  };
+}

@@ -10,10 +10,6 @@
  *   embedder has another model id refuses to index or search until `reindex()` ran. On a
  *   shared store (Postgres) every node re-reads the model, so a reindex by one is seen by all.
  */
-import { createHash } from "node:crypto";
-import { constants } from "node:fs";
-import { open, realpath } from "node:fs/promises";
-import path from "node:path";
 import type { Settings } from "../config.ts";
 import type { Embedder, TextEmbedding } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
@@ -26,6 +22,7 @@ import { DecodeGate } from "./decode-gate.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
 import { withUploadFilename } from "./hybrid.ts";
 import { errorOf, type Generation, Ingest } from "./ingest.ts";
+import { ItemReader } from "./items.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
 import { Search } from "./search.ts";
@@ -74,11 +71,6 @@ const STORE_CHECK_INTERVAL_MS = 2_000;
 
 function isUnavailable(error: unknown): boolean {
   return isAppError(error) && error.code === "database_unavailable";
-}
-
-function publicItem(item: StoredItem): Item {
-  const { label: _label, ...rest } = item;
-  return rest;
 }
 
 /**
@@ -159,6 +151,7 @@ export class LongclipLibrary implements Library {
   private readonly ingest: Ingest;
   private readonly blueGreen: BlueGreen;
   private readonly duplicateGroups: DuplicateGroups;
+  private readonly items: ItemReader;
   /** Search for the live model (rebuilt at a blue/green switch). */
   private search: Search;
 
@@ -186,6 +179,7 @@ export class LongclipLibrary implements Library {
       assertOpen: () => this.assertOpen(),
       onBackgroundError: (error) => this.reportBackground(error),
     });
+    this.items = new ItemReader(settings, store);
     this.duplicateGroups = new DuplicateGroups(store, Math.max(1, settings.duplicateNeighbours));
     this.ingest = new Ingest({
       settings,
@@ -516,84 +510,17 @@ export class LongclipLibrary implements Library {
 
   async getItem(id: string): Promise<Item | undefined> {
     this.assertOpen();
-    const item = await this.store.getById(id);
-    return item === undefined ? undefined : publicItem(item);
+    return this.items.get(id);
   }
 
   async readImage(id: string): Promise<{ bytes: Buffer; contentType: string } | undefined> {
     this.assertOpen();
-    const item = await this.store.getById(id);
-    if (item === undefined) return undefined;
-    try {
-      return { bytes: await this.readBytes(item), contentType: item.contentType };
-    } catch (error) {
-      if (isAppError(error)) throw error;
-      throw new AppError(
-        "image_missing",
-        `The image file of item "${id}" is gone${item.path ? ` (${this.shownPath(item.path)})` : ""}; restore it or delete the item.`,
-        404,
-      );
-    }
+    return this.items.readImage(id);
   }
 
   /** Waits until `pixels` may be decoded (thumbnails share the ingest and search budget). */
   admitDecode(pixels: number): Promise<() => void> {
     return this.decodeGate.admitPixels(pixels);
-  }
-
-  /** A path as clients may see it: relative to the media root, never the server's layout. */
-  private shownPath(file: string): string {
-    const root = this.settings.mediaRoot;
-    return root !== undefined && !path.relative(root, file).startsWith("..")
-      ? path.relative(root, file)
-      : path.basename(file);
-  }
-
-  /** An item's original bytes: from the store for uploads, from its file for paths. */
-  private readBytes(item: StoredItem): Promise<Buffer> {
-    return item.source === "upload"
-      ? this.store.readOriginal(item.sha256)
-      : this.readIndexedFile(item);
-  }
-
-  /**
-   * The file of an item indexed by path, re-checked on every read: it must still be the
-   * regular file that was indexed (same real path, no symbolic link, same size and sha256),
-   * so replacing it by a link to another file never serves that file.
-   */
-  private async readIndexedFile(item: StoredItem): Promise<Buffer> {
-    const file = item.path as string;
-    const changed = (why: string) =>
-      new AppError(
-        "image_changed",
-        `The file of item "${item.id}" (${this.shownPath(file)}) ${why} since it was indexed; re-index it or delete the item.`,
-        409,
-      );
-    let handle: Awaited<ReturnType<typeof open>>;
-    try {
-      // O_NOFOLLOW: a symbolic link in place of the file is refused, not followed.
-      handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === "ELOOP" || code === "EMLINK") throw changed("was replaced by a symbolic link");
-      throw error;
-    }
-    try {
-      const info = await handle.stat();
-      if (!info.isFile()) throw changed("is no longer a regular file");
-      // A directory on the way that became a link leads somewhere else.
-      if ((await realpath(file)) !== file)
-        throw changed("moved (a directory on its path is now a link)");
-      if (info.size !== item.bytes)
-        throw changed(`changed size (${info.size} bytes, ${item.bytes} indexed)`);
-      const bytes = await handle.readFile();
-      if (createHash("sha256").update(bytes).digest("hex") !== item.sha256) {
-        throw changed("changed content");
-      }
-      return bytes;
-    } finally {
-      await handle.close();
-    }
   }
 
   async deleteItem(id: string): Promise<boolean> {
@@ -604,9 +531,7 @@ export class LongclipLibrary implements Library {
 
   async listItems(cursor: string | null, limit: number): Promise<Page<Item>> {
     this.assertOpen();
-    const bounded = Math.min(Math.max(1, Math.trunc(limit) || 1), this.settings.maxK);
-    const page = await this.store.listItems(cursor, bounded);
-    return { items: page.items.map(publicItem), nextCursor: page.nextCursor };
+    return this.items.list(cursor, limit);
   }
 
   // ---------------------------------------------------------------- reindex
@@ -647,7 +572,7 @@ export class LongclipLibrary implements Library {
         after = last.label;
         const decoded = await Promise.allSettled(
           page.map(async (item) =>
-            this.pool.run(await this.readBytes(item), this.preprocessOptions),
+            this.pool.run(await this.items.readBytes(item), this.preprocessOptions),
           ),
         );
         const good: { label: number; pixels: Float32Array }[] = [];

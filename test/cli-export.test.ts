@@ -48,6 +48,7 @@ test("longclip export --python passes its arguments to python3 -m training expor
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /usage: python3 -m training export/);
   assert.match(run.stdout, /--random-init/);
+  assert.match(run.stdout, /--fp16/);
 });
 
 test("longclip export --random-init goes to the Python exporter, whose failure is the exit code", {

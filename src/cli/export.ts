@@ -2,8 +2,8 @@
  * `longclip export`: a checkpoint to a model directory (docs/model-format.md).
  *
  * Official Long-CLIP / OpenAI-format `.pt` state dicts and Hugging Face CLIPModel directories
- * are converted in TypeScript (src/convert), without Python. `--python`, `--random-init` and
- * `--int8` run the training package's exporter instead (`python3 -m training export`, through
+ * are converted in TypeScript (src/convert), without Python. `--python`, `--random-init`,
+ * `--int8` and `--fp16` run the training package's exporter instead (`python3 -m training export`, through
  * scripts/python), with every other argument passed through; so does a TorchScript archive
  * when a Python with torch is installed.
  */
@@ -18,7 +18,14 @@ import { errorMessage } from "./settings.ts";
 
 /** Exit code of scripts/python when no Python with torch is installed. */
 const NO_PYTHON = 127;
-const PYTHON_ONLY_OPTIONS = ["--random-init", "--int8", "--opset", "--seed", "--num-merges"];
+const PYTHON_ONLY_OPTIONS = [
+  "--random-init",
+  "--int8",
+  "--fp16",
+  "--opset",
+  "--seed",
+  "--num-merges",
+];
 
 export const EXPORT_USAGE = `usage: longclip export --checkpoint PATH [--vocab FILE] --out DIR [--name NAME] [--no-verify] [--threads N]
        longclip export --python ARGS...   (the Python exporter: python3 -m training export ARGS)
@@ -36,7 +43,7 @@ Converts without Python:
   --no-verify        skip the check of the towers against the TypeScript forward
   --threads N        ONNX Runtime threads for the check (default 2)
 
---random-init, --int8, TorchScript archives and training checkpoints need the Python exporter
+--random-init, --int8, --fp16, TorchScript archives and training checkpoints need the Python exporter
 (longclip export --python --help).
 `;
 

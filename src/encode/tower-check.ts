@@ -6,6 +6,7 @@
  * embedding of that input must reach the recorded cosine, or the model is refused.
  */
 import { AppError } from "../errors.ts";
+import { cosine } from "../vector-index/exact.ts";
 import type { EngineLogger } from "./session.ts";
 import type { TensorData, TowerName, Towers } from "./towers.ts";
 import type { ModelConfig } from "./types.ts";
@@ -25,20 +26,6 @@ export function deviceCheckInput(tower: TowerName, config: ModelConfig): TensorD
   for (let i = 1; i < length - 1; i++) data[i] = BigInt(((7919 * i) % (start - 1)) + 1);
   data[length - 1] = BigInt(config.end_token_id);
   return { type: "int64", data, dims: [1, length] };
-}
-
-function cosine(a: Float32Array, b: readonly number[]): number {
-  let dot = 0;
-  let normA = 0;
-  let normB = 0;
-  for (let i = 0; i < b.length; i++) {
-    const x = a[i] as number;
-    const y = b[i] as number;
-    dot += x * y;
-    normA += x * x;
-    normB += y * y;
-  }
-  return dot / Math.sqrt(normA * normB);
 }
 
 /**
@@ -63,7 +50,7 @@ export async function checkConvertedTowers(
     }
     if (entry.check === undefined) continue;
     const output = await towers.run(name, deviceCheckInput(name, config));
-    const value = cosine(output.data as Float32Array, entry.check.embedding);
+    const value = cosine(output.data as Float32Array, Float32Array.from(entry.check.embedding));
     cosines[name] = value;
     if (!(value >= entry.check.min_cosine)) {
       throw new AppError(

@@ -1,9 +1,5 @@
 /** The library's public surface: `createLibrary` and the types the HTTP layer and CLI use. */
-export {
-  createLibrary,
-  type LibraryOptions,
-  type LibraryState,
-  LongclipLibrary,
-  libraryModelId,
-} from "./library.ts";
+
+export { libraryModelId } from "./generations.ts";
+export { createLibrary, LongclipLibrary } from "./library.ts";
 export type * from "./types.ts";

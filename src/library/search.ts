@@ -2,8 +2,9 @@
  * The query side of search: a text, a long text in sentence windows, or a weighted composition
  * of texts and stored items becomes one unit query vector; the store ranks items by it; the
  * page (`offset`, `k`) and the relevance cutoff (`minScore`) are cut from that ranking with
- * ranks kept absolute. The library (./library.ts) supplies the encoder queue, the query cache
- * and its state checks; the HTTP layer and the CLI only translate to and from this.
+ * ranks kept absolute. ./query-embedder.ts supplies the text queue and the query cache, the
+ * library (./library.ts) its state checks; the HTTP layer and the CLI only translate to and
+ * from this.
  */
 import type { Settings } from "../config.ts";
 import type { TextEmbedding } from "../encode/types.ts";

@@ -2,7 +2,8 @@
  * The library: what the HTTP layer and the CLI call. It owns the ingest pipeline
  * (preprocess → encode → store), search, and item management.
  */
-import type { Filter, ReindexTarget, VectorIndexStats } from "../store/types.ts";
+import type { Embedder } from "../encode/types.ts";
+import type { Filter, ItemStore, ReindexTarget, VectorIndexStats } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 
 export type Metadata = Record<string, unknown>;
@@ -115,6 +116,31 @@ export interface TextSearchResult {
 export interface Page<T> {
   items: T[];
   nextCursor: string | null;
+}
+
+export type LibraryState =
+  | "starting"
+  | "unavailable"
+  | "ready"
+  | "needs_reindex"
+  | "reindexing"
+  | "closed";
+
+export interface LibraryOptions {
+  /**
+   * Accept `path` inputs anywhere on the file system, not only under settings.mediaRoot. For
+   * the local CLI (`longclip index <paths>`), whose user already has the files; never for HTTP.
+   */
+  allowAnyPath?: boolean;
+  /** Called when background work (index saves, store checks) fails (default: a warning). */
+  onBackgroundError?: (error: unknown) => void;
+  /** The store to use instead of the one the settings name (tests, migrate). */
+  store?: ItemStore;
+  /**
+   * Loads another model (blue/green reindex: `startReindex`, and following a reindex that
+   * another node or process runs). Without it, this library cannot take part in one.
+   */
+  loadModel?: (modelDir: string) => Promise<Embedder>;
 }
 
 export interface LibraryStats {

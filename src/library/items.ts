@@ -1,0 +1,109 @@
+/**
+ * Reading stored items: an item by id, a page of items, and an item's original image bytes
+ * (from the store for uploads, from its file for items indexed by path). A file is re-checked
+ * on every read, and a path in an error is shown relative to the media root, never as the
+ * server's layout. The library (./library.ts) checks that it is open and delegates here.
+ */
+import { createHash } from "node:crypto";
+import { constants } from "node:fs";
+import { open, realpath } from "node:fs/promises";
+import path from "node:path";
+import type { Settings } from "../config.ts";
+import { AppError, isAppError } from "../errors.ts";
+import type { ItemStore, StoredItem } from "../store/types.ts";
+import type { Item, Page } from "./types.ts";
+
+/** A stored item as clients see it (without the store's internal label). */
+export function publicItem(item: StoredItem): Item {
+  const { label: _label, ...rest } = item;
+  return rest;
+}
+
+export class ItemReader {
+  constructor(
+    private readonly settings: Settings,
+    private readonly store: ItemStore,
+  ) {}
+
+  async get(id: string): Promise<Item | undefined> {
+    const item = await this.store.getById(id);
+    return item === undefined ? undefined : publicItem(item);
+  }
+
+  /** At most `limit` items (clamped to 1..maxK) after `cursor`. */
+  async list(cursor: string | null, limit: number): Promise<Page<Item>> {
+    const bounded = Math.min(Math.max(1, Math.trunc(limit) || 1), this.settings.maxK);
+    const page = await this.store.listItems(cursor, bounded);
+    return { items: page.items.map(publicItem), nextCursor: page.nextCursor };
+  }
+
+  async readImage(id: string): Promise<{ bytes: Buffer; contentType: string } | undefined> {
+    const item = await this.store.getById(id);
+    if (item === undefined) return undefined;
+    try {
+      return { bytes: await this.readBytes(item), contentType: item.contentType };
+    } catch (error) {
+      if (isAppError(error)) throw error;
+      throw new AppError(
+        "image_missing",
+        `The image file of item "${id}" is gone${item.path ? ` (${this.shownPath(item.path)})` : ""}; restore it or delete the item.`,
+        404,
+      );
+    }
+  }
+
+  /** An item's original bytes: from the store for uploads, from its file for paths. */
+  readBytes(item: StoredItem): Promise<Buffer> {
+    return item.source === "upload"
+      ? this.store.readOriginal(item.sha256)
+      : this.readIndexedFile(item);
+  }
+
+  /** A path as clients may see it: relative to the media root, never the server's layout. */
+  private shownPath(file: string): string {
+    const root = this.settings.mediaRoot;
+    return root !== undefined && !path.relative(root, file).startsWith("..")
+      ? path.relative(root, file)
+      : path.basename(file);
+  }
+
+  /**
+   * The file of an item indexed by path, re-checked on every read: it must still be the
+   * regular file that was indexed (same real path, no symbolic link, same size and sha256),
+   * so replacing it by a link to another file never serves that file.
+   */
+  private async readIndexedFile(item: StoredItem): Promise<Buffer> {
+    const file = item.path as string;
+    const changed = (why: string) =>
+      new AppError(
+        "image_changed",
+        `The file of item "${item.id}" (${this.shownPath(file)}) ${why} since it was indexed; re-index it or delete the item.`,
+        409,
+      );
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      // O_NOFOLLOW: a symbolic link in place of the file is refused, not followed.
+      handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ELOOP" || code === "EMLINK") throw changed("was replaced by a symbolic link");
+      throw error;
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw changed("is no longer a regular file");
+      // A directory on the way that became a link leads somewhere else.
+      if ((await realpath(file)) !== file)
+        throw changed("moved (a directory on its path is now a link)");
+      if (info.size !== item.bytes)
+        throw changed(`changed size (${info.size} bytes, ${item.bytes} indexed)`);
+      const bytes = await handle.readFile();
+      if (createHash("sha256").update(bytes).digest("hex") !== item.sha256) {
+        throw changed("changed content");
+      }
+      return bytes;
+    } finally {
+      await handle.close();
+    }
+  }
+}

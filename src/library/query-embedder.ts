@@ -1,0 +1,91 @@
+/**
+ * Queries become vectors by the live model: texts through the query cache and the text
+ * tower's queue, images through the preprocess pool and the vision tower's queue. Ranking and
+ * the checks of a query are ./search.ts's; the library's state checks stay in ./library.ts.
+ */
+import type { Settings } from "../config.ts";
+import type { TextEmbedding } from "../encode/types.ts";
+import { LruCache } from "../util/lru-cache.ts";
+import type { Generation } from "./ingest.ts";
+import type { PreprocessPool } from "./preprocess-pool.ts";
+import { EmbedQueue } from "./queue.ts";
+
+export class QueryEmbedder {
+  /**
+   * Text queries. The text tower has its own worker thread (src/encode), so a text query need
+   * not wait for the image chunk in progress; it only queues behind other text queries.
+   */
+  private readonly textQueue: EmbedQueue;
+  /** Repeated queries skip the text tower (about 40 ms for LongCLIP-B on 2 cores; a hit ~1 µs). */
+  private readonly cache: LruCache<string, TextEmbedding>;
+
+  constructor(
+    private readonly settings: Settings,
+    private readonly pool: PreprocessPool,
+    /** Vision-tower work, shared with ingest and reindex. */
+    private readonly queue: EmbedQueue,
+    private readonly live: () => Generation,
+  ) {
+    this.textQueue = new EmbedQueue(settings.maxQueueDepth);
+    this.cache = new LruCache(settings.queryCacheSize);
+  }
+
+  /** Text queries waiting or running. */
+  get pending(): number {
+    return this.textQueue.pending;
+  }
+
+  /** Forgets the cached queries (the live model changed). */
+  clear(): void {
+    this.cache.clear();
+  }
+
+  /** Unit embeddings of texts: cached ones at once, the rest in one batch on the text queue. */
+  async embedTexts(texts: readonly string[]): Promise<TextEmbedding[]> {
+    // Keyed by model: a query embedded just before a switch must not serve after it.
+    const embedder = this.live().embedder;
+    const key = (text: string) => `${embedder.modelId}\n${text}`;
+    const out = texts.map((text) => this.cache.get(key(text)));
+    const missing = [...new Set(texts.filter((_, i) => out[i] === undefined))];
+    if (missing.length > 0) {
+      const reservation = this.textQueue.reserve("query", missing.length);
+      let embedded: TextEmbedding[];
+      try {
+        embedded = await this.textQueue.run("query", missing.length, () =>
+          embedder.embedTexts(missing),
+        );
+      } finally {
+        reservation.release();
+      }
+      missing.forEach((text, i) => {
+        const result = embedded[i];
+        if (result === undefined) throw new Error("the encoder returned no embedding");
+        this.cache.set(key(text), result);
+      });
+      texts.forEach((text, i) => {
+        out[i] ??= embedded[missing.indexOf(text)];
+      });
+    }
+    return out as TextEmbedding[];
+  }
+
+  /** The embedding of an image query, decoded under maxQueryImagePixels. */
+  async embedImage(bytes: Buffer): Promise<Float32Array> {
+    const { settings } = this;
+    // Admitted before decoding: a full queue refuses the query before it costs any memory.
+    const reservation = this.queue.reserve("query", 1);
+    let vectors: Float32Array[];
+    try {
+      const image = await this.pool.run(bytes, this.live().options, {
+        maxPixels: Math.min(settings.maxQueryImagePixels, settings.maxImagePixels),
+        setting: "maxQueryImagePixels, LONGCLIP_MAX_QUERY_IMAGE_PIXELS",
+      });
+      vectors = await this.queue.run("query", 1, () =>
+        this.live().embedder.embedPixels([image.pixels]),
+      );
+    } finally {
+      reservation.release();
+    }
+    return vectors[0] as Float32Array;
+  }
+}

@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
@@ -223,6 +223,49 @@ describe("blue/green reindex on SQLite, over HTTP", () => {
     } finally {
       await searches?.stop();
       await app.close();
+    }
+  });
+});
+
+describe("blue/green reindex and files indexed by path", () => {
+  test("a file replaced by a symbolic link since it was indexed fails alone with image_changed", async () => {
+    const root = tempDir("blue-green-paths-");
+    const { served, next } = modelsUnder(root);
+    const media = path.join(root, "media");
+    mkdirSync(media);
+    const [a, b, secret] = await pngs(2000, 3);
+    writeFileSync(path.join(media, "a.png"), a as Buffer);
+    writeFileSync(path.join(media, "b.png"), b as Buffer);
+    writeFileSync(path.join(root, "secret.png"), secret as Buffer);
+    const settings = testSettings(served, path.join(root, "data"), { mediaRoot: media });
+    const library = await openLibrary(settings);
+    try {
+      const indexed = await library.index([
+        { id: "a", path: path.join(media, "a.png") },
+        { id: "b", path: path.join(media, "b.png") },
+      ]);
+      assert.deepEqual(
+        indexed.map((result) => result.status),
+        ["indexed", "indexed"],
+      );
+      // After indexing, b.png becomes a link to a file outside the media root.
+      rmSync(path.join(media, "b.png"));
+      symlinkSync(path.join(root, "secret.png"), path.join(media, "b.png"));
+      await library.startReindex(next, "manual");
+      const status = await until("the run to complete", async () => {
+        const current = library.reindexStatus();
+        return current?.state === "waiting_for_switch" ? current : undefined;
+      });
+      assert.equal(status.done, 1);
+      assert.equal(status.failed, 1);
+      assert.deepEqual(
+        status.failures.map((failure) => [failure.id, failure.code]),
+        [["b", "image_changed"]],
+      );
+      const store = (library as LongclipLibrary).store;
+      assert.equal(await store.countStaging(NEXT_ID), 1, "only a.png is embedded by the new model");
+    } finally {
+      await library.close();
     }
   });
 });

@@ -9,7 +9,6 @@
  * crashed run resumes where it stopped: the items that already have a staged embedding are
  * skipped. A node whose heartbeat is stale is taken over by another (or by the next start).
  */
-import { readFile } from "node:fs/promises";
 import type { Settings } from "../config.ts";
 import type { Embedder } from "../encode/types.ts";
 import { AppError, isAppError } from "../errors.ts";
@@ -43,6 +42,8 @@ export interface BlueGreenHost {
   store: ItemStore;
   pool: PreprocessPool;
   queue: EmbedQueue;
+  /** An item's original bytes (a file indexed by path is re-checked: ./items.ts). */
+  readBytes(item: StoredItem): Promise<Buffer>;
   live(): Generation;
   /** Loads the next model (the library's loadModel option). */
   load(modelDir: string): Promise<Generation>;
@@ -363,20 +364,20 @@ export class BlueGreen {
     next: Generation,
     failed: Set<number>,
   ): Promise<void> {
-    const { store, pool, queue } = this.host;
+    const { store, pool, queue, readBytes } = this.host;
     const status = this.status as ReindexStatus;
     // Uploads are read from the store (an error there is the store's, not the item's); files
-    // by path may be gone, which fails only that item.
+    // by path may be gone or replaced (re-checked as every read of them is), which fails only
+    // that item.
     const bytes = await Promise.all(
-      page.map((item) =>
-        item.source === "upload"
-          ? store.readOriginal(item.sha256)
-          : readFile(item.path as string).catch((error: Error) => error),
-      ),
+      page.map((item) => {
+        const read = readBytes(item);
+        return item.source === "upload" ? read : read.catch((error: Error) => error);
+      }),
     );
     const decoded = await Promise.allSettled(
       bytes.map(async (data) => {
-        if (data instanceof Error) throw imageMissing(data);
+        if (data instanceof Error) throw isAppError(data) ? data : imageMissing(data);
         return pool.run(data, next.options);
       }),
     );

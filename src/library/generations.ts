@@ -82,6 +82,7 @@ export class Generations {
       store: host.store,
       pool: host.pool,
       queue: host.queue,
+      readBytes: host.readBytes,
       live: () => this.current,
       load: (modelDir) => this.load(modelDir),
       adopt: (next) => this.adopt(next),

@@ -105,6 +105,7 @@ export class LongclipLibrary implements Library {
         store,
         pool: this.pool,
         queue: this.queue,
+        readBytes: (item) => this.items.readBytes(item),
         loadModel: options.loadModel,
         active: () => this.active,
         adopted: (next) => this.adopted(next),

@@ -299,9 +299,13 @@ def convert_towers(model: CLIP, out: Path, precision: str, check: bool, threads:
         done.append(f"{tower} ({quantize_file(fp32, converted, precision)['converted']})")
     message = f"{precision} towers: {', '.join(done)}"
     if check:
-        pairs = [(tower, *files[tower], inputs[tower][0], *inputs[tower][1:]) for tower in towers]
+        jobs = [(str(file), *inputs[tower]) for tower in towers for file in files[tower]]
+        outputs = run_onnx(jobs, threads)
+        pairs = {
+            tower: tuple(outputs[2 * index : 2 * index + 2]) for index, tower in enumerate(towers)
+        }
         try:
-            cosine = check_cosine(pairs, threads, precision)
+            cosine = check_cosine(pairs, precision)
         except QuantizeError as error:
             for _, converted in files.values():
                 converted.unlink()

@@ -167,18 +167,12 @@ def device_check(embedding: np.ndarray) -> dict:
     return {"min_cosine": MIN_COSINE, "embedding": [float(v) for v in embedding.reshape(-1)]}
 
 
-def check_cosine(pairs, threads: int = 2, precision: str = "int8") -> dict:
-    """pairs: (tower, fp32 file, converted file, input name, input array, output name). Runs
-    both files through ONNX Runtime on the same input and returns each tower's minimum row
-    cosine; raises below MIN_COSINE."""
-    jobs = []
-    for _, fp32_file, converted_file, input_name, array, output_name in pairs:
-        jobs.append((str(fp32_file), input_name, array, output_name))
-        jobs.append((str(converted_file), input_name, array, output_name))
-    outputs = run_onnx(jobs, threads)
-    report = {}
-    for index, pair in enumerate(pairs):
-        report[pair[0]] = float(cosines(outputs[2 * index], outputs[2 * index + 1]).min())
+def check_cosine(outputs: dict, precision: str = "int8") -> dict:
+    """outputs: tower -> (fp32 embeddings, converted embeddings) of the same check inputs.
+    Returns each tower's minimum row cosine; raises below MIN_COSINE."""
+    report = {
+        tower: float(cosines(fp32, converted).min()) for tower, (fp32, converted) in outputs.items()
+    }
     worst = min(report, key=report.get)
     if report[worst] < MIN_COSINE:
         raise QuantizeError(
@@ -218,36 +212,30 @@ def quantize_dir(
     # The sample gallery (models/demo) is indexed by `serve`; the copy serves it too.
     if (model_dir / "gallery").is_dir():
         shutil.copytree(model_dir / "gallery", out / "gallery", dirs_exist_ok=True)
+    # One ONNX Runtime run: per tower, the fp32 file on the check inputs and on the device
+    # check input (whose embedding config.json records), the converted file on the check inputs.
     inputs = check_inputs(config)
-    pairs = [
-        (
-            tower,
-            model_dir / config[tower]["file"],
-            out / config[tower]["file"],
-            config[tower]["input"],
-            inputs[tower],
-            config[tower]["output"],
-        )
-        for tower in towers
-    ]
-    report = check_cosine(pairs, threads, precision)
     device_inputs = device_check_inputs(
         config["image_resolution"],
         config["context_length"],
         config["start_token_id"],
         config["end_token_id"],
     )
-    jobs = [
-        (
-            str(model_dir / config[tower]["file"]),
-            config[tower]["input"],
-            device_inputs[tower],
-            config[tower]["output"],
-        )
-        for tower in towers
-    ]
-    for tower, embedding in zip(towers, run_onnx(jobs, threads)):
-        config[tower]["check"] = device_check(embedding)
+    jobs = []
+    for tower in towers:
+        file, input_name, output_name = (config[tower][key] for key in ("file", "input", "output"))
+        jobs += [
+            (str(model_dir / file), input_name, inputs[tower], output_name),
+            (str(model_dir / file), input_name, device_inputs[tower], output_name),
+            (str(out / file), input_name, inputs[tower], output_name),
+        ]
+    outputs = run_onnx(jobs, threads)
+    runs = {tower: outputs[3 * index : 3 * index + 3] for index, tower in enumerate(towers)}
+    report = check_cosine(
+        {tower: (fp32, converted) for tower, (fp32, _, converted) in runs.items()}, precision
+    )
+    for tower, (_, device_embedding, _) in runs.items():
+        config[tower]["check"] = device_check(device_embedding)
     config["model_id"] = model_id(config["name"], out)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return {

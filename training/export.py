@@ -229,25 +229,20 @@ def build_config(
     num_merges: int,
     source_sha256: str,
     precision: str = "fp32",
+    checks: dict | None = None,
 ) -> dict:
-    """config.json; ``precision`` is what ``export`` converted (its towers, DEFAULT_TOWERS)."""
+    """config.json; ``precision`` is what ``export`` converted (its towers, DEFAULT_TOWERS) and
+    ``checks`` the converted towers' ``check`` entries (from ``convert_towers``)."""
     cfg = model.config
     vocab_size = check_vocab(model, num_merges)
     converted = DEFAULT_TOWERS.get(precision, ())
-    # A converted tower carries the fp32 model's embedding of the device check input, which
-    # the server compares with the converted tower's when it opens it.
-    inputs = device_check_inputs(
-        cfg.image_resolution, cfg.context_length, vocab_size - 2, vocab_size - 1
-    )
-    with torch.no_grad():
-        encode = {"vision": model.encode_image, "text": model.encode_text}
-        checks = {
-            tower: {"check": device_check(encode[tower](torch.from_numpy(inputs[tower])).numpy())}
-            for tower in converted
-        }
+    checks = checks or {}
 
     def precision_of(tower: str) -> str:
         return precision if tower in converted else "fp32"
+
+    def check_of(tower: str) -> dict:
+        return {"check": checks[tower]} if tower in checks else {}
 
     return {
         "format": "longclip-onnx",
@@ -269,24 +264,43 @@ def build_config(
             "input": "pixel_values",
             "output": "image_embeds",
             "precision": precision_of("vision"),
-            **checks.get("vision", {}),
+            **check_of("vision"),
         },
         "text": {
             "file": "text.onnx",
             "input": "input_ids",
             "output": "text_embeds",
             "precision": precision_of("text"),
-            **checks.get("text", {}),
+            **check_of("text"),
         },
         "source_sha256": source_sha256,
         "exporter_version": __version__,
     }
 
 
-def convert_towers(model: CLIP, out: Path, precision: str, check: bool, threads: int = 2) -> str:
+def device_checks(model: CLIP, towers) -> dict:
+    """config.json's ``check`` entry of each tower in ``towers``: the fp32 model's embedding of
+    the device check input, which the server compares with the converted tower's when it opens
+    it."""
+    cfg = model.config
+    inputs = device_check_inputs(
+        cfg.image_resolution, cfg.context_length, cfg.vocab_size - 2, cfg.vocab_size - 1
+    )
+    encode = {"vision": model.encode_image, "text": model.encode_text}
+    with torch.no_grad():
+        return {
+            tower: device_check(encode[tower](torch.from_numpy(inputs[tower])).numpy())
+            for tower in towers
+        }
+
+
+def convert_towers(
+    model: CLIP, out: Path, precision: str, check: bool, threads: int = 2
+) -> tuple[str, dict]:
     """Replaces the towers DEFAULT_TOWERS names for ``precision`` (int8: vision; fp16: both) by
     their converted copies, after checking each copy's embeddings of the verification inputs
-    against the fp32 file's; returns what was done, for the log."""
+    against the fp32 file's; returns what was done, for the log, and the converted towers'
+    ``check`` entries for config.json."""
     pixels, id_batches = sample_inputs(model)
     inputs = {
         "vision": ("pixel_values", pixels.numpy(), "image_embeds"),
@@ -314,7 +328,7 @@ def convert_towers(model: CLIP, out: Path, precision: str, check: bool, threads:
         message += f"; min cosine to fp32 {figures} (threshold {MIN_COSINE})"
     for fp32, converted in files.values():
         converted.replace(fp32)
-    return message
+    return message, device_checks(model, towers)
 
 
 def run(args) -> int:
@@ -343,11 +357,15 @@ def run(args) -> int:
             figures = ", ".join(f"{k} {v:.2e}" for k, v in report.items())
             print(f"verified against PyTorch (max relative difference): {figures}")
         precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+        checks = {}
         if precision != "fp32":
-            print(convert_towers(model, out, precision, not args.no_verify, args.threads))
+            message, checks = convert_towers(
+                model, out, precision, not args.no_verify, args.threads
+            )
+            print(message)
         shutil.copyfile(args.vocab, out / args.vocab.name)
         config = build_config(
-            model, name, out, args.vocab.name, num_merges, source_sha256, precision
+            model, name, out, args.vocab.name, num_merges, source_sha256, precision, checks
         )
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     except (ExportError, OnnxRunError, FileNotFoundError, ValueError) as error:

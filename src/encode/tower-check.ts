@@ -30,15 +30,14 @@ export function deviceCheckInput(tower: TowerName, config: ModelConfig): TensorD
 
 /**
  * Runs each converted tower with a check entry on its device check input; throws
- * `model_invalid` below the recorded cosine. Returns the cosines, by tower.
+ * `model_invalid` below the recorded cosine, and logs the cosine it passes with.
  */
 export async function checkConvertedTowers(
   towers: Towers,
   config: ModelConfig,
   modelDir: string,
   logger: EngineLogger,
-): Promise<Partial<Record<TowerName, number>>> {
-  const cosines: Partial<Record<TowerName, number>> = {};
+): Promise<void> {
   for (const name of ["vision", "text"] as const) {
     const entry = config[name];
     const device = towers.devices[name];
@@ -51,7 +50,6 @@ export async function checkConvertedTowers(
     if (entry.check === undefined) continue;
     const output = await towers.run(name, deviceCheckInput(name, config));
     const value = cosine(output.data as Float32Array, Float32Array.from(entry.check.embedding));
-    cosines[name] = value;
     if (!(value >= entry.check.min_cosine)) {
       throw new AppError(
         "model_invalid",
@@ -64,5 +62,4 @@ export async function checkConvertedTowers(
       `${entry.precision} ${name} tower checked on ${device}: cosine ${value.toFixed(6)} to fp32 (≥ ${entry.check.min_cosine})`,
     );
   }
-  return cosines;
 }

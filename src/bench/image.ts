@@ -3,7 +3,6 @@
  * Encoder and through PyTorch on the same pixels and weights, the whole ingest pipeline, and
  * ONNX Runtime session options.
  */
-
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";

@@ -15,6 +15,7 @@ const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
   pgVectorType: ["halfvec", "vector"],
   jobWorker: ["auto", "on", "off"],
   preprocess: ["exact", "fast"],
+  nativeJpeg: ["on", "off"],
   keepUploadFilename: ["on", "off"],
 };
 
@@ -46,6 +47,11 @@ export interface Settings extends ImageLimits {
   preprocess: "exact" | "fast";
   /** Worker threads that decode and resize images; 0 = one per core but one (at least 1). */
   preprocessWorkers: number;
+  /**
+   * Decode plain JPEGs with the optional native libjpeg-turbo addon where its pixels are
+   * byte-identical to sharp's (src/preprocess/jpeg-native.ts); `off` leaves all to sharp.
+   */
+  nativeJpeg: "on" | "off";
   /** Texts per encoder call. */
   textBatchSize: number;
   apiKey: string | undefined;
@@ -131,6 +137,7 @@ export const DEFAULT_SETTINGS: Settings = {
   imageBatchSize: 8,
   preprocess: "exact",
   preprocessWorkers: 0,
+  nativeJpeg: "on",
   textBatchSize: 32,
   apiKey: undefined,
   mediaRoot: undefined,

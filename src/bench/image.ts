@@ -135,6 +135,7 @@ export async function preparePixels(
       std: encoderConfig.image_std as [number, number, number],
       maxImageBytes: settings.maxImageBytes,
       maxImagePixels: settings.maxImagePixels,
+      nativeJpeg: settings.nativeJpeg,
     });
     pixels.push(image.pixels);
   }
@@ -340,6 +341,7 @@ export async function measureIngest(
     std: encoder.config.image_std,
     maxImageBytes: settings.maxImageBytes,
     maxImagePixels: settings.maxImagePixels,
+    nativeJpeg: settings.nativeJpeg,
   };
   try {
     ctx.log(`ingest: preprocessing ${files.length} JPEGs alone, stage by stage`);

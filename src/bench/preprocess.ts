@@ -169,6 +169,7 @@ export async function measurePreprocess(
     std: model.image_std,
     maxImageBytes: settings.maxImageBytes,
     maxImagePixels: settings.maxImagePixels,
+    nativeJpeg: settings.nativeJpeg,
   });
   const exactOptions = optionsFor("exact", config);
   const fastOptions = optionsFor("fast", config);

@@ -13,6 +13,7 @@ import { JobService } from "../jobs/service.ts";
 import { startJobWorker } from "../jobs/worker.ts";
 import { indexGalleryIfNew } from "../library/gallery.ts";
 import { createLibrary } from "../library/index.ts";
+import { jpegDecoderDescription } from "../preprocess/jpeg-native.ts";
 import { buildApp } from "../server/app.ts";
 import { addSettingOptions, errorMessage, settingsFromFlags } from "./settings.ts";
 
@@ -87,6 +88,7 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
       address,
       modelId: encoder.modelId,
       device: encoder.stats().device,
+      jpegDecoder: jpegDecoderDescription(settings.nativeJpeg),
       items: library.ready() ? (await library.stats()).items : "unknown",
       backend: library.store.backend,
       ready: library.ready() ? true : library.notReadyReason(),

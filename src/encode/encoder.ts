@@ -26,7 +26,7 @@ export type EncoderSettings = Pick<
   Settings,
   "device" | "threads" | "imageBatchSize" | "textBatchSize" | "maxImageBytes" | "maxImagePixels"
 > &
-  Partial<Pick<Settings, "preprocess">>;
+  Partial<Pick<Settings, "preprocess" | "nativeJpeg">>;
 
 export interface EncoderOptions {
   /** Where "device auto" reports its choice; stderr by default. */
@@ -237,6 +237,7 @@ export class Encoder implements Embedder {
       std: this.config.image_std,
       maxImageBytes: this.settings.maxImageBytes,
       maxImagePixels: this.settings.maxImagePixels,
+      nativeJpeg: this.settings.nativeJpeg,
     };
     const results = new Array<ImageBytesResult>(buffers.length);
     // Decode one batch at a time so memory stays bounded by the batch size.

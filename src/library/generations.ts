@@ -49,6 +49,7 @@ function generationOf(encoder: Embedder, settings: Settings): Generation {
     std: embedder.config.image_std,
     maxImageBytes: settings.maxImageBytes,
     maxImagePixels: settings.maxImagePixels,
+    nativeJpeg: settings.nativeJpeg,
   };
   return { embedder, options };
 }

@@ -20,6 +20,11 @@
  * `mode: "fast"` trades exactness for speed: libvips shrinks while decoding and does the
  * resize (see decodeScaled); everything else above holds for it too.
  *
+ * Plain JPEGs (8-bit YCbCr or greyscale, no EXIF rotation, no ICC profile) are decoded by the
+ * optional native libjpeg-turbo addon (./jpeg-native.ts) when it is built, in both modes: its
+ * output is byte-identical to sharp's (test/jpeg-native.test.ts) at a fraction of the CPU.
+ * Anything it declines or fails on goes to sharp, whose answer (pixels or error) stands.
+ *
  * Deliberate differences from the official code:
  * - EXIF orientation is applied (the official code ignores it, so a phone photo taken in
  *   portrait would be embedded lying on its side); width/height are reported after rotation;
@@ -31,6 +36,7 @@
 import sharp, { type Metadata, type Sharp } from "sharp";
 import type { ImageLimits } from "../config.ts";
 import { AppError } from "../errors.ts";
+import { countNativeJpeg, type NativeJpegDecoder, nativeJpegDecoder } from "./jpeg-native.ts";
 import { type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
@@ -170,6 +176,11 @@ interface ImageHeader {
   width: number;
   height: number;
   nearest: boolean;
+  /**
+   * The native decoder reproduces sharp's pixels for it: a JPEG without EXIF rotation or ICC
+   * profile (sharp would rotate or colour-manage it), 8-bit YCbCr or greyscale.
+   */
+  plainJpeg: boolean;
 }
 
 /**
@@ -233,6 +244,13 @@ async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<ImageHe
     nearest:
       format === "gif" ||
       (format === "png" && (metadata.isPalette || metadata.bitsPerSample === 1)),
+    plainJpeg:
+      format === "jpeg" &&
+      (metadata.orientation ?? 1) === 1 &&
+      !metadata.hasProfile &&
+      metadata.depth === "uchar" &&
+      ((metadata.space === "srgb" && metadata.channels === 3) ||
+        (metadata.space === "b-w" && metadata.channels === 1)),
   };
 }
 
@@ -267,14 +285,50 @@ async function rawImage(pipeline: Sharp): Promise<RawImage> {
   };
 }
 
+/**
+ * The native decoder's pixels of a plain JPEG, scaled by 1 / scaleDenom the way libvips'
+ * shrink-on-load scales; undefined when it is not to be used or fails (sharp then decodes the
+ * image again and reports any error as it always did).
+ */
+async function decodeNatively(
+  bytes: Buffer,
+  options: ImageLimits & Pick<PreprocessOptions, "nativeJpeg">,
+  header: ImageHeader,
+  scaleDenom: 1 | 2 | 4 | 8,
+): Promise<RawImage | undefined> {
+  const decoder: NativeJpegDecoder | undefined = header.plainJpeg
+    ? nativeJpegDecoder(options.nativeJpeg)
+    : undefined;
+  if (decoder === undefined) return undefined;
+  try {
+    const { data, width, height, channels } = await decoder.decode(
+      bytes,
+      scaleDenom,
+      options.maxImagePixels,
+    );
+    countNativeJpeg(true);
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      width,
+      height,
+      channels,
+    };
+  } catch {
+    countNativeJpeg(false);
+    return undefined;
+  }
+}
+
 /** The whole image at full size (the exact path). */
 async function decodeFull(
   bytes: Buffer,
-  limits: ImageLimits,
+  limits: ImageLimits & Pick<PreprocessOptions, "nativeJpeg">,
   header: ImageHeader,
 ): Promise<DecodedImage> {
   try {
-    const image = await rawImage(openImage(bytes, limits));
+    const image =
+      (await decodeNatively(bytes, limits, header, 1)) ??
+      (await rawImage(openImage(bytes, limits)));
     return {
       ...image,
       format: header.format,
@@ -295,20 +349,34 @@ async function decodeFull(
  * (Catmull-Rom, a = -0.5: the kernel of Pillow's BICUBIC), premultiplying alpha as Pillow
  * does. Differences from the exact pixels: the shrink-on-load prefilter, libvips' rounding,
  * and its sampling grid.
+ *
+ * For a plain JPEG the native decoder does the shrink-on-load (same factor, same libjpeg
+ * scaled decoding, same cut to whole pixels) and libvips only the resize: the same bytes.
  */
 async function decodeScaled(
   bytes: Buffer,
-  limits: ImageLimits,
+  limits: ImageLimits & Pick<PreprocessOptions, "nativeJpeg">,
   header: ImageHeader,
   resolution: number,
 ): Promise<DecodedImage> {
   const size = resizedSize(header.width, header.height, resolution);
+  const resize = { width: size.width, height: size.height, fit: "fill", kernel: "cubic" } as const;
   try {
+    const shrunk = await decodeNatively(
+      bytes,
+      limits,
+      header,
+      jpegShrinkOnLoad(header.width / size.width, header.height / size.height),
+    );
     const image = await rawImage(
-      openImage(bytes, limits)
-        // The centre crop is left to toModelInput: an extract() here would also keep libvips
-        // from shrinking rotated images on load.
-        .resize({ width: size.width, height: size.height, fit: "fill", kernel: "cubic" }),
+      shrunk !== undefined
+        ? sharp(shrunk.data, {
+            raw: { width: shrunk.width, height: shrunk.height, channels: 3 },
+            limitInputPixels: limits.maxImagePixels,
+          }).resize(resize)
+        : // The centre crop is left to toModelInput: an extract() here would also keep libvips
+          // from shrinking rotated images on load.
+          openImage(bytes, limits).resize(resize),
     );
     return {
       ...image,
@@ -320,6 +388,18 @@ async function decodeScaled(
   } catch (error) {
     throw decodeError(error, limits);
   }
+}
+
+/**
+ * The JPEG shrink-on-load factor sharp 0.35 picks for a resize by these factors (its
+ * pipeline.cc, with fastShrinkOnLoad): the largest of 8, 4, 2 not above the smaller factor,
+ * halved when the factor's integer part equals it ("known libjpeg rounding errors").
+ */
+export function jpegShrinkOnLoad(hshrink: number, vshrink: number): 1 | 2 | 4 | 8 {
+  const shrink = Math.min(hshrink, vshrink);
+  const factor = shrink >= 8 ? 8 : shrink >= 4 ? 4 : shrink >= 2 ? 2 : 1;
+  if (factor > 1 && Math.trunc(shrink) === factor) return (factor / 2) as 2 | 4;
+  return factor;
 }
 
 /**

@@ -10,6 +10,8 @@ export type PreprocessMode = "exact" | "fast";
 export interface PreprocessOptions extends ImageLimits {
   /** `exact` unless given. */
   mode?: PreprocessMode;
+  /** The nativeJpeg setting: `on` (the default) decodes plain JPEGs natively when built. */
+  nativeJpeg?: "on" | "off";
   resolution: number;
   mean: readonly [number, number, number];
   std: readonly [number, number, number];

@@ -1,0 +1,229 @@
+/*
+ * Optional JPEG decoder for src/preprocess: decodes a JPEG buffer to 8-bit RGB with the
+ * system libjpeg(-turbo), optionally DCT-scaled by 1/2, 1/4 or 1/8, off the JS thread.
+ *
+ *   decode(buffer, scaleDenom, maxPixels) -> Promise<{ data, width, height, channels }>
+ *
+ * Scaled images are cut to floor(size / scaleDenom) pixels (libjpeg rounds up) as libvips'
+ * shrink-on-load cuts them, so that the caller can reproduce sharp's output.
+ *
+ * Only plain 8-bit YCbCr and greyscale JPEGs are decoded (greyscale as three equal channels);
+ * anything else rejects with code "unsupported", and every libjpeg error or warning (corrupt
+ * or truncated data) rejects with code "corrupt", so the caller can hand the image to sharp.
+ * Decompression settings are libjpeg's defaults (JDCT_ISLOW, fancy upsampling), as libvips'.
+ */
+#include <node_api.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+
+typedef struct {
+  struct jpeg_error_mgr base;
+  jmp_buf escape;
+} error_manager;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref input_ref;
+  const unsigned char *input;
+  size_t input_length;
+  unsigned int scale_denom;
+  double max_pixels;
+  /* Result */
+  unsigned char *pixels;
+  unsigned int width;
+  unsigned int height;
+  const char *error_code;
+  char message[JMSG_LENGTH_MAX + 64];
+} decode_job;
+
+static void on_error(j_common_ptr cinfo) {
+  error_manager *errors = (error_manager *)cinfo->err;
+  longjmp(errors->escape, 1);
+}
+
+/* Warnings (level -1: corrupt or truncated data) end the decode like errors do. */
+static void on_message(j_common_ptr cinfo, int level) {
+  if (level < 0) on_error(cinfo);
+}
+
+static void fail(decode_job *job, const char *code, const char *message) {
+  job->error_code = code;
+  snprintf(job->message, sizeof job->message, "%s", message);
+}
+
+static void run_decode(napi_env env, void *data) {
+  (void)env;
+  decode_job *job = data;
+  struct jpeg_decompress_struct cinfo;
+  error_manager errors;
+  /* volatile: read after longjmp */
+  unsigned char *volatile pixels = NULL;
+
+  cinfo.err = jpeg_std_error(&errors.base);
+  errors.base.error_exit = on_error;
+  errors.base.emit_message = on_message;
+  if (setjmp(errors.escape)) {
+    char text[JMSG_LENGTH_MAX];
+    errors.base.format_message((j_common_ptr)&cinfo, text);
+    fail(job, "corrupt", text);
+    jpeg_destroy_decompress(&cinfo);
+    free(pixels);
+    return;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, job->input, (unsigned long)job->input_length);
+  jpeg_read_header(&cinfo, TRUE);
+
+  if (cinfo.data_precision != 8 ||
+      !((cinfo.jpeg_color_space == JCS_YCbCr && cinfo.num_components == 3) ||
+        (cinfo.jpeg_color_space == JCS_GRAYSCALE && cinfo.num_components == 1))) {
+    fail(job, "unsupported", "not an 8-bit YCbCr or greyscale JPEG");
+    jpeg_destroy_decompress(&cinfo);
+    return;
+  }
+  if ((double)cinfo.image_width * (double)cinfo.image_height > job->max_pixels) {
+    fail(job, "unsupported", "image exceeds pixel limit");
+    jpeg_destroy_decompress(&cinfo);
+    return;
+  }
+  if (cinfo.image_width < job->scale_denom || cinfo.image_height < job->scale_denom) {
+    fail(job, "unsupported", "image smaller than the scale");
+    jpeg_destroy_decompress(&cinfo);
+    return;
+  }
+  cinfo.out_color_space = JCS_RGB;
+  cinfo.scale_num = 1;
+  cinfo.scale_denom = job->scale_denom;
+  jpeg_start_decompress(&cinfo);
+
+  size_t stride = (size_t)cinfo.output_width * 3;
+  pixels = malloc(stride * cinfo.output_height);
+  if (pixels == NULL) {
+    fail(job, "corrupt", "out of memory");
+    jpeg_destroy_decompress(&cinfo);
+    return;
+  }
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW rows[4];
+    int count = 0;
+    for (; count < 4 && cinfo.output_scanline + count < cinfo.output_height; count++) {
+      rows[count] = pixels + stride * (cinfo.output_scanline + count);
+    }
+    jpeg_read_scanlines(&cinfo, rows, (JDIMENSION)count);
+  }
+  jpeg_finish_decompress(&cinfo);
+
+  unsigned int width = cinfo.image_width / job->scale_denom;
+  unsigned int height = cinfo.image_height / job->scale_denom;
+  if (width < cinfo.output_width) {
+    for (unsigned int y = 1; y < height; y++) {
+      memmove(pixels + (size_t)y * width * 3, pixels + y * stride, (size_t)width * 3);
+    }
+  }
+  job->pixels = pixels;
+  job->width = width;
+  job->height = height;
+  jpeg_destroy_decompress(&cinfo);
+}
+
+static void free_pixels(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static napi_value make_error(napi_env env, const char *code, const char *message) {
+  napi_value code_value, message_value, error;
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value);
+  napi_create_error(env, code_value, message_value, &error);
+  return error;
+}
+
+static void set_uint(napi_env env, napi_value object, const char *name, unsigned int value) {
+  napi_value number;
+  napi_create_uint32(env, value, &number);
+  napi_set_named_property(env, object, name, number);
+}
+
+static void finish_decode(napi_env env, napi_status status, void *data) {
+  decode_job *job = data;
+  if (status != napi_ok && job->error_code == NULL) fail(job, "corrupt", "decode cancelled");
+  if (job->error_code != NULL) {
+    napi_reject_deferred(env, job->deferred, make_error(env, job->error_code, job->message));
+  } else {
+    napi_value result, buffer;
+    size_t length = (size_t)job->width * job->height * 3;
+    if (napi_create_external_buffer(env, length, job->pixels, free_pixels, NULL, &buffer) !=
+        napi_ok) {
+      free(job->pixels);
+      napi_reject_deferred(env, job->deferred, make_error(env, "corrupt", "out of memory"));
+    } else {
+      napi_create_object(env, &result);
+      napi_set_named_property(env, result, "data", buffer);
+      set_uint(env, result, "width", job->width);
+      set_uint(env, result, "height", job->height);
+      set_uint(env, result, "channels", 3);
+      napi_resolve_deferred(env, job->deferred, result);
+    }
+  }
+  napi_delete_reference(env, job->input_ref);
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static napi_value throw_type_error(napi_env env, const char *message) {
+  napi_throw_type_error(env, NULL, message);
+  return NULL;
+}
+
+static napi_value decode(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_buffer = false;
+  if (argc < 3 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer) {
+    return throw_type_error(env, "decode(buffer, scaleDenom, maxPixels): buffer expected");
+  }
+  uint32_t scale_denom = 0;
+  double max_pixels = 0;
+  if (napi_get_value_uint32(env, argv[1], &scale_denom) != napi_ok ||
+      (scale_denom != 1 && scale_denom != 2 && scale_denom != 4 && scale_denom != 8)) {
+    return throw_type_error(env, "scaleDenom must be 1, 2, 4 or 8");
+  }
+  if (napi_get_value_double(env, argv[2], &max_pixels) != napi_ok) {
+    return throw_type_error(env, "maxPixels must be a number");
+  }
+
+  decode_job *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  void *input = NULL;
+  napi_get_buffer_info(env, argv[0], &input, &job->input_length);
+  job->input = input;
+  job->scale_denom = scale_denom;
+  job->max_pixels = max_pixels;
+  /* The buffer must outlive the work on the thread pool. */
+  napi_create_reference(env, argv[0], 1, &job->input_ref);
+
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "longclip:jpeg-decode", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, run_decode, finish_decode, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  napi_value function;
+  napi_create_function(env, "decode", NAPI_AUTO_LENGTH, decode, NULL, &function);
+  napi_set_named_property(env, exports, "decode", function);
+  return exports;
+}

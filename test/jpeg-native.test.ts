@@ -1,0 +1,237 @@
+/**
+ * The optional native JPEG decoder (src/preprocess/jpeg-native): preprocessing with it gives
+ * the same bytes as sharp alone (nativeJpeg "off"), in exact and fast mode, for JPEGs of every
+ * kind sharp can write; the images it must not decode go to sharp; bad JPEGs fail as before.
+ * Skips when the addon is not built (npm run build:native).
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import sharp, { type Sharp } from "sharp";
+import { photoLikePixels } from "../src/bench/photos.ts";
+import { AppError } from "../src/errors.ts";
+import { decodeForModel, jpegShrinkOnLoad, resizedSize } from "../src/preprocess/index.ts";
+import {
+  NATIVE_JPEG_PATH,
+  nativeJpegCounts,
+  nativeJpegDecoder,
+} from "../src/preprocess/jpeg-native.ts";
+import type { PreprocessOptions } from "../src/preprocess/types.ts";
+import { CLIP_224 } from "./helpers/preprocess-options.ts";
+
+const decoder = nativeJpegDecoder("on");
+const skip =
+  decoder === undefined
+    ? `the native JPEG decoder is not built (${NATIVE_JPEG_PATH}): npm run build:native`
+    : false;
+
+/** A photo-like image; large ones are upscaled from a smaller one (generating takes long). */
+async function photo(width: number, height: number, seed: number): Promise<Sharp> {
+  const scale = Math.max(1, Math.ceil(Math.max(width, height) / 1200));
+  const [w, h] = [Math.ceil(width / scale), Math.ceil(height / scale)];
+  const raw = await photoLikePixels(w, h, seed);
+  const image = sharp(raw, { raw: { width: w, height: h, channels: 3 } });
+  if (scale === 1) return image;
+  const upscaled = await image.resize(width, height, { fit: "fill" }).raw().toBuffer();
+  return sharp(upscaled, { raw: { width, height, channels: 3 } });
+}
+
+/** JPEGs the native decoder takes: sampling, greyscale, progressive, odd and large sizes. */
+async function plainJpegs(): Promise<[string, Buffer][]> {
+  return [
+    ["4:2:0 640×480", await (await photo(640, 480, 1)).jpeg({ quality: 90 }).toBuffer()],
+    [
+      "4:4:4 640×480",
+      await (await photo(640, 480, 2)).jpeg({ quality: 95, chromaSubsampling: "4:4:4" }).toBuffer(),
+    ],
+    ["4:2:0 1001×667", await (await photo(1001, 667, 3)).jpeg({ quality: 80 }).toBuffer()],
+    [
+      "progressive 4:4:4 667×1001",
+      await (await photo(667, 1001, 4))
+        .jpeg({ progressive: true, chromaSubsampling: "4:4:4" })
+        .toBuffer(),
+    ],
+    [
+      "greyscale 1333×900",
+      await (await photo(1333, 900, 5)).toColourspace("b-w").jpeg().toBuffer(),
+    ],
+    ["greyscale 300×200", await (await photo(300, 200, 6)).toColourspace("b-w").jpeg().toBuffer()],
+    // Shrink-on-load by 4 with a height libjpeg rounds up (1799 / 4 = 449.75).
+    ["4:2:0 1800×1799", await (await photo(1800, 1799, 7)).jpeg().toBuffer()],
+    // By 8, both sides rounded (4001 / 8, 3003 / 8).
+    [
+      "progressive 4001×3003",
+      await (await photo(4001, 3003, 8)).jpeg({ progressive: true }).toBuffer(),
+    ],
+    ["4:2:0 4032×3024", await (await photo(4032, 3024, 9)).jpeg({ quality: 85 }).toBuffer()],
+    ["4:2:0 1600×1200", await (await photo(1600, 1200, 10)).jpeg({ quality: 85 }).toBuffer()],
+    [
+      "4:2:0 225×900 (fast, no shrink-on-load)",
+      await (await photo(225, 900, 11)).jpeg().toBuffer(),
+    ],
+  ];
+}
+
+const MODES: PreprocessOptions[] = [
+  { ...CLIP_224, mode: "exact" },
+  { ...CLIP_224, mode: "fast" },
+];
+
+/** decodeForModel with the native decoder, and whether it decoded the image. */
+async function decodeNative(bytes: Buffer, options: PreprocessOptions) {
+  const before = nativeJpegCounts();
+  const image = await decodeForModel(bytes, { ...options, nativeJpeg: "on" });
+  const after = nativeJpegCounts();
+  return {
+    image,
+    native: after.native - before.native,
+    declined: after.declined - before.declined,
+  };
+}
+
+test("native decoding gives sharp's bytes in exact and fast mode", { skip }, async () => {
+  for (const [name, bytes] of await plainJpegs()) {
+    for (const options of MODES) {
+      const label = `${name}, ${options.mode}`;
+      const reference = await decodeForModel(bytes, { ...options, nativeJpeg: "off" });
+      const { image, native, declined } = await decodeNative(bytes, options);
+      assert.equal(native, 1, `${label}: the native decoder did not decode it`);
+      assert.equal(declined, 0, label);
+      assert.deepEqual(
+        [image.width, image.height, image.channels, image.sourceWidth, image.sourceHeight],
+        [
+          reference.width,
+          reference.height,
+          reference.channels,
+          reference.sourceWidth,
+          reference.sourceHeight,
+        ],
+        label,
+      );
+      assert.ok(
+        Buffer.from(image.data).equals(Buffer.from(reference.data)),
+        `${label}: pixels differ`,
+      );
+    }
+  }
+});
+
+test("jpegShrinkOnLoad picks sharp's factor", () => {
+  const factor = (width: number, height: number) => {
+    const size = resizedSize(width, height, 224);
+    return jpegShrinkOnLoad(width / size.width, height / size.height);
+  };
+  // Below 2 none; 2 ≤ shrink < 3 → 2 is lowered to 1 (its integer part equals the factor).
+  assert.equal(factor(400, 300), 1);
+  assert.equal(factor(600, 448), 1);
+  assert.equal(factor(1024, 768), 2);
+  assert.equal(factor(1600, 1200), 4);
+  assert.equal(factor(1800, 1799), 4);
+  assert.equal(factor(4032, 3024), 8);
+});
+
+test("JPEGs sharp rotates or colour-manages go to sharp", { skip }, async () => {
+  const base = await photo(800, 600, 12);
+  const cases: [string, Buffer][] = [
+    ["EXIF orientation 6", await base.clone().withMetadata({ orientation: 6 }).jpeg().toBuffer()],
+    ["ICC profile (P3)", await base.clone().withIccProfile("p3").jpeg().toBuffer()],
+    ["CMYK", await base.clone().toColourspace("cmyk").jpeg().toBuffer()],
+  ];
+  for (const [name, bytes] of cases) {
+    for (const options of MODES) {
+      const label = `${name}, ${options.mode}`;
+      const reference = await decodeForModel(bytes, { ...options, nativeJpeg: "off" });
+      const { image, native, declined } = await decodeNative(bytes, options);
+      assert.equal(native + declined, 0, `${label}: offered to the native decoder`);
+      assert.ok(Buffer.from(image.data).equals(Buffer.from(reference.data)), label);
+    }
+  }
+});
+
+test("nativeJpeg off leaves every JPEG to sharp", { skip }, async () => {
+  const bytes = await (await photo(640, 480, 13)).jpeg().toBuffer();
+  const before = nativeJpegCounts();
+  await decodeForModel(bytes, { ...CLIP_224, nativeJpeg: "off" });
+  assert.deepEqual(nativeJpegCounts(), before);
+});
+
+async function errorOf(promise: Promise<unknown>): Promise<AppError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof AppError, String(error));
+    return error;
+  }
+  assert.fail("no error");
+}
+
+test("truncated JPEGs fail as with sharp alone: image_corrupt", { skip }, async () => {
+  const bytes = await (await photo(1600, 1200, 14)).jpeg({ quality: 90 }).toBuffer();
+  const truncated = bytes.subarray(0, Math.floor(bytes.length * 0.6));
+  for (const options of MODES) {
+    const expected = await errorOf(decodeForModel(truncated, { ...options, nativeJpeg: "off" }));
+    const before = nativeJpegCounts();
+    const error = await errorOf(decodeForModel(truncated, { ...options, nativeJpeg: "on" }));
+    assert.equal(
+      nativeJpegCounts().declined - before.declined,
+      1,
+      `${options.mode}: decoded natively`,
+    );
+    assert.equal(error.code, "image_corrupt", options.mode);
+    assert.deepEqual(
+      [error.code, error.message, error.status],
+      [expected.code, expected.message, expected.status],
+      options.mode,
+    );
+  }
+});
+
+test("corrupt scan data: sharp's pixels, as without the native decoder", { skip }, async () => {
+  // sharp's failOn "error" accepts data libjpeg only warns about (it fills in the rest); the
+  // native decoder declines on any warning and sharp decodes the image as it would alone.
+  // Zeroed bytes are valid entropy codes: both decoders make the same garbage of them.
+  const bytes = await (await photo(800, 600, 17)).jpeg({ quality: 90 }).toBuffer();
+  const middle = Math.floor(bytes.length / 2);
+  const endMarker = Buffer.from(bytes);
+  endMarker[middle] = 0xff;
+  endMarker[middle + 1] = 0xd9;
+  for (const [name, bad, declines] of [
+    ["end-of-image marker mid-scan", endMarker, 1],
+    ["zeroed scan data", Buffer.from(bytes).fill(0, middle, middle + 64), 0],
+  ] as const) {
+    for (const options of MODES) {
+      const label = `${name}, ${options.mode}`;
+      const reference = await decodeForModel(bad, { ...options, nativeJpeg: "off" });
+      const { image, native, declined } = await decodeNative(bad, options);
+      assert.deepEqual([native, declined], [1 - declines, declines], label);
+      assert.ok(Buffer.from(image.data).equals(Buffer.from(reference.data)), label);
+    }
+  }
+});
+
+test("the addon rejects bad input with a code and checks its arguments", { skip }, async () => {
+  const native = decoder;
+  assert.ok(native !== undefined);
+  const bytes = await (await photo(64, 48, 15)).jpeg().toBuffer();
+  const rejection = async (input: Buffer, maxPixels = 1e9) => {
+    try {
+      await native.decode(input, 1, maxPixels);
+    } catch (error) {
+      return (error as { code?: string }).code;
+    }
+    return "decoded";
+  };
+  assert.equal(await rejection(bytes), "decoded");
+  assert.equal(await rejection(bytes.subarray(0, bytes.length - 40)), "corrupt");
+  assert.equal(await rejection(Buffer.from("not a jpeg at all")), "corrupt");
+  assert.equal(await rejection(Buffer.alloc(0)), "corrupt");
+  assert.equal(await rejection(bytes, 64 * 48 - 1), "unsupported");
+  const cmyk = await (await photo(64, 48, 16)).toColourspace("cmyk").jpeg().toBuffer();
+  assert.equal(await rejection(cmyk), "unsupported");
+  assert.throws(() => native.decode(bytes, 3 as 1, 1e9), TypeError);
+  assert.throws(
+    () => (native.decode as (...args: unknown[]) => unknown)("bytes", 1, 1e9),
+    TypeError,
+  );
+  const scaled = await native.decode(bytes, 8, 1e9);
+  assert.deepEqual([scaled.width, scaled.height, scaled.data.length], [8, 6, 8 * 6 * 3]);
+});

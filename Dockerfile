@@ -28,8 +28,9 @@ ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 # ---- build: compiles dist/ and the page, then drops the development dependencies
 FROM ${NODE_IMAGE} AS build
 # Native addons (better-sqlite3, hnswlib-node) compile from source: no prebuilt download.
+# libjpeg62-turbo-dev: the optional native JPEG decoder (scripts/build-native.mjs).
 RUN apt-get update \
-  && apt-get install -y --no-install-recommends python3 make g++ \
+  && apt-get install -y --no-install-recommends python3 make g++ libjpeg62-turbo-dev \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ARG NODE_EXTRA_CA_CERTS
@@ -38,6 +39,9 @@ ARG NODE_EXTRA_CA_CERTS
 ENV ONNXRUNTIME_NODE_INSTALL=skip \
   npm_config_nodedir=/usr/local
 COPY package.json package-lock.json ./
+# npm ci's postinstall builds the native JPEG decoder from these two.
+COPY scripts/build-native.mjs ./scripts/
+COPY src/preprocess/jpeg-native ./src/preprocess/jpeg-native
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json openapi.yaml ./
 COPY bin ./bin
@@ -65,6 +69,9 @@ WORKDIR /app
 COPY --from=build-cuda /app/package.json /app/openapi.yaml ./
 COPY --from=build-cuda /app/bin ./bin
 COPY --from=build-cuda /app/dist ./dist
+# The native JPEG decoder links bookworm's libjpeg.so.62, which this Ubuntu base lacks: the
+# server logs that it could not load it and decodes with sharp (same pixels, more CPU).
+COPY --from=build-cuda /app/build ./build
 COPY --from=build-cuda /app/node_modules ./node_modules
 ENV NODE_ENV=production \
   HOST=0.0.0.0 \
@@ -81,7 +88,11 @@ CMD ["node", "dist/cli/main.js", "serve"]
 
 # ---- runtime (default): CPU
 FROM ${NODE_IMAGE} AS runtime
-RUN groupadd --system longclip \
+# libjpeg62-turbo: the library the native JPEG decoder (build/jpeg-native.node) links.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends libjpeg62-turbo \
+  && rm -rf /var/lib/apt/lists/* \
+  && groupadd --system longclip \
   && useradd --system --gid longclip --home-dir /app --shell /usr/sbin/nologin longclip \
   && mkdir -p /data /models \
   && chown longclip:longclip /data
@@ -89,6 +100,7 @@ WORKDIR /app
 COPY --from=build /app/package.json /app/openapi.yaml ./
 COPY --from=build /app/bin ./bin
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/build ./build
 COPY --from=build /app/node_modules ./node_modules
 ENV NODE_ENV=production \
   HOST=0.0.0.0 \

@@ -100,6 +100,7 @@ podman run --rm --network none --no-healthcheck "$image" node -e '
   if (dev.length) { console.error(`development dependencies in the image: ${dev}`); process.exit(1); }
   for (const gone of ["src", "web", "scripts", "test"]) if (fs.existsSync(gone)) { console.error(`${gone}/ is in the image`); process.exit(1); }
   if (!fs.existsSync("dist/cli/main.js") || !fs.existsSync("dist/web/index.html")) { console.error("dist/ is incomplete"); process.exit(1); }
+  require("./build/jpeg-native.node"); // the native JPEG decoder and the libjpeg it links
   console.log(`    node ${process.version}, uid ${process.getuid()}, production dependencies only, dist/ only`);'
 
 # ---- run it: PORT from the platform, the demo model read-only, /data a named volume

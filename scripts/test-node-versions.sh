@@ -33,6 +33,8 @@ prepare() {
   # Hard links (no copying of ~600 MB), except better-sqlite3, which the rebuild rewrites: a
   # real copy, so the checkout's own build is never touched (also where node_modules is a link).
   cp -al node_modules/. "$copy/node_modules/"
+  # The native JPEG decoder (git-ignored build/) is a Node-API addon too.
+  if [ -d build ]; then cp -a build "$copy/"; fi
   rm -rf "$copy/node_modules/better-sqlite3"
   cp -a node_modules/better-sqlite3 "$copy/node_modules/"
   (cd "$copy" && PATH=$node_dir/bin:$PATH npm_config_nodedir=$node_dir \

@@ -208,6 +208,48 @@ test("corrupt scan data: sharp's pixels, as without the native decoder", { skip 
   }
 });
 
+/** What preprocessing gives: the pixels, or the error's code and message. */
+async function outcome(bytes: Buffer, options: PreprocessOptions): Promise<string | Buffer> {
+  try {
+    return Buffer.from((await decodeForModel(bytes, options)).data);
+  } catch (error) {
+    assert.ok(error instanceof AppError, String(error));
+    return `${error.code}: ${error.message}`;
+  }
+}
+
+test("mutated JPEGs: the same pixels or the same error as sharp alone", { skip }, async () => {
+  const sources = [
+    await (await photo(480, 320, 18)).jpeg({ quality: 85 }).toBuffer(),
+    await (await photo(480, 320, 19)).jpeg({ progressive: true }).toBuffer(),
+    await (await photo(480, 320, 20)).toColourspace("b-w").jpeg().toBuffer(),
+  ];
+  let state = 12345;
+  const random = (n: number) => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state % n;
+  };
+  let failures = 0;
+  for (let round = 0; round < 60; round++) {
+    const source = sources[round % sources.length] as Buffer;
+    const bytes = Buffer.from(source);
+    // One random byte anywhere (header or scan: most make libjpeg lose its way and fail), or
+    // a run of zeros in the scan (valid codes: decodes to wrong pixels), or a cut.
+    const kind = random(3);
+    if (kind === 0) bytes[random(bytes.length)] = random(256);
+    const middle = Math.floor(bytes.length / 2);
+    if (kind === 1) bytes.fill(0, middle + random(1000), middle + 1000);
+    const mutated = kind === 2 ? bytes.subarray(0, random(bytes.length)) : bytes;
+    const options = { ...(MODES[round % 2] as PreprocessOptions) };
+    const expected = await outcome(mutated, { ...options, nativeJpeg: "off" });
+    const actual = await outcome(mutated, { ...options, nativeJpeg: "on" });
+    if (typeof expected === "string") failures++;
+    assert.deepEqual(actual, expected, `round ${round}`);
+  }
+  console.log(`${failures} of 60 mutated JPEGs fail to decode, identically with and without`);
+  assert.ok(failures > 0 && failures < 60, "both outcomes are covered");
+});
+
 test("the addon rejects bad input with a code and checks its arguments", { skip }, async () => {
   const native = decoder;
   assert.ok(native !== undefined);

@@ -477,7 +477,7 @@ async function main(argv: string[]): Promise<number> {
           ]),
         ),
       ].join("\n"),
-      `Median of ${result.runsPerImage} runs per image and mode, the modes alternating image by image; process CPU time (libvips threads included). In fast mode "decode" is libvips' shrink-on-load decode and resize to the model's size, "resample" only crops and normalises. PSNR is of the normalised model input, on the 0..1 pixel scale. Synthetic: the noisy gradient JPEGs of the ingest section; photo-like: src/bench/photos.ts.`,
+      `Median of ${result.runsPerImage} runs per image and mode, the modes alternating image by image; process CPU time (libvips threads included). JPEG decoder: ${result.jpegDecoder} (${result.nativeJpegDecodes} native decodes; LONGCLIP_NATIVE_JPEG=off for sharp alone). In fast mode "decode" is the shrink-on-load decode and libvips' resize to the model's size, "resample" only crops and normalises. PSNR is of the normalised model input, on the 0..1 pixel scale. Synthetic: the noisy gradient JPEGs of the ingest section; photo-like: src/bench/photos.ts.`,
     );
   }
 

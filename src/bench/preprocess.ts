@@ -16,6 +16,7 @@ import {
   type PreprocessOptions,
   toModelInput,
 } from "../preprocess/index.ts";
+import { jpegDecoderDescription, nativeJpegCounts } from "../preprocess/jpeg-native.ts";
 import { setResampleEngine } from "../preprocess/resample.ts";
 import type { BenchContext } from "./context.ts";
 import { type PhotoSpec, writePhotoLikeImages } from "./photos.ts";
@@ -129,6 +130,9 @@ export interface PreprocessCosine {
 export interface PreprocessResult {
   resolution: number;
   runsPerImage: number;
+  /** Which JPEG decoder ran (the nativeJpeg setting, LONGCLIP_NATIVE_JPEG) and how often natively. */
+  jpegDecoder: string;
+  nativeJpegDecodes: number;
   groups: PreprocessGroupRow[];
   cosines: PreprocessCosine[];
 }
@@ -171,6 +175,7 @@ export async function measurePreprocess(
     maxImagePixels: settings.maxImagePixels,
     nativeJpeg: settings.nativeJpeg,
   });
+  const nativeBefore = nativeJpegCounts().native;
   const exactOptions = optionsFor("exact", config);
   const fastOptions = optionsFor("fast", config);
   // The resampler and libvips warm up on a first image; that is not part of any stage.
@@ -262,5 +267,12 @@ export async function measurePreprocess(
       await encoder.close();
     }
   }
-  return { resolution: config.image_resolution, runsPerImage: runs, groups, cosines };
+  return {
+    resolution: config.image_resolution,
+    runsPerImage: runs,
+    jpegDecoder: jpegDecoderDescription(settings.nativeJpeg),
+    nativeJpegDecodes: nativeJpegCounts().native - nativeBefore,
+    groups,
+    cosines,
+  };
 }

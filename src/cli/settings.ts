@@ -52,7 +52,7 @@ function placeholder(key: keyof Settings): string {
   if (key === "preprocess") return "exact|fast";
   if (key === "apiKey") return "key";
   if (key === "textFields") return "keys";
-  if (key === "keepUploadFilename") return "on|off";
+  if (key === "keepUploadFilename" || key === "nativeJpeg") return "on|off";
   if (key === "nearDuplicateThreshold") return "cosine";
   return "n";
 }

@@ -105,7 +105,6 @@ def set_rng_state(state: dict) -> None:
 
 def saved_args(args) -> dict:
     saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    saved.pop("func", None)
     # the RNG state rides along with the run's arguments (the checkpoint format has no slot)
     saved["rng"] = rng_state()
     return saved

@@ -11,20 +11,13 @@ import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { Settings } from "../config.ts";
-import type { Embedder } from "../encode/types.ts";
-import { AppError, isAppError, isStorageFull, storageFullError } from "../errors.ts";
-import type { PreprocessOptions } from "../preprocess/types.ts";
+import { AppError, errorOf, isAppError, isStorageFull, storageFullError } from "../errors.ts";
 import type { InsertOutcome, ItemStore, NewItem, StoredItem } from "../store/types.ts";
 import { isInside } from "../util/paths.ts";
+import type { Generation } from "./generations.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 import type { IndexInput, IndexResult, Metadata } from "./types.ts";
-
-/** A model with the preprocessing its vision tower expects. */
-export interface Generation {
-  embedder: Embedder;
-  options: PreprocessOptions;
-}
 
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {
@@ -106,17 +99,6 @@ function newClaim(): Claim {
     settle = resolve;
   });
   return { promise, settle };
-}
-
-export function errorOf(error: unknown): { code: string; message: string } {
-  if (isAppError(error)) return { code: error.code, message: error.message };
-  if (isStorageFull(error)) return { code: "storage_error", message: storageFullError().message };
-  // The message of an unexpected error may name server paths: clients get its kind only.
-  const kind = (error as { code?: unknown } | undefined)?.code;
-  return {
-    code: "internal_error",
-    message: `Unexpected error${typeof kind === "string" ? ` (${kind})` : ""}; the server log has the details. Retry, or report it.`,
-  };
 }
 
 function sha256Hex(bytes: Buffer): string {

@@ -6,18 +6,15 @@
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
 import { createHash } from "node:crypto";
-import { existsSync, realpathSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
-import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { Settings } from "../config.ts";
 import { AppError, errorOf, isAppError, isStorageFull, storageFullError } from "../errors.ts";
 import type { InsertOutcome, ItemStore, NewItem, StoredItem } from "../store/types.ts";
-import { isInside } from "../util/paths.ts";
 import type { Generation } from "./generations.ts";
+import { InputReader, type LoadedInput } from "./ingest-inputs.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
-import type { IndexInput, IndexResult, Metadata } from "./types.ts";
+import type { IndexInput, IndexResult } from "./types.ts";
 
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {
@@ -34,11 +31,6 @@ export interface IngestDeps {
   assertUsable: () => void;
 }
 
-const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-const MAX_METADATA_BYTES = 64 * 1024;
-/** Deepest nesting of metadata objects and arrays (SQLite's JSON functions stop at 1000). */
-export const MAX_METADATA_DEPTH = 32;
-
 const CONTENT_TYPES: Record<string, string> = {
   jpeg: "image/jpeg",
   png: "image/png",
@@ -49,14 +41,10 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 
 /** One input on its way through the pipeline. */
-interface Job {
+interface Job extends LoadedInput {
   index: number;
   id: string;
   sha256: string;
-  bytes: Buffer;
-  metadata: Metadata;
-  source: "upload" | "path";
-  path?: string;
   claim: Claim;
 }
 
@@ -105,42 +93,14 @@ function sha256Hex(bytes: Buffer): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-function validateMetadata(metadata: unknown): Metadata {
-  if (metadata === undefined || metadata === null) return {};
-  if (typeof metadata !== "object" || Array.isArray(metadata)) {
-    throw new AppError("invalid_metadata", 'metadata must be a JSON object, e.g. {"album": "x"}.');
-  }
-  let depth = 0;
-  for (let level: unknown[] = [metadata]; level.length > 0; depth++) {
-    if (depth > MAX_METADATA_DEPTH) {
-      throw new AppError(
-        "invalid_metadata",
-        `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep; flatten it.`,
-      );
-    }
-    level = level.flatMap((value) =>
-      typeof value === "object" && value !== null ? Object.values(value) : [],
-    );
-  }
-  const json = JSON.stringify(metadata);
-  if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
-    throw new AppError(
-      "invalid_metadata",
-      `metadata is ${Buffer.byteLength(json)} bytes of JSON; the limit is ${MAX_METADATA_BYTES}. Keep large data elsewhere and store a reference.`,
-    );
-  }
-  return JSON.parse(json) as Metadata;
-}
-
 export class Ingest {
   private readonly settings: Settings;
   private readonly generations: IngestDeps["generations"];
   private readonly store: ItemStore;
   private readonly queue: EmbedQueue;
   private readonly pool: PreprocessPool;
-  private readonly options: { allowAnyPath: boolean };
   private readonly assertUsable: () => void;
-  private readonly mediaRoot: string | undefined;
+  private readonly inputs: InputReader;
   /** Content hashes and ids being ingested now, so concurrent calls never both own one. */
   private readonly inflightSha = new Map<string, Claim>();
   private readonly inflightIds = new Map<string, string>();
@@ -151,12 +111,8 @@ export class Ingest {
     this.store = deps.store;
     this.queue = deps.queue;
     this.pool = deps.pool;
-    this.options = { allowAnyPath: deps.allowAnyPath };
     this.assertUsable = deps.assertUsable;
-    this.mediaRoot =
-      deps.settings.mediaRoot !== undefined && existsSync(deps.settings.mediaRoot)
-        ? realpathSync(deps.settings.mediaRoot)
-        : undefined;
+    this.inputs = new InputReader(deps.settings, deps.allowAnyPath);
   }
 
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
@@ -185,7 +141,7 @@ export class Ingest {
       // Preparation (read, hash, decode) of the next chunks overlaps the embedding of this one.
       const prepare = async (start: number): Promise<Prepared[]> => {
         const chunk = inputs.slice(start, start + chunkSize);
-        const loaded = await Promise.allSettled(chunk.map((input) => this.load(input)));
+        const loaded = await Promise.allSettled(chunk.map((input) => this.inputs.load(input)));
         const known = await Promise.all(
           loaded.map((outcome, offset) =>
             outcome.status === "fulfilled"
@@ -297,84 +253,6 @@ export class Ingest {
     return results;
   }
 
-  /** Reads the bytes of an input (upload or path) after validating what can be validated. */
-  private async load(input: IndexInput): Promise<{
-    bytes: Buffer;
-    metadata: Metadata;
-    source: "upload" | "path";
-    path?: string;
-  }> {
-    // "." and ".." would be unreachable: URLs normalise /items/.. away.
-    if (input.id !== undefined && (!CLIENT_ID.test(input.id) || /^\.{1,2}$/.test(input.id))) {
-      throw new AppError(
-        "invalid_id",
-        `Item id "${String(input.id).slice(0, 140)}" is not allowed; use 1-128 characters of letters, digits, "_", ".", ":" or "-" (not "." or ".."), or omit it to get a content-based id.`,
-      );
-    }
-    const metadata = validateMetadata(input.metadata);
-    if (input.bytes !== undefined && input.path !== undefined) {
-      throw new AppError("invalid_input", "Give either image bytes or a path, not both.");
-    }
-    if (input.bytes !== undefined) {
-      return { bytes: input.bytes, metadata, source: "upload" };
-    }
-    if (input.path === undefined || input.path === "") {
-      throw new AppError("invalid_input", "Each item needs image bytes or a path.");
-    }
-    const real = this.resolvePath(input.path);
-    const info = await stat(real);
-    if (!info.isFile()) {
-      throw new AppError("not_a_file", `${input.path} is not a regular file; give an image file.`);
-    }
-    if (info.size > this.settings.maxImageBytes) {
-      throw new AppError(
-        "image_too_large",
-        `${input.path} is ${info.size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
-        413,
-      );
-    }
-    return { bytes: await readFile(real), metadata, source: "path", path: real };
-  }
-
-  /** Resolves symlinks and `..`, then checks the media root (unless any path is allowed). */
-  private resolvePath(input: string): string {
-    const root = this.mediaRoot;
-    const confined = !this.options.allowAnyPath;
-    if (root === undefined && confined) {
-      throw new AppError(
-        "path_indexing_disabled",
-        this.settings.mediaRoot === undefined
-          ? "Indexing by path is disabled; set a media root (LONGCLIP_MEDIA_ROOT or --media-root) or upload the image."
-          : `Indexing by path is disabled: the media root ${this.settings.mediaRoot} does not exist. Create it or fix LONGCLIP_MEDIA_ROOT, then restart.`,
-        403,
-      );
-    }
-    // A name that merely starts with ".." ("..photo.jpg") is inside.
-    const outside = (candidate: string) => !isInside(root as string, candidate);
-    const refuse = () =>
-      new AppError(
-        "path_outside_media_root",
-        `${input} is outside the media root; only files under it can be indexed by path.`,
-        403,
-      );
-    const absolute = path.resolve(root ?? process.cwd(), input);
-    // Checked before touching the file system, so answers never reveal what exists outside.
-    if (confined && outside(absolute)) throw refuse();
-    let real: string;
-    try {
-      real = realpathSync(absolute);
-    } catch {
-      throw new AppError(
-        "file_not_found",
-        `No file at ${input}; check the path (relative paths are resolved against the media root).`,
-        404,
-      );
-    }
-    // Again after resolving symlinks: a link inside the root may point outside it.
-    if (confined && outside(real)) throw refuse();
-    return real;
-  }
-
   /** What the store holds of an input's content and id. */
   private async lookUp(input: IndexInput, bytes: Buffer): Promise<Lookup> {
     const sha256 = sha256Hex(bytes);
@@ -393,7 +271,7 @@ export class Ingest {
   private claim(
     i: number,
     input: IndexInput,
-    loaded: Awaited<ReturnType<Ingest["load"]>>,
+    loaded: LoadedInput,
     { sha256, id, existing, idTaken }: Lookup,
     results: IndexResult[],
     waits: Promise<void>[],

@@ -5,13 +5,13 @@
  * overlapping the embedding of the next chunk.
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
-import { createHash } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import type { Settings } from "../config.ts";
 import { AppError, errorOf, isAppError, isStorageFull, storageFullError } from "../errors.ts";
-import type { InsertOutcome, ItemStore, NewItem, StoredItem } from "../store/types.ts";
+import type { InsertOutcome, ItemStore, NewItem } from "../store/types.ts";
 import type { Generation } from "./generations.ts";
-import { InputReader, type LoadedInput } from "./ingest-inputs.ts";
+import { Claims, type Job, type Lookup } from "./ingest-claims.ts";
+import { InputReader } from "./ingest-inputs.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 import type { IndexInput, IndexResult } from "./types.ts";
@@ -40,14 +40,6 @@ const CONTENT_TYPES: Record<string, string> = {
   tiff: "image/tiff",
 };
 
-/** One input on its way through the pipeline. */
-interface Job extends LoadedInput {
-  index: number;
-  id: string;
-  sha256: string;
-  claim: Claim;
-}
-
 /** A chunk's embeddings: by the live model, and by the next one while a reindex runs. */
 interface EmbeddedChunk {
   modelId: string;
@@ -64,35 +56,6 @@ interface Prepared extends Job {
   contentType: string;
 }
 
-interface Lookup {
-  sha256: string;
-  id: string;
-  /** The stored item with the same content, if any. */
-  existing: StoredItem | undefined;
-  /** Whether the id is taken by a stored item. */
-  idTaken: boolean;
-}
-
-type ClaimOutcome = { id: string } | { error: { code: string; message: string } };
-
-/** An in-flight content hash: later copies of the same bytes wait for its outcome. */
-interface Claim {
-  promise: Promise<ClaimOutcome>;
-  settle(outcome: ClaimOutcome): void;
-}
-
-function newClaim(): Claim {
-  let settle: (outcome: ClaimOutcome) => void = () => {};
-  const promise = new Promise<ClaimOutcome>((resolve) => {
-    settle = resolve;
-  });
-  return { promise, settle };
-}
-
-function sha256Hex(bytes: Buffer): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
 export class Ingest {
   private readonly settings: Settings;
   private readonly generations: IngestDeps["generations"];
@@ -101,9 +64,7 @@ export class Ingest {
   private readonly pool: PreprocessPool;
   private readonly assertUsable: () => void;
   private readonly inputs: InputReader;
-  /** Content hashes and ids being ingested now, so concurrent calls never both own one. */
-  private readonly inflightSha = new Map<string, Claim>();
-  private readonly inflightIds = new Map<string, string>();
+  private readonly claims: Claims;
 
   constructor(deps: IngestDeps) {
     this.settings = deps.settings;
@@ -113,6 +74,7 @@ export class Ingest {
     this.pool = deps.pool;
     this.assertUsable = deps.assertUsable;
     this.inputs = new InputReader(deps.settings, deps.allowAnyPath);
+    this.claims = new Claims(deps.store);
   }
 
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
@@ -145,14 +107,14 @@ export class Ingest {
         const known = await Promise.all(
           loaded.map((outcome, offset) =>
             outcome.status === "fulfilled"
-              ? this.lookUp(inputs[start + offset] as IndexInput, outcome.value.bytes)
+              ? this.claims.lookUp(inputs[start + offset] as IndexInput, outcome.value.bytes)
               : undefined,
           ),
         );
         // Claimed synchronously, after the lookups: two calls never both own the same bytes.
         const claims = loaded.map((outcome, offset) =>
           outcome.status === "fulfilled"
-            ? this.claim(
+            ? this.claims.claim(
                 start + offset,
                 inputs[start + offset] as IndexInput,
                 outcome.value,
@@ -192,7 +154,7 @@ export class Ingest {
         decoded.forEach((outcome, k) => {
           const job = jobs[k] as Job;
           if (outcome.status === "rejected") {
-            this.finish(job, results, { error: errorOf(outcome.reason) });
+            this.claims.finish(job, results, { error: errorOf(outcome.reason) });
             reservation.release(1);
             return;
           }
@@ -242,7 +204,7 @@ export class Ingest {
       // Whatever happened, no claim may stay pending: waiters (maybe other calls) need an answer.
       for (const job of owned) {
         if (results[job.index] === undefined) {
-          this.finish(job, results, {
+          this.claims.finish(job, results, {
             error: { code: "internal_error", message: "Indexing was interrupted; retry." },
           });
         }
@@ -251,74 +213,6 @@ export class Ingest {
     }
     await Promise.all(waits);
     return results;
-  }
-
-  /** What the store holds of an input's content and id. */
-  private async lookUp(input: IndexInput, bytes: Buffer): Promise<Lookup> {
-    const sha256 = sha256Hex(bytes);
-    const id = input.id ?? sha256.slice(0, 32);
-    const [existing, byId] = await Promise.all([
-      this.store.getBySha(sha256),
-      this.store.getById(id),
-    ]);
-    return { sha256, id, existing, idTaken: byId !== undefined };
-  }
-
-  /**
-   * Decides, before any decoding, whether an input is new work: a duplicate of a stored or an
-   * in-flight item, an id conflict, or a job this call now owns (its hash and id are claimed).
-   */
-  private claim(
-    i: number,
-    input: IndexInput,
-    loaded: LoadedInput,
-    { sha256, id, existing, idTaken }: Lookup,
-    results: IndexResult[],
-    waits: Promise<void>[],
-  ): Job | undefined {
-    if (existing !== undefined) {
-      results[i] = { id: existing.id, status: "duplicate" };
-      return undefined;
-    }
-    const inflight = this.inflightSha.get(sha256);
-    if (inflight !== undefined) {
-      waits.push(
-        inflight.promise.then((outcome) => {
-          results[i] =
-            "id" in outcome
-              ? { id: outcome.id, status: "duplicate" }
-              : { id: input.id ?? "", status: "failed", error: outcome.error };
-        }),
-      );
-      return undefined;
-    }
-    if (idTaken || this.inflightIds.has(id)) {
-      results[i] = {
-        id,
-        status: "failed",
-        error: {
-          code: "id_conflict",
-          message: `Id "${id}" is already used by a different image; choose another id or delete the existing item first.`,
-        },
-      };
-      return undefined;
-    }
-    const claim = newClaim();
-    this.inflightSha.set(sha256, claim);
-    this.inflightIds.set(id, sha256);
-    const job: Job = { index: i, id, sha256, claim, ...loaded };
-    return job;
-  }
-
-  /** Records a job's result and releases its claims. */
-  private finish(job: Job, results: IndexResult[], outcome: ClaimOutcome): void {
-    results[job.index] =
-      "id" in outcome
-        ? { id: outcome.id, status: outcome.id === job.id ? "indexed" : "duplicate" }
-        : { id: job.id, status: "failed", error: outcome.error };
-    this.inflightSha.delete(job.sha256);
-    this.inflightIds.delete(job.id);
-    job.claim.settle(outcome);
   }
 
   private async stageOriginal(job: Job): Promise<void> {
@@ -396,14 +290,8 @@ export class Ingest {
         staged: { modelId: next.embedder.modelId, vectors: staged },
       };
     } catch (error) {
-      this.failAll(prepared, results, error);
+      this.claims.failAll(prepared, results, error);
       return undefined;
-    }
-  }
-
-  private failAll(prepared: Prepared[], results: IndexResult[], error: unknown): void {
-    for (const job of prepared) {
-      if (results[job.index] === undefined) this.finish(job, results, { error: errorOf(error) });
     }
   }
 
@@ -441,13 +329,13 @@ export class Ingest {
       outcomes.forEach((outcome, k) => {
         const job = prepared[k] as Prepared;
         if (outcome.status === "failed") {
-          this.finish(job, results, { error: errorOf(outcome.error) });
+          this.claims.finish(job, results, { error: errorOf(outcome.error) });
         } else if (outcome.status === "inserted") {
-          this.finish(job, results, { id: job.id });
+          this.claims.finish(job, results, { id: job.id });
         } else if (outcome.status === "duplicate") {
-          this.finish(job, results, { id: outcome.id });
+          this.claims.finish(job, results, { id: outcome.id });
         } else {
-          this.finish(job, results, {
+          this.claims.finish(job, results, {
             error: {
               code: "id_conflict",
               message: `Id "${job.id}" is already used by a different image; choose another id.`,
@@ -456,7 +344,7 @@ export class Ingest {
         }
       });
     } catch (error) {
-      this.failAll(prepared, results, error);
+      this.claims.failAll(prepared, results, error);
     }
   }
 }

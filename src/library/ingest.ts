@@ -1,16 +1,19 @@
 /**
- * Ingest: inputs (uploads or files under the media root) → read and validate → content hash
- * and duplicate check (stored and in flight) → decode and resize in the preprocessing pool,
- * a bounded number of chunks ahead of the encoder → embed → one store transaction per chunk,
- * overlapping the embedding of the next chunk.
+ * Ingest: inputs (uploads or files under the media root) → read and validate
+ * (./ingest-inputs.ts) → content hash and duplicate check, stored and in flight
+ * (./ingest-claims.ts) → decode and resize in the preprocessing pool, a bounded number of
+ * chunks ahead of the encoder → embed → one store transaction per chunk (./ingest-commit.ts),
+ * overlapping the embedding of the next chunk. This module runs the pipeline: chunks, read-ahead,
+ * decoding, embedding (by both models during a blue/green reindex) and the order of the writes.
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
 import { isDeepStrictEqual } from "node:util";
 import type { Settings } from "../config.ts";
-import { AppError, errorOf, isAppError, isStorageFull, storageFullError } from "../errors.ts";
-import type { InsertOutcome, ItemStore, NewItem } from "../store/types.ts";
+import { AppError, errorOf } from "../errors.ts";
+import type { ItemStore } from "../store/types.ts";
 import type { Generation } from "./generations.ts";
 import { Claims, type Job, type Lookup } from "./ingest-claims.ts";
+import { Committer, type Decoded, type EmbeddedChunk } from "./ingest-commit.ts";
 import { InputReader } from "./ingest-inputs.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
@@ -40,41 +43,32 @@ const CONTENT_TYPES: Record<string, string> = {
   tiff: "image/tiff",
 };
 
-/** A chunk's embeddings: by the live model, and by the next one while a reindex runs. */
-interface EmbeddedChunk {
-  modelId: string;
-  vectors: Float32Array[];
-  staged?: { modelId: string; vectors: Float32Array[] };
-}
-
-interface Prepared extends Job {
+/** A decoded input, with its pixels for the encoder. */
+interface Prepared extends Decoded {
   /** The models when the chunk was decoded (pixels are for the live one's preprocessing). */
   generations: { live: Generation; next: Generation | undefined };
   pixels: Float32Array;
-  width: number;
-  height: number;
-  contentType: string;
 }
 
 export class Ingest {
   private readonly settings: Settings;
   private readonly generations: IngestDeps["generations"];
-  private readonly store: ItemStore;
   private readonly queue: EmbedQueue;
   private readonly pool: PreprocessPool;
   private readonly assertUsable: () => void;
   private readonly inputs: InputReader;
   private readonly claims: Claims;
+  private readonly committer: Committer;
 
   constructor(deps: IngestDeps) {
     this.settings = deps.settings;
     this.generations = deps.generations;
-    this.store = deps.store;
     this.queue = deps.queue;
     this.pool = deps.pool;
     this.assertUsable = deps.assertUsable;
     this.inputs = new InputReader(deps.settings, deps.allowAnyPath);
     this.claims = new Claims(deps.store);
+    this.committer = new Committer(deps.store, this.claims, deps.assertUsable);
   }
 
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
@@ -146,7 +140,7 @@ export class Ingest {
         const decoded = await Promise.allSettled(
           jobs.map(async (job) => {
             const image = await this.pool.run(job.bytes, generations.live.options);
-            if (job.source === "upload") await this.stageOriginal(job);
+            if (job.source === "upload") await this.committer.stageOriginal(job);
             return image;
           }),
         );
@@ -194,9 +188,9 @@ export class Ingest {
         fill();
         const embedded = await this.embedChunk(prepared, results);
         await writing;
-        writing = this.storeChunk(prepared, embedded, results).finally(() =>
-          reservation.release(prepared.length),
-        );
+        writing = this.committer
+          .commit(prepared, embedded, results)
+          .finally(() => reservation.release(prepared.length));
       }
       await writing;
     } finally {
@@ -215,19 +209,6 @@ export class Ingest {
     return results;
   }
 
-  private async stageOriginal(job: Job): Promise<void> {
-    try {
-      await this.store.stageOriginal(job.sha256, job.bytes);
-    } catch (error) {
-      if (isStorageFull(error)) throw storageFullError();
-      throw new AppError(
-        "storage_error",
-        `Could not store the uploaded image (${String((error as NodeJS.ErrnoException).code ?? "error")}). Check free space and permissions of the data directory.`,
-        500,
-      );
-    }
-  }
-
   /** A chunk's embeddings by the next model (decoded again if its preprocessing differs). */
   private async embedNext(
     prepared: readonly Prepared[],
@@ -240,34 +221,6 @@ export class Ingest {
           prepared.map(async (p) => (await this.pool.run(p.bytes, next.options)).pixels),
         );
     return this.queue.run("ingest", prepared.length, () => next.embedder.embedPixels(pixels));
-  }
-
-  /**
-   * Commits the chunk in one transaction; if that fails, each item in its own, so one item the
-   * store refuses fails only itself. A store that cannot be reached fails them all at once.
-   */
-  private async insertEach(
-    entries: NewItem[],
-    modelId: string,
-  ): Promise<(InsertOutcome | { status: "failed"; error: unknown })[]> {
-    try {
-      return await this.store.insertItems(entries, modelId);
-    } catch (error) {
-      if (entries.length === 1 || (isAppError(error) && error.code === "database_unavailable")) {
-        throw error;
-      }
-    }
-    const outcomes: (InsertOutcome | { status: "failed"; error: unknown })[] = [];
-    for (const entry of entries) {
-      try {
-        const [outcome] = await this.store.insertItems([entry], modelId);
-        outcomes.push(outcome as InsertOutcome);
-      } catch (error) {
-        if (isAppError(error) && error.code === "database_unavailable") throw error;
-        outcomes.push({ status: "failed", error });
-      }
-    }
-    return outcomes;
   }
 
   /** Embeds one chunk (and by the next model during a reindex); on failure its jobs fail. */
@@ -292,59 +245,6 @@ export class Ingest {
     } catch (error) {
       this.claims.failAll(prepared, results, error);
       return undefined;
-    }
-  }
-
-  /** Commits an embedded chunk in one transaction (originals are already staged). */
-  private async storeChunk(
-    prepared: Prepared[],
-    embedded: EmbeddedChunk | undefined,
-    results: IndexResult[],
-  ): Promise<void> {
-    if (embedded === undefined) return;
-    const { vectors, staged } = embedded;
-    try {
-      this.assertUsable();
-      const entries: NewItem[] = prepared.map((p, k) => {
-        const entry: NewItem = {
-          id: p.id,
-          sha256: p.sha256,
-          metadata: p.metadata,
-          contentType: p.contentType,
-          width: p.width,
-          height: p.height,
-          bytes: p.bytes.length,
-          source: p.source,
-          vector: vectors[k] as Float32Array,
-        };
-        if (p.path !== undefined) entry.path = p.path;
-        if (staged !== undefined) {
-          entry.staged = { modelId: staged.modelId, vector: staged.vectors[k] as Float32Array };
-        }
-        // Staged already on SQLite (a no-op there); committed with the row on Postgres.
-        if (p.source === "upload") entry.original = p.bytes;
-        return entry;
-      });
-      const outcomes = await this.insertEach(entries, embedded.modelId);
-      outcomes.forEach((outcome, k) => {
-        const job = prepared[k] as Prepared;
-        if (outcome.status === "failed") {
-          this.claims.finish(job, results, { error: errorOf(outcome.error) });
-        } else if (outcome.status === "inserted") {
-          this.claims.finish(job, results, { id: job.id });
-        } else if (outcome.status === "duplicate") {
-          this.claims.finish(job, results, { id: outcome.id });
-        } else {
-          this.claims.finish(job, results, {
-            error: {
-              code: "id_conflict",
-              message: `Id "${job.id}" is already used by a different image; choose another id.`,
-            },
-          });
-        }
-      });
-    } catch (error) {
-      this.claims.failAll(prepared, results, error);
     }
   }
 }

@@ -2,9 +2,10 @@
  * The library: ingest (hash → duplicate check → preprocess → embed → one store transaction),
  * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
  * Postgres + pgvector). It orchestrates and owns the state (starting, ready, needs_reindex,
- * closed...); the work is done by its modules: ./ingest.ts, ./search.ts with
- * ./query-embedder.ts, ./items.ts (reading items), ./reindex.ts, and ./generations.ts (the
- * models it embeds with, following the store's; blue/green in ./blue-green.ts).
+ * closed...); the work is done by its modules: ./ingest.ts (its steps in ./ingest-*.ts),
+ * ./search.ts with ./query-embedder.ts, ./items.ts (reading items), ./reindex.ts, and
+ * ./generations.ts (the models it embeds with, following the store's; blue/green in
+ * ./blue-green.ts).
  *
  * Invariants:
  * - The store is the source of truth. An item is reported "indexed" only after the transaction

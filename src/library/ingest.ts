@@ -106,7 +106,7 @@ export class Ingest {
           ),
         );
         // Claimed synchronously, after the lookups: two calls never both own the same bytes.
-        const claims = loaded.map((outcome, offset) =>
+        const claimed = loaded.map((outcome, offset) =>
           outcome.status === "fulfilled"
             ? this.claims.claim(
                 start + offset,
@@ -126,7 +126,7 @@ export class Ingest {
             reservation.release(1);
             return;
           }
-          const job = claims[offset];
+          const job = claimed[offset];
           if (job === undefined) {
             reservation.release(1);
             return;

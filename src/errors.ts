@@ -32,3 +32,18 @@ export function storageFullError(): AppError {
     507,
   );
 }
+
+/**
+ * The `{code, message}` an item's result reports for an error: an AppError's own, 507 storage
+ * conditions as storage_error, anything else as internal_error without its details.
+ */
+export function errorOf(error: unknown): { code: string; message: string } {
+  if (isAppError(error)) return { code: error.code, message: error.message };
+  if (isStorageFull(error)) return { code: "storage_error", message: storageFullError().message };
+  // The message of an unexpected error may name server paths: clients get its kind only.
+  const kind = (error as { code?: unknown } | undefined)?.code;
+  return {
+    code: "internal_error",
+    message: `Unexpected error${typeof kind === "string" ? ` (${kind})` : ""}; the server log has the details. Retry, or report it.`,
+  };
+}

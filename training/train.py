@@ -1,8 +1,8 @@
 """``train``: fine-tune CLIP into Long-CLIP with primary component matching (PCM).
 
 Starts from an official Long-CLIP checkpoint, an OpenAI CLIP checkpoint (stretched to 248
-positions on load, KPS by default), a training checkpoint, or a random initialisation. The
-recipe follows the official Long-CLIP training: AdamW (0.9, 0.999, 1e-8, weight decay 1e-2),
+positions on load, KPS by default), a training checkpoint, or a random initialisation (start.py).
+The recipe follows the official Long-CLIP training: AdamW (0.9, 0.999, 1e-8, weight decay 1e-2),
 linear warm-up then cosine decay per step, the first 20 positions frozen, features gathered
 across processes with gradients under torchrun, fp16 autocast with a gradient scaler on CUDA.
 
@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import random
-import re
 import sys
 import time
 from contextlib import nullcontext
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .checkpoint import TRAINING_FORMAT, load_checkpoint, save_official, save_training_checkpoint
+from .checkpoint import save_official, save_training_checkpoint
 from .data import (
     CLIP_MEAN,
     CLIP_STD,
@@ -42,21 +41,12 @@ from .data import (
     epoch_indices,
     load_records,
 )
-from .kps import stretch_state_dict
-from .model import (
-    CLIP,
-    KEEP_POSITIONS,
-    ModelConfig,
-    UnsupportedCheckpointError,
-    build_model,
-    freeze_kept_positions,
-    model_config,
-)
+from .model import CLIP, UnsupportedCheckpointError, freeze_kept_positions
 from .pcm import LOGIT_SCALE_MAX, pcm_loss
+from .start import saved_args, set_rng_state, starting_model
 from .tokenizer import ClipTokenizer
 
 LOG = logging.getLogger("training.train")
-CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)\.pt$")
 # --pcm-batch random draws its batches from a random order seeded --seed + this
 SHORT_STREAM_SEED = 7919
 
@@ -262,95 +252,6 @@ def _resolve_device(name: Optional[str], info: distributed.DistInfo) -> torch.de
     return torch.device(name)
 
 
-def _init_config(value: str, model_type: str, vocab_size: int) -> ModelConfig:
-    path = Path(value)
-    if path.suffix == ".json" or path.is_file():
-        try:
-            fields = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise SystemExit(f"error: cannot read model config {path}: {error}") from None
-        model_type = fields.pop("model_type", model_type)
-        config = model_config(fields.pop("preset", "tiny"), model_type)
-        unknown = sorted(set(fields) - set(config.to_dict()))
-        if unknown:
-            raise SystemExit(
-                f"error: unknown model config fields {unknown} in {path}; known: "
-                f"{', '.join(config.to_dict())}"
-            )
-        for key, field in fields.items():
-            setattr(config, key, field)
-    else:
-        config = model_config(value, model_type)
-    config.vocab_size = vocab_size
-    return config
-
-
-def _latest_checkpoint(out: Path) -> Optional[Path]:
-    found = []
-    for path in out.glob("checkpoint-*.pt"):
-        match = CHECKPOINT_PATTERN.search(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
-
-
-def _load_model(args, tokenizer: ClipTokenizer):
-    """(model, resume state or None) from --resume, --checkpoint or --init-config."""
-    if args.resume:
-        path = _latest_checkpoint(args.out) if args.resume == "auto" else Path(args.resume)
-        if path is None:
-            raise SystemExit(
-                f"error: --resume auto found no checkpoint-*.pt in {args.out}; start without "
-                "--resume or name the checkpoint"
-            )
-        model, info = load_checkpoint(path)
-        if info.get("format") != TRAINING_FORMAT:
-            raise SystemExit(
-                f"error: {path} is not a training checkpoint, so there is no optimizer state to "
-                "resume; start from it with --checkpoint instead"
-            )
-        LOG.info("resuming from %s (step %d)", path, info["step"])
-        return model, info["training"]
-    if args.checkpoint:
-        model, info = load_checkpoint(args.checkpoint)
-        if info["model_type"] == "clip" and args.stretch != "none":
-            state = stretch_state_dict(model.state_dict(), args.stretch, KEEP_POSITIONS, 4)
-            model = build_model(state)
-            LOG.info("stretched %s to %d positions (%s)", args.checkpoint, 248, args.stretch)
-        return model, None
-    if args.init_config:
-        config = _init_config(args.init_config, args.model_type, tokenizer.vocab_size)
-        return CLIP.random_init(config), None
-    raise SystemExit("error: give --checkpoint, --init-config or --resume")
-
-
-def _rng_state() -> dict:
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _saved_args(args) -> dict:
-    saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    saved.pop("func", None)
-    # the RNG state rides along with the run's arguments (the checkpoint format has no slot)
-    saved["rng"] = _rng_state()
-    return saved
-
-
 def run(args) -> int:
     info = distributed.env_info()
     logging.basicConfig(
@@ -383,7 +284,7 @@ def _train(args) -> int:
     torch.manual_seed(args.seed)
 
     tokenizer = ClipTokenizer(args.vocab, args.num_merges)
-    model, resume = _load_model(args, tokenizer)
+    model, resume = starting_model(args, tokenizer)
     config = model.config
     if tokenizer.vocab_size != config.vocab_size:
         raise SystemExit(
@@ -475,7 +376,7 @@ def _train(args) -> int:
         step = int(resume["step"])
         rng = (resume.get("args") or {}).get("rng")
         if rng is not None:
-            _set_rng_state(rng)
+            set_rng_state(rng)
 
     towers = Towers(model)
     if info.enabled:
@@ -507,7 +408,7 @@ def _train(args) -> int:
     def save(path: Path) -> None:
         if info.is_main:
             save_training_checkpoint(
-                path, model, optimizer, scheduler, scaler, step, _saved_args(args), args.vocab
+                path, model, optimizer, scheduler, scaler, step, saved_args(args), args.vocab
             )
         distributed.barrier()
 

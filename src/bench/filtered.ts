@@ -9,7 +9,8 @@
  */
 import { rmSync } from "node:fs";
 import path from "node:path";
-import { PostgresStore, type VectorType } from "../store/postgres/store.ts";
+import type { VectorType } from "../store/postgres/hnsw-index.ts";
+import { PostgresStore } from "../store/postgres/store.ts";
 import { SqliteStore } from "../store/sqlite/store.ts";
 import type { ItemStore } from "../store/types.ts";
 import type { BenchContext } from "./context.ts";

@@ -11,9 +11,9 @@
  */
 import type { Settings } from "../config.ts";
 import type { Embedder } from "../encode/types.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError, errorOf, isAppError } from "../errors.ts";
 import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
-import { errorOf, type Generation } from "./ingest.ts";
+import type { Generation } from "./generations.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 

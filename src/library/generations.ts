@@ -13,8 +13,13 @@ import { AppError } from "../errors.ts";
 import type { PreprocessMode, PreprocessOptions } from "../preprocess/types.ts";
 import type { ModelInfo, StoredItem } from "../store/types.ts";
 import { BlueGreen, type BlueGreenHost, STALE_MS } from "./blue-green.ts";
-import type { Generation } from "./ingest.ts";
 import { type ReindexFailure, type ReindexProgress, reembedAll } from "./reindex.ts";
+
+/** A model with the preprocessing its vision tower expects. */
+export interface Generation {
+  embedder: Embedder;
+  options: PreprocessOptions;
+}
 
 /**
  * The model id a library records: the encoder's, with the preprocessing mode appended unless

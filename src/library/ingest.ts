@@ -1,30 +1,23 @@
 /**
- * Ingest: inputs (uploads or files under the media root) → read and validate → content hash
- * and duplicate check (stored and in flight) → decode and resize in the preprocessing pool,
- * a bounded number of chunks ahead of the encoder → embed → one store transaction per chunk,
- * overlapping the embedding of the next chunk.
+ * Ingest: inputs (uploads or files under the media root) → read and validate
+ * (./ingest-inputs.ts) → content hash and duplicate check, stored and in flight
+ * (./ingest-claims.ts) → decode and resize in the preprocessing pool, a bounded number of
+ * chunks ahead of the encoder → embed → one store transaction per chunk (./ingest-commit.ts),
+ * overlapping the embedding of the next chunk. This module runs the pipeline: chunks, read-ahead,
+ * decoding, embedding (by both models during a blue/green reindex) and the order of the writes.
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
-import { createHash } from "node:crypto";
-import { existsSync, realpathSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
-import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { Settings } from "../config.ts";
-import type { Embedder } from "../encode/types.ts";
-import { AppError, isAppError, isStorageFull, storageFullError } from "../errors.ts";
-import type { PreprocessOptions } from "../preprocess/types.ts";
-import type { InsertOutcome, ItemStore, NewItem, StoredItem } from "../store/types.ts";
-import { isInside } from "../util/paths.ts";
+import { AppError, errorOf } from "../errors.ts";
+import type { ItemStore } from "../store/types.ts";
+import type { Generation } from "./generations.ts";
+import { Claims, type Job, type Lookup } from "./ingest-claims.ts";
+import { Committer, type Decoded, type EmbeddedChunk } from "./ingest-commit.ts";
+import { InputReader } from "./ingest-inputs.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
-import type { IndexInput, IndexResult, Metadata } from "./types.ts";
-
-/** A model with the preprocessing its vision tower expects. */
-export interface Generation {
-  embedder: Embedder;
-  options: PreprocessOptions;
-}
+import type { IndexInput, IndexResult } from "./types.ts";
 
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {
@@ -41,11 +34,6 @@ export interface IngestDeps {
   assertUsable: () => void;
 }
 
-const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-const MAX_METADATA_BYTES = 64 * 1024;
-/** Deepest nesting of metadata objects and arrays (SQLite's JSON functions stop at 1000). */
-export const MAX_METADATA_DEPTH = 32;
-
 const CONTENT_TYPES: Record<string, string> = {
   jpeg: "image/jpeg",
   png: "image/png",
@@ -55,126 +43,32 @@ const CONTENT_TYPES: Record<string, string> = {
   tiff: "image/tiff",
 };
 
-/** One input on its way through the pipeline. */
-interface Job {
-  index: number;
-  id: string;
-  sha256: string;
-  bytes: Buffer;
-  metadata: Metadata;
-  source: "upload" | "path";
-  path?: string;
-  claim: Claim;
-}
-
-/** A chunk's embeddings: by the live model, and by the next one while a reindex runs. */
-interface EmbeddedChunk {
-  modelId: string;
-  vectors: Float32Array[];
-  staged?: { modelId: string; vectors: Float32Array[] };
-}
-
-interface Prepared extends Job {
+/** A decoded input, with its pixels for the encoder. */
+interface Prepared extends Decoded {
   /** The models when the chunk was decoded (pixels are for the live one's preprocessing). */
   generations: { live: Generation; next: Generation | undefined };
   pixels: Float32Array;
-  width: number;
-  height: number;
-  contentType: string;
-}
-
-interface Lookup {
-  sha256: string;
-  id: string;
-  /** The stored item with the same content, if any. */
-  existing: StoredItem | undefined;
-  /** Whether the id is taken by a stored item. */
-  idTaken: boolean;
-}
-
-type ClaimOutcome = { id: string } | { error: { code: string; message: string } };
-
-/** An in-flight content hash: later copies of the same bytes wait for its outcome. */
-interface Claim {
-  promise: Promise<ClaimOutcome>;
-  settle(outcome: ClaimOutcome): void;
-}
-
-function newClaim(): Claim {
-  let settle: (outcome: ClaimOutcome) => void = () => {};
-  const promise = new Promise<ClaimOutcome>((resolve) => {
-    settle = resolve;
-  });
-  return { promise, settle };
-}
-
-export function errorOf(error: unknown): { code: string; message: string } {
-  if (isAppError(error)) return { code: error.code, message: error.message };
-  if (isStorageFull(error)) return { code: "storage_error", message: storageFullError().message };
-  // The message of an unexpected error may name server paths: clients get its kind only.
-  const kind = (error as { code?: unknown } | undefined)?.code;
-  return {
-    code: "internal_error",
-    message: `Unexpected error${typeof kind === "string" ? ` (${kind})` : ""}; the server log has the details. Retry, or report it.`,
-  };
-}
-
-function sha256Hex(bytes: Buffer): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-function validateMetadata(metadata: unknown): Metadata {
-  if (metadata === undefined || metadata === null) return {};
-  if (typeof metadata !== "object" || Array.isArray(metadata)) {
-    throw new AppError("invalid_metadata", 'metadata must be a JSON object, e.g. {"album": "x"}.');
-  }
-  let depth = 0;
-  for (let level: unknown[] = [metadata]; level.length > 0; depth++) {
-    if (depth > MAX_METADATA_DEPTH) {
-      throw new AppError(
-        "invalid_metadata",
-        `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep; flatten it.`,
-      );
-    }
-    level = level.flatMap((value) =>
-      typeof value === "object" && value !== null ? Object.values(value) : [],
-    );
-  }
-  const json = JSON.stringify(metadata);
-  if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
-    throw new AppError(
-      "invalid_metadata",
-      `metadata is ${Buffer.byteLength(json)} bytes of JSON; the limit is ${MAX_METADATA_BYTES}. Keep large data elsewhere and store a reference.`,
-    );
-  }
-  return JSON.parse(json) as Metadata;
 }
 
 export class Ingest {
   private readonly settings: Settings;
   private readonly generations: IngestDeps["generations"];
-  private readonly store: ItemStore;
   private readonly queue: EmbedQueue;
   private readonly pool: PreprocessPool;
-  private readonly options: { allowAnyPath: boolean };
   private readonly assertUsable: () => void;
-  private readonly mediaRoot: string | undefined;
-  /** Content hashes and ids being ingested now, so concurrent calls never both own one. */
-  private readonly inflightSha = new Map<string, Claim>();
-  private readonly inflightIds = new Map<string, string>();
+  private readonly inputs: InputReader;
+  private readonly claims: Claims;
+  private readonly committer: Committer;
 
   constructor(deps: IngestDeps) {
     this.settings = deps.settings;
     this.generations = deps.generations;
-    this.store = deps.store;
     this.queue = deps.queue;
     this.pool = deps.pool;
-    this.options = { allowAnyPath: deps.allowAnyPath };
     this.assertUsable = deps.assertUsable;
-    this.mediaRoot =
-      deps.settings.mediaRoot !== undefined && existsSync(deps.settings.mediaRoot)
-        ? realpathSync(deps.settings.mediaRoot)
-        : undefined;
+    this.inputs = new InputReader(deps.settings, deps.allowAnyPath);
+    this.claims = new Claims(deps.store);
+    this.committer = new Committer(deps.store, this.claims, deps.assertUsable);
   }
 
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
@@ -203,18 +97,18 @@ export class Ingest {
       // Preparation (read, hash, decode) of the next chunks overlaps the embedding of this one.
       const prepare = async (start: number): Promise<Prepared[]> => {
         const chunk = inputs.slice(start, start + chunkSize);
-        const loaded = await Promise.allSettled(chunk.map((input) => this.load(input)));
+        const loaded = await Promise.allSettled(chunk.map((input) => this.inputs.load(input)));
         const known = await Promise.all(
           loaded.map((outcome, offset) =>
             outcome.status === "fulfilled"
-              ? this.lookUp(inputs[start + offset] as IndexInput, outcome.value.bytes)
+              ? this.claims.lookUp(inputs[start + offset] as IndexInput, outcome.value.bytes)
               : undefined,
           ),
         );
         // Claimed synchronously, after the lookups: two calls never both own the same bytes.
-        const claims = loaded.map((outcome, offset) =>
+        const claimed = loaded.map((outcome, offset) =>
           outcome.status === "fulfilled"
-            ? this.claim(
+            ? this.claims.claim(
                 start + offset,
                 inputs[start + offset] as IndexInput,
                 outcome.value,
@@ -232,7 +126,7 @@ export class Ingest {
             reservation.release(1);
             return;
           }
-          const job = claims[offset];
+          const job = claimed[offset];
           if (job === undefined) {
             reservation.release(1);
             return;
@@ -246,7 +140,7 @@ export class Ingest {
         const decoded = await Promise.allSettled(
           jobs.map(async (job) => {
             const image = await this.pool.run(job.bytes, generations.live.options);
-            if (job.source === "upload") await this.stageOriginal(job);
+            if (job.source === "upload") await this.committer.stageOriginal(job);
             return image;
           }),
         );
@@ -254,7 +148,7 @@ export class Ingest {
         decoded.forEach((outcome, k) => {
           const job = jobs[k] as Job;
           if (outcome.status === "rejected") {
-            this.finish(job, results, { error: errorOf(outcome.reason) });
+            this.claims.finish(job, results, { error: errorOf(outcome.reason) });
             reservation.release(1);
             return;
           }
@@ -294,9 +188,9 @@ export class Ingest {
         fill();
         const embedded = await this.embedChunk(prepared, results);
         await writing;
-        writing = this.storeChunk(prepared, embedded, results).finally(() =>
-          reservation.release(prepared.length),
-        );
+        writing = this.committer
+          .commit(prepared, embedded, results)
+          .finally(() => reservation.release(prepared.length));
       }
       await writing;
     } finally {
@@ -304,7 +198,7 @@ export class Ingest {
       // Whatever happened, no claim may stay pending: waiters (maybe other calls) need an answer.
       for (const job of owned) {
         if (results[job.index] === undefined) {
-          this.finish(job, results, {
+          this.claims.finish(job, results, {
             error: { code: "internal_error", message: "Indexing was interrupted; retry." },
           });
         }
@@ -313,165 +207,6 @@ export class Ingest {
     }
     await Promise.all(waits);
     return results;
-  }
-
-  /** Reads the bytes of an input (upload or path) after validating what can be validated. */
-  private async load(input: IndexInput): Promise<{
-    bytes: Buffer;
-    metadata: Metadata;
-    source: "upload" | "path";
-    path?: string;
-  }> {
-    // "." and ".." would be unreachable: URLs normalise /items/.. away.
-    if (input.id !== undefined && (!CLIENT_ID.test(input.id) || /^\.{1,2}$/.test(input.id))) {
-      throw new AppError(
-        "invalid_id",
-        `Item id "${String(input.id).slice(0, 140)}" is not allowed; use 1-128 characters of letters, digits, "_", ".", ":" or "-" (not "." or ".."), or omit it to get a content-based id.`,
-      );
-    }
-    const metadata = validateMetadata(input.metadata);
-    if (input.bytes !== undefined && input.path !== undefined) {
-      throw new AppError("invalid_input", "Give either image bytes or a path, not both.");
-    }
-    if (input.bytes !== undefined) {
-      return { bytes: input.bytes, metadata, source: "upload" };
-    }
-    if (input.path === undefined || input.path === "") {
-      throw new AppError("invalid_input", "Each item needs image bytes or a path.");
-    }
-    const real = this.resolvePath(input.path);
-    const info = await stat(real);
-    if (!info.isFile()) {
-      throw new AppError("not_a_file", `${input.path} is not a regular file; give an image file.`);
-    }
-    if (info.size > this.settings.maxImageBytes) {
-      throw new AppError(
-        "image_too_large",
-        `${input.path} is ${info.size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
-        413,
-      );
-    }
-    return { bytes: await readFile(real), metadata, source: "path", path: real };
-  }
-
-  /** Resolves symlinks and `..`, then checks the media root (unless any path is allowed). */
-  private resolvePath(input: string): string {
-    const root = this.mediaRoot;
-    const confined = !this.options.allowAnyPath;
-    if (root === undefined && confined) {
-      throw new AppError(
-        "path_indexing_disabled",
-        this.settings.mediaRoot === undefined
-          ? "Indexing by path is disabled; set a media root (LONGCLIP_MEDIA_ROOT or --media-root) or upload the image."
-          : `Indexing by path is disabled: the media root ${this.settings.mediaRoot} does not exist. Create it or fix LONGCLIP_MEDIA_ROOT, then restart.`,
-        403,
-      );
-    }
-    // A name that merely starts with ".." ("..photo.jpg") is inside.
-    const outside = (candidate: string) => !isInside(root as string, candidate);
-    const refuse = () =>
-      new AppError(
-        "path_outside_media_root",
-        `${input} is outside the media root; only files under it can be indexed by path.`,
-        403,
-      );
-    const absolute = path.resolve(root ?? process.cwd(), input);
-    // Checked before touching the file system, so answers never reveal what exists outside.
-    if (confined && outside(absolute)) throw refuse();
-    let real: string;
-    try {
-      real = realpathSync(absolute);
-    } catch {
-      throw new AppError(
-        "file_not_found",
-        `No file at ${input}; check the path (relative paths are resolved against the media root).`,
-        404,
-      );
-    }
-    // Again after resolving symlinks: a link inside the root may point outside it.
-    if (confined && outside(real)) throw refuse();
-    return real;
-  }
-
-  /** What the store holds of an input's content and id. */
-  private async lookUp(input: IndexInput, bytes: Buffer): Promise<Lookup> {
-    const sha256 = sha256Hex(bytes);
-    const id = input.id ?? sha256.slice(0, 32);
-    const [existing, byId] = await Promise.all([
-      this.store.getBySha(sha256),
-      this.store.getById(id),
-    ]);
-    return { sha256, id, existing, idTaken: byId !== undefined };
-  }
-
-  /**
-   * Decides, before any decoding, whether an input is new work: a duplicate of a stored or an
-   * in-flight item, an id conflict, or a job this call now owns (its hash and id are claimed).
-   */
-  private claim(
-    i: number,
-    input: IndexInput,
-    loaded: Awaited<ReturnType<Ingest["load"]>>,
-    { sha256, id, existing, idTaken }: Lookup,
-    results: IndexResult[],
-    waits: Promise<void>[],
-  ): Job | undefined {
-    if (existing !== undefined) {
-      results[i] = { id: existing.id, status: "duplicate" };
-      return undefined;
-    }
-    const inflight = this.inflightSha.get(sha256);
-    if (inflight !== undefined) {
-      waits.push(
-        inflight.promise.then((outcome) => {
-          results[i] =
-            "id" in outcome
-              ? { id: outcome.id, status: "duplicate" }
-              : { id: input.id ?? "", status: "failed", error: outcome.error };
-        }),
-      );
-      return undefined;
-    }
-    if (idTaken || this.inflightIds.has(id)) {
-      results[i] = {
-        id,
-        status: "failed",
-        error: {
-          code: "id_conflict",
-          message: `Id "${id}" is already used by a different image; choose another id or delete the existing item first.`,
-        },
-      };
-      return undefined;
-    }
-    const claim = newClaim();
-    this.inflightSha.set(sha256, claim);
-    this.inflightIds.set(id, sha256);
-    const job: Job = { index: i, id, sha256, claim, ...loaded };
-    return job;
-  }
-
-  /** Records a job's result and releases its claims. */
-  private finish(job: Job, results: IndexResult[], outcome: ClaimOutcome): void {
-    results[job.index] =
-      "id" in outcome
-        ? { id: outcome.id, status: outcome.id === job.id ? "indexed" : "duplicate" }
-        : { id: job.id, status: "failed", error: outcome.error };
-    this.inflightSha.delete(job.sha256);
-    this.inflightIds.delete(job.id);
-    job.claim.settle(outcome);
-  }
-
-  private async stageOriginal(job: Job): Promise<void> {
-    try {
-      await this.store.stageOriginal(job.sha256, job.bytes);
-    } catch (error) {
-      if (isStorageFull(error)) throw storageFullError();
-      throw new AppError(
-        "storage_error",
-        `Could not store the uploaded image (${String((error as NodeJS.ErrnoException).code ?? "error")}). Check free space and permissions of the data directory.`,
-        500,
-      );
-    }
   }
 
   /** A chunk's embeddings by the next model (decoded again if its preprocessing differs). */
@@ -486,34 +221,6 @@ export class Ingest {
           prepared.map(async (p) => (await this.pool.run(p.bytes, next.options)).pixels),
         );
     return this.queue.run("ingest", prepared.length, () => next.embedder.embedPixels(pixels));
-  }
-
-  /**
-   * Commits the chunk in one transaction; if that fails, each item in its own, so one item the
-   * store refuses fails only itself. A store that cannot be reached fails them all at once.
-   */
-  private async insertEach(
-    entries: NewItem[],
-    modelId: string,
-  ): Promise<(InsertOutcome | { status: "failed"; error: unknown })[]> {
-    try {
-      return await this.store.insertItems(entries, modelId);
-    } catch (error) {
-      if (entries.length === 1 || (isAppError(error) && error.code === "database_unavailable")) {
-        throw error;
-      }
-    }
-    const outcomes: (InsertOutcome | { status: "failed"; error: unknown })[] = [];
-    for (const entry of entries) {
-      try {
-        const [outcome] = await this.store.insertItems([entry], modelId);
-        outcomes.push(outcome as InsertOutcome);
-      } catch (error) {
-        if (isAppError(error) && error.code === "database_unavailable") throw error;
-        outcomes.push({ status: "failed", error });
-      }
-    }
-    return outcomes;
   }
 
   /** Embeds one chunk (and by the next model during a reindex); on failure its jobs fail. */
@@ -536,67 +243,8 @@ export class Ingest {
         staged: { modelId: next.embedder.modelId, vectors: staged },
       };
     } catch (error) {
-      this.failAll(prepared, results, error);
+      this.claims.failAll(prepared, results, error);
       return undefined;
-    }
-  }
-
-  private failAll(prepared: Prepared[], results: IndexResult[], error: unknown): void {
-    for (const job of prepared) {
-      if (results[job.index] === undefined) this.finish(job, results, { error: errorOf(error) });
-    }
-  }
-
-  /** Commits an embedded chunk in one transaction (originals are already staged). */
-  private async storeChunk(
-    prepared: Prepared[],
-    embedded: EmbeddedChunk | undefined,
-    results: IndexResult[],
-  ): Promise<void> {
-    if (embedded === undefined) return;
-    const { vectors, staged } = embedded;
-    try {
-      this.assertUsable();
-      const entries: NewItem[] = prepared.map((p, k) => {
-        const entry: NewItem = {
-          id: p.id,
-          sha256: p.sha256,
-          metadata: p.metadata,
-          contentType: p.contentType,
-          width: p.width,
-          height: p.height,
-          bytes: p.bytes.length,
-          source: p.source,
-          vector: vectors[k] as Float32Array,
-        };
-        if (p.path !== undefined) entry.path = p.path;
-        if (staged !== undefined) {
-          entry.staged = { modelId: staged.modelId, vector: staged.vectors[k] as Float32Array };
-        }
-        // Staged already on SQLite (a no-op there); committed with the row on Postgres.
-        if (p.source === "upload") entry.original = p.bytes;
-        return entry;
-      });
-      const outcomes = await this.insertEach(entries, embedded.modelId);
-      outcomes.forEach((outcome, k) => {
-        const job = prepared[k] as Prepared;
-        if (outcome.status === "failed") {
-          this.finish(job, results, { error: errorOf(outcome.error) });
-        } else if (outcome.status === "inserted") {
-          this.finish(job, results, { id: job.id });
-        } else if (outcome.status === "duplicate") {
-          this.finish(job, results, { id: outcome.id });
-        } else {
-          this.finish(job, results, {
-            error: {
-              code: "id_conflict",
-              message: `Id "${job.id}" is already used by a different image; choose another id.`,
-            },
-          });
-        }
-      });
-    } catch (error) {
-      this.failAll(prepared, results, error);
     }
   }
 }

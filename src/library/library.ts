@@ -2,9 +2,10 @@
  * The library: ingest (hash → duplicate check → preprocess → embed → one store transaction),
  * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
  * Postgres + pgvector). It orchestrates and owns the state (starting, ready, needs_reindex,
- * closed...); the work is done by its modules: ./ingest.ts, ./search.ts with
- * ./query-embedder.ts, ./items.ts (reading items), ./reindex.ts, and ./generations.ts (the
- * models it embeds with, following the store's; blue/green in ./blue-green.ts).
+ * closed...); the work is done by its modules: ./ingest.ts (its steps in ./ingest-*.ts),
+ * ./search.ts with ./query-embedder.ts, ./items.ts (reading items), ./reindex.ts, and
+ * ./generations.ts (the models it embeds with, following the store's; blue/green in
+ * ./blue-green.ts).
  *
  * Invariants:
  * - The store is the source of truth. An item is reported "indexed" only after the transaction
@@ -21,9 +22,9 @@ import type { ItemStore, ReindexTarget } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 import { DecodeGate } from "./decode-gate.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
-import { Generations } from "./generations.ts";
+import { type Generation, Generations } from "./generations.ts";
 import { withUploadFilename } from "./hybrid.ts";
-import { type Generation, Ingest } from "./ingest.ts";
+import { Ingest } from "./ingest.ts";
 import { ItemReader } from "./items.ts";
 import { PreprocessPool } from "./preprocess-pool.ts";
 import { QueryEmbedder } from "./query-embedder.ts";

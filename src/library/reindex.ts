@@ -6,8 +6,9 @@
  * To move to another model while search keeps serving, see ./blue-green.ts.
  */
 import type { Settings } from "../config.ts";
+import { errorOf } from "../errors.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
-import { errorOf, type Generation } from "./ingest.ts";
+import type { Generation } from "./generations.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 

@@ -5,9 +5,10 @@ import shutil
 
 import pytest
 
-from training import recipe
 from training.__main__ import main
-from training.recipe import MODELS, difference_verdict, effective_length
+from training.recipe import sizing_flags
+from training.recipe.config import MODELS, SMOKE, UNSEEN_MODELS
+from training.recipe.findings import difference_verdict, effective_length
 
 from .conftest import REPO_ROOT
 
@@ -28,22 +29,22 @@ def test_smoke_runs_every_stage(tmp_path):
     for name in ("vision.onnx", "text.onnx", config["tokenizer"]["file"]):
         assert (model / name).is_file()
     gallery = json.loads((model / "gallery" / "gallery.json").read_text())
-    assert len(gallery["items"]) == recipe.SMOKE["gallery_count"]
+    assert len(gallery["items"]) == SMOKE["gallery_count"]
     for item in gallery["items"]:
         assert (model / "gallery" / item["file"]).is_file()
         assert item["caption"].startswith(item["short_caption"].rstrip("."))
 
     for name in MODELS:
         long = json.loads((out / "eval" / f"{name}-long.json").read_text())
-        assert long["n"] == recipe.SMOKE["eval_count"]
+        assert long["n"] == SMOKE["eval_count"]
         assert [p["max_tokens"] for p in long["sweep"]][-1] == 248
         zero = json.loads((out / "eval" / f"{name}-zeroshot.json").read_text())
-        assert zero["n"] == recipe.SMOKE["eval_count"] and 0 <= zero["top1"] <= 1
+        assert zero["n"] == SMOKE["eval_count"] and 0 <= zero["top1"] <= 1
     clip77 = json.loads((out / "eval" / "clip77-long.json").read_text())
     assert clip77["max_tokens"] == 77
-    for name in recipe.UNSEEN_MODELS:
+    for name in UNSEEN_MODELS:
         unseen = json.loads((out / "eval" / f"{name}-unseen-long.json").read_text())
-        assert unseen["n"] == recipe.SMOKE["unseen_count"]
+        assert unseen["n"] == SMOKE["unseen_count"]
     # PCM's short-caption term where the variant has PCM, not where it has none
     for name, pcm in (("longclip", True), ("pcm1", True), ("kps", False)):
         log = (out / "runs" / name / "train-log.jsonl").read_text().splitlines()
@@ -87,4 +88,4 @@ def test_verdict_counts_only_differences_beyond_two_standard_errors():
 
 def test_sizing_flags_drop_stage_selection_and_output_locations():
     argv = ["--out", "x", "--stages", "report", "--width", "96", "--stages=eval", "--report=r.md"]
-    assert recipe.sizing_flags(argv) == ["--width", "96"]
+    assert sizing_flags(argv) == ["--width", "96"]

@@ -7,25 +7,18 @@
  *
  * The database holds one model's embeddings at a time (the `meta` table names it); a reindex
  * stages the new embeddings beside the live ones and swaps them in one transaction.
+ *
+ * This module connects, migrates and keeps the items; searches are ./search.ts, the reindex
+ * ./staging.ts, the HNSW index ./hnsw-index.ts, filters as SQL ./filter-sql.ts.
  */
 
 import type pg from "pg";
-import { fromSql, toSql } from "pgvector";
 import { AppError } from "../../errors.ts";
-import type { Metadata } from "../../library/types.ts";
-import {
-  decodeCursor,
-  EXACT_FILTER_LIMIT,
-  filterTerms,
-  ISO_DATE_PATTERN,
-  pageOf,
-} from "../filter.ts";
-import { ITEM_COLUMNS, type ItemRow as Row, rowToItem } from "../item-row.ts";
-import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
+import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
+import { ITEM_COLUMNS } from "../item-row.ts";
 import type {
   EmbeddingRow,
   Filter,
-  FilterValue,
   IndexParameters,
   InsertOutcome,
   ItemStore,
@@ -40,17 +33,18 @@ import type {
   SwapOptions,
   VectorIndexStats,
 } from "../types.ts";
-import { Db, type Queryable } from "./db.ts";
+import { Db } from "./db.ts";
 import { configurationError, isConnectionError, redactUrl } from "./errors.ts";
+import { ensureIndex, type HnswIndexSettings } from "./hnsw-index.ts";
 import { PostgresJobs } from "./jobs.ts";
+import { writeModel } from "./meta.ts";
+import { type ItemRow, parseVector, toItem, vectorParam } from "./rows.ts";
 import { migrate } from "./schema.ts";
+import { PostgresSearch } from "./search.ts";
+import { PostgresStaging } from "./staging.ts";
 
-export type VectorType = "halfvec" | "vector";
-
-export interface PostgresStoreOptions extends IndexParameters {
+export interface PostgresStoreOptions extends IndexParameters, HnswIndexSettings {
   url: string;
-  /** The type the HNSW index stores: halfvec (2 bytes a dimension) or vector (4). */
-  vectorType: VectorType;
   poolSize?: number;
   connectTimeoutMs?: number;
   /** Filtered searches with at most this many matching items scan them exactly (default
@@ -58,106 +52,12 @@ export interface PostgresStoreOptions extends IndexParameters {
   exactFilterLimit?: number;
 }
 
-type ItemRow = Row<Metadata, Date>;
-
-function toItem(row: ItemRow): StoredItem {
-  return rowToItem(
-    row,
-    (value) => value,
-    (value) => value.toISOString(),
-  );
-}
-
-function vectorParam(vector: Float32Array): string {
-  return toSql(Array.from(vector)) as string;
-}
-
-function parseVector(text: string): Float32Array {
-  return Float32Array.from(fromSql(text) as number[]);
-}
-
-const RANGE_SQL = { gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
-
-/**
- * A filter as a condition over `metadata` (see ../filter.ts for the semantics), with its
- * parameters numbered from `firstParam`. Equality and `$in` are jsonb containment (the GIN
- * index serves them); the others read the value by chained `->` with text keys, which never
- * index into an array, as SQLite's JSON paths do not.
- */
-export function filterToSql(
-  filter: Filter,
-  firstParam: number,
-): { where: string; params: unknown[] } {
-  const clauses: string[] = [];
-  const params: unknown[] = [];
-  const param = (value: unknown, cast = "") => {
-    params.push(value);
-    return `$${firstParam + params.length - 1}${cast}`;
-  };
-  const contains = (path: readonly string[], value: FilterValue) => {
-    let nested: unknown = value;
-    for (const key of [...path].reverse()) nested = { [key]: nested };
-    return `metadata @> ${param(JSON.stringify(nested), "::jsonb")}`;
-  };
-  const anyOf = (path: readonly string[], values: readonly FilterValue[]) =>
-    values.length === 0 ? "false" : `(${values.map((v) => contains(path, v)).join(" OR ")})`;
-  for (const term of filterTerms(filter)) {
-    // Only the operators that read the value bind its keys (an unused parameter has no type).
-    const readValue = () =>
-      `(metadata -> ${term.path.map((key) => param(key, "::text")).join(" -> ")})`;
-    switch (term.op) {
-      case "eq":
-        clauses.push(contains(term.path, term.value));
-        break;
-      case "ne":
-        clauses.push(`NOT ${contains(term.path, term.value)}`);
-        break;
-      case "in":
-        clauses.push(anyOf(term.path, term.values));
-        break;
-      case "nin":
-        clauses.push(`NOT ${anyOf(term.path, term.values)}`);
-        break;
-      case "exists":
-        clauses.push(`${readValue()} IS ${term.value ? "NOT NULL" : "NULL"}`);
-        break;
-      default: {
-        const op = RANGE_SQL[term.op];
-        const value = readValue();
-        if (term.bound.kind === "number") {
-          // jsonb orders numbers numerically and never fails across types.
-          clauses.push(
-            `coalesce(jsonb_typeof(${value}) = 'number' AND ${value} ${op} ${param(JSON.stringify(term.bound.value), "::jsonb")}, false)`,
-          );
-        } else {
-          // The pattern admits only strings the cast reads (see ISO_DATE_PATTERN); CASE keeps
-          // the cast from ever seeing another string. Zone-less values are UTC (nearest sets it).
-          const text = `(${value} #>> '{}')`;
-          clauses.push(
-            `coalesce(CASE WHEN jsonb_typeof(${value}) = 'string' AND ${text} ~ ${param(ISO_DATE_PATTERN)} THEN ${text}::timestamptz ${op} ${param(term.bound.iso, "::timestamptz")} END, false)`,
-          );
-        }
-      }
-    }
-  }
-  return { where: clauses.join(" AND "), params };
-}
-
-/** A non-empty filter's SQL, its values appended to `params` (numbered after them). */
-function appendFilter(
-  params: unknown[],
-  filter: Filter | undefined,
-): { where: string; params: unknown[] } | undefined {
-  if (filter === undefined || Object.keys(filter).length === 0) return undefined;
-  const sql = filterToSql(filter, params.length + 1);
-  params.push(...sql.params);
-  return sql;
-}
-
 export class PostgresStore implements ItemStore {
   readonly backend = "postgres";
   readonly jobs: PostgresJobs;
   private readonly db: Db;
+  private readonly search: PostgresSearch;
+  private readonly staging: PostgresStaging;
   private initialized: Promise<void> | undefined;
   /** The model last read; searches use it for the index's dimension (libraries re-read it). */
   private knownModel: ModelInfo | undefined;
@@ -168,7 +68,13 @@ export class PostgresStore implements ItemStore {
       poolSize: options.poolSize ?? 10,
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
     });
-    this.jobs = new PostgresJobs(this.db, () => this.ready());
+    const ready = () => this.ready();
+    this.jobs = new PostgresJobs(this.db, ready);
+    this.search = new PostgresSearch(this.db, ready, {
+      ...options,
+      exactFilterLimit: options.exactFilterLimit ?? EXACT_FILTER_LIMIT,
+    });
+    this.staging = new PostgresStaging(this.db, ready, options);
   }
 
   /**
@@ -234,44 +140,10 @@ export class PostgresStore implements ItemStore {
   async setModel(info: ModelInfo): Promise<void> {
     await this.transaction(async (client) => {
       await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
-      await this.writeModel(client, info);
-      await this.ensureIndex(client, info.dims);
+      await writeModel(client, info);
+      await ensureIndex(client, this.options, info.dims);
     });
     this.knownModel = info;
-  }
-
-  private async writeModel(client: Queryable, info: ModelInfo): Promise<void> {
-    for (const [key, value] of [
-      ["model_id", info.modelId],
-      ["dims", String(info.dims)],
-    ]) {
-      await client.query(
-        "INSERT INTO longclip.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [key, value],
-      );
-    }
-  }
-
-  /** The HNSW index for `dims`-dimensional vectors of the configured type, (re)built if needed. */
-  private async ensureIndex(client: Queryable, dims: number): Promise<void> {
-    const wanted = `${this.options.vectorType}(${dims}) m=${this.options.m} ef=${this.options.efConstruction}`;
-    const current = await client.query<{ value: string }>(
-      "SELECT value FROM longclip.meta WHERE key = 'hnsw_index'",
-    );
-    if (current.rows[0]?.value === wanted) return;
-    await client.query("DROP INDEX IF EXISTS longclip.items_embedding_hnsw");
-    await client.query(
-      `CREATE INDEX items_embedding_hnsw ON longclip.items USING hnsw ((${this.indexed(dims, "embedding")}) ${this.options.vectorType}_cosine_ops) WITH (m = ${Number(this.options.m)}, ef_construction = ${Number(this.options.efConstruction)})`,
-    );
-    await client.query(
-      "INSERT INTO longclip.meta (key, value) VALUES ('hnsw_index', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-      [wanted],
-    );
-  }
-
-  /** The expression the HNSW index is built on, for a column or a parameter. */
-  private indexed(dims: number, operand: string): string {
-    return `${operand}::${this.options.vectorType}(${Math.trunc(dims)})`;
   }
 
   async count(): Promise<number> {
@@ -431,28 +303,6 @@ export class PostgresStore implements ItemStore {
     filterTerms(filter);
   }
 
-  async keywordSearch(query: KeywordQuery): Promise<ScoredItem[]> {
-    if (query.words.length === 0 || query.fields.length === 0) return [];
-    // Any word may match: the words (letters and digits only) joined by "|" for to_tsquery,
-    // which stems them and drops English stop words as to_tsvector did.
-    const words = query.words.filter((word) => /^[\p{L}\p{N}]+$/u.test(word));
-    if (words.length === 0) return [];
-    const params: unknown[] = [words.join(" | "), query.fields];
-    const filter = appendFilter(params, query.filter);
-    params.push(query.k);
-    const sql = `WITH matched AS (
-        SELECT t.label, sum(ts_rank(t.document, q.query)) AS score
-        FROM longclip.item_text AS t, to_tsquery('english'::regconfig, $1) AS q (query)
-        WHERE t.document @@ q.query AND t.field = ANY($2::text[])
-        GROUP BY t.label)
-      SELECT ${ITEM_COLUMNS}, matched.score::float8 AS score
-      FROM matched JOIN longclip.items USING (label)
-      ${filter ? `WHERE ${filter.where}` : ""}
-      ORDER BY matched.score DESC, label LIMIT $${params.length}`;
-    const { rows } = await this.query<ItemRow & { score: number }>(sql, params);
-    return rows.map((row) => ({ item: toItem(row), score: row.score }));
-  }
-
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
     const model = this.knownModel?.modelId === modelId ? this.knownModel : await this.model();
     if (model?.modelId !== modelId) {
@@ -462,42 +312,11 @@ export class PostgresStore implements ItemStore {
         409,
       );
     }
-    const params: unknown[] = [vectorParam(query.vector), modelId];
-    const filter = appendFilter(params, query.filter);
-    params.push(query.k);
-    const sqlFor = (exact: boolean) => {
-      // The exact scan orders by the full-precision distance, which no index serves.
-      const order = exact
-        ? "embedding <=> $1::vector"
-        : `${this.indexed(model.dims, "embedding")} <=> ${this.indexed(model.dims, "$1")}`;
-      return `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score
-        FROM longclip.items WHERE model_id = $2 ${filter ? `AND ${filter.where}` : ""}
-        ORDER BY ${order} LIMIT $${params.length}`;
-    };
-    const limit = this.options.exactFilterLimit ?? EXACT_FILTER_LIMIT;
-    const rows = await this.transaction(async (client) => {
-      // ef_search at least k (pgvector returns at most ef_search rows); with a filter, the
-      // iterative scan keeps reading the graph until k rows pass it. Zone-less dates are UTC.
-      await client.query(
-        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'strict_order', true), set_config('TimeZone', 'UTC', true)",
-        [String(Math.min(1000, Math.max(this.options.efSearch, query.k)))],
-      );
-      let exact = query.exact === true;
-      if (!exact && filter !== undefined && limit > 0) {
-        // Few matching items: scan them exactly (the walk loses recall on selective filters).
-        // $1 is the count's own limit; the filter's parameters keep their numbers ($3…).
-        const counted = await client.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM (SELECT 1 FROM longclip.items WHERE model_id = $2 AND ${filter.where} LIMIT $1) AS matching`,
-          [limit + 1, modelId, ...filter.params],
-        );
-        exact = (counted.rows[0]?.n ?? 0) <= limit;
-      }
-      return (await client.query<ItemRow & { score: number }>(sqlFor(exact), params)).rows;
-    });
-    // The index ranks by the indexed (maybe half-precision) vectors; scores are exact.
-    return rows
-      .map((row) => ({ item: toItem(row), score: row.score }))
-      .sort((a, b) => b.score - a.score || a.item.label - b.item.label);
+    return this.search.nearest(query, model);
+  }
+
+  async keywordSearch(query: KeywordQuery): Promise<ScoredItem[]> {
+    return this.search.keyword(query);
   }
 
   /**
@@ -509,97 +328,37 @@ export class PostgresStore implements ItemStore {
     if (model === undefined) return;
     await this.transaction(async (client) => {
       await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
-      await this.ensureIndex(client, model.dims);
+      await ensureIndex(client, this.options, model.dims);
     });
   }
 
   async clearStaging(): Promise<void> {
-    await this.query("DELETE FROM longclip.embeddings_staging");
+    await this.staging.clear();
   }
 
   async putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void> {
-    if (rows.length === 0) return;
-    await this.transaction(async (client) => {
-      for (const row of rows) {
-        await client.query(
-          `INSERT INTO longclip.embeddings_staging (label, model_id, embedding) VALUES ($1, $2, $3::vector)
-           ON CONFLICT (label) DO UPDATE SET model_id = excluded.model_id, embedding = excluded.embedding`,
-          [row.label, modelId, vectorParam(row.vector)],
-        );
-      }
-    });
+    await this.staging.put(rows, modelId);
   }
 
   async swapStaging(info: ModelInfo, options: SwapOptions = {}): Promise<void> {
-    await this.transaction(async (client) => {
-      await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
-      const except = options.requireCompleteExcept;
-      if (except !== undefined) {
-        // Inserts lock the model row FOR SHARE, so none commits between this count and the swap.
-        const missing = await client.query<{ n: number }>(
-          `SELECT count(*)::bigint AS n FROM longclip.items i WHERE NOT EXISTS
-             (SELECT 1 FROM longclip.embeddings_staging s WHERE s.label = i.label AND s.model_id = $1)
-           AND NOT (label = ANY($2::bigint[]))`,
-          [info.modelId, except],
-        );
-        const n = Number(missing.rows[0]?.n ?? 0);
-        if (n > 0) throw reindexIncomplete(n);
-      }
-      // Rebuilding the index once is far cheaper than updating it row by row.
-      await client.query("DROP INDEX IF EXISTS longclip.items_embedding_hnsw");
-      await client.query("DELETE FROM longclip.meta WHERE key = 'hnsw_index'");
-      await client.query(
-        `UPDATE longclip.items AS i SET model_id = s.model_id, embedding = s.embedding
-         FROM longclip.embeddings_staging AS s WHERE s.label = i.label AND s.model_id = $1`,
-        [info.modelId],
-      );
-      await client.query(
-        "UPDATE longclip.items SET model_id = NULL, embedding = NULL WHERE model_id <> $1",
-        [info.modelId],
-      );
-      await client.query("DELETE FROM longclip.embeddings_staging");
-      await client.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);
-      await this.writeModel(client, info);
-      await this.ensureIndex(client, info.dims);
-    });
+    await this.staging.swap(info, options);
     this.knownModel = info;
   }
 
   async unstagedAfter(modelId: string, label: number, limit: number): Promise<StoredItem[]> {
-    const result = await this.query<ItemRow>(
-      `SELECT ${ITEM_COLUMNS} FROM longclip.items i WHERE label > $1 AND NOT EXISTS
-         (SELECT 1 FROM longclip.embeddings_staging s WHERE s.label = i.label AND s.model_id = $2)
-       ORDER BY label LIMIT $3`,
-      [label, modelId, limit],
-    );
-    return result.rows.map(toItem);
+    return this.staging.unstagedAfter(modelId, label, limit);
   }
 
   async countStaging(modelId: string): Promise<number> {
-    const result = await this.query<{ n: number }>(
-      "SELECT count(*)::bigint AS n FROM longclip.embeddings_staging WHERE model_id = $1",
-      [modelId],
-    );
-    return Number(result.rows[0]?.n ?? 0);
+    return this.staging.count(modelId);
   }
 
   async reindexTarget(): Promise<ReindexTarget | undefined> {
-    const result = await this.query<{ value: string }>(
-      "SELECT value FROM longclip.meta WHERE key = $1",
-      [REINDEX_KEY],
-    );
-    return parseReindexTarget(result.rows[0]?.value);
+    return this.staging.reindexTarget();
   }
 
   async setReindexTarget(target: ReindexTarget | undefined): Promise<void> {
-    if (target === undefined) {
-      await this.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);
-      return;
-    }
-    await this.query(
-      "INSERT INTO longclip.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-      [REINDEX_KEY, JSON.stringify(target)],
-    );
+    await this.staging.setReindexTarget(target);
   }
 
   async indexStats(): Promise<VectorIndexStats> {

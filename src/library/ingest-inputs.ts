@@ -1,0 +1,142 @@
+/**
+ * Ingest's first step: one input checked and read. The id and metadata are validated before
+ * anything is read; a path is resolved against the media root (which confines it unless any
+ * path is allowed), checked again after resolving symlinks, and its size before it is read.
+ */
+import { existsSync, realpathSync } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import type { Settings } from "../config.ts";
+import { AppError } from "../errors.ts";
+import { isInside } from "../util/paths.ts";
+import type { IndexInput, Metadata } from "./types.ts";
+
+const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+const MAX_METADATA_BYTES = 64 * 1024;
+/** Deepest nesting of metadata objects and arrays (SQLite's JSON functions stop at 1000). */
+export const MAX_METADATA_DEPTH = 32;
+
+/** An input's bytes, read and validated, and where they came from. */
+export interface LoadedInput {
+  bytes: Buffer;
+  metadata: Metadata;
+  source: "upload" | "path";
+  /** The file's real path (symlinks resolved), for an input given by path. */
+  path?: string;
+}
+
+function validateMetadata(metadata: unknown): Metadata {
+  if (metadata === undefined || metadata === null) return {};
+  if (typeof metadata !== "object" || Array.isArray(metadata)) {
+    throw new AppError("invalid_metadata", 'metadata must be a JSON object, e.g. {"album": "x"}.');
+  }
+  let depth = 0;
+  for (let level: unknown[] = [metadata]; level.length > 0; depth++) {
+    if (depth > MAX_METADATA_DEPTH) {
+      throw new AppError(
+        "invalid_metadata",
+        `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep; flatten it.`,
+      );
+    }
+    level = level.flatMap((value) =>
+      typeof value === "object" && value !== null ? Object.values(value) : [],
+    );
+  }
+  const json = JSON.stringify(metadata);
+  if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
+    throw new AppError(
+      "invalid_metadata",
+      `metadata is ${Buffer.byteLength(json)} bytes of JSON; the limit is ${MAX_METADATA_BYTES}. Keep large data elsewhere and store a reference.`,
+    );
+  }
+  return JSON.parse(json) as Metadata;
+}
+
+/** Reads inputs by path or upload, with the media root resolved once. */
+export class InputReader {
+  private readonly mediaRoot: string | undefined;
+
+  constructor(
+    private readonly settings: Pick<Settings, "mediaRoot" | "maxImageBytes">,
+    /** Accept paths anywhere (the local CLI), not only under the media root. */
+    private readonly allowAnyPath: boolean,
+  ) {
+    this.mediaRoot =
+      settings.mediaRoot !== undefined && existsSync(settings.mediaRoot)
+        ? realpathSync(settings.mediaRoot)
+        : undefined;
+  }
+
+  /** Reads the bytes of an input (upload or path) after validating what can be validated. */
+  async load(input: IndexInput): Promise<LoadedInput> {
+    // "." and ".." would be unreachable: URLs normalise /items/.. away.
+    if (input.id !== undefined && (!CLIENT_ID.test(input.id) || /^\.{1,2}$/.test(input.id))) {
+      throw new AppError(
+        "invalid_id",
+        `Item id "${String(input.id).slice(0, 140)}" is not allowed; use 1-128 characters of letters, digits, "_", ".", ":" or "-" (not "." or ".."), or omit it to get a content-based id.`,
+      );
+    }
+    const metadata = validateMetadata(input.metadata);
+    if (input.bytes !== undefined && input.path !== undefined) {
+      throw new AppError("invalid_input", "Give either image bytes or a path, not both.");
+    }
+    if (input.bytes !== undefined) {
+      return { bytes: input.bytes, metadata, source: "upload" };
+    }
+    if (input.path === undefined || input.path === "") {
+      throw new AppError("invalid_input", "Each item needs image bytes or a path.");
+    }
+    const real = this.resolvePath(input.path);
+    const info = await stat(real);
+    if (!info.isFile()) {
+      throw new AppError("not_a_file", `${input.path} is not a regular file; give an image file.`);
+    }
+    if (info.size > this.settings.maxImageBytes) {
+      throw new AppError(
+        "image_too_large",
+        `${input.path} is ${info.size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
+        413,
+      );
+    }
+    return { bytes: await readFile(real), metadata, source: "path", path: real };
+  }
+
+  /** Resolves symlinks and `..`, then checks the media root (unless any path is allowed). */
+  private resolvePath(input: string): string {
+    const root = this.mediaRoot;
+    const confined = !this.allowAnyPath;
+    if (root === undefined && confined) {
+      throw new AppError(
+        "path_indexing_disabled",
+        this.settings.mediaRoot === undefined
+          ? "Indexing by path is disabled; set a media root (LONGCLIP_MEDIA_ROOT or --media-root) or upload the image."
+          : `Indexing by path is disabled: the media root ${this.settings.mediaRoot} does not exist. Create it or fix LONGCLIP_MEDIA_ROOT, then restart.`,
+        403,
+      );
+    }
+    // A name that merely starts with ".." ("..photo.jpg") is inside.
+    const outside = (candidate: string) => !isInside(root as string, candidate);
+    const refuse = () =>
+      new AppError(
+        "path_outside_media_root",
+        `${input} is outside the media root; only files under it can be indexed by path.`,
+        403,
+      );
+    const absolute = path.resolve(root ?? process.cwd(), input);
+    // Checked before touching the file system, so answers never reveal what exists outside.
+    if (confined && outside(absolute)) throw refuse();
+    let real: string;
+    try {
+      real = realpathSync(absolute);
+    } catch {
+      throw new AppError(
+        "file_not_found",
+        `No file at ${input}; check the path (relative paths are resolved against the media root).`,
+        404,
+      );
+    }
+    // Again after resolving symlinks: a link inside the root may point outside it.
+    if (confined && outside(real)) throw refuse();
+    return real;
+  }
+}

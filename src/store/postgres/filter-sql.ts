@@ -1,0 +1,81 @@
+/** Metadata filters (see ../filter.ts for the semantics) as Postgres conditions over jsonb. */
+import { filterTerms, ISO_DATE_PATTERN } from "../filter.ts";
+import type { Filter, FilterValue } from "../types.ts";
+
+const RANGE_SQL = { gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
+
+/**
+ * A filter as a condition over `metadata`, with its parameters numbered from `firstParam`.
+ * Equality and `$in` are jsonb containment (the GIN index serves them); the others read the
+ * value by chained `->` with text keys, which never index into an array, as SQLite's JSON
+ * paths do not.
+ */
+export function filterToSql(
+  filter: Filter,
+  firstParam: number,
+): { where: string; params: unknown[] } {
+  const clauses: string[] = [];
+  const params: unknown[] = [];
+  const param = (value: unknown, cast = "") => {
+    params.push(value);
+    return `$${firstParam + params.length - 1}${cast}`;
+  };
+  const contains = (path: readonly string[], value: FilterValue) => {
+    let nested: unknown = value;
+    for (const key of [...path].reverse()) nested = { [key]: nested };
+    return `metadata @> ${param(JSON.stringify(nested), "::jsonb")}`;
+  };
+  const anyOf = (path: readonly string[], values: readonly FilterValue[]) =>
+    values.length === 0 ? "false" : `(${values.map((v) => contains(path, v)).join(" OR ")})`;
+  for (const term of filterTerms(filter)) {
+    // Only the operators that read the value bind its keys (an unused parameter has no type).
+    const readValue = () =>
+      `(metadata -> ${term.path.map((key) => param(key, "::text")).join(" -> ")})`;
+    switch (term.op) {
+      case "eq":
+        clauses.push(contains(term.path, term.value));
+        break;
+      case "ne":
+        clauses.push(`NOT ${contains(term.path, term.value)}`);
+        break;
+      case "in":
+        clauses.push(anyOf(term.path, term.values));
+        break;
+      case "nin":
+        clauses.push(`NOT ${anyOf(term.path, term.values)}`);
+        break;
+      case "exists":
+        clauses.push(`${readValue()} IS ${term.value ? "NOT NULL" : "NULL"}`);
+        break;
+      default: {
+        const op = RANGE_SQL[term.op];
+        const value = readValue();
+        if (term.bound.kind === "number") {
+          // jsonb orders numbers numerically and never fails across types.
+          clauses.push(
+            `coalesce(jsonb_typeof(${value}) = 'number' AND ${value} ${op} ${param(JSON.stringify(term.bound.value), "::jsonb")}, false)`,
+          );
+        } else {
+          // The pattern admits only strings the cast reads (see ISO_DATE_PATTERN); CASE keeps
+          // the cast from ever seeing another string. Zone-less values are UTC (nearest sets it).
+          const text = `(${value} #>> '{}')`;
+          clauses.push(
+            `coalesce(CASE WHEN jsonb_typeof(${value}) = 'string' AND ${text} ~ ${param(ISO_DATE_PATTERN)} THEN ${text}::timestamptz ${op} ${param(term.bound.iso, "::timestamptz")} END, false)`,
+          );
+        }
+      }
+    }
+  }
+  return { where: clauses.join(" AND "), params };
+}
+
+/** A non-empty filter's SQL, its values appended to `params` (numbered after them). */
+export function appendFilter(
+  params: unknown[],
+  filter: Filter | undefined,
+): { where: string; params: unknown[] } | undefined {
+  if (filter === undefined || Object.keys(filter).length === 0) return undefined;
+  const sql = filterToSql(filter, params.length + 1);
+  params.push(...sql.params);
+  return sql;
+}

@@ -1,0 +1,114 @@
+/**
+ * Blue/green reindex on Postgres: the next model's embeddings go to `embeddings_staging`
+ * beside the live ones, and the swap moves them into `items`, records the model and rebuilds
+ * the HNSW index in one transaction. The reindex in progress is a `meta` row every node reads.
+ */
+import { ITEM_COLUMNS } from "../item-row.ts";
+import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
+import type { EmbeddingRow, ModelInfo, ReindexTarget, StoredItem, SwapOptions } from "../types.ts";
+import type { Db } from "./db.ts";
+import { dropIndex, ensureIndex, type HnswIndexSettings } from "./hnsw-index.ts";
+import { writeModel } from "./meta.ts";
+import { type ItemRow, toItem, vectorParam } from "./rows.ts";
+
+export class PostgresStaging {
+  constructor(
+    private readonly db: Db,
+    private readonly ready: () => Promise<void>,
+    private readonly index: HnswIndexSettings,
+  ) {}
+
+  async clear(): Promise<void> {
+    await this.ready();
+    await this.db.query("DELETE FROM longclip.embeddings_staging");
+  }
+
+  async put(rows: readonly EmbeddingRow[], modelId: string): Promise<void> {
+    if (rows.length === 0) return;
+    await this.ready();
+    await this.db.transaction(async (client) => {
+      for (const row of rows) {
+        await client.query(
+          `INSERT INTO longclip.embeddings_staging (label, model_id, embedding) VALUES ($1, $2, $3::vector)
+           ON CONFLICT (label) DO UPDATE SET model_id = excluded.model_id, embedding = excluded.embedding`,
+          [row.label, modelId, vectorParam(row.vector)],
+        );
+      }
+    });
+  }
+
+  async swap(info: ModelInfo, options: SwapOptions): Promise<void> {
+    await this.ready();
+    await this.db.transaction(async (client) => {
+      await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
+      const except = options.requireCompleteExcept;
+      if (except !== undefined) {
+        // Inserts lock the model row FOR SHARE, so none commits between this count and the swap.
+        const missing = await client.query<{ n: number }>(
+          `SELECT count(*)::bigint AS n FROM longclip.items i WHERE NOT EXISTS
+             (SELECT 1 FROM longclip.embeddings_staging s WHERE s.label = i.label AND s.model_id = $1)
+           AND NOT (label = ANY($2::bigint[]))`,
+          [info.modelId, except],
+        );
+        const n = Number(missing.rows[0]?.n ?? 0);
+        if (n > 0) throw reindexIncomplete(n);
+      }
+      // Rebuilding the index once is far cheaper than updating it row by row.
+      await dropIndex(client);
+      await client.query(
+        `UPDATE longclip.items AS i SET model_id = s.model_id, embedding = s.embedding
+         FROM longclip.embeddings_staging AS s WHERE s.label = i.label AND s.model_id = $1`,
+        [info.modelId],
+      );
+      await client.query(
+        "UPDATE longclip.items SET model_id = NULL, embedding = NULL WHERE model_id <> $1",
+        [info.modelId],
+      );
+      await client.query("DELETE FROM longclip.embeddings_staging");
+      await client.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);
+      await writeModel(client, info);
+      await ensureIndex(client, this.index, info.dims);
+    });
+  }
+
+  async unstagedAfter(modelId: string, label: number, limit: number): Promise<StoredItem[]> {
+    await this.ready();
+    const result = await this.db.query<ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM longclip.items i WHERE label > $1 AND NOT EXISTS
+         (SELECT 1 FROM longclip.embeddings_staging s WHERE s.label = i.label AND s.model_id = $2)
+       ORDER BY label LIMIT $3`,
+      [label, modelId, limit],
+    );
+    return result.rows.map(toItem);
+  }
+
+  async count(modelId: string): Promise<number> {
+    await this.ready();
+    const result = await this.db.query<{ n: number }>(
+      "SELECT count(*)::bigint AS n FROM longclip.embeddings_staging WHERE model_id = $1",
+      [modelId],
+    );
+    return Number(result.rows[0]?.n ?? 0);
+  }
+
+  async reindexTarget(): Promise<ReindexTarget | undefined> {
+    await this.ready();
+    const result = await this.db.query<{ value: string }>(
+      "SELECT value FROM longclip.meta WHERE key = $1",
+      [REINDEX_KEY],
+    );
+    return parseReindexTarget(result.rows[0]?.value);
+  }
+
+  async setReindexTarget(target: ReindexTarget | undefined): Promise<void> {
+    await this.ready();
+    if (target === undefined) {
+      await this.db.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);
+      return;
+    }
+    await this.db.query(
+      "INSERT INTO longclip.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      [REINDEX_KEY, JSON.stringify(target)],
+    );
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Searches of the embedded backend: nearest neighbours through the HNSW cache (or an exact scan
+ * of the embeddings: on request, or when a filter leaves few items) and keyword search through
+ * the FTS5 table of the items' text fields.
+ */
+import type Database from "better-sqlite3";
+import { exactSearch } from "../../vector-index/exact.ts";
+import type { Neighbour } from "../../vector-index/hnsw.ts";
+import type {
+  Filter,
+  KeywordQuery,
+  ModelInfo,
+  NearestQuery,
+  ScoredItem,
+  StoredItem,
+} from "../types.ts";
+import type { SqliteEmbeddings } from "./embeddings.ts";
+import { filterToSql } from "./filter-sql.ts";
+import type { HnswCache } from "./hnsw-cache.ts";
+import { toItem } from "./rows.ts";
+import type { Statements } from "./statements.ts";
+
+export interface SqliteSearchOptions {
+  /** Filtered searches with at most this many matching items scan them exactly. */
+  exactFilterLimit: number;
+  /** The model whose embeddings the store holds now. */
+  currentModel: () => ModelInfo | undefined;
+}
+
+export class SqliteSearch {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly stmts: Statements,
+    private readonly embeddings: SqliteEmbeddings,
+    private readonly hnsw: HnswCache,
+    private readonly options: SqliteSearchOptions,
+  ) {}
+
+  async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
+    const { vector, k } = query;
+    const model = this.options.currentModel();
+    const index = () => {
+      if (model?.modelId !== modelId)
+        throw new Error(`the store holds ${model?.modelId}, not ${modelId}`);
+      return this.hnsw.ready(model);
+    };
+    let neighbours: Neighbour[];
+    if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
+      const labels = this.labelsMatching(query.filter);
+      if (query.exact || labels.length <= this.options.exactFilterLimit) {
+        neighbours = exactSearch(vector, this.embeddings.embeddingsFor(modelId, labels), k);
+      } else {
+        neighbours = await (await index()).search(vector, k, labels);
+      }
+    } else if (query.exact) {
+      neighbours = exactSearch(vector, this.embeddings.iterate(modelId), k);
+    } else {
+      neighbours = await (await index()).search(vector, k);
+    }
+    return this.withItems(neighbours);
+  }
+
+  async keyword(query: KeywordQuery): Promise<ScoredItem[]> {
+    if (query.words.length === 0 || query.fields.length === 0) return [];
+    // Each word quoted (FTS5 syntax characters stay literal) and any may match; bm25() is
+    // lower for better matches, so its negation summed over an item's fields is the score.
+    const match = query.words.map((word) => `"${word.replaceAll('"', '""')}"`).join(" OR ");
+    const params: unknown[] = [match, JSON.stringify(query.fields)];
+    let restrict = "";
+    if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
+      const { where, params: filterParams } = filterToSql(query.filter);
+      restrict = `AND item_text.label IN (SELECT label FROM items WHERE ${where})`;
+      params.push(...filterParams);
+    }
+    params.push(query.k);
+    const rows = this.db
+      .prepare<unknown[], { label: number; score: number }>(
+        `SELECT item_text.label AS label, sum(-item_text_fts.rank) AS score
+         FROM item_text_fts JOIN item_text ON item_text.id = item_text_fts.rowid
+         WHERE item_text_fts MATCH ? AND item_text.field IN (SELECT value FROM json_each(?))
+         ${restrict}
+         GROUP BY item_text.label ORDER BY score DESC, item_text.label LIMIT ?`,
+      )
+      .all(...params);
+    return this.withItems(rows);
+  }
+
+  /** Labels of the items whose metadata matches every key of the filter. */
+  private labelsMatching(filter: Filter): number[] {
+    const { where, params } = filterToSql(filter);
+    return this.db
+      .prepare(`SELECT label FROM items WHERE ${where}`)
+      .pluck()
+      .all(...params) as number[];
+  }
+
+  /** Labelled scores with their items, in order (an item deleted meanwhile is left out). */
+  private withItems(rows: readonly { label: number; score: number }[]): ScoredItem[] {
+    const items = this.getByLabels(rows.map((row) => row.label));
+    const out: ScoredItem[] = [];
+    for (const row of rows) {
+      const item = items.get(row.label);
+      if (item !== undefined) out.push({ item, score: row.score });
+    }
+    return out;
+  }
+
+  private getByLabels(labels: readonly number[]): Map<number, StoredItem> {
+    const out = new Map<number, StoredItem>();
+    if (labels.length === 0) return out;
+    for (const row of this.stmts.byLabels.all(JSON.stringify(labels))) {
+      out.set(row.label, toItem(row));
+    }
+    return out;
+  }
+}

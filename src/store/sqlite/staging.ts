@@ -1,0 +1,70 @@
+/**
+ * Blue/green reindex on SQLite: the next model's embeddings go to `embeddings_staging` beside
+ * the live ones, and the swap replaces the live embeddings and the recorded model in one
+ * transaction (the store then rebuilds the HNSW index). The reindex in progress is a `meta` row.
+ */
+import type Database from "better-sqlite3";
+import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
+import type { EmbeddingRow, ModelInfo, ReindexTarget, StoredItem, SwapOptions } from "../types.ts";
+import { toItem, vectorToBlob } from "./rows.ts";
+import type { Statements } from "./statements.ts";
+
+export class SqliteStaging {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly stmts: Statements,
+  ) {}
+
+  clear(): void {
+    this.stmts.clearStaging.run();
+  }
+
+  put(rows: readonly EmbeddingRow[], modelId: string): void {
+    this.db.transaction(() => {
+      for (const row of rows)
+        this.stmts.putStaging.run(row.label, modelId, vectorToBlob(row.vector));
+    })();
+  }
+
+  /** Makes the staged embeddings of `info` the live ones; the HNSW index is the caller's. */
+  swap(info: ModelInfo, options: SwapOptions): void {
+    this.db.transaction(() => {
+      const except = options.requireCompleteExcept;
+      if (except !== undefined) {
+        const missing = this.stmts.countUnstaged.get(info.modelId, JSON.stringify(except))?.n ?? 0;
+        if (missing > 0) throw reindexIncomplete(missing);
+      }
+      this.db
+        .prepare(
+          "DELETE FROM embeddings WHERE model_id != ? OR label IN (SELECT label FROM embeddings_staging)",
+        )
+        .run(info.modelId);
+      this.db
+        .prepare(
+          "INSERT INTO embeddings (label, model_id, vector) SELECT label, model_id, vector FROM embeddings_staging WHERE model_id = ?",
+        )
+        .run(info.modelId);
+      this.stmts.clearStaging.run();
+      this.stmts.setMeta.run("model_id", info.modelId);
+      this.stmts.setMeta.run("dims", String(info.dims));
+      this.stmts.deleteMeta.run(REINDEX_KEY);
+    })();
+  }
+
+  unstagedAfter(modelId: string, label: number, limit: number): StoredItem[] {
+    return this.stmts.unstagedAfter.all(label, modelId, limit).map(toItem);
+  }
+
+  count(modelId: string): number {
+    return this.stmts.countStaging.get(modelId)?.n ?? 0;
+  }
+
+  reindexTarget(): ReindexTarget | undefined {
+    return parseReindexTarget(this.stmts.getMeta.get(REINDEX_KEY)?.value);
+  }
+
+  setReindexTarget(target: ReindexTarget | undefined): void {
+    if (target === undefined) this.stmts.deleteMeta.run(REINDEX_KEY);
+    else this.stmts.setMeta.run(REINDEX_KEY, JSON.stringify(target));
+  }
+}

@@ -1,0 +1,66 @@
+/** The embedded backend's prepared statements over items, embeddings, staging and meta. */
+import type Database from "better-sqlite3";
+import { ITEM_COLUMNS } from "../item-row.ts";
+import type { ItemRow } from "./rows.ts";
+
+export function prepareStatements(db: Database.Database) {
+  return {
+    getMeta: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
+    setMeta: db.prepare<[string, string]>(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    ),
+    count: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM items"),
+    countEmbeddings: db.prepare<[string], { n: number }>(
+      "SELECT count(*) AS n FROM embeddings WHERE model_id = ?",
+    ),
+    maxLabel: db.prepare<[], { m: number | null }>("SELECT max(label) AS m FROM items"),
+    byId: db.prepare<[string], ItemRow>(`SELECT ${ITEM_COLUMNS} FROM items WHERE id = ?`),
+    bySha: db.prepare<[string], ItemRow>(`SELECT ${ITEM_COLUMNS} FROM items WHERE sha256 = ?`),
+    byLabels: db.prepare<[string], ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM items WHERE label IN (SELECT value FROM json_each(?))`,
+    ),
+    insertItem: db.prepare(
+      `INSERT INTO items (${ITEM_COLUMNS}) VALUES (@id, @label, @sha256, @metadata, @content_type, @width, @height, @bytes, @source, @path, @created_at)`,
+    ),
+    insertEmbedding: db.prepare<[number, string, Buffer]>(
+      "INSERT INTO embeddings (label, model_id, vector) VALUES (?, ?, ?)",
+    ),
+    deleteById: db.prepare<[string], { label: number }>(
+      "DELETE FROM items WHERE id = ? RETURNING label",
+    ),
+    page: db.prepare<[number, number], ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM items WHERE label > ? ORDER BY label LIMIT ?`,
+    ),
+    embeddingsRaw: db
+      .prepare<[string], [number, Buffer]>(
+        "SELECT label, vector FROM embeddings WHERE model_id = ? ORDER BY label",
+      )
+      .raw(true),
+    embeddingLabels: db.prepare<[string], { label: number }>(
+      "SELECT label FROM embeddings WHERE model_id = ?",
+    ),
+    embeddingsFor: db.prepare<[string, string], { label: number; vector: Buffer }>(
+      "SELECT label, vector FROM embeddings WHERE model_id = ? AND label IN (SELECT value FROM json_each(?))",
+    ),
+    clearStaging: db.prepare("DELETE FROM embeddings_staging"),
+    deleteMeta: db.prepare<[string]>("DELETE FROM meta WHERE key = ?"),
+    countStaging: db.prepare<[string], { n: number }>(
+      "SELECT count(*) AS n FROM embeddings_staging WHERE model_id = ?",
+    ),
+    unstagedAfter: db.prepare<[number, string, number], ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM items i WHERE label > ? AND NOT EXISTS
+        (SELECT 1 FROM embeddings_staging s WHERE s.label = i.label AND s.model_id = ?)
+       ORDER BY label LIMIT ?`,
+    ),
+    countUnstaged: db.prepare<[string, string], { n: number }>(
+      `SELECT count(*) AS n FROM items i WHERE NOT EXISTS
+        (SELECT 1 FROM embeddings_staging s WHERE s.label = i.label AND s.model_id = ?)
+       AND label NOT IN (SELECT value FROM json_each(?))`,
+    ),
+    putStaging: db.prepare<[number, string, Buffer]>(
+      "INSERT OR REPLACE INTO embeddings_staging (label, model_id, vector) VALUES (?, ?, ?)",
+    ),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;

@@ -14,11 +14,12 @@ import {
   NATIVE_JPEG_PATH,
   nativeJpegCounts,
   nativeJpegDecoder,
+  sameAsSharp,
 } from "../src/preprocess/jpeg-native.ts";
 import type { PreprocessOptions } from "../src/preprocess/types.ts";
 import { CLIP_224 } from "./helpers/preprocess-options.ts";
 
-const decoder = nativeJpegDecoder("on");
+const decoder = await nativeJpegDecoder("on");
 const skip =
   decoder === undefined
     ? `the native JPEG decoder is not built (${NATIVE_JPEG_PATH}): npm run build:native`
@@ -248,6 +249,28 @@ test("mutated JPEGs: the same pixels or the same error as sharp alone", { skip }
   }
   console.log(`${failures} of 60 mutated JPEGs fail to decode, identically with and without`);
   assert.ok(failures > 0 && failures < 60, "both outcomes are covered");
+});
+
+test("the load-time check refuses a decoder whose bytes differ from sharp's", {
+  skip,
+}, async () => {
+  const native = decoder;
+  assert.ok(native !== undefined);
+  assert.equal(await sameAsSharp(native), true);
+  // One value off, at full size or only when scaled: what another libjpeg would give.
+  for (const scale of [1, 4]) {
+    const skewed = {
+      decode: async (bytes: Buffer, denom: 1 | 2 | 4 | 8, maxPixels: number) => {
+        const image = await native.decode(bytes, denom, maxPixels);
+        if (denom === scale) {
+          const middle = image.data.length >> 1;
+          image.data[middle] = (image.data[middle] as number) ^ 16;
+        }
+        return image;
+      },
+    };
+    assert.equal(await sameAsSharp(skewed), false, `one value off at scale 1/${scale}`);
+  }
 });
 
 test("the addon rejects bad input with a code and checks its arguments", { skip }, async () => {

@@ -270,7 +270,7 @@ export async function measurePreprocess(
   return {
     resolution: config.image_resolution,
     runsPerImage: runs,
-    jpegDecoder: jpegDecoderDescription(settings.nativeJpeg),
+    jpegDecoder: await jpegDecoderDescription(settings.nativeJpeg),
     nativeJpegDecodes: nativeJpegCounts().native - nativeBefore,
     groups,
     cosines,

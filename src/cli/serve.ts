@@ -88,7 +88,7 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
       address,
       modelId: encoder.modelId,
       device: encoder.stats().device,
-      jpegDecoder: jpegDecoderDescription(settings.nativeJpeg),
+      jpegDecoder: await jpegDecoderDescription(settings.nativeJpeg),
       items: library.ready() ? (await library.stats()).items : "unknown",
       backend: library.store.backend,
       ready: library.ready() ? true : library.notReadyReason(),

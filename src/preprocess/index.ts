@@ -36,10 +36,17 @@
 import sharp, { type Metadata, type Sharp } from "sharp";
 import type { ImageLimits } from "../config.ts";
 import { AppError } from "../errors.ts";
-import { countNativeJpeg, type NativeJpegDecoder, nativeJpegDecoder } from "./jpeg-native.ts";
+import {
+  countNativeJpeg,
+  fastResize,
+  jpegShrinkOnLoad,
+  type NativeJpegDecoder,
+  nativeJpegDecoder,
+} from "./jpeg-native.ts";
 import { type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
+export { jpegShrinkOnLoad } from "./jpeg-native.ts";
 export { axisCoefficients, type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
 export type { PreprocessedImage, PreprocessMode, PreprocessOptions } from "./types.ts";
 
@@ -297,7 +304,7 @@ async function decodeNatively(
   scaleDenom: 1 | 2 | 4 | 8,
 ): Promise<RawImage | undefined> {
   const decoder: NativeJpegDecoder | undefined = header.plainJpeg
-    ? nativeJpegDecoder(options.nativeJpeg)
+    ? await nativeJpegDecoder(options.nativeJpeg)
     : undefined;
   if (decoder === undefined) return undefined;
   try {
@@ -360,7 +367,7 @@ async function decodeScaled(
   resolution: number,
 ): Promise<DecodedImage> {
   const size = resizedSize(header.width, header.height, resolution);
-  const resize = { width: size.width, height: size.height, fit: "fill", kernel: "cubic" } as const;
+  const resize = fastResize(size.width, size.height);
   try {
     const shrunk = await decodeNatively(
       bytes,
@@ -388,18 +395,6 @@ async function decodeScaled(
   } catch (error) {
     throw decodeError(error, limits);
   }
-}
-
-/**
- * The JPEG shrink-on-load factor sharp 0.35 picks for a resize by these factors (its
- * pipeline.cc, with fastShrinkOnLoad): the largest of 8, 4, 2 not above the smaller factor,
- * halved when the factor's integer part equals it ("known libjpeg rounding errors").
- */
-export function jpegShrinkOnLoad(hshrink: number, vshrink: number): 1 | 2 | 4 | 8 {
-  const shrink = Math.min(hshrink, vshrink);
-  const factor = shrink >= 8 ? 8 : shrink >= 4 ? 4 : shrink >= 2 ? 2 : 1;
-  if (factor > 1 && Math.trunc(shrink) === factor) return (factor / 2) as 2 | 4;
-  return factor;
 }
 
 /**

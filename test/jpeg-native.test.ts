@@ -5,6 +5,7 @@
  * Skips when the addon is not built (npm run build:native).
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import sharp, { type Sharp } from "sharp";
 import { photoLikePixels } from "../src/bench/photos.ts";
@@ -108,6 +109,59 @@ test("native decoding gives sharp's bytes in exact and fast mode", { skip }, asy
         ],
         label,
       );
+      assert.ok(
+        Buffer.from(image.data).equals(Buffer.from(reference.data)),
+        `${label}: pixels differ`,
+      );
+    }
+  }
+});
+
+const PYTHON = "/usr/bin/python3";
+const havePil = spawnSync(PYTHON, ["-c", "import PIL"], { stdio: "ignore" }).status === 0;
+
+/**
+ * JPEGs sharp cannot write, from another encoder (Pillow's libjpeg): 4:2:2 chroma, optimised
+ * Huffman tables, progressive 4:2:2. Its image is a seeded noise-and-gradient pattern.
+ */
+function pillowJpegs(): [string, Buffer][] {
+  const script = `
+import io, random, sys
+from PIL import Image
+random.seed(3)
+w, h = 1283, 961
+image = Image.frombytes("RGB", (w, h), bytes(
+    (x * 255 // w + random.randrange(40)) % 256 if c == 0 else
+    (y * 255 // h + random.randrange(40)) % 256 if c == 1 else random.randrange(256)
+    for y in range(h) for x in range(w) for c in range(3)))
+for options in ({"subsampling": 1, "quality": 88}, {"subsampling": 1, "optimize": True},
+                {"subsampling": 1, "progressive": True, "quality": 75}):
+    out = io.BytesIO()
+    image.save(out, "JPEG", **options)
+    sys.stdout.buffer.write(len(out.getvalue()).to_bytes(4, "big") + out.getvalue())
+`;
+  const run = spawnSync(PYTHON, ["-c", script], { maxBuffer: 64 << 20 });
+  assert.equal(run.status, 0, String(run.stderr));
+  const names = ["Pillow 4:2:2", "Pillow 4:2:2, optimised tables", "Pillow progressive 4:2:2"];
+  const jpegs: [string, Buffer][] = [];
+  for (let offset = 0; offset < run.stdout.length; ) {
+    const length = run.stdout.readUInt32BE(offset);
+    jpegs.push([names[jpegs.length] ?? "?", run.stdout.subarray(offset + 4, offset + 4 + length)]);
+    offset += 4 + length;
+  }
+  assert.equal(jpegs.length, names.length);
+  return jpegs;
+}
+
+test("JPEGs from another encoder (Pillow): sharp's bytes too", {
+  skip: skip || (havePil ? false : `skipped: ${PYTHON} with Pillow writes these JPEGs`),
+}, async () => {
+  for (const [name, bytes] of pillowJpegs()) {
+    for (const options of MODES) {
+      const label = `${name}, ${options.mode}`;
+      const reference = await decodeForModel(bytes, { ...options, nativeJpeg: "off" });
+      const { image, native } = await decodeNative(bytes, options);
+      assert.equal(native, 1, `${label}: the native decoder did not decode it`);
       assert.ok(
         Buffer.from(image.data).equals(Buffer.from(reference.data)),
         `${label}: pixels differ`,

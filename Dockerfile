@@ -88,10 +88,12 @@ CMD ["node", "dist/cli/main.js", "serve"]
 
 # ---- runtime (default): CPU
 FROM ${NODE_IMAGE} AS runtime
-# libjpeg62-turbo: the library the native JPEG decoder (build/jpeg-native.node) links.
+# libjpeg62-turbo: the library the native JPEG decoder (build/jpeg-native.node) links. apt's
+# lists and package caches go too (about 80 MB: a base made by debootstrap keeps them).
 RUN apt-get update \
   && apt-get install -y --no-install-recommends libjpeg62-turbo \
-  && rm -rf /var/lib/apt/lists/* \
+  && apt-get clean \
+  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
   && groupadd --system longclip \
   && useradd --system --gid longclip --home-dir /app --shell /usr/sbin/nologin longclip \
   && mkdir -p /data /models \

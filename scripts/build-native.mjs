@@ -29,7 +29,9 @@ try {
   const require = createRequire(path.join(root, "package.json"));
   headers = path.join(path.dirname(require.resolve("node-api-headers/package.json")), "include");
 } catch {
-  skip("the node-api-headers package is not installed: run npm install");
+  skip(
+    "the node-api-headers package (a development dependency) is not installed: install with development dependencies",
+  );
 }
 
 mkdirSync(path.dirname(output), { recursive: true });

@@ -346,6 +346,14 @@ test("the addon rejects bad input with a code and checks its arguments", { skip 
   assert.equal(await rejection(bytes, 64 * 48 - 1), "unsupported");
   const cmyk = await (await photo(64, 48, 16)).toColourspace("cmyk").jpeg().toBuffer();
   assert.equal(await rejection(cmyk), "unsupported");
+  // A header claiming 30000×30000 (2.7 GB of RGB): past the largest buffer the addon hands
+  // out, so it declines (sharp and the pixel limit decide) without decoding anything.
+  const huge = Buffer.from(bytes);
+  const frame = huge.indexOf(Buffer.from([0xff, 0xc0]));
+  assert.ok(frame > 0, "baseline frame header");
+  huge.writeUInt16BE(30000, frame + 5);
+  huge.writeUInt16BE(30000, frame + 7);
+  assert.equal(await rejection(huge, 1e10), "unsupported");
   assert.throws(() => native.decode(bytes, 3 as 1, 1e9), TypeError);
   assert.throws(
     () => (native.decode as (...args: unknown[]) => unknown)("bytes", 1, 1e9),

@@ -55,8 +55,9 @@ async function sharpPixels(pipeline: Sharp): Promise<Buffer> {
 }
 
 /**
- * Whether this build gives sharp's bytes: libjpeg-turbo's decoding must be the one in sharp's
- * libvips (another libjpeg, e.g. IJG's 9, upsamples and scales differently). A noisy 4:2:0
+ * Whether this build gives sharp's bytes: the system libjpeg must decode as the mozjpeg in
+ * sharp's libvips does (both libjpeg-turbo code; another libjpeg, e.g. IJG's 9, upsamples and
+ * scales differently). The tests cover more kinds of JPEG against this build. A noisy 4:2:0
  * JPEG, full size and through the fast path at 1/4 (shrink 6: sharp decodes at 1/4 too).
  */
 export async function sameAsSharp(decoder: NativeJpegDecoder): Promise<boolean> {

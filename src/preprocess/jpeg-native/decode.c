@@ -63,6 +63,11 @@ static void on_message(j_common_ptr cinfo, int level) {
  * are asked for in transparent huge pages (one fault per 2 MiB). Shared by all threads.
  */
 #define HUGE_PAGE ((size_t)2 << 20)
+/*
+ * Largest output handed to JavaScript: below every Node.js version's Buffer limit (Node 20:
+ * 4 GiB), so napi_create_external_buffer never fails for size. Larger images go to sharp.
+ */
+#define MAX_OUTPUT_BYTES ((uint64_t)2 << 30)
 #define POOL_SLOTS 4
 #define POOL_BYTES ((size_t)96 << 20)
 
@@ -134,6 +139,8 @@ static void run_decode(napi_env env, void *data) {
   unsigned char *volatile pixels = NULL;
   volatile size_t capacity = 0;
 
+  /* Zeroed, so that jpeg_destroy_decompress after an early error sees no stray pointers. */
+  memset(&cinfo, 0, sizeof cinfo);
   cinfo.err = jpeg_std_error(&errors.base);
   errors.base.error_exit = on_error;
   errors.base.emit_message = on_message;
@@ -158,6 +165,11 @@ static void run_decode(napi_env env, void *data) {
   }
   if ((double)cinfo.image_width * (double)cinfo.image_height > job->max_pixels) {
     fail(job, "unsupported", "image exceeds pixel limit");
+    jpeg_destroy_decompress(&cinfo);
+    return;
+  }
+  if ((uint64_t)cinfo.image_width * cinfo.image_height * 3 > MAX_OUTPUT_BYTES) {
+    fail(job, "unsupported", "image too large for one buffer");
     jpeg_destroy_decompress(&cinfo);
     return;
   }
@@ -232,9 +244,14 @@ static void finish_decode(napi_env env, napi_status status, void *data) {
   } else {
     napi_value result, buffer;
     size_t length = (size_t)job->width * job->height * 3;
-    if (napi_create_external_buffer(env, length, job->pixels, release_pixels,
-                                    (void *)(uintptr_t)job->capacity, &buffer) != napi_ok) {
-      give_back_pixels(job->pixels, job->capacity);
+    napi_status created = napi_create_external_buffer(
+        env, length, job->pixels, release_pixels, (void *)(uintptr_t)job->capacity, &buffer);
+    if (created != napi_ok) {
+      /* Only these two fail before the finalizer is set up; after any other failure Node may
+       * already have run it, and releasing here too would free the buffer twice. */
+      if (created == napi_no_external_buffers_allowed || created == napi_pending_exception) {
+        give_back_pixels(job->pixels, job->capacity);
+      }
       napi_reject_deferred(env, job->deferred, make_error(env, "corrupt", "out of memory"));
     } else {
       napi_create_object(env, &result);
@@ -283,14 +300,34 @@ static napi_value decode(napi_env env, napi_callback_info info) {
   job->input = input;
   job->scale_denom = scale_denom;
   job->max_pixels = max_pixels;
-  /* The buffer must outlive the work on the thread pool. */
-  napi_create_reference(env, argv[0], 1, &job->input_ref);
-
   napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "longclip:jpeg-decode", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, run_decode, finish_decode, job, &job->work);
-  napi_queue_async_work(env, job->work);
+  /* The buffer must outlive the work on the thread pool. */
+  if (napi_create_reference(env, argv[0], 1, &job->input_ref) != napi_ok) {
+    free(job);
+    napi_throw_error(env, NULL, "could not start the decode");
+    return NULL;
+  }
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
+    napi_delete_reference(env, job->input_ref);
+    free(job);
+    napi_throw_error(env, NULL, "could not start the decode");
+    return NULL;
+  }
+  bool queued =
+      napi_create_string_utf8(env, "longclip:jpeg-decode", NAPI_AUTO_LENGTH, &name) == napi_ok &&
+      napi_create_async_work(env, NULL, name, run_decode, finish_decode, job, &job->work) ==
+          napi_ok;
+  if (queued && napi_queue_async_work(env, job->work) != napi_ok) {
+    napi_delete_async_work(env, job->work);
+    queued = false;
+  }
+  if (!queued) {
+    /* Rejected like a failed decode: the caller hands the image to sharp. */
+    napi_reject_deferred(env, job->deferred,
+                         make_error(env, "corrupt", "could not queue the decode"));
+    napi_delete_reference(env, job->input_ref);
+    free(job);
+  }
   return promise;
 }
 

@@ -69,19 +69,22 @@ run() {
   echo "Node.js $version: $status (${counts%, }) in $(($(date +%s) - started)) s" >"$work/$major.result"
 }
 
-# rerun_failed_files MAJOR NODE_DIR: runs the files of the failing tests the spec reporter
-# lists ("test at FILE:LINE:COL") once more; succeeds if they all pass.
+# rerun_failed_files MAJOR NODE_DIR: runs the files of the failing tests once more (the spec
+# reporter lists them as "test at FILE:LINE:COL", TAP as "location: 'FILE:LINE:COL'"); succeeds
+# if they all pass.
 rerun_failed_files() {
   local major=$1 node_dir=$2 files
-  mapfile -t files < <(sed -nE 's/^test at (.+):[0-9]+:[0-9]+$/\1/p' "$work/$major.failures" | sort -u)
+  mapfile -t files < <(sed -nE -e 's/^test at (.+):[0-9]+:[0-9]+$/\1/p' \
+    -e "s/^ *location: '(.+):[0-9]+:[0-9]+'\$/\\1/p" "$work/$major.failures" | sort -u)
   [ "${#files[@]}" -gt 0 ] || return 1
   echo "    Node.js $major: running again ${files[*]}"
   (cd "$work/$major/main" && PATH=$node_dir/bin:$PATH \
     node --import tsx --test --test-concurrency=1 "${files[@]}" >"$work/$major/rerun.log" 2>&1)
 }
 
-# failures LOG: what failed, so CI's output names it. TAP (Node.js 20): each "not ok" line
-# with the YAML block after it; spec reporter (22 and later): its closing "failing tests" list.
+# failures LOG: what failed, so CI's output names it. TAP (Node.js 20, and 22 writing to a
+# file): each "not ok" line with the YAML block after it; the spec reporter (Node.js 24): its
+# closing "failing tests" list.
 failures() {
   local log=$1
   [ -f "$log" ] || return 0

@@ -85,10 +85,15 @@ export async function loadUrbanDataset(
   const root = path.resolve(dir);
   const captionDir = path.join(root, options.captionDir ?? "caption");
   const imageDir = path.join(root, "image");
-  const [imageFiles, captionFiles] = await Promise.all([
+  const [imageList, captionList] = await Promise.allSettled([
     listFiles(imageDir, "image"),
     listFiles(captionDir, "caption"),
   ]);
+  // The image directory's error first when both fail: with Promise.all the first listing to
+  // fail would win, and the message would change from run to run.
+  if (imageList.status === "rejected") throw imageList.reason;
+  if (captionList.status === "rejected") throw captionList.reason;
+  const [imageFiles, captionFiles] = [imageList.value, captionList.value];
   const images = new Map<string, string>();
   // Prefer .jpg (what the official script opens), then the other extensions in order.
   for (const ext of IMAGE_EXTENSIONS) {

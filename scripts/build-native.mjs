@@ -1,4 +1,4 @@
-// Builds the optional native JPEG decoder (src/preprocess/jpeg-native/decode.c) into
+// Builds the optional native JPEG decoder (src/preprocess/jpeg-native/*.c) into
 // build/jpeg-native.node with the C compiler and the system's libjpeg-turbo. A Node-API
 // addon: one build serves every Node.js version. Run by `npm run build`, `npm run
 // build:native` and after `npm install`. The decoder is optional: where it cannot be built,
@@ -11,7 +11,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const source = path.join(root, "src", "preprocess", "jpeg-native", "decode.c");
+const sourceDirectory = path.join(root, "src", "preprocess", "jpeg-native");
+const sources = ["decode.c", "resize.c"].map((name) => path.join(sourceDirectory, name));
 const output = path.join(root, "build", "jpeg-native.node");
 const install =
   "install a C compiler and libjpeg-turbo's headers (Debian: apt-get install gcc libc6-dev libjpeg62-turbo-dev), then npm run build:native";
@@ -23,7 +24,9 @@ function skip(reason) {
   process.exit(0);
 }
 
-if (!existsSync(source)) skip(`${path.relative(root, source)} is missing`);
+for (const source of sources) {
+  if (!existsSync(source)) skip(`${path.relative(root, source)} is missing`);
+}
 let headers;
 try {
   const require = createRequire(path.join(root, "package.json"));
@@ -41,16 +44,19 @@ const compiler = process.env.CC || "cc";
 const result = spawnSync(
   compiler,
   [
-    "-O2",
+    "-O3",
     "-Wall",
     "-Wextra",
     "-shared",
     "-fPIC",
+    // No fused multiply-adds: the resize's masks must round as libvips' do.
+    "-ffp-contract=off",
     "-DNAPI_VERSION=8",
     "-I",
     headers,
-    source,
+    ...sources,
     "-ljpeg",
+    "-lm",
     "-o",
     partial,
   ],

@@ -12,9 +12,13 @@ import { photoLikePixels } from "../src/bench/photos.ts";
 import { AppError } from "../src/errors.ts";
 import { decodeForModel, jpegShrinkOnLoad, resizedSize } from "../src/preprocess/index.ts";
 import {
+  fastResize,
   NATIVE_JPEG_PATH,
+  type NativeJpegDecoder,
   nativeJpegCounts,
   nativeJpegDecoder,
+  REGION_ROWS,
+  resizesAsSharp,
   sameAsSharp,
 } from "../src/preprocess/jpeg-native.ts";
 import type { PreprocessOptions } from "../src/preprocess/types.ts";
@@ -87,6 +91,7 @@ async function decodeNative(bytes: Buffer, options: PreprocessOptions) {
     image,
     native: after.native - before.native,
     declined: after.declined - before.declined,
+    resized: after.resized - before.resized,
   };
 }
 
@@ -95,9 +100,12 @@ test("native decoding gives sharp's bytes in exact and fast mode", { skip }, asy
     for (const options of MODES) {
       const label = `${name}, ${options.mode}`;
       const reference = await decodeForModel(bytes, { ...options, nativeJpeg: "off" });
-      const { image, native, declined } = await decodeNative(bytes, options);
+      const { image, native, declined, resized } = await decodeNative(bytes, options);
       assert.equal(native, 1, `${label}: the native decoder did not decode it`);
       assert.equal(declined, 0, label);
+      // Fast mode resizes (natively) images larger than the model's input.
+      const fast = options.mode === "fast" && Math.min(image.sourceWidth, image.sourceHeight) > 224;
+      assert.equal(resized, fast ? 1 : 0, `${label}: native resize`);
       assert.deepEqual(
         [image.width, image.height, image.channels, image.sourceWidth, image.sourceHeight],
         [
@@ -313,7 +321,8 @@ test("the load-time check refuses a decoder whose bytes differ from sharp's", {
   assert.equal(await sameAsSharp(native), true);
   // One value off, at full size or only when scaled: what another libjpeg would give.
   for (const scale of [1, 4]) {
-    const skewed = {
+    const skewed: NativeJpegDecoder = {
+      resize: native.resize,
       decode: async (bytes: Buffer, denom: 1 | 2 | 4 | 8, maxPixels: number) => {
         const image = await native.decode(bytes, denom, maxPixels);
         if (denom === scale) {
@@ -361,4 +370,210 @@ test("the addon rejects bad input with a code and checks its arguments", { skip 
   );
   const scaled = await native.decode(bytes, 8, 1e9);
   assert.deepEqual([scaled.width, scaled.height, scaled.data.length], [8, 6, 8 * 6 * 3]);
+});
+
+/** Seeded noise (any rounding difference shows) or a smooth pattern (values between). */
+function pixels(width: number, height: number, smooth: boolean, seed: number): Buffer {
+  const data = Buffer.alloc(width * height * 3);
+  let state = seed >>> 0;
+  for (let i = 0; i < data.length; i++) {
+    if (smooth) {
+      const p = Math.trunc(i / 3);
+      const [x, y] = [p % width, Math.trunc(p / width)];
+      data[i] = 128 + 120 * Math.sin(x * 0.05 + (i % 3)) * Math.cos(y * 0.07);
+    } else {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      data[i] = state >>> 24;
+    }
+  }
+  return data;
+}
+
+function sharpResize(data: Buffer, width: number, height: number, w: number, h: number) {
+  return sharp(data, { raw: { width, height, channels: 3 } })
+    .resize(fastResize(w, h))
+    .raw()
+    .toBuffer();
+}
+
+/**
+ * Size changes (width, height → out width, out height) the native resize must match: those of
+ * the fast path (shrink-on-load outputs of common photos, both orientations), sides kept,
+ * tiny images, factors from just above 1 to just below 4, seeded random sizes, and sizes whose
+ * sample positions fall exactly half-way between libvips' 64ths of a pixel with a factor that
+ * is not a binary fraction (so floating-point rounding decides, as in libvips' regions).
+ */
+function resizeMatrix(): [number, number, number, number][] {
+  const cases: [number, number, number, number][] = [
+    [400, 300, 298, 224],
+    [300, 400, 224, 298],
+    [504, 378, 298, 224],
+    [378, 504, 224, 298],
+    [1008, 756, 298, 224],
+    [500, 375, 298, 224],
+    [225, 230, 224, 229],
+    [250, 1000, 224, 896],
+    [299, 224, 298, 224],
+    [400, 300, 400, 299],
+    [1, 1, 1, 1],
+    [2, 2, 1, 1],
+    [3, 2, 1, 1],
+    [5, 7, 3, 4],
+    [5, 5, 4, 4],
+    [7, 7, 4, 4],
+    [895, 671, 224, 168],
+    [251, 37, 192, 30],
+    [41, 251, 33, 192],
+  ];
+  let state = 7;
+  const random = (n: number) => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state % n;
+  };
+  const side = (out: number) =>
+    Math.min(4 * out - 1, Math.max(out, Math.round(out * (1 + random(3000) / 1000))));
+  for (let i = 0; i < 40; i++) {
+    const [w, h] = [1 + random(200), 1 + random(200)];
+    cases.push([side(w), side(h), w, h]);
+  }
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const halfway: [number, number][] = [];
+  for (let out = 20; out <= 300; out++) {
+    for (let size = out + 1; size < 4 * out; size++) {
+      const q = out / gcd(size, out);
+      if (q % 64 === 0 && q % 128 !== 0 && q !== 64) halfway.push([size, out]);
+    }
+  }
+  for (let i = 0; i < 16; i++) {
+    const [a, b] = halfway[random(halfway.length)] ?? [1, 1];
+    const [c, d] = halfway[random(halfway.length)] ?? [1, 1];
+    cases.push([a, c, b, d]);
+  }
+  return cases;
+}
+
+test("the native resize gives sharp's bytes on raw pixels", { skip }, async () => {
+  const native = decoder;
+  assert.ok(native !== undefined);
+  let compared = 0;
+  for (const [width, height, w, h] of resizeMatrix()) {
+    for (const smooth of [false, true]) {
+      const label = `${width}×${height} → ${w}×${h}${smooth ? " smooth" : ""}`;
+      const data = pixels(width, height, smooth, width * 31 + height);
+      const expected = await sharpResize(data, width, height, w, h);
+      const actual = native.resize(data, width, height, w, h, REGION_ROWS.raw);
+      assert.ok(actual.equals(expected), `${label}: bytes differ`);
+      compared++;
+    }
+  }
+  console.log(`${compared} resizes byte-identical to sharp's`);
+});
+
+test("the native resize declines what it does not reproduce", { skip }, async () => {
+  const native = decoder;
+  assert.ok(native !== undefined);
+  const data = pixels(64, 48, false, 1);
+  // Reductions by 4 or more (libvips box-shrinks first) and enlargements.
+  for (const [w, h] of [
+    [16, 24],
+    [32, 12],
+    [65, 48],
+  ] as const) {
+    assert.throws(() => native.resize(data, 64, 48, w, h, REGION_ROWS.raw), RangeError);
+  }
+  assert.throws(() => native.resize(data, 64, 47, 32, 32, REGION_ROWS.raw), RangeError);
+  assert.throws(() => native.resize(data, 64, 48, 0, 32, REGION_ROWS.raw), TypeError);
+  // decode then returns the image unresized, for sharp to resize.
+  const jpeg = await sharp(data, { raw: { width: 64, height: 48, channels: 3 } })
+    .jpeg()
+    .toBuffer();
+  const unresized = await native.decode(jpeg, 1, 1e9, 16, 12);
+  assert.deepEqual([unresized.width, unresized.height], [64, 48]);
+  const resized = await native.decode(jpeg, 1, 1e9, 17, 13);
+  assert.deepEqual([resized.width, resized.height], [17, 13]);
+  assert.throws(
+    () => (native.decode as (...args: unknown[]) => unknown)(jpeg, 1, 1e9, 17),
+    TypeError,
+  );
+});
+
+test("decode-and-resize gives the bytes of sharp's resize of the JPEG", { skip }, async () => {
+  const native = decoder;
+  assert.ok(native !== undefined);
+  // Sharp resizes a JPEG's rows in blocks of 10 (its line cache), raw pixels in blocks of 16:
+  // 164×590 and 598×1180 round differently between the two.
+  for (const [width, height, w, h] of [
+    [164, 590, 33, 192],
+    [598, 1180, 192, 384],
+    [590, 164, 192, 33],
+    [1600, 1200, 298, 224],
+    [1200, 1600, 224, 298],
+    [700, 500, 300, 200],
+    [333, 250, 224, 168],
+  ] as const) {
+    const jpeg = await sharp(pixels(width, height, false, width), {
+      raw: { width, height, channels: 3 },
+    })
+      .jpeg({ quality: 90 })
+      .toBuffer();
+    const scale = jpegShrinkOnLoad(width / w, height / h);
+    const actual = await native.decode(jpeg, scale, 1e9, w, h);
+    const expected = await sharp(jpeg).resize(fastResize(w, h)).raw().toBuffer();
+    assert.deepEqual([actual.width, actual.height], [w, h]);
+    assert.ok(actual.data.equals(expected), `${width}×${height} → ${w}×${h}: bytes differ`);
+  }
+});
+
+test("fast mode: portrait JPEGs whose resize rounds on sharp's JPEG regions", {
+  skip,
+}, async () => {
+  // 723×1446 decodes at 1/2 to 361×723; 723 → 448 rows puts sample positions half-way
+  // between libvips' 64ths. Resizing the decoded pixels with sharp (as raw pixels) gives
+  // other bytes than sharp resizing the JPEG; the native resize gives sharp's.
+  for (const [width, height] of [
+    [723, 1446],
+    [725, 1450],
+  ] as const) {
+    const bytes = await sharp(pixels(width, height, false, 5), {
+      raw: { width, height, channels: 3 },
+    })
+      .jpeg({ quality: 90 })
+      .toBuffer();
+    const options: PreprocessOptions = { ...CLIP_224, mode: "fast" };
+    const reference = await decodeForModel(bytes, { ...options, nativeJpeg: "off" });
+    const { image, resized } = await decodeNative(bytes, options);
+    assert.equal(resized, 1, "the addon resized it");
+    assert.deepEqual([image.width, image.height], [224, 448]);
+    assert.ok(
+      Buffer.from(image.data).equals(Buffer.from(reference.data)),
+      `${width}×${height}: pixels differ`,
+    );
+  }
+});
+
+test("the load-time check refuses a resize whose bytes differ from sharp's", {
+  skip,
+}, async () => {
+  const native = decoder;
+  assert.ok(native !== undefined);
+  assert.equal(await resizesAsSharp(native), true);
+  const flip = (data: Buffer) => {
+    const middle = data.length >> 1;
+    data[middle] = (data[middle] as number) ^ 1;
+    return data;
+  };
+  const decodeSkewed = {
+    resize: native.resize,
+    decode: async (...args: Parameters<typeof native.decode>) => {
+      const image = await native.decode(...args);
+      if (args[3] !== undefined) flip(image.data);
+      return image;
+    },
+  };
+  assert.equal(await resizesAsSharp(decodeSkewed), false, "decode-and-resize one off");
+  const resizeSkewed = {
+    decode: native.decode,
+    resize: (...args: Parameters<typeof native.resize>) => flip(native.resize(...args)),
+  };
+  assert.equal(await resizesAsSharp(resizeSkewed), false, "resize one off");
 });

@@ -294,26 +294,36 @@ async function rawImage(pipeline: Sharp): Promise<RawImage> {
 
 /**
  * The native decoder's pixels of a plain JPEG, scaled by 1 / scaleDenom the way libvips'
- * shrink-on-load scales; undefined when it is not to be used or fails (sharp then decodes the
- * image again and reports any error as it always did).
+ * shrink-on-load scales, and then resized to `resize` as sharp's fastResize would when the
+ * decoder reproduces that (else unresized); undefined when it is not to be used or fails
+ * (sharp then decodes the image again and reports any error as it always did).
  */
 async function decodeNatively(
   bytes: Buffer,
   options: ImageLimits & Pick<PreprocessOptions, "nativeJpeg">,
   header: ImageHeader,
   scaleDenom: 1 | 2 | 4 | 8,
+  resize?: { width: number; height: number },
 ): Promise<RawImage | undefined> {
   const decoder: NativeJpegDecoder | undefined = header.plainJpeg
     ? await nativeJpegDecoder(options.nativeJpeg)
     : undefined;
   if (decoder === undefined) return undefined;
   try {
-    const { data, width, height, channels } = await decoder.decode(
-      bytes,
-      scaleDenom,
-      options.maxImagePixels,
+    const { data, width, height, channels } =
+      resize === undefined
+        ? await decoder.decode(bytes, scaleDenom, options.maxImagePixels)
+        : await decoder.decode(
+            bytes,
+            scaleDenom,
+            options.maxImagePixels,
+            resize.width,
+            resize.height,
+          );
+    countNativeJpeg(
+      true,
+      resize !== undefined && width === resize.width && height === resize.height,
     );
-    countNativeJpeg(true);
     return {
       data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
       width,
@@ -358,7 +368,9 @@ async function decodeFull(
  * and its sampling grid.
  *
  * For a plain JPEG the native decoder does the shrink-on-load (same factor, same libjpeg
- * scaled decoding, same cut to whole pixels) and libvips only the resize: the same bytes.
+ * scaled decoding, same cut to whole pixels) and, in the same call, the resize with libvips'
+ * arithmetic (jpeg-native/resize.c; libvips does it where the addon does not reproduce it,
+ * for reductions by 4 or more): the same bytes.
  */
 async function decodeScaled(
   bytes: Buffer,
@@ -374,17 +386,21 @@ async function decodeScaled(
       limits,
       header,
       jpegShrinkOnLoad(header.width / size.width, header.height / size.height),
+      size,
     );
-    const image = await rawImage(
-      shrunk !== undefined
-        ? sharp(shrunk.data, {
-            raw: { width: shrunk.width, height: shrunk.height, channels: 3 },
-            limitInputPixels: limits.maxImagePixels,
-          }).resize(resize)
-        : // The centre crop is left to toModelInput: an extract() here would also keep libvips
-          // from shrinking rotated images on load.
-          openImage(bytes, limits).resize(resize),
-    );
+    const image =
+      shrunk !== undefined && shrunk.width === size.width && shrunk.height === size.height
+        ? shrunk // the native decoder resized it too
+        : await rawImage(
+            shrunk !== undefined
+              ? sharp(shrunk.data, {
+                  raw: { width: shrunk.width, height: shrunk.height, channels: 3 },
+                  limitInputPixels: limits.maxImagePixels,
+                }).resize(resize)
+              : // The centre crop is left to toModelInput: an extract() here would also keep libvips
+                // from shrinking rotated images on load.
+                openImage(bytes, limits).resize(resize),
+          );
     return {
       ...image,
       format: header.format,

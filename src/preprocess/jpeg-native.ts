@@ -1,8 +1,10 @@
 /**
  * The optional native JPEG decoder (src/preprocess/jpeg-native/decode.c, built into
  * build/jpeg-native.node by scripts/build-native.mjs): the system's libjpeg-turbo, called
- * without libvips' per-image overhead. It is an accelerator only: without it, or with
- * LONGCLIP_NATIVE_JPEG=off, sharp decodes every image and the output is the same bytes.
+ * without libvips' per-image overhead, and for the fast path the rest of sharp's cubic resize
+ * (jpeg-native/resize.c). It is an accelerator only: without it, or with
+ * LONGCLIP_NATIVE_JPEG=off, sharp decodes and resizes every image and the output is the same
+ * bytes.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -19,11 +21,41 @@ export interface NativeJpegImage {
 }
 
 /**
- * The addon's one function. Rejects with `code` "unsupported" (not a plain 8-bit YCbCr or
- * greyscale JPEG, or more than maxPixels) or "corrupt" (any libjpeg error or warning).
+ * libvips' rows per region in the resize's vertical pass, which decide how sample positions
+ * round: 10 when sharp reads a JPEG (the line cache after its vertical reduce), 16 for raw
+ * pixels (the strips it writes memory in).
  */
+export const REGION_ROWS = { jpeg: 10, raw: 16 } as const;
+
+/** The addon's functions. */
 export interface NativeJpegDecoder {
-  decode(bytes: Buffer, scaleDenom: 1 | 2 | 4 | 8, maxPixels: number): Promise<NativeJpegImage>;
+  /**
+   * Decodes, scaled by 1 / scaleDenom. Given an output size, also resizes to it as sharp's
+   * `resize(fastResize(outWidth, outHeight))` of the JPEG would, when the addon reproduces
+   * that size change (each side kept or reduced by less than 4); otherwise the image comes
+   * back unresized. Rejects with `code` "unsupported" (not a plain 8-bit YCbCr or greyscale
+   * JPEG, or more than maxPixels) or "corrupt" (any libjpeg error or warning).
+   */
+  decode(
+    bytes: Buffer,
+    scaleDenom: 1 | 2 | 4 | 8,
+    maxPixels: number,
+    outWidth?: number,
+    outHeight?: number,
+  ): Promise<NativeJpegImage>;
+  /**
+   * That resize alone, of packed RGB pixels, on the calling thread (checks and tests);
+   * regionRows: REGION_ROWS.raw reproduces sharp's resize of raw pixels. Throws a RangeError
+   * for a size change it does not reproduce.
+   */
+  resize(
+    pixels: Buffer,
+    width: number,
+    height: number,
+    outWidth: number,
+    outHeight: number,
+    regionRows: number,
+  ): Buffer;
 }
 
 export const NATIVE_JPEG_PATH = path.join(PROJECT_ROOT, "build", "jpeg-native.node");
@@ -45,7 +77,7 @@ export function fastResize(width: number, height: number) {
   return { width, height, fit: "fill", kernel: "cubic" } as const;
 }
 
-type Loaded = { decoder: NativeJpegDecoder | undefined; reason: string };
+type Loaded = { decoder: NativeJpegDecoder | undefined; reason: string; resizes: boolean };
 
 let loaded: Promise<Loaded> | undefined;
 
@@ -82,9 +114,50 @@ export async function sameAsSharp(decoder: NativeJpegDecoder): Promise<boolean> 
   return (await sharpPixels(native)).equals(await sharpPixels(reference));
 }
 
+/** Noise, so that any rounding difference shows. */
+function noise(length: number): Buffer {
+  const pixels = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  return pixels;
+}
+
+/**
+ * Whether the addon's resize gives sharp's bytes (it reproduces libvips' arithmetic, which a
+ * sharp upgrade may change). A JPEG through the fast path: 164×590 to 33×192 decodes at 1/2
+ * to 82×295, then reduces by 295 / 192 vertically, where some sample positions fall exactly
+ * half-way between two of libvips' 64ths; and raw pixels reduced on both sides.
+ */
+export async function resizesAsSharp(decoder: NativeJpegDecoder): Promise<boolean> {
+  const [width, height, w, h] = [164, 590, 33, 192];
+  const jpeg = await sharp(noise(width * height * 3), { raw: { width, height, channels: 3 } })
+    .jpeg()
+    .toBuffer();
+  const scale = jpegShrinkOnLoad(width / w, height / h);
+  const native = await decoder.decode(jpeg, scale, width * height, w, h);
+  const reference = await sharpPixels(sharp(jpeg, { failOn: "error" }).resize(fastResize(w, h)));
+  if (native.width !== w || native.height !== h || !native.data.equals(reference)) return false;
+  const [rawWidth, rawHeight, outWidth, outHeight] = [211, 97, 192, 61];
+  const raw = noise(rawWidth * rawHeight * 3);
+  const resized = decoder.resize(raw, rawWidth, rawHeight, outWidth, outHeight, REGION_ROWS.raw);
+  const sharpResized = await sharpPixels(
+    sharp(raw, { raw: { width: rawWidth, height: rawHeight, channels: 3 } }).resize(
+      fastResize(outWidth, outHeight),
+    ),
+  );
+  return resized.equals(sharpResized);
+}
+
+/** The decoder without its resize: sharp resizes. */
+function decodeOnly(decoder: NativeJpegDecoder): NativeJpegDecoder {
+  return {
+    decode: (bytes, scaleDenom, maxPixels) => decoder.decode(bytes, scaleDenom, maxPixels),
+    resize: decoder.resize,
+  };
+}
+
 async function load(): Promise<Loaded> {
   if (!existsSync(NATIVE_JPEG_PATH)) {
-    return { decoder: undefined, reason: "not built (npm run build:native)" };
+    return { decoder: undefined, reason: "not built (npm run build:native)", resizes: false };
   }
   let decoder: NativeJpegDecoder;
   try {
@@ -92,16 +165,30 @@ async function load(): Promise<Loaded> {
   } catch (error) {
     // e.g. libjpeg.so.62 missing at run time (apt-get install libjpeg62-turbo).
     const message = (error as Error).message.split("\n")[0] ?? "";
-    return { decoder: undefined, reason: `failed to load: ${message}` };
+    return { decoder: undefined, reason: `failed to load: ${message}`, resizes: false };
   }
   try {
     if (!(await sameAsSharp(decoder))) {
-      return { decoder: undefined, reason: "not used: its libjpeg decodes unlike sharp's" };
+      return {
+        decoder: undefined,
+        reason: "not used: its libjpeg decodes unlike sharp's",
+        resizes: false,
+      };
     }
   } catch (error) {
-    return { decoder: undefined, reason: `failed its check: ${(error as Error).message}` };
+    return {
+      decoder: undefined,
+      reason: `failed its check: ${(error as Error).message}`,
+      resizes: false,
+    };
   }
-  return { decoder, reason: "loaded" };
+  let resizes = false;
+  try {
+    resizes = await resizesAsSharp(decoder);
+  } catch {
+    // An addon built before the resize (no resize function): sharp resizes.
+  }
+  return { decoder: resizes ? decoder : decodeOnly(decoder), reason: "loaded", resizes };
 }
 
 /**
@@ -116,28 +203,31 @@ export async function nativeJpegDecoder(
   return (await loaded).decoder;
 }
 
-const counts = { native: 0, declined: 0 };
+const counts = { native: 0, declined: 0, resized: 0 };
 
 /**
- * Images this thread decoded natively, and plain JPEGs the decoder declined or failed on
- * (sharp decoded those): tests and benchmarks check which path ran.
+ * Images this thread decoded natively, plain JPEGs the decoder declined or failed on (sharp
+ * decoded those), and fast-path images the addon also resized: tests and benchmarks check
+ * which path ran.
  */
-export function nativeJpegCounts(): { native: number; declined: number } {
+export function nativeJpegCounts(): { native: number; declined: number; resized: number } {
   return { ...counts };
 }
 
-/** Counts one native decode attempt (see nativeJpegCounts). */
-export function countNativeJpeg(decoded: boolean): void {
+/** Counts one native decode attempt, and whether the addon resized too (see nativeJpegCounts). */
+export function countNativeJpeg(decoded: boolean, resized = false): void {
   if (decoded) counts.native++;
   else counts.declined++;
+  if (resized) counts.resized++;
 }
 
 /** Which JPEG decoder preprocessing uses, for the startup log. */
 export async function jpegDecoderDescription(setting: "on" | "off" | undefined): Promise<string> {
   if (setting === "off") return "sharp (nativeJpeg off)";
   loaded ??= load();
-  const { decoder, reason } = await loaded;
-  return decoder === undefined
-    ? `sharp (native decoder ${reason})`
-    : "native libjpeg-turbo for plain JPEGs, sharp for the rest";
+  const { decoder, reason, resizes } = await loaded;
+  if (decoder === undefined) return `sharp (native decoder ${reason})`;
+  return resizes
+    ? "native libjpeg-turbo and fast-mode resize for plain JPEGs, sharp for the rest"
+    : "native libjpeg-turbo for plain JPEGs (sharp resizes: the native resize differs from this sharp's), sharp for the rest";
 }

@@ -2,10 +2,15 @@
  * Optional JPEG decoder for src/preprocess: decodes a JPEG buffer to 8-bit RGB with the
  * system libjpeg(-turbo), optionally DCT-scaled by 1/2, 1/4 or 1/8, off the JS thread.
  *
- *   decode(buffer, scaleDenom, maxPixels) -> Promise<{ data, width, height, channels }>
+ *   decode(buffer, scaleDenom, maxPixels[, outWidth, outHeight])
+ *     -> Promise<{ data, width, height, channels }>
+ *   resize(pixels, width, height, outWidth, outHeight, regionRows) -> Buffer
  *
  * Scaled images are cut to floor(size / scaleDenom) pixels (libjpeg rounds up) as libvips'
- * shrink-on-load cuts them, so that the caller can reproduce sharp's output.
+ * shrink-on-load cuts them, so that the caller can reproduce sharp's output. Given an output
+ * size, decode also does the rest of sharp's cubic resize (./resize.c) in the same job when it
+ * can reproduce it for that size change, and returns the image unresized otherwise. resize
+ * does that resize alone, on the calling thread (for checks and tests).
  *
  * Only plain 8-bit YCbCr and greyscale JPEGs are decoded (greyscale as three equal channels);
  * anything else rejects with code "unsupported", and every libjpeg error or warning (corrupt
@@ -23,6 +28,8 @@
 
 #include <jpeglib.h>
 
+#include "resize.h"
+
 typedef struct {
   struct jpeg_error_mgr base;
   jmp_buf escape;
@@ -36,6 +43,9 @@ typedef struct {
   size_t input_length;
   unsigned int scale_denom;
   double max_pixels;
+  /* Size to resize to, 0 for none */
+  unsigned int out_width;
+  unsigned int out_height;
   /* Result */
   unsigned char *pixels;
   size_t capacity;
@@ -130,6 +140,27 @@ static void fail(decode_job *job, const char *code, const char *message) {
   snprintf(job->message, sizeof job->message, "%s", message);
 }
 
+/*
+ * Replaces the job's pixels with their resize to the output size, as sharp would compute it
+ * from the JPEG; keeps them unresized if that fails (the caller resizes with sharp).
+ */
+static void resize_result(decode_job *job) {
+  size_t capacity = 0;
+  unsigned char *resized =
+      take_pixels((size_t)job->out_width * job->out_height * 3, &capacity);
+  if (resized == NULL) return;
+  if (cubic_reduce(job->pixels, job->width, job->height, resized, job->out_width,
+                   job->out_height, JPEG_REGION_ROWS) != 0) {
+    give_back_pixels(resized, capacity);
+    return;
+  }
+  give_back_pixels(job->pixels, job->capacity);
+  job->pixels = resized;
+  job->capacity = capacity;
+  job->width = job->out_width;
+  job->height = job->out_height;
+}
+
 static void run_decode(napi_env env, void *data) {
   (void)env;
   decode_job *job = data;
@@ -209,11 +240,15 @@ static void run_decode(napi_env env, void *data) {
       memmove(pixels + (size_t)y * width * 3, pixels + y * stride, (size_t)width * 3);
     }
   }
+  jpeg_destroy_decompress(&cinfo);
   job->pixels = pixels;
   job->capacity = capacity;
   job->width = width;
   job->height = height;
-  jpeg_destroy_decompress(&cinfo);
+  if (job->out_width != 0 &&
+      cubic_reduce_supported(width, height, job->out_width, job->out_height)) {
+    resize_result(job);
+  }
 }
 
 /* Finalizer of the external buffer: the hint is the buffer's capacity. */
@@ -273,8 +308,8 @@ static napi_value throw_type_error(napi_env env, const char *message) {
 }
 
 static napi_value decode(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   bool is_buffer = false;
   if (argc < 3 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer) {
@@ -289,6 +324,13 @@ static napi_value decode(napi_env env, napi_callback_info info) {
   if (napi_get_value_double(env, argv[2], &max_pixels) != napi_ok) {
     return throw_type_error(env, "maxPixels must be a number");
   }
+  uint32_t out_width = 0, out_height = 0;
+  if (argc == 4 ||
+      (argc >= 5 && (napi_get_value_uint32(env, argv[3], &out_width) != napi_ok ||
+                     napi_get_value_uint32(env, argv[4], &out_height) != napi_ok ||
+                     out_width == 0 || out_height == 0))) {
+    return throw_type_error(env, "outWidth and outHeight must be positive integers");
+  }
 
   decode_job *job = calloc(1, sizeof *job);
   if (job == NULL) {
@@ -300,6 +342,8 @@ static napi_value decode(napi_env env, napi_callback_info info) {
   job->input = input;
   job->scale_denom = scale_denom;
   job->max_pixels = max_pixels;
+  job->out_width = out_width;
+  job->out_height = out_height;
   napi_value promise, name;
   /* The buffer must outlive the work on the thread pool. */
   if (napi_create_reference(env, argv[0], 1, &job->input_ref) != napi_ok) {
@@ -331,9 +375,50 @@ static napi_value decode(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/* resize(pixels, width, height, outWidth, outHeight, regionRows): see the top comment. */
+static napi_value resize(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_buffer = false;
+  uint32_t sizes[5];
+  if (argc < 6 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer) {
+    return throw_type_error(
+        env, "resize(pixels, width, height, outWidth, outHeight, regionRows): buffer expected");
+  }
+  for (int i = 0; i < 5; i++) {
+    if (napi_get_value_uint32(env, argv[i + 1], &sizes[i]) != napi_ok || sizes[i] == 0) {
+      return throw_type_error(env, "sizes and regionRows must be positive integers");
+    }
+  }
+  void *input = NULL;
+  size_t length = 0;
+  napi_get_buffer_info(env, argv[0], &input, &length);
+  if ((uint64_t)sizes[0] * sizes[1] * 3 != length) {
+    napi_throw_range_error(env, NULL, "pixels must hold width × height RGB pixels");
+    return NULL;
+  }
+  if (!cubic_reduce_supported(sizes[0], sizes[1], sizes[2], sizes[3])) {
+    napi_throw_range_error(env, NULL, "not a size change this resize reproduces");
+    return NULL;
+  }
+  napi_value output;
+  void *data = NULL;
+  if (napi_create_buffer(env, (size_t)sizes[2] * sizes[3] * 3, &data, &output) != napi_ok) {
+    return NULL;
+  }
+  if (cubic_reduce(input, sizes[0], sizes[1], data, sizes[2], sizes[3], sizes[4]) != 0) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  return output;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_value function;
   napi_create_function(env, "decode", NAPI_AUTO_LENGTH, decode, NULL, &function);
   napi_set_named_property(env, exports, "decode", function);
+  napi_create_function(env, "resize", NAPI_AUTO_LENGTH, resize, NULL, &function);
+  napi_set_named_property(env, exports, "resize", function);
   return exports;
 }

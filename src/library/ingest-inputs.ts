@@ -1,10 +1,11 @@
 /**
  * Ingest's first step: one input checked and read. The id and metadata are validated before
  * anything is read; a path is resolved against the media root (which confines it unless any
- * path is allowed), checked again after resolving symlinks, and its size before it is read.
+ * path is allowed), checked again after resolving symlinks, and checked once more on the open
+ * file (a regular file, within the byte limit) before it is read.
  */
-import { existsSync, realpathSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { constants, existsSync, realpathSync } from "node:fs";
+import { open } from "node:fs/promises";
 import path from "node:path";
 import type { Settings } from "../config.ts";
 import { AppError } from "../errors.ts";
@@ -87,18 +88,53 @@ export class InputReader {
       throw new AppError("invalid_input", "Each item needs image bytes or a path.");
     }
     const real = this.resolvePath(input.path);
-    const info = await stat(real);
-    if (!info.isFile()) {
-      throw new AppError("not_a_file", `${input.path} is not a regular file; give an image file.`);
+    return { bytes: await this.readFileAt(real, input.path), metadata, source: "path", path: real };
+  }
+
+  /**
+   * The bytes of a file, checked on the open file itself, so that nothing can be swapped in
+   * between the check and the read: a regular file (opened without blocking, so a FIFO is
+   * refused rather than waited on; not through a symlink put there since the path was
+   * resolved), within maxImageBytes. It reads one byte more than the check found, so a file
+   * that grew meanwhile cannot slip past the limit.
+   */
+  private async readFileAt(real: string, given: string): Promise<Buffer> {
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    } catch (error) {
+      throw openError(error, given);
     }
-    if (info.size > this.settings.maxImageBytes) {
-      throw new AppError(
-        "image_too_large",
-        `${input.path} is ${info.size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
-        413,
-      );
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) {
+        throw new AppError("not_a_file", `${given} is not a regular file; give an image file.`);
+      }
+      if (info.size > this.settings.maxImageBytes) {
+        throw new AppError(
+          "image_too_large",
+          `${given} is ${info.size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
+          413,
+        );
+      }
+      const buffer = Buffer.allocUnsafe(info.size + 1);
+      let filled = 0;
+      while (filled < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      if (filled > info.size) {
+        throw new AppError(
+          "file_changed",
+          `${given} grew while it was being read; index it again once it is complete.`,
+          409,
+        );
+      }
+      return buffer.subarray(0, filled);
+    } finally {
+      await handle.close();
     }
-    return { bytes: await readFile(real), metadata, source: "path", path: real };
   }
 
   /** Resolves symlinks and `..`, then checks the media root (unless any path is allowed). */
@@ -139,4 +175,32 @@ export class InputReader {
     if (confined && outside(real)) throw refuse();
     return real;
   }
+}
+
+/** What opening a resolved path can fail with, as the client's error. */
+function openError(error: unknown, given: string): unknown {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === "ENOENT" || code === "ENOTDIR") {
+    return new AppError(
+      "file_not_found",
+      `No file at ${given}; check the path (relative paths are resolved against the media root).`,
+      404,
+    );
+  }
+  // The resolved path became a symlink after it was resolved.
+  if (code === "ELOOP") {
+    return new AppError(
+      "file_changed",
+      `${given} changed while it was being read; index it again.`,
+      409,
+    );
+  }
+  if (code === "EACCES" || code === "EPERM") {
+    return new AppError(
+      "file_not_readable",
+      `${given} cannot be read by the server (permission denied); make it readable to the server's user.`,
+      403,
+    );
+  }
+  return error;
 }

@@ -4,12 +4,11 @@
  * path is allowed), checked again after resolving symlinks, and checked once more on the open
  * file (a regular file, within the byte limit) before it is read.
  */
-import { constants, existsSync, realpathSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
 import type { Settings } from "../config.ts";
 import { AppError } from "../errors.ts";
-import { isInside } from "../util/paths.ts";
+import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../util/paths.ts";
 import type { IndexInput, Metadata } from "./types.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -92,46 +91,34 @@ export class InputReader {
   }
 
   /**
-   * The bytes of a file, checked on the open file itself, so that nothing can be swapped in
-   * between the check and the read: a regular file (opened without blocking, so a FIFO is
-   * refused rather than waited on; not through a symlink put there since the path was
-   * resolved), within maxImageBytes. It reads one byte more than the check found, so a file
-   * that grew meanwhile cannot slip past the limit.
+   * The bytes of a resolved path, checked on the open file (see openResolvedFile), within
+   * maxImageBytes; a file that grew meanwhile cannot slip past the limit.
    */
   private async readFileAt(real: string, given: string): Promise<Buffer> {
-    let handle: Awaited<ReturnType<typeof open>>;
+    let opened: Awaited<ReturnType<typeof openResolvedFile>>;
     try {
-      handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+      opened = await openResolvedFile(real);
     } catch (error) {
       throw openError(error, given);
     }
+    const { handle, size } = opened;
     try {
-      const info = await handle.stat();
-      if (!info.isFile()) {
-        throw new AppError("not_a_file", `${given} is not a regular file; give an image file.`);
-      }
-      if (info.size > this.settings.maxImageBytes) {
+      if (size > this.settings.maxImageBytes) {
         throw new AppError(
           "image_too_large",
-          `${given} is ${info.size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
+          `${given} is ${size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
           413,
         );
       }
-      const buffer = Buffer.allocUnsafe(info.size + 1);
-      let filled = 0;
-      while (filled < buffer.length) {
-        const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
-      if (filled > info.size) {
+      const { bytes, grew } = await readOpenedFile(handle, size);
+      if (grew) {
         throw new AppError(
           "file_changed",
           `${given} grew while it was being read; index it again once it is complete.`,
           409,
         );
       }
-      return buffer.subarray(0, filled);
+      return bytes;
     } finally {
       await handle.close();
     }
@@ -179,20 +166,21 @@ export class InputReader {
 
 /** What opening a resolved path can fail with, as the client's error. */
 function openError(error: unknown, given: string): unknown {
+  if (error instanceof FileRefusedError) {
+    return error.reason === "not_regular"
+      ? new AppError("not_a_file", `${given} is not a regular file; give an image file.`)
+      : new AppError(
+          "file_changed",
+          `${given} changed while it was being read; index it again.`,
+          409,
+        );
+  }
   const code = (error as { code?: unknown } | undefined)?.code;
   if (code === "ENOENT" || code === "ENOTDIR") {
     return new AppError(
       "file_not_found",
       `No file at ${given}; check the path (relative paths are resolved against the media root).`,
       404,
-    );
-  }
-  // The resolved path became a symlink after it was resolved.
-  if (code === "ELOOP") {
-    return new AppError(
-      "file_changed",
-      `${given} changed while it was being read; index it again.`,
-      409,
     );
   }
   if (code === "EACCES" || code === "EPERM") {

@@ -27,3 +27,15 @@ export function cpuModel(): string {
 export function sizeTag(size: string): string {
   return size.replace(/^ViT-/, "").replace("/", "");
 }
+
+/** CPU time of the whole process (every thread, libvips' included) in milliseconds. */
+export function processCpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
+/** An Encoder logger that keeps the benchmark's output to its tables. */
+export const quietLogger = {
+  info: () => {},
+  warn: (message: string) => process.stderr.write(`${message}\n`),
+};

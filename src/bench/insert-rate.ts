@@ -14,8 +14,7 @@ import { setImmediate as tick } from "node:timers/promises";
 import { DEFAULT_SETTINGS } from "../config.ts";
 import { HnswIndex } from "../vector-index/hnsw.ts";
 import { ShardedHnsw } from "../vector-index/hnsw-shards.ts";
-import type { BenchContext } from "./context.ts";
-import { processCpuMs } from "./preprocess.ts";
+import { type BenchContext, processCpuMs } from "./context.ts";
 import { clusteredUnitVectors, exactTopK, meanRecall } from "./vectors.ts";
 
 export interface InsertWindow {

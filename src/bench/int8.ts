@@ -6,15 +6,13 @@ import { statSync } from "node:fs";
 import path from "node:path";
 import { loadSettings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
-import type { BenchContext } from "./context.ts";
+import { type BenchContext, quietLogger } from "./context.ts";
 import type { PixelSet } from "./image.ts";
 import type { BenchModel } from "./models.ts";
 import { convertedCopy, runPython } from "./python.ts";
 import { alternateRuns, cosine } from "./stats.ts";
 import { tokenRow } from "./text.ts";
 import { seededRandom } from "./vectors.ts";
-
-const quietLogger = { info: () => {}, warn: (m: string) => process.stderr.write(`${m}\n`) };
 
 export interface QuantResult {
   size: string;

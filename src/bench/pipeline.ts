@@ -12,8 +12,7 @@ import { loadSettings } from "../config.ts";
 import type { Embedder, ModelConfig } from "../encode/types.ts";
 import { createLibrary } from "../library/index.ts";
 import type { PreprocessMode } from "../preprocess/index.ts";
-import type { BenchContext } from "./context.ts";
-import { processCpuMs } from "./preprocess.ts";
+import { type BenchContext, processCpuMs } from "./context.ts";
 import { median } from "./stats.ts";
 import { seededGaussian } from "./vectors.ts";
 

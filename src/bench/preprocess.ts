@@ -4,7 +4,7 @@
  * from the exact one (PSNR), and how far apart their embeddings are (cosine) with the models
  * given.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { loadSettings } from "../config.ts";
@@ -18,7 +18,7 @@ import {
 } from "../preprocess/index.ts";
 import { jpegDecoderDescription, nativeJpegCounts } from "../preprocess/jpeg-native.ts";
 import { setResampleEngine } from "../preprocess/resample.ts";
-import type { BenchContext } from "./context.ts";
+import { type BenchContext, processCpuMs } from "./context.ts";
 import { type PhotoSpec, writePhotoLikeImages } from "./photos.ts";
 import { cosine, median } from "./stats.ts";
 
@@ -34,6 +34,21 @@ export const PHOTO_LIKE_SPECS: readonly PhotoSpec[] = [
   { width: 1600, height: 1200, format: "webp" },
   { width: 1600, height: 1200, format: "png" },
 ];
+
+/**
+ * `count` photo-like 1600×1200 JPEGs (created once under ctx.workDir), for the ingest section:
+ * about 1.2 bits per pixel, where the noisy synthetic JPEGs take 3.3 and cost twice the
+ * entropy decoding.
+ */
+export async function preparePhotoLikeJpegs(ctx: BenchContext, count: number): Promise<string[]> {
+  const dir = path.join(ctx.workDir, "photo-like-1600x1200");
+  const existing = existsSync(dir) ? readdirSync(dir).sort() : [];
+  if (existing.length === count) return existing.map((f) => path.join(dir, f));
+  ctx.log(`writing ${count} photo-like 1600×1200 JPEGs to ${dir} (a few minutes, once)`);
+  rmSync(dir, { recursive: true, force: true });
+  const spec: PhotoSpec = { width: 1600, height: 1200, format: "jpeg" };
+  return writePhotoLikeImages(dir, new Array<PhotoSpec>(count).fill(spec), 100);
+}
 
 /** The photo-like images (created once under ctx.workDir). */
 export async function preparePhotoLike(ctx: BenchContext): Promise<string[]> {
@@ -63,12 +78,6 @@ export function inputPsnr(
   }
   const mse = squared / a.length;
   return mse === 0 ? Number.POSITIVE_INFINITY : 10 * Math.log10(1 / mse);
-}
-
-/** CPU time of the whole process (every thread, libvips' included) in milliseconds. */
-export function processCpuMs(): number {
-  const usage = process.cpuUsage();
-  return (usage.user + usage.system) / 1000;
 }
 
 export interface StageCpu {

@@ -245,7 +245,7 @@ static void run_decode(napi_env env, void *data) {
   job->capacity = capacity;
   job->width = width;
   job->height = height;
-  if (job->out_width != 0 &&
+  if (job->out_width != 0 && (job->out_width != width || job->out_height != height) &&
       cubic_reduce_supported(width, height, job->out_width, job->out_height)) {
     resize_result(job);
   }

@@ -106,6 +106,7 @@ static int make_plan(axis_plan *plan, unsigned int size, unsigned int out,
     free_plan(plan);
     return -1;
   }
+  /* The offsets are floats in libvips (exact for 64ths). */
   for (int k = 0; k <= SUBPIXELS; k++) {
     make_mask(plan->masks + k * taps, taps, factor, (float)k / SUBPIXELS);
   }

@@ -3,6 +3,7 @@
  * real image decoding. Skips when ../shared (the reference checkpoint) is absent.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import {
   copyFileSync,
   existsSync,
@@ -279,6 +280,30 @@ describe("library", { skip }, () => {
       assert.equal(r?.error?.code, "path_indexing_disabled");
     } finally {
       await noRoot.library.close();
+    }
+  });
+
+  test("path items are checked on the open file: a FIFO is refused at once, the byte limit holds", async () => {
+    const media = path.join(root, "media-open-checks");
+    mkdirSync(media, { recursive: true });
+    // Opening a FIFO for reading would wait for a writer; the read must not hang on one.
+    execFileSync("mkfifo", [path.join(media, "pipe.png")]);
+    const image = images[3] as Buffer;
+    writeFileSync(path.join(media, "at-limit.png"), image);
+    writeFileSync(path.join(media, "over-limit.png"), Buffer.concat([image, Buffer.alloc(1)]));
+    const { library } = await open({ mediaRoot: media, maxImageBytes: image.length });
+    try {
+      const results = await library.index([
+        { path: "pipe.png" },
+        { path: "over-limit.png" },
+        { path: "at-limit.png" },
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.error?.code ?? r.status),
+        ["not_a_file", "image_too_large", "indexed"],
+      );
+    } finally {
+      await library.close();
     }
   });
 

@@ -1,14 +1,14 @@
 /**
  * Ingest's first step: one input checked and read. The id and metadata are validated before
  * anything is read; a path is resolved against the media root (which confines it unless any
- * path is allowed), checked again after resolving symlinks, and its size before it is read.
+ * path is allowed), checked again after resolving symlinks, and checked once more on the open
+ * file (a regular file, within the byte limit) before it is read.
  */
 import { existsSync, realpathSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Settings } from "../config.ts";
 import { AppError } from "../errors.ts";
-import { isInside } from "../util/paths.ts";
+import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../util/paths.ts";
 import type { IndexInput, Metadata } from "./types.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -87,18 +87,41 @@ export class InputReader {
       throw new AppError("invalid_input", "Each item needs image bytes or a path.");
     }
     const real = this.resolvePath(input.path);
-    const info = await stat(real);
-    if (!info.isFile()) {
-      throw new AppError("not_a_file", `${input.path} is not a regular file; give an image file.`);
+    return { bytes: await this.readFileAt(real, input.path), metadata, source: "path", path: real };
+  }
+
+  /**
+   * The bytes of a resolved path, checked on the open file (see openResolvedFile), within
+   * maxImageBytes; a file that grew meanwhile cannot slip past the limit.
+   */
+  private async readFileAt(real: string, given: string): Promise<Buffer> {
+    let opened: Awaited<ReturnType<typeof openResolvedFile>>;
+    try {
+      opened = await openResolvedFile(real);
+    } catch (error) {
+      throw openError(error, given);
     }
-    if (info.size > this.settings.maxImageBytes) {
-      throw new AppError(
-        "image_too_large",
-        `${input.path} is ${info.size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
-        413,
-      );
+    const { handle, size } = opened;
+    try {
+      if (size > this.settings.maxImageBytes) {
+        throw new AppError(
+          "image_too_large",
+          `${given} is ${size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
+          413,
+        );
+      }
+      const { bytes, grew } = await readOpenedFile(handle, size);
+      if (grew) {
+        throw new AppError(
+          "file_changed",
+          `${given} grew while it was being read; index it again once it is complete.`,
+          409,
+        );
+      }
+      return bytes;
+    } finally {
+      await handle.close();
     }
-    return { bytes: await readFile(real), metadata, source: "path", path: real };
   }
 
   /** Resolves symlinks and `..`, then checks the media root (unless any path is allowed). */
@@ -139,4 +162,33 @@ export class InputReader {
     if (confined && outside(real)) throw refuse();
     return real;
   }
+}
+
+/** What opening a resolved path can fail with, as the client's error. */
+function openError(error: unknown, given: string): unknown {
+  if (error instanceof FileRefusedError) {
+    return error.reason === "not_regular"
+      ? new AppError("not_a_file", `${given} is not a regular file; give an image file.`)
+      : new AppError(
+          "file_changed",
+          `${given} changed while it was being read; index it again.`,
+          409,
+        );
+  }
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === "ENOENT" || code === "ENOTDIR") {
+    return new AppError(
+      "file_not_found",
+      `No file at ${given}; check the path (relative paths are resolved against the media root).`,
+      404,
+    );
+  }
+  if (code === "EACCES" || code === "EPERM") {
+    return new AppError(
+      "file_not_readable",
+      `${given} cannot be read by the server (permission denied); make it readable to the server's user.`,
+      403,
+    );
+  }
+  return error;
 }

@@ -5,12 +5,11 @@
  * server's layout. The library (./library.ts) checks that it is open and delegates here.
  */
 import { createHash } from "node:crypto";
-import { constants } from "node:fs";
-import { open, realpath } from "node:fs/promises";
 import path from "node:path";
 import type { Settings } from "../config.ts";
 import { AppError, isAppError } from "../errors.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
+import { FileRefusedError, openResolvedFile, readOpenedFile } from "../util/paths.ts";
 import type { Item, Page } from "./types.ts";
 
 /** A stored item as clients see it (without the store's internal label). */
@@ -80,24 +79,24 @@ export class ItemReader {
         `The file of item "${item.id}" (${this.shownPath(file)}) ${why} since it was indexed; re-index it or delete the item.`,
         409,
       );
-    let handle: Awaited<ReturnType<typeof open>>;
+    let opened: Awaited<ReturnType<typeof openResolvedFile>>;
     try {
-      // O_NOFOLLOW: a symbolic link in place of the file is refused, not followed.
-      handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      opened = await openResolvedFile(file);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === "ELOOP" || code === "EMLINK") throw changed("was replaced by a symbolic link");
-      throw error;
+      if (!(error instanceof FileRefusedError)) throw error;
+      throw changed(
+        error.reason === "symlink"
+          ? "was replaced by a symbolic link"
+          : error.reason === "not_regular"
+            ? "is no longer a regular file"
+            : "moved (a directory on its path is now a link)",
+      );
     }
+    const { handle, size } = opened;
     try {
-      const info = await handle.stat();
-      if (!info.isFile()) throw changed("is no longer a regular file");
-      // A directory on the way that became a link leads somewhere else.
-      if ((await realpath(file)) !== file)
-        throw changed("moved (a directory on its path is now a link)");
-      if (info.size !== item.bytes)
-        throw changed(`changed size (${info.size} bytes, ${item.bytes} indexed)`);
-      const bytes = await handle.readFile();
+      if (size !== item.bytes) throw changed(`changed size (${size} bytes, ${item.bytes} indexed)`);
+      const { bytes, grew } = await readOpenedFile(handle, size);
+      if (grew) throw changed("grew");
       if (createHash("sha256").update(bytes).digest("hex") !== item.sha256) {
         throw changed("changed content");
       }

@@ -52,6 +52,7 @@ describe("longclip embed", () => {
       JSON.stringify({ image: path.join(TINY_DIR, "images", "missing.png") }),
       JSON.stringify({ text: "word ".repeat(300) }),
       JSON.stringify({ text: "x", image }),
+      JSON.stringify({ image: path.join(TINY_DIR, "images") }),
     ].join("\n");
     const run = await runCli(
       ["embed", "--model", model, "--image-batch-size", "2", "--text-batch-size", "2"],
@@ -60,8 +61,8 @@ describe("longclip embed", () => {
     );
     assert.equal(run.code, 0, run.stderr);
     const out = lines(run.stdout) as Record<string, unknown>[];
-    assert.equal(out.length, 6, "one line per non-empty input line");
-    const [text, img, bad, missing, long, both] = out;
+    assert.equal(out.length, 7, "one line per non-empty input line");
+    const [text, img, bad, missing, long, both, directory] = out;
 
     const encoder = await Encoder.load(model, { ...DEFAULT_SETTINGS, threads: 2 });
     try {
@@ -80,6 +81,8 @@ describe("longclip embed", () => {
     assert.equal(long?.truncated, true);
     assert.equal(long?.tokens, 302);
     assert.equal(errorCode(both), "bad_input");
+    assert.equal(errorCode(directory), "image_not_found");
+    assert.match(String((directory?.error as { message?: string })?.message), /not a regular file/);
   });
 
   test("long input without a terminal logs plain progress lines", {

@@ -150,3 +150,51 @@ export async function measureIndex(
     efFor098: rows.find((r) => r.recallAt10 >= 0.98)?.efSearch,
   };
 }
+
+/** bench:perf's index sections, each with the set it builds. */
+export type IndexSection = "index100k" | "index1m" | "clustered";
+
+/**
+ * The sets of the index sections: two uniform ones of `uniformSizes[0]` and `[1]` vectors (a
+ * missing size falls back to 100k / 1M) and a clustered one.
+ */
+export function indexDatasets(
+  uniformSizes: readonly number[],
+  clusteredSize: number,
+): [IndexSection, IndexDataset][] {
+  const uniform = (size: number | undefined, fallback: number): IndexDataset => ({
+    name: `uniform ${(size ?? 0).toLocaleString("en-US")}`,
+    count: size ?? fallback,
+    kind: "uniform",
+  });
+  return [
+    ["index100k", uniform(uniformSizes[0], 100_000)],
+    ["index1m", uniform(uniformSizes[1], 1_000_000)],
+    [
+      "clustered",
+      {
+        name: `clustered ${clusteredSize.toLocaleString("en-US")}`,
+        count: clusteredSize,
+        kind: "clustered",
+      },
+    ],
+  ];
+}
+
+/**
+ * measureIndex of each set in turn. `onResult` gets the results so far after each set, so an
+ * interrupted benchmark keeps what it measured.
+ */
+export async function measureIndexSets(
+  ctx: BenchContext,
+  datasets: readonly IndexDataset[],
+  params: IndexParams,
+  onResult: (results: IndexResult[]) => void,
+): Promise<IndexResult[]> {
+  const results: IndexResult[] = [];
+  for (const dataset of datasets) {
+    results.push(await measureIndex(ctx, dataset, params));
+    onResult(results);
+  }
+  return results;
+}

@@ -208,3 +208,37 @@ export async function measureIngest(
     await encoder.close();
   }
 }
+
+/** One ingest run of a corpus (noisy synthetic or photo-like JPEGs) in one preprocessing mode. */
+export type CorpusIngestResult = IngestResult & { corpus: string };
+
+/**
+ * measureIngest of each corpus in each preprocessing mode (exact, then fast): its first 64
+ * files in batches of 8, the next 8 as warm-up. `onResult` gets the results so far after each
+ * run, so an interrupted benchmark keeps what it measured.
+ */
+export async function measureIngestCorpora(
+  ctx: BenchContext,
+  model: BenchModel,
+  corpora: readonly { corpus: string; files: readonly string[] }[],
+  rounds: number,
+  onResult: (results: CorpusIngestResult[]) => void,
+): Promise<CorpusIngestResult[]> {
+  const results: CorpusIngestResult[] = [];
+  for (const { corpus, files } of corpora) {
+    for (const mode of ["exact", "fast"] as const) {
+      const result = await measureIngest(
+        ctx,
+        model,
+        files.slice(0, 64),
+        files.slice(64, 72),
+        8,
+        rounds,
+        mode,
+      );
+      results.push({ corpus, ...result });
+      onResult(results);
+    }
+  }
+  return results;
+}

@@ -2,6 +2,13 @@
 
 export type Cell = string | number | undefined;
 
+/** One section of the output: a "## title" heading, its table(s), and a note under them. */
+export interface MarkdownSection {
+  title: string;
+  body: string;
+  note?: string;
+}
+
 /** Formats a number with `digits` significant decimals, or "–" when missing. */
 export function fmt(value: number | undefined, digits = 2): string {
   if (value === undefined || !Number.isFinite(value)) return "–";

@@ -45,6 +45,17 @@ export function runPython(args: readonly string[]): Promise<unknown> {
   });
 }
 
+/** The version of the reference's PyTorch. */
+export async function torchVersion(): Promise<string> {
+  const result = (await runPython([
+    "-c",
+    "import json, torch; print(json.dumps({'v': torch.__version__}))",
+  ])) as {
+    v: string;
+  };
+  return result.v;
+}
+
 /**
  * A copy of the bench model with both towers in `precision`, made by `python3 -m training
  * quantize` beside the model's directory (its cosine check against fp32 included).

@@ -246,3 +246,35 @@ export async function measureServer(
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
+
+/**
+ * measureServer at each of `imageBatchSizes`, on the same photos: the first 16 seed the
+ * library, the next 64 are ingested under load. `onResult` gets the results so far after each
+ * run, so an interrupted benchmark keeps what it measured.
+ */
+export async function measureServerBatches(
+  ctx: BenchContext,
+  model: BenchModel,
+  photos: { dir: string; files: readonly string[] },
+  searchLoad: { connections: number; durationS: number },
+  imageBatchSizes: readonly number[],
+  onResult: (results: ServerResult[]) => void,
+): Promise<ServerResult[]> {
+  const results: ServerResult[] = [];
+  for (const imageBatchSize of imageBatchSizes) {
+    results.push(
+      await measureServer(
+        ctx,
+        model,
+        photos.dir,
+        photos.files.slice(0, 16),
+        photos.files.slice(16, 80),
+        searchLoad.connections,
+        searchLoad.durationS,
+        imageBatchSize,
+      ),
+    );
+    onResult(results);
+  }
+  return results;
+}

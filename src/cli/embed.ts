@@ -2,7 +2,7 @@
  * `longclip embed`: JSON lines on stdin (`{"text": ...}` or `{"image": "path"}`), one JSON line
  * per input on stdout in input order. A failing line prints `{"error": {...}}` in its place.
  */
-import { readFile, stat } from "node:fs/promises";
+import { realpath } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import cliProgress from "cli-progress";
@@ -11,6 +11,7 @@ import type { Settings } from "../config.ts";
 import { Encoder } from "../encode/encoder.ts";
 import type { EngineLogger } from "../encode/session.ts";
 import { AppError } from "../errors.ts";
+import { FileRefusedError, openResolvedFile, readOpenedFile } from "../util/paths.ts";
 import {
   addSettingOptions,
   type CliError,
@@ -30,26 +31,31 @@ function errorLine(error: unknown): ErrorLine {
   return { error: cliError(error) };
 }
 
+/** An image file's bytes, its kind and size checked on the open file (see openResolvedFile). */
 async function readImage(file: string, maxBytes: number): Promise<Buffer> {
-  let size: number;
+  let opened: Awaited<ReturnType<typeof openResolvedFile>>;
   try {
-    const info = await stat(file);
-    if (!info.isFile()) throw new Error("not a regular file");
-    size = info.size;
+    // The user's own path: symbolic links are theirs to follow.
+    opened = await openResolvedFile(await realpath(file));
   } catch (error) {
-    throw new AppError(
-      "image_not_found",
-      `Cannot read image ${file}: ${(error as Error).message}.`,
-    );
+    const why = error instanceof FileRefusedError ? "not a regular file" : (error as Error).message;
+    throw new AppError("image_not_found", `Cannot read image ${file}: ${why}.`);
   }
-  // Checked before reading so a huge file is never loaded into memory.
-  if (size > maxBytes) {
-    throw new AppError(
-      "image_too_large",
-      `Image ${file} has ${size} bytes, more than the limit of ${maxBytes} (raise it with LONGCLIP_MAX_IMAGE_BYTES).`,
-    );
+  const { handle, size } = opened;
+  try {
+    // Checked before reading so a huge file is never loaded into memory.
+    if (size > maxBytes) {
+      throw new AppError(
+        "image_too_large",
+        `Image ${file} has ${size} bytes, more than the limit of ${maxBytes} (raise it with LONGCLIP_MAX_IMAGE_BYTES).`,
+      );
+    }
+    const { bytes, grew } = await readOpenedFile(handle, size);
+    if (grew) throw new AppError("image_changed", `Image ${file} grew while it was read; retry.`);
+    return bytes;
+  } finally {
+    await handle.close();
   }
-  return readFile(file);
 }
 
 type Parsed = { kind: "text"; text: string } | { kind: "image"; file: string } | ErrorLine;

@@ -584,3 +584,24 @@ test("the load-time check refuses a resize whose bytes differ from sharp's", {
   };
   assert.equal(await resizesAsSharp(resizeSkewed), false, "resize one off");
 });
+
+test("fast mode: a reduction the native resize does not reproduce goes to sharp whole", {
+  skip,
+}, async () => {
+  // At a 16-pixel input, 600×520 shrinks on load by 8 to 75×65, which leaves a reduction by
+  // 65 / 16 > 4: libvips box-shrinks first there, which the addon does not reproduce. Sharp
+  // then decodes and resizes the JPEG itself; decoding here and resizing the pixels in sharp
+  // could round sample positions differently (REGION_ROWS).
+  const [width, height] = [600, 520];
+  const bytes = await sharp(pixels(width, height, false, 9), {
+    raw: { width, height, channels: 3 },
+  })
+    .jpeg({ quality: 90 })
+    .toBuffer();
+  const options: PreprocessOptions = { ...CLIP_224, resolution: 16, mode: "fast" };
+  const reference = await decodeForModel(bytes, { ...options, nativeJpeg: "off" });
+  const { image, native, declined } = await decodeNative(bytes, options);
+  assert.deepEqual([native, declined], [0, 0], "not offered to the native decoder");
+  assert.deepEqual([image.width, image.height], [reference.width, reference.height]);
+  assert.ok(Buffer.from(image.data).equals(Buffer.from(reference.data)), "pixels differ");
+});

@@ -42,6 +42,8 @@ import {
   jpegShrinkOnLoad,
   type NativeJpegDecoder,
   nativeJpegDecoder,
+  nativeJpegResizer,
+  nativeResizeApplies,
 } from "./jpeg-native.ts";
 import { type RawImage, resizeBicubic, resizeNearest } from "./resample.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
@@ -294,9 +296,10 @@ async function rawImage(pipeline: Sharp): Promise<RawImage> {
 
 /**
  * The native decoder's pixels of a plain JPEG, scaled by 1 / scaleDenom the way libvips'
- * shrink-on-load scales, and then resized to `resize` as sharp's fastResize would when the
- * decoder reproduces that (else unresized); undefined when it is not to be used or fails
- * (sharp then decodes the image again and reports any error as it always did).
+ * shrink-on-load scales and, given `resize`, then resized to it as sharp's fastResize of the
+ * JPEG would; undefined when it is not to be used (for a resize: when it does not reproduce
+ * that one) or fails (sharp then decodes the image again and reports any error as it always
+ * did).
  */
 async function decodeNatively(
   bytes: Buffer,
@@ -305,9 +308,22 @@ async function decodeNatively(
   scaleDenom: 1 | 2 | 4 | 8,
   resize?: { width: number; height: number },
 ): Promise<RawImage | undefined> {
-  const decoder: NativeJpegDecoder | undefined = header.plainJpeg
-    ? await nativeJpegDecoder(options.nativeJpeg)
-    : undefined;
+  if (!header.plainJpeg) return undefined;
+  if (
+    resize !== undefined &&
+    !nativeResizeApplies(
+      Math.floor(header.width / scaleDenom),
+      Math.floor(header.height / scaleDenom),
+      resize.width,
+      resize.height,
+    )
+  ) {
+    return undefined;
+  }
+  const decoder: NativeJpegDecoder | undefined =
+    resize === undefined
+      ? await nativeJpegDecoder(options.nativeJpeg)
+      : await nativeJpegResizer(options.nativeJpeg);
   if (decoder === undefined) return undefined;
   try {
     const { data, width, height, channels } =
@@ -320,10 +336,10 @@ async function decodeNatively(
             resize.width,
             resize.height,
           );
-    countNativeJpeg(
-      true,
-      resize !== undefined && width === resize.width && height === resize.height,
-    );
+    const resized = resize !== undefined && width === resize.width && height === resize.height;
+    // Unresized pixels are no use to the fast path (see nativeJpegResizer).
+    if (resize !== undefined && !resized) throw new Error("the addon did not resize");
+    countNativeJpeg(true, resized);
     return {
       data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
       width,
@@ -389,18 +405,10 @@ async function decodeScaled(
       size,
     );
     const image =
-      shrunk !== undefined && shrunk.width === size.width && shrunk.height === size.height
-        ? shrunk // the native decoder resized it too
-        : await rawImage(
-            shrunk !== undefined
-              ? sharp(shrunk.data, {
-                  raw: { width: shrunk.width, height: shrunk.height, channels: 3 },
-                  limitInputPixels: limits.maxImagePixels,
-                }).resize(resize)
-              : // The centre crop is left to toModelInput: an extract() here would also keep libvips
-                // from shrinking rotated images on load.
-                openImage(bytes, limits).resize(resize),
-          );
+      shrunk ??
+      // The centre crop is left to toModelInput: an extract() here would also keep libvips
+      // from shrinking rotated images on load.
+      (await rawImage(openImage(bytes, limits).resize(resize)));
     return {
       ...image,
       format: header.format,

@@ -147,12 +147,22 @@ export async function resizesAsSharp(decoder: NativeJpegDecoder): Promise<boolea
   return resized.equals(sharpResized);
 }
 
-/** The decoder without its resize: sharp resizes. */
-function decodeOnly(decoder: NativeJpegDecoder): NativeJpegDecoder {
-  return {
-    decode: (bytes, scaleDenom, maxPixels) => decoder.decode(bytes, scaleDenom, maxPixels),
-    resize: decoder.resize,
-  };
+/** Reductions per side the addon's resize reproduces (resize.c MAX_FACTOR). */
+const NATIVE_RESIZE_MAX_FACTOR = 4;
+
+/**
+ * Whether the addon's resize reproduces sharp's for this size change (resize.c
+ * cubic_reduce_supported): each side kept, or reduced by a factor below 4.
+ */
+export function nativeResizeApplies(
+  width: number,
+  height: number,
+  outWidth: number,
+  outHeight: number,
+): boolean {
+  const side = (size: number, out: number) =>
+    out >= 1 && (out === size || (out < size && size < NATIVE_RESIZE_MAX_FACTOR * out));
+  return side(width, outWidth) && side(height, outHeight);
 }
 
 async function load(): Promise<Loaded> {
@@ -186,9 +196,9 @@ async function load(): Promise<Loaded> {
   try {
     resizes = await resizesAsSharp(decoder);
   } catch {
-    // An addon built before the resize (no resize function): sharp resizes.
+    // An addon built before the resize (no resize function): sharp does the fast path.
   }
-  return { decoder: resizes ? decoder : decodeOnly(decoder), reason: "loaded", resizes };
+  return { decoder, reason: "loaded", resizes };
 }
 
 /**
@@ -201,6 +211,21 @@ export async function nativeJpegDecoder(
   if (setting === "off") return undefined;
   loaded ??= load();
   return (await loaded).decoder;
+}
+
+/**
+ * The native decoder for the fast path, which must decode and resize: only when its resize
+ * also gives this sharp's bytes (checked once per thread). Otherwise sharp does the fast path
+ * from the file: its resize of raw pixels rounds some sample positions unlike its resize of a
+ * JPEG (REGION_ROWS), so decoding here and resizing there would not give fast mode's bytes.
+ */
+export async function nativeJpegResizer(
+  setting: "on" | "off" | undefined,
+): Promise<NativeJpegDecoder | undefined> {
+  if (setting === "off") return undefined;
+  loaded ??= load();
+  const { decoder, resizes } = await loaded;
+  return resizes ? decoder : undefined;
 }
 
 const counts = { native: 0, declined: 0, resized: 0 };
@@ -229,5 +254,5 @@ export async function jpegDecoderDescription(setting: "on" | "off" | undefined):
   if (decoder === undefined) return `sharp (native decoder ${reason})`;
   return resizes
     ? "native libjpeg-turbo and fast-mode resize for plain JPEGs, sharp for the rest"
-    : "native libjpeg-turbo for plain JPEGs (sharp resizes: the native resize differs from this sharp's), sharp for the rest";
+    : "native libjpeg-turbo for plain JPEGs in exact mode (sharp does fast mode: the native resize differs from this sharp's), sharp for the rest";
 }

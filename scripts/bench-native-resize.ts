@@ -6,22 +6,22 @@
  * toModelInput). Prints CPU ms per image (all threads, libvips' and libuv's included) per round
  * and their medians, after checking that both ways give the same bytes.
  *
- *   node --import tsx src/bench/native-resize.ts [--rounds 6] [--reps 20]
+ *   npx tsx scripts/bench-native-resize.ts [--rounds 6] [--reps 20]
  */
 import { parseArgs } from "node:util";
 import sharp from "sharp";
-import { DEFAULT_SETTINGS } from "../config.ts";
+import { loadAverage, processCpuMs } from "../src/bench/context.ts";
+import { photoLikePixels } from "../src/bench/photos.ts";
+import { median } from "../src/bench/stats.ts";
+import { DEFAULT_SETTINGS } from "../src/config.ts";
 import {
   decodeForModel,
   jpegShrinkOnLoad,
   resizedSize,
   toModelInput,
-} from "../preprocess/index.ts";
-import { fastResize, nativeJpegDecoder } from "../preprocess/jpeg-native.ts";
-import type { PreprocessOptions } from "../preprocess/types.ts";
-import { loadAverage, processCpuMs } from "./context.ts";
-import { photoLikePixels } from "./photos.ts";
-import { median } from "./stats.ts";
+} from "../src/preprocess/index.ts";
+import { fastResize, nativeJpegDecoder } from "../src/preprocess/jpeg-native.ts";
+import type { PreprocessOptions } from "../src/preprocess/types.ts";
 
 const { values } = parseArgs({
   options: { rounds: { type: "string", default: "6" }, reps: { type: "string", default: "20" } },

@@ -176,12 +176,16 @@ export function preprocessSection(result: PreprocessResult): MarkdownSection {
   };
 }
 
-export function pipelineSection(result: PipelineResult): MarkdownSection {
+/** One pipeline run per corpus of JPEGs (`corpus` names it). */
+export function pipelineSection(
+  results: readonly (PipelineResult & { corpus: string })[],
+): MarkdownSection {
+  const first = results[0];
   return {
-    title: `Pipeline with a simulated encoder (${fmt(result.msPerBatch, 0)} ms per batch of ${result.batch}, no CPU: ${fmt(result.encoderImagesPerS, 0)} images/s), ${result.rows[0]?.photos} JPEGs of 1600×1200`,
+    title: `Pipeline with a simulated encoder (${fmt(first?.msPerBatch ?? Number.NaN, 0)} ms per batch of ${first?.batch}, no CPU: ${fmt(first?.encoderImagesPerS ?? Number.NaN, 0)} images/s), ${first?.rows[0]?.photos} JPEGs of 1600×1200 per corpus`,
     body: markdownTable(
       [
-        "--preprocess",
+        "JPEGs, --preprocess",
         "photos/s",
         "encoder busy",
         "CPU ms per photo",
@@ -189,17 +193,19 @@ export function pipelineSection(result: PipelineResult): MarkdownSection {
         "cores for 1,000 img/s",
         "cores for 3,000 img/s",
       ],
-      result.rows.map((r) => [
-        r.mode,
-        r.photosPerS,
-        `${fmt(100 * r.encoderBusy, 0)}%`,
-        r.cpuMsPerPhoto,
-        r.photosPerSPerCore,
-        fmt(r.coresFor1000, 1),
-        fmt(r.coresFor3000, 1),
-      ]),
+      results.flatMap((result) =>
+        result.rows.map((r) => [
+          `${result.corpus}, ${r.mode}`,
+          r.photosPerS,
+          `${fmt(100 * r.encoderBusy, 0)}%`,
+          r.cpuMsPerPhoto,
+          r.photosPerSPerCore,
+          fmt(r.coresFor1000, 1),
+          fmt(r.coresFor3000, 1),
+        ]),
+      ),
     ),
-    note: `Library.index (read → hash → decode → resize → embed → SQLite + HNSW) with ${result.workers} preprocessing worker(s) on ${result.cores} cores; CPU ms per photo is the whole process's CPU time (every thread) over the photos, the stand-in encoder using none. Cores needed = rate × CPU ms per photo, assuming the work spreads over cores (decode workers sized to the cores; the main thread's hashing, SQLite and HNSW share are in the figure). Rounds (photos/s): ${result.rows.map((r) => `${r.mode} ${r.rounds.map((v) => fmt(v)).join(", ")}`).join("; ")}.`,
+    note: `Library.index (read → hash → decode → resize → embed → SQLite + HNSW) with ${first?.workers} preprocessing worker(s) on ${first?.cores} cores; CPU ms per photo is the whole process's CPU time (every thread) over the photos, the stand-in encoder using none. Cores needed = rate × CPU ms per photo, assuming the work spreads over cores (decode workers sized to the cores; the main thread's hashing, SQLite and HNSW share are in the figure). Rounds (photos/s): ${results.flatMap((result) => result.rows.map((r) => `${result.corpus}, ${r.mode} ${r.rounds.map((v) => fmt(v)).join(", ")}`)).join("; ")}.`,
   };
 }
 

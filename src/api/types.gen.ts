@@ -34,7 +34,7 @@ export interface paths {
          *     or damaged), `image_empty` (0 bytes), `image_too_large` (a file over `maxImageBytes`),
          *     `image_too_many_pixels` (decoded size over `maxImagePixels`: decompression bombs),
          *     `file_not_found`, `not_a_file` (a directory, FIFO or device), `file_not_readable` (permission
-         *     denied to the server), `file_changed` (the file grew or was replaced while being read), `invalid_metadata` (over 64 KiB of JSON or nested over 32 levels), `invalid_id` (`.` and `..` included), `storage_error` (the server's disk is full), `id_conflict`
+         *     denied to the server), `file_changed` (the file changed size or was replaced while being read), `invalid_metadata` (over 64 KiB of JSON or nested over 32 levels), `invalid_id` (`.` and `..` included), `storage_error` (the server's disk is full), `id_conflict`
          *     (the id is taken by a different image)). An image whose content
          *     hash is already stored is reported as `duplicate` with the id it is stored under. When
          *     a result says `indexed`, the item is durable: it survives a crash and a restart.

@@ -38,7 +38,12 @@ async function readImage(file: string, maxBytes: number): Promise<Buffer> {
     // The user's own path: symbolic links are theirs to follow.
     opened = await openResolvedFile(await realpath(file));
   } catch (error) {
-    const why = error instanceof FileRefusedError ? "not a regular file" : (error as Error).message;
+    const why =
+      error instanceof FileRefusedError
+        ? error.reason === "not_regular"
+          ? "not a regular file"
+          : "it changed while it was opened (a link was put in its path)"
+        : (error as Error).message;
     throw new AppError("image_not_found", `Cannot read image ${file}: ${why}.`);
   }
   const { handle, size } = opened;
@@ -50,8 +55,10 @@ async function readImage(file: string, maxBytes: number): Promise<Buffer> {
         `Image ${file} has ${size} bytes, more than the limit of ${maxBytes} (raise it with LONGCLIP_MAX_IMAGE_BYTES).`,
       );
     }
-    const { bytes, grew } = await readOpenedFile(handle, size);
-    if (grew) throw new AppError("image_changed", `Image ${file} grew while it was read; retry.`);
+    const { bytes, changed } = await readOpenedFile(handle, size);
+    if (changed) {
+      throw new AppError("image_changed", `Image ${file} changed size while it was read; retry.`);
+    }
     return bytes;
   } finally {
     await handle.close();

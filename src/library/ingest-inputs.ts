@@ -92,7 +92,8 @@ export class InputReader {
 
   /**
    * The bytes of a resolved path, checked on the open file (see openResolvedFile), within
-   * maxImageBytes; a file that grew meanwhile cannot slip past the limit.
+   * maxImageBytes; a file that grows or shrinks meanwhile is refused, so none slips past the
+   * limit.
    */
   private async readFileAt(real: string, given: string): Promise<Buffer> {
     let opened: Awaited<ReturnType<typeof openResolvedFile>>;
@@ -110,11 +111,11 @@ export class InputReader {
           413,
         );
       }
-      const { bytes, grew } = await readOpenedFile(handle, size);
-      if (grew) {
+      const { bytes, changed } = await readOpenedFile(handle, size);
+      if (changed) {
         throw new AppError(
           "file_changed",
-          `${given} grew while it was being read; index it again once it is complete.`,
+          `${given} changed size while it was being read; index it again once it is complete.`,
           409,
         );
       }

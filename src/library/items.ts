@@ -95,8 +95,8 @@ export class ItemReader {
     const { handle, size } = opened;
     try {
       if (size !== item.bytes) throw changed(`changed size (${size} bytes, ${item.bytes} indexed)`);
-      const { bytes, grew } = await readOpenedFile(handle, size);
-      if (grew) throw changed("grew");
+      const { bytes, changed: resized } = await readOpenedFile(handle, size);
+      if (resized) throw changed("changed size while it was read");
       if (createHash("sha256").update(bytes).digest("hex") !== item.sha256) {
         throw changed("changed content");
       }

@@ -3,7 +3,7 @@
  * one way such a resolved path is opened for reading.
  */
 import { constants, realpathSync } from "node:fs";
-import { type FileHandle, open, realpath } from "node:fs/promises";
+import { type FileHandle, open, readlink, realpath } from "node:fs/promises";
 import path from "node:path";
 
 /** True when `target` lies strictly below `root` (both absolute, already resolved). */
@@ -34,11 +34,25 @@ export class FileRefusedError extends Error {
 }
 
 /**
+ * Where an open file actually is: on Linux what /proc says of the descriptor, so that a
+ * directory on the path swapped for a link and back between the open and this check is still
+ * seen; elsewhere the path resolved again.
+ */
+async function openedPath(handle: FileHandle, file: string): Promise<string> {
+  try {
+    return await readlink(`/proc/self/fd/${handle.fd}`);
+  } catch {
+    return realpath(file);
+  }
+}
+
+/**
  * Opens an already resolved path (symlinks and `..` gone) for reading, checked on the open
  * file, so that nothing swapped in after a check is read: not through a symbolic link put in
- * its place (O_NOFOLLOW), not a directory, FIFO or device (fstat on the handle; O_NONBLOCK so
- * opening a FIFO does not wait for a writer), and not through a directory on its path that
- * became a link. Throws FileRefusedError for those, the errno error otherwise (ENOENT, EACCES).
+ * its place (O_NOFOLLOW), not a directory, FIFO, socket or device (fstat on the handle;
+ * O_NONBLOCK so opening a FIFO does not wait for a writer), and not somewhere else than the
+ * path says (a directory on it that became a link). Throws FileRefusedError for those, the
+ * errno error otherwise (ENOENT, EACCES).
  */
 export async function openResolvedFile(
   file: string,
@@ -49,12 +63,14 @@ export async function openResolvedFile(
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ELOOP" || code === "EMLINK") throw new FileRefusedError("symlink");
+    // A socket (ENXIO) or a device without a driver (ENODEV) cannot be opened for reading.
+    if (code === "ENXIO" || code === "ENODEV") throw new FileRefusedError("not_regular");
     throw error;
   }
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw new FileRefusedError("not_regular");
-    if ((await realpath(file)) !== file) throw new FileRefusedError("moved");
+    if ((await openedPath(handle, file)) !== file) throw new FileRefusedError("moved");
     return { handle, size: info.size };
   } catch (error) {
     await handle.close();
@@ -63,13 +79,14 @@ export async function openResolvedFile(
 }
 
 /**
- * The bytes of a file opened by openResolvedFile, `size` as its check found; one byte more is
- * asked for, so that a file that grew since is noticed (`grew`) rather than read to its end.
+ * The bytes of a file opened by openResolvedFile, `size` as its check found. One byte more is
+ * asked for, so that a file that grew since is noticed rather than read to its end; `changed`
+ * says it grew or shrank after the check.
  */
 export async function readOpenedFile(
   handle: FileHandle,
   size: number,
-): Promise<{ bytes: Buffer; grew: boolean }> {
+): Promise<{ bytes: Buffer; changed: boolean }> {
   const buffer = Buffer.allocUnsafe(size + 1);
   let filled = 0;
   while (filled < buffer.length) {
@@ -77,5 +94,5 @@ export async function readOpenedFile(
     if (bytesRead === 0) break;
     filled += bytesRead;
   }
-  return { bytes: buffer.subarray(0, Math.min(filled, size)), grew: filled > size };
+  return { bytes: buffer.subarray(0, Math.min(filled, size)), changed: filled !== size };
 }

@@ -49,7 +49,8 @@ const result = spawnSync(
     "-Wextra",
     "-shared",
     "-fPIC",
-    // No fused multiply-adds: the resize's masks must round as libvips' do.
+    // No fused multiply-adds: the resize's masks must round as those of sharp's x86-64 libvips
+    // do. Where a libvips build rounds otherwise, the load-time check leaves fast mode to sharp.
     "-ffp-contract=off",
     "-DNAPI_VERSION=8",
     "-I",

@@ -17,6 +17,7 @@ import {
   type NativeJpegDecoder,
   nativeJpegCounts,
   nativeJpegDecoder,
+  nativeResizeApplies,
   REGION_ROWS,
   resizesAsSharp,
   sameAsSharp,
@@ -495,6 +496,27 @@ test("the native resize declines what it does not reproduce", { skip }, async ()
     () => (native.decode as (...args: unknown[]) => unknown)(jpeg, 1, 1e9, 17),
     TypeError,
   );
+});
+
+test("nativeResizeApplies agrees with the addon around its 4× limit", { skip }, () => {
+  const native = decoder;
+  assert.ok(native !== undefined);
+  // A mismatch would not change bytes (the fast path falls back to sharp) but would waste a
+  // decode or skip the native path: the TypeScript rule must be the C one.
+  for (let out = 1; out <= 40; out++) {
+    for (const size of [out - 1, out, out + 1, 4 * out - 1, 4 * out, 4 * out + 1]) {
+      if (size < 1) continue;
+      const data = pixels(size, 2, false, out);
+      let resized: boolean;
+      try {
+        native.resize(data, size, 2, out, 2, REGION_ROWS.raw);
+        resized = true;
+      } catch {
+        resized = false;
+      }
+      assert.equal(resized, nativeResizeApplies(size, 2, out, 2), `${size} → ${out}`);
+    }
+  }
 });
 
 test("decode-and-resize gives the bytes of sharp's resize of the JPEG", { skip }, async () => {

@@ -142,6 +142,8 @@ export interface PreprocessResult {
   /** Which JPEG decoder ran (the nativeJpeg setting, LONGCLIP_NATIVE_JPEG) and how often natively. */
   jpegDecoder: string;
   nativeJpegDecodes: number;
+  /** Of those, fast-mode images the addon resized too. */
+  nativeJpegResizes: number;
   groups: PreprocessGroupRow[];
   cosines: PreprocessCosine[];
 }
@@ -184,7 +186,7 @@ export async function measurePreprocess(
     maxImagePixels: settings.maxImagePixels,
     nativeJpeg: settings.nativeJpeg,
   });
-  const nativeBefore = nativeJpegCounts().native;
+  const nativeBefore = nativeJpegCounts();
   const exactOptions = optionsFor("exact", config);
   const fastOptions = optionsFor("fast", config);
   // The resampler and libvips warm up on a first image; that is not part of any stage.
@@ -280,7 +282,8 @@ export async function measurePreprocess(
     resolution: config.image_resolution,
     runsPerImage: runs,
     jpegDecoder: await jpegDecoderDescription(settings.nativeJpeg),
-    nativeJpegDecodes: nativeJpegCounts().native - nativeBefore,
+    nativeJpegDecodes: nativeJpegCounts().native - nativeBefore.native,
+    nativeJpegResizes: nativeJpegCounts().resized - nativeBefore.resized,
     groups,
     cosines,
   };

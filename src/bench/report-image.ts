@@ -172,7 +172,7 @@ export function preprocessSection(result: PreprocessResult): MarkdownSection {
         ]),
       ),
     ].join("\n"),
-    note: `Median of ${result.runsPerImage} runs per image and mode, the modes alternating image by image; process CPU time (libvips threads included). JPEG decoder: ${result.jpegDecoder} (${result.nativeJpegDecodes} native decodes; LONGCLIP_NATIVE_JPEG=off for sharp alone). In fast mode "decode" is the shrink-on-load decode and libvips' resize to the model's size, "resample" only crops and normalises. PSNR is of the normalised model input, on the 0..1 pixel scale. Synthetic: the noisy gradient JPEGs of the ingest section; photo-like: src/bench/photos.ts.`,
+    note: `Median of ${result.runsPerImage} runs per image and mode, the modes alternating image by image; process CPU time (libvips threads included). JPEG decoder: ${result.jpegDecoder} (${result.nativeJpegDecodes} native decodes, ${result.nativeJpegResizes} of them resized natively too; LONGCLIP_NATIVE_JPEG=off for sharp alone). In fast mode "decode" is the shrink-on-load decode and the resize to the model's size (the native addon's for plain JPEGs, libvips' otherwise), "resample" only crops and normalises. PSNR is of the normalised model input, on the 0..1 pixel scale. Synthetic: the noisy gradient JPEGs of the ingest section; photo-like: src/bench/photos.ts.`,
   };
 }
 

@@ -107,6 +107,9 @@ export async function sameAsSharp(decoder: NativeJpegDecoder): Promise<boolean> 
     jpegShrinkOnLoad(width / w, height / h),
     width * height,
   );
+  // Resizing the scaled decode as raw pixels gives the JPEG path's bytes here because this
+  // reduction is by exactly 1.5 (no sample position falls half-way; see REGION_ROWS): the
+  // check is of the decoder, and resizesAsSharp checks the resize.
   const native = sharp(quarter.data, {
     raw: { width: quarter.width, height: quarter.height, channels: 3 },
   }).resize(fastResize(w, h));

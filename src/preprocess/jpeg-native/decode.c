@@ -405,10 +405,12 @@ static napi_value resize(napi_env env, napi_callback_info info) {
   napi_value output;
   void *data = NULL;
   if (napi_create_buffer(env, (size_t)sizes[2] * sizes[3] * 3, &data, &output) != napi_ok) {
+    napi_throw_error(env, NULL, "could not allocate the output buffer");
     return NULL;
   }
+  /* The size change was checked above, so a failure here is memory (or a region of 0 rows). */
   if (cubic_reduce(input, sizes[0], sizes[1], data, sizes[2], sizes[3], sizes[4]) != 0) {
-    napi_throw_error(env, NULL, "out of memory");
+    napi_throw_error(env, NULL, "resize failed: out of memory, or regionRows is 0");
     return NULL;
   }
   return output;

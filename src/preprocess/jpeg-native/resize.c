@@ -61,10 +61,10 @@ static double catmull_rom(double x) {
 static void make_mask(short *weights, int taps, double factor, double offset) {
   double values[MAX_TAPS];
   double half = offset + taps / 2.0 - 1;
-  double scale = 1.0 / factor;
   double sum = 0.0;
   for (int i = 0; i < taps; i++) {
-    values[i] = catmull_rom((i - half) * scale);
+    /* Divided, as libvips does: multiplying by 1 / factor rounds some masks differently. */
+    values[i] = catmull_rom((i - half) / factor);
     sum += values[i];
   }
   for (int i = 0; i < taps; i++) weights[i] = (short)(values[i] / sum * WEIGHT_ONE);
@@ -133,7 +133,8 @@ static unsigned char clamp_sum(int sum) {
  * The two passes are integer loops the compiler vectorises; on x86-64 it also builds them for
  * AVX2, picked at load time where the CPU has it (the sums are exact integers either way).
  */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* target_clones needs GCC and glibc's ifunc (not musl): plain code elsewhere. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VECTOR_CLONES
@@ -172,16 +173,17 @@ static inline __attribute__((always_inline)) void reduce_pixel(const unsigned ch
 }
 
 /*
- * The horizontal pass over one row; `row` has plan->taps pixels of margin on both sides.
+ * The horizontal pass over one row: `padded` is the row with plan->taps pixels of margin
+ * (edge copies) on both sides.
  * The common mask sizes get their own loop, fully unrolled by the compiler.
  */
 VECTOR_CLONES
-static void reduce_columns(const unsigned char *row, const axis_plan *plan, unsigned int out_width,
+static void reduce_columns(const unsigned char *padded, const axis_plan *plan, unsigned int out_width,
                            unsigned char *out) {
   const int taps = plan->taps;
 #define COLUMNS_WITH(n)                                                              \
   for (unsigned int x = 0; x < out_width; x++) {                                    \
-    reduce_pixel(row + (size_t)(plan->first[x] + taps) * 3, plan->weights[x], (n), \
+    reduce_pixel(padded + (size_t)(plan->first[x] + taps) * 3, plan->weights[x], (n), \
                  out + (size_t)x * 3);                                               \
   }
   switch (taps) {

@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import path from "node:path";
 import { test } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
 import { runWithoutPython } from "./convert-helpers.ts";
 import { runCli } from "./helpers/cli.ts";
-
-const havePython =
-  spawnSync(path.join(PROJECT_ROOT, "scripts", "python"), ["-c", "import torch"]).status === 0;
-const SKIP_WITHOUT_PYTHON = havePython ? false : "skipped: no Python with torch (scripts/python)";
+import { SKIP_WITHOUT_PYTHON } from "./helpers/python.ts";
 
 test("longclip export --help describes the TypeScript converter, without Python", async () => {
   const run = await runWithoutPython(["export", "--help"]);

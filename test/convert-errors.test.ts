@@ -23,6 +23,8 @@ import { convertCheckpoint } from "../src/convert/export.ts";
 import { openOfficialCheckpoint } from "../src/convert/official.ts";
 import { checkTowers } from "../src/convert/self-check.ts";
 import { runWithoutPython } from "./convert-helpers.ts";
+import { runCli } from "./helpers/cli.ts";
+import { HAVE_PYTHON_TORCH } from "./helpers/python.ts";
 import { CLIP_VOCAB, REFERENCE_DIR, SKIP_WITHOUT_SHARED, TINY_DIR } from "./helpers/reference.ts";
 
 let dir: string;
@@ -99,6 +101,45 @@ test("a TorchScript archive without Python: says how to convert it", async () =>
     run.stderr,
     /error \[checkpoint_torchscript\]: .*TorchScript archive.*longclip export --python/,
   );
+});
+
+test("a zip named like TorchScript whose pickle runs code: refused, never handed to Python", async () => {
+  // Before, the CLI passed a checkpoint_torchscript file on to the Python exporter by itself,
+  // whose torch.load unpickled it in full (this ran `touch` where Python with torch is present).
+  const marker = path.join(dir, "pwned-by-export");
+  const file = await writeZip(path.join(dir, "crafted.pt"), {
+    "crafted/data.pkl": osSystemPickle(`touch ${marker}`),
+    "crafted/version": Buffer.from("3\n"),
+    "crafted/code/__torch__/model.py": Buffer.from("# looks traced\n"),
+  });
+  const run = await runCli([
+    "export",
+    "--checkpoint",
+    file,
+    "--vocab",
+    CLIP_VOCAB,
+    "--out",
+    path.join(dir, "crafted-out"),
+  ]);
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(run.stderr, /error \[checkpoint_torchscript\]: .*runs the TorchScript code/);
+  assert.doesNotMatch(run.stderr + run.stdout, /trying the Python exporter/);
+  assert.equal(existsSync(marker), false);
+  // the Python exporter itself, when asked explicitly, reads plain pickles with weights_only
+  if (HAVE_PYTHON_TORCH) {
+    const python = await runCli([
+      "export",
+      "--python",
+      "--checkpoint",
+      file,
+      "--vocab",
+      CLIP_VOCAB,
+      "--out",
+      path.join(dir, "crafted-out-python"),
+    ]);
+    assert.equal(python.code, 1, python.stderr);
+    assert.equal(existsSync(marker), false, "the Python exporter ran the pickle");
+  }
 });
 
 /** BINUNICODE: 'X', a little-endian uint32 length, UTF-8 bytes. */

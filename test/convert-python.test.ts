@@ -4,7 +4,7 @@
  * Skips where no Python with torch is installed (the conformance tests do not need one).
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -13,6 +13,7 @@ import * as ort from "onnxruntime-node";
 import { PROJECT_ROOT } from "../src/config.ts";
 import { convertCheckpoint } from "../src/convert/export.ts";
 import { relativeDifference } from "./convert-helpers.ts";
+import { PYTHON, SKIP_WITHOUT_PYTHON } from "./helpers/python.ts";
 import {
   CLIP_VOCAB,
   loadReference,
@@ -21,11 +22,7 @@ import {
   TINY_DIR,
 } from "./helpers/reference.ts";
 
-const PYTHON = path.join(PROJECT_ROOT, "scripts", "python");
-const havePython = spawnSync(PYTHON, ["-c", "import torch"]).status === 0;
-const SKIP =
-  SKIP_WITHOUT_SHARED ||
-  (havePython ? false : "skipped: no Python with torch (scripts/python) to compare with");
+const SKIP = SKIP_WITHOUT_SHARED || SKIP_WITHOUT_PYTHON;
 const TOLERANCE = 1e-5;
 
 let dir: string;

@@ -90,6 +90,12 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
     parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read --checkpoint with Python's full unpickler, which runs code the file names: "
+        "only for training checkpoints you wrote with an earlier version of this project",
+    )
+    parser.add_argument(
         "--threads", type=int, default=2, help="CPU threads for PyTorch and ONNX Runtime"
     )
     parser.add_argument(
@@ -343,7 +349,7 @@ def run(args) -> int:
             model = CLIP.random_init(model_config(args.random_init)).eval()
             source_sha256 = _state_sha256(model)
         else:
-            model, info = load_checkpoint(args.checkpoint)
+            model, info = load_checkpoint(args.checkpoint, trust_pickle=args.trust_pickle)
             source_sha256 = info["sha256"]
         check_vocab(model, num_merges)
         out = args.out

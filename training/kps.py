@@ -105,7 +105,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     try:
-        raw, _ = _read(args.checkpoint)
+        raw, _ = _read(args.checkpoint, trust_pickle=False)
         if not isinstance(raw, dict) or "positional_embedding" not in raw:
             raise ValueError(f"{args.checkpoint} is not a CLIP state dict")
         state_dict = stretch_state_dict(raw, args.method, args.keep, args.ratio)

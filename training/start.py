@@ -63,7 +63,7 @@ def starting_model(args, tokenizer: ClipTokenizer):
                 f"error: --resume auto found no checkpoint-*.pt in {args.out}; start without "
                 "--resume or name the checkpoint"
             )
-        model, info = load_checkpoint(path)
+        model, info = load_checkpoint(path, trust_pickle=args.trust_pickle)
         if info.get("format") != TRAINING_FORMAT:
             raise SystemExit(
                 f"error: {path} is not a training checkpoint, so there is no optimizer state to "
@@ -72,7 +72,7 @@ def starting_model(args, tokenizer: ClipTokenizer):
         LOG.info("resuming from %s (step %d)", path, info["step"])
         return model, info["training"]
     if args.checkpoint:
-        model, info = load_checkpoint(args.checkpoint)
+        model, info = load_checkpoint(args.checkpoint, trust_pickle=args.trust_pickle)
         if info["model_type"] == "clip" and args.stretch != "none":
             state = stretch_state_dict(model.state_dict(), args.stretch, KEEP_POSITIONS, 4)
             model = build_model(state)

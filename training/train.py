@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'of model dimensions, e.g. {"preset": "tiny", "text_layers": 4, "image_resolution": 64}',
     )
     parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read --checkpoint/--resume with Python's full unpickler, which runs code the file "
+        "names: only for training checkpoints you wrote with an earlier version of this project",
+    )
+    parser.add_argument(
         "--model-type",
         choices=["longclip", "clip"],
         default="longclip",

@@ -4,8 +4,9 @@
  * Official Long-CLIP / OpenAI-format `.pt` state dicts and Hugging Face CLIPModel directories
  * are converted in TypeScript (src/convert), without Python. `--python`, `--random-init`,
  * `--int8` and `--fp16` run the training package's exporter instead (`python3 -m training export`, through
- * scripts/python), with every other argument passed through; so does a TorchScript archive
- * when a Python with torch is installed.
+ * scripts/python), with every other argument passed through. A file the TypeScript converter
+ * refuses (a TorchScript archive, a training checkpoint) is never passed on to Python by itself:
+ * the Python exporter compiles and runs a TorchScript archive's code, so that takes --python.
  */
 import { spawn } from "node:child_process";
 import path from "node:path";
@@ -13,7 +14,6 @@ import { parseArgs } from "node:util";
 import type { Command } from "commander";
 import { PROJECT_ROOT } from "../config.ts";
 import { convertCheckpoint } from "../convert/export.ts";
-import { isAppError } from "../errors.ts";
 import { errorMessage } from "./settings.ts";
 
 /** Exit code of scripts/python when no Python with torch is installed. */
@@ -44,7 +44,9 @@ Converts without Python:
   --threads N        ONNX Runtime threads for the check (default 2)
 
 --random-init, --int8, --fp16, TorchScript archives and training checkpoints need the Python exporter
-(longclip export --python --help).
+(longclip export --python --help). The TypeScript converter never runs anything from a checkpoint;
+--python on a TorchScript archive (OpenAI's own .pt files) runs the archive's TorchScript code, so
+use it only on files from a source you trust.
 `;
 
 export function exportCommand(args: readonly string[]): { command: string; args: string[] } {
@@ -123,13 +125,8 @@ export async function runExport(args: readonly string[]): Promise<number> {
     process.stdout.write(`wrote ${out} (${String(result.config.model_id)}) in ${seconds}s\n`);
     return 0;
   } catch (error) {
-    if (isAppError(error) && error.code === "checkpoint_torchscript") {
-      process.stderr.write(
-        "TorchScript archive: trying the Python exporter (python3 -m training export)\n",
-      );
-      const code = await runPythonExport(args);
-      if (code !== NO_PYTHON) return code;
-    }
+    // Never hand a refused file to Python by itself: the Python exporter runs TorchScript code,
+    // so only an explicit --python may do that.
     process.stderr.write(errorMessage(error));
     return 1;
   }

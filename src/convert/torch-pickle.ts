@@ -110,7 +110,7 @@ function resolveGlobal(module: string, name: string): (...args: unknown[]) => un
   if (!allowed) {
     throw convertError(
       "checkpoint_unsafe",
-      `the checkpoint's pickle names the global ${qualified}, which a state dict never needs (in Python, loading it could run code); refusing it. Use a checkpoint that holds only tensors (torch.save(model.state_dict(), path)), or convert a trusted file with the Python exporter (longclip export --python ...)`,
+      `the checkpoint's pickle names the global ${qualified}, which a state dict never needs (in Python, loading it could run code); refusing it. Use a checkpoint that holds only tensors (torch.save(model.state_dict(), path)), or, for a training checkpoint you wrote yourself with an earlier version of this project, the Python exporter with its full unpickler, which runs code the file names (longclip export --python --trust-pickle ...)`,
       { global: qualified },
     );
   }

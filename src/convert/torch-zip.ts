@@ -113,7 +113,7 @@ export async function openTorchCheckpoint(file: string): Promise<TorchCheckpoint
     if (names.some((name) => name.endsWith("/constants.pkl") || name.includes("/code/"))) {
       throw convertError(
         "checkpoint_torchscript",
-        `${file} is a TorchScript archive (like OpenAI's ViT-B-16.pt), which only PyTorch can read. Convert it with the Python exporter: longclip export --python --checkpoint ${file} --vocab bpe_simple_vocab_16e6.txt.gz --out DIR (needs torch), or use a plain state dict (torch.save(model.state_dict(), path))`,
+        `${file} is a TorchScript archive (like OpenAI's ViT-B-16.pt), which only PyTorch can read, and reading it runs the TorchScript code inside it; nothing was run. Use a plain state dict (torch.save(model.state_dict(), path)), or, only if you trust where the file comes from, convert it with the Python exporter, which runs that code: longclip export --python --checkpoint ${file} --vocab bpe_simple_vocab_16e6.txt.gz --out DIR (needs torch)`,
         { file },
       );
     }

@@ -11,7 +11,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { loadSettings, PROJECT_ROOT } from "../src/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
-import { retrievalRecall } from "../src/eval/recall.ts";
+import { retrievalRecall } from "../tools/eval/recall.ts";
 
 const DEMO_DIR = path.join(PROJECT_ROOT, "models", "demo");
 const README = path.join(PROJECT_ROOT, "README.md");

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { loadSettings, PROJECT_ROOT } from "../src/config.ts";
+import { loadSettings, PROJECT_ROOT } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { runUrbanBench } from "../tools/eval/bench.ts";
 import { retrievalRecall } from "../tools/eval/recall.ts";

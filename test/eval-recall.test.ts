@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { truncateIds } from "../tools/eval/bench.ts";
 import {
   pairRanks,

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 
 /**
  * Relative imports that load a module at run time: static ones other than `import type` /

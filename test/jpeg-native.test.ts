@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import sharp, { type Sharp } from "sharp";
-import { AppError } from "../src/errors.ts";
+import { AppError } from "../src/core/errors.ts";
 import { decodeForModel, jpegShrinkOnLoad, resizedSize } from "../src/preprocess/index.ts";
 import {
   fastResize,

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import sharp from "sharp";
-import { AppError } from "../src/errors.ts";
+import { AppError } from "../src/core/errors.ts";
 import { decodeForModel, preprocessImage } from "../src/preprocess/index.ts";
 import { photoLikePixels } from "../tools/bench/photos.ts";
 import { inputPsnr } from "../tools/bench/preprocess.ts";

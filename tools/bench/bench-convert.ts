@@ -11,9 +11,9 @@ import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
-import { PROJECT_ROOT } from "../../src/config.ts";
 import { openCheckpoint } from "../../src/convert/export.ts";
 import { checkInputs, relativeDifference } from "../../src/convert/self-check.ts";
+import { PROJECT_ROOT } from "../../src/core/settings.ts";
 
 interface Measured {
   seconds: number;

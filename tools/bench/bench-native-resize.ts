@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import sharp from "sharp";
-import { DEFAULT_SETTINGS } from "../../src/config.ts";
+import { DEFAULT_SETTINGS } from "../../src/core/settings.ts";
 import {
   decodeForModel,
   jpegShrinkOnLoad,

@@ -16,7 +16,7 @@ import { cpus } from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { integerFlag, parseOrExitCode, runScript } from "../../src/cli/settings.ts";
-import { PROJECT_ROOT } from "../../src/config.ts";
+import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import { cpuModel, loadAverage } from "./context.ts";
 import { type FilteredResult, measureFiltered } from "./filtered.ts";
 import { fmt, markdownTable } from "./markdown.ts";

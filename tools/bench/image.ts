@@ -7,7 +7,7 @@ import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
-import { loadSettings } from "../../src/config.ts";
+import { loadSettings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { cpuOptions } from "../../src/encode/session.ts";
 import { preprocessImage } from "../../src/preprocess/index.ts";

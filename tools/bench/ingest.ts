@@ -5,7 +5,7 @@
 import { rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { loadSettings } from "../../src/config.ts";
+import { loadSettings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import type { Embedder } from "../../src/encode/types.ts";
 import { createLibrary } from "../../src/library/index.ts";

@@ -11,7 +11,7 @@
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setImmediate as tick } from "node:timers/promises";
-import { DEFAULT_SETTINGS } from "../../src/config.ts";
+import { DEFAULT_SETTINGS } from "../../src/core/settings.ts";
 import { HnswIndex } from "../../src/vector-index/hnsw.ts";
 import { ShardedHnsw } from "../../src/vector-index/hnsw-shards.ts";
 import { type BenchContext, processCpuMs } from "./context.ts";

@@ -4,7 +4,7 @@
  */
 import { statSync } from "node:fs";
 import path from "node:path";
-import { loadSettings } from "../../src/config.ts";
+import { loadSettings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { type BenchContext, quietLogger } from "./context.ts";
 import type { PixelSet } from "./image.ts";

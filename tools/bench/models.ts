@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../../src/config.ts";
+import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../../src/core/settings.ts";
 import { type BenchContext, sizeTag } from "./context.ts";
 import { runPython } from "./python.ts";
 

@@ -8,7 +8,7 @@ import { rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { loadSettings } from "../../src/config.ts";
+import { loadSettings } from "../../src/core/settings.ts";
 import type { Embedder, ModelConfig } from "../../src/encode/types.ts";
 import { createLibrary } from "../../src/library/index.ts";
 import type { PreprocessMode } from "../../src/preprocess/index.ts";

@@ -2,7 +2,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
-import { PROJECT_ROOT } from "../../src/config.ts";
+import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import type { BenchContext } from "./context.ts";
 import type { BenchModel } from "./models.ts";
 

@@ -6,7 +6,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { loadSettings, type Settings } from "../../src/config.ts";
+import { loadSettings, type Settings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../../src/library/library.ts";
 import type { IndexInput, IndexResult } from "../../src/library/types.ts";

@@ -8,7 +8,7 @@ import { rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import path from "node:path";
-import { PROJECT_ROOT } from "../../src/config.ts";
+import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import type { BenchContext } from "./context.ts";
 import type { BenchModel } from "./models.ts";
 

@@ -3,7 +3,7 @@
  * engine's dynamic length and zero-padded to the full context as the official code does, and
  * what a query-embedding cache saves on a repeated query.
  */
-import { loadSettings } from "../../src/config.ts";
+import { loadSettings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { LruCache } from "../../src/util/lru-cache.ts";
 import type { BenchContext } from "./context.ts";

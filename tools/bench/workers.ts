@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { PROJECT_ROOT } from "../../src/config.ts";
+import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import { JobService } from "../../src/jobs/service.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
 import type { BenchContext } from "./context.ts";

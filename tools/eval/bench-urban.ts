@@ -10,7 +10,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { integerFlag, parseOrExitCode, runScript } from "../../src/cli/settings.ts";
-import { loadSettings, type Settings } from "../../src/config.ts";
+import { loadSettings, type Settings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { formatBenchTable, runUrbanBench, SWEEP_BUDGETS } from "./bench.ts";
 import { writeLineChartPng } from "./chart.ts";

@@ -4,10 +4,10 @@
  * token budget — the effective-length study of the Long-CLIP paper.
  */
 import { readFile } from "node:fs/promises";
+import { AppError } from "../../src/core/errors.ts";
 import type { ImageBytesResult } from "../../src/encode/encoder.ts";
 import { l2NormalizedRow } from "../../src/encode/encoder.ts";
 import type { ModelConfig } from "../../src/encode/types.ts";
-import { AppError } from "../../src/errors.ts";
 import { sentenceWindows, weightedUnitSum } from "../../src/library/search.ts";
 import type { TokenizedText } from "../../src/tokenize/types.ts";
 import { type RecallAtK, retrievalRecall } from "./recall.ts";

@@ -1,6 +1,6 @@
 /**
- * No import cycles among the TypeScript and JavaScript modules of src/, scripts/, bin/ and
- * web/ (relative imports that load a module at run time). src/server/web.ts and
+ * No import cycles among the TypeScript and JavaScript modules of src/, scripts/, tools/, bin/
+ * and web/ (relative imports that load a module at run time). src/server/web.ts and
  * scripts/build-web.ts used to import each other; the page's panels (web/) call each other
  * through callbacks wired in web/main.ts, never through imports both ways.
  */
@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 
 /**
  * Relative imports that load a module at run time: static ones other than `import type` /
@@ -19,7 +19,7 @@ const IMPORT =
   /(?:import|export)(?!\s+type\b)[^"'`;]*?from\s*["'](\.[^"']+)["']|import\(\s*["'](\.[^"']+)["']\s*\)/g;
 
 function modules(): string[] {
-  return ["src", "scripts", "bin", "web"].flatMap((dir) =>
+  return ["src", "scripts", "tools", "bin", "web"].flatMap((dir) =>
     readdirSync(path.join(PROJECT_ROOT, dir), { recursive: true, encoding: "utf8" })
       .filter((name) => /\.(ts|js)$/.test(name))
       .map((name) => path.join(dir, name)),
@@ -63,7 +63,7 @@ test("the cycle search finds a cycle", () => {
   );
 });
 
-test("src/, scripts/, bin/ and web/ have no import cycles", () => {
+test("src/, scripts/, tools/, bin/ and web/ have no import cycles", () => {
   const files = modules();
   assert.ok(files.includes(path.join("src", "server", "web.ts")), "the modules were found");
   assert.ok(files.includes(path.join("web", "search.ts")), "the page's modules were found");

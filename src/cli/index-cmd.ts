@@ -9,9 +9,9 @@
 import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import type { Settings } from "../config.ts";
+import { AppError, isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import { Encoder } from "../encode/encoder.ts";
-import { AppError, isAppError } from "../errors.ts";
 import type { ReindexStatus, SwitchMode } from "../library/blue-green.ts";
 import { collectImageFiles } from "../library/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";

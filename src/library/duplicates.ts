@@ -5,7 +5,7 @@
  * components of two or more items are the groups (so A~B and B~C group A, B and C even when
  * A and C are a little further apart).
  */
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import { decodeCursor, encodeCursor } from "../store/filter.ts";
 import type { ItemStore } from "../store/types.ts";
 import type { DuplicateGroupPage, IndexResult } from "./types.ts";

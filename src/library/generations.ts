@@ -7,9 +7,10 @@
  * elsewhere, takes over a run whose node went quiet, and runs a search again when the model
  * switched while it ran. A replaced model closes once the work that used it is done.
  */
-import type { Settings } from "../config.ts";
+
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import type { Embedder } from "../encode/types.ts";
-import { AppError } from "../errors.ts";
 import type { PreprocessMode, PreprocessOptions } from "../preprocess/types.ts";
 import type { ModelInfo, StoredItem } from "../store/types.ts";
 import { BlueGreen, type BlueGreenHost, STALE_MS } from "./blue-green.ts";

@@ -8,7 +8,7 @@
  * it, so a score means the same in every mode.
  */
 import path from "node:path";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import type { Filter, ItemStore, ScoredItem } from "../store/types.ts";
 import { cosine } from "../vector-index/exact.ts";
 import type { Hit, IndexInput, Metadata, SearchMode } from "./types.ts";

@@ -5,7 +5,7 @@
  * recorded, so concurrent calls never both own the same bytes or id.
  */
 import { createHash } from "node:crypto";
-import { errorOf } from "../errors.ts";
+import { errorOf } from "../core/errors.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
 import type { LoadedInput } from "./ingest-inputs.ts";
 import type { IndexInput, IndexResult } from "./types.ts";

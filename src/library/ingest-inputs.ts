@@ -6,8 +6,8 @@
  */
 import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
-import type { Settings } from "../config.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../util/paths.ts";
 import { withPathNames } from "./hybrid.ts";
 import type { IndexInput, Metadata } from "./types.ts";

@@ -8,8 +8,8 @@
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
 import { isDeepStrictEqual } from "node:util";
-import type { Settings } from "../config.ts";
-import { AppError, errorOf } from "../errors.ts";
+import { AppError, errorOf } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import type { ItemStore } from "../store/types.ts";
 import type { Generation } from "./generations.ts";
 import { Claims, type Job, type Lookup } from "./ingest-claims.ts";

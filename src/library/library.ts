@@ -14,9 +14,10 @@
  *   embedder has another model id refuses to index or search until `reindex()` ran. On a
  *   shared store (Postgres) every node re-reads the model, so a reindex by one is seen by all.
  */
-import type { Settings } from "../config.ts";
+
+import { AppError, isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import type { Embedder } from "../encode/types.ts";
-import { AppError, isAppError } from "../errors.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";

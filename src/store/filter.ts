@@ -13,7 +13,7 @@
  *
  * `$ne` and `$nin` also match items without the key, as "not equal" reads.
  */
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import type { Filter, FilterValue } from "./types.ts";
 
 /** Keys: dot-separated segments of letters, digits, "_" and "-", each segment non-empty. */

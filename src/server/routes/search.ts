@@ -1,6 +1,6 @@
 /** Search by text or by image, and the tokenizer view the page uses to show what is read. */
 import type { Schemas } from "../../api/spec.ts";
-import { AppError } from "../../errors.ts";
+import { AppError } from "../../core/errors.ts";
 import type { Hit } from "../../library/types.ts";
 import type { Filter } from "../../store/types.ts";
 import { parseJson, readMultipart } from "../multipart.ts";

@@ -13,7 +13,7 @@
  */
 
 import type pg from "pg";
-import { AppError } from "../../errors.ts";
+import { AppError } from "../../core/errors.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type {

@@ -14,7 +14,7 @@ import { AppError, errorOf, isAppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type { Embedder } from "../encode/types.ts";
 import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
-import type { Generation } from "./generations.ts";
+import type { Generation } from "./generation.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 

@@ -11,8 +11,9 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import type { IndexResult } from "../core/types.ts";
 import type { ItemStore } from "../store/types.ts";
-import type { IndexResult, Library } from "./types.ts";
+import type { Library } from "./types.ts";
 
 export const GALLERY_MANIFEST = path.join("gallery", "gallery.json");
 

@@ -9,9 +9,9 @@
  */
 import path from "node:path";
 import { AppError } from "../core/errors.ts";
-import type { Filter, ItemStore, ScoredItem } from "../store/types.ts";
+import type { Filter, Hit, IndexInput, Metadata, SearchMode } from "../core/types.ts";
+import type { ItemStore, ScoredItem } from "../store/types.ts";
 import { cosine } from "../vector-index/exact.ts";
-import type { Hit, IndexInput, Metadata, SearchMode } from "./types.ts";
 
 /** The usual RRF constant: damps the weight of the very first ranks. */
 export const RRF_K = 60;

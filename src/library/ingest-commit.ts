@@ -4,9 +4,9 @@
  * originals are staged before, while the previous chunk is being embedded.
  */
 import { AppError, errorOf, isAppError, isStorageFull, storageFullError } from "../core/errors.ts";
+import type { IndexResult } from "../core/types.ts";
 import type { InsertOutcome, ItemStore, NewItem } from "../store/types.ts";
 import type { Claims, Job } from "./ingest-claims.ts";
-import type { IndexResult } from "./types.ts";
 
 /** A job whose image decoded: what its stored item records of the image. */
 export interface Decoded extends Job {

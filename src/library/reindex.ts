@@ -9,7 +9,7 @@
 import { errorOf } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
-import type { Generation } from "./generations.ts";
+import type { Generation } from "./generation.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 

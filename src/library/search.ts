@@ -9,10 +9,10 @@
 
 import { AppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
+import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "../core/types.ts";
 import type { TextEmbedding } from "../encode/types.ts";
 import type { ItemStore } from "../store/types.ts";
 import { parseTextFields, rankedSearch } from "./hybrid.ts";
-import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "./types.ts";
 
 /** Parts of one composed query. */
 export const MAX_COMPOSE_PARTS = 16;

@@ -13,7 +13,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
-import type { IndexInput } from "../../src/library/types.ts";
+import type { IndexInput } from "../../src/core/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
 import {
   indexAll,

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import type { SearchMode } from "../../src/library/types.ts";
+import type { SearchMode } from "../../src/core/types.ts";
 import {
   indexAll,
   openBenchLibrary,

@@ -15,8 +15,8 @@ import type { BenchContext } from "./context.ts";
 import { quietLogger, sizeTag } from "./context.ts";
 import { VISION_SHAPES, visionFlops } from "./flops.ts";
 import { writeSyntheticJpegs } from "./images.ts";
-import type { BenchModel } from "./models.ts";
-import { convertedCopy, runPython } from "./python.ts";
+import { type BenchModel, convertedCopy } from "./models.ts";
+import { runPython } from "./python.ts";
 import { alternateRuns, cosine, timeRuns } from "./stats.ts";
 
 export interface PeakResult {

@@ -2,7 +2,7 @@
  * The models bench:perf measures: random-init checkpoints of the real sizes, saved once, then
  * exported to ONNX, so ONNX Runtime and PyTorch run the very same weights.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../../src/core/settings.ts";
 import { type BenchContext, sizeTag } from "./context.ts";
@@ -93,4 +93,36 @@ export async function ensureModel(ctx: BenchContext, size: string): Promise<Benc
     String(ctx.threads),
   ]);
   return { size, dir, checkpoint };
+}
+
+/**
+ * A copy of the bench model with both towers in `precision`, made by `python3 -m training
+ * quantize` beside the model's directory (its cosine check against fp32 included).
+ */
+export async function convertedCopy(
+  ctx: BenchContext,
+  model: BenchModel,
+  precision: "int8" | "fp16",
+): Promise<{ dir: string; result: { converted: { vision: number }; bytes: { vision: number } } }> {
+  const dir = path.join(path.dirname(model.dir), precision);
+  ctx.log(`${precision}: python3 -m training quantize ${model.size} (vision and text towers)`);
+  // quantize keeps an existing config.json only when its checks passed, so start afresh.
+  if (existsSync(dir)) rmSync(dir, { recursive: true });
+  const result = (await runPython([
+    "-m",
+    "training",
+    "quantize",
+    "--precision",
+    precision,
+    "--model-dir",
+    model.dir,
+    "--out",
+    dir,
+    "--towers",
+    "vision,text",
+    "--threads",
+    String(ctx.threads),
+    "--json",
+  ])) as { converted: { vision: number }; bytes: { vision: number } };
+  return { dir, result };
 }

@@ -7,9 +7,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import os from "node:os";
 import path from "node:path";
 import { loadSettings, type Settings } from "../../src/core/settings.ts";
+import type { IndexInput, IndexResult } from "../../src/core/types.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../../src/library/library.ts";
-import type { IndexInput, IndexResult } from "../../src/library/types.ts";
 import { startPostgres, type TestPostgres } from "./pglite.ts";
 import { runPython } from "./python.ts";
 

@@ -2,7 +2,7 @@
 import path from "node:path";
 import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../core/errors.ts";
-import type { IndexInput, IndexResult, Item } from "../../library/types.ts";
+import type { IndexInput, IndexResult, Item } from "../../core/types.ts";
 import { isInside, realOrSelf } from "../../util/paths.ts";
 import { listField, type MultipartForm, parseJson, readMultipart } from "../multipart.ts";
 import { assertValid } from "../validation.ts";

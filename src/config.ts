@@ -125,6 +125,16 @@ export interface Settings extends ImageLimits {
    * stored one (`near_duplicate_of`); 0 turns the check off.
    */
   nearDuplicateThreshold: number;
+  /**
+   * Values one metadata filter may name, all keys together (each `$in`/`$nin` element counts):
+   * bounds what one search request costs to parse and bind.
+   */
+  maxFilterValues: number;
+  /**
+   * Worker threads that run the embedded backend's filtered and keyword queries (each with its
+   * own SQLite connection), so a costly filter never holds up the event loop.
+   */
+  sqliteReadWorkers: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -177,6 +187,8 @@ export const DEFAULT_SETTINGS: Settings = {
   hybridCandidates: 100,
   duplicateNeighbours: 10,
   nearDuplicateThreshold: 0,
+  maxFilterValues: 256,
+  sqliteReadWorkers: 2,
 };
 
 /** The shard count `hnswShards` means (0: one per core). */

@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import type { Response } from "supertest";
 import type { components } from "../src/api/types.gen.ts";
-import { DEFAULT_SETTINGS } from "../src/config.ts";
+import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import type { LongclipLibrary } from "../src/library/library.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 import { multipart, startTestApp, type TestServer } from "./api-helpers.ts";

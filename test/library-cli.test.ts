@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import { runDuplicates } from "../src/cli/duplicates.ts";
 import { parseFilter, parseMeta, runIndex, runReindex, runSearch } from "../src/cli/index-cmd.ts";
-import { isAppError } from "../src/errors.ts";
+import { isAppError } from "../src/core/errors.ts";
 import { collectImageFiles } from "../src/library/files.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";

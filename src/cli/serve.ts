@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { envName, type Settings } from "../config.ts";
+import { AppError } from "../core/errors.ts";
+import { envName, type Settings } from "../core/settings.ts";
 import { Encoder } from "../encode/encoder.ts";
-import { AppError } from "../errors.ts";
 import { JobService } from "../jobs/service.ts";
 import { startJobWorker } from "../jobs/worker.ts";
 import { indexGalleryIfNew } from "../library/gallery.ts";

@@ -5,7 +5,7 @@
  * formula (training/export/quantize.py, device_check_inputs; docs/model-format.md); the tower's own
  * embedding of that input must reach the recorded cosine, or the model is refused.
  */
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import { cosine } from "../vector-index/exact.ts";
 import type { EngineLogger } from "./session.ts";
 import type { TensorData, TowerName, Towers } from "./towers.ts";

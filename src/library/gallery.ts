@@ -7,7 +7,8 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { IndexResult, Library } from "./types.ts";
+import type { IndexResult } from "../core/types.ts";
+import type { Library } from "./types.ts";
 
 export const GALLERY_MANIFEST = path.join("gallery", "gallery.json");
 export const GALLERY_MARKER = "gallery-indexed.json";

@@ -6,10 +6,10 @@
  */
 import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
-import type { Settings } from "../config.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
+import type { IndexInput, Metadata } from "../core/types.ts";
 import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../util/paths.ts";
-import type { IndexInput, Metadata } from "./types.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;

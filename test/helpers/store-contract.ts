@@ -4,9 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { isAppError } from "../../src/errors.ts";
+import { isAppError } from "../../src/core/errors.ts";
+import type { Filter } from "../../src/core/types.ts";
 import { WORKER_LOST } from "../../src/store/jobs.ts";
-import type { Filter, ItemStore, NewItem } from "../../src/store/types.ts";
+import type { ItemStore, NewItem } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
 
 export interface ContractOptions {

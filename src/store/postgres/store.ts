@@ -13,12 +13,12 @@
  */
 
 import type pg from "pg";
-import { AppError } from "../../errors.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type {
   EmbeddingRow,
-  Filter,
   IndexParameters,
   InsertOutcome,
   ItemStore,

@@ -15,10 +15,10 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
+import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import type {
   EmbeddingRow,
-  Filter,
   IndexParameters,
   InsertOutcome,
   ItemStore,

@@ -172,7 +172,7 @@ export const DEFAULT_SETTINGS: Settings = {
   apiKeyFile: undefined,
   // Under the 30 s grace Kubernetes and `docker stop --time 30` give before SIGKILL.
   shutdownTimeoutMs: 25_000,
-  textFields: "caption,filename,tags",
+  textFields: "caption,filename,path,tags",
   keepUploadFilename: "on",
   hybridCandidates: 100,
   duplicateNeighbours: 10,

@@ -79,6 +79,24 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("the sample gallery's seeded mark: absent, then kept across reopening", async () => {
+      const store = await fresh();
+      try {
+        assert.equal(await store.gallerySeeded(), false);
+        await store.markGallerySeeded('{"indexed": 2}');
+        await store.markGallerySeeded('{"indexed": 0}');
+        assert.equal(await store.gallerySeeded(), true);
+      } finally {
+        await store.close();
+      }
+      const again = await options.reopen();
+      try {
+        assert.equal(await again.gallerySeeded(), true);
+      } finally {
+        await again.close();
+      }
+    });
+
     test("insert, read back by id and hash; embeddings round-trip bit-exactly", async () => {
       const store = await fresh();
       try {

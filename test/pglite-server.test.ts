@@ -1,5 +1,5 @@
 /**
- * The test Postgres (scripts/pglite-server.ts) must behave like one server to many connections:
+ * The test Postgres (tools/bench/pglite-server.ts) must behave like one server to many connections:
  * PGlite is a single backend, and a parameterised query of one connection must not lose its
  * unnamed portal to another connection's BEGIN or Parse in between (before the queue kept
  * extended-protocol exchanges together, this failed with `portal "" does not exist`).

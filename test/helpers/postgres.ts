@@ -1,7 +1,7 @@
 /** Test-only Postgres peers: a free port, and a server that refuses every password. */
 import net from "node:net";
 
-export { startPostgres, type TestPostgres } from "../../src/bench/pglite.ts";
+export { startPostgres, type TestPostgres } from "../../tools/bench/pglite.ts";
 
 /** A loopback port nothing listens on (bound, then released). */
 export async function freePort(): Promise<number> {

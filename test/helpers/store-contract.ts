@@ -5,9 +5,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { isAppError } from "../../src/errors.ts";
+import { isAppError } from "../../src/core/errors.ts";
+import type { Filter } from "../../src/core/types.ts";
 import { WORKER_LOST } from "../../src/store/jobs.ts";
-import type { Filter, ItemStore, NewItem } from "../../src/store/types.ts";
+import type { ItemStore, NewItem } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
 import { filterArbitrary, metadataArbitrary, referenceMatches } from "./filter-reference.ts";
 
@@ -77,6 +78,24 @@ export function storeContract(name: string, options: ContractOptions): void {
         assert.equal(store.health().available, true);
       } finally {
         await store.close();
+      }
+    });
+
+    test("the sample gallery's seeded mark: absent, then kept across reopening", async () => {
+      const store = await fresh();
+      try {
+        assert.equal(await store.gallerySeeded(), false);
+        await store.markGallerySeeded('{"indexed": 2}');
+        await store.markGallerySeeded('{"indexed": 0}');
+        assert.equal(await store.gallerySeeded(), true);
+      } finally {
+        await store.close();
+      }
+      const again = await options.reopen();
+      try {
+        assert.equal(await again.gallerySeeded(), true);
+      } finally {
+        await again.close();
       }
     });
 

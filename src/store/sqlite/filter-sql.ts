@@ -9,8 +9,8 @@
  * in a list SQLite builds once per statement (`IN (SELECT value FROM json_each(?))`).
  */
 import type Database from "better-sqlite3";
+import type { Filter, FilterValue } from "../../core/types.ts";
 import { type FilterTerm, filterTerms, isoDateMs } from "../filter.ts";
-import type { Filter, FilterValue } from "../types.ts";
 
 /** SQL function (registered per connection): epoch ms of an ISO-8601 date string, else NULL. */
 const ISO_MS_FUNCTION = "longclip_iso_ms";

@@ -9,10 +9,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
+import type { Filter } from "../src/core/types.ts";
 import { filterToSql as postgresFilter } from "../src/store/postgres/filter-sql.ts";
 import { filterToSql as sqliteFilter } from "../src/store/sqlite/filter-sql.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
-import type { Filter } from "../src/store/types.ts";
 import { newItem, vectorOf } from "./helpers/store-contract.ts";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "filter-cost-test-"));

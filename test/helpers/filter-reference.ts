@@ -5,7 +5,7 @@
  * filters often match something. The storage contract compares every backend with this.
  */
 import fc from "fast-check";
-import type { Filter } from "../../src/store/types.ts";
+import type { Filter } from "../../src/core/types.ts";
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Scalar = null | boolean | number | string;

@@ -127,6 +127,16 @@ export interface Settings extends ImageLimits {
    */
   nearDuplicateThreshold: number;
   /**
+   * Values one metadata filter may name, all keys together (each `$in`/`$nin` element counts):
+   * bounds what one search request costs to parse and bind.
+   */
+  maxFilterValues: number;
+  /**
+   * Worker threads that run the embedded backend's filtered and keyword queries (each with its
+   * own SQLite connection), so a costly filter never holds up the event loop.
+   */
+  sqliteReadWorkers: number;
+  /**
    * The server log: `pretty` (a short line per event, for a person), `json` (a JSON object
    * per line, for a log collector) or `auto` (pretty on a terminal, JSON otherwise).
    */
@@ -183,6 +193,8 @@ export const DEFAULT_SETTINGS: Settings = {
   hybridCandidates: 100,
   duplicateNeighbours: 10,
   nearDuplicateThreshold: 0,
+  maxFilterValues: 256,
+  sqliteReadWorkers: 2,
   logFormat: "auto",
 };
 

@@ -17,6 +17,7 @@ const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
   preprocess: ["exact", "fast"],
   nativeJpeg: ["on", "off"],
   keepUploadFilename: ["on", "off"],
+  logFormat: ["auto", "pretty", "json"],
 };
 
 /** Settings that are a fraction from 0 to 1 rather than an integer. */
@@ -144,6 +145,11 @@ export interface Settings extends ImageLimits {
    * own SQLite connection), so a costly filter never holds up the event loop.
    */
   sqliteReadWorkers: number;
+  /**
+   * The server log: `pretty` (a short line per event, for a person), `json` (a JSON object
+   * per line, for a log collector) or `auto` (pretty on a terminal, JSON otherwise).
+   */
+  logFormat: "auto" | "pretty" | "json";
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -201,6 +207,7 @@ export const DEFAULT_SETTINGS: Settings = {
   maxQueryWindows: 8,
   maxRequestWindows: 32,
   sqliteReadWorkers: 2,
+  logFormat: "auto",
 };
 
 /** The shard count `hnswShards` means (0: one per core). */

@@ -1,11 +1,11 @@
 /**
- * Ingest through jobs and `longclip worker` processes on Postgres (PGlite over the wire): one
+ * Ingest through jobs and `longclip worker` processes on the test Postgres (native, or PGlite): one
  * job of photo-sized JPEGs, run by 1 worker and then by 2, each a separate process as users
  * run them; files per second from the first claim until the job is done, and the CPU time the
  * workers and the database used, to tell what limits the rate.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../config.ts";
@@ -13,7 +13,7 @@ import { JobService } from "../jobs/service.ts";
 import { PostgresStore } from "../store/postgres/store.ts";
 import type { BenchContext } from "./context.ts";
 import { writeSyntheticJpegs } from "./images.ts";
-import { startPostgres } from "./pglite.ts";
+import { startPostgres } from "./test-postgres.ts";
 
 export interface WorkerRow {
   workers: number;
@@ -37,16 +37,33 @@ export interface WorkersParams {
   cores: number;
 }
 
-/** CPU seconds (user + system) a process has used, from /proc (Linux). */
+/**
+ * CPU seconds (user + system) a process and its descendants have used, from /proc (Linux): a
+ * native Postgres works in one child process per connection. Children already reaped are in
+ * their parent's cutime/cstime.
+ */
 function cpuSeconds(pid: number | undefined): number {
   if (pid === undefined) return 0;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-    // utime and stime are fields 14 and 15 of stat; after "comm) " they are 12 and 13 (0-based 11, 12).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
+  const processes = new Map<number, { parent: number; ticks: number }>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      // After "comm) ": state, ppid, ... utime, stime, cutime, cstime (0-based 11 to 14).
+      const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+      const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+      processes.set(Number(entry), { parent: Number(fields[1]), ticks });
+    } catch {
+      // The process ended while we read /proc.
+    }
   }
+  let ticks = 0;
+  const pending = [pid];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    ticks += processes.get(next)?.ticks ?? 0;
+    for (const [child, info] of processes) if (info.parent === next) pending.push(child);
+  }
+  return ticks / 100;
 }
 
 async function startWorker(args: readonly string[]): Promise<ChildProcess> {

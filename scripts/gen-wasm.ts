@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 
 export const WAT_FILE = path.join(PROJECT_ROOT, "src", "preprocess", "resample.wat");
 export const MODULE_FILE = path.join(PROJECT_ROOT, "src", "preprocess", "resample-wasm.ts");

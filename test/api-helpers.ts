@@ -10,7 +10,7 @@ import path from "node:path";
 import { deflateSync } from "node:zlib";
 import type { FastifyInstance } from "fastify";
 import supertest from "supertest";
-import { loadSettings, type Settings } from "../src/config.ts";
+import { loadSettings, type Settings } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary } from "../src/library/index.ts";
 import type { Library } from "../src/library/types.ts";

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import { pathToFileURL } from "node:url";
 import openapiTS, { astToString, COMMENT_HEADER } from "openapi-typescript";
 import { componentSchemas, loadSpec, SPEC_PATH, specOperations } from "../src/api/spec.ts";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { createValidators } from "../src/server/validation.ts";
 
 const spec = loadSpec();

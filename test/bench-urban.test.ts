@@ -8,11 +8,11 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { loadSettings, PROJECT_ROOT } from "../src/config.ts";
+import { loadSettings, PROJECT_ROOT } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
-import { runUrbanBench } from "../src/eval/bench.ts";
-import { retrievalRecall } from "../src/eval/recall.ts";
-import { loadUrbanDataset } from "../src/eval/urban1k.ts";
+import { runUrbanBench } from "../tools/eval/bench.ts";
+import { retrievalRecall } from "../tools/eval/recall.ts";
+import { loadUrbanDataset } from "../tools/eval/urban1k.ts";
 import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 const COUNT = 10;
@@ -23,7 +23,7 @@ let model: string;
 function bench(args: string[]) {
   return spawnSync(
     process.execPath,
-    ["--import", "tsx", path.join(PROJECT_ROOT, "scripts", "bench-urban.ts"), ...args],
+    ["--import", "tsx", path.join(PROJECT_ROOT, "tools", "eval", "bench-urban.ts"), ...args],
     { cwd: PROJECT_ROOT, encoding: "utf8", env: { ...process.env, LONGCLIP_THREADS: "1" } },
   );
 }

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { percentile } from "../src/bench/stats.ts";
+import { LruCache } from "../src/util/lru-cache.ts";
+import { percentile } from "../tools/bench/stats.ts";
 import {
   clusteredUnitVectors,
   exactTopK,
   meanRecall,
   randomUnitVectors,
-} from "../src/bench/vectors.ts";
-import { LruCache } from "../src/util/lru-cache.ts";
+} from "../tools/bench/vectors.ts";
 
 /** Top-k by a full sort of every score: slow, obviously right. */
 function sortedTopK(data: Float32Array, dims: number, query: Float32Array, k: number): number[] {

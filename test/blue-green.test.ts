@@ -15,7 +15,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import supertest from "supertest";
-import { PROJECT_ROOT, type Settings } from "../src/config.ts";
+import { PROJECT_ROOT, type Settings } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/library.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";

@@ -15,11 +15,11 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
-import { DEFAULT_SETTINGS } from "../src/config.ts";
 import type { ClipWeights } from "../src/convert/clip-spec.ts";
 import { openOfficialCheckpoint } from "../src/convert/official.ts";
 import { textGraph, visionGraph } from "../src/convert/onnx-towers.ts";
 import { writeOnnxModel } from "../src/convert/onnx-writer.ts";
+import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { relativeDifference, roundToHalf, runWithoutPython } from "./convert-helpers.ts";
 import {

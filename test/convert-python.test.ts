@@ -10,8 +10,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
-import { PROJECT_ROOT } from "../src/config.ts";
 import { convertCheckpoint } from "../src/convert/export.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { relativeDifference } from "./convert-helpers.ts";
 import { PYTHON, SKIP_WITHOUT_PYTHON } from "./helpers/python.ts";
 import {

@@ -10,12 +10,12 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/config.ts";
+import { AppError } from "../src/core/errors.ts";
+import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/core/settings.ts";
 import { loadModelConfig } from "../src/encode/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { deviceCheckInput } from "../src/encode/tower-check.ts";
 import { openTowers } from "../src/encode/towers.ts";
-import { AppError } from "../src/errors.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 import {
   loadReference,
@@ -24,7 +24,7 @@ import {
   tinyModelDir,
 } from "./helpers/reference.ts";
 
-/** The cosine to fp32 that training/quantize.py (MIN_COSINE) requires of a converted tower. */
+/** The cosine to fp32 that training/export/quantize.py (MIN_COSINE) requires of a converted tower. */
 const MIN_COSINE = 0.99;
 const quiet = { logger: { info() {}, warn() {} } };
 const settings = { ...DEFAULT_SETTINGS, threads: 2, imageBatchSize: 4, queryCacheSize: 0 };

@@ -10,7 +10,7 @@ import { rmSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { after, test } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary } from "../src/library/index.ts";
 import type { SqliteStore } from "../src/store/sqlite/store.ts";

@@ -11,7 +11,7 @@ import { rmSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { after, test } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
 import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 

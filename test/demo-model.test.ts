@@ -9,9 +9,9 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { loadSettings, PROJECT_ROOT } from "../src/config.ts";
+import { loadSettings, PROJECT_ROOT } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
-import { retrievalRecall } from "../src/eval/recall.ts";
+import { retrievalRecall } from "../tools/eval/recall.ts";
 
 const DEMO_DIR = path.join(PROJECT_ROOT, "models", "demo");
 const README = path.join(PROJECT_ROOT, "README.md");

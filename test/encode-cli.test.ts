@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/config.ts";
+import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { cudaUnavailableReason } from "../src/encode/session.ts";
 import { runCli } from "./helpers/cli.ts";

@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { AppError } from "../src/core/errors.ts";
 import { loadModelConfig } from "../src/encode/config.ts";
-import { AppError } from "../src/errors.ts";
 
 const VALID = {
   format: "longclip-onnx",

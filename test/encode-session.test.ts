@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
+import { AppError } from "../src/core/errors.ts";
 import {
   cpuOptions,
   cudaProviderLibrary,
@@ -17,7 +18,6 @@ import {
   ortBinaryDir,
   SerialSession,
 } from "../src/encode/session.ts";
-import { AppError } from "../src/errors.ts";
 
 /** Protobuf wire format, just enough for an ONNX ModelProto with one Identity node. */
 function varint(value: number): number[] {

@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { DEFAULT_SETTINGS } from "../src/config.ts";
+import { AppError } from "../src/core/errors.ts";
+import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder, type EncoderOptions } from "../src/encode/encoder.ts";
-import { AppError } from "../src/errors.ts";
 import {
   loadReference,
   loadReferencePixels,

@@ -5,10 +5,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
-import { DEFAULT_SETTINGS } from "../src/config.ts";
+import { AppError } from "../src/core/errors.ts";
+import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder, l2NormalizedRow, padTokenBatch } from "../src/encode/encoder.ts";
 import { cudaUnavailableReason } from "../src/encode/session.ts";
-import { AppError } from "../src/errors.ts";
 import {
   loadReference,
   loadReferencePixels,

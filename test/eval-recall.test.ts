@@ -2,15 +2,15 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
-import { truncateIds } from "../src/eval/bench.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
+import { truncateIds } from "../tools/eval/bench.ts";
 import {
   pairRanks,
   rankOf,
   recallFromSimilarity,
   retrievalRecall,
   similarityMatrix,
-} from "../src/eval/recall.ts";
+} from "../tools/eval/recall.ts";
 import { loadReference, SKIP_WITHOUT_SHARED } from "./helpers/reference.ts";
 
 /** n×n matrix from a function of (image i, text j). */

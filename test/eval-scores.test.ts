@@ -1,7 +1,7 @@
 /** Score distributions for choosing min_score, on hand-made unit vectors. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { scoreDistribution } from "../src/eval/scores.ts";
+import { scoreDistribution } from "../tools/eval/scores.ts";
 
 const unit = (angle: number) => new Float32Array([Math.cos(angle), Math.sin(angle)]);
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
-import { compareNames, describeExcluded, loadUrbanDataset } from "../src/eval/urban1k.ts";
+import { compareNames, describeExcluded, loadUrbanDataset } from "../tools/eval/urban1k.ts";
 
 let root: string;
 

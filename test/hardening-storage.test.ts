@@ -21,7 +21,7 @@ import {
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import supertest from "supertest";
-import { loadSettings } from "../src/config.ts";
+import { loadSettings } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary } from "../src/library/index.ts";
 import { buildApp } from "../src/server/app.ts";

@@ -1,14 +1,16 @@
 /**
- * No import cycles among the TypeScript and JavaScript modules of src/, scripts/, bin/ and
- * web/ (relative imports that load a module at run time). src/server/web.ts and
- * scripts/build-web.ts used to import each other; the page's panels (web/) call each other
+ * No import cycles among the TypeScript and JavaScript modules of src/, scripts/, tools/, bin/
+ * and web/: neither among the imports that load a module at run time nor once type imports
+ * count too (a type cycle ties two rooms together as much as a run-time one: src/store/ used
+ * to take Item and Metadata from src/library/, which takes the store's types). src/server/web.ts
+ * and scripts/build-web.ts used to import each other; the page's panels (web/) call each other
  * through callbacks wired in web/main.ts, never through imports both ways.
  */
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 
 /**
  * Relative imports that load a module at run time: static ones other than `import type` /
@@ -18,17 +20,21 @@ import { PROJECT_ROOT } from "../src/config.ts";
 const IMPORT =
   /(?:import|export)(?!\s+type\b)[^"'`;]*?from\s*["'](\.[^"']+)["']|import\(\s*["'](\.[^"']+)["']\s*\)/g;
 
+/** Every relative import: `import type`, `export type` and `import("./x").T` types too. */
+const ANY_IMPORT =
+  /(?:import|export)[^"'`;]*?from\s*["'](\.[^"']+)["']|import\(\s*["'](\.[^"']+)["']\s*\)/g;
+
 function modules(): string[] {
-  return ["src", "scripts", "bin", "web"].flatMap((dir) =>
+  return ["src", "scripts", "tools", "bin", "web"].flatMap((dir) =>
     readdirSync(path.join(PROJECT_ROOT, dir), { recursive: true, encoding: "utf8" })
       .filter((name) => /\.(ts|js)$/.test(name))
       .map((name) => path.join(dir, name)),
   );
 }
 
-function importsOf(file: string): string[] {
+function importsOf(file: string, pattern: RegExp = IMPORT): string[] {
   const text = readFileSync(path.join(PROJECT_ROOT, file), "utf8");
-  return [...text.matchAll(IMPORT)]
+  return [...text.matchAll(pattern)]
     .map((match) => path.normalize(path.join(path.dirname(file), match[1] ?? match[2] ?? "")))
     .filter((target) => existsSync(path.join(PROJECT_ROOT, target)));
 }
@@ -63,9 +69,40 @@ test("the cycle search finds a cycle", () => {
   );
 });
 
-test("src/, scripts/, bin/ and web/ have no import cycles", () => {
+test("src/, scripts/, tools/, bin/ and web/ have no import cycles", () => {
   const files = modules();
   assert.ok(files.includes(path.join("src", "server", "web.ts")), "the modules were found");
   assert.ok(files.includes(path.join("web", "search.ts")), "the page's modules were found");
   assert.deepEqual(importCycles(files, importsOf), []);
+});
+
+test("the import patterns tell type imports from run-time ones", () => {
+  const text = [
+    'import { a } from "./a.ts";',
+    'import type { B } from "./b.ts";',
+    "import {\n  type C,\n  c,\n} from './c.ts';",
+    'export type { D } from "./d.ts";',
+    'let e: import("./e.ts").E;',
+  ].join("\n");
+  const found = (pattern: RegExp) => [...text.matchAll(pattern)].map((m) => m[1] ?? m[2]);
+  assert.deepEqual(found(IMPORT), ["./a.ts", "./c.ts", "./e.ts"]);
+  assert.deepEqual(found(ANY_IMPORT), ["./a.ts", "./b.ts", "./c.ts", "./d.ts", "./e.ts"]);
+});
+
+test("src/, scripts/, tools/, bin/ and web/ have no import cycles, type imports included", () => {
+  assert.deepEqual(
+    importCycles(modules(), (file) => importsOf(file, ANY_IMPORT)),
+    [],
+  );
+});
+
+test("nothing under src/store/ imports from src/library/ (the store is below the library)", () => {
+  const upward = modules()
+    .filter((file) => file.startsWith(path.join("src", "store") + path.sep))
+    .flatMap((file) =>
+      importsOf(file, ANY_IMPORT)
+        .filter((target) => target.startsWith(path.join("src", "library") + path.sep))
+        .map((target) => `${file} -> ${target}`),
+    );
+  assert.deepEqual(upward, []);
 });

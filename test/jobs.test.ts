@@ -8,7 +8,7 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { runJobs } from "../src/cli/jobs.ts";
-import { PROJECT_ROOT } from "../src/config.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
 import { type LongclipProcess, startServe, stopProcess } from "./helpers/longclip-process.ts";
 

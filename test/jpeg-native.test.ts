@@ -8,8 +8,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import sharp, { type Sharp } from "sharp";
-import { photoLikePixels } from "../src/bench/photos.ts";
-import { AppError } from "../src/errors.ts";
+import { AppError } from "../src/core/errors.ts";
 import { decodeForModel, jpegShrinkOnLoad, resizedSize } from "../src/preprocess/index.ts";
 import {
   fastResize,
@@ -23,6 +22,7 @@ import {
   sameAsSharp,
 } from "../src/preprocess/jpeg-native.ts";
 import type { PreprocessOptions } from "../src/preprocess/types.ts";
+import { photoLikePixels } from "../tools/bench/photos.ts";
 import { CLIP_224 } from "./helpers/preprocess-options.ts";
 
 const decoder = await nativeJpegDecoder("on");

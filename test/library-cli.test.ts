@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import { runDuplicates } from "../src/cli/duplicates.ts";
 import { parseFilter, parseMeta, runIndex, runReindex, runSearch } from "../src/cli/index-cmd.ts";
-import { isAppError } from "../src/errors.ts";
+import { isAppError } from "../src/core/errors.ts";
 import { collectImageFiles } from "../src/library/files.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
@@ -127,7 +127,11 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
       result.hits.map((h) => h.rank),
       [1, 2],
     );
-    assert.deepEqual(result.hits[0]?.metadata, { album: "trip" });
+    // The --meta pairs, and the file's name and path (outside any media root: its full path).
+    const metadata = result.hits[0]?.metadata as Record<string, unknown>;
+    assert.equal(metadata.album, "trip");
+    assert.ok(String(metadata.path).startsWith(`${photos}${path.sep}`), String(metadata.path));
+    assert.equal(metadata.filename, path.basename(String(metadata.path)));
     assert.equal(result.query.max_tokens, 248);
 
     const text = io();

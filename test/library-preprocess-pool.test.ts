@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { isAppError } from "../src/errors.ts";
+import { isAppError } from "../src/core/errors.ts";
 import { PreprocessPool } from "../src/library/preprocess-pool.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { isAppError } from "../src/errors.ts";
+import { isAppError } from "../src/core/errors.ts";
 import { EmbedQueue } from "../src/library/queue.ts";
 
 /** A job that finishes only when the test says so, recording when it started. */

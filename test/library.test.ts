@@ -15,10 +15,10 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { Settings } from "../src/config.ts";
+import { isAppError } from "../src/core/errors.ts";
+import type { Settings } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import type { Embedder } from "../src/encode/types.ts";
-import { isAppError } from "../src/errors.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/index.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { cosine } from "../src/vector-index/exact.ts";

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import pg from "pg";
-import { startPglite } from "../src/bench/pglite.ts";
+import { startPglite } from "../tools/bench/pglite.ts";
 import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
 
 async function manyConnections(server: TestPostgres): Promise<void> {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { DEFAULT_SETTINGS } from "../src/config.ts";
+import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";
 import {
   loadReference,

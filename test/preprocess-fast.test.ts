@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import sharp from "sharp";
-import { photoLikePixels } from "../src/bench/photos.ts";
-import { inputPsnr } from "../src/bench/preprocess.ts";
-import { AppError } from "../src/errors.ts";
+import { AppError } from "../src/core/errors.ts";
 import { decodeForModel, preprocessImage } from "../src/preprocess/index.ts";
+import { photoLikePixels } from "../tools/bench/photos.ts";
+import { inputPsnr } from "../tools/bench/preprocess.ts";
 import { CLIP_224 } from "./helpers/preprocess-options.ts";
 
 const EXACT = { ...CLIP_224, mode: "exact" as const };

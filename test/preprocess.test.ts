@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import sharp, { type Sharp } from "sharp";
-import { AppError } from "../src/errors.ts";
+import { AppError } from "../src/core/errors.ts";
 import { decodeImage, preprocessImage } from "../src/preprocess/index.ts";
 import { bilevelPng } from "./fixtures/bilevel-png.ts";
 import { CLIP_224 } from "./helpers/preprocess-options.ts";

@@ -14,7 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gunzipSync } from "node:zlib";
-import { DEFAULT_SETTINGS } from "../src/config.ts";
+import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { relativeDifference, runWithoutPython, worstReferenceText } from "./convert-helpers.ts";
 import {

@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
-import { PROJECT_ROOT } from "../src/config.ts";
-import { isAppError } from "../src/errors.ts";
+import { isAppError } from "../src/core/errors.ts";
+import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { sentenceWindows, weightedUnitSum } from "../src/library/search.ts";
 import { tokenizerFromModelDir } from "../src/tokenize/index.ts";
 

@@ -15,8 +15,8 @@ import supertest from "supertest";
 import type { components } from "../src/api/types.gen.ts";
 
 import { settingsFromFlags } from "../src/cli/settings.ts";
-import { DEFAULT_SETTINGS, loadSettings, PROJECT_ROOT } from "../src/config.ts";
-import { isAppError } from "../src/errors.ts";
+import { isAppError } from "../src/core/errors.ts";
+import { DEFAULT_SETTINGS, loadSettings, PROJECT_ROOT } from "../src/core/settings.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
 import { multipart, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
 import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";

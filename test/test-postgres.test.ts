@@ -1,12 +1,12 @@
 /**
- * The test Postgres handle (src/bench/test-postgres.ts): kill() is a crash after which what the
+ * The test Postgres handle (tools/bench/test-postgres.ts): kill() is a crash after which what the
  * server acknowledged is still there, restart() comes back on the same port, reset() drops the
  * product's schema; LONGCLIP_TEST_POSTGRES picks the server.
  */
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
 import { test } from "node:test";
-import { withClient } from "../src/bench/postgres-admin.ts";
+import { withClient } from "../tools/bench/postgres-admin.ts";
 import { tempDir } from "./helpers/library-fixtures.ts";
 import { startPostgres, testPostgresKind } from "./helpers/postgres.ts";
 

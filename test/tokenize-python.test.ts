@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { describe, test } from "node:test";
-import { seededRandom } from "../src/bench/vectors.ts";
 import { cleanText, collapseWhitespace, htmlUnescape } from "../src/tokenize/clean.ts";
 import { splitWords } from "../src/tokenize/clip-tokenizer.ts";
+import { seededRandom } from "../tools/bench/vectors.ts";
 
 const ORACLE = String.raw`
 import html, html.entities, json, re, sys, unicodedata

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse } from "yaml";
-import { PROJECT_ROOT } from "../config.ts";
+import { PROJECT_ROOT } from "../core/settings.ts";
 import type { components } from "./types.gen.ts";
 
 export type Schemas = components["schemas"];

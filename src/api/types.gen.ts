@@ -71,7 +71,7 @@ export interface paths {
          *
          *     `mode` chooses the ranking: `vector` (default) by the embeddings; `keyword` by the
          *     words of the query found in the items' text fields (`text_fields`, default the
-         *     server's `--text-fields`, `caption,filename,tags`): full-text search, stemmed
+         *     server's `--text-fields`, `caption,filename,path,tags`): full-text search, stemmed
          *     (English), any word may match, SQLite FTS5 BM25 or Postgres `ts_rank`; `hybrid` fuses
          *     the two rankings (each of up to `--hybrid-candidates` hits) by reciprocal rank fusion,
          *     score 1/(60 + vector rank) + 1/(60 + keyword rank). In every mode a hit's `score` is

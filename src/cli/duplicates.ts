@@ -3,7 +3,7 @@
  * least --threshold similar), found through the ANN index, as text or JSON lines.
  */
 import type { Command } from "commander";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import { type Io, type LibraryFlags, STDIO, withLibrary } from "./index-cmd.ts";
 import { addSettingOptions, errorMessage, LIBRARY_SETTING_KEYS } from "./settings.ts";
 

@@ -7,10 +7,10 @@ import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import type { Settings } from "../config.ts";
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import { Encoder } from "../encode/encoder.ts";
 import type { EngineLogger } from "../encode/session.ts";
-import { AppError } from "../errors.ts";
 import { FileRefusedError, openResolvedFile, readOpenedFile } from "../util/paths.ts";
 import {
   addSettingOptions,

@@ -12,8 +12,8 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { Command } from "commander";
-import { PROJECT_ROOT } from "../config.ts";
 import { convertCheckpoint } from "../convert/export.ts";
+import { PROJECT_ROOT } from "../core/settings.ts";
 import { errorMessage } from "./settings.ts";
 
 /** Exit code of scripts/python when no Python with torch is installed. */

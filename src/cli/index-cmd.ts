@@ -9,14 +9,21 @@
 import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import type { Settings } from "../config.ts";
+import { AppError, isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
+import type {
+  Filter,
+  FilterOperators,
+  FilterValue,
+  Hit,
+  IndexResult,
+  Metadata,
+  SearchMode,
+} from "../core/types.ts";
 import { Encoder } from "../encode/encoder.ts";
-import { AppError, isAppError } from "../errors.ts";
 import type { ReindexStatus, SwitchMode } from "../library/blue-green.ts";
 import { collectImageFiles } from "../library/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
-import type { Hit, IndexResult, Metadata, SearchMode } from "../library/types.ts";
-import type { Filter, FilterOperators, FilterValue } from "../store/types.ts";
 import { runIndexJob } from "./jobs.ts";
 import {
   addSettingOptions,

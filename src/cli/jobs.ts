@@ -5,14 +5,14 @@
  */
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import type { Settings } from "../config.ts";
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
+import type { Metadata } from "../core/types.ts";
 import { Encoder } from "../encode/encoder.ts";
-import { AppError } from "../errors.ts";
 import { mediaRootOf } from "../jobs/create.ts";
 import { JobRunner } from "../jobs/runner.ts";
 import { JobService } from "../jobs/service.ts";
 import { createLibrary } from "../library/library.ts";
-import type { Metadata } from "../library/types.ts";
 import type { JobSummary } from "../store/jobs.ts";
 import { openStore } from "../store/open.ts";
 import {

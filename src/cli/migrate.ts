@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import { type MigrateReport, migrateStore } from "../store/migrate.ts";
 import { redactUrl } from "../store/postgres/errors.ts";
 import { PostgresStore } from "../store/postgres/store.ts";

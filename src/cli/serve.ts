@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { envName, type Settings } from "../config.ts";
+import { AppError } from "../core/errors.ts";
+import { envName, type Settings } from "../core/settings.ts";
 import { Encoder } from "../encode/encoder.ts";
-import { AppError } from "../errors.ts";
 import { JobService } from "../jobs/service.ts";
 import { startJobWorker } from "../jobs/worker.ts";
 import { indexGalleryIfNew } from "../library/gallery.ts";
@@ -74,12 +74,12 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
   }
   // A database that is not reachable yet leaves the gallery for a later start.
   const gallery = library.ready()
-    ? await indexGalleryIfNew(library, settings.modelDir, settings.dataDir, settings.maxBatchItems)
+    ? await indexGalleryIfNew(library, settings.modelDir, settings.maxBatchItems)
     : undefined;
   if (gallery) {
     app.log.info(
-      { indexed: gallery.indexed, failed: gallery.failed },
-      "new data directory: indexed the model's sample gallery",
+      { indexed: gallery.indexed, duplicate: gallery.duplicate, failed: gallery.failed },
+      "new library: indexed the model's sample gallery",
     );
   }
   const address = await app.listen({ host: settings.host, port: settings.port });

@@ -1,11 +1,17 @@
 /**
- * Flags shared by every command: each setting of src/config.ts is a flag (kebab-case of its
+ * Flags shared by every command: each setting of src/core/settings.ts is a flag (kebab-case of its
  * key; `--model` and `--data` for the two directories) over its LONGCLIP_* environment
  * variable over the default. Also the one way commands turn an error into `{code, message}`.
  */
 import { type Command, InvalidArgumentError } from "commander";
-import { DEFAULT_SETTINGS, envName, loadSettings, parseSetting, type Settings } from "../config.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError, isAppError } from "../core/errors.ts";
+import {
+  DEFAULT_SETTINGS,
+  envName,
+  loadSettings,
+  parseSetting,
+  type Settings,
+} from "../core/settings.ts";
 
 export const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[];
 

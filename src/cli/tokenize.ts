@@ -6,7 +6,7 @@
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import type { Command } from "commander";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import { tokenizerFromModelDir } from "../tokenize/model-dir.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
 import {

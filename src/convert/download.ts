@@ -9,7 +9,7 @@ import { createReadStream, createWriteStream, existsSync, statSync } from "node:
 import { rename, rm } from "node:fs/promises";
 import { get as httpGet, type IncomingMessage } from "node:http";
 import { get as httpsGet } from "node:https";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 
 export interface DownloadRequest {
   readonly url: string;

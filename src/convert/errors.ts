@@ -2,7 +2,7 @@
  * Errors of the checkpoint converter. Every one is an AppError whose code says what went wrong
  * and whose message says what to do next.
  */
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 
 export type ConvertErrorCode =
   /** The checkpoint path does not exist. */

@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import { download } from "./download.ts";
 import { type ConvertResult, convertCheckpoint } from "./export.ts";
 import { findModel, type HubFile, hfModelFiles, REGISTRY } from "./registry.ts";

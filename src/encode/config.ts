@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import type { ModelConfig, TowerCheck, TowerEntry, TowerPrecision } from "./types.ts";
 
 export const MODEL_FORMAT = "longclip-onnx";

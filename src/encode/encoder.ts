@@ -3,8 +3,9 @@
  * Texts are tokenized, batched and padded to the longest row of each batch; images arrive as
  * preprocessed CHW pixels. Every output row is L2-normalised.
  */
-import type { Settings } from "../config.ts";
-import { AppError, isAppError } from "../errors.ts";
+
+import { AppError, isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import { preprocessImage } from "../preprocess/index.ts";
 import { tokenizerFromModelDir } from "../tokenize/index.ts";
 import type { TextTokenizer, TokenizedText } from "../tokenize/types.ts";

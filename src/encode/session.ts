@@ -7,8 +7,8 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
-import type { Device } from "../config.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { Device } from "../core/settings.ts";
 
 export type ResolvedDevice = "cpu" | "cuda";
 

@@ -4,8 +4,8 @@
  * towers opened in different threads behind one `Towers`, routing each call by tower name.
  */
 import * as ort from "onnxruntime-node";
-import type { Device } from "../config.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { Device } from "../core/settings.ts";
 import { type EngineLogger, openSession, type ResolvedDevice, SerialSession } from "./session.ts";
 
 export type TowerName = "vision" | "text";

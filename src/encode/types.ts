@@ -1,4 +1,4 @@
-import type { Device } from "../config.ts";
+import type { Device } from "../core/settings.ts";
 
 /** How a tower's weights are stored; every precision takes and returns float32 tensors. */
 export type TowerPrecision = "fp32" | "int8" | "fp16";

@@ -6,7 +6,7 @@
  * wait behind an image batch.
  */
 import type { Worker } from "node:worker_threads";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import { startModuleWorker } from "../util/module-worker.ts";
 import type { EngineLogger } from "./session.ts";
 import {

@@ -8,9 +8,9 @@ import { randomBytes } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { Metadata } from "../core/types.ts";
 import { collectImageFiles } from "../library/files.ts";
-import type { Metadata } from "../library/types.ts";
 import type { JobStore, JobSummary } from "../store/jobs.ts";
 import { isInside, realPathOrUndefined } from "../util/paths.ts";
 

@@ -11,9 +11,9 @@
 import { realpath } from "node:fs/promises";
 import { hostname } from "node:os";
 import path from "node:path";
-import { isAppError } from "../errors.ts";
+import { isAppError } from "../core/errors.ts";
+import type { IndexResult } from "../core/types.ts";
 import type { LongclipLibrary } from "../library/library.ts";
-import type { IndexResult } from "../library/types.ts";
 import type { ClaimedItem, JobItemResult, JobStore } from "../store/jobs.ts";
 
 export interface RunnerOptions {

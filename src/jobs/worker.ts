@@ -1,6 +1,6 @@
 /** Starting a job worker for a library: in `serve` (embedded default) or `longclip worker`. */
 import { existsSync } from "node:fs";
-import type { Settings } from "../config.ts";
+import type { Settings } from "../core/settings.ts";
 import type { LongclipLibrary } from "../library/library.ts";
 import { mediaRootOf } from "./create.ts";
 import { JobRunner } from "./runner.ts";

@@ -9,11 +9,12 @@
  * crashed run resumes where it stopped: the items that already have a staged embedding are
  * skipped. A node whose heartbeat is stale is taken over by another (or by the next start).
  */
-import type { Settings } from "../config.ts";
+
+import { AppError, errorOf, isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import type { Embedder } from "../encode/types.ts";
-import { AppError, errorOf, isAppError } from "../errors.ts";
 import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
-import type { Generation } from "./generations.ts";
+import type { Generation } from "./generation.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 

@@ -6,8 +6,8 @@
  * caller's pixel limit, then waits until its pixels fit in `maxDecodePixels` in flight.
  */
 import sharp from "sharp";
-import type { Settings } from "../config.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import { Budget } from "../util/budget.ts";
 
 /** A pixel limit and the setting (with its variable) that sets it, for the error message. */

@@ -7,57 +7,13 @@
  * elsewhere, takes over a run whose node went quiet, and runs a search again when the model
  * switched while it ran. A replaced model closes once the work that used it is done.
  */
-import type { Settings } from "../config.ts";
+
+import { AppError } from "../core/errors.ts";
 import type { Embedder } from "../encode/types.ts";
-import { AppError } from "../errors.ts";
-import type { PreprocessMode, PreprocessOptions } from "../preprocess/types.ts";
 import type { ModelInfo, StoredItem } from "../store/types.ts";
 import { BlueGreen, type BlueGreenHost, STALE_MS } from "./blue-green.ts";
+import { type Generation, generationOf } from "./generation.ts";
 import { type ReindexFailure, type ReindexProgress, reembedAll } from "./reindex.ts";
-
-/** A model with the preprocessing its vision tower expects. */
-export interface Generation {
-  embedder: Embedder;
-  options: PreprocessOptions;
-}
-
-/**
- * The model id a library records: the encoder's, with the preprocessing mode appended unless
- * it is exact. Fast preprocessing gives slightly different embeddings, so a library built
- * with one mode and opened with the other needs a reindex, as after a model change.
- */
-export function libraryModelId(modelId: string, mode: PreprocessMode): string {
-  return mode === "exact" ? modelId : `${modelId}+preprocess-${mode}`;
-}
-
-function withPreprocessMode(embedder: Embedder, mode: PreprocessMode): Embedder {
-  if (mode === "exact") return embedder;
-  const modelId = libraryModelId(embedder.modelId, mode);
-  return {
-    config: embedder.config,
-    modelId,
-    dims: embedder.dims,
-    embedTexts: (texts) => embedder.embedTexts(texts),
-    embedPixels: (pixels) => embedder.embedPixels(pixels),
-    stats: () => ({ ...embedder.stats(), modelId }),
-    close: () => embedder.close(),
-  };
-}
-
-/** An encoder as a generation: its library model id and the preprocessing it expects. */
-function generationOf(encoder: Embedder, settings: Settings): Generation {
-  const embedder = withPreprocessMode(encoder, settings.preprocess);
-  const options: PreprocessOptions = {
-    mode: settings.preprocess,
-    resolution: embedder.config.image_resolution,
-    mean: embedder.config.image_mean,
-    std: embedder.config.image_std,
-    maxImageBytes: settings.maxImageBytes,
-    maxImagePixels: settings.maxImagePixels,
-    nativeJpeg: settings.nativeJpeg,
-  };
-  return { embedder, options };
-}
 
 /** What following the store needs from the library. */
 export interface GenerationsHost extends Omit<BlueGreenHost, "live" | "load" | "adopt"> {

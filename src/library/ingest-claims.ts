@@ -5,10 +5,10 @@
  * recorded, so concurrent calls never both own the same bytes or id.
  */
 import { createHash } from "node:crypto";
-import { errorOf } from "../errors.ts";
+import { errorOf } from "../core/errors.ts";
+import type { IndexInput, IndexResult } from "../core/types.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
 import type { LoadedInput } from "./ingest-inputs.ts";
-import type { IndexInput, IndexResult } from "./types.ts";
 
 /** An input this call owns: its content hash and id are claimed until its result is recorded. */
 export interface Job extends LoadedInput {

@@ -3,10 +3,10 @@
  * its own if that fails), then each input's result recorded and its claim released. Uploads'
  * originals are staged before, while the previous chunk is being embedded.
  */
-import { AppError, errorOf, isAppError, isStorageFull, storageFullError } from "../errors.ts";
+import { AppError, errorOf, isAppError, isStorageFull, storageFullError } from "../core/errors.ts";
+import type { IndexResult } from "../core/types.ts";
 import type { InsertOutcome, ItemStore, NewItem } from "../store/types.ts";
 import type { Claims, Job } from "./ingest-claims.ts";
-import type { IndexResult } from "./types.ts";
 
 /** A job whose image decoded: what its stored item records of the image. */
 export interface Decoded extends Job {

@@ -8,16 +8,16 @@
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
 import { isDeepStrictEqual } from "node:util";
-import type { Settings } from "../config.ts";
-import { AppError, errorOf } from "../errors.ts";
+import { AppError, errorOf } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
+import type { IndexInput, IndexResult } from "../core/types.ts";
 import type { ItemStore } from "../store/types.ts";
-import type { Generation } from "./generations.ts";
+import type { Generation } from "./generation.ts";
 import { Claims, type Job, type Lookup } from "./ingest-claims.ts";
 import { Committer, type Decoded, type EmbeddedChunk } from "./ingest-commit.ts";
 import { InputReader } from "./ingest-inputs.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
-import type { IndexInput, IndexResult } from "./types.ts";
 
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {

@@ -6,11 +6,11 @@
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
-import type { Settings } from "../config.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError, isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
+import type { Item, Page } from "../core/types.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
 import { FileRefusedError, openResolvedFile, readOpenedFile } from "../util/paths.ts";
-import type { Item, Page } from "./types.ts";
 
 /** A stored item as clients see it (without the store's internal label). */
 export function publicItem(item: StoredItem): Item {

@@ -14,15 +14,29 @@
  *   embedder has another model id refuses to index or search until `reindex()` ran. On a
  *   shared store (Postgres) every node re-reads the model, so a reindex by one is seen by all.
  */
-import type { Settings } from "../config.ts";
+
+import { AppError, isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
+import type {
+  ComposePart,
+  DuplicateGroupPage,
+  Hit,
+  IndexInput,
+  IndexResult,
+  Item,
+  Page,
+  SearchOptions,
+  TextOptions,
+  TextSearchResult,
+} from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
-import { AppError, isAppError } from "../errors.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 import { DecodeGate } from "./decode-gate.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
-import { type Generation, Generations } from "./generations.ts";
+import type { Generation } from "./generation.ts";
+import { Generations } from "./generations.ts";
 import { withUploadFilename } from "./hybrid.ts";
 import { Ingest } from "./ingest.ts";
 import { ItemReader } from "./items.ts";
@@ -31,22 +45,7 @@ import { QueryEmbedder } from "./query-embedder.ts";
 import { EmbedQueue } from "./queue.ts";
 import type { ReindexFailure, ReindexProgress } from "./reindex.ts";
 import { Search } from "./search.ts";
-import type {
-  ComposePart,
-  DuplicateGroupPage,
-  Hit,
-  IndexInput,
-  IndexResult,
-  Item,
-  Library,
-  LibraryOptions,
-  LibraryState,
-  LibraryStats,
-  Page,
-  SearchOptions,
-  TextOptions,
-  TextSearchResult,
-} from "./types.ts";
+import type { Library, LibraryOptions, LibraryState, LibraryStats } from "./types.ts";
 
 /** How often a library on a shared store re-reads its model and reachability. */
 const STORE_CHECK_INTERVAL_MS = 2_000;

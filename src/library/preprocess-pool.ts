@@ -7,7 +7,7 @@
  */
 import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import type { PreprocessedImage, PreprocessOptions } from "../preprocess/types.ts";
 import { startModuleWorker } from "../util/module-worker.ts";
 import type { DecodeGate, PixelLimit } from "./decode-gate.ts";

@@ -1,6 +1,6 @@
 /** Worker-thread side of PreprocessPool: decodes and preprocesses images off the main thread. */
 import { parentPort } from "node:worker_threads";
-import { isAppError } from "../errors.ts";
+import { isAppError } from "../core/errors.ts";
 import { preprocessImage } from "../preprocess/index.ts";
 import type { PoolReply, PoolRequest } from "./preprocess-pool.ts";
 

@@ -3,10 +3,10 @@
  * tower's queue, images through the preprocess pool and the vision tower's queue. Ranking and
  * the checks of a query are ./search.ts's; the library's state checks stay in ./library.ts.
  */
-import type { Settings } from "../config.ts";
+import type { Settings } from "../core/settings.ts";
 import type { TextEmbedding } from "../encode/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
-import type { Generation } from "./generations.ts";
+import type { Generation } from "./generation.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import { EmbedQueue } from "./queue.ts";
 

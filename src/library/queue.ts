@@ -8,7 +8,7 @@
  * queries) before `reserve` refuses with 429 queue_full. Queries get their own budget so a
  * full ingest queue never turns searches away.
  */
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 
 export type Priority = "query" | "ingest";
 

@@ -5,10 +5,11 @@
  * only itself.
  * To move to another model while search keeps serving, see ./blue-green.ts.
  */
-import type { Settings } from "../config.ts";
-import { errorOf } from "../errors.ts";
+
+import { errorOf } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
-import type { Generation } from "./generations.ts";
+import type { Generation } from "./generation.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 

@@ -6,12 +6,13 @@
  * library (./library.ts) its state checks; the HTTP layer and the CLI only translate to and
  * from this.
  */
-import type { Settings } from "../config.ts";
+
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
+import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "../core/types.ts";
 import type { TextEmbedding } from "../encode/types.ts";
-import { AppError } from "../errors.ts";
 import type { ItemStore } from "../store/types.ts";
 import { parseTextFields, rankedSearch } from "./hybrid.ts";
-import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "./types.ts";
 
 /** Parts of one composed query. */
 export const MAX_COMPOSE_PARTS = 16;

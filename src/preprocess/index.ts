@@ -34,8 +34,8 @@
  * - transparent pixels of GIFs come out as sharp decodes them, not as the palette colour.
  */
 import sharp, { type Metadata, type Sharp } from "sharp";
-import type { ImageLimits } from "../config.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { ImageLimits } from "../core/settings.ts";
 import {
   countNativeJpeg,
   fastResize,

@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import sharp, { type Sharp } from "sharp";
-import { PROJECT_ROOT } from "../config.ts";
+import { PROJECT_ROOT } from "../core/settings.ts";
 
 /** Pixels as the addon returns them: 8-bit RGB, rows packed. */
 export interface NativeJpegImage {

@@ -1,4 +1,4 @@
-import type { ImageLimits } from "../config.ts";
+import type { ImageLimits } from "../core/settings.ts";
 
 /**
  * `exact`: the official pipeline's pixels (Pillow bicubic on the full decoded image).

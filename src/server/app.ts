@@ -14,8 +14,8 @@ import Fastify, {
   type RouteOptions,
 } from "fastify";
 import { componentSchemas, loadSpec, specOperations } from "../api/spec.ts";
-import type { Settings } from "../config.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import type { Library } from "../library/types.ts";
 import { errorBody, toAppError } from "./errors.ts";
 import { registerGuards } from "./guards.ts";

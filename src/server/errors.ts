@@ -3,8 +3,8 @@
  * validation errors, @fastify/multipart's limit errors) to the one JSON error shape.
  */
 import type { FastifyError } from "fastify";
-import type { Settings } from "../config.ts";
-import { AppError, isAppError, isStorageFull, storageFullError } from "../errors.ts";
+import { AppError, isAppError, isStorageFull, storageFullError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import { describeValidationError } from "./validation.ts";
 
 export interface ErrorBody {

@@ -6,8 +6,8 @@
  */
 import { isIP } from "node:net";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { Settings } from "../config.ts";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 import { Budget } from "../util/budget.ts";
 import { mediaType } from "./routes/context.ts";
 

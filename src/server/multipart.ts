@@ -4,8 +4,8 @@
  * rather than failing the request, so a batch can report it as one failed item.
  */
 import type { FastifyRequest } from "fastify";
-import type { Settings } from "../config.ts";
-import { AppError, isAppError } from "../errors.ts";
+import { AppError, isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
 
 export interface UploadedFile {
   bytes: Buffer;

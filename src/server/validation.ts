@@ -6,7 +6,7 @@
 import type { ErrorObject, ValidateFunction } from "ajv";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import type { FastifySchemaCompiler } from "fastify";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 
 export interface SpecValidators {
   compiler: FastifySchemaCompiler<unknown>;

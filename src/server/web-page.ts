@@ -19,7 +19,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
-import { PROJECT_ROOT } from "../config.ts";
+import { PROJECT_ROOT } from "../core/settings.ts";
 
 export const WEB_SOURCE_DIR = path.join(PROJECT_ROOT, "web");
 export const WEB_DIST_DIR = path.join(PROJECT_ROOT, "dist", "web");

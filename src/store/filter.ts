@@ -13,8 +13,8 @@
  *
  * `$ne` and `$nin` also match items without the key, as "not equal" reads.
  */
-import { AppError } from "../errors.ts";
-import type { Filter, FilterValue } from "./types.ts";
+import { AppError } from "../core/errors.ts";
+import type { Filter, FilterValue } from "../core/types.ts";
 
 /** Keys: dot-separated segments of letters, digits, "_" and "-", each segment non-empty. */
 const METADATA_KEY = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;

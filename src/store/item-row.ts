@@ -1,5 +1,5 @@
 /** The items table's columns as both backends name them, and a row made into a StoredItem. */
-import type { Metadata } from "../library/types.ts";
+import type { Metadata } from "../core/types.ts";
 import type { StoredItem } from "./types.ts";
 
 export const ITEM_COLUMNS =

@@ -6,7 +6,7 @@
  *
  * Both backends keep the same two tables and return the same summaries; only the SQL differs.
  */
-import type { Metadata } from "../library/types.ts";
+import type { Metadata } from "../core/types.ts";
 
 export type JobItemState = "pending" | "claimed" | "indexed" | "duplicate" | "failed" | "cancelled";
 

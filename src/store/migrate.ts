@@ -5,7 +5,7 @@
  * (same content and id) is skipped — so an interrupted run is resumed by running it again. At
  * the end the target is checked: every source item is there, and a sample of vectors is equal.
  */
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import type { ItemStore, NewItem, StoredItem } from "./types.ts";
 
 export interface MigrateProgress {

@@ -1,5 +1,5 @@
 /** Opens the store the settings name: Postgres for a database URL, else SQLite in dataDir. */
-import { hnswShardCount, type Settings } from "../config.ts";
+import { hnswShardCount, type Settings } from "../core/settings.ts";
 import { PostgresStore } from "./postgres/store.ts";
 import { SqliteStore } from "./sqlite/store.ts";
 import type { ItemStore } from "./types.ts";

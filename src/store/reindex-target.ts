@@ -1,5 +1,5 @@
 /** The blue/green reindex record both backends keep in their `meta` table. */
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import type { ReindexTarget } from "./types.ts";
 
 export const REINDEX_KEY = "reindex_target";

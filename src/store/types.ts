@@ -7,7 +7,7 @@
  * An item, its embedding and (for uploads) its original bytes are committed together: when
  * `insertItems` resolves, they are durable, and a crash never leaves half an item.
  */
-import type { Item, Metadata } from "../library/types.ts";
+import type { Filter, Item, Metadata } from "../core/types.ts";
 import type { JobStore } from "./jobs.ts";
 
 export interface StoredItem extends Item {
@@ -63,23 +63,6 @@ export interface ReindexTarget extends ModelInfo {
   /** Every item has a staged embedding (manual mode waits here). */
   complete: boolean;
 }
-
-export type FilterValue = string | number | boolean | null;
-/** Operators of one key (see ./filter.ts); several AND together. */
-export interface FilterOperators {
-  $eq?: FilterValue;
-  $ne?: FilterValue;
-  $in?: FilterValue[];
-  $nin?: FilterValue[];
-  /** A number, or an ISO-8601 date string (compared as an instant). */
-  $gt?: number | string;
-  $gte?: number | string;
-  $lt?: number | string;
-  $lte?: number | string;
-  $exists?: boolean;
-}
-/** Metadata key (dotted for nested keys) → a value it must equal, or operators; keys AND. */
-export type Filter = Record<string, FilterValue | FilterOperators>;
 
 export interface NearestQuery {
   vector: Float32Array;
@@ -202,6 +185,14 @@ export interface ItemStore {
   reindexTarget(): Promise<ReindexTarget | undefined>;
   /** Records (or with undefined, forgets) the blue/green reindex in progress. */
   setReindexTarget(target: ReindexTarget | undefined): Promise<void>;
+
+  /**
+   * Whether a model's sample gallery was ever added to this library. Kept in the library
+   * itself, so every node sharing a database sees it and a deleted gallery never comes back.
+   */
+  gallerySeeded(): Promise<boolean>;
+  /** Records that the sample gallery was added (`note`: what, for a person reading the row). */
+  markGallerySeeded(note: string): Promise<void>;
 
   /** Loads what search needs (the SQLite backend's HNSW index) now, not at the first search. */
   prepare(): Promise<void>;

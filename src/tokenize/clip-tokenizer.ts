@@ -9,7 +9,7 @@
  */
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import { AppError } from "../errors.ts";
+import { AppError } from "../core/errors.ts";
 import { cleanText, PY_WHITESPACE_RUN } from "./clean.ts";
 import type { TextTokenizer, TokenizedText } from "./types.ts";
 

@@ -5,8 +5,8 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { AppError } from "../core/errors.ts";
 import type { ModelConfig } from "../encode/types.ts";
-import { AppError } from "../errors.ts";
 import { ClipTokenizer } from "./clip-tokenizer.ts";
 
 /** The config.json fields the tokenizer depends on. */

@@ -4,7 +4,7 @@
  * budget is clamped to it, so it runs alone rather than never. Waiters are bounded: past
  * `maxWaiting` the caller gets `busy()` at once (a 429 with a retry hint) instead of a place.
  */
-import type { AppError } from "../errors.ts";
+import type { AppError } from "../core/errors.ts";
 
 export class Budget {
   private used = 0;

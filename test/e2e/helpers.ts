@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { loadSettings, PROJECT_ROOT, type Settings } from "../../src/config.ts";
+import { loadSettings, PROJECT_ROOT, type Settings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { JobService } from "../../src/jobs/service.ts";
 import { startJobWorker } from "../../src/jobs/worker.ts";

@@ -1,7 +1,7 @@
 /** Runs the `longclip` command as a child process with the given stdin. */
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { PROJECT_ROOT } from "../../src/config.ts";
+import { PROJECT_ROOT } from "../../src/core/settings.ts";
 
 export interface CliRun {
   code: number | null;

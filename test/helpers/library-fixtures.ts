@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import sharp from "sharp";
-import { loadSettings, type Settings } from "../../src/config.ts";
+import { loadSettings, type Settings } from "../../src/core/settings.ts";
 
 /** A small PNG with a pseudo-random pattern: distinct bytes and distinct content per seed. */
 export async function patternPng(seed: number, size = 48): Promise<Buffer> {

@@ -1,6 +1,6 @@
 /**
  * The test Postgres (native PostgreSQL + pgvector, or PGlite where that cannot run: see
- * src/bench/test-postgres.ts) and test-only peers: a free port, a server that refuses every password.
+ * tools/bench/test-postgres.ts) and test-only peers: a free port, a server that refuses every password.
  */
 import net from "node:net";
 
@@ -8,7 +8,7 @@ export {
   startPostgres,
   type TestPostgres,
   testPostgresKind,
-} from "../../src/bench/test-postgres.ts";
+} from "../../tools/bench/test-postgres.ts";
 
 /** A loopback port nothing listens on (bound, then released). */
 export async function freePort(): Promise<number> {

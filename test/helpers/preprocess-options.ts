@@ -1,5 +1,5 @@
 /** Preprocessing options of a 224-pixel CLIP model with the default limits. */
-import { DEFAULT_SETTINGS } from "../../src/config.ts";
+import { DEFAULT_SETTINGS } from "../../src/core/settings.ts";
 import type { PreprocessOptions } from "../../src/preprocess/types.ts";
 
 export const CLIP_224: PreprocessOptions = {

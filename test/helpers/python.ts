@@ -1,7 +1,7 @@
 /** Whether the interpreter scripts/python picks has torch (the Python exporter's tests need it). */
 import { spawnSync } from "node:child_process";
 import path from "node:path";
-import { PROJECT_ROOT } from "../../src/config.ts";
+import { PROJECT_ROOT } from "../../src/core/settings.ts";
 
 export const PYTHON = path.join(PROJECT_ROOT, "scripts", "python");
 export const HAVE_PYTHON_TORCH = spawnSync(PYTHON, ["-c", "import torch"]).status === 0;

@@ -5,7 +5,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { PROJECT_ROOT } from "../../src/config.ts";
+import { PROJECT_ROOT } from "../../src/core/settings.ts";
 
 export const SHARED_DIR = path.resolve(
   process.env.LONGCLIP_SHARED ?? path.join(PROJECT_ROOT, "..", "shared"),

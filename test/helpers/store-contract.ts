@@ -4,9 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { isAppError } from "../../src/errors.ts";
+import { isAppError } from "../../src/core/errors.ts";
+import type { Filter } from "../../src/core/types.ts";
 import { WORKER_LOST } from "../../src/store/jobs.ts";
-import type { Filter, ItemStore, NewItem } from "../../src/store/types.ts";
+import type { ItemStore, NewItem } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
 
 export interface ContractOptions {
@@ -75,6 +76,24 @@ export function storeContract(name: string, options: ContractOptions): void {
         assert.equal(store.health().available, true);
       } finally {
         await store.close();
+      }
+    });
+
+    test("the sample gallery's seeded mark: absent, then kept across reopening", async () => {
+      const store = await fresh();
+      try {
+        assert.equal(await store.gallerySeeded(), false);
+        await store.markGallerySeeded('{"indexed": 2}');
+        await store.markGallerySeeded('{"indexed": 0}');
+        assert.equal(await store.gallerySeeded(), true);
+      } finally {
+        await store.close();
+      }
+      const again = await options.reopen();
+      try {
+        assert.equal(await again.gallerySeeded(), true);
+      } finally {
+        await again.close();
       }
     });
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .. import zeroshot
+from . import zeroshot
 from .config import (
     BASELINE,
     EVAL_SEED,
@@ -113,7 +113,7 @@ class Recipe:
         subprocess.run([sys.executable, "-m", "training", *argv], check=True, env=env)
 
     def node_bench(self, *argv: str) -> None:
-        command = ["node", "--import", "tsx", "scripts/bench-urban.ts", *argv]
+        command = ["node", "--import", "tsx", "tools/eval/bench-urban.ts", *argv]
         subprocess.run(command, check=True, cwd=REPO_ROOT, stdout=sys.stderr)
 
     # -- stages --------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ class Recipe:
             },
         }
         script = (
-            "import { writeLineChartPng } from './src/eval/chart.ts';"
+            "import { writeLineChartPng } from './tools/eval/chart.ts';"
             "import { readFileSync } from 'node:fs';"
             "const s = JSON.parse(readFileSync(0, 'utf8'));"
             "await writeLineChartPng(s.path, s.series, s.options);"

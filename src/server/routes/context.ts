@@ -1,7 +1,7 @@
 /** What every route module gets: the settings, the library and the server's shared parts. */
 import type { FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
 import type { OpenApiDocument } from "../../api/spec.ts";
-import type { Settings } from "../../config.ts";
+import type { Settings } from "../../core/settings.ts";
 import type { JobService } from "../../jobs/service.ts";
 import type { Library } from "../../library/types.ts";
 import type { TextTokenizer } from "../../tokenize/types.ts";

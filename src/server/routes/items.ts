@@ -1,8 +1,8 @@
 /** Items: indexing (multipart uploads or paths under the media root), listing, reading, deleting. */
 import path from "node:path";
 import type { Schemas } from "../../api/spec.ts";
-import { AppError } from "../../errors.ts";
-import type { IndexInput, IndexResult, Item } from "../../library/types.ts";
+import { AppError } from "../../core/errors.ts";
+import type { IndexInput, IndexResult, Item } from "../../core/types.ts";
 import { isInside, realOrSelf } from "../../util/paths.ts";
 import { listField, type MultipartForm, parseJson, readMultipart } from "../multipart.ts";
 import { assertValid } from "../validation.ts";

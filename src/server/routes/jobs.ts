@@ -1,6 +1,6 @@
 /** Jobs: folders or files under the media root, indexed in the background by workers. */
 import type { Schemas } from "../../api/spec.ts";
-import { AppError } from "../../errors.ts";
+import { AppError } from "../../core/errors.ts";
 import type { JobSummary } from "../../store/jobs.ts";
 import { type Handlers, idParam, type RouteContext } from "./context.ts";
 

@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Schemas } from "../../api/spec.ts";
-import { AppError } from "../../errors.ts";
+import { AppError } from "../../core/errors.ts";
 import type { ReindexStatus } from "../../library/blue-green.ts";
 import type { ReindexTarget } from "../../store/types.ts";
 import { isInside, realPathOrUndefined } from "../../util/paths.ts";

@@ -1,8 +1,7 @@
 /** Search by text or by image, and the tokenizer view the page uses to show what is read. */
 import type { Schemas } from "../../api/spec.ts";
-import { AppError } from "../../errors.ts";
-import type { Hit } from "../../library/types.ts";
-import type { Filter } from "../../store/types.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Filter, Hit } from "../../core/types.ts";
 import { parseJson, readMultipart } from "../multipart.ts";
 import { assertValid } from "../validation.ts";
 import { keptChars } from "../web.ts";

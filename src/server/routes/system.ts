@@ -1,6 +1,6 @@
 /** Liveness, readiness, statistics, Prometheus metrics and the OpenAPI document. */
 import type { Schemas } from "../../api/spec.ts";
-import { AppError } from "../../errors.ts";
+import { AppError } from "../../core/errors.ts";
 import type { Handlers, RouteContext } from "./context.ts";
 
 export function systemHandlers({ library, metrics, spec, isClosing }: RouteContext): Handlers {

@@ -3,7 +3,7 @@
  * `database_unavailable` with Retry-After; the pool reconnects by itself), the node is
  * misconfigured (a start-up error that says what to fix), or anything else (rethrown).
  */
-import { AppError, isAppError } from "../../errors.ts";
+import { AppError, isAppError } from "../../core/errors.ts";
 
 /** Seconds a client is asked to wait before retrying when the database is unreachable. */
 export const RETRY_AFTER_SECONDS = 5;

@@ -1,6 +1,7 @@
 /** Metadata filters (see ../filter.ts for the semantics) as Postgres conditions over jsonb. */
+
+import type { Filter, FilterValue } from "../../core/types.ts";
 import { filterTerms, ISO_DATE_PATTERN } from "../filter.ts";
-import type { Filter, FilterValue } from "../types.ts";
 
 const RANGE_SQL = { gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
 

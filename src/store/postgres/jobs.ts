@@ -3,7 +3,7 @@
  * workers never wait for each other nor take the same rows, and a claim is one short
  * transaction. Times come from the database's clock, so leases do not depend on the hosts'.
  */
-import type { Metadata } from "../../library/types.ts";
+import type { Metadata } from "../../core/types.ts";
 import {
   type ClaimedItem,
   emptyCounts,

@@ -3,7 +3,7 @@
  * the driver), created_at as timestamptz, vectors as pgvector's text form.
  */
 import { fromSql, toSql } from "pgvector";
-import type { Metadata } from "../../library/types.ts";
+import type { Metadata } from "../../core/types.ts";
 import { type ItemRow as Row, rowToItem } from "../item-row.ts";
 import type { StoredItem } from "../types.ts";
 

@@ -4,7 +4,7 @@
  * start together migrate once. A node refuses a database whose version is newer than it knows.
  */
 import type pg from "pg";
-import { AppError } from "../../errors.ts";
+import { AppError } from "../../core/errors.ts";
 
 const MIGRATIONS: readonly string[] = [
   // 1: items with their embedding (one model at a time), originals, reindex staging, jobs.

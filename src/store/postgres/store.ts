@@ -13,12 +13,12 @@
  */
 
 import type pg from "pg";
-import { AppError } from "../../errors.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type {
   EmbeddingRow,
-  Filter,
   IndexParameters,
   InsertOutcome,
   ItemStore,
@@ -330,6 +330,18 @@ export class PostgresStore implements ItemStore {
       await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
       await ensureIndex(client, this.options, model.dims);
     });
+  }
+
+  async gallerySeeded(): Promise<boolean> {
+    const result = await this.query("SELECT 1 FROM longclip.meta WHERE key = 'gallery_seeded'");
+    return result.rows.length > 0;
+  }
+
+  async markGallerySeeded(note: string): Promise<void> {
+    await this.query(
+      "INSERT INTO longclip.meta (key, value) VALUES ('gallery_seeded', $1) ON CONFLICT (key) DO NOTHING",
+      [note],
+    );
   }
 
   async clearStaging(): Promise<void> {

@@ -4,8 +4,8 @@
  * `registerFilterFunctions` adds to each connection.
  */
 import type Database from "better-sqlite3";
+import type { Filter, FilterValue } from "../../core/types.ts";
 import { filterTerms, isoDateMs } from "../filter.ts";
-import type { Filter, FilterValue } from "../types.ts";
 
 /** SQL function (registered per connection): epoch ms of an ISO-8601 date string, else NULL. */
 const ISO_MS_FUNCTION = "longclip_iso_ms";

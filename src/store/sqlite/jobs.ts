@@ -3,7 +3,7 @@
  * the Postgres backend has. One process owns the database, so a transaction is the lock.
  */
 import type Database from "better-sqlite3";
-import type { Metadata } from "../../library/types.ts";
+import type { Metadata } from "../../core/types.ts";
 import {
   type ClaimedItem,
   emptyCounts,

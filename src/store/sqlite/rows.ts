@@ -2,7 +2,7 @@
  * How the embedded backend stores an item and a vector: metadata as JSON text, created_at as
  * ISO text, embeddings as little-endian float32 BLOBs.
  */
-import type { Metadata } from "../../library/types.ts";
+import type { Metadata } from "../../core/types.ts";
 import { type ItemRow as Row, rowToItem } from "../item-row.ts";
 import type { StoredItem } from "../types.ts";
 

@@ -4,16 +4,10 @@
  * the FTS5 table of the items' text fields.
  */
 import type Database from "better-sqlite3";
+import type { Filter } from "../../core/types.ts";
 import { exactSearch } from "../../vector-index/exact.ts";
 import type { Neighbour } from "../../vector-index/hnsw.ts";
-import type {
-  Filter,
-  KeywordQuery,
-  ModelInfo,
-  NearestQuery,
-  ScoredItem,
-  StoredItem,
-} from "../types.ts";
+import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem, StoredItem } from "../types.ts";
 import type { SqliteEmbeddings } from "./embeddings.ts";
 import { filterToSql } from "./filter-sql.ts";
 import type { HnswCache } from "./hnsw-cache.ts";

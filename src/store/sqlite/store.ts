@@ -12,13 +12,13 @@
  *
  * better-sqlite3 is synchronous: the methods are async only to fit the seam.
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
+import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import type {
   EmbeddingRow,
-  Filter,
   IndexParameters,
   InsertOutcome,
   ItemStore,
@@ -43,6 +43,11 @@ import { migrate } from "./schema.ts";
 import { SqliteSearch } from "./search.ts";
 import { SqliteStaging } from "./staging.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
+
+/** The meta row that says the sample gallery was added (see ItemStore.gallerySeeded). */
+const GALLERY_SEEDED_KEY = "gallery_seeded";
+/** Where earlier versions kept that fact: a file in the data directory. */
+const LEGACY_GALLERY_MARKER = "gallery-indexed.json";
 
 export interface SqliteStoreOptions extends IndexParameters {
   dataDir: string;
@@ -293,6 +298,18 @@ export class SqliteStore implements ItemStore {
   async prepare(): Promise<void> {
     const model = this.modelNow();
     if (model !== undefined) await this.hnsw.ready(model);
+  }
+
+  async gallerySeeded(): Promise<boolean> {
+    // Data directories seeded before the fact moved into the database have the marker file.
+    return (
+      this.stmts.getMeta.get(GALLERY_SEEDED_KEY) !== undefined ||
+      existsSync(path.join(this.options.dataDir, LEGACY_GALLERY_MARKER))
+    );
+  }
+
+  async markGallerySeeded(note: string): Promise<void> {
+    this.stmts.setMeta.run(GALLERY_SEEDED_KEY, note);
   }
 
   async clearStaging(): Promise<void> {

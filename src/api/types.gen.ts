@@ -589,7 +589,11 @@ export interface components {
             /** @description Top-level metadata keys keyword matching looks in (default the server's `--text-fields`). */
             text_fields?: string[];
         };
-        /** @description Metadata key (dotted for nested keys) → condition; all must hold. */
+        /**
+         * @description Metadata key (dotted for nested keys) → condition; all must hold. At most 32 keys and
+         *     `maxFilterValues` values (256 by default) in all: each plain value or operand counts
+         *     one, each element of an `$in`/`$nin` list one; more is `400 filter_too_large`.
+         */
         Filter: {
             [key: string]: components["schemas"]["FilterCondition"];
         };
@@ -993,7 +997,8 @@ export interface operations {
              * @description `validation_failed` (also: an unknown filter operator or an operand of the wrong
              *     type, named by its path, e.g. `filter.year.$gt`; neither or both of `query` and
              *     `compose`; composed parts that cancel out), `invalid_filter` (a malformed key),
-             *     `malformed_json`, `empty_query` (empty or only whitespace), `query_too_long` (over
+             *     `filter_too_large` (the filter names more than `maxFilterValues` values, 256 by
+             *     default, all keys and `$in`/`$nin` elements together), `malformed_json`, `empty_query` (empty or only whitespace), `query_too_long` (over
              *     `maxQueryChars` characters, or over the context with `truncate: false`),
              *     `k_out_of_range` (k outside 1..`maxK`), `offset_out_of_range` (offset + k over
              *     `maxK`).

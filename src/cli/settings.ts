@@ -30,6 +30,7 @@ const SERVER_ONLY_KEYS = new Set<keyof Settings>([
   "maxBufferedBytes",
   "maxJsonBytes",
   "shutdownTimeoutMs",
+  "logFormat",
 ]);
 
 export const LIBRARY_SETTING_KEYS = SETTING_KEYS.filter((key) => !SERVER_ONLY_KEYS.has(key));
@@ -60,6 +61,7 @@ function placeholder(key: keyof Settings): string {
   if (key === "textFields") return "keys";
   if (key === "keepUploadFilename" || key === "nativeJpeg") return "on|off";
   if (key === "nearDuplicateThreshold") return "cosine";
+  if (key === "logFormat") return "auto|pretty|json";
   return "n";
 }
 

@@ -17,6 +17,7 @@ const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
   preprocess: ["exact", "fast"],
   nativeJpeg: ["on", "off"],
   keepUploadFilename: ["on", "off"],
+  logFormat: ["auto", "pretty", "json"],
 };
 
 /** Settings that are a fraction from 0 to 1 rather than an integer. */
@@ -125,6 +126,21 @@ export interface Settings extends ImageLimits {
    * stored one (`near_duplicate_of`); 0 turns the check off.
    */
   nearDuplicateThreshold: number;
+  /**
+   * Values one metadata filter may name, all keys together (each `$in`/`$nin` element counts):
+   * bounds what one search request costs to parse and bind.
+   */
+  maxFilterValues: number;
+  /**
+   * Worker threads that run the embedded backend's filtered and keyword queries (each with its
+   * own SQLite connection), so a costly filter never holds up the event loop.
+   */
+  sqliteReadWorkers: number;
+  /**
+   * The server log: `pretty` (a short line per event, for a person), `json` (a JSON object
+   * per line, for a log collector) or `auto` (pretty on a terminal, JSON otherwise).
+   */
+  logFormat: "auto" | "pretty" | "json";
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -177,6 +193,9 @@ export const DEFAULT_SETTINGS: Settings = {
   hybridCandidates: 100,
   duplicateNeighbours: 10,
   nearDuplicateThreshold: 0,
+  maxFilterValues: 256,
+  sqliteReadWorkers: 2,
+  logFormat: "auto",
 };
 
 /** The shard count `hnswShards` means (0: one per core). */

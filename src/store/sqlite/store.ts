@@ -38,6 +38,7 @@ import { registerFilterFunctions } from "./filter-sql.ts";
 import { HnswCache } from "./hnsw-cache.ts";
 import { SqliteJobs } from "./jobs.ts";
 import { Originals } from "./originals.ts";
+import { SqliteReaders } from "./readers.ts";
 import { toItem, vectorToBlob } from "./rows.ts";
 import { migrate } from "./schema.ts";
 import { SqliteSearch } from "./search.ts";
@@ -60,6 +61,8 @@ export interface SqliteStoreOptions extends IndexParameters {
   exactFilterLimit?: number;
   /** HNSW shards, each on its own worker thread (default 1; see vector-index/hnsw-shards.ts). */
   hnswShards?: number;
+  /** Worker threads for filtered and keyword queries (default 2, at least 1; ./readers.ts). */
+  readWorkers?: number;
 }
 
 export class SqliteStore implements ItemStore {
@@ -72,6 +75,7 @@ export class SqliteStore implements ItemStore {
   private readonly hnsw: HnswCache;
   private readonly search: SqliteSearch;
   private readonly staging: SqliteStaging;
+  private readonly readers: SqliteReaders;
   private readonly saveTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: SqliteStoreOptions) {
@@ -103,7 +107,8 @@ export class SqliteStore implements ItemStore {
       this.embeddings,
       report,
     );
-    this.search = new SqliteSearch(this.db, this.stmts, this.embeddings, this.hnsw, {
+    this.readers = new SqliteReaders(file, Math.max(1, options.readWorkers ?? 2));
+    this.search = new SqliteSearch(this.stmts, this.embeddings, this.hnsw, this.readers, {
       exactFilterLimit: options.exactFilterLimit ?? EXACT_FILTER_LIMIT,
       currentModel: () => this.modelNow(),
     });
@@ -366,6 +371,7 @@ export class SqliteStore implements ItemStore {
     if (this.saveTimer !== undefined) clearInterval(this.saveTimer);
     if (!this.db.open) return;
     try {
+      await this.readers.close();
       await this.hnsw.close();
     } finally {
       this.db.close();

@@ -5,12 +5,12 @@
  * workers and the database used, to tell what limits the rate.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import { JobService } from "../../src/jobs/service.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
+import { processTreeCpuSeconds } from "./attack.ts";
 import type { BenchContext } from "./context.ts";
 import { writeSyntheticJpegs } from "./images.ts";
 import { startPostgres } from "./test-postgres.ts";
@@ -35,35 +35,6 @@ export interface WorkersParams {
   /** Worker counts to run, e.g. [1, 2]; the machine's cores are split between them. */
   counts: readonly number[];
   cores: number;
-}
-
-/**
- * CPU seconds (user + system) a process and its descendants have used, from /proc (Linux): a
- * native Postgres works in one child process per connection. Children already reaped are in
- * their parent's cutime/cstime.
- */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  const processes = new Map<number, { parent: number; ticks: number }>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // After "comm) ": state, ppid, ... utime, stime, cutime, cstime (0-based 11 to 14).
-      const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
-      const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
-      processes.set(Number(entry), { parent: Number(fields[1]), ticks });
-    } catch {
-      // The process ended while we read /proc.
-    }
-  }
-  let ticks = 0;
-  const pending = [pid];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    ticks += processes.get(next)?.ticks ?? 0;
-    for (const [child, info] of processes) if (info.parent === next) pending.push(child);
-  }
-  return ticks / 100;
 }
 
 async function startWorker(args: readonly string[]): Promise<ChildProcess> {
@@ -126,8 +97,8 @@ export async function measureWorkers(
           ]),
         );
       }
-      const cpuBefore = workers.map((w) => cpuSeconds(w.pid));
-      const dbCpuBefore = cpuSeconds(db.pid());
+      const cpuBefore = workers.map((w) => processTreeCpuSeconds(w.pid));
+      const dbCpuBefore = processTreeCpuSeconds(db.pid());
       const service = new JobService(store.jobs, { mediaRoot: media, maxJobItems: params.files });
       const job = await service.create({ paths: ["photos"] });
       let seconds = 0;
@@ -142,7 +113,7 @@ export async function measureWorkers(
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
       const workerCpu = workers.reduce(
-        (sum, w, i) => sum + cpuSeconds(w.pid) - (cpuBefore[i] ?? 0),
+        (sum, w, i) => sum + processTreeCpuSeconds(w.pid) - (cpuBefore[i] ?? 0),
         0,
       );
       rows.push({
@@ -152,7 +123,8 @@ export async function measureWorkers(
         seconds,
         filesPerS: params.files / seconds,
         workerCpuMsPerFile: (workerCpu * 1000) / params.files,
-        databaseCpuMsPerFile: ((cpuSeconds(db.pid()) - dbCpuBefore) * 1000) / params.files,
+        databaseCpuMsPerFile:
+          ((processTreeCpuSeconds(db.pid()) - dbCpuBefore) * 1000) / params.files,
       });
       ctx.log(`workers: ${count} worker(s): ${(params.files / seconds).toFixed(1)} files/s`);
     } finally {

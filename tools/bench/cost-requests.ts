@@ -8,16 +8,16 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
-  cpuSeconds,
   measureRequests,
   openBenchStore,
   peakRssMb,
   postJson,
+  processTreeCpuSeconds,
   type Served,
   seedItems,
   serve,
 } from "./attack.ts";
-import { startPostgres } from "./pglite.ts";
+import { startPostgres } from "./test-postgres.ts";
 
 export interface RequestCostRow {
   backend: string;
@@ -86,14 +86,14 @@ export async function measureDuplicateCosts(options: {
           sends: (() => Promise<{ status: number; body: string }>)[],
         ) => {
           options.log(`${backend}: ${request}`);
-          const dbBefore = dbPid === undefined ? 0 : cpuSeconds(dbPid);
+          const dbBefore = dbPid === undefined ? 0 : processTreeCpuSeconds(dbPid);
           const result = await measureRequests(served, sends);
           rows.push({
             backend,
             request,
             statuses: [...new Set(result.statuses)].join(","),
             serverCpuS: result.cpuS,
-            databaseCpuS: dbPid === undefined ? undefined : cpuSeconds(dbPid) - dbBefore,
+            databaseCpuS: dbPid === undefined ? undefined : processTreeCpuSeconds(dbPid) - dbBefore,
             healthMaxMs: result.healthMaxMs,
           });
         };

@@ -24,7 +24,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { createVectorExtension, dropProductSchema } from "./postgres-admin.ts";
-import type { TestPostgres } from "./test-postgres.ts";
+import type { TestPostgres } from "./postgres-handle.ts";
 
 /** Where a usable server installation is, or why there is none. */
 export type NativePostgresInstall =

@@ -9,7 +9,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import { createVectorExtension, dropProductSchema } from "./postgres-admin.ts";
-import type { TestPostgres } from "./test-postgres.ts";
+import type { TestPostgres } from "./postgres-handle.ts";
 
 interface Launched {
   child: ChildProcess;

@@ -60,7 +60,7 @@ function placeholder(key: keyof Settings): string {
   if (key === "apiKey") return "key";
   if (key === "textFields") return "keys";
   if (key === "keepUploadFilename" || key === "nativeJpeg") return "on|off";
-  if (key === "nearDuplicateThreshold") return "cosine";
+  if (key === "nearDuplicateThreshold" || key === "minDuplicateThreshold") return "cosine";
   if (key === "logFormat") return "auto|pretty|json";
   return "n";
 }

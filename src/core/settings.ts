@@ -21,7 +21,7 @@ const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
 };
 
 /** Settings that are a fraction from 0 to 1 rather than an integer. */
-const FRACTION_KEYS = new Set<keyof Settings>(["nearDuplicateThreshold"]);
+const FRACTION_KEYS = new Set<keyof Settings>(["nearDuplicateThreshold", "minDuplicateThreshold"]);
 
 export interface ImageLimits {
   /** Largest accepted encoded image, in bytes. */
@@ -127,10 +127,19 @@ export interface Settings extends ImageLimits {
    */
   nearDuplicateThreshold: number;
   /**
+   * The lowest threshold GET /duplicates accepts: one scan keeps every neighbour pair at least
+   * this similar and answers every threshold above it, so it bounds the pairs kept in memory.
+   */
+  minDuplicateThreshold: number;
+  /**
    * Values one metadata filter may name, all keys together (each `$in`/`$nin` element counts):
    * bounds what one search request costs to parse and bind.
    */
   maxFilterValues: number;
+  /** Sentence windows one text is read in with `long_query: "chunk"` (the rest is cut and flagged). */
+  maxQueryWindows: number;
+  /** Text-tower runs (texts and their windows) one search request may need; more is refused. */
+  maxRequestWindows: number;
   /**
    * Worker threads that run the embedded backend's filtered and keyword queries (each with its
    * own SQLite connection), so a costly filter never holds up the event loop.
@@ -193,7 +202,10 @@ export const DEFAULT_SETTINGS: Settings = {
   hybridCandidates: 100,
   duplicateNeighbours: 10,
   nearDuplicateThreshold: 0,
+  minDuplicateThreshold: 0.5,
   maxFilterValues: 256,
+  maxQueryWindows: 8,
+  maxRequestWindows: 32,
   sqliteReadWorkers: 2,
   logFormat: "auto",
 };

@@ -68,6 +68,7 @@ export interface Settings extends ImageLimits {
   queryCacheSize: number;
   hnswM: number;
   hnswEfConstruction: number;
+  /** HNSW efSearch on both backends; 0 = chosen per search from k + offset and the index size. */
   hnswEfSearch: number;
   /**
    * HNSW shards of the embedded backend, each an index on its own worker thread: inserts scale
@@ -80,6 +81,13 @@ export interface Settings extends ImageLimits {
   databaseUrl: string | undefined;
   /** The type pgvector's HNSW index stores: halfvec (half the memory) or vector. */
   pgVectorType: "halfvec" | "vector";
+  /**
+   * maintenance_work_mem (MiB) of a pgvector HNSW build; 0 = the graph's estimated size, so
+   * the build stays in memory (docs/scaling.md).
+   */
+  pgBuildMemoryMb: number;
+  /** max_parallel_maintenance_workers of a pgvector HNSW build; 0 = the server's setting. */
+  pgBuildWorkers: number;
   /** Whether `serve` also runs jobs: auto = yes on SQLite, no on Postgres (run workers). */
   jobWorker: "auto" | "on" | "off";
   /** How long a worker holds a claimed chunk before another may take it over (renewed while it works). */
@@ -176,11 +184,13 @@ export const DEFAULT_SETTINGS: Settings = {
   queryCacheSize: 1024,
   hnswM: 16,
   hnswEfConstruction: 200,
-  hnswEfSearch: 100,
+  hnswEfSearch: 0,
   hnswShards: 1,
   indexSaveIntervalMs: 30_000,
   databaseUrl: undefined,
   pgVectorType: "halfvec",
+  pgBuildMemoryMb: 0,
+  pgBuildWorkers: 0,
   jobWorker: "auto",
   jobLeaseMs: 60_000,
   maxJobItems: 1_000_000,

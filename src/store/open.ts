@@ -18,6 +18,8 @@ export async function openStore(
       url: settings.databaseUrl,
       ...parameters,
       vectorType: settings.pgVectorType,
+      buildMemoryMb: settings.pgBuildMemoryMb,
+      buildWorkers: settings.pgBuildWorkers,
     });
   }
   return new SqliteStore({

@@ -84,10 +84,13 @@ export class Db {
     }
   }
 
-  /** Runs `work` in one transaction on one connection; rolls back if it throws. */
-  transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` in one transaction on one connection; rolls back if it throws. `prelude`
+   * (statements without parameters, e.g. SET LOCAL) is sent with the BEGIN, in one round trip.
+   */
+  transaction<T>(work: (client: pg.PoolClient) => Promise<T>, prelude?: string): Promise<T> {
     return this.withClient(async (client) => {
-      await client.query("BEGIN");
+      await client.query(prelude === undefined ? "BEGIN" : `BEGIN; ${prelude}`);
       try {
         const result = await work(client);
         await client.query("COMMIT");

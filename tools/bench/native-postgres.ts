@@ -13,6 +13,7 @@ import {
   chownSync,
   closeSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -146,6 +147,12 @@ export interface NativePostgresOptions {
   port?: number;
   /** Server settings on top of TEST_SETTINGS (e.g. fsync "on" for a benchmark). */
   settings?: Readonly<Record<string, string>>;
+  /**
+   * A directory kept between runs (a benchmark's cache): its cluster is reused when it has
+   * one (initdb otherwise), and it is never removed. Absent: a new temporary directory,
+   * removed when this process exits.
+   */
+  keepDir?: string;
 }
 
 interface Running {
@@ -182,10 +189,17 @@ export async function startNativePostgres(
   const install = findNativePostgres();
   if (!install.ok) throw new Error(`native PostgreSQL is not available: ${install.reason}`);
   const { bindir, runAs } = install;
-  const base = mkdtempSync(path.join(os.tmpdir(), "longclip-pg-"));
+  const kept = options.keepDir !== undefined;
+  const base = kept
+    ? path.resolve(options.keepDir as string)
+    : mkdtempSync(path.join(os.tmpdir(), "longclip-pg-"));
+  mkdirSync(base, { recursive: true });
   const data = path.join(base, "data");
   const log = path.join(base, "server.log");
   if (runAs !== undefined) chownSync(base, runAs.uid, runAs.gid);
+  const removeBase = () => {
+    if (!kept) rmSync(base, { recursive: true, force: true });
+  };
 
   /** Runs a server binary as the server's user; with setpriv, it dies with this process. */
   const command = (name: string, args: readonly string[]): [string, string[]] => {
@@ -202,21 +216,24 @@ export async function startNativePostgres(
   };
 
   try {
-    run("initdb", [
-      "--pgdata",
-      data,
-      "--username",
-      "postgres",
-      "--auth",
-      "trust",
-      "--encoding",
-      "UTF8",
-      "--locale",
-      "C",
-      "--no-sync",
-    ]);
+    if (!existsSync(path.join(data, "PG_VERSION"))) {
+      rmSync(data, { recursive: true, force: true });
+      run("initdb", [
+        "--pgdata",
+        data,
+        "--username",
+        "postgres",
+        "--auth",
+        "trust",
+        "--encoding",
+        "UTF8",
+        "--locale",
+        "C",
+        "--no-sync",
+      ]);
+    }
   } catch (error) {
-    rmSync(base, { recursive: true, force: true });
+    removeBase();
     const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
     throw new Error(`initdb failed: ${stderr || (error as Error).message}`);
   }
@@ -269,7 +286,7 @@ export async function startNativePostgres(
       // Another process took the free port between the check and the bind: try another.
       const taken = /could not bind|Address already in use/.test(String(error));
       if (options.port || !taken || attempt >= 3) {
-        rmSync(base, { recursive: true, force: true });
+        removeBase();
         throw error;
       }
     }
@@ -295,12 +312,13 @@ export async function startNativePostgres(
     stopNow() {
       if (current !== undefined && current.child.exitCode === null) {
         try {
-          pgCtlStop("immediate");
+          // A kept cluster is shut down cleanly: no crash recovery at its next start.
+          pgCtlStop(kept ? "fast" : "immediate");
         } catch {
           current.child.kill("SIGKILL");
         }
       }
-      rmSync(base, { recursive: true, force: true });
+      removeBase();
     },
   };
   live.add(entry);

@@ -1,183 +1,512 @@
 /**
- * Every setting and limit of the product in one place. Each has a default, an environment
- * variable (LONGCLIP_*) and a CLI flag (kebab-case of the key, wired in src/cli).
+ * Every setting and limit of the product, one record each in `SETTINGS`: its default, what kind
+ * of value it takes, where it applies, its environment variable, its CLI flag and its help. The
+ * `Settings` type, the environment parsing (here) and the flags and their help (src/cli/
+ * settings.ts) are all made from the table. A value comes from the flag, else the variable,
+ * else the default.
  */
-import { availableParallelism } from "node:os";
+import { readFileSync } from "node:fs";
+import { availableParallelism, homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { AppError } from "./errors.ts";
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-export type Device = "cpu" | "cuda" | "auto";
+/**
+ * How a setting's text is read: `integer` (from `min`, default 0), `fraction` (0 to 1), `choice`
+ * (one of `choices`), `path` (resolved against the working directory) or `text` (as given).
+ */
+export type SettingKind = "integer" | "fraction" | "choice" | "path" | "text";
 
-/** Choices of the settings that are one of a few words. */
-const CHOICES: Partial<Record<keyof Settings, readonly string[]>> = {
-  pgVectorType: ["halfvec", "vector"],
-  jobWorker: ["auto", "on", "off"],
-  preprocess: ["exact", "fast"],
-  nativeJpeg: ["on", "off"],
-  keepUploadFilename: ["on", "off"],
-};
+/**
+ * Which commands take a setting as a flag: `library` the library and encoder settings (every
+ * command that opens a library), `server` those only the HTTP server uses (`serve`), `pull`
+ * those of downloading models (`pull`).
+ */
+export type SettingScope = "library" | "server" | "pull";
 
-/** Settings that are a fraction from 0 to 1 rather than an integer. */
-const FRACTION_KEYS = new Set<keyof Settings>(["nearDuplicateThreshold"]);
-
-export interface ImageLimits {
-  /** Largest accepted encoded image, in bytes. */
-  maxImageBytes: number;
-  /** Largest accepted decoded image, in pixels (width × height): decompression bombs. */
-  maxImagePixels: number;
+export interface SettingSpec {
+  readonly default: number | string | undefined;
+  readonly kind: SettingKind;
+  readonly choices?: readonly string[];
+  /** The smallest integer accepted (default 0). */
+  readonly min?: number;
+  readonly scope: SettingScope;
+  /** The environment variable. */
+  readonly env: string;
+  /** A variable container platforms set, honoured when `env` is unset or empty. */
+  readonly platformEnv?: string;
+  /** The CLI flag, without its dashes. */
+  readonly flag: string;
+  /** What the flag's value is called in --help (default: `n`, `dir`, or the choices). */
+  readonly placeholder?: string;
+  /** One line for --help. */
+  readonly help: string;
 }
 
-export interface Settings extends ImageLimits {
-  modelDir: string;
-  dataDir: string;
-  host: string;
-  port: number;
-  device: Device;
-  /** ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose. */
-  threads: number;
-  /** Images per encoder call. */
-  imageBatchSize: number;
-  /**
-   * How images are resized for the vision tower: `exact` reproduces the official (Pillow)
-   * pixels; `fast` lets libvips shrink JPEG/WebP while decoding and resize, several times
-   * cheaper and a little different (src/preprocess). Part of the library's model id.
-   */
-  preprocess: "exact" | "fast";
-  /** Worker threads that decode and resize images; 0 = one per core but one (at least 1). */
-  preprocessWorkers: number;
-  /**
-   * Decode plain JPEGs with the optional native libjpeg-turbo addon where its pixels are
-   * byte-identical to sharp's (src/preprocess/jpeg-native.ts); `off` leaves all to sharp.
-   */
-  nativeJpeg: "on" | "off";
-  /** Texts per encoder call. */
-  textBatchSize: number;
-  apiKey: string | undefined;
-  /** Files under this directory may be indexed by path (POST /index JSON body); unset disables it. */
-  mediaRoot: string | undefined;
-  maxBatchItems: number;
-  maxRequestBytes: number;
-  maxQueryChars: number;
-  maxK: number;
-  /** Pending embedding jobs before the server answers 429. */
-  maxQueueDepth: number;
-  /** Query embeddings kept for repeated queries (least recently used go first); 0 turns it off. */
-  queryCacheSize: number;
-  hnswM: number;
-  hnswEfConstruction: number;
-  hnswEfSearch: number;
-  /**
-   * HNSW shards of the embedded backend, each an index on its own worker thread: inserts scale
-   * with the shards (given the cores), a search visits every shard. 0 = one per core.
-   */
-  hnswShards: number;
-  /** Milliseconds between periodic saves of the HNSW index. */
-  indexSaveIntervalMs: number;
-  /** postgres://… to keep the library in PostgreSQL + pgvector instead of dataDir (SQLite). */
-  databaseUrl: string | undefined;
-  /** The type pgvector's HNSW index stores: halfvec (half the memory) or vector. */
-  pgVectorType: "halfvec" | "vector";
-  /** Whether `serve` also runs jobs: auto = yes on SQLite, no on Postgres (run workers). */
-  jobWorker: "auto" | "on" | "off";
-  /** How long a worker holds a claimed chunk before another may take it over (renewed while it works). */
-  jobLeaseMs: number;
-  /** Files in one job. */
-  maxJobItems: number;
-  /** Largest decoded image for `POST /search/image` (lower than maxImagePixels: a query needs no 50 Mpx). */
-  maxQueryImagePixels: number;
-  /** Pixels decoded at once across all requests (ingest, image search, thumbnails): bounds decoding memory. */
-  maxDecodePixels: number;
-  /** Bytes of request bodies and image reads held in memory at once, across all requests. */
-  maxBufferedBytes: number;
-  /** Largest JSON request body (multipart uploads are bounded by maxRequestBytes). */
-  maxJsonBytes: number;
-  /** A request must arrive completely within this time (0: no limit). */
-  requestTimeoutMs: number;
-  /** A request's headers must arrive within this time. */
-  headersTimeoutMs: number;
-  /** A kept-alive connection idle between requests for this long is closed. */
-  idleTimeoutMs: number;
-  /** Open connections at once; more are closed at once. */
-  maxConnections: number;
-  /** Host names (besides IP literals, localhost and --host) this server answers to; comma-separated, `*` for any. */
-  allowedHosts: string | undefined;
-  /** Origins (scheme://host:port) whose pages may call this server (CORS); comma-separated, `*` for any. */
-  corsOrigins: string | undefined;
-  /** A file holding the API key (keeps it out of `ps` and the environment). */
-  apiKeyFile: string | undefined;
-  /** Longest a SIGTERM/SIGINT shutdown may take before the process exits anyway. */
-  shutdownTimeoutMs: number;
-  /**
-   * Metadata keys (comma-separated) that keyword and hybrid search look in. Every top-level
-   * string (or array of strings) is indexed, so changing this needs no re-indexing.
-   */
-  textFields: string;
-  /** Keep an upload's file name as metadata `filename` (unless the metadata has one). */
-  keepUploadFilename: "on" | "off";
-  /** Candidates each ranking (vector, keyword) gives hybrid search before fusion. */
-  hybridCandidates: number;
-  /** ANN neighbours looked at per item when grouping near-duplicates (GET /duplicates). */
-  duplicateNeighbours: number;
-  /**
-   * POST /index flags a new item whose image embedding is at least this similar (cosine) to a
-   * stored one (`near_duplicate_of`); 0 turns the check off.
-   */
-  nearDuplicateThreshold: number;
+const MiB = 1024 * 1024;
+
+export const SETTINGS = {
+  modelDir: {
+    default: path.join(PROJECT_ROOT, "models", "demo"),
+    kind: "path",
+    scope: "library",
+    env: "LONGCLIP_MODEL_DIR",
+    flag: "model",
+    help: "model directory",
+  },
+  dataDir: {
+    default: path.join(PROJECT_ROOT, "data"),
+    kind: "path",
+    scope: "library",
+    env: "LONGCLIP_DATA_DIR",
+    flag: "data",
+    help: "data directory: SQLite database, HNSW index, uploaded originals",
+  },
+  host: {
+    default: "127.0.0.1",
+    kind: "text",
+    scope: "server",
+    env: "LONGCLIP_HOST",
+    platformEnv: "HOST",
+    flag: "host",
+    placeholder: "host",
+    help: "address to listen on",
+  },
+  port: {
+    default: 8080,
+    kind: "integer",
+    scope: "server",
+    env: "LONGCLIP_PORT",
+    platformEnv: "PORT",
+    flag: "port",
+    help: "port to listen on",
+  },
+  device: {
+    default: "cpu",
+    kind: "choice",
+    choices: ["cpu", "cuda", "auto"],
+    scope: "library",
+    env: "LONGCLIP_DEVICE",
+    flag: "device",
+    placeholder: "device",
+    help: "where the model runs: cpu, cuda (an error if CUDA is not usable) or auto (CUDA, else CPU)",
+  },
+  threads: {
+    default: 0,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_THREADS",
+    flag: "threads",
+    help: "ONNX Runtime intra-op threads of each tower; 0 lets ONNX Runtime choose",
+  },
+  imageBatchSize: {
+    default: 8,
+    kind: "integer",
+    min: 1,
+    scope: "library",
+    env: "LONGCLIP_IMAGE_BATCH_SIZE",
+    flag: "image-batch-size",
+    help: "images per encoder call",
+  },
+  preprocess: {
+    default: "exact",
+    kind: "choice",
+    // Part of the library's model id: switching is a reindex.
+    choices: ["exact", "fast"],
+    scope: "library",
+    env: "LONGCLIP_PREPROCESS",
+    flag: "preprocess",
+    help: "image resizing: exact reproduces the official (Pillow) pixels; fast lets libvips shrink JPEG/WebP while decoding, several times cheaper and a little different",
+  },
+  preprocessWorkers: {
+    default: 0,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_PREPROCESS_WORKERS",
+    flag: "preprocess-workers",
+    help: "worker threads that decode and resize images; 0 = one per core but one (at least 1)",
+  },
+  nativeJpeg: {
+    default: "on",
+    kind: "choice",
+    choices: ["on", "off"],
+    scope: "library",
+    env: "LONGCLIP_NATIVE_JPEG",
+    flag: "native-jpeg",
+    help: "decode plain JPEGs with the optional native libjpeg-turbo addon where its pixels are byte-identical to sharp's; off leaves all to sharp",
+  },
+  textBatchSize: {
+    default: 32,
+    kind: "integer",
+    min: 1,
+    scope: "library",
+    env: "LONGCLIP_TEXT_BATCH_SIZE",
+    flag: "text-batch-size",
+    help: "texts per encoder call",
+  },
+  apiKey: {
+    default: undefined,
+    kind: "text",
+    scope: "server",
+    env: "LONGCLIP_API_KEY",
+    flag: "api-key",
+    placeholder: "key",
+    help: "required on write endpoints when set; prefer the variable or --api-key-file (a flag shows in ps)",
+  },
+  mediaRoot: {
+    default: undefined,
+    kind: "path",
+    scope: "library",
+    env: "LONGCLIP_MEDIA_ROOT",
+    flag: "media-root",
+    help: "files under this directory may be indexed by path (POST /index, jobs); unset disables it",
+  },
+  maxImageBytes: {
+    default: 20 * MiB,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_IMAGE_BYTES",
+    flag: "max-image-bytes",
+    help: "largest accepted encoded image, in bytes",
+  },
+  maxImagePixels: {
+    default: 50_000_000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_IMAGE_PIXELS",
+    flag: "max-image-pixels",
+    help: "largest accepted decoded image, in pixels (width × height): decompression bombs",
+  },
+  maxBatchItems: {
+    default: 64,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_BATCH_ITEMS",
+    flag: "max-batch-items",
+    help: "images or paths in one POST /index",
+  },
+  maxRequestBytes: {
+    default: 200 * MiB,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_REQUEST_BYTES",
+    flag: "max-request-bytes",
+    help: "largest request body (multipart), counted as it streams",
+  },
+  maxQueryChars: {
+    default: 10_000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_QUERY_CHARS",
+    flag: "max-query-chars",
+    help: "characters of a text query",
+  },
+  maxK: {
+    default: 1000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_K",
+    flag: "max-k",
+    help: "largest k, and largest offset + k, of a search",
+  },
+  maxQueueDepth: {
+    default: 256,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_QUEUE_DEPTH",
+    flag: "max-queue-depth",
+    help: "pending embedding jobs before the server answers 429",
+  },
+  queryCacheSize: {
+    default: 1024,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_QUERY_CACHE_SIZE",
+    flag: "query-cache-size",
+    help: "query embeddings kept for repeated queries (least recently used go first); 0 turns it off",
+  },
+  hnswM: {
+    default: 16,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_HNSW_M",
+    flag: "hnsw-m",
+    help: "HNSW links per node",
+  },
+  hnswEfConstruction: {
+    default: 200,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_HNSW_EF_CONSTRUCTION",
+    flag: "hnsw-ef-construction",
+    help: "HNSW candidates kept while inserting",
+  },
+  hnswEfSearch: {
+    default: 100,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_HNSW_EF_SEARCH",
+    flag: "hnsw-ef-search",
+    help: "HNSW candidates kept while searching: trades speed for recall",
+  },
+  hnswShards: {
+    default: 1,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_HNSW_SHARDS",
+    flag: "hnsw-shards",
+    help: "HNSW shards of the embedded backend, each an index on its own worker thread (inserts scale with them, a search visits each); 0 = one per core",
+  },
+  indexSaveIntervalMs: {
+    default: 30_000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_INDEX_SAVE_INTERVAL_MS",
+    flag: "index-save-interval-ms",
+    help: "milliseconds between periodic saves of a changed HNSW index",
+  },
+  databaseUrl: {
+    default: undefined,
+    kind: "text",
+    scope: "library",
+    env: "LONGCLIP_DATABASE_URL",
+    flag: "database-url",
+    placeholder: "url",
+    help: "postgres://… to keep the library in PostgreSQL + pgvector instead of the data directory (SQLite)",
+  },
+  pgVectorType: {
+    default: "halfvec",
+    kind: "choice",
+    choices: ["halfvec", "vector"],
+    scope: "library",
+    env: "LONGCLIP_PG_VECTOR_TYPE",
+    flag: "pg-vector-type",
+    placeholder: "type",
+    help: "what pgvector's HNSW index stores: halfvec (half the memory) or vector",
+  },
+  jobWorker: {
+    default: "auto",
+    kind: "choice",
+    choices: ["auto", "on", "off"],
+    scope: "library",
+    env: "LONGCLIP_JOB_WORKER",
+    flag: "job-worker",
+    placeholder: "on|off|auto",
+    help: "whether serve also runs jobs: auto = yes on SQLite, no on Postgres (run workers)",
+  },
+  jobLeaseMs: {
+    default: 60_000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_JOB_LEASE_MS",
+    flag: "job-lease-ms",
+    help: "how long a worker holds a claimed chunk before another may take it over (renewed while it works)",
+  },
+  maxJobItems: {
+    default: 1_000_000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_JOB_ITEMS",
+    flag: "max-job-items",
+    help: "files in one job",
+  },
+  maxQueryImagePixels: {
+    default: 25_000_000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_QUERY_IMAGE_PIXELS",
+    flag: "max-query-image-pixels",
+    help: "largest decoded image for POST /search/image (a query needs no 50 Mpx)",
+  },
+  maxDecodePixels: {
+    default: 100_000_000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_DECODE_PIXELS",
+    flag: "max-decode-pixels",
+    help: "pixels decoded at once across all requests (ingest, image search, thumbnails): bounds decoding memory",
+  },
+  maxBufferedBytes: {
+    default: 512 * MiB,
+    kind: "integer",
+    scope: "server",
+    env: "LONGCLIP_MAX_BUFFERED_BYTES",
+    flag: "max-buffered-bytes",
+    help: "bytes of request bodies and image reads held in memory at once, across all requests",
+  },
+  maxJsonBytes: {
+    default: 8 * MiB,
+    kind: "integer",
+    scope: "server",
+    env: "LONGCLIP_MAX_JSON_BYTES",
+    flag: "max-json-bytes",
+    help: "largest JSON request body (multipart uploads are bounded by --max-request-bytes)",
+  },
+  requestTimeoutMs: {
+    default: 120_000,
+    kind: "integer",
+    scope: "server",
+    env: "LONGCLIP_REQUEST_TIMEOUT_MS",
+    flag: "request-timeout-ms",
+    help: "a request must arrive completely within this time (0: no limit)",
+  },
+  headersTimeoutMs: {
+    default: 20_000,
+    kind: "integer",
+    scope: "server",
+    env: "LONGCLIP_HEADERS_TIMEOUT_MS",
+    flag: "headers-timeout-ms",
+    help: "a request's headers must arrive within this time",
+  },
+  idleTimeoutMs: {
+    default: 10_000,
+    kind: "integer",
+    scope: "server",
+    env: "LONGCLIP_IDLE_TIMEOUT_MS",
+    flag: "idle-timeout-ms",
+    help: "a kept-alive connection idle between requests for this long is closed",
+  },
+  maxConnections: {
+    default: 1024,
+    kind: "integer",
+    scope: "server",
+    env: "LONGCLIP_MAX_CONNECTIONS",
+    flag: "max-connections",
+    help: "open connections at once; more are closed at once",
+  },
+  allowedHosts: {
+    default: undefined,
+    kind: "text",
+    scope: "server",
+    env: "LONGCLIP_ALLOWED_HOSTS",
+    flag: "allowed-hosts",
+    placeholder: "hosts",
+    help: "host names (besides IP literals, localhost and --host) this server answers to; comma-separated, * for any",
+  },
+  corsOrigins: {
+    default: undefined,
+    kind: "text",
+    scope: "server",
+    env: "LONGCLIP_CORS_ORIGINS",
+    flag: "cors-origins",
+    placeholder: "origins",
+    help: "origins (scheme://host:port) whose pages may call this server (CORS); comma-separated, * for any",
+  },
+  apiKeyFile: {
+    default: undefined,
+    kind: "path",
+    scope: "server",
+    env: "LONGCLIP_API_KEY_FILE",
+    flag: "api-key-file",
+    placeholder: "file",
+    // Read by withApiKeyFile: its first line is the key, over --api-key.
+    help: "a file whose first line is the API key (wins over --api-key; keeps it out of ps and the environment)",
+  },
+  shutdownTimeoutMs: {
+    // Under the 30 s grace Kubernetes and `docker stop --time 30` give before SIGKILL.
+    default: 25_000,
+    kind: "integer",
+    scope: "server",
+    env: "LONGCLIP_SHUTDOWN_TIMEOUT_MS",
+    flag: "shutdown-timeout-ms",
+    help: "longest a SIGTERM/SIGINT shutdown may take before the process exits anyway",
+  },
+  textFields: {
+    default: "caption,filename,tags",
+    kind: "text",
+    scope: "library",
+    env: "LONGCLIP_TEXT_FIELDS",
+    flag: "text-fields",
+    placeholder: "keys",
+    // Every top-level string (or array of strings) is indexed: changing this needs no reindex.
+    help: "metadata keys (comma-separated) that keyword and hybrid search look in",
+  },
+  keepUploadFilename: {
+    default: "on",
+    kind: "choice",
+    choices: ["on", "off"],
+    scope: "library",
+    env: "LONGCLIP_KEEP_UPLOAD_FILENAME",
+    flag: "keep-upload-filename",
+    help: "keep an upload's file name as metadata filename (unless the metadata has one)",
+  },
+  hybridCandidates: {
+    default: 100,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_HYBRID_CANDIDATES",
+    flag: "hybrid-candidates",
+    help: "candidates each ranking (vector, keyword) gives hybrid search before fusion",
+  },
+  duplicateNeighbours: {
+    default: 10,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_DUPLICATE_NEIGHBOURS",
+    flag: "duplicate-neighbours",
+    help: "ANN neighbours looked at per item when grouping near-duplicates (GET /duplicates)",
+  },
+  nearDuplicateThreshold: {
+    default: 0,
+    kind: "fraction",
+    scope: "library",
+    env: "LONGCLIP_NEAR_DUPLICATE_THRESHOLD",
+    flag: "near-duplicate-threshold",
+    placeholder: "cosine",
+    help: "POST /index flags a new item whose image embedding is at least this similar (cosine) to a stored one (near_duplicate_of); 0 turns the check off",
+  },
+  cacheDir: {
+    default: path.join(homedir(), ".cache", "longclip"),
+    kind: "path",
+    scope: "pull",
+    env: "LONGCLIP_CACHE",
+    flag: "cache",
+    help: "where downloads are kept and resumed",
+  },
+  hubUrl: {
+    default: "https://huggingface.co",
+    kind: "text",
+    scope: "pull",
+    env: "LONGCLIP_HUB_URL",
+    flag: "hub-url",
+    placeholder: "url",
+    help: "the Hugging Face hub, or a mirror of it, that models are downloaded from",
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+type Table = typeof SETTINGS;
+export type SettingKey = keyof Table;
+
+type ValueOf<S> = S extends { readonly kind: "choice"; readonly choices: readonly (infer C)[] }
+  ? C
+  : S extends { readonly kind: "integer" | "fraction" }
+    ? number
+    : string;
+
+/** The value of every setting: unset ones (no default) are undefined. */
+export type Settings = {
+  -readonly [K in SettingKey]:
+    | ValueOf<Table[K]>
+    | (Table[K]["default"] extends undefined ? undefined : never);
+};
+
+export type Device = Settings["device"];
+
+/** The limits an image is checked against before it is decoded. */
+export type ImageLimits = Pick<Settings, "maxImageBytes" | "maxImagePixels">;
+
+export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
+
+/** The keys of the settings of `scopes`, in table order. */
+export function settingKeys(...scopes: SettingScope[]): SettingKey[] {
+  return SETTING_KEYS.filter((key) => scopes.includes(SETTINGS[key].scope));
 }
 
-export const DEFAULT_SETTINGS: Settings = {
-  modelDir: path.join(PROJECT_ROOT, "models", "demo"),
-  dataDir: path.join(PROJECT_ROOT, "data"),
-  host: "127.0.0.1",
-  port: 8080,
-  device: "cpu",
-  threads: 0,
-  imageBatchSize: 8,
-  preprocess: "exact",
-  preprocessWorkers: 0,
-  nativeJpeg: "on",
-  textBatchSize: 32,
-  apiKey: undefined,
-  mediaRoot: undefined,
-  maxImageBytes: 20 * 1024 * 1024,
-  maxImagePixels: 50_000_000,
-  maxBatchItems: 64,
-  maxRequestBytes: 200 * 1024 * 1024,
-  maxQueryChars: 10_000,
-  maxK: 1000,
-  maxQueueDepth: 256,
-  queryCacheSize: 1024,
-  hnswM: 16,
-  hnswEfConstruction: 200,
-  hnswEfSearch: 100,
-  hnswShards: 1,
-  indexSaveIntervalMs: 30_000,
-  databaseUrl: undefined,
-  pgVectorType: "halfvec",
-  jobWorker: "auto",
-  jobLeaseMs: 60_000,
-  maxJobItems: 1_000_000,
-  maxQueryImagePixels: 25_000_000,
-  maxDecodePixels: 100_000_000,
-  maxBufferedBytes: 512 * 1024 * 1024,
-  maxJsonBytes: 8 * 1024 * 1024,
-  requestTimeoutMs: 120_000,
-  headersTimeoutMs: 20_000,
-  idleTimeoutMs: 10_000,
-  maxConnections: 1024,
-  allowedHosts: undefined,
-  corsOrigins: undefined,
-  apiKeyFile: undefined,
-  // Under the 30 s grace Kubernetes and `docker stop --time 30` give before SIGKILL.
-  shutdownTimeoutMs: 25_000,
-  textFields: "caption,filename,tags",
-  keepUploadFilename: "on",
-  hybridCandidates: 100,
-  duplicateNeighbours: 10,
-  nearDuplicateThreshold: 0,
-};
+export const DEFAULT_SETTINGS: Settings = Object.fromEntries(
+  SETTING_KEYS.map((key) => [key, SETTINGS[key].default]),
+) as Settings;
 
 /** The shard count `hnswShards` means (0: one per core). */
 export function hnswShardCount(setting: number): number {
@@ -185,15 +514,9 @@ export function hnswShardCount(setting: number): number {
 }
 
 /** LONGCLIP_MODEL_DIR for modelDir, LONGCLIP_MAX_IMAGE_BYTES for maxImageBytes, ... */
-export function envName(key: keyof Settings): string {
-  return `LONGCLIP_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+export function envName(key: SettingKey): string {
+  return SETTINGS[key].env;
 }
-
-/**
- * The variables container platforms (Heroku, Cloud Run, Fly, Render, ...) set, honoured when
- * the LONGCLIP_* variable of the same setting is unset or empty.
- */
-export const PLATFORM_ENV: Partial<Record<keyof Settings, string>> = { host: "HOST", port: "PORT" };
 
 /** Settings from defaults, then environment variables, then explicit overrides (CLI flags). */
 export function loadSettings(
@@ -201,9 +524,10 @@ export function loadSettings(
   env: NodeJS.ProcessEnv = process.env,
 ): Settings {
   const settings: Settings = { ...DEFAULT_SETTINGS };
-  const target = settings as unknown as Record<string, unknown>;
-  for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[]) {
-    for (const name of [envName(key), PLATFORM_ENV[key]]) {
+  const target = settings as Record<SettingKey, unknown>;
+  for (const key of SETTING_KEYS) {
+    const spec: SettingSpec = SETTINGS[key];
+    for (const name of [spec.env, spec.platformEnv]) {
       const raw = name === undefined ? undefined : env[name];
       if (raw === undefined || raw === "") continue;
       target[key] = parseSetting(key, raw, name);
@@ -211,56 +535,68 @@ export function loadSettings(
     }
   }
   for (const [key, value] of Object.entries(overrides)) {
-    if (value !== undefined) target[key] = value;
+    if (value !== undefined) target[key as SettingKey] = value;
   }
   return settings;
 }
 
-const STRING_KEYS = new Set<keyof Settings>([
-  "modelDir",
-  "dataDir",
-  "host",
-  "apiKey",
-  "mediaRoot",
-  "databaseUrl",
-  "allowedHosts",
-  "corsOrigins",
-  "apiKeyFile",
-  "textFields",
-]);
-
 /** A setting from its text; errors name `variable`, the variable the text came from. */
 export function parseSetting(
-  key: keyof Settings,
+  key: SettingKey,
   raw: string,
   variable: string = envName(key),
-): Settings[keyof Settings] {
-  if (key === "device") {
-    if (raw !== "cpu" && raw !== "cuda" && raw !== "auto") {
-      throw new Error(`${variable} must be cpu, cuda or auto, not "${raw}"`);
+): Settings[SettingKey] {
+  const spec: SettingSpec = SETTINGS[key];
+  switch (spec.kind) {
+    case "choice": {
+      const choices = spec.choices ?? [];
+      if (!choices.includes(raw)) {
+        const words = `${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}`;
+        throw new Error(`${variable} must be ${words}, not "${raw}"`);
+      }
+      return raw as Settings[SettingKey];
     }
-    return raw;
-  }
-  const choices = CHOICES[key];
-  if (choices !== undefined) {
-    if (!choices.includes(raw)) {
-      throw new Error(`${variable} must be ${choices.join(", ")}, not "${raw}"`);
+    case "path":
+      return path.resolve(raw);
+    case "text":
+      return raw;
+    case "fraction": {
+      const value = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) {
+        throw new Error(`${variable} must be a number from 0 to 1, not "${raw}"`);
+      }
+      return value;
     }
-    return raw as Settings[keyof Settings];
-  }
-  if (STRING_KEYS.has(key))
-    return key.endsWith("Dir") || key === "mediaRoot" || key === "apiKeyFile"
-      ? path.resolve(raw)
-      : raw;
-  const value = Number(raw);
-  if (FRACTION_KEYS.has(key)) {
-    if (raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 1) {
-      throw new Error(`${variable} must be a number from 0 to 1, not "${raw}"`);
+    case "integer": {
+      const value = Number(raw);
+      const min = spec.min ?? 0;
+      if (!Number.isFinite(value) || !Number.isInteger(value) || value < min) {
+        throw new Error(
+          min === 0
+            ? `${variable} must be a non-negative integer, not "${raw}"`
+            : `${variable} must be an integer of at least ${min}, not "${raw}"`,
+        );
+      }
+      return value;
     }
-    return value;
   }
-  if (!Number.isFinite(value) || value < 0 || !Number.isInteger(value)) {
-    throw new Error(`${variable} must be a non-negative integer, not "${raw}"`);
+}
+
+/** The key from --api-key-file (its first line, trimmed) over --api-key / LONGCLIP_API_KEY. */
+export function withApiKeyFile(settings: Settings): Settings {
+  if (settings.apiKeyFile === undefined) return settings;
+  const flag = `--${SETTINGS.apiKeyFile.flag}`;
+  let key: string;
+  try {
+    key = readFileSync(settings.apiKeyFile, "utf8").split("\n")[0]?.trim() ?? "";
+  } catch (error) {
+    throw new AppError(
+      "invalid_setting",
+      `${flag}: cannot read ${settings.apiKeyFile} (${(error as NodeJS.ErrnoException).code}); check the path and its permissions.`,
+    );
   }
-  return value;
+  if (key === "") {
+    throw new AppError("invalid_setting", `${flag}: ${settings.apiKeyFile} is empty.`);
+  }
+  return { ...settings, apiKey: key };
 }

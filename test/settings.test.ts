@@ -1,0 +1,482 @@
+/**
+ * The settings table (src/core/settings.ts) is the one source of every flag, variable and
+ * default: they stay what they were before the table existed, the CLI's flags come from it, and
+ * what openapi.yaml and the README say of the settings agrees with it.
+ */
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { Command } from "commander";
+import {
+  addSettingOptions,
+  LIBRARY_SETTING_KEYS,
+  SERVE_SETTING_KEYS,
+  settingsFromFlags,
+} from "../src/cli/settings.ts";
+import { isAppError } from "../src/core/errors.ts";
+import {
+  DEFAULT_SETTINGS,
+  loadSettings,
+  PROJECT_ROOT,
+  SETTING_KEYS,
+  SETTINGS,
+  type SettingKey,
+  type SettingSpec,
+  settingKeys,
+  withApiKeyFile,
+} from "../src/core/settings.ts";
+import { tempDir } from "./helpers/library-fixtures.ts";
+
+const MiB = 1024 * 1024;
+
+/**
+ * Every setting as it was before the table, read off the old code (Settings, DEFAULT_SETTINGS,
+ * envName, PLATFORM_ENV, flagName, SERVER_ONLY_KEYS, placeholder(); cli/pull.ts for the last
+ * two): key, flag, placeholder, variable, platform variable, scope, default. Renaming one is a
+ * breaking change for every script and deployment that uses it.
+ */
+const BEFORE: readonly (readonly [
+  string,
+  string,
+  string,
+  string,
+  string | null,
+  string,
+  unknown,
+])[] = [
+  [
+    "modelDir",
+    "--model",
+    "dir",
+    "LONGCLIP_MODEL_DIR",
+    null,
+    "library",
+    path.join(PROJECT_ROOT, "models", "demo"),
+  ],
+  [
+    "dataDir",
+    "--data",
+    "dir",
+    "LONGCLIP_DATA_DIR",
+    null,
+    "library",
+    path.join(PROJECT_ROOT, "data"),
+  ],
+  ["host", "--host", "host", "LONGCLIP_HOST", "HOST", "server", "127.0.0.1"],
+  ["port", "--port", "n", "LONGCLIP_PORT", "PORT", "server", 8080],
+  ["device", "--device", "device", "LONGCLIP_DEVICE", null, "library", "cpu"],
+  ["threads", "--threads", "n", "LONGCLIP_THREADS", null, "library", 0],
+  ["imageBatchSize", "--image-batch-size", "n", "LONGCLIP_IMAGE_BATCH_SIZE", null, "library", 8],
+  ["preprocess", "--preprocess", "exact|fast", "LONGCLIP_PREPROCESS", null, "library", "exact"],
+  [
+    "preprocessWorkers",
+    "--preprocess-workers",
+    "n",
+    "LONGCLIP_PREPROCESS_WORKERS",
+    null,
+    "library",
+    0,
+  ],
+  ["nativeJpeg", "--native-jpeg", "on|off", "LONGCLIP_NATIVE_JPEG", null, "library", "on"],
+  ["textBatchSize", "--text-batch-size", "n", "LONGCLIP_TEXT_BATCH_SIZE", null, "library", 32],
+  ["apiKey", "--api-key", "key", "LONGCLIP_API_KEY", null, "server", undefined],
+  ["mediaRoot", "--media-root", "dir", "LONGCLIP_MEDIA_ROOT", null, "library", undefined],
+  [
+    "maxImageBytes",
+    "--max-image-bytes",
+    "n",
+    "LONGCLIP_MAX_IMAGE_BYTES",
+    null,
+    "library",
+    20971520,
+  ],
+  [
+    "maxImagePixels",
+    "--max-image-pixels",
+    "n",
+    "LONGCLIP_MAX_IMAGE_PIXELS",
+    null,
+    "library",
+    50000000,
+  ],
+  ["maxBatchItems", "--max-batch-items", "n", "LONGCLIP_MAX_BATCH_ITEMS", null, "library", 64],
+  [
+    "maxRequestBytes",
+    "--max-request-bytes",
+    "n",
+    "LONGCLIP_MAX_REQUEST_BYTES",
+    null,
+    "library",
+    209715200,
+  ],
+  ["maxQueryChars", "--max-query-chars", "n", "LONGCLIP_MAX_QUERY_CHARS", null, "library", 10000],
+  ["maxK", "--max-k", "n", "LONGCLIP_MAX_K", null, "library", 1000],
+  ["maxQueueDepth", "--max-queue-depth", "n", "LONGCLIP_MAX_QUEUE_DEPTH", null, "library", 256],
+  ["queryCacheSize", "--query-cache-size", "n", "LONGCLIP_QUERY_CACHE_SIZE", null, "library", 1024],
+  ["hnswM", "--hnsw-m", "n", "LONGCLIP_HNSW_M", null, "library", 16],
+  [
+    "hnswEfConstruction",
+    "--hnsw-ef-construction",
+    "n",
+    "LONGCLIP_HNSW_EF_CONSTRUCTION",
+    null,
+    "library",
+    200,
+  ],
+  ["hnswEfSearch", "--hnsw-ef-search", "n", "LONGCLIP_HNSW_EF_SEARCH", null, "library", 100],
+  ["hnswShards", "--hnsw-shards", "n", "LONGCLIP_HNSW_SHARDS", null, "library", 1],
+  [
+    "indexSaveIntervalMs",
+    "--index-save-interval-ms",
+    "n",
+    "LONGCLIP_INDEX_SAVE_INTERVAL_MS",
+    null,
+    "library",
+    30000,
+  ],
+  ["databaseUrl", "--database-url", "url", "LONGCLIP_DATABASE_URL", null, "library", undefined],
+  [
+    "pgVectorType",
+    "--pg-vector-type",
+    "type",
+    "LONGCLIP_PG_VECTOR_TYPE",
+    null,
+    "library",
+    "halfvec",
+  ],
+  ["jobWorker", "--job-worker", "on|off|auto", "LONGCLIP_JOB_WORKER", null, "library", "auto"],
+  ["jobLeaseMs", "--job-lease-ms", "n", "LONGCLIP_JOB_LEASE_MS", null, "library", 60000],
+  ["maxJobItems", "--max-job-items", "n", "LONGCLIP_MAX_JOB_ITEMS", null, "library", 1000000],
+  [
+    "maxQueryImagePixels",
+    "--max-query-image-pixels",
+    "n",
+    "LONGCLIP_MAX_QUERY_IMAGE_PIXELS",
+    null,
+    "library",
+    25000000,
+  ],
+  [
+    "maxDecodePixels",
+    "--max-decode-pixels",
+    "n",
+    "LONGCLIP_MAX_DECODE_PIXELS",
+    null,
+    "library",
+    100000000,
+  ],
+  [
+    "maxBufferedBytes",
+    "--max-buffered-bytes",
+    "n",
+    "LONGCLIP_MAX_BUFFERED_BYTES",
+    null,
+    "server",
+    536870912,
+  ],
+  ["maxJsonBytes", "--max-json-bytes", "n", "LONGCLIP_MAX_JSON_BYTES", null, "server", 8388608],
+  [
+    "requestTimeoutMs",
+    "--request-timeout-ms",
+    "n",
+    "LONGCLIP_REQUEST_TIMEOUT_MS",
+    null,
+    "server",
+    120000,
+  ],
+  [
+    "headersTimeoutMs",
+    "--headers-timeout-ms",
+    "n",
+    "LONGCLIP_HEADERS_TIMEOUT_MS",
+    null,
+    "server",
+    20000,
+  ],
+  ["idleTimeoutMs", "--idle-timeout-ms", "n", "LONGCLIP_IDLE_TIMEOUT_MS", null, "server", 10000],
+  ["maxConnections", "--max-connections", "n", "LONGCLIP_MAX_CONNECTIONS", null, "server", 1024],
+  ["allowedHosts", "--allowed-hosts", "hosts", "LONGCLIP_ALLOWED_HOSTS", null, "server", undefined],
+  ["corsOrigins", "--cors-origins", "origins", "LONGCLIP_CORS_ORIGINS", null, "server", undefined],
+  ["apiKeyFile", "--api-key-file", "file", "LONGCLIP_API_KEY_FILE", null, "server", undefined],
+  [
+    "shutdownTimeoutMs",
+    "--shutdown-timeout-ms",
+    "n",
+    "LONGCLIP_SHUTDOWN_TIMEOUT_MS",
+    null,
+    "server",
+    25000,
+  ],
+  [
+    "textFields",
+    "--text-fields",
+    "keys",
+    "LONGCLIP_TEXT_FIELDS",
+    null,
+    "library",
+    "caption,filename,tags",
+  ],
+  [
+    "keepUploadFilename",
+    "--keep-upload-filename",
+    "on|off",
+    "LONGCLIP_KEEP_UPLOAD_FILENAME",
+    null,
+    "library",
+    "on",
+  ],
+  [
+    "hybridCandidates",
+    "--hybrid-candidates",
+    "n",
+    "LONGCLIP_HYBRID_CANDIDATES",
+    null,
+    "library",
+    100,
+  ],
+  [
+    "duplicateNeighbours",
+    "--duplicate-neighbours",
+    "n",
+    "LONGCLIP_DUPLICATE_NEIGHBOURS",
+    null,
+    "library",
+    10,
+  ],
+  [
+    "nearDuplicateThreshold",
+    "--near-duplicate-threshold",
+    "cosine",
+    "LONGCLIP_NEAR_DUPLICATE_THRESHOLD",
+    null,
+    "library",
+    0,
+  ],
+  [
+    "cacheDir",
+    "--cache",
+    "dir",
+    "LONGCLIP_CACHE",
+    null,
+    "pull",
+    path.join(homedir(), ".cache", "longclip"),
+  ],
+  // New with the table: pull read LONGCLIP_HUB_URL only; now it is a flag too.
+  ["hubUrl", "--hub-url", "url", "LONGCLIP_HUB_URL", null, "pull", "https://huggingface.co"],
+];
+
+/** `--flag <placeholder>` of each option of a command, by its long flag. */
+function optionsOf(command: Command): Map<string, string> {
+  return new Map(command.options.map((option) => [option.long ?? "", option.flags]));
+}
+
+describe("the settings table", () => {
+  test("every flag, variable, scope and default is what it was", () => {
+    const now = SETTING_KEYS.map((key) => {
+      const spec: SettingSpec = SETTINGS[key];
+      return [
+        key,
+        `--${spec.flag}`,
+        spec.env,
+        spec.platformEnv ?? null,
+        spec.scope,
+        DEFAULT_SETTINGS[key],
+      ];
+    });
+    assert.deepEqual(
+      now,
+      BEFORE.map(([key, flag, , env, platform, scope, fallback]) => [
+        key,
+        flag,
+        env,
+        platform,
+        scope,
+        fallback,
+      ]),
+    );
+  });
+
+  test("the CLI's flags and placeholders come from the table", () => {
+    const command = addSettingOptions(new Command(), SETTING_KEYS);
+    const options = optionsOf(command);
+    for (const [, flag, placeholder] of BEFORE) {
+      assert.equal(options.get(flag), `${flag} <${placeholder}>`);
+    }
+    const help = new Map(command.options.map((option) => [option.long, option.description]));
+    assert.equal(
+      help.get("--max-image-bytes"),
+      "largest accepted encoded image, in bytes (LONGCLIP_MAX_IMAGE_BYTES; default: 20971520)",
+    );
+    assert.equal(help.get("--port"), "port to listen on (LONGCLIP_PORT, PORT; default: 8080)");
+    assert.match(help.get("--api-key") ?? "", /\(LONGCLIP_API_KEY; default: unset\)$/);
+  });
+
+  test("flags, variables and defaults are each one setting's", () => {
+    for (const field of ["flag", "env"] as const) {
+      const names = SETTING_KEYS.map((key) => SETTINGS[key][field]);
+      assert.equal(new Set(names).size, names.length, `${field}s are unique`);
+    }
+    assert.deepEqual(
+      [...SERVE_SETTING_KEYS, ...settingKeys("pull")].sort(),
+      [...SETTING_KEYS].sort(),
+    );
+    assert.ok(LIBRARY_SETTING_KEYS.every((key) => SERVE_SETTING_KEYS.includes(key)));
+  });
+
+  test("values are parsed by kind; a bad one names where it came from", () => {
+    const settings = loadSettings(
+      {},
+      {
+        LONGCLIP_DEVICE: "auto",
+        LONGCLIP_MEDIA_ROOT: "media",
+        LONGCLIP_CACHE: "cache",
+        LONGCLIP_HUB_URL: "http://127.0.0.1:1/",
+        LONGCLIP_THREADS: "3",
+      },
+    );
+    assert.equal(settings.device, "auto");
+    assert.equal(settings.mediaRoot, path.resolve("media"));
+    assert.equal(settings.cacheDir, path.resolve("cache"));
+    assert.equal(settings.hubUrl, "http://127.0.0.1:1/");
+    assert.equal(settings.threads, 3);
+    assert.throws(
+      () => loadSettings({}, { LONGCLIP_DEVICE: "gpu" }),
+      /LONGCLIP_DEVICE must be cpu, cuda or auto, not "gpu"/,
+    );
+    assert.throws(
+      () => loadSettings({}, { LONGCLIP_THREADS: "1.5" }),
+      /LONGCLIP_THREADS must be a non-negative integer/,
+    );
+    assert.throws(() => loadSettings({}, { LONGCLIP_THREADS: "-1" }), /non-negative integer/);
+    // The batch sizes start at 1 (checked after loading before the table).
+    assert.throws(
+      () => loadSettings({}, { LONGCLIP_TEXT_BATCH_SIZE: "0" }),
+      /LONGCLIP_TEXT_BATCH_SIZE must be an integer of at least 1, not "0"/,
+    );
+    assert.throws(
+      () => settingsFromFlags({ imageBatchSize: "0" }, {}),
+      (error: unknown) =>
+        isAppError(error) &&
+        error.code === "invalid_setting" &&
+        error.message === '--image-batch-size: the value must be an integer of at least 1, not "0"',
+    );
+  });
+
+  test("only the given keys' flags are read (a command's own option may share a name)", () => {
+    assert.equal(settingsFromFlags({ threads: "2" }, {}, settingKeys("pull")).threads, 0);
+    assert.equal(settingsFromFlags({ threads: "2" }, {}).threads, 2);
+  });
+
+  test("--api-key-file: its first line is the key; a missing or empty file is invalid_setting", () => {
+    const dir = tempDir("longclip-key-file-");
+    const file = path.join(dir, "key");
+    writeFileSync(file, "  file-key  \nsecond line\n");
+    const settings = loadSettings({ apiKey: "flag-key" }, { LONGCLIP_API_KEY_FILE: file });
+    assert.equal(withApiKeyFile(settings).apiKey, "file-key");
+    assert.equal(withApiKeyFile(loadSettings({}, {})).apiKey, undefined);
+    writeFileSync(file, "\n");
+    assert.throws(
+      () => withApiKeyFile(settings),
+      (error: unknown) =>
+        isAppError(error) &&
+        error.code === "invalid_setting" &&
+        /--api-key-file: .* is empty/.test(error.message),
+    );
+    assert.throws(
+      () => withApiKeyFile({ ...settings, apiKeyFile: path.join(dir, "missing") }),
+      (error: unknown) =>
+        isAppError(error) &&
+        error.code === "invalid_setting" &&
+        /cannot read .*ENOENT/.test(error.message),
+    );
+  });
+});
+
+/** `1000`, `50,000,000`, `20 MiB`, `120 s` (a *Ms setting), as a number. */
+function quantity(text: string, key: SettingKey): number | undefined {
+  const match = /^([\d,]+)(?:\s*(MiB|s))?$/.exec(text.trim());
+  if (match === null) return undefined;
+  const value = Number((match[1] ?? "").replaceAll(",", ""));
+  if (match[2] === "MiB") return value * MiB;
+  if (match[2] === "s") return key.endsWith("Ms") ? value * 1000 : undefined;
+  return value;
+}
+
+function keyOfEnv(env: string): SettingKey {
+  const key = SETTING_KEYS.find((k) => SETTINGS[k].env === env);
+  assert.ok(key, `${env} is a setting's variable`);
+  return key;
+}
+
+describe("what the docs say of the settings agrees with the table", () => {
+  test("openapi.yaml's limits: variable, flag and default", () => {
+    const spec = readFileSync(path.join(PROJECT_ROOT, "openapi.yaml"), "utf8");
+    const mentions = [
+      ...spec.matchAll(/`(LONGCLIP_[A-Z_]+)`(?: \/ `--([a-z-]+)`)? \(([^),]+(?:,\d{3})*)/g),
+    ];
+    assert.ok(mentions.length >= 14, `found the limits (${mentions.length})`);
+    for (const [, env = "", flag, shown = ""] of mentions) {
+      const key = keyOfEnv(env);
+      if (flag !== undefined) assert.equal(flag, SETTINGS[key].flag, env);
+      assert.equal(quantity(shown, key), DEFAULT_SETTINGS[key], `${env}'s default in openapi.yaml`);
+    }
+  });
+
+  test("the README's settings table: every setting of serve, its flag, variable and default", () => {
+    const readme = readFileSync(path.join(PROJECT_ROOT, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("## Configuration and limits"));
+    const rows = section
+      .slice(0, section.indexOf("\n\n", section.indexOf("| --- |")))
+      .split("\n")
+      .filter((line) => line.startsWith("| `--"));
+    const seen = new Set<SettingKey>();
+    for (const row of rows) {
+      const [flags = "", envs = "", defaults = ""] = row
+        .split(" | ")
+        .map((cell) => cell.replace(/^\| /, ""));
+      const flagList = [...flags.matchAll(/`--([a-z-]+)`/g)].map((m) => m[1]);
+      const envList = [...envs.matchAll(/`(LONGCLIP_[A-Z_]+)`/g)].map((m) => m[1]);
+      const defaultList = flagList.length > 1 ? defaults.split(", ") : [defaults];
+      flagList.forEach((flag, i) => {
+        const key = SETTING_KEYS.find((k) => SETTINGS[k].flag === flag);
+        assert.ok(key, `--${flag} in the README is a setting's flag`);
+        seen.add(key);
+        if (envList[i] !== undefined) assert.equal(envList[i], SETTINGS[key].env, `--${flag}`);
+        const shown = (defaultList[i] ?? "").replace(/ \(.*\)$/, "").replaceAll("`", "");
+        const fallback = DEFAULT_SETTINGS[key];
+        if (shown === "unset") assert.equal(fallback, undefined, `--${flag}`);
+        else if (typeof fallback === "number")
+          assert.equal(quantity(shown, key), fallback, `--${flag}`);
+        else if (SETTINGS[key].kind === "path")
+          assert.equal(path.resolve(PROJECT_ROOT, shown), fallback, `--${flag}`);
+        else assert.equal(shown, fallback, `--${flag}`);
+      });
+    }
+    assert.deepEqual(
+      SERVE_SETTING_KEYS.filter((key) => !seen.has(key)),
+      [],
+      "every setting of serve has a row",
+    );
+  });
+
+  test("every LONGCLIP_ variable named in src/ and openapi.yaml is a setting's", () => {
+    // Names that are not variables: a constant of the converter.
+    const notVariables = new Set(["LONGCLIP_CONTEXT"]);
+    const files = [
+      path.join(PROJECT_ROOT, "openapi.yaml"),
+      ...readdirSync(path.join(PROJECT_ROOT, "src"), { recursive: true, encoding: "utf8" })
+        .filter((name) => name.endsWith(".ts") && !name.endsWith(".gen.ts"))
+        .map((name) => path.join(PROJECT_ROOT, "src", name)),
+    ];
+    const envs = new Set(SETTING_KEYS.map((key) => SETTINGS[key].env as string));
+    const unknown = files.flatMap((file) =>
+      [...readFileSync(file, "utf8").matchAll(/\bLONGCLIP_[A-Z][A-Z_]*[A-Z]\b/g)]
+        .map((m) => m[0])
+        .filter((name) => !envs.has(name) && !notVariables.has(name))
+        .map((name) => `${path.relative(PROJECT_ROOT, file)}: ${name}`),
+    );
+    assert.deepEqual(unknown, []);
+  });
+});

@@ -21,7 +21,6 @@ function invalid(dir: string, problem: string): AppError {
   return new AppError(
     "model_invalid",
     `Model directory ${dir} is not a valid ${MODEL_FORMAT} model: ${problem}. Re-export it with the current training package. ${HOW_TO_GET_A_MODEL}.`,
-    500,
     { modelDir: dir },
   );
 }
@@ -38,7 +37,6 @@ export function loadModelConfig(dir: string): ModelConfig {
     throw new AppError(
       "model_not_found",
       `Model directory ${root} does not exist. ${HOW_TO_GET_A_MODEL}.`,
-      500,
       { modelDir: root },
     );
   }
@@ -46,7 +44,6 @@ export function loadModelConfig(dir: string): ModelConfig {
     throw new AppError(
       "model_not_found",
       `No config.json in ${root}, so it is not a model directory. ${HOW_TO_GET_A_MODEL}.`,
-      500,
       { modelDir: root },
     );
   }

@@ -4,7 +4,7 @@
  * preprocessed CHW pixels. Every output row is L2-normalised.
  */
 
-import { AppError, isAppError } from "../core/errors.ts";
+import { AppError, type ErrorCode, isAppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import { preprocessImage } from "../preprocess/index.ts";
 import { tokenizerFromModelDir } from "../tokenize/index.ts";
@@ -73,7 +73,7 @@ export function padTokenBatch(rows: readonly Int32Array[]): { data: BigInt64Arra
   return { data, width };
 }
 
-function asAppError(error: unknown, code: string): AppError {
+function asAppError(error: unknown, code: ErrorCode): AppError {
   if (isAppError(error)) return error;
   return new AppError(code, (error as Error)?.message ?? String(error));
 }
@@ -139,7 +139,6 @@ export class Encoder implements Embedder {
         throw new AppError(
           "model_invalid",
           `The tokenizer of ${modelDir} uses context length ${tokenizer.contextLength}, config.json says ${config.context_length}; re-export the model.`,
-          500,
         );
       }
     } catch (error) {
@@ -327,7 +326,6 @@ export class Encoder implements Embedder {
       throw new AppError(
         "model_invalid",
         `The ${tower} tower of ${this.modelDir} returned shape [${output.dims.join(", ")}] (${output.type}); config.json promises float32 [${n}, ${dims}]. Re-export the model.`,
-        500,
       );
     }
     const rows: Float32Array[] = [];

@@ -54,7 +54,6 @@ export async function checkConvertedTowers(
       throw new AppError(
         "model_invalid",
         `The ${entry.precision} ${name} tower of ${modelDir} gives cosine ${value.toFixed(4)} to its fp32 reference on ${device}, below ${entry.check.min_cosine}: its kernels on this device are not accurate enough. Use the fp32 export of this model (python3 -m training export without --${entry.precision}).`,
-        500,
         { modelDir },
       );
     }

@@ -33,7 +33,6 @@ export function mediaRootOf(limits: JobLimits): string {
       root === undefined
         ? "Jobs index files by path and need a media root: start with --media-root DIR (LONGCLIP_MEDIA_ROOT), or upload images to POST /index."
         : `The media root ${root} does not exist; create it or fix LONGCLIP_MEDIA_ROOT, then restart.`,
-      403,
     );
   }
   return realpathSync(root);
@@ -49,7 +48,6 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
       throw new AppError(
         "path_outside_media_root",
         `paths/${i} "${given.slice(0, 200)}" is outside the media root; give paths relative to it. No job was created.`,
-        403,
       );
     }
     const real = realPathOrUndefined(resolved);
@@ -57,7 +55,6 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
       throw new AppError(
         "path_outside_media_root",
         `paths/${i} "${given.slice(0, 200)}" leads outside the media root through a link. No job was created.`,
-        403,
       );
     }
     const info = real === undefined ? undefined : await stat(real).catch(() => undefined);
@@ -79,7 +76,6 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
     throw new AppError(
       "too_many_items",
       `The paths hold more than ${limits.maxJobItems} files (maxJobItems, LONGCLIP_MAX_JOB_ITEMS); split them into several jobs.`,
-      413,
     );
   }
   return files.map((file) => path.relative(root, file));

@@ -110,7 +110,6 @@ function checkPage(options: SearchOptions, maxK: number): void {
     throw new AppError(
       "k_out_of_range",
       `k must be an integer from 1 to ${maxK}, not ${String(k)}.`,
-      400,
       {
         min: 1,
         max: maxK,
@@ -122,7 +121,6 @@ function checkPage(options: SearchOptions, maxK: number): void {
     throw new AppError(
       "offset_out_of_range",
       `offset must be an integer from 0 and offset + k at most ${maxK} (maxK, LONGCLIP_MAX_K), not offset ${String(offset)} with k ${k}.`,
-      400,
       { max: maxK },
     );
   }
@@ -170,7 +168,6 @@ export class Search {
       throw new AppError(
         "query_too_long",
         `The ${where} has ${query.length} characters; the limit is ${limit} (maxQueryChars). Shorten it.`,
-        400,
         { chars: query.length, limit },
       );
     }
@@ -186,7 +183,6 @@ export class Search {
       new AppError(
         "query_too_long",
         `The query is ${tokens} tokens; the model reads ${maxTokens}. Shorten it, allow truncation (truncate: true) or embed it in sentence windows (long_query: "chunk").`,
-        400,
         { tokens, maxTokens },
       );
     const count = this.ctx.countTokens;
@@ -290,7 +286,6 @@ export class Search {
       throw new AppError(
         "not_found",
         `compose: no indexed item with id "${id}"; GET /items lists the stored ids.`,
-        404,
       );
     }
     // Stored image embeddings are unit vectors already; normalise anyway (older stores).

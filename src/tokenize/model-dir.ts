@@ -19,7 +19,6 @@ function invalid(dir: string, problem: string): AppError {
   return new AppError(
     "model_invalid",
     `The tokenizer settings in ${path.join(dir, "config.json")} are invalid: ${problem}. Re-export the model with \`python3 -m training export\`.`,
-    500,
     { modelDir: dir },
   );
 }
@@ -49,7 +48,6 @@ export function readTokenizerConfig(dir: string): TokenizerConfig {
     throw new AppError(
       "model_not_found",
       `Cannot read ${file} (${(error as Error).message}); pass a model directory exported with \`python3 -m training export\` (--model DIR or LONGCLIP_MODEL_DIR).`,
-      500,
       { modelDir: dir },
     );
   }

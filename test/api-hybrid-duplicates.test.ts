@@ -5,7 +5,7 @@
  * vector and keyword rankings and from an all-pairs scan of the stored embeddings.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
@@ -15,6 +15,7 @@ import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import type { LongclipLibrary } from "../src/library/library.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 import { multipart, startTestApp, type TestServer } from "./api-helpers.ts";
+import { tempDir } from "./helpers/library-fixtures.ts";
 import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
 
 type S = components["schemas"];
@@ -67,11 +68,14 @@ for (const backend of ["sqlite", "postgres"] as const) {
       assert.equal((res.body as S["Error"]).error.code, code, res.text);
     };
 
+    const mediaRoot = tempDir("longclip-media-");
+
     before(async () => {
       if (backend === "postgres") postgres = await startPostgres();
       server = await startTestApp({
         modelDir: DEFAULT_SETTINGS.modelDir,
         nearDuplicateThreshold: THRESHOLD,
+        mediaRoot,
         ...(postgres ? { databaseUrl: postgres.url } : {}),
       });
       const res = await upload(
@@ -119,6 +123,40 @@ for (const backend of ["sqlite", "postgres"] as const) {
       assert.equal(res.status, 200, res.text);
       // Every file name has "scene" and "jpg"; only one has "3".
       assert.equal((res.body as S["SearchResponse"]).hits[0]?.id, "s3");
+    });
+
+    test("a file indexed by path keeps its name and path as metadata; keyword search finds both", async () => {
+      const folder = path.join(mediaRoot, "trips", "kelpwood");
+      mkdirSync(folder, { recursive: true });
+      const scene = manifest.items[31]?.file as string;
+      writeFileSync(
+        path.join(folder, "quorvex-pier.jpg"),
+        await sharp(readFileSync(path.join(GALLERY, scene)))
+          .jpeg({ quality: 70 })
+          .toBuffer(),
+      );
+      const indexed = await http()
+        .post("/index")
+        .send({ items: [{ id: "by-path", path: "trips/kelpwood/quorvex-pier.jpg" }] });
+      assert.equal(indexed.status, 200, indexed.text);
+      assert.equal((indexed.body as S["IndexResponse"]).results[0]?.status, "indexed");
+      try {
+        const item = (await http().get("/items/by-path")).body as S["Item"];
+        assert.equal(item.metadata.filename, "quorvex-pier.jpg");
+        assert.equal(item.metadata.path, "trips/kelpwood/quorvex-pier.jpg");
+        // The file's name and its folder's name, with the default text fields.
+        for (const word of ["quorvex", "kelpwood"]) {
+          const res = await search({ query: word, mode: "keyword", k: 3 });
+          assert.equal(res.status, 200, res.text);
+          assert.deepEqual(
+            (res.body as S["SearchResponse"]).hits.map((h) => h.id),
+            ["by-path"],
+            word,
+          );
+        }
+      } finally {
+        await http().delete("/items/by-path");
+      }
     });
 
     test("keyword mode: only items whose text fields hold the word, scores still cosine", async () => {

@@ -136,6 +136,41 @@ describe("POST /search options over a real library", { skip: SKIP_WITHOUT_SHARED
     );
   });
 
+  test("a filter naming more values than maxFilterValues is 400 filter_too_large, on /search and /search/image", async () => {
+    // Issue 24's ~10 KB filter: 32 keys, each $nin of 100 values (3,200 values in all).
+    const wide: Record<string, unknown> = {};
+    for (let k = 0; k < 32; k++) {
+      wide[`k${k}`] = { $nin: Array.from({ length: 100 }, (_, v) => `value-${k}-${v}`) };
+    }
+    expectError(
+      await search({ query: "x", filter: wide }),
+      400,
+      "filter_too_large",
+      /3200 values; the limit is 256/,
+    );
+    expectError(
+      await search({ query: "x", mode: "hybrid", filter: wide }),
+      400,
+      "filter_too_large",
+    );
+    const image = readFileSync(path.join(TINY_DIR, "images", "tiny.png"));
+    const form = multipart([
+      { name: "image", value: image, filename: "q.png", contentType: "image/png" },
+      { name: "filter", value: JSON.stringify(wide) },
+    ]);
+    const res = (await server.http
+      .post("/search/image")
+      .set(form.headers)
+      .send(form.payload)) as unknown as Response;
+    expectError(res, 400, "filter_too_large");
+    // At the limit it is a filter like any other: 32 keys x $nin of 8 values match everything.
+    const atLimit: Record<string, unknown> = {};
+    for (let k = 0; k < 32; k++) {
+      atLimit[`k${k}`] = { $nin: Array.from({ length: 8 }, (_, v) => `value-${k}-${v}`) };
+    }
+    assert.equal((await ok({ query: "x", k: 8, filter: atLimit })).hits.length, IMAGES.length);
+  });
+
   test("offset pages through the same ranking; ranks stay absolute", async () => {
     const all = await fullRanking({ query: "a colourful picture" });
     assert.equal(all.length, 8);

@@ -24,7 +24,7 @@ import {
   tinyModelDir,
 } from "./helpers/reference.ts";
 
-/** The cosine to fp32 that training/quantize.py (MIN_COSINE) requires of a converted tower. */
+/** The cosine to fp32 that training/export/quantize.py (MIN_COSINE) requires of a converted tower. */
 const MIN_COSINE = 0.99;
 const quiet = { logger: { info() {}, warn() {} } };
 const settings = { ...DEFAULT_SETTINGS, threads: 2, imageBatchSize: 4, queryCacheSize: 0 };

@@ -55,6 +55,25 @@ const text = fc.oneof(
 );
 const json = fc.jsonValue({ maxDepth: 4 });
 const filterKey = fc.oneof(text, fc.constantFrom(".", ".a", "a.b", "$", "a[0]", '"', "'"));
+/** Filters near and past the limits: up to 40 keys, lists of up to 120 values (issue 24). */
+const wideFilter = fc.dictionary(
+  fc.oneof(fc.stringMatching(/^k[0-9]{1,2}$/), filterKey),
+  fc.oneof(
+    json,
+    fc.record(
+      {
+        $in: fc.array(fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.constant(null)), {
+          maxLength: 120,
+        }),
+        $nin: fc.array(fc.oneof(fc.string({ maxLength: 8 }), fc.double()), { maxLength: 120 }),
+        $gte: fc.oneof(fc.integer(), fc.constantFrom("2024-01-01", "2024-02-30")),
+        $exists: fc.oneof(fc.boolean(), json),
+      },
+      { requiredKeys: [] },
+    ),
+  ),
+  { maxKeys: 40 },
+);
 
 function jsonRequests(): fc.Arbitrary<Sent> {
   const body = (value: fc.Arbitrary<unknown>) => value.map((v) => JSON.stringify(v));
@@ -64,7 +83,8 @@ function jsonRequests(): fc.Arbitrary<Sent> {
       k: fc.oneof(fc.integer({ min: -5, max: 2000 }), fc.double(), text),
       exact: fc.oneof(fc.boolean(), json),
       truncate: fc.oneof(fc.boolean(), json),
-      filter: fc.oneof(fc.dictionary(filterKey, json, { maxKeys: 3 }), json),
+      filter: fc.oneof(fc.dictionary(filterKey, json, { maxKeys: 3 }), json, wideFilter),
+      mode: fc.constantFrom("vector", "keyword", "hybrid"),
     },
     { requiredKeys: [] },
   );

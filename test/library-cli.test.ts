@@ -127,7 +127,11 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
       result.hits.map((h) => h.rank),
       [1, 2],
     );
-    assert.deepEqual(result.hits[0]?.metadata, { album: "trip" });
+    // The --meta pairs, and the file's name and path (outside any media root: its full path).
+    const metadata = result.hits[0]?.metadata as Record<string, unknown>;
+    assert.equal(metadata.album, "trip");
+    assert.ok(String(metadata.path).startsWith(`${photos}${path.sep}`), String(metadata.path));
+    assert.equal(metadata.filename, path.basename(String(metadata.path)));
     assert.equal(result.query.max_tokens, 248);
 
     const text = io();

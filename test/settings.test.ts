@@ -32,240 +32,88 @@ import { tempDir } from "./helpers/library-fixtures.ts";
 const MiB = 1024 * 1024;
 
 /**
- * Every setting as it was before the table, read off the old code (Settings, DEFAULT_SETTINGS,
- * envName, PLATFORM_ENV, flagName, SERVER_ONLY_KEYS, placeholder(); cli/pull.ts for the last
- * two): key, flag, placeholder, variable, platform variable, scope, default. Renaming one is a
- * breaking change for every script and deployment that uses it.
+ * Every setting as the old code had it (Settings, DEFAULT_SETTINGS, envName, PLATFORM_ENV,
+ * flagName, SERVER_ONLY_KEYS, placeholder(); cli/pull.ts for --cache), read off it before the
+ * table replaced them: key, flag, placeholder, variable, platform variable, scope, default
+ * (`<root>` the checkout, `<home>` the home directory). Later additions: maxFilterValues and
+ * sqliteReadWorkers (issue 24, added meanwhile), --hub-url (new with the table: pull read only
+ * LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
  */
-const BEFORE: readonly (readonly [
-  string,
-  string,
-  string,
-  string,
-  string | null,
-  string,
-  unknown,
-])[] = [
-  [
-    "modelDir",
-    "--model",
-    "dir",
-    "LONGCLIP_MODEL_DIR",
-    null,
-    "library",
-    path.join(PROJECT_ROOT, "models", "demo"),
-  ],
-  [
-    "dataDir",
-    "--data",
-    "dir",
-    "LONGCLIP_DATA_DIR",
-    null,
-    "library",
-    path.join(PROJECT_ROOT, "data"),
-  ],
-  ["host", "--host", "host", "LONGCLIP_HOST", "HOST", "server", "127.0.0.1"],
-  ["port", "--port", "n", "LONGCLIP_PORT", "PORT", "server", 8080],
-  ["device", "--device", "device", "LONGCLIP_DEVICE", null, "library", "cpu"],
-  ["threads", "--threads", "n", "LONGCLIP_THREADS", null, "library", 0],
-  ["imageBatchSize", "--image-batch-size", "n", "LONGCLIP_IMAGE_BATCH_SIZE", null, "library", 8],
-  ["preprocess", "--preprocess", "exact|fast", "LONGCLIP_PREPROCESS", null, "library", "exact"],
-  [
-    "preprocessWorkers",
-    "--preprocess-workers",
-    "n",
-    "LONGCLIP_PREPROCESS_WORKERS",
-    null,
-    "library",
-    0,
-  ],
-  ["nativeJpeg", "--native-jpeg", "on|off", "LONGCLIP_NATIVE_JPEG", null, "library", "on"],
-  ["textBatchSize", "--text-batch-size", "n", "LONGCLIP_TEXT_BATCH_SIZE", null, "library", 32],
-  ["apiKey", "--api-key", "key", "LONGCLIP_API_KEY", null, "server", undefined],
-  ["mediaRoot", "--media-root", "dir", "LONGCLIP_MEDIA_ROOT", null, "library", undefined],
-  [
-    "maxImageBytes",
-    "--max-image-bytes",
-    "n",
-    "LONGCLIP_MAX_IMAGE_BYTES",
-    null,
-    "library",
-    20971520,
-  ],
-  [
-    "maxImagePixels",
-    "--max-image-pixels",
-    "n",
-    "LONGCLIP_MAX_IMAGE_PIXELS",
-    null,
-    "library",
-    50000000,
-  ],
-  ["maxBatchItems", "--max-batch-items", "n", "LONGCLIP_MAX_BATCH_ITEMS", null, "library", 64],
-  [
-    "maxRequestBytes",
-    "--max-request-bytes",
-    "n",
-    "LONGCLIP_MAX_REQUEST_BYTES",
-    null,
-    "library",
-    209715200,
-  ],
-  ["maxQueryChars", "--max-query-chars", "n", "LONGCLIP_MAX_QUERY_CHARS", null, "library", 10000],
-  ["maxK", "--max-k", "n", "LONGCLIP_MAX_K", null, "library", 1000],
-  ["maxQueueDepth", "--max-queue-depth", "n", "LONGCLIP_MAX_QUEUE_DEPTH", null, "library", 256],
-  ["queryCacheSize", "--query-cache-size", "n", "LONGCLIP_QUERY_CACHE_SIZE", null, "library", 1024],
-  ["hnswM", "--hnsw-m", "n", "LONGCLIP_HNSW_M", null, "library", 16],
-  [
-    "hnswEfConstruction",
-    "--hnsw-ef-construction",
-    "n",
-    "LONGCLIP_HNSW_EF_CONSTRUCTION",
-    null,
-    "library",
-    200,
-  ],
-  ["hnswEfSearch", "--hnsw-ef-search", "n", "LONGCLIP_HNSW_EF_SEARCH", null, "library", 100],
-  ["hnswShards", "--hnsw-shards", "n", "LONGCLIP_HNSW_SHARDS", null, "library", 1],
-  [
-    "indexSaveIntervalMs",
-    "--index-save-interval-ms",
-    "n",
-    "LONGCLIP_INDEX_SAVE_INTERVAL_MS",
-    null,
-    "library",
-    30000,
-  ],
-  ["databaseUrl", "--database-url", "url", "LONGCLIP_DATABASE_URL", null, "library", undefined],
-  [
-    "pgVectorType",
-    "--pg-vector-type",
-    "type",
-    "LONGCLIP_PG_VECTOR_TYPE",
-    null,
-    "library",
-    "halfvec",
-  ],
-  ["jobWorker", "--job-worker", "on|off|auto", "LONGCLIP_JOB_WORKER", null, "library", "auto"],
-  ["jobLeaseMs", "--job-lease-ms", "n", "LONGCLIP_JOB_LEASE_MS", null, "library", 60000],
-  ["maxJobItems", "--max-job-items", "n", "LONGCLIP_MAX_JOB_ITEMS", null, "library", 1000000],
-  [
-    "maxQueryImagePixels",
-    "--max-query-image-pixels",
-    "n",
-    "LONGCLIP_MAX_QUERY_IMAGE_PIXELS",
-    null,
-    "library",
-    25000000,
-  ],
-  [
-    "maxDecodePixels",
-    "--max-decode-pixels",
-    "n",
-    "LONGCLIP_MAX_DECODE_PIXELS",
-    null,
-    "library",
-    100000000,
-  ],
-  [
-    "maxBufferedBytes",
-    "--max-buffered-bytes",
-    "n",
-    "LONGCLIP_MAX_BUFFERED_BYTES",
-    null,
-    "server",
-    536870912,
-  ],
-  ["maxJsonBytes", "--max-json-bytes", "n", "LONGCLIP_MAX_JSON_BYTES", null, "server", 8388608],
-  [
-    "requestTimeoutMs",
-    "--request-timeout-ms",
-    "n",
-    "LONGCLIP_REQUEST_TIMEOUT_MS",
-    null,
-    "server",
-    120000,
-  ],
-  [
-    "headersTimeoutMs",
-    "--headers-timeout-ms",
-    "n",
-    "LONGCLIP_HEADERS_TIMEOUT_MS",
-    null,
-    "server",
-    20000,
-  ],
-  ["idleTimeoutMs", "--idle-timeout-ms", "n", "LONGCLIP_IDLE_TIMEOUT_MS", null, "server", 10000],
-  ["maxConnections", "--max-connections", "n", "LONGCLIP_MAX_CONNECTIONS", null, "server", 1024],
-  ["allowedHosts", "--allowed-hosts", "hosts", "LONGCLIP_ALLOWED_HOSTS", null, "server", undefined],
-  ["corsOrigins", "--cors-origins", "origins", "LONGCLIP_CORS_ORIGINS", null, "server", undefined],
-  ["apiKeyFile", "--api-key-file", "file", "LONGCLIP_API_KEY_FILE", null, "server", undefined],
-  [
-    "shutdownTimeoutMs",
-    "--shutdown-timeout-ms",
-    "n",
-    "LONGCLIP_SHUTDOWN_TIMEOUT_MS",
-    null,
-    "server",
-    25000,
-  ],
-  [
-    "textFields",
-    "--text-fields",
-    "keys",
-    "LONGCLIP_TEXT_FIELDS",
-    null,
-    "library",
-    "caption,filename,tags",
-  ],
-  [
-    "keepUploadFilename",
-    "--keep-upload-filename",
-    "on|off",
-    "LONGCLIP_KEEP_UPLOAD_FILENAME",
-    null,
-    "library",
-    "on",
-  ],
-  [
-    "hybridCandidates",
-    "--hybrid-candidates",
-    "n",
-    "LONGCLIP_HYBRID_CANDIDATES",
-    null,
-    "library",
-    100,
-  ],
-  [
-    "duplicateNeighbours",
-    "--duplicate-neighbours",
-    "n",
-    "LONGCLIP_DUPLICATE_NEIGHBOURS",
-    null,
-    "library",
-    10,
-  ],
-  [
-    "nearDuplicateThreshold",
-    "--near-duplicate-threshold",
-    "cosine",
-    "LONGCLIP_NEAR_DUPLICATE_THRESHOLD",
-    null,
-    "library",
-    0,
-  ],
-  [
-    "cacheDir",
-    "--cache",
-    "dir",
-    "LONGCLIP_CACHE",
-    null,
-    "pull",
-    path.join(homedir(), ".cache", "longclip"),
-  ],
-  // New with the table: pull read LONGCLIP_HUB_URL only; now it is a flag too.
-  ["hubUrl", "--hub-url", "url", "LONGCLIP_HUB_URL", null, "pull", "https://huggingface.co"],
-];
+const BEFORE = `
+modelDir               --model                    dir         LONGCLIP_MODEL_DIR                -    library <root>/models/demo
+dataDir                --data                     dir         LONGCLIP_DATA_DIR                 -    library <root>/data
+host                   --host                     host        LONGCLIP_HOST                     HOST server  127.0.0.1
+port                   --port                     n           LONGCLIP_PORT                     PORT server  8080
+device                 --device                   device      LONGCLIP_DEVICE                   -    library cpu
+threads                --threads                  n           LONGCLIP_THREADS                  -    library 0
+imageBatchSize         --image-batch-size         n           LONGCLIP_IMAGE_BATCH_SIZE         -    library 8
+preprocess             --preprocess               exact|fast  LONGCLIP_PREPROCESS               -    library exact
+preprocessWorkers      --preprocess-workers       n           LONGCLIP_PREPROCESS_WORKERS       -    library 0
+nativeJpeg             --native-jpeg              on|off      LONGCLIP_NATIVE_JPEG              -    library on
+textBatchSize          --text-batch-size          n           LONGCLIP_TEXT_BATCH_SIZE          -    library 32
+apiKey                 --api-key                  key         LONGCLIP_API_KEY                  -    server  unset
+mediaRoot              --media-root               dir         LONGCLIP_MEDIA_ROOT               -    library unset
+maxImageBytes          --max-image-bytes          n           LONGCLIP_MAX_IMAGE_BYTES          -    library 20971520
+maxImagePixels         --max-image-pixels         n           LONGCLIP_MAX_IMAGE_PIXELS         -    library 50000000
+maxBatchItems          --max-batch-items          n           LONGCLIP_MAX_BATCH_ITEMS          -    library 64
+maxRequestBytes        --max-request-bytes        n           LONGCLIP_MAX_REQUEST_BYTES        -    library 209715200
+maxQueryChars          --max-query-chars          n           LONGCLIP_MAX_QUERY_CHARS          -    library 10000
+maxK                   --max-k                    n           LONGCLIP_MAX_K                    -    library 1000
+maxQueueDepth          --max-queue-depth          n           LONGCLIP_MAX_QUEUE_DEPTH          -    library 256
+queryCacheSize         --query-cache-size         n           LONGCLIP_QUERY_CACHE_SIZE         -    library 1024
+hnswM                  --hnsw-m                   n           LONGCLIP_HNSW_M                   -    library 16
+hnswEfConstruction     --hnsw-ef-construction     n           LONGCLIP_HNSW_EF_CONSTRUCTION     -    library 200
+hnswEfSearch           --hnsw-ef-search           n           LONGCLIP_HNSW_EF_SEARCH           -    library 100
+hnswShards             --hnsw-shards              n           LONGCLIP_HNSW_SHARDS              -    library 1
+indexSaveIntervalMs    --index-save-interval-ms   n           LONGCLIP_INDEX_SAVE_INTERVAL_MS   -    library 30000
+databaseUrl            --database-url             url         LONGCLIP_DATABASE_URL             -    library unset
+pgVectorType           --pg-vector-type           type        LONGCLIP_PG_VECTOR_TYPE           -    library halfvec
+jobWorker              --job-worker               on|off|auto LONGCLIP_JOB_WORKER               -    library auto
+jobLeaseMs             --job-lease-ms             n           LONGCLIP_JOB_LEASE_MS             -    library 60000
+maxJobItems            --max-job-items            n           LONGCLIP_MAX_JOB_ITEMS            -    library 1000000
+maxQueryImagePixels    --max-query-image-pixels   n           LONGCLIP_MAX_QUERY_IMAGE_PIXELS   -    library 25000000
+maxDecodePixels        --max-decode-pixels        n           LONGCLIP_MAX_DECODE_PIXELS        -    library 100000000
+maxBufferedBytes       --max-buffered-bytes       n           LONGCLIP_MAX_BUFFERED_BYTES       -    server  536870912
+maxJsonBytes           --max-json-bytes           n           LONGCLIP_MAX_JSON_BYTES           -    server  8388608
+requestTimeoutMs       --request-timeout-ms       n           LONGCLIP_REQUEST_TIMEOUT_MS       -    server  120000
+headersTimeoutMs       --headers-timeout-ms       n           LONGCLIP_HEADERS_TIMEOUT_MS       -    server  20000
+idleTimeoutMs          --idle-timeout-ms          n           LONGCLIP_IDLE_TIMEOUT_MS          -    server  10000
+maxConnections         --max-connections          n           LONGCLIP_MAX_CONNECTIONS          -    server  1024
+allowedHosts           --allowed-hosts            hosts       LONGCLIP_ALLOWED_HOSTS            -    server  unset
+corsOrigins            --cors-origins             origins     LONGCLIP_CORS_ORIGINS             -    server  unset
+apiKeyFile             --api-key-file             file        LONGCLIP_API_KEY_FILE             -    server  unset
+shutdownTimeoutMs      --shutdown-timeout-ms      n           LONGCLIP_SHUTDOWN_TIMEOUT_MS      -    server  25000
+textFields             --text-fields              keys        LONGCLIP_TEXT_FIELDS              -    library caption,filename,path,tags
+keepUploadFilename     --keep-upload-filename     on|off      LONGCLIP_KEEP_UPLOAD_FILENAME     -    library on
+hybridCandidates       --hybrid-candidates        n           LONGCLIP_HYBRID_CANDIDATES        -    library 100
+duplicateNeighbours    --duplicate-neighbours     n           LONGCLIP_DUPLICATE_NEIGHBOURS     -    library 10
+nearDuplicateThreshold --near-duplicate-threshold cosine      LONGCLIP_NEAR_DUPLICATE_THRESHOLD -    library 0
+maxFilterValues        --max-filter-values        n           LONGCLIP_MAX_FILTER_VALUES        -    library 256
+sqliteReadWorkers      --sqlite-read-workers      n           LONGCLIP_SQLITE_READ_WORKERS      -    library 2
+cacheDir               --cache                    dir         LONGCLIP_CACHE                    -    pull    <home>/.cache/longclip
+hubUrl                 --hub-url                  url         LONGCLIP_HUB_URL                  -    pull    https://huggingface.co
+`
+  .trim()
+  .split("\n")
+  .map((line) => {
+    const [key = "", flag = "", placeholder = "", env = "", platform = "", scope = "", shown = ""] =
+      line.split(/ +/);
+    const fallback =
+      shown === "unset"
+        ? undefined
+        : /^\d+$/.test(shown)
+          ? Number(shown)
+          : shown.replace("<root>", PROJECT_ROOT).replace("<home>", homedir());
+    return {
+      key,
+      flag,
+      placeholder,
+      env,
+      platform: platform === "-" ? null : platform,
+      scope,
+      fallback,
+    };
+  });
 
 /** `--flag <placeholder>` of each option of a command, by its long flag. */
 function optionsOf(command: Command): Map<string, string> {
@@ -287,21 +135,14 @@ describe("the settings table", () => {
     });
     assert.deepEqual(
       now,
-      BEFORE.map(([key, flag, , env, platform, scope, fallback]) => [
-        key,
-        flag,
-        env,
-        platform,
-        scope,
-        fallback,
-      ]),
+      BEFORE.map((row) => [row.key, row.flag, row.env, row.platform, row.scope, row.fallback]),
     );
   });
 
   test("the CLI's flags and placeholders come from the table", () => {
     const command = addSettingOptions(new Command(), SETTING_KEYS);
     const options = optionsOf(command);
-    for (const [, flag, placeholder] of BEFORE) {
+    for (const { flag, placeholder } of BEFORE) {
       assert.equal(options.get(flag), `${flag} <${placeholder}>`);
     }
     const help = new Map(command.options.map((option) => [option.long, option.description]));

@@ -6,15 +6,21 @@ import sys
 
 # command name -> module exposing add_arguments(parser) and run(args) -> int | None
 COMMANDS = {
-    "stretch": ("training.kps", "Stretch a 77-position CLIP checkpoint to 248 positions (KPS)."),
-    "train": ("training.train", "Fine-tune with primary component matching (PCM)."),
-    "export": ("training.export", "Export a checkpoint to the server's ONNX model directory."),
-    "quantize": ("training.quantize", "Make an int8 copy of an exported model directory."),
+    "stretch": (
+        "training.model.kps",
+        "Stretch a 77-position CLIP checkpoint to 248 positions (KPS).",
+    ),
+    "train": ("training.train.loop", "Fine-tune with primary component matching (PCM)."),
+    "export": (
+        "training.export.exporter",
+        "Export a checkpoint to the server's ONNX model directory.",
+    ),
+    "quantize": ("training.export.quantize", "Make an int8 copy of an exported model directory."),
     "synth": (
         "training.synth",
         "Render synthetic long-caption data (ShareGPT4V / Urban1k layout).",
     ),
-    "vocab": ("training.vocab", "Build a CLIP-style BPE vocabulary from a caption corpus."),
+    "vocab": ("training.model.vocab", "Build a CLIP-style BPE vocabulary from a caption corpus."),
     "demo": ("training.recipe", "Train, export and evaluate the demo model; write the report."),
 }
 

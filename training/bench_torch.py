@@ -14,7 +14,7 @@
 - ``quant``: dynamic int8 quantisation of the image tower's Linear layers in PyTorch, timed
   against fp32 on the same inputs, with the cosine between the two outputs.
 
-The int8 ONNX towers are made by ``python3 -m training quantize`` (training/quantize.py).
+The int8 ONNX towers are made by ``python3 -m training quantize`` (training/export/quantize.py).
 
 Every command prints one JSON object on stdout; progress goes to stderr.
 """
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
-from .model import CLIP, model_config
-from .tokenizer import count_merges
+from .model.checkpoint import load_checkpoint
+from .model.clip import CLIP, model_config
+from .model.tokenizer import count_merges
 
 
 def _log(message: str) -> None:

@@ -71,7 +71,7 @@ export interface paths {
          *
          *     `mode` chooses the ranking: `vector` (default) by the embeddings; `keyword` by the
          *     words of the query found in the items' text fields (`text_fields`, default the
-         *     server's `--text-fields`, `caption,filename,tags`): full-text search, stemmed
+         *     server's `--text-fields`, `caption,filename,path,tags`): full-text search, stemmed
          *     (English), any word may match, SQLite FTS5 BM25 or Postgres `ts_rank`; `hybrid` fuses
          *     the two rankings (each of up to `--hybrid-candidates` hits) by reciprocal rank fusion,
          *     score 1/(60 + vector rank) + 1/(60 + keyword rank). In every mode a hit's `score` is
@@ -589,7 +589,11 @@ export interface components {
             /** @description Top-level metadata keys keyword matching looks in (default the server's `--text-fields`). */
             text_fields?: string[];
         };
-        /** @description Metadata key (dotted for nested keys) → condition; all must hold. */
+        /**
+         * @description Metadata key (dotted for nested keys) → condition; all must hold. At most 32 keys and
+         *     `maxFilterValues` values (256 by default) in all: each plain value or operand counts
+         *     one, each element of an `$in`/`$nin` list one; more is `400 filter_too_large`.
+         */
         Filter: {
             [key: string]: components["schemas"]["FilterCondition"];
         };
@@ -993,7 +997,8 @@ export interface operations {
              * @description `validation_failed` (also: an unknown filter operator or an operand of the wrong
              *     type, named by its path, e.g. `filter.year.$gt`; neither or both of `query` and
              *     `compose`; composed parts that cancel out), `invalid_filter` (a malformed key),
-             *     `malformed_json`, `empty_query` (empty or only whitespace), `query_too_long` (over
+             *     `filter_too_large` (the filter names more than `maxFilterValues` values, 256 by
+             *     default, all keys and `$in`/`$nin` elements together), `malformed_json`, `empty_query` (empty or only whitespace), `query_too_long` (over
              *     `maxQueryChars` characters, or over the context with `truncate: false`),
              *     `k_out_of_range` (k outside 1..`maxK`), `offset_out_of_range` (offset + k over
              *     `maxK`).

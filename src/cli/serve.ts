@@ -56,12 +56,12 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
   }
   // A database that is not reachable yet leaves the gallery for a later start.
   const gallery = library.ready()
-    ? await indexGalleryIfNew(library, settings.modelDir, settings.dataDir, settings.maxBatchItems)
+    ? await indexGalleryIfNew(library, settings.modelDir, settings.maxBatchItems)
     : undefined;
   if (gallery) {
     app.log.info(
-      { indexed: gallery.indexed, failed: gallery.failed },
-      "new data directory: indexed the model's sample gallery",
+      { indexed: gallery.indexed, duplicate: gallery.duplicate, failed: gallery.failed },
+      "new library: indexed the model's sample gallery",
     );
   }
   const address = await app.listen({ host: settings.host, port: settings.port });

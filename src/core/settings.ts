@@ -414,7 +414,7 @@ export const SETTINGS = {
     help: "longest a SIGTERM/SIGINT shutdown may take before the process exits anyway",
   },
   textFields: {
-    default: "caption,filename,tags",
+    default: "caption,filename,path,tags",
     kind: "text",
     scope: "library",
     env: "LONGCLIP_TEXT_FIELDS",
@@ -456,6 +456,23 @@ export const SETTINGS = {
     flag: "near-duplicate-threshold",
     placeholder: "cosine",
     help: "POST /index flags a new item whose image embedding is at least this similar (cosine) to a stored one (near_duplicate_of); 0 turns the check off",
+  },
+  maxFilterValues: {
+    default: 256,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_FILTER_VALUES",
+    flag: "max-filter-values",
+    help: "values one metadata filter may name, all keys together (each $in/$nin element counts): bounds what a search costs to parse and bind",
+  },
+  sqliteReadWorkers: {
+    // 0 is taken as 1 (src/store/sqlite/store.ts).
+    default: 2,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_SQLITE_READ_WORKERS",
+    flag: "sqlite-read-workers",
+    help: "worker threads, each with its own SQLite connection, that run the embedded backend's filtered and keyword queries off the event loop",
   },
   cacheDir: {
     default: path.join(homedir(), ".cache", "longclip"),

@@ -2,7 +2,7 @@
  * The check an int8 or fp16 tower gets when it is opened. Its conversion was checked against
  * fp32 on the exporting machine's CPU, but the kernels that run it here may differ (a GPU's
  * fp16 ones above all). config.json carries the fp32 model's embedding of an input defined by
- * formula (training/quantize.py, device_check_inputs; docs/model-format.md); the tower's own
+ * formula (training/export/quantize.py, device_check_inputs; docs/model-format.md); the tower's own
  * embedding of that input must reach the recorded cosine, or the model is refused.
  */
 import { AppError } from "../core/errors.ts";

@@ -1,17 +1,21 @@
 /**
  * The sample gallery a model directory may ship (models/demo/gallery/gallery.json, written by
  * `python3 -m training demo`): indexed once, when a data directory is new, so that a first
- * query on a fresh install has something to find. A marker file in the data directory keeps
- * it from coming back after the user deletes it.
+ * query on a fresh install has something to find. The library records that it was added
+ * (ItemStore.markGallerySeeded, in the database), so every node sharing a Postgres library
+ * sees it, and a gallery the user deleted never comes back.
+ *
+ * Nodes that start together on a new library may both add it: the items have fixed ids and
+ * content hashes, so the second one's are duplicates and nothing is stored twice.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { IndexResult } from "../core/types.ts";
+import type { ItemStore } from "../store/types.ts";
 import type { Library } from "./types.ts";
 
 export const GALLERY_MANIFEST = path.join("gallery", "gallery.json");
-export const GALLERY_MARKER = "gallery-indexed.json";
 
 interface GalleryManifest {
   format: "longclip-gallery";
@@ -21,6 +25,8 @@ interface GalleryManifest {
 
 export interface GalleryOutcome {
   indexed: number;
+  /** Already stored (another node added them first). */
+  duplicate: number;
   failed: IndexResult[];
 }
 
@@ -37,18 +43,21 @@ async function readManifest(file: string): Promise<GalleryManifest> {
  * returns undefined when there is nothing to do.
  */
 export async function indexGalleryIfNew(
-  library: Library,
+  library: Library & { readonly store: Pick<ItemStore, "gallerySeeded" | "markGallerySeeded"> },
   modelDir: string,
-  dataDir: string,
   batchSize: number,
 ): Promise<GalleryOutcome | undefined> {
   const manifestFile = path.join(modelDir, GALLERY_MANIFEST);
-  const marker = path.join(dataDir, GALLERY_MARKER);
-  if (!existsSync(manifestFile) || existsSync(marker) || (await library.stats()).items > 0)
+  if (
+    !existsSync(manifestFile) ||
+    (await library.store.gallerySeeded()) ||
+    (await library.stats()).items > 0
+  ) {
     return undefined;
+  }
   const manifest = await readManifest(manifestFile);
   const directory = path.dirname(manifestFile);
-  const outcome: GalleryOutcome = { indexed: 0, failed: [] };
+  const outcome: GalleryOutcome = { indexed: 0, duplicate: 0, failed: [] };
   for (let start = 0; start < manifest.items.length; start += Math.max(1, batchSize)) {
     const batch = manifest.items.slice(start, start + Math.max(1, batchSize));
     const inputs = await Promise.all(
@@ -61,14 +70,15 @@ export async function indexGalleryIfNew(
     );
     for (const result of await library.index(inputs)) {
       if (result.status === "failed") outcome.failed.push(result);
-      else outcome.indexed++;
+      else outcome[result.status]++;
     }
   }
-  // On Postgres nothing else lives in the data directory, so it may not exist yet.
-  await mkdir(dataDir, { recursive: true });
-  await writeFile(
-    marker,
-    `${JSON.stringify({ manifest: manifestFile, indexed: outcome.indexed, at: new Date().toISOString() })}\n`,
+  await library.store.markGallerySeeded(
+    JSON.stringify({
+      model: path.basename(modelDir),
+      indexed: outcome.indexed,
+      at: new Date().toISOString(),
+    }),
   );
   return outcome;
 }

@@ -9,7 +9,7 @@
  */
 import path from "node:path";
 import { AppError } from "../core/errors.ts";
-import type { Filter, Hit, IndexInput, SearchMode } from "../core/types.ts";
+import type { Filter, Hit, IndexInput, Metadata, SearchMode } from "../core/types.ts";
 import type { ItemStore, ScoredItem } from "../store/types.ts";
 import { cosine } from "../vector-index/exact.ts";
 
@@ -44,6 +44,19 @@ export function withUploadFilename(input: IndexInput, keep: boolean): IndexInput
     .join("");
   if (name === "") return input;
   return { ...input, metadata: { ...metadata, filename: name.slice(0, MAX_FILENAME_CHARS) } };
+}
+
+/**
+ * The metadata of a file indexed by path, with its name as `filename` and its path as `path`
+ * (relative to the media root), as an upload keeps its file name: so keyword search finds
+ * files by their names and folders. Fields the metadata already has are kept.
+ */
+export function withPathNames(metadata: Metadata, shownPath: string): Metadata {
+  const names: Metadata = {
+    filename: path.basename(shownPath).slice(0, MAX_FILENAME_CHARS),
+    path: shownPath,
+  };
+  return { ...names, ...metadata };
 }
 
 /** The distinct words (letters and digits) of a query, lower-cased, in order of appearance. */

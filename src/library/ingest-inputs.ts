@@ -10,6 +10,7 @@ import { AppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type { IndexInput, Metadata } from "../core/types.ts";
 import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../util/paths.ts";
+import { withPathNames } from "./hybrid.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;
@@ -87,7 +88,18 @@ export class InputReader {
       throw new AppError("invalid_input", "Each item needs image bytes or a path.");
     }
     const real = this.resolvePath(input.path);
-    return { bytes: await this.readFileAt(real, input.path), metadata, source: "path", path: real };
+    return {
+      bytes: await this.readFileAt(real, input.path),
+      metadata: withPathNames(metadata, this.shownPath(real)),
+      source: "path",
+      path: real,
+    };
+  }
+
+  /** A file's path as its metadata keeps it (as GET /items shows it): relative to the media root. */
+  private shownPath(real: string): string {
+    const root = this.mediaRoot;
+    return root !== undefined && isInside(root, real) ? path.relative(root, real) : real;
   }
 
   /**

@@ -11,6 +11,7 @@ import { AppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "../core/types.ts";
 import type { TextEmbedding } from "../encode/types.ts";
+import { filterValueCount } from "../store/filter.ts";
 import type { ItemStore } from "../store/types.ts";
 import { parseTextFields, rankedSearch } from "./hybrid.ts";
 
@@ -149,7 +150,18 @@ export class Search {
   /** Checks page, cutoff, filter and mode before any embedding work is queued. */
   checkOptions(options: SearchOptions): void {
     checkPage(options, this.ctx.settings.maxK);
-    if (options.filter !== undefined) this.ctx.store.checkFilter(options.filter);
+    if (options.filter !== undefined) {
+      this.ctx.store.checkFilter(options.filter);
+      const values = filterValueCount(options.filter);
+      const limit = this.ctx.settings.maxFilterValues;
+      if (values > limit) {
+        throw new AppError(
+          "filter_too_large",
+          `The filter names ${values} values; the limit is ${limit} in all keys together (maxFilterValues, LONGCLIP_MAX_FILTER_VALUES). Split the search or use fewer $in/$nin values.`,
+          { values, limit },
+        );
+      }
+    }
     if (options.mode !== undefined && !MODES.includes(options.mode)) {
       throw new AppError(
         "validation_failed",

@@ -30,6 +30,24 @@ export const EXACT_FILTER_LIMIT = 10_000;
 /** Values in one `$in` / `$nin` list. */
 export const MAX_IN_VALUES = 100;
 
+/**
+ * Values a filter names, all keys together: one per plain value or operand, one per element
+ * of an `$in` / `$nin` list (the setting maxFilterValues bounds it).
+ */
+export function filterValueCount(filter: Filter): number {
+  let count = 0;
+  for (const condition of Object.values(filter)) {
+    if (condition === null || typeof condition !== "object" || Array.isArray(condition)) {
+      count++;
+      continue;
+    }
+    for (const operand of Object.values(condition)) {
+      count += Array.isArray(operand) ? operand.length : 1;
+    }
+  }
+  return count;
+}
+
 export type RangeOperator = "gt" | "gte" | "lt" | "lte";
 
 /** A range operand: a number, or an instant in epoch milliseconds (with its ISO form). */

@@ -24,6 +24,7 @@ export async function openStore(
     dataDir: settings.dataDir,
     indexSaveIntervalMs: settings.indexSaveIntervalMs,
     hnswShards: hnswShardCount(settings.hnswShards),
+    readWorkers: settings.sqliteReadWorkers,
     ...parameters,
     ...(onBackgroundError ? { onBackgroundError } : {}),
   });

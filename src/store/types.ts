@@ -186,6 +186,14 @@ export interface ItemStore {
   /** Records (or with undefined, forgets) the blue/green reindex in progress. */
   setReindexTarget(target: ReindexTarget | undefined): Promise<void>;
 
+  /**
+   * Whether a model's sample gallery was ever added to this library. Kept in the library
+   * itself, so every node sharing a database sees it and a deleted gallery never comes back.
+   */
+  gallerySeeded(): Promise<boolean>;
+  /** Records that the sample gallery was added (`note`: what, for a person reading the row). */
+  markGallerySeeded(note: string): Promise<void>;
+
   /** Loads what search needs (the SQLite backend's HNSW index) now, not at the first search. */
   prepare(): Promise<void>;
   indexStats(): Promise<VectorIndexStats>;

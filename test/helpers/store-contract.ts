@@ -4,11 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import fc from "fast-check";
 import { isAppError } from "../../src/core/errors.ts";
 import type { Filter } from "../../src/core/types.ts";
 import { WORKER_LOST } from "../../src/store/jobs.ts";
 import type { ItemStore, NewItem } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
+import { filterArbitrary, metadataArbitrary, referenceMatches } from "./filter-reference.ts";
 
 export interface ContractOptions {
   /** A new, empty store. */
@@ -76,6 +78,24 @@ export function storeContract(name: string, options: ContractOptions): void {
         assert.equal(store.health().available, true);
       } finally {
         await store.close();
+      }
+    });
+
+    test("the sample gallery's seeded mark: absent, then kept across reopening", async () => {
+      const store = await fresh();
+      try {
+        assert.equal(await store.gallerySeeded(), false);
+        await store.markGallerySeeded('{"indexed": 2}');
+        await store.markGallerySeeded('{"indexed": 0}');
+        assert.equal(await store.gallerySeeded(), true);
+      } finally {
+        await store.close();
+      }
+      const again = await options.reopen();
+      try {
+        assert.equal(await again.gallerySeeded(), true);
+      } finally {
+        await again.close();
       }
     });
 
@@ -386,6 +406,31 @@ export function storeContract(name: string, options: ContractOptions): void {
             JSON.stringify(filter),
           );
         }
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("random filters select what a plain-JavaScript reference selects (fast-check, fixed seed)", async () => {
+      const store = await fresh();
+      try {
+        const metadata = fc.sample(metadataArbitrary, { seed: 24, numRuns: 60 });
+        await store.insertItems(
+          metadata.map((m, n) => newItem(n, m)),
+          "m1",
+        );
+        let matchedSome = 0;
+        await fc.assert(
+          fc.asyncProperty(filterArbitrary, async (filter) => {
+            const expected = metadata
+              .flatMap((m, n) => (referenceMatches(m, filter) ? [`item-${n}`] : []))
+              .sort();
+            if (expected.length > 0) matchedSome++;
+            assert.deepEqual(await ids(store, filter), expected, JSON.stringify(filter));
+          }),
+          { seed: 24, numRuns: 150 },
+        );
+        assert.ok(matchedSome > 30, `only ${matchedSome} of 150 filters matched anything`);
       } finally {
         await store.close();
       }

@@ -17,7 +17,7 @@ export interface TextShape {
   embedDim: number;
 }
 
-/** The ViT presets of training/model.py (LongCLIP-B/L shapes). */
+/** The ViT presets of training/model/clip.py (LongCLIP-B/L shapes). */
 export const VISION_SHAPES: Record<string, VisionShape> = {
   "ViT-B/16": { resolution: 224, patchSize: 16, width: 768, layers: 12, embedDim: 512 },
   "ViT-L/14": { resolution: 224, patchSize: 14, width: 1024, layers: 24, embedDim: 768 },

@@ -15,8 +15,8 @@ Stages (each can be re-run alone with ``--stages``; artifacts live in ``--out``)
    side; ``--variants`` picks the models of finetune, export and eval.
 5. ``export``: every model to ``OUT/models/NAME``; Long-CLIP and the gallery to ``--model-out``.
 6. ``eval``: ``bench:urban`` (long captions with the token-budget sweep, short captions) and the
-   zero-shot analogue (training/zeroshot.py) on the held-out set; the shipped model and CLIP-77
-   also on the unseen set, against the demo model's targets.
+   zero-shot analogue (training/recipe/zeroshot.py) on the held-out set; the shipped model and
+   CLIP-77 also on the unseen set, against the demo model's targets.
 7. ``report``: ``--report`` (Markdown) and the effective-length chart in ``--figures``.
 
 Wall time and load average of every stage go to ``OUT/timings.json`` so that ``--stages report``

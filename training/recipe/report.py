@@ -194,7 +194,7 @@ def render_report(recipe: dict, timings: dict, results: dict, chart: str) -> str
         f"Class = the salient object's colour + shape ({z['classes']} classes present in "
         f"the held-out set, {z['n']} images); class embedding = mean over the prompts "
         + ", ".join(f"“{t.format('{label}')}”" for t in z["templates"])
-        + ". Computed with the PyTorch checkpoints (training/zeroshot.py).",
+        + ". Computed with the PyTorch checkpoints (training/recipe/zeroshot.py).",
         "",
         "| model | top-1 accuracy % |",
         "| --- | ---: |",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .. import zeroshot
+from . import zeroshot
 from .config import (
     BASELINE,
     EVAL_SEED,

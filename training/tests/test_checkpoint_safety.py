@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint, save_training_checkpoint
-from training.model import CLIP, UnsupportedCheckpointError, model_config
+from training.model.checkpoint import load_checkpoint, save_training_checkpoint
+from training.model.clip import CLIP, UnsupportedCheckpointError, model_config
 
 
 class _RunsCode:

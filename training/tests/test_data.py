@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training.data import (
+from training.train.data import (
     EMPTY_CAPTION,
     MALFORMED,
     MISSING_IMAGE,

@@ -10,9 +10,9 @@ import torch
 
 from training import __version__
 from training.__main__ import main
-from training.checkpoint import load_checkpoint
-from training.export import ExportError, relative_difference, verify
-from training.onnx_run import OnnxRunError, _run_node_ort, run_onnx
+from training.model.checkpoint import load_checkpoint
+from training.export.exporter import ExportError, relative_difference, verify
+from training.export.onnx_run import OnnxRunError, _run_node_ort, run_onnx
 
 from .conftest import CLIP_VOCAB, TINY_DIR, needs_onnx_runtime, needs_shared
 

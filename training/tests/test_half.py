@@ -1,4 +1,4 @@
-"""fp16 towers (training/half.py): the graph rewrite, its float32 edges, and the embeddings
+"""fp16 towers (training/export/half.py): the graph rewrite, its float32 edges, and the embeddings
 through ONNX Runtime against fp32 and against the official code's reference outputs; the
 device check entry export and quantize write into config.json."""
 
@@ -10,9 +10,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from training.__main__ import main
-from training.half import FP16_MAX, halve_model, to_half
-from training.onnx_run import run_onnx
-from training.quantize import MIN_COSINE, cosines, device_check_inputs
+from training.export.half import FP16_MAX, halve_model, to_half
+from training.export.onnx_run import run_onnx
+from training.export.quantize import MIN_COSINE, cosines, device_check_inputs
 
 from .conftest import CLIP_VOCAB, TINY_DIR, needs_onnx_runtime, needs_shared
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from training.__main__ import main
-from training.kps import stretch_positional_embedding, stretch_state_dict, uniform_stretch
+from training.model.kps import stretch_positional_embedding, stretch_state_dict, uniform_stretch
 
 from .conftest import TINY_DIR, needs_shared
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint, save_official, save_training_checkpoint
-from training.model import (
+from training.model.checkpoint import load_checkpoint, save_official, save_training_checkpoint
+from training.model.clip import (
     CLIP,
     UnsupportedCheckpointError,
     build_model,

@@ -7,9 +7,9 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from training.distributed import gather_with_grad
-from training.model import CLIP, model_config
-from training.pcm import (
+from training.train.distributed import gather_with_grad
+from training.model.clip import CLIP, model_config
+from training.model.pcm import (
     LOGIT_SCALE_MAX,
     contrastive_loss,
     local_gather,

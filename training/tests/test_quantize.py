@@ -1,5 +1,6 @@
-"""int8 towers (training/quantize.py): the graph rewrite, the weights, and the embeddings through
-ONNX Runtime (the onnx_check.mjs path export uses) against fp32 and the reference outputs."""
+"""int8 towers (training/export/quantize.py): the graph rewrite, the weights, and the embeddings
+through ONNX Runtime (the onnx_check.mjs path export uses) against fp32 and the reference
+outputs."""
 
 import json
 
@@ -7,10 +8,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from training import quantize
+from training.export import quantize
 from training.__main__ import main
-from training.onnx_run import model_id, run_onnx
-from training.quantize import MIN_COSINE, cosines, quantize_model, quantize_weight
+from training.export.onnx_run import model_id, run_onnx
+from training.export.quantize import MIN_COSINE, cosines, quantize_model, quantize_weight
 
 from .conftest import CLIP_VOCAB, TINY_DIR, needs_onnx_runtime, needs_shared
 

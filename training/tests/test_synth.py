@@ -1,7 +1,6 @@
 """Synthetic long-caption data: determinism, caption lengths, hard-negative groups, layouts."""
 
 import argparse
-import importlib
 import json
 import re
 from io import BytesIO
@@ -10,6 +9,7 @@ import pytest
 from PIL import Image
 
 from training import synth
+from training.model.tokenizer import ClipTokenizer
 from training.tests.conftest import CLIP_VOCAB
 
 
@@ -52,13 +52,9 @@ def test_images_are_jpegs_of_the_requested_size():
 
 def _clip_tokenizer():
     """The project's CLIP tokenizer with CLIP's vocabulary, or None with the reason."""
-    try:
-        module = importlib.import_module("training.tokenizer")
-    except ModuleNotFoundError:
-        return None, "training.tokenizer is not there yet"
     if not CLIP_VOCAB.exists():
         return None, f"CLIP vocabulary not found at {CLIP_VOCAB}"
-    return module.ClipTokenizer(CLIP_VOCAB), ""
+    return ClipTokenizer(CLIP_VOCAB), ""
 
 
 def test_long_captions_fit_the_248_token_context():

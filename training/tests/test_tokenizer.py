@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.tokenizer import ClipTokenizer, count_merges
+from training.model.tokenizer import ClipTokenizer, count_merges
 
 from .conftest import CLIP_VOCAB, REFERENCE_DIR, needs_shared
 

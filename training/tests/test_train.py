@@ -13,10 +13,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from training.__main__ import main
-from training.checkpoint import load_checkpoint, save_official
-from training.model import CLIP, model_config
+from training.model.checkpoint import load_checkpoint, save_official
+from training.model.clip import CLIP, model_config
 from training.tests.conftest import REPO_ROOT
-from training.train import lr_factor
+from training.train.loop import lr_factor
 
 COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 RGB = {

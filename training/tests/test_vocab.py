@@ -5,9 +5,10 @@ import gzip
 import json
 import re
 
-import pytest
 
-from training import synth, vocab
+from training import synth
+from training.model import vocab
+from training.model.tokenizer import ClipTokenizer
 
 # Sennrich et al.'s example: low x5, lower x2, newest x6, widest x3.
 CORPUS = "LOW low low low low lower lower " + "newest " * 6 + "widest widest widest"
@@ -107,10 +108,6 @@ def test_missing_corpus_is_reported(tmp_path, capsys):
 
 
 def test_clip_tokenizer_loads_the_learnt_vocabulary(tmp_path):
-    try:
-        from training.tokenizer import ClipTokenizer
-    except ImportError as error:
-        pytest.skip(f"training.tokenizer not importable yet: {error}")
     data = tmp_path / "data"
     synth.write_dataset(data, 8, 0, "sharegpt4v", 64, 4)
     out = tmp_path / "bpe.txt.gz"

@@ -7,9 +7,9 @@ const RANGE_SQL = { gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
 
 /**
  * A filter as a condition over `metadata`, with its parameters numbered from `firstParam`.
- * Equality and `$in` are jsonb containment (the GIN index serves them); the others read the
- * value by chained `->` with text keys, which never index into an array, as SQLite's JSON
- * paths do not.
+ * Equality is jsonb containment (the GIN index serves it); the others read the value by
+ * chained `->` with text keys, which never index into an array, as SQLite's JSON paths do not.
+ * `$in` / `$nin` are one hashed membership test per row, so a long list costs no more per row.
  */
 export function filterToSql(
   filter: Filter,
@@ -26,12 +26,16 @@ export function filterToSql(
     for (const key of [...path].reverse()) nested = { [key]: nested };
     return `metadata @> ${param(JSON.stringify(nested), "::jsonb")}`;
   };
-  const anyOf = (path: readonly string[], values: readonly FilterValue[]) =>
-    values.length === 0 ? "false" : `(${values.map((v) => contains(path, v)).join(" OR ")})`;
   for (const term of filterTerms(filter)) {
     // Only the operators that read the value bind its keys (an unused parameter has no type).
     const readValue = () =>
       `(metadata -> ${term.path.map((key) => param(key, "::text")).join(" -> ")})`;
+    // One membership test per row, whatever the list's length: Postgres hashes the list once
+    // (jsonb equality keeps types apart as containment does; a missing key is no member).
+    const anyOf = (values: readonly FilterValue[]) =>
+      values.length === 0
+        ? "false"
+        : `coalesce(${readValue()} IN (SELECT jsonb_array_elements(${param(JSON.stringify(values), "::jsonb")})), false)`;
     switch (term.op) {
       case "eq":
         clauses.push(contains(term.path, term.value));
@@ -40,10 +44,10 @@ export function filterToSql(
         clauses.push(`NOT ${contains(term.path, term.value)}`);
         break;
       case "in":
-        clauses.push(anyOf(term.path, term.values));
+        clauses.push(anyOf(term.values));
         break;
       case "nin":
-        clauses.push(`NOT ${anyOf(term.path, term.values)}`);
+        clauses.push(`NOT ${anyOf(term.values)}`);
         break;
       case "exists":
         clauses.push(`${readValue()} IS ${term.value ? "NOT NULL" : "NULL"}`);

@@ -328,6 +328,18 @@ export class PostgresStore implements ItemStore {
     });
   }
 
+  async gallerySeeded(): Promise<boolean> {
+    const result = await this.query("SELECT 1 FROM longclip.meta WHERE key = 'gallery_seeded'");
+    return result.rows.length > 0;
+  }
+
+  async markGallerySeeded(note: string): Promise<void> {
+    await this.query(
+      "INSERT INTO longclip.meta (key, value) VALUES ('gallery_seeded', $1) ON CONFLICT (key) DO NOTHING",
+      [note],
+    );
+  }
+
   async clearStaging(): Promise<void> {
     await this.staging.clear();
   }

@@ -3,7 +3,6 @@
  * of the embeddings: on request, or when a filter leaves few items) and keyword search through
  * the FTS5 table of the items' text fields.
  */
-import type Database from "better-sqlite3";
 import { storeModelMismatch } from "../../core/errors.ts";
 import type { Filter } from "../../core/types.ts";
 import { exactSearch } from "../../vector-index/exact.ts";
@@ -12,6 +11,7 @@ import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem, StoredItem } fr
 import type { SqliteEmbeddings } from "./embeddings.ts";
 import { filterToSql } from "./filter-sql.ts";
 import type { HnswCache } from "./hnsw-cache.ts";
+import type { SqliteReaders } from "./readers.ts";
 import { toItem } from "./rows.ts";
 import type { Statements } from "./statements.ts";
 
@@ -24,10 +24,10 @@ export interface SqliteSearchOptions {
 
 export class SqliteSearch {
   constructor(
-    private readonly db: Database.Database,
     private readonly stmts: Statements,
     private readonly embeddings: SqliteEmbeddings,
     private readonly hnsw: HnswCache,
+    private readonly readers: SqliteReaders,
     private readonly options: SqliteSearchOptions,
   ) {}
 
@@ -38,7 +38,7 @@ export class SqliteSearch {
     const index = () => this.hnsw.ready(model);
     let neighbours: Neighbour[];
     if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
-      const labels = this.labelsMatching(query.filter);
+      const labels = await this.labelsMatching(query.filter);
       if (query.exact || labels.length <= this.options.exactFilterLimit) {
         neighbours = exactSearch(vector, this.embeddings.embeddingsFor(modelId, labels), k);
       } else {
@@ -65,25 +65,25 @@ export class SqliteSearch {
       params.push(...filterParams);
     }
     params.push(query.k);
-    const rows = this.db
-      .prepare<unknown[], { label: number; score: number }>(
-        `SELECT item_text.label AS label, sum(-item_text_fts.rank) AS score
-         FROM item_text_fts JOIN item_text ON item_text.id = item_text_fts.rowid
-         WHERE item_text_fts MATCH ? AND item_text.field IN (SELECT value FROM json_each(?))
-         ${restrict}
-         GROUP BY item_text.label ORDER BY score DESC, item_text.label LIMIT ?`,
-      )
-      .all(...params);
-    return this.withItems(rows);
+    // On a read worker: the filter and the full-text match may scan many rows.
+    const rows = await this.readers.all(
+      `SELECT item_text.label AS label, sum(-item_text_fts.rank) AS score
+       FROM item_text_fts JOIN item_text ON item_text.id = item_text_fts.rowid
+       WHERE item_text_fts MATCH ? AND item_text.field IN (SELECT value FROM json_each(?))
+       ${restrict}
+       GROUP BY item_text.label ORDER BY score DESC, item_text.label LIMIT ?`,
+      params,
+    );
+    return this.withItems(
+      rows.map(([label, score]) => ({ label: label as number, score: score as number })),
+    );
   }
 
-  /** Labels of the items whose metadata matches every key of the filter. */
-  private labelsMatching(filter: Filter): number[] {
+  /** Labels of the items whose metadata matches every key of the filter (on a read worker). */
+  private async labelsMatching(filter: Filter): Promise<number[]> {
     const { where, params } = filterToSql(filter);
-    return this.db
-      .prepare(`SELECT label FROM items WHERE ${where}`)
-      .pluck()
-      .all(...params) as number[];
+    const rows = await this.readers.all(`SELECT label FROM items WHERE ${where}`, params);
+    return rows.map((row) => row[0] as number);
   }
 
   /** Labelled scores with their items, in order (an item deleted meanwhile is left out). */

@@ -12,7 +12,7 @@
  *
  * better-sqlite3 is synchronous: the methods are async only to fit the seam.
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { Filter } from "../../core/types.ts";
@@ -38,11 +38,17 @@ import { registerFilterFunctions } from "./filter-sql.ts";
 import { HnswCache } from "./hnsw-cache.ts";
 import { SqliteJobs } from "./jobs.ts";
 import { Originals } from "./originals.ts";
+import { SqliteReaders } from "./readers.ts";
 import { toItem, vectorToBlob } from "./rows.ts";
 import { migrate } from "./schema.ts";
 import { SqliteSearch } from "./search.ts";
 import { SqliteStaging } from "./staging.ts";
 import { prepareStatements, type Statements } from "./statements.ts";
+
+/** The meta row that says the sample gallery was added (see ItemStore.gallerySeeded). */
+const GALLERY_SEEDED_KEY = "gallery_seeded";
+/** Where earlier versions kept that fact: a file in the data directory. */
+const LEGACY_GALLERY_MARKER = "gallery-indexed.json";
 
 export interface SqliteStoreOptions extends IndexParameters {
   dataDir: string;
@@ -55,6 +61,8 @@ export interface SqliteStoreOptions extends IndexParameters {
   exactFilterLimit?: number;
   /** HNSW shards, each on its own worker thread (default 1; see vector-index/hnsw-shards.ts). */
   hnswShards?: number;
+  /** Worker threads for filtered and keyword queries (default 2, at least 1; ./readers.ts). */
+  readWorkers?: number;
 }
 
 export class SqliteStore implements ItemStore {
@@ -67,6 +75,7 @@ export class SqliteStore implements ItemStore {
   private readonly hnsw: HnswCache;
   private readonly search: SqliteSearch;
   private readonly staging: SqliteStaging;
+  private readonly readers: SqliteReaders;
   private readonly saveTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: SqliteStoreOptions) {
@@ -98,7 +107,8 @@ export class SqliteStore implements ItemStore {
       this.embeddings,
       report,
     );
-    this.search = new SqliteSearch(this.db, this.stmts, this.embeddings, this.hnsw, {
+    this.readers = new SqliteReaders(file, Math.max(1, options.readWorkers ?? 2));
+    this.search = new SqliteSearch(this.stmts, this.embeddings, this.hnsw, this.readers, {
       exactFilterLimit: options.exactFilterLimit ?? EXACT_FILTER_LIMIT,
       currentModel: () => this.modelNow(),
     });
@@ -295,6 +305,18 @@ export class SqliteStore implements ItemStore {
     if (model !== undefined) await this.hnsw.ready(model);
   }
 
+  async gallerySeeded(): Promise<boolean> {
+    // Data directories seeded before the fact moved into the database have the marker file.
+    return (
+      this.stmts.getMeta.get(GALLERY_SEEDED_KEY) !== undefined ||
+      existsSync(path.join(this.options.dataDir, LEGACY_GALLERY_MARKER))
+    );
+  }
+
+  async markGallerySeeded(note: string): Promise<void> {
+    this.stmts.setMeta.run(GALLERY_SEEDED_KEY, note);
+  }
+
   async clearStaging(): Promise<void> {
     this.staging.clear();
   }
@@ -349,6 +371,7 @@ export class SqliteStore implements ItemStore {
     if (this.saveTimer !== undefined) clearInterval(this.saveTimer);
     if (!this.db.open) return;
     try {
+      await this.readers.close();
       await this.hnsw.close();
     } finally {
       this.db.close();

@@ -1,6 +1,6 @@
-// Runs ONNX models with onnxruntime-node for the export verification in export.py (there is
+// Runs ONNX models with onnxruntime-node for the export verification in exporter.py (there is
 // no Python onnxruntime on the development machine).
-// Usage: node training/onnx_check.mjs REQUEST.json
+// Usage: node training/export/onnx_check.mjs REQUEST.json
 // REQUEST: {"threads": 2, "jobs": [{"model", "input", "dtype": "float32"|"int64", "shape",
 //           "input_file", "output", "output_file"}]}
 // Inputs and outputs are raw little-endian files; prints {"jobs": [{"output_shape"}]}.

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import CLIP, UnsupportedCheckpointError, build_model
+from .clip import CLIP, UnsupportedCheckpointError, build_model
 
 TRAINING_FORMAT = "longclip-training"
 # entries that are metadata or derived, not parameters: OpenAI's TorchScript archives carry the

@@ -10,7 +10,7 @@ device. Inside, every float32 tensor becomes fp16: initializers, ``Constant`` an
 ONNX Runtime's CPU provider runs such a graph as well (it wraps the operators it has no fp16
 kernel for in casts to float32): slow, but enough for the cosine check against the fp32 tower
 on a machine without a GPU. ``python3 -m training export --fp16`` and ``python3 -m training
-quantize --precision fp16`` use it (training/quantize.py holds the check).
+quantize --precision fp16`` use it (training/export/quantize.py holds the check).
 """
 
 import numpy as np

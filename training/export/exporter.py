@@ -2,11 +2,12 @@
 
 Writes vision.onnx and text.onnx (float32, dynamic batch; dynamic text length 1..context),
 checks them against PyTorch with ONNX Runtime (Python ``onnxruntime`` if importable, else
-``node training/onnx_check.mjs`` with onnxruntime-node), then writes config.json and copies the
-tokenizer file. config.json is written last, so a directory with one has passed verification.
-With ``--int8`` the verified vision tower is then rewritten to int8 (training/quantize.py), and
-with ``--fp16`` both towers to fp16 for a GPU (training/half.py); each rewritten tower is
-checked by cosine to the fp32 tower instead of to 1e-4, and config.json records each precision.
+``node training/export/onnx_check.mjs`` with onnxruntime-node), then writes config.json and
+copies the tokenizer file. config.json is written last, so a directory with one has passed
+verification. With ``--int8`` the verified vision tower is then rewritten to int8
+(training/export/quantize.py), and with ``--fp16`` both towers to fp16 for a GPU
+(training/export/half.py); each rewritten tower is checked by cosine to the fp32 tower instead
+of to 1e-4, and config.json records each precision.
 """
 
 import hashlib
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .checkpoint import load_checkpoint
-from .model import CLIP, model_config
+from .. import __version__
+from ..model.checkpoint import load_checkpoint
+from ..model.clip import CLIP, model_config
 from .onnx_run import OnnxRunError, model_id, run_onnx
 from .quantize import (
     DEFAULT_TOWERS,
@@ -34,7 +35,7 @@ from .quantize import (
     device_check_inputs,
     quantize_file,
 )
-from .tokenizer import count_merges
+from ..model.tokenizer import count_merges
 
 IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
 IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]

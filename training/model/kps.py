@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import OPENAI_EXTRA_KEYS, _read, save_official
-from .model import KEEP_POSITIONS, LONGCLIP_CONTEXT, build_model
+from .clip import KEEP_POSITIONS, LONGCLIP_CONTEXT, build_model
 
 
 def stretched_length(length: int, keep: int = KEEP_POSITIONS, ratio: int = 4) -> int:

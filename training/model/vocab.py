@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Set, Tuple
 
-from training.tokenizer import (
+from training.model.tokenizer import (
     basic_clean,
     bytes_to_unicode,
     merge_pair,

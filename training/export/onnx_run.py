@@ -1,8 +1,8 @@
 """Running exported ONNX towers on sample inputs, and the model id of a model directory.
 
 Used by ``export`` (to verify against PyTorch) and ``quantize`` (to check int8 against fp32):
-the Python ``onnxruntime`` when it is importable, else ``node training/onnx_check.mjs`` with the
-repository's onnxruntime-node.
+the Python ``onnxruntime`` when it is importable, else ``node training/export/onnx_check.mjs``
+with the repository's onnxruntime-node.
 """
 
 import hashlib

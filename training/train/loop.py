@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .checkpoint import save_official, save_training_checkpoint
+from ..model.checkpoint import save_official, save_training_checkpoint
 from .data import (
     CLIP_MEAN,
     CLIP_STD,
@@ -41,10 +41,10 @@ from .data import (
     epoch_indices,
     load_records,
 )
-from .model import CLIP, UnsupportedCheckpointError, freeze_kept_positions
-from .pcm import LOGIT_SCALE_MAX, pcm_loss
+from ..model.clip import CLIP, UnsupportedCheckpointError, freeze_kept_positions
+from ..model.pcm import LOGIT_SCALE_MAX, pcm_loss
 from .start import saved_args, set_rng_state, starting_model
-from .tokenizer import ClipTokenizer
+from ..model.tokenizer import ClipTokenizer
 
 LOG = logging.getLogger("training.train")
 # --pcm-batch random draws its batches from a random order seeded --seed + this

@@ -13,9 +13,9 @@ from typing import Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint
-from .data import load_image
-from .tokenizer import ClipTokenizer
+from ..model.checkpoint import load_checkpoint
+from ..train.data import load_image
+from ..model.tokenizer import ClipTokenizer
 
 TEMPLATES = (
     "a photo of a {}.",

@@ -16,8 +16,8 @@ afterwards by the float Mul, so it needs no per-channel support from the kernel.
 ``python3 -m training quantize --model-dir DIR --out DIR`` turns an exported model directory
 into an int8 copy (by default the vision tower, the ingest bottleneck), checked against the
 fp32 directory through ONNX Runtime with a cosine threshold, and records each tower's
-precision in config.json. ``--precision fp16`` makes fp16 towers instead (training/half.py; by
-default both, for a GPU), with the same check.
+precision in config.json. ``--precision fp16`` makes fp16 towers instead
+(training/export/half.py; by default both, for a GPU), with the same check.
 """
 
 import json

@@ -13,10 +13,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .checkpoint import TRAINING_FORMAT, load_checkpoint
-from .kps import stretch_state_dict
-from .model import CLIP, KEEP_POSITIONS, ModelConfig, build_model, model_config
-from .tokenizer import ClipTokenizer
+from ..model.checkpoint import TRAINING_FORMAT, load_checkpoint
+from ..model.kps import stretch_state_dict
+from ..model.clip import CLIP, KEEP_POSITIONS, ModelConfig, build_model, model_config
+from ..model.tokenizer import ClipTokenizer
 
 LOG = logging.getLogger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)\.pt$")

@@ -1,0 +1,52 @@
+/**
+ * What one cheap request can cost the server (issue 24): for each section, the attack's
+ * request against a `longclip serve` child on 127.0.0.1 with the demo model, and the server's
+ * CPU seconds, peak memory and `/health` latency meanwhile. Printed as tables; nothing is
+ * asserted (timings are noisy: compare rows of one run).
+ *
+ *   npm run bench:costs -- [--sections filter] [--items 3254] [--postgres]
+ */
+import { parseArgs } from "node:util";
+import { measureFilterCosts } from "./cost-filter.ts";
+import { fmt, markdownTable } from "./markdown.ts";
+
+const { values } = parseArgs({
+  options: {
+    sections: { type: "string", default: "filter" },
+    items: { type: "string", default: "3254" },
+    postgres: { type: "boolean", default: false },
+  },
+});
+const sections = new Set((values.sections as string).split(","));
+const log = (message: string) => process.stderr.write(`${message}\n`);
+
+if (sections.has("filter")) {
+  const rows = await measureFilterCosts({
+    items: Number(values.items),
+    postgres: values.postgres === true,
+    log,
+  });
+  console.log(`\n### Filters (${values.items} items)\n`);
+  console.log(
+    markdownTable(
+      [
+        "backend",
+        "filter",
+        "status",
+        "server CPU s (1 request)",
+        "database CPU s (1 request)",
+        "/health max ms (3 at once)",
+        "/health max ms (1 plain filter)",
+      ],
+      rows.map((r) => [
+        r.backend,
+        r.filter,
+        r.status,
+        fmt(r.serverCpuS),
+        r.databaseCpuS === undefined ? "–" : fmt(r.databaseCpuS),
+        fmt(r.concurrentHealthMaxMs, 0),
+        fmt(r.idleHealthMaxMs, 0),
+      ]),
+    ),
+  );
+}

@@ -289,6 +289,8 @@ for (const backend of ["sqlite", "postgres"] as const) {
 
     test("GET /duplicates refuses a bad threshold, limit or cursor", async () => {
       expectError(await http().get("/duplicates?threshold=0"), 400, "validation_failed");
+      // Below minDuplicateThreshold (0.5): a scan would keep nearly every pair.
+      expectError(await http().get("/duplicates?threshold=0.1"), 400, "validation_failed");
       expectError(await http().get("/duplicates?threshold=1.5"), 400, "validation_failed");
       expectError(await http().get("/duplicates?threshold=abc"), 400, "validation_failed");
       expectError(await http().get("/duplicates?limit=0"), 400, "validation_failed");

@@ -321,6 +321,20 @@ describe("POST /search options over a real library", { skip: SKIP_WITHOUT_SHARED
     const short = await ok({ query: "a cat", long_query: "chunk" });
     assert.equal(short.query.chunks, 1);
 
+    // A request's text-tower runs are bounded: 16 such texts in windows are refused whole.
+    expectError(
+      await search({
+        compose: Array.from({ length: 16 }, (_, i) => ({
+          text: `${i} ${long.text} ${long.text}`,
+          weight: 1,
+        })),
+        long_query: "chunk",
+      }),
+      400,
+      "too_many_windows",
+      /limit is 32 per request/,
+    );
+
     // The pooled vector is Σ unit window embeddings / |Σ|: each item's score is Σ of its
     // per-window scores (separate searches) over one constant.
     const tokenizer = tokenizerFromModelDir(server.settings.modelDir as string);

@@ -1,5 +1,5 @@
 /**
- * `longclip migrate`: a data directory's library moves to Postgres (PGlite over the wire)
+ * `longclip migrate`: a data directory's library moves to Postgres (the test Postgres)
  * without re-embedding; running it again resumes (copies only what is missing) and verifies.
  */
 import assert from "node:assert/strict";

@@ -1,8 +1,9 @@
 /**
- * The test Postgres (tools/bench/pglite-server.ts) must behave like one server to many connections:
- * PGlite is a single backend, and a parameterised query of one connection must not lose its
- * unnamed portal to another connection's BEGIN or Parse in between (before the queue kept
- * extended-protocol exchanges together, this failed with `portal "" does not exist`).
+ * The test Postgres must behave like one server to many connections. PGlite (the fallback where
+ * no native server can run) is a single backend, and a parameterised query of one connection
+ * must not lose its unnamed portal to another connection's BEGIN or Parse in between (before
+ * its queue kept extended-protocol exchanges together, this failed with `portal "" does not
+ * exist`). The same mix runs on the test Postgres, the native server where one can run.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,12 +11,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import pg from "pg";
-import { startPostgres } from "./helpers/postgres.ts";
+import { startPglite } from "../tools/bench/pglite.ts";
+import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
 
-test("many connections mixing transactions and parameterised queries all get their answers", async () => {
-  // A data directory, as the tests use: its file I/O lets other connections' messages in.
-  const dir = mkdtempSync(path.join(tmpdir(), "pglite-queue-"));
-  const server = await startPostgres(dir);
+async function manyConnections(server: TestPostgres): Promise<void> {
   const pool = new pg.Pool({ connectionString: server.url, max: 20, query_timeout: 30_000 });
   const errors: string[] = [];
   pool.on("error", (error) => errors.push(error.message));
@@ -47,7 +46,26 @@ test("many connections mixing transactions and parameterised queries all get the
     assert.equal(answered, 1500);
   } finally {
     await pool.end().catch(() => {});
+  }
+}
+
+test("PGlite: many connections mixing transactions and parameterised queries all get their answers", async () => {
+  // A data directory, as the tests use: its file I/O lets other connections' messages in.
+  const dir = mkdtempSync(path.join(tmpdir(), "pglite-queue-"));
+  const server = await startPglite(dir);
+  try {
+    await manyConnections(server);
+  } finally {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the test Postgres (native where it can run): the same mix", async () => {
+  const server = await startPostgres();
+  try {
+    await manyConnections(server);
+  } finally {
+    await server.stop();
   }
 });

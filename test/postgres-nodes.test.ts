@@ -1,5 +1,5 @@
 /**
- * Several stateless nodes on one Postgres (PGlite + pgvector over the wire): `longclip serve`
+ * Several stateless nodes on one Postgres (the test Postgres: native, or PGlite): `longclip serve`
  * processes and `longclip worker` processes, as users run them, killed and cut off from their
  * database. After each fault the invariants are checked in the database itself: what was
  * acknowledged is there, once, whole (embedding, and bytes for uploads).

@@ -35,9 +35,9 @@ const MiB = 1024 * 1024;
  * Every setting as the old code had it (Settings, DEFAULT_SETTINGS, envName, PLATFORM_ENV,
  * flagName, SERVER_ONLY_KEYS, placeholder(); cli/pull.ts for --cache), read off it before the
  * table replaced them: key, flag, placeholder, variable, platform variable, scope, default
- * (`<root>` the checkout, `<home>` the home directory). Later additions: maxFilterValues and
- * sqliteReadWorkers (issue 24, added meanwhile), --hub-url (new with the table: pull read only
- * LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
+ * (`<root>` the checkout, `<home>` the home directory). Added on main meanwhile:
+ * minDuplicateThreshold, maxFilterValues, maxQueryWindows, maxRequestWindows, sqliteReadWorkers,
+ * logFormat; new with the table: --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
  */
 const BEFORE = `
 modelDir               --model                    dir         LONGCLIP_MODEL_DIR                -    library <root>/models/demo
@@ -88,8 +88,12 @@ keepUploadFilename     --keep-upload-filename     on|off      LONGCLIP_KEEP_UPLO
 hybridCandidates       --hybrid-candidates        n           LONGCLIP_HYBRID_CANDIDATES        -    library 100
 duplicateNeighbours    --duplicate-neighbours     n           LONGCLIP_DUPLICATE_NEIGHBOURS     -    library 10
 nearDuplicateThreshold --near-duplicate-threshold cosine      LONGCLIP_NEAR_DUPLICATE_THRESHOLD -    library 0
+minDuplicateThreshold  --min-duplicate-threshold  cosine      LONGCLIP_MIN_DUPLICATE_THRESHOLD  -    library 0.5
 maxFilterValues        --max-filter-values        n           LONGCLIP_MAX_FILTER_VALUES        -    library 256
+maxQueryWindows        --max-query-windows        n           LONGCLIP_MAX_QUERY_WINDOWS        -    library 8
+maxRequestWindows      --max-request-windows      n           LONGCLIP_MAX_REQUEST_WINDOWS      -    library 32
 sqliteReadWorkers      --sqlite-read-workers      n           LONGCLIP_SQLITE_READ_WORKERS      -    library 2
+logFormat              --log-format               auto|pretty|json LONGCLIP_LOG_FORMAT          -    server  auto
 cacheDir               --cache                    dir         LONGCLIP_CACHE                    -    pull    <home>/.cache/longclip
 hubUrl                 --hub-url                  url         LONGCLIP_HUB_URL                  -    pull    https://huggingface.co
 `
@@ -101,7 +105,7 @@ hubUrl                 --hub-url                  url         LONGCLIP_HUB_URL  
     const fallback =
       shown === "unset"
         ? undefined
-        : /^\d+$/.test(shown)
+        : /^\d+(\.\d+)?$/.test(shown)
           ? Number(shown)
           : shown.replace("<root>", PROJECT_ROOT).replace("<home>", homedir());
     return {

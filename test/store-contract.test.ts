@@ -8,7 +8,7 @@ import pg from "pg";
 import { PostgresStore } from "../src/store/postgres/store.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { tempDir } from "./helpers/library-fixtures.ts";
-import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
+import { startPostgres, type TestPostgres, testPostgresKind } from "./helpers/postgres.ts";
 import { newItem, storeContract } from "./helpers/store-contract.ts";
 
 const PARAMETERS = { m: 16, efConstruction: 64, efSearch: 64 };
@@ -35,7 +35,8 @@ before(async () => {
 after(() => postgres?.stop());
 const openPostgres = () =>
   PostgresStore.open({ url: (postgres as TestPostgres).url, vectorType: "halfvec", ...PARAMETERS });
-storeContract("Postgres + pgvector (PGlite over the wire)", {
+const server = testPostgresKind().kind === "native" ? "native server" : "PGlite over the wire";
+storeContract(`Postgres + pgvector (${server})`, {
   async open() {
     await postgres?.reset();
     return openPostgres();

@@ -121,8 +121,10 @@ export interface paths {
          *     the groups are the connected components of two or more items, in the order their
          *     first item was stored, each with its ids (in stored order) and the highest
          *     similarity of a linked pair. Every item asks the ANN index for its
-         *     `--duplicate-neighbours` nearest items (never all pairs); the groups are computed
-         *     once per threshold and reused for 30 s while the item count stays the same.
+         *     `--duplicate-neighbours` nearest items (never all pairs), once for every threshold:
+         *     the pairs at least `minDuplicateThreshold` (0.5 by default) similar are kept and reused
+         *     for 30 s while the item count stays the same and this node indexed and deleted
+         *     nothing; one scan runs at a time, and requests meanwhile wait for it.
          */
         get: operations["duplicates"];
         put?: never;
@@ -570,7 +572,10 @@ export interface components {
             /**
              * @description A text past the context: `truncate` reads its first 248 tokens; `chunk` splits it at
              *     sentence boundaries into windows of at most 248 tokens and averages their unit
-             *     embeddings.
+             *     embeddings, reading at most `maxQueryWindows` windows (8 by default; the rest is cut
+             *     and flagged `truncated`, or refused with `query_too_long` when `truncate` is false).
+             *     A request runs the text tower at most `maxRequestWindows` times (32 by default), all
+             *     `compose` texts and their windows together; more is `too_many_windows`.
              * @default truncate
              * @enum {string}
              */
@@ -1001,7 +1006,8 @@ export interface operations {
              *     default, all keys and `$in`/`$nin` elements together), `malformed_json`, `empty_query` (empty or only whitespace), `query_too_long` (over
              *     `maxQueryChars` characters, or over the context with `truncate: false`),
              *     `k_out_of_range` (k outside 1..`maxK`), `offset_out_of_range` (offset + k over
-             *     `maxK`).
+             *     `maxK`), `too_many_windows` (the texts and their `long_query: "chunk"` windows need
+             *     more than `maxRequestWindows` text-tower runs).
              */
             400: {
                 headers: {
@@ -1113,7 +1119,7 @@ export interface operations {
     duplicates: {
         parameters: {
             query?: {
-                /** @description Cosine similarity at which two images count as near-duplicates. */
+                /** @description Cosine similarity at which two images count as near-duplicates, from `minDuplicateThreshold` (0.5 by default) to 1. */
                 threshold?: number;
                 /** @description `next_cursor` of the previous page; omit for the first page. */
                 cursor?: components["parameters"]["Cursor"];
@@ -1135,7 +1141,7 @@ export interface operations {
                     "application/json": components["schemas"]["DuplicatesResponse"];
                 };
             };
-            /** @description `validation_failed` (threshold outside (0, 1], limit outside 1..1000, unknown parameter), `invalid_cursor`. */
+            /** @description `validation_failed` (threshold outside `minDuplicateThreshold`..1, limit outside 1..1000, unknown parameter), `invalid_cursor`. */
             400: {
                 headers: {
                     [name: string]: unknown;

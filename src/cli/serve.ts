@@ -4,9 +4,10 @@
  * over the default.
  */
 import { existsSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { Command } from "commander";
-import { AppError } from "../core/errors.ts";
+import { AppError, isAppError } from "../core/errors.ts";
 import { envName, type Settings, withApiKeyFile } from "../core/settings.ts";
 import { Encoder } from "../encode/encoder.ts";
 import { JobService } from "../jobs/service.ts";
@@ -15,6 +16,7 @@ import { indexGalleryIfNew } from "../library/gallery.ts";
 import { createLibrary } from "../library/index.ts";
 import { jpegDecoderDescription } from "../preprocess/jpeg-native.ts";
 import { buildApp } from "../server/app.ts";
+import { createLogger } from "../server/logger.ts";
 import { addSettingOptions, errorMessage, settingsFromFlags } from "./settings.ts";
 
 /** The message printed when the model directory is missing: how to get one. */
@@ -30,21 +32,36 @@ export function missingModelMessage(modelDir: string): string {
   ].join("\n");
 }
 
+/** The page's address as a browser on this host reaches it (a wildcard host is 127.0.0.1). */
+export function browserUrl(app: { server: { address(): AddressInfo | string | null } }): string {
+  const address = app.server.address();
+  if (address === null || typeof address === "string") return String(address);
+  const wildcard = address.address === "0.0.0.0" || address.address === "::";
+  const host = wildcard ? "127.0.0.1" : address.address;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}/`;
+}
+
 /** Starts the server; resolves once it listens. Returns a function that shuts it down. */
 export async function serve(given: Settings): Promise<() => Promise<void>> {
   const settings = withApiKeyFile(given);
   if (!existsSync(path.join(settings.modelDir, "config.json"))) {
     throw new AppError("model_not_found", missingModelMessage(settings.modelDir));
   }
-  const encoder = await Encoder.load(settings.modelDir, settings);
+  const log = createLogger(settings.logFormat);
+  const encoder = await Encoder.load(settings.modelDir, settings, { logger: log });
   const library = await createLibrary(settings, encoder, {
-    loadModel: (dir) => Encoder.load(dir, settings),
+    loadModel: (dir) => Encoder.load(dir, settings, { logger: log }),
+    // Background work meets expected states too (a database away): those are warnings.
+    onBackgroundError: (error) => {
+      if (isAppError(error)) log.warn({ code: error.code }, error.message);
+      else log.error({ err: error }, "background work failed");
+    },
   });
   const jobs = new JobService(library.store.jobs, settings);
   const app = buildApp(settings, library, {
     tokenizer: encoder.tokenizer,
     jobs,
-    logger: { level: "info" },
+    loggerInstance: log,
   });
   const runner = startJobWorker(settings, library, (message, fields) =>
     app.log.info(fields ?? {}, message),
@@ -60,7 +77,11 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
     : undefined;
   if (gallery) {
     app.log.info(
-      { indexed: gallery.indexed, duplicate: gallery.duplicate, failed: gallery.failed },
+      {
+        indexed: gallery.indexed,
+        duplicate: gallery.duplicate,
+        failed: gallery.failed.map((f) => `${f.id}: ${f.error?.code}`),
+      },
       "new library: indexed the model's sample gallery",
     );
   }
@@ -80,6 +101,7 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
     },
     "longclip serving",
   );
+  app.log.info(`open ${browserUrl(app)} in your browser`);
   if (process.argv.some((arg) => arg === "--api-key" || arg.startsWith("--api-key="))) {
     app.log.warn(
       "the API key was given with --api-key, which any local user can read in `ps`; use LONGCLIP_API_KEY or --api-key-file instead",

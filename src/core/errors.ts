@@ -40,6 +40,10 @@ export const ERRORS = {
   offset_out_of_range: { status: 400, meaning: "offset is negative or offset + k is over maxK" },
   invalid_filter: { status: 400, meaning: "a metadata filter key or value the store cannot use" },
   filter_too_large: { status: 400, meaning: "a filter naming more than maxFilterValues values" },
+  too_many_windows: {
+    status: 400,
+    meaning: "a search needing more than maxRequestWindows text-tower runs",
+  },
   invalid_cursor: { status: 400, meaning: "a page cursor this server did not issue" },
   image_corrupt: { status: 400, meaning: "the image cannot be decoded (corrupt or truncated)" },
   image_empty: { status: 400, meaning: "the image has 0 bytes" },

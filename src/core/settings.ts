@@ -457,6 +457,15 @@ export const SETTINGS = {
     placeholder: "cosine",
     help: "POST /index flags a new item whose image embedding is at least this similar (cosine) to a stored one (near_duplicate_of); 0 turns the check off",
   },
+  minDuplicateThreshold: {
+    default: 0.5,
+    kind: "fraction",
+    scope: "library",
+    env: "LONGCLIP_MIN_DUPLICATE_THRESHOLD",
+    flag: "min-duplicate-threshold",
+    placeholder: "cosine",
+    help: "the lowest threshold GET /duplicates accepts: one scan keeps every neighbour pair at least this similar and answers every threshold above it",
+  },
   maxFilterValues: {
     default: 256,
     kind: "integer",
@@ -464,6 +473,22 @@ export const SETTINGS = {
     env: "LONGCLIP_MAX_FILTER_VALUES",
     flag: "max-filter-values",
     help: "values one metadata filter may name, all keys together (each $in/$nin element counts): bounds what a search costs to parse and bind",
+  },
+  maxQueryWindows: {
+    default: 8,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_QUERY_WINDOWS",
+    flag: "max-query-windows",
+    help: 'sentence windows one text is read in with long_query: "chunk" (the rest is cut and flagged)',
+  },
+  maxRequestWindows: {
+    default: 32,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_REQUEST_WINDOWS",
+    flag: "max-request-windows",
+    help: "text-tower runs (texts and their windows) one search request may need; more is refused",
   },
   sqliteReadWorkers: {
     // 0 is taken as 1 (src/store/sqlite/store.ts).
@@ -473,6 +498,15 @@ export const SETTINGS = {
     env: "LONGCLIP_SQLITE_READ_WORKERS",
     flag: "sqlite-read-workers",
     help: "worker threads, each with its own SQLite connection, that run the embedded backend's filtered and keyword queries off the event loop",
+  },
+  logFormat: {
+    default: "auto",
+    kind: "choice",
+    choices: ["auto", "pretty", "json"],
+    scope: "server",
+    env: "LONGCLIP_LOG_FORMAT",
+    flag: "log-format",
+    help: "the server log: pretty (a short line per event, for a person), json (a JSON object per line, for a log collector) or auto (pretty on a terminal, JSON otherwise)",
   },
   cacheDir: {
     default: path.join(homedir(), ".cache", "longclip"),

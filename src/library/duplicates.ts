@@ -10,8 +10,8 @@ import type { DuplicateGroupPage, IndexResult } from "../core/types.ts";
 import { decodeCursor, encodeCursor } from "../store/filter.ts";
 import type { ItemStore } from "../store/types.ts";
 
-/** How long computed groups are reused while the item count stays the same (other nodes of a
- * shared store may add and delete items in equal numbers meanwhile). */
+/** How long a scan's neighbour lists are reused while the item count stays the same (other
+ * nodes of a shared store may add and delete items in equal numbers meanwhile). */
 const CACHE_MS = 30_000;
 
 export interface DuplicateGroup {
@@ -23,8 +23,22 @@ export interface DuplicateGroup {
   firstLabel: number;
 }
 
+/**
+ * What one scan of the library found: every item's ANN neighbours at least `minScore` similar,
+ * as pairs of labels with their cosine, and the ids of the labels in a pair. Any threshold from
+ * `minScore` up groups from these without asking the index again.
+ */
+export interface NeighbourPairs {
+  minScore: number;
+  a: Int32Array;
+  b: Int32Array;
+  score: Float32Array;
+  ids: Map<number, string>;
+}
+
 export interface DuplicateScan {
-  threshold: number;
+  /** Pairs below this similarity are not kept (the lowest threshold the pairs can answer). */
+  minScore: number;
   /** ANN neighbours looked at per item. */
   neighbours: number;
   /** Items read per page of the scan. */
@@ -32,39 +46,16 @@ export interface DuplicateScan {
   onProgress?: (done: number) => void;
 }
 
-/** Scans every item of `modelId` and returns its duplicate groups, ordered by first label. */
-export async function findDuplicateGroups(
+/** Asks the ANN index for every item's nearest neighbours once; keeps the pairs at or above `minScore`. */
+export async function findNeighbourPairs(
   store: ItemStore,
   modelId: string,
   scan: DuplicateScan,
-): Promise<DuplicateGroup[]> {
-  const parent = new Map<number, number>();
+): Promise<NeighbourPairs> {
+  const a: number[] = [];
+  const b: number[] = [];
+  const score: number[] = [];
   const ids = new Map<number, string>();
-  const best = new Map<number, number>();
-  const root = (label: number): number => {
-    let r = label;
-    while (parent.get(r) !== undefined && parent.get(r) !== r) r = parent.get(r) as number;
-    // Path compression keeps later look-ups short.
-    let x = label;
-    while (x !== r) {
-      const next = parent.get(x) as number;
-      parent.set(x, r);
-      x = next;
-    }
-    return r;
-  };
-  const link = (a: number, b: number, score: number) => {
-    if (!parent.has(a)) parent.set(a, a);
-    if (!parent.has(b)) parent.set(b, b);
-    const ra = root(a);
-    const rb = root(b);
-    const top = Math.max(score, best.get(ra) ?? 0, best.get(rb) ?? 0);
-    // The smaller label becomes the root, so a group's root is its first item.
-    const [keep, drop] = ra < rb ? [ra, rb] : [rb, ra];
-    parent.set(drop, keep);
-    best.set(keep, top);
-  };
-
   let after = 0;
   let done = 0;
   for (;;) {
@@ -80,15 +71,57 @@ export async function findDuplicateGroups(
     for (const { label, vector } of vectors) {
       const hits = await store.nearest({ vector, k: scan.neighbours + 1 }, modelId);
       for (const hit of hits) {
-        if (hit.item.label === label || hit.score < scan.threshold) continue;
+        if (hit.item.label === label || hit.score < scan.minScore) continue;
         ids.set(hit.item.label, hit.item.id);
-        link(label, hit.item.label, hit.score);
+        a.push(label);
+        b.push(hit.item.label);
+        score.push(hit.score);
       }
     }
     done += page.length;
     scan.onProgress?.(done);
   }
+  return {
+    minScore: scan.minScore,
+    a: Int32Array.from(a),
+    b: Int32Array.from(b),
+    score: Float32Array.from(score),
+    ids,
+  };
+}
 
+/** The groups of the pairs at or above `threshold`, ordered by first label. */
+export function groupPairs(pairs: NeighbourPairs, threshold: number): DuplicateGroup[] {
+  const parent = new Map<number, number>();
+  const best = new Map<number, number>();
+  const root = (label: number): number => {
+    let r = label;
+    while (parent.get(r) !== undefined && parent.get(r) !== r) r = parent.get(r) as number;
+    // Path compression keeps later look-ups short.
+    let x = label;
+    while (x !== r) {
+      const next = parent.get(x) as number;
+      parent.set(x, r);
+      x = next;
+    }
+    return r;
+  };
+  for (let i = 0; i < pairs.a.length; i++) {
+    // Scores were kept as float32: compare the threshold at the same precision.
+    const pairScore = pairs.score[i] as number;
+    if (pairScore < Math.fround(threshold)) continue;
+    const a = pairs.a[i] as number;
+    const b = pairs.b[i] as number;
+    if (!parent.has(a)) parent.set(a, a);
+    if (!parent.has(b)) parent.set(b, b);
+    const ra = root(a);
+    const rb = root(b);
+    const top = Math.max(pairScore, best.get(ra) ?? 0, best.get(rb) ?? 0);
+    // The smaller label becomes the root, so a group's root is its first item.
+    const [keep, drop] = ra < rb ? [ra, rb] : [rb, ra];
+    parent.set(drop, keep);
+    best.set(keep, top);
+  }
   const members = new Map<number, number[]>();
   for (const label of parent.keys()) {
     const r = root(label);
@@ -99,17 +132,29 @@ export async function findDuplicateGroups(
   const groups: DuplicateGroup[] = [];
   for (const [r, labels] of members) {
     if (labels.length < 2) continue;
-    labels.sort((a, b) => a - b);
+    labels.sort((x, y) => x - y);
     // Items deleted during the scan may lack an id; they are left out.
-    const groupIds = labels.map((l) => ids.get(l)).filter((id): id is string => id !== undefined);
+    const groupIds = labels
+      .map((l) => pairs.ids.get(l))
+      .filter((id): id is string => id !== undefined);
     if (groupIds.length < 2) continue;
     groups.push({
       ids: groupIds,
-      maxScore: best.get(r) ?? scan.threshold,
+      maxScore: best.get(r) ?? threshold,
       firstLabel: labels[0] as number,
     });
   }
-  return groups.sort((a, b) => a.firstLabel - b.firstLabel);
+  return groups.sort((x, y) => x.firstLabel - y.firstLabel);
+}
+
+/** Scans every item of `modelId` and returns its duplicate groups at `threshold`. */
+export async function findDuplicateGroups(
+  store: ItemStore,
+  modelId: string,
+  scan: Omit<DuplicateScan, "minScore"> & { threshold: number },
+): Promise<DuplicateGroup[]> {
+  const pairs = await findNeighbourPairs(store, modelId, { ...scan, minScore: scan.threshold });
+  return groupPairs(pairs, scan.threshold);
 }
 
 /**
@@ -159,17 +204,26 @@ export async function flagNearDuplicates(
 }
 
 /**
- * GET /duplicates: the groups of a threshold, computed once and paged by the label of each
- * group's first item (stable when the groups are recomputed between pages).
+ * GET /duplicates: one scan of the library's neighbour pairs serves every threshold from
+ * `minThreshold` up, reused for CACHE_MS while this node indexed and deleted nothing and the
+ * item count is unchanged; groups are paged by the label of each group's first item (stable
+ * when they are recomputed between pages). At most one scan runs at a time: requests during a
+ * scan wait for it, or for the one scan queued after it when the library changed meanwhile.
  */
 export class DuplicateGroups {
-  /** Bumped by every index and delete through this node: its computed groups are stale. */
+  /** Bumped by every index and delete through this node: its computed pairs are stale. */
   private generation = 0;
-  private cached: { key: string; at: number; groups: Promise<DuplicateGroup[]> } | undefined;
+  private cached: { key: string; at: number; pairs: NeighbourPairs } | undefined;
+  private running: { key: string; pairs: Promise<NeighbourPairs> } | undefined;
+  /** The scan to run after `running`, which every request arriving meanwhile shares. */
+  private queued: Promise<NeighbourPairs> | undefined;
+  /** Scans started (for tests and metrics). */
+  scans = 0;
 
   constructor(
     private readonly store: ItemStore,
     private readonly neighbours: number,
+    private readonly minThreshold: number,
   ) {}
 
   invalidate(): void {
@@ -181,26 +235,15 @@ export class DuplicateGroups {
     options: { threshold: number; cursor: string | null; limit: number },
   ): Promise<DuplicateGroupPage> {
     const { threshold, limit } = options;
-    if (!(threshold > 0 && threshold <= 1)) {
+    if (!(threshold >= this.minThreshold && threshold > 0 && threshold <= 1)) {
       throw new AppError(
         "validation_failed",
-        `threshold must be a cosine similarity above 0 and at most 1, not ${String(threshold)}.`,
+        `threshold must be a cosine similarity from ${this.minThreshold} (minDuplicateThreshold, LONGCLIP_MIN_DUPLICATE_THRESHOLD) to 1, not ${String(threshold)}.`,
+        { min: this.minThreshold, max: 1 },
       );
     }
     const after = options.cursor === null ? 0 : decodeCursor(options.cursor);
-    const key = `${modelId}|${threshold}|${this.generation}|${await this.store.count()}`;
-    const cached = this.cached;
-    if (cached === undefined || cached.key !== key || Date.now() - cached.at > CACHE_MS) {
-      const groups = findDuplicateGroups(this.store, modelId, {
-        threshold,
-        neighbours: this.neighbours,
-      });
-      this.cached = { key, at: Date.now(), groups };
-      groups.catch(() => {
-        if (this.cached?.groups === groups) this.cached = undefined;
-      });
-    }
-    const groups = await (this.cached as { groups: Promise<DuplicateGroup[]> }).groups;
+    const groups = groupPairs(await this.pairs(modelId), threshold);
     const start = groups.findIndex((group) => group.firstLabel > after);
     const page = start < 0 ? [] : groups.slice(start, start + limit);
     const last = page[page.length - 1];
@@ -209,5 +252,52 @@ export class DuplicateGroups {
       nextCursor:
         last !== undefined && start + limit < groups.length ? encodeCursor(last.firstLabel) : null,
     };
+  }
+
+  private async key(modelId: string): Promise<string> {
+    return `${modelId}|${this.generation}|${await this.store.count()}`;
+  }
+
+  private async pairs(modelId: string): Promise<NeighbourPairs> {
+    const key = await this.key(modelId);
+    const cached = this.cached;
+    if (cached !== undefined && cached.key === key && Date.now() - cached.at <= CACHE_MS) {
+      return cached.pairs;
+    }
+    if (this.running?.key === key) return this.running.pairs;
+    if (this.queued !== undefined) return this.queued;
+    if (this.running === undefined) return this.scan(modelId, key);
+    // A scan of a library that changed since is running: one more after it, for all.
+    const queued = this.running.pairs
+      .catch(() => {})
+      .then(async () => {
+        this.queued = undefined;
+        return this.scan(modelId, await this.key(modelId));
+      });
+    this.queued = queued;
+    return queued;
+  }
+
+  private scan(modelId: string, key: string): Promise<NeighbourPairs> {
+    this.scans++;
+    const pairs = findNeighbourPairs(this.store, modelId, {
+      minScore: this.minThreshold,
+      neighbours: this.neighbours,
+    });
+    const running = { key, pairs };
+    this.running = running;
+    pairs.then(
+      (found) => {
+        // The key as the scan started: what changed during it makes the result stale.
+        this.cached = { key, at: Date.now(), pairs: found };
+      },
+      () => {},
+    );
+    pairs
+      .finally(() => {
+        if (this.running === running) this.running = undefined;
+      })
+      .catch(() => {});
+    return pairs;
   }
 }

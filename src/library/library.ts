@@ -124,7 +124,11 @@ export class LongclipLibrary implements Library {
     );
     this.items = new ItemReader(settings, store);
     this.queries = new QueryEmbedder(settings, this.pool, this.queue, () => this.generations.live);
-    this.duplicateGroups = new DuplicateGroups(store, Math.max(1, settings.duplicateNeighbours));
+    this.duplicateGroups = new DuplicateGroups(
+      store,
+      Math.max(1, settings.duplicateNeighbours),
+      settings.minDuplicateThreshold,
+    );
     this.ingest = new Ingest({
       settings,
       generations: () => ({ live: this.generations.live, next: this.generations.next }),

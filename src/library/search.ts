@@ -30,6 +30,24 @@ export interface SearchContext {
   embedTexts(texts: readonly string[]): Promise<TextEmbedding[]>;
 }
 
+/** How a text is embedded: as one text (`whole`, cut by the encoder) or as sentence windows. */
+export interface TextPlan {
+  windows: string[];
+  /** Tokens of the whole text (undefined without a tokenizer). */
+  tokens: number | undefined;
+  /** Windows past maxQueryWindows were left out. */
+  cut: boolean;
+  whole?: true;
+}
+
+function refuseLong(tokens: number, maxTokens: number): AppError {
+  return new AppError(
+    "query_too_long",
+    `The query is ${tokens} tokens; the model reads ${maxTokens}. Shorten it, allow truncation (truncate: true) or embed it in sentence windows (long_query: "chunk").`,
+    { tokens, maxTokens },
+  );
+}
+
 /** An embedded query: the unit vector and what the answer says about the text. */
 export interface QueryVector {
   vector: Float32Array;
@@ -186,36 +204,77 @@ export class Search {
   }
 
   /**
-   * A text's query vector. `truncate` (default) embeds the first `contextLength` tokens; `chunk`
-   * embeds sentence windows of at most that many tokens and averages their unit embeddings.
+   * What embedding a text takes, decided before any work is queued: the text itself (cut at
+   * the context by the encoder), or with `long_query: "chunk"` its sentence windows, at most
+   * `maxQueryWindows` of them (the rest cut and flagged, or refused when `truncate` is false).
    */
-  async embedText(text: string, options: TextOptions): Promise<QueryVector> {
+  planText(text: string, options: TextOptions): TextPlan {
     const maxTokens = this.ctx.contextLength;
-    const refuseLong = (tokens: number) =>
-      new AppError(
-        "query_too_long",
-        `The query is ${tokens} tokens; the model reads ${maxTokens}. Shorten it, allow truncation (truncate: true) or embed it in sentence windows (long_query: "chunk").`,
-        { tokens, maxTokens },
-      );
     const count = this.ctx.countTokens;
     const tokens = count?.(text);
     if (options.longQuery === "chunk" && tokens !== undefined && tokens > maxTokens && count) {
       const windows = sentenceWindows(text, count, maxTokens);
-      const embedded = await this.ctx.embedTexts(windows);
+      const limit = this.ctx.settings.maxQueryWindows;
+      if (windows.length > limit && options.truncate === false) {
+        throw new AppError(
+          "query_too_long",
+          `The query is ${tokens} tokens, ${windows.length} windows of ${maxTokens}; the limit is ${limit} windows (maxQueryWindows, LONGCLIP_MAX_QUERY_WINDOWS). Shorten it or allow truncation (truncate: true) to read its first ${limit} windows.`,
+          { tokens, windows: windows.length, maxWindows: limit },
+        );
+      }
+      return { windows: windows.slice(0, limit), tokens, cut: windows.length > limit };
+    }
+    if (options.truncate === false && tokens !== undefined && tokens > maxTokens) {
+      throw refuseLong(tokens, maxTokens);
+    }
+    return { windows: [text], tokens, cut: false, whole: true };
+  }
+
+  /** Refuses plans that together need more text-tower runs than maxRequestWindows. */
+  checkRuns(plans: readonly TextPlan[]): void {
+    const runs = plans.reduce((sum, plan) => sum + plan.windows.length, 0);
+    const limit = this.ctx.settings.maxRequestWindows;
+    if (runs > limit) {
+      throw new AppError(
+        "too_many_windows",
+        `This search needs ${runs} text-tower runs (windows of its texts); the limit is ${limit} per request (maxRequestWindows, LONGCLIP_MAX_REQUEST_WINDOWS). Use fewer or shorter texts, or long_query "truncate".`,
+        { windows: runs, limit },
+      );
+    }
+  }
+
+  /**
+   * A text's query vector. `truncate` (default) embeds the first `contextLength` tokens; `chunk`
+   * embeds sentence windows of at most that many tokens and averages their unit embeddings.
+   */
+  async embedText(text: string, options: TextOptions): Promise<QueryVector> {
+    const plan = this.planText(text, options);
+    this.checkRuns([plan]);
+    return this.embedPlan(plan, options);
+  }
+
+  private async embedPlan(plan: TextPlan, options: TextOptions): Promise<QueryVector> {
+    const maxTokens = this.ctx.contextLength;
+    if (plan.whole !== true) {
+      const embedded = await this.ctx.embedTexts(plan.windows);
       return {
         vector: weightedUnitSum(
           embedded.map((e) => e.embedding),
           embedded.map(() => 1),
         ),
-        info: { tokens, truncated: false, max_tokens: maxTokens, chunks: windows.length },
+        info: {
+          tokens: plan.tokens as number,
+          truncated: plan.cut,
+          max_tokens: maxTokens,
+          chunks: plan.windows.length,
+        },
       };
     }
-    if (options.truncate === false && tokens !== undefined && tokens > maxTokens) {
-      throw refuseLong(tokens);
-    }
-    const [embedded] = await this.ctx.embedTexts([text]);
+    const [embedded] = await this.ctx.embedTexts(plan.windows);
     if (embedded === undefined) throw new Error("the encoder returned no embedding");
-    if (options.truncate === false && embedded.truncated) throw refuseLong(embedded.tokens);
+    if (options.truncate === false && embedded.truncated) {
+      throw refuseLong(embedded.tokens, maxTokens);
+    }
     return {
       vector: embedded.embedding,
       info: {
@@ -265,9 +324,15 @@ export class Search {
       max_tokens: this.ctx.contextLength,
       chunks: 0,
     };
-    for (const part of parts) {
-      if (part.text !== undefined) {
-        const text = await this.embedText(part.text, options);
+    // Every text's windows are known before any is embedded: the request's cost is checked whole.
+    const plans = parts.map((part) =>
+      part.text === undefined ? undefined : this.planText(part.text, options),
+    );
+    this.checkRuns(plans.filter((plan): plan is TextPlan => plan !== undefined));
+    for (const [i, part] of parts.entries()) {
+      const plan = plans[i];
+      if (plan !== undefined) {
+        const text = await this.embedPlan(plan, options);
         vectors.push(text.vector);
         info = {
           tokens: Math.max(info.tokens, text.info.tokens),

@@ -11,6 +11,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  LogController,
   type RouteOptions,
 } from "fastify";
 import { componentSchemas, loadSpec, specOperations } from "../api/spec.ts";
@@ -54,6 +55,43 @@ function presentedKey(request: FastifyRequest): string | undefined {
   return match?.[1]?.trim();
 }
 
+/** Requests that clients and the page repeat (probes, polling, thumbnails): logged at debug. */
+const REPEATED_ROUTES = new Set([
+  "GET /health",
+  "GET /ready",
+  "GET /metrics",
+  "GET /stats",
+  "POST /tokenize",
+  "GET /jobs",
+  "GET /reindex",
+  "GET /items/:id/thumbnail",
+]);
+
+/** One log line per answered request: `GET /search 200 12 ms`. */
+function logRequest(request: FastifyRequest, reply: FastifyReply): void {
+  const route = `${request.method} ${request.routeOptions.url ?? ""}`;
+  const ms = Math.round(reply.elapsedTime);
+  const log = REPEATED_ROUTES.has(route) ? request.log.debug : request.log.info;
+  log.call(
+    request.log,
+    { method: request.method, url: request.url, statusCode: reply.statusCode, responseTime: ms },
+    `${request.method} ${request.url} ${reply.statusCode} ${ms} ms`,
+  );
+}
+
+/**
+ * What the log says about an error answer besides its request line. A state the server
+ * expects (not ready yet, busy, database away, disk full) is a warning without a stack; only
+ * an unexpected error (500 internal_error, a bug) is an error with its stack.
+ */
+function logErrorAnswer(request: FastifyRequest, error: unknown, answer: AppError): void {
+  if (answer.code === "internal_error") {
+    request.log.error({ err: error }, "request failed");
+  } else if (answer.status >= 500 && answer.code !== "not_ready") {
+    request.log.warn({ code: answer.code }, answer.message);
+  }
+}
+
 export function buildApp(
   settings: Settings,
   library: Library,
@@ -67,7 +105,11 @@ export function buildApp(
 
   const requestTimeout = settings.requestTimeoutMs;
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.loggerInstance !== undefined
+      ? { loggerInstance: options.loggerInstance }
+      : { logger: options.logger ?? false }),
+    // One line per request, written below (fastify's own are two, at info for every poll).
+    logController: new LogController({ disableRequestLogging: true }),
     // JSON bodies (multipart counts against maxRequestBytes in ./guards.ts and ./multipart.ts).
     bodyLimit: Math.min(settings.maxJsonBytes, settings.maxRequestBytes),
     // Slow or idle clients are cut off: a request must arrive within requestTimeoutMs, its
@@ -130,9 +172,7 @@ export function buildApp(
 
   app.setErrorHandler((error, request, reply) => {
     const appError = toAppError(error, settings);
-    // An unreachable database is a condition, not a bug: a warning, and clients are told when to retry.
-    if (appError.code === "database_unavailable") request.log.warn(appError.message);
-    else if (appError.status >= 500) request.log.error({ err: error }, "request failed");
+    logErrorAnswer(request, error, appError);
     const retry = appError.details?.retryAfterSeconds;
     if (appError.status === 429 || retry !== undefined) {
       reply.header("retry-after", String(Math.max(1, Math.ceil(Number(retry ?? 1)))));
@@ -160,6 +200,7 @@ export function buildApp(
     reply.header("x-content-type-options", "nosniff");
   });
   app.addHook("onResponse", async (request, reply) => {
+    logRequest(request, reply);
     metrics.observeRequest(
       request.method,
       request.routeOptions.url ?? "unmatched",

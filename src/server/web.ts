@@ -213,10 +213,9 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
               .webp({ quality: 80 })
               .toBuffer();
           } catch (error) {
-            request.log.error({ err: error, id }, "thumbnail failed");
             throw new AppError(
               "thumbnail_failed",
-              `the stored image of item "${id}" could not be decoded for a thumbnail; GET /items/{id}/image has the original, or re-index it`,
+              `the stored image of item "${id}" could not be decoded for a thumbnail (${(error as Error).message}); GET /items/{id}/image has the original, or re-index it`,
             );
           }
         } finally {

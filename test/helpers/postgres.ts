@@ -1,7 +1,14 @@
-/** Test-only Postgres peers: a free port, and a server that refuses every password. */
+/**
+ * The test Postgres (native PostgreSQL + pgvector, or PGlite where that cannot run: see
+ * tools/bench/test-postgres.ts) and test-only peers: a free port, a server that refuses every password.
+ */
 import net from "node:net";
 
-export { startPostgres, type TestPostgres } from "../../tools/bench/pglite.ts";
+export {
+  startPostgres,
+  type TestPostgres,
+  testPostgresKind,
+} from "../../tools/bench/test-postgres.ts";
 
 /** A loopback port nothing listens on (bound, then released). */
 export async function freePort(): Promise<number> {

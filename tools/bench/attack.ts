@@ -5,7 +5,7 @@
  * probe that measures how long the event loop keeps other clients waiting meanwhile.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
@@ -20,6 +20,35 @@ export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+}
+
+/**
+ * CPU seconds (user + system) a process and its descendants have used, from /proc (Linux): a
+ * native Postgres works in one child process per connection. Children already reaped are in
+ * their parent's cutime/cstime.
+ */
+export function processTreeCpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const processes = new Map<number, { parent: number; ticks: number }>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      // After "comm) ": state, ppid, ... utime, stime, cutime, cstime (0-based 11 to 14).
+      const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+      const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+      processes.set(Number(entry), { parent: Number(fields[1]), ticks });
+    } catch {
+      // The process ended while we read /proc.
+    }
+  }
+  let ticks = 0;
+  const pending = [pid];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    ticks += processes.get(next)?.ticks ?? 0;
+    for (const [child, info] of processes) if (info.parent === next) pending.push(child);
+  }
+  return ticks / CLOCK_TICKS_PER_S;
 }
 
 /** Peak resident memory of a process so far (VmHWM), in MB. */

@@ -4,10 +4,11 @@
  * CPU seconds, peak memory and `/health` latency meanwhile. Printed as tables; nothing is
  * asserted (timings are noisy: compare rows of one run).
  *
- *   npm run bench:costs -- [--sections filter] [--items 3254] [--postgres]
+ *   npm run bench:costs -- [--sections filter,duplicates,chunk] [--items 3254] [--postgres]
  */
 import { parseArgs } from "node:util";
 import { measureFilterCosts } from "./cost-filter.ts";
+import { measureChunkCosts, measureDuplicateCosts } from "./cost-requests.ts";
 import { fmt, markdownTable } from "./markdown.ts";
 
 const { values } = parseArgs({
@@ -46,6 +47,53 @@ if (sections.has("filter")) {
         r.databaseCpuS === undefined ? "–" : fmt(r.databaseCpuS),
         fmt(r.concurrentHealthMaxMs, 0),
         fmt(r.idleHealthMaxMs, 0),
+      ]),
+    ),
+  );
+}
+
+if (sections.has("duplicates")) {
+  const rows = await measureDuplicateCosts({
+    items: Number(values.items),
+    postgres: values.postgres === true,
+    log,
+  });
+  console.log(`\n### GET /duplicates (${values.items} items)\n`);
+  console.log(
+    markdownTable(
+      ["backend", "requests", "status", "server CPU s", "database CPU s", "/health max ms"],
+      rows.map((r) => [
+        r.backend,
+        r.request,
+        r.statuses,
+        fmt(r.serverCpuS),
+        r.databaseCpuS === undefined ? "–" : fmt(r.databaseCpuS),
+        fmt(r.healthMaxMs, 0),
+      ]),
+    ),
+  );
+}
+
+if (sections.has("chunk")) {
+  const rows = await measureChunkCosts({ log });
+  console.log("\n### Long texts in windows (demo model, SQLite)\n");
+  console.log(
+    markdownTable(
+      [
+        "request",
+        "status",
+        "server CPU s (1 request)",
+        "windows embedded",
+        "third client's search p50 ms (2 clients sending it)",
+        "its max ms",
+      ],
+      rows.map((r) => [
+        r.request,
+        r.status,
+        fmt(r.serverCpuS),
+        r.windows,
+        fmt(r.thirdClientP50Ms, 0),
+        fmt(r.thirdClientMaxMs, 0),
       ]),
     ),
   );

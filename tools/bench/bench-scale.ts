@@ -8,8 +8,9 @@
  * clustered vectors: recall@10 against exact search, p50/p99 per efSearch, index build time
  * and size. filtered: recall@10 of filtered search against the exact filtered top 10 at 1%, 10%
  * and 50% selectivity on both backends. workers: one job of photo-sized JPEGs run by 1 and by 2
- * `longclip worker` processes. Starts its own PGlite (Postgres in WebAssembly) servers on 127.0.0.1. Prints
- * markdown tables.
+ * `longclip worker` processes. Starts its own Postgres servers on 127.0.0.1: native PostgreSQL +
+ * pgvector where it can run, else PGlite (Postgres in WebAssembly; see test-postgres.ts),
+ * named in the tables' machine line. Prints markdown tables.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -20,8 +21,8 @@ import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import { cpuModel, loadAverage } from "./context.ts";
 import { type FilteredResult, measureFiltered } from "./filtered.ts";
 import { fmt, markdownTable } from "./markdown.ts";
-import { startPostgres } from "./pglite.ts";
 import { measureScale, type ScaleResult } from "./scale.ts";
+import { startPostgres, testPostgresKind } from "./test-postgres.ts";
 import { measureWorkers, type WorkerRow } from "./workers.ts";
 
 async function main(argv: string[]): Promise<number> {
@@ -108,7 +109,8 @@ async function main(argv: string[]): Promise<number> {
     threads: 1,
     log: (message: string) => process.stderr.write(`# ${message}\n`),
   };
-  const machine = `${cpuModel()}, ${cpus().length} cores, load ${loadAverage().join(" ")}, ${new Date().toISOString()}`;
+  const postgres = testPostgresKind().kind === "native" ? "native Postgres" : "PGlite";
+  const machine = `${cpuModel()}, ${cpus().length} cores, load ${loadAverage().join(" ")}, ${postgres}, ${new Date().toISOString()}`;
   const report: {
     machine: string;
     search?: ScaleResult;

@@ -8,15 +8,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
-  cpuSeconds,
   measureRequests,
   openBenchStore,
   postJson,
+  processTreeCpuSeconds,
   type Served,
   seedItems,
   serve,
 } from "./attack.ts";
-import { startPostgres } from "./pglite.ts";
+import { startPostgres } from "./test-postgres.ts";
 
 export interface FilterCostRow {
   backend: string;
@@ -78,10 +78,12 @@ export async function measureFilterCosts(options: {
         const idle = await measureRequests(served, [search({ city: "Paris" })]);
         for (const [name, filter] of filters) {
           options.log(`${backend}: ${name}`);
-          const dbBefore = pg?.pid() === undefined ? 0 : cpuSeconds(pg.pid() as number);
+          const dbBefore = pg?.pid() === undefined ? 0 : processTreeCpuSeconds(pg.pid() as number);
           const one = await measureRequests(served, [search(filter)]);
           const dbCpuS =
-            pg?.pid() === undefined ? undefined : cpuSeconds(pg.pid() as number) - dbBefore;
+            pg?.pid() === undefined
+              ? undefined
+              : processTreeCpuSeconds(pg.pid() as number) - dbBefore;
           const three = await measureRequests(served, [
             search(filter),
             search(filter),

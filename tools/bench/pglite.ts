@@ -1,29 +1,23 @@
 /**
- * A Postgres server for tests and benchmarks: PGlite + pgvector over the wire protocol
- * (tools/bench/pglite-server.ts) in a child process, so a test can kill it and start it again on
- * the same data directory and port while the product keeps running against it.
+ * PGlite + pgvector over the wire protocol (tools/bench/pglite-server.ts) in a child process, so a
+ * test can kill it and start it again on the same data directory and port while the product
+ * keeps running against it: the test Postgres where no native server can run (test-postgres.ts),
+ * and the user's no-install try-out.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import pg from "pg";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
+import { createVectorExtension, dropProductSchema } from "./postgres-admin.ts";
+import type { TestPostgres } from "./postgres-handle.ts";
 
-export interface TestPostgres {
-  url: string;
+interface Launched {
+  child: ChildProcess;
+  exited: Promise<void>;
   port: number;
-  /** Stops the server (SIGKILL, as a crash would) and waits for it to exit. */
-  kill(): Promise<void>;
-  /** Starts it again on the same port and data directory. */
-  restart(): Promise<void>;
-  /** Drops the product's schema, for a fresh store. */
-  reset(): Promise<void>;
-  stop(): Promise<void>;
-  /** The server process's id (for CPU accounting). */
-  pid(): number | undefined;
 }
 
-async function launch(dir: string | undefined, port: number) {
+async function launch(dir: string | undefined, port: number): Promise<Launched> {
   const args = [
     "--import",
     "tsx",
@@ -46,38 +40,29 @@ async function launch(dir: string | undefined, port: number) {
 }
 
 /** Starts PGlite on a free port (or `port`), keeping its data in `dir` (memory when absent). */
-export async function startPostgres(dir?: string, port = 0): Promise<TestPostgres> {
-  let current: { child: ChildProcess; exited: Promise<void>; port: number } = await launch(
-    dir,
-    port,
-  );
-  const url = `postgres://postgres:postgres@127.0.0.1:${current.port}/postgres`;
+export async function startPglite(dir?: string, port = 0): Promise<TestPostgres> {
+  let current: Launched | undefined = await launch(dir, port);
   const bound = current.port;
+  const url = `postgres://postgres:postgres@127.0.0.1:${bound}/postgres`;
+  await createVectorExtension(url);
+  const end = async (signal: NodeJS.Signals) => {
+    const running = current;
+    if (running === undefined) return;
+    running.child.kill(signal);
+    await running.exited;
+    current = undefined;
+  };
   return {
     url,
     port: bound,
-    async kill() {
-      current.child.kill("SIGKILL");
-      await current.exited;
-    },
+    kind: "pglite",
+    kill: () => end("SIGKILL"),
     async restart() {
+      if (current !== undefined) throw new Error("the test PostgreSQL is already running");
       current = await launch(dir, bound);
     },
-    async reset() {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await client.query("DROP SCHEMA IF EXISTS longclip CASCADE");
-      } finally {
-        await client.end();
-      }
-    },
-    pid() {
-      return current.child.pid;
-    },
-    async stop() {
-      current.child.kill("SIGTERM");
-      await current.exited;
-    },
+    reset: () => dropProductSchema(url),
+    pid: () => current?.child.pid,
+    stop: () => end("SIGTERM"),
   };
 }

@@ -2,9 +2,9 @@
  * The scale sections of bench:perf: nearest-neighbour search through the storage seam on the
  * embedded backend (SQLite + hnswlib) against Postgres + pgvector (HNSW on `vector` and on
  * `halfvec`), on the same clustered vectors: recall@10 against exact search and p50/p99 of
- * `nearest` per efSearch, index build time and size. Postgres here is PGlite (Postgres compiled
- * to WebAssembly, one thread) over the wire protocol, so its absolute times are a lower bound
- * for a native server; the recall figures are the engine's own.
+ * `nearest` per efSearch, index build time and size, on the Postgres at `databaseUrl` (the
+ * caller's: bench:scale starts a native server where it can run, else PGlite, whose absolute
+ * times are a lower bound for a native one); the recall figures are the engine's own.
  */
 import { rmSync } from "node:fs";
 import path from "node:path";

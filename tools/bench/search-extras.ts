@@ -1,7 +1,7 @@
 /**
  * Shared by bench:hybrid and bench:duplicates: a rendered synthetic scene set (training.synth,
  * a seed the demo model never trained on), and a library over the demo model in a temporary
- * data directory (SQLite) or a PGlite Postgres (`--postgres`).
+ * data directory (SQLite) or the test Postgres (`--postgres`: native where it can run, else PGlite).
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -10,8 +10,8 @@ import { loadSettings, type Settings } from "../../src/core/settings.ts";
 import type { IndexInput, IndexResult } from "../../src/core/types.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../../src/library/library.ts";
-import { startPostgres, type TestPostgres } from "./pglite.ts";
 import { runPython } from "./python.ts";
+import { startPostgres, type TestPostgres } from "./test-postgres.ts";
 
 export interface Scene {
   name: string;
@@ -97,7 +97,7 @@ export interface BenchLibrary {
   close(): Promise<void>;
 }
 
-/** The demo model's library on a fresh store: SQLite in a temp dir, or PGlite. */
+/** The demo model's library on a fresh store: SQLite in a temp dir, or the test Postgres. */
 export async function openBenchLibrary(
   usePostgres: boolean,
   extra: Partial<Settings> = {},
@@ -116,7 +116,9 @@ export async function openBenchLibrary(
   return {
     library,
     settings,
-    backend: postgres ? "Postgres + pgvector (PGlite)" : "SQLite + HNSW",
+    backend: postgres
+      ? `Postgres + pgvector (${postgres.kind === "native" ? "native" : "PGlite"})`
+      : "SQLite + HNSW",
     async close() {
       await library.close();
       await postgres?.stop();

@@ -1,19 +1,19 @@
 /**
- * Ingest through jobs and `longclip worker` processes on Postgres (PGlite over the wire): one
+ * Ingest through jobs and `longclip worker` processes on the test Postgres (native, or PGlite): one
  * job of photo-sized JPEGs, run by 1 worker and then by 2, each a separate process as users
  * run them; files per second from the first claim until the job is done, and the CPU time the
  * workers and the database used, to tell what limits the rate.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import { JobService } from "../../src/jobs/service.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
+import { processTreeCpuSeconds } from "./attack.ts";
 import type { BenchContext } from "./context.ts";
 import { writeSyntheticJpegs } from "./images.ts";
-import { startPostgres } from "./pglite.ts";
+import { startPostgres } from "./test-postgres.ts";
 
 export interface WorkerRow {
   workers: number;
@@ -35,18 +35,6 @@ export interface WorkersParams {
   /** Worker counts to run, e.g. [1, 2]; the machine's cores are split between them. */
   counts: readonly number[];
   cores: number;
-}
-
-/** CPU seconds (user + system) a process has used, from /proc (Linux). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-    // utime and stime are fields 14 and 15 of stat; after "comm) " they are 12 and 13 (0-based 11, 12).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
 }
 
 async function startWorker(args: readonly string[]): Promise<ChildProcess> {
@@ -109,8 +97,8 @@ export async function measureWorkers(
           ]),
         );
       }
-      const cpuBefore = workers.map((w) => cpuSeconds(w.pid));
-      const dbCpuBefore = cpuSeconds(db.pid());
+      const cpuBefore = workers.map((w) => processTreeCpuSeconds(w.pid));
+      const dbCpuBefore = processTreeCpuSeconds(db.pid());
       const service = new JobService(store.jobs, { mediaRoot: media, maxJobItems: params.files });
       const job = await service.create({ paths: ["photos"] });
       let seconds = 0;
@@ -125,7 +113,7 @@ export async function measureWorkers(
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
       const workerCpu = workers.reduce(
-        (sum, w, i) => sum + cpuSeconds(w.pid) - (cpuBefore[i] ?? 0),
+        (sum, w, i) => sum + processTreeCpuSeconds(w.pid) - (cpuBefore[i] ?? 0),
         0,
       );
       rows.push({
@@ -135,7 +123,8 @@ export async function measureWorkers(
         seconds,
         filesPerS: params.files / seconds,
         workerCpuMsPerFile: (workerCpu * 1000) / params.files,
-        databaseCpuMsPerFile: ((cpuSeconds(db.pid()) - dbCpuBefore) * 1000) / params.files,
+        databaseCpuMsPerFile:
+          ((processTreeCpuSeconds(db.pid()) - dbCpuBefore) * 1000) / params.files,
       });
       ctx.log(`workers: ${count} worker(s): ${(params.files / seconds).toFixed(1)} files/s`);
     } finally {

@@ -11,6 +11,7 @@ of to 1e-4, and config.json records each precision.
 """
 
 import hashlib
+import inspect
 import json
 import shutil
 import sys
@@ -40,6 +41,11 @@ from ..model.tokenizer import count_merges
 IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
 IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
 TOLERANCE = 1e-4
+# torch 2.9 made the dynamo-based exporter (which needs onnxscript) the default; these graphs
+# are the TorchScript-based exporter's, the only one torch 1.13 has
+LEGACY_EXPORTER = (
+    {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+)
 
 
 class ExportError(RuntimeError):
@@ -145,6 +151,7 @@ def _onnx_export(
             dynamic_axes={input_name: dynamic, output_name: {0: "batch"}},
             opset_version=opset,
             do_constant_folding=True,
+            **LEGACY_EXPORTER,
         )
 
 

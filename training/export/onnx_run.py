@@ -22,14 +22,17 @@ class OnnxRunError(RuntimeError):
     """No ONNX Runtime to run the towers with, or the run failed; the message says what to do."""
 
 
-def _run_python_ort(jobs, threads: int):
+CPU_ONLY = ("CPUExecutionProvider",)
+
+
+def _run_python_ort(jobs, threads: int, providers):
     import onnxruntime as ort
 
     outputs = []
     for model_path, input_name, array, output_name in jobs:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model_path, options, providers=list(providers))
         outputs.append(session.run([output_name], {input_name: array})[0])
     return outputs
 
@@ -75,11 +78,35 @@ def _run_node_ort(jobs, threads: int):
         ]
 
 
-def run_onnx(jobs, threads: int = 2):
-    """jobs: (model_path, input_name, numpy array, output_name) → list of float32 outputs."""
+def run_onnx(jobs, threads: int = 2, providers=CPU_ONLY):
+    """jobs: (model_path, input_name, numpy array, output_name) → list of float32 outputs.
+    ``providers``: ONNX Runtime execution providers in order of preference (names, or (name,
+    options) pairs); other than the CPU only with the Python onnxruntime."""
     if importlib.util.find_spec("onnxruntime") is not None:
-        return _run_python_ort(jobs, threads)
+        return _run_python_ort(jobs, threads, providers)
+    if tuple(providers) != CPU_ONLY:
+        raise OnnxRunError(
+            f"execution providers {providers} need the Python onnxruntime (pip install "
+            "onnxruntime-gpu for CUDA); onnxruntime-node runs here on the CPU only"
+        )
     return _run_node_ort(jobs, threads)
+
+
+def runtime_providers() -> tuple:
+    """(the ONNX Runtime that run_onnx uses, the execution providers it offers)."""
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime as ort
+
+        return f"onnxruntime {ort.__version__} (Python)", list(ort.get_available_providers())
+    return "onnxruntime-node (training/export/onnx_check.mjs)", list(CPU_ONLY)
+
+
+def session_providers(model_path, providers) -> list:
+    """The providers a Python onnxruntime session really uses for ``model_path`` when asked
+    for ``providers`` (it falls back to the CPU when, say, the CUDA libraries do not load)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(model_path), providers=list(providers)).get_providers()
 
 
 def model_id(name: str, out: Path) -> str:

@@ -8,10 +8,18 @@ constant 2-D float weight ``[K, N]`` becomes::
     MatMulInteger(x_q, w_q, x_zero, 0) -> int32                   (w_q int8, symmetric)
     Cast(float) * (x_scale * w_scale)                             (w_scale per column, [N])
 
-Weights are symmetric int8 with one scale per output column (per output channel): a column's
-values map to -127..127, so dequantised weights are within half a scale step of the original.
-ONNX Runtime's MatMulInteger takes the integer product only; the per-column scale is applied
+Weights are symmetric with one scale per output column (per output channel): a column's values
+map to -63..63, so dequantised weights are within half a scale step of the original. ONNX
+Runtime's MatMulInteger takes the integer product only; the per-column scale is applied
 afterwards by the float Mul, so it needs no per-channel support from the kernel.
+
+Why 7 bits and not -127..127: on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) ONNX
+Runtime's uint8 x int8 kernel multiplies with vpmaddubsw, which adds each adjacent pair of
+products into an int16 and saturates there. With 8-bit weights a pair reaches 255 * 127 * 2 =
+64,770 and the result is silently wrong (measured: the reference tiny model's vision tower fell
+to cosine 0.71 to fp32 on an AVX2 CPU); with |w| <= 63 a pair stays within 32,130 < 32,767, so
+every kernel (AVX2, AVX-512, VNNI, AMX, ARM) computes the exact integer product and the fast
+uint8 x int8 kernels stay in use. ONNX Runtime's own quantiser calls this ``reduce_range``.
 
 ``python3 -m training quantize --model-dir DIR --out DIR`` turns an exported model directory
 into an int8 copy (by default the vision tower, the ingest bottleneck), checked against the
@@ -42,16 +50,20 @@ PRECISIONS = ("int8", "fp16")
 DEFAULT_TOWERS = {"int8": ("vision",), "fp16": TOWERS}
 
 
+# The largest quantised weight magnitude: 7 bits, so that 255 * WEIGHT_PEAK * 2 fits in int16.
+WEIGHT_PEAK = 63
+
+
 class QuantizeError(RuntimeError):
     """Quantisation or its check failed; the message says what to do."""
 
 
 def quantize_weight(weight: np.ndarray):
-    """Symmetric per-column int8: returns (int8 [K, N], float32 scales [N])."""
+    """Symmetric per-column, within ±WEIGHT_PEAK: returns (int8 [K, N], float32 scales [N])."""
     peak = np.abs(weight).max(axis=0).astype(np.float32)
     # An all-zero column keeps scale 1 so that dequantising never divides by zero.
-    scale = np.where(peak > 0, peak / 127, 1).astype(np.float32)
-    quantized = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
+    scale = np.where(peak > 0, peak / WEIGHT_PEAK, 1).astype(np.float32)
+    quantized = np.clip(np.round(weight / scale), -WEIGHT_PEAK, WEIGHT_PEAK).astype(np.int8)
     return quantized, scale
 
 

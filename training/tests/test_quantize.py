@@ -40,8 +40,52 @@ def test_weights_dequantise_within_half_a_step():
     assert quantized.dtype == np.int8 and scale.shape == (40,)
     error = np.abs(quantized.astype(np.float32) * scale - weight)
     assert (error <= scale / 2 + 1e-6 * np.abs(weight)).all()
+    # 7-bit weights: a column's peak maps to 63 (it was 127 with 8-bit weights, see below)
     peaks = np.abs(quantized.astype(np.int32)).max(axis=0)
-    assert (peaks[np.arange(40) != 7] == 127).all() and peaks[7] == 0
+    assert (peaks[np.arange(40) != 7] == 63).all() and peaks[7] == 0
+
+
+def test_no_pair_of_products_leaves_int16():
+    """Without VNNI, ONNX Runtime's uint8 x int8 kernel (vpmaddubsw) adds each adjacent pair of
+    products in a saturating int16: the weights must keep 255 * |w| * 2 within 32767."""
+    rng = np.random.default_rng(2)
+    weight = rng.standard_normal((256, 64)).astype(np.float32) * rng.uniform(0.01, 3, 64)
+    quantized, _ = quantize_weight(weight)
+    assert 2 * 255 * int(np.abs(quantized.astype(np.int32)).max()) <= np.iinfo(np.int16).max
+
+
+def _matmul_graph(weight):
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", weight.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", weight.shape[1]])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@needs_onnx_runtime
+def test_onnx_runtime_computes_the_integer_products_exactly(tmp_path):
+    """The worst case for a saturating kernel: activations that quantise to 255 and weights of
+    one sign at their peak. ONNX Runtime's result must be the exact integer product, computed
+    here with numpy from the same quantised values (DynamicQuantizeLinear replayed)."""
+    rng = np.random.default_rng(3)
+    weight = np.abs(rng.standard_normal((512, 48))).astype(np.float32)
+    x = rng.uniform(0.5, 1.0, (6, 512)).astype(np.float32)
+    model = _matmul_graph(weight)
+    assert quantize_model(model) == 1
+    path = tmp_path / "matmul.onnx"
+    onnx.save(model, str(path))
+    (got,) = run_onnx([(str(path), "x", x, "y")])
+    w_q, w_scale = quantize_weight(weight)
+    # DynamicQuantizeLinear: range widened to include 0, 255 steps, round half to even
+    x_scale = np.float32((max(x.max(), 0) - min(x.min(), 0)) / np.float32(255))
+    x_zero = np.clip(np.round(-min(x.min(), 0) / x_scale), 0, 255)
+    x_q = np.clip(np.round(x / x_scale) + x_zero, 0, 255)
+    exact = (x_q - x_zero).astype(np.int64) @ w_q.astype(np.int64)
+    expected = exact.astype(np.float64) * x_scale * w_scale
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
 def _small_graph(weight, bias):

@@ -17,10 +17,9 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
+    # launched by torchrun (WORLD_SIZE set): a process group is joined even by one process,
+    # so that one GPU runs the DistributedDataParallel path that many GPUs run
+    enabled: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -34,6 +33,7 @@ def env_info() -> DistInfo:
             rank=int(os.environ.get("RANK", "0")),
             world_size=int(os.environ.get("WORLD_SIZE", "1")),
             local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            enabled="WORLD_SIZE" in os.environ,
         )
     except ValueError as error:
         raise SystemExit(
@@ -45,7 +45,7 @@ def init_from_env(device: str) -> DistInfo:
     """Join the process group torchrun describes: NCCL on CUDA, gloo on CPU.
 
     Returns the layout; on CUDA the current device becomes cuda:LOCAL_RANK. Without torchrun
-    (WORLD_SIZE unset or 1) no group is created.
+    (WORLD_SIZE unset) no group is created; under torchrun one process makes a group of one.
     """
     info = env_info()
     if not info.enabled:
@@ -63,6 +63,11 @@ def init_from_env(device: str) -> DistInfo:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def backend() -> str:
+    """The process group's backend (nccl, gloo), or "none" without a group."""
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else "none"
 
 
 def is_distributed() -> bool:

@@ -4,7 +4,8 @@ Starts from an official Long-CLIP checkpoint, an OpenAI CLIP checkpoint (stretch
 positions on load, KPS by default), a training checkpoint, or a random initialisation (start.py).
 The recipe follows the official Long-CLIP training: AdamW (0.9, 0.999, 1e-8, weight decay 1e-2),
 linear warm-up then cosine decay per step, the first 20 positions frozen, features gathered
-across processes with gradients under torchrun, fp16 autocast with a gradient scaler on CUDA.
+across processes with gradients under torchrun, fp16 autocast with a gradient scaler on CUDA
+(or bf16 autocast, on CUDA or the CPU, with ``--amp-dtype bf16``).
 
 Outputs in ``--out``: ``checkpoint-STEP.pt`` (training format, every ``--save-every`` steps and
 at the end), ``longclip.pt`` (or ``clip.pt`` for a 77-position model: the official format, for
@@ -47,6 +48,7 @@ from .start import saved_args, set_rng_state, starting_model
 from ..model.tokenizer import ClipTokenizer
 
 LOG = logging.getLogger("training.train")
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # --pcm-batch random draws its batches from a random order seeded --seed + this
 SHORT_STREAM_SEED = 7919
 
@@ -170,7 +172,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="fp16 autocast and gradient scaling (CUDA only; default on)",
+        help="mixed precision: autocast in --amp-dtype (default on; fp16 only on CUDA)",
+    )
+    parser.add_argument(
+        "--amp-dtype",
+        choices=sorted(AMP_DTYPES),
+        default="fp16",
+        help="fp16 (with gradient scaling; CUDA only) or bf16 (float32's range, so no scaling; "
+        "CUDA from Ampere on, and the CPU); default fp16",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda if available)")
     parser.add_argument(
@@ -371,8 +380,10 @@ def _train(args) -> int:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, args.warmup_steps, total_steps)
     )
-    use_amp = args.amp and device.type == "cuda"
-    scaler = torch.cuda.amp.GradScaler(enabled=use_amp)
+    # fp16 autocast has no CPU kernels in torch 1.13; bf16 runs on both
+    use_amp = args.amp and (device.type == "cuda" or args.amp_dtype == "bf16")
+    amp_dtype = AMP_DTYPES[args.amp_dtype] if use_amp else None
+    scaler = _grad_scaler(enabled=amp_dtype == torch.float16)
     step = 0
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
@@ -390,6 +401,11 @@ def _train(args) -> int:
             towers,
             device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False,  # the only buffer is the constant causal mask
+        )
+        LOG.info(
+            "DistributedDataParallel: %s backend, world size %d",
+            distributed.backend(),
+            info.world_size,
         )
     args.out.mkdir(parents=True, exist_ok=True)
     log_file = (args.out / "train-log.jsonl").open("a") if info.is_main else None
@@ -429,8 +445,10 @@ def _train(args) -> int:
                 break
             unreadable += batch.dropped
             short_batch = next(separate) if separate is not None else None
+            # how long the step waited for its batches (loading and the last step's logging)
+            waited = time.perf_counter() - last
             losses = _train_step(
-                towers, model, batch, short_batch, optimizer, scaler, device, use_amp, args
+                towers, model, batch, short_batch, optimizer, scaler, device, amp_dtype, args
             )
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
@@ -442,7 +460,8 @@ def _train(args) -> int:
             progress.update(step, losses["loss"], lr, rows / max(seconds, 1e-9))
             if log_file is not None:
                 entry = {"step": step, "epoch": epoch, "lr": lr, "samples": rows}
-                log_file.write(json.dumps({**entry, "seconds": seconds, **losses}) + "\n")
+                entry.update(seconds=seconds, data_seconds=waited)
+                log_file.write(json.dumps({**entry, **losses}) + "\n")
                 log_file.flush()
             if args.save_every and step % args.save_every == 0 and step < total_steps:
                 save(args.out / f"checkpoint-{step:08d}.pt")
@@ -470,9 +489,18 @@ def _finite_gradients(optimizer) -> bool:
     return all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
 
 
-def _train_step(towers, model, batch, short_batch, optimizer, scaler, device, use_amp, args):
+def _grad_scaler(enabled: bool):
+    """The CUDA gradient scaler: torch.amp.GradScaler from torch 2.3 on (torch.cuda.amp's is
+    deprecated there), torch.cuda.amp.GradScaler before."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
+def _train_step(towers, model, batch, short_batch, optimizer, scaler, device, amp_dtype, args):
     """One optimizer step; returns the losses as floats (NaN terms when the step was skipped).
-    ``short_batch``, when given, holds the rows of PCM's short-caption term (--pcm-batch)."""
+    ``short_batch``, when given, holds the rows of PCM's short-caption term (--pcm-batch);
+    ``amp_dtype`` is the autocast dtype, None for float32."""
     pixels = batch.pixels.to(device, non_blocking=True)
     long_ids = batch.long_ids.to(device, non_blocking=True)
     short_ids = batch.short_ids.to(device, non_blocking=True)
@@ -486,7 +514,7 @@ def _train_step(towers, model, batch, short_batch, optimizer, scaler, device, us
     if min(distributed.all_sum(float(p.shape[0]), device) for p in rows) < 2:
         # every image of this step (or of its short-caption batch) was unreadable
         return {"loss": float("nan"), "loss_long": float("nan"), "loss_short": None}
-    autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+    autocast = nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)
     with autocast:
         image, text, short, short_image, logit_scale = towers(
             pixels, text_ids, short_ids if args.pcm else None, short_pixels
@@ -523,4 +551,7 @@ def _train_step(towers, model, batch, short_batch, optimizer, scaler, device, us
         "loss_long": long,
         "loss_short": short if losses.short is not None else None,
         "logit_scale": model.logit_scale.item(),
+        # the text positions the towers ran (a batch is cut after its longest caption)
+        "text_positions": text_ids.shape[1],
+        "short_positions": short_ids.shape[1] if args.pcm else None,
     }

@@ -1,5 +1,10 @@
 /** What every route module gets: the settings, the library and the server's shared parts. */
-import type { FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
+import type {
+  FastifyBaseLogger,
+  FastifyReply,
+  FastifyRequest,
+  FastifyServerOptions,
+} from "fastify";
 import type { OpenApiDocument } from "../../api/spec.ts";
 import type { Settings } from "../../core/settings.ts";
 import type { JobService } from "../../jobs/service.ts";
@@ -14,8 +19,10 @@ export interface AppOptions {
   tokenizer?: TextTokenizer;
   /** Jobs (POST /jobs and friends); 503 not_ready without. */
   jobs?: JobService;
-  /** fastify's logger option: false (tests), true, or pino options (serve). */
+  /** fastify's logger option: false (tests), true, or pino options. */
   logger?: FastifyServerOptions["logger"];
+  /** A logger to use instead (serve's, see ../logger.ts); wins over `logger`. */
+  loggerInstance?: FastifyBaseLogger;
   /** The OpenAPI document; loaded from openapi.yaml when absent. */
   spec?: OpenApiDocument;
 }

@@ -239,9 +239,9 @@ describe("the settings table", () => {
   });
 });
 
-/** `1000`, `50,000,000`, `20 MiB`, `120 s` (a *Ms setting), as a number. */
+/** `1000`, `0.5`, `50,000,000`, `20 MiB`, `120 s` (a *Ms setting), as a number. */
 function quantity(text: string, key: SettingKey): number | undefined {
-  const match = /^([\d,]+)(?:\s*(MiB|s))?$/.exec(text.trim());
+  const match = /^([\d,]+(?:\.\d+)?)(?:\s*(MiB|s))?$/.exec(text.trim());
   if (match === null) return undefined;
   const value = Number((match[1] ?? "").replaceAll(",", ""));
   if (match[2] === "MiB") return value * MiB;

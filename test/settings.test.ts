@@ -1,5 +1,5 @@
 /**
- * The settings table (src/core/settings.ts) is the one source of every flag, variable and
+ * The settings table (src/core/setting-table.ts) is the one source of every flag, variable and
  * default: they stay what they were before the table existed, the CLI's flags come from it, and
  * what openapi.yaml and the README say of the settings agrees with it.
  */
@@ -16,14 +16,13 @@ import {
   settingsFromFlags,
 } from "../src/cli/settings.ts";
 import { isAppError } from "../src/core/errors.ts";
+import { SETTINGS, type SettingSpec } from "../src/core/setting-table.ts";
 import {
   DEFAULT_SETTINGS,
   loadSettings,
   PROJECT_ROOT,
   SETTING_KEYS,
-  SETTINGS,
   type SettingKey,
-  type SettingSpec,
   settingKeys,
   withApiKeyFile,
 } from "../src/core/settings.ts";

@@ -1,6 +1,6 @@
 /**
  * `longclip serve`: loads the model and the library, then serves the HTTP API. Every library
- * and server setting (src/core/settings.ts) is a flag over its LONGCLIP_* environment variable
+ * and server setting (src/core/setting-table.ts) is a flag over its LONGCLIP_* environment variable
  * over the default.
  */
 import { existsSync } from "node:fs";

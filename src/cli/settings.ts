@@ -1,19 +1,18 @@
 /**
- * Flags shared by every command: each setting of the table in src/core/settings.ts is a flag
+ * Flags shared by every command: each setting of the table in src/core/setting-table.ts is a flag
  * (its `flag`, e.g. `--model`, `--max-image-bytes`) over its environment variable over its
  * default; the help is the table's. Also the one way commands turn an error into
  * `{code, message}`.
  */
 import { type Command, InvalidArgumentError } from "commander";
 import { AppError, isAppError } from "../core/errors.ts";
+import { SETTINGS, type SettingSpec } from "../core/setting-table.ts";
 import {
   DEFAULT_SETTINGS,
   loadSettings,
   parseSetting,
   SETTING_KEYS,
-  SETTINGS,
   type SettingKey,
-  type SettingSpec,
   type Settings,
   settingKeys,
 } from "../core/settings.ts";

@@ -14,6 +14,7 @@ import {
   ERRORS,
   type ErrorCode,
   errorOf,
+  ITEM_FAILURES,
   isErrorCode,
   serializeError,
 } from "../src/core/errors.ts";
@@ -33,6 +34,10 @@ test("every code has an HTTP error status and a one-line meaning", () => {
     const { status, meaning } = ERRORS[code];
     assert.ok(status >= 400 && status <= 599, `${code}: ${status}`);
     assert.ok(meaning.length > 0 && meaning.length <= 100 && !meaning.includes("\n"), code);
+  }
+  for (const [code, meaning] of Object.entries(ITEM_FAILURES)) {
+    assert.ok(!isErrorCode(code), `${code} is an item's failure or a response, not both`);
+    assert.ok(meaning.length > 0 && meaning.length <= 100, code);
   }
 });
 
@@ -133,6 +138,10 @@ test("the README's codes are catalog codes with the statuses it gives them", () 
     if (/^\d{3}$/.test(first)) status = Number(first);
     const code = /^\d{3}$/.test(first) ? second : first;
     if (code === undefined || !/^[a-z]+(_[a-z]+)+$|^[a-z]+$/.test(code)) continue;
+    if (Object.hasOwn(ITEM_FAILURES, code)) {
+      listed++;
+      continue;
+    }
     if (!isErrorCode(code)) {
       wrong.push(`${code}: no code`);
       continue;

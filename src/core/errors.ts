@@ -178,6 +178,17 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/**
+ * Codes that only a job's failed item carries, never an HTTP response (a failed item otherwise
+ * carries the code of the error that failed it): what happened to the item.
+ */
+export const ITEM_FAILURES = {
+  worker_lost: "every lease of the item expired: the workers holding it stopped or timed out",
+  folder_unreadable: "a folder the job's walk could not read; its files are not in the job",
+} as const satisfies Record<string, string>;
+
+export type ItemFailureCode = keyof typeof ITEM_FAILURES;
+
 /** The statuses a site may give `code` instead of its own (none for most codes). */
 export type OtherStatus<C extends ErrorCode> = (typeof ERRORS)[C] extends {
   readonly otherStatuses: readonly (infer S)[];

@@ -18,6 +18,8 @@ export interface NewJob {
   paths: readonly string[];
   /** Metadata given to every item of the job. */
   metadata: Metadata;
+  /** Paths that failed before the job started (folders that could not be read), after `paths`. */
+  failed?: readonly JobFailure[];
 }
 
 export interface JobCounts {
@@ -68,7 +70,7 @@ export type JobItemResult =
   | { jobId: string; seq: number; state: "failed"; code: string; message: string };
 
 export interface JobStore {
-  /** Creates a job and its items (all pending). */
+  /** Creates a job and its items (pending, but `failed` ones failed already). */
   create(job: NewJob): Promise<JobSummary>;
   get(id: string): Promise<JobSummary | undefined>;
   /** Newest first. */

@@ -537,6 +537,38 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("jobs: folders that could not be walked are failed items from the start, never claimed", async () => {
+      const store = await fresh();
+      try {
+        const created = await store.jobs.create({
+          id: "job-f",
+          paths: ["a.png"],
+          failed: [{ path: "deep/x", code: "folder_unreadable", message: "could not be read" }],
+          metadata: {},
+        });
+        assert.equal(created.counts.total, 2);
+        assert.equal(created.counts.failed, 1);
+        assert.deepEqual(created.failedCodes, { folder_unreadable: 1 });
+        assert.deepEqual(await store.jobs.failures("job-f", 10), [
+          { path: "deep/x", code: "folder_unreadable", message: "could not be read" },
+        ]);
+        const claimed = await store.jobs.claim("w1", 10, 60_000, 3);
+        assert.deepEqual(
+          claimed.map((c) => c.path),
+          ["a.png"],
+        );
+        const only = await store.jobs.create({
+          id: "job-g",
+          paths: [],
+          failed: [{ path: "deep/y", code: "folder_unreadable", message: "m" }],
+          metadata: {},
+        });
+        assert.equal(only.state, "done");
+      } finally {
+        await store.close();
+      }
+    });
+
     test("jobs: create, claim in chunks, finish, counts, failures, rate and state", async () => {
       const store = await fresh();
       try {

@@ -7,10 +7,17 @@
  * whole storage contract holds on a store that reads from a replica.
  */
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { isAppError } from "../src/core/errors.ts";
+import { loadSettings, PROJECT_ROOT } from "../src/core/settings.ts";
+import { openStore } from "../src/store/open.ts";
 import { PostgresStore } from "../src/store/postgres/store.ts";
 import type { ItemStore, NewItem, StoreServer } from "../src/store/types.ts";
 import { startNativeStandby, type TestStandby } from "../tools/bench/native-standby.ts";
+import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
+import { type LongclipProcess, startServe, stopProcess } from "./helpers/longclip-process.ts";
 import { startPostgres, type TestPostgres, testPostgresKind } from "./helpers/postgres.ts";
 import { newItem, storeContract } from "./helpers/store-contract.ts";
 
@@ -22,6 +29,19 @@ const native = testPostgresKind().kind === "native";
 const skip = native
   ? false
   : "a streaming standby needs the native test Postgres (PGlite has none)";
+
+/** One primary and its standby for the whole file; each part starts from a reset schema. */
+let primary: TestPostgres;
+let standby: TestStandby;
+before(async () => {
+  if (!native) return;
+  primary = await startPostgres();
+  standby = await startNativeStandby(primary);
+});
+after(async () => {
+  await standby?.stop();
+  await primary?.stop();
+});
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -50,8 +70,6 @@ async function finds(store: ItemStore, item: NewItem): Promise<boolean> {
 }
 
 describe("read replicas (native primary + streaming standby)", { skip }, () => {
-  let primary: TestPostgres;
-  let standby: TestStandby;
   /** The node that writes, and another node that only reads. */
   let writer: PostgresStore;
   let reader: PostgresStore;
@@ -65,8 +83,7 @@ describe("read replicas (native primary + streaming standby)", { skip }, () => {
     PostgresStore.open({ url, readUrls, readMaxLagMs: MAX_LAG_MS, ...PARAMETERS });
 
   before(async () => {
-    primary = await startPostgres();
-    standby = await startNativeStandby(primary);
+    await primary.reset();
     writer = await open(primary.url, [standby.url]);
     reader = await open(primary.url, [standby.url]);
     await writer.setModel(MODEL);
@@ -76,8 +93,6 @@ describe("read replicas (native primary + streaming standby)", { skip }, () => {
   after(async () => {
     await writer?.close();
     await reader?.close();
-    await standby?.stop();
-    await primary?.stop();
   });
 
   test("a node reads its own write at once; another node within the bound, from the replica", async () => {
@@ -175,6 +190,25 @@ describe("read replicas (native primary + streaming standby)", { skip }, () => {
     assert.equal(failures, 0, `${failures} of ${searches} searches failed or missed the item`);
   });
 
+  test("a bound of 0 sends every read to the primary", async () => {
+    const strict = await PostgresStore.open({
+      url: primary.url,
+      readUrls: [standby.url],
+      readMaxLagMs: 0,
+      ...PARAMETERS,
+    });
+    try {
+      await until("the replica is probed", () => replicaOf(strict).state !== "starting");
+      for (let i = 0; i < 5; i++) {
+        await strict.nearest({ vector: newItem(1).vector, k: 3 }, MODEL.modelId);
+      }
+      assert.equal(readsOf(strict, "replica"), 0);
+      assert.ok(readsOf(strict, "primary") >= 5);
+    } finally {
+      await strict.close();
+    }
+  });
+
   test("a read URL that names no standby of the primary serves no reads", async () => {
     const wrong = await open(primary.url, [primary.url]);
     try {
@@ -189,17 +223,7 @@ describe("read replicas (native primary + streaming standby)", { skip }, () => {
 });
 
 describe("the storage contract with a streaming replica", { skip }, () => {
-  let primary: TestPostgres;
-  let standby: TestStandby;
   const opened: PostgresStore[] = [];
-  before(async () => {
-    primary = await startPostgres();
-    standby = await startNativeStandby(primary);
-  });
-  after(async () => {
-    await standby?.stop();
-    await primary?.stop();
-  });
   const reopen = async () => {
     const store = await PostgresStore.open({
       url: primary.url,
@@ -222,4 +246,111 @@ describe("the storage contract with a streaming replica", { skip }, () => {
     const onPrimary = opened.reduce((sum, store) => sum + readsOf(store, "primary"), 0);
     assert.ok(replica > 0, `reads: ${replica} on the replica, ${onPrimary} on the primary`);
   });
+});
+
+describe("longclip serve with --database-read-url", { skip }, () => {
+  let node: LongclipProcess | undefined;
+  const root = tempDir("replica-serve-");
+  before(() => primary.reset());
+  after(async () => {
+    if (node !== undefined) await stopProcess(node);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  test("an upload is found at once by the node that took it; /ready and /metrics show the replicas", async () => {
+    // The flag given twice (two replicas; here the same standby twice), the bound from the
+    // variable.
+    node = await startServe(
+      [
+        "--model",
+        path.join(PROJECT_ROOT, "models", "demo"),
+        "--data",
+        root,
+        "--database-url",
+        primary.url,
+        "--database-read-url",
+        standby.url,
+        "--database-read-url",
+        standby.url.replace("127.0.0.1", "localhost"),
+      ],
+      { LONGCLIP_DATABASE_READ_MAX_LAG_MS: String(MAX_LAG_MS) },
+    );
+    const url = node.url;
+    type Ready = { database?: { name: string; role: string; state: string; reads?: number }[] };
+    const ready = async () => (await (await fetch(`${url}/ready`)).json()) as Ready;
+    await until("both replicas are up", async () => {
+      const replicas = (await ready()).database?.filter((server) => server.role === "replica");
+      return replicas?.length === 2 && replicas.every((server) => server.state === "up");
+    });
+    const database = (await ready()).database ?? [];
+    assert.deepEqual(
+      database.map((server) => server.role),
+      ["primary", "replica", "replica"],
+    );
+    assert.ok(
+      database.every((server) => !server.name.includes("postgres:")),
+      "no credentials",
+    );
+
+    for (let round = 0; round < 3; round++) {
+      const seed = 900 + round;
+      const form = new FormData();
+      form.append("images", new Blob([await patternPng(seed)], { type: "image/png" }), "a.png");
+      form.append("ids", `r-${seed}`);
+      const indexed = await fetch(`${url}/index`, { method: "POST", body: form });
+      assert.equal(indexed.status, 200, await indexed.clone().text());
+      const query = new FormData();
+      query.append("image", new Blob([await patternPng(seed)], { type: "image/png" }), "q.png");
+      const found = await fetch(`${url}/search/image?k=1`, { method: "POST", body: query });
+      assert.equal(found.status, 200);
+      const hits = ((await found.json()) as { hits: { id: string }[] }).hits;
+      assert.equal(hits[0]?.id, `r-${seed}`, "read-your-writes through HTTP");
+      const image = await fetch(`${url}/items/r-${seed}/image`);
+      assert.equal(image.status, 200);
+    }
+    await until("a replica serves a search", async () => {
+      await fetch(`${url}/search`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ query: "a pattern", k: 3 }),
+      });
+      return ((await ready()).database ?? []).some(
+        (server) => server.role === "replica" && (server.reads ?? 0) > 0,
+      );
+    });
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(
+      metrics,
+      /longclip_database_server_up\{server="127\.0\.0\.1:\d+\/postgres",role="replica"\} 1/,
+    );
+    assert.match(metrics, /longclip_database_server_up\{server="[^"]+",role="primary"\} 1/);
+    assert.match(metrics, /longclip_database_server_lag_bytes\{[^}]*role="replica"\} \d+/);
+    assert.match(metrics, /longclip_database_server_reads_total\{[^}]*role="replica"\} [1-9]/);
+  });
+});
+
+test("--database-read-url without --database-url, or not a postgres:// URL, is a clear error", async () => {
+  const dataDir = tempDir("replica-settings-");
+  try {
+    const replicasOnly = loadSettings(
+      { dataDir },
+      { LONGCLIP_DATABASE_READ_URL: "postgres://h/db" },
+    );
+    await assert.rejects(
+      openStore(replicasOnly),
+      (error) =>
+        isAppError(error) &&
+        error.code === "invalid_setting" &&
+        /--database-url/.test(error.message),
+    );
+    await assert.rejects(
+      PostgresStore.open({ url: "postgres://h/db", readUrls: ["mysql://h/db"], ...PARAMETERS }),
+      (error) =>
+        isAppError(error) &&
+        error.code === "invalid_database_url" &&
+        /--database-read-url/.test(error.message),
+    );
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });

@@ -35,6 +35,9 @@ const SERVER_ONLY_KEYS = new Set<keyof Settings>([
 
 export const LIBRARY_SETTING_KEYS = SETTING_KEYS.filter((key) => !SERVER_ONLY_KEYS.has(key));
 
+/** Settings whose flag may be given more than once (a comma-separated list). */
+const REPEATABLE_KEYS = new Set<keyof Settings>(["databaseReadUrl"]);
+
 /** Flag name of each setting; the directories get the short names of the README. */
 export function flagName(key: keyof Settings): string {
   if (key === "modelDir") return "model";
@@ -53,7 +56,7 @@ function placeholder(key: keyof Settings): string {
   if (key === "allowedHosts") return "hosts";
   if (key === "corsOrigins") return "origins";
   if (key === "host" || key === "device") return key;
-  if (key === "databaseUrl") return "url";
+  if (key === "databaseUrl" || key === "databaseReadUrl") return "url";
   if (key === "pgVectorType") return "type";
   if (key === "jobWorker") return "on|off|auto";
   if (key === "preprocess") return "exact|fast";
@@ -73,10 +76,16 @@ export function addSettingOptions(
   for (const key of keys) {
     const fallback = DEFAULT_SETTINGS[key];
     const shown = fallback === undefined ? "unset" : String(fallback);
-    command.option(
-      `--${flagName(key)} <${placeholder(key)}>`,
-      `${envName(key)} (default: ${shown})`,
-    );
+    const flag = `--${flagName(key)} <${placeholder(key)}>`;
+    const help = `${envName(key)} (default: ${shown})`;
+    if (REPEATABLE_KEYS.has(key)) {
+      // Given more than once, the values join as the variable's comma-separated list.
+      command.option(flag, `${help}; repeatable`, (value: string, previous?: string) =>
+        previous === undefined ? value : `${previous},${value}`,
+      );
+    } else {
+      command.option(flag, help);
+    }
   }
   return command;
 }

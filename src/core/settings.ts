@@ -78,6 +78,17 @@ export interface Settings extends ImageLimits {
   indexSaveIntervalMs: number;
   /** postgres://… to keep the library in PostgreSQL + pgvector instead of dataDir (SQLite). */
   databaseUrl: string | undefined;
+  /**
+   * Streaming replicas of the database (postgres://… URLs, comma-separated; the flag may be
+   * given once per replica) that serve searches and item reads; writes, job claims and the
+   * reads that decide a write stay on the primary (docs/scaling.md, "Read replicas").
+   */
+  databaseReadUrl: string | undefined;
+  /**
+   * The staleness bound of replica reads: a read sees every write acknowledged this long before
+   * it (any node), and every write its own node acknowledged; a replica further behind serves none.
+   */
+  databaseReadMaxLagMs: number;
   /** The type pgvector's HNSW index stores: halfvec (half the memory) or vector. */
   pgVectorType: "halfvec" | "vector";
   /** Whether `serve` also runs jobs: auto = yes on SQLite, no on Postgres (run workers). */
@@ -180,6 +191,8 @@ export const DEFAULT_SETTINGS: Settings = {
   hnswShards: 1,
   indexSaveIntervalMs: 30_000,
   databaseUrl: undefined,
+  databaseReadUrl: undefined,
+  databaseReadMaxLagMs: 1_000,
   pgVectorType: "halfvec",
   jobWorker: "auto",
   jobLeaseMs: 60_000,
@@ -254,6 +267,7 @@ const STRING_KEYS = new Set<keyof Settings>([
   "apiKey",
   "mediaRoot",
   "databaseUrl",
+  "databaseReadUrl",
   "allowedHosts",
   "corsOrigins",
   "apiKeyFile",

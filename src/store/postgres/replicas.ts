@@ -34,6 +34,9 @@ export interface ReplicaOptions {
 
 /** How often the probe runs for a bound: four times within it, at most every second. */
 export function probeIntervalMs(maxLagMs: number): number {
+  // A bound of 0 lets no replica serve (every read needs the primary's latest position): the
+  // probe only keeps the replicas' states for /ready and /metrics.
+  if (maxLagMs <= 0) return 1_000;
   return Math.min(1_000, Math.max(25, Math.floor(maxLagMs / 4)));
 }
 
@@ -177,6 +180,7 @@ export class ReplicaReads implements Reads {
 
   /** The position a replica must have replayed to serve a read now; undefined: none may. */
   private required(): bigint | undefined {
+    if (this.options.maxLagMs <= 0) return undefined;
     const oldest = performance.now() - this.options.maxLagMs;
     const sample = this.samples.find((candidate) => candidate.at >= oldest);
     if (sample === undefined) return undefined;

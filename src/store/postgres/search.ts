@@ -19,7 +19,7 @@
 import { efSearchFor, MAX_PGVECTOR_EF_SEARCH } from "../../vector-index/ef-search.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem } from "../types.ts";
-import type { Db } from "./db.ts";
+import type { Reads } from "./db.ts";
 import { appendFilter } from "./filter-sql.ts";
 import { type HnswIndexSettings, indexedExpression } from "./hnsw-index.ts";
 import { type ItemRow, toItem, vectorParam } from "./rows.ts";
@@ -44,7 +44,7 @@ export class PostgresSearch {
   private size: { rows: number; at: number } | undefined;
 
   constructor(
-    private readonly db: Db,
+    private readonly reads: Reads,
     private readonly ready: () => Promise<void>,
     private readonly settings: PostgresSearchSettings,
   ) {}
@@ -86,7 +86,7 @@ export class PostgresSearch {
       `SELECT set_config('hnsw.scan_mem_multiplier', greatest(1, ceil(${scanMemoryBytes(model.dims)} / pg_size_bytes(current_setting('work_mem'))))::text, true)`,
       "SET LOCAL TimeZone = 'UTC'",
     ].join("; ");
-    const rows = await this.db.transaction(async (client) => {
+    const rows = await this.reads.transaction(async (client) => {
       let exact = query.exact === true;
       if (!exact && filter !== undefined && limit > 0) {
         // Few matching items: scan them exactly (the walk loses recall on selective filters).
@@ -113,7 +113,7 @@ export class PostgresSearch {
   private async rows(): Promise<number> {
     const now = Date.now();
     if (this.size !== undefined && now - this.size.at < SIZE_TTL_MS) return this.size.rows;
-    const result = await this.db.query<{ n: number }>(
+    const result = await this.reads.query<{ n: number }>(
       `SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint
         ELSE (SELECT count(*) FROM longclip.items) END AS n
        FROM pg_class WHERE oid = 'longclip.items'::regclass`,
@@ -141,7 +141,7 @@ export class PostgresSearch {
       ${filter ? `WHERE ${filter.where}` : ""}
       ORDER BY matched.score DESC, label LIMIT $${params.length}`;
     await this.ready();
-    const { rows } = await this.db.query<ItemRow & { score: number }>(sql, params);
+    const { rows } = await this.reads.query<ItemRow & { score: number }>(sql, params);
     return rows.map((row) => ({ item: toItem(row), score: row.score }));
   }
 }

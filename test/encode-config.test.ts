@@ -76,6 +76,17 @@ describe("loadModelConfig", () => {
     assert.deepEqual(loadModelConfig(modelDir(fp16)).vision, fp16.vision);
   });
 
+  test("reads the vision tower's dense output when there is one (export --dense)", () => {
+    const dense = { output: "patch_embeds", kind: "value", grid: [14, 14] };
+    const withDense = { ...VALID, vision: { ...VALID.vision, dense } };
+    assert.deepEqual(loadModelConfig(modelDir(withDense)).vision, {
+      ...VALID.vision,
+      precision: "fp32",
+      dense,
+    });
+    assert.equal(loadModelConfig(modelDir(VALID)).vision.dense, undefined);
+  });
+
   test("missing directory and missing config.json are model_not_found", () => {
     expectError(path.join(root, "nope"), "model_not_found", /does not exist/);
     expectError(modelDir(undefined), "model_not_found", /No config\.json/);
@@ -90,6 +101,23 @@ describe("loadModelConfig", () => {
       "a check with a min_cosine above 1",
       { vision: { ...VALID.vision, check: { min_cosine: 1.5, embedding: [] } } },
       /"vision\.check\.min_cosine" must be a number in \(0, 1\]/,
+    ],
+    [
+      "a dense output of an unknown kind",
+      {
+        vision: { ...VALID.vision, dense: { output: "patch_embeds", kind: "mean", grid: [7, 7] } },
+      },
+      /"vision\.dense\.kind" must be one of value, final/,
+    ],
+    [
+      "a dense output without its grid",
+      { vision: { ...VALID.vision, dense: { output: "patch_embeds", kind: "final" } } },
+      /"vision\.dense\.grid" must be \[rows, columns\]/,
+    ],
+    [
+      "a dense output without a name",
+      { vision: { ...VALID.vision, dense: { kind: "value", grid: [7, 7] } } },
+      /"vision\.dense\.output"/,
     ],
     ["wrong format", { format: "onnx" }, /"format"/],
     ["unsupported version", { format_version: 2 }, /format_version/],

@@ -5,12 +5,21 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { AppError } from "../core/errors.ts";
-import type { ModelConfig, TowerCheck, TowerEntry, TowerPrecision } from "./types.ts";
+import type {
+  DenseKind,
+  DenseOutput,
+  ModelConfig,
+  TowerCheck,
+  TowerEntry,
+  TowerPrecision,
+} from "./types.ts";
 
 export const MODEL_FORMAT = "longclip-onnx";
 export const SUPPORTED_FORMAT_VERSIONS: readonly number[] = [1];
 /** Tower precisions `export` and `quantize` write (docs/model-format.md). */
 export const TOWER_PRECISIONS: readonly TowerPrecision[] = ["fp32", "int8", "fp16"];
+/** Kinds of `vision.dense` that `export --dense` writes (docs/model-format.md). */
+export const DENSE_KINDS: readonly DenseKind[] = ["value", "final"];
 
 const HOW_TO_GET_A_MODEL =
   "Export one with `python3 -m training export --checkpoint longclip-B.pt --vocab bpe_simple_vocab_16e6.txt.gz --out DIR` " +
@@ -166,7 +175,27 @@ export function validateModelConfig(dir: string, raw: unknown): ModelConfig {
       precision: precision as TowerPrecision,
     };
     if (rawEntry.check !== undefined) out.check = towerCheck(name, rawEntry.check);
+    if (name === "vision" && rawEntry.dense !== undefined) out.dense = denseOutput(rawEntry.dense);
     return out;
+  };
+  // Optional: the vision tower's patch embeddings (export --dense); absent in older exports.
+  const denseOutput = (value: unknown): DenseOutput => {
+    const dense = isObject(value) ? value : {};
+    const grid = dense.grid;
+    if (typeof dense.output !== "string" || dense.output === "") {
+      throw invalid(dir, `"vision.dense.output" must be a non-empty string`);
+    }
+    if (!DENSE_KINDS.includes(dense.kind as DenseKind)) {
+      throw invalid(dir, `"vision.dense.kind" must be one of ${DENSE_KINDS.join(", ")}`);
+    }
+    if (
+      !Array.isArray(grid) ||
+      grid.length !== 2 ||
+      !grid.every((v) => typeof v === "number" && Number.isInteger(v) && v >= 1)
+    ) {
+      throw invalid(dir, `"vision.dense.grid" must be [rows, columns], two positive integers`);
+    }
+    return { output: dense.output, kind: dense.kind as DenseKind, grid: [grid[0], grid[1]] };
   };
   // The fp32 embedding of the device check input (int8 and fp16 towers; see tower-check.ts).
   const towerCheck = (name: string, value: unknown): TowerCheck => {

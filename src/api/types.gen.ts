@@ -250,7 +250,7 @@ export interface paths {
         put?: never;
         /**
          * Index files and folders under the media root in the background.
-         * @description Answers at once with the job; workers (inside `longclip serve` on the embedded default, `longclip worker` processes on Postgres) claim its files in chunks, embed and commit them. Folders are walked when the job is created (image extensions only). A file that cannot be indexed fails by itself; the job goes on.
+         * @description Answers at once with the job; workers (inside `longclip serve` on the embedded default, `longclip worker` processes on Postgres) claim its files in chunks, embed and commit them. Folders are walked when the job is created (image extensions only), each once however often it is named, and the walk stops past `maxJobItems` (`413 too_many_items`). A file that cannot be indexed fails by itself; the job goes on. A folder the walk cannot read (permissions, a path longer than the system allows) is a failed item of the job from the start, code `folder_unreadable`, its path relative to the media root.
          */
         post: operations["createJob"];
         delete?: never;

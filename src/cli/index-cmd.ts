@@ -22,7 +22,7 @@ import type {
 } from "../core/types.ts";
 import { Encoder } from "../encode/encoder.ts";
 import type { ReindexStatus, SwitchMode } from "../library/blue-green.ts";
-import { collectImageFiles } from "../library/files.ts";
+import { collectImageFiles, type WalkError } from "../library/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
 import { runIndexJob } from "./jobs.ts";
 import {
@@ -143,12 +143,18 @@ export async function indexFiles(
   return summary;
 }
 
-function printSummary(summary: IndexSummary, missing: readonly string[], io: Io): void {
+function printSummary(
+  summary: IndexSummary,
+  missing: readonly string[],
+  unreadable: readonly WalkError[],
+  io: Io,
+): void {
   const rate = summary.total / Math.max(1e-3, summary.seconds);
   io.err.write(
     `indexed ${summary.indexed}, already indexed ${summary.duplicate}, failed ${summary.failed.length} of ${summary.total} files in ${summary.seconds.toFixed(1)} s (${rate.toFixed(1)} img/s)\n`,
   );
   for (const input of missing) io.err.write(`  not found: ${input}\n`);
+  for (const e of unreadable) io.err.write(`  could not read folder: ${e.path} (${e.reason})\n`);
   const shown = summary.failed.slice(0, 50);
   for (const f of shown) io.err.write(`  failed: ${f.file}: [${f.code}] ${f.message}\n`);
   if (summary.failed.length > shown.length) {
@@ -181,18 +187,19 @@ export async function runIndex(
 ): Promise<number> {
   return withLibrary(flags, io, async (library, settings) => {
     const metadata = parseMeta(flags.meta ?? []);
-    const { files, missing } = await collectImageFiles(inputs);
+    const { files, missing, errors } = await collectImageFiles(inputs);
     if (files.length === 0) {
       io.err.write(`no image files found in ${inputs.join(", ")}\n`);
-      return missing.length > 0 ? 1 : 0;
+      for (const e of errors) io.err.write(`  could not read folder: ${e.path} (${e.reason})\n`);
+      return missing.length > 0 || errors.length > 0 ? 1 : 0;
     }
     const summary = await indexFiles(library, files, {
       batch: Math.max(1, settings.maxBatchItems),
       metadata,
       io,
     });
-    printSummary(summary, missing, io);
-    return summary.failed.length > 0 || missing.length > 0 ? 1 : 0;
+    printSummary(summary, missing, errors, io);
+    return summary.failed.length > 0 || missing.length > 0 || errors.length > 0 ? 1 : 0;
   });
 }
 

@@ -25,5 +25,5 @@ export function convertError(
   message: string,
   details?: Record<string, unknown>,
 ): AppError {
-  return new AppError(code, message, 400, details);
+  return new AppError(code, message, details);
 }

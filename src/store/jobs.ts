@@ -6,6 +6,7 @@
  *
  * Both backends keep the same two tables and return the same summaries; only the SQL differs.
  */
+import type { ItemFailureCode } from "../core/errors.ts";
 import type { Metadata } from "../core/types.ts";
 
 export type JobItemState = "pending" | "claimed" | "indexed" | "duplicate" | "failed" | "cancelled";
@@ -18,6 +19,8 @@ export interface NewJob {
   paths: readonly string[];
   /** Metadata given to every item of the job. */
   metadata: Metadata;
+  /** Paths that failed before the job started (folders that could not be read), after `paths`. */
+  failed?: readonly JobFailure[];
 }
 
 export interface JobCounts {
@@ -68,7 +71,7 @@ export type JobItemResult =
   | { jobId: string; seq: number; state: "failed"; code: string; message: string };
 
 export interface JobStore {
-  /** Creates a job and its items (all pending). */
+  /** Creates a job and its items (pending, but `failed` ones failed already). */
   create(job: NewJob): Promise<JobSummary>;
   get(id: string): Promise<JobSummary | undefined>;
   /** Newest first. */
@@ -94,7 +97,7 @@ export interface JobStore {
 }
 
 /** Failure code of an item whose leases all expired. */
-export const WORKER_LOST = "worker_lost";
+export const WORKER_LOST: ItemFailureCode = "worker_lost";
 
 export function lostMessage(maxAttempts: number): string {
   return `Processing this file was interrupted ${maxAttempts} times (the worker holding it stopped or timed out); check the file and the workers' logs, then index it again.`;

@@ -183,6 +183,29 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("nearest by a model the store does not hold is 409 model_mismatch, on every path", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems([newItem(1), newItem(2)], "m1");
+        await store.prepare();
+        const mismatch = (e: unknown) =>
+          isAppError(e) && e.code === "model_mismatch" && e.status === 409 && /m1/.test(e.message);
+        for (const exact of [false, true]) {
+          await assert.rejects(store.nearest({ vector: vectorOf(1), k: 1, exact }, "m2"), mismatch);
+          await assert.rejects(
+            store.nearest({ vector: vectorOf(1), k: 1, exact, filter: { a: 1 } }, "m2"),
+            mismatch,
+          );
+        }
+        assert.equal(
+          (await store.nearest({ vector: vectorOf(1), k: 1 }, "m1"))[0]?.item.id,
+          "item-1",
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
     test("cursor pagination walks every item once, in insertion order", async () => {
       const store = await fresh();
       try {
@@ -413,6 +436,25 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("findContent says at once who has the content and whether the id is taken", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel(MODEL);
+        await store.insertItems([newItem(1), newItem(2)], "m1");
+        const same = await store.findContent(newItem(1).sha256, "item-1");
+        assert.equal(same.existing?.id, "item-1");
+        assert.equal(same.idTaken, true);
+        const otherId = await store.findContent(newItem(1).sha256, "fresh-id");
+        assert.deepEqual([otherId.existing?.id, otherId.idTaken], ["item-1", false]);
+        const otherContent = await store.findContent(newItem(9).sha256, "item-2");
+        assert.deepEqual([otherContent.existing, otherContent.idTaken], [undefined, true]);
+        const nothing = await store.findContent(newItem(9).sha256, "item-9");
+        assert.deepEqual([nothing.existing, nothing.idTaken], [undefined, false]);
+      } finally {
+        await store.close();
+      }
+    });
+
     test("reindex staging swaps embeddings at once and drops other models' embeddings", async () => {
       const store = await fresh();
       try {
@@ -534,6 +576,38 @@ export function storeContract(name: string, options: ContractOptions): void {
         assert.equal(hits[0]?.item.id, "item-1");
       } finally {
         await again.close();
+      }
+    });
+
+    test("jobs: folders that could not be walked are failed items from the start, never claimed", async () => {
+      const store = await fresh();
+      try {
+        const created = await store.jobs.create({
+          id: "job-f",
+          paths: ["a.png"],
+          failed: [{ path: "deep/x", code: "folder_unreadable", message: "could not be read" }],
+          metadata: {},
+        });
+        assert.equal(created.counts.total, 2);
+        assert.equal(created.counts.failed, 1);
+        assert.deepEqual(created.failedCodes, { folder_unreadable: 1 });
+        assert.deepEqual(await store.jobs.failures("job-f", 10), [
+          { path: "deep/x", code: "folder_unreadable", message: "could not be read" },
+        ]);
+        const claimed = await store.jobs.claim("w1", 10, 60_000, 3);
+        assert.deepEqual(
+          claimed.map((c) => c.path),
+          ["a.png"],
+        );
+        const only = await store.jobs.create({
+          id: "job-g",
+          paths: [],
+          failed: [{ path: "deep/y", code: "folder_unreadable", message: "m" }],
+          metadata: {},
+        });
+        assert.equal(only.state, "done");
+      } finally {
+        await store.close();
       }
     });
 

@@ -17,7 +17,12 @@ const CLOCK_TICKS_PER_S = 100;
 
 /** User + system CPU seconds of a process (every thread), from /proc/PID/stat. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return Number.NaN; // the process is gone
+  }
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
 }
@@ -53,7 +58,12 @@ export function processTreeCpuSeconds(pid: number | undefined): number {
 
 /** Peak resident memory of a process so far (VmHWM), in MB. */
 export function peakRssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return Number.NaN; // the process is gone
+  }
   const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
   return kb / 1024;
 }
@@ -62,6 +72,8 @@ export interface Served {
   child: ChildProcess;
   url: string;
   pid: number;
+  /** The last lines the server logged (its log is JSON lines on stdout and stderr). */
+  logTail(lines?: number): string;
   stop(): Promise<void>;
 }
 
@@ -98,6 +110,7 @@ export async function serve(args: readonly string[], env: NodeJS.ProcessEnv = {}
     child,
     url,
     pid: child.pid as number,
+    logTail: (lines = 20) => log.trimEnd().split("\n").slice(-lines).join("\n"),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       await exited;
@@ -185,7 +198,12 @@ export function probeHealth(url: string, everyMs = 50): Probe {
   const loop = (async () => {
     while (running) {
       const started = performance.now();
-      await fetch(`${url}/health`).then((r) => r.arrayBuffer());
+      try {
+        await fetch(`${url}/health`).then((r) => r.arrayBuffer());
+      } catch {
+        // The server is gone; whoever waits on it reports that.
+        return;
+      }
       maxMs = Math.max(maxMs, performance.now() - started);
       probes++;
       await new Promise((resolve) => setTimeout(resolve, everyMs));
@@ -229,7 +247,16 @@ export async function measureRequests(
   await new Promise((resolve) => setTimeout(resolve, 100));
   const cpuBefore = cpuSeconds(cpuPid);
   const started = performance.now();
-  const answers = await Promise.all(requests.map((send) => send()));
+  const answers = await Promise.all(
+    requests.map((send) =>
+      send().catch((error: unknown) => {
+        const exited = served.child.exitCode ?? served.child.signalCode;
+        const why = exited === null ? String(error) : `the server exited (${exited})`;
+        process.stderr.write(`${why}; its last log lines:\n${served.logTail()}\n`);
+        return { status: 0, body: why };
+      }),
+    ),
+  );
   const wallS = (performance.now() - started) / 1000;
   const cpuS = cpuSeconds(cpuPid) - cpuBefore;
   const { maxMs } = await probe.stop();

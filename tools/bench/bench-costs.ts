@@ -4,11 +4,11 @@
  * CPU seconds, peak memory and `/health` latency meanwhile. Printed as tables; nothing is
  * asserted (timings are noisy: compare rows of one run).
  *
- *   npm run bench:costs -- [--sections filter,duplicates,chunk] [--items 3254] [--postgres]
+ *   npm run bench:costs -- [--sections filter,duplicates,chunk,jobs] [--items 3254] [--postgres]
  */
 import { parseArgs } from "node:util";
 import { measureFilterCosts } from "./cost-filter.ts";
-import { measureChunkCosts, measureDuplicateCosts } from "./cost-requests.ts";
+import { measureChunkCosts, measureDuplicateCosts, measureJobCosts } from "./cost-requests.ts";
 import { fmt, markdownTable } from "./markdown.ts";
 
 const { values } = parseArgs({
@@ -95,6 +95,17 @@ if (sections.has("chunk")) {
         fmt(r.thirdClientP50Ms, 0),
         fmt(r.thirdClientMaxMs, 0),
       ]),
+    ),
+  );
+}
+
+if (sections.has("jobs")) {
+  const rows = await measureJobCosts({ files: 50_000, log });
+  console.log("\n### POST /jobs on big folders (SQLite, job worker off)\n");
+  console.log(
+    markdownTable(
+      ["paths", "status", "server CPU s", "peak RSS growth MB", "answer"],
+      rows.map((r) => [r.request, r.status, fmt(r.serverCpuS), fmt(r.rssGrowthMb, 0), r.answer]),
     ),
   );
 }

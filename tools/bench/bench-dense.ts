@@ -15,7 +15,7 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import ort from "onnxruntime-node";
-import { loadModelConfig } from "../../src/encode/config.ts";
+import { readModelConfig } from "../../src/model/read.ts";
 
 const { values } = parseArgs({
   options: {
@@ -37,7 +37,7 @@ const rounds = Number(values.rounds);
 const threads = Number(values.threads);
 
 async function open(dir: string) {
-  const config = loadModelConfig(path.resolve(dir));
+  const config = readModelConfig(path.resolve(dir));
   const session = await ort.InferenceSession.create(
     path.join(path.resolve(dir), config.vision.file),
     { intraOpNumThreads: threads, interOpNumThreads: 1 },

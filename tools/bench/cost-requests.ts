@@ -4,12 +4,13 @@
  * 16-part `compose` of long texts read in windows (`long_query: "chunk"`), with a third
  * client's plain search latency while two clients send such requests.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import {
   measureRequests,
   openBenchStore,
+  peakRssMb,
   postJson,
   processTreeCpuSeconds,
   type Served,
@@ -198,5 +199,70 @@ export async function measureChunkCosts(options: {
     },
     options.log,
   );
+  return rows;
+}
+
+export interface JobCostRow {
+  request: string;
+  status: number;
+  serverCpuS: number;
+  rssGrowthMb: number;
+  answer: string;
+}
+
+/**
+ * `POST /jobs` on big folders, with the job worker off (only the walk is measured): a folder
+ * named ten times, and a folder of more files than one call's arguments hold.
+ */
+export async function measureJobCosts(options: {
+  files: number;
+  log(message: string): void;
+}): Promise<JobCostRow[]> {
+  const rows: JobCostRow[] = [];
+  const media = mkdtempSync(path.join(tmpdir(), "longclip-cost-jobs-"));
+  const dataDir = mkdtempSync(path.join(tmpdir(), "longclip-cost-jobs-data-"));
+  try {
+    options.log(`jobs: writing ${options.files} + 150,000 empty files`);
+    const fill = (dir: string, count: number) => {
+      mkdirSync(dir, { recursive: true });
+      for (let i = 0; i < count; i++) writeFileSync(path.join(dir, `f${i}.png`), "");
+    };
+    fill(path.join(media, "photos"), options.files);
+    fill(path.join(media, "huge"), 150_000);
+    const served = await serve([
+      "--data",
+      dataDir,
+      "--media-root",
+      media,
+      "--job-worker",
+      "off",
+      "--max-job-items",
+      "1000000",
+    ]);
+    try {
+      const requests: [string, unknown][] = [
+        [`"photos" (${options.files} files) named once`, { paths: ["photos"] }],
+        [`"photos" named 10 times (101 bytes)`, { paths: Array(10).fill("photos") }],
+        ['"huge" (150,000 files)', { paths: ["huge"] }],
+      ];
+      for (const [name, body] of requests) {
+        options.log(`jobs: ${name}`);
+        const rssBefore = peakRssMb(served.pid);
+        const result = await measureRequests(served, [() => postJson(`${served.url}/jobs`, body)]);
+        rows.push({
+          request: name,
+          status: result.statuses[0] as number,
+          serverCpuS: result.cpuS,
+          rssGrowthMb: peakRssMb(served.pid) - rssBefore,
+          answer: result.sample.replace(/\s+/g, " ").slice(0, 90),
+        });
+      }
+    } finally {
+      await served.stop();
+    }
+  } finally {
+    rmSync(media, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true });
+  }
   return rows;
 }

@@ -14,6 +14,7 @@ from training.model.clip import CLIP, model_config, value_path
 from training.recipe.pointing import inside, patch_centres, score, summarise
 
 from .conftest import CLIP_VOCAB, needs_onnx_runtime, needs_shared
+from .test_model_format import check as check_schema
 
 
 def _model(layers: int = 2, resolution: int = 64, patch: int = 16) -> CLIP:
@@ -107,6 +108,7 @@ def test_export_adds_the_dense_output_and_keeps_the_pooled_one(tmp_path):
         out = tmp_path / kind
         assert main(common + ["--out", str(out), "--dense", kind, "--seed", "3"]) == 0
         config = json.loads((out / "config.json").read_text())
+        check_schema(config)
         if kind == "none":
             assert "dense" not in config["vision"]
         else:

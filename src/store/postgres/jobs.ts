@@ -45,6 +45,21 @@ export class PostgresJobs implements JobStore {
           [job.id, start, paths],
         );
       }
+      const failed = job.failed ?? [];
+      if (failed.length > 0) {
+        await client.query(
+          `INSERT INTO longclip.job_items (job_id, seq, path, state, done_at, error_code, error_message)
+           SELECT $1, $2 + ordinality - 1, path, 'failed', ${NOW_MS}, code, message
+           FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS f(path, code, message, ordinality)`,
+          [
+            job.id,
+            job.paths.length,
+            failed.map((f) => f.path),
+            failed.map((f) => f.code),
+            failed.map((f) => f.message),
+          ],
+        );
+      }
     });
     return (await this.get(job.id)) as JobSummary;
   }

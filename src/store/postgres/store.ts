@@ -13,11 +13,12 @@
  */
 
 import type pg from "pg";
-import { AppError } from "../../core/errors.ts";
+import { AppError, storeModelMismatch } from "../../core/errors.ts";
 import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type {
+  ContentMatch,
   EmbeddingRow,
   IndexParameters,
   InsertOutcome,
@@ -179,6 +180,19 @@ export class PostgresStore implements ItemStore {
     return row === undefined ? undefined : toItem(row);
   }
 
+  async findContent(sha256: string, id: string): Promise<ContentMatch> {
+    // One statement, one snapshot.
+    const result = await this.query<ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE sha256 = $1 OR id = $2`,
+      [sha256, id],
+    );
+    const rows = result.rows.map(toItem);
+    return {
+      existing: rows.find((item) => item.sha256 === sha256),
+      idTaken: rows.some((item) => item.id === id),
+    };
+  }
+
   /** Originals travel with their item's insert: nothing to do ahead of it. */
   async stageOriginal(): Promise<void> {}
 
@@ -306,11 +320,7 @@ export class PostgresStore implements ItemStore {
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
     const model = this.knownModel?.modelId === modelId ? this.knownModel : await this.model();
     if (model?.modelId !== modelId) {
-      throw new AppError(
-        "model_mismatch",
-        `The database holds embeddings of ${model?.modelId ?? "no model"}, not ${modelId}; run longclip reindex.`,
-        409,
-      );
+      throw storeModelMismatch("database", model?.modelId, modelId);
     }
     return this.search.nearest(query, model);
   }

@@ -35,6 +35,19 @@ export class SqliteJobs implements JobStore {
       job.paths.forEach((file, seq) => {
         insertItem.run(job.id, seq, file);
       });
+      const insertFailed = this.db.prepare(
+        "INSERT INTO job_items (job_id, seq, path, state, done_at, error_code, error_message) VALUES (?, ?, ?, 'failed', ?, ?, ?)",
+      );
+      (job.failed ?? []).forEach((failure, i) => {
+        insertFailed.run(
+          job.id,
+          job.paths.length + i,
+          failure.path,
+          now,
+          failure.code,
+          failure.message,
+        );
+      });
     })();
     return this.summaryOf(job.id, now) as JobSummary;
   }

@@ -5,12 +5,13 @@
  * forward. config.json is written last, so a directory with one has passed the check.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { ClipSpec, ClipWeights } from "./clip-spec.ts";
 import { convertError } from "./errors.ts";
 import { locateHfCheckpoint, openHfCheckpoint } from "./hf.ts";
+import { readTextFile } from "./limits.ts";
 import { openOfficialCheckpoint } from "./official.ts";
 import { textGraph, visionGraph } from "./onnx-towers.ts";
 import { writeOnnxModel } from "./onnx-writer.ts";
@@ -73,7 +74,7 @@ function normalisation(
   if (format !== "hf") return { mean: CLIP_MEAN, std: CLIP_STD };
   const file = path.join(locateHfCheckpoint(checkpoint).dir, "preprocessor_config.json");
   if (!existsSync(file)) return { mean: CLIP_MEAN, std: CLIP_STD };
-  const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  const config = JSON.parse(readTextFile(file)) as Record<string, unknown>;
   return { mean: triple(config.image_mean, CLIP_MEAN), std: triple(config.image_std, CLIP_STD) };
 }
 
@@ -100,7 +101,24 @@ export async function openCheckpoint(
   return { weights, format };
 }
 
+/**
+ * Converts a checkpoint into `options.out`. A failure leaves no partial model behind: the
+ * directory is removed if this call created it, else the files it wrote are.
+ */
 export async function convertCheckpoint(options: ConvertOptions): Promise<ConvertResult> {
+  const out = options.out;
+  const created = !existsSync(out);
+  const written: string[] = [];
+  try {
+    return await convertInto(options, written);
+  } catch (error) {
+    if (created) await rm(out, { recursive: true, force: true });
+    else await Promise.all(written.map((file) => rm(file, { force: true })));
+    throw error;
+  }
+}
+
+async function convertInto(options: ConvertOptions, written: string[]): Promise<ConvertResult> {
   const log = options.log ?? (() => {});
   const { weights, format } = await openCheckpoint(options.checkpoint);
   try {
@@ -110,6 +128,14 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     const name = options.name ?? path.basename(path.resolve(out));
     await mkdir(out, { recursive: true });
     await rm(path.join(out, "config.json"), { force: true });
+    // What a failure removes (never the tokenizer file itself when it already lives in out).
+    const tokenizerCopy = path.join(out, path.basename(tokenizer.file));
+    written.push(
+      path.join(out, "vision.onnx"),
+      path.join(out, "text.onnx"),
+      path.join(out, "config.json"),
+    );
+    if (path.resolve(tokenizerCopy) !== path.resolve(tokenizer.file)) written.push(tokenizerCopy);
     log(
       `${format === "hf" ? "Hugging Face CLIPModel" : `${spec.modelType} state dict`}: ViT ${spec.visionWidth}×${spec.visionLayers} patch ${spec.patchSize}, text ${spec.textWidth}×${spec.textLayers}, ${spec.contextLength} positions, embed ${spec.embedDim}`,
     );

@@ -27,5 +27,5 @@ export function convertError(
   message: string,
   details?: Record<string, unknown>,
 ): AppError {
-  return new AppError(code, message, 400, details);
+  return new AppError(code, message, details);
 }

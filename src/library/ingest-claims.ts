@@ -5,7 +5,7 @@
  * recorded, so concurrent calls never both own the same bytes or id.
  */
 import { createHash } from "node:crypto";
-import { errorOf } from "../core/errors.ts";
+import { errorOf, idConflict } from "../core/errors.ts";
 import type { IndexInput, IndexResult } from "../core/types.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
 import type { LoadedInput } from "./ingest-inputs.ts";
@@ -98,10 +98,7 @@ export class Claims {
       results[i] = {
         id,
         status: "failed",
-        error: {
-          code: "id_conflict",
-          message: `Id "${id}" is already used by a different image; choose another id or delete the existing item first.`,
-        },
+        error: idConflict(id),
       };
       return undefined;
     }

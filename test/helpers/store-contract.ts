@@ -183,6 +183,29 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("nearest by a model the store does not hold is 409 model_mismatch, on every path", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems([newItem(1), newItem(2)], "m1");
+        await store.prepare();
+        const mismatch = (e: unknown) =>
+          isAppError(e) && e.code === "model_mismatch" && e.status === 409 && /m1/.test(e.message);
+        for (const exact of [false, true]) {
+          await assert.rejects(store.nearest({ vector: vectorOf(1), k: 1, exact }, "m2"), mismatch);
+          await assert.rejects(
+            store.nearest({ vector: vectorOf(1), k: 1, exact, filter: { a: 1 } }, "m2"),
+            mismatch,
+          );
+        }
+        assert.equal(
+          (await store.nearest({ vector: vectorOf(1), k: 1 }, "m1"))[0]?.item.id,
+          "item-1",
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
     test("cursor pagination walks every item once, in insertion order", async () => {
       const store = await fresh();
       try {

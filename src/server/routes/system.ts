@@ -16,7 +16,6 @@ export function systemHandlers({ library, metrics, spec, isClosing }: RouteConte
           isClosing()
             ? "the server is shutting down"
             : `not ready: ${library.notReadyReason() ?? "the library is starting"}`,
-          503,
           { retryAfterSeconds: 5 },
         );
       }

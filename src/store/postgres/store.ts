@@ -13,7 +13,7 @@
  */
 
 import type pg from "pg";
-import { AppError } from "../../core/errors.ts";
+import { AppError, storeModelMismatch } from "../../core/errors.ts";
 import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
@@ -306,11 +306,7 @@ export class PostgresStore implements ItemStore {
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
     const model = this.knownModel?.modelId === modelId ? this.knownModel : await this.model();
     if (model?.modelId !== modelId) {
-      throw new AppError(
-        "model_mismatch",
-        `The database holds embeddings of ${model?.modelId ?? "no model"}, not ${modelId}; run longclip reindex.`,
-        409,
-      );
+      throw storeModelMismatch("database", model?.modelId, modelId);
     }
     return this.search.nearest(query, model);
   }

@@ -36,6 +36,13 @@ export interface NewItem {
   staged?: { modelId: string; vector: Float32Array };
 }
 
+export interface ContentMatch {
+  /** The stored item with the same content, if any. */
+  existing: StoredItem | undefined;
+  /** Whether a stored item has the id (the one with the same content, or another). */
+  idTaken: boolean;
+}
+
 export type InsertOutcome =
   | { status: "inserted"; label: number }
   | { status: "duplicate"; id: string }
@@ -131,6 +138,12 @@ export interface ItemStore {
 
   getById(id: string): Promise<StoredItem | undefined>;
   getBySha(sha256: string): Promise<StoredItem | undefined>;
+  /**
+   * The item with this content and whether the id is taken, read at one moment: another
+   * node's commit is seen whole or not at all (two reads could see it between them and take
+   * the same image under the same id for "a different image").
+   */
+  findContent(sha256: string, id: string): Promise<ContentMatch>;
   /**
    * Makes an upload's bytes durable ahead of its `insertItems`, so the slow part can overlap
    * other work (the SQLite backend writes and fsyncs the file here; Postgres stores the bytes

@@ -18,6 +18,7 @@ import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type {
+  ContentMatch,
   EmbeddingRow,
   IndexParameters,
   InsertOutcome,
@@ -177,6 +178,19 @@ export class PostgresStore implements ItemStore {
     );
     const row = result.rows[0];
     return row === undefined ? undefined : toItem(row);
+  }
+
+  async findContent(sha256: string, id: string): Promise<ContentMatch> {
+    // One statement, one snapshot.
+    const result = await this.query<ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE sha256 = $1 OR id = $2`,
+      [sha256, id],
+    );
+    const rows = result.rows.map(toItem);
+    return {
+      existing: rows.find((item) => item.sha256 === sha256),
+      idTaken: rows.some((item) => item.id === id),
+    };
   }
 
   /** Originals travel with their item's insert: nothing to do ahead of it. */

@@ -88,11 +88,7 @@ export function cpuOptions(threads: number): ort.InferenceSession.SessionOptions
 async function openCuda(modelPath: string, threads: number): Promise<ort.InferenceSession> {
   const reason = cudaUnavailableReason();
   if (reason !== undefined) {
-    throw new AppError(
-      "cuda_unavailable",
-      `Cannot use --device cuda: ${reason}. ${CUDA_HOWTO}.`,
-      500,
-    );
+    throw new AppError("cuda_unavailable", `Cannot use --device cuda: ${reason}. ${CUDA_HOWTO}.`);
   }
   try {
     // Only the CUDA provider is listed: ONNX Runtime still places the few operators CUDA lacks
@@ -106,7 +102,6 @@ async function openCuda(modelPath: string, threads: number): Promise<ort.Inferen
       "cuda_unavailable",
       `Cannot use --device cuda: ONNX Runtime failed to start the CUDA provider (${(error as Error).message.trim()}). ` +
         `Check that a GPU is visible (nvidia-smi) and CUDA 12 / cuDNN 9 libraries are on the library path. ${CUDA_HOWTO}.`,
-      500,
     );
   }
 }
@@ -118,7 +113,6 @@ async function openCpu(modelPath: string, threads: number): Promise<ort.Inferenc
     throw new AppError(
       "model_invalid",
       `ONNX Runtime cannot load ${modelPath}: ${(error as Error).message.trim()}. Re-export the model with \`python3 -m training export\` (see README).`,
-      500,
     );
   }
 }
@@ -168,11 +162,20 @@ export class SerialSession {
     return this.session.outputNames;
   }
 
-  run(feeds: ort.InferenceSession.FeedsType): Promise<ort.InferenceSession.ReturnType> {
+  /**
+   * Runs the model; `fetches` names the outputs returned (default: every output), so a tower
+   * with a second output (vision.dense) hands back only what the caller reads.
+   */
+  run(
+    feeds: ort.InferenceSession.FeedsType,
+    fetches?: readonly string[],
+  ): Promise<ort.InferenceSession.ReturnType> {
     if (this.#closed) {
-      return Promise.reject(new AppError("encoder_closed", "The encoder has been closed.", 503));
+      return Promise.reject(encoderClosed());
     }
-    const result = this.#tail.then(() => this.session.run(feeds));
+    const result = this.#tail.then(() =>
+      fetches === undefined ? this.session.run(feeds) : this.session.run(feeds, fetches),
+    );
     this.#tail = result.catch(() => undefined);
     return result;
   }
@@ -183,4 +186,9 @@ export class SerialSession {
     await this.#tail;
     await this.session.release();
   }
+}
+
+/** What a closed encoder answers every call with. */
+export function encoderClosed(): AppError {
+  return new AppError("encoder_closed", "The encoder has been closed.");
 }

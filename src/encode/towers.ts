@@ -47,7 +47,6 @@ export function notOpened(tower: TowerName): AppError {
   return new AppError(
     "encoder_failed",
     `The ${tower} tower was not opened by this encoder; this is a bug, please report it.`,
-    500,
   );
 }
 
@@ -56,7 +55,6 @@ function checkNames(tower: TowerName, spec: TowerSpec, session: SerialSession): 
     throw new AppError(
       "model_invalid",
       `${tower} tower ${spec.path}: config.json names input "${spec.input}" and output "${spec.output}", the ONNX file has inputs [${session.inputNames.join(", ")}] and outputs [${session.outputNames.join(", ")}]. Re-export the model.`,
-      500,
     );
   }
 }
@@ -83,13 +81,13 @@ class InProcessTowers implements Towers {
       input.type === "int64"
         ? new ort.Tensor("int64", input.data, input.dims)
         : new ort.Tensor("float32", input.data, input.dims);
-    const outputs = await opened.session.run({ [inputName]: tensor });
+    // Only the embedding: a vision tower's dense output (patch_embeds) is not copied out.
+    const outputs = await opened.session.run({ [inputName]: tensor }, [outputName]);
     const output = outputs[outputName];
     if (output === undefined || output.type !== "float32") {
       throw new AppError(
         "model_invalid",
         `${tower} tower ${path} returned no float32 "${outputName}". Re-export the model.`,
-        500,
       );
     }
     return { type: "float32", data: output.data as Float32Array, dims: [...output.dims] };

@@ -10,7 +10,8 @@ import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { DEFAULT_HUB_URL, pullModel } from "../convert/pull.ts";
 import { REGISTRY } from "../convert/registry.ts";
-import { errorMessage } from "./settings.ts";
+import { AppError } from "../core/errors.ts";
+import { reportError } from "./usage.ts";
 
 interface PullFlags {
   out: string;
@@ -52,8 +53,12 @@ function progressBar(stream: NodeJS.WriteStream) {
 export async function runPull(target: string, flags: PullFlags): Promise<number> {
   const threads = Number(flags.threads);
   if (!Number.isInteger(threads) || threads < 1) {
-    process.stderr.write("error [usage]: --threads must be a positive integer\n");
-    return 2;
+    return reportError(
+      new AppError(
+        "invalid_setting",
+        `--threads takes a whole number from 1, not "${flags.threads}".`,
+      ),
+    );
   }
   const bar = progressBar(process.stderr);
   const started = performance.now();
@@ -83,8 +88,7 @@ export async function runPull(target: string, flags: PullFlags): Promise<number>
     return 0;
   } catch (error) {
     bar.stop();
-    process.stderr.write(errorMessage(error));
-    return 1;
+    return reportError(error);
   }
 }
 

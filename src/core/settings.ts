@@ -222,9 +222,10 @@ export function envName(key: keyof Settings): string {
 
 /**
  * The variables container platforms (Heroku, Cloud Run, Fly, Render, ...) set, honoured when
- * the LONGCLIP_* variable of the same setting is unset or empty.
+ * the LONGCLIP_* variable of the same setting is unset or empty. Not HOST: shells export it
+ * with the machine's name, which would silently move the server.
  */
-export const PLATFORM_ENV: Partial<Record<keyof Settings, string>> = { host: "HOST", port: "PORT" };
+export const PLATFORM_ENV: Partial<Record<keyof Settings, string>> = { port: "PORT" };
 
 /** Settings from defaults, then environment variables, then explicit overrides (CLI flags). */
 export function loadSettings(

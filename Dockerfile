@@ -10,7 +10,7 @@
 #   docker run --init --gpus all -p 8080:8080 -v longclip-data:/data -v "$PWD/models/demo:/models:ro" longclip:cuda
 #
 # It listens on $PORT (default 8080) on all interfaces (LONGCLIP_HOST=0.0.0.0); every other
-# setting is an environment variable (LONGCLIP_*, see src/core/settings.ts), e.g.
+# setting is an environment variable (LONGCLIP_*, see src/core/setting-table.ts), e.g.
 # -e LONGCLIP_API_KEY=... to require a key on the write endpoints, or
 # -e LONGCLIP_MEDIA_ROOT=/media plus a -v mount to index files by path.
 # SIGTERM drains requests and saves the index within 25 s: `docker stop` waits 10 s unless

@@ -12,10 +12,10 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { AppError } from "../src/core/errors.ts";
 import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/core/settings.ts";
-import { loadModelConfig } from "../src/encode/config.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { deviceCheckInput } from "../src/encode/tower-check.ts";
 import { openTowers } from "../src/encode/towers.ts";
+import { readModelConfig } from "../src/model/read.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 import {
   loadReference,
@@ -132,7 +132,7 @@ describe("the check of a converted tower on opening", { skip: SKIP_WITHOUT_SHARE
   });
 
   test("the input is Python's: the fp32 towers reproduce the recorded embeddings", async () => {
-    const config = loadModelConfig(path.join(root, "fp16"));
+    const config = readModelConfig(path.join(root, "fp16"));
     const towers = await openTowers(
       {
         device: "cpu",
@@ -182,11 +182,11 @@ describe("tower precision in config.json", { skip: SKIP_WITHOUT_SHARED }, () => 
       cpSync(tinyModelDir(), dir, { recursive: true });
       const configPath = path.join(dir, "config.json");
       const raw = JSON.parse(readFileSync(configPath, "utf8"));
-      assert.equal(loadModelConfig(dir).model_id, raw.model_id);
+      assert.equal(readModelConfig(dir).model_id, raw.model_id);
       raw.vision.precision = "bf16";
       writeFileSync(configPath, JSON.stringify(raw));
       assert.throws(
-        () => loadModelConfig(dir),
+        () => readModelConfig(dir),
         (error: unknown) =>
           error instanceof AppError &&
           error.code === "model_invalid" &&
@@ -196,7 +196,7 @@ describe("tower precision in config.json", { skip: SKIP_WITHOUT_SHARED }, () => 
       raw.vision.check = { min_cosine: 0.99, embedding: [1, 2, 3] };
       writeFileSync(configPath, JSON.stringify(raw));
       assert.throws(
-        () => loadModelConfig(dir),
+        () => readModelConfig(dir),
         (error: unknown) =>
           error instanceof AppError &&
           /"vision\.check\.embedding" must be \d+ finite numbers/.test(error.message),

@@ -2,13 +2,14 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { isAppError } from "../src/core/errors.ts";
 import { PreprocessPool } from "../src/library/preprocess-pool.ts";
+import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD } from "../src/model/format.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";
 
 const OPTIONS = {
   resolution: 32,
-  mean: [0.48145466, 0.4578275, 0.40821073] as const,
-  std: [0.26862954, 0.26130258, 0.27577711] as const,
+  mean: CLIP_IMAGE_MEAN,
+  std: CLIP_IMAGE_STD,
   maxImageBytes: 1_000_000,
   maxImagePixels: 1_000_000,
 };

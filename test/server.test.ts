@@ -262,7 +262,7 @@ describe("longclip serve", () => {
     }
     assert.throws(
       () => loadSettings({}, { LONGCLIP_KEEP_UPLOAD_FILENAME: "yes" }),
-      /must be on, off/,
+      /must be on or off, not "yes"/,
     );
   });
 

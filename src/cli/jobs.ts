@@ -49,7 +49,7 @@ export async function followJob(service: JobService, id: string, io: Io, pollMs 
   let lastLine = 0;
   for (;;) {
     const job = await service.get(id);
-    if (job === undefined) throw new AppError("not_found", `no job ${id}`, 404);
+    if (job === undefined) throw new AppError("not_found", `no job ${id}`);
     const c = job.counts;
     const done = c.indexed + c.duplicate + c.failed + c.cancelled;
     if (bar) {
@@ -120,7 +120,7 @@ export async function runJobs(
     if (flags.cancel) await service.cancel(id);
     const job = await service.get(id);
     if (job === undefined)
-      throw new AppError("not_found", `no job ${id}; longclip jobs lists them`, 404);
+      throw new AppError("not_found", `no job ${id}; longclip jobs lists them`);
     if (flags.json) io.out.write(`${JSON.stringify(job)}\n`);
     else {
       io.out.write(`${describeJob(job)}\n`);

@@ -2,20 +2,24 @@
  * `longclip pull NAME|REPO|URL --out DIR`: downloads a model (a registry name such as
  * longclip-l, a Hugging Face CLIPModel repository id, or a .pt URL with --vocab) with a
  * progress bar and resume, checks sizes and checksums, and converts it without Python.
- * LONGCLIP_HUB_URL names a hub mirror; LONGCLIP_CACHE (or --cache) where downloads are kept.
+ * --hub-url (LONGCLIP_HUB_URL) names a hub mirror; --cache (LONGCLIP_CACHE) where downloads are
+ * kept.
  */
-import os from "node:os";
-import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { DEFAULT_HUB_URL, pullModel } from "../convert/pull.ts";
+import { pullModel } from "../convert/pull.ts";
 import { REGISTRY } from "../convert/registry.ts";
 import { AppError } from "../core/errors.ts";
+import { settingKeys } from "../core/settings.ts";
+import { addSettingOptions, settingsFromFlags } from "./settings.ts";
 import { reportError } from "./usage.ts";
 
+const PULL_SETTING_KEYS = settingKeys("pull");
+
 interface PullFlags {
+  /** The settings' flags (--cache, --hub-url), read by settingsFromFlags. */
+  [flag: string]: unknown;
   out: string;
-  cache?: string;
   vocab?: string;
   name?: string;
   verify: boolean;
@@ -63,13 +67,12 @@ export async function runPull(target: string, flags: PullFlags): Promise<number>
   const bar = progressBar(process.stderr);
   const started = performance.now();
   try {
+    const settings = settingsFromFlags(flags, process.env, PULL_SETTING_KEYS);
     const result = await pullModel({
       target,
       out: flags.out,
-      cacheDir: path.resolve(
-        flags.cache ?? process.env.LONGCLIP_CACHE ?? path.join(os.homedir(), ".cache", "longclip"),
-      ),
-      hubUrl: process.env.LONGCLIP_HUB_URL || DEFAULT_HUB_URL,
+      cacheDir: settings.cacheDir,
+      hubUrl: settings.hubUrl,
       ...(flags.vocab ? { vocab: flags.vocab } : {}),
       ...(flags.name ? { name: flags.name } : {}),
       verify: flags.verify,
@@ -93,22 +96,18 @@ export async function runPull(target: string, flags: PullFlags): Promise<number>
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command("pull")
     .description(
       `Download a model and convert it without Python: ${REGISTRY.map((m) => m.name).join(", ")}, a Hugging Face CLIPModel repository id (owner/name), or a .pt URL with --vocab`,
     )
     .argument("<model>", "registry name, owner/name repository id, or URL of a .pt checkpoint")
     .requiredOption("--out <dir>", "model directory to write")
-    .option(
-      "--cache <dir>",
-      "where downloads are kept and resumed (default $LONGCLIP_CACHE or ~/.cache/longclip)",
-    )
     .option("--vocab <file>", "CLIP BPE merges file, for a .pt URL")
     .option("--name <name>", "model name (default: the registry or repository name)")
     .option("--no-verify", "skip the check of the towers against the TypeScript forward")
-    .option("--threads <n>", "ONNX Runtime threads for the check", "2")
-    .action(async (target: string, flags: PullFlags) => {
-      process.exitCode = await runPull(target, flags);
-    });
+    .option("--threads <n>", "ONNX Runtime threads for the check", "2");
+  addSettingOptions(command, PULL_SETTING_KEYS).action(async (target: string, flags: PullFlags) => {
+    process.exitCode = await runPull(target, flags);
+  });
 }

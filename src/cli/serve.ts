@@ -1,14 +1,14 @@
 /**
- * `longclip serve`: loads the model and the library, then serves the HTTP API. Every setting
- * is a flag (kebab-case of its Settings key; `--model` and `--data` for the two directories)
- * over its LONGCLIP_* environment variable over the default.
+ * `longclip serve`: loads the model and the library, then serves the HTTP API. Every library
+ * and server setting (src/core/setting-table.ts) is a flag over its LONGCLIP_* environment variable
+ * over the default.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { Command } from "commander";
 import { AppError, isAppError } from "../core/errors.ts";
-import { envName, type Settings } from "../core/settings.ts";
+import { envName, type Settings, withApiKeyFile } from "../core/settings.ts";
 import { Encoder } from "../encode/encoder.ts";
 import { JobService } from "../jobs/service.ts";
 import { startJobWorker } from "../jobs/worker.ts";
@@ -77,27 +77,9 @@ export function browserUrl(app: { server: { address(): AddressInfo | string | nu
   return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}/`;
 }
 
-/** The key from --api-key-file (first line, trimmed) over --api-key / LONGCLIP_API_KEY. */
-function withKeyFile(settings: Settings): Settings {
-  if (settings.apiKeyFile === undefined) return settings;
-  let key: string;
-  try {
-    key = readFileSync(settings.apiKeyFile, "utf8").split("\n")[0]?.trim() ?? "";
-  } catch (error) {
-    throw new AppError(
-      "invalid_setting",
-      `--api-key-file: cannot read ${settings.apiKeyFile} (${(error as NodeJS.ErrnoException).code}); check the path and its permissions.`,
-    );
-  }
-  if (key === "") {
-    throw new AppError("invalid_setting", `--api-key-file: ${settings.apiKeyFile} is empty.`);
-  }
-  return { ...settings, apiKey: key };
-}
-
 /** Starts the server; resolves once it listens. Returns a function that shuts it down. */
 export async function serve(given: Settings): Promise<() => Promise<void>> {
-  const settings = withKeyFile(given);
+  const settings = withApiKeyFile(given);
   checkPort(settings.port);
   if (!existsSync(path.join(settings.modelDir, "config.json"))) {
     throw new AppError("model_not_found", missingModelMessage(settings.modelDir));

@@ -1,45 +1,31 @@
 /**
- * Flags shared by every command: each setting of src/core/settings.ts is a flag (kebab-case of its
- * key; `--model` and `--data` for the two directories) over its LONGCLIP_* environment
- * variable over the default. Also the one way commands turn an error into `{code, message}`.
+ * Flags shared by every command: each setting of the table in src/core/setting-table.ts is a flag
+ * (its `flag`, e.g. `--model`, `--max-image-bytes`) over its environment variable over its
+ * default; the help is the table's. Also the one way commands turn an error into
+ * `{code, message}`.
  */
 import { type Command, InvalidArgumentError } from "commander";
 import { AppError, isAppError } from "../core/errors.ts";
+import { SETTINGS, type SettingSpec } from "../core/setting-table.ts";
 import {
   DEFAULT_SETTINGS,
-  envName,
   loadSettings,
   parseSetting,
+  SETTING_KEYS,
+  type SettingKey,
   type Settings,
+  settingKeys,
 } from "../core/settings.ts";
 
-export const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[];
+/** The settings of the library, the encoder and the HTTP server: `serve`'s flags. */
+export const SERVE_SETTING_KEYS = settingKeys("library", "server");
 
 /** Settings of the library and encoder: everything but what only the HTTP server uses. */
-const SERVER_ONLY_KEYS = new Set<keyof Settings>([
-  "host",
-  "port",
-  "apiKey",
-  "apiKeyFile",
-  "allowedHosts",
-  "corsOrigins",
-  "requestTimeoutMs",
-  "headersTimeoutMs",
-  "idleTimeoutMs",
-  "maxConnections",
-  "maxBufferedBytes",
-  "maxJsonBytes",
-  "shutdownTimeoutMs",
-  "logFormat",
-]);
+export const LIBRARY_SETTING_KEYS = settingKeys("library");
 
-export const LIBRARY_SETTING_KEYS = SETTING_KEYS.filter((key) => !SERVER_ONLY_KEYS.has(key));
-
-/** Flag name of each setting; the directories get the short names of the README. */
-export function flagName(key: keyof Settings): string {
-  if (key === "modelDir") return "model";
-  if (key === "dataDir") return "data";
-  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** Flag name of a setting, without its dashes. */
+export function flagName(key: SettingKey): string {
+  return SETTINGS[key].flag;
 }
 
 /** commander's camelCase property for a flag, e.g. `max-image-bytes` → `maxImageBytes`. */
@@ -47,71 +33,66 @@ function optionKey(flag: string): string {
   return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-function placeholder(key: keyof Settings): string {
-  if (key.endsWith("Dir") || key === "mediaRoot") return "dir";
-  if (key === "apiKeyFile") return "file";
-  if (key === "allowedHosts") return "hosts";
-  if (key === "corsOrigins") return "origins";
-  if (key === "host" || key === "device") return key;
-  if (key === "databaseUrl") return "url";
-  if (key === "pgVectorType") return "type";
-  if (key === "jobWorker") return "on|off|auto";
-  if (key === "preprocess") return "exact|fast";
-  if (key === "apiKey") return "key";
-  if (key === "textFields") return "keys";
-  if (key === "keepUploadFilename" || key === "nativeJpeg") return "on|off";
-  if (key === "nearDuplicateThreshold" || key === "minDuplicateThreshold") return "cosine";
-  if (key === "logFormat") return "auto|pretty|json";
+function placeholder(spec: SettingSpec): string {
+  if (spec.placeholder !== undefined) return spec.placeholder;
+  if (spec.kind === "choice") return (spec.choices ?? []).join("|");
+  if (spec.kind === "path") return "dir";
   return "n";
 }
 
-/** Adds one `--flag <value>` per setting, its help naming the variable and the default. */
+/** The help of a setting's flag: what it does, its variable(s) and its default. */
+export function settingHelp(key: SettingKey): string {
+  const spec: SettingSpec = SETTINGS[key];
+  const fallback = DEFAULT_SETTINGS[key];
+  const variables = spec.platformEnv === undefined ? spec.env : `${spec.env}, ${spec.platformEnv}`;
+  return `${spec.help} (${variables}; default: ${fallback === undefined ? "unset" : String(fallback)})`;
+}
+
+/** Adds one `--flag <value>` per setting, its help from the table. */
 export function addSettingOptions(
   command: Command,
-  keys: readonly (keyof Settings)[] = SETTING_KEYS,
+  keys: readonly SettingKey[] = SERVE_SETTING_KEYS,
 ): Command {
   for (const key of keys) {
-    const fallback = DEFAULT_SETTINGS[key];
-    const shown = fallback === undefined ? "unset" : String(fallback);
-    command.option(
-      `--${flagName(key)} <${placeholder(key)}>`,
-      `${envName(key)} (default: ${shown})`,
-    );
+    const spec: SettingSpec = SETTINGS[key];
+    const flag = `--${flagName(key)} <${placeholder(spec)}>`;
+    if (spec.repeatable) {
+      // Given more than once, the values join as the variable's comma-separated list.
+      command.option(flag, `${settingHelp(key)}; repeatable`, (value: string, previous?: string) =>
+        previous === undefined ? value : `${previous},${value}`,
+      );
+    } else {
+      command.option(flag, settingHelp(key));
+    }
   }
   return command;
 }
 
-/** Settings from parsed flags (strings), over LONGCLIP_* variables, over defaults. */
+/**
+ * Settings from parsed flags (strings), over LONGCLIP_* variables, over defaults. Only the
+ * flags of `keys` are read: a command's own option may share a setting's name.
+ */
 export function settingsFromFlags(
   flags: Record<string, unknown>,
   env: NodeJS.ProcessEnv = process.env,
+  keys: readonly SettingKey[] = SETTING_KEYS,
 ): Settings {
   const overrides: Record<string, unknown> = {};
-  for (const key of SETTING_KEYS) {
+  for (const key of keys) {
     const flag = flagName(key);
     const raw = flags[optionKey(flag)];
     if (typeof raw !== "string") continue;
     try {
-      overrides[key] = parseSetting(key, raw);
+      overrides[key] = parseSetting(key, raw, "the value");
     } catch (error) {
-      throw new AppError(
-        "invalid_setting",
-        `--${flag}: ${(error as Error).message.replace(envName(key), "the value")}`,
-      );
+      throw new AppError("invalid_setting", `--${flag}: ${(error as Error).message}`);
     }
   }
-  let settings: Settings;
   try {
-    settings = loadSettings(overrides as Partial<Settings>, env);
+    return loadSettings(overrides as Partial<Settings>, env);
   } catch (error) {
     throw new AppError("invalid_setting", (error as Error).message);
   }
-  for (const key of ["imageBatchSize", "textBatchSize"] as const) {
-    if (settings[key] < 1) {
-      throw new AppError("invalid_setting", `--${flagName(key)} must be at least 1.`);
-    }
-  }
-  return settings;
 }
 
 /** A commander argument parser for integer flags of at least `min`. */

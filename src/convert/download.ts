@@ -38,7 +38,6 @@ function failed(url: string, problem: string, status?: number): AppError {
   return new AppError(
     "download_failed",
     `downloading ${url} failed: ${problem}. Run the same command again: it resumes where it stopped`,
-    502,
     { url, ...(status ? { status } : {}) },
   );
 }
@@ -47,7 +46,6 @@ function corrupt(url: string, problem: string): AppError {
   return new AppError(
     "download_corrupt",
     `the download of ${url} is not the published file: ${problem}. The partial file was deleted; run the command again, and if it repeats, check LONGCLIP_HUB_URL or the source`,
-    502,
     { url },
   );
 }

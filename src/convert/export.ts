@@ -5,21 +5,36 @@
  * forward. config.json is written last, so a directory with one has passed the check.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
-import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
+import { createReadStream, existsSync, statSync } from "node:fs";
+import { copyFile, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
+import {
+  CLIP_IMAGE_MEAN,
+  CLIP_IMAGE_STD,
+  CONFIG_FILE,
+  FORMAT_VERSION,
+  MODEL_FORMAT,
+  type ModelConfig,
+} from "../model/format.ts";
+import { writeModelConfig } from "../model/write.ts";
 import type { ClipSpec, ClipWeights } from "./clip-spec.ts";
 import { convertError } from "./errors.ts";
 import { locateHfCheckpoint, openHfCheckpoint } from "./hf.ts";
+import { readTextFile } from "./limits.ts";
 import { openOfficialCheckpoint } from "./official.ts";
-import { textGraph, visionGraph } from "./onnx-towers.ts";
+import {
+  TEXT_INPUT,
+  TEXT_OUTPUT,
+  textGraph,
+  VISION_INPUT,
+  VISION_OUTPUT,
+  visionGraph,
+} from "./onnx-towers.ts";
 import { writeOnnxModel } from "./onnx-writer.ts";
 import { type CheckResult, checkTowers } from "./self-check.ts";
 import { hfTokenizerFile, type TokenizerFile, tokenizerFile } from "./tokenizer-files.ts";
 
 export const EXPORTER_VERSION = "0.1.0-ts";
-const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
-const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
 
 export type CheckpointFormat = "torch" | "hf";
 
@@ -35,7 +50,7 @@ export interface ConvertOptions {
 }
 
 export interface ConvertResult {
-  readonly config: Record<string, unknown>;
+  readonly config: ModelConfig;
   readonly format: CheckpointFormat;
   readonly check?: CheckResult;
 }
@@ -59,22 +74,27 @@ async function modelId(name: string, out: string): Promise<string> {
   return `${name}-${hash.digest("hex").slice(0, 12)}`;
 }
 
-function triple(value: unknown, fallback: number[]): number[] {
-  return Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === "number")
-    ? value
-    : fallback;
+type Rgb = [number, number, number];
+
+function triple(value: unknown, fallback: readonly number[]): Rgb {
+  return (
+    Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === "number")
+      ? value
+      : [...fallback]
+  ) as Rgb;
 }
 
 /** Normalisation of a Hugging Face directory's preprocessor_config.json, else CLIP's. */
-function normalisation(
-  format: CheckpointFormat,
-  checkpoint: string,
-): { mean: number[]; std: number[] } {
-  if (format !== "hf") return { mean: CLIP_MEAN, std: CLIP_STD };
+function normalisation(format: CheckpointFormat, checkpoint: string): { mean: Rgb; std: Rgb } {
+  const clip = { mean: triple(undefined, CLIP_IMAGE_MEAN), std: triple(undefined, CLIP_IMAGE_STD) };
+  if (format !== "hf") return clip;
   const file = path.join(locateHfCheckpoint(checkpoint).dir, "preprocessor_config.json");
-  if (!existsSync(file)) return { mean: CLIP_MEAN, std: CLIP_STD };
-  const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-  return { mean: triple(config.image_mean, CLIP_MEAN), std: triple(config.image_std, CLIP_STD) };
+  if (!existsSync(file)) return clip;
+  const config = JSON.parse(readTextFile(file)) as Record<string, unknown>;
+  return {
+    mean: triple(config.image_mean, CLIP_IMAGE_MEAN),
+    std: triple(config.image_std, CLIP_IMAGE_STD),
+  };
 }
 
 function chooseTokenizer(
@@ -100,7 +120,24 @@ export async function openCheckpoint(
   return { weights, format };
 }
 
+/**
+ * Converts a checkpoint into `options.out`. A failure leaves no partial model behind: the
+ * directory is removed if this call created it, else the files it wrote are.
+ */
 export async function convertCheckpoint(options: ConvertOptions): Promise<ConvertResult> {
+  const out = options.out;
+  const created = !existsSync(out);
+  const written: string[] = [];
+  try {
+    return await convertInto(options, written);
+  } catch (error) {
+    if (created) await rm(out, { recursive: true, force: true });
+    else await Promise.all(written.map((file) => rm(file, { force: true })));
+    throw error;
+  }
+}
+
+async function convertInto(options: ConvertOptions, written: string[]): Promise<ConvertResult> {
   const log = options.log ?? (() => {});
   const { weights, format } = await openCheckpoint(options.checkpoint);
   try {
@@ -109,7 +146,15 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     const out = options.out;
     const name = options.name ?? path.basename(path.resolve(out));
     await mkdir(out, { recursive: true });
-    await rm(path.join(out, "config.json"), { force: true });
+    await rm(path.join(out, CONFIG_FILE), { force: true });
+    // What a failure removes (never the tokenizer file itself when it already lives in out).
+    const tokenizerCopy = path.join(out, path.basename(tokenizer.file));
+    written.push(
+      path.join(out, "vision.onnx"),
+      path.join(out, "text.onnx"),
+      path.join(out, CONFIG_FILE),
+    );
+    if (path.resolve(tokenizerCopy) !== path.resolve(tokenizer.file)) written.push(tokenizerCopy);
     log(
       `${format === "hf" ? "Hugging Face CLIPModel" : `${spec.modelType} state dict`}: ViT ${spec.visionWidth}×${spec.visionLayers} patch ${spec.patchSize}, text ${spec.textWidth}×${spec.textLayers}, ${spec.contextLength} positions, embed ${spec.embedDim}`,
     );
@@ -130,9 +175,9 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
       format === "hf" ? locateHfCheckpoint(options.checkpoint).safetensors : options.checkpoint;
     const { mean, std } = normalisation(format, options.checkpoint);
     const vocabSize = spec.vocabSize;
-    const config = {
-      format: "longclip-onnx",
-      format_version: 1,
+    const config: ModelConfig = {
+      format: MODEL_FORMAT,
+      format_version: FORMAT_VERSION,
       model_id: await modelId(name, out),
       name,
       model_type: spec.modelType,
@@ -147,15 +192,15 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
       tokenizer: { file: tokenizerName, type: "clip-bpe", num_merges: tokenizer.numMerges },
       vision: {
         file: "vision.onnx",
-        input: "pixel_values",
-        output: "image_embeds",
+        input: VISION_INPUT,
+        output: VISION_OUTPUT,
         precision: "fp32",
       },
-      text: { file: "text.onnx", input: "input_ids", output: "text_embeds", precision: "fp32" },
+      text: { file: "text.onnx", input: TEXT_INPUT, output: TEXT_OUTPUT, precision: "fp32" },
       source_sha256: await sha256File(source),
       exporter_version: EXPORTER_VERSION,
     };
-    await writeFile(path.join(out, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+    await writeModelConfig(out, config);
     return { config, format, ...(check ? { check } : {}) };
   } finally {
     weights.close();

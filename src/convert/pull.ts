@@ -10,8 +10,6 @@ import { download } from "./download.ts";
 import { type ConvertResult, convertCheckpoint } from "./export.ts";
 import { findModel, type HubFile, hfModelFiles, REGISTRY } from "./registry.ts";
 
-export const DEFAULT_HUB_URL = "https://huggingface.co";
-
 export interface PullOptions {
   readonly target: string;
   readonly out: string;

@@ -4,12 +4,13 @@
  * preprocessed CHW pixels. Every output row is L2-normalised.
  */
 
-import { AppError, isAppError } from "../core/errors.ts";
+import { AppError, type ErrorCode, isAppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
+import type { ModelConfig } from "../model/format.ts";
+import { modelFilePath, readModelConfig } from "../model/read.ts";
 import { preprocessImage } from "../preprocess/index.ts";
 import { tokenizerFromModelDir } from "../tokenize/index.ts";
 import type { TextTokenizer, TokenizedText } from "../tokenize/types.ts";
-import { loadModelConfig, modelFilePath } from "./config.ts";
 import { type EngineLogger, type ResolvedDevice, stderrLogger } from "./session.ts";
 import { checkConvertedTowers } from "./tower-check.ts";
 import {
@@ -20,7 +21,7 @@ import {
   type Towers,
   type TowersSpec,
 } from "./towers.ts";
-import type { Embedder, EncoderStats, ModelConfig, TextEmbedding } from "./types.ts";
+import type { Embedder, EncoderStats, TextEmbedding } from "./types.ts";
 import { WorkerTowers } from "./worker-towers.ts";
 
 export type EncoderSettings = Pick<
@@ -73,7 +74,7 @@ export function padTokenBatch(rows: readonly Int32Array[]): { data: BigInt64Arra
   return { data, width };
 }
 
-function asAppError(error: unknown, code: string): AppError {
+function asAppError(error: unknown, code: ErrorCode): AppError {
   if (isAppError(error)) return error;
   return new AppError(code, (error as Error)?.message ?? String(error));
 }
@@ -104,7 +105,7 @@ export class Encoder implements Embedder {
     settings: EncoderSettings,
     options: EncoderOptions = {},
   ): Promise<Encoder> {
-    const config = loadModelConfig(modelDir);
+    const config = readModelConfig(modelDir);
     // Both towers get settings.threads (0: ONNX Runtime's default, one per physical core). Giving
     // the text tower half was measured on this 2-core host (B16, a query under batches of 8, five
     // paired runs of 10-12 queries): no consistent gain under ingest (medians 77-134 ms with 1
@@ -139,7 +140,6 @@ export class Encoder implements Embedder {
         throw new AppError(
           "model_invalid",
           `The tokenizer of ${modelDir} uses context length ${tokenizer.contextLength}, config.json says ${config.context_length}; re-export the model.`,
-          500,
         );
       }
     } catch (error) {
@@ -327,7 +327,6 @@ export class Encoder implements Embedder {
       throw new AppError(
         "model_invalid",
         `The ${tower} tower of ${this.modelDir} returned shape [${output.dims.join(", ")}] (${output.type}); config.json promises float32 [${n}, ${dims}]. Re-export the model.`,
-        500,
       );
     }
     const rows: Float32Array[] = [];

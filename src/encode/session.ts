@@ -88,11 +88,7 @@ export function cpuOptions(threads: number): ort.InferenceSession.SessionOptions
 async function openCuda(modelPath: string, threads: number): Promise<ort.InferenceSession> {
   const reason = cudaUnavailableReason();
   if (reason !== undefined) {
-    throw new AppError(
-      "cuda_unavailable",
-      `Cannot use --device cuda: ${reason}. ${CUDA_HOWTO}.`,
-      500,
-    );
+    throw new AppError("cuda_unavailable", `Cannot use --device cuda: ${reason}. ${CUDA_HOWTO}.`);
   }
   try {
     // Only the CUDA provider is listed: ONNX Runtime still places the few operators CUDA lacks
@@ -106,7 +102,6 @@ async function openCuda(modelPath: string, threads: number): Promise<ort.Inferen
       "cuda_unavailable",
       `Cannot use --device cuda: ONNX Runtime failed to start the CUDA provider (${(error as Error).message.trim()}). ` +
         `Check that a GPU is visible (nvidia-smi) and CUDA 12 / cuDNN 9 libraries are on the library path. ${CUDA_HOWTO}.`,
-      500,
     );
   }
 }
@@ -118,7 +113,6 @@ async function openCpu(modelPath: string, threads: number): Promise<ort.Inferenc
     throw new AppError(
       "model_invalid",
       `ONNX Runtime cannot load ${modelPath}: ${(error as Error).message.trim()}. Re-export the model with \`python3 -m training export\` (see README).`,
-      500,
     );
   }
 }
@@ -170,7 +164,7 @@ export class SerialSession {
 
   run(feeds: ort.InferenceSession.FeedsType): Promise<ort.InferenceSession.ReturnType> {
     if (this.#closed) {
-      return Promise.reject(new AppError("encoder_closed", "The encoder has been closed.", 503));
+      return Promise.reject(encoderClosed());
     }
     const result = this.#tail.then(() => this.session.run(feeds));
     this.#tail = result.catch(() => undefined);
@@ -183,4 +177,9 @@ export class SerialSession {
     await this.#tail;
     await this.session.release();
   }
+}
+
+/** What a closed encoder answers every call with. */
+export function encoderClosed(): AppError {
+  return new AppError("encoder_closed", "The encoder has been closed.");
 }

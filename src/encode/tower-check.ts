@@ -6,10 +6,10 @@
  * embedding of that input must reach the recorded cosine, or the model is refused.
  */
 import { AppError } from "../core/errors.ts";
+import type { ModelConfig } from "../model/format.ts";
 import { cosine } from "../vector-index/exact.ts";
 import type { EngineLogger } from "./session.ts";
 import type { TensorData, TowerName, Towers } from "./towers.ts";
-import type { ModelConfig } from "./types.ts";
 
 /** Pixels 1.5·sin(0.7·i) over the flat [1, 3, R, R] index; one row of ≤ 32 token ids. */
 export function deviceCheckInput(tower: TowerName, config: ModelConfig): TensorData {
@@ -54,7 +54,6 @@ export async function checkConvertedTowers(
       throw new AppError(
         "model_invalid",
         `The ${entry.precision} ${name} tower of ${modelDir} gives cosine ${value.toFixed(4)} to its fp32 reference on ${device}, below ${entry.check.min_cosine}: its kernels on this device are not accurate enough. Use the fp32 export of this model (python3 -m training export without --${entry.precision}).`,
-        500,
         { modelDir },
       );
     }

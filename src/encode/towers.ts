@@ -47,7 +47,6 @@ export function notOpened(tower: TowerName): AppError {
   return new AppError(
     "encoder_failed",
     `The ${tower} tower was not opened by this encoder; this is a bug, please report it.`,
-    500,
   );
 }
 
@@ -56,7 +55,6 @@ function checkNames(tower: TowerName, spec: TowerSpec, session: SerialSession): 
     throw new AppError(
       "model_invalid",
       `${tower} tower ${spec.path}: config.json names input "${spec.input}" and output "${spec.output}", the ONNX file has inputs [${session.inputNames.join(", ")}] and outputs [${session.outputNames.join(", ")}]. Re-export the model.`,
-      500,
     );
   }
 }
@@ -89,7 +87,6 @@ class InProcessTowers implements Towers {
       throw new AppError(
         "model_invalid",
         `${tower} tower ${path} returned no float32 "${outputName}". Re-export the model.`,
-        500,
       );
     }
     return { type: "float32", data: output.data as Float32Array, dims: [...output.dims] };

@@ -1,44 +1,5 @@
 import type { Device } from "../core/settings.ts";
-
-/** How a tower's weights are stored; every precision takes and returns float32 tensors. */
-export type TowerPrecision = "fp32" | "int8" | "fp16";
-
-/** An int8 or fp16 tower's check on opening: the fp32 embedding of a formula input. */
-export interface TowerCheck {
-  min_cosine: number;
-  embedding: number[];
-}
-
-export interface TowerEntry {
-  file: string;
-  input: string;
-  output: string;
-  /** "fp32" when config.json omits it (older exports). */
-  precision: TowerPrecision;
-  check?: TowerCheck;
-}
-
-/** config.json of a model directory; see docs/model-format.md. */
-export interface ModelConfig {
-  format: "longclip-onnx";
-  format_version: number;
-  model_id: string;
-  name: string;
-  model_type: "longclip" | "clip";
-  embed_dim: number;
-  image_resolution: number;
-  image_mean: [number, number, number];
-  image_std: [number, number, number];
-  context_length: number;
-  vocab_size: number;
-  start_token_id: number;
-  end_token_id: number;
-  tokenizer: { file: string; type: "clip-bpe"; num_merges: number };
-  vision: TowerEntry;
-  text: TowerEntry;
-  source_sha256: string;
-  exporter_version: string;
-}
+import type { ModelConfig } from "../model/format.ts";
 
 export interface TextEmbedding {
   /** L2-normalised, length embed_dim. */

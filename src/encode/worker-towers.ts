@@ -6,9 +6,15 @@
  * wait behind an image batch.
  */
 import type { Worker } from "node:worker_threads";
-import { AppError } from "../core/errors.ts";
+import {
+  AppError,
+  deserializeError,
+  isAppError,
+  type SerializedError,
+  serializeError,
+} from "../core/errors.ts";
 import { startModuleWorker } from "../util/module-worker.ts";
-import type { EngineLogger } from "./session.ts";
+import { type EngineLogger, encoderClosed } from "./session.ts";
 import {
   notOpened,
   type TensorData,
@@ -18,13 +24,6 @@ import {
   type TowersSpec,
   towerNames,
 } from "./towers.ts";
-
-export interface SerializedError {
-  code: string;
-  message: string;
-  status: number;
-  details?: Record<string, unknown>;
-}
 
 /** Messages from the worker (worker.ts) to this side. */
 export type WorkerReply =
@@ -39,24 +38,16 @@ export type WorkerRequest =
   | { kind: "run"; id: number; tower: TowerName; input: TensorData }
   | { kind: "close" };
 
-export function serializeError(error: unknown): SerializedError {
-  if (error instanceof AppError) {
-    return {
-      code: error.code,
-      message: error.message,
-      status: error.status,
-      ...(error.details ? { details: error.details } : {}),
-    };
-  }
-  return {
-    code: "encoder_failed",
-    message: `The encoder failed: ${(error as Error)?.message ?? String(error)}`,
-    status: 500,
-  };
-}
-
-function deserializeError(error: SerializedError): AppError {
-  return new AppError(error.code, error.message, error.status, error.details);
+/** What the worker sends back for an error: an AppError as it is, anything else as encoder_failed. */
+export function replyError(error: unknown): SerializedError {
+  return serializeError(
+    isAppError(error)
+      ? error
+      : new AppError(
+          "encoder_failed",
+          `The encoder failed: ${(error as Error)?.message ?? String(error)}`,
+        ),
+  );
 }
 
 /** Starts worker.ts (from the sources under tsx, or from dist/). */
@@ -103,7 +94,6 @@ export class WorkerTowers implements Towers {
           new AppError(
             "encoder_failed",
             `${name} stopped (exit code ${code}); restart the process and check its log.`,
-            500,
           ),
         );
         resolve();
@@ -114,7 +104,6 @@ export class WorkerTowers implements Towers {
         new AppError(
           "encoder_failed",
           `${name} crashed: ${error.message}; restart the process and check its log.`,
-          500,
         ),
       ),
     );
@@ -141,7 +130,7 @@ export class WorkerTowers implements Towers {
 
   run(tower: TowerName, input: TensorData): Promise<TensorData> {
     if (this.#closed) {
-      return Promise.reject(new AppError("encoder_closed", "The encoder has been closed.", 503));
+      return Promise.reject(encoderClosed());
     }
     if (this.#broken) return Promise.reject(this.#broken);
     if (this.devices[tower] === undefined) return Promise.reject(notOpened(tower));

@@ -2,7 +2,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import type { EngineLogger } from "./session.ts";
 import { openTowers, type Towers, type TowersSpec } from "./towers.ts";
-import { serializeError, type WorkerReply, type WorkerRequest } from "./worker-towers.ts";
+import { replyError, type WorkerReply, type WorkerRequest } from "./worker-towers.ts";
 
 const port = parentPort;
 if (port === null) throw new Error("src/encode/worker.ts runs only as a worker thread");
@@ -20,7 +20,7 @@ try {
   towers = await openTowers(workerData as TowersSpec, logger);
   post({ kind: "ready", devices: towers.devices });
 } catch (error) {
-  post({ kind: "failed", error: serializeError(error) });
+  post({ kind: "failed", error: replyError(error) });
   port.close();
   process.exit(0);
 }
@@ -39,6 +39,6 @@ port.on("message", async (request: WorkerRequest) => {
       data.buffer as ArrayBuffer,
     ]);
   } catch (error) {
-    post({ kind: "error", id: request.id, error: serializeError(error) });
+    post({ kind: "error", id: request.id, error: replyError(error) });
   }
 });

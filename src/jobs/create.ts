@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
-import { AppError } from "../core/errors.ts";
+import { AppError, type ItemFailureCode } from "../core/errors.ts";
 import type { Metadata } from "../core/types.ts";
 import { collectImageFiles } from "../library/files.ts";
 import type { JobFailure, JobStore, JobSummary } from "../store/jobs.ts";
@@ -33,7 +33,6 @@ export function mediaRootOf(limits: JobLimits): string {
       root === undefined
         ? "Jobs index files by path and need a media root: start with --media-root DIR (LONGCLIP_MEDIA_ROOT), or upload images to POST /index."
         : `The media root ${root} does not exist; create it or fix LONGCLIP_MEDIA_ROOT, then restart.`,
-      403,
     );
   }
   return realpathSync(root);
@@ -61,7 +60,6 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
       throw new AppError(
         "path_outside_media_root",
         `paths/${i} "${name.slice(0, 200)}" is outside the media root; give paths relative to it. No job was created.`,
-        403,
       );
     }
     const real = realPathOrUndefined(resolved);
@@ -69,7 +67,6 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
       throw new AppError(
         "path_outside_media_root",
         `paths/${i} "${name.slice(0, 200)}" leads outside the media root through a link. No job was created.`,
-        403,
       );
     }
     const key = real ?? resolved;
@@ -84,12 +81,11 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
     throw new AppError(
       "too_many_items",
       `The paths hold more than ${limits.maxJobItems} files (maxJobItems, LONGCLIP_MAX_JOB_ITEMS); split them into several jobs.`,
-      413,
     );
   }
   const unreadable = found.errors.map((error) => ({
     path: path.relative(root, error.path),
-    code: "folder_unreadable",
+    code: "folder_unreadable" satisfies ItemFailureCode,
     message: `This folder could not be read (${error.reason}${error.reason === "ENAMETOOLONG" ? ": its path is longer than the system allows" : ""}); its files are not in the job. Fix its permissions or shorten the path, then index it again.`,
   }));
   if (files.length === 0 && unreadable.length === 0) {

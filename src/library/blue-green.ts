@@ -10,7 +10,7 @@
  * skipped. A node whose heartbeat is stale is taken over by another (or by the next start).
  */
 
-import { AppError, errorOf, isAppError } from "../core/errors.ts";
+import { AppError, type ErrorInfo, errorOf, isAppError, recordedError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type { Embedder } from "../encode/types.ts";
 import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
@@ -34,7 +34,7 @@ export interface ReindexStatus {
   failures: { id: string; code: string; message: string }[];
   startedAt: number;
   finishedAt?: number;
-  error?: { code: string; message: string };
+  error?: ErrorInfo;
 }
 
 /** What the run needs from the library. */
@@ -110,7 +110,6 @@ export class BlueGreen {
       throw new AppError(
         "reindex_running",
         `A reindex to ${this.status?.modelId ?? "another model"} is running; wait for it or switch when it is complete.`,
-        409,
       );
     }
     const loaded = this.next !== undefined && this.nextDir === modelDir ? undefined : this.next;
@@ -128,7 +127,6 @@ export class BlueGreen {
       throw new AppError(
         "same_model",
         `The library is already on ${live.embedder.modelId}; name another model directory.`,
-        409,
       );
     }
     const resume = recorded !== undefined && recorded.modelId === next.embedder.modelId;
@@ -192,11 +190,7 @@ export class BlueGreen {
     if (this.running === undefined) {
       const recorded = await this.host.store.reindexTarget();
       if (recorded === undefined) {
-        throw new AppError(
-          "no_reindex",
-          "No reindex is in progress; start one with --to-model.",
-          409,
-        );
+        throw new AppError("no_reindex", "No reindex is in progress; start one with --to-model.");
       }
       this.switchRequested = true;
       await this.resume(recorded);
@@ -207,9 +201,9 @@ export class BlueGreen {
     await this.running;
     const status = this.current() as ReindexStatus;
     if (status.state === "failed") {
-      throw new AppError(
-        status.error?.code ?? "reindex_failed",
-        status.error?.message ?? "the reindex failed",
+      // The run's own error, answered with 409: the switch conflicts with a failed run.
+      throw recordedError(
+        status.error ?? { code: "reindex_failed", message: "the reindex failed" },
         409,
       );
     }
@@ -410,6 +404,5 @@ function imageMissing(error: Error): AppError {
   return new AppError(
     "image_missing",
     `The item's file cannot be read (${error.message}); restore it or delete the item.`,
-    404,
   );
 }

@@ -40,7 +40,6 @@ export class DecodeGate {
         new AppError(
           "queue_full",
           `Too many images are waiting to be decoded (maxDecodePixels ${settings.maxDecodePixels} in flight); retry shortly.`,
-          429,
           { retryAfterSeconds: 1 },
         ),
     );
@@ -66,7 +65,6 @@ export class DecodeGate {
       throw new AppError(
         "image_too_many_pixels",
         `The image has ${pixels} pixels; the limit here is ${limit.maxPixels} (${limit.setting}). Send a smaller image.`,
-        413,
         { pixels, limit: limit.maxPixels },
       );
     }

@@ -239,7 +239,6 @@ export class DuplicateGroups {
       throw new AppError(
         "validation_failed",
         `threshold must be a cosine similarity from ${this.minThreshold} (minDuplicateThreshold, LONGCLIP_MIN_DUPLICATE_THRESHOLD) to 1, not ${String(threshold)}.`,
-        400,
         { min: this.minThreshold, max: 1 },
       );
     }

@@ -154,7 +154,6 @@ export class Generations {
       throw new AppError(
         "reindex_unsupported",
         "This library was opened without a model loader; it cannot load another model.",
-        409,
       );
     }
     return generationOf(await load(modelDir), this.host.settings);

@@ -3,7 +3,14 @@
  * its own if that fails), then each input's result recorded and its claim released. Uploads'
  * originals are staged before, while the previous chunk is being embedded.
  */
-import { AppError, errorOf, isAppError, isStorageFull, storageFullError } from "../core/errors.ts";
+import {
+  AppError,
+  errorOf,
+  idConflict,
+  isAppError,
+  isStorageFull,
+  storageFullError,
+} from "../core/errors.ts";
 import type { IndexResult } from "../core/types.ts";
 import type { InsertOutcome, ItemStore, NewItem } from "../store/types.ts";
 import type { Claims, Job } from "./ingest-claims.ts";
@@ -40,7 +47,6 @@ export class Committer {
       throw new AppError(
         "storage_error",
         `Could not store the uploaded image (${String((error as NodeJS.ErrnoException).code ?? "error")}). Check free space and permissions of the data directory.`,
-        500,
       );
     }
   }
@@ -85,12 +91,7 @@ export class Committer {
         } else if (outcome.status === "duplicate") {
           this.claims.finish(job, results, { id: outcome.id });
         } else {
-          this.claims.finish(job, results, {
-            error: {
-              code: "id_conflict",
-              message: `Id "${job.id}" is already used by a different image; choose another id.`,
-            },
-          });
+          this.claims.finish(job, results, { error: idConflict(job.id) });
         }
       });
     } catch (error) {

@@ -120,7 +120,6 @@ export class InputReader {
         throw new AppError(
           "image_too_large",
           `${given} is ${size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
-          413,
         );
       }
       const { bytes, changed } = await readOpenedFile(handle, size);
@@ -128,7 +127,6 @@ export class InputReader {
         throw new AppError(
           "file_changed",
           `${given} changed size while it was being read; index it again once it is complete.`,
-          409,
         );
       }
       return bytes;
@@ -147,7 +145,6 @@ export class InputReader {
         this.settings.mediaRoot === undefined
           ? "Indexing by path is disabled; set a media root (LONGCLIP_MEDIA_ROOT or --media-root) or upload the image."
           : `Indexing by path is disabled: the media root ${this.settings.mediaRoot} does not exist. Create it or fix LONGCLIP_MEDIA_ROOT, then restart.`,
-        403,
       );
     }
     // A name that merely starts with ".." ("..photo.jpg") is inside.
@@ -156,7 +153,6 @@ export class InputReader {
       new AppError(
         "path_outside_media_root",
         `${input} is outside the media root; only files under it can be indexed by path.`,
-        403,
       );
     const absolute = path.resolve(root ?? process.cwd(), input);
     // Checked before touching the file system, so answers never reveal what exists outside.
@@ -165,11 +161,7 @@ export class InputReader {
     try {
       real = realpathSync(absolute);
     } catch {
-      throw new AppError(
-        "file_not_found",
-        `No file at ${input}; check the path (relative paths are resolved against the media root).`,
-        404,
-      );
+      throw fileNotFound(input);
     }
     // Again after resolving symlinks: a link inside the root may point outside it.
     if (confined && outside(real)) throw refuse();
@@ -182,26 +174,24 @@ function openError(error: unknown, given: string): unknown {
   if (error instanceof FileRefusedError) {
     return error.reason === "not_regular"
       ? new AppError("not_a_file", `${given} is not a regular file; give an image file.`)
-      : new AppError(
-          "file_changed",
-          `${given} changed while it was being read; index it again.`,
-          409,
-        );
+      : new AppError("file_changed", `${given} changed while it was being read; index it again.`);
   }
   const code = (error as { code?: unknown } | undefined)?.code;
   if (code === "ENOENT" || code === "ENOTDIR") {
-    return new AppError(
-      "file_not_found",
-      `No file at ${given}; check the path (relative paths are resolved against the media root).`,
-      404,
-    );
+    return fileNotFound(given);
   }
   if (code === "EACCES" || code === "EPERM") {
     return new AppError(
       "file_not_readable",
       `${given} cannot be read by the server (permission denied); make it readable to the server's user.`,
-      403,
     );
   }
   return error;
+}
+
+function fileNotFound(given: string): AppError {
+  return new AppError(
+    "file_not_found",
+    `No file at ${given}; check the path (relative paths are resolved against the media root).`,
+  );
 }

@@ -79,7 +79,6 @@ export class Ingest {
       throw new AppError(
         "too_many_items",
         `The batch has ${inputs.length} items; the limit is ${this.settings.maxBatchItems} (maxBatchItems). Split it into smaller batches.`,
-        413,
         { items: inputs.length, limit: this.settings.maxBatchItems },
       );
     }

@@ -46,7 +46,6 @@ export class ItemReader {
       throw new AppError(
         "image_missing",
         `The image file of item "${id}" is gone${item.path ? ` (${this.shownPath(item.path)})` : ""}; restore it or delete the item.`,
-        404,
       );
     }
   }
@@ -77,7 +76,6 @@ export class ItemReader {
       new AppError(
         "image_changed",
         `The file of item "${item.id}" (${this.shownPath(file)}) ${why} since it was indexed; re-index it or delete the item.`,
-        409,
       );
     let opened: Awaited<ReturnType<typeof openResolvedFile>>;
     try {

@@ -31,7 +31,7 @@ import type {
 } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
 import { openStore } from "../store/open.ts";
-import type { ItemStore, ReindexTarget } from "../store/types.ts";
+import type { ItemStore, ReindexTarget, StoreServer } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 import { DecodeGate } from "./decode-gate.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
@@ -52,6 +52,14 @@ const STORE_CHECK_INTERVAL_MS = 2_000;
 
 function isUnavailable(error: unknown): boolean {
   return isAppError(error) && error.code === "database_unavailable";
+}
+
+function reindexRunning(): AppError {
+  return new AppError("reindex_running", "A reindex is already running; wait for it.");
+}
+
+function libraryClosed(): AppError {
+  return new AppError("library_closed", "The library is shutting down; retry shortly.");
 }
 
 /** Opens (or creates) the library for `embedder`'s model on the store the settings name. */
@@ -206,6 +214,10 @@ export class LongclipLibrary implements Library {
     return this.currentState === "ready" && this.store.health().available;
   }
 
+  databaseServers(): StoreServer[] {
+    return this.store.health().servers ?? [];
+  }
+
   /** Why the library is not ready, for /ready; undefined when it is. */
   notReadyReason(): string | undefined {
     if (this.ready()) return undefined;
@@ -348,7 +360,7 @@ export class LongclipLibrary implements Library {
   ): Promise<number> {
     this.assertOpen();
     if (this.reindexing) {
-      throw new AppError("reindex_running", "A reindex is already running; wait for it.", 409);
+      throw reindexRunning();
     }
     this.reindexing = true;
     const before = this.currentState;
@@ -379,9 +391,7 @@ export class LongclipLibrary implements Library {
   startReindex(modelDir: string, switchMode: SwitchMode = "auto"): Promise<ReindexStatus> {
     this.assertOpen();
     if (this.reindexing) {
-      return Promise.reject(
-        new AppError("reindex_running", "A reindex is already running; wait for it.", 409),
-      );
+      return Promise.reject(reindexRunning());
     }
     return this.generations.blueGreen.start(modelDir, switchMode);
   }
@@ -462,9 +472,7 @@ export class LongclipLibrary implements Library {
 
   private track<T>(start: () => Promise<T>): Promise<T> {
     if (this.closing) {
-      return Promise.reject(
-        new AppError("library_closed", "The library is shutting down; retry shortly.", 503),
-      );
+      return Promise.reject(libraryClosed());
     }
     const work = start();
     this.active.add(work);
@@ -475,7 +483,7 @@ export class LongclipLibrary implements Library {
 
   private assertOpen(): void {
     if (this.currentState === "closed") {
-      throw new AppError("library_closed", "The library is shutting down; retry shortly.", 503);
+      throw libraryClosed();
     }
   }
 
@@ -485,7 +493,6 @@ export class LongclipLibrary implements Library {
       throw new AppError(
         "database_unavailable",
         `The database cannot be reached (${this.unavailableReason ?? "still connecting"}); the server keeps retrying, try again shortly.`,
-        503,
         { retryAfterSeconds: 5 },
       );
     }
@@ -494,7 +501,6 @@ export class LongclipLibrary implements Library {
       throw new AppError(
         "model_mismatch",
         `The library was embedded with model ${stored?.modelId ?? "?"} (${stored?.dims ?? "?"} dims), the loaded model is ${this.embedder.modelId} (${this.embedder.dims} dims); run \`longclip reindex\` to re-embed every item with the loaded model, or load the previous model.`,
-        409,
         { storedModelId: stored?.modelId, modelId: this.embedder.modelId },
       );
     }

@@ -7,7 +7,7 @@
  */
 import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
-import { AppError } from "../core/errors.ts";
+import { AppError, deserializeError, type SerializedError } from "../core/errors.ts";
 import type { PreprocessedImage, PreprocessOptions } from "../preprocess/types.ts";
 import { startModuleWorker } from "../util/module-worker.ts";
 import type { DecodeGate, PixelLimit } from "./decode-gate.ts";
@@ -23,7 +23,7 @@ export type PoolReply =
   | {
       id: number;
       ok: false;
-      error: { code: string; message: string; status?: number; details?: Record<string, unknown> };
+      error: SerializedError;
     };
 
 interface Pending {
@@ -74,7 +74,7 @@ export class PreprocessPool {
 
   private dispatch(bytes: Buffer, options: PreprocessOptions): Promise<PreprocessedImage> {
     if (this.closed) {
-      return Promise.reject(new AppError("library_closed", "The library is shutting down.", 503));
+      return Promise.reject(new AppError("library_closed", "The library is shutting down."));
     }
     const slot = this.pick();
     const id = this.nextId++;
@@ -119,19 +119,14 @@ export class PreprocessPool {
       if (slot.pending.size === 0) worker.unref();
       if (reply.ok) pending.resolve(reply.image);
       else {
-        const { code, message, status, details } = reply.error;
-        pending.reject(new AppError(code, message, status ?? 500, details));
+        pending.reject(deserializeError(reply.error));
       }
     });
     const fail = (reason: string) => {
       if (this.slots[index] === slot) this.slots[index] = undefined;
       for (const pending of slot.pending.values()) {
         pending.reject(
-          new AppError(
-            "preprocess_failed",
-            `The image preprocessing worker ${reason}; retry.`,
-            500,
-          ),
+          new AppError("preprocess_failed", `The image preprocessing worker ${reason}; retry.`),
         );
       }
       slot.pending.clear();

@@ -1,6 +1,6 @@
 /** Worker-thread side of PreprocessPool: decodes and preprocesses images off the main thread. */
 import { parentPort } from "node:worker_threads";
-import { isAppError } from "../core/errors.ts";
+import { AppError, isAppError, serializeError } from "../core/errors.ts";
 import { preprocessImage } from "../preprocess/index.ts";
 import type { PoolReply, PoolRequest } from "./preprocess-pool.ts";
 
@@ -14,26 +14,13 @@ port.on("message", async (request: PoolRequest) => {
     const reply: PoolReply = { id: request.id, ok: true, image };
     port.postMessage(reply, [image.pixels.buffer as ArrayBuffer]);
   } catch (error) {
-    const reply: PoolReply = isAppError(error)
-      ? {
-          id: request.id,
-          ok: false,
-          error: {
-            code: error.code,
-            message: error.message,
-            status: error.status,
-            ...(error.details ? { details: error.details } : {}),
-          },
-        }
-      : {
-          id: request.id,
-          ok: false,
-          error: {
-            code: "preprocess_failed",
-            message: `Preprocessing failed unexpectedly: ${String((error as Error)?.message ?? error)}`,
-            status: 500,
-          },
-        };
+    const failure = isAppError(error)
+      ? error
+      : new AppError(
+          "preprocess_failed",
+          `Preprocessing failed unexpectedly: ${String((error as Error)?.message ?? error)}`,
+        );
+    const reply: PoolReply = { id: request.id, ok: false, error: serializeError(failure) };
     port.postMessage(reply);
   }
 });

@@ -39,7 +39,6 @@ export class EmbedQueue {
       throw new AppError(
         "queue_full",
         `The embedding queue is full (${pending} pending ${priority === "query" ? "queries" : "images"}, capacity ${this.capacity}); retry after ${retryAfterSeconds} s or send smaller batches.`,
-        429,
         { retryAfterSeconds },
       );
     }

@@ -44,7 +44,6 @@ function refuseLong(tokens: number, maxTokens: number): AppError {
   return new AppError(
     "query_too_long",
     `The query is ${tokens} tokens; the model reads ${maxTokens}. Shorten it, allow truncation (truncate: true) or embed it in sentence windows (long_query: "chunk").`,
-    400,
     { tokens, maxTokens },
   );
 }
@@ -130,7 +129,6 @@ function checkPage(options: SearchOptions, maxK: number): void {
     throw new AppError(
       "k_out_of_range",
       `k must be an integer from 1 to ${maxK}, not ${String(k)}.`,
-      400,
       {
         min: 1,
         max: maxK,
@@ -142,7 +140,6 @@ function checkPage(options: SearchOptions, maxK: number): void {
     throw new AppError(
       "offset_out_of_range",
       `offset must be an integer from 0 and offset + k at most ${maxK} (maxK, LONGCLIP_MAX_K), not offset ${String(offset)} with k ${k}.`,
-      400,
       { max: maxK },
     );
   }
@@ -179,7 +176,6 @@ export class Search {
         throw new AppError(
           "filter_too_large",
           `The filter names ${values} values; the limit is ${limit} in all keys together (maxFilterValues, LONGCLIP_MAX_FILTER_VALUES). Split the search or use fewer $in/$nin values.`,
-          400,
           { values, limit },
         );
       }
@@ -202,7 +198,6 @@ export class Search {
       throw new AppError(
         "query_too_long",
         `The ${where} has ${query.length} characters; the limit is ${limit} (maxQueryChars). Shorten it.`,
-        400,
         { chars: query.length, limit },
       );
     }
@@ -224,7 +219,6 @@ export class Search {
         throw new AppError(
           "query_too_long",
           `The query is ${tokens} tokens, ${windows.length} windows of ${maxTokens}; the limit is ${limit} windows (maxQueryWindows, LONGCLIP_MAX_QUERY_WINDOWS). Shorten it or allow truncation (truncate: true) to read its first ${limit} windows.`,
-          400,
           { tokens, windows: windows.length, maxWindows: limit },
         );
       }
@@ -244,7 +238,6 @@ export class Search {
       throw new AppError(
         "too_many_windows",
         `This search needs ${runs} text-tower runs (windows of its texts); the limit is ${limit} per request (maxRequestWindows, LONGCLIP_MAX_REQUEST_WINDOWS). Use fewer or shorter texts, or long_query "truncate".`,
-        400,
         { windows: runs, limit },
       );
     }
@@ -370,7 +363,6 @@ export class Search {
       throw new AppError(
         "not_found",
         `compose: no indexed item with id "${id}"; GET /items lists the stored ids.`,
-        404,
       );
     }
     // Stored image embeddings are unit vectors already; normalise anyway (older stores).

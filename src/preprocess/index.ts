@@ -119,7 +119,6 @@ function decodeError(error: unknown, limits: ImageLimits): AppError {
     return new AppError(
       "image_too_many_pixels",
       `The decoded image has more than ${limits.maxImagePixels} pixels (maxImagePixels); send a smaller image.`,
-      413,
       { limit: limits.maxImagePixels },
     );
   }
@@ -127,7 +126,6 @@ function decodeError(error: unknown, limits: ImageLimits): AppError {
     return new AppError(
       "unsupported_image",
       `The bytes are not an image in a supported format; send ${SUPPORTED_LIST}.`,
-      415,
     );
   }
   // libvips repeats its decoder's complaints line by line; the first line says it.
@@ -135,7 +133,6 @@ function decodeError(error: unknown, limits: ImageLimits): AppError {
   return new AppError(
     "image_corrupt",
     `The image could not be decoded (corrupt or truncated: ${reason}). Re-export or re-upload the file.`,
-    400,
   );
 }
 
@@ -215,7 +212,6 @@ async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<ImageHe
     throw new AppError(
       "image_too_large",
       `The image is ${bytes.length} bytes; the limit is ${limits.maxImageBytes} (maxImageBytes). Send a smaller file.`,
-      413,
       { bytes: bytes.length, limit: limits.maxImageBytes },
     );
   }
@@ -232,7 +228,6 @@ async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<ImageHe
     throw new AppError(
       "unsupported_image",
       `Image format "${found}" is not supported; send ${SUPPORTED_LIST}.`,
-      415,
       { format: found },
     );
   }
@@ -242,7 +237,6 @@ async function inspectImage(bytes: Buffer, limits: ImageLimits): Promise<ImageHe
     throw new AppError(
       "image_too_many_pixels",
       `The image is ${width}×${height} = ${width * height} pixels; the limit is ${limits.maxImagePixels} (maxImagePixels). Send a smaller image.`,
-      413,
       { width, height, limit: limits.maxImagePixels },
     );
   }

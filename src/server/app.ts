@@ -130,20 +130,15 @@ export function buildApp(
     clientErrorHandler: (error, socket) => {
       if (!socket.writable) return;
       const timedOut = (error as NodeJS.ErrnoException).code === "ERR_HTTP_REQUEST_TIMEOUT";
-      const status = timedOut ? 408 : 400;
-      const body = JSON.stringify(
-        errorBody(
-          new AppError(
-            timedOut ? "request_timeout" : "bad_request",
-            timedOut
-              ? `the request did not arrive within ${settings.requestTimeoutMs} ms (requestTimeoutMs, LONGCLIP_REQUEST_TIMEOUT_MS)`
-              : "the request could not be parsed as HTTP/1.1",
-            status,
-          ),
-        ),
-      );
+      const appError = timedOut
+        ? new AppError(
+            "request_timeout",
+            `the request did not arrive within ${settings.requestTimeoutMs} ms (requestTimeoutMs, LONGCLIP_REQUEST_TIMEOUT_MS)`,
+          )
+        : new AppError("bad_request", "the request could not be parsed as HTTP/1.1");
+      const body = JSON.stringify(errorBody(appError));
       socket.end(
-        `HTTP/1.1 ${status} ${timedOut ? "Request Timeout" : "Bad Request"}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        `HTTP/1.1 ${appError.status} ${timedOut ? "Request Timeout" : "Bad Request"}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     },
     // Malformed URLs (/items/%ZZ) get the one error shape too.
@@ -192,7 +187,6 @@ export function buildApp(
           new AppError(
             "not_found",
             `no route ${request.method} ${request.url.split("?")[0]}; the API is listed at /docs`,
-            404,
           ),
         ),
       ),
@@ -263,7 +257,6 @@ export function buildApp(
           throw new AppError(
             "unauthorized",
             "this endpoint needs the server's API key in the x-api-key header or as Authorization: Bearer <key>",
-            401,
           );
         }
       });
@@ -276,7 +269,6 @@ export function buildApp(
           throw new AppError(
             "unsupported_media_type",
             `${op.method.toUpperCase()} ${op.path} takes ${accepted.join(" or ")}, not ${type ?? "a body without Content-Type"}`,
-            415,
           );
         }
       });
@@ -288,7 +280,6 @@ export function buildApp(
           throw new AppError(
             "not_ready",
             "the server is shutting down; retry on another instance or after its restart",
-            503,
           );
         }
       });

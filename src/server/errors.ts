@@ -33,17 +33,12 @@ export function toAppError(error: unknown, settings: Settings): AppError {
   if (isStorageFull(error)) return storageFullError();
   switch (fe?.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new AppError(
-        "payload_too_large",
-        `JSON body is larger than ${Math.min(settings.maxJsonBytes, settings.maxRequestBytes)} bytes (maxJsonBytes, LONGCLIP_MAX_JSON_BYTES)`,
-        413,
-      );
+      return jsonTooLarge(Math.min(settings.maxJsonBytes, settings.maxRequestBytes));
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
     case "FST_INVALID_MULTIPART_CONTENT_TYPE":
       return new AppError(
         "unsupported_media_type",
         "unsupported Content-Type for this endpoint; see /docs for what each endpoint accepts",
-        415,
       );
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
     case "FST_ERR_CTP_INVALID_JSON_BODY":
@@ -57,17 +52,12 @@ export function toAppError(error: unknown, settings: Settings): AppError {
         "a multipart field declared as application/json is not valid JSON",
       );
     case "FST_FILES_LIMIT":
-      return new AppError(
-        "too_many_items",
-        `more than ${settings.maxBatchItems} files in one request (maxBatchItems, LONGCLIP_MAX_BATCH_ITEMS); split the batch`,
-        413,
-      );
+      return tooManyFiles(settings.maxBatchItems);
     case "FST_PARTS_LIMIT":
     case "FST_FIELDS_LIMIT":
       return new AppError(
         "payload_too_large",
         "too many multipart parts or fields; send one file per image plus ids/metadata fields",
-        413,
       );
     case "FST_PROTO_VIOLATION":
       return new AppError("bad_request", "a multipart field name is not allowed");
@@ -76,13 +66,38 @@ export function toAppError(error: unknown, settings: Settings): AppError {
   }
   const status = typeof fe?.statusCode === "number" ? fe.statusCode : 500;
   if (status >= 400 && status < 500) {
-    return new AppError("bad_request", fe.message || "bad request", status);
+    return new AppError("bad_request", fe.message || "bad request", undefined, status);
   }
+  return new AppError("internal_error", "unexpected server error; the server log has the details");
+}
+
+/** 413 for a multipart body over maxRequestBytes. */
+export function bodyTooLarge(limit: number): AppError {
   return new AppError(
-    "internal_error",
-    "unexpected server error; the server log has the details",
-    500,
+    "payload_too_large",
+    `request body is larger than ${limit} bytes (maxRequestBytes, LONGCLIP_MAX_REQUEST_BYTES); send smaller batches`,
   );
+}
+
+/** 413 for a JSON body over `limit` (maxJsonBytes, or maxRequestBytes when that is lower). */
+export function jsonTooLarge(limit: number): AppError {
+  return new AppError(
+    "payload_too_large",
+    `JSON body is larger than ${limit} bytes (maxJsonBytes, LONGCLIP_MAX_JSON_BYTES)`,
+  );
+}
+
+/** 413 for more files in one request than maxBatchItems. */
+export function tooManyFiles(limit: number): AppError {
+  return new AppError(
+    "too_many_items",
+    `more than ${limit} files in one request (maxBatchItems, LONGCLIP_MAX_BATCH_ITEMS); split the batch`,
+  );
+}
+
+/** 404 not_found for an item id that is not stored. */
+export function itemNotFound(id: string): AppError {
+  return new AppError("not_found", `no item with id "${id}"; GET /items lists the stored ids`);
 }
 
 export function errorBody(error: AppError): ErrorBody {

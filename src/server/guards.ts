@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import { Budget } from "../util/budget.ts";
+import { bodyTooLarge, jsonTooLarge } from "./errors.ts";
 import { mediaType } from "./routes/context.ts";
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
@@ -69,7 +70,7 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
 }
 
 function crossSite(message: string): AppError {
-  return new AppError("cross_site_request", message, 403);
+  return new AppError("cross_site_request", message);
 }
 
 export function registerGuards(app: FastifyInstance, settings: Settings): { buffered: Budget } {
@@ -82,7 +83,6 @@ export function registerGuards(app: FastifyInstance, settings: Settings): { buff
       throw new AppError(
         "host_not_allowed",
         `this server does not answer to the host "${String(host).slice(0, 100)}"; add it with --allowed-hosts (LONGCLIP_ALLOWED_HOSTS)`,
-        403,
       );
     }
     const origin = request.headers.origin;
@@ -125,21 +125,14 @@ export function registerGuards(app: FastifyInstance, settings: Settings): { buff
   const buffered = new Budget(
     Math.max(1, settings.maxBufferedBytes),
     0,
-    () => new AppError("server_busy", "busy", 503),
+    () => new AppError("server_busy", "busy"),
   );
   app.addHook("onRequest", async (request, reply) => {
     const multipart = mediaType(request) === "multipart/form-data";
     const limit = multipart
       ? settings.maxRequestBytes
       : Math.min(settings.maxJsonBytes, settings.maxRequestBytes);
-    const tooLarge = () =>
-      new AppError(
-        "payload_too_large",
-        multipart
-          ? `request body is larger than ${limit} bytes (maxRequestBytes, LONGCLIP_MAX_REQUEST_BYTES); send smaller batches`
-          : `JSON body is larger than ${limit} bytes (maxJsonBytes, LONGCLIP_MAX_JSON_BYTES)`,
-        413,
-      );
+    const tooLarge = () => (multipart ? bodyTooLarge(limit) : jsonTooLarge(limit));
     const declared = Number(request.headers["content-length"] ?? 0);
     if (declared > limit) {
       reply.header("connection", "close");
@@ -173,7 +166,6 @@ export function registerGuards(app: FastifyInstance, settings: Settings): { buff
           new AppError(
             "server_busy",
             `the server holds ${settings.maxBufferedBytes} bytes of uploads already (maxBufferedBytes, LONGCLIP_MAX_BUFFERED_BYTES); retry shortly`,
-            503,
             { retryAfterSeconds: 2 },
           ),
         );

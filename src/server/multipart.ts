@@ -6,6 +6,7 @@
 import type { FastifyRequest } from "fastify";
 import { AppError, isAppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
+import { bodyTooLarge, tooManyFiles } from "./errors.ts";
 
 export interface UploadedFile {
   bytes: Buffer;
@@ -37,12 +38,7 @@ export async function readMultipart(
   const files: UploadedFile[] = [];
   const fields = new Map<string, unknown[]>();
   let total = 0;
-  const overBudget = () =>
-    new AppError(
-      "payload_too_large",
-      `request body is larger than ${settings.maxRequestBytes} bytes (maxRequestBytes, LONGCLIP_MAX_REQUEST_BYTES); send smaller batches`,
-      413,
-    );
+  const overBudget = () => bodyTooLarge(settings.maxRequestBytes);
   try {
     const parts = request.parts({
       limits: {
@@ -84,7 +80,6 @@ export async function readMultipart(
         throw new AppError(
           "payload_too_large",
           `multipart field "${part.fieldname}" is larger than ${MAX_FIELD_BYTES} bytes`,
-          413,
         );
       }
       total += typeof part.value === "string" ? Buffer.byteLength(part.value) : 0;
@@ -97,13 +92,12 @@ export async function readMultipart(
     if (isAppError(error)) throw error;
     const code = (error as { code?: unknown }).code;
     if (code === "FST_FILES_LIMIT") {
-      throw new AppError(
-        options.maxFiles === 1 ? "validation_failed" : "too_many_items",
-        options.maxFiles === 1
-          ? `send exactly one file in the field "${options.fileField}"`
-          : `more than ${options.maxFiles} files in one request (maxBatchItems, LONGCLIP_MAX_BATCH_ITEMS); split the batch`,
-        options.maxFiles === 1 ? 400 : 413,
-      );
+      throw options.maxFiles === 1
+        ? new AppError(
+            "validation_failed",
+            `send exactly one file in the field "${options.fileField}"`,
+          )
+        : tooManyFiles(options.maxFiles);
     }
     if (typeof code === "string" && code.startsWith("FST_")) throw error;
     throw new AppError(

@@ -65,7 +65,6 @@ export function assertValid(validate: ValidateFunction, value: unknown, where: s
     throw new AppError(
       "validation_failed",
       `${describeValidationError(where, validate.errors ?? [])}; see /docs for the request format`,
-      400,
     );
   }
 }

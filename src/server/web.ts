@@ -13,6 +13,7 @@ import type { Settings } from "../core/settings.ts";
 import type { Library } from "../library/types.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
+import { itemNotFound } from "./errors.ts";
 import type { PageConfig } from "./page-config.ts";
 import { buildWeb, PAGE_FILE, pageIsStale, WEB_SOURCE_DIR } from "./web-page.ts";
 
@@ -38,7 +39,6 @@ async function loadPage(log: FastifyBaseLogger): Promise<string> {
       new AppError(
         "web_ui_missing",
         `the web UI is not built (${PAGE_FILE} is missing) and ${why}; run npm run build:web in a full checkout`,
-        503,
       );
     if (!existsSync(WEB_SOURCE_DIR)) {
       if (!existsSync(PAGE_FILE)) throw missing("its sources are absent");
@@ -184,11 +184,7 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
       const { size } = request.query as { size: number };
       const item = await library.getItem(id);
       if (item === undefined) {
-        throw new AppError(
-          "not_found",
-          `no item with id "${id}"; GET /items lists the stored ids`,
-          404,
-        );
+        throw itemNotFound(id);
       }
       const key = `${item.sha256}:${size}`;
       const etag = `"${item.sha256.slice(0, 32)}-${size}"`;
@@ -204,11 +200,7 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
         try {
           const image = await library.readImage(id);
           if (image === undefined) {
-            throw new AppError(
-              "not_found",
-              `no item with id "${id}"; GET /items lists the stored ids`,
-              404,
-            );
+            throw itemNotFound(id);
           }
           try {
             // failOn "error" as ingest decodes: what ingest accepted, a thumbnail can show.
@@ -224,7 +216,6 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
             throw new AppError(
               "thumbnail_failed",
               `the stored image of item "${id}" could not be decoded for a thumbnail (${(error as Error).message}); GET /items/{id}/image has the original, or re-index it`,
-              500,
             );
           }
         } finally {

@@ -88,17 +88,21 @@ export function isoDateMs(value: unknown): number | undefined {
 }
 
 function invalid(where: string, message: string): AppError {
-  return new AppError("validation_failed", `${where} ${message}`, 400);
+  return new AppError("validation_failed", `${where} ${message}`);
 }
 
 /** A value to compare with; operands of operators fail as validation_failed (the API's code for a
  * malformed request), a plain value keeps the older invalid_filter. */
-function scalar(value: unknown, where: string, code = "validation_failed"): FilterValue {
+function scalar(
+  value: unknown,
+  where: string,
+  code: "validation_failed" | "invalid_filter" = "validation_failed",
+): FilterValue {
   if (typeof value === "number" && !Number.isFinite(value)) {
-    throw new AppError(code, `${where} must be finite.`, 400);
+    throw new AppError(code, `${where} must be finite.`);
   }
   if (value !== null && !["string", "number", "boolean"].includes(typeof value)) {
-    throw new AppError(code, `${where} must be a string, number, boolean or null.`, 400);
+    throw new AppError(code, `${where} must be a string, number, boolean or null.`);
   }
   return value as FilterValue;
 }
@@ -156,7 +160,6 @@ export function filterTerms(filter: Filter): FilterTerm[] {
       throw new AppError(
         "invalid_filter",
         `Filter key "${key.slice(0, 80)}" is not allowed; keys are 1-${MAX_KEY_LENGTH} characters of letters, digits, "_" or "-", with "." between nested keys.`,
-        400,
       );
     }
     const path = key.split(".");
@@ -188,7 +191,6 @@ export function decodeCursor(cursor: string): number {
     throw new AppError(
       "invalid_cursor",
       "The cursor is not one this server issued; pass the nextCursor of the previous page or omit it to start over.",
-      400,
     );
   }
   return label;

@@ -6,6 +6,7 @@
  *
  * Both backends keep the same two tables and return the same summaries; only the SQL differs.
  */
+import type { ItemFailureCode } from "../core/errors.ts";
 import type { Metadata } from "../core/types.ts";
 
 export type JobItemState = "pending" | "claimed" | "indexed" | "duplicate" | "failed" | "cancelled";
@@ -96,7 +97,7 @@ export interface JobStore {
 }
 
 /** Failure code of an item whose leases all expired. */
-export const WORKER_LOST = "worker_lost";
+export const WORKER_LOST: ItemFailureCode = "worker_lost";
 
 export function lostMessage(maxAttempts: number): string {
   return `Processing this file was interrupted ${maxAttempts} times (the worker holding it stopped or timed out); check the file and the workers' logs, then index it again.`;

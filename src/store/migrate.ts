@@ -46,7 +46,6 @@ export async function migrateStore(
     throw new AppError(
       "model_mismatch",
       `The target holds embeddings of ${targetModel.modelId} (${targetModel.dims} dims), the source of ${model.modelId} (${model.dims}); migrate into an empty database, or reindex one side first.`,
-      409,
     );
   }
   const report: MigrateReport = {

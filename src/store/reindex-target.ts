@@ -12,7 +12,6 @@ export function reindexIncomplete(missing: number): AppError {
   return new AppError(
     "reindex_incomplete",
     `${missing} items have no embedding by the next model yet; the switch waits until every item has one (the reindex embeds them).`,
-    409,
     { missing },
   );
 }

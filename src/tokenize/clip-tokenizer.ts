@@ -15,6 +15,8 @@ import type { TextTokenizer, TokenizedText } from "./types.ts";
 
 export const START_TOKEN = "<|startoftext|>";
 export const END_TOKEN = "<|endoftext|>";
+/** Largest merges file read (gunzipped): CLIP's is 1.4 MB. */
+const MAX_MERGES_BYTES = 64 * 1024 * 1024;
 
 /**
  * The official pre-tokenisation pattern
@@ -245,14 +247,12 @@ export class ClipTokenizer implements TextTokenizer {
       throw new AppError(
         "tokenizer_invalid",
         `num_merges must be a non-negative integer, not ${numMerges}; fix tokenizer.num_merges in the model's config.json.`,
-        500,
       );
     }
     if (!Number.isInteger(contextLength) || contextLength < 2) {
       throw new AppError(
         "tokenizer_invalid",
         `The context length must be an integer of at least 2 (room for the start and end tokens), not ${contextLength}; fix context_length in the model's config.json.`,
-        500,
       );
     }
     this.contextLength = contextLength;
@@ -263,7 +263,6 @@ export class ClipTokenizer implements TextTokenizer {
       throw new AppError(
         "tokenizer_invalid",
         `${source} has ${Math.max(0, lines.length - 1)} merge lines after its header but the model expects ${numMerges}; use the tokenizer file the model was exported with.`,
-        500,
       );
     }
     // Token string → id; a string produced by two merge lines keeps the later id, as in
@@ -315,18 +314,21 @@ export class ClipTokenizer implements TextTokenizer {
       throw new AppError(
         "tokenizer_not_found",
         `Cannot read the tokenizer file ${file} (${(error as Error).message}); put the BPE merges file named in config.json into the model directory.`,
-        500,
         { file },
       );
     }
     let text: string;
     try {
-      text = (bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes).toString("utf8");
+      // A model directory may come from a hub: no gzip bomb (CLIP's merges are 1.4 MB).
+      text = (
+        bytes[0] === 0x1f && bytes[1] === 0x8b
+          ? gunzipSync(bytes, { maxOutputLength: MAX_MERGES_BYTES })
+          : bytes
+      ).toString("utf8");
     } catch (error) {
       throw new AppError(
         "tokenizer_invalid",
         `The tokenizer file ${file} is not a readable gzip file (${(error as Error).message}); replace it with the CLIP BPE merges file.`,
-        500,
         { file },
       );
     }

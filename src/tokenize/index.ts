@@ -5,10 +5,5 @@ export {
   END_TOKEN,
   START_TOKEN,
 } from "./clip-tokenizer.ts";
-export {
-  readTokenizerConfig,
-  type TokenizerConfig,
-  tokenizerFromConfig,
-  tokenizerFromModelDir,
-} from "./model-dir.ts";
+export { tokenizerFromConfig, tokenizerFromModelDir } from "./model-dir.ts";
 export type { TextTokenizer, TokenizedText } from "./types.ts";

@@ -183,6 +183,29 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("nearest by a model the store does not hold is 409 model_mismatch, on every path", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems([newItem(1), newItem(2)], "m1");
+        await store.prepare();
+        const mismatch = (e: unknown) =>
+          isAppError(e) && e.code === "model_mismatch" && e.status === 409 && /m1/.test(e.message);
+        for (const exact of [false, true]) {
+          await assert.rejects(store.nearest({ vector: vectorOf(1), k: 1, exact }, "m2"), mismatch);
+          await assert.rejects(
+            store.nearest({ vector: vectorOf(1), k: 1, exact, filter: { a: 1 } }, "m2"),
+            mismatch,
+          );
+        }
+        assert.equal(
+          (await store.nearest({ vector: vectorOf(1), k: 1 }, "m1"))[0]?.item.id,
+          "item-1",
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
     test("cursor pagination walks every item once, in insertion order", async () => {
       const store = await fresh();
       try {
@@ -408,6 +431,25 @@ export function storeContract(name: string, options: ContractOptions): void {
           { seed: 24, numRuns: 150 },
         );
         assert.ok(matchedSome > 30, `only ${matchedSome} of 150 filters matched anything`);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("findContent says at once who has the content and whether the id is taken", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel(MODEL);
+        await store.insertItems([newItem(1), newItem(2)], "m1");
+        const same = await store.findContent(newItem(1).sha256, "item-1");
+        assert.equal(same.existing?.id, "item-1");
+        assert.equal(same.idTaken, true);
+        const otherId = await store.findContent(newItem(1).sha256, "fresh-id");
+        assert.deepEqual([otherId.existing?.id, otherId.idTaken], ["item-1", false]);
+        const otherContent = await store.findContent(newItem(9).sha256, "item-2");
+        assert.deepEqual([otherContent.existing, otherContent.idTaken], [undefined, true]);
+        const nothing = await store.findContent(newItem(9).sha256, "item-9");
+        assert.deepEqual([nothing.existing, nothing.idTaken], [undefined, false]);
       } finally {
         await store.close();
       }

@@ -12,6 +12,12 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { openCheckpoint } from "../../src/convert/export.ts";
+import {
+  TEXT_INPUT,
+  TEXT_OUTPUT,
+  VISION_INPUT,
+  VISION_OUTPUT,
+} from "../../src/convert/onnx-towers.ts";
 import { checkInputs, relativeDifference } from "../../src/convert/self-check.ts";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
 
@@ -40,13 +46,13 @@ async function embed(dir: string, pixels: Float32Array, res: number, ids: number
   return [
     await run(
       "vision.onnx",
-      { pixel_values: new ort.Tensor("float32", pixels, [1, 3, res, res]) },
-      "image_embeds",
+      { [VISION_INPUT]: new ort.Tensor("float32", pixels, [1, 3, res, res]) },
+      VISION_OUTPUT,
     ),
     await run(
       "text.onnx",
-      { input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]) },
-      "text_embeds",
+      { [TEXT_INPUT]: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]) },
+      TEXT_OUTPUT,
     ),
   ];
 }

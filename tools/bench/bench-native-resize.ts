@@ -8,9 +8,11 @@
  *
  *   npx tsx tools/bench/bench-native-resize.ts [--rounds 6] [--reps 20]
  */
+
 import { parseArgs } from "node:util";
 import sharp from "sharp";
 import { DEFAULT_SETTINGS } from "../../src/core/settings.ts";
+import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD } from "../../src/model/format.ts";
 import {
   decodeForModel,
   jpegShrinkOnLoad,
@@ -51,8 +53,8 @@ const scale = jpegShrinkOnLoad(width / size.width, height / size.height);
 const maxPixels = DEFAULT_SETTINGS.maxImagePixels;
 const options: PreprocessOptions = {
   resolution: 224,
-  mean: [0.48145466, 0.4578275, 0.40821073],
-  std: [0.26862954, 0.26130258, 0.27577711],
+  mean: CLIP_IMAGE_MEAN,
+  std: CLIP_IMAGE_STD,
   maxImageBytes: DEFAULT_SETTINGS.maxImageBytes,
   maxImagePixels: maxPixels,
   mode: "fast",

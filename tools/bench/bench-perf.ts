@@ -15,7 +15,7 @@ import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { integerFlag, parseOrExitCode, runScript } from "../../src/cli/settings.ts";
 import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../../src/core/settings.ts";
-import type { ModelConfig } from "../../src/encode/types.ts";
+import type { ModelConfig } from "../../src/model/format.ts";
 import { type BenchContext, cpuModel, loadAverage, sizeTag } from "./context.ts";
 import {
   measureCudaTower,

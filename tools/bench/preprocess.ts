@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { loadSettings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
-import type { ModelConfig } from "../../src/encode/types.ts";
+import type { ModelConfig } from "../../src/model/format.ts";
 import {
   decodeForModel,
   type PreprocessMode,

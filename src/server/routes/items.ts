@@ -4,6 +4,7 @@ import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../core/errors.ts";
 import type { IndexInput, IndexResult, Item } from "../../core/types.ts";
 import { isInside, realOrSelf } from "../../util/paths.ts";
+import { itemNotFound } from "../errors.ts";
 import { listField, type MultipartForm, parseJson, readMultipart } from "../multipart.ts";
 import { assertValid } from "../validation.ts";
 import { type Handlers, idParam, imageUrl, mediaType, type RouteContext } from "./context.ts";
@@ -42,8 +43,6 @@ export function itemHandlers({
     }
     return out;
   };
-  const notFound = (id: string) =>
-    new AppError("not_found", `no item with id "${id}"; GET /items lists the stored ids`, 404);
 
   const uploadSlots = (form: MultipartForm): Slot[] => {
     if (form.files.length === 0) {
@@ -98,7 +97,6 @@ export function itemHandlers({
       throw new AppError(
         "too_many_items",
         `${body.items.length} items in one request; the limit is ${settings.maxBatchItems} (maxBatchItems, LONGCLIP_MAX_BATCH_ITEMS); split the batch`,
-        413,
       );
     }
     const root = settings.mediaRoot;
@@ -106,7 +104,6 @@ export function itemHandlers({
       throw new AppError(
         "path_indexing_disabled",
         "indexing by path is disabled: start the server with --media-root DIR (LONGCLIP_MEDIA_ROOT), or upload the files as multipart",
-        403,
       );
     }
     const realRoot = realOrSelf(root);
@@ -116,7 +113,6 @@ export function itemHandlers({
         throw new AppError(
           "path_outside_media_root",
           `items/${i}/path "${item.path}" is outside the media root; only files under the media root can be indexed by path, nothing was indexed`,
-          403,
         );
       }
       const input: IndexInput = { path: resolved };
@@ -164,13 +160,13 @@ export function itemHandlers({
     async getItem(request) {
       const id = idParam(request);
       const item = await library.getItem(id);
-      if (item === undefined) throw notFound(id);
+      if (item === undefined) throw itemNotFound(id);
       return toItem(item);
     },
 
     async deleteItem(request) {
       const id = idParam(request);
-      if (!(await library.deleteItem(id))) throw notFound(id);
+      if (!(await library.deleteItem(id))) throw itemNotFound(id);
       return { id, deleted: true } satisfies Schemas["DeleteResponse"];
     },
 
@@ -179,19 +175,18 @@ export function itemHandlers({
       // The original is read whole (to check it against its sha256): it counts against the
       // bytes held in memory until the answer is sent.
       const item = await library.getItem(id);
-      if (item === undefined) throw notFound(id);
+      if (item === undefined) throw itemNotFound(id);
       const size = Math.min(item.bytes, buffered.capacity);
       if (!buffered.tryAcquire(size)) {
         throw new AppError(
           "server_busy",
           `the server holds ${settings.maxBufferedBytes} bytes of images and uploads already (maxBufferedBytes, LONGCLIP_MAX_BUFFERED_BYTES); retry shortly`,
-          503,
           { retryAfterSeconds: 1 },
         );
       }
       reply.raw.once("close", () => buffered.release(size));
       const image = await library.readImage(id);
-      if (image === undefined) throw notFound(id);
+      if (image === undefined) throw itemNotFound(id);
       return reply
         .type(image.contentType)
         .header("x-content-type-options", "nosniff")

@@ -25,12 +25,12 @@ function toJob(job: JobSummary): Schemas["Job"] {
 export function jobHandlers({ options }: RouteContext): Handlers {
   const jobService = () => {
     if (options.jobs === undefined) {
-      throw new AppError("not_ready", "this server was started without jobs", 503);
+      throw new AppError("not_ready", "this server was started without jobs");
     }
     return options.jobs;
   };
   const jobNotFound = (id: string) =>
-    new AppError("not_found", `no job with id "${id}"; GET /jobs lists the jobs`, 404);
+    new AppError("not_found", `no job with id "${id}"; GET /jobs lists the jobs`);
 
   return {
     async createJob(request, reply) {

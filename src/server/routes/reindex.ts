@@ -54,14 +54,12 @@ export function reindexHandlers({ settings, library }: RouteContext): Handlers {
       throw new AppError(
         "path_outside_models",
         `model_dir must be a model directory beside the served one (under ${path.dirname(settings.modelDir)}); copy or export the next model there.`,
-        403,
       );
     }
     if (real === undefined || !existsSync(path.join(real, "config.json"))) {
       throw new AppError(
         "model_not_found",
         `No model in ${requested} (no config.json); export one there with longclip export or longclip pull.`,
-        404,
       );
     }
     return real;
@@ -81,9 +79,11 @@ export function reindexHandlers({ settings, library }: RouteContext): Handlers {
       const target = await library.reindexTarget();
       if (target !== undefined) return followed(target);
       if (status !== undefined) return toStatus(status);
+      // 404 here (no run to show); a switch with no run is the catalog's 409.
       throw new AppError(
         "no_reindex",
         "No reindex is in progress; start one with POST /reindex.",
+        undefined,
         404,
       );
     },

@@ -107,7 +107,6 @@ export function searchHandlers({
         throw new AppError(
           "image_too_large",
           `the image is larger than ${settings.maxImageBytes} bytes (maxImageBytes, LONGCLIP_MAX_IMAGE_BYTES)`,
-          413,
         );
       }
       const result = await metrics.time("search_image", () =>
@@ -148,7 +147,6 @@ export function searchHandlers({
         throw new AppError(
           "not_ready",
           "this server was started without a tokenizer; restart it with a model directory",
-          503,
         );
       }
       checkQueryLength(text);

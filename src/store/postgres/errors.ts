@@ -50,7 +50,6 @@ export function unavailable(error: unknown): AppError {
   return new AppError(
     "database_unavailable",
     `The database cannot be reached (${detail || codeOf(error) || "no answer"}); retry in a few seconds.`,
-    503,
     { retryAfterSeconds: RETRY_AFTER_SECONDS },
   );
 }

@@ -3,6 +3,7 @@
  * of the embeddings: on request, or when a filter leaves few items) and keyword search through
  * the FTS5 table of the items' text fields.
  */
+import { storeModelMismatch } from "../../core/errors.ts";
 import type { Filter } from "../../core/types.ts";
 import { exactSearch } from "../../vector-index/exact.ts";
 import type { Neighbour } from "../../vector-index/hnsw.ts";
@@ -33,11 +34,8 @@ export class SqliteSearch {
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
     const { vector, k } = query;
     const model = this.options.currentModel();
-    const index = () => {
-      if (model?.modelId !== modelId)
-        throw new Error(`the store holds ${model?.modelId}, not ${modelId}`);
-      return this.hnsw.ready(model);
-    };
+    if (model?.modelId !== modelId) throw storeModelMismatch("library", model?.modelId, modelId);
+    const index = () => this.hnsw.ready(model);
     let neighbours: Neighbour[];
     if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
       const labels = await this.labelsMatching(query.filter);

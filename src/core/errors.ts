@@ -72,6 +72,10 @@ export const ERRORS = {
     meaning: "the database user may not create the tables or the pgvector extension",
   },
   pgvector_missing: { status: 400, meaning: "the Postgres server has no pgvector extension" },
+  pgvector_too_old: {
+    status: 400,
+    meaning: "the database's pgvector is older than 0.8.4 (HNSW corruption and build bugs)",
+  },
   schema_too_new: { status: 400, meaning: "the database was made by a newer longclip" },
   checkpoint_not_found: { status: 400, meaning: "converter: the checkpoint path does not exist" },
   checkpoint_unreadable: {

@@ -60,6 +60,9 @@ export interface PostgresStoreOptions extends IndexParameters, HnswIndexSettings
   /** Filtered searches with at most this many matching items scan them exactly (default
    * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure the index alone). */
   exactFilterLimit?: number;
+  /** Candidates per result re-ranked by the full vectors with a halfvec index (bench:scale
+   * sets 1 to measure without the re-rank; default RERANK_FACTOR). */
+  rerankFactor?: number;
 }
 
 const ITEMS_AFTER = `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label > $1 ORDER BY label LIMIT $2`;
@@ -444,7 +447,7 @@ export class PostgresStore implements ItemStore {
       space: "cosine",
       m: this.options.m,
       efConstruction: this.options.efConstruction,
-      efSearch: this.options.efSearch,
+      efSearch: await this.search.efSearch(10),
       capacity: size,
       size,
     };

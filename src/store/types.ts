@@ -119,7 +119,14 @@ export interface SwapOptions {
 }
 
 export interface ItemStore {
+  /** Which backend this is: for reports (stats, logs) only; behaviour asks the capabilities. */
   readonly backend: "sqlite" | "postgres";
+  /**
+   * Several processes (API nodes, workers) may use this store at once: what another process
+   * did (a model switch, a claimed job) is seen only by asking the store. False when one
+   * process owns it, as the embedded default does.
+   */
+  readonly shared: boolean;
   /** Jobs: bulk indexing work that workers claim in chunks. */
   readonly jobs: JobStore;
 

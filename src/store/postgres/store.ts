@@ -54,6 +54,7 @@ export interface PostgresStoreOptions extends IndexParameters, HnswIndexSettings
 
 export class PostgresStore implements ItemStore {
   readonly backend = "postgres";
+  readonly shared = true;
   readonly jobs: PostgresJobs;
   private readonly db: Db;
   private readonly search: PostgresSearch;

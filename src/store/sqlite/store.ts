@@ -67,6 +67,7 @@ export interface SqliteStoreOptions extends IndexParameters {
 
 export class SqliteStore implements ItemStore {
   readonly backend = "sqlite";
+  readonly shared = false;
   readonly db: Database.Database;
   readonly jobs: SqliteJobs;
   private readonly stmts: Statements;

@@ -15,7 +15,7 @@ import type {
   TextSearchResult,
 } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
-import type { ItemStore, ReindexTarget, VectorIndexStats } from "../store/types.ts";
+import type { ItemStore, ReindexTarget, StoreHealth, VectorIndexStats } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 
 export type LibraryState =
@@ -89,6 +89,8 @@ export interface Library {
   switchReindex(): Promise<ReindexStatus>;
   stats(): Promise<LibraryStats>;
   ready(): boolean;
+  /** The store's health: reachable or not, and its index saves that failed (for /metrics). */
+  storeHealth(): StoreHealth;
   /** Why the library is not ready (undefined when it is): for /ready. */
   notReadyReason(): string | undefined;
   /** Persists what the store keeps only in memory (the SQLite backend's HNSW index). */

@@ -107,6 +107,11 @@ export interface VectorIndexStats extends IndexParameters {
 export interface StoreHealth {
   available: boolean;
   reason?: string;
+  /**
+   * Saves of the index files the store keeps that failed in this process (SQLite's HNSW: a
+   * full disk, a write error); absent where the database keeps the index.
+   */
+  indexSaveFailures?: number;
 }
 
 export interface SwapOptions {

@@ -361,7 +361,7 @@ export class SqliteStore implements ItemStore {
   }
 
   health(): StoreHealth {
-    return { available: this.db.open };
+    return { available: this.db.open, indexSaveFailures: this.hnsw.saveFailures };
   }
 
   async flush(): Promise<void> {

@@ -36,7 +36,7 @@ const MiB = 1024 * 1024;
  * table replaced them: key, flag, placeholder, variable, platform variable, scope, default
  * (`<root>` the checkout, `<home>` the home directory). Added on main meanwhile:
  * minDuplicateThreshold, maxFilterValues, maxQueryWindows, maxRequestWindows, sqliteReadWorkers,
- * logFormat; new with the table: --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
+ * logFormat, databaseReadUrl, databaseReadMaxLagMs (read replicas); new with the table: --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
  */
 const BEFORE = `
 modelDir               --model                    dir         LONGCLIP_MODEL_DIR                -    library <root>/models/demo
@@ -66,6 +66,8 @@ hnswEfSearch           --hnsw-ef-search           n           LONGCLIP_HNSW_EF_S
 hnswShards             --hnsw-shards              n           LONGCLIP_HNSW_SHARDS              -    library 1
 indexSaveIntervalMs    --index-save-interval-ms   n           LONGCLIP_INDEX_SAVE_INTERVAL_MS   -    library 30000
 databaseUrl            --database-url             url         LONGCLIP_DATABASE_URL             -    library unset
+databaseReadUrl        --database-read-url        url         LONGCLIP_DATABASE_READ_URL        -    library unset
+databaseReadMaxLagMs   --database-read-max-lag-ms n           LONGCLIP_DATABASE_READ_MAX_LAG_MS -    library 1000
 pgVectorType           --pg-vector-type           type        LONGCLIP_PG_VECTOR_TYPE           -    library halfvec
 jobWorker              --job-worker               on|off|auto LONGCLIP_JOB_WORKER               -    library auto
 jobLeaseMs             --job-lease-ms             n           LONGCLIP_JOB_LEASE_MS             -    library 60000

@@ -54,7 +54,16 @@ export function addSettingOptions(
   keys: readonly SettingKey[] = SERVE_SETTING_KEYS,
 ): Command {
   for (const key of keys) {
-    command.option(`--${flagName(key)} <${placeholder(SETTINGS[key])}>`, settingHelp(key));
+    const spec: SettingSpec = SETTINGS[key];
+    const flag = `--${flagName(key)} <${placeholder(spec)}>`;
+    if (spec.repeatable) {
+      // Given more than once, the values join as the variable's comma-separated list.
+      command.option(flag, `${settingHelp(key)}; repeatable`, (value: string, previous?: string) =>
+        previous === undefined ? value : `${previous},${value}`,
+      );
+    } else {
+      command.option(flag, settingHelp(key));
+    }
   }
   return command;
 }

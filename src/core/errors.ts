@@ -81,6 +81,11 @@ export const ERRORS = {
     status: 400,
     meaning: "converter: a TorchScript archive (only the Python exporter reads those)",
   },
+  checkpoint_too_large: {
+    status: 400,
+    meaning:
+      "converter: a size inside the file past what any CLIP model needs (src/convert/limits.ts)",
+  },
   checkpoint_unsupported: {
     status: 400,
     meaning: "converter: not a CLIP ViT layout it knows (unknown keys, wrong shapes)",

@@ -36,6 +36,8 @@ export interface SettingSpec {
   readonly placeholder?: string;
   /** One line for --help. */
   readonly help: string;
+  /** The flag may be given more than once; the values join as a comma-separated list. */
+  readonly repeatable?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -268,6 +270,24 @@ export const SETTINGS = {
     flag: "database-url",
     placeholder: "url",
     help: "postgres://… to keep the library in PostgreSQL + pgvector instead of the data directory (SQLite)",
+  },
+  databaseReadUrl: {
+    default: undefined,
+    kind: "text",
+    scope: "library",
+    env: "LONGCLIP_DATABASE_READ_URL",
+    flag: "database-read-url",
+    placeholder: "url",
+    repeatable: true,
+    help: "a streaming replica of the --database-url primary that serves searches and item reads (writes and job claims stay on the primary; docs/scaling.md, Read replicas); once per replica, or comma-separated",
+  },
+  databaseReadMaxLagMs: {
+    default: 1000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_DATABASE_READ_MAX_LAG_MS",
+    flag: "database-read-max-lag-ms",
+    help: "with read replicas: a read sees every write any node acknowledged this long before it (its own node's at once); a replica further behind serves none; 0 sends every read to the primary",
   },
   pgVectorType: {
     default: "halfvec",

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { errorOf, idConflict } from "../core/errors.ts";
 import type { IndexInput, IndexResult } from "../core/types.ts";
-import type { ItemStore, StoredItem } from "../store/types.ts";
+import type { ContentMatch, ItemStore } from "../store/types.ts";
 import type { LoadedInput } from "./ingest-inputs.ts";
 
 /** An input this call owns: its content hash and id are claimed until its result is recorded. */
@@ -19,13 +19,9 @@ export interface Job extends LoadedInput {
 }
 
 /** What the store holds of an input's content and id. */
-export interface Lookup {
+export interface Lookup extends ContentMatch {
   sha256: string;
   id: string;
-  /** The stored item with the same content, if any. */
-  existing: StoredItem | undefined;
-  /** Whether the id is taken by a stored item. */
-  idTaken: boolean;
 }
 
 export type ClaimOutcome = { id: string } | { error: { code: string; message: string } };
@@ -59,11 +55,7 @@ export class Claims {
   async lookUp(input: IndexInput, bytes: Buffer): Promise<Lookup> {
     const sha256 = sha256Hex(bytes);
     const id = input.id ?? sha256.slice(0, 32);
-    const [existing, byId] = await Promise.all([
-      this.store.getBySha(sha256),
-      this.store.getById(id),
-    ]);
-    return { sha256, id, existing, idTaken: byId !== undefined };
+    return { sha256, id, ...(await this.store.findContent(sha256, id)) };
   }
 
   /**

@@ -36,6 +36,13 @@ export interface NewItem {
   staged?: { modelId: string; vector: Float32Array };
 }
 
+export interface ContentMatch {
+  /** The stored item with the same content, if any. */
+  existing: StoredItem | undefined;
+  /** Whether a stored item has the id (the one with the same content, or another). */
+  idTaken: boolean;
+}
+
 export type InsertOutcome =
   | { status: "inserted"; label: number }
   | { status: "duplicate"; id: string }
@@ -112,6 +119,28 @@ export interface StoreHealth {
    * full disk, a write error); absent where the database keeps the index.
    */
   indexSaveFailures?: number;
+  /** The database servers a shared store uses, for /ready, /stats and /metrics. */
+  servers?: StoreServer[];
+}
+
+/**
+ * One database server of a shared store: the primary (every write, and the reads no replica
+ * may serve) or a streaming replica (reads, under the rule in postgres/replicas.ts).
+ */
+export interface StoreServer {
+  /** host:port/database, without credentials. */
+  name: string;
+  role: "primary" | "replica";
+  /**
+   * `up`: in use; `lagging`: behind the staleness bound, so not used; `down`: unreachable;
+   * `starting`: not probed yet; `not_a_replica`: the URL names no standby of the primary.
+   */
+  state: "up" | "lagging" | "down" | "starting" | "not_a_replica";
+  reason?: string;
+  /** WAL bytes the replica has still to replay, as of the last probe. */
+  lagBytes?: number;
+  /** Reads it served since this process started (counted where replicas are configured). */
+  reads?: number;
 }
 
 export interface SwapOptions {
@@ -143,6 +172,12 @@ export interface ItemStore {
 
   getById(id: string): Promise<StoredItem | undefined>;
   getBySha(sha256: string): Promise<StoredItem | undefined>;
+  /**
+   * The item with this content and whether the id is taken, read at one moment: another
+   * node's commit is seen whole or not at all (two reads could see it between them and take
+   * the same image under the same id for "a different image").
+   */
+  findContent(sha256: string, id: string): Promise<ContentMatch>;
   /**
    * Makes an upload's bytes durable ahead of its `insertItems`, so the slow part can overlap
    * other work (the SQLite backend writes and fsyncs the file here; Postgres stores the bytes

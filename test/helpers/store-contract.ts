@@ -436,6 +436,25 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("findContent says at once who has the content and whether the id is taken", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel(MODEL);
+        await store.insertItems([newItem(1), newItem(2)], "m1");
+        const same = await store.findContent(newItem(1).sha256, "item-1");
+        assert.equal(same.existing?.id, "item-1");
+        assert.equal(same.idTaken, true);
+        const otherId = await store.findContent(newItem(1).sha256, "fresh-id");
+        assert.deepEqual([otherId.existing?.id, otherId.idTaken], ["item-1", false]);
+        const otherContent = await store.findContent(newItem(9).sha256, "item-2");
+        assert.deepEqual([otherContent.existing, otherContent.idTaken], [undefined, true]);
+        const nothing = await store.findContent(newItem(9).sha256, "item-9");
+        assert.deepEqual([nothing.existing, nothing.idTaken], [undefined, false]);
+      } finally {
+        await store.close();
+      }
+    });
+
     test("reindex staging swaps embeddings at once and drops other models' embeddings", async () => {
       const store = await fresh();
       try {

@@ -175,51 +175,59 @@ function tail(file: string, lines = 15): string {
   }
 }
 
-/** Starts a native server in a new temporary directory; it must be available (findNativePostgres). */
-export async function startNativePostgres(
-  options: NativePostgresOptions = {},
-): Promise<TestPostgres> {
+/** A new temporary directory the server's user owns: `data` (PGDATA) and `server.log` in it. */
+export function newServerDir(prefix = "longclip-pg-"): { base: string; data: string; log: string } {
+  const install = findNativePostgres();
+  if (!install.ok) throw new Error(`native PostgreSQL is not available: ${install.reason}`);
+  const base = mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (install.runAs !== undefined) chownSync(base, install.runAs.uid, install.runAs.gid);
+  return { base, data: path.join(base, "data"), log: path.join(base, "server.log") };
+}
+
+/**
+ * A server binary's command line, run as the server's user (setpriv); with --pdeathsig it dies
+ * with this process.
+ */
+function serverCommand(name: string, args: readonly string[]): [string, string[]] {
   const install = findNativePostgres();
   if (!install.ok) throw new Error(`native PostgreSQL is not available: ${install.reason}`);
   const { bindir, runAs } = install;
-  const base = mkdtempSync(path.join(os.tmpdir(), "longclip-pg-"));
-  const data = path.join(base, "data");
-  const log = path.join(base, "server.log");
-  if (runAs !== undefined) chownSync(base, runAs.uid, runAs.gid);
+  const asUser =
+    runAs === undefined
+      ? []
+      : [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, "--init-groups", "--reset-env"];
+  return ["setpriv", [...asUser, "--pdeathsig", "KILL", "--", path.join(bindir, name), ...args]];
+}
 
-  /** Runs a server binary as the server's user; with setpriv, it dies with this process. */
-  const command = (name: string, args: readonly string[]): [string, string[]] => {
-    const binary = path.join(bindir, name);
-    const asUser =
-      runAs === undefined
-        ? []
-        : [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, "--init-groups", "--reset-env"];
-    return ["setpriv", [...asUser, "--pdeathsig", "KILL", "--", binary, ...args]];
-  };
-  const run = (name: string, args: readonly string[]) => {
-    const [file, argv] = command(name, args);
-    execFileSync(file, argv, { cwd: base, stdio: ["ignore", "pipe", "pipe"] });
-  };
+/** Runs a server binary (initdb, pg_ctl, pg_basebackup) to its end, in `cwd`. */
+export function runServerBinary(cwd: string, name: string, args: readonly string[]): void {
+  const [file, argv] = serverCommand(name, args);
+  execFileSync(file, argv, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+}
 
-  try {
-    run("initdb", [
-      "--pgdata",
-      data,
-      "--username",
-      "postgres",
-      "--auth",
-      "trust",
-      "--encoding",
-      "UTF8",
-      "--locale",
-      "C",
-      "--no-sync",
-    ]);
-  } catch (error) {
-    rmSync(base, { recursive: true, force: true });
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new Error(`initdb failed: ${stderr || (error as Error).message}`);
-  }
+/** A running server process on a data directory, which can be crashed, stopped and restarted. */
+export interface ServerProcess {
+  port: number;
+  url: string;
+  /** `pg_ctl stop -m immediate` (a crash), waiting for the exit. */
+  kill(): Promise<void>;
+  /** `pg_ctl stop -m fast` (a clean shutdown). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port and data directory. */
+  restart(): Promise<void>;
+  pid(): number | undefined;
+}
+
+/**
+ * Starts `postgres` on the data directory `dir.data` (made by initdb or pg_basebackup) on
+ * `options.port` (a free one when 0), logging to `dir.log`. The directory is removed when this
+ * process exits.
+ */
+export async function serveDataDir(
+  dir: { base: string; data: string; log: string },
+  options: NativePostgresOptions = {},
+): Promise<ServerProcess> {
+  const { base, data, log } = dir;
   const settings = { ...TEST_SETTINGS, ...options.settings };
 
   const launch = async (port: number): Promise<Running> => {
@@ -227,7 +235,7 @@ export async function startNativePostgres(
     // No Unix socket: its default directory (/var/run/postgresql) may not exist or be shared.
     args.push("-c", "unix_socket_directories=");
     for (const [name, value] of Object.entries(settings)) args.push("-c", `${name}=${value}`);
-    const [file, argv] = command("postgres", args);
+    const [file, argv] = serverCommand("postgres", args);
     const logFd = openSync(log, "a");
     const child = spawn(file, argv, { cwd: base, stdio: ["ignore", logFd, logFd] });
     closeSync(logFd);
@@ -274,10 +282,17 @@ export async function startNativePostgres(
       }
     }
   }
-  const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
 
   const pgCtlStop = (mode: "fast" | "immediate") =>
-    run("pg_ctl", ["stop", "--pgdata", data, "--mode", mode, "--wait", "--silent"]);
+    runServerBinary(base, "pg_ctl", [
+      "stop",
+      "--pgdata",
+      data,
+      "--mode",
+      mode,
+      "--wait",
+      "--silent",
+    ]);
   const stopRunning = async (mode: "fast" | "immediate") => {
     const running = current;
     if (running === undefined) return;
@@ -291,7 +306,7 @@ export async function startNativePostgres(
     await running.exited;
     current = undefined;
   };
-  const entry = {
+  live.add({
     stopNow() {
       if (current !== undefined && current.child.exitCode === null) {
         try {
@@ -302,29 +317,51 @@ export async function startNativePostgres(
       }
       rmSync(base, { recursive: true, force: true });
     },
-  };
-  live.add(entry);
-
-  await createVectorExtension(url);
+  });
 
   return {
-    url,
     port,
-    kind: "native",
-    async kill() {
-      await stopRunning("immediate");
-    },
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    kill: () => stopRunning("immediate"),
+    stop: () => stopRunning("fast"),
     async restart() {
       if (current !== undefined) throw new Error("the test PostgreSQL is already running");
       current = await launch(port);
     },
-    reset: () => dropProductSchema(url),
-    pid() {
-      return current?.child.pid;
-    },
-    async stop() {
-      await stopRunning("fast");
-    },
-    logFile: log,
+    pid: () => current?.child.pid,
+  };
+}
+
+/** Starts a native server in a new temporary directory; it must be available (findNativePostgres). */
+export async function startNativePostgres(
+  options: NativePostgresOptions = {},
+): Promise<TestPostgres> {
+  const dir = newServerDir();
+  try {
+    runServerBinary(dir.base, "initdb", [
+      "--pgdata",
+      dir.data,
+      "--username",
+      "postgres",
+      "--auth",
+      "trust",
+      "--encoding",
+      "UTF8",
+      "--locale",
+      "C",
+      "--no-sync",
+    ]);
+  } catch (error) {
+    rmSync(dir.base, { recursive: true, force: true });
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+    throw new Error(`initdb failed: ${stderr || (error as Error).message}`);
+  }
+  const server = await serveDataDir(dir, options);
+  await createVectorExtension(server.url);
+  return {
+    ...server,
+    kind: "native",
+    reset: () => dropProductSchema(server.url),
+    logFile: dir.log,
   };
 }

@@ -5,7 +5,7 @@
  */
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem } from "../types.ts";
-import type { Db } from "./db.ts";
+import type { Reads } from "./db.ts";
 import { appendFilter } from "./filter-sql.ts";
 import { type HnswIndexSettings, indexedExpression } from "./hnsw-index.ts";
 import { type ItemRow, toItem, vectorParam } from "./rows.ts";
@@ -18,7 +18,7 @@ export interface PostgresSearchSettings extends HnswIndexSettings {
 
 export class PostgresSearch {
   constructor(
-    private readonly db: Db,
+    private readonly reads: Reads,
     private readonly ready: () => Promise<void>,
     private readonly settings: PostgresSearchSettings,
   ) {}
@@ -40,7 +40,7 @@ export class PostgresSearch {
     };
     const limit = this.settings.exactFilterLimit;
     await this.ready();
-    const rows = await this.db.transaction(async (client) => {
+    const rows = await this.reads.transaction(async (client) => {
       // ef_search at least k (pgvector returns at most ef_search rows); with a filter, the
       // iterative scan keeps reading the graph until k rows pass it. Zone-less dates are UTC.
       await client.query(
@@ -84,7 +84,7 @@ export class PostgresSearch {
       ${filter ? `WHERE ${filter.where}` : ""}
       ORDER BY matched.score DESC, label LIMIT $${params.length}`;
     await this.ready();
-    const { rows } = await this.db.query<ItemRow & { score: number }>(sql, params);
+    const { rows } = await this.reads.query<ItemRow & { score: number }>(sql, params);
     return rows.map((row) => ({ item: toItem(row), score: row.score }));
   }
 }

@@ -18,6 +18,7 @@ import Database from "better-sqlite3";
 import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import type {
+  ContentMatch,
   EmbeddingRow,
   IndexParameters,
   InsertOutcome,
@@ -156,6 +157,17 @@ export class SqliteStore implements ItemStore {
   async getBySha(sha256: string): Promise<StoredItem | undefined> {
     const row = this.stmts.bySha.get(sha256);
     return row === undefined ? undefined : toItem(row);
+  }
+
+  /** Both reads in one transaction: one snapshot, whoever else has the file open. */
+  async findContent(sha256: string, id: string): Promise<ContentMatch> {
+    return this.db.transaction(() => {
+      const bySha = this.stmts.bySha.get(sha256);
+      return {
+        existing: bySha === undefined ? undefined : toItem(bySha),
+        idTaken: this.stmts.byId.get(id) !== undefined,
+      };
+    })();
   }
 
   /** The original is written, fsynced and renamed into place before the item's commit. */

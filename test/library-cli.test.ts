@@ -140,8 +140,11 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
     assert.match(text.out(), /^ {2}1 {2}-?\d\.\d{4} {2}\S+ {2}\/.*\.png$/m);
 
     const bad = io();
-    assert.equal(await runSearch("x", { ...flags, k: "0" }, bad.io), 1);
-    assert.match(bad.err(), /error \[k_out_of_range\]/);
+    assert.equal(await runSearch("x", { ...flags, k: "0" }, bad.io), 2, "a usage error");
+    assert.match(bad.err(), /error \[invalid_setting\]: --k /);
+    const tooMany = io();
+    assert.equal(await runSearch("x", { ...flags, k: "100000" }, tooMany.io), 2);
+    assert.match(tooMany.err(), /error \[k_out_of_range\]/);
 
     // Options: the second page of the exact ranking, and a cutoff, match the full ranking.
     const all = io();
@@ -179,7 +182,7 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
       ],
     );
     const badFilter = io();
-    assert.equal(await runSearch("x", { ...flags, filter: ["n>soon"] }, badFilter.io), 1);
+    assert.equal(await runSearch("x", { ...flags, filter: ["n>soon"] }, badFilter.io), 2);
     assert.match(badFilter.err(), /validation_failed.*filter\.n\.\$gt/);
   });
 
@@ -226,8 +229,8 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
     assert.equal(await runSearch("zorblat", { ...flags, mode: "hybrid", k: "1" }, hybrid.io), 0);
     assert.match(hybrid.out(), /\(vector #1, keyword #[1-3]\)$/m);
     const bad = io();
-    assert.equal(await runSearch("x", { ...flags, mode: "fuzzy" }, bad.io), 1);
-    assert.match(bad.err(), /\[validation_failed\].*vector, keyword or hybrid/);
+    assert.equal(await runSearch("x", { ...flags, mode: "fuzzy" }, bad.io), 2);
+    assert.match(bad.err(), /\[invalid_setting\]: --mode is vector, keyword, hybrid/);
 
     // Whatever the tiny model scores, the groups are those of the pairs at the threshold.
     const dupes = io();

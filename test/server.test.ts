@@ -230,10 +230,10 @@ describe("longclip serve", () => {
     );
   });
 
-  test("PORT and HOST count when LONGCLIP_PORT and LONGCLIP_HOST are unset", () => {
+  test("PORT counts when LONGCLIP_PORT is unset; HOST, which shells export, does not", () => {
     const platform = loadSettings({}, { PORT: "3000", HOST: "0.0.0.0" });
     assert.equal(platform.port, 3000);
-    assert.equal(platform.host, "0.0.0.0");
+    assert.equal(platform.host, DEFAULT_SETTINGS.host);
     const both = loadSettings({}, { PORT: "3000", LONGCLIP_PORT: "7000", HOST: "0.0.0.0" });
     assert.equal(both.port, 7000, "LONGCLIP_PORT wins over PORT");
     assert.equal(loadSettings({}, { PORT: "", LONGCLIP_PORT: "" }).port, DEFAULT_SETTINGS.port);
@@ -274,7 +274,6 @@ describe("longclip serve", () => {
     const env = {
       LONGCLIP_API_KEY: "env-key",
       PORT: "0",
-      HOST: "127.0.0.1",
       LONGCLIP_PORT: "",
       LONGCLIP_HOST: "",
     };

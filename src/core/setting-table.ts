@@ -64,7 +64,7 @@ export const SETTINGS = {
     kind: "text",
     scope: "server",
     env: "LONGCLIP_HOST",
-    platformEnv: "HOST",
+    // Not HOST: shells export it with the machine's name, which would silently move the server.
     flag: "host",
     placeholder: "host",
     help: "address to listen on",
@@ -239,12 +239,12 @@ export const SETTINGS = {
     help: "HNSW candidates kept while inserting",
   },
   hnswEfSearch: {
-    default: 100,
+    default: 0,
     kind: "integer",
     scope: "library",
     env: "LONGCLIP_HNSW_EF_SEARCH",
     flag: "hnsw-ef-search",
-    help: "HNSW candidates kept while searching: trades speed for recall",
+    help: "HNSW candidates kept while searching, on both backends: trades speed for recall; 0 = chosen per search from k + offset and the index size (src/vector-index/ef-search.ts)",
   },
   hnswShards: {
     default: 1,
@@ -298,6 +298,22 @@ export const SETTINGS = {
     flag: "pg-vector-type",
     placeholder: "type",
     help: "what pgvector's HNSW index stores: halfvec (half the memory) or vector",
+  },
+  pgBuildMemoryMb: {
+    default: 0,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_PG_BUILD_MEMORY_MB",
+    flag: "pg-build-memory-mb",
+    help: "maintenance_work_mem (MiB) of a pgvector HNSW build; 0 = the graph's estimated size, so the build stays in memory (docs/scaling.md)",
+  },
+  pgBuildWorkers: {
+    default: 0,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_PG_BUILD_WORKERS",
+    flag: "pg-build-workers",
+    help: "max_parallel_maintenance_workers of a pgvector HNSW build; 0 = the server's own setting",
   },
   jobWorker: {
     default: "auto",

@@ -46,7 +46,7 @@ export function requireModel(
   return held;
 }
 
-/** The HNSW index's statistics: its parameters, slots allocated and vectors searchable. */
+/** The HNSW index's statistics: parameters (efSearch as a search uses it now), slots, vectors. */
 export function hnswStats(
   parameters: IndexParameters,
   capacity: number,

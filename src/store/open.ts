@@ -25,6 +25,8 @@ export async function openStore(
       readMaxLagMs: settings.databaseReadMaxLagMs,
       ...parameters,
       vectorType: settings.pgVectorType,
+      buildMemoryMb: settings.pgBuildMemoryMb,
+      buildWorkers: settings.pgBuildWorkers,
     });
   }
   if (readUrls.length > 0) {

@@ -13,6 +13,7 @@ import {
   chownSync,
   closeSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -146,6 +147,12 @@ export interface NativePostgresOptions {
   port?: number;
   /** Server settings on top of TEST_SETTINGS (e.g. fsync "on" for a benchmark). */
   settings?: Readonly<Record<string, string>>;
+  /**
+   * A directory kept between runs (a benchmark's cache): its cluster is reused when it has
+   * one (initdb otherwise), shut down cleanly and never removed. Absent: a new temporary
+   * directory, removed when this process exits.
+   */
+  keepDir?: string;
 }
 
 interface Running {
@@ -229,6 +236,10 @@ export async function serveDataDir(
 ): Promise<ServerProcess> {
   const { base, data, log } = dir;
   const settings = { ...TEST_SETTINGS, ...options.settings };
+  const kept = options.keepDir !== undefined;
+  const removeBase = () => {
+    if (!kept) rmSync(base, { recursive: true, force: true });
+  };
 
   const launch = async (port: number): Promise<Running> => {
     const args = ["-D", data, "-p", String(port), "-c", "listen_addresses=127.0.0.1"];
@@ -277,7 +288,7 @@ export async function serveDataDir(
       // Another process took the free port between the check and the bind: try another.
       const taken = /could not bind|Address already in use/.test(String(error));
       if (options.port || !taken || attempt >= 3) {
-        rmSync(base, { recursive: true, force: true });
+        removeBase();
         throw error;
       }
     }
@@ -310,12 +321,13 @@ export async function serveDataDir(
     stopNow() {
       if (current !== undefined && current.child.exitCode === null) {
         try {
-          pgCtlStop("immediate");
+          // A kept cluster is shut down cleanly: no crash recovery at its next start.
+          pgCtlStop(kept ? "fast" : "immediate");
         } catch {
           current.child.kill("SIGKILL");
         }
       }
-      rmSync(base, { recursive: true, force: true });
+      removeBase();
     },
   });
 
@@ -332,12 +344,23 @@ export async function serveDataDir(
   };
 }
 
-/** Starts a native server in a new temporary directory; it must be available (findNativePostgres). */
+/**
+ * Starts a native server in a new temporary directory, or on the cluster kept in
+ * `options.keepDir`; it must be available (findNativePostgres).
+ */
 export async function startNativePostgres(
   options: NativePostgresOptions = {},
 ): Promise<TestPostgres> {
-  const dir = newServerDir();
+  const dir = options.keepDir === undefined ? newServerDir() : keptServerDir(options.keepDir);
+  if (!existsSync(path.join(dir.data, "PG_VERSION")))
+    initCluster(dir, options.keepDir !== undefined);
+  return startedOn(dir, options);
+}
+
+/** initdb in `dir.data` (emptied first); a directory not `kept` is removed when it fails. */
+function initCluster(dir: { base: string; data: string }, kept: boolean): void {
   try {
+    rmSync(dir.data, { recursive: true, force: true });
     runServerBinary(dir.base, "initdb", [
       "--pgdata",
       dir.data,
@@ -352,10 +375,27 @@ export async function startNativePostgres(
       "--no-sync",
     ]);
   } catch (error) {
-    rmSync(dir.base, { recursive: true, force: true });
+    if (!kept) rmSync(dir.base, { recursive: true, force: true });
     const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
     throw new Error(`initdb failed: ${stderr || (error as Error).message}`);
   }
+}
+
+/** `keepDir` made (if new) and owned by the server's user, as newServerDir's layout. */
+function keptServerDir(keepDir: string): { base: string; data: string; log: string } {
+  const install = findNativePostgres();
+  if (!install.ok) throw new Error(`native PostgreSQL is not available: ${install.reason}`);
+  const base = path.resolve(keepDir);
+  mkdirSync(base, { recursive: true });
+  if (install.runAs !== undefined) chownSync(base, install.runAs.uid, install.runAs.gid);
+  return { base, data: path.join(base, "data"), log: path.join(base, "server.log") };
+}
+
+/** The server on `dir`'s cluster, with pgvector created, as the test Postgres handle. */
+async function startedOn(
+  dir: { base: string; data: string; log: string },
+  options: NativePostgresOptions,
+): Promise<TestPostgres> {
   const server = await serveDataDir(dir, options);
   await createVectorExtension(server.url);
   return {

@@ -35,7 +35,8 @@ export interface Reads {
     params?: unknown[],
     accept?: (result: pg.QueryResult<R>) => boolean,
   ): Promise<pg.QueryResult<R>>;
-  transaction<T>(work: (client: Queryable) => Promise<T>): Promise<T>;
+  /** `prelude`: statements without parameters (e.g. SET LOCAL) sent with the BEGIN. */
+  transaction<T>(work: (client: Queryable) => Promise<T>, prelude?: string): Promise<T>;
 }
 
 /** A WAL position (`16/B374D848`) as a number, for comparing positions. */
@@ -49,8 +50,10 @@ export async function inTransaction<C extends Queryable, T>(
   client: C,
   work: (client: C) => Promise<T>,
   commit = "COMMIT",
+  prelude?: string,
 ): Promise<{ result: T; committed: pg.QueryResult | pg.QueryResult[] }> {
-  await client.query("BEGIN");
+  // The prelude rides with the BEGIN: one round trip.
+  await client.query(prelude === undefined ? "BEGIN" : `BEGIN; ${prelude}`);
   try {
     const result = await work(client);
     return { result, committed: await client.query(commit) };
@@ -136,11 +139,16 @@ export class Db {
     }
   }
 
-  /** Runs `work` in one transaction on one connection; rolls back if it throws. */
-  transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` in one transaction on one connection; rolls back if it throws. `prelude`
+   * (statements without parameters, e.g. SET LOCAL) is sent with the BEGIN, in one round trip.
+   */
+  transaction<T>(work: (client: pg.PoolClient) => Promise<T>, prelude?: string): Promise<T> {
     return this.withClient(async (client) => {
-      if (!this.options.trackWrites) return (await inTransaction(client, work)).result;
-      const { result, committed } = await inTransaction(client, work, TRACKED_COMMIT);
+      if (!this.options.trackWrites) {
+        return (await inTransaction(client, work, "COMMIT", prelude)).result;
+      }
+      const { result, committed } = await inTransaction(client, work, TRACKED_COMMIT, prelude);
       const [wrote, , position] = committed as pg.QueryResult[];
       if (wrote?.rows[0]?.wrote === true) this.noteWrite(position?.rows[0]?.lsn);
       return result;

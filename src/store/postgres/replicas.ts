@@ -139,11 +139,11 @@ export class ReplicaReads implements Reads {
     return served !== undefined ? served.value : this.primary.query<R>(sql, params);
   }
 
-  async transaction<T>(work: (client: Queryable) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (client: Queryable) => Promise<T>, prelude?: string): Promise<T> {
     const served = await this.onReplica(
-      async (client) => (await inTransaction(client, work)).result,
+      async (client) => (await inTransaction(client, work, "COMMIT", prelude)).result,
     );
-    return served !== undefined ? served.value : this.primary.transaction(work);
+    return served !== undefined ? served.value : this.primary.transaction(work, prelude);
   }
 
   /** The primary and each replica: whether it serves reads now, how far behind, reads served. */

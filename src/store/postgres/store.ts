@@ -61,6 +61,9 @@ export interface PostgresStoreOptions extends IndexParameters, HnswIndexSettings
   /** Filtered searches with at most this many matching items scan them exactly (default
    * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure the index alone). */
   exactFilterLimit?: number;
+  /** Candidates per result re-ranked by the full vectors with a halfvec index (bench:scale
+   * sets 1 to measure without the re-rank; default RERANK_FACTOR). */
+  rerankFactor?: number;
 }
 
 const ITEMS_AFTER = `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label > $1 ORDER BY label LIMIT $2`;
@@ -435,7 +438,8 @@ export class PostgresStore implements ItemStore {
     const model = await this.model();
     const size = model === undefined ? 0 : await this.countEmbeddings(model.modelId);
     // The database's index holds every row: as many slots as vectors.
-    return hnswStats(this.options, size, size);
+    const efSearch = await this.search.efSearch(10);
+    return hnswStats({ ...this.options, efSearch }, size, size);
   }
 
   health(): StoreHealth {

@@ -12,10 +12,12 @@
  *
  * better-sqlite3 is synchronous: the methods are async only to fit the seam.
  */
+
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { Filter } from "../../core/types.ts";
+import { efSearchFor } from "../../vector-index/ef-search.ts";
 import { hnswStats, type LiveEmbedding, liveEmbedding } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import type {
@@ -353,7 +355,10 @@ export class SqliteStore implements ItemStore {
 
   async indexStats(): Promise<VectorIndexStats> {
     const index = this.hnsw.loaded();
-    return hnswStats(this.options, index?.capacity ?? 0, index?.size ?? 0);
+    // What a 10-result search uses now: each shard sizes its list by its own graph.
+    const shardSize = (index?.size ?? 0) / Math.max(1, this.options.hnswShards ?? 1);
+    const efSearch = efSearchFor(10, shardSize, this.options.efSearch);
+    return hnswStats({ ...this.options, efSearch }, index?.capacity ?? 0, index?.size ?? 0);
   }
 
   health(): StoreHealth {

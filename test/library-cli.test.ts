@@ -10,8 +10,8 @@ import { parseFilter, parseMeta, runIndex, runReindex, runSearch } from "../src/
 import { isAppError } from "../src/core/errors.ts";
 import { collectImageFiles } from "../src/library/files.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
+import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 const root = tempDir("library-cli-test-");
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -102,9 +102,9 @@ describe("collectImageFiles", () => {
   });
 });
 
-describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("index, search, reindex commands", () => {
   test("index reports failures and skips what is indexed; search prints ranked hits", async () => {
-    const flags = { model: tinyModelDir(), data: path.join(root, "data"), threads: "1" };
+    const flags = { model: demoModelWithoutGallery(), data: path.join(root, "data"), threads: "1" };
     const first = io();
     assert.equal(await runIndex([photos], { ...flags, meta: ["album=trip"] }, first.io), 1);
     assert.match(first.err(), /indexed 3, already indexed 1, failed 1 of 5 files/);
@@ -187,7 +187,11 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
   });
 
   test("after a model change, search says to reindex, and reindex fixes it", async () => {
-    const flags = { model: tinyModelDir(), data: path.join(root, "data2"), threads: "1" };
+    const flags = {
+      model: demoModelWithoutGallery(),
+      data: path.join(root, "data2"),
+      threads: "1",
+    };
     assert.equal(await runIndex([path.join(photos, "a.png")], flags, io().io), 0);
     const store = new SqliteStore({
       dataDir: flags.data,
@@ -212,7 +216,11 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
   });
 
   test("search --mode keyword and hybrid; duplicates lists near-duplicate groups", async () => {
-    const flags = { model: tinyModelDir(), data: path.join(root, "data3"), threads: "1" };
+    const flags = {
+      model: demoModelWithoutGallery(),
+      data: path.join(root, "data3"),
+      threads: "1",
+    };
     const dir = path.join(root, "near");
     mkdirSync(dir);
     const original = await patternPng(5, 96);

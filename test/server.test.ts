@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -19,11 +19,11 @@ import { isAppError } from "../src/core/errors.ts";
 import { DEFAULT_SETTINGS, loadSettings, PROJECT_ROOT } from "../src/core/settings.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
 import { multipart, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
-import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
+import { demoModelWithoutGallery, sampleImage } from "./helpers/demo-model.ts";
 
 type S = components["schemas"];
 
-const image = (name: string) => readFileSync(path.join(TINY_DIR, "images", name));
+const image = sampleImage;
 
 /** `n` different PNGs (random pixels), so no upload is a duplicate of another. */
 function distinctPngs(n: number): Promise<Buffer[]> {
@@ -37,7 +37,7 @@ function distinctPngs(n: number): Promise<Buffer[]> {
   );
 }
 
-describe("listening server", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("listening server", () => {
   let server: TestServer;
   const key = "listen-key";
 
@@ -266,11 +266,9 @@ describe("longclip serve", () => {
     );
   });
 
-  test("serves on PORT, shuts down on SIGTERM, keeps the data across restarts", {
-    skip: SKIP_WITHOUT_SHARED,
-  }, async () => {
+  test("serves on PORT, shuts down on SIGTERM, keeps the data across restarts", async () => {
     const data = tempDir("longclip-serve-data-");
-    const args = ["--model", tinyModelDir(), "--data", data, "--threads", "1"];
+    const args = ["--model", demoModelWithoutGallery(), "--data", data, "--threads", "1"];
     const env = {
       LONGCLIP_API_KEY: "env-key",
       PORT: "0",
@@ -305,11 +303,18 @@ describe("longclip serve", () => {
     }
   });
 
-  test("SIGTERM loses nothing acknowledged: in-flight uploads finish, the index is saved", {
-    skip: SKIP_WITHOUT_SHARED,
-  }, async () => {
+  test("SIGTERM loses nothing acknowledged: in-flight uploads finish, the index is saved", async () => {
     const data = tempDir("longclip-sigterm-data-");
-    const args = ["--model", tinyModelDir(), "--data", data, "--threads", "1", "--port", "0"];
+    const args = [
+      "--model",
+      demoModelWithoutGallery(),
+      "--data",
+      data,
+      "--threads",
+      "1",
+      "--port",
+      "0",
+    ];
     const pngs = await distinctPngs(5);
     const parts = (from: number, to: number) =>
       pngs.slice(from, to).map((png, i) => ({

@@ -166,7 +166,11 @@ export const ERRORS = {
   internal_error: { status: 500, meaning: "an unexpected error: a bug, the server log has it" },
   encoder_failed: { status: 500, meaning: "the encoder (ONNX Runtime) failed" },
   cuda_unavailable: { status: 500, meaning: "--device cuda, but CUDA cannot be used here" },
-  model_invalid: { status: 500, meaning: "a model directory that breaks the model format" },
+  model_invalid: {
+    status: 500,
+    otherStatuses: [400],
+    meaning: "a model directory that breaks the model format (400 when a request names it)",
+  },
   preprocess_failed: { status: 500, meaning: "an image preprocessing worker failed" },
   thumbnail_failed: { status: 500, meaning: "a stored image could not be made into a thumbnail" },
   tokenizer_invalid: { status: 500, meaning: "the tokenizer files are missing or inconsistent" },

@@ -144,6 +144,10 @@ export class Generations {
       return;
     }
     if (this.blueGreen.isRunning()) return;
+    if (target.failed !== undefined) {
+      await this.blueGreen.drop(); // failed for its model: shown by GET /reindex, never resumed
+      return;
+    }
     if (Date.now() - target.heartbeatAt > STALE_MS) await this.blueGreen.resume(target);
     else await this.blueGreen.follow(target);
   }

@@ -7,6 +7,7 @@
  * An item, its embedding and (for uploads) its original bytes are committed together: when
  * `insertItems` resolves, they are durable, and a crash never leaves half an item.
  */
+import type { ErrorInfo } from "../core/errors.ts";
 import type { Filter, Item, Metadata } from "../core/types.ts";
 import type { JobStore } from "./jobs.ts";
 
@@ -69,6 +70,8 @@ export interface ReindexTarget extends ModelInfo {
   heartbeatAt: number;
   /** Every item has a staged embedding (manual mode waits here). */
   complete: boolean;
+  /** The run failed for its model (it loads no more, or its graph disagrees): never resumed. */
+  failed?: ErrorInfo;
 }
 
 export interface NearestQuery {

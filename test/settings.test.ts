@@ -41,7 +41,7 @@ const MiB = 1024 * 1024;
 const BEFORE = `
 modelDir               --model                    dir         LONGCLIP_MODEL_DIR                -    library <root>/models/demo
 dataDir                --data                     dir         LONGCLIP_DATA_DIR                 -    library <root>/data
-host                   --host                     host        LONGCLIP_HOST                     HOST server  127.0.0.1
+host                   --host                     host        LONGCLIP_HOST                     -    server  127.0.0.1
 port                   --port                     n           LONGCLIP_PORT                     PORT server  8080
 device                 --device                   device      LONGCLIP_DEVICE                   -    library cpu
 threads                --threads                  n           LONGCLIP_THREADS                  -    library 0

@@ -140,20 +140,6 @@ export function runScript(name: string, main: (argv: string[]) => Promise<number
   );
 }
 
-/**
- * Settings from flags for a command's action; on a bad flag prints the error, sets exit
- * code 2 (a usage error) and returns undefined.
- */
-export function settingsOrUsageError(flags: Record<string, unknown>): Settings | undefined {
-  try {
-    return settingsFromFlags(flags);
-  } catch (error) {
-    process.stderr.write(errorMessage(error));
-    process.exitCode = 2;
-    return undefined;
-  }
-}
-
 export interface CliError {
   code: string;
   message: string;

@@ -54,6 +54,11 @@ export const ERRORS = {
   not_a_file: { status: 400, meaning: "a path that is not a regular file" },
   empty_job: { status: 400, meaning: "a job's paths hold no image files" },
   invalid_setting: { status: 400, meaning: "a flag or variable with a value its setting refuses" },
+  usage: { status: 400, meaning: "a command line a command cannot run: unknown flag, no argument" },
+  invalid_port: {
+    status: 400,
+    meaning: "`longclip serve`: a port out of 0-65535, or below 1024 without privileges",
+  },
   bad_input: { status: 400, meaning: "a line of `longclip embed`'s input that is not its JSON" },
   image_not_found: { status: 400, meaning: "`longclip embed` cannot read an image file" },
   model_unknown: { status: 400, meaning: "`longclip pull`: no registry name, repository or URL" },
@@ -127,6 +132,7 @@ export const ERRORS = {
   id_conflict: { status: 409, meaning: "the id is taken by an item with another image" },
   image_changed: { status: 409, meaning: "a file indexed by path changed since it was indexed" },
   file_changed: { status: 409, meaning: "a file changed while it was being read" },
+  port_in_use: { status: 409, meaning: "`longclip serve`: another program listens on the port" },
   no_reindex: {
     status: 409,
     otherStatuses: [404],
@@ -160,7 +166,11 @@ export const ERRORS = {
   internal_error: { status: 500, meaning: "an unexpected error: a bug, the server log has it" },
   encoder_failed: { status: 500, meaning: "the encoder (ONNX Runtime) failed" },
   cuda_unavailable: { status: 500, meaning: "--device cuda, but CUDA cannot be used here" },
-  model_invalid: { status: 500, meaning: "a model directory that breaks the model format" },
+  model_invalid: {
+    status: 500,
+    otherStatuses: [400],
+    meaning: "a model directory that breaks the model format (400 when a request names it)",
+  },
   preprocess_failed: { status: 500, meaning: "an image preprocessing worker failed" },
   thumbnail_failed: { status: 500, meaning: "a stored image could not be made into a thumbnail" },
   tokenizer_invalid: { status: 500, meaning: "the tokenizer files are missing or inconsistent" },
@@ -168,6 +178,11 @@ export const ERRORS = {
 
   download_failed: { status: 502, meaning: "a model download failed (it resumes when run again)" },
   download_corrupt: { status: 502, meaning: "a download is not the published file (size, hash)" },
+  host_unreachable: { status: 502, meaning: "a download's host cannot be reached (DNS, refused)" },
+  hub_unreachable: {
+    status: 502,
+    meaning: "the model hub cannot be reached: see LONGCLIP_HUB_URL",
+  },
 
   not_ready: { status: 503, meaning: "the library is loading or the server is shutting down" },
   library_closed: { status: 503, meaning: "the library is shutting down" },

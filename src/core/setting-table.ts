@@ -64,7 +64,7 @@ export const SETTINGS = {
     kind: "text",
     scope: "server",
     env: "LONGCLIP_HOST",
-    platformEnv: "HOST",
+    // Not HOST: shells export it with the machine's name, which would silently move the server.
     flag: "host",
     placeholder: "host",
     help: "address to listen on",

@@ -178,6 +178,11 @@ export const ERRORS = {
 
   download_failed: { status: 502, meaning: "a model download failed (it resumes when run again)" },
   download_corrupt: { status: 502, meaning: "a download is not the published file (size, hash)" },
+  host_unreachable: { status: 502, meaning: "a download's host cannot be reached (DNS, refused)" },
+  hub_unreachable: {
+    status: 502,
+    meaning: "the model hub cannot be reached: see LONGCLIP_HUB_URL",
+  },
 
   not_ready: { status: 503, meaning: "the library is loading or the server is shutting down" },
   library_closed: { status: 503, meaning: "the library is shutting down" },

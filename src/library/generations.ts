@@ -185,8 +185,7 @@ export class Generations {
   async acrossSwitch<T>(work: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const live = this.current;
-      if (this.blueGreen.next !== undefined && this.host.store.backend !== "sqlite")
-        await this.followSwitch();
+      if (this.blueGreen.next !== undefined && this.host.store.shared) await this.followSwitch();
       try {
         const result = await work();
         if (this.current === live || attempt >= 3) return result;

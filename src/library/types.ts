@@ -15,7 +15,13 @@ import type {
   TextSearchResult,
 } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
-import type { ItemStore, ReindexTarget, StoreServer, VectorIndexStats } from "../store/types.ts";
+import type {
+  ItemStore,
+  ReindexTarget,
+  StoreHealth,
+  StoreServer,
+  VectorIndexStats,
+} from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 
 export type LibraryState =
@@ -89,6 +95,8 @@ export interface Library {
   switchReindex(): Promise<ReindexStatus>;
   stats(): Promise<LibraryStats>;
   ready(): boolean;
+  /** The store's health: reachable or not, and its index saves that failed (for /metrics). */
+  storeHealth(): StoreHealth;
   /** Why the library is not ready (undefined when it is): for /ready. */
   notReadyReason(): string | undefined;
   /** The database servers a shared store uses and their state (none for the embedded store). */

@@ -117,6 +117,11 @@ export interface VectorIndexStats extends IndexParameters {
 export interface StoreHealth {
   available: boolean;
   reason?: string;
+  /**
+   * Saves of the index files the store keeps that failed in this process (SQLite's HNSW: a
+   * full disk, a write error); absent where the database keeps the index.
+   */
+  indexSaveFailures?: number;
   /** The database servers a shared store uses, for /ready, /stats and /metrics. */
   servers?: StoreServer[];
 }
@@ -151,7 +156,14 @@ export interface SwapOptions {
 }
 
 export interface ItemStore {
+  /** Which backend this is: for reports (stats, logs) only; behaviour asks the capabilities. */
   readonly backend: "sqlite" | "postgres";
+  /**
+   * Several processes (API nodes, workers) may use this store at once: what another process
+   * did (a model switch, a claimed job) is seen only by asking the store. False when one
+   * process owns it, as the embedded default does.
+   */
+  readonly shared: boolean;
   /** Jobs: bulk indexing work that workers claim in chunks. */
   readonly jobs: JobStore;
 

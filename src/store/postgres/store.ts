@@ -17,8 +17,9 @@
  */
 
 import type pg from "pg";
-import { AppError, storeModelMismatch } from "../../core/errors.ts";
+import { AppError } from "../../core/errors.ts";
 import type { Filter } from "../../core/types.ts";
+import { hnswStats, liveEmbedding, requireModel } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type {
@@ -83,6 +84,7 @@ function checkUrl(url: string, flag: string): void {
 
 export class PostgresStore implements ItemStore {
   readonly backend = "postgres";
+  readonly shared = true;
   readonly jobs: PostgresJobs;
   private readonly db: Db;
   /** Where searches and item reads go: replicas in front of the primary, or the primary. */
@@ -276,11 +278,7 @@ export class PostgresStore implements ItemStore {
         current = row.rows[0]?.value;
       }
       for (const entry of entries) {
-        const switched =
-          entry.staged !== undefined && entry.staged.modelId === current && current !== modelId;
-        const live = switched
-          ? (entry.staged as { modelId: string; vector: Float32Array })
-          : undefined;
+        const live = liveEmbedding(entry, modelId, current);
         // ON CONFLICT DO NOTHING waits for a concurrent insert of the same hash or id (another
         // node) to commit or roll back, then skips: the unique constraints decide, not a read.
         const inserted = await client.query<{ label: number }>(
@@ -297,16 +295,16 @@ export class PostgresStore implements ItemStore {
             entry.bytes,
             entry.source,
             entry.path ?? null,
-            live?.modelId ?? modelId,
-            vectorParam(live?.vector ?? entry.vector),
+            live.modelId,
+            vectorParam(live.vector),
           ],
         );
         const label = inserted.rows[0]?.label;
         if (label !== undefined) {
-          if (entry.staged !== undefined && !switched) {
+          if (live.staged !== undefined) {
             await client.query(
               "INSERT INTO longclip.embeddings_staging (label, model_id, embedding) VALUES ($1, $2, $3::vector)",
-              [label, entry.staged.modelId, vectorParam(entry.staged.vector)],
+              [label, live.staged.modelId, vectorParam(live.staged.vector)],
             );
           }
           if (entry.original !== undefined) {
@@ -374,11 +372,8 @@ export class PostgresStore implements ItemStore {
   }
 
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
-    const model = this.knownModel?.modelId === modelId ? this.knownModel : await this.model();
-    if (model?.modelId !== modelId) {
-      throw storeModelMismatch("database", model?.modelId, modelId);
-    }
-    return this.search.nearest(query, model);
+    const known = this.knownModel?.modelId === modelId ? this.knownModel : await this.model();
+    return this.search.nearest(query, requireModel("database", known, modelId));
   }
 
   async keywordSearch(query: KeywordQuery): Promise<ScoredItem[]> {
@@ -442,15 +437,9 @@ export class PostgresStore implements ItemStore {
   async indexStats(): Promise<VectorIndexStats> {
     const model = await this.model();
     const size = model === undefined ? 0 : await this.countEmbeddings(model.modelId);
-    return {
-      type: "hnsw",
-      space: "cosine",
-      m: this.options.m,
-      efConstruction: this.options.efConstruction,
-      efSearch: await this.search.efSearch(10),
-      capacity: size,
-      size,
-    };
+    // The database's index holds every row: as many slots as vectors.
+    const efSearch = await this.search.efSearch(10);
+    return hnswStats({ ...this.options, efSearch }, size, size);
   }
 
   health(): StoreHealth {

@@ -24,6 +24,7 @@ import type {
   IndexInput,
   IndexResult,
   Item,
+  ItemOrder,
   Page,
   SearchOptions,
   TextOptions,
@@ -347,9 +348,9 @@ export class LongclipLibrary implements Library {
     return (await this.store.deleteById(id)) !== undefined;
   }
 
-  async listItems(cursor: string | null, limit: number): Promise<Page<Item>> {
+  async listItems(cursor: string | null, limit: number, order?: ItemOrder): Promise<Page<Item>> {
     this.assertOpen();
-    return this.items.list(cursor, limit);
+    return this.items.list(cursor, limit, order);
   }
 
   // ---------------------------------------------------------------- reindex

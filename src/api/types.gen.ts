@@ -164,7 +164,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List stored items, oldest first, with cursor pagination. */
+        /** List stored items, oldest or newest first, with cursor pagination. */
         get: operations["listItems"];
         put?: never;
         post?: never;
@@ -1226,6 +1226,8 @@ export interface operations {
                 cursor?: components["parameters"]["Cursor"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
+                /** @description `oldest` (the order items were stored in) or `newest` (the most recently stored first, as the web page's library view shows them). A cursor continues only the order it came from. */
+                order?: "oldest" | "newest";
             };
             header?: never;
             path?: never;
@@ -1233,7 +1235,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description One page; pass `next_cursor` as `cursor` for the next one (null at the end). */
+            /** @description One page; pass `next_cursor` as `cursor` (with the same `order`) for the next one (null at the end). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1242,7 +1244,7 @@ export interface operations {
                     "application/json": components["schemas"]["ItemPage"];
                 };
             };
-            /** @description `validation_failed` (limit outside 1..1000, unknown parameter), `invalid_cursor`. */
+            /** @description `validation_failed` (limit outside 1..1000, unknown order or parameter), `invalid_cursor` (also a cursor of the other order). */
             400: {
                 headers: {
                     [name: string]: unknown;

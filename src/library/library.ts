@@ -24,6 +24,7 @@ import type {
   IndexInput,
   IndexResult,
   Item,
+  ItemOrder,
   Page,
   SearchOptions,
   TextOptions,
@@ -87,6 +88,8 @@ export class LongclipLibrary implements Library {
   private currentState: LibraryState = "starting";
   private unavailableReason: string | undefined;
   private reindexing = false;
+  /** Items re-embedded so far by the running in-place reindex, for /ready. */
+  private reindexProgress: { done: number; total: number } | undefined;
   private closing = false;
   private readonly active = new Set<Promise<unknown>>();
   private checkTimer: NodeJS.Timeout | undefined;
@@ -233,8 +236,12 @@ export class LongclipLibrary implements Library {
       case "unavailable":
         return `the database is unreachable: ${this.unavailableReason ?? "unknown"}`;
       case "needs_reindex":
-      case "reindexing":
         return "the stored embeddings come from another model (run longclip reindex)";
+      case "reindexing": {
+        const { done = 0, total = 0 } = this.reindexProgress ?? {};
+        const share = total > 0 ? ` (${Math.floor((100 * done) / total)}%)` : "";
+        return `re-embedding the library with model ${this.embedder.modelId}: ${done} of ${total} items${share}`;
+      }
       default:
         return "the library is closed";
     }
@@ -347,9 +354,9 @@ export class LongclipLibrary implements Library {
     return (await this.store.deleteById(id)) !== undefined;
   }
 
-  async listItems(cursor: string | null, limit: number): Promise<Page<Item>> {
+  async listItems(cursor: string | null, limit: number, order?: ItemOrder): Promise<Page<Item>> {
     this.assertOpen();
-    return this.items.list(cursor, limit);
+    return this.items.list(cursor, limit, order);
   }
 
   // ---------------------------------------------------------------- reindex
@@ -373,7 +380,10 @@ export class LongclipLibrary implements Library {
     try {
       const embedded = await this.generations.reindexInPlace(
         (item) => this.items.readBytes(item),
-        onProgress,
+        (done, total) => {
+          this.reindexProgress = { done, total };
+          onProgress?.(done, total);
+        },
         onFailure,
       );
       this.currentState = "ready";
@@ -383,6 +393,7 @@ export class LongclipLibrary implements Library {
       throw error;
     } finally {
       this.reindexing = false;
+      this.reindexProgress = undefined;
     }
   }
 

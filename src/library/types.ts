@@ -9,6 +9,7 @@ import type {
   IndexInput,
   IndexResult,
   Item,
+  ItemOrder,
   Page,
   SearchOptions,
   TextOptions,
@@ -82,7 +83,8 @@ export interface Library {
   deleteItem(id: string): Promise<boolean>;
   /** Waits until `pixels` may be decoded under maxDecodePixels; call the result when done. */
   admitDecode(pixels: number): Promise<() => void>;
-  listItems(cursor: string | null, limit: number): Promise<Page<Item>>;
+  /** A page of items, oldest first unless `order` is "newest". */
+  listItems(cursor: string | null, limit: number, order?: ItemOrder): Promise<Page<Item>>;
   /** Re-embeds every item with the current model. */
   reindex(onProgress?: (done: number, total: number) => void): Promise<number>;
   /** Blue/green: embeds every item with the model in `modelDir`, then switches (see blue-green.ts). */

@@ -8,7 +8,7 @@
  * `insertItems` resolves, they are durable, and a crash never leaves half an item.
  */
 import type { ErrorInfo } from "../core/errors.ts";
-import type { Filter, Item, Metadata } from "../core/types.ts";
+import type { Filter, Item, ItemOrder, Metadata } from "../core/types.ts";
 import type { JobStore } from "./jobs.ts";
 
 export interface StoredItem extends Item {
@@ -195,9 +195,11 @@ export interface ItemStore {
   insertItems(entries: readonly NewItem[], modelId: string): Promise<InsertOutcome[]>;
   /** Deletes an item, its embedding and its stored original; returns what was deleted. */
   deleteById(id: string): Promise<StoredItem | undefined>;
+  /** A page of items in label order, or newest first; a cursor continues only its own order. */
   listItems(
     cursor: string | null,
     limit: number,
+    order?: ItemOrder,
   ): Promise<{ items: StoredItem[]; nextCursor: string | null }>;
   /** Items in label order after `label`. */
   itemsAfter(label: number, limit: number): Promise<StoredItem[]>;

@@ -18,7 +18,7 @@
 
 import type pg from "pg";
 import { AppError } from "../../core/errors.ts";
-import type { Filter } from "../../core/types.ts";
+import type { Filter, ItemOrder } from "../../core/types.ts";
 import { hnswStats, liveEmbedding, requireModel } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
@@ -67,6 +67,7 @@ export interface PostgresStoreOptions extends IndexParameters, HnswIndexSettings
 }
 
 const ITEMS_AFTER = `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label > $1 ORDER BY label LIMIT $2`;
+const ITEMS_BEFORE = `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label < $1 ORDER BY label DESC LIMIT $2`;
 
 /** Throws invalid_database_url unless `url` is a postgres:// URL; `flag` names where it came from. */
 function checkUrl(url: string, flag: string): void {
@@ -347,7 +348,13 @@ export class PostgresStore implements ItemStore {
   async listItems(
     cursor: string | null,
     limit: number,
+    order: ItemOrder = "oldest",
   ): Promise<{ items: StoredItem[]; nextCursor: string | null }> {
+    if (order === "newest") {
+      const before = cursor === null ? Number.MAX_SAFE_INTEGER : decodeCursor(cursor, order);
+      const result = await this.read<ItemRow>(ITEMS_BEFORE, [before, limit + 1]);
+      return pageOf(result.rows.map(toItem), limit, order);
+    }
     const after = cursor === null ? 0 : decodeCursor(cursor);
     const result = await this.read<ItemRow>(ITEMS_AFTER, [after, limit + 1]);
     return pageOf(result.rows.map(toItem), limit);

@@ -16,7 +16,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import type { Filter } from "../../core/types.ts";
+import type { Filter, ItemOrder } from "../../core/types.ts";
 import { efSearchFor } from "../../vector-index/ef-search.ts";
 import { hnswStats, type LiveEmbedding, liveEmbedding } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
@@ -276,7 +276,12 @@ export class SqliteStore implements ItemStore {
   async listItems(
     cursor: string | null,
     limit: number,
+    order: ItemOrder = "oldest",
   ): Promise<{ items: StoredItem[]; nextCursor: string | null }> {
+    if (order === "newest") {
+      const before = cursor === null ? Number.MAX_SAFE_INTEGER : decodeCursor(cursor, order);
+      return pageOf(this.stmts.pageNewest.all(before, limit + 1).map(toItem), limit, order);
+    }
     const after = cursor === null ? 0 : decodeCursor(cursor);
     return pageOf(this.stmts.page.all(after, limit + 1).map(toItem), limit);
   }

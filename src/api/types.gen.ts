@@ -383,8 +383,10 @@ export interface paths {
          * @description `http_requests_total` and `http_request_duration_seconds` by method, route and status;
          *     `longclip_items` (stored items); `longclip_queue_pending` (embedding queue depth);
          *     `longclip_operation_duration_seconds` by operation (index, search_text, search_image:
-         *     the embedding work behind each request); `longclip_index_results_total` by status; and
-         *     the process metrics of prom-client.
+         *     the embedding work behind each request); `longclip_index_results_total` by status;
+         *     `longclip_store_retries` by reason (deadlock, serialization_failure: store work the
+         *     database aborted and that ran again, never an error to a client); and the process
+         *     metrics of prom-client.
          */
         get: operations["metrics"];
         put?: never;

@@ -8,10 +8,51 @@ export function parseReindexTarget(value: string | undefined): ReindexTarget | u
   return value === undefined ? undefined : (JSON.parse(value) as ReindexTarget);
 }
 
+/** setModel on a store that holds embeddings of another model. */
+export function holdsAnotherModel(stored: string, wanted: string): AppError {
+  return new AppError(
+    "model_mismatch",
+    `The library holds embeddings of model ${stored}, not ${wanted} (another node stored some meanwhile); run longclip reindex, or load ${stored}.`,
+    { storedModelId: stored, modelId: wanted },
+  );
+}
+
+/** The text a record is stored as; records are compared by it. */
+export function reindexRecord(target: ReindexTarget): string {
+  return JSON.stringify(target);
+}
+
+export function reindexSuperseded(): AppError {
+  return new AppError(
+    "reindex_superseded",
+    "Another node took this reindex over (or switched already); it finishes there.",
+  );
+}
+
 export function reindexIncomplete(missing: number): AppError {
   return new AppError(
     "reindex_incomplete",
     `${missing} items have no embedding by the next model yet; the switch waits until every item has one (the reindex embeds them).`,
     { missing },
+  );
+}
+
+/**
+ * The live embedding of an item being inserted: its own when the store holds the model it was
+ * embedded by (or none yet), its staged one when the store switched to that model meanwhile.
+ * An item embedded only by a model the store no longer holds is refused: stored, it would be
+ * unsearchable under the live model.
+ */
+export function liveEmbedding(
+  entry: { vector: Float32Array; staged?: { modelId: string; vector: Float32Array } },
+  modelId: string,
+  current: string | undefined,
+): { modelId: string; vector: Float32Array } {
+  if (current === undefined || current === modelId) return { modelId, vector: entry.vector };
+  if (entry.staged?.modelId === current) return entry.staged;
+  throw new AppError(
+    "model_mismatch",
+    `The library switched to model ${current} while this image was embedded by ${modelId}; this node follows within seconds (or restart it with the new model), then retry.`,
+    { storedModelId: current, modelId },
   );
 }

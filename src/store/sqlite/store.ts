@@ -17,6 +17,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import type { Filter } from "../../core/types.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
+import { holdsAnotherModel, liveEmbedding } from "../reindex-target.ts";
 import type {
   ContentMatch,
   EmbeddingRow,
@@ -135,6 +136,12 @@ export class SqliteStore implements ItemStore {
 
   async setModel(info: ModelInfo): Promise<void> {
     this.db.transaction(() => {
+      const other = this.db
+        .prepare<[string], { model_id: string }>(
+          "SELECT model_id FROM embeddings WHERE model_id <> ? LIMIT 1",
+        )
+        .get(info.modelId);
+      if (other !== undefined) throw holdsAnotherModel(other.model_id, info.modelId);
       this.stmts.setMeta.run("model_id", info.modelId);
       this.stmts.setMeta.run("dims", String(info.dims));
     })();
@@ -187,13 +194,12 @@ export class SqliteStore implements ItemStore {
     const outcomes = this.db.transaction(() => {
       // Blue/green: if the store switched to the staged model meanwhile, that one is live.
       const current = this.modelNow()?.modelId;
-      const switched = (entry: NewItem) =>
-        entry.staged !== undefined && entry.staged.modelId === current && current !== modelId;
-      if (entries.some(switched)) liveModel = current as string;
+      const lives = entries.map((entry) => liveEmbedding(entry, modelId, current));
+      liveModel = lives[0]?.modelId ?? modelId;
       let label = this.nextLabel();
       const createdAt = new Date().toISOString();
       const out: InsertOutcome[] = [];
-      for (const entry of entries) {
+      for (const [k, entry] of entries.entries()) {
         const sameContent = this.stmts.bySha.get(entry.sha256);
         if (sameContent !== undefined) {
           out.push({ status: "duplicate", id: sameContent.id });
@@ -216,17 +222,10 @@ export class SqliteStore implements ItemStore {
           path: entry.path ?? null,
           created_at: createdAt,
         });
-        if (switched(entry) && entry.staged !== undefined) {
-          this.stmts.insertEmbedding.run(label, liveModel, vectorToBlob(entry.staged.vector));
-        } else {
-          this.stmts.insertEmbedding.run(label, modelId, vectorToBlob(entry.vector));
-          if (entry.staged !== undefined) {
-            this.stmts.putStaging.run(
-              label,
-              entry.staged.modelId,
-              vectorToBlob(entry.staged.vector),
-            );
-          }
+        const live = lives[k] as { modelId: string; vector: Float32Array };
+        this.stmts.insertEmbedding.run(label, live.modelId, vectorToBlob(live.vector));
+        if (entry.staged !== undefined && entry.staged.modelId !== live.modelId) {
+          this.stmts.putStaging.run(label, entry.staged.modelId, vectorToBlob(entry.staged.vector));
         }
         out.push({ status: "inserted", label });
         label++;
@@ -354,8 +353,11 @@ export class SqliteStore implements ItemStore {
     return this.staging.reindexTarget();
   }
 
-  async setReindexTarget(target: ReindexTarget | undefined): Promise<void> {
-    this.staging.setReindexTarget(target);
+  async setReindexTarget(
+    target: ReindexTarget | undefined,
+    expected?: ReindexTarget | null,
+  ): Promise<boolean> {
+    return this.staging.setReindexTarget(target, expected);
   }
 
   async indexStats(): Promise<VectorIndexStats> {

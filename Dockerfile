@@ -9,7 +9,7 @@
 #   docker build --target runtime-cuda -t longclip:cuda .
 #   docker run --init --gpus all -p 8080:8080 -v longclip-data:/data -v "$PWD/models/demo:/models:ro" longclip:cuda
 #
-# It listens on $PORT (default 8080) on all interfaces ($HOST, default 0.0.0.0); every other
+# It listens on $PORT (default 8080) on all interfaces (LONGCLIP_HOST=0.0.0.0); every other
 # setting is an environment variable (LONGCLIP_*, see src/core/setting-table.ts), e.g.
 # -e LONGCLIP_API_KEY=... to require a key on the write endpoints, or
 # -e LONGCLIP_MEDIA_ROOT=/media plus a -v mount to index files by path.
@@ -74,7 +74,7 @@ COPY --from=build-cuda /app/dist ./dist
 COPY --from=build-cuda /app/build ./build
 COPY --from=build-cuda /app/node_modules ./node_modules
 ENV NODE_ENV=production \
-  HOST=0.0.0.0 \
+  LONGCLIP_HOST=0.0.0.0 \
   PORT=8080 \
   LONGCLIP_DATA_DIR=/data \
   LONGCLIP_MODEL_DIR=/models \
@@ -105,7 +105,7 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/build ./build
 COPY --from=build /app/node_modules ./node_modules
 ENV NODE_ENV=production \
-  HOST=0.0.0.0 \
+  LONGCLIP_HOST=0.0.0.0 \
   PORT=8080 \
   LONGCLIP_DATA_DIR=/data \
   LONGCLIP_MODEL_DIR=/models \

@@ -117,7 +117,7 @@ echo "::: podman run on 127.0.0.1:$port"
 podman volume create "$volume" >/dev/null
 # No systemd here to time the image's health check; its command is run once by hand below.
 podman run --detach --init --name "$name" --network host --no-healthcheck \
-  --env PORT="$port" --env HOST=127.0.0.1 --env LONGCLIP_THREADS=2 \
+  --env PORT="$port" --env LONGCLIP_HOST=127.0.0.1 --env LONGCLIP_THREADS=2 \
   --volume "$root/models/demo:/models:ro" --volume "$volume:/data" \
   "$image" >/dev/null
 if ! node --import tsx scripts/docker-smoke.ts "http://127.0.0.1:$port"; then

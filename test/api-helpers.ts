@@ -1,5 +1,5 @@
 /**
- * HTTP test helpers: a real library over the tiny reference model behind the real app,
+ * HTTP test helpers: a real library over the demo model (models/demo) behind the real app,
  * listening on a loopback port with a supertest client for it, and a hand-built multipart
  * encoder (so tests can also send the malformed bodies a browser never would).
  */
@@ -15,7 +15,7 @@ import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary } from "../src/library/index.ts";
 import type { Library } from "../src/library/types.ts";
 import { buildApp } from "../src/server/app.ts";
-import { tinyModelDir } from "./helpers/reference.ts";
+import { DEMO_MODEL_DIR } from "./helpers/demo-model.ts";
 
 export interface Part {
   name: string;
@@ -123,12 +123,12 @@ export interface TestServer {
 }
 
 /**
- * The real app over a real library (SQLite + HNSW in a temp dir, the tiny ONNX model unless
+ * The real app over a real library (SQLite + HNSW in a temp dir, the demo model unless
  * `extra.modelDir` names another; `extra.databaseUrl` puts the library in Postgres),
  * listening on a free loopback port; `app.close()` stops it.
  */
 export async function startTestApp(extra: Partial<Settings> = {}): Promise<TestServer> {
-  const modelDir = extra.modelDir ?? tinyModelDir();
+  const modelDir = extra.modelDir ?? DEMO_MODEL_DIR;
   const settings = loadSettings(
     {
       modelDir,

@@ -1,20 +1,18 @@
 /**
- * POST /search's options over a real socket against a real library (SQLite + HNSW, the tiny
- * ONNX model): filter operators, offset pages with absolute ranks, the min_score cutoff,
+ * POST /search's options over a real socket against a real library (SQLite + HNSW, the demo
+ * model): filter operators, offset pages with absolute ranks, the min_score cutoff,
  * composed queries and long queries in sentence windows. Expected rankings and scores come
  * from independent searches (the full exact ranking, single-part searches), not from the code
  * under test.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Response } from "supertest";
 import type { components } from "../src/api/types.gen.ts";
 import { sentenceWindows } from "../src/library/search.ts";
 import { tokenizerFromModelDir } from "../src/tokenize/index.ts";
 import { multipart, startTestApp, type TestServer } from "./api-helpers.ts";
-import { loadReference, SKIP_WITHOUT_SHARED, TINY_DIR } from "./helpers/reference.ts";
+import { longParagraph, sampleImage } from "./helpers/demo-model.ts";
 
 type S = components["schemas"];
 type Hit = S["Hit"];
@@ -38,7 +36,7 @@ const metadataOf = (i: number) => ({
 });
 const idOf = (i: number) => `img-${i}`;
 
-describe("POST /search options over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("POST /search options over a real library", () => {
   let server: TestServer;
   const json = <T>(res: Response) => res.body as T;
   const search = (body: unknown) =>
@@ -64,7 +62,7 @@ describe("POST /search options over a real library", { skip: SKIP_WITHOUT_SHARED
       { name: "ids", value: JSON.stringify(IMAGES.map((_, i) => idOf(i))) },
       ...IMAGES.map((name) => ({
         name: "images",
-        value: readFileSync(path.join(TINY_DIR, "images", name)),
+        value: sampleImage(name),
         filename: name,
       })),
       ...IMAGES.map((_, i) => ({ name: "metadata", value: JSON.stringify(metadataOf(i)) })),
@@ -153,7 +151,7 @@ describe("POST /search options over a real library", { skip: SKIP_WITHOUT_SHARED
       400,
       "filter_too_large",
     );
-    const image = readFileSync(path.join(TINY_DIR, "images", "tiny.png"));
+    const image = sampleImage("tiny.png");
     const form = multipart([
       { name: "image", value: image, filename: "q.png", contentType: "image/png" },
       { name: "filter", value: JSON.stringify(wide) },
@@ -306,14 +304,15 @@ describe("POST /search options over a real library", { skip: SKIP_WITHOUT_SHARED
   });
 
   test('long_query "chunk": sentence windows under the context, pooled like compose', async () => {
-    const long = loadReference().texts.find((t) => t.ids.length > 300);
-    assert.ok(long, "the reference has a text well over 248 tokens");
+    const tokenizer = tokenizerFromModelDir(server.settings.modelDir as string);
+    const long = { text: longParagraph(), tokens: tokenizer.encode(longParagraph()).tokens };
+    assert.ok(long.tokens > 300, "a text well over 248 tokens");
     const cut = await ok({ query: long.text, k: 8, exact: true });
     assert.equal(cut.query.truncated, true);
     assert.equal(cut.query.chunks, 1);
     const chunked = await ok({ query: long.text, k: 8, exact: true, long_query: "chunk" });
     assert.equal(chunked.query.truncated, false);
-    assert.equal(chunked.query.tokens, long.ids.length);
+    assert.equal(chunked.query.tokens, long.tokens);
     assert.ok((chunked.query.chunks ?? 0) >= 2, JSON.stringify(chunked.query));
     // Refusing long queries does not apply when they are read in windows.
     const strict = await ok({ query: long.text, truncate: false, long_query: "chunk", k: 1 });
@@ -337,7 +336,6 @@ describe("POST /search options over a real library", { skip: SKIP_WITHOUT_SHARED
 
     // The pooled vector is Σ unit window embeddings / |Σ|: each item's score is Σ of its
     // per-window scores (separate searches) over one constant.
-    const tokenizer = tokenizerFromModelDir(server.settings.modelDir as string);
     const windows = sentenceWindows(long.text, (t) => tokenizer.encode(t).tokens, 248);
     assert.equal(windows.length, chunked.query.chunks);
     for (const window of windows) assert.ok(tokenizer.encode(window).tokens <= 248);

@@ -1,10 +1,10 @@
 /**
- * The HTTP API against a real library (SQLite file, HNSW index, tiny ONNX model), driven with
+ * The HTTP API against a real library (SQLite file, HNSW index, the demo model), driven with
  * supertest over a real socket (content-length, keep-alive, multipart over TCP): happy paths,
  * then every kind of bad input, then a check that the earlier data is intact and searchable.
  */
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
@@ -12,6 +12,7 @@ import type { Response } from "supertest";
 import { loadSpec, specOperations } from "../src/api/spec.ts";
 import type { components } from "../src/api/types.gen.ts";
 import { routesOf } from "../src/server/app.ts";
+import { tokenizerFromModelDir } from "../src/tokenize/model-dir.ts";
 import {
   bombPng,
   multipart,
@@ -20,14 +21,15 @@ import {
   type TestServer,
   tempDir,
 } from "./api-helpers.ts";
-import { loadReference, SKIP_WITHOUT_SHARED, TINY_DIR } from "./helpers/reference.ts";
+import { DEMO_MODEL_DIR, longParagraph, sampleImage } from "./helpers/demo-model.ts";
 
 type S = components["schemas"];
 
 const API_KEY = "test-key-123";
-const image = (name: string) => readFileSync(path.join(TINY_DIR, "images", name));
+const image = sampleImage;
+const tokenizer = tokenizerFromModelDir(DEMO_MODEL_DIR);
 
-describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("HTTP API over a real library", () => {
   let server: TestServer;
   let mediaRoot: string;
   const outside = tempDir("longclip-outside-");
@@ -61,10 +63,7 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
   before(async () => {
     mediaRoot = tempDir("longclip-media-");
     mkdirSync(path.join(mediaRoot, "sub"));
-    copyFileSync(
-      path.join(TINY_DIR, "images", "hopper.jpg"),
-      path.join(mediaRoot, "sub", "hopper.jpg"),
-    );
+    writeFileSync(path.join(mediaRoot, "sub", "hopper.jpg"), image("hopper.jpg"));
     writeFileSync(path.join(outside, "secret.png"), image("shapes.png"));
     symlinkSync(path.join(outside, "secret.png"), path.join(mediaRoot, "link.png"));
     server = await startTestApp({
@@ -200,7 +199,12 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
       assert.ok((body.hits[i - 1]?.score ?? 0) >= (body.hits[i]?.score ?? 0));
     }
     for (const hit of body.hits) assert.equal(hit.image_url, `/items/${hit.id}/image`);
-    assert.deepEqual(body.query, { tokens: 7, truncated: false, max_tokens: 248, chunks: 1 });
+    assert.deepEqual(body.query, {
+      tokens: tokenizer.encode("a photo of a cat").tokens,
+      truncated: false,
+      max_tokens: 248,
+      chunks: 1,
+    });
     assert.ok(body.took_ms >= 0);
 
     const exact = json<S["SearchResponse"]>(
@@ -216,16 +220,12 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
     );
     assert.deepEqual(filtered.hits.map((h) => h.id).sort(), ["gradient", "shapes"]);
 
-    const long = loadReference().texts.find((t) => t.ids.length > 248);
-    assert.ok(long, "the reference has a text over 248 tokens");
-    const cut = json<S["SearchResponse"]>(await search({ query: long.text }));
-    assert.deepEqual(cut.query, {
-      tokens: long.ids.length,
-      truncated: true,
-      max_tokens: 248,
-      chunks: 1,
-    });
-    expectError(await search({ query: long.text, truncate: false }), 400, "query_too_long");
+    const long = longParagraph();
+    const tokens = tokenizer.encode(long).tokens;
+    assert.ok(tokens > 248, "a text over 248 tokens");
+    const cut = json<S["SearchResponse"]>(await search({ query: long }));
+    assert.deepEqual(cut.query, { tokens, truncated: true, max_tokens: 248, chunks: 1 });
+    expectError(await search({ query: long, truncate: false }), 400, "query_too_long");
   });
 
   test("image search finds the same image first", async () => {
@@ -297,14 +297,16 @@ describe("HTTP API over a real library", { skip: SKIP_WITHOUT_SHARED }, () => {
     assert.equal(png.headers["content-type"], "image/png");
   });
 
-  test("tokenize matches the reference tokenizer ids", async () => {
-    for (const ref of loadReference().texts) {
-      const res = await http().post("/tokenize").send({ text: ref.text });
+  // The tokenizer's ids against the official ones: tokenize-reference.test.ts.
+  test("tokenize answers the model tokenizer's ids, count and cut", async () => {
+    for (const text of ["a photo of a cat", "", longParagraph()]) {
+      const res = await http().post("/tokenize").send({ text });
       assert.equal(res.status, 200, res.text);
       const body = json<S["TokenizeResponse"]>(res);
-      assert.deepEqual(body.ids, ref.ids_248);
-      assert.equal(body.tokens, ref.ids.length);
-      assert.equal(body.truncated, ref.ids.length > 248);
+      const expected = tokenizer.encode(text);
+      assert.deepEqual(body.ids, Array.from(expected.ids));
+      assert.equal(body.tokens, expected.tokens);
+      assert.equal(body.truncated, expected.tokens > 248);
       assert.equal(body.max_tokens, 248);
     }
   });

@@ -13,7 +13,7 @@ import { Encoder } from "../src/encode/encoder.ts";
 import { runUrbanBench } from "../tools/eval/bench.ts";
 import { retrievalRecall } from "../tools/eval/recall.ts";
 import { loadUrbanDataset } from "../tools/eval/urban1k.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
+import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 
 const COUNT = 10;
 let root: string;
@@ -36,9 +36,9 @@ function assertRecall(value: unknown, n: number): void {
   }
 }
 
-describe("bench:urban", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("bench:urban", () => {
   before(async () => {
-    model = tinyModelDir();
+    model = demoModelWithoutGallery();
     root = await mkdtemp(path.join(tmpdir(), "bench-urban-"));
     data = path.join(root, "urban");
     execFileSync(

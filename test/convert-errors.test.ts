@@ -4,12 +4,9 @@
  */
 import assert from "node:assert/strict";
 import {
-  copyFileSync,
   createWriteStream,
   existsSync,
-  mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -24,9 +21,12 @@ import { openOfficialCheckpoint } from "../src/convert/official.ts";
 import { checkTowers } from "../src/convert/self-check.ts";
 import { runWithoutPython } from "./convert-helpers.ts";
 import { runCli } from "./helpers/cli.ts";
-import { HAVE_PYTHON_TORCH } from "./helpers/python.ts";
-import { CLIP_VOCAB, REFERENCE_DIR, SKIP_WITHOUT_SHARED, TINY_DIR } from "./helpers/reference.ts";
+import { DEMO_MODEL_DIR } from "./helpers/demo-model.ts";
+import { HAVE_PYTHON_TORCH, SKIP_WITHOUT_PYTHON } from "./helpers/python.ts";
+import { writeOfficialCheckpoint, writeTinyClipHf } from "./helpers/tiny-clip.ts";
 
+/** A BPE merges file (the demo model's); the refusals below come before it is read. */
+const DEMO_VOCAB = path.join(DEMO_MODEL_DIR, "vocab.txt");
 let dir: string;
 before(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), "convert-errors-"));
@@ -92,7 +92,7 @@ test("a TorchScript archive without Python: says how to convert it", async () =>
     "--checkpoint",
     file,
     "--vocab",
-    CLIP_VOCAB,
+    DEMO_VOCAB,
     "--out",
     path.join(dir, "ts-out"),
   ]);
@@ -117,7 +117,7 @@ test("a zip named like TorchScript whose pickle runs code: refused, never handed
     "--checkpoint",
     file,
     "--vocab",
-    CLIP_VOCAB,
+    DEMO_VOCAB,
     "--out",
     path.join(dir, "crafted-out"),
   ]);
@@ -133,7 +133,7 @@ test("a zip named like TorchScript whose pickle runs code: refused, never handed
       "--checkpoint",
       file,
       "--vocab",
-      CLIP_VOCAB,
+      DEMO_VOCAB,
       "--out",
       path.join(dir, "crafted-out-python"),
     ]);
@@ -171,25 +171,13 @@ test("a file that is not a zip is unreadable", async () => {
   await rejects(openOfficialCheckpoint(file), "checkpoint_unreadable", /download it again/);
 });
 
-describe("damaged and mismatched copies of the reference checkpoints", {
-  skip: SKIP_WITHOUT_SHARED,
-}, () => {
-  /** A copy of longclip-tiny-hf in the test directory, for editing. */
+describe("damaged and mismatched copies of a Hugging Face checkpoint", () => {
+  /** The tiny CLIP of helpers/tiny-clip.ts, written into the test directory for editing. */
   function hfCopy(name: string): string {
     const copy = path.join(dir, name);
-    mkdirSync(copy);
-    const source = path.join(REFERENCE_DIR, "longclip-tiny-hf");
-    for (const file of readdirSync(source))
-      copyFileSync(path.join(source, file), path.join(copy, file));
+    writeTinyClipHf(copy);
     return copy;
   }
-
-  test("a truncated .pt is unreadable", async () => {
-    const bytes = readFileSync(path.join(TINY_DIR, "longclip-tiny.pt"));
-    const file = path.join(dir, "truncated.pt");
-    writeFileSync(file, bytes.subarray(0, Math.floor(bytes.length / 2)));
-    await rejects(openOfficialCheckpoint(file), "checkpoint_unreadable", /truncated or corrupted/);
-  });
 
   test("a truncated model.safetensors is unreadable", async () => {
     const copy = hfCopy("hf-truncated");
@@ -238,11 +226,27 @@ describe("damaged and mismatched copies of the reference checkpoints", {
       /_projection\.weight has shape \[64, 128\], but the model.s other sizes imply \[32, 128\]/,
     );
   });
+});
+
+describe("damaged and mismatched .pt checkpoints", { skip: SKIP_WITHOUT_PYTHON }, () => {
+  /** Official-format checkpoints written by the training package (random tiny weights). */
+  const checkpoint = (name: "longclip" | "other") => {
+    const file = path.join(dir, `${name}-tiny.pt`);
+    if (!existsSync(file)) writeOfficialCheckpoint(file, "longclip", name === "longclip" ? 1 : 2);
+    return file;
+  };
+
+  test("a truncated .pt is unreadable", async () => {
+    const bytes = readFileSync(checkpoint("longclip"));
+    const file = path.join(dir, "truncated.pt");
+    writeFileSync(file, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    await rejects(openOfficialCheckpoint(file), "checkpoint_unreadable", /truncated or corrupted/);
+  });
 
   test("a .pt without --vocab asks for the merges file", async () => {
     const out = path.join(dir, "o4");
     await rejects(
-      convertCheckpoint({ checkpoint: path.join(TINY_DIR, "longclip-tiny.pt"), out }),
+      convertCheckpoint({ checkpoint: checkpoint("longclip"), out }),
       "tokenizer_invalid",
       /pass --vocab bpe_simple_vocab_16e6\.txt\.gz/,
     );
@@ -251,13 +255,13 @@ describe("damaged and mismatched copies of the reference checkpoints", {
   test("the self-check fails when the towers are not those of the weights", async () => {
     const out = path.join(dir, "o5");
     await convertCheckpoint({
-      checkpoint: path.join(TINY_DIR, "longclip-tiny.pt"),
-      vocab: CLIP_VOCAB,
+      checkpoint: checkpoint("longclip"),
+      vocab: DEMO_VOCAB,
       out,
       verify: false,
     });
-    // openai-tiny.pt: the fp32 weights of which longclip-tiny.pt is the fp16 cast
-    const other = await openOfficialCheckpoint(path.join(TINY_DIR, "openai-tiny.pt"));
+    // Weights of the same shapes, drawn from another seed.
+    const other = await openOfficialCheckpoint(checkpoint("other"));
     try {
       await rejects(
         checkTowers(other, out),

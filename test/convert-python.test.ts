@@ -1,7 +1,9 @@
 /**
- * The TypeScript and the Python exporter agree: both convert longclip-tiny.pt and
- * openai-tiny.pt, and ONNX Runtime runs each pair of towers on the reference pixels and texts.
- * Skips where no Python with torch is installed (the conformance tests do not need one).
+ * The TypeScript and the Python exporter agree: both convert official-format checkpoints
+ * (a Long-CLIP one and an OpenAI-style 77-position one, random tiny weights written by the
+ * training package with the demo model's vocabulary size), and ONNX Runtime runs each pair of
+ * towers on the same pixels and texts. Skips where no Python with torch is installed (the
+ * conformance tests do not need one).
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -12,35 +14,36 @@ import { after, before, describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
 import { convertCheckpoint } from "../src/convert/export.ts";
 import { PROJECT_ROOT } from "../src/core/settings.ts";
+import { tokenizerFromModelDir } from "../src/tokenize/model-dir.ts";
 import { relativeDifference } from "./convert-helpers.ts";
+import { DEMO_MODEL_DIR, longParagraph } from "./helpers/demo-model.ts";
 import { PYTHON, SKIP_WITHOUT_PYTHON } from "./helpers/python.ts";
-import {
-  CLIP_VOCAB,
-  loadReference,
-  loadReferencePixels,
-  SKIP_WITHOUT_SHARED,
-  TINY_DIR,
-} from "./helpers/reference.ts";
+import { TINY_CLIP, tinyClipPixels, writeOfficialCheckpoint } from "./helpers/tiny-clip.ts";
 
-const SKIP = SKIP_WITHOUT_SHARED || SKIP_WITHOUT_PYTHON;
 const TOLERANCE = 1e-5;
+const VOCAB = path.join(DEMO_MODEL_DIR, "vocab.txt");
+const TEXTS = ["", "a small red circle in the top left corner", longParagraph(8), longParagraph()];
 
 let dir: string;
 
 async function embeddings(modelDir: string, contextLength: number) {
-  const reference = loadReference();
   const vision = await ort.InferenceSession.create(path.join(modelDir, "vision.onnx"));
   const text = await ort.InferenceSession.create(path.join(modelDir, "text.onnx"));
+  const tokenizer = tokenizerFromModelDir(DEMO_MODEL_DIR);
+  const side = TINY_CLIP.imageSize;
   const out: Float32Array[] = [];
-  for (const image of reference.images) {
-    const pixels = new ort.Tensor("float32", loadReferencePixels(image), [1, ...image.shape]);
+  for (const seed of [0, 1, 2]) {
+    const pixels = new ort.Tensor("float32", tinyClipPixels(seed), [1, 3, side, side]);
     out.push((await vision.run({ pixel_values: pixels })).image_embeds?.data as Float32Array);
   }
-  for (const ref of reference.texts.filter((t) => t.ids_248.length <= contextLength)) {
-    const ids = new ort.Tensor("int64", BigInt64Array.from(ref.ids_248, BigInt), [
-      1,
-      ref.ids_248.length,
-    ]);
+  for (const sentence of TEXTS) {
+    const encoded = Array.from(tokenizer.encode(sentence).ids);
+    // Cut to the context as the tokenizer would, the end token kept last.
+    const cut =
+      encoded.length <= contextLength
+        ? encoded
+        : [...encoded.slice(0, contextLength - 1), encoded[encoded.length - 1] as number];
+    const ids = new ort.Tensor("int64", BigInt64Array.from(cut, BigInt), [1, cut.length]);
     out.push((await text.run({ input_ids: ids })).text_embeds?.data as Float32Array);
   }
   await vision.release();
@@ -48,15 +51,19 @@ async function embeddings(modelDir: string, contextLength: number) {
   return out;
 }
 
-describe("the TypeScript and Python exporters agree", { skip: SKIP }, () => {
+describe("the TypeScript and Python exporters agree", { skip: SKIP_WITHOUT_PYTHON }, () => {
   before(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), "convert-python-"));
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  for (const checkpoint of ["longclip-tiny.pt", "openai-tiny.pt"]) {
+  for (const [checkpoint, modelType, seed] of [
+    ["longclip-random.pt", "longclip", 1],
+    ["openai-random.pt", "clip", 2],
+  ] as const) {
     test(`${checkpoint}: same config fields and embeddings within ${TOLERANCE}`, async () => {
-      const source = path.join(TINY_DIR, checkpoint);
+      const source = path.join(dir, checkpoint);
+      writeOfficialCheckpoint(source, modelType, seed);
       const pythonDir = path.join(dir, `python-${checkpoint}`);
       const typescriptDir = path.join(dir, `ts-${checkpoint}`);
       execFileSync(
@@ -68,7 +75,7 @@ describe("the TypeScript and Python exporters agree", { skip: SKIP }, () => {
           "--checkpoint",
           source,
           "--vocab",
-          CLIP_VOCAB,
+          VOCAB,
           "--out",
           pythonDir,
           "--name",
@@ -78,7 +85,7 @@ describe("the TypeScript and Python exporters agree", { skip: SKIP }, () => {
       );
       await convertCheckpoint({
         checkpoint: source,
-        vocab: CLIP_VOCAB,
+        vocab: VOCAB,
         out: typescriptDir,
         name: "m",
       });

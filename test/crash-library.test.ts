@@ -14,8 +14,8 @@ import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary } from "../src/library/index.ts";
 import type { SqliteStore } from "../src/store/sqlite/store.ts";
+import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng, tempDir, testSettings } from "./helpers/library-fixtures.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 const root = tempDir("crash-library-test-");
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -86,10 +86,9 @@ async function verify(modelDir: string, dataDir: string, acked: Map<string, numb
 }
 
 test("SIGKILL mid-ingest loses no acknowledged item and duplicates nothing", {
-  skip: SKIP_WITHOUT_SHARED,
   timeout: 240_000,
 }, async (t) => {
-  const modelDir = tinyModelDir();
+  const modelDir = demoModelWithoutGallery();
   const dataDir = path.join(root, "data");
   const first = await ingestAndKill(modelDir, dataDir, 1, 12);
   const afterFirst = await verify(modelDir, dataDir, first);

@@ -12,8 +12,8 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { after, test } from "node:test";
 import { PROJECT_ROOT } from "../src/core/settings.ts";
+import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 const root = tempDir("crash-test-");
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -158,10 +158,9 @@ async function stop(server: Server): Promise<void> {
 }
 
 test("SIGKILL of the server mid-batch: every acknowledged item survives, once, and is searchable", {
-  skip: SKIP_WITHOUT_SHARED,
   timeout: 300_000,
 }, async (t) => {
-  const modelDir = tinyModelDir();
+  const modelDir = demoModelWithoutGallery();
   const dataDir = path.join(root, "data");
   const acked = await ingestAndKill(await startServer(modelDir, dataDir), 1, 12);
   let server = await startServer(modelDir, dataDir);

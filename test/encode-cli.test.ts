@@ -1,12 +1,18 @@
 /** `longclip embed` as a child process: JSON lines in, one JSON line per input out, in order. */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { cudaUnavailableReason } from "../src/encode/session.ts";
 import { runCli } from "./helpers/cli.ts";
-import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
+import { DEMO_MODEL_DIR, sampleImage } from "./helpers/demo-model.ts";
+
+const IMAGES = mkdtempSync(path.join(tmpdir(), "longclip-embed-cli-"));
+writeFileSync(path.join(IMAGES, "hopper.jpg"), sampleImage("hopper.jpg"));
+after(() => rmSync(IMAGES, { recursive: true, force: true }));
 
 const THREADS = { LONGCLIP_THREADS: "2" };
 
@@ -39,20 +45,19 @@ describe("longclip embed", () => {
     assert.match(run.stderr, /cpu, cuda or auto/);
   });
 
-  test("texts, images and bad lines come back in input order", {
-    skip: SKIP_WITHOUT_SHARED,
-  }, async () => {
-    const model = tinyModelDir();
-    const image = path.join(TINY_DIR, "images", "hopper.jpg");
+  test("texts, images and bad lines come back in input order", async () => {
+    const model = DEMO_MODEL_DIR;
+    const image = path.join(IMAGES, "hopper.jpg");
     const input = [
       JSON.stringify({ text: "a photo of a cat on a sofa" }),
       JSON.stringify({ image }),
       "not json",
       "",
-      JSON.stringify({ image: path.join(TINY_DIR, "images", "missing.png") }),
-      JSON.stringify({ text: "word ".repeat(300) }),
+      JSON.stringify({ image: path.join(IMAGES, "missing.png") }),
+      // One token of the demo vocabulary: with start and end, 302.
+      JSON.stringify({ text: "circle ".repeat(300) }),
       JSON.stringify({ text: "x", image }),
-      JSON.stringify({ image: path.join(TINY_DIR, "images") }),
+      JSON.stringify({ image: IMAGES }),
     ].join("\n");
     const run = await runCli(
       ["embed", "--model", model, "--image-batch-size", "2", "--text-batch-size", "2"],
@@ -85,13 +90,11 @@ describe("longclip embed", () => {
     assert.match(String((directory?.error as { message?: string })?.message), /not a regular file/);
   });
 
-  test("long input without a terminal logs plain progress lines", {
-    skip: SKIP_WITHOUT_SHARED,
-  }, async () => {
+  test("long input without a terminal logs plain progress lines", async () => {
     const input = Array.from({ length: 70 }, (_, i) =>
       JSON.stringify({ text: `caption ${i}` }),
     ).join("\n");
-    const run = await runCli(["embed", "--model", tinyModelDir()], input, THREADS);
+    const run = await runCli(["embed", "--model", DEMO_MODEL_DIR], input, THREADS);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(lines(run.stdout).length, 70);
     assert.match(run.stderr, /embed: 64\/70 lines/);
@@ -100,11 +103,9 @@ describe("longclip embed", () => {
   });
 
   test("--device cuda is a clear error on this host", {
-    skip:
-      SKIP_WITHOUT_SHARED ||
-      (cudaUnavailableReason() === undefined ? "this host has the CUDA build" : false),
+    skip: cudaUnavailableReason() === undefined ? "this host has the CUDA build" : false,
   }, async () => {
-    const run = await runCli(["embed", "--model", tinyModelDir(), "--device", "cuda"], "", THREADS);
+    const run = await runCli(["embed", "--model", DEMO_MODEL_DIR, "--device", "cuda"], "", THREADS);
     assert.equal(run.code, 1);
     assert.match(run.stderr, /cuda_unavailable/);
     assert.match(run.stderr, /--device cpu/);

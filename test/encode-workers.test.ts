@@ -7,12 +7,7 @@ import { after, before, describe, test } from "node:test";
 import { AppError } from "../src/core/errors.ts";
 import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder, type EncoderOptions } from "../src/encode/encoder.ts";
-import {
-  loadReference,
-  loadReferencePixels,
-  SKIP_WITHOUT_SHARED,
-  tinyModelDir,
-} from "./helpers/reference.ts";
+import { tinyClipModelDir, tinyClipPixels } from "./helpers/tiny-clip.ts";
 
 const quiet = { info() {}, warn() {} };
 const settings = { ...DEFAULT_SETTINGS, threads: 1, imageBatchSize: 2, textBatchSize: 2 };
@@ -22,13 +17,16 @@ function workerCount(): number {
   return (process.report.getReport() as unknown as { workers: unknown[] }).workers.length;
 }
 
+/** The tiny CLIP the tests make (helpers/tiny-clip.ts): 224-pixel images, so batches take a while. */
+let modelDir = "";
+
 function load(options: EncoderOptions = {}, overrides = {}): Promise<Encoder> {
-  return Encoder.load(tinyModelDir(), { ...settings, ...overrides }, { logger: quiet, ...options });
+  return Encoder.load(modelDir, { ...settings, ...overrides }, { logger: quiet, ...options });
 }
 
 /** A copy of the tiny model directory (by symlinks) whose config.json has `edit` applied. */
 function editedModel(edit: (config: Record<string, { input: string }>) => void): string {
-  const source = tinyModelDir();
+  const source = modelDir;
   const dir = mkdtempSync(path.join(tmpdir(), "encode-workers-"));
   const config = JSON.parse(readFileSync(path.join(source, "config.json"), "utf8"));
   for (const file of [config.tokenizer.file, config.vision.file, config.text.file]) {
@@ -39,13 +37,14 @@ function editedModel(edit: (config: Record<string, { input: string }>) => void):
   return dir;
 }
 
-describe("Encoder with a worker per tower", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("Encoder with a worker per tower", () => {
   let split: Encoder;
   let pixels: Float32Array[];
 
   before(async () => {
+    modelDir = await tinyClipModelDir();
     split = await load();
-    pixels = loadReference().images.map(loadReferencePixels);
+    pixels = [0, 1, 2, 3].map(tinyClipPixels);
   });
   after(async () => {
     await split?.close();

@@ -9,14 +9,8 @@ import { AppError } from "../src/core/errors.ts";
 import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder, l2NormalizedRow, padTokenBatch } from "../src/encode/encoder.ts";
 import { cudaUnavailableReason } from "../src/encode/session.ts";
-import {
-  loadReference,
-  loadReferencePixels,
-  type ReferenceImage,
-  SKIP_WITHOUT_SHARED,
-  TINY_DIR,
-  tinyModelDir,
-} from "./helpers/reference.ts";
+import { sampleImage } from "./helpers/demo-model.ts";
+import { tinyClipModelDir, tinyClipPixels } from "./helpers/tiny-clip.ts";
 
 function norm(v: Float32Array): number {
   return Math.sqrt(v.reduce((s, x) => s + x * x, 0));
@@ -42,12 +36,15 @@ describe("helpers", () => {
   });
 });
 
-describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("Encoder on a tiny CLIP made by the tests", () => {
   let encoder: Encoder;
   const settings = { ...DEFAULT_SETTINGS, threads: 2, imageBatchSize: 3, textBatchSize: 2 };
 
+  let modelDir = "";
+
   before(async () => {
-    encoder = await Encoder.load(tinyModelDir(), settings, { logger: { info() {}, warn() {} } });
+    modelDir = await tinyClipModelDir();
+    encoder = await Encoder.load(modelDir, settings, { logger: { info() {}, warn() {} } });
   });
   after(async () => {
     await encoder?.close();
@@ -68,7 +65,9 @@ describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => 
   });
 
   test("a text over the context length reports its full token count and truncation", async () => {
-    const [e] = await encoder.embedTexts(["word ".repeat(400)]);
+    // "circle" is one token of the demo vocabulary (the tiny model's): 400 of them, with start
+    // and end, are 402.
+    const [e] = await encoder.embedTexts(["circle ".repeat(400)]);
     assert.equal(e?.tokens, 402);
     assert.equal(e?.truncated, true);
   });
@@ -78,7 +77,7 @@ describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => 
   });
 
   test("one bad image does not fail the others", async () => {
-    const good = readFileSync(path.join(TINY_DIR, "images", "hopper.jpg"));
+    const good = sampleImage("hopper.jpg");
     const png = await sharp({
       create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 10, b: 10 } },
     })
@@ -123,7 +122,7 @@ describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => 
   }, async () => {
     const lines: string[] = [];
     const auto = await Encoder.load(
-      tinyModelDir(),
+      modelDir,
       { ...settings, device: "auto" },
       { logger: { info: (m) => lines.push(m), warn: (m) => lines.push(m) } },
     );
@@ -143,10 +142,10 @@ describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => 
   });
 
   test("the worker threads and the calling thread give identical embeddings", async () => {
-    const local = await Encoder.load(tinyModelDir(), settings, { inWorker: false });
+    const local = await Encoder.load(modelDir, settings, { inWorker: false });
     try {
       const texts = ["a cat", "a long caption about a harbour at dawn ".repeat(4)];
-      const pixels = [loadReferencePixels(loadReference().images[0] as ReferenceImage)];
+      const pixels = [tinyClipPixels()];
       assert.deepEqual(await local.embedTexts(texts), await encoder.embedTexts(texts));
       assert.deepEqual(await local.embedPixels(pixels), await encoder.embedPixels(pixels));
     } finally {
@@ -155,7 +154,7 @@ describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => 
   });
 
   test("the event loop keeps turning while the worker encodes a batch", async () => {
-    const pixels = loadReferencePixels(loadReference().images[0] as ReferenceImage);
+    const pixels = tinyClipPixels();
     let turns = 0;
     let done = false;
     const spin = (): void => {
@@ -171,7 +170,7 @@ describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => 
   });
 
   test("a model whose ONNX names disagree with config.json fails to load with model_invalid", async () => {
-    const source = tinyModelDir();
+    const source = modelDir;
     const dir = mkdtempSync(path.join(tmpdir(), "encode-bad-model-"));
     try {
       const config = JSON.parse(readFileSync(path.join(source, "config.json"), "utf8"));
@@ -194,7 +193,7 @@ describe("Encoder on the reference model", { skip: SKIP_WITHOUT_SHARED }, () => 
   });
 
   test("after close, calls fail with encoder_closed", async () => {
-    const other = await Encoder.load(tinyModelDir(), settings);
+    const other = await Encoder.load(modelDir, settings);
     await other.close();
     await assert.rejects(other.embedTexts(["x"]), { code: "encoder_closed" });
   });

@@ -10,9 +10,9 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
 import { multipart, type Part, tempDir } from "./api-helpers.ts";
+import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";
 import { type LongclipProcess, startServe, stopProcess } from "./helpers/longclip-process.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 /** Fixed seed: a failure reproduces; change it to explore further. */
 const SEED = 20260115;
@@ -215,7 +215,7 @@ function multipartRequests(valid: Buffer[]): fc.Arbitrary<Sent> {
     });
 }
 
-describe("hardening: fuzzing the API", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("hardening: fuzzing the API", () => {
   let server: LongclipProcess;
   const acknowledged = new Set<string>();
   const deleted = new Set<string>();
@@ -254,7 +254,7 @@ describe("hardening: fuzzing the API", { skip: SKIP_WITHOUT_SHARED }, () => {
     writeFileSync(path.join(media, "good.png"), await patternPng(900));
     server = await startServe([
       "--model",
-      tinyModelDir(),
+      demoModelWithoutGallery(),
       "--data",
       tempDir("longclip-fuzz-"),
       "--media-root",

@@ -10,9 +10,9 @@ import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import type { Response } from "supertest";
 import { multipart, type Part, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
+import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";
 import { startServe, stopProcess } from "./helpers/longclip-process.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 function expectError(res: Response, status: number, code: string): void {
   assert.equal(res.status, status, res.text);
@@ -43,7 +43,7 @@ function closedWithin(socket: Socket, limitMs: number): Promise<number> {
   });
 }
 
-describe("hardening: the HTTP edge", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("hardening: the HTTP edge", () => {
   let server: TestServer;
   /** A second server with timeouts of about a second and a cap of 40 connections. */
   let strict: TestServer;
@@ -300,11 +300,11 @@ describe("hardening: the HTTP edge", { skip: SKIP_WITHOUT_SHARED }, () => {
   });
 });
 
-describe("hardening: shutdown with a trickling upload", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("hardening: shutdown with a trickling upload", () => {
   test("SIGTERM exits within --shutdown-timeout-ms though a client never finishes", async () => {
     const server = await startServe([
       "--model",
-      tinyModelDir(),
+      demoModelWithoutGallery(),
       "--data",
       tempDir("longclip-shutdown-"),
       "--shutdown-timeout-ms",

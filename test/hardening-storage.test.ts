@@ -29,8 +29,8 @@ import { openStore } from "../src/store/open.ts";
 import type { ItemStore, NewItem } from "../src/store/types.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
 import { multipart, type Part, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
+import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 type Result = { id: string; status: string; error?: { code: string; message: string } };
 
@@ -43,7 +43,7 @@ function deepMetadata(levels: number): string {
   return `${'{"a":'.repeat(levels)}1${"}".repeat(levels)}`;
 }
 
-describe("hardening: stored items and files", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("hardening: stored items and files", () => {
   let server: TestServer;
   let media: string;
   const outside = tempDir("longclip-outside-");
@@ -158,11 +158,9 @@ describe("hardening: stored items and files", { skip: SKIP_WITHOUT_SHARED }, () 
   });
 });
 
-describe("hardening: a chunk the store refuses is retried item by item", {
-  skip: SKIP_WITHOUT_SHARED,
-}, () => {
+describe("hardening: a chunk the store refuses is retried item by item", {}, () => {
   test("only the item the store refuses fails", async () => {
-    const modelDir = tinyModelDir();
+    const modelDir = demoModelWithoutGallery();
     const settings = loadSettings(
       {
         modelDir,
@@ -212,7 +210,7 @@ describe("hardening: a chunk the store refuses is retried item by item", {
   });
 });
 
-describe("hardening: crash leftovers", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("hardening: crash leftovers", () => {
   test("orphaned originals/**/*.tmp files are removed at start, recent ones kept", async () => {
     const dataDir = tempDir("longclip-orphans-");
     const shard = path.join(dataDir, "originals", "ab");
@@ -260,10 +258,9 @@ function fill(dir: string): void {
 const tmpfsProbe = mountTmpfs("1m");
 if (tmpfsProbe !== undefined) execFileSync("umount", [tmpfsProbe]);
 const SKIP_TMPFS =
-  SKIP_WITHOUT_SHARED ||
-  (tmpfsProbe === undefined
+  tmpfsProbe === undefined
     ? "needs root and permission to mount a tmpfs (to fill a small file system); run as root"
-    : false);
+    : false;
 
 describe("hardening: a full disk", { skip: SKIP_TMPFS }, () => {
   test("an HNSW save on a full disk keeps the old index; SQLite full is storage_error", async () => {

@@ -10,8 +10,8 @@ import { parseFilter, parseMeta, runIndex, runReindex, runSearch } from "../src/
 import { isAppError } from "../src/core/errors.ts";
 import { collectImageFiles } from "../src/library/files.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
+import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "./helpers/reference.ts";
 
 const root = tempDir("library-cli-test-");
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -102,9 +102,9 @@ describe("collectImageFiles", () => {
   });
 });
 
-describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("index, search, reindex commands", () => {
   test("index reports failures and skips what is indexed; search prints ranked hits", async () => {
-    const flags = { model: tinyModelDir(), data: path.join(root, "data"), threads: "1" };
+    const flags = { model: demoModelWithoutGallery(), data: path.join(root, "data"), threads: "1" };
     const first = io();
     assert.equal(await runIndex([photos], { ...flags, meta: ["album=trip"] }, first.io), 1);
     assert.match(first.err(), /indexed 3, already indexed 1, failed 1 of 5 files/);
@@ -140,8 +140,11 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
     assert.match(text.out(), /^ {2}1 {2}-?\d\.\d{4} {2}\S+ {2}\/.*\.png$/m);
 
     const bad = io();
-    assert.equal(await runSearch("x", { ...flags, k: "0" }, bad.io), 1);
-    assert.match(bad.err(), /error \[k_out_of_range\]/);
+    assert.equal(await runSearch("x", { ...flags, k: "0" }, bad.io), 2, "a usage error");
+    assert.match(bad.err(), /error \[invalid_setting\]: --k /);
+    const tooMany = io();
+    assert.equal(await runSearch("x", { ...flags, k: "100000" }, tooMany.io), 2);
+    assert.match(tooMany.err(), /error \[k_out_of_range\]/);
 
     // Options: the second page of the exact ranking, and a cutoff, match the full ranking.
     const all = io();
@@ -179,12 +182,16 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
       ],
     );
     const badFilter = io();
-    assert.equal(await runSearch("x", { ...flags, filter: ["n>soon"] }, badFilter.io), 1);
+    assert.equal(await runSearch("x", { ...flags, filter: ["n>soon"] }, badFilter.io), 2);
     assert.match(badFilter.err(), /validation_failed.*filter\.n\.\$gt/);
   });
 
   test("after a model change, search says to reindex, and reindex fixes it", async () => {
-    const flags = { model: tinyModelDir(), data: path.join(root, "data2"), threads: "1" };
+    const flags = {
+      model: demoModelWithoutGallery(),
+      data: path.join(root, "data2"),
+      threads: "1",
+    };
     assert.equal(await runIndex([path.join(photos, "a.png")], flags, io().io), 0);
     const store = new SqliteStore({
       dataDir: flags.data,
@@ -209,7 +216,11 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
   });
 
   test("search --mode keyword and hybrid; duplicates lists near-duplicate groups", async () => {
-    const flags = { model: tinyModelDir(), data: path.join(root, "data3"), threads: "1" };
+    const flags = {
+      model: demoModelWithoutGallery(),
+      data: path.join(root, "data3"),
+      threads: "1",
+    };
     const dir = path.join(root, "near");
     mkdirSync(dir);
     const original = await patternPng(5, 96);
@@ -226,8 +237,8 @@ describe("index, search, reindex commands", { skip: SKIP_WITHOUT_SHARED }, () =>
     assert.equal(await runSearch("zorblat", { ...flags, mode: "hybrid", k: "1" }, hybrid.io), 0);
     assert.match(hybrid.out(), /\(vector #1, keyword #[1-3]\)$/m);
     const bad = io();
-    assert.equal(await runSearch("x", { ...flags, mode: "fuzzy" }, bad.io), 1);
-    assert.match(bad.err(), /\[validation_failed\].*vector, keyword or hybrid/);
+    assert.equal(await runSearch("x", { ...flags, mode: "fuzzy" }, bad.io), 2);
+    assert.match(bad.err(), /\[invalid_setting\]: --mode is vector, keyword, hybrid/);
 
     // Whatever the tiny model scores, the groups are those of the pairs at the threshold.
     const dupes = io();

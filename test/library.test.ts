@@ -1,18 +1,10 @@
 /**
- * The library end to end with the real tiny Long-CLIP export, real SQLite, real HNSW and
- * real image decoding. Skips when ../shared (the reference checkpoint) is absent.
+ * The library end to end with the demo Long-CLIP (models/demo), real SQLite, real HNSW and
+ * real image decoding.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { isAppError } from "../src/core/errors.ts";
@@ -22,10 +14,9 @@ import type { Embedder } from "../src/encode/types.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/index.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { cosine } from "../src/vector-index/exact.ts";
+import { DEMO_MODEL_DIR, sampleImage } from "./helpers/demo-model.ts";
 import { patternPng, tempDir, testSettings } from "./helpers/library-fixtures.ts";
-import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
 
-const skip = SKIP_WITHOUT_SHARED;
 const root = tempDir("library-test-");
 after(() => rmSync(root, { recursive: true, force: true }));
 
@@ -44,9 +35,9 @@ function code(expected: string) {
   return (e: unknown) => isAppError(e) && e.code === expected;
 }
 
-describe("library", { skip }, () => {
+describe("library", () => {
   before(async () => {
-    modelDir = tinyModelDir();
+    modelDir = DEMO_MODEL_DIR;
     images = await Promise.all(Array.from({ length: 12 }, (_, i) => patternPng(i + 1)));
   });
 
@@ -488,20 +479,19 @@ describe("library", { skip }, () => {
     }
   });
 
-  test("the reference images index and find themselves", async () => {
-    const dir = path.join(TINY_DIR, "images");
+  test("images of several kinds index and find themselves", async () => {
     const names = ["hopper.jpg", "shapes.png", "rgba.png", "grayscale.png"];
     const { library } = await open();
     try {
       const results = await library.index(
-        names.map((name) => ({ id: name, bytes: readFileSync(path.join(dir, name)) })),
+        names.map((name) => ({ id: name, bytes: sampleImage(name) })),
       );
       assert.ok(
         results.every((r) => r.status === "indexed"),
         JSON.stringify(results),
       );
       for (const name of names) {
-        const { hits } = await library.searchImage(readFileSync(path.join(dir, name)), { k: 1 });
+        const { hits } = await library.searchImage(sampleImage(name), { k: 1 });
         assert.equal(hits[0]?.id, name);
       }
     } finally {

@@ -84,6 +84,17 @@ describe("readModelConfig", () => {
     assert.deepEqual(readModelConfig(modelDir(fp16)).vision, fp16.vision);
   });
 
+  test("reads the vision tower's dense output when there is one (export --dense)", () => {
+    const dense = { output: "patch_embeds", kind: "value", grid: [14, 14] };
+    const withDense = { ...VALID, vision: { ...VALID.vision, dense } };
+    assert.deepEqual(readModelConfig(modelDir(withDense)).vision, {
+      ...VALID.vision,
+      precision: "fp32",
+      dense,
+    });
+    assert.equal(readModelConfig(modelDir(VALID)).vision.dense, undefined);
+  });
+
   test("missing directory and missing config.json are model_not_found", () => {
     expectError(path.join(root, "nope"), "model_not_found", /does not exist/);
     expectError(modelDir(undefined), "model_not_found", /No config\.json/);
@@ -98,6 +109,33 @@ describe("readModelConfig", () => {
       "a check with a min_cosine above 1",
       { vision: { ...VALID.vision, check: { min_cosine: 1.5, embedding: [] } } },
       /"vision\.check\.min_cosine" must be a number in \(0, 1\]/,
+    ],
+    [
+      "a dense output of an unknown kind",
+      {
+        vision: { ...VALID.vision, dense: { output: "patch_embeds", kind: "mean", grid: [7, 7] } },
+      },
+      /"vision\.dense\.kind" must be one of value, final, not "mean"/,
+    ],
+    [
+      "a dense output without its grid",
+      { vision: { ...VALID.vision, dense: { output: "patch_embeds", kind: "final" } } },
+      /"vision\.dense\.grid" is missing; it must be \[rows, columns\]/,
+    ],
+    [
+      "a dense grid of three numbers",
+      { vision: { ...VALID.vision, dense: { output: "p", kind: "final", grid: [7, 7, 1] } } },
+      /"vision\.dense\.grid" must be \[rows, columns\], two integers ≥ 1/,
+    ],
+    [
+      "a dense output without a name",
+      { vision: { ...VALID.vision, dense: { kind: "value", grid: [7, 7] } } },
+      /"vision\.dense\.output" is missing/,
+    ],
+    [
+      "a dense output on the text tower",
+      { text: { ...VALID.text, dense: { output: "p", kind: "value", grid: [7, 7] } } },
+      /"text\.dense" is not allowed/,
     ],
     ["wrong format", { format: "onnx" }, /"format"/],
     ["unsupported version", { format_version: 2 }, /format_version/],
@@ -204,7 +242,12 @@ describe("the schema, the type, the docs and the demo model agree", () => {
     // A config with every optional field set: its keys are the type's.
     const config: Required<ModelConfig> = {
       ...(VALID as unknown as ModelConfig),
-      vision: { ...VALID.vision, precision: "int8", check },
+      vision: {
+        ...VALID.vision,
+        precision: "int8",
+        check,
+        dense: { output: "patch_embeds", kind: "value", grid: [7, 7] },
+      },
     };
     const keys = (value: object) => Object.keys(value).sort();
     assert.deepEqual(keys(config), propertiesOf(schema));
@@ -214,6 +257,10 @@ describe("the schema, the type, the docs and the demo model agree", () => {
       propertiesOf(schema.$defs.tokenizerFields.properties.tokenizer),
     );
     assert.deepEqual(keys(check), propertiesOf(schema.$defs.tower.properties.check));
+    assert.deepEqual(
+      keys(config.vision.dense ?? {}),
+      propertiesOf(schema.$defs.tower.properties.dense),
+    );
   });
 
   test("docs/model-format.md's example config.json is valid", () => {

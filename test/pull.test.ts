@@ -1,9 +1,10 @@
 /**
  * `longclip pull` against a hub served from 127.0.0.1 (LONGCLIP_HUB_URL), with no Python
- * reachable: a Hugging Face CLIPModel repository and a registry name (served with the tiny
- * reference files) become models that reproduce the official outputs; an interrupted download
- * resumes with a Range request; a checksum mismatch and unknown names fail with their codes.
- * Nothing here touches the internet.
+ * reachable: a Hugging Face CLIPModel repository (the tiny CLIP the tests make) becomes the
+ * model a local conversion of the same files gives; an interrupted download resumes with a
+ * Range request; a checksum mismatch and unknown names fail with their codes. With ../shared,
+ * the reference files served the same way (a repository, a registry name, a .pt URL) become
+ * models that reproduce the official outputs. Nothing here touches the internet.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -25,6 +26,7 @@ import {
   SKIP_WITHOUT_SHARED,
   TINY_DIR,
 } from "./helpers/reference.ts";
+import { tinyClipModelDir, tinyClipPixels, writeTinyClipHf } from "./helpers/tiny-clip.ts";
 
 interface Served {
   data: Buffer;
@@ -82,9 +84,12 @@ function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-/** Serves the tiny Hugging Face reference directory as repository `repo`. */
-function addHfRepo(repo: string, options: { breakAfter?: number; wrongSha?: boolean } = {}): void {
-  const source = path.join(REFERENCE_DIR, "longclip-tiny-hf");
+/** Serves a Hugging Face CLIPModel directory as repository `repo`. */
+function addHfRepo(
+  repo: string,
+  source: string,
+  options: { breakAfter?: number; wrongSha?: boolean } = {},
+): void {
   for (const name of readdirSync(source)) {
     const data = readFileSync(path.join(source, name));
     const lfs = name === "model.safetensors";
@@ -100,60 +105,42 @@ function pull(args: readonly string[], cache = path.join(dir, "cache")) {
   return runWithoutPython(["pull", ...args], { LONGCLIP_HUB_URL: hubUrl, LONGCLIP_CACHE: cache });
 }
 
-describe("longclip pull from a local hub", { skip: SKIP_WITHOUT_SHARED }, () => {
-  before(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), "pull-"));
-    server = http.createServer(serve);
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    hubUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    addHfRepo("test-org/longclip-tiny-hf");
-    addHfRepo("test-org/flaky", { breakAfter: 100_000 });
-    addHfRepo("test-org/tampered", { wrongSha: true });
-    // the registry's longclip-b, served with the tiny reference checkpoint and CLIP's merges
-    files.set("/BeichenZhang/LongCLIP-B/resolve/main/longclip-B.pt", {
-      data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
-    });
-    files.set("/files/longclip-tiny.pt", {
-      data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
-    });
-    files.set("/openai/clip-vit-base-patch16/resolve/main/merges.txt", {
-      data: gunzipSync(readFileSync(CLIP_VOCAB)),
-    });
-  });
-  after(async () => {
-    await new Promise((resolve) => server.close(resolve));
-    rmSync(dir, { recursive: true, force: true });
-  });
+before(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), "pull-"));
+  server = http.createServer(serve);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  hubUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // The tiny CLIP of helpers/tiny-clip.ts, as tinyClipModelDir converts it.
+  const tiny = path.join(dir, "tiny-clip-hf");
+  writeTinyClipHf(tiny);
+  addHfRepo("test-org/tiny-clip", tiny);
+  addHfRepo("test-org/flaky", tiny, { breakAfter: 100_000 });
+  addHfRepo("test-org/tampered", tiny, { wrongSha: true });
+});
+after(async () => {
+  await new Promise((resolve) => server.close(resolve));
+  rmSync(dir, { recursive: true, force: true });
+});
 
-  test("a Hugging Face CLIPModel repository: checked download, conversion, the official outputs", async () => {
-    const out = path.join(dir, "models", "tiny-hf");
-    const run = await pull(["test-org/longclip-tiny-hf", "--out", out]);
+describe("longclip pull from a local hub", () => {
+  test("a Hugging Face CLIPModel repository: checked download, conversion, the local export's outputs", async () => {
+    const out = path.join(dir, "models", "tiny-clip");
+    const run = await pull(["test-org/tiny-clip", "--out", out]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /model\.safetensors: \d+ bytes, sha256 checked against the hub value/);
     assert.match(run.stdout, /checked against the TypeScript forward/);
     assert.match(run.stdout, /serve it with: longclip serve --model/);
-    const reference = loadReference();
-    const encoder = await Encoder.load(out, { ...DEFAULT_SETTINGS, device: "cpu", threads: 2 });
+    const settings = { ...DEFAULT_SETTINGS, device: "cpu" as const, threads: 2 };
+    const pulled = await Encoder.load(out, settings);
+    const local = await Encoder.load(await tinyClipModelDir(), settings);
     try {
-      const raw = await encoder.rawText(reference.texts.map((t) => Int32Array.from(t.ids_248)));
-      const text = Math.max(
-        ...reference.texts.map((t, i) => relativeDifference(raw[i] as Float32Array, t.embedding)),
-      );
-      const images = reference.images.map(loadReferencePixels);
-      const batch = new Float32Array(images.length * (images[0]?.length ?? 0));
-      for (const [i, p] of images.entries()) batch.set(p, i * p.length);
-      const vision = await encoder.rawVision(batch, images.length);
-      const image = Math.max(
-        ...reference.images.map((r, i) =>
-          relativeDifference(vision[i] as Float32Array, r.embedding),
-        ),
-      );
-      console.log(
-        `pulled longclip-tiny-hf: max relative difference text ${text.toExponential(2)}, image ${image.toExponential(2)}`,
-      );
-      assert.ok(text <= 1e-5 && image <= 1e-4, `text ${text}, image ${image}`);
+      const texts = ["", "a small red circle", "a large blue square ".repeat(30)];
+      const [a, b] = await Promise.all([pulled.embedTexts(texts), local.embedTexts(texts)]);
+      assert.deepEqual(a, b);
+      const pixels = [0, 1].map(tinyClipPixels);
+      assert.deepEqual(await pulled.embedPixels(pixels), await local.embedPixels(pixels));
     } finally {
-      await encoder.close();
+      await Promise.all([pulled.close(), local.close()]);
     }
   });
 
@@ -198,6 +185,68 @@ describe("longclip pull from a local hub", { skip: SKIP_WITHOUT_SHARED }, () => 
     );
   });
 
+  test("unknown names and missing repositories say what to pass", async () => {
+    const unknown = await pull(["no-such-model", "--out", path.join(dir, "x")]);
+    assert.equal(unknown.code, 1);
+    assert.match(
+      unknown.stderr,
+      /error \[model_unknown\]: unknown model "no-such-model": pass one of longclip-b, longclip-l/,
+    );
+    const missing = await pull(["test-org/missing", "--out", path.join(dir, "y")]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /error \[download_failed\]: .*HTTP 404 \(not found/);
+  });
+});
+
+describe("longclip pull of the reference files (official outputs)", {
+  skip: SKIP_WITHOUT_SHARED,
+}, () => {
+  before(() => {
+    addHfRepo("test-org/longclip-tiny-hf", path.join(REFERENCE_DIR, "longclip-tiny-hf"));
+    // the registry's longclip-b, served with the tiny reference checkpoint and CLIP's merges
+    files.set("/BeichenZhang/LongCLIP-B/resolve/main/longclip-B.pt", {
+      data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
+    });
+    files.set("/files/longclip-tiny.pt", {
+      data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
+    });
+    files.set("/openai/clip-vit-base-patch16/resolve/main/merges.txt", {
+      data: gunzipSync(readFileSync(CLIP_VOCAB)),
+    });
+  });
+
+  test("a Hugging Face CLIPModel repository: checked download, conversion, the official outputs", async () => {
+    const out = path.join(dir, "models", "tiny-hf");
+    const run = await pull(["test-org/longclip-tiny-hf", "--out", out]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /model\.safetensors: \d+ bytes, sha256 checked against the hub value/);
+    assert.match(run.stdout, /checked against the TypeScript forward/);
+    assert.match(run.stdout, /serve it with: longclip serve --model/);
+    const reference = loadReference();
+    const encoder = await Encoder.load(out, { ...DEFAULT_SETTINGS, device: "cpu", threads: 2 });
+    try {
+      const raw = await encoder.rawText(reference.texts.map((t) => Int32Array.from(t.ids_248)));
+      const text = Math.max(
+        ...reference.texts.map((t, i) => relativeDifference(raw[i] as Float32Array, t.embedding)),
+      );
+      const images = reference.images.map(loadReferencePixels);
+      const batch = new Float32Array(images.length * (images[0]?.length ?? 0));
+      for (const [i, p] of images.entries()) batch.set(p, i * p.length);
+      const vision = await encoder.rawVision(batch, images.length);
+      const image = Math.max(
+        ...reference.images.map((r, i) =>
+          relativeDifference(vision[i] as Float32Array, r.embedding),
+        ),
+      );
+      console.log(
+        `pulled longclip-tiny-hf: max relative difference text ${text.toExponential(2)}, image ${image.toExponential(2)}`,
+      );
+      assert.ok(text <= 1e-5 && image <= 1e-4, `text ${text}, image ${image}`);
+    } finally {
+      await encoder.close();
+    }
+  });
+
   test("a registry name: longclip-b's .pt and CLIP merges from their repositories", async () => {
     const out = path.join(dir, "models", "longclip-b");
     const run = await pull(["longclip-b", "--out", out]);
@@ -226,17 +275,5 @@ describe("longclip pull from a local hub", { skip: SKIP_WITHOUT_SHARED }, () => 
     assert.equal(run.code, 0, run.stderr);
     const worst = await worstReferenceText(out, loadReference().texts);
     assert.ok(worst <= 1e-5, `text ${worst}`);
-  });
-
-  test("unknown names and missing repositories say what to pass", async () => {
-    const unknown = await pull(["no-such-model", "--out", path.join(dir, "x")]);
-    assert.equal(unknown.code, 1);
-    assert.match(
-      unknown.stderr,
-      /error \[model_unknown\]: unknown model "no-such-model": pass one of longclip-b, longclip-l/,
-    );
-    const missing = await pull(["test-org/missing", "--out", path.join(dir, "y")]);
-    assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /error \[download_failed\]: .*HTTP 404 \(not found/);
   });
 });

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -19,11 +19,11 @@ import { isAppError } from "../src/core/errors.ts";
 import { DEFAULT_SETTINGS, loadSettings, PROJECT_ROOT } from "../src/core/settings.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
 import { multipart, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
-import { SKIP_WITHOUT_SHARED, TINY_DIR, tinyModelDir } from "./helpers/reference.ts";
+import { demoModelWithoutGallery, sampleImage } from "./helpers/demo-model.ts";
 
 type S = components["schemas"];
 
-const image = (name: string) => readFileSync(path.join(TINY_DIR, "images", name));
+const image = sampleImage;
 
 /** `n` different PNGs (random pixels), so no upload is a duplicate of another. */
 function distinctPngs(n: number): Promise<Buffer[]> {
@@ -37,7 +37,7 @@ function distinctPngs(n: number): Promise<Buffer[]> {
   );
 }
 
-describe("listening server", { skip: SKIP_WITHOUT_SHARED }, () => {
+describe("listening server", () => {
   let server: TestServer;
   const key = "listen-key";
 
@@ -230,10 +230,10 @@ describe("longclip serve", () => {
     );
   });
 
-  test("PORT and HOST count when LONGCLIP_PORT and LONGCLIP_HOST are unset", () => {
+  test("PORT counts when LONGCLIP_PORT is unset; HOST, which shells export, does not", () => {
     const platform = loadSettings({}, { PORT: "3000", HOST: "0.0.0.0" });
     assert.equal(platform.port, 3000);
-    assert.equal(platform.host, "0.0.0.0");
+    assert.equal(platform.host, DEFAULT_SETTINGS.host);
     const both = loadSettings({}, { PORT: "3000", LONGCLIP_PORT: "7000", HOST: "0.0.0.0" });
     assert.equal(both.port, 7000, "LONGCLIP_PORT wins over PORT");
     assert.equal(loadSettings({}, { PORT: "", LONGCLIP_PORT: "" }).port, DEFAULT_SETTINGS.port);
@@ -266,15 +266,12 @@ describe("longclip serve", () => {
     );
   });
 
-  test("serves on PORT, shuts down on SIGTERM, keeps the data across restarts", {
-    skip: SKIP_WITHOUT_SHARED,
-  }, async () => {
+  test("serves on PORT, shuts down on SIGTERM, keeps the data across restarts", async () => {
     const data = tempDir("longclip-serve-data-");
-    const args = ["--model", tinyModelDir(), "--data", data, "--threads", "1"];
+    const args = ["--model", demoModelWithoutGallery(), "--data", data, "--threads", "1"];
     const env = {
       LONGCLIP_API_KEY: "env-key",
       PORT: "0",
-      HOST: "127.0.0.1",
       LONGCLIP_PORT: "",
       LONGCLIP_HOST: "",
     };
@@ -306,11 +303,18 @@ describe("longclip serve", () => {
     }
   });
 
-  test("SIGTERM loses nothing acknowledged: in-flight uploads finish, the index is saved", {
-    skip: SKIP_WITHOUT_SHARED,
-  }, async () => {
+  test("SIGTERM loses nothing acknowledged: in-flight uploads finish, the index is saved", async () => {
     const data = tempDir("longclip-sigterm-data-");
-    const args = ["--model", tinyModelDir(), "--data", data, "--threads", "1", "--port", "0"];
+    const args = [
+      "--model",
+      demoModelWithoutGallery(),
+      "--data",
+      data,
+      "--threads",
+      "1",
+      "--port",
+      "0",
+    ];
     const pngs = await distinctPngs(5);
     const parts = (from: number, to: number) =>
       pngs.slice(from, to).map((png, i) => ({

@@ -36,12 +36,12 @@ const MiB = 1024 * 1024;
  * table replaced them: key, flag, placeholder, variable, platform variable, scope, default
  * (`<root>` the checkout, `<home>` the home directory). Added on main meanwhile:
  * minDuplicateThreshold, maxFilterValues, maxQueryWindows, maxRequestWindows, sqliteReadWorkers,
- * logFormat; new with the table: --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
+ * logFormat, databaseReadUrl, databaseReadMaxLagMs (read replicas); new with the table: --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
  */
 const BEFORE = `
 modelDir               --model                    dir         LONGCLIP_MODEL_DIR                -    library <root>/models/demo
 dataDir                --data                     dir         LONGCLIP_DATA_DIR                 -    library <root>/data
-host                   --host                     host        LONGCLIP_HOST                     HOST server  127.0.0.1
+host                   --host                     host        LONGCLIP_HOST                     -    server  127.0.0.1
 port                   --port                     n           LONGCLIP_PORT                     PORT server  8080
 device                 --device                   device      LONGCLIP_DEVICE                   -    library cpu
 threads                --threads                  n           LONGCLIP_THREADS                  -    library 0
@@ -62,11 +62,15 @@ maxQueueDepth          --max-queue-depth          n           LONGCLIP_MAX_QUEUE
 queryCacheSize         --query-cache-size         n           LONGCLIP_QUERY_CACHE_SIZE         -    library 1024
 hnswM                  --hnsw-m                   n           LONGCLIP_HNSW_M                   -    library 16
 hnswEfConstruction     --hnsw-ef-construction     n           LONGCLIP_HNSW_EF_CONSTRUCTION     -    library 200
-hnswEfSearch           --hnsw-ef-search           n           LONGCLIP_HNSW_EF_SEARCH           -    library 100
+hnswEfSearch           --hnsw-ef-search           n           LONGCLIP_HNSW_EF_SEARCH           -    library 0
 hnswShards             --hnsw-shards              n           LONGCLIP_HNSW_SHARDS              -    library 1
 indexSaveIntervalMs    --index-save-interval-ms   n           LONGCLIP_INDEX_SAVE_INTERVAL_MS   -    library 30000
 databaseUrl            --database-url             url         LONGCLIP_DATABASE_URL             -    library unset
+databaseReadUrl        --database-read-url        url         LONGCLIP_DATABASE_READ_URL        -    library unset
+databaseReadMaxLagMs   --database-read-max-lag-ms n           LONGCLIP_DATABASE_READ_MAX_LAG_MS -    library 1000
 pgVectorType           --pg-vector-type           type        LONGCLIP_PG_VECTOR_TYPE           -    library halfvec
+pgBuildMemoryMb        --pg-build-memory-mb       n           LONGCLIP_PG_BUILD_MEMORY_MB       -    library 0
+pgBuildWorkers         --pg-build-workers         n           LONGCLIP_PG_BUILD_WORKERS         -    library 0
 jobWorker              --job-worker               on|off|auto LONGCLIP_JOB_WORKER               -    library auto
 jobLeaseMs             --job-lease-ms             n           LONGCLIP_JOB_LEASE_MS             -    library 60000
 maxJobItems            --max-job-items            n           LONGCLIP_MAX_JOB_ITEMS            -    library 1000000

@@ -22,6 +22,10 @@ COMMANDS = {
     ),
     "vocab": ("training.model.vocab", "Build a CLIP-style BPE vocabulary from a caption corpus."),
     "demo": ("training.recipe", "Train, export and evaluate the demo model; write the report."),
+    "pointing": (
+        "training.recipe.pointing",
+        "Measure whether dense heat maps point at the object a caption names.",
+    ),
 }
 
 

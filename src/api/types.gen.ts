@@ -385,8 +385,12 @@ export interface paths {
          *     `longclip_operation_duration_seconds` by operation (index, search_text, search_image:
          *     the embedding work behind each request); `longclip_index_results_total` by status;
          *     `longclip_store_retries` by reason (deadlock, serialization_failure: store work the
-         *     database aborted and that ran again, never an error to a client); and the process
-         *     metrics of prom-client.
+         *     database aborted and that ran again, never an error to a client); on PostgreSQL, per
+         *     database server (`server`: host:port/database, `role`: primary or
+         *     replica), `longclip_database_server_up` (1 when it serves reads, 0 when down, lagging
+         *     past `--database-read-max-lag-ms` or no standby), `longclip_database_server_lag_bytes`
+         *     (WAL a replica has still to replay) and `longclip_database_server_reads_total` (reads
+         *     it served; with `--database-read-url`); and the process metrics of prom-client.
          */
         get: operations["metrics"];
         put?: never;
@@ -708,7 +712,31 @@ export interface components {
         Ready: {
             /** @enum {string} */
             status: "ready";
+            database?: components["schemas"]["DatabaseServers"];
         };
+        /**
+         * @description PostgreSQL backend only: the primary and each read replica (`--database-read-url`), as
+         *     this node sees them. A node is ready while its primary answers; a replica that is down
+         *     or lagging only sends its reads to the primary.
+         */
+        DatabaseServers: {
+            /** @description host:port/database (no credentials). */
+            name: string;
+            /** @enum {string} */
+            role: "primary" | "replica";
+            /**
+             * @description `up` serves reads; `lagging`: a replica behind `--database-read-max-lag-ms`, not
+             *     used until it catches up; `down`: unreachable (retried every probe); `starting`:
+             *     not probed yet; `not_a_replica`: the URL names no standby of the primary.
+             * @enum {string}
+             */
+            state: "up" | "lagging" | "down" | "starting" | "not_a_replica";
+            reason?: string;
+            /** @description WAL bytes a replica has still to replay, as of the last probe. */
+            lag_bytes?: number;
+            /** @description Reads it served since this node started (with read replicas). */
+            reads?: number;
+        }[];
         JobRequest: {
             /** @description Files or folders, relative to the media root (folders are walked recursively). */
             paths: string[];
@@ -818,6 +846,7 @@ export interface components {
                 pending: number;
                 capacity: number;
             };
+            database?: components["schemas"]["DatabaseServers"];
         };
     };
     responses: {

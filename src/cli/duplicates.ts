@@ -5,7 +5,8 @@
 import type { Command } from "commander";
 import { AppError } from "../core/errors.ts";
 import { type Io, type LibraryFlags, STDIO, withLibrary } from "./index-cmd.ts";
-import { addSettingOptions, errorMessage, LIBRARY_SETTING_KEYS } from "./settings.ts";
+import { addSettingOptions, LIBRARY_SETTING_KEYS } from "./settings.ts";
+import { reportError } from "./usage.ts";
 
 export async function runDuplicates(
   flags: LibraryFlags & { threshold?: string; json?: boolean },
@@ -13,15 +14,13 @@ export async function runDuplicates(
 ): Promise<number> {
   const threshold = flags.threshold === undefined ? 0.95 : Number(flags.threshold);
   if (!(threshold > 0 && threshold <= 1)) {
-    io.err.write(
-      errorMessage(
-        new AppError(
-          "invalid_setting",
-          `--threshold must be a cosine similarity above 0 and at most 1, not "${flags.threshold}".`,
-        ),
+    return reportError(
+      new AppError(
+        "invalid_setting",
+        `--threshold must be a cosine similarity above 0 and at most 1, not "${flags.threshold}".`,
       ),
+      io.err,
     );
-    return 2;
   }
   return withLibrary(flags, io, async (library) => {
     let cursor: string | null = null;

@@ -12,13 +12,8 @@ import type { Settings } from "../core/settings.ts";
 import { Encoder } from "../encode/encoder.ts";
 import type { EngineLogger } from "../encode/session.ts";
 import { FileRefusedError, openResolvedFile, readOpenedFile } from "../util/paths.ts";
-import {
-  addSettingOptions,
-  type CliError,
-  cliError,
-  errorMessage,
-  settingsOrUsageError,
-} from "./settings.ts";
+import { addSettingOptions, type CliError, cliError, errorMessage } from "./settings.ts";
+import { settingsOrUsageError } from "./usage.ts";
 
 /** Inputs handled per round: bounds memory and gives the progress display its steps. */
 const CHUNK = 64;

@@ -13,8 +13,9 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import type { Command } from "commander";
 import { convertCheckpoint } from "../convert/export.ts";
+import { AppError } from "../core/errors.ts";
 import { PROJECT_ROOT } from "../core/settings.ts";
-import { errorMessage } from "./settings.ts";
+import { reportError } from "./usage.ts";
 
 /** Exit code of scripts/python when no Python with torch is installed. */
 const NO_PYTHON = 127;
@@ -94,8 +95,7 @@ export async function runExport(args: readonly string[]): Promise<number> {
       strict: true,
     }).values;
   } catch (error) {
-    process.stderr.write(`error [usage]: ${(error as Error).message}\n${EXPORT_USAGE}`);
-    return 2;
+    return reportError(new AppError("usage", (error as Error).message));
   }
   if (values.help) {
     process.stdout.write(EXPORT_USAGE);
@@ -105,10 +105,12 @@ export async function runExport(args: readonly string[]): Promise<number> {
   const out = values.out as string | undefined;
   const threads = Number(values.threads ?? 2);
   if (!checkpoint || !out || !Number.isInteger(threads) || threads < 1) {
-    process.stderr.write(
-      `error [usage]: --checkpoint and --out are required, --threads a positive integer\n${EXPORT_USAGE}`,
+    return reportError(
+      new AppError(
+        "usage",
+        "--checkpoint and --out are required, --threads a whole number from 1.",
+      ),
     );
-    return 2;
   }
   const started = performance.now();
   try {
@@ -127,8 +129,7 @@ export async function runExport(args: readonly string[]): Promise<number> {
   } catch (error) {
     // Never hand a refused file to Python by itself: the Python exporter runs TorchScript code,
     // so only an explicit --python may do that.
-    process.stderr.write(errorMessage(error));
-    return 1;
+    return reportError(error);
   }
 }
 

@@ -9,7 +9,7 @@
 import path from "node:path";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { AppError, isAppError } from "../core/errors.ts";
+import { AppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type {
   Filter,
@@ -19,6 +19,8 @@ import type {
   IndexResult,
   Metadata,
   SearchMode,
+  SearchOptions,
+  TextOptions,
 } from "../core/types.ts";
 import { Encoder } from "../encode/encoder.ts";
 import type { ReindexStatus, SwitchMode } from "../library/blue-green.ts";
@@ -28,10 +30,10 @@ import { runIndexJob } from "./jobs.ts";
 import {
   addSettingOptions,
   cliError,
-  errorMessage,
   LIBRARY_SETTING_KEYS,
   settingsFromFlags,
 } from "./settings.ts";
+import { RUNTIME_EXIT, reportError } from "./usage.ts";
 
 /** Setting flags as commander parses them (strings), see ./settings.ts. */
 export type LibraryFlags = Record<string, unknown>;
@@ -153,7 +155,7 @@ function printSummary(
   io.err.write(
     `indexed ${summary.indexed}, already indexed ${summary.duplicate}, failed ${summary.failed.length} of ${summary.total} files in ${summary.seconds.toFixed(1)} s (${rate.toFixed(1)} img/s)\n`,
   );
-  for (const input of missing) io.err.write(`  not found: ${input}\n`);
+  for (const input of missing) io.err.write(`  ${input}: no such file or directory\n`);
   for (const e of unreadable) io.err.write(`  could not read folder: ${e.path} (${e.reason})\n`);
   const shown = summary.failed.slice(0, 50);
   for (const f of shown) io.err.write(`  failed: ${f.file}: [${f.code}] ${f.message}\n`);
@@ -173,8 +175,7 @@ export async function withLibrary(
     library = await openLibrary(settings);
     return await work(library, settings);
   } catch (error) {
-    io.err.write(errorMessage(error));
-    return isAppError(error) && error.code === "invalid_setting" ? 2 : 1;
+    return reportError(error, io.err);
   } finally {
     await library?.close();
   }
@@ -185,14 +186,17 @@ export async function runIndex(
   flags: LibraryFlags & { meta?: string[] },
   io: Io = STDIO,
 ): Promise<number> {
+  // The paths first: a typo is reported at once, before the model loads.
+  const { files, missing, errors } = await collectImageFiles(inputs);
+  if (files.length === 0) {
+    for (const input of missing) io.err.write(`${input}: no such file or directory\n`);
+    for (const e of errors) io.err.write(`could not read folder: ${e.path} (${e.reason})\n`);
+    const found = inputs.filter((input) => !missing.includes(input));
+    if (found.length > 0) io.err.write(`no image files found in ${found.join(", ")}\n`);
+    return missing.length > 0 || errors.length > 0 ? RUNTIME_EXIT : 0;
+  }
   return withLibrary(flags, io, async (library, settings) => {
     const metadata = parseMeta(flags.meta ?? []);
-    const { files, missing, errors } = await collectImageFiles(inputs);
-    if (files.length === 0) {
-      io.err.write(`no image files found in ${inputs.join(", ")}\n`);
-      for (const e of errors) io.err.write(`  could not read folder: ${e.path} (${e.reason})\n`);
-      return missing.length > 0 || errors.length > 0 ? 1 : 0;
-    }
     const summary = await indexFiles(library, files, {
       batch: Math.max(1, settings.maxBatchItems),
       metadata,
@@ -258,40 +262,67 @@ export function parseFilter(flags: readonly string[]): Filter | undefined {
   return filter;
 }
 
+export interface SearchFlags extends LibraryFlags {
+  k?: string;
+  json?: boolean;
+  exact?: boolean;
+  filter?: string[];
+  mode?: string;
+  minScore?: string;
+  offset?: string;
+  longQuery?: string;
+}
+
+const SEARCH_MODES: readonly SearchMode[] = ["vector", "keyword", "hybrid"];
+
+/** The search's options from its flags; a bad value is an invalid_setting (a usage error). */
+export function searchOptionsOf(flags: SearchFlags): SearchOptions & TextOptions {
+  const refuse = (message: string) => new AppError("invalid_setting", message);
+  const k = flags.k === undefined ? 10 : Number(flags.k);
+  if (!Number.isInteger(k) || k < 1)
+    throw refuse(`--k takes a whole number of hits, not "${flags.k}".`);
+  const offset = flags.offset === undefined ? undefined : Number(flags.offset);
+  if (offset !== undefined && (!Number.isInteger(offset) || offset < 0)) {
+    throw refuse(`--offset takes a whole number of ranks to skip, not "${flags.offset}".`);
+  }
+  const minScore = flags.minScore === undefined ? undefined : Number(flags.minScore);
+  if (minScore !== undefined && (flags.minScore?.trim() === "" || !Number.isFinite(minScore))) {
+    throw refuse(`--min-score takes a cosine such as 0.2, not "${flags.minScore}".`);
+  }
+  const mode = flags.mode as SearchMode | undefined;
+  if (mode !== undefined && !SEARCH_MODES.includes(mode)) {
+    throw refuse(`--mode is ${SEARCH_MODES.join(", ")}, not "${flags.mode}".`);
+  }
+  const longQuery = flags.longQuery ?? "truncate";
+  if (longQuery !== "truncate" && longQuery !== "chunk") {
+    throw refuse(`--long-query is truncate or chunk, not "${longQuery}".`);
+  }
+  const filter = parseFilter(flags.filter ?? []);
+  return {
+    k,
+    exact: flags.exact === true,
+    longQuery,
+    ...(offset !== undefined ? { offset } : {}),
+    ...(minScore !== undefined ? { minScore } : {}),
+    ...(filter ? { filter } : {}),
+    ...(mode ? { mode } : {}),
+  };
+}
+
 export async function runSearch(
   query: string,
-  flags: LibraryFlags & {
-    k?: string;
-    json?: boolean;
-    exact?: boolean;
-    filter?: string[];
-    mode?: string;
-    minScore?: string;
-    offset?: string;
-    longQuery?: string;
-  },
+  flags: SearchFlags,
   io: Io = STDIO,
 ): Promise<number> {
+  let options: SearchOptions & TextOptions;
+  try {
+    options = searchOptionsOf(flags);
+  } catch (error) {
+    return reportError(error, io.err);
+  }
   return withLibrary(flags, io, async (library, settings) => {
-    const k = flags.k === undefined ? 10 : Number(flags.k);
-    const filter = parseFilter(flags.filter ?? []);
-    const longQuery = flags.longQuery ?? "truncate";
-    if (longQuery !== "truncate" && longQuery !== "chunk") {
-      throw new AppError(
-        "invalid_setting",
-        `--long-query is truncate or chunk, not "${longQuery}".`,
-      );
-    }
     const started = performance.now();
-    const result = await library.searchText(query, {
-      k,
-      exact: flags.exact === true,
-      longQuery,
-      ...(flags.offset !== undefined ? { offset: Number(flags.offset) } : {}),
-      ...(flags.minScore !== undefined ? { minScore: Number(flags.minScore) } : {}),
-      ...(filter ? { filter } : {}),
-      ...(flags.mode ? { mode: flags.mode as SearchMode } : {}),
-    });
+    const result = await library.searchText(query, options);
     const tookMs = performance.now() - started;
     if (flags.json) {
       io.out.write(`${JSON.stringify({ ...result, took_ms: Number(tookMs.toFixed(2)) })}\n`);
@@ -373,8 +404,10 @@ export async function runBlueGreen(
 ): Promise<number> {
   const mode = typeof flags.switch === "string" ? flags.switch : "auto";
   if (flags.toModel !== undefined && mode !== "auto" && mode !== "manual") {
-    io.err.write(`error [invalid_setting]: --switch takes auto or manual, not "${mode}"\n`);
-    return 2;
+    return reportError(
+      new AppError("invalid_setting", `--switch takes auto or manual, not "${mode}"`),
+      io.err,
+    );
   }
   let library: LongclipLibrary | undefined;
   try {
@@ -415,8 +448,7 @@ export async function runBlueGreen(
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   } catch (error) {
-    io.err.write(errorMessage(error));
-    return isAppError(error) && error.code === "invalid_setting" ? 2 : 1;
+    return reportError(error, io.err);
   } finally {
     await library?.close();
   }
@@ -427,6 +459,29 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 function libraryOptions(command: Command): Command {
   return addSettingOptions(command, LIBRARY_SETTING_KEYS);
 }
+
+/**
+ * The settings a search reads: where the library and model are, how the query is encoded and
+ * looked up. The rest (ingest, server tuning) still apply from their LONGCLIP_* variables.
+ */
+export const SEARCH_SETTING_KEYS = [
+  "modelDir",
+  "dataDir",
+  "databaseUrl",
+  "device",
+  "threads",
+  "preprocess",
+  "textBatchSize",
+  "hnswShards",
+  "hnswEfSearch",
+  "maxK",
+  "maxQueryChars",
+  "maxQueryWindows",
+  "maxRequestWindows",
+  "maxFilterValues",
+  "textFields",
+  "hybridCandidates",
+] as const satisfies readonly (keyof Settings)[];
 
 export function register(program: Command): void {
   libraryOptions(
@@ -448,7 +503,7 @@ export function register(program: Command): void {
       : await runIndex(paths, flags);
   });
 
-  libraryOptions(
+  addSettingOptions(
     program
       .command("search")
       .description("Search the indexed images with a text query (up to 248 tokens)")
@@ -471,7 +526,8 @@ export function register(program: Command): void {
         "--mode <mode>",
         "vector (default), keyword (the words in the --text-fields of the metadata) or hybrid (both, fused)",
       ),
-  ).action(async (text: string, flags: LibraryFlags & { k?: string; json?: boolean }) => {
+    SEARCH_SETTING_KEYS,
+  ).action(async (text: string, flags: SearchFlags) => {
     process.exitCode = await runSearch(text, flags);
   });
 

@@ -15,12 +15,8 @@ import { JobService } from "../jobs/service.ts";
 import { createLibrary } from "../library/library.ts";
 import type { JobSummary } from "../store/jobs.ts";
 import { openStore } from "../store/open.ts";
-import {
-  addSettingOptions,
-  errorMessage,
-  LIBRARY_SETTING_KEYS,
-  settingsFromFlags,
-} from "./settings.ts";
+import { addSettingOptions, LIBRARY_SETTING_KEYS, settingsFromFlags } from "./settings.ts";
+import { reportError } from "./usage.ts";
 
 interface Io {
   out: NodeJS.WritableStream;
@@ -72,20 +68,21 @@ export async function followJob(service: JobService, id: string, io: Io, pollMs 
   }
 }
 
-async function withJobs<T>(
+/** Runs `work` on the job service; an error is reported and becomes the exit code. */
+async function withJobs(
   flags: Record<string, unknown>,
   io: Io,
-  work: (service: JobService, settings: Settings) => Promise<T>,
-): Promise<T | undefined> {
-  const settings = settingsFromFlags(flags);
-  const store = await openStore(settings);
+  work: (service: JobService, settings: Settings) => Promise<number>,
+): Promise<number> {
+  let store: Awaited<ReturnType<typeof openStore>> | undefined;
   try {
+    const settings = settingsFromFlags(flags);
+    store = await openStore(settings);
     return await work(new JobService(store.jobs, settings), settings);
   } catch (error) {
-    io.err.write(errorMessage(error));
-    return undefined;
+    return reportError(error, io.err);
   } finally {
-    await store.close();
+    await store?.close();
   }
 }
 
@@ -96,7 +93,7 @@ export async function runIndexJob(
   metadata: Metadata,
   io: Io = STDIO,
 ): Promise<number> {
-  const code = await withJobs(flags, io, async (service) => {
+  return withJobs(flags, io, async (service) => {
     const job = await service.create({ paths, metadata });
     io.out.write(`${job.id}\n`);
     io.err.write(`job ${job.id}: ${job.counts.total} files queued for the workers\n`);
@@ -105,7 +102,6 @@ export async function runIndexJob(
     io.err.write(`${describeJob(final)}\n`);
     return final.counts.failed > 0 || final.state === "cancelled" ? 1 : 0;
   });
-  return code ?? 1;
 }
 
 export async function runJobs(
@@ -113,7 +109,7 @@ export async function runJobs(
   flags: Record<string, unknown> & { cancel?: boolean; json?: boolean },
   io: Io = STDIO,
 ): Promise<number> {
-  const code = await withJobs(flags, io, async (service) => {
+  return withJobs(flags, io, async (service) => {
     if (id === undefined) {
       const jobs = await service.list(20);
       for (const job of jobs)
@@ -132,7 +128,6 @@ export async function runJobs(
     }
     return 0;
   });
-  return code ?? 1;
 }
 
 /** `longclip worker`: runs jobs until SIGTERM/SIGINT, then finishes its chunk and exits. */
@@ -192,8 +187,7 @@ export function register(program: Command): void {
     try {
       process.exitCode = await runWorker(flags);
     } catch (error) {
-      process.stderr.write(errorMessage(error));
-      process.exitCode = 1;
+      process.exitCode = reportError(error);
     }
   });
   addSettingOptions(

@@ -1,5 +1,8 @@
 /** The `longclip` command line: one `register(program)` per command module. */
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { Command } from "commander";
+import { PROJECT_ROOT } from "../core/settings.ts";
 import { register as registerDuplicates } from "./duplicates.ts";
 import { register as registerEmbed } from "./embed.ts";
 import { register as registerExport } from "./export.ts";
@@ -9,10 +12,19 @@ import { register as registerMigrate } from "./migrate.ts";
 import { register as registerPull } from "./pull.ts";
 import { register as registerServe } from "./serve.ts";
 import { register as registerTokenize } from "./tokenize.ts";
+import { helpPointer, reportError, setRunningCommand, USAGE_EXIT } from "./usage.ts";
+
+const { version } = JSON.parse(readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as {
+  version: string;
+};
 
 const program = new Command("longclip")
   .description("Long-text image retrieval with Long-CLIP: embed, index, search and serve")
-  .showHelpAfterError();
+  .version(version, "-V, --version", "print the version")
+  // commander ends with 1 after its own errors: a usage error is 2 here, as in every command.
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : USAGE_EXIT))
+  .showHelpAfterError(helpPointer(undefined))
+  .hook("preAction", (_program, command) => setRunningCommand(command.name()));
 
 registerDuplicates(program);
 registerEmbed(program);
@@ -24,4 +36,12 @@ registerPull(program);
 registerServe(program);
 registerTokenize(program);
 
-await program.parseAsync(process.argv);
+// The error of an unknown flag or a bad value points to the command's own help, not the
+// whole help, which would scroll the error away.
+for (const command of program.commands) command.showHelpAfterError(helpPointer(command.name()));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  process.exitCode = reportError(error);
+}

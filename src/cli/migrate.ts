@@ -12,7 +12,8 @@ import { type MigrateReport, migrateStore } from "../store/migrate.ts";
 import { redactUrl } from "../store/postgres/errors.ts";
 import { PostgresStore } from "../store/postgres/store.ts";
 import { SqliteStore } from "../store/sqlite/store.ts";
-import { addSettingOptions, errorMessage, settingsFromFlags } from "./settings.ts";
+import { addSettingOptions, settingsFromFlags } from "./settings.ts";
+import { reportError } from "./usage.ts";
 
 interface Io {
   out: NodeJS.WritableStream;
@@ -96,8 +97,7 @@ export async function runMigrate(
     }
     return 0;
   } catch (error) {
-    io.err.write(errorMessage(error));
-    return 1;
+    return reportError(error, io.err);
   } finally {
     await source?.close();
     await target?.close();

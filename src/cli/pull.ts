@@ -9,8 +9,10 @@ import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { pullModel } from "../convert/pull.ts";
 import { REGISTRY } from "../convert/registry.ts";
+import { AppError } from "../core/errors.ts";
 import { settingKeys } from "../core/settings.ts";
-import { addSettingOptions, errorMessage, settingsFromFlags } from "./settings.ts";
+import { addSettingOptions, settingsFromFlags } from "./settings.ts";
+import { reportError } from "./usage.ts";
 
 const PULL_SETTING_KEYS = settingKeys("pull");
 
@@ -55,8 +57,12 @@ function progressBar(stream: NodeJS.WriteStream) {
 export async function runPull(target: string, flags: PullFlags): Promise<number> {
   const threads = Number(flags.threads);
   if (!Number.isInteger(threads) || threads < 1) {
-    process.stderr.write("error [usage]: --threads must be a positive integer\n");
-    return 2;
+    return reportError(
+      new AppError(
+        "invalid_setting",
+        `--threads takes a whole number from 1, not "${flags.threads}".`,
+      ),
+    );
   }
   const bar = progressBar(process.stderr);
   const started = performance.now();
@@ -85,8 +91,7 @@ export async function runPull(target: string, flags: PullFlags): Promise<number>
     return 0;
   } catch (error) {
     bar.stop();
-    process.stderr.write(errorMessage(error));
-    return 1;
+    return reportError(error);
   }
 }
 

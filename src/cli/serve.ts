@@ -17,19 +17,55 @@ import { createLibrary } from "../library/index.ts";
 import { jpegDecoderDescription } from "../preprocess/jpeg-native.ts";
 import { buildApp } from "../server/app.ts";
 import { createLogger } from "../server/logger.ts";
-import { addSettingOptions, errorMessage, settingsFromFlags } from "./settings.ts";
+import { addSettingOptions, settingsFromFlags } from "./settings.ts";
+import { reportError } from "./usage.ts";
 
-/** The message printed when the model directory is missing: how to get one. */
+/** The message printed when the model directory is missing: how to get one, Python last. */
 export function missingModelMessage(modelDir: string): string {
   const relative = path.relative(process.cwd(), modelDir);
   const shown = relative && !relative.startsWith("..") ? relative : modelDir;
   return [
-    `No model at ${shown} (config.json not found).`,
-    "Get one by exporting a Long-CLIP (or OpenAI CLIP) checkpoint with the bundled training package:",
-    `  python3 -m training export --checkpoint longclip-B.pt --vocab bpe_simple_vocab_16e6.txt.gz --out ${shown}`,
-    "(see README), or point the server at an existing model directory with --model DIR or",
-    `${envName("modelDir")}=DIR.`,
+    `No model at ${shown} (config.json not found). Get one without Python:`,
+    `  longclip pull longclip-l --out ${shown}          (download and convert; see longclip pull --help)`,
+    `  longclip export --checkpoint FILE.pt --out ${shown}   (convert a checkpoint you have)`,
+    `or with the bundled training package: python3 -m training export --checkpoint FILE.pt --vocab bpe_simple_vocab_16e6.txt.gz --out ${shown}.`,
+    `An existing model directory is given with --model DIR or ${envName("modelDir")}=DIR.`,
   ].join("\n");
+}
+
+/** A port the operating system accepts, checked before the model loads. */
+function checkPort(port: number): void {
+  if (port > 65535) {
+    throw new AppError(
+      "invalid_port",
+      `port ${port} is out of range: give --port (${envName("port")}) from 0 to 65535; 0 picks a free port.`,
+    );
+  }
+}
+
+/** The listen error a person can act on: a port in use or refused, a host not of this machine. */
+function listenError(error: unknown, settings: Settings): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  const where = `${settings.host}:${settings.port}`;
+  if (code === "EADDRINUSE") {
+    return new AppError(
+      "port_in_use",
+      `${where} is in use by another program: stop it, or give another --port (0 picks a free one).`,
+    );
+  }
+  if (code === "EACCES") {
+    return new AppError(
+      "invalid_port",
+      `listening on ${where} is not permitted (ports below 1024 need privileges): give --port 1024 or above.`,
+    );
+  }
+  if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND") {
+    return new AppError(
+      "invalid_setting",
+      `--host ${settings.host} is not an address of this machine: give 127.0.0.1 (this machine only) or 0.0.0.0 (every interface).`,
+    );
+  }
+  return error;
 }
 
 /** The page's address as a browser on this host reaches it (a wildcard host is 127.0.0.1). */
@@ -44,6 +80,7 @@ export function browserUrl(app: { server: { address(): AddressInfo | string | nu
 /** Starts the server; resolves once it listens. Returns a function that shuts it down. */
 export async function serve(given: Settings): Promise<() => Promise<void>> {
   const settings = withApiKeyFile(given);
+  checkPort(settings.port);
   if (!existsSync(path.join(settings.modelDir, "config.json"))) {
     throw new AppError("model_not_found", missingModelMessage(settings.modelDir));
   }
@@ -85,7 +122,14 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
       "new library: indexed the model's sample gallery",
     );
   }
-  const address = await app.listen({ host: settings.host, port: settings.port });
+  let address: string;
+  try {
+    address = await app.listen({ host: settings.host, port: settings.port });
+  } catch (error) {
+    // Closes the library (and stops the job worker) so the process can end.
+    await app.close().catch(() => {});
+    throw listenError(error, settings);
+  }
   app.log.info(
     {
       address,
@@ -151,8 +195,7 @@ export function register(program: Command): void {
     try {
       await serve(settingsFromFlags(flags));
     } catch (error) {
-      process.stderr.write(errorMessage(error));
-      process.exit(1);
+      process.exit(reportError(error));
     }
   });
 }

@@ -54,7 +54,16 @@ export function addSettingOptions(
   keys: readonly SettingKey[] = SERVE_SETTING_KEYS,
 ): Command {
   for (const key of keys) {
-    command.option(`--${flagName(key)} <${placeholder(SETTINGS[key])}>`, settingHelp(key));
+    const spec: SettingSpec = SETTINGS[key];
+    const flag = `--${flagName(key)} <${placeholder(spec)}>`;
+    if (spec.repeatable) {
+      // Given more than once, the values join as the variable's comma-separated list.
+      command.option(flag, `${settingHelp(key)}; repeatable`, (value: string, previous?: string) =>
+        previous === undefined ? value : `${previous},${value}`,
+      );
+    } else {
+      command.option(flag, settingHelp(key));
+    }
   }
   return command;
 }
@@ -129,20 +138,6 @@ export function runScript(name: string, main: (argv: string[]) => Promise<number
       process.exitCode = 1;
     },
   );
-}
-
-/**
- * Settings from flags for a command's action; on a bad flag prints the error, sets exit
- * code 2 (a usage error) and returns undefined.
- */
-export function settingsOrUsageError(flags: Record<string, unknown>): Settings | undefined {
-  try {
-    return settingsFromFlags(flags);
-  } catch (error) {
-    process.stderr.write(errorMessage(error));
-    process.exitCode = 2;
-    return undefined;
-  }
 }
 
 export interface CliError {

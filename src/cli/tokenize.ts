@@ -9,13 +9,8 @@ import type { Command } from "commander";
 import { AppError } from "../core/errors.ts";
 import { tokenizerFromModelDir } from "../tokenize/model-dir.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
-import {
-  addSettingOptions,
-  type CliError,
-  cliError,
-  errorMessage,
-  settingsOrUsageError,
-} from "./settings.ts";
+import { addSettingOptions, type CliError, cliError, errorMessage } from "./settings.ts";
+import { settingsOrUsageError } from "./usage.ts";
 
 export interface TokenizeIo {
   input: Readable;

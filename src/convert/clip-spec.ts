@@ -5,6 +5,7 @@
  * below `keep` of `positional_embedding` and the rest of `positional_embedding_res`).
  */
 import { convertError } from "./errors.ts";
+import { MAX_PATCH_GRID, MAX_SPEC } from "./limits.ts";
 
 export type Activation = "quick_gelu" | "gelu";
 
@@ -90,13 +91,36 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((size, i) => size === b[i]);
 }
 
-/** Refuses a spec whose sizes cannot make the towers (e.g. a width not divisible by the heads). */
+/**
+ * Refuses a spec whose sizes cannot make the towers (e.g. a width not divisible by the heads),
+ * or are past what any CLIP model needs (./limits.ts): checked before anything of those sizes
+ * is built.
+ */
 export function checkSpec(spec: ClipSpec, source: string): void {
+  const tooLarge: string[] = [];
+  for (const [key, limit] of Object.entries(MAX_SPEC)) {
+    const value = spec[key as keyof ClipSpec] as number;
+    if (value > limit) tooLarge.push(`${key} is ${value}, above the ${limit} any CLIP model needs`);
+  }
+  const grid = spec.imageResolution / spec.patchSize;
+  if (grid > MAX_PATCH_GRID) {
+    tooLarge.push(`${grid} patches per side, above the ${MAX_PATCH_GRID} any CLIP model needs`);
+  }
+  if (tooLarge.length > 0) {
+    throw convertError(
+      "checkpoint_too_large",
+      `${source} does not describe a CLIP ViT model this converter can write: ${tooLarge.join("; ")}`,
+    );
+  }
   const problems: string[] = [];
   const positive = Object.entries(spec).filter(
     ([, value]) => typeof value === "number" && !(value > 0),
   );
   for (const [key, value] of positive) problems.push(`${key} is ${value}`);
+  for (const key of Object.keys(MAX_SPEC)) {
+    const value = spec[key as keyof ClipSpec] as number;
+    if (!Number.isInteger(value)) problems.push(`${key} is ${value}, not a whole number`);
+  }
   if (spec.imageResolution % spec.patchSize !== 0) {
     problems.push(
       `image size ${spec.imageResolution} is not a multiple of patch ${spec.patchSize}`,

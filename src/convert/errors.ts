@@ -13,6 +13,8 @@ export type ConvertErrorCode =
   | "checkpoint_unsafe"
   /** A TorchScript archive: only the Python exporter reads those. */
   | "checkpoint_torchscript"
+  /** A size inside the file past what any CLIP model needs (src/convert/limits.ts). */
+  | "checkpoint_too_large"
   /** Readable, but not a CLIP ViT layout this converter knows (unknown keys, wrong shapes). */
   | "checkpoint_unsupported"
   /** The tokenizer files are missing or inconsistent with the model. */

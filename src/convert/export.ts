@@ -5,7 +5,7 @@
  * forward. config.json is written last, so a directory with one has passed the check.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import {
@@ -20,6 +20,7 @@ import { writeModelConfig } from "../model/write.ts";
 import type { ClipSpec, ClipWeights } from "./clip-spec.ts";
 import { convertError } from "./errors.ts";
 import { locateHfCheckpoint, openHfCheckpoint } from "./hf.ts";
+import { readTextFile } from "./limits.ts";
 import { openOfficialCheckpoint } from "./official.ts";
 import {
   TEXT_INPUT,
@@ -89,7 +90,7 @@ function normalisation(format: CheckpointFormat, checkpoint: string): { mean: Rg
   if (format !== "hf") return clip;
   const file = path.join(locateHfCheckpoint(checkpoint).dir, "preprocessor_config.json");
   if (!existsSync(file)) return clip;
-  const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  const config = JSON.parse(readTextFile(file)) as Record<string, unknown>;
   return {
     mean: triple(config.image_mean, CLIP_IMAGE_MEAN),
     std: triple(config.image_std, CLIP_IMAGE_STD),
@@ -119,7 +120,24 @@ export async function openCheckpoint(
   return { weights, format };
 }
 
+/**
+ * Converts a checkpoint into `options.out`. A failure leaves no partial model behind: the
+ * directory is removed if this call created it, else the files it wrote are.
+ */
 export async function convertCheckpoint(options: ConvertOptions): Promise<ConvertResult> {
+  const out = options.out;
+  const created = !existsSync(out);
+  const written: string[] = [];
+  try {
+    return await convertInto(options, written);
+  } catch (error) {
+    if (created) await rm(out, { recursive: true, force: true });
+    else await Promise.all(written.map((file) => rm(file, { force: true })));
+    throw error;
+  }
+}
+
+async function convertInto(options: ConvertOptions, written: string[]): Promise<ConvertResult> {
   const log = options.log ?? (() => {});
   const { weights, format } = await openCheckpoint(options.checkpoint);
   try {
@@ -129,6 +147,14 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     const name = options.name ?? path.basename(path.resolve(out));
     await mkdir(out, { recursive: true });
     await rm(path.join(out, CONFIG_FILE), { force: true });
+    // What a failure removes (never the tokenizer file itself when it already lives in out).
+    const tokenizerCopy = path.join(out, path.basename(tokenizer.file));
+    written.push(
+      path.join(out, "vision.onnx"),
+      path.join(out, "text.onnx"),
+      path.join(out, CONFIG_FILE),
+    );
+    if (path.resolve(tokenizerCopy) !== path.resolve(tokenizer.file)) written.push(tokenizerCopy);
     log(
       `${format === "hf" ? "Hugging Face CLIPModel" : `${spec.modelType} state dict`}: ViT ${spec.visionWidth}×${spec.visionLayers} patch ${spec.patchSize}, text ${spec.textWidth}×${spec.textLayers}, ${spec.contextLength} positions, embed ${spec.embedDim}`,
     );

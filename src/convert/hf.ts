@@ -4,7 +4,7 @@
  * converter's layout: q/k/v projections joined into `in_proj`, the two projections transposed,
  * `position_ids` buffers ignored.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import {
   type Activation,
@@ -20,6 +20,7 @@ import {
   VISION_PREFIX,
 } from "./clip-spec.ts";
 import { convertError } from "./errors.ts";
+import { readTextFile } from "./limits.ts";
 import { openSafetensors } from "./safetensors.ts";
 import { type LazyTensor, transposed } from "./tensor.ts";
 
@@ -111,8 +112,9 @@ function readSpec(dir: string, positionRows: number | undefined): ClipSpec {
   const file = path.join(dir, "config.json");
   let config: Record<string, unknown>;
   try {
-    config = JSON.parse(readFileSync(file, "utf8"));
+    config = JSON.parse(readTextFile(file));
   } catch (error) {
+    if ((error as { code?: string }).code === "checkpoint_too_large") throw error;
     throw convertError(
       "checkpoint_unsupported",
       `cannot read ${file} (${(error as Error).message}); a Hugging Face CLIPModel directory needs its config.json`,

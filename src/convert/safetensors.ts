@@ -6,6 +6,7 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
 import { convertError } from "./errors.ts";
+import { MAX_SAFETENSORS_HEADER_BYTES, tooLarge } from "./limits.ts";
 import {
   BYTES_PER_ELEMENT,
   elementCount,
@@ -22,8 +23,6 @@ const DTYPES: Readonly<Record<string, StoredDType>> = {
   I64: "int64",
   I32: "int32",
 };
-/** The format caps the header at 100 MB. */
-const MAX_HEADER_BYTES = 100_000_000;
 
 export interface SafetensorsFile {
   readonly tensors: ReadonlyMap<string, LazyTensor>;
@@ -76,7 +75,10 @@ export function openSafetensors(file: string): SafetensorsFile {
     const fileSize = fstatSync(fd).size;
     if (fileSize < 8) throw unreadable(file, "it is shorter than the 8-byte header length");
     const headerLength = Number(readExactly(fd, 8, 0, file).readBigUInt64LE(0));
-    if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
+    if (headerLength > MAX_SAFETENSORS_HEADER_BYTES) {
+      throw tooLarge("the header length", headerLength, MAX_SAFETENSORS_HEADER_BYTES, file);
+    }
+    if (8 + headerLength > fileSize) {
       throw unreadable(file, `the header length ${headerLength} does not fit the file`);
     }
     let header: Record<string, unknown>;

@@ -3,10 +3,10 @@
  * Python exporter) or, for a Hugging Face directory, its merges.txt, checked against its
  * vocab.json (ids 512 + i for merge i, the start and end tokens last).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import path from "node:path";
-import { gunzipSync } from "node:zlib";
 import { convertError } from "./errors.ts";
+import { readMaybeGzip, readTextFile } from "./limits.ts";
 
 /** CLIP's merge count; longer files are cut here, as the Python exporter does. */
 export const CLIP_NUM_MERGES = 48894;
@@ -21,9 +21,9 @@ export interface TokenizerFile {
 function mergeLines(file: string): string[] {
   let bytes: Buffer;
   try {
-    bytes = readFileSync(file);
-    if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
+    bytes = readMaybeGzip(file);
   } catch (error) {
+    if ((error as { code?: string }).code === "checkpoint_too_large") throw error;
     throw convertError(
       "tokenizer_invalid",
       `cannot read the tokenizer file ${file} (${(error as Error).message}); pass the CLIP BPE merges file (bpe_simple_vocab_16e6.txt.gz from the Long-CLIP or OpenAI CLIP repository)`,
@@ -64,8 +64,9 @@ export function hfTokenizerFile(dir: string, vocabSize: number): TokenizerFile {
   const result = tokenizerFile(merges, vocabSize);
   let vocab: Record<string, number>;
   try {
-    vocab = JSON.parse(readFileSync(vocabFile, "utf8"));
+    vocab = JSON.parse(readTextFile(vocabFile));
   } catch (error) {
+    if ((error as { code?: string }).code === "checkpoint_too_large") throw error;
     throw convertError(
       "tokenizer_invalid",
       `cannot read ${vocabFile} (${(error as Error).message}); it must be the JSON token → id map`,

@@ -4,9 +4,16 @@
  * the zip and the safe pickle reader for `data.pkl`. TorchScript archives (OpenAI's own
  * `ViT-B-16.pt`) and the legacy pre-zip format are refused with what to do instead.
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import yauzl from "yauzl";
 import { convertError } from "./errors.ts";
+import {
+  INFLATION_ALLOWANCE,
+  MAX_INFLATION,
+  MAX_PICKLE_BYTES,
+  MAX_STORAGE_SLACK,
+  tooLarge,
+} from "./limits.ts";
 import {
   BYTES_PER_ELEMENT,
   elementCount,
@@ -30,6 +37,16 @@ function unreadable(file: string, problem: string) {
     `cannot read ${file} as a PyTorch checkpoint: ${problem}. If it was downloaded, it may be truncated or corrupted: download it again`,
     { file },
   );
+}
+
+/** Refuses a zip whose entries inflate past what its size allows (a zip bomb). */
+function checkInflation(entries: ReadonlyMap<string, yauzl.Entry>, file: string): void {
+  let inflated = 0;
+  for (const entry of entries.values()) inflated += entry.uncompressedSize;
+  const limit = MAX_INFLATION * statSync(file).size + INFLATION_ALLOWANCE;
+  if (inflated > limit) {
+    throw tooLarge("the size its entries inflate to", inflated, limit, file);
+  }
 }
 
 async function readEntry(zip: yauzl.ZipFile, entry: yauzl.Entry, file: string): Promise<Buffer> {
@@ -69,6 +86,14 @@ function lazyTensor(
   if (record.offset + span > storage.numel) {
     throw unreadable(file, `tensor ${name} reaches past the end of its storage`);
   }
+  // A stride of 0 (or strides that overlap) would make many elements of few stored ones.
+  if (elementCount(record.shape) > span) {
+    throw convertError(
+      "checkpoint_unsupported",
+      `${file}: tensor ${name} repeats its stored elements (${elementCount(record.shape)} elements from ${span} stored, by a stride of 0 or overlapping strides); save contiguous tensors (torch.save of tensor.contiguous())`,
+      { file, tensor: name },
+    );
+  }
   return {
     name,
     dtype: storage.dtype,
@@ -93,6 +118,38 @@ async function listEntries(zip: yauzl.ZipFile, file: string): Promise<Map<string
   return entries;
 }
 
+/**
+ * Refuses a storage entry larger than MAX_STORAGE_SLACK times what the tensors on it reach:
+ * reading a tensor reads its whole storage, so a small view of a huge entry would cost the
+ * entry's size in memory for nothing.
+ */
+function checkStorageSizes(
+  dict: ReadonlyMap<unknown, unknown>,
+  entries: ReadonlyMap<string, yauzl.Entry>,
+  root: string,
+  file: string,
+): void {
+  const reached = new Map<string, number>();
+  for (const value of dict.values()) {
+    const record = value as PickledTensor | undefined;
+    if (record?.kind !== "tensor") continue;
+    const bytes =
+      (record.offset + stridedSpan(record.shape, record.strides)) *
+      BYTES_PER_ELEMENT[record.storage.dtype];
+    reached.set(record.storage.key, Math.max(reached.get(record.storage.key) ?? 0, bytes));
+  }
+  for (const [key, bytes] of reached) {
+    const entry = entries.get(`${root}/data/${key}`);
+    if (entry !== undefined && entry.uncompressedSize > bytes * MAX_STORAGE_SLACK + 64) {
+      throw convertError(
+        "checkpoint_too_large",
+        `${file}: storage ${key} holds ${entry.uncompressedSize} bytes, but its tensors use only ${bytes}; reading them would read it all. A CLIP checkpoint never needs that: the file is corrupted or crafted (save contiguous tensors: torch.save of tensor.contiguous())`,
+        { file, storage: key, bytes: entry.uncompressedSize, used: bytes },
+      );
+    }
+  }
+}
+
 /** Opens a `torch.save` zip checkpoint; call `close()` when done reading its tensors. */
 export async function openTorchCheckpoint(file: string): Promise<TorchCheckpoint> {
   if (!existsSync(file)) {
@@ -109,6 +166,7 @@ export async function openTorchCheckpoint(file: string): Promise<TorchCheckpoint
   }
   try {
     const entries = await listEntries(zip, file);
+    checkInflation(entries, file);
     const names = [...entries.keys()];
     if (names.some((name) => name.endsWith("/constants.pkl") || name.includes("/code/"))) {
       throw convertError(
@@ -120,8 +178,12 @@ export async function openTorchCheckpoint(file: string): Promise<TorchCheckpoint
     const pickleName = names.find((name) => /^[^/]+\/data\.pkl$/.test(name));
     if (!pickleName) throw unreadable(file, "the zip holds no <name>/data.pkl");
     const root = pickleName.slice(0, -"/data.pkl".length);
-    const pickle = await readEntry(zip, entries.get(pickleName) as yauzl.Entry, file);
-    const dict = parseStateDictPickle(pickle);
+    const pickleEntry = entries.get(pickleName) as yauzl.Entry;
+    if (pickleEntry.uncompressedSize > MAX_PICKLE_BYTES) {
+      throw tooLarge(`${pickleName}`, pickleEntry.uncompressedSize, MAX_PICKLE_BYTES, file);
+    }
+    const dict = parseStateDictPickle(await readEntry(zip, pickleEntry, file));
+    checkStorageSizes(dict, entries, root, file);
     const tensors = new Map<string, LazyTensor>();
     const values = new Map<string, unknown>();
     for (const [key, value] of dict) {

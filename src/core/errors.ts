@@ -54,6 +54,11 @@ export const ERRORS = {
   not_a_file: { status: 400, meaning: "a path that is not a regular file" },
   empty_job: { status: 400, meaning: "a job's paths hold no image files" },
   invalid_setting: { status: 400, meaning: "a flag or variable with a value its setting refuses" },
+  usage: { status: 400, meaning: "a command line a command cannot run: unknown flag, no argument" },
+  invalid_port: {
+    status: 400,
+    meaning: "`longclip serve`: a port out of 0-65535, or below 1024 without privileges",
+  },
   bad_input: { status: 400, meaning: "a line of `longclip embed`'s input that is not its JSON" },
   image_not_found: { status: 400, meaning: "`longclip embed` cannot read an image file" },
   model_unknown: { status: 400, meaning: "`longclip pull`: no registry name, repository or URL" },
@@ -67,6 +72,10 @@ export const ERRORS = {
     meaning: "the database user may not create the tables or the pgvector extension",
   },
   pgvector_missing: { status: 400, meaning: "the Postgres server has no pgvector extension" },
+  pgvector_too_old: {
+    status: 400,
+    meaning: "the database's pgvector is older than 0.8.4 (HNSW corruption and build bugs)",
+  },
   schema_too_new: { status: 400, meaning: "the database was made by a newer longclip" },
   checkpoint_not_found: { status: 400, meaning: "converter: the checkpoint path does not exist" },
   checkpoint_unreadable: {
@@ -80,6 +89,11 @@ export const ERRORS = {
   checkpoint_torchscript: {
     status: 400,
     meaning: "converter: a TorchScript archive (only the Python exporter reads those)",
+  },
+  checkpoint_too_large: {
+    status: 400,
+    meaning:
+      "converter: a size inside the file past what any CLIP model needs (src/convert/limits.ts)",
   },
   checkpoint_unsupported: {
     status: 400,
@@ -118,6 +132,7 @@ export const ERRORS = {
   id_conflict: { status: 409, meaning: "the id is taken by an item with another image" },
   image_changed: { status: 409, meaning: "a file indexed by path changed since it was indexed" },
   file_changed: { status: 409, meaning: "a file changed while it was being read" },
+  port_in_use: { status: 409, meaning: "`longclip serve`: another program listens on the port" },
   no_reindex: {
     status: 409,
     otherStatuses: [404],

@@ -36,6 +36,8 @@ export interface SettingSpec {
   readonly placeholder?: string;
   /** One line for --help. */
   readonly help: string;
+  /** The flag may be given more than once; the values join as a comma-separated list. */
+  readonly repeatable?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -62,7 +64,7 @@ export const SETTINGS = {
     kind: "text",
     scope: "server",
     env: "LONGCLIP_HOST",
-    platformEnv: "HOST",
+    // Not HOST: shells export it with the machine's name, which would silently move the server.
     flag: "host",
     placeholder: "host",
     help: "address to listen on",
@@ -237,12 +239,12 @@ export const SETTINGS = {
     help: "HNSW candidates kept while inserting",
   },
   hnswEfSearch: {
-    default: 100,
+    default: 0,
     kind: "integer",
     scope: "library",
     env: "LONGCLIP_HNSW_EF_SEARCH",
     flag: "hnsw-ef-search",
-    help: "HNSW candidates kept while searching: trades speed for recall",
+    help: "HNSW candidates kept while searching, on both backends: trades speed for recall; 0 = chosen per search from k + offset and the index size (src/vector-index/ef-search.ts)",
   },
   hnswShards: {
     default: 1,
@@ -269,6 +271,24 @@ export const SETTINGS = {
     placeholder: "url",
     help: "postgres://… to keep the library in PostgreSQL + pgvector instead of the data directory (SQLite)",
   },
+  databaseReadUrl: {
+    default: undefined,
+    kind: "text",
+    scope: "library",
+    env: "LONGCLIP_DATABASE_READ_URL",
+    flag: "database-read-url",
+    placeholder: "url",
+    repeatable: true,
+    help: "a streaming replica of the --database-url primary that serves searches and item reads (writes and job claims stay on the primary; docs/scaling.md, Read replicas); once per replica, or comma-separated",
+  },
+  databaseReadMaxLagMs: {
+    default: 1000,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_DATABASE_READ_MAX_LAG_MS",
+    flag: "database-read-max-lag-ms",
+    help: "with read replicas: a read sees every write any node acknowledged this long before it (its own node's at once); a replica further behind serves none; 0 sends every read to the primary",
+  },
   pgVectorType: {
     default: "halfvec",
     kind: "choice",
@@ -278,6 +298,22 @@ export const SETTINGS = {
     flag: "pg-vector-type",
     placeholder: "type",
     help: "what pgvector's HNSW index stores: halfvec (half the memory) or vector",
+  },
+  pgBuildMemoryMb: {
+    default: 0,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_PG_BUILD_MEMORY_MB",
+    flag: "pg-build-memory-mb",
+    help: "maintenance_work_mem (MiB) of a pgvector HNSW build; 0 = the graph's estimated size, so the build stays in memory (docs/scaling.md)",
+  },
+  pgBuildWorkers: {
+    default: 0,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_PG_BUILD_WORKERS",
+    flag: "pg-build-workers",
+    help: "max_parallel_maintenance_workers of a pgvector HNSW build; 0 = the server's own setting",
   },
   jobWorker: {
     default: "auto",

@@ -162,11 +162,20 @@ export class SerialSession {
     return this.session.outputNames;
   }
 
-  run(feeds: ort.InferenceSession.FeedsType): Promise<ort.InferenceSession.ReturnType> {
+  /**
+   * Runs the model; `fetches` names the outputs returned (default: every output), so a tower
+   * with a second output (vision.dense) hands back only what the caller reads.
+   */
+  run(
+    feeds: ort.InferenceSession.FeedsType,
+    fetches?: readonly string[],
+  ): Promise<ort.InferenceSession.ReturnType> {
     if (this.#closed) {
       return Promise.reject(encoderClosed());
     }
-    const result = this.#tail.then(() => this.session.run(feeds));
+    const result = this.#tail.then(() =>
+      fetches === undefined ? this.session.run(feeds) : this.session.run(feeds, fetches),
+    );
     this.#tail = result.catch(() => undefined);
     return result;
   }

@@ -81,7 +81,8 @@ class InProcessTowers implements Towers {
       input.type === "int64"
         ? new ort.Tensor("int64", input.data, input.dims)
         : new ort.Tensor("float32", input.data, input.dims);
-    const outputs = await opened.session.run({ [inputName]: tensor });
+    // Only the embedding: a vision tower's dense output (patch_embeds) is not copied out.
+    const outputs = await opened.session.run({ [inputName]: tensor }, [outputName]);
     const output = outputs[outputName];
     if (output === undefined || output.type !== "float32") {
       throw new AppError(

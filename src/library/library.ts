@@ -31,7 +31,7 @@ import type {
 } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
 import { openStore } from "../store/open.ts";
-import type { ItemStore, ReindexTarget } from "../store/types.ts";
+import type { ItemStore, ReindexTarget, StoreServer } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 import { DecodeGate } from "./decode-gate.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
@@ -212,6 +212,10 @@ export class LongclipLibrary implements Library {
 
   ready(): boolean {
     return this.currentState === "ready" && this.store.health().available;
+  }
+
+  databaseServers(): StoreServer[] {
+    return this.store.health().servers ?? [];
   }
 
   /** Why the library is not ready, for /ready; undefined when it is. */

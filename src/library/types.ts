@@ -15,7 +15,7 @@ import type {
   TextSearchResult,
 } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
-import type { ItemStore, ReindexTarget, VectorIndexStats } from "../store/types.ts";
+import type { ItemStore, ReindexTarget, StoreServer, VectorIndexStats } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 
 export type LibraryState =
@@ -91,6 +91,8 @@ export interface Library {
   ready(): boolean;
   /** Why the library is not ready (undefined when it is): for /ready. */
   notReadyReason(): string | undefined;
+  /** The database servers a shared store uses and their state (none for the embedded store). */
+  databaseServers(): StoreServer[];
   /** Persists what the store keeps only in memory (the SQLite backend's HNSW index). */
   flush(): Promise<void>;
   /** Lets running work finish, then closes the store and the encoder. */

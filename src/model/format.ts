@@ -26,6 +26,18 @@ export interface TowerCheck {
   embedding: number[];
 }
 
+/** Kinds of the vision tower's patch output (`vision.dense`). */
+export type DenseKind = "value" | "final";
+
+/** The vision tower's optional second output: patch embeddings in the joint space. */
+export interface DenseOutput {
+  /** Output name, `patch_embeds`: float32 [N, rows*columns, embed_dim], row-major patches. */
+  output: string;
+  kind: DenseKind;
+  /** [rows, columns] of patches. */
+  grid: [number, number];
+}
+
 export interface TowerEntry {
   file: string;
   input: string;
@@ -33,6 +45,8 @@ export interface TowerEntry {
   /** "fp32" when config.json omits it (older exports). */
   precision: TowerPrecision;
   check?: TowerCheck;
+  /** Vision tower only; absent when the model has no dense output (export --dense). */
+  dense?: DenseOutput;
 }
 
 /** config.json of a model directory. */

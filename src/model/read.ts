@@ -141,6 +141,7 @@ function towerOf(raw: Record<string, unknown>): TowerEntry {
     precision: (raw.precision as TowerEntry["precision"] | undefined) ?? "fp32",
   };
   if (raw.check !== undefined) entry.check = raw.check as TowerEntry["check"] & {};
+  if (raw.dense !== undefined) entry.dense = raw.dense as TowerEntry["dense"] & {};
   return entry;
 }
 
@@ -168,6 +169,9 @@ export function checkModelConfig(dir: string, raw: unknown): ModelConfig {
         `"${name}.check.embedding" must be ${config.embed_dim} finite numbers (embed_dim), not ${check.embedding.length}`,
       );
     }
+  }
+  if (config.text.dense !== undefined) {
+    throw modelInvalid(dir, `"text.dense" is not allowed: only the vision tower has patch outputs`);
   }
   for (const key of ["tokenizer", "vision", "text"] as const) {
     const file = config[key].file;

@@ -62,6 +62,45 @@ export function createMetrics(library: Library): AppMetrics {
       this.set((await library.stats()).queue.pending);
     },
   });
+  const servers = ["server", "role"] as const;
+  new Gauge({
+    name: "longclip_database_server_up",
+    help: "1 while a database server serves reads, else 0 (unreachable, or behind --database-read-max-lag-ms)",
+    labelNames: servers,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const server of library.databaseServers()) {
+        this.set({ server: server.name, role: server.role }, server.state === "up" ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: "longclip_database_server_lag_bytes",
+    help: "WAL bytes a database server has still to replay, as of the last probe",
+    labelNames: servers,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const server of library.databaseServers()) {
+        if (server.lagBytes === undefined) continue;
+        this.set({ server: server.name, role: server.role }, server.lagBytes);
+      }
+    },
+  });
+  new Counter({
+    name: "longclip_database_server_reads_total",
+    help: "Reads a database server served since start (searches, item pages, originals)",
+    labelNames: servers,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const server of library.databaseServers()) {
+        if (server.reads === undefined || server.reads === 0) continue;
+        this.inc({ server: server.name, role: server.role }, server.reads);
+      }
+    },
+  });
   new Gauge({
     name: "longclip_index_save_failures",
     help: "HNSW index saves that failed since start (full disk, write errors); the previous file is kept",

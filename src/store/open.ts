@@ -1,4 +1,5 @@
 /** Opens the store the settings name: Postgres for a database URL, else SQLite in dataDir. */
+import { AppError } from "../core/errors.ts";
 import { hnswShardCount, type Settings } from "../core/settings.ts";
 import { PostgresStore } from "./postgres/store.ts";
 import { SqliteStore } from "./sqlite/store.ts";
@@ -13,12 +14,26 @@ export async function openStore(
     efConstruction: settings.hnswEfConstruction,
     efSearch: settings.hnswEfSearch,
   };
+  const readUrls = (settings.databaseReadUrl ?? "")
+    .split(",")
+    .map((url) => url.trim())
+    .filter((url) => url !== "");
   if (settings.databaseUrl !== undefined) {
     return PostgresStore.open({
       url: settings.databaseUrl,
+      readUrls,
+      readMaxLagMs: settings.databaseReadMaxLagMs,
       ...parameters,
       vectorType: settings.pgVectorType,
+      buildMemoryMb: settings.pgBuildMemoryMb,
+      buildWorkers: settings.pgBuildWorkers,
     });
+  }
+  if (readUrls.length > 0) {
+    throw new AppError(
+      "invalid_setting",
+      "--database-read-url (LONGCLIP_DATABASE_READ_URL) names replicas of a PostgreSQL primary: give the primary with --database-url too.",
+    );
   }
   return new SqliteStore({
     dataDir: settings.dataDir,

@@ -114,6 +114,28 @@ export interface VectorIndexStats extends IndexParameters {
 export interface StoreHealth {
   available: boolean;
   reason?: string;
+  /** The database servers a shared store uses, for /ready, /stats and /metrics. */
+  servers?: StoreServer[];
+}
+
+/**
+ * One database server of a shared store: the primary (every write, and the reads no replica
+ * may serve) or a streaming replica (reads, under the rule in postgres/replicas.ts).
+ */
+export interface StoreServer {
+  /** host:port/database, without credentials. */
+  name: string;
+  role: "primary" | "replica";
+  /**
+   * `up`: in use; `lagging`: behind the staleness bound, so not used; `down`: unreachable;
+   * `starting`: not probed yet; `not_a_replica`: the URL names no standby of the primary.
+   */
+  state: "up" | "lagging" | "down" | "starting" | "not_a_replica";
+  reason?: string;
+  /** WAL bytes the replica has still to replay, as of the last probe. */
+  lagBytes?: number;
+  /** Reads it served since this process started (counted where replicas are configured). */
+  reads?: number;
 }
 
 export interface SwapOptions {

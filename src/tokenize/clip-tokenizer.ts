@@ -15,6 +15,8 @@ import type { TextTokenizer, TokenizedText } from "./types.ts";
 
 export const START_TOKEN = "<|startoftext|>";
 export const END_TOKEN = "<|endoftext|>";
+/** Largest merges file read (gunzipped): CLIP's is 1.4 MB. */
+const MAX_MERGES_BYTES = 64 * 1024 * 1024;
 
 /**
  * The official pre-tokenisation pattern
@@ -317,7 +319,12 @@ export class ClipTokenizer implements TextTokenizer {
     }
     let text: string;
     try {
-      text = (bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes).toString("utf8");
+      // A model directory may come from a hub: no gzip bomb (CLIP's merges are 1.4 MB).
+      text = (
+        bytes[0] === 0x1f && bytes[1] === 0x8b
+          ? gunzipSync(bytes, { maxOutputLength: MAX_MERGES_BYTES })
+          : bytes
+      ).toString("utf8");
     } catch (error) {
       throw new AppError(
         "tokenizer_invalid",

@@ -16,6 +16,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import hnswlib from "hnswlib-node";
+import { efSearchFor } from "./ef-search.ts";
 
 const { HierarchicalNSW } = hnswlib;
 
@@ -23,6 +24,7 @@ export interface HnswOptions {
   dims: number;
   m: number;
   efConstruction: number;
+  /** 0: chosen per search from k and the graph's size (efSearchFor). */
   efSearch: number;
   /** Initial number of slots; grows by doubling. */
   capacity?: number;
@@ -65,7 +67,7 @@ export class HnswIndex {
   ) {
     this.index = index;
     this.live = live;
-    this.index.setEf(options.efSearch);
+    this.index.setEf(efSearchFor(10, 0, options.efSearch));
   }
 
   static create(options: HnswOptions): HnswIndex {
@@ -142,7 +144,7 @@ export class HnswIndex {
   search(query: Float32Array, k: number, accept?: (label: number) => boolean): Neighbour[] {
     const n = Math.min(k, this.live.size);
     if (n <= 0) return [];
-    this.index.setEf(Math.max(this.options.efSearch, n));
+    this.index.setEf(efSearchFor(n, this.live.size, this.options.efSearch));
     const result =
       accept === undefined
         ? this.index.searchKnn(Array.from(query), n)

@@ -14,22 +14,18 @@ import { JobService } from "../../src/jobs/service.ts";
 import { startJobWorker } from "../../src/jobs/worker.ts";
 import { createLibrary } from "../../src/library/index.ts";
 import { buildApp } from "../../src/server/app.ts";
-import { SKIP_WITHOUT_SHARED, tinyModelDir } from "../helpers/reference.ts";
+import { DEMO_MODEL_DIR } from "../helpers/demo-model.ts";
 
 export const CHROMIUM = process.env.LONGCLIP_CHROMIUM ?? "/usr/bin/chromium";
 export const SCREENSHOT_DIR = path.join(PROJECT_ROOT, "artifacts", "e2e");
-const DEMO_MODEL = path.join(PROJECT_ROOT, "models", "demo");
+/** Skip reason for browser tests: no Chromium. */
+export const SKIP_BROWSER: string | false = existsSync(CHROMIUM)
+  ? false
+  : `skipped: Chromium not found at ${CHROMIUM} (install it with apt-get install chromium, or set LONGCLIP_CHROMIUM); .ci/run installs it`;
 
-/** Skip reason for browser tests: no shared reference (no model) or no Chromium. */
-export const SKIP_BROWSER: string | false =
-  SKIP_WITHOUT_SHARED ||
-  (existsSync(CHROMIUM)
-    ? false
-    : `skipped: Chromium not found at ${CHROMIUM} (install it with apt-get install chromium, or set LONGCLIP_CHROMIUM); .ci/run installs it`);
-
-/** The bundled demo model when it exists, else the tiny reference model. */
+/** The model the page tests serve: the demo model (models/demo). */
 export function e2eModelDir(): string {
-  return existsSync(path.join(DEMO_MODEL, "config.json")) ? DEMO_MODEL : tinyModelDir();
+  return DEMO_MODEL_DIR;
 }
 
 export interface RunningServer {

@@ -6,14 +6,14 @@
  * Screenshots go to artifacts/e2e/.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
 import sharp from "sharp";
 import type { components } from "../../src/api/types.gen.ts";
-import { TINY_DIR } from "../helpers/reference.ts";
+import { sampleImage } from "../helpers/demo-model.ts";
 import {
   type Browser,
   launchBrowser,
@@ -63,7 +63,7 @@ async function makeImages(): Promise<{ name: string; mimeType: string; buffer: B
     .flatten({ background: "#ffffff" })
     .webp()
     .toBuffer();
-  const hopper = readFileSync(path.join(TINY_DIR, "images", "hopper.jpg"));
+  const hopper = sampleImage("hopper.jpg");
   return [
     { name: "sunset.png", mimeType: "image/png", buffer: sunset },
     { name: "ocean.jpg", mimeType: "image/jpeg", buffer: ocean },

@@ -16,10 +16,14 @@ export const CLIP_VOCAB = path.join(REFERENCE_DIR, "clip-bpe", "bpe_simple_vocab
 
 const haveShared = existsSync(path.join(TINY_DIR, "reference.json"));
 
-/** Pass as `{ skip: SKIP_WITHOUT_SHARED }` to tests that need ../shared. */
+/**
+ * Pass as `{ skip: SKIP_WITHOUT_SHARED }` to tests that compare with the official code's
+ * outputs (../shared/reference); every other test runs without it (helpers/demo-model.ts,
+ * helpers/tiny-clip.ts).
+ */
 export const SKIP_WITHOUT_SHARED: string | false = haveShared
   ? false
-  : `skipped: reference material not found at ${REFERENCE_DIR} (place the shared/ folder beside the checkout or set LONGCLIP_SHARED)`;
+  : `skipped: compares with the official Long-CLIP outputs, not found at ${REFERENCE_DIR} (place the shared/ folder beside the checkout or set LONGCLIP_SHARED)`;
 
 export interface ReferenceText {
   text: string;

@@ -4,11 +4,15 @@
  * CPU seconds, peak memory and `/health` latency meanwhile. Printed as tables; nothing is
  * asserted (timings are noisy: compare rows of one run).
  *
- *   npm run bench:costs -- [--sections filter,duplicates,chunk,jobs] [--items 3254] [--postgres]
+ *   npm run bench:costs -- [--sections filter,duplicates,chunk,jobs,weights] [--items 3254] [--postgres]
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { measureFilterCosts } from "./cost-filter.ts";
 import { measureChunkCosts, measureDuplicateCosts, measureJobCosts } from "./cost-requests.ts";
+import { runExport, writeCraftedCheckpoints } from "./crafted-checkpoints.ts";
 import { fmt, markdownTable } from "./markdown.ts";
 
 const { values } = parseArgs({
@@ -108,4 +112,28 @@ if (sections.has("jobs")) {
       rows.map((r) => [r.request, r.status, fmt(r.serverCpuS), fmt(r.rssGrowthMb, 0), r.answer]),
     ),
   );
+}
+
+if (sections.has("weights")) {
+  const dir = mkdtempSync(path.join(tmpdir(), "longclip-cost-weights-"));
+  try {
+    const rows: (string | number | undefined)[][] = [];
+    for (const [i, file] of writeCraftedCheckpoints(path.join(dir, "files")).entries()) {
+      log(`weights: ${file.name}`);
+      const run = await runExport(file, path.join(dir, `out-${i}`), 180_000);
+      rows.push([
+        file.name,
+        run.code ?? `none (exit ${String(run.exit)})`,
+        run.peakRssMb === undefined ? "? (died or killed)" : fmt(run.peakRssMb, 0),
+        fmt(run.seconds, 1),
+        fmt(run.leftBytes / 1024 / 1024, 1),
+      ]);
+    }
+    console.log("\n### longclip export on crafted checkpoints (killed after 180 s)\n");
+    console.log(
+      markdownTable(["file", "refused with", "peak RSS MB", "seconds", "MB left in --out"], rows),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

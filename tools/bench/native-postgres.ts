@@ -13,6 +13,7 @@ import {
   chownSync,
   closeSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -146,6 +147,12 @@ export interface NativePostgresOptions {
   port?: number;
   /** Server settings on top of TEST_SETTINGS (e.g. fsync "on" for a benchmark). */
   settings?: Readonly<Record<string, string>>;
+  /**
+   * A directory kept between runs (a benchmark's cache): its cluster is reused when it has
+   * one (initdb otherwise), shut down cleanly and never removed. Absent: a new temporary
+   * directory, removed when this process exits.
+   */
+  keepDir?: string;
 }
 
 interface Running {
@@ -175,59 +182,71 @@ function tail(file: string, lines = 15): string {
   }
 }
 
-/** Starts a native server in a new temporary directory; it must be available (findNativePostgres). */
-export async function startNativePostgres(
-  options: NativePostgresOptions = {},
-): Promise<TestPostgres> {
+/** A new temporary directory the server's user owns: `data` (PGDATA) and `server.log` in it. */
+export function newServerDir(prefix = "longclip-pg-"): { base: string; data: string; log: string } {
+  const install = findNativePostgres();
+  if (!install.ok) throw new Error(`native PostgreSQL is not available: ${install.reason}`);
+  const base = mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (install.runAs !== undefined) chownSync(base, install.runAs.uid, install.runAs.gid);
+  return { base, data: path.join(base, "data"), log: path.join(base, "server.log") };
+}
+
+/**
+ * A server binary's command line, run as the server's user (setpriv); with --pdeathsig it dies
+ * with this process.
+ */
+function serverCommand(name: string, args: readonly string[]): [string, string[]] {
   const install = findNativePostgres();
   if (!install.ok) throw new Error(`native PostgreSQL is not available: ${install.reason}`);
   const { bindir, runAs } = install;
-  const base = mkdtempSync(path.join(os.tmpdir(), "longclip-pg-"));
-  const data = path.join(base, "data");
-  const log = path.join(base, "server.log");
-  if (runAs !== undefined) chownSync(base, runAs.uid, runAs.gid);
+  const asUser =
+    runAs === undefined
+      ? []
+      : [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, "--init-groups", "--reset-env"];
+  return ["setpriv", [...asUser, "--pdeathsig", "KILL", "--", path.join(bindir, name), ...args]];
+}
 
-  /** Runs a server binary as the server's user; with setpriv, it dies with this process. */
-  const command = (name: string, args: readonly string[]): [string, string[]] => {
-    const binary = path.join(bindir, name);
-    const asUser =
-      runAs === undefined
-        ? []
-        : [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, "--init-groups", "--reset-env"];
-    return ["setpriv", [...asUser, "--pdeathsig", "KILL", "--", binary, ...args]];
-  };
-  const run = (name: string, args: readonly string[]) => {
-    const [file, argv] = command(name, args);
-    execFileSync(file, argv, { cwd: base, stdio: ["ignore", "pipe", "pipe"] });
-  };
+/** Runs a server binary (initdb, pg_ctl, pg_basebackup) to its end, in `cwd`. */
+export function runServerBinary(cwd: string, name: string, args: readonly string[]): void {
+  const [file, argv] = serverCommand(name, args);
+  execFileSync(file, argv, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+}
 
-  try {
-    run("initdb", [
-      "--pgdata",
-      data,
-      "--username",
-      "postgres",
-      "--auth",
-      "trust",
-      "--encoding",
-      "UTF8",
-      "--locale",
-      "C",
-      "--no-sync",
-    ]);
-  } catch (error) {
-    rmSync(base, { recursive: true, force: true });
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new Error(`initdb failed: ${stderr || (error as Error).message}`);
-  }
+/** A running server process on a data directory, which can be crashed, stopped and restarted. */
+export interface ServerProcess {
+  port: number;
+  url: string;
+  /** `pg_ctl stop -m immediate` (a crash), waiting for the exit. */
+  kill(): Promise<void>;
+  /** `pg_ctl stop -m fast` (a clean shutdown). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port and data directory. */
+  restart(): Promise<void>;
+  pid(): number | undefined;
+}
+
+/**
+ * Starts `postgres` on the data directory `dir.data` (made by initdb or pg_basebackup) on
+ * `options.port` (a free one when 0), logging to `dir.log`. The directory is removed when this
+ * process exits.
+ */
+export async function serveDataDir(
+  dir: { base: string; data: string; log: string },
+  options: NativePostgresOptions = {},
+): Promise<ServerProcess> {
+  const { base, data, log } = dir;
   const settings = { ...TEST_SETTINGS, ...options.settings };
+  const kept = options.keepDir !== undefined;
+  const removeBase = () => {
+    if (!kept) rmSync(base, { recursive: true, force: true });
+  };
 
   const launch = async (port: number): Promise<Running> => {
     const args = ["-D", data, "-p", String(port), "-c", "listen_addresses=127.0.0.1"];
     // No Unix socket: its default directory (/var/run/postgresql) may not exist or be shared.
     args.push("-c", "unix_socket_directories=");
     for (const [name, value] of Object.entries(settings)) args.push("-c", `${name}=${value}`);
-    const [file, argv] = command("postgres", args);
+    const [file, argv] = serverCommand("postgres", args);
     const logFd = openSync(log, "a");
     const child = spawn(file, argv, { cwd: base, stdio: ["ignore", logFd, logFd] });
     closeSync(logFd);
@@ -269,15 +288,22 @@ export async function startNativePostgres(
       // Another process took the free port between the check and the bind: try another.
       const taken = /could not bind|Address already in use/.test(String(error));
       if (options.port || !taken || attempt >= 3) {
-        rmSync(base, { recursive: true, force: true });
+        removeBase();
         throw error;
       }
     }
   }
-  const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
 
   const pgCtlStop = (mode: "fast" | "immediate") =>
-    run("pg_ctl", ["stop", "--pgdata", data, "--mode", mode, "--wait", "--silent"]);
+    runServerBinary(base, "pg_ctl", [
+      "stop",
+      "--pgdata",
+      data,
+      "--mode",
+      mode,
+      "--wait",
+      "--silent",
+    ]);
   const stopRunning = async (mode: "fast" | "immediate") => {
     const running = current;
     if (running === undefined) return;
@@ -291,40 +317,91 @@ export async function startNativePostgres(
     await running.exited;
     current = undefined;
   };
-  const entry = {
+  live.add({
     stopNow() {
       if (current !== undefined && current.child.exitCode === null) {
         try {
-          pgCtlStop("immediate");
+          // A kept cluster is shut down cleanly: no crash recovery at its next start.
+          pgCtlStop(kept ? "fast" : "immediate");
         } catch {
           current.child.kill("SIGKILL");
         }
       }
-      rmSync(base, { recursive: true, force: true });
+      removeBase();
     },
-  };
-  live.add(entry);
-
-  await createVectorExtension(url);
+  });
 
   return {
-    url,
     port,
-    kind: "native",
-    async kill() {
-      await stopRunning("immediate");
-    },
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+    kill: () => stopRunning("immediate"),
+    stop: () => stopRunning("fast"),
     async restart() {
       if (current !== undefined) throw new Error("the test PostgreSQL is already running");
       current = await launch(port);
     },
-    reset: () => dropProductSchema(url),
-    pid() {
-      return current?.child.pid;
-    },
-    async stop() {
-      await stopRunning("fast");
-    },
-    logFile: log,
+    pid: () => current?.child.pid,
+  };
+}
+
+/**
+ * Starts a native server in a new temporary directory, or on the cluster kept in
+ * `options.keepDir`; it must be available (findNativePostgres).
+ */
+export async function startNativePostgres(
+  options: NativePostgresOptions = {},
+): Promise<TestPostgres> {
+  const dir = options.keepDir === undefined ? newServerDir() : keptServerDir(options.keepDir);
+  if (!existsSync(path.join(dir.data, "PG_VERSION")))
+    initCluster(dir, options.keepDir !== undefined);
+  return startedOn(dir, options);
+}
+
+/** initdb in `dir.data` (emptied first); a directory not `kept` is removed when it fails. */
+function initCluster(dir: { base: string; data: string }, kept: boolean): void {
+  try {
+    rmSync(dir.data, { recursive: true, force: true });
+    runServerBinary(dir.base, "initdb", [
+      "--pgdata",
+      dir.data,
+      "--username",
+      "postgres",
+      "--auth",
+      "trust",
+      "--encoding",
+      "UTF8",
+      "--locale",
+      "C",
+      "--no-sync",
+    ]);
+  } catch (error) {
+    if (!kept) rmSync(dir.base, { recursive: true, force: true });
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+    throw new Error(`initdb failed: ${stderr || (error as Error).message}`);
+  }
+}
+
+/** `keepDir` made (if new) and owned by the server's user, as newServerDir's layout. */
+function keptServerDir(keepDir: string): { base: string; data: string; log: string } {
+  const install = findNativePostgres();
+  if (!install.ok) throw new Error(`native PostgreSQL is not available: ${install.reason}`);
+  const base = path.resolve(keepDir);
+  mkdirSync(base, { recursive: true });
+  if (install.runAs !== undefined) chownSync(base, install.runAs.uid, install.runAs.gid);
+  return { base, data: path.join(base, "data"), log: path.join(base, "server.log") };
+}
+
+/** The server on `dir`'s cluster, with pgvector created, as the test Postgres handle. */
+async function startedOn(
+  dir: { base: string; data: string; log: string },
+  options: NativePostgresOptions,
+): Promise<TestPostgres> {
+  const server = await serveDataDir(dir, options);
+  await createVectorExtension(server.url);
+  return {
+    ...server,
+    kind: "native",
+    reset: () => dropProductSchema(server.url),
+    logFile: dir.log,
   };
 }

@@ -1,19 +1,19 @@
 /**
- * Ingest through jobs and `longclip worker` processes on the test Postgres (native, or PGlite): one
- * job of photo-sized JPEGs, run by 1 worker and then by 2, each a separate process as users
+ * Ingest through jobs and `longclip worker` processes on a fresh Postgres for each count: one
+ * job of photo-sized JPEGs, run by 1 worker, then by 2, ..., each a separate process as users
  * run them; files per second from the first claim until the job is done, and the CPU time the
  * workers and the database used, to tell what limits the rate.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { PROJECT_ROOT } from "../../src/core/settings.ts";
+import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../../src/core/settings.ts";
 import { JobService } from "../../src/jobs/service.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
 import { processTreeCpuSeconds } from "./attack.ts";
 import type { BenchContext } from "./context.ts";
 import { writeSyntheticJpegs } from "./images.ts";
-import { startPostgres } from "./test-postgres.ts";
+import { startPostgres, type TestPostgres } from "./test-postgres.ts";
 
 export interface WorkerRow {
   workers: number;
@@ -35,6 +35,8 @@ export interface WorkersParams {
   /** Worker counts to run, e.g. [1, 2]; the machine's cores are split between them. */
   counts: readonly number[];
   cores: number;
+  /** Starts the fresh Postgres of each count (default: the test Postgres, startPostgres). */
+  startDatabase?: () => Promise<TestPostgres>;
 }
 
 async function startWorker(args: readonly string[]): Promise<ChildProcess> {
@@ -67,13 +69,13 @@ export async function measureWorkers(
   );
   const rows: WorkerRow[] = [];
   for (const count of params.counts) {
-    const db = await startPostgres();
+    const db = await (params.startDatabase ?? startPostgres)();
     const store = await PostgresStore.open({
       url: db.url,
-      vectorType: "halfvec",
-      m: 16,
-      efConstruction: 64,
-      efSearch: 64,
+      vectorType: DEFAULT_SETTINGS.pgVectorType,
+      m: DEFAULT_SETTINGS.hnswM,
+      efConstruction: DEFAULT_SETTINGS.hnswEfConstruction,
+      efSearch: DEFAULT_SETTINGS.hnswEfSearch,
     });
     const threads = Math.max(1, Math.floor(params.cores / count));
     const workers: ChildProcess[] = [];

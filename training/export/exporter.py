@@ -52,13 +52,27 @@ class ExportError(RuntimeError):
     """Export or verification failed; the message says what to do."""
 
 
+DENSE_KINDS = ("none", "value", "final")
+DENSE_OUTPUT = "patch_embeds"
+# Off unless asked for, so that an export's graph stays what it was; the demo recipe asks for
+# "value" (training/recipe/config.py, DEMO_DENSE).
+DEFAULT_DENSE = "none"
+# The value kind without the residual stream, as ClearCLIP argues (the residual carries the
+# pooled, global content into every patch); `python3 -m training pointing --checkpoint` measures
+# both on a checkpoint.
+DENSE_RESIDUAL = False
+
+
 class _Vision(nn.Module):
-    def __init__(self, model: CLIP):
+    def __init__(self, model: CLIP, dense: str = "none"):
         super().__init__()
         self.model = model
+        self.dense = dense
 
     def forward(self, pixel_values):
-        return self.model.encode_image(pixel_values)
+        if self.dense == "none":
+            return self.model.encode_image(pixel_values)
+        return self.model.visual.forward_dense(pixel_values, self.dense, DENSE_RESIDUAL)
 
 
 class _Text(nn.Module):
@@ -108,6 +122,15 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the ONNX Runtime check against PyTorch"
     )
+    parser.add_argument(
+        "--dense",
+        choices=DENSE_KINDS,
+        default=DEFAULT_DENSE,
+        help=f"the vision tower's second output {DENSE_OUTPUT!r}, patch embeddings in the joint "
+        "space for heat maps: value (the last block's value path, MaskCLIP), final (the last "
+        f"patch tokens) or none; the pooled embedding is the same in all (default "
+        f"{DEFAULT_DENSE})",
+    )
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument(
         "--int8",
@@ -136,7 +159,7 @@ def _onnx_export(
     example,
     path: Path,
     input_name: str,
-    output_name: str,
+    output_names: list,
     dynamic: dict,
     opset: int,
 ) -> None:
@@ -147,8 +170,8 @@ def _onnx_export(
             (example,),
             str(path),
             input_names=[input_name],
-            output_names=[output_name],
-            dynamic_axes={input_name: dynamic, output_name: {0: "batch"}},
+            output_names=output_names,
+            dynamic_axes={input_name: dynamic, **{name: {0: "batch"} for name in output_names}},
             opset_version=opset,
             do_constant_folding=True,
             **LEGACY_EXPORTER,
@@ -180,18 +203,25 @@ def relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(actual - expected).max()) / scale
 
 
-def verify(model: CLIP, out: Path, threads: int = 2) -> dict:
-    """Compares ONNX Runtime with PyTorch on sample inputs; raises past TOLERANCE."""
+def verify(model: CLIP, out: Path, threads: int = 2, dense: str = "none") -> dict:
+    """Compares ONNX Runtime with PyTorch on sample inputs; raises past TOLERANCE. With a
+    ``dense`` output its patch embeddings are compared too."""
     pixels, id_batches = sample_inputs(model)
+    vision = str(out / "vision.onnx")
     with torch.no_grad():
         expected = [model.encode_image(pixels).numpy()]
+        if dense != "none":
+            expected.append(model.visual.forward_dense(pixels, dense, DENSE_RESIDUAL)[1].numpy())
         expected += [model.encode_text(ids).numpy() for ids in id_batches]
-    jobs = [(str(out / "vision.onnx"), "pixel_values", pixels.numpy(), "image_embeds")]
+    jobs = [(vision, "pixel_values", pixels.numpy(), "image_embeds")]
+    if dense != "none":
+        jobs.append((vision, "pixel_values", pixels.numpy(), DENSE_OUTPUT))
     text = str(out / "text.onnx")
     jobs += [(text, "input_ids", ids.numpy(), "text_embeds") for ids in id_batches]
     actual = run_onnx(jobs, threads)
     report = {}
-    labels = ["vision"] + [f"text L={ids.shape[1]}" for ids in id_batches]
+    labels = ["vision"] + ([f"vision {DENSE_OUTPUT}"] if dense != "none" else [])
+    labels += [f"text L={ids.shape[1]}" for ids in id_batches]
     for label, got, want in zip(labels, actual, expected):
         if got.shape != want.shape:
             raise ExportError(f"{label}: ONNX output shape {got.shape} != PyTorch {want.shape}")
@@ -205,8 +235,9 @@ def verify(model: CLIP, out: Path, threads: int = 2) -> dict:
     return report
 
 
-def export_model(model: CLIP, out: Path, opset: int = 17) -> None:
-    """Writes vision.onnx and text.onnx for ``model`` (float32) into ``out``."""
+def export_model(model: CLIP, out: Path, opset: int = 17, dense: str = "none") -> None:
+    """Writes vision.onnx and text.onnx for ``model`` (float32) into ``out``; ``dense`` other
+    than "none" adds the vision tower's second output, DENSE_OUTPUT, of that kind."""
     model = model.float().eval()
     cfg = model.config
     out.mkdir(parents=True, exist_ok=True)
@@ -215,11 +246,18 @@ def export_model(model: CLIP, out: Path, opset: int = 17) -> None:
     ids[:, -1] = cfg.vocab_size - 1
     with torch.no_grad():
         vision, text = out / "vision.onnx", out / "text.onnx"
+        outputs = ["image_embeds"] + ([DENSE_OUTPUT] if dense != "none" else [])
         _onnx_export(
-            _Vision(model), pixels, vision, "pixel_values", "image_embeds", {0: "batch"}, opset
+            _Vision(model, dense), pixels, vision, "pixel_values", outputs, {0: "batch"}, opset
         )
         _onnx_export(
-            _Text(model), ids, text, "input_ids", "text_embeds", {0: "batch", 1: "sequence"}, opset
+            _Text(model),
+            ids,
+            text,
+            "input_ids",
+            ["text_embeds"],
+            {0: "batch", 1: "sequence"},
+            opset,
         )
 
 
@@ -244,9 +282,11 @@ def build_config(
     source_sha256: str,
     precision: str = "fp32",
     checks: dict | None = None,
+    dense: str = "none",
 ) -> dict:
-    """config.json; ``precision`` is what ``export`` converted (its towers, DEFAULT_TOWERS) and
-    ``checks`` the converted towers' ``check`` entries (from ``convert_towers``)."""
+    """config.json; ``precision`` is what ``export`` converted (its towers, DEFAULT_TOWERS),
+    ``checks`` the converted towers' ``check`` entries (from ``convert_towers``) and ``dense``
+    the kind of the vision tower's patch output ("none": no ``vision.dense`` entry)."""
     cfg = model.config
     vocab_size = check_vocab(model, num_merges)
     converted = DEFAULT_TOWERS.get(precision, ())
@@ -279,6 +319,7 @@ def build_config(
             "output": "image_embeds",
             "precision": precision_of("vision"),
             **check_of("vision"),
+            **dense_of(model, dense),
         },
         "text": {
             "file": "text.onnx",
@@ -290,6 +331,15 @@ def build_config(
         "source_sha256": source_sha256,
         "exporter_version": __version__,
     }
+
+
+def dense_of(model: CLIP, dense: str) -> dict:
+    """config.json's ``vision.dense`` entry: the patch output's name, kind and [rows, columns]
+    grid (patches are row-major along the output's second axis)."""
+    if dense == "none":
+        return {}
+    rows, columns = model.visual.grid
+    return {"dense": {"output": DENSE_OUTPUT, "kind": dense, "grid": [rows, columns]}}
 
 
 def device_checks(model: CLIP, towers) -> dict:
@@ -363,11 +413,11 @@ def run(args) -> int:
         out = args.out
         name = args.name or out.resolve().name
         (out / "config.json").unlink(missing_ok=True)
-        export_model(model, out, args.opset)
+        export_model(model, out, args.opset, args.dense)
         if args.no_verify:
             print("verification skipped (--no-verify)", file=sys.stderr)
         else:
-            report = verify(model, out, args.threads)
+            report = verify(model, out, args.threads, args.dense)
             figures = ", ".join(f"{k} {v:.2e}" for k, v in report.items())
             print(f"verified against PyTorch (max relative difference): {figures}")
         precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
@@ -379,7 +429,15 @@ def run(args) -> int:
             print(message)
         shutil.copyfile(args.vocab, out / args.vocab.name)
         config = build_config(
-            model, name, out, args.vocab.name, num_merges, source_sha256, precision, checks
+            model,
+            name,
+            out,
+            args.vocab.name,
+            num_merges,
+            source_sha256,
+            precision,
+            checks,
+            args.dense,
         )
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     except (ExportError, OnnxRunError, FileNotFoundError, ValueError) as error:

@@ -140,16 +140,64 @@ class VisionTransformer(nn.Module):
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    @property
+    def grid(self) -> Tuple[int, int]:
+        """Patches per column and per row."""
+        side = self.input_resolution // self.conv1.kernel_size[0]
+        return side, side
+
+    def _tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[N, 1 + patches, width]: the class token and the patches (row-major), embedded."""
         x = self.conv1(pixels)
         x = x.flatten(2).permute(0, 2, 1)
         # expand instead of the official "+ zeros": the same values, and no shape-dependent
         # constant in the ONNX graph
         cls = self.class_embedding.reshape(1, 1, -1).expand(x.shape[0], 1, x.shape[-1])
         x = torch.cat([cls, x], dim=1) + self.positional_embedding
-        x = self.ln_pre(x)
+        return self.ln_pre(x)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self._tokens(pixels)
         x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
         return self.ln_post(x[:, 0, :]) @ self.proj
+
+    def forward_dense(
+        self, pixels: torch.Tensor, kind: str, residual: bool = False
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(the pooled embedding, exactly as ``forward``; patch embeddings [N, patches, D])
+        in the joint space, after ln_post and the projection, not normalised.
+
+        ``kind`` "final": the last block's patch tokens. "value" (MaskCLIP): the last block's
+        value path without query-key attention, out_proj(v(ln_1(x))) of the block's input x,
+        each patch seeing only itself; ``residual`` adds x to it (MaskCLIP's ViT keeps the
+        residual, ClearCLIP drops it; see DENSE_RESIDUAL).
+        """
+        if kind not in ("value", "final"):
+            raise ValueError(f"dense kind must be value or final, not {kind!r}")
+        x = self._tokens(pixels).permute(1, 0, 2)
+        blocks = self.transformer.resblocks
+        for block in blocks[:-1]:
+            x = block(x)
+        last = blocks[-1]
+        before = x
+        x = last(x).permute(1, 0, 2)
+        pooled = self.ln_post(x[:, 0, :]) @ self.proj
+        if kind == "final":
+            patches = x[:, 1:, :]
+        else:
+            patches = value_path(last, before, residual).permute(1, 0, 2)[:, 1:, :]
+        return pooled, self.ln_post(patches) @ self.proj
+
+
+def value_path(block: "ResidualAttentionBlock", x: torch.Tensor, residual: bool) -> torch.Tensor:
+    """out_proj(v(ln_1(x))) (+ x with ``residual``) for the block's (L, N, width) input: the
+    attention's value projection and output projection, with every token attending only to
+    itself (so the heads' split and merge cancel out)."""
+    width = x.shape[-1]
+    attn = block.attn
+    weight, bias = attn.in_proj_weight[2 * width :], attn.in_proj_bias[2 * width :]
+    out = attn.out_proj(nn.functional.linear(block.ln_1(x), weight, bias))
+    return out + x if residual else out
 
 
 class CLIP(nn.Module):

@@ -10,20 +10,28 @@ only a model that reads past the first ~20 tokens can tell them apart (the Urban
 Every image is drawn from its own ``random.Random`` seeded by (seed, group, member), so output is
 reproducible and an image does not depend on how many others were generated.
 
-``scene`` draws the scene model, ``captions`` describes it and ``render`` draws it; this module
-turns them into samples and datasets (``generate``, ``write_dataset``) and is the ``synth``
-command.
+Besides the long and short captions, every sample carries descriptions in the words people use
+(``people``: a short, a partial and a full one) from a random stream of their own, so they
+never change the images or the captions. Training sets (ShareGPT4V layout) take one of them in
+place of the long or short caption with probability ``person_share``; evaluation sets (Urban1k
+layout) keep the captions and write the full descriptions beside them (``person/``).
+
+``scene`` draws the scene model, ``captions`` describes it, ``people`` describes it as people
+do and ``render`` draws it; this module turns them into samples and datasets (``generate``,
+``write_dataset``) and is the ``synth`` command.
 """
 
 import json
+import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .captions import label, long_caption, short_caption
-from .render import encode_jpeg, render
-from .scene import REGIONS, image_rng, random_scene, salient_for_group
+from .people import LENGTHS, person_description
+from .render import encode_jpeg, render_with_boxes
+from .scene import REGIONS, Scene, image_rng, random_scene, salient_for_group
 
 LAYOUTS = ("urban1k", "sharegpt4v")
 PROMPT = "<image>\nDescribe this image in detail."
@@ -37,6 +45,11 @@ class Sample:
     short: str
     long: str
     jpeg: bytes
+    # descriptions in people's words, by length (people.LENGTHS)
+    described: dict
+    scene: Scene
+    # each object's box in pixels (left, top, right, bottom): the salient one, then the others
+    boxes: tuple
 
 
 # The 3x3 grid has 8 cells besides the salient object's.
@@ -62,14 +75,39 @@ def generate(
         salient, verb = salient_for_group(seed, group)
         rng = image_rng(seed, group, member)
         scene = random_scene(rng, salient, verb, *objects)
+        long = long_caption(rng, scene, dense)
+        image, boxes = render_with_boxes(rng, scene, size)
+        people = people_rng(seed, group, member)
         yield Sample(
             name=f"{index:06d}",
             group=group,
             label=label(scene),
             short=short_caption(scene),
-            long=long_caption(rng, scene, dense),
-            jpeg=encode_jpeg(render(rng, scene, size)),
+            long=long,
+            jpeg=encode_jpeg(image),
+            described={length: person_description(people, scene, length) for length in LENGTHS},
+            scene=scene,
+            boxes=boxes,
         )
+
+
+def people_rng(seed: int, group: int, member: int) -> random.Random:
+    """The descriptions' own stream (a string seed hashes the same in every process), so that
+    the image stream, hence every image and caption, is what it was before they existed."""
+    return random.Random(f"people:{seed}:{group}:{member}")
+
+
+def training_captions(sample: Sample, share: float, seed: int) -> tuple:
+    """(long, short) of a training row: each replaced by a description in people's words with
+    probability ``share`` (long: the partial or the full one; short: the short one), drawn
+    from the sample's own stream so a row does not depend on the others."""
+    draw = random.Random(f"mix:{seed}:{sample.name}")
+    long, short = sample.long, sample.short
+    if draw.random() < share:
+        long = sample.described[draw.choice(("partial", "full"))]
+    if draw.random() < share:
+        short = sample.described["short"]
+    return long, short
 
 
 def write_dataset(
@@ -80,12 +118,16 @@ def write_dataset(
     size: int,
     group_size: int,
     objects: tuple = (1, 4),
+    person_share: float = 0.0,
 ):
+    """Writes ``count`` samples in ``layout``; ``person_share`` (ShareGPT4V layout only) is
+    the probability that a row's long, and its short, caption is a description in people's
+    words instead (``training_captions``)."""
     out = Path(out)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if layout == "urban1k":
-        for sub in ("image", "caption", "short"):
+        for sub in ("image", "caption", "short", "person"):
             (out / sub).mkdir(parents=True, exist_ok=True)
     else:
         (out / "images").mkdir(parents=True, exist_ok=True)
@@ -98,25 +140,27 @@ def write_dataset(
             (out / "image" / f"{sample.name}.jpg").write_bytes(sample.jpeg)
             (out / "caption" / f"{sample.name}.txt").write_text(sample.long + "\n")
             (out / "short" / f"{sample.name}.txt").write_text(sample.short + "\n")
+            (out / "person" / f"{sample.name}.txt").write_text(sample.described["full"] + "\n")
             labels[sample.name] = sample.label
         else:
             relative = f"images/{sample.name}.jpg"
             (out / relative).write_bytes(sample.jpeg)
+            long, short = training_captions(sample, person_share, seed)
             conversations.append(
                 {
                     "id": sample.name,
                     "image": relative,
                     "conversations": [
                         {"from": "human", "value": PROMPT},
-                        {"from": "gpt", "value": sample.long},
+                        {"from": "gpt", "value": long},
                     ],
                 }
             )
             lines.append(
                 {
                     "image": relative,
-                    "long": sample.long,
-                    "short": sample.short,
+                    "long": long,
+                    "short": short,
                     "label": sample.label,
                     "group": sample.group,
                 }
@@ -152,6 +196,13 @@ def add_arguments(parser) -> None:
         "ranges relate every object to the previous one, so e.g. 6-8 gives captions past 248 "
         "tokens (for long-query tests)",
     )
+    parser.add_argument(
+        "--person-share",
+        type=float,
+        default=0.0,
+        help="ShareGPT4V layout: probability that a row's long (and, drawn apart, its short) "
+        "caption is a description in people's words instead (default 0: the captions only)",
+    )
 
 
 def run(args) -> int:
@@ -172,7 +223,19 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 2
+    if not 0.0 <= args.person_share <= 1.0:
+        print(
+            f"error: --person-share must be within 0..1, not {args.person_share}", file=sys.stderr
+        )
+        return 2
     write_dataset(
-        args.out, args.count, args.seed, args.layout, args.size, args.group_size, (low, high)
+        args.out,
+        args.count,
+        args.seed,
+        args.layout,
+        args.size,
+        args.group_size,
+        (low, high),
+        args.person_share,
     )
     return 0

@@ -12,7 +12,7 @@ def short_caption(scene: Scene) -> str:
     return f"A {s.size} {s.colour} {s.shape} {scene.verb} the {REGIONS[s.cell]} of the picture."
 
 
-def _texture_phrase(thing: Thing) -> str:
+def texture_phrase(thing: Thing) -> str:
     contrast = contrast_name(thing.colour)
     return {
         "solid": f"painted in flat, solid {thing.colour}",
@@ -50,11 +50,11 @@ def _object_sentence(rng: random.Random, thing: Thing, salient: Thing, previous:
         relation += ", right next to it"
     sentence = rng.choice(
         (
-            f"In the {where} there is a {thing.size} {thing.name}, {_texture_phrase(thing)}; "
+            f"In the {where} there is a {thing.size} {thing.name}, {texture_phrase(thing)}; "
             f"it lies {relation}.",
-            f"A {thing.size} {thing.name} {_texture_phrase(thing)} sits in the {where}, "
+            f"A {thing.size} {thing.name} {texture_phrase(thing)} sits in the {where}, "
             f"{relation}.",
-            f"The {where} holds a {thing.size} {thing.name}, {_texture_phrase(thing)}, placed "
+            f"The {where} holds a {thing.size} {thing.name}, {texture_phrase(thing)}, placed "
             f"{relation}.",
         )
     )
@@ -89,7 +89,7 @@ def long_caption(rng: random.Random, scene: Scene, dense: bool = False) -> str:
     plural = "object" if count == 1 else "objects"
     parts = [
         short_caption(scene),
-        f"This {s.shape} is {_texture_phrase(s)} and is clearly the biggest shape in the scene.",
+        f"This {s.shape} is {texture_phrase(s)} and is clearly the biggest shape in the scene.",
         f"Around it there {'is' if count == 1 else 'are'} {NUMBER_WORDS[count]} smaller "
         f"{plural}.",
     ]

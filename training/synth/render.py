@@ -70,7 +70,9 @@ def _fill(thing: Thing, width: int, height: int) -> Image.Image:
     return fill
 
 
-def _paint(canvas: Image.Image, rng: random.Random, thing: Thing) -> None:
+def _paint(canvas: Image.Image, rng: random.Random, thing: Thing) -> tuple:
+    """Paints ``thing``; returns its box (left, top, right, bottom) in pixels, right and
+    bottom exclusive: the bounds of the pixels its mask covers."""
     side = canvas.width
     cell = side / 3
     r = SIZES[thing.size] * side / 2
@@ -89,6 +91,8 @@ def _paint(canvas: Image.Image, rng: random.Random, thing: Thing) -> None:
         # The ring left after eroding the shape by the stroke thickness.
         mask = ImageChops.subtract(mask, mask.filter(ImageFilter.MinFilter(thickness)))
     canvas.paste(_fill(thing, width, height), box, mask)
+    inner = mask.getbbox() or (0, 0, 0, 0)
+    return (left + inner[0], top + inner[1], left + inner[2], top + inner[3])
 
 
 def _background(rng: random.Random, background: Background, side: int) -> Image.Image:
@@ -126,13 +130,17 @@ def _background(rng: random.Random, background: Background, side: int) -> Image.
     return ImageOps.colorize(noise, black=a, white=b)
 
 
-def render(rng: random.Random, scene: Scene, side: int) -> Image.Image:
+def render_with_boxes(rng: random.Random, scene: Scene, side: int) -> tuple:
+    """(the picture, each object's box as ``_paint`` gives it: the salient object's first,
+    then the others in order)."""
     canvas = _background(rng, scene.background, side)
-    for thing in scene.others:
-        _paint(canvas, rng, thing)
+    boxes = [_paint(canvas, rng, thing) for thing in scene.others]
     # Salient last, so small neighbours never hide the object the first sentence is about.
-    _paint(canvas, rng, scene.salient)
-    return canvas
+    return canvas, (_paint(canvas, rng, scene.salient), *boxes)
+
+
+def render(rng: random.Random, scene: Scene, side: int) -> Image.Image:
+    return render_with_boxes(rng, scene, side)[0]
 
 
 def encode_jpeg(image: Image.Image) -> bytes:

@@ -1,7 +1,24 @@
 /** Liveness, readiness, statistics, Prometheus metrics and the OpenAPI document. */
 import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../core/errors.ts";
+import type { Library } from "../../library/types.ts";
 import type { Handlers, RouteContext } from "./context.ts";
+
+/** `database` of /ready and /stats: the store's servers, absent for the embedded store. */
+function databaseServers(library: Library): { database?: Schemas["DatabaseServers"] } {
+  const servers = library.databaseServers();
+  if (servers.length === 0) return {};
+  return {
+    database: servers.map((server) => ({
+      name: server.name,
+      role: server.role,
+      state: server.state,
+      ...(server.reason === undefined ? {} : { reason: server.reason }),
+      ...(server.lagBytes === undefined ? {} : { lag_bytes: server.lagBytes }),
+      ...(server.reads === undefined ? {} : { reads: server.reads }),
+    })),
+  };
+}
 
 export function systemHandlers({ library, metrics, spec, isClosing }: RouteContext): Handlers {
   return {
@@ -19,7 +36,8 @@ export function systemHandlers({ library, metrics, spec, isClosing }: RouteConte
           { retryAfterSeconds: 5 },
         );
       }
-      return { status: "ready" } satisfies Schemas["Ready"];
+      const database = databaseServers(library);
+      return { status: "ready", ...database } satisfies Schemas["Ready"];
     },
 
     async stats() {
@@ -40,6 +58,7 @@ export function systemHandlers({ library, metrics, spec, isClosing }: RouteConte
           size: s.index.size,
         },
         queue: { pending: s.queue.pending, capacity: s.queue.capacity },
+        ...databaseServers(library),
       } satisfies Schemas["Stats"];
     },
 

@@ -20,6 +20,11 @@ export interface DbOptions {
   poolSize: number;
   /** How long to wait for a connection before the database counts as unreachable. */
   connectTimeoutMs: number;
+  /**
+   * Record the WAL position after each write this node commits (`lastWriteLsn`), so reads from
+   * replicas can wait for it (./replicas.ts). Costs one query after an autocommit write.
+   */
+  trackWrites?: boolean;
 }
 
 export type Queryable = Pick<pg.PoolClient, "query">;
@@ -55,11 +60,58 @@ async function retrying<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Where reads go: the primary's `Db` itself, or replicas in front of it (./replicas.ts). */
+export interface Reads {
+  /** `accept` false (a replica's answer lacks a row the primary may have): the primary answers. */
+  query<R extends pg.QueryResultRow>(
+    sql: string,
+    params?: unknown[],
+    accept?: (result: pg.QueryResult<R>) => boolean,
+  ): Promise<pg.QueryResult<R>>;
+  /** `prelude`: statements without parameters (e.g. SET LOCAL) sent with the BEGIN. */
+  transaction<T>(work: (client: Queryable) => Promise<T>, prelude?: string): Promise<T>;
+}
+
+/** A WAL position (`16/B374D848`) as a number, for comparing positions. */
+export function parseLsn(text: string): bigint {
+  const [high, low] = text.split("/");
+  return (BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`);
+}
+
+/** Runs `work` in a transaction on `client`; rolls back if it throws (a lost connection cannot). */
+export async function inTransaction<C extends Queryable, T>(
+  client: C,
+  work: (client: C) => Promise<T>,
+  commit = "COMMIT",
+  prelude?: string,
+): Promise<{ result: T; committed: pg.QueryResult | pg.QueryResult[] }> {
+  // The prelude rides with the BEGIN: one round trip.
+  await client.query(prelude === undefined ? "BEGIN" : `BEGIN; ${prelude}`);
+  try {
+    const result = await work(client);
+    return { result, committed: await client.query(commit) };
+  } catch (error) {
+    if (!isConnectionError(error)) await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  }
+}
+
+const WRITE_COMMANDS = new Set(["INSERT", "UPDATE", "DELETE", "MERGE"]);
+
+/**
+ * COMMIT, sent with what tells whether the transaction wrote and the WAL position after its
+ * commit record: one round trip, as a simple-protocol query of three statements.
+ */
+const TRACKED_COMMIT =
+  "SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS wrote; COMMIT; SELECT pg_current_wal_insert_lsn()::text AS lsn";
+
 export class Db {
   readonly pool: pg.Pool;
   private state: StoreHealth = { available: true };
+  /** The WAL position after this node's last write (0 until one, or without trackWrites). */
+  lastWriteLsn = 0n;
 
-  constructor(options: DbOptions) {
+  constructor(private readonly options: DbOptions) {
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize,
@@ -82,6 +134,9 @@ export class Db {
     try {
       const result = await retrying(() => this.pool.query<R>(sql, params));
       this.state = { available: true };
+      if (this.options.trackWrites && WRITE_COMMANDS.has(result.command) && result.rowCount) {
+        await this.noteWalPosition();
+      }
       return result;
     } catch (error) {
       throw this.translate(error);
@@ -118,25 +173,41 @@ export class Db {
   }
 
   /**
-   * Runs `work` in one transaction on one connection; rolls back if it throws. `work` may run
-   * more than once (see retrying): it must do nothing but its queries.
+   * Runs `work` in one transaction on one connection; rolls back if it throws. `prelude`
+   * (statements without parameters, e.g. SET LOCAL) is sent with the BEGIN, in one round trip.
+   * `work` may run more than once (see retrying): it must do nothing but its queries.
    */
-  transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    return retrying(() => this.oneTransaction(work));
+  transaction<T>(work: (client: pg.PoolClient) => Promise<T>, prelude?: string): Promise<T> {
+    return retrying(() => this.oneTransaction(work, prelude));
   }
 
-  private oneTransaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  private oneTransaction<T>(
+    work: (client: pg.PoolClient) => Promise<T>,
+    prelude: string | undefined,
+  ): Promise<T> {
     return this.withClient(async (client) => {
-      await client.query("BEGIN");
-      try {
-        const result = await work(client);
-        await client.query("COMMIT");
-        return result;
-      } catch (error) {
-        if (!isConnectionError(error)) await client.query("ROLLBACK").catch(() => {});
-        throw error;
+      if (!this.options.trackWrites) {
+        return (await inTransaction(client, work, "COMMIT", prelude)).result;
       }
+      const { result, committed } = await inTransaction(client, work, TRACKED_COMMIT, prelude);
+      const [wrote, , position] = committed as pg.QueryResult[];
+      if (wrote?.rows[0]?.wrote === true) this.noteWrite(position?.rows[0]?.lsn);
+      return result;
     });
+  }
+
+  /** Records the primary's current WAL position as this node's last write (e.g. after DDL). */
+  async noteWalPosition(): Promise<void> {
+    const { rows } = await this.query<{ lsn: string }>(
+      "SELECT pg_current_wal_insert_lsn()::text AS lsn",
+    );
+    this.noteWrite(rows[0]?.lsn);
+  }
+
+  private noteWrite(lsn: string | undefined): void {
+    if (lsn === undefined) return;
+    const position = parseLsn(lsn);
+    if (position > this.lastWriteLsn) this.lastWriteLsn = position;
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
  * misconfigured (a start-up error that says what to fix), or anything else (rethrown).
  */
 import { AppError, isAppError } from "../../core/errors.ts";
+import { MIN_PGVECTOR_VERSION } from "./pgvector-version.ts";
 
 /** Seconds a client is asked to wait before retrying when the database is unreachable. */
 export const RETRY_AFTER_SECONDS = 5;
@@ -85,7 +86,7 @@ export function configurationError(error: unknown, shownUrl: string): AppError |
   if (/extension "vector" is not available|could not open extension control file/i.test(message)) {
     return new AppError(
       "pgvector_missing",
-      `The Postgres server at ${shownUrl} has no pgvector extension (${message}); install pgvector 0.8 or later on it (https://github.com/pgvector/pgvector), then restart.`,
+      `The Postgres server at ${shownUrl} has no pgvector extension (${message}); install pgvector ${MIN_PGVECTOR_VERSION} or later on it (https://github.com/pgvector/pgvector), then restart.`,
     );
   }
   return undefined;

@@ -1,10 +1,12 @@
 /**
  * The Postgres schema, in its own Postgres schema `longclip`, versioned: each migration moves
  * the database one version forward in one transaction, under an advisory lock, so nodes that
- * start together migrate once. A node refuses a database whose version is newer than it knows.
+ * start together migrate once. A node refuses a database whose version is newer than it knows,
+ * and one whose pgvector is older than MIN_PGVECTOR_VERSION.
  */
 import type pg from "pg";
 import { AppError } from "../../core/errors.ts";
+import { requirePgvector } from "./pgvector-version.ts";
 
 const MIGRATIONS: readonly string[] = [
   // 1: items with their embedding (one model at a time), originals, reindex staging, jobs.
@@ -138,6 +140,8 @@ export async function migrate(client: pg.PoolClient): Promise<void> {
     } else if (current < SCHEMA_VERSION) {
       await client.query("UPDATE longclip.schema_version SET version = $1", [SCHEMA_VERSION]);
     }
+    // Refused before anything commits: a database this node cannot use safely stays as it was.
+    await requirePgvector(client);
     await client.query("COMMIT");
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});

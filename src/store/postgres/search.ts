@@ -1,68 +1,125 @@
 /**
  * Searches on Postgres: nearest neighbours through the pgvector HNSW index (or an exact scan:
- * on request, or when a filter leaves few items), and keyword search through the `tsvector`
- * documents of the items' text fields.
+ * on request, when a filter leaves few items, or when the index walk found fewer than k), and
+ * keyword search through the `tsvector` documents of the items' text fields.
+ *
+ * How a nearest-neighbour search uses pgvector (one transaction, settings SET LOCAL):
+ * - `hnsw.ef_search` from the depth asked (k + offset) and the table's size (efSearchFor);
+ * - `hnsw.iterative_scan = relaxed_order`: with a filter, the walk goes on until enough rows pass
+ *   it. Relaxed, because strict_order drops every row found after a farther one (lost recall);
+ *   the order is restored by the exact re-rank below. `hnsw.max_scan_tuples` (MAX_SCAN_TUPLES)
+ *   bounds the walk, and `hnsw.scan_mem_multiplier` lets that many tuples fit in memory;
+ * - the walk's candidates (RERANK_FACTOR x the depth with a halfvec index) are re-ranked by the
+ *   stored full-precision vectors, so half precision decides which rows are candidates, not
+ *   their final order;
+ * - a walk that returns fewer rows than asked (a selective filter whose rows lie far from the
+ *   query, past the tuple bound) is answered by an exact scan instead: a filtered search
+ *   returns k rows whenever k rows match.
  */
+import { efSearchFor, MAX_PGVECTOR_EF_SEARCH } from "../../vector-index/ef-search.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem } from "../types.ts";
-import type { Db } from "./db.ts";
+import type { Reads } from "./db.ts";
 import { appendFilter } from "./filter-sql.ts";
 import { type HnswIndexSettings, indexedExpression } from "./hnsw-index.ts";
 import { type ItemRow, toItem, vectorParam } from "./rows.ts";
 
 export interface PostgresSearchSettings extends HnswIndexSettings {
+  /** hnsw.ef_search; 0 chooses it per query (efSearchFor). */
   efSearch: number;
   /** Filtered searches with at most this many matching items scan them exactly. */
   exactFilterLimit: number;
+  /** Candidates per result re-ranked with a halfvec index (default RERANK_FACTOR; 1: none). */
+  rerankFactor?: number;
 }
 
+/** Tuples an iterative (filtered) walk may visit before the exact scan takes over. */
+export const MAX_SCAN_TUPLES = 20_000;
+/** Candidates per result re-ranked by the full vectors when the index holds halfvec. */
+export const RERANK_FACTOR = 2;
+/** How long the table's row estimate (for efSearchFor) is reused. */
+const SIZE_TTL_MS = 30_000;
+
 export class PostgresSearch {
+  private size: { rows: number; at: number } | undefined;
+
   constructor(
-    private readonly db: Db,
+    private readonly reads: Reads,
     private readonly ready: () => Promise<void>,
     private readonly settings: PostgresSearchSettings,
   ) {}
 
+  /** The efSearch a search of `depth` results gets now (for /stats and for nearest). */
+  async efSearch(depth: number): Promise<number> {
+    const rows = this.settings.efSearch > 0 ? 0 : await this.rows();
+    return Math.min(MAX_PGVECTOR_EF_SEARCH, efSearchFor(depth, rows, this.settings.efSearch));
+  }
+
   /** The k nearest items of `model`'s embeddings, which the database must hold. */
   async nearest(query: NearestQuery, model: ModelInfo): Promise<ScoredItem[]> {
-    const modelId = model.modelId;
-    const params: unknown[] = [vectorParam(query.vector), modelId];
-    const filter = appendFilter(params, query.filter);
-    params.push(query.k);
-    const sqlFor = (exact: boolean) => {
-      // The exact scan orders by the full-precision distance, which no index serves.
-      const order = exact
-        ? "embedding <=> $1::vector"
-        : `${indexedExpression(this.settings, model.dims, "embedding")} <=> ${indexedExpression(this.settings, model.dims, "$1")}`;
-      return `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score
-        FROM longclip.items WHERE model_id = $2 ${filter ? `AND ${filter.where}` : ""}
-        ORDER BY ${order} LIMIT $${params.length}`;
-    };
-    const limit = this.settings.exactFilterLimit;
     await this.ready();
-    const rows = await this.db.transaction(async (client) => {
-      // ef_search at least k (pgvector returns at most ef_search rows); with a filter, the
-      // iterative scan keeps reading the graph until k rows pass it. Zone-less dates are UTC.
-      await client.query(
-        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'strict_order', true), set_config('TimeZone', 'UTC', true)",
-        [String(Math.min(1000, Math.max(this.settings.efSearch, query.k)))],
-      );
+    const params: unknown[] = [vectorParam(query.vector), model.modelId];
+    const filter = appendFilter(params, query.filter);
+    const where = `model_id = $2 ${filter ? `AND ${filter.where}` : ""}`;
+    params.push(query.k);
+    const k = `$${params.length}`;
+    const exactSql = `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score
+      FROM longclip.items WHERE ${where} ORDER BY embedding <=> $1::vector, label LIMIT ${k}`;
+    const ef = await this.efSearch(query.k);
+    const candidates =
+      this.settings.vectorType === "halfvec"
+        ? Math.max(query.k, (this.settings.rerankFactor ?? RERANK_FACTOR) * query.k)
+        : query.k;
+    const indexed = (operand: string) => indexedExpression(this.settings, model.dims, operand);
+    // The inner query walks the index; the outer one re-ranks its rows by the full vectors.
+    const annSql = `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score FROM (
+        SELECT ${ITEM_COLUMNS}, embedding FROM longclip.items WHERE ${where}
+        ORDER BY ${indexed("embedding")} <=> ${indexed("$1")} LIMIT ${candidates}
+      ) AS candidates ORDER BY embedding <=> $1::vector, label LIMIT ${k}`;
+    const limit = this.settings.exactFilterLimit;
+    // Zone-less dates in filters are UTC. Only numbers of ours go into this text (no parameters
+    // with BEGIN), which saves the search a round trip.
+    const settings = [
+      `SET LOCAL hnsw.ef_search = ${ef}`,
+      "SET LOCAL hnsw.iterative_scan = relaxed_order",
+      `SET LOCAL hnsw.max_scan_tuples = ${MAX_SCAN_TUPLES}`,
+      `SELECT set_config('hnsw.scan_mem_multiplier', greatest(1, ceil(${scanMemoryBytes(model.dims)} / pg_size_bytes(current_setting('work_mem'))))::text, true)`,
+      "SET LOCAL TimeZone = 'UTC'",
+    ].join("; ");
+    const rows = await this.reads.transaction(async (client) => {
       let exact = query.exact === true;
       if (!exact && filter !== undefined && limit > 0) {
         // Few matching items: scan them exactly (the walk loses recall on selective filters).
         // $1 is the count's own limit; the filter's parameters keep their numbers ($3…).
         const counted = await client.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM (SELECT 1 FROM longclip.items WHERE model_id = $2 AND ${filter.where} LIMIT $1) AS matching`,
-          [limit + 1, modelId, ...filter.params],
+          [limit + 1, model.modelId, ...filter.params],
         );
         exact = (counted.rows[0]?.n ?? 0) <= limit;
       }
-      return (await client.query<ItemRow & { score: number }>(sqlFor(exact), params)).rows;
-    });
-    // The index ranks by the indexed (maybe half-precision) vectors; scores are exact.
+      type Row = ItemRow & { score: number };
+      if (!exact) {
+        const found = await client.query<Row>(annSql, params);
+        if (found.rows.length >= query.k) return found.rows;
+      }
+      return (await client.query<Row>(exactSql, params)).rows;
+    }, settings);
     return rows
       .map((row) => ({ item: toItem(row), score: row.score }))
       .sort((a, b) => b.score - a.score || a.item.label - b.item.label);
+  }
+
+  /** The table's row count as the planner knows it (a count when never analyzed), cached. */
+  private async rows(): Promise<number> {
+    const now = Date.now();
+    if (this.size !== undefined && now - this.size.at < SIZE_TTL_MS) return this.size.rows;
+    const result = await this.reads.query<{ n: number }>(
+      `SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint
+        ELSE (SELECT count(*) FROM longclip.items) END AS n
+       FROM pg_class WHERE oid = 'longclip.items'::regclass`,
+    );
+    this.size = { rows: Number(result.rows[0]?.n ?? 0), at: now };
+    return this.size.rows;
   }
 
   async keyword(query: KeywordQuery): Promise<ScoredItem[]> {
@@ -84,7 +141,16 @@ export class PostgresSearch {
       ${filter ? `WHERE ${filter.where}` : ""}
       ORDER BY matched.score DESC, label LIMIT $${params.length}`;
     await this.ready();
-    const { rows } = await this.db.query<ItemRow & { score: number }>(sql, params);
+    const { rows } = await this.reads.query<ItemRow & { score: number }>(sql, params);
     return rows.map((row) => ({ item: toItem(row), score: row.score }));
   }
+}
+
+/**
+ * Memory an iterative walk needs for MAX_SCAN_TUPLES tuples of `dims` dimensions: pgvector
+ * keeps each visited element with its vector and candidate entries in a context bounded by
+ * work_mem x hnsw.scan_mem_multiplier, and stops at that bound before the tuple bound.
+ */
+function scanMemoryBytes(dims: number): number {
+  return MAX_SCAN_TUPLES * (256 + 4 * dims);
 }

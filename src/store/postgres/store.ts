@@ -8,8 +8,12 @@
  * The database holds one model's embeddings at a time (the `meta` table names it); a reindex
  * stages the new embeddings beside the live ones and swaps them in one transaction.
  *
+ * Writes and the reads that decide a write go to the primary; searches, item pages, originals and
+ * embeddings may go to streaming replicas, under the rule of ./replicas.ts.
+ *
  * This module connects, migrates and keeps the items; searches are ./search.ts, the reindex
- * ./staging.ts, the HNSW index ./hnsw-index.ts, filters as SQL ./filter-sql.ts.
+ * ./staging.ts, the HNSW index ./hnsw-index.ts, filters as SQL ./filter-sql.ts, replicas
+ * ./replicas.ts.
  */
 
 import type pg from "pg";
@@ -35,11 +39,12 @@ import type {
   SwapOptions,
   VectorIndexStats,
 } from "../types.ts";
-import { Db } from "./db.ts";
+import { Db, type Reads } from "./db.ts";
 import { configurationError, isConnectionError, redactUrl } from "./errors.ts";
 import { ensureIndex, type HnswIndexSettings } from "./hnsw-index.ts";
 import { PostgresJobs } from "./jobs.ts";
 import { writeModel } from "./meta.ts";
+import { ReplicaReads, serverName } from "./replicas.ts";
 import { type ItemRow, parseVector, toItem, vectorParam } from "./rows.ts";
 import { migrate } from "./schema.ts";
 import { PostgresSearch } from "./search.ts";
@@ -47,17 +52,43 @@ import { PostgresStaging } from "./staging.ts";
 
 export interface PostgresStoreOptions extends IndexParameters, HnswIndexSettings {
   url: string;
+  /** Streaming replicas that may serve searches and item reads (./replicas.ts). */
+  readUrls?: readonly string[];
+  /** How stale a replica's answer may be, at most (ms; see ./replicas.ts). */
+  readMaxLagMs?: number;
   poolSize?: number;
   connectTimeoutMs?: number;
   /** Filtered searches with at most this many matching items scan them exactly (default
    * EXACT_FILTER_LIMIT; the filtered-recall bench sets 0 to measure the index alone). */
   exactFilterLimit?: number;
+  /** Candidates per result re-ranked by the full vectors with a halfvec index (bench:scale
+   * sets 1 to measure without the re-rank; default RERANK_FACTOR). */
+  rerankFactor?: number;
+}
+
+const ITEMS_AFTER = `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label > $1 ORDER BY label LIMIT $2`;
+
+/** Throws invalid_database_url unless `url` is a postgres:// URL; `flag` names where it came from. */
+function checkUrl(url: string, flag: string): void {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {}
+  if (protocol !== "postgres:" && protocol !== "postgresql:") {
+    throw new AppError(
+      "invalid_database_url",
+      `${flag} must be a URL like postgres://user:password@host:5432/dbname.`,
+    );
+  }
 }
 
 export class PostgresStore implements ItemStore {
   readonly backend = "postgres";
   readonly jobs: PostgresJobs;
   private readonly db: Db;
+  /** Where searches and item reads go: replicas in front of the primary, or the primary. */
+  private readonly reads: Reads;
+  private readonly replicas: ReplicaReads | undefined;
   private readonly search: PostgresSearch;
   private readonly staging: PostgresStaging;
   private initialized: Promise<void> | undefined;
@@ -65,14 +96,28 @@ export class PostgresStore implements ItemStore {
   private knownModel: ModelInfo | undefined;
 
   private constructor(private readonly options: PostgresStoreOptions) {
+    const readUrls = options.readUrls ?? [];
+    const poolSize = options.poolSize ?? 10;
+    const connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
     this.db = new Db({
       url: options.url,
-      poolSize: options.poolSize ?? 10,
-      connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+      poolSize,
+      connectTimeoutMs,
+      trackWrites: readUrls.length > 0,
     });
+    this.replicas =
+      readUrls.length === 0
+        ? undefined
+        : new ReplicaReads(this.db, serverName(options.url), {
+            urls: readUrls,
+            maxLagMs: options.readMaxLagMs ?? 1_000,
+            poolSize,
+            connectTimeoutMs,
+          });
+    this.reads = this.replicas ?? this.db;
     const ready = () => this.ready();
     this.jobs = new PostgresJobs(this.db, ready);
-    this.search = new PostgresSearch(this.db, ready, {
+    this.search = new PostgresSearch(this.reads, ready, {
       ...options,
       exactFilterLimit: options.exactFilterLimit ?? EXACT_FILTER_LIMIT,
     });
@@ -85,18 +130,13 @@ export class PostgresStore implements ItemStore {
    * the store is returned and retries on every call until the database answers.
    */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
-    let shown: string;
-    try {
-      const parsed = new URL(options.url);
-      if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") throw new Error();
-      shown = redactUrl(options.url);
-    } catch {
-      throw new AppError(
-        "invalid_database_url",
-        "--database-url (LONGCLIP_DATABASE_URL) must be a URL like postgres://user:password@host:5432/dbname.",
-      );
+    checkUrl(options.url, "--database-url (LONGCLIP_DATABASE_URL)");
+    for (const url of options.readUrls ?? []) {
+      checkUrl(url, "--database-read-url (LONGCLIP_DATABASE_READ_URL)");
     }
+    const shown = redactUrl(options.url);
     const store = new PostgresStore(options);
+    store.replicas?.start();
     try {
       await store.ready();
     } catch (error) {
@@ -108,13 +148,29 @@ export class PostgresStore implements ItemStore {
     return store;
   }
 
-  /** Migrates once per process; a failed attempt is retried by the next call. */
+  /**
+   * Migrates once per process; a failed attempt is retried by the next call. With replicas, the
+   * schema counts as this node's write: none serves it a read before it has the schema.
+   */
   private ready(): Promise<void> {
-    this.initialized ??= this.db.withClient(migrate).catch((error: unknown) => {
-      this.initialized = undefined;
-      throw error;
-    });
+    this.initialized ??= this.db
+      .withClient(migrate)
+      .then(() => (this.replicas === undefined ? undefined : this.db.noteWalPosition()))
+      .catch((error: unknown) => {
+        this.initialized = undefined;
+        throw error;
+      });
     return this.initialized;
+  }
+
+  /** A read that a replica may serve (`accept` false: the primary answers instead). */
+  private async read<R extends pg.QueryResultRow>(
+    sql: string,
+    params: unknown[],
+    accept?: (result: pg.QueryResult<R>) => boolean,
+  ) {
+    await this.ready();
+    return this.reads.query<R>(sql, params, accept);
   }
 
   private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []) {
@@ -205,9 +261,10 @@ export class PostgresStore implements ItemStore {
   async stageOriginal(): Promise<void> {}
 
   async readOriginal(sha256: string): Promise<Buffer> {
-    const result = await this.query<{ bytes: Buffer }>(
+    const result = await this.read<{ bytes: Buffer }>(
       "SELECT bytes FROM longclip.originals WHERE sha256 = $1",
       [sha256],
+      (found) => found.rows.length > 0,
     );
     const row = result.rows[0];
     if (row === undefined) throw new Error(`no stored original ${sha256}`);
@@ -313,21 +370,20 @@ export class PostgresStore implements ItemStore {
     limit: number,
   ): Promise<{ items: StoredItem[]; nextCursor: string | null }> {
     const after = cursor === null ? 0 : decodeCursor(cursor);
-    return pageOf(await this.itemsAfter(after, limit + 1), limit);
+    const result = await this.read<ItemRow>(ITEMS_AFTER, [after, limit + 1]);
+    return pageOf(result.rows.map(toItem), limit);
   }
 
   async itemsAfter(label: number, limit: number): Promise<StoredItem[]> {
-    const result = await this.query<ItemRow>(
-      `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label > $1 ORDER BY label LIMIT $2`,
-      [label, limit],
-    );
+    const result = await this.query<ItemRow>(ITEMS_AFTER, [label, limit]);
     return result.rows.map(toItem);
   }
 
   async embeddingsOf(modelId: string, labels: readonly number[]): Promise<EmbeddingRow[]> {
-    const result = await this.query<{ label: number; embedding: string }>(
+    const result = await this.read<{ label: number; embedding: string }>(
       "SELECT label, embedding::text AS embedding FROM longclip.items WHERE model_id = $1 AND label = ANY($2::bigint[]) ORDER BY label",
       [modelId, labels],
+      (found) => found.rows.length >= new Set(labels).size,
     );
     return result.rows.map((row) => ({ label: row.label, vector: parseVector(row.embedding) }));
   }
@@ -413,19 +469,29 @@ export class PostgresStore implements ItemStore {
       space: "cosine",
       m: this.options.m,
       efConstruction: this.options.efConstruction,
-      efSearch: this.options.efSearch,
+      efSearch: await this.search.efSearch(10),
       capacity: size,
       size,
     };
   }
 
   health(): StoreHealth {
-    return this.db.health();
+    const health = this.db.health();
+    const servers = this.replicas?.servers() ?? [
+      {
+        name: serverName(this.options.url),
+        role: "primary" as const,
+        state: health.available ? ("up" as const) : ("down" as const),
+        ...(health.reason === undefined ? {} : { reason: health.reason }),
+      },
+    ];
+    return { ...health, servers };
   }
 
   async flush(): Promise<void> {}
 
   async close(): Promise<void> {
+    await this.replicas?.close();
     await this.db.close();
   }
 }

@@ -12,10 +12,12 @@
  *
  * better-sqlite3 is synchronous: the methods are async only to fit the seam.
  */
+
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { Filter } from "../../core/types.ts";
+import { efSearchFor } from "../../vector-index/ef-search.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { holdsAnotherModel, liveEmbedding } from "../reindex-target.ts";
 import type {
@@ -367,7 +369,12 @@ export class SqliteStore implements ItemStore {
       space: "cosine",
       m: this.options.m,
       efConstruction: this.options.efConstruction,
-      efSearch: this.options.efSearch,
+      // What a 10-result search uses now: each shard sizes its list by its own graph.
+      efSearch: efSearchFor(
+        10,
+        (index?.size ?? 0) / Math.max(1, this.options.hnswShards ?? 1),
+        this.options.efSearch,
+      ),
       capacity: index?.capacity ?? 0,
       size: index?.size ?? 0,
     };

@@ -1,0 +1,67 @@
+/**
+ * How every command ends, as tools people know do: a usage error (an unknown flag, a bad value,
+ * a missing argument) prints one line and where the help is, and exits 2; a runtime error
+ * prints its line and exits 1.
+ */
+import { isAppError } from "../core/errors.ts";
+import type { Settings } from "../core/settings.ts";
+import { errorMessage, settingsFromFlags } from "./settings.ts";
+
+/** Codes that mean the command line itself is wrong: fixed by changing it, not by retrying. */
+const USAGE_CODES: ReadonlySet<string> = new Set([
+  "usage",
+  "invalid_setting",
+  // The library's check of a command's options (a filter, a mode) found one it cannot use.
+  "validation_failed",
+  "invalid_port",
+  "empty_query",
+  "query_too_long",
+  "k_out_of_range",
+  "offset_out_of_range",
+  "invalid_filter",
+  "filter_too_large",
+  "too_many_windows",
+]);
+
+export const USAGE_EXIT = 2;
+export const RUNTIME_EXIT = 1;
+
+export function isUsageError(error: unknown): boolean {
+  return isAppError(error) && USAGE_CODES.has(error.code);
+}
+
+export function exitCodeOf(error: unknown): number {
+  return isUsageError(error) ? USAGE_EXIT : RUNTIME_EXIT;
+}
+
+/** The command running now (`serve`, `search`, ...), for the pointer to its help. */
+let runningCommand: string | undefined;
+
+export function setRunningCommand(name: string | undefined): void {
+  runningCommand = name;
+}
+
+/** The line after a usage error: where the command's options are described. */
+export function helpPointer(command: string | undefined = runningCommand): string {
+  return `Run 'longclip${command ? ` ${command}` : ""} --help' for its options.`;
+}
+
+/** Writes a command's error (plus the help pointer for a usage error); returns the exit code. */
+export function reportError(
+  error: unknown,
+  stream: NodeJS.WritableStream = process.stderr,
+): number {
+  stream.write(errorMessage(error));
+  if (isUsageError(error)) stream.write(`${helpPointer()}\n`);
+  return exitCodeOf(error);
+}
+
+/** Settings from a command's flags; on a bad one reports it as a usage error and returns undefined. */
+export function settingsOrUsageError(flags: Record<string, unknown>): Settings | undefined {
+  try {
+    return settingsFromFlags(flags);
+  } catch (error) {
+    process.exitCode = reportError(error);
+    return undefined;
+  }
+}

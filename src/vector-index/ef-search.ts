@@ -1,0 +1,37 @@
+/**
+ * efSearch per query, for both HNSW engines (hnswlib in the embedded backend, pgvector on
+ * Postgres): the candidate list a search keeps decides its recall, and the list it needs grows
+ * with how many results are asked for (k + offset, the depth) and, slowly, with the size of the
+ * graph. One fixed value is either wasted on small libraries or too low for large ones (efSearch
+ * 100 gave recall@10 0.857 at 1M 768-d vectors). `--hnsw-ef-search N` (N > 0) still fixes it.
+ *
+ * The rule aims at recall@k >= RECALL_TARGET on the clustered benchmark vectors of
+ * `npm run bench:scale` (M 16, efConstruction 200); docs/scaling.md has the measurements it
+ * was fitted to. Real embeddings differ: measure yours with `exact: true` searches.
+ */
+
+/** The recall@k the automatic efSearch is fitted to reach. */
+export const RECALL_TARGET = 0.95;
+
+/** pgvector accepts hnsw.ef_search from 1 to 1000. */
+export const MAX_PGVECTOR_EF_SEARCH = 1000;
+
+/** Candidates per result asked for, beyond the size term (measured; see docs/scaling.md). */
+const PER_RESULT = 2;
+/** The list a 10-result search needs grows by this much each time the graph doubles. */
+const PER_DOUBLING = 8;
+/** Graphs up to this size need no more than PER_RESULT x depth (and at least FLOOR). */
+const SMALL_GRAPH = 8_192;
+const FLOOR = 40;
+
+/**
+ * The efSearch for a search of `depth` results (k + offset) in a graph of `size` vectors:
+ * `fixed` when set (> 0), never less than the depth (HNSW returns at most efSearch results).
+ */
+export function efSearchFor(depth: number, size: number, fixed = 0): number {
+  const wanted = Math.max(1, Math.ceil(depth));
+  if (fixed > 0) return Math.max(fixed, wanted);
+  const doublings = Math.max(0, Math.log2(Math.max(size, 1) / SMALL_GRAPH));
+  const sizeTerm = Math.ceil(PER_DOUBLING * doublings * Math.sqrt(wanted / 10));
+  return Math.max(FLOOR, PER_RESULT * wanted + sizeTerm, wanted);
+}

@@ -1,0 +1,105 @@
+/**
+ * Nearest-neighbour search on a real Postgres + pgvector (native where it runs): a filtered
+ * search returns k items whenever k items match, even when every matching item lies far from
+ * the query, beyond what pgvector's iterative index scan visits (hnsw.max_scan_tuples).
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import pg from "pg";
+import { toSql } from "pgvector";
+import { EXACT_FILTER_LIMIT } from "../src/store/filter.ts";
+import { MAX_SCAN_TUPLES } from "../src/store/postgres/search.ts";
+import { PostgresStore } from "../src/store/postgres/store.ts";
+import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
+
+const DIMS = 8;
+/** More near items than the walk visits, and more far ones than the exact path takes. */
+const NEAR = MAX_SCAN_TUPLES + 10_000;
+const FAR = EXACT_FILTER_LIMIT + 500;
+
+let postgres: TestPostgres;
+before(async () => {
+  postgres = await startPostgres();
+});
+after(() => postgres?.stop());
+
+/** Seeded noise, so the expected answer is the same on every run. */
+function noise(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return (state / 0xffffffff - 0.5) * 0.2;
+  };
+}
+
+test("a filtered search whose matching items all lie far from the query still returns k of them, the nearest", async () => {
+  const random = noise(7);
+  // Near items around +e1, far ones (group 1) around -e1; the query is +e1.
+  const rows = Array.from({ length: NEAR + FAR }, (_, i) => {
+    const far = i >= NEAR;
+    const vector = Array.from(
+      { length: DIMS },
+      (_, d) => (d === 0 ? (far ? -1 : 1) : 0) + random(),
+    );
+    return { id: `i${i}`, group: far ? 1 : 0, vector };
+  });
+  const query = Float32Array.from({ length: DIMS }, (_, d) => (d === 0 ? 1 : 0));
+  // The expected answer, by brute force here: the 10 far items of highest cosine to the query.
+  const cosine = (v: number[]) => (v[0] as number) / Math.hypot(...v);
+  const expected = rows
+    .filter((row) => row.group === 1)
+    .sort((a, b) => cosine(b.vector) - cosine(a.vector))
+    .slice(0, 10)
+    .map((row) => row.id);
+
+  const open = () =>
+    PostgresStore.open({
+      url: postgres.url,
+      vectorType: "halfvec",
+      m: 16,
+      efConstruction: 64,
+      efSearch: 0,
+    });
+  const store = await open();
+  try {
+    await store.setModel({ modelId: "m", dims: DIMS });
+    // A bulk load (as a migration would make it), then the index built once by the product.
+    const client = new pg.Client({ connectionString: postgres.url });
+    await client.connect();
+    try {
+      await client.query("DROP INDEX longclip.items_embedding_hnsw");
+      await client.query("DELETE FROM longclip.meta WHERE key = 'hnsw_index'");
+      for (let start = 0; start < rows.length; start += 5_000) {
+        const batch = rows.slice(start, start + 5_000);
+        await client.query(
+          `INSERT INTO longclip.items (id, sha256, metadata, content_type, width, height, bytes, source, path, model_id, embedding)
+           SELECT id, md5(id), jsonb_build_object('group', g), 'image/png', 1, 1, 1, 'path', id, 'm', e::vector
+           FROM unnest($1::text[], $2::int[], $3::text[]) AS t(id, g, e)`,
+          [batch.map((r) => r.id), batch.map((r) => r.group), batch.map((r) => toSql(r.vector))],
+        );
+      }
+      await client.query("ANALYZE longclip.items");
+    } finally {
+      await client.end();
+    }
+    await store.prepare();
+
+    // A range filter (no index serves it), matching more items than the exact path scans.
+    const hits = await store.nearest({ vector: query, k: 10, filter: { group: { $gte: 1 } } }, "m");
+    assert.equal(hits.length, 10, `a filtered search returned ${hits.length} of 10 matching items`);
+    assert.deepEqual(
+      hits.map((hit) => hit.item.id),
+      expected,
+    );
+    // Unfiltered, the index answers (the nearest are near items).
+    const plain = await store.nearest({ vector: query, k: 10 }, "m");
+    assert.equal(plain.length, 10);
+    assert.ok(plain.every((hit) => hit.item.metadata.group === 0));
+  } finally {
+    await store.close();
+  }
+});

@@ -288,6 +288,28 @@ describe("HTTP API over a real library", () => {
     } while (cursor !== null);
     assert.deepEqual([...seen].sort(), ["gradient", "gray", "hopper", "shapes"]);
 
+    // Newest first walks the same items in the opposite order; cursors keep their order.
+    const newest: string[] = [];
+    let next: string | null = null;
+    let crossed: string | null = null;
+    do {
+      const url: string = next
+        ? `/items?order=newest&limit=3&cursor=${encodeURIComponent(next)}`
+        : "/items?order=newest&limit=3";
+      const page = json<S["ItemPage"]>(await http().get(url));
+      newest.push(...page.items.map((i) => i.id));
+      next = page.next_cursor;
+      crossed ??= next;
+    } while (next !== null);
+    assert.deepEqual(newest, [...seen].reverse());
+    assert.ok(crossed !== null);
+    expectError(
+      await http().get(`/items?limit=3&cursor=${encodeURIComponent(crossed)}`),
+      400,
+      "invalid_cursor",
+    );
+    expectError(await http().get("/items?order=random"), 400, "validation_failed");
+
     const bytes = await http().get("/items/gradient/image");
     assert.equal(bytes.status, 200);
     assert.equal(bytes.headers["content-type"], "image/jpeg");

@@ -271,6 +271,92 @@ describe("blue/green reindex and files indexed by path", () => {
   });
 });
 
+/** A copy of `from` named `name` beside it, with `change` applied to its config.json. */
+function variantOf(from: string, name: string, change: (config: Record<string, unknown>) => void) {
+  const dir = path.join(path.dirname(from), name);
+  mkdirSync(dir, { recursive: true });
+  for (const file of ["config.json", "vision.onnx", "text.onnx", "vocab.txt"]) {
+    copyFileSync(path.join(from, file), path.join(dir, file));
+  }
+  const config = JSON.parse(readFileSync(path.join(from, "config.json"), "utf8"));
+  config.model_id = `${NEXT_ID}-${name}`;
+  change(config);
+  writeFileSync(path.join(dir, "config.json"), JSON.stringify(config, null, 2));
+  return dir;
+}
+
+describe("blue/green reindex to a bad model directory (issue 24, finding 6)", () => {
+  test("a model that disagrees with its graph or cannot load is refused with a 4xx before any run; a recorded run that fails for its model is shown failed and never retried", async () => {
+    const root = tempDir("blue-green-bad-model-");
+    const { served } = modelsUnder(root);
+    variantOf(served, "wide", (config) => {
+      config.embed_dim = 128; // the graph outputs 64
+    });
+    variantOf(served, "huge-images", (config) => {
+      config.image_resolution = 4096; // the graph takes 64×64
+    });
+    const broken = variantOf(served, "broken", () => {});
+    writeFileSync(path.join(broken, "vision.onnx"), "not an ONNX file");
+    const settings = testSettings(served, path.join(root, "data"));
+    const encoder = await Encoder.load(settings.modelDir, settings);
+    let loads = 0;
+    const library = await createLibrary(settings, encoder, {
+      loadModel: (dir) => {
+        loads++;
+        return Encoder.load(dir, settings);
+      },
+      onBackgroundError: (error) => console.log(`background error: ${String(error)}`),
+    });
+    const app = buildApp(settings, library, {});
+    const url = await app.listen({ host: "127.0.0.1", port: 0 });
+    const http = supertest(url);
+    try {
+      const indexed = await upload(
+        http,
+        (await pngs(3000, 4)).map((png, i) => [`i${i}`, png]),
+      );
+      assert.equal(indexed.status, 200, JSON.stringify(indexed.body));
+      for (const dir of ["wide", "huge-images", "broken"]) {
+        const started = await http.post("/reindex").send({ model_dir: dir });
+        assert.equal(started.status, 400, `${dir}: ${JSON.stringify(started.body)}`);
+        assert.equal(started.body.error.code, "model_invalid", dir);
+      }
+      assert.equal((await http.get("/reindex")).status, 404, "no run was recorded");
+      assert.equal(await library.store.reindexTarget(), undefined);
+
+      // A run recorded by a node that went quiet, to a model this node cannot load: taken over
+      // once, recorded as failed with its error, and not tried again.
+      await library.store.setReindexTarget({
+        modelId: `${NEXT_ID}-broken`,
+        dims: 64,
+        modelDir: broken,
+        switchMode: "auto",
+        startedAt: Date.now() - 60_000,
+        heartbeatAt: Date.now() - 60_000,
+        complete: false,
+      });
+      loads = 0;
+      const failed = await until("the recorded run to fail", async () => {
+        const status = (await http.get("/reindex")).body;
+        return status.state === "failed" ? status : undefined;
+      });
+      assert.equal(failed.error.code, "model_invalid", JSON.stringify(failed));
+      await new Promise((resolve) => setTimeout(resolve, 5_000)); // two store checks later
+      assert.equal(loads, 1, "the failed run was tried again");
+      assert.equal((await http.get("/reindex")).body.state, "failed");
+      const switched = await http.post("/reindex/switch");
+      assert.equal(switched.status, 409, JSON.stringify(switched.body));
+      assert.equal(switched.body.error.code, "model_invalid");
+      assert.equal(loads, 1, "a switch does not retry a run that failed for its model");
+      // search still answers on the served model
+      const search = await http.post("/search").send({ query: "a pattern", k: 2 });
+      assert.equal(search.status, 200, JSON.stringify(search.body));
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe("blue/green reindex from the command line", () => {
   test("a killed longclip reindex --to-model resumes where it stopped", async () => {
     const root = tempDir("blue-green-cli-");

@@ -4,7 +4,7 @@
  * left free while a large batch is inserted (compared with the in-thread index in one run).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
@@ -228,6 +228,41 @@ describe("SQLite store with HNSW shards", () => {
     // A filtered search above the exact-scan limit goes through the shards with a bitmap.
     await two.close();
     assert.deepEqual(indexFiles(dataDir), ["hnsw-m1-8.shard1of2.bin", "hnsw-m1-8.shard2of2.bin"]);
+  });
+
+  test("each shard save that fails counts in this store's health, not in a process-wide counter", async () => {
+    // A file where the index folder should be: every save fails (ENOTDIR), even as root.
+    const broken = path.join(tmp, "broken");
+    mkdirSync(broken);
+    writeFileSync(path.join(broken, "index"), "not a folder");
+    const reported: unknown[] = [];
+    const options = {
+      ...PARAMETERS,
+      hnswShards: 2,
+      onBackgroundError: (e: unknown) => reported.push(e),
+    };
+    const store = new SqliteStore({ dataDir: broken, ...options });
+    const healthy = new SqliteStore({ dataDir: path.join(tmp, "healthy"), ...options });
+    try {
+      assert.equal(store.health().indexSaveFailures, 0);
+      for (const each of [store, healthy]) {
+        await each.setModel(model);
+        await each.insertItems([newItem(1), newItem(2)], "m1");
+        await each.prepare();
+      }
+      // The first reconcile's save failed on both shards (reported in the background).
+      assert.equal(store.health().indexSaveFailures, 2);
+      assert.equal(reported.length, 1);
+      await store.insertItems([newItem(3)], "m1");
+      await assert.rejects(store.flush(), { code: "ENOTDIR" });
+      // A failed save leaves both shards dirty: both were saved again, and failed.
+      assert.equal(store.health().indexSaveFailures, 4);
+      await healthy.flush();
+      assert.equal(healthy.health().indexSaveFailures, 0);
+    } finally {
+      await store.close().catch(() => undefined);
+      await healthy.close();
+    }
   });
 
   test("a shard worker that dies loses nothing: a delete and an insert after it succeed, the next search sees both", async () => {

@@ -1,11 +1,24 @@
-/** One search hit as a card of the result grid: thumbnail, rank, score and name. */
-import { type Hit, thumbnailUrl } from "./api.ts";
+/**
+ * One card of the grid: a search hit (thumbnail, rank, score and name) or a stored item of
+ * the library view (thumbnail and name).
+ */
+import { type Hit, type Item, thumbnailUrl } from "./api.ts";
 import { el } from "./dom.ts";
 
-/** The file name the page uploaded it with (metadata.filename), else the id. */
-export function displayName(hit: Hit): string {
-  const name = hit.metadata.filename;
-  return typeof name === "string" && name !== "" ? name : hit.id;
+/** What a card shows: a search hit, or an item of the library view (no rank or score). */
+export type Shown = Hit | Item;
+
+export function isHit(shown: Shown): shown is Hit {
+  return "rank" in shown;
+}
+
+/** The file name it was uploaded with (metadata.filename; a gallery's `file`), else the id. */
+export function displayName(shown: Shown): string {
+  for (const key of ["filename", "file"]) {
+    const name = shown.metadata[key];
+    if (typeof name === "string" && name !== "") return name;
+  }
+  return shown.id;
 }
 
 /** Keyword and hybrid hits: where they ranked by image and by text ("–": not found so). */
@@ -19,34 +32,41 @@ function rankNote(hit: Hit): HTMLElement[] {
   return [el("span", { class: "ranks" }, parts.join(" · "))];
 }
 
+function cardInfo(shown: Shown, name: string): HTMLElement {
+  if (!isHit(shown)) return el("span", { class: "card-info" }, el("span", { class: "name" }, name));
+  return el(
+    "span",
+    { class: "card-info" },
+    el("span", { class: "rank" }, `#${shown.rank}`),
+    el("span", { class: "score" }, shown.score.toFixed(3)),
+    el("span", { class: "name" }, name),
+    ...rankNote(shown),
+  );
+}
+
 /** The card's button calls `open` (the detail view). */
-export function card(hit: Hit, open: (hit: Hit) => void): HTMLLIElement {
-  const name = displayName(hit);
+export function card(shown: Shown, open: (shown: Shown) => void): HTMLLIElement {
+  const name = displayName(shown);
   const button = el(
     "button",
     {
       type: "button",
       class: "card",
-      "data-id": hit.id,
-      "aria-label": `Rank ${hit.rank}, score ${hit.score.toFixed(3)}: ${name}. Open details`,
+      "data-id": shown.id,
+      "aria-label": isHit(shown)
+        ? `Rank ${shown.rank}, score ${shown.score.toFixed(3)}: ${name}. Open details`
+        : `${name}. Open details`,
     },
     el("img", {
-      src: thumbnailUrl(hit.id),
+      src: thumbnailUrl(shown.id),
       alt: "",
       loading: "lazy",
       decoding: "async",
       width: "256",
       height: "256",
     }),
-    el(
-      "span",
-      { class: "card-info" },
-      el("span", { class: "rank" }, `#${hit.rank}`),
-      el("span", { class: "score" }, hit.score.toFixed(3)),
-      el("span", { class: "name" }, name),
-      ...rankNote(hit),
-    ),
+    cardInfo(shown, name),
   );
-  button.addEventListener("click", () => open(hit));
+  button.addEventListener("click", () => open(shown));
   return el("li", {}, button);
 }

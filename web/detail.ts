@@ -1,18 +1,34 @@
 /**
- * The detail view of a hit: the full image, the stored item's fields and metadata
- * (GET /items/{id}), and "more like this" / "less like this", which start a new search.
+ * The detail view of a card (a hit or a library item): the full image, the stored item's
+ * fields and metadata (GET /items/{id}), and "more like this" / "less like this", which start
+ * a new search.
  */
-import { describe, type Hit, type Item, itemUrl, request } from "./api.ts";
-import { displayName } from "./cards.ts";
+import { describe, type Item, itemUrl, request } from "./api.ts";
+import { displayName, isHit, type Shown } from "./cards.ts";
 import { $, el } from "./dom.ts";
 import type { SearchView } from "./search.ts";
 
 export interface DetailView {
-  open(hit: Hit): Promise<void>;
+  open(shown: Shown): Promise<void>;
 }
 
 function metaRow(term: string, value: string): HTMLElement[] {
   return [el("dt", {}, term), el("dd", {}, value)];
+}
+
+/** The same text in every locale and time zone: "2026-12-07 11:47 UTC". */
+export function formatDate(iso: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
+
+/** Where the item came from, in the words the page uses for it. */
+function sourceOf(item: Item): string {
+  if (item.metadata.gallery === true) return "sample gallery of the model";
+  if (item.source === "path")
+    return item.path ? `file on the server: ${item.path}` : "file on the server";
+  return "added from this page or the API";
 }
 
 function formatBytes(n: number): string {
@@ -31,8 +47,8 @@ export function startDetailView(search: SearchView): DetailView {
   const detailOriginal = $<HTMLAnchorElement>("detail-original");
   const moreLikeThis = $<HTMLButtonElement>("more-like-this");
   const lessLikeThis = $<HTMLButtonElement>("less-like-this");
-  /** The hit on show; an answer for another one (the view was reopened) is dropped. */
-  let detailHit: Hit | undefined;
+  /** The card on show; an answer for another one (the view was reopened) is dropped. */
+  let detailHit: Shown | undefined;
   /** Focus goes back here when the view closes (keyboard users keep their place). */
   let detailOpener: HTMLElement | null = null;
 
@@ -75,7 +91,9 @@ export function startDetailView(search: SearchView): DetailView {
       detailImage.src = hit.image_url;
       detailImage.alt = `Image ${hit.id}`;
       detailOriginal.href = hit.image_url;
-      detailScore.textContent = `Rank ${hit.rank} · score ${hit.score.toFixed(4)}`;
+      detailScore.textContent = isHit(hit)
+        ? `Rank ${hit.rank} · score ${hit.score.toFixed(4)}`
+        : "In the library";
       detailMeta.replaceChildren();
       detailError.hidden = true;
       moreLikeThis.disabled = false;
@@ -89,8 +107,8 @@ export function startDetailView(search: SearchView): DetailView {
           ...metaRow("Id", item.id),
           ...metaRow("Size", `${item.width} × ${item.height} px`),
           ...metaRow("File", `${item.content_type}, ${formatBytes(item.bytes)}`),
-          ...metaRow("Source", item.path ? `${item.source}: ${item.path}` : item.source),
-          ...metaRow("Added", new Date(item.created_at).toLocaleString()),
+          ...metaRow("Source", sourceOf(item)),
+          ...metaRow("Added", formatDate(item.created_at)),
           ...Object.entries(item.metadata).flatMap(([key, value]) =>
             metaRow(key, typeof value === "string" ? value : JSON.stringify(value)),
           ),

@@ -60,9 +60,14 @@ function jobItem(job: Job, refresh: () => void): HTMLLIElement {
   return item;
 }
 
-/** Shows the panel when the server has a media root (jobs index files there), else hides it. */
+/**
+ * Shows the panel when the server has a media root (jobs index files there); otherwise a
+ * line under "Add images" says how to turn it on.
+ */
 export function startJobsPanel(enabled: boolean): void {
   const panel = document.getElementById("jobs-panel");
+  const hint = document.getElementById("jobs-hint");
+  if (hint !== null) hint.hidden = enabled;
   if (panel === null || !enabled) return;
   panel.hidden = false;
   const form = document.getElementById("job-form") as HTMLFormElement | null;

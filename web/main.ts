@@ -30,7 +30,8 @@ startUploadPanel({
   },
 });
 
-void stats.refresh();
+// The page opens on the library: its newest images under the search box, with the count.
+void stats.refresh().then(() => search.showLibrary());
 startJobsPanel(config.jobs);
 startDuplicatesPanel();
 void queryBox.learnMaxTokens();

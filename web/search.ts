@@ -1,11 +1,13 @@
 /**
- * The search and its result grid: a text search from the form (with "load more" for the
- * next page), an image search ("more like this"), a text search with an item subtracted
- * ("less like this"), and the busy, empty and error states. Only the newest search may
- * write to the grid: each one takes a sequence number and a stale answer is dropped.
+ * The search and its result grid: the library view the page opens with (the most recently
+ * stored items, GET /items?order=newest), a text search from the form (with "load more" for
+ * the next page of either), an image search ("more like this"), a text search with an item
+ * subtracted ("less like this"), and the busy, empty and error states. Only the newest
+ * request may write to the grid: each one takes a sequence number and a stale answer is
+ * dropped.
  */
 import { ApiError, describe, type Hit, request, type Schemas } from "./api.ts";
-import { card, displayName } from "./cards.ts";
+import { card, displayName, type Shown } from "./cards.ts";
 import type { PageConfig } from "./config.ts";
 import { $ } from "./dom.ts";
 import type { QueryBox } from "./query-box.ts";
@@ -16,8 +18,8 @@ export interface SearchDeps {
   config: PageConfig;
   queryBox: QueryBox;
   stats: LibraryStats;
-  /** Opens a hit's detail view (a card was clicked). */
-  open(hit: Hit): void;
+  /** Opens a card's detail view (a card was clicked). */
+  open(shown: Shown): void;
 }
 
 /** What the detail view does around an image search it started. */
@@ -28,13 +30,15 @@ export interface ImageSearchHooks {
 }
 
 export interface SearchView {
+  /** The library view: the most recently stored items, newest first. */
+  showLibrary(): Promise<void>;
   /** A text search (query or compose) is on screen, so "less like this" can rework it. */
   hasTextSearch(): boolean;
   /** Images like this one's image (POST /search/image), from rank 1. */
-  moreLike(hit: Hit, hooks: ImageSearchHooks): Promise<void>;
+  moreLike(shown: Shown, hooks: ImageSearchHooks): Promise<void>;
   /** The text search on screen with this item subtracted (compose, weight -0.5), from rank 1. */
-  lessLike(hit: Hit): Promise<void>;
-  /** After an upload: says so in an empty grid, where nothing else would show it. */
+  lessLike(shown: Shown): Promise<void>;
+  /** After an upload: the library view shows the new items; an empty grid says they came. */
   noteAdded(count: number): void;
 }
 
@@ -54,12 +58,15 @@ export function startSearch({ config, queryBox, stats, open }: SearchDeps): Sear
   const resultsTitle = $("results-title");
   const resultsStatus = $("results-status");
   const loadMore = $<HTMLButtonElement>("load-more");
+  const showLibraryButton = $<HTMLButtonElement>("show-library");
   const searchOptions = searchOptionsRow();
   let searchSeq = 0;
   /** The text search on screen (query or compose), for "load more" and "less like this". */
   let current: { body: SearchBody; k: number; offset: number; shown: number } | null = null;
+  /** The library view on screen: the next page's cursor and how many items it shows. */
+  let library: { cursor: string | null; shown: number } | null = null;
 
-  const toCard = (hit: Hit) => card(hit, open);
+  const toCard = (shown: Shown) => card(shown, open);
   const pageSize = () => Math.min(Number(kSelect.value), config.maxK);
 
   const setBusy = (busy: boolean) => {
@@ -67,7 +74,14 @@ export function startSearch({ config, queryBox, stats, open }: SearchDeps): Sear
     searchButton.disabled = busy;
   };
 
+  /** The grid holds a search, not the library view: offer the way back. */
+  const leaveLibrary = () => {
+    library = null;
+    showLibraryButton.hidden = false;
+  };
+
   const showHits = (hits: Hit[], title: string, emptyMessage: string, extra = "") => {
+    leaveLibrary();
     results.replaceChildren(...hits.map(toCard));
     resultsTitle.textContent = title;
     resultsStatus.classList.remove("error");
@@ -78,6 +92,7 @@ export function startSearch({ config, queryBox, stats, open }: SearchDeps): Sear
   };
 
   const showError = (context: string, error: unknown) => {
+    leaveLibrary();
     results.replaceChildren();
     resultsTitle.textContent = "Results";
     resultsStatus.classList.add("error");
@@ -88,6 +103,47 @@ export function startSearch({ config, queryBox, stats, open }: SearchDeps): Sear
     stats.isEmpty()
       ? "The library is empty: add images under \u201cAdd images\u201d, then search again."
       : "No image matched. Try another description.";
+
+  const libraryLine = (shown: number) => {
+    const total = stats.count();
+    if (shown === 0) {
+      return "The library is empty: add images under \u201cAdd images\u201d below, then describe one above to find it.";
+    }
+    const of = total === undefined ? "" : ` of ${total.toLocaleString("en")}`;
+    return `The ${shown}${of} most recently added image${shown === 1 ? "" : "s"}, newest first. Describe an image above to search them all.`;
+  };
+
+  /** The library view from its first page, or its next page ("load more"). */
+  const libraryPage = async (more: boolean) => {
+    const seq = ++searchSeq;
+    setBusy(true);
+    loadMore.disabled = true;
+    try {
+      const params = new URLSearchParams({ order: "newest", limit: String(pageSize()) });
+      if (more && library?.cursor) params.set("cursor", library.cursor);
+      const page = await request<Schemas["ItemPage"]>(`/items?${params}`);
+      if (seq !== searchSeq) return;
+      const shown = (more && library ? library.shown : 0) + page.items.length;
+      current = null;
+      library = { cursor: page.next_cursor, shown };
+      showLibraryButton.hidden = true;
+      resultsTitle.textContent = "Library";
+      resultsStatus.classList.remove("error");
+      if (more) results.append(...page.items.map(toCard));
+      else results.replaceChildren(...page.items.map(toCard));
+      resultsStatus.textContent = libraryLine(shown);
+      loadMore.hidden = page.next_cursor === null;
+    } catch (error) {
+      if (seq !== searchSeq) return;
+      loadMore.hidden = true;
+      showError("The library could not be listed", error);
+    } finally {
+      if (seq === searchSeq) {
+        setBusy(false);
+        loadMore.disabled = false;
+      }
+    }
+  };
 
   /** Runs a text search from offset 0 (a new ranking) or the next page of the current one. */
   const textSearch = async (body: SearchBody, title: string, more = false) => {
@@ -156,10 +212,16 @@ export function startSearch({ config, queryBox, stats, open }: SearchDeps): Sear
   });
 
   loadMore.addEventListener("click", () => {
-    if (current) void textSearch(current.body, resultsTitle.textContent ?? "Results", true);
+    if (library) void libraryPage(true);
+    else if (current) void textSearch(current.body, resultsTitle.textContent ?? "Results", true);
+  });
+  showLibraryButton.addEventListener("click", () => {
+    void libraryPage(false).then(() => resultsTitle.focus());
   });
 
   return {
+    showLibrary: () => libraryPage(false),
+
     hasTextSearch: () => current !== null,
 
     async moreLike(hit, hooks) {
@@ -212,7 +274,9 @@ export function startSearch({ config, queryBox, stats, open }: SearchDeps): Sear
     },
 
     noteAdded(count) {
-      if (count > 0 && results.childElementCount === 0) {
+      if (count > 0 && library !== null) {
+        void libraryPage(false);
+      } else if (count > 0 && results.childElementCount === 0) {
         resultsStatus.classList.remove("error");
         resultsStatus.textContent = `${count} image${count === 1 ? "" : "s"} added: search to see them.`;
       }

@@ -6,6 +6,8 @@ export interface LibraryStats {
   refresh(): Promise<void>;
   /** True only when the server said the library has no image (unknown is not empty). */
   isEmpty(): boolean;
+  /** The number of images the server last reported, if it answered. */
+  count(): number | undefined;
 }
 
 export function startStats(): LibraryStats {
@@ -22,5 +24,6 @@ export function startStats(): LibraryStats {
       }
     },
     isEmpty: () => items === 0,
+    count: () => items,
   };
 }

@@ -164,7 +164,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List stored items, oldest first, with cursor pagination. */
+        /** List stored items, oldest or newest first, with cursor pagination. */
         get: operations["listItems"];
         put?: never;
         post?: never;
@@ -291,7 +291,7 @@ export interface paths {
         put?: never;
         /**
          * Re-embed every item with another model in the background, then switch to it.
-         * @description Loads the model in `model_dir` and embeds every item with it into a second generation while search keeps answering from the current one; items indexed meanwhile are embedded by both models. With `switch: auto` the store switches to the new generation in one transaction as soon as every readable item has its new embedding (the old generation is dropped in the same transaction) and every node starts embedding queries with the new model; with `manual` it waits for `POST /reindex/switch`. The run is recorded in the store: after a crash, `POST /reindex` with the same model (or any node, once the run's heartbeat is 30 s old) resumes it where it stopped. Progress: `GET /reindex`.
+         * @description Loads the model in `model_dir` and embeds every item with it into a second generation while search keeps answering from the current one; items indexed meanwhile are embedded by both models. With `switch: auto` the store switches to the new generation in one transaction as soon as every readable item has its new embedding (the old generation is dropped in the same transaction) and every node starts embedding queries with the new model; with `manual` it waits for `POST /reindex/switch`. The run is recorded in the store: after a crash, `POST /reindex` with the same model (or any node, once the run's heartbeat is 30 s old) resumes it where it stopped. Progress: `GET /reindex`. The model is loaded and each tower run once before the answer: a directory that cannot load, or whose config.json disagrees with its ONNX graphs, is `400 model_invalid`. A run that fails for its model later is shown `failed` with its error and is never resumed by itself; `POST /reindex` starts it again.
          */
         post: operations["startReindex"];
         delete?: never;
@@ -768,7 +768,7 @@ export interface components {
         };
         ReindexStatus: {
             /**
-             * @description `following`: another node runs it; this node embeds new items with both models and switches with the store.
+             * @description `following`: another node runs it; this node embeds new items with both models and switches with the store. `failed`: the run stopped with `error`; one that failed for its model (any node's) stays failed until `POST /reindex` starts it again.
              * @enum {string}
              */
             state: "running" | "waiting_for_switch" | "switched" | "failed" | "following";
@@ -1228,6 +1228,8 @@ export interface operations {
                 cursor?: components["parameters"]["Cursor"];
                 /** @description Items per page. */
                 limit?: components["parameters"]["Limit"];
+                /** @description `oldest` (the order items were stored in) or `newest` (the most recently stored first, as the web page's library view shows them). A cursor continues only the order it came from. */
+                order?: "oldest" | "newest";
             };
             header?: never;
             path?: never;
@@ -1235,7 +1237,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description One page; pass `next_cursor` as `cursor` for the next one (null at the end). */
+            /** @description One page; pass `next_cursor` as `cursor` (with the same `order`) for the next one (null at the end). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1244,7 +1246,7 @@ export interface operations {
                     "application/json": components["schemas"]["ItemPage"];
                 };
             };
-            /** @description `validation_failed` (limit outside 1..1000, unknown parameter), `invalid_cursor`. */
+            /** @description `validation_failed` (limit outside 1..1000, unknown order or parameter), `invalid_cursor` (also a cursor of the other order). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1540,7 +1542,15 @@ export interface operations {
                     "application/json": components["schemas"]["ReindexStatus"];
                 };
             };
-            400: components["responses"]["BadRequest"];
+            /** @description `validation_failed`, `malformed_json`, or `model_invalid`: the model in `model_dir` cannot load, or its config.json disagrees with its ONNX graphs (the message says how). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             401: components["responses"]["Unauthorized"];
             /** @description `path_outside_models`: `model_dir` is not a directory beside the served model. */
             403: {
@@ -1592,7 +1602,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            /** @description `no_reindex` (none in progress), `reindex_incomplete` (items kept arriving without both embeddings). */
+            /** @description `no_reindex` (none in progress), `reindex_incomplete` (items kept arriving without both embeddings), or the run failed: its own error's code and message (a run that failed for its model is not retried by a switch). */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -50,6 +50,26 @@ function corrupt(url: string, problem: string): AppError {
   );
 }
 
+/** Errors of a connection that never opened: nothing was downloaded, so nothing resumes. */
+const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+function connectionError(url: string, error: NodeJS.ErrnoException): AppError {
+  if (error.code === undefined || !UNREACHABLE.has(error.code)) return failed(url, error.message);
+  const { origin } = new URL(url);
+  return new AppError(
+    "host_unreachable",
+    `${origin} cannot be reached (${error.code}): check the network connection and the address`,
+    { url, origin, cause: error.code },
+  );
+}
+
 interface Opened {
   response: IncomingMessage;
   hubSha?: string;
@@ -78,7 +98,7 @@ function request(url: string, start: number): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     send(target, { headers: start > 0 ? { range: `bytes=${start}-` } : {} }, resolve).on(
       "error",
-      (error) => reject(failed(url, error.message)),
+      (error) => reject(connectionError(url, error)),
     );
   });
 }

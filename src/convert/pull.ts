@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { AppError } from "../core/errors.ts";
+import { AppError, isAppError } from "../core/errors.ts";
 import { download } from "./download.ts";
 import { type ConvertResult, convertCheckpoint } from "./export.ts";
 import { findModel, type HubFile, hfModelFiles, REGISTRY } from "./registry.ts";
@@ -108,6 +108,13 @@ export async function pullModel(options: PullOptions): Promise<ConvertResult> {
       log(`${path.basename(dest)}: ${result.bytes} bytes${resumed}${checked}`);
       local.push(dest);
     } catch (error) {
+      if (file !== undefined && isAppError(error) && error.code === "host_unreachable") {
+        throw new AppError(
+          "hub_unreachable",
+          `the model hub ${options.hubUrl} cannot be reached (${String(error.details?.cause)}): check the network connection, or set LONGCLIP_HUB_URL (or --hub-url) to a hub mirror this machine can reach`,
+          error.details,
+        );
+      }
       const notFound = (error as AppError).details?.status === 404;
       if (file?.optional && notFound) {
         log(`${file.path}: not published, skipped`);

@@ -170,7 +170,11 @@ export const ERRORS = {
   internal_error: { status: 500, meaning: "an unexpected error: a bug, the server log has it" },
   encoder_failed: { status: 500, meaning: "the encoder (ONNX Runtime) failed" },
   cuda_unavailable: { status: 500, meaning: "--device cuda, but CUDA cannot be used here" },
-  model_invalid: { status: 500, meaning: "a model directory that breaks the model format" },
+  model_invalid: {
+    status: 500,
+    otherStatuses: [400],
+    meaning: "a model directory that breaks the model format (400 when a request names it)",
+  },
   preprocess_failed: { status: 500, meaning: "an image preprocessing worker failed" },
   thumbnail_failed: { status: 500, meaning: "a stored image could not be made into a thumbnail" },
   tokenizer_invalid: { status: 500, meaning: "the tokenizer files are missing or inconsistent" },
@@ -178,6 +182,11 @@ export const ERRORS = {
 
   download_failed: { status: 502, meaning: "a model download failed (it resumes when run again)" },
   download_corrupt: { status: 502, meaning: "a download is not the published file (size, hash)" },
+  host_unreachable: { status: 502, meaning: "a download's host cannot be reached (DNS, refused)" },
+  hub_unreachable: {
+    status: 502,
+    meaning: "the model hub cannot be reached: see LONGCLIP_HUB_URL",
+  },
 
   not_ready: { status: 503, meaning: "the library is loading or the server is shutting down" },
   library_closed: { status: 503, meaning: "the library is shutting down" },

@@ -115,6 +115,9 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
+/** The order items are listed in: as they were stored, or the most recently stored first. */
+export type ItemOrder = "oldest" | "newest";
+
 export type FilterValue = string | number | boolean | null;
 /** Operators of one key (src/store/filter.ts evaluates them); several AND together. */
 export interface FilterOperators {

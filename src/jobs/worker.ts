@@ -6,9 +6,9 @@ import { mediaRootOf } from "./create.ts";
 import { JobRunner } from "./runner.ts";
 
 /**
- * The in-process worker of `serve`, if it should run: `--job-worker on`, or `auto` on the
- * embedded default (SQLite). On Postgres, `auto` leaves jobs to `longclip worker` processes.
- * Without a media root there are no jobs to run.
+ * The in-process worker of `serve`, if it should run: `--job-worker on`, or `auto` on a store
+ * this process owns (the embedded default). On a shared store (Postgres), `auto` leaves jobs to
+ * `longclip worker` processes. Without a media root there are no jobs to run.
  */
 export function startJobWorker(
   settings: Settings,
@@ -16,8 +16,7 @@ export function startJobWorker(
   log?: (message: string, fields?: Record<string, unknown>) => void,
 ): JobRunner | undefined {
   const wanted =
-    settings.jobWorker === "on" ||
-    (settings.jobWorker === "auto" && library.store.backend === "sqlite");
+    settings.jobWorker === "on" || (settings.jobWorker === "auto" && !library.store.shared);
   if (!wanted || settings.mediaRoot === undefined || !existsSync(settings.mediaRoot)) {
     return undefined;
   }

@@ -16,6 +16,7 @@ import type { Embedder } from "../encode/types.ts";
 import { reindexSuperseded } from "../store/reindex-target.ts";
 import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
 import type { Generation } from "./generation.ts";
+import { asModelFailure, loadCheckedModel, ModelFailure } from "./next-model.ts";
 import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 
@@ -120,7 +121,7 @@ export class BlueGreen {
     const next =
       this.next !== undefined && this.nextDir === modelDir
         ? this.next
-        : await this.host.load(modelDir);
+        : await loadCheckedModel(modelDir, (dir) => this.host.load(dir));
     if (loaded !== undefined) {
       this.next = undefined;
       await loaded.embedder.close();
@@ -161,7 +162,11 @@ export class BlueGreen {
    * recent (a store only this process opens has no other node).
    */
   private runByAnotherNode(recorded: ReindexTarget): boolean {
-    return this.host.store.backend !== "sqlite" && Date.now() - recorded.heartbeatAt <= STALE_MS;
+    return (
+      recorded.failed === undefined &&
+      this.host.store.backend !== "sqlite" &&
+      Date.now() - recorded.heartbeatAt <= STALE_MS
+    );
   }
 
   /** Takes over a recorded run (after a crash, or when its node went quiet). */
@@ -169,12 +174,23 @@ export class BlueGreen {
     return this.serial(() => this.resumeNow(target));
   }
 
-  private async resumeNow(target: ReindexTarget): Promise<void> {
+  private async resumeNow(seen: ReindexTarget): Promise<void> {
     if (this.running !== undefined) return;
-    const next =
-      this.next?.embedder.modelId === target.modelId
-        ? this.next
-        : await this.host.load(target.modelDir);
+    // Read again: a resume queued behind another may have seen the run before it failed.
+    const target = await this.host.store.reindexTarget();
+    if (target?.modelId !== seen.modelId || target.failed !== undefined) return;
+    let next: Generation;
+    try {
+      next =
+        this.next?.embedder.modelId === target.modelId
+          ? this.next
+          : await loadCheckedModel(target.modelDir, (dir) => this.host.load(dir));
+    } catch (error) {
+      const finishedAt = Date.now();
+      this.status = { ...statusOf(target), state: "failed", error: errorOf(error), finishedAt };
+      await this.recordModelFailure(target, error);
+      throw error;
+    }
     // Taken over only if the record is still the one read: of nodes that saw it go stale at
     // the same moment, one resumes it (the others keep following).
     const claimed = { ...target, heartbeatAt: Date.now() };
@@ -216,6 +232,8 @@ export class BlueGreen {
       if (recorded === undefined) {
         throw new AppError("no_reindex", "No reindex is in progress; start one with --to-model.");
       }
+      // A run that failed for its model is not retried by a switch: start it again instead.
+      if (recorded.failed !== undefined) throw recordedError(recorded.failed, 409);
       this.switchRequested = true;
       await this.resume(recorded);
     } else {
@@ -248,6 +266,20 @@ export class BlueGreen {
     this.wake?.();
   }
 
+  /**
+   * Records in the store that the run to `target` failed for its model, so that no node takes
+   * it over (a store error, by contrast, leaves the run to be resumed); the model is closed.
+   */
+  private async recordModelFailure(target: ReindexTarget, error: unknown): Promise<void> {
+    const failed = errorOf(error instanceof ModelFailure ? error.reason : error);
+    await this.host.store.setReindexTarget({ ...target, failed, heartbeatAt: Date.now() });
+    const next = this.next;
+    if (next !== undefined && next.embedder.modelId === target.modelId) {
+      this.next = undefined;
+      await next.embedder.close();
+    }
+  }
+
   private async begin(target: ReindexTarget, next: Generation): Promise<void> {
     this.next = next;
     this.nextDir = target.modelDir;
@@ -257,23 +289,17 @@ export class BlueGreen {
       this.host.store.count(),
       this.host.store.countStaging(target.modelId),
     ]);
-    this.status = {
-      state: "running",
-      modelId: target.modelId,
-      dims: target.dims,
-      modelDir: target.modelDir,
-      switchMode: target.switchMode,
-      done,
-      total,
-      failed: 0,
-      failures: [],
-      startedAt: target.startedAt,
-    };
-    const run = this.run(target, next).catch((error: unknown) => {
+    this.status = { ...statusOf(target), done, total };
+    const run = this.run(target, next).catch(async (error: unknown) => {
       const status = this.status as ReindexStatus;
       status.state = "failed";
-      status.error = errorOf(error);
+      status.error = errorOf(error instanceof ModelFailure ? error.reason : error);
       status.finishedAt = Date.now();
+      if (error instanceof ModelFailure) {
+        await this.recordModelFailure(target, error).catch((cause: unknown) =>
+          this.host.onBackgroundError(cause),
+        );
+      }
       if (!this.stopping) this.host.onBackgroundError(error);
     });
     this.running = run.finally(() => {
@@ -451,7 +477,7 @@ export class BlueGreen {
     });
     if (good.length === 0) return;
     const vectors = await queue.run("ingest", good.length, () =>
-      next.embedder.embedPixels(good.map((g) => g.pixels)),
+      asModelFailure(() => next.embedder.embedPixels(good.map((g) => g.pixels))),
     );
     await store.putStaging(
       good.map((g, k) => ({ label: g.label, vector: vectors[k] as Float32Array })),
@@ -469,6 +495,22 @@ function runningElsewhere(recorded: ReindexTarget): AppError {
     "reindex_running",
     `Another node runs a reindex to ${recorded.modelId}; every node follows it (GET /reindex), and any node takes it over if that one stops.`,
   );
+}
+
+/** A run's status before its first page. */
+function statusOf(target: ReindexTarget): ReindexStatus {
+  return {
+    state: "running",
+    modelId: target.modelId,
+    dims: target.dims,
+    modelDir: target.modelDir,
+    switchMode: target.switchMode,
+    done: 0,
+    total: 0,
+    failed: 0,
+    failures: [],
+    startedAt: target.startedAt,
+  };
 }
 
 function imageMissing(error: Error): AppError {

@@ -151,6 +151,10 @@ export class Generations {
       return;
     }
     if (this.blueGreen.isRunning()) return;
+    if (target.failed !== undefined) {
+      await this.blueGreen.drop(); // failed for its model: shown by GET /reindex, never resumed
+      return;
+    }
     if (Date.now() - target.heartbeatAt > STALE_MS) await this.blueGreen.resume(target);
     else await this.blueGreen.follow(target);
   }
@@ -188,8 +192,7 @@ export class Generations {
   async acrossSwitch<T>(work: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const live = this.current;
-      if (this.blueGreen.next !== undefined && this.host.store.backend !== "sqlite")
-        await this.followSwitch();
+      if (this.blueGreen.next !== undefined && this.host.store.shared) await this.followSwitch();
       try {
         const result = await work();
         if (this.current === live || attempt >= 3) return result;

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import { AppError, isAppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
-import type { Item, Page } from "../core/types.ts";
+import type { Item, ItemOrder, Page } from "../core/types.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
 import { FileRefusedError, openResolvedFile, readOpenedFile } from "../util/paths.ts";
 
@@ -29,10 +29,14 @@ export class ItemReader {
     return item === undefined ? undefined : publicItem(item);
   }
 
-  /** At most `limit` items (clamped to 1..maxK) after `cursor`. */
-  async list(cursor: string | null, limit: number): Promise<Page<Item>> {
+  /** At most `limit` items (clamped to 1..maxK) after `cursor`, in `order`. */
+  async list(
+    cursor: string | null,
+    limit: number,
+    order: ItemOrder = "oldest",
+  ): Promise<Page<Item>> {
     const bounded = Math.min(Math.max(1, Math.trunc(limit) || 1), this.settings.maxK);
-    const page = await this.store.listItems(cursor, bounded);
+    const page = await this.store.listItems(cursor, bounded, order);
     return { items: page.items.map(publicItem), nextCursor: page.nextCursor };
   }
 

@@ -24,6 +24,7 @@ import type {
   IndexInput,
   IndexResult,
   Item,
+  ItemOrder,
   Page,
   SearchOptions,
   TextOptions,
@@ -31,7 +32,7 @@ import type {
 } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
 import { openStore } from "../store/open.ts";
-import type { ItemStore, ReindexTarget, StoreServer } from "../store/types.ts";
+import type { ItemStore, ReindexTarget, StoreHealth, StoreServer } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 import { DecodeGate } from "./decode-gate.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
@@ -214,6 +215,10 @@ export class LongclipLibrary implements Library {
     return this.currentState === "ready" && this.store.health().available;
   }
 
+  storeHealth(): StoreHealth {
+    return this.store.health();
+  }
+
   databaseServers(): StoreServer[] {
     return this.store.health().servers ?? [];
   }
@@ -343,9 +348,9 @@ export class LongclipLibrary implements Library {
     return (await this.store.deleteById(id)) !== undefined;
   }
 
-  async listItems(cursor: string | null, limit: number): Promise<Page<Item>> {
+  async listItems(cursor: string | null, limit: number, order?: ItemOrder): Promise<Page<Item>> {
     this.assertOpen();
-    return this.items.list(cursor, limit);
+    return this.items.list(cursor, limit, order);
   }
 
   // ---------------------------------------------------------------- reindex

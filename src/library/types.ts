@@ -9,13 +9,20 @@ import type {
   IndexInput,
   IndexResult,
   Item,
+  ItemOrder,
   Page,
   SearchOptions,
   TextOptions,
   TextSearchResult,
 } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
-import type { ItemStore, ReindexTarget, StoreServer, VectorIndexStats } from "../store/types.ts";
+import type {
+  ItemStore,
+  ReindexTarget,
+  StoreHealth,
+  StoreServer,
+  VectorIndexStats,
+} from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 
 export type LibraryState =
@@ -76,7 +83,8 @@ export interface Library {
   deleteItem(id: string): Promise<boolean>;
   /** Waits until `pixels` may be decoded under maxDecodePixels; call the result when done. */
   admitDecode(pixels: number): Promise<() => void>;
-  listItems(cursor: string | null, limit: number): Promise<Page<Item>>;
+  /** A page of items, oldest first unless `order` is "newest". */
+  listItems(cursor: string | null, limit: number, order?: ItemOrder): Promise<Page<Item>>;
   /** Re-embeds every item with the current model. */
   reindex(onProgress?: (done: number, total: number) => void): Promise<number>;
   /** Blue/green: embeds every item with the model in `modelDir`, then switches (see blue-green.ts). */
@@ -89,6 +97,8 @@ export interface Library {
   switchReindex(): Promise<ReindexStatus>;
   stats(): Promise<LibraryStats>;
   ready(): boolean;
+  /** The store's health: reachable or not, and its index saves that failed (for /metrics). */
+  storeHealth(): StoreHealth;
   /** Why the library is not ready (undefined when it is): for /ready. */
   notReadyReason(): string | undefined;
   /** The database servers a shared store uses and their state (none for the embedded store). */

@@ -5,7 +5,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Library } from "../library/types.ts";
 import { storeRetries } from "../store/retries.ts";
-import { hnswSaveFailures } from "../vector-index/hnsw.ts";
 
 export type Operation = "index" | "search_text" | "search_image" | "duplicates";
 
@@ -106,7 +105,7 @@ export function createMetrics(library: Library): AppMetrics {
     help: "HNSW index saves that failed since start (full disk, write errors); the previous file is kept",
     registers: [registry],
     collect() {
-      this.set(hnswSaveFailures());
+      this.set(library.storeHealth().indexSaveFailures ?? 0);
     },
   });
   new Gauge({

@@ -14,7 +14,7 @@
  * `$ne` and `$nin` also match items without the key, as "not equal" reads.
  */
 import { AppError } from "../core/errors.ts";
-import type { Filter, FilterValue } from "../core/types.ts";
+import type { Filter, FilterValue, ItemOrder } from "../core/types.ts";
 
 /** Keys: dot-separated segments of letters, digits, "_" and "-", each segment non-empty. */
 const METADATA_KEY = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
@@ -180,17 +180,23 @@ export function filterTerms(filter: Filter): FilterTerm[] {
   return terms;
 }
 
-export function encodeCursor(label: number): string {
-  return Buffer.from(String(label), "utf8").toString("base64url");
+/** A newest-first cursor carries this mark, so it cannot continue an oldest-first listing. */
+const NEWEST_MARK = "n";
+
+export function encodeCursor(label: number, order: ItemOrder = "oldest"): string {
+  const text = `${order === "newest" ? NEWEST_MARK : ""}${label}`;
+  return Buffer.from(text, "utf8").toString("base64url");
 }
 
-export function decodeCursor(cursor: string): number {
+export function decodeCursor(cursor: string, order: ItemOrder = "oldest"): number {
   const text = Buffer.from(cursor, "base64url").toString("utf8");
-  const label = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(label)) {
+  const digits = order === "newest" ? text.slice(NEWEST_MARK.length) : text;
+  const label = Number(digits);
+  const marked = order !== "newest" || text.startsWith(NEWEST_MARK);
+  if (!marked || !/^\d+$/.test(digits) || !Number.isSafeInteger(label)) {
     throw new AppError(
       "invalid_cursor",
-      "The cursor is not one this server issued; pass the nextCursor of the previous page or omit it to start over.",
+      `The cursor is not one this server issued for order=${order}; pass the next_cursor of the previous page with the same order, or omit it to start over.`,
     );
   }
   return label;
@@ -200,11 +206,12 @@ export function decodeCursor(cursor: string): number {
 export function pageOf<T extends { label: number }>(
   rows: T[],
   limit: number,
+  order: ItemOrder = "oldest",
 ): { items: T[]; nextCursor: string | null } {
   const items = rows.slice(0, limit);
   const last = items[items.length - 1];
   return {
     items,
-    nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last.label) : null,
+    nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last.label, order) : null,
   };
 }

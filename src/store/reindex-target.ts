@@ -36,23 +36,3 @@ export function reindexIncomplete(missing: number): AppError {
     { missing },
   );
 }
-
-/**
- * The live embedding of an item being inserted: its own when the store holds the model it was
- * embedded by (or none yet), its staged one when the store switched to that model meanwhile.
- * An item embedded only by a model the store no longer holds is refused: stored, it would be
- * unsearchable under the live model.
- */
-export function liveEmbedding(
-  entry: { vector: Float32Array; staged?: { modelId: string; vector: Float32Array } },
-  modelId: string,
-  current: string | undefined,
-): { modelId: string; vector: Float32Array } {
-  if (current === undefined || current === modelId) return { modelId, vector: entry.vector };
-  if (entry.staged?.modelId === current) return entry.staged;
-  throw new AppError(
-    "model_mismatch",
-    `The library switched to model ${current} while this image was embedded by ${modelId}; this node follows within seconds (or restart it with the new model), then retry.`,
-    { storedModelId: current, modelId },
-  );
-}

@@ -7,7 +7,8 @@
  * An item, its embedding and (for uploads) its original bytes are committed together: when
  * `insertItems` resolves, they are durable, and a crash never leaves half an item.
  */
-import type { Filter, Item, Metadata } from "../core/types.ts";
+import type { ErrorInfo } from "../core/errors.ts";
+import type { Filter, Item, ItemOrder, Metadata } from "../core/types.ts";
 import type { JobStore } from "./jobs.ts";
 
 export interface StoredItem extends Item {
@@ -69,6 +70,8 @@ export interface ReindexTarget extends ModelInfo {
   heartbeatAt: number;
   /** Every item has a staged embedding (manual mode waits here). */
   complete: boolean;
+  /** The run failed for its model (it loads no more, or its graph disagrees): never resumed. */
+  failed?: ErrorInfo;
 }
 
 export interface NearestQuery {
@@ -114,6 +117,11 @@ export interface VectorIndexStats extends IndexParameters {
 export interface StoreHealth {
   available: boolean;
   reason?: string;
+  /**
+   * Saves of the index files the store keeps that failed in this process (SQLite's HNSW: a
+   * full disk, a write error); absent where the database keeps the index.
+   */
+  indexSaveFailures?: number;
   /** The database servers a shared store uses, for /ready, /stats and /metrics. */
   servers?: StoreServer[];
 }
@@ -154,7 +162,14 @@ export interface SwapOptions {
 }
 
 export interface ItemStore {
+  /** Which backend this is: for reports (stats, logs) only; behaviour asks the capabilities. */
   readonly backend: "sqlite" | "postgres";
+  /**
+   * Several processes (API nodes, workers) may use this store at once: what another process
+   * did (a model switch, a claimed job) is seen only by asking the store. False when one
+   * process owns it, as the embedded default does.
+   */
+  readonly shared: boolean;
   /** Jobs: bulk indexing work that workers claim in chunks. */
   readonly jobs: JobStore;
 
@@ -189,9 +204,11 @@ export interface ItemStore {
   insertItems(entries: readonly NewItem[], modelId: string): Promise<InsertOutcome[]>;
   /** Deletes an item, its embedding and its stored original; returns what was deleted. */
   deleteById(id: string): Promise<StoredItem | undefined>;
+  /** A page of items in label order, or newest first; a cursor continues only its own order. */
   listItems(
     cursor: string | null,
     limit: number,
+    order?: ItemOrder,
   ): Promise<{ items: StoredItem[]; nextCursor: string | null }>;
   /** Items in label order after `label`. */
   itemsAfter(label: number, limit: number): Promise<StoredItem[]>;

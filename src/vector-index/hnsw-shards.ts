@@ -10,7 +10,7 @@
  */
 import type { Worker } from "node:worker_threads";
 import { startModuleWorker } from "../util/module-worker.ts";
-import { type HnswOptions, type Neighbour, noteSaveFailure } from "./hnsw.ts";
+import type { HnswOptions, Neighbour } from "./hnsw.ts";
 import type { ShardReply, ShardRequest, ShardState } from "./shard-messages.ts";
 
 type Ok = Extract<ShardReply, { ok: true }>;
@@ -101,12 +101,14 @@ export class ShardedHnsw {
 
   /**
    * Starts `count` shards; each reads `files[i]` if given and readable, else starts empty with
-   * room for `capacity / count` vectors (it grows by doubling).
+   * room for `capacity / count` vectors (it grows by doubling). `onSaveFailures` hears how many
+   * shards failed each save (for the owner's health).
    */
   constructor(
     readonly options: HnswOptions,
     count: number,
     files?: readonly string[],
+    private readonly onSaveFailures: (shards: number) => void = () => {},
   ) {
     if (!Number.isInteger(count) || count < 1)
       throw new Error(`HNSW shards must be ≥ 1, not ${count}`);
@@ -241,16 +243,18 @@ export class ShardedHnsw {
 
   /**
    * Saves each shard that changed (every shard with `force`) to `files[i]`, atomically and
-   * checked (HnswIndex.save), all at once. Throws the first failure after all have finished;
-   * each failure counts in hnswSaveFailures().
+   * checked (HnswIndex.save), all at once. Throws the first failure after all have finished,
+   * once `onSaveFailures` has heard how many failed.
    */
   async save(files: readonly string[], force = false): Promise<void> {
     const results = await Promise.allSettled(
       this.shards.map((shard, i) => shard.send({ op: "save", file: files[i] as string, force })),
     );
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
-    for (let i = 0; i < failures.length; i++) noteSaveFailure();
-    if (failures.length > 0) throw failures[0]?.reason;
+    if (failures.length > 0) {
+      this.onSaveFailures(failures.length);
+      throw failures[0]?.reason;
+    }
   }
 
   /** Stops the workers once the requests in flight are answered (without saving). */

@@ -42,18 +42,6 @@ const DEFAULT_CAPACITY = 1024;
 /** hnswlib's file header: 13 fields (10 size_t, 2 int, 1 double), cur_element_count third. */
 const HEADER_BYTES = 96;
 
-let failedSaves = 0;
-
-/** Index saves that failed in this process (a full disk, a write error): for /metrics. */
-export function hnswSaveFailures(): number {
-  return failedSaves;
-}
-
-/** Counts a save that failed on a shard worker's thread (each thread has its own counter). */
-export function noteSaveFailure(): void {
-  failedSaves++;
-}
-
 export class HnswIndex {
   private readonly index: InstanceType<typeof HierarchicalNSW>;
   /** Labels present and not deleted; hnswlib's own id list also holds deleted ones. */
@@ -175,7 +163,6 @@ export class HnswIndex {
       this.checkWritten(tmp);
       renameSync(tmp, file);
     } catch (error) {
-      failedSaves++;
       rmSync(tmp, { force: true });
       throw error;
     }

@@ -12,6 +12,7 @@ import { loadSettings, PROJECT_ROOT, type Settings } from "../../src/core/settin
 import { Encoder } from "../../src/encode/encoder.ts";
 import { JobService } from "../../src/jobs/service.ts";
 import { startJobWorker } from "../../src/jobs/worker.ts";
+import { indexGalleryIfNew } from "../../src/library/gallery.ts";
 import { createLibrary } from "../../src/library/index.ts";
 import { buildApp } from "../../src/server/app.ts";
 import { DEMO_MODEL_DIR } from "../helpers/demo-model.ts";
@@ -35,7 +36,14 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(extra: Partial<Settings> = {}): Promise<RunningServer> {
+/**
+ * The page's server on a new data directory; with `gallery`, the demo model's sample gallery is
+ * indexed first, as `longclip serve` does for a new user.
+ */
+export async function startServer(
+  extra: Partial<Settings> = {},
+  { gallery = false }: { gallery?: boolean } = {},
+): Promise<RunningServer> {
   const modelDir = e2eModelDir();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "longclip-e2e-data-"));
   const settings = loadSettings(
@@ -44,6 +52,7 @@ export async function startServer(extra: Partial<Settings> = {}): Promise<Runnin
   );
   const encoder = await Encoder.load(modelDir, settings);
   const library = await createLibrary(settings, encoder);
+  if (gallery) await indexGalleryIfNew(library, modelDir, settings.maxBatchItems);
   const jobs = new JobService(library.store.jobs, settings);
   const app = buildApp(settings, library, { tokenizer: encoder.tokenizer, jobs });
   const runner = startJobWorker(settings, library);
@@ -75,7 +84,10 @@ export interface Browser {
 
 const LOCAL_SCHEMES = new Set(["data:", "blob:", "about:"]);
 
-export async function launchBrowser(): Promise<Browser> {
+/** Chromium at 1280×900; `locale` and `timezoneId` as a person elsewhere would have them. */
+export async function launchBrowser(
+  where: { locale?: string; timezoneId?: string } = {},
+): Promise<Browser> {
   const profile = mkdtempSync(path.join(os.tmpdir(), "longclip-e2e-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -90,6 +102,7 @@ export async function launchBrowser(): Promise<Browser> {
       "--disable-sync",
     ],
     viewport: { width: 1280, height: 900 },
+    ...where,
   });
   const external: string[] = [];
   const errors: string[] = [];

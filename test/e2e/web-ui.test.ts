@@ -439,7 +439,7 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     await page.keyboard.type("an orange sunset over dark ground");
     await page.keyboard.press("Control+Enter");
     await waitForText(page, "#results-status", /^\d+ results? in/);
-    await tab(12);
+    await tab(16);
     assert.deepEqual(order, [
       "skip-link",
       "key-button",
@@ -452,8 +452,13 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
       "filter-value",
       "min-score",
       "long-chunk",
+      // The three example paragraphs under the search box.
+      "secondary",
+      "secondary",
+      "secondary",
       "file-input",
       "folder-input",
+      "show-library",
       "card",
       "card",
     ]);

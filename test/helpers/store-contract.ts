@@ -240,6 +240,39 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("newest first: pages walk every item once, latest stored first; cursors keep their order", async () => {
+      const store = await fresh();
+      try {
+        await store.insertItems(
+          Array.from({ length: 7 }, (_, i) => newItem(i + 1)),
+          "m1",
+        );
+        await store.insertItems([newItem(8)], "m1");
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const page: { items: { id: string }[]; nextCursor: string | null } =
+            await store.listItems(cursor, 3, "newest");
+          seen.push(...page.items.map((i) => i.id));
+          cursor = page.nextCursor;
+          pages++;
+        } while (cursor !== null);
+        assert.equal(pages, 3);
+        assert.deepEqual(
+          seen,
+          Array.from({ length: 8 }, (_, i) => `item-${8 - i}`),
+        );
+        const newestCursor = (await store.listItems(null, 2, "newest")).nextCursor;
+        const oldestCursor = (await store.listItems(null, 2)).nextCursor;
+        assert.ok(newestCursor !== null && oldestCursor !== null);
+        await assert.rejects(store.listItems(newestCursor, 2), code("invalid_cursor"));
+        await assert.rejects(store.listItems(oldestCursor, 2, "newest"), code("invalid_cursor"));
+      } finally {
+        await store.close();
+      }
+    });
+
     test("nearest: ANN and exact agree on a small set; scores are cosine similarities", async () => {
       const store = await fresh();
       try {

@@ -23,8 +23,9 @@ import {
 import { PostgresStore } from "../../src/store/postgres/store.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
 import { withClient } from "./postgres-admin.ts";
-import { benchItems, rowOf } from "./scale.ts";
+import { benchItems } from "./scale.ts";
 import type { ScaleDataset } from "./scale-data.ts";
+import { rowOf } from "./vectors.ts";
 
 export interface BuildRecord {
   backend: string;

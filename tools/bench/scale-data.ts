@@ -8,8 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { rowOf } from "./scale.ts";
-import { clusteredUnitVectors, exactTopK, seededRandom } from "./vectors.ts";
+import { clusteredUnitVectors, exactTopK, rowOf, seededRandom } from "./vectors.ts";
 
 export interface ScaleDataset {
   /** Names the data set in the cache and in the databases the bench fills. */

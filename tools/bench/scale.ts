@@ -8,11 +8,7 @@ import type { Filter } from "../../src/core/types.ts";
 import type { ItemStore, NewItem } from "../../src/store/types.ts";
 import type { ScaleDataset } from "./scale-data.ts";
 import { percentile } from "./stats.ts";
-import { meanRecall } from "./vectors.ts";
-
-export function rowOf(data: Float32Array, dims: number, i: number): Float32Array {
-  return data.subarray(i * dims, (i + 1) * dims);
-}
+import { meanRecall, rowOf } from "./vectors.ts";
 
 /** Items "v<row>" of rows start..end-1, with `metadataOf(row)` as their metadata. */
 export function benchItems(

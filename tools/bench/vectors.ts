@@ -3,6 +3,11 @@
  * Everything is seeded, so two runs build the same vectors.
  */
 
+/** Row `i` of a row-major matrix of `dims` columns, without a copy. */
+export function rowOf(data: Float32Array, dims: number, i: number): Float32Array {
+  return data.subarray(i * dims, (i + 1) * dims);
+}
+
 /** mulberry32: a small, fast, seedable PRNG with uniform output in [0, 1). */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;

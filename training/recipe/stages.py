@@ -18,6 +18,7 @@ import torch
 from . import zeroshot
 from .config import (
     BASELINE,
+    DEMO_DENSE,
     EVAL_SEED,
     GALLERY_SEED,
     MODELS,
@@ -27,7 +28,7 @@ from .config import (
     VARIANTS,
     VOCAB_MERGES,
 )
-from .report import render_report
+from .report import PEOPLE_PARTS, render_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,11 +121,18 @@ class Recipe:
 
     def synth(self) -> None:
         s = self.settings
-        for out, count, seed, layout, size in (
-            (self.train_dir, s["train_count"], TRAIN_SEED, "sharegpt4v", s["image_size"]),
-            (self.eval_dir, s["eval_count"], EVAL_SEED, "urban1k", s["image_size"]),
-            (self.unseen_dir, s["unseen_count"], UNSEEN_SEED, "urban1k", s["image_size"]),
-            (self.gallery_src, s["gallery_count"], GALLERY_SEED, "urban1k", 128),
+        for out, count, seed, layout, size, share in (
+            (
+                self.train_dir,
+                s["train_count"],
+                TRAIN_SEED,
+                "sharegpt4v",
+                s["image_size"],
+                s["person_share"],
+            ),
+            (self.eval_dir, s["eval_count"], EVAL_SEED, "urban1k", s["image_size"], 0),
+            (self.unseen_dir, s["unseen_count"], UNSEEN_SEED, "urban1k", s["image_size"], 0),
+            (self.gallery_src, s["gallery_count"], GALLERY_SEED, "urban1k", 128, 0),
         ):
             shutil.rmtree(out, ignore_errors=True)
             self.python(
@@ -139,6 +147,8 @@ class Recipe:
                 layout,
                 "--size",
                 str(size),
+                "--person-share",
+                str(share),
             )
 
     def build_vocab(self) -> None:
@@ -268,6 +278,8 @@ class Recipe:
             str(out),
             "--name",
             label,
+            "--dense",
+            DEMO_DENSE,
             "--threads",
             str(self.settings["threads"]),
         )
@@ -307,28 +319,48 @@ class Recipe:
         }
         (gallery / "gallery.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
+    def urban(self, data: Path, model: str, captions: str, out: Path, *extra: str) -> None:
+        """bench:urban of ``model`` on ``data`` with the captions of its ``captions`` folder,
+        figures to the JSON file ``out``."""
+        self.node_bench(
+            "--data",
+            str(data),
+            "--model",
+            model,
+            "--captions",
+            captions,
+            "--json",
+            str(out),
+            *extra,
+        )
+
     def bench(self, name: str, data: Path, prefix: str) -> None:
         """bench:urban on ``data``: long captions with the budget sweep, then short captions."""
         model = str(self.models / name)
         sweep = ["--sweep", "--chart", str(self.results / f"{prefix}-sweep.png")]
         for kind, subdir, extra in (("long", "caption", sweep), ("short", "short", [])):
-            self.node_bench(
-                "--data",
-                str(data),
-                "--model",
-                model,
-                "--captions",
-                subdir,
-                "--json",
-                str(self.results / f"{prefix}-{kind}.json"),
-                *extra,
-            )
+            self.urban(data, model, subdir, self.results / f"{prefix}-{kind}.json", *extra)
+
+    def bench_people(self, name: str) -> None:
+        """Descriptions in people's words: the generator's (``person/`` of the held-out and,
+        for the shipped model and CLIP-77, the unseen set) and the person-written sets
+        (``bench:descriptions``, tools/eval/descriptions)."""
+        model = str(self.models / name)
+        sets = [(self.eval_dir, name)]
+        if name in UNSEEN_MODELS:
+            sets.append((self.unseen_dir, f"{name}-unseen"))
+        for data, prefix in sets:
+            self.urban(data, model, "person", self.results / f"{prefix}-person.json")
+        command = ["node", "--import", "tsx", "tools/eval/bench-descriptions.ts"]
+        command += ["--model", model, "--json", str(self.results / f"{name}-descriptions.json")]
+        subprocess.run(command, check=True, cwd=REPO_ROOT, stdout=sys.stderr)
 
     def evaluate(self, name: str) -> None:
         self.results.mkdir(parents=True, exist_ok=True)
         self.bench(name, self.eval_dir, name)
         if name in UNSEEN_MODELS:
             self.bench(name, self.unseen_dir, f"{name}-unseen")
+        self.bench_people(name)
         torch.set_num_threads(self.settings["threads"])
         result = zeroshot.zero_shot_accuracy(self.checkpoint(name), self.vocab, self.eval_dir)
         (self.results / f"{name}-zeroshot.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -382,6 +414,11 @@ class Recipe:
                 )
             if all(p.is_file() for p in parts.values()):
                 results[name] = {k: json.loads(p.read_text()) for k, p in parts.items()}
+                # people's words: optional, so that older artifacts still give a report
+                people = {k: self.results / f"{name}-{k}.json" for k in PEOPLE_PARTS}
+                results[name].update(
+                    {k: json.loads(p.read_text()) for k, p in people.items() if p.is_file()}
+                )
         return results
 
     def write_report(self) -> None:

@@ -26,6 +26,8 @@ def test_smoke_runs_every_stage(tmp_path):
     config = json.loads((model / "config.json").read_text())
     assert config["name"] == "longclip-demo"
     assert config["model_type"] == "longclip" and config["context_length"] == 248
+    # the demo model ships with the dense output for heat maps (64-px images, 16-px patches)
+    assert config["vision"]["dense"] == {"output": "patch_embeds", "kind": "value", "grid": [4, 4]}
     for name in ("vision.onnx", "text.onnx", config["tokenizer"]["file"]):
         assert (model / name).is_file()
     gallery = json.loads((model / "gallery" / "gallery.json").read_text())
@@ -40,6 +42,11 @@ def test_smoke_runs_every_stage(tmp_path):
         assert [p["max_tokens"] for p in long["sweep"]][-1] == 248
         zero = json.loads((out / "eval" / f"{name}-zeroshot.json").read_text())
         assert zero["n"] == SMOKE["eval_count"] and 0 <= zero["top1"] <= 1
+        # descriptions in people's words: the generator's, and the person-written sets
+        person = json.loads((out / "eval" / f"{name}-person.json").read_text())
+        assert person["n"] == SMOKE["eval_count"]
+        described = json.loads((out / "eval" / f"{name}-descriptions.json").read_text())
+        assert {"demo-gallery", "seed101"} <= set(described["sets"])
     clip77 = json.loads((out / "eval" / "clip77-long.json").read_text())
     assert clip77["max_tokens"] == 77
     for name in UNSEEN_MODELS:
@@ -53,6 +60,7 @@ def test_smoke_runs_every_stage(tmp_path):
     report = (out / "reproduction.md").read_text()
     assert "Smoke run" in report and "effective-length.png" in report
     assert "against its targets (unseen set)" in report and "PCM weight" in report
+    assert "Descriptions in people's words" in report and "person-written, demo-gallery" in report
     assert (out / "figures" / "effective-length.png").read_bytes()[:4] == b"\x89PNG"
     timings = json.loads((out / "timings.json").read_text())
     assert {"synth", "vocab", "pretrain CLIP-77", "fine-tune longclip", "export"} <= set(timings)

@@ -2,7 +2,7 @@
 import path from "node:path";
 import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../core/errors.ts";
-import type { IndexInput, IndexResult, Item } from "../../core/types.ts";
+import type { IndexInput, IndexResult, Item, ItemOrder } from "../../core/types.ts";
 import { isInside, realOrSelf } from "../../util/paths.ts";
 import { itemNotFound } from "../errors.ts";
 import { listField, type MultipartForm, parseJson, readMultipart } from "../multipart.ts";
@@ -149,8 +149,8 @@ export function itemHandlers({
     },
 
     async listItems(request) {
-      const query = request.query as { cursor?: string; limit: number };
-      const page = await library.listItems(query.cursor ?? null, query.limit);
+      const query = request.query as { cursor?: string; limit: number; order?: ItemOrder };
+      const page = await library.listItems(query.cursor ?? null, query.limit, query.order);
       return {
         items: page.items.map(toItem),
         next_cursor: page.nextCursor,

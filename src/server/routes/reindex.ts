@@ -28,8 +28,19 @@ function toStatus(status: ReindexStatus): Schemas["ReindexStatus"] {
   };
 }
 
-/** A run recorded by another node, as this node sees it. */
+/**
+ * A run recorded by another node, as this node sees it; or a run that failed for its model
+ * (recorded by whichever node ran it), with its error.
+ */
 function followed(target: ReindexTarget): Schemas["ReindexStatus"] {
+  if (target.failed !== undefined) {
+    return {
+      ...followed({ ...target, failed: undefined }),
+      state: "failed",
+      finished_at: new Date(target.heartbeatAt).toISOString(),
+      error: target.failed,
+    };
+  }
   return {
     state: "following",
     model_id: target.modelId,
@@ -77,7 +88,11 @@ export function reindexHandlers({ settings, library }: RouteContext): Handlers {
       if (status !== undefined && status.state !== "switched" && status.state !== "failed")
         return toStatus(status);
       const target = await library.reindexTarget();
-      if (target !== undefined) return followed(target);
+      if (target !== undefined) {
+        // a run this node ran and that failed for its model: its own status has its progress
+        const own = target.failed !== undefined && status?.modelId === target.modelId;
+        return own ? toStatus(status) : followed(target);
+      }
       if (status !== undefined) return toStatus(status);
       // 404 here (no run to show); a switch with no run is the catalog's 409.
       throw new AppError(

@@ -5,8 +5,11 @@
  * index (every delete and reindex leaves dead rows to clean). 0.8.0 brought iterative index
  * scans, which filtered searches rely on.
  */
+import type pg from "pg";
 import { AppError } from "../../core/errors.ts";
-import type { Queryable } from "./db.ts";
+
+/** A connection or pool (not ./db.ts's Queryable: db.ts imports this file through errors.ts). */
+type Queryable = Pick<pg.PoolClient, "query">;
 
 export const MIN_PGVECTOR_VERSION = "0.8.4";
 

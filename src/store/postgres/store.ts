@@ -17,11 +17,12 @@
  */
 
 import type pg from "pg";
-import { AppError, storeModelMismatch } from "../../core/errors.ts";
-import type { Filter } from "../../core/types.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Filter, ItemOrder } from "../../core/types.ts";
+import { hnswStats, liveEmbedding, requireModel } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
-import { holdsAnotherModel, liveEmbedding } from "../reindex-target.ts";
+import { holdsAnotherModel } from "../reindex-target.ts";
 import type {
   ContentMatch,
   EmbeddingRow,
@@ -67,6 +68,7 @@ export interface PostgresStoreOptions extends IndexParameters, HnswIndexSettings
 }
 
 const ITEMS_AFTER = `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label > $1 ORDER BY label LIMIT $2`;
+const ITEMS_BEFORE = `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label < $1 ORDER BY label DESC LIMIT $2`;
 
 /** Throws invalid_database_url unless `url` is a postgres:// URL; `flag` names where it came from. */
 function checkUrl(url: string, flag: string): void {
@@ -84,6 +86,7 @@ function checkUrl(url: string, flag: string): void {
 
 export class PostgresStore implements ItemStore {
   readonly backend = "postgres";
+  readonly shared = true;
   readonly jobs: PostgresJobs;
   private readonly db: Db;
   /** Where searches and item reads go: replicas in front of the primary, or the primary. */
@@ -326,10 +329,10 @@ export class PostgresStore implements ItemStore {
       );
       const label = inserted.rows[0]?.label;
       if (label !== undefined) {
-        if (entry.staged !== undefined && live.modelId !== entry.staged.modelId) {
+        if (live.staged !== undefined) {
           await client.query(
             "INSERT INTO longclip.embeddings_staging (label, model_id, embedding) VALUES ($1, $2, $3::vector)",
-            [label, entry.staged.modelId, vectorParam(entry.staged.vector)],
+            [label, live.staged.modelId, vectorParam(live.staged.vector)],
           );
         }
         if (entry.original !== undefined) {
@@ -368,7 +371,13 @@ export class PostgresStore implements ItemStore {
   async listItems(
     cursor: string | null,
     limit: number,
+    order: ItemOrder = "oldest",
   ): Promise<{ items: StoredItem[]; nextCursor: string | null }> {
+    if (order === "newest") {
+      const before = cursor === null ? Number.MAX_SAFE_INTEGER : decodeCursor(cursor, order);
+      const result = await this.read<ItemRow>(ITEMS_BEFORE, [before, limit + 1]);
+      return pageOf(result.rows.map(toItem), limit, order);
+    }
     const after = cursor === null ? 0 : decodeCursor(cursor);
     const result = await this.read<ItemRow>(ITEMS_AFTER, [after, limit + 1]);
     return pageOf(result.rows.map(toItem), limit);
@@ -393,11 +402,8 @@ export class PostgresStore implements ItemStore {
   }
 
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
-    const model = this.knownModel?.modelId === modelId ? this.knownModel : await this.model();
-    if (model?.modelId !== modelId) {
-      throw storeModelMismatch("database", model?.modelId, modelId);
-    }
-    return this.search.nearest(query, model);
+    const known = this.knownModel?.modelId === modelId ? this.knownModel : await this.model();
+    return this.search.nearest(query, requireModel("database", known, modelId));
   }
 
   async keywordSearch(query: KeywordQuery): Promise<ScoredItem[]> {
@@ -464,15 +470,9 @@ export class PostgresStore implements ItemStore {
   async indexStats(): Promise<VectorIndexStats> {
     const model = await this.model();
     const size = model === undefined ? 0 : await this.countEmbeddings(model.modelId);
-    return {
-      type: "hnsw",
-      space: "cosine",
-      m: this.options.m,
-      efConstruction: this.options.efConstruction,
-      efSearch: await this.search.efSearch(10),
-      capacity: size,
-      size,
-    };
+    // The database's index holds every row: as many slots as vectors.
+    const efSearch = await this.search.efSearch(10);
+    return hnswStats({ ...this.options, efSearch }, size, size);
   }
 
   health(): StoreHealth {

@@ -47,6 +47,7 @@ interface Entry {
 
 export class HnswCache {
   private entry: Entry | undefined;
+  private failedSaves = 0;
   /** Replaced indexes being closed. */
   private readonly retiring = new Set<Promise<void>>();
 
@@ -54,7 +55,7 @@ export class HnswCache {
     private readonly dir: string,
     private readonly parameters: IndexParameters & { shards: number },
     private readonly source: EmbeddingSource,
-    /** A save after opening failed (it is counted in hnswSaveFailures as well). */
+    /** A save after opening failed (it is counted in saveFailures as well). */
     private readonly onSaveError: (error: unknown) => void,
   ) {}
 
@@ -121,6 +122,11 @@ export class HnswCache {
     this.removeFilesExcept(model, "hnsw-");
   }
 
+  /** Shard saves that failed since this cache was made (a full disk, a write error). */
+  get saveFailures(): number {
+    return this.failedSaves;
+  }
+
   async saveIfDirty(): Promise<void> {
     const index = this.loaded();
     if (index !== undefined) await index.save(this.files((this.entry as Entry).model));
@@ -178,6 +184,9 @@ export class HnswCache {
       },
       shards,
       load ? files : undefined,
+      (failed) => {
+        this.failedSaves += failed;
+      },
     );
     const ready = this.reconcile(model, index, files);
     ready.catch(() => undefined);

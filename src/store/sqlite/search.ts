@@ -3,10 +3,10 @@
  * of the embeddings: on request, or when a filter leaves few items) and keyword search through
  * the FTS5 table of the items' text fields.
  */
-import { storeModelMismatch } from "../../core/errors.ts";
 import type { Filter } from "../../core/types.ts";
 import { exactSearch } from "../../vector-index/exact.ts";
 import type { Neighbour } from "../../vector-index/hnsw.ts";
+import { requireModel } from "../common.ts";
 import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem, StoredItem } from "../types.ts";
 import type { SqliteEmbeddings } from "./embeddings.ts";
 import { filterToSql } from "./filter-sql.ts";
@@ -33,8 +33,7 @@ export class SqliteSearch {
 
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
     const { vector, k } = query;
-    const model = this.options.currentModel();
-    if (model?.modelId !== modelId) throw storeModelMismatch("library", model?.modelId, modelId);
+    const model = requireModel("library", this.options.currentModel(), modelId);
     const index = () => this.hnsw.ready(model);
     let neighbours: Neighbour[];
     if (query.filter !== undefined && Object.keys(query.filter).length > 0) {

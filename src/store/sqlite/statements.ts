@@ -31,6 +31,9 @@ export function prepareStatements(db: Database.Database) {
     page: db.prepare<[number, number], ItemRow>(
       `SELECT ${ITEM_COLUMNS} FROM items WHERE label > ? ORDER BY label LIMIT ?`,
     ),
+    pageNewest: db.prepare<[number, number], ItemRow>(
+      `SELECT ${ITEM_COLUMNS} FROM items WHERE label < ? ORDER BY label DESC LIMIT ?`,
+    ),
     embeddingsRaw: db
       .prepare<[string], [number, Buffer]>(
         "SELECT label, vector FROM embeddings WHERE model_id = ? ORDER BY label",

@@ -16,8 +16,9 @@
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import type { Filter } from "../../core/types.ts";
+import type { Filter, ItemOrder } from "../../core/types.ts";
 import { efSearchFor } from "../../vector-index/ef-search.ts";
+import { hnswStats, type LiveEmbedding, liveEmbedding } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { holdsAnotherModel, liveEmbedding } from "../reindex-target.ts";
 import type {
@@ -71,6 +72,7 @@ export interface SqliteStoreOptions extends IndexParameters {
 
 export class SqliteStore implements ItemStore {
   readonly backend = "sqlite";
+  readonly shared = false;
   readonly db: Database.Database;
   readonly jobs: SqliteJobs;
   private readonly stmts: Statements;
@@ -192,12 +194,11 @@ export class SqliteStore implements ItemStore {
     for (const entry of entries) {
       if (entry.original !== undefined) await this.originals.write(entry.sha256, entry.original);
     }
-    let liveModel = modelId;
+    let live: LiveEmbedding[] = [];
     const outcomes = this.db.transaction(() => {
       // Blue/green: if the store switched to the staged model meanwhile, that one is live.
       const current = this.modelNow()?.modelId;
-      const lives = entries.map((entry) => liveEmbedding(entry, modelId, current));
-      liveModel = lives[0]?.modelId ?? modelId;
+      live = entries.map((entry) => liveEmbedding(entry, modelId, current));
       let label = this.nextLabel();
       const createdAt = new Date().toISOString();
       const out: InsertOutcome[] = [];
@@ -224,10 +225,11 @@ export class SqliteStore implements ItemStore {
           path: entry.path ?? null,
           created_at: createdAt,
         });
-        const live = lives[k] as { modelId: string; vector: Float32Array };
-        this.stmts.insertEmbedding.run(label, live.modelId, vectorToBlob(live.vector));
-        if (entry.staged !== undefined && entry.staged.modelId !== live.modelId) {
-          this.stmts.putStaging.run(label, entry.staged.modelId, vectorToBlob(entry.staged.vector));
+        const embedding = live[k] as LiveEmbedding;
+        this.stmts.insertEmbedding.run(label, embedding.modelId, vectorToBlob(embedding.vector));
+        if (embedding.staged !== undefined) {
+          const { modelId: next, vector } = embedding.staged;
+          this.stmts.putStaging.run(label, next, vectorToBlob(vector));
         }
         out.push({ status: "inserted", label });
         label++;
@@ -237,15 +239,14 @@ export class SqliteStore implements ItemStore {
     })();
     // Durable from here on; the HNSW index catches up at the next start if this throws.
     const model = this.modelNow();
-    if (model?.modelId === liveModel) {
+    if (model !== undefined) {
       const labels: number[] = [];
       const vectors: Float32Array[] = [];
       outcomes.forEach((outcome, k) => {
-        const entry = entries[k] as NewItem;
-        const live = liveModel === modelId ? entry.vector : entry.staged?.vector;
-        if (outcome.status === "inserted" && live !== undefined) {
+        const embedding = live[k] as LiveEmbedding;
+        if (outcome.status === "inserted" && embedding.modelId === model.modelId) {
           labels.push(outcome.label);
-          vectors.push(live);
+          vectors.push(embedding.vector);
         }
       });
       // On the shards' threads; resolves once searches see the new items.
@@ -282,7 +283,12 @@ export class SqliteStore implements ItemStore {
   async listItems(
     cursor: string | null,
     limit: number,
+    order: ItemOrder = "oldest",
   ): Promise<{ items: StoredItem[]; nextCursor: string | null }> {
+    if (order === "newest") {
+      const before = cursor === null ? Number.MAX_SAFE_INTEGER : decodeCursor(cursor, order);
+      return pageOf(this.stmts.pageNewest.all(before, limit + 1).map(toItem), limit, order);
+    }
     const after = cursor === null ? 0 : decodeCursor(cursor);
     return pageOf(this.stmts.page.all(after, limit + 1).map(toItem), limit);
   }
@@ -364,24 +370,14 @@ export class SqliteStore implements ItemStore {
 
   async indexStats(): Promise<VectorIndexStats> {
     const index = this.hnsw.loaded();
-    return {
-      type: "hnsw",
-      space: "cosine",
-      m: this.options.m,
-      efConstruction: this.options.efConstruction,
-      // What a 10-result search uses now: each shard sizes its list by its own graph.
-      efSearch: efSearchFor(
-        10,
-        (index?.size ?? 0) / Math.max(1, this.options.hnswShards ?? 1),
-        this.options.efSearch,
-      ),
-      capacity: index?.capacity ?? 0,
-      size: index?.size ?? 0,
-    };
+    // What a 10-result search uses now: each shard sizes its list by its own graph.
+    const shardSize = (index?.size ?? 0) / Math.max(1, this.options.hnswShards ?? 1);
+    const efSearch = efSearchFor(10, shardSize, this.options.efSearch);
+    return hnswStats({ ...this.options, efSearch }, index?.capacity ?? 0, index?.size ?? 0);
   }
 
   health(): StoreHealth {
-    return { available: this.db.open };
+    return { available: this.db.open, indexSaveFailures: this.hnsw.saveFailures };
   }
 
   async flush(): Promise<void> {

@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { Command } from "commander";
+import type { FastifyBaseLogger } from "fastify";
 import { AppError, isAppError } from "../core/errors.ts";
 import { envName, type Settings, withApiKeyFile } from "../core/settings.ts";
 import { Encoder } from "../encode/encoder.ts";
@@ -14,6 +15,7 @@ import { JobService } from "../jobs/service.ts";
 import { startJobWorker } from "../jobs/worker.ts";
 import { indexGalleryIfNew } from "../library/gallery.ts";
 import { createLibrary } from "../library/index.ts";
+import type { LongclipLibrary } from "../library/library.ts";
 import { jpegDecoderDescription } from "../preprocess/jpeg-native.ts";
 import { buildApp } from "../server/app.ts";
 import { createLogger } from "../server/logger.ts";
@@ -75,6 +77,46 @@ export function browserUrl(app: { server: { address(): AddressInfo | string | nu
   const wildcard = address.address === "0.0.0.0" || address.address === "::";
   const host = wildcard ? "127.0.0.1" : address.address;
   return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}/`;
+}
+
+/**
+ * A library embedded by another model than the one given is re-embedded with it at once, in
+ * the background, with a progress line per 10%: switching models is `serve --model NEW`.
+ * Meanwhile /ready answers 503 with the progress and search answers 409 model_mismatch.
+ */
+function reembedInBackground(
+  library: LongclipLibrary,
+  modelId: string,
+  log: FastifyBaseLogger,
+): void {
+  const started = performance.now();
+  let lastStep = -1;
+  log.info(
+    { modelId },
+    "the library holds embeddings of another model: re-embedding every item with this one (/ready says how far)",
+  );
+  library
+    .reindex(
+      (done, total) => {
+        const step = total > 0 ? Math.floor((10 * done) / total) : 10;
+        if (step <= lastStep) return;
+        lastStep = step;
+        log.info({ done, total }, `re-embedding: ${done} of ${total} items`);
+      },
+      (id, error) => log.warn({ id, code: error.code }, `re-embedding: ${error.message}`),
+    )
+    .then(
+      (embedded) =>
+        log.info(
+          { embedded, seconds: Number(((performance.now() - started) / 1000).toFixed(1)) },
+          "re-embedded the library: ready",
+        ),
+      (error: unknown) => {
+        if (isAppError(error))
+          log.warn({ code: error.code }, `re-embedding stopped: ${error.message}`);
+        else log.error({ err: error }, "re-embedding failed");
+      },
+    );
 }
 
 /** Starts the server; resolves once it listens. Returns a function that shuts it down. */
@@ -146,6 +188,7 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
     "longclip serving",
   );
   app.log.info(`open ${browserUrl(app)} in your browser`);
+  if (library.state() === "needs_reindex") reembedInBackground(library, encoder.modelId, app.log);
   if (process.argv.some((arg) => arg === "--api-key" || arg.startsWith("--api-key="))) {
     app.log.warn(
       "the API key was given with --api-key, which any local user can read in `ps`; use LONGCLIP_API_KEY or --api-key-file instead",

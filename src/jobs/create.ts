@@ -11,6 +11,7 @@ import path from "node:path";
 import { AppError, type ItemFailureCode } from "../core/errors.ts";
 import type { Metadata } from "../core/types.ts";
 import { collectImageFiles } from "../library/files.ts";
+import { validateMetadata } from "../library/ingest-inputs.ts";
 import type { JobFailure, JobStore, JobSummary } from "../store/jobs.ts";
 import { isInside, realPathOrUndefined } from "../util/paths.ts";
 
@@ -55,6 +56,12 @@ export async function jobFiles(request: JobRequest, limits: JobLimits): Promise<
   const starts: string[] = [];
   const given = new Set<string>();
   for (const [i, name] of request.paths.entries()) {
+    if (name.includes("\u0000")) {
+      throw new AppError(
+        "validation_failed",
+        `paths/${i} holds the character U+0000, which no file name can; remove it. No job was created.`,
+      );
+    }
     const resolved = path.resolve(root, name);
     if (resolved !== root && !isInside(root, resolved)) {
       throw new AppError(
@@ -107,11 +114,13 @@ export async function createJob(
   request: JobRequest,
   limits: JobLimits,
 ): Promise<JobSummary> {
+  // checked now, not when every item fails with it
+  const metadata = validateMetadata(request.metadata);
   const { files, unreadable } = await jobFiles(request, limits);
   return jobs.create({
     id: newJobId(),
     paths: files,
     failed: unreadable,
-    metadata: request.metadata ?? {},
+    metadata,
   });
 }

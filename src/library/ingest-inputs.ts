@@ -26,7 +26,20 @@ export interface LoadedInput {
   path?: string;
 }
 
-function validateMetadata(metadata: unknown): Metadata {
+function checkNoNul(text: string): void {
+  if (text.includes("\u0000")) {
+    throw new AppError(
+      "invalid_metadata",
+      "metadata holds the character U+0000 (in a key or a string), which the store cannot keep; remove it.",
+    );
+  }
+}
+
+/**
+ * Checks client metadata (an object, not too deep or large, no U+0000, which PostgreSQL's
+ * jsonb cannot hold, refused on both backends alike) and returns a plain copy.
+ */
+export function validateMetadata(metadata: unknown): Metadata {
   if (metadata === undefined || metadata === null) return {};
   if (typeof metadata !== "object" || Array.isArray(metadata)) {
     throw new AppError("invalid_metadata", 'metadata must be a JSON object, e.g. {"album": "x"}.');
@@ -39,9 +52,12 @@ function validateMetadata(metadata: unknown): Metadata {
         `metadata is nested more than ${MAX_METADATA_DEPTH} levels deep; flatten it.`,
       );
     }
-    level = level.flatMap((value) =>
-      typeof value === "object" && value !== null ? Object.values(value) : [],
-    );
+    level = level.flatMap((value) => {
+      if (typeof value === "string") checkNoNul(value);
+      if (typeof value !== "object" || value === null) return [];
+      for (const key of Object.keys(value)) checkNoNul(key);
+      return Object.values(value);
+    });
   }
   const json = JSON.stringify(metadata);
   if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {

@@ -88,6 +88,8 @@ export class LongclipLibrary implements Library {
   private currentState: LibraryState = "starting";
   private unavailableReason: string | undefined;
   private reindexing = false;
+  /** Items re-embedded so far by the running in-place reindex, for /ready. */
+  private reindexProgress: { done: number; total: number } | undefined;
   private closing = false;
   private readonly active = new Set<Promise<unknown>>();
   private checkTimer: NodeJS.Timeout | undefined;
@@ -234,8 +236,12 @@ export class LongclipLibrary implements Library {
       case "unavailable":
         return `the database is unreachable: ${this.unavailableReason ?? "unknown"}`;
       case "needs_reindex":
-      case "reindexing":
         return "the stored embeddings come from another model (run longclip reindex)";
+      case "reindexing": {
+        const { done = 0, total = 0 } = this.reindexProgress ?? {};
+        const share = total > 0 ? ` (${Math.floor((100 * done) / total)}%)` : "";
+        return `re-embedding the library with model ${this.embedder.modelId}: ${done} of ${total} items${share}`;
+      }
       default:
         return "the library is closed";
     }
@@ -374,7 +380,10 @@ export class LongclipLibrary implements Library {
     try {
       const embedded = await this.generations.reindexInPlace(
         (item) => this.items.readBytes(item),
-        onProgress,
+        (done, total) => {
+          this.reindexProgress = { done, total };
+          onProgress?.(done, total);
+        },
         onFailure,
       );
       this.currentState = "ready";
@@ -384,6 +393,7 @@ export class LongclipLibrary implements Library {
       throw error;
     } finally {
       this.reindexing = false;
+      this.reindexProgress = undefined;
     }
   }
 

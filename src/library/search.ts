@@ -105,9 +105,15 @@ export function weightedUnitSum(
   weights: readonly number[],
 ): Float32Array {
   const dims = vectors[0]?.length ?? 0;
-  const sum = new Float32Array(dims);
+  // Only the weights' ratios matter: scaled by the largest first (1e200 and 1e-200 are as good
+  // as 1), and summed in float64, so no finite weight overflows the sum.
+  const largest = Math.max(0, ...weights.map(Math.abs));
+  if (!Number.isFinite(largest)) {
+    throw new AppError("validation_failed", "compose: every weight must be a finite number.");
+  }
+  const sum = new Float64Array(dims);
   vectors.forEach((vector, i) => {
-    const weight = weights[i] ?? 0;
+    const weight = largest > 0 ? (weights[i] ?? 0) / largest : 0;
     for (let d = 0; d < dims; d++) sum[d] = (sum[d] as number) + weight * (vector[d] as number);
   });
   let norm = 0;
@@ -119,8 +125,7 @@ export function weightedUnitSum(
       "compose: the weighted parts cancel out (their sum has no direction); change the weights.",
     );
   }
-  for (let d = 0; d < dims; d++) sum[d] = (sum[d] as number) / norm;
-  return sum;
+  return Float32Array.from(sum, (value) => value / norm);
 }
 
 function checkPage(options: SearchOptions, maxK: number): void {

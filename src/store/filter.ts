@@ -104,6 +104,12 @@ function scalar(
   if (value !== null && !["string", "number", "boolean"].includes(typeof value)) {
     throw new AppError(code, `${where} must be a string, number, boolean or null.`);
   }
+  if (typeof value === "string" && value.includes("\u0000")) {
+    throw new AppError(
+      code,
+      `${where} holds the character U+0000, which no stored metadata holds (neither backend keeps it); remove it.`,
+    );
+  }
   return value as FilterValue;
 }
 

@@ -20,7 +20,7 @@ import type { Filter, ItemOrder } from "../../core/types.ts";
 import { efSearchFor } from "../../vector-index/ef-search.ts";
 import { hnswStats, type LiveEmbedding, liveEmbedding } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
-import { holdsAnotherModel, liveEmbedding } from "../reindex-target.ts";
+import { holdsAnotherModel } from "../reindex-target.ts";
 import type {
   ContentMatch,
   EmbeddingRow,

@@ -9,6 +9,7 @@ import type { Settings } from "../core/settings.ts";
 import type { ModelConfig } from "../model/format.ts";
 import { modelFilePath, readModelConfig } from "../model/read.ts";
 import { preprocessImage } from "../preprocess/index.ts";
+import { preprocessOptions } from "../preprocess/options.ts";
 import { tokenizerFromModelDir } from "../tokenize/index.ts";
 import type { TextTokenizer, TokenizedText } from "../tokenize/types.ts";
 import { type EngineLogger, type ResolvedDevice, stderrLogger } from "./session.ts";
@@ -231,15 +232,7 @@ export class Encoder implements Embedder {
    * yields its own error entry and never fails the others.
    */
   async embedImageBytes(buffers: readonly Buffer[]): Promise<ImageBytesResult[]> {
-    const options = {
-      mode: this.settings.preprocess ?? "exact",
-      resolution: this.config.image_resolution,
-      mean: this.config.image_mean,
-      std: this.config.image_std,
-      maxImageBytes: this.settings.maxImageBytes,
-      maxImagePixels: this.settings.maxImagePixels,
-      nativeJpeg: this.settings.nativeJpeg,
-    };
+    const options = preprocessOptions(this.config, this.settings);
     const results = new Array<ImageBytesResult>(buffers.length);
     // Decode one batch at a time so memory stays bounded by the batch size.
     const batchSize = Math.max(1, this.settings.imageBatchSize);

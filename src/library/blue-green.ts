@@ -13,10 +13,10 @@
 import { AppError, type ErrorInfo, errorOf, isAppError, recordedError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type { Embedder } from "../encode/types.ts";
+import type { PreprocessPool } from "../preprocess/pool.ts";
 import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
 import type { Generation } from "./generation.ts";
 import { asModelFailure, loadCheckedModel, ModelFailure } from "./next-model.ts";
-import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 
 export type SwitchMode = "auto" | "manual";

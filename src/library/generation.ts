@@ -4,6 +4,7 @@
  */
 import type { Settings } from "../core/settings.ts";
 import type { Embedder } from "../encode/types.ts";
+import { preprocessOptions } from "../preprocess/options.ts";
 import type { PreprocessMode, PreprocessOptions } from "../preprocess/types.ts";
 
 /** A model with the preprocessing its vision tower expects. */
@@ -38,14 +39,5 @@ function withPreprocessMode(embedder: Embedder, mode: PreprocessMode): Embedder 
 /** An encoder as a generation: its library model id and the preprocessing it expects. */
 export function generationOf(encoder: Embedder, settings: Settings): Generation {
   const embedder = withPreprocessMode(encoder, settings.preprocess);
-  const options: PreprocessOptions = {
-    mode: settings.preprocess,
-    resolution: embedder.config.image_resolution,
-    mean: embedder.config.image_mean,
-    std: embedder.config.image_std,
-    maxImageBytes: settings.maxImageBytes,
-    maxImagePixels: settings.maxImagePixels,
-    nativeJpeg: settings.nativeJpeg,
-  };
-  return { embedder, options };
+  return { embedder, options: preprocessOptions(embedder.config, settings) };
 }

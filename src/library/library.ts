@@ -31,17 +31,17 @@ import type {
   TextSearchResult,
 } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
+import { DecodeGate } from "../preprocess/decode-gate.ts";
+import { PreprocessPool } from "../preprocess/pool.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget, StoreHealth, StoreServer } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
-import { DecodeGate } from "./decode-gate.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
 import type { Generation } from "./generation.ts";
 import { Generations } from "./generations.ts";
 import { withUploadFilename } from "./hybrid.ts";
 import { Ingest } from "./ingest.ts";
 import { ItemReader } from "./items.ts";
-import { PreprocessPool } from "./preprocess-pool.ts";
 import { QueryEmbedder } from "./query-embedder.ts";
 import { EmbedQueue } from "./queue.ts";
 import type { ReindexFailure, ReindexProgress } from "./reindex.ts";

@@ -8,9 +8,9 @@
 
 import { errorOf } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
+import type { PreprocessPool } from "../preprocess/pool.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
 import type { Generation } from "./generation.ts";
-import type { PreprocessPool } from "./preprocess-pool.ts";
 import type { EmbedQueue } from "./queue.ts";
 
 /** What re-embedding needs from the library. */

@@ -6,11 +6,11 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import sharp from "sharp";
 import { type OpenApiDocument, specOperations } from "../api/spec.ts";
 import { AppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type { Library } from "../library/types.ts";
+import { thumbnail } from "../preprocess/thumbnail.ts";
 import type { TextTokenizer } from "../tokenize/types.ts";
 import { LruCache } from "../util/lru-cache.ts";
 import { itemNotFound } from "./errors.ts";
@@ -174,11 +174,11 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
 
   // Thumbnails are keyed by content hash and size, so a re-used id never shows a stale image.
   const cache = new LruCache<string, Buffer>(THUMBNAIL_CACHE_ENTRIES);
-  const thumbnail = operation("getItemThumbnail");
+  const thumbnailOperation = operation("getItemThumbnail");
   app.route({
     method: "GET",
-    url: thumbnail.url,
-    schema: thumbnail.schema,
+    url: thumbnailOperation.url,
+    schema: thumbnailOperation.schema,
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
       const { id } = request.params as { id: string };
       const { size } = request.query as { size: number };
@@ -203,15 +203,7 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
             throw itemNotFound(id);
           }
           try {
-            // failOn "error" as ingest decodes: what ingest accepted, a thumbnail can show.
-            bytes = await sharp(image.bytes, {
-              limitInputPixels: settings.maxImagePixels,
-              failOn: "error",
-            })
-              .rotate()
-              .resize(size, size, { fit: "inside", withoutEnlargement: true })
-              .webp({ quality: 80 })
-              .toBuffer();
+            bytes = await thumbnail(image.bytes, size, settings.maxImagePixels);
           } catch (error) {
             throw new AppError(
               "thumbnail_failed",

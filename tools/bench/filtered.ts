@@ -33,10 +33,11 @@ export async function measureFiltered(
   modelId: string,
   dataset: ScaleDataset,
   label: { backend: string; path: string },
+  queryLimit: number,
   log: (message: string) => void,
 ): Promise<FilteredRow[]> {
   const rows: FilteredRow[] = [];
-  const queries = Math.min(FILTERED_QUERIES, dataset.queryCount);
+  const queries = Math.min(FILTERED_QUERIES, dataset.queryCount, queryLimit);
   for (const selectivity of SELECTIVITIES) {
     const truth = dataset.filtered.get(selectivity);
     if (truth === undefined) throw new Error(`no filtered truth at ${selectivity}%`);
@@ -49,7 +50,7 @@ export async function measureFiltered(
       ...label,
       selectivity,
       matching: truth.matching,
-      recallAt10: meanRecall(found, truth.truth),
+      recallAt10: meanRecall(found, truth.truth.slice(0, queries)),
       meanHits: hits.reduce((a, b) => a + b, 0) / hits.length,
       minHits: Math.min(...hits),
       p50Ms: percentile(times, 50),

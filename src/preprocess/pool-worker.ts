@@ -1,11 +1,11 @@
 /** Worker-thread side of PreprocessPool: decodes and preprocesses images off the main thread. */
 import { parentPort } from "node:worker_threads";
 import { AppError, isAppError, serializeError } from "../core/errors.ts";
-import { preprocessImage } from "../preprocess/index.ts";
-import type { PoolReply, PoolRequest } from "./preprocess-pool.ts";
+import { preprocessImage } from "./index.ts";
+import type { PoolReply, PoolRequest } from "./pool.ts";
 
 const port = parentPort;
-if (port === null) throw new Error("preprocess-worker.ts runs only as a worker thread");
+if (port === null) throw new Error("pool-worker.ts runs only as a worker thread");
 
 port.on("message", async (request: PoolRequest) => {
   try {

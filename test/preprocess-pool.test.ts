@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { isAppError } from "../src/core/errors.ts";
-import { PreprocessPool } from "../src/library/preprocess-pool.ts";
 import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD } from "../src/model/format.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";
+import { PreprocessPool } from "../src/preprocess/pool.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";
 
 const OPTIONS = {

@@ -8,9 +8,9 @@
 import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
 import { AppError, deserializeError, type SerializedError } from "../core/errors.ts";
-import type { PreprocessedImage, PreprocessOptions } from "../preprocess/types.ts";
 import { startModuleWorker } from "../util/module-worker.ts";
 import type { DecodeGate, PixelLimit } from "./decode-gate.ts";
+import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
 export interface PoolRequest {
   id: number;
@@ -38,7 +38,7 @@ interface Slot {
 
 /** Starts the worker (from the sources under tsx, or from dist/). */
 function startWorker(): Worker {
-  return startModuleWorker(import.meta.url, "preprocess-worker");
+  return startModuleWorker(import.meta.url, "pool-worker");
 }
 
 export class PreprocessPool {

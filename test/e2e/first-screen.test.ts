@@ -159,12 +159,14 @@ describe("the first screen in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 
     assert.ok(await page.isHidden("#load-more"), "the last page hides the button");
   });
 
-  test("the detail view of a library item: wide image, sample gallery, a locale-neutral date", async () => {
+  test("the detail view of a library item: wide image, sample gallery, a locale-neutral date", async (t) => {
     const [id] = await cardIds(page);
     assert.ok(id);
     const item = await api<S["Item"]>(`/items/${encodeURIComponent(id)}`);
     await page.click(`#results .card[data-id="${id}"]`);
     await page.waitForSelector("#detail[open]");
+    // A failure below must not leave the modal open over the next tests.
+    t.after(() => page.keyboard.press("Escape"));
     const meta = await waitForText(page, "#detail-meta", /Added/);
     assert.equal(await page.textContent("#detail-title"), item.metadata.file);
     assert.equal(await page.textContent("#detail-score"), "In the library");

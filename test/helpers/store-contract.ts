@@ -798,7 +798,7 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
-    test("jobs: cancel stops what is pending; claimed items finish; list is newest first", async () => {
+    test("jobs: cancel stops what is pending; claimed items finish; a finished job stays done; list is newest first", async () => {
       const store = await fresh();
       try {
         await store.jobs.create({ id: "old", paths: ["x.png"], metadata: {} });
@@ -817,6 +817,12 @@ export function storeContract(name: string, options: ContractOptions): void {
         await store.jobs.finish("w", [{ jobId: "new", seq: 0, state: "indexed", itemId: "i" }]);
         assert.equal((await store.jobs.get("new"))?.state, "cancelled");
         assert.equal(await store.jobs.cancel("missing"), undefined);
+        // A finished job keeps its state (issue 24, finding 9): nothing was left to cancel.
+        await store.jobs.finish("w", [{ jobId: "old", seq: 0, state: "indexed", itemId: "o" }]);
+        assert.equal((await store.jobs.get("old"))?.state, "done");
+        const late = await store.jobs.cancel("old");
+        assert.equal(late?.state, "done", "DELETE on a finished job changed its state");
+        assert.equal(late?.counts.indexed, 1);
         assert.deepEqual(
           (await store.jobs.list(10)).map((j) => j.id),
           ["new", "old"],

@@ -11,8 +11,10 @@
  * LONGCLIP_STRESS_ROUND_SECONDS makes rounds longer). It is not in `npm test` yet: on a
  * CPU-starved machine it found job items failed as worker_lost (their lease expired while the
  * worker was still working) whose images the worker then stored, so the job's counts disagree
- * with its rows, and a lock wait of 86 s; until those are fixed it would make CI flaky. It
- * prints its counts: rounds, kills, acknowledged items, invariant checks, retries.
+ * with its rows, and a lock wait of 86 s; on a quieter run, 409 model_mismatch for uploads
+ * across the blue/green switch on nodes that had not followed it yet. Until those are fixed it
+ * would make CI flaky. It prints its counts: rounds, kills, acknowledged items, invariant
+ * checks, retries.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";

@@ -125,9 +125,12 @@ export function summarizeJob(row: JobRow, agg: JobAggregates, now: number): JobS
   const open = c.pending + c.claimed;
   const finished = c.indexed + c.duplicate + c.failed;
   let state: JobState;
-  // A cancelled job runs until the items claimed before the cancel have finished.
-  if (row.cancelled_at !== null) state = c.claimed > 0 ? "running" : "cancelled";
-  else if (open === 0) state = "done";
+  // A cancelled job runs until the items claimed before the cancel have finished. A cancel
+  // that found nothing pending (the job had finished, or its last items were claimed) leaves
+  // it to end as done.
+  if (row.cancelled_at !== null && open + c.cancelled > 0) {
+    state = c.claimed > 0 ? "running" : "cancelled";
+  } else if (open === 0) state = "done";
   else state = row.started_at === null ? "queued" : "running";
 
   let finishedAt: number | null = null;

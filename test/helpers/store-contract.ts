@@ -488,6 +488,63 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("an item embedded by a model the store no longer holds is refused, with its staged one it goes in", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel({ modelId: "new", dims: 8 });
+        await assert.rejects(
+          store.insertItems([newItem(1)], "old"),
+          (e: unknown) => isAppError(e) && e.code === "model_mismatch",
+        );
+        assert.equal(await store.count(), 0);
+        const staged = { modelId: "new", vector: vectorOf(101) };
+        const [outcome] = await store.insertItems([{ ...newItem(1), staged }], "old");
+        assert.equal(outcome?.status, "inserted");
+        const label = outcome?.status === "inserted" ? outcome.label : -1;
+        const [row] = await store.embeddingsOf("new", [label]);
+        assert.deepEqual([...(row?.vector ?? [])], [...staged.vector]);
+        assert.equal(await store.countStaging("new"), 0);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("the model is recorded only while no other model's embeddings are stored", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel(MODEL);
+        await store.insertItems([newItem(1)], "m1");
+        await store.setModel(MODEL); // the same model again: nothing changes
+        await assert.rejects(
+          store.setModel({ modelId: "m2", dims: 8 }),
+          (e: unknown) => isAppError(e) && e.code === "model_mismatch",
+        );
+        assert.deepEqual(await store.model(), MODEL);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("staging an item deleted since it was listed skips it", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel(MODEL);
+        const outcomes = await store.insertItems([newItem(1), newItem(2)], "m1");
+        const [l1, l2] = outcomes.map((o) => (o.status === "inserted" ? o.label : -1));
+        await store.deleteById("item-2");
+        await store.putStaging(
+          [
+            { label: l1 as number, vector: vectorOf(11) },
+            { label: l2 as number, vector: vectorOf(12) },
+          ],
+          "next",
+        );
+        assert.equal(await store.countStaging("next"), 1);
+      } finally {
+        await store.close();
+      }
+    });
+
     test("reindex staging swaps embeddings at once and drops other models' embeddings", async () => {
       const store = await fresh();
       try {
@@ -741,7 +798,7 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
-    test("jobs: cancel stops what is pending; claimed items finish; list is newest first", async () => {
+    test("jobs: cancel stops what is pending; claimed items finish; a finished job stays done; list is newest first", async () => {
       const store = await fresh();
       try {
         await store.jobs.create({ id: "old", paths: ["x.png"], metadata: {} });
@@ -760,6 +817,12 @@ export function storeContract(name: string, options: ContractOptions): void {
         await store.jobs.finish("w", [{ jobId: "new", seq: 0, state: "indexed", itemId: "i" }]);
         assert.equal((await store.jobs.get("new"))?.state, "cancelled");
         assert.equal(await store.jobs.cancel("missing"), undefined);
+        // A finished job keeps its state (issue 24, finding 9): nothing was left to cancel.
+        await store.jobs.finish("w", [{ jobId: "old", seq: 0, state: "indexed", itemId: "o" }]);
+        assert.equal((await store.jobs.get("old"))?.state, "done");
+        const late = await store.jobs.cancel("old");
+        assert.equal(late?.state, "done", "DELETE on a finished job changed its state");
+        assert.equal(late?.counts.indexed, 1);
         assert.deepEqual(
           (await store.jobs.list(10)).map((j) => j.id),
           ["new", "old"],

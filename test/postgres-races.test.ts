@@ -94,3 +94,20 @@ test("another node's commit between any two statements never fails an image", as
   console.log(`interleavings checked: ${points}`);
   assert.ok(points >= 3 * SWEEPS, "node B's work has several statements to put a commit between");
 });
+
+test("an image read while another node deletes its item is not found, not a missing file", async () => {
+  const [a, b] = libraries as [LongclipLibrary, LongclipLibrary];
+  const bytes = await patternPng(9000);
+  const [stored] = await a.index([{ bytes }]);
+  assert.equal(stored?.status, "indexed");
+  const id = stored?.id as string;
+  assert.deepEqual((await b.readImage(id))?.bytes, bytes);
+  // B reads the item, then its original: node A deletes the item between the two.
+  let deleted = false;
+  gate.arm(/FROM longclip\.originals/, async () => {
+    deleted = await a.deleteItem(id);
+  });
+  const image = await b.readImage(id);
+  assert.ok(deleted, "the delete landed between the two reads");
+  assert.equal(image, undefined);
+});

@@ -384,7 +384,9 @@ export interface paths {
          *     `longclip_items` (stored items); `longclip_queue_pending` (embedding queue depth);
          *     `longclip_operation_duration_seconds` by operation (index, search_text, search_image:
          *     the embedding work behind each request); `longclip_index_results_total` by status;
-         *     on PostgreSQL, per database server (`server`: host:port/database, `role`: primary or
+         *     `longclip_store_retries` by reason (deadlock, serialization_failure: store work the
+         *     database aborted and that ran again, never an error to a client); on PostgreSQL, per
+         *     database server (`server`: host:port/database, `role`: primary or
          *     replica), `longclip_database_server_up` (1 when it serves reads, 0 when down, lagging
          *     past `--database-read-max-lag-ms` or no standby), `longclip_database_server_lag_bytes`
          *     (WAL a replica has still to replay) and `longclip_database_server_reads_total` (reads

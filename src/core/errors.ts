@@ -143,6 +143,10 @@ export const ERRORS = {
     meaning: "a switch while items still lack an embedding by the next model",
   },
   reindex_running: { status: 409, meaning: "a reindex to another model is running" },
+  reindex_superseded: {
+    status: 409,
+    meaning: "this node's reindex run was taken over by another node, which finishes it",
+  },
   reindex_failed: { status: 409, meaning: "a switch of a reindex that failed (without its error)" },
   reindex_unsupported: { status: 409, meaning: "this library cannot load another model" },
   same_model: { status: 409, meaning: "a reindex to the model the library is on already" },

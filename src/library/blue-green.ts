@@ -14,6 +14,7 @@ import { AppError, type ErrorInfo, errorOf, isAppError, recordedError } from "..
 import type { Settings } from "../core/settings.ts";
 import type { Embedder } from "../encode/types.ts";
 import type { PreprocessPool } from "../preprocess/pool.ts";
+import { reindexSuperseded } from "../store/reindex-target.ts";
 import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
 import type { Generation } from "./generation.ts";
 import { asModelFailure, loadCheckedModel, ModelFailure } from "./next-model.ts";
@@ -79,6 +80,8 @@ export class BlueGreen {
   private wake: (() => void) | undefined;
   private switchRequested = false;
   private stopping = false;
+  /** The run in progress was taken over by another node (or switched there). */
+  private superseded = false;
   private turn: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly host: BlueGreenHost) {}
@@ -113,6 +116,7 @@ export class BlueGreen {
         `A reindex to ${this.status?.modelId ?? "another model"} is running; wait for it or switch when it is complete.`,
       );
     }
+    if (recorded !== undefined && this.runByAnotherNode(recorded)) throw runningElsewhere(recorded);
     const loaded = this.next !== undefined && this.nextDir === modelDir ? undefined : this.next;
     const next =
       this.next !== undefined && this.nextDir === modelDir
@@ -131,7 +135,6 @@ export class BlueGreen {
       );
     }
     const resume = recorded !== undefined && recorded.modelId === next.embedder.modelId;
-    if (!resume) await this.host.store.clearStaging();
     const now = Date.now();
     const target: ReindexTarget = {
       modelId: next.embedder.modelId,
@@ -142,9 +145,28 @@ export class BlueGreen {
       heartbeatAt: now,
       complete: false,
     };
-    await this.host.store.setReindexTarget(target);
+    // Recorded only if nothing changed since it was read: of nodes starting one at the same
+    // moment, one runs it.
+    if (!(await this.host.store.setReindexTarget(target, recorded ?? null))) {
+      if (next !== this.next) await next.embedder.close();
+      const now = await this.host.store.reindexTarget();
+      throw runningElsewhere(now ?? target);
+    }
+    if (!resume) await this.host.store.clearStaging();
     await this.begin(target, next);
     return this.current() as ReindexStatus;
+  }
+
+  /**
+   * Whether a recorded run is another live node's: on a shared store, one whose heartbeat is
+   * recent (a store only this process opens has no other node).
+   */
+  private runByAnotherNode(recorded: ReindexTarget): boolean {
+    return (
+      recorded.failed === undefined &&
+      this.host.store.backend !== "sqlite" &&
+      Date.now() - recorded.heartbeatAt <= STALE_MS
+    );
   }
 
   /** Takes over a recorded run (after a crash, or when its node went quiet). */
@@ -169,8 +191,14 @@ export class BlueGreen {
       await this.recordModelFailure(target, error);
       throw error;
     }
-    await this.host.store.setReindexTarget({ ...target, heartbeatAt: Date.now() });
-    await this.begin(target, next);
+    // Taken over only if the record is still the one read: of nodes that saw it go stale at
+    // the same moment, one resumes it (the others keep following).
+    const claimed = { ...target, heartbeatAt: Date.now() };
+    if (!(await this.host.store.setReindexTarget(claimed, target))) {
+      if (next !== this.next) await next.embedder.close();
+      return;
+    }
+    await this.begin(claimed, next);
   }
 
   /** Starts and resumes one at a time: the second sees the run the first began. */
@@ -255,6 +283,7 @@ export class BlueGreen {
   private async begin(target: ReindexTarget, next: Generation): Promise<void> {
     this.next = next;
     this.nextDir = target.modelDir;
+    this.superseded = false;
     // where a resumed run stands, before its first page
     const [total, done] = await Promise.all([
       this.host.store.count(),
@@ -282,37 +311,60 @@ export class BlueGreen {
     const { store } = this.host;
     const status = this.status as ReindexStatus;
     const failed = new Set<number>();
-    let record = target;
-    let beat: Promise<unknown> = Promise.resolve();
+    // The record as this run last wrote it. Every write (heartbeat, completion) replaces only
+    // that one, so a run another node took over (its heartbeats were late) learns it and ends.
+    let written = target;
+    let writes: Promise<unknown> = Promise.resolve();
+    const write = (change: Partial<ReindexTarget>): Promise<unknown> => {
+      writes = writes
+        .then(async () => {
+          if (this.superseded) return;
+          const record = { ...written, ...change, heartbeatAt: Date.now() };
+          if (await store.setReindexTarget(record, written)) written = record;
+          else {
+            this.superseded = true;
+            this.wake?.();
+          }
+        })
+        .catch(() => {}); // the store is unreachable: the next heartbeat tries again
+      return writes;
+    };
+    // No heartbeat while the switch compares the record.
+    let switching = false;
     const timer = setInterval(() => {
-      record = { ...record, heartbeatAt: Date.now() };
-      beat = store.setReindexTarget(record).catch(() => {});
+      if (!switching) void write({});
     }, HEARTBEAT_MS);
     timer.unref();
     try {
       for (let pass = 1; ; pass++) {
         await this.embedMissing(next, failed);
-        if (this.ended()) return;
+        if (this.ended()) break;
         if (target.switchMode === "manual" && !this.switchRequested) {
-          record = { ...record, complete: true, heartbeatAt: Date.now() };
-          await store.setReindexTarget(record);
+          await write({ complete: true });
+          if (this.ended()) break;
           status.state = "waiting_for_switch";
           await new Promise<void>((resolve) => {
             this.wake = resolve;
           });
           this.wake = undefined;
-          if (this.ended()) return;
+          if (this.ended()) break;
           status.state = "running";
           continue;
         }
-        clearInterval(timer);
-        await beat;
+        switching = true;
+        await writes;
+        if (this.ended()) break;
         try {
           await store.swapStaging(
             { modelId: next.embedder.modelId, dims: next.embedder.dims },
-            { requireCompleteExcept: [...failed] },
+            { requireCompleteExcept: [...failed], target: written },
           );
         } catch (error) {
+          switching = false;
+          if (isAppError(error) && error.code === "reindex_superseded") {
+            this.superseded = true;
+            break;
+          }
           if (!isAppError(error) || error.code !== "reindex_incomplete" || pass >= MAX_PASSES)
             throw error;
           continue;
@@ -323,14 +375,19 @@ export class BlueGreen {
         status.finishedAt = Date.now();
         return;
       }
+      if (this.superseded && status.state !== "switched") {
+        status.state = "failed";
+        status.error = errorOf(reindexSuperseded());
+        status.finishedAt = Date.now();
+      }
     } finally {
       clearInterval(timer);
     }
   }
 
-  /** Stopped, or switched by another node meanwhile. */
+  /** Stopped, switched by another node meanwhile, or taken over by one. */
   private ended(): boolean {
-    return this.stopping || this.status?.state === "switched";
+    return this.stopping || this.superseded || this.status?.state === "switched";
   }
 
   /** One pass over the items that have no staged embedding yet (except unreadable ones). */
@@ -344,7 +401,7 @@ export class BlueGreen {
     let after = 0;
     for (;;) {
       this.host.assertOpen();
-      if (this.stopping) return;
+      if (this.ended()) return;
       const page = await this.withRetries(() => store.unstagedAfter(modelId, after, pageSize * 2));
       const todo = page.filter((item) => !failed.has(item.label));
       const last = page[page.length - 1];
@@ -375,34 +432,42 @@ export class BlueGreen {
     }
   }
 
+  /**
+   * An item's bytes. Uploads are read from the store (an error there is the store's, not the
+   * item's, unless the item was deleted meanwhile); files by path may be gone or replaced
+   * (re-checked as every read of them is), which fails only that item.
+   */
+  private async readForReindex(item: StoredItem): Promise<Buffer | Error | typeof DELETED> {
+    try {
+      return await this.host.readBytes(item);
+    } catch (error) {
+      if ((await this.host.store.getById(item.id))?.label !== item.label) return DELETED;
+      if (item.source === "upload") throw error;
+      return error as Error;
+    }
+  }
+
   /** Embeds one page by the next model and stages it; unreadable items are recorded. */
   private async embedPage(
     page: readonly StoredItem[],
     next: Generation,
     failed: Set<number>,
   ): Promise<void> {
-    const { store, pool, queue, readBytes } = this.host;
+    const { store, pool, queue } = this.host;
     const status = this.status as ReindexStatus;
-    // Uploads are read from the store (an error there is the store's, not the item's); files
-    // by path may be gone or replaced (re-checked as every read of them is), which fails only
-    // that item.
-    const bytes = await Promise.all(
-      page.map((item) => {
-        const read = readBytes(item);
-        return item.source === "upload" ? read : read.catch((error: Error) => error);
-      }),
-    );
+    const bytes = await Promise.all(page.map((item) => this.readForReindex(item)));
     const decoded = await Promise.allSettled(
       bytes.map(async (data) => {
         if (data instanceof Error) throw isAppError(data) ? data : imageMissing(data);
-        return pool.run(data, next.options);
+        return data === DELETED ? DELETED : pool.run(data, next.options);
       }),
     );
     const good: { label: number; pixels: Float32Array }[] = [];
     decoded.forEach((outcome, k) => {
       const item = page[k] as StoredItem;
       if (outcome.status === "fulfilled") {
-        good.push({ label: item.label, pixels: outcome.value.pixels });
+        if (outcome.value !== DELETED)
+          good.push({ label: item.label, pixels: outcome.value.pixels });
         return;
       }
       failed.add(item.label);
@@ -420,6 +485,16 @@ export class BlueGreen {
     );
     status.done += good.length;
   }
+}
+
+/** An item deleted (by any node) since its page was listed: it needs no new embedding. */
+const DELETED = Symbol("deleted");
+
+function runningElsewhere(recorded: ReindexTarget): AppError {
+  return new AppError(
+    "reindex_running",
+    `Another node runs a reindex to ${recorded.modelId}; every node follows it (GET /reindex), and any node takes it over if that one stops.`,
+  );
 }
 
 /** A run's status before its first page. */

@@ -8,7 +8,7 @@
  * switched while it ran. A replaced model closes once the work that used it is done.
  */
 
-import { AppError } from "../core/errors.ts";
+import { AppError, isAppError } from "../core/errors.ts";
 import type { Embedder } from "../encode/types.ts";
 import type { ModelInfo, StoredItem } from "../store/types.ts";
 import { BlueGreen, type BlueGreenHost, STALE_MS } from "./blue-green.ts";
@@ -85,10 +85,17 @@ export class Generations {
       stored.dims === this.current.embedder.dims;
     const empty = !matches && (await store.count()) === 0;
     if (stored === undefined || empty) {
-      await store.setModel({
-        modelId: this.current.embedder.modelId,
-        dims: this.current.embedder.dims,
-      });
+      try {
+        await store.setModel({
+          modelId: this.current.embedder.modelId,
+          dims: this.current.embedder.dims,
+        });
+      } catch (error) {
+        // Another node (of another model) stored items since the store was read as empty.
+        if (!isAppError(error) || error.code !== "model_mismatch") throw error;
+        this.lastStored = await store.model();
+        return "needs_reindex";
+      }
     }
     return stored === undefined || matches || empty ? "ready" : "needs_reindex";
   }
@@ -139,8 +146,8 @@ export class Generations {
       await this.blueGreen.drop();
       return;
     }
-    if (target.modelId === this.current.embedder.modelId) {
-      await store.setReindexTarget(undefined); // a leftover of a finished run
+    if (target.modelId === stored?.modelId) {
+      await store.setReindexTarget(undefined, target); // a leftover of a finished run
       return;
     }
     if (this.blueGreen.isRunning()) return;

@@ -47,6 +47,8 @@ export class ItemReader {
       return { bytes: await this.readBytes(item), contentType: item.contentType };
     } catch (error) {
       if (isAppError(error)) throw error;
+      // Deleted (by any node) since it was read: not found, as if it had been a moment later.
+      if ((await this.store.getById(id))?.label !== item.label) return undefined;
       throw new AppError(
         "image_missing",
         `The image file of item "${id}" is gone${item.path ? ` (${this.shownPath(item.path)})` : ""}; restore it or delete the item.`,

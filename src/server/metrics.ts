@@ -4,6 +4,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Library } from "../library/types.ts";
+import { storeRetries } from "../store/retries.ts";
 
 export type Operation = "index" | "search_text" | "search_image" | "duplicates";
 
@@ -105,6 +106,15 @@ export function createMetrics(library: Library): AppMetrics {
     registers: [registry],
     collect() {
       this.set(library.storeHealth().indexSaveFailures ?? 0);
+    },
+  });
+  new Gauge({
+    name: "longclip_store_retries",
+    help: "Store work the database aborted for a deadlock or a serialization failure and that ran again, since start (never an error to clients)",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+    collect() {
+      for (const [reason, count] of Object.entries(storeRetries())) this.set({ reason }, count);
     },
   });
   return {

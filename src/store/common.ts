@@ -3,7 +3,7 @@
  * during a blue/green reindex, the model check in front of a search, and the index statistics.
  * Only the SQL (and SQLite's in-process index) differs between sqlite/ and postgres/.
  */
-import { storeModelMismatch } from "../core/errors.ts";
+import { AppError, storeModelMismatch } from "../core/errors.ts";
 import type { IndexParameters, ModelInfo, NewItem, VectorIndexStats } from "./types.ts";
 
 export interface Embedding {
@@ -19,7 +19,9 @@ export interface LiveEmbedding extends Embedding {
 /**
  * Which embedding of a new item is live, decided in the insert's transaction against the
  * store's model now (`current`): normally the one by `modelId`, with the next model's staged
- * beside it; but the staged one alone if the store switched to that model meanwhile.
+ * beside it; but the staged one alone if the store switched to that model meanwhile. An item
+ * embedded only by a model the store no longer holds is refused (409 model_mismatch): stored,
+ * it would be unsearchable under the live model.
  */
 export function liveEmbedding(
   entry: NewItem,
@@ -27,8 +29,13 @@ export function liveEmbedding(
   current: string | undefined,
 ): LiveEmbedding {
   const staged = entry.staged;
-  if (staged !== undefined && staged.modelId === current && current !== modelId) {
-    return { modelId: staged.modelId, vector: staged.vector };
+  if (current !== undefined && current !== modelId) {
+    if (staged?.modelId === current) return { modelId: staged.modelId, vector: staged.vector };
+    throw new AppError(
+      "model_mismatch",
+      `The library switched to model ${current} while this image was embedded by ${modelId}; this node follows within seconds (or restart it with the new model), then retry.`,
+      { storedModelId: current, modelId },
+    );
   }
   return { modelId, vector: entry.vector, ...(staged !== undefined ? { staged } : {}) };
 }

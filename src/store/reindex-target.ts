@@ -8,6 +8,27 @@ export function parseReindexTarget(value: string | undefined): ReindexTarget | u
   return value === undefined ? undefined : (JSON.parse(value) as ReindexTarget);
 }
 
+/** setModel on a store that holds embeddings of another model. */
+export function holdsAnotherModel(stored: string, wanted: string): AppError {
+  return new AppError(
+    "model_mismatch",
+    `The library holds embeddings of model ${stored}, not ${wanted} (another node stored some meanwhile); run longclip reindex, or load ${stored}.`,
+    { storedModelId: stored, modelId: wanted },
+  );
+}
+
+/** The text a record is stored as; records are compared by it. */
+export function reindexRecord(target: ReindexTarget): string {
+  return JSON.stringify(target);
+}
+
+export function reindexSuperseded(): AppError {
+  return new AppError(
+    "reindex_superseded",
+    "Another node took this reindex over (or switched already); it finishes there.",
+  );
+}
+
 export function reindexIncomplete(missing: number): AppError {
   return new AppError(
     "reindex_incomplete",

@@ -153,6 +153,12 @@ export interface SwapOptions {
    * nothing. Without it, items with no staged embedding are left with none.
    */
   requireCompleteExcept?: readonly number[];
+  /**
+   * The blue/green run's record as it last wrote it: switch only while it is still the
+   * recorded one, else throw AppError("reindex_superseded") and change nothing (another node
+   * took the run over, or switched already).
+   */
+  target?: ReindexTarget;
 }
 
 export interface ItemStore {
@@ -169,7 +175,10 @@ export interface ItemStore {
 
   /** The model whose embeddings the store holds; undefined for a new store. */
   model(): Promise<ModelInfo | undefined>;
-  /** Records the model of a store that holds no embeddings yet. */
+  /**
+   * Records the model of a store that holds no embeddings yet (of another model: else
+   * AppError("model_mismatch"), checked in the same transaction).
+   */
   setModel(info: ModelInfo): Promise<void>;
   count(): Promise<number>;
 
@@ -221,7 +230,7 @@ export interface ItemStore {
 
   /** Reindex: forget a previous interrupted run's new embeddings. */
   clearStaging(): Promise<void>;
-  /** Reindex: new embeddings go beside the live ones. */
+  /** Reindex: new embeddings go beside the live ones (items deleted meanwhile are skipped). */
   putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void>;
   /**
    * Reindex, atomically: staged embeddings replace the live ones, embeddings of any other
@@ -235,8 +244,15 @@ export interface ItemStore {
   countStaging(modelId: string): Promise<number>;
   /** The recorded blue/green reindex, if one is in progress. */
   reindexTarget(): Promise<ReindexTarget | undefined>;
-  /** Records (or with undefined, forgets) the blue/green reindex in progress. */
-  setReindexTarget(target: ReindexTarget | undefined): Promise<void>;
+  /**
+   * Records (or with undefined, forgets) the blue/green reindex in progress. With `expected`,
+   * only if what is recorded is exactly that record (null: only if none is): several nodes may
+   * take over or start a run at the same moment, and one wins. True when it was written.
+   */
+  setReindexTarget(
+    target: ReindexTarget | undefined,
+    expected?: ReindexTarget | null,
+  ): Promise<boolean>;
 
   /**
    * Whether a model's sample gallery was ever added to this library. Kept in the library

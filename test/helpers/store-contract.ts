@@ -488,6 +488,63 @@ export function storeContract(name: string, options: ContractOptions): void {
       }
     });
 
+    test("an item embedded by a model the store no longer holds is refused, with its staged one it goes in", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel({ modelId: "new", dims: 8 });
+        await assert.rejects(
+          store.insertItems([newItem(1)], "old"),
+          (e: unknown) => isAppError(e) && e.code === "model_mismatch",
+        );
+        assert.equal(await store.count(), 0);
+        const staged = { modelId: "new", vector: vectorOf(101) };
+        const [outcome] = await store.insertItems([{ ...newItem(1), staged }], "old");
+        assert.equal(outcome?.status, "inserted");
+        const label = outcome?.status === "inserted" ? outcome.label : -1;
+        const [row] = await store.embeddingsOf("new", [label]);
+        assert.deepEqual([...(row?.vector ?? [])], [...staged.vector]);
+        assert.equal(await store.countStaging("new"), 0);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("the model is recorded only while no other model's embeddings are stored", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel(MODEL);
+        await store.insertItems([newItem(1)], "m1");
+        await store.setModel(MODEL); // the same model again: nothing changes
+        await assert.rejects(
+          store.setModel({ modelId: "m2", dims: 8 }),
+          (e: unknown) => isAppError(e) && e.code === "model_mismatch",
+        );
+        assert.deepEqual(await store.model(), MODEL);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("staging an item deleted since it was listed skips it", async () => {
+      const store = await fresh();
+      try {
+        await store.setModel(MODEL);
+        const outcomes = await store.insertItems([newItem(1), newItem(2)], "m1");
+        const [l1, l2] = outcomes.map((o) => (o.status === "inserted" ? o.label : -1));
+        await store.deleteById("item-2");
+        await store.putStaging(
+          [
+            { label: l1 as number, vector: vectorOf(11) },
+            { label: l2 as number, vector: vectorOf(12) },
+          ],
+          "next",
+        );
+        assert.equal(await store.countStaging("next"), 1);
+      } finally {
+        await store.close();
+      }
+    });
+
     test("reindex staging swaps embeddings at once and drops other models' embeddings", async () => {
       const store = await fresh();
       try {

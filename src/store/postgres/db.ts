@@ -3,9 +3,11 @@
  * transaction of the Postgres backend goes through `Db`, which tracks whether the database
  * answers (health for /ready) and turns lost connections into `database_unavailable`. The
  * pool replaces broken connections by itself, so a database that comes back is used again
- * without a restart.
+ * without a restart. A statement or transaction the server aborts for a deadlock or a
+ * serialization failure is run again (../retries.ts).
  */
 import pg from "pg";
+import { countStoreRetry, type RetryReason } from "../retries.ts";
 import type { StoreHealth } from "../types.ts";
 import { isConnectionError, unavailable } from "./errors.ts";
 
@@ -26,6 +28,37 @@ export interface DbOptions {
 }
 
 export type Queryable = Pick<pg.PoolClient, "query">;
+
+/** SQLSTATEs after which the same work, run again, may succeed. */
+const RETRYABLE: Record<string, RetryReason> = {
+  "40P01": "deadlock",
+  "40001": "serialization_failure",
+};
+/** Runs of one piece of work before its error is let through. */
+const MAX_ATTEMPTS = 8;
+
+function retryReason(error: unknown): RetryReason | undefined {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" ? RETRYABLE[code] : undefined;
+}
+
+/**
+ * Runs `work` again while the database aborts it for a deadlock or a serialization failure,
+ * after a short random pause that grows (the other party usually finishes meanwhile).
+ */
+async function retrying<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      const reason = retryReason(error);
+      if (reason === undefined || attempt >= MAX_ATTEMPTS) throw error;
+      countStoreRetry(reason);
+      const pause = Math.random() * 10 * 2 ** attempt;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+}
 
 /** Where reads go: the primary's `Db` itself, or replicas in front of it (./replicas.ts). */
 export interface Reads {
@@ -99,7 +132,7 @@ export class Db {
     params: unknown[] = [],
   ): Promise<pg.QueryResult<R>> {
     try {
-      const result = await this.pool.query<R>(sql, params);
+      const result = await retrying(() => this.pool.query<R>(sql, params));
       this.state = { available: true };
       if (this.options.trackWrites && WRITE_COMMANDS.has(result.command) && result.rowCount) {
         await this.noteWalPosition();
@@ -142,8 +175,16 @@ export class Db {
   /**
    * Runs `work` in one transaction on one connection; rolls back if it throws. `prelude`
    * (statements without parameters, e.g. SET LOCAL) is sent with the BEGIN, in one round trip.
+   * `work` may run more than once (see retrying): it must do nothing but its queries.
    */
   transaction<T>(work: (client: pg.PoolClient) => Promise<T>, prelude?: string): Promise<T> {
+    return retrying(() => this.oneTransaction(work, prelude));
+  }
+
+  private oneTransaction<T>(
+    work: (client: pg.PoolClient) => Promise<T>,
+    prelude: string | undefined,
+  ): Promise<T> {
     return this.withClient(async (client) => {
       if (!this.options.trackWrites) {
         return (await inTransaction(client, work, "COMMIT", prelude)).result;

@@ -4,7 +4,13 @@
  * the HNSW index in one transaction. The reindex in progress is a `meta` row every node reads.
  */
 import { ITEM_COLUMNS } from "../item-row.ts";
-import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
+import {
+  parseReindexTarget,
+  REINDEX_KEY,
+  reindexIncomplete,
+  reindexRecord,
+  reindexSuperseded,
+} from "../reindex-target.ts";
 import type { EmbeddingRow, ModelInfo, ReindexTarget, StoredItem, SwapOptions } from "../types.ts";
 import type { Db } from "./db.ts";
 import { dropIndex, ensureIndex, type HnswIndexSettings } from "./hnsw-index.ts";
@@ -27,7 +33,15 @@ export class PostgresStaging {
     if (rows.length === 0) return;
     await this.ready();
     await this.db.transaction(async (client) => {
+      // Items deleted meanwhile (by any node) are skipped: locked first, a delete waits for
+      // this transaction instead of the insert failing on the foreign key.
+      const kept = await client.query<{ label: number }>(
+        "SELECT label FROM longclip.items WHERE label = ANY($1::bigint[]) ORDER BY label FOR KEY SHARE",
+        [rows.map((row) => row.label)],
+      );
+      const alive = new Set(kept.rows.map((row) => row.label));
       for (const row of rows) {
+        if (!alive.has(row.label)) continue;
         await client.query(
           `INSERT INTO longclip.embeddings_staging (label, model_id, embedding) VALUES ($1, $2, $3::vector)
            ON CONFLICT (label) DO UPDATE SET model_id = excluded.model_id, embedding = excluded.embedding`,
@@ -41,6 +55,13 @@ export class PostgresStaging {
     await this.ready();
     await this.db.transaction(async (client) => {
       await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
+      if (options.target !== undefined) {
+        const recorded = await client.query<{ value: string }>(
+          "SELECT value FROM longclip.meta WHERE key = $1",
+          [REINDEX_KEY],
+        );
+        if (recorded.rows[0]?.value !== reindexRecord(options.target)) throw reindexSuperseded();
+      }
       const except = options.requireCompleteExcept;
       if (except !== undefined) {
         // Inserts lock the model row FOR SHARE, so none commits between this count and the swap.
@@ -100,15 +121,38 @@ export class PostgresStaging {
     return parseReindexTarget(result.rows[0]?.value);
   }
 
-  async setReindexTarget(target: ReindexTarget | undefined): Promise<void> {
+  async setReindexTarget(
+    target: ReindexTarget | undefined,
+    expected?: ReindexTarget | null,
+  ): Promise<boolean> {
     await this.ready();
-    if (target === undefined) {
-      await this.db.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);
-      return;
+    const value = target === undefined ? null : reindexRecord(target);
+    if (expected === undefined) {
+      await this.db.query(
+        value === null
+          ? "DELETE FROM longclip.meta WHERE key = $1"
+          : "INSERT INTO longclip.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        value === null ? [REINDEX_KEY] : [REINDEX_KEY, value],
+      );
+      return true;
     }
-    await this.db.query(
-      "INSERT INTO longclip.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-      [REINDEX_KEY, JSON.stringify(target)],
-    );
+    if (expected === null && value === null) return (await this.reindexTarget()) === undefined;
+    // Compare-and-set in one statement: of nodes doing it at the same moment, one wins.
+    const result =
+      expected === null
+        ? await this.db.query(
+            "INSERT INTO longclip.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            [REINDEX_KEY, value],
+          )
+        : value === null
+          ? await this.db.query("DELETE FROM longclip.meta WHERE key = $1 AND value = $2", [
+              REINDEX_KEY,
+              reindexRecord(expected),
+            ])
+          : await this.db.query(
+              "UPDATE longclip.meta SET value = $2 WHERE key = $1 AND value = $3",
+              [REINDEX_KEY, value, reindexRecord(expected)],
+            );
+    return result.rowCount === 1;
   }
 }

@@ -22,6 +22,7 @@ import type { Filter, ItemOrder } from "../../core/types.ts";
 import { hnswStats, liveEmbedding, requireModel } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
+import { holdsAnotherModel } from "../reindex-target.ts";
 import type {
   ContentMatch,
   EmbeddingRow,
@@ -200,6 +201,13 @@ export class PostgresStore implements ItemStore {
   async setModel(info: ModelInfo): Promise<void> {
     await this.transaction(async (client) => {
       await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
+      // Inserts read the model row FOR SHARE: none commits between this check and the change.
+      const other = await client.query<{ model_id: string }>(
+        "SELECT model_id FROM longclip.items WHERE model_id <> $1 LIMIT 1",
+        [info.modelId],
+      );
+      const stored = other.rows[0]?.model_id;
+      if (stored !== undefined) throw holdsAnotherModel(stored, info.modelId);
       await writeModel(client, info);
       await ensureIndex(client, this.options, info.dims);
     });
@@ -268,68 +276,83 @@ export class PostgresStore implements ItemStore {
 
   async insertItems(entries: readonly NewItem[], modelId: string): Promise<InsertOutcome[]> {
     if (entries.length === 0) return [];
+    // In content-hash order: nodes inserting overlapping batches take the unique-index entries
+    // in one order, so they wait for each other instead of deadlocking.
+    const order = entries
+      .map((_, k) => k)
+      .sort((a, b) => compareText(entries[a]?.sha256 ?? "", entries[b]?.sha256 ?? ""));
     return this.transaction(async (client) => {
-      const outcomes: InsertOutcome[] = [];
-      // Blue/green: read the live model under a row lock a switch (which updates it) waits for.
-      let current: string | undefined;
-      if (entries.some((entry) => entry.staged !== undefined)) {
-        const row = await client.query<{ value: string }>(
-          "SELECT value FROM longclip.meta WHERE key = 'model_id' FOR SHARE",
-        );
-        current = row.rows[0]?.value;
-      }
-      for (const entry of entries) {
-        const live = liveEmbedding(entry, modelId, current);
-        // ON CONFLICT DO NOTHING waits for a concurrent insert of the same hash or id (another
-        // node) to commit or roll back, then skips: the unique constraints decide, not a read.
-        const inserted = await client.query<{ label: number }>(
-          `INSERT INTO longclip.items (id, sha256, metadata, content_type, width, height, bytes, source, path, model_id, embedding)
-           VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11::vector)
-           ON CONFLICT DO NOTHING RETURNING label`,
-          [
-            entry.id,
-            entry.sha256,
-            JSON.stringify(entry.metadata),
-            entry.contentType,
-            entry.width,
-            entry.height,
-            entry.bytes,
-            entry.source,
-            entry.path ?? null,
-            live.modelId,
-            vectorParam(live.vector),
-          ],
-        );
-        const label = inserted.rows[0]?.label;
-        if (label !== undefined) {
-          if (live.staged !== undefined) {
-            await client.query(
-              "INSERT INTO longclip.embeddings_staging (label, model_id, embedding) VALUES ($1, $2, $3::vector)",
-              [label, live.staged.modelId, vectorParam(live.staged.vector)],
-            );
-          }
-          if (entry.original !== undefined) {
-            await client.query(
-              "INSERT INTO longclip.originals (sha256, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-              [entry.sha256, entry.original],
-            );
-          }
-          outcomes.push({ status: "inserted", label });
-          continue;
-        }
-        const same = await client.query<{ id: string }>(
-          "SELECT id FROM longclip.items WHERE sha256 = $1",
-          [entry.sha256],
-        );
-        const existing = same.rows[0];
-        outcomes.push(
-          existing !== undefined
-            ? { status: "duplicate", id: existing.id }
-            : { status: "id_conflict" },
-        );
+      // The live model, under a row lock that a switch or a model change (which rewrite it
+      // under an exclusive table lock) waits for: no embedding of a replaced model gets in.
+      const row = await client.query<{ value: string }>(
+        "SELECT value FROM longclip.meta WHERE key = 'model_id' FOR SHARE",
+      );
+      const current = row.rows[0]?.value;
+      const outcomes = new Array<InsertOutcome>(entries.length);
+      for (const k of order) {
+        outcomes[k] = await this.insertOne(client, entries[k] as NewItem, modelId, current);
       }
       return outcomes;
     });
+  }
+
+  /**
+   * One item in the caller's transaction. The unique constraints decide, not an earlier read:
+   * ON CONFLICT DO NOTHING waits for a concurrent insert of the same hash or id (another node)
+   * to commit or roll back, then skips; one statement then says who holds the hash or the id.
+   */
+  private async insertOne(
+    client: pg.PoolClient,
+    entry: NewItem,
+    modelId: string,
+    current: string | undefined,
+  ): Promise<InsertOutcome> {
+    const live = liveEmbedding(entry, modelId, current);
+    for (let attempt = 1; ; attempt++) {
+      const inserted = await client.query<{ label: number }>(
+        `INSERT INTO longclip.items (id, sha256, metadata, content_type, width, height, bytes, source, path, model_id, embedding)
+         VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11::vector)
+         ON CONFLICT DO NOTHING RETURNING label`,
+        [
+          entry.id,
+          entry.sha256,
+          JSON.stringify(entry.metadata),
+          entry.contentType,
+          entry.width,
+          entry.height,
+          entry.bytes,
+          entry.source,
+          entry.path ?? null,
+          live.modelId,
+          vectorParam(live.vector),
+        ],
+      );
+      const label = inserted.rows[0]?.label;
+      if (label !== undefined) {
+        if (live.staged !== undefined) {
+          await client.query(
+            "INSERT INTO longclip.embeddings_staging (label, model_id, embedding) VALUES ($1, $2, $3::vector)",
+            [label, live.staged.modelId, vectorParam(live.staged.vector)],
+          );
+        }
+        if (entry.original !== undefined) {
+          await client.query(
+            "INSERT INTO longclip.originals (sha256, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [entry.sha256, entry.original],
+          );
+        }
+        return { status: "inserted", label };
+      }
+      const held = await client.query<{ id: string; sha256: string }>(
+        "SELECT id, sha256 FROM longclip.items WHERE sha256 = $1 OR id = $2",
+        [entry.sha256, entry.id],
+      );
+      const same = held.rows.find((r) => r.sha256 === entry.sha256);
+      if (same !== undefined) return { status: "duplicate", id: same.id };
+      if (held.rows.length > 0) return { status: "id_conflict" };
+      // The row that stopped the insert was deleted since: the hash and id are free again.
+      if (attempt >= 5) throw new Error(`inserting ${entry.id} kept meeting deleted rows`);
+    }
   }
 
   async deleteById(id: string): Promise<StoredItem | undefined> {
@@ -437,8 +460,11 @@ export class PostgresStore implements ItemStore {
     return this.staging.reindexTarget();
   }
 
-  async setReindexTarget(target: ReindexTarget | undefined): Promise<void> {
-    await this.staging.setReindexTarget(target);
+  async setReindexTarget(
+    target: ReindexTarget | undefined,
+    expected?: ReindexTarget | null,
+  ): Promise<boolean> {
+    return this.staging.setReindexTarget(target, expected);
   }
 
   async indexStats(): Promise<VectorIndexStats> {
@@ -468,4 +494,8 @@ export class PostgresStore implements ItemStore {
     await this.replicas?.close();
     await this.db.close();
   }
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

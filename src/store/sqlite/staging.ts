@@ -4,7 +4,13 @@
  * transaction (the store then rebuilds the HNSW index). The reindex in progress is a `meta` row.
  */
 import type Database from "better-sqlite3";
-import { parseReindexTarget, REINDEX_KEY, reindexIncomplete } from "../reindex-target.ts";
+import {
+  parseReindexTarget,
+  REINDEX_KEY,
+  reindexIncomplete,
+  reindexRecord,
+  reindexSuperseded,
+} from "../reindex-target.ts";
 import type { EmbeddingRow, ModelInfo, ReindexTarget, StoredItem, SwapOptions } from "../types.ts";
 import { toItem, vectorToBlob } from "./rows.ts";
 import type { Statements } from "./statements.ts";
@@ -29,6 +35,12 @@ export class SqliteStaging {
   /** Makes the staged embeddings of `info` the live ones; the HNSW index is the caller's. */
   swap(info: ModelInfo, options: SwapOptions): void {
     this.db.transaction(() => {
+      if (
+        options.target !== undefined &&
+        this.stmts.getMeta.get(REINDEX_KEY)?.value !== reindexRecord(options.target)
+      ) {
+        throw reindexSuperseded();
+      }
       const except = options.requireCompleteExcept;
       if (except !== undefined) {
         const missing = this.stmts.countUnstaged.get(info.modelId, JSON.stringify(except))?.n ?? 0;
@@ -63,8 +75,15 @@ export class SqliteStaging {
     return parseReindexTarget(this.stmts.getMeta.get(REINDEX_KEY)?.value);
   }
 
-  setReindexTarget(target: ReindexTarget | undefined): void {
-    if (target === undefined) this.stmts.deleteMeta.run(REINDEX_KEY);
-    else this.stmts.setMeta.run(REINDEX_KEY, JSON.stringify(target));
+  setReindexTarget(target: ReindexTarget | undefined, expected?: ReindexTarget | null): boolean {
+    return this.db.transaction(() => {
+      const recorded = this.stmts.getMeta.get(REINDEX_KEY)?.value;
+      if (expected !== undefined && recorded !== (expected ? reindexRecord(expected) : undefined)) {
+        return false;
+      }
+      if (target === undefined) this.stmts.deleteMeta.run(REINDEX_KEY);
+      else this.stmts.setMeta.run(REINDEX_KEY, reindexRecord(target));
+      return true;
+    })();
   }
 }

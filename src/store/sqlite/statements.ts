@@ -60,8 +60,11 @@ export function prepareStatements(db: Database.Database) {
         (SELECT 1 FROM embeddings_staging s WHERE s.label = i.label AND s.model_id = ?)
        AND label NOT IN (SELECT value FROM json_each(?))`,
     ),
+    // An item deleted meanwhile is skipped (its label is gone).
     putStaging: db.prepare<[number, string, Buffer]>(
-      "INSERT OR REPLACE INTO embeddings_staging (label, model_id, vector) VALUES (?, ?, ?)",
+      `INSERT OR REPLACE INTO embeddings_staging (label, model_id, vector)
+       SELECT s.label, s.model_id, s.vector FROM (SELECT ? AS label, ? AS model_id, ? AS vector) s
+       JOIN items i ON i.label = s.label`,
     ),
   };
 }

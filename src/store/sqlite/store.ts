@@ -20,6 +20,7 @@ import type { Filter, ItemOrder } from "../../core/types.ts";
 import { efSearchFor } from "../../vector-index/ef-search.ts";
 import { hnswStats, type LiveEmbedding, liveEmbedding } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
+import { holdsAnotherModel } from "../reindex-target.ts";
 import type {
   ContentMatch,
   EmbeddingRow,
@@ -139,6 +140,12 @@ export class SqliteStore implements ItemStore {
 
   async setModel(info: ModelInfo): Promise<void> {
     this.db.transaction(() => {
+      const other = this.db
+        .prepare<[string], { model_id: string }>(
+          "SELECT model_id FROM embeddings WHERE model_id <> ? LIMIT 1",
+        )
+        .get(info.modelId);
+      if (other !== undefined) throw holdsAnotherModel(other.model_id, info.modelId);
       this.stmts.setMeta.run("model_id", info.modelId);
       this.stmts.setMeta.run("dims", String(info.dims));
     })();
@@ -354,8 +361,11 @@ export class SqliteStore implements ItemStore {
     return this.staging.reindexTarget();
   }
 
-  async setReindexTarget(target: ReindexTarget | undefined): Promise<void> {
-    this.staging.setReindexTarget(target);
+  async setReindexTarget(
+    target: ReindexTarget | undefined,
+    expected?: ReindexTarget | null,
+  ): Promise<boolean> {
+    return this.staging.setReindexTarget(target, expected);
   }
 
   async indexStats(): Promise<VectorIndexStats> {

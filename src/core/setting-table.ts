@@ -332,7 +332,7 @@ export const SETTINGS = {
     env: "LONGCLIP_JOB_WORKER",
     flag: "job-worker",
     placeholder: "on|off|auto",
-    help: "whether serve also runs jobs: auto = yes on SQLite, no on Postgres (run workers)",
+    help: "whether serve also runs jobs (only with --media-root): auto = yes on SQLite, no on Postgres (run workers)",
   },
   jobLeaseMs: {
     default: 60_000,

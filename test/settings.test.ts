@@ -51,6 +51,7 @@ preprocessWorkers      --preprocess-workers       n           LONGCLIP_PREPROCES
 nativeJpeg             --native-jpeg              on|off      LONGCLIP_NATIVE_JPEG              -    library on
 textBatchSize          --text-batch-size          n           LONGCLIP_TEXT_BATCH_SIZE          -    library 32
 apiKey                 --api-key                  key         LONGCLIP_API_KEY                  -    server  unset
+apiKeyReads            --api-key-reads            on|off      LONGCLIP_API_KEY_READS            -    server  off
 mediaRoot              --media-root               dir         LONGCLIP_MEDIA_ROOT               -    library unset
 maxImageBytes          --max-image-bytes          n           LONGCLIP_MAX_IMAGE_BYTES          -    library 20971520
 maxImagePixels         --max-image-pixels         n           LONGCLIP_MAX_IMAGE_PIXELS         -    library 50000000

@@ -150,6 +150,15 @@ export const SETTINGS = {
     placeholder: "key",
     help: "required on write endpoints when set; prefer the variable or --api-key-file (a flag shows in ps)",
   },
+  apiKeyReads: {
+    default: "off",
+    kind: "choice",
+    choices: ["on", "off"],
+    scope: "server",
+    env: "LONGCLIP_API_KEY_READS",
+    flag: "api-key-reads",
+    help: "on: the API key is required on reads too (search, image search, duplicates, jobs, reindex status, metrics)",
+  },
   mediaRoot: {
     default: undefined,
     kind: "path",

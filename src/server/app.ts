@@ -92,6 +92,20 @@ function logErrorAnswer(request: FastifyRequest, error: unknown, answer: AppErro
   }
 }
 
+/**
+ * Reads that `--api-key-reads on` puts behind the API key too: what a library holds and what
+ * its searches cost (issue 24). Items and their images stay open, for the web page's <img> tags.
+ */
+const KEYED_READS: ReadonlySet<string> = new Set([
+  "searchText",
+  "searchImage",
+  "duplicates",
+  "listJobs",
+  "getJob",
+  "getReindex",
+  "metrics",
+]);
+
 export function buildApp(
   settings: Settings,
   library: Library,
@@ -248,7 +262,8 @@ export function buildApp(
       throw new Error(`openapi.yaml operation ${op.operationId} has no handler in src/server`);
     }
     const onRequest: NonNullable<RouteOptions["onRequest"]> = [];
-    if (op.secured && settings.apiKey) {
+    const keyed = op.secured || (settings.apiKeyReads === "on" && KEYED_READS.has(op.operationId));
+    if (keyed && settings.apiKey) {
       const expected = digest(settings.apiKey);
       onRequest.push(async (request, reply) => {
         const key = presentedKey(request);

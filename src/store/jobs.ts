@@ -3,6 +3,7 @@
  * a job item that a worker claims with a lease, indexes, and finishes. A worker that dies
  * mid-chunk leaves its items claimed; when the lease expires they are claimed again, and an
  * item that has cost `maxAttempts` leases fails (`worker_lost`) rather than looping forever.
+ * A worker that was only slow may still store its file after that: its outcome counts then.
  *
  * Both backends keep the same two tables and return the same summaries; only the SQL differs.
  */
@@ -92,7 +93,12 @@ export interface JobStore {
   ): Promise<ClaimedItem[]>;
   /** Extends the lease of items this worker still holds. */
   extendLease(workerId: string, items: readonly ClaimedItem[], leaseMs: number): Promise<void>;
-  /** Records outcomes of items this worker still holds (others are left as they are). */
+  /**
+   * Records outcomes. A failure counts only while this worker still holds the item. A file
+   * stored (indexed or duplicate) counts even when the lease expired meanwhile: while another
+   * worker holds the item (whose own outcome then changes nothing) and after the item failed
+   * as worker_lost, so that a job's counts always equal the rows it stored.
+   */
   finish(workerId: string, results: readonly JobItemResult[]): Promise<void>;
 }
 

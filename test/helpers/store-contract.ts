@@ -734,8 +734,10 @@ export function storeContract(name: string, options: ContractOptions): void {
           { jobId: "job-1", seq: 1, state: "duplicate", itemId: "i-a" },
           { jobId: "job-1", seq: 2, state: "failed", code: "image_corrupt", message: "bad" },
         ]);
-        // A worker cannot finish an item another worker holds.
-        await store.jobs.finish("w1", [{ jobId: "job-1", seq: 3, state: "indexed", itemId: "z" }]);
+        // A worker cannot fail an item another worker holds.
+        await store.jobs.finish("w1", [
+          { jobId: "job-1", seq: 3, state: "failed", code: "image_corrupt", message: "z" },
+        ]);
         let summary = await store.jobs.get("job-1");
         assert.equal(summary?.counts.running, 1);
         assert.equal(summary?.state, "running");
@@ -777,9 +779,9 @@ export function storeContract(name: string, options: ContractOptions): void {
         const [second] = await store.jobs.claim("w2", 5, 1, 2);
         assert.equal(second?.path, "a.png");
         assert.equal(second?.attempts, 2);
-        // The dead worker's late outcome is ignored: the item is no longer its.
+        // The dead worker's late failure is ignored: the item is no longer its.
         await store.jobs.finish("dead-worker", [
-          { jobId: "job-2", seq: 0, state: "indexed", itemId: "x" },
+          { jobId: "job-2", seq: 0, state: "failed", code: "decode_failed", message: "late" },
         ]);
         assert.equal((await store.jobs.get("job-2"))?.counts.running, 1);
         await new Promise((resolve) => setTimeout(resolve, 20));
@@ -793,6 +795,50 @@ export function storeContract(name: string, options: ContractOptions): void {
         await store.jobs.extendLease("w4", claimed, 60_000);
         await new Promise((resolve) => setTimeout(resolve, 60));
         assert.deepEqual(await store.jobs.claim("w5", 5, 60_000, 3), []);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("jobs: a late commit by a worker whose lease expired is counted, so counts equal the rows", async () => {
+      const store = await fresh();
+      try {
+        await store.jobs.create({ id: "late", paths: ["a.png", "b.png"], metadata: {} });
+        const first = await store.jobs.claim("slow-1", 5, 1, 2);
+        assert.equal(first.length, 2);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const second = await store.jobs.claim("slow-2", 5, 1, 2);
+        assert.deepEqual(
+          second.map((c) => c.attempts),
+          [2, 2],
+        );
+        // a.png: the first worker stores it while the second still holds the item.
+        await store.jobs.finish("slow-1", [
+          { jobId: "late", seq: 0, state: "indexed", itemId: "id-a" },
+        ]);
+        let summary = await store.jobs.get("late");
+        assert.equal(summary?.counts.indexed, 1);
+        assert.equal(summary?.counts.running, 1);
+        // Its holder's own outcome for it, arriving after, changes nothing.
+        await store.jobs.finish("slow-2", [
+          { jobId: "late", seq: 0, state: "failed", code: "decode_failed", message: "x" },
+        ]);
+        // b.png: every lease expires, the item fails as worker_lost, then a holder stores it.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        assert.deepEqual(await store.jobs.claim("w3", 5, 60_000, 2), []);
+        summary = await store.jobs.get("late");
+        assert.deepEqual(summary?.failedCodes, { [WORKER_LOST]: 1 });
+        await store.jobs.finish("slow-1", [
+          { jobId: "late", seq: 1, state: "indexed", itemId: "id-b" },
+        ]);
+        summary = await store.jobs.get("late");
+        assert.equal(summary?.state, "done");
+        assert.deepEqual(
+          { ...summary?.counts },
+          { total: 2, pending: 0, running: 0, indexed: 2, duplicate: 0, failed: 0, cancelled: 0 },
+        );
+        assert.deepEqual(summary?.failedCodes, {});
+        assert.deepEqual(await store.jobs.failures("late", 10), []);
       } finally {
         await store.close();
       }

@@ -186,13 +186,16 @@ export class PostgresJobs implements JobStore {
 
   async finish(workerId: string, results: readonly JobItemResult[]): Promise<void> {
     if (results.length === 0) return;
+    // $8: the outcome stored the file, which counts whoever holds the item now (see JobStore).
     await this.db.transaction(async (client) => {
       for (const r of results) {
         const failed = r.state === "failed";
         await client.query(
           `UPDATE longclip.job_items
            SET state = $1, done_at = ${NOW_MS}, item_id = $2, error_code = $3, error_message = $4
-           WHERE job_id = $5 AND seq = $6 AND state = 'claimed' AND worker = $7`,
+           WHERE job_id = $5 AND seq = $6
+             AND ((state = 'claimed' AND worker = $7)
+               OR ($8 AND (state = 'claimed' OR (state = 'failed' AND error_code = $9))))`,
           [
             r.state,
             failed ? null : r.itemId,
@@ -201,6 +204,8 @@ export class PostgresJobs implements JobStore {
             r.jobId,
             r.seq,
             workerId,
+            !failed,
+            WORKER_LOST,
           ],
         );
       }

@@ -162,7 +162,9 @@ export class SqliteJobs implements JobStore {
   async finish(workerId: string, results: readonly JobItemResult[]): Promise<void> {
     const update = this.db.prepare(
       `UPDATE job_items SET state = ?, done_at = ?, item_id = ?, error_code = ?, error_message = ?
-       WHERE job_id = ? AND seq = ? AND state = 'claimed' AND worker = ?`,
+       WHERE job_id = ? AND seq = ?
+         AND ((state = 'claimed' AND worker = ?)
+           OR (? AND (state = 'claimed' OR (state = 'failed' AND error_code = ?))))`,
     );
     const now = Date.now();
     this.db.transaction(() => {
@@ -177,6 +179,9 @@ export class SqliteJobs implements JobStore {
           r.jobId,
           r.seq,
           workerId,
+          // The outcome stored the file, which counts whoever holds the item now (see JobStore).
+          failed ? 0 : 1,
+          WORKER_LOST,
         );
       }
     })();

@@ -526,4 +526,63 @@ describe("blue/green reindex on Postgres with two nodes", () => {
       await nodeA.close();
     }
   });
+
+  test("a node that had not followed the run yet follows the switch at its next upload, which is stored with the new model (issue 25)", async () => {
+    const root = tempDir("blue-green-late-");
+    const { served, next } = modelsUnder(root);
+    const settings = testSettings(served, path.join(root, "data"), {
+      databaseUrl: postgres.url,
+    });
+    const open = () =>
+      PostgresStore.open({
+        url: postgres.url,
+        vectorType: "halfvec",
+        m: settings.hnswM,
+        efConstruction: settings.hnswEfConstruction,
+        efSearch: settings.hnswEfSearch,
+        ...(postgres.kind === "pglite" ? { poolSize: 1 } : {}),
+      });
+    await postgres.reset();
+    const nodeA = await openLibrary(settings, await open());
+    // Node B's store hides the recorded run, as if its 2 s check had not come yet: it never
+    // loads the next model, so it embeds its upload with the old model only.
+    const storeB = await open();
+    const unaware = new Proxy(storeB, {
+      get(target, key) {
+        if (key === "reindexTarget") return async () => undefined;
+        const value = Reflect.get(target, key, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const nodeB = await openLibrary(settings, unaware);
+    const appB = buildApp(settings, nodeB, {});
+    const httpB = supertest(await appB.listen({ host: "127.0.0.1", port: 0 }));
+    const images = new Map<string, Buffer>();
+    try {
+      const bytes = await pngs(3000, 4);
+      await nodeA.index(
+        bytes.map((b, i) => {
+          images.set(`item-${i}`, b);
+          return { id: `item-${i}`, bytes: b };
+        }),
+      );
+      await nodeA.startReindex(next, "auto");
+      await nodeA.waitForReindex();
+      assert.equal(nodeA.reindexStatus()?.state, "switched");
+      assert.equal(nodeB.nextModelId(), undefined, "node B did not follow the run");
+      const late = await patternPng(3100, 96);
+      images.set("late-b", late);
+      const added = await upload(httpB, [["late-b", late]]);
+      assert.equal(added.status, 200, JSON.stringify(added.body));
+      assert.equal(added.body.results[0].status, "indexed", JSON.stringify(added.body));
+      assert.equal((await httpB.get("/stats")).body.model_id, NEXT_ID);
+      await assertAllEmbeddedBy(nodeA.store, images, next, settings);
+      const found = await httpB.post("/search/image").attach("image", late, "late.png");
+      assert.equal(found.status, 200, JSON.stringify(found.body));
+      assert.equal(found.body.hits[0].id, "late-b");
+    } finally {
+      await appB.close();
+      await nodeA.close();
+    }
+  });
 });

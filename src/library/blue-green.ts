@@ -356,7 +356,7 @@ export class BlueGreen {
         if (this.ended()) break;
         try {
           await store.swapStaging(
-            { modelId: next.embedder.modelId, dims: next.embedder.dims },
+            { modelId: next.embedder.modelId, dims: next.embedder.dims, modelDir: target.modelDir },
             { requireCompleteExcept: [...failed], target: written },
           );
         } catch (error) {

@@ -9,6 +9,7 @@
  */
 
 import { AppError, isAppError } from "../core/errors.ts";
+import type { IndexInput, IndexResult } from "../core/types.ts";
 import type { Embedder } from "../encode/types.ts";
 import type { ModelInfo, StoredItem } from "../store/types.ts";
 import { BlueGreen, type BlueGreenHost, STALE_MS } from "./blue-green.ts";
@@ -33,6 +34,8 @@ export class Generations {
   readonly blueGreen: BlueGreen;
   /** Models replaced by a switch, closed once the work that used them is done. */
   private readonly retired = new Set<Promise<void>>();
+  /** Following a switch of the store, one at a time (checks and refused inserts may race). */
+  private following: Promise<boolean> | undefined;
 
   constructor(
     private readonly host: GenerationsHost,
@@ -75,8 +78,13 @@ export class Generations {
     const { store } = this.host;
     let stored = await store.model();
     if (this.host.loadModel !== undefined) {
+      const serving = this.serves(stored) || this.serves(this.lastStored);
       await this.followReindex(stored);
       stored = await store.model();
+      // The store switched away from this node's model (during this check, or before a run
+      // was followed here): follow it rather than refuse every request.
+      if (serving && stored !== undefined && !this.serves(stored))
+        await this.followSwitchOf(stored);
     }
     this.lastStored = stored;
     const matches =
@@ -201,6 +209,78 @@ export class Generations {
         if (this.current === live && !(await this.followSwitch())) throw error;
       }
     }
+  }
+
+  /**
+   * After an insert was refused because the store holds another model than the one it was
+   * embedded by: if the store switched away from the model this node was serving (a blue/green
+   * run it had not followed, or not adopted, yet), adopt the store's model. True when the live
+   * model is now the store's, so the refused items can be embedded again. A node started on
+   * another model than the store's does not follow: it refuses until an operator decides.
+   */
+  private async followStoreModel(): Promise<boolean> {
+    const stored = await this.host.store.model();
+    if (stored === undefined) return false;
+    if (this.serves(stored)) return true;
+    if (!this.serves(this.lastStored)) return false;
+    return this.followSwitchOf(stored);
+  }
+
+  /**
+   * The store switched to `stored`: it becomes live here, the next model if this node loaded
+   * it, else loaded from the directory the switch recorded. True when it is live now.
+   */
+  private followSwitchOf(stored: ModelInfo): Promise<boolean> {
+    this.following ??= (async () => {
+      if (this.serves(stored)) return true;
+      const next = this.blueGreen.next;
+      if (next !== undefined && next.embedder.modelId === stored.modelId) {
+        this.switchedElsewhere(next);
+        return true;
+      }
+      if (stored.modelDir === undefined || this.host.loadModel === undefined) return false;
+      const loaded = await this.load(stored.modelDir);
+      if (loaded.embedder.modelId !== stored.modelId || loaded.embedder.dims !== stored.dims) {
+        await loaded.embedder.close(); // the directory holds another model now
+        return false;
+      }
+      this.adopt(loaded);
+      this.blueGreen.switchedElsewhere();
+      return true;
+    })().finally(() => {
+      this.following = undefined;
+    });
+    return this.following;
+  }
+
+  /** Whether `info` is the live model. */
+  private serves(info: ModelInfo | undefined): boolean {
+    return (
+      info?.modelId === this.current.embedder.modelId && info.dims === this.current.embedder.dims
+    );
+  }
+
+  /**
+   * Runs ingest, and again for the items the store refused because it switched models under
+   * them (a blue/green run this node had not followed yet): the node follows the switch and
+   * embeds them with the new model. A valid image never fails because of a switch.
+   */
+  async ingestAcrossSwitch(
+    inputs: readonly IndexInput[],
+    run: (inputs: readonly IndexInput[]) => Promise<IndexResult[]>,
+  ): Promise<IndexResult[]> {
+    const results = await run(inputs);
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const refused = results.flatMap((result, i) =>
+        result.status === "failed" && result.error?.code === "model_mismatch" ? [i] : [],
+      );
+      if (refused.length === 0 || !(await this.followStoreModel())) break;
+      const again = await run(refused.map((i) => inputs[i] as IndexInput));
+      refused.forEach((i, k) => {
+        results[i] = again[k] as IndexResult;
+      });
+    }
+    return results;
   }
 
   /** Adopts the next model if the store switched to it; true when it did. */

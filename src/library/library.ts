@@ -251,7 +251,10 @@ export class LongclipLibrary implements Library {
     return this.track(async () => {
       this.duplicateGroups.invalidate();
       const keep = this.settings.keepUploadFilename === "on";
-      const results = await this.ingest.run(inputs.map((input) => withUploadFilename(input, keep)));
+      const results = await this.generations.ingestAcrossSwitch(
+        inputs.map((input) => withUploadFilename(input, keep)),
+        (batch) => this.ingest.run(batch),
+      );
       this.duplicateGroups.invalidate();
       await flagNearDuplicates(
         this.store,

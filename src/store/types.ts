@@ -57,6 +57,11 @@ export interface EmbeddingRow {
 export interface ModelInfo {
   modelId: string;
   dims: number;
+  /**
+   * Where the model is, when a blue/green switch recorded it (the same path on every host):
+   * a node whose model the store switched away from loads this one and follows.
+   */
+  modelDir?: string;
 }
 
 /** A blue/green reindex in progress, as the store records it for every node and restart. */

@@ -560,8 +560,9 @@ export function storeContract(name: string, options: ContractOptions): void {
           "new",
         );
         assert.equal(await store.countEmbeddings("new"), 0, "staged rows are not live");
-        await store.swapStaging({ modelId: "new", dims: 2 });
-        assert.deepEqual(await store.model(), { modelId: "new", dims: 2 });
+        // A blue/green switch records where the model is, for nodes that follow it.
+        await store.swapStaging({ modelId: "new", dims: 2, modelDir: "models/new" });
+        assert.deepEqual(await store.model(), { modelId: "new", dims: 2, modelDir: "models/new" });
         assert.equal(await store.countEmbeddings("old"), 0);
         const rows = await store.embeddingsOf("new", [l1 as number, l2 as number]);
         assert.deepEqual(
@@ -574,6 +575,9 @@ export function storeContract(name: string, options: ContractOptions): void {
         assert.equal(await store.count(), 3, "items stay even when one was not re-embedded");
         const hits = await store.nearest({ vector: new Float32Array([1, 1]), k: 5 }, "new");
         assert.deepEqual(hits.map((h) => h.item.id).sort(), ["item-1", "item-2"]);
+        // A swap that names no directory (a reindex in place) leaves none recorded.
+        await store.swapStaging({ modelId: "new", dims: 2 });
+        assert.deepEqual(await store.model(), { modelId: "new", dims: 2 });
       } finally {
         await store.close();
       }

@@ -12,4 +12,13 @@ export async function writeModel(client: Queryable, info: ModelInfo): Promise<vo
       [key, value],
     );
   }
+  // A model recorded without its directory leaves no stale one behind.
+  if (info.modelDir === undefined) {
+    await client.query("DELETE FROM longclip.meta WHERE key = 'model_dir'");
+  } else {
+    await client.query(
+      "INSERT INTO longclip.meta (key, value) VALUES ('model_dir', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      [info.modelDir],
+    );
+  }
 }

@@ -188,13 +188,16 @@ export class PostgresStore implements ItemStore {
 
   async model(): Promise<ModelInfo | undefined> {
     const rows = await this.query<{ key: string; value: string }>(
-      "SELECT key, value FROM longclip.meta WHERE key IN ('model_id', 'dims')",
+      "SELECT key, value FROM longclip.meta WHERE key IN ('model_id', 'dims', 'model_dir')",
     );
     const meta = new Map(rows.rows.map((row) => [row.key, row.value]));
     const modelId = meta.get("model_id");
     const dims = meta.get("dims");
+    const modelDir = meta.get("model_dir");
     this.knownModel =
-      modelId === undefined || dims === undefined ? undefined : { modelId, dims: Number(dims) };
+      modelId === undefined || dims === undefined
+        ? undefined
+        : { modelId, dims: Number(dims), ...(modelDir === undefined ? {} : { modelDir }) };
     return this.knownModel;
   }
 

@@ -13,7 +13,7 @@ import {
 } from "../reindex-target.ts";
 import type { EmbeddingRow, ModelInfo, ReindexTarget, StoredItem, SwapOptions } from "../types.ts";
 import { toItem, vectorToBlob } from "./rows.ts";
-import type { Statements } from "./statements.ts";
+import { type Statements, writeModel } from "./statements.ts";
 
 export class SqliteStaging {
   constructor(
@@ -57,8 +57,7 @@ export class SqliteStaging {
         )
         .run(info.modelId);
       this.stmts.clearStaging.run();
-      this.stmts.setMeta.run("model_id", info.modelId);
-      this.stmts.setMeta.run("dims", String(info.dims));
+      writeModel(this.stmts, info);
       this.stmts.deleteMeta.run(REINDEX_KEY);
     })();
   }

@@ -1,6 +1,7 @@
 /** The embedded backend's prepared statements over items, embeddings, staging and meta. */
 import type Database from "better-sqlite3";
 import { ITEM_COLUMNS } from "../item-row.ts";
+import type { ModelInfo } from "../types.ts";
 import type { ItemRow } from "./rows.ts";
 
 export function prepareStatements(db: Database.Database) {
@@ -70,3 +71,12 @@ export function prepareStatements(db: Database.Database) {
 }
 
 export type Statements = ReturnType<typeof prepareStatements>;
+
+/** The live model as the `meta` table records it; a reindex swap rewrites it. */
+export function writeModel(stmts: Statements, info: ModelInfo): void {
+  stmts.setMeta.run("model_id", info.modelId);
+  stmts.setMeta.run("dims", String(info.dims));
+  // A model recorded without its directory leaves no stale one behind.
+  if (info.modelDir === undefined) stmts.deleteMeta.run("model_dir");
+  else stmts.setMeta.run("model_dir", info.modelDir);
+}

@@ -48,7 +48,7 @@ import { toItem, vectorToBlob } from "./rows.ts";
 import { migrate } from "./schema.ts";
 import { SqliteSearch } from "./search.ts";
 import { SqliteStaging } from "./staging.ts";
-import { prepareStatements, type Statements } from "./statements.ts";
+import { prepareStatements, type Statements, writeModel } from "./statements.ts";
 
 /** The meta row that says the sample gallery was added (see ItemStore.gallerySeeded). */
 const GALLERY_SEEDED_KEY = "gallery_seeded";
@@ -134,8 +134,9 @@ export class SqliteStore implements ItemStore {
   private modelNow(): ModelInfo | undefined {
     const modelId = this.stmts.getMeta.get("model_id")?.value;
     const dims = this.stmts.getMeta.get("dims")?.value;
+    const modelDir = this.stmts.getMeta.get("model_dir")?.value;
     if (modelId === undefined || dims === undefined) return undefined;
-    return { modelId, dims: Number(dims) };
+    return { modelId, dims: Number(dims), ...(modelDir === undefined ? {} : { modelDir }) };
   }
 
   async setModel(info: ModelInfo): Promise<void> {
@@ -146,8 +147,7 @@ export class SqliteStore implements ItemStore {
         )
         .get(info.modelId);
       if (other !== undefined) throw holdsAnotherModel(other.model_id, info.modelId);
-      this.stmts.setMeta.run("model_id", info.modelId);
-      this.stmts.setMeta.run("dims", String(info.dims));
+      writeModel(this.stmts, info);
     })();
   }
 

@@ -13,6 +13,7 @@ import { PROJECT_ROOT, type Settings } from "../src/core/settings.ts";
 import type { IndexResult } from "../src/core/types.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/library.ts";
+import { openStore } from "../src/store/open.ts";
 import { withClient } from "../tools/bench/postgres-admin.ts";
 import { patternPng, tempDir, testSettings } from "./helpers/library-fixtures.ts";
 import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
@@ -110,4 +111,42 @@ test("an image read while another node deletes its item is not found, not a miss
   const image = await b.readImage(id);
   assert.ok(deleted, "the delete landed between the two reads");
   assert.equal(image, undefined);
+});
+
+test("a node starting while another node's insert is in flight does not queue every insert behind it", async () => {
+  const b = await node("starved", gate.url);
+  // A third node, with the same settings (its index is the one already built).
+  const starting = await openStore(
+    testSettings(MODEL, path.join(root, "starting"), { databaseUrl: db.url }),
+  );
+  let preparing: Promise<void> | undefined;
+  let prepared = false;
+  let lockWaits = 0;
+  try {
+    // B's insert holds the model row FOR SHARE; its INSERT waits at the relay (a node starved
+    // for CPU mid-transaction) while a third node starts on the same store.
+    gate.arm(/INSERT INTO longclip\.items/, async () => {
+      preparing = starting.prepare().then(() => {
+        prepared = true;
+      });
+      // Either the start finishes, or it waits for a lock that every later insert queues behind.
+      while (!prepared && lockWaits === 0) {
+        lockWaits = await withClient(db.url, async (client) => {
+          const { rows } = await client.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE longclip.meta%'`,
+          );
+          return rows[0]?.n ?? 0;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    });
+    const [stored] = await b.index([{ bytes: await patternPng(9100) }]);
+    assert.equal(stored?.status, "indexed");
+    await preparing;
+    assert.equal(lockWaits, 0, "the starting node waited for an exclusive lock on longclip.meta");
+  } finally {
+    await preparing?.catch(() => {});
+    await starting.close();
+  }
 });

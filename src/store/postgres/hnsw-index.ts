@@ -103,17 +103,26 @@ export function indexSignature(settings: HnswIndexSettings, dims: number): strin
   return `${settings.vectorType}(${dims}) m=${settings.m} ef=${settings.efConstruction}`;
 }
 
+/** Whether the recorded HNSW index is the one `settings` want for `dims`. */
+export async function indexMatches(
+  client: Queryable,
+  settings: HnswIndexSettings,
+  dims: number,
+): Promise<boolean> {
+  const current = await client.query<{ value: string }>(
+    "SELECT value FROM longclip.meta WHERE key = 'hnsw_index'",
+  );
+  return current.rows[0]?.value === indexSignature(settings, dims);
+}
+
 /** The HNSW index for `dims`-dimensional vectors of the configured type, (re)built if needed. */
 export async function ensureIndex(
   client: Queryable,
   settings: HnswIndexSettings,
   dims: number,
 ): Promise<void> {
+  if (await indexMatches(client, settings, dims)) return;
   const wanted = indexSignature(settings, dims);
-  const current = await client.query<{ value: string }>(
-    "SELECT value FROM longclip.meta WHERE key = 'hnsw_index'",
-  );
-  if (current.rows[0]?.value === wanted) return;
   await client.query(`DROP INDEX IF EXISTS longclip.${INDEX_NAME}`);
   await createHnswIndex(client, settings, dims);
   await client.query(

@@ -42,7 +42,7 @@ import type {
 } from "../types.ts";
 import { Db, type Reads } from "./db.ts";
 import { configurationError, isConnectionError, redactUrl } from "./errors.ts";
-import { ensureIndex, type HnswIndexSettings } from "./hnsw-index.ts";
+import { ensureIndex, type HnswIndexSettings, indexMatches } from "./hnsw-index.ts";
 import { PostgresJobs } from "./jobs.ts";
 import { writeModel } from "./meta.ts";
 import { ReplicaReads, serverName } from "./replicas.ts";
@@ -420,6 +420,11 @@ export class PostgresStore implements ItemStore {
   async prepare(): Promise<void> {
     const model = await this.model();
     if (model === undefined) return;
+    // A start that finds the index as wanted (nearly all) takes no lock: the exclusive lock
+    // waits for every insert in flight, a CPU-starved node's included, and every later insert
+    // of every node queues behind it (a lock wait of 86 s in the stress test, issue 25).
+    const { options } = this;
+    if (await this.transaction((client) => indexMatches(client, options, model.dims))) return;
     await this.transaction(async (client) => {
       await client.query("LOCK TABLE longclip.meta IN EXCLUSIVE MODE");
       await ensureIndex(client, this.options, model.dims);

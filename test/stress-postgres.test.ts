@@ -8,13 +8,13 @@
  * checked against the database and every node (./helpers/stress-checks.ts).
  *
  * Runs only when LONGCLIP_STRESS_ROUNDS is set (2 rounds of 6 s is the short form;
- * LONGCLIP_STRESS_ROUND_SECONDS makes rounds longer). It is not in `npm test` yet: on a
- * CPU-starved machine it found job items failed as worker_lost (their lease expired while the
- * worker was still working) whose images the worker then stored, so the job's counts disagree
- * with its rows, and a lock wait of 86 s; on a quieter run, 409 model_mismatch for uploads
- * across the blue/green switch on nodes that had not followed it yet. Until those are fixed it
- * would make CI flaky. It prints its counts: rounds, kills, acknowledged items, invariant
- * checks, retries.
+ * LONGCLIP_STRESS_ROUND_SECONDS makes rounds longer). It is not in `npm test` yet. It found,
+ * now fixed: job items failed as worker_lost (their lease expired while a CPU-starved worker
+ * was still working) whose images the worker then stored, so the job's counts disagreed with
+ * its rows; 409 model_mismatch for uploads across the blue/green switch on nodes that had not
+ * followed it yet; and a lock wait of 86 s under load ~30 (its likely cause, an exclusive lock
+ * on meta at every node start, is fixed; not re-measured under that load). It prints its
+ * counts: rounds, kills, acknowledged items, invariant checks, retries.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";

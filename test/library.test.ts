@@ -405,6 +405,23 @@ describe("library", () => {
     }
   });
 
+  test("--preprocess fast reads long queries as exact does: refused past 248 tokens, or in windows", async () => {
+    const { library } = await open({ preprocess: "fast" });
+    try {
+      await library.index([{ bytes: images[0] as Buffer }]);
+      const long = "word ".repeat(300);
+      await assert.rejects(
+        library.searchText(long, { k: 5, truncate: false }),
+        code("query_too_long"),
+      );
+      const sentences = "A small red circle sits in the corner. ".repeat(40);
+      const chunked = await library.searchText(sentences, { k: 5, longQuery: "chunk" });
+      assert.ok((chunked.query.chunks ?? 0) > 1, `read in ${chunked.query.chunks} window(s)`);
+    } finally {
+      await library.close();
+    }
+  });
+
   test("model change: refused until reindex, then every item is re-embedded and searchable", async () => {
     const dataDir = path.join(root, "model-change");
     const first = await open({}, dataDir);
@@ -419,8 +436,9 @@ describe("library", () => {
       efSearch: 64,
       indexSaveIntervalMs: 0,
     });
-    await store.setModel({ modelId: "other-model-000000000000", dims: 64 });
+    // Embeddings first: the store refuses a model while another model's embeddings are stored.
     store.db.prepare("UPDATE embeddings SET model_id = ?").run("other-model-000000000000");
+    await store.setModel({ modelId: "other-model-000000000000", dims: 64 });
     await store.close();
 
     const second = await open({}, dataDir);
@@ -505,6 +523,7 @@ describe("library", () => {
       config: inner.config,
       modelId: inner.modelId,
       dims: inner.dims,
+      tokenize: (text) => inner.tokenize(text),
       embedTexts: (texts) => inner.embedTexts(texts),
       embedPixels: (pixels) => {
         onImages();

@@ -1,5 +1,6 @@
 import type { Device } from "../core/settings.ts";
 import type { ModelConfig } from "../model/format.ts";
+import type { TokenizedText } from "../tokenize/types.ts";
 
 export interface TextEmbedding {
   /** L2-normalised, length embed_dim. */
@@ -25,6 +26,11 @@ export interface Embedder {
   readonly config: ModelConfig;
   readonly modelId: string;
   readonly dims: number;
+  /**
+   * The text tower's tokens of `text` (cut at the context length, with the full count): search
+   * plans 248-token cuts and sentence windows with it before any embedding runs.
+   */
+  tokenize(text: string): TokenizedText;
   /** Tokenizes, pads each batch to its longest real length (never to 248), encodes. */
   embedTexts(texts: readonly string[]): Promise<TextEmbedding[]>;
   /** Each entry: CHW pixels from the preprocess stage. Batched by imageBatchSize. */

@@ -29,6 +29,7 @@ function withPreprocessMode(embedder: Embedder, mode: PreprocessMode): Embedder 
     config: embedder.config,
     modelId,
     dims: embedder.dims,
+    tokenize: (text) => embedder.tokenize(text),
     embedTexts: (texts) => embedder.embedTexts(texts),
     embedPixels: (pixels) => embedder.embedPixels(pixels),
     stats: () => ({ ...embedder.stats(), modelId }),

@@ -145,14 +145,12 @@ export class LongclipLibrary implements Library {
   }
 
   private searchFor(embedder: Embedder): Search {
-    const tokenize = (embedder as Partial<{ tokenize(text: string): { tokens: number } }>).tokenize;
     return new Search({
       settings: this.settings,
       store: this.store,
       modelId: embedder.modelId,
       contextLength: embedder.config.context_length,
-      countTokens:
-        tokenize === undefined ? undefined : (text) => tokenize.call(embedder, text).tokens,
+      countTokens: (text) => embedder.tokenize(text).tokens,
       embedTexts: (texts) => this.queries.embedTexts(texts),
     });
   }

@@ -97,6 +97,7 @@ export async function measureIngest(
     config: encoder.config,
     modelId: encoder.modelId,
     dims: encoder.dims,
+    tokenize: (text) => encoder.tokenize(text),
     embedTexts: (texts) => encoder.embedTexts(texts),
     embedPixels: timedEmbed,
     stats: () => encoder.stats(),

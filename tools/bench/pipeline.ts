@@ -41,6 +41,9 @@ export function simulatedEncoder(
     config,
     modelId: `simulated-${config.model_id}`,
     dims: config.embed_dim,
+    tokenize: () => {
+      throw new Error("the simulated encoder embeds images only");
+    },
     embedTexts: async () => {
       throw new Error("the simulated encoder embeds images only");
     },

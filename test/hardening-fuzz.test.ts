@@ -1,6 +1,7 @@
 /**
  * A fuzz pass over the JSON and multipart endpoints of `longclip serve` (a child process, so a
- * crash shows as an exit): random and mutated valid requests generated with fast-check,
+ * crash shows as an exit): random and mutated valid requests generated with fast-check (wide
+ * filters, long texts read in windows, large compositions with extreme weights included),
  * bounded in count and time. The only assertions: no 5xx, no crash, counts consistent (SQLite
  * rows, the HNSW index, /stats, /items), nothing acknowledged lost.
  */
@@ -75,11 +76,33 @@ const wideFilter = fc.dictionary(
   { maxKeys: 40 },
 );
 
+/** Paragraphs of up to ~40 sentences: past 248 tokens, and past the window caps with chunk. */
+const longText = fc
+  .tuple(
+    fc.integer({ min: 1, max: 40 }),
+    fc.constantFrom("A red circle. ", "Two blue squares sit low; ", "ü! "),
+  )
+  .map(([count, sentence]) => sentence.repeat(count));
+/** Compositions near and past the limits: many parts, long texts, huge and odd weights. */
+const compose = fc.array(
+  fc.record(
+    {
+      text: fc.oneof(text, longText, json),
+      item_id: fc.oneof(text, json),
+      weight: fc.oneof(fc.double(), fc.constantFrom(0, -0, 1e200, -1e200, 1e-300, 1e308), json),
+    },
+    { requiredKeys: [] },
+  ),
+  { maxLength: 20 },
+);
+
 function jsonRequests(): fc.Arbitrary<Sent> {
   const body = (value: fc.Arbitrary<unknown>) => value.map((v) => JSON.stringify(v));
   const search = fc.record(
     {
-      query: fc.oneof(text, json),
+      query: fc.oneof(text, json, longText),
+      compose,
+      long_query: fc.oneof(fc.constantFrom("truncate", "chunk"), json),
       k: fc.oneof(fc.integer({ min: -5, max: 2000 }), fc.double(), text),
       exact: fc.oneof(fc.boolean(), json),
       truncate: fc.oneof(fc.boolean(), json),

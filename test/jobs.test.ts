@@ -30,7 +30,7 @@ interface Job {
     cancelled: number;
   };
   failed_codes: Record<string, number>;
-  failures?: { path: string; code: string }[];
+  failures?: { path: string; code: string; message: string }[];
   eta_seconds: number | null;
 }
 
@@ -81,6 +81,11 @@ describe("jobs on the embedded default", () => {
     assert.equal(done.counts.failed, 2);
     assert.deepEqual(done.failed_codes, { file_not_found: 1, unsupported_image: 1 });
     assert.deepEqual(done.failures?.map((f) => f.path).sort(), ["broken.png", "missing.png"]);
+    // Readable by any client: messages name paths as the client gave them, never the server's
+    // own directories.
+    for (const failure of done.failures ?? []) {
+      assert.ok(!failure.message.includes(media), `${failure.code}: ${failure.message}`);
+    }
     assert.equal(done.eta_seconds, 0);
     const items = (await (await fetch(`${server.url}/items?limit=100`)).json()) as {
       items: { metadata: Record<string, unknown>; path?: string }[];

@@ -32,6 +32,8 @@ export interface DownloadResult {
 }
 
 const MAX_REDIRECTS = 10;
+/** Largest file a download writes when no size is known (Long-CLIP-L's checkpoint is 1.7 GB). */
+export const MAX_DOWNLOAD_BYTES = 8 * 1024 ** 3;
 const SHA256 = /^[0-9a-f]{64}$/;
 
 function failed(url: string, problem: string, status?: number): AppError {
@@ -141,7 +143,10 @@ function receive(
   file: string,
   append: boolean,
   onChunk: (chunk: Buffer) => void,
+  /** Bytes this response may deliver; past them it is cut off (a server that streams on). */
+  limit: number,
 ): Promise<void> {
+  let received = 0;
   return new Promise((resolve, reject) => {
     const out = createWriteStream(file, { flags: append ? "a" : "w" });
     let broken: Error | undefined;
@@ -153,6 +158,12 @@ function receive(
     // discards that buffer. The file is written faster than a network delivers, so what waits
     // in the write stream stays small.
     response.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limit) {
+        broken ??= new TooLong(limit);
+        response.destroy();
+        return;
+      }
       onChunk(chunk);
       out.write(chunk);
     });
@@ -164,6 +175,18 @@ function receive(
       out.end(() => (broken ? reject(broken) : resolve()));
     });
   });
+}
+
+class TooLong extends Error {
+  constructor(readonly limit: number) {
+    super(`the server sent more than the ${limit} bytes announced`);
+  }
+}
+
+/** The first byte of a 206's Content-Range (`bytes 100-199/200`), or undefined. */
+function rangeStart(response: IncomingMessage): number | undefined {
+  const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(header(response, "content-range") ?? "");
+  return match ? Number(match[1]) : undefined;
 }
 
 async function hashFile(file: string, hash: ReturnType<typeof createHash>): Promise<void> {
@@ -181,8 +204,24 @@ export async function download(request: DownloadRequest): Promise<DownloadResult
   const { response, hubSha, hubSize } = await get(url, start);
   const status = response.statusCode ?? 0;
   if (status === 416 && start > 0) {
-    // the partial file is already complete (or longer than the file): check it as it is
+    // The partial file may be complete: only when its size is known and matches, else it is
+    // dropped (a 416 says nothing about what the partial file holds).
     response.destroy();
+    const size = request.size ?? hubSize;
+    if (size !== start) {
+      await rm(partial, { force: true });
+      throw failed(
+        url,
+        `the server refused to resume at byte ${start} (HTTP 416); run again to download from the start`,
+      );
+    }
+  } else if (status === 206 && rangeStart(response) !== start) {
+    response.destroy();
+    await rm(partial, { force: true });
+    throw failed(
+      url,
+      `the server answered a resume from byte ${start} with Content-Range "${header(response, "content-range") ?? ""}"; run again to download from the start`,
+    );
   } else if (status !== 200 && status !== 206) {
     response.destroy();
     const hint = status === 404 ? " (not found: check the model name, repository id or URL)" : "";
@@ -199,12 +238,23 @@ export async function download(request: DownloadRequest): Promise<DownloadResult
   let done = resumed;
   if (status === 200 || status === 206) {
     try {
-      await receive(response, partial, resumed > 0, (chunk) => {
-        hash.update(chunk);
-        done += chunk.length;
-        request.onProgress?.(done, total);
-      });
+      const limit = (total ?? MAX_DOWNLOAD_BYTES) - resumed;
+      await receive(
+        response,
+        partial,
+        resumed > 0,
+        (chunk) => {
+          hash.update(chunk);
+          done += chunk.length;
+          request.onProgress?.(done, total);
+        },
+        limit,
+      );
     } catch (error) {
+      if (error instanceof TooLong) {
+        await rm(partial, { force: true });
+        throw corrupt(url, `${error.message} (${total ?? MAX_DOWNLOAD_BYTES} in all)`);
+      }
       throw failed(url, `the connection broke after ${done} bytes (${(error as Error).message})`);
     }
   }

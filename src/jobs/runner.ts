@@ -116,10 +116,9 @@ export class JobRunner {
   private async indexWithRetry(
     claimed: readonly ClaimedItem[],
   ): Promise<(IndexResult | undefined)[] | undefined> {
-    const inputs = claimed.map((item) => ({
-      path: path.resolve(this.options.mediaRoot, item.path),
-      metadata: item.metadata,
-    }));
+    // Relative to the media root, as the job stores them: the library resolves and confines
+    // them, and its messages (readable by any client in the job's failures) name no server path.
+    const inputs = claimed.map((item) => ({ path: item.path, metadata: item.metadata }));
     for (let wait = 500; ; wait = Math.min(wait * 2, 10_000)) {
       try {
         return await this.library.index(inputs);

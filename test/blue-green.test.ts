@@ -442,6 +442,22 @@ describe("blue/green reindex on Postgres with two nodes", () => {
   });
   after(() => postgres?.stop());
 
+  /**
+   * A node's store. On PGlite one connection a node: it serves every connection from one
+   * backend, and concurrent extended-protocol exchanges on several connections can lose each
+   * other's unnamed statement ("unnamed prepared statement does not exist"), which a native
+   * server never does; there each node has the default pool.
+   */
+  const nodeStore = (settings: Settings) =>
+    PostgresStore.open({
+      url: postgres.url,
+      vectorType: "halfvec",
+      m: settings.hnswM,
+      efConstruction: settings.hnswEfConstruction,
+      efSearch: settings.hnswEfSearch,
+      ...(postgres.kind === "pglite" ? { poolSize: 1 } : {}),
+    });
+
   test("node B answers searches throughout, embeds its new items with both, and switches with the store", async () => {
     const root = tempDir("blue-green-pg-");
     const errorsBefore = backgroundErrors.length;
@@ -449,22 +465,7 @@ describe("blue/green reindex on Postgres with two nodes", () => {
     const settings = testSettings(served, path.join(root, "data"), {
       databaseUrl: postgres.url,
     });
-    // On PGlite one connection a node: it serves every connection from one backend, and
-    // concurrent extended-protocol exchanges on several connections can lose each other's
-    // unnamed statement ("unnamed prepared statement does not exist"), which a native server
-    // never does; there each node has the default pool.
-    const node = async () =>
-      openLibrary(
-        settings,
-        await PostgresStore.open({
-          url: postgres.url,
-          vectorType: "halfvec",
-          m: settings.hnswM,
-          efConstruction: settings.hnswEfConstruction,
-          efSearch: settings.hnswEfSearch,
-          ...(postgres.kind === "pglite" ? { poolSize: 1 } : {}),
-        }),
-      );
+    const node = async () => openLibrary(settings, await nodeStore(settings));
     const nodeA = await node();
     const nodeB = await node();
     const appB = buildApp(settings, nodeB, {});
@@ -533,15 +534,7 @@ describe("blue/green reindex on Postgres with two nodes", () => {
     const settings = testSettings(served, path.join(root, "data"), {
       databaseUrl: postgres.url,
     });
-    const open = () =>
-      PostgresStore.open({
-        url: postgres.url,
-        vectorType: "halfvec",
-        m: settings.hnswM,
-        efConstruction: settings.hnswEfConstruction,
-        efSearch: settings.hnswEfSearch,
-        ...(postgres.kind === "pglite" ? { poolSize: 1 } : {}),
-      });
+    const open = () => nodeStore(settings);
     await postgres.reset();
     const nodeA = await openLibrary(settings, await open());
     // Node B's store hides the recorded run, as if its 2 s check had not come yet: it never

@@ -528,7 +528,7 @@ describe("blue/green reindex on Postgres with two nodes", () => {
     }
   });
 
-  test("a node that had not followed the run yet follows the switch at its next upload, which is stored with the new model (issue 25)", async () => {
+  test("nodes that had not followed the run yet follow the switch at their next upload or check; the upload is stored with the new model (issue 25)", async () => {
     const root = tempDir("blue-green-late-");
     const { served, next } = modelsUnder(root);
     const settings = testSettings(served, path.join(root, "data"), {
@@ -539,15 +539,17 @@ describe("blue/green reindex on Postgres with two nodes", () => {
     const nodeA = await openLibrary(settings, await open());
     // Node B's store hides the recorded run, as if its 2 s check had not come yet: it never
     // loads the next model, so it embeds its upload with the old model only.
-    const storeB = await open();
-    const unaware = new Proxy(storeB, {
-      get(target, key) {
-        if (key === "reindexTarget") return async () => undefined;
-        const value = Reflect.get(target, key, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
-    const nodeB = await openLibrary(settings, unaware);
+    const unaware = (store: ItemStore) =>
+      new Proxy(store, {
+        get(target, key) {
+          if (key === "reindexTarget") return async () => undefined;
+          const value = Reflect.get(target, key, target);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+    const nodeB = await openLibrary(settings, unaware(await open()));
+    // Node C, just as unaware, takes no upload: its own 2 s check finds the switch.
+    const nodeC = await openLibrary(settings, unaware(await open()));
     const appB = buildApp(settings, nodeB, {});
     const httpB = supertest(await appB.listen({ host: "127.0.0.1", port: 0 }));
     const images = new Map<string, Buffer>();
@@ -563,6 +565,12 @@ describe("blue/green reindex on Postgres with two nodes", () => {
       await nodeA.waitForReindex();
       assert.equal(nodeA.reindexStatus()?.state, "switched");
       assert.equal(nodeB.nextModelId(), undefined, "node B did not follow the run");
+      const followed = await until("node C to follow the switch at a check", async () => {
+        const stats = await nodeC.stats();
+        return stats.modelId === NEXT_ID ? stats : undefined;
+      });
+      assert.equal(followed.items, 4);
+      assert.equal(nodeC.state(), "ready");
       const late = await patternPng(3100, 96);
       images.set("late-b", late);
       const added = await upload(httpB, [["late-b", late]]);
@@ -575,6 +583,7 @@ describe("blue/green reindex on Postgres with two nodes", () => {
       assert.equal(found.body.hits[0].id, "late-b");
     } finally {
       await appB.close();
+      await nodeC.close();
       await nodeA.close();
     }
   });

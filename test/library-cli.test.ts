@@ -200,6 +200,9 @@ describe("index, search, reindex commands", () => {
       efSearch: 64,
       indexSaveIntervalMs: 0,
     });
+    // The store as another model would have left it (its embeddings first: the store refuses
+    // a model while another model's embeddings are stored).
+    store.db.prepare("UPDATE embeddings SET model_id = ?").run("previous-model");
     await store.setModel({ modelId: "previous-model", dims: 64 });
     await store.close();
 

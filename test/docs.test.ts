@@ -25,12 +25,19 @@ function read(doc: string): string {
   return readFileSync(path.join(PROJECT_ROOT, doc), "utf8");
 }
 
+const FENCED_BLOCK = /^```[^\n]*\n[\s\S]*?^```/gm;
+
+/** A markdown text without its fenced code blocks. */
+function proseOf(markdown: string): string {
+  return markdown.replace(FENCED_BLOCK, "");
+}
+
 /** Lines of fenced code blocks and inline code spans: where the docs show what to type. */
 function codeOf(markdown: string): string[] {
   const blocks = [...markdown.matchAll(/^```[^\n]*\n([\s\S]*?)^```/gm)].flatMap((m) =>
     (m[1] ?? "").split("\n"),
   );
-  const prose = markdown.replace(/^```[^\n]*\n[\s\S]*?^```/gm, "");
+  const prose = proseOf(markdown);
   const spans = [...prose.matchAll(/`([^`\n]+)`/g)].map((m) => m[1] ?? "");
   return [...blocks, ...spans];
 }
@@ -120,7 +127,7 @@ test("every repository path the docs name in backticks exists", () => {
   const wrong: string[] = [];
   let count = 0;
   for (const doc of DOCS) {
-    const prose = read(doc).replace(/^```[^\n]*\n[\s\S]*?^```/gm, "");
+    const prose = proseOf(read(doc));
     for (const m of prose.matchAll(/`([^`\s]+)`/g)) {
       const name = (m[1] ?? "").replace(/:\d+$/, "");
       if (!REPO_PATH.test(name) || name.includes("*")) continue;
@@ -142,7 +149,7 @@ function anchorOf(heading: string): string {
 }
 
 function anchorsOf(doc: string): Set<string> {
-  const text = read(doc).replace(/^```[^\n]*\n[\s\S]*?^```/gm, "");
+  const text = proseOf(read(doc));
   return new Set([...text.matchAll(/^#{1,6}\s+(.+)$/gm)].map((m) => anchorOf(m[1] ?? "")));
 }
 
@@ -150,7 +157,7 @@ test("every relative link in the docs leads to a file and heading that exist", (
   const wrong: string[] = [];
   let count = 0;
   for (const doc of DOCS) {
-    const text = read(doc).replace(/^```[^\n]*\n[\s\S]*?^```/gm, "");
+    const text = proseOf(read(doc));
     for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
       const target = m[1] ?? "";
       if (/^[a-z]+:/.test(target)) continue;

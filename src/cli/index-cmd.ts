@@ -23,9 +23,9 @@ import type {
   TextOptions,
 } from "../core/types.ts";
 import { Encoder } from "../encode/encoder.ts";
-import type { ReindexStatus, SwitchMode } from "../library/blue-green.ts";
 import { collectImageFiles, type WalkError } from "../library/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
+import type { ReindexStatus, SwitchMode } from "../library/models/blue-green.ts";
 import { runIndexJob } from "./jobs.ts";
 import {
   addSettingOptions,

@@ -3,9 +3,8 @@
  * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
  * Postgres + pgvector). It orchestrates and owns the state (starting, ready, needs_reindex,
  * closed...); the work is done by its modules: ./ingest.ts (its steps in ./ingest-*.ts),
- * ./search.ts with ./query-embedder.ts, ./items.ts (reading items), ./reindex.ts, and
- * ./generations.ts (the models it embeds with, following the store's; blue/green in
- * ./blue-green.ts).
+ * ./search.ts with ./query-embedder.ts, ./items.ts (reading items), and ./models/ (the models
+ * it embeds with and following the store's: reindex in place, blue/green).
  *
  * Invariants:
  * - The store is the source of truth. An item is reported "indexed" only after the transaction
@@ -35,16 +34,16 @@ import { DecodeGate } from "../preprocess/decode-gate.ts";
 import { PreprocessPool } from "../preprocess/pool.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget, StoreHealth, StoreServer } from "../store/types.ts";
-import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
-import type { Generation } from "./generation.ts";
-import { Generations } from "./generations.ts";
 import { withUploadFilename } from "./hybrid.ts";
 import { Ingest } from "./ingest.ts";
 import { ItemReader } from "./items.ts";
+import type { ReindexStatus, SwitchMode } from "./models/blue-green.ts";
+import type { Generation } from "./models/generation.ts";
+import { Generations } from "./models/generations.ts";
+import type { ReindexFailure, ReindexProgress } from "./models/reindex.ts";
 import { QueryEmbedder } from "./query-embedder.ts";
 import { EmbedQueue } from "./queue.ts";
-import type { ReindexFailure, ReindexProgress } from "./reindex.ts";
 import { Search } from "./search.ts";
 import type { Library, LibraryOptions, LibraryState, LibraryStats } from "./types.ts";
 

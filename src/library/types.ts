@@ -23,7 +23,7 @@ import type {
   StoreServer,
   VectorIndexStats,
 } from "../store/types.ts";
-import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
+import type { ReindexStatus, SwitchMode } from "./models/blue-green.ts";
 
 export type LibraryState =
   | "starting"

@@ -8,10 +8,10 @@
  * switched while it ran. A replaced model closes once the work that used it is done.
  */
 
-import { AppError, isAppError } from "../core/errors.ts";
-import type { IndexInput, IndexResult } from "../core/types.ts";
-import type { Embedder } from "../encode/types.ts";
-import type { ModelInfo, StoredItem } from "../store/types.ts";
+import { AppError, isAppError } from "../../core/errors.ts";
+import type { IndexInput, IndexResult } from "../../core/types.ts";
+import type { Embedder } from "../../encode/types.ts";
+import type { ModelInfo, StoredItem } from "../../store/types.ts";
 import { BlueGreen, type BlueGreenHost, STALE_MS } from "./blue-green.ts";
 import { type Generation, generationOf } from "./generation.ts";
 import { type ReindexFailure, type ReindexProgress, reembedAll } from "./reindex.ts";

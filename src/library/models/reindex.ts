@@ -6,12 +6,12 @@
  * To move to another model while search keeps serving, see ./blue-green.ts.
  */
 
-import { errorOf } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { PreprocessPool } from "../preprocess/pool.ts";
-import type { ItemStore, StoredItem } from "../store/types.ts";
+import { errorOf } from "../../core/errors.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { PreprocessPool } from "../../preprocess/pool.ts";
+import type { ItemStore, StoredItem } from "../../store/types.ts";
+import type { EmbedQueue } from "../queue.ts";
 import type { Generation } from "./generation.ts";
-import type { EmbedQueue } from "./queue.ts";
 
 /** What re-embedding needs from the library. */
 export interface ReembedHost {

@@ -10,15 +10,15 @@
  * skipped. A node whose heartbeat is stale is taken over by another (or by the next start).
  */
 
-import { AppError, type ErrorInfo, errorOf, isAppError, recordedError } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { Embedder } from "../encode/types.ts";
-import type { PreprocessPool } from "../preprocess/pool.ts";
-import { reindexSuperseded } from "../store/reindex-target.ts";
-import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
+import { AppError, type ErrorInfo, errorOf, isAppError, recordedError } from "../../core/errors.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { Embedder } from "../../encode/types.ts";
+import type { PreprocessPool } from "../../preprocess/pool.ts";
+import { reindexSuperseded } from "../../store/reindex-target.ts";
+import type { ItemStore, ReindexTarget, StoredItem } from "../../store/types.ts";
+import type { EmbedQueue } from "../queue.ts";
 import type { Generation } from "./generation.ts";
 import { asModelFailure, loadCheckedModel, ModelFailure } from "./next-model.ts";
-import type { EmbedQueue } from "./queue.ts";
 
 export type SwitchMode = "auto" | "manual";
 

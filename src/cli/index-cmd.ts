@@ -24,8 +24,8 @@ import type {
 } from "../core/types.ts";
 import { Encoder } from "../encode/encoder.ts";
 import { collectImageFiles, type WalkError } from "../library/files.ts";
+import type { ReindexStatus, SwitchMode } from "../library/index.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
-import type { ReindexStatus, SwitchMode } from "../library/models/blue-green.ts";
 import { runIndexJob } from "./jobs.ts";
 import {
   addSettingOptions,

@@ -24,7 +24,7 @@ import type {
 } from "../core/types.ts";
 import { Encoder } from "../encode/encoder.ts";
 import type { ReindexStatus, SwitchMode } from "../library/blue-green.ts";
-import { collectImageFiles, type WalkError } from "../library/files.ts";
+import { collectImageFiles, type WalkError } from "../library/ingest/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
 import { runIndexJob } from "./jobs.ts";
 import {

@@ -2,7 +2,7 @@
  * The library: ingest (hash → duplicate check → preprocess → embed → one store transaction),
  * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
  * Postgres + pgvector). It orchestrates and owns the state (starting, ready, needs_reindex,
- * closed...); the work is done by its modules: ./ingest.ts (its steps in ./ingest-*.ts),
+ * closed...); the work is done by its modules: ./ingest/ (the pipeline in ./ingest/ingest.ts),
  * ./search.ts with ./query-embedder.ts, ./items.ts (reading items), ./reindex.ts, and
  * ./generations.ts (the models it embeds with, following the store's; blue/green in
  * ./blue-green.ts).
@@ -40,7 +40,7 @@ import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
 import type { Generation } from "./generation.ts";
 import { Generations } from "./generations.ts";
 import { withUploadFilename } from "./hybrid.ts";
-import { Ingest } from "./ingest.ts";
+import { Ingest } from "./ingest/ingest.ts";
 import { ItemReader } from "./items.ts";
 import { QueryEmbedder } from "./query-embedder.ts";
 import { EmbedQueue } from "./queue.ts";

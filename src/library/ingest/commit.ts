@@ -10,10 +10,10 @@ import {
   isAppError,
   isStorageFull,
   storageFullError,
-} from "../core/errors.ts";
-import type { IndexResult } from "../core/types.ts";
-import type { InsertOutcome, ItemStore, NewItem } from "../store/types.ts";
-import type { Claims, Job } from "./ingest-claims.ts";
+} from "../../core/errors.ts";
+import type { IndexResult } from "../../core/types.ts";
+import type { InsertOutcome, ItemStore, NewItem } from "../../store/types.ts";
+import type { Claims, Job } from "./claims.ts";
 
 /** A job whose image decoded: what its stored item records of the image. */
 export interface Decoded extends Job {

@@ -6,11 +6,11 @@
  */
 import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
-import { AppError } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { IndexInput, Metadata } from "../core/types.ts";
-import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../util/paths.ts";
-import { withPathNames } from "./hybrid.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { IndexInput, Metadata } from "../../core/types.ts";
+import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../../util/paths.ts";
+import { withPathNames } from "../hybrid.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;

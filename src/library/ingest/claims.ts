@@ -5,10 +5,10 @@
  * recorded, so concurrent calls never both own the same bytes or id.
  */
 import { createHash } from "node:crypto";
-import { errorOf, idConflict } from "../core/errors.ts";
-import type { IndexInput, IndexResult } from "../core/types.ts";
-import type { ContentMatch, ItemStore } from "../store/types.ts";
-import type { LoadedInput } from "./ingest-inputs.ts";
+import { errorOf, idConflict } from "../../core/errors.ts";
+import type { IndexInput, IndexResult } from "../../core/types.ts";
+import type { ContentMatch, ItemStore } from "../../store/types.ts";
+import type { LoadedInput } from "./inputs.ts";
 
 /** An input this call owns: its content hash and id are claimed until its result is recorded. */
 export interface Job extends LoadedInput {

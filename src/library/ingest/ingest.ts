@@ -1,23 +1,23 @@
 /**
  * Ingest: inputs (uploads or files under the media root) → read and validate
- * (./ingest-inputs.ts) → content hash and duplicate check, stored and in flight
- * (./ingest-claims.ts) → decode and resize in the preprocessing pool, a bounded number of
- * chunks ahead of the encoder → embed → one store transaction per chunk (./ingest-commit.ts),
+ * (./inputs.ts) → content hash and duplicate check, stored and in flight
+ * (./claims.ts) → decode and resize in the preprocessing pool, a bounded number of
+ * chunks ahead of the encoder → embed → one store transaction per chunk (./commit.ts),
  * overlapping the embedding of the next chunk. This module runs the pipeline: chunks, read-ahead,
  * decoding, embedding (by both models during a blue/green reindex) and the order of the writes.
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
 import { isDeepStrictEqual } from "node:util";
-import { AppError, errorOf } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { IndexInput, IndexResult } from "../core/types.ts";
-import type { PreprocessPool } from "../preprocess/pool.ts";
-import type { ItemStore } from "../store/types.ts";
-import type { Generation } from "./generation.ts";
-import { Claims, type Job, type Lookup } from "./ingest-claims.ts";
-import { Committer, type Decoded, type EmbeddedChunk } from "./ingest-commit.ts";
-import { InputReader } from "./ingest-inputs.ts";
-import type { EmbedQueue } from "./queue.ts";
+import { AppError, errorOf } from "../../core/errors.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { IndexInput, IndexResult } from "../../core/types.ts";
+import type { PreprocessPool } from "../../preprocess/pool.ts";
+import type { ItemStore } from "../../store/types.ts";
+import type { Generation } from "../generation.ts";
+import type { EmbedQueue } from "../queue.ts";
+import { Claims, type Job, type Lookup } from "./claims.ts";
+import { Committer, type Decoded, type EmbeddedChunk } from "./commit.ts";
+import { InputReader } from "./inputs.ts";
 
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {

@@ -3,9 +3,9 @@
  * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
  * Postgres + pgvector). It orchestrates and owns the state (starting, ready, needs_reindex,
  * closed...); the work is done by its modules: ./ingest/ (the pipeline in ./ingest/ingest.ts),
- * ./search.ts with ./query-embedder.ts, ./items.ts (reading items), ./reindex.ts, and
- * ./generations.ts (the models it embeds with, following the store's; blue/green in
- * ./blue-green.ts).
+ * ./search/ (search, hybrid, query embedding, duplicates), ./items.ts (reading items),
+ * ./reindex.ts, and ./generations.ts (the models it embeds with, following the store's;
+ * blue/green in ./blue-green.ts).
  *
  * Invariants:
  * - The store is the source of truth. An item is reported "indexed" only after the transaction
@@ -36,16 +36,16 @@ import { PreprocessPool } from "../preprocess/pool.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget, StoreHealth, StoreServer } from "../store/types.ts";
 import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
-import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
 import type { Generation } from "./generation.ts";
 import { Generations } from "./generations.ts";
-import { withUploadFilename } from "./hybrid.ts";
 import { Ingest } from "./ingest/ingest.ts";
 import { ItemReader } from "./items.ts";
-import { QueryEmbedder } from "./query-embedder.ts";
 import { EmbedQueue } from "./queue.ts";
 import type { ReindexFailure, ReindexProgress } from "./reindex.ts";
-import { Search } from "./search.ts";
+import { DuplicateGroups, flagNearDuplicates } from "./search/duplicates.ts";
+import { withUploadFilename } from "./search/hybrid.ts";
+import { QueryEmbedder } from "./search/query-embedder.ts";
+import { Search } from "./search/search.ts";
 import type { Library, LibraryOptions, LibraryState, LibraryStats } from "./types.ts";
 
 /** How often a library on a shared store re-reads its model and reachability. */

@@ -10,7 +10,7 @@ import { AppError } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
 import type { IndexInput, Metadata } from "../../core/types.ts";
 import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../../util/paths.ts";
-import { withPathNames } from "../hybrid.ts";
+import { withPathNames } from "../search/hybrid.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;

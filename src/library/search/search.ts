@@ -3,16 +3,16 @@
  * of texts and stored items becomes one unit query vector; the store ranks items by it; the
  * page (`offset`, `k`) and the relevance cutoff (`minScore`) are cut from that ranking with
  * ranks kept absolute. ./query-embedder.ts supplies the text queue and the query cache, the
- * library (./library.ts) its state checks; the HTTP layer and the CLI only translate to and
+ * library (../library.ts) its state checks; the HTTP layer and the CLI only translate to and
  * from this.
  */
 
-import { AppError } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "../core/types.ts";
-import type { TextEmbedding } from "../encode/types.ts";
-import { filterValueCount } from "../store/filter.ts";
-import type { ItemStore } from "../store/types.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "../../core/types.ts";
+import type { TextEmbedding } from "../../encode/types.ts";
+import { filterValueCount } from "../../store/filter.ts";
+import type { ItemStore } from "../../store/types.ts";
 import { parseTextFields, rankedSearch } from "./hybrid.ts";
 
 /** Parts of one composed query. */

@@ -1,14 +1,14 @@
 /**
  * Queries become vectors by the live model: texts through the query cache and the text
  * tower's queue, images through the preprocess pool and the vision tower's queue. Ranking and
- * the checks of a query are ./search.ts's; the library's state checks stay in ./library.ts.
+ * the checks of a query are ./search.ts's; the library's state checks stay in ../library.ts.
  */
-import type { Settings } from "../core/settings.ts";
-import type { TextEmbedding } from "../encode/types.ts";
-import type { PreprocessPool } from "../preprocess/pool.ts";
-import { LruCache } from "../util/lru-cache.ts";
-import type { Generation } from "./generation.ts";
-import { EmbedQueue } from "./queue.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { TextEmbedding } from "../../encode/types.ts";
+import type { PreprocessPool } from "../../preprocess/pool.ts";
+import { LruCache } from "../../util/lru-cache.ts";
+import type { Generation } from "../generation.ts";
+import { EmbedQueue } from "../queue.ts";
 
 export class QueryEmbedder {
   /**

@@ -8,10 +8,10 @@
  * it, so a score means the same in every mode.
  */
 import path from "node:path";
-import { AppError } from "../core/errors.ts";
-import type { Filter, Hit, IndexInput, Metadata, SearchMode } from "../core/types.ts";
-import type { ItemStore, ScoredItem } from "../store/types.ts";
-import { cosine } from "../vector-index/exact.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Filter, Hit, IndexInput, Metadata, SearchMode } from "../../core/types.ts";
+import type { ItemStore, ScoredItem } from "../../store/types.ts";
+import { cosine } from "../../vector-index/exact.ts";
 
 /** The usual RRF constant: damps the weight of the very first ranks. */
 export const RRF_K = 60;

@@ -43,7 +43,6 @@ import { ItemReader } from "./items.ts";
 import { EmbedQueue } from "./queue.ts";
 import type { ReindexFailure, ReindexProgress } from "./reindex.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./search/duplicates.ts";
-import { withUploadFilename } from "./search/hybrid.ts";
 import { QueryEmbedder } from "./search/query-embedder.ts";
 import { Search } from "./search/search.ts";
 import type { Library, LibraryOptions, LibraryState, LibraryStats } from "./types.ts";
@@ -250,10 +249,8 @@ export class LongclipLibrary implements Library {
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
     return this.track(async () => {
       this.duplicateGroups.invalidate();
-      const keep = this.settings.keepUploadFilename === "on";
-      const results = await this.generations.ingestAcrossSwitch(
-        inputs.map((input) => withUploadFilename(input, keep)),
-        (batch) => this.ingest.run(batch),
+      const results = await this.generations.ingestAcrossSwitch(inputs, (batch) =>
+        this.ingest.run(batch),
       );
       this.duplicateGroups.invalidate();
       await flagNearDuplicates(

@@ -10,7 +10,7 @@ import { AppError } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
 import type { IndexInput, Metadata } from "../../core/types.ts";
 import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../../util/paths.ts";
-import { withPathNames } from "../search/hybrid.ts";
+import { withPathNames, withUploadFilename } from "./names.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;
@@ -74,7 +74,7 @@ export class InputReader {
   private readonly mediaRoot: string | undefined;
 
   constructor(
-    private readonly settings: Pick<Settings, "mediaRoot" | "maxImageBytes">,
+    private readonly settings: Pick<Settings, "mediaRoot" | "maxImageBytes" | "keepUploadFilename">,
     /** Accept paths anywhere (the local CLI), not only under the media root. */
     private readonly allowAnyPath: boolean,
   ) {
@@ -85,7 +85,8 @@ export class InputReader {
   }
 
   /** Reads the bytes of an input (upload or path) after validating what can be validated. */
-  async load(input: IndexInput): Promise<LoadedInput> {
+  async load(given: IndexInput): Promise<LoadedInput> {
+    const input = withUploadFilename(given, this.settings.keepUploadFilename === "on");
     // "." and ".." would be unreachable: URLs normalise /items/.. away.
     if (input.id !== undefined && (!CLIENT_ID.test(input.id) || /^\.{1,2}$/.test(input.id))) {
       throw new AppError(

@@ -173,7 +173,9 @@ export class InputReader {
       );
     const absolute = path.resolve(root ?? process.cwd(), input);
     // Checked before touching the file system, so answers never reveal what exists outside.
-    if (confined && outside(absolute)) throw refuse();
+    // An absolute path may name the media root as configured, before its symlinks resolve.
+    const configured = path.resolve(this.settings.mediaRoot ?? "");
+    if (confined && outside(absolute) && !isInside(configured, absolute)) throw refuse();
     let real: string;
     try {
       real = realpathSync(absolute);

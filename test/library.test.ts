@@ -61,6 +61,41 @@ describe("library", () => {
     }
   });
 
+  test("a text query is tokenized once: its length is checked and it is embedded from the same tokens", async () => {
+    const settings = testSettings(modelDir, path.join(root, "tokenized-once"));
+    const inner = await Encoder.load(settings.modelDir, settings);
+    // Every tokenization of a text: asked for, or done by the encoder inside embedTexts.
+    const tokenized: string[] = [];
+    const counting: Embedder = {
+      config: inner.config,
+      modelId: inner.modelId,
+      dims: inner.dims,
+      tokenize: (text) => {
+        tokenized.push(text);
+        return inner.tokenize(text);
+      },
+      embedTexts: (texts) => {
+        tokenized.push(...texts);
+        return inner.embedTexts(texts);
+      },
+      embedTokenized: (rows) => inner.embedTokenized(rows),
+      embedPixels: (pixels) => inner.embedPixels(pixels),
+      stats: () => inner.stats(),
+      close: () => inner.close(),
+    };
+    const library = await createLibrary(settings, counting);
+    try {
+      await library.index([{ id: "one", bytes: images[0] as Buffer }]);
+      const query = "a mosaic of coloured squares";
+      const { hits, query: info } = await library.searchText(query, { k: 1, truncate: false });
+      assert.equal(hits[0]?.id, "one");
+      assert.equal(info.tokens, inner.tokenize(query).tokens);
+      assert.deepEqual(tokenized, [query]);
+    } finally {
+      await library.close();
+    }
+  });
+
   test("ingest: indexed, duplicates by content, id conflicts, bad files fail alone", async () => {
     const { library, settings } = await open();
     try {
@@ -525,6 +560,7 @@ describe("library", () => {
       dims: inner.dims,
       tokenize: (text) => inner.tokenize(text),
       embedTexts: (texts) => inner.embedTexts(texts),
+      embedTokenized: (tokenized) => inner.embedTokenized(tokenized),
       embedPixels: (pixels) => {
         onImages();
         return inner.embedPixels(pixels);

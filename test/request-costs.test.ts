@@ -98,10 +98,10 @@ function countingSearch() {
     store: {} as ItemStore,
     modelId: "m1",
     contextLength: 248,
-    countTokens: (text) => tokenizer.encode(text).tokens,
-    async embedTexts(texts): Promise<TextEmbedding[]> {
-      embedded.push(...texts);
-      return texts.map((text, i) => ({
+    tokenize: (text) => tokenizer.encode(text),
+    async embedTexts(queries): Promise<TextEmbedding[]> {
+      embedded.push(...queries.map((q) => q.text));
+      return queries.map(({ text }, i) => ({
         embedding: vectorOf(embedded.length + i),
         tokens: tokenizer.encode(text).tokens,
         truncated: false,

@@ -149,8 +149,8 @@ export class LongclipLibrary implements Library {
       store: this.store,
       modelId: embedder.modelId,
       contextLength: embedder.config.context_length,
-      countTokens: (text) => embedder.tokenize(text).tokens,
-      embedTexts: (texts) => this.queries.embedTexts(texts),
+      tokenize: (text) => embedder.tokenize(text),
+      embedTexts: (queries) => this.queries.embedTexts(embedder, queries),
     });
   }
 

@@ -309,6 +309,32 @@ describe("library", () => {
     }
   });
 
+  test("a media root given through a symlink: absolute paths may name it as configured", async () => {
+    const real = path.join(root, "media-real");
+    const outside = path.join(root, "media-outside");
+    mkdirSync(real, { recursive: true });
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(path.join(real, "one.png"), images[8] as Buffer);
+    writeFileSync(path.join(outside, "two.png"), images[9] as Buffer);
+    const configured = path.join(root, "media-link");
+    symlinkSync(real, configured);
+    const { library } = await open({ mediaRoot: configured });
+    try {
+      const results = await library.index([
+        { id: "via-link", path: path.join(configured, "one.png") },
+        { path: "../media-outside/two.png" },
+        { path: path.join(outside, "two.png") },
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.error?.code ?? r.status),
+        ["indexed", "path_outside_media_root", "path_outside_media_root"],
+      );
+      assert.equal((await library.getItem("via-link"))?.path, path.join(real, "one.png"));
+    } finally {
+      await library.close();
+    }
+  });
+
   test("path items are checked on the open file: a FIFO is refused at once, the byte limit holds", async () => {
     const media = path.join(root, "media-open-checks");
     mkdirSync(media, { recursive: true });

@@ -3,31 +3,17 @@
  * a missing argument) prints one line and where the help is, and exits 2; a runtime error
  * prints its line and exits 1.
  */
-import { isAppError } from "../core/errors.ts";
+import { ERRORS, type ErrorSpec, isAppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import { errorMessage, settingsFromFlags } from "./settings.ts";
-
-/** Codes that mean the command line itself is wrong: fixed by changing it, not by retrying. */
-const USAGE_CODES: ReadonlySet<string> = new Set([
-  "usage",
-  "invalid_setting",
-  // The library's check of a command's options (a filter, a mode) found one it cannot use.
-  "validation_failed",
-  "invalid_port",
-  "empty_query",
-  "query_too_long",
-  "k_out_of_range",
-  "offset_out_of_range",
-  "invalid_filter",
-  "filter_too_large",
-  "too_many_windows",
-]);
 
 export const USAGE_EXIT = 2;
 export const RUNTIME_EXIT = 1;
 
 export function isUsageError(error: unknown): boolean {
-  return isAppError(error) && USAGE_CODES.has(error.code);
+  if (!isAppError(error)) return false;
+  const spec: ErrorSpec = ERRORS[error.code];
+  return spec.commandLine === true;
 }
 
 export function exitCodeOf(error: unknown): number {

@@ -13,6 +13,11 @@ export interface ErrorSpec {
   readonly otherStatuses?: readonly number[];
   /** What the code means, in one line. */
   readonly meaning: string;
+  /**
+   * The command line itself is wrong (fixed by changing it, not by retrying): a CLI command
+   * exits 2 and points to its help instead of exiting 1.
+   */
+  readonly commandLine?: true;
 }
 
 /** Whatever 4xx status the HTTP framework gave a request it refused (`bad_request`). */
@@ -22,6 +27,7 @@ export const ERRORS = {
   // 400: the request (or a command's input) is wrong; the message says how.
   validation_failed: {
     status: 400,
+    commandLine: true,
     meaning: "the request does not match openapi.yaml: a missing, unknown or malformed field",
   },
   malformed_json: { status: 400, meaning: "a body or JSON multipart field that is not JSON" },
@@ -31,17 +37,31 @@ export const ERRORS = {
     otherStatuses: FRAMEWORK_4XX,
     meaning: "a request the HTTP layer could not read (URL, framing); keeps the framework's 4xx",
   },
-  empty_query: { status: 400, meaning: "the text query is empty" },
+  empty_query: { status: 400, commandLine: true, meaning: "the text query is empty" },
   query_too_long: {
     status: 400,
+    commandLine: true,
     meaning: "the query is over maxQueryChars, or past the context with truncate: false",
   },
-  k_out_of_range: { status: 400, meaning: "k is not an integer from 1 to maxK" },
-  offset_out_of_range: { status: 400, meaning: "offset is negative or offset + k is over maxK" },
-  invalid_filter: { status: 400, meaning: "a metadata filter key or value the store cannot use" },
-  filter_too_large: { status: 400, meaning: "a filter naming more than maxFilterValues values" },
+  k_out_of_range: { status: 400, commandLine: true, meaning: "k is not an integer from 1 to maxK" },
+  offset_out_of_range: {
+    status: 400,
+    commandLine: true,
+    meaning: "offset is negative or offset + k is over maxK",
+  },
+  invalid_filter: {
+    status: 400,
+    commandLine: true,
+    meaning: "a metadata filter key or value the store cannot use",
+  },
+  filter_too_large: {
+    status: 400,
+    commandLine: true,
+    meaning: "a filter naming more than maxFilterValues values",
+  },
   too_many_windows: {
     status: 400,
+    commandLine: true,
     meaning: "a search needing more than maxRequestWindows text-tower runs",
   },
   invalid_cursor: { status: 400, meaning: "a page cursor this server did not issue" },
@@ -53,10 +73,19 @@ export const ERRORS = {
   invalid_pixels: { status: 400, meaning: "pixel data of another size than the model's input" },
   not_a_file: { status: 400, meaning: "a path that is not a regular file" },
   empty_job: { status: 400, meaning: "a job's paths hold no image files" },
-  invalid_setting: { status: 400, meaning: "a flag or variable with a value its setting refuses" },
-  usage: { status: 400, meaning: "a command line a command cannot run: unknown flag, no argument" },
+  invalid_setting: {
+    status: 400,
+    commandLine: true,
+    meaning: "a flag or variable with a value its setting refuses",
+  },
+  usage: {
+    status: 400,
+    commandLine: true,
+    meaning: "a command line a command cannot run: unknown flag, no argument",
+  },
   invalid_port: {
     status: 400,
+    commandLine: true,
     meaning: "`longclip serve`: a port out of 0-65535, or below 1024 without privileges",
   },
   bad_input: { status: 400, meaning: "a line of `longclip embed`'s input that is not its JSON" },

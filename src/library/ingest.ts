@@ -13,10 +13,10 @@ import type { Settings } from "../core/settings.ts";
 import type { IndexInput, IndexResult } from "../core/types.ts";
 import type { PreprocessPool } from "../preprocess/pool.ts";
 import type { ItemStore } from "../store/types.ts";
-import type { Generation } from "./generation.ts";
 import { Claims, type Job, type Lookup } from "./ingest-claims.ts";
 import { Committer, type Decoded, type EmbeddedChunk } from "./ingest-commit.ts";
 import { InputReader } from "./ingest-inputs.ts";
+import type { Generation } from "./models/generation.ts";
 import type { EmbedQueue } from "./queue.ts";
 
 /** What ingest shares with the rest of the library. */

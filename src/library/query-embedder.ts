@@ -7,7 +7,7 @@ import type { Settings } from "../core/settings.ts";
 import type { TextEmbedding } from "../encode/types.ts";
 import type { PreprocessPool } from "../preprocess/pool.ts";
 import { LruCache } from "../util/lru-cache.ts";
-import type { Generation } from "./generation.ts";
+import type { Generation } from "./models/generation.ts";
 import { EmbedQueue } from "./queue.ts";
 
 export class QueryEmbedder {

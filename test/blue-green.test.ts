@@ -1,5 +1,5 @@
 /**
- * Blue/green model switch (src/library/blue-green.ts) with real models, stores and sockets:
+ * Blue/green model switch (src/library/models/blue-green.ts) with real models, stores and sockets:
  * search answers throughout a reindex, an item indexed meanwhile gets both embeddings, after
  * the switch every item has the new model's embedding, a killed `longclip reindex --to-model`
  * resumes where it stopped, and on Postgres a second node switches with the store.

@@ -1,5 +1,5 @@
 /** The library's public surface: `createLibrary` and the types the HTTP layer and CLI use. */
 
-export { libraryModelId } from "./generation.ts";
 export { createLibrary, LongclipLibrary } from "./library.ts";
+export { libraryModelId } from "./models/generation.ts";
 export type * from "./types.ts";

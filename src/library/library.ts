@@ -3,9 +3,9 @@
  * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
  * Postgres + pgvector). It orchestrates and owns the state (starting, ready, needs_reindex,
  * closed...); the work is done by its modules: ./ingest/ (the pipeline in ./ingest/ingest.ts),
- * ./search/ (search, hybrid, query embedding, duplicates), ./items.ts (reading items),
- * ./reindex.ts, and ./generations.ts (the models it embeds with, following the store's;
- * blue/green in ./blue-green.ts).
+ * ./search/ (search, hybrid, query embedding, duplicates), ./items.ts (reading items), and
+ * ./models/ (the models it embeds with and following the store's: reindex in place,
+ * blue/green).
  *
  * Invariants:
  * - The store is the source of truth. An item is reported "indexed" only after the transaction
@@ -35,13 +35,18 @@ import { DecodeGate } from "../preprocess/decode-gate.ts";
 import { PreprocessPool } from "../preprocess/pool.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget, StoreHealth, StoreServer } from "../store/types.ts";
-import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
-import type { Generation } from "./generation.ts";
-import { Generations } from "./generations.ts";
 import { Ingest } from "./ingest/ingest.ts";
 import { ItemReader } from "./items.ts";
+import type { Generation } from "./models/generation.ts";
+import { ModelLifecycle } from "./models/lifecycle.ts";
+import type {
+  ModelHost,
+  ReindexFailure,
+  ReindexProgress,
+  ReindexStatus,
+  SwitchMode,
+} from "./models/types.ts";
 import { EmbedQueue } from "./queue.ts";
-import type { ReindexFailure, ReindexProgress } from "./reindex.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./search/duplicates.ts";
 import { QueryEmbedder } from "./search/query-embedder.ts";
 import { Search } from "./search/search.ts";
@@ -52,10 +57,6 @@ const STORE_CHECK_INTERVAL_MS = 2_000;
 
 function isUnavailable(error: unknown): boolean {
   return isAppError(error) && error.code === "database_unavailable";
-}
-
-function reindexRunning(): AppError {
-  return new AppError("reindex_running", "A reindex is already running; wait for it.");
 }
 
 function libraryClosed(): AppError {
@@ -86,14 +87,12 @@ export class LongclipLibrary implements Library {
   private readonly pool: PreprocessPool;
   private currentState: LibraryState = "starting";
   private unavailableReason: string | undefined;
-  private reindexing = false;
-  /** Items re-embedded so far by the running in-place reindex, for /ready. */
-  private reindexProgress: { done: number; total: number } | undefined;
   private closing = false;
   private readonly active = new Set<Promise<unknown>>();
   private checkTimer: NodeJS.Timeout | undefined;
   private readonly ingest: Ingest;
-  private readonly generations: Generations;
+  /** The models it embeds with: switching, blue/green, reindex. */
+  private readonly models: ModelLifecycle;
   private readonly duplicateGroups: DuplicateGroups;
   private readonly items: ItemReader;
   private readonly queries: QueryEmbedder;
@@ -109,23 +108,21 @@ export class LongclipLibrary implements Library {
     this.queue = new EmbedQueue(settings.maxQueueDepth);
     this.decodeGate = new DecodeGate(settings);
     this.pool = new PreprocessPool(settings.preprocessWorkers, this.decodeGate);
-    this.generations = new Generations(
-      {
-        settings,
-        store,
-        pool: this.pool,
-        queue: this.queue,
-        readBytes: (item) => this.items.readBytes(item),
-        loadModel: options.loadModel,
-        active: () => this.active,
-        adopted: (next) => this.adopted(next),
-        assertOpen: () => this.assertOpen(),
-        onBackgroundError: (error) => this.reportBackground(error),
-      },
-      encoder,
-    );
+    const host: ModelHost = {
+      settings,
+      store,
+      pool: this.pool,
+      queue: this.queue,
+      loadModel: options.loadModel,
+      readBytes: (item) => this.items.readBytes(item),
+      inFlight: () => this.active,
+      adopted: (next) => this.adopted(next),
+      assertOpen: () => this.assertOpen(),
+      reportBackground: (error) => this.reportBackground(error),
+    };
+    this.models = new ModelLifecycle(host, encoder);
     this.items = new ItemReader(settings, store);
-    this.queries = new QueryEmbedder(settings, this.pool, this.queue, () => this.generations.live);
+    this.queries = new QueryEmbedder(settings, this.pool, this.queue, () => this.models.live);
     this.duplicateGroups = new DuplicateGroups(
       store,
       Math.max(1, settings.duplicateNeighbours),
@@ -133,7 +130,7 @@ export class LongclipLibrary implements Library {
     );
     this.ingest = new Ingest({
       settings,
-      generations: () => ({ live: this.generations.live, next: this.generations.next }),
+      generations: () => ({ live: this.models.live, next: this.models.next }),
       store,
       queue: this.queue,
       pool: this.pool,
@@ -155,7 +152,7 @@ export class LongclipLibrary implements Library {
   }
 
   private get embedder(): Embedder {
-    return this.generations.live.embedder;
+    return this.models.live.embedder;
   }
 
   private reportBackground(error: unknown): void {
@@ -191,9 +188,9 @@ export class LongclipLibrary implements Library {
 
   /** Compares the store's model with the embedder's (first use: records it). */
   private async checkModel(): Promise<void> {
-    if (this.closing || this.reindexing) return;
-    const next = await this.generations.checkStore();
-    if (this.closing || this.reindexing) return;
+    if (this.closing || this.models.reindexing) return;
+    const next = await this.models.checkStore();
+    if (this.closing || this.models.reindexing) return;
     if (next === "ready" && this.currentState !== "ready") await this.store.prepare();
     this.currentState = next;
     this.unavailableReason = undefined;
@@ -235,7 +232,7 @@ export class LongclipLibrary implements Library {
       case "needs_reindex":
         return "the stored embeddings come from another model (run longclip reindex)";
       case "reindexing": {
-        const { done = 0, total = 0 } = this.reindexProgress ?? {};
+        const { done = 0, total = 0 } = this.models.reindexProgress ?? {};
         const share = total > 0 ? ` (${Math.floor((100 * done) / total)}%)` : "";
         return `re-embedding the library with model ${this.embedder.modelId}: ${done} of ${total} items${share}`;
       }
@@ -249,7 +246,7 @@ export class LongclipLibrary implements Library {
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
     return this.track(async () => {
       this.duplicateGroups.invalidate();
-      const results = await this.generations.ingestAcrossSwitch(inputs, (batch) =>
+      const results = await this.models.ingestAcrossSwitch(inputs, (batch) =>
         this.ingest.run(batch),
       );
       this.duplicateGroups.invalidate();
@@ -282,7 +279,7 @@ export class LongclipLibrary implements Library {
 
   searchText(query: string, options: SearchOptions & TextOptions): Promise<TextSearchResult> {
     return this.track(() =>
-      this.generations.acrossSwitch(async () => {
+      this.models.acrossSwitch(async () => {
         this.assertUsable();
         this.search.checkText(query);
         this.search.checkOptions(options);
@@ -301,7 +298,7 @@ export class LongclipLibrary implements Library {
     options: SearchOptions & TextOptions,
   ): Promise<TextSearchResult> {
     return this.track(() =>
-      this.generations.acrossSwitch(async () => {
+      this.models.acrossSwitch(async () => {
         this.assertUsable();
         this.search.checkCompose(parts, options);
         this.search.checkOptions(options);
@@ -314,7 +311,7 @@ export class LongclipLibrary implements Library {
 
   searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
     return this.track(() =>
-      this.generations.acrossSwitch(async () => {
+      this.models.acrossSwitch(async () => {
         this.assertUsable();
         this.search.checkOptions(options);
         const vector = await this.queries.embedImage(bytes);
@@ -368,30 +365,18 @@ export class LongclipLibrary implements Library {
     onFailure?: ReindexFailure,
   ): Promise<number> {
     this.assertOpen();
-    if (this.reindexing) {
-      throw reindexRunning();
-    }
-    this.reindexing = true;
     const before = this.currentState;
-    // A library on the right model keeps serving from its current index meanwhile.
+    // Refused at once when a reindex runs; a library on the right model keeps serving from its
+    // current index meanwhile.
+    const run = this.models.reindexInPlace(onProgress, onFailure);
     if (before === "needs_reindex") this.currentState = "reindexing";
     try {
-      const embedded = await this.generations.reindexInPlace(
-        (item) => this.items.readBytes(item),
-        (done, total) => {
-          this.reindexProgress = { done, total };
-          onProgress?.(done, total);
-        },
-        onFailure,
-      );
+      const embedded = await run;
       this.currentState = "ready";
       return embedded;
     } catch (error) {
       if (this.currentState === "reindexing") this.currentState = before;
       throw error;
-    } finally {
-      this.reindexing = false;
-      this.reindexProgress = undefined;
     }
   }
 
@@ -403,15 +388,12 @@ export class LongclipLibrary implements Library {
    */
   startReindex(modelDir: string, switchMode: SwitchMode = "auto"): Promise<ReindexStatus> {
     this.assertOpen();
-    if (this.reindexing) {
-      return Promise.reject(reindexRunning());
-    }
-    return this.generations.blueGreen.start(modelDir, switchMode);
+    return this.models.startReindex(modelDir, switchMode);
   }
 
   /** The blue/green reindex this library runs or last ran, if any. */
   reindexStatus(): ReindexStatus | undefined {
-    return this.generations.blueGreen.current();
+    return this.models.reindexStatus();
   }
 
   /** The recorded run (any node's), for a status when this library runs none. */
@@ -422,17 +404,17 @@ export class LongclipLibrary implements Library {
   /** Switches a run that waits for it (manual mode), after a last catch-up pass. */
   switchReindex(): Promise<ReindexStatus> {
     this.assertOpen();
-    return this.track(() => this.generations.blueGreen.requestSwitch());
+    return this.track(() => this.models.switchReindex());
   }
 
   /** The next model this library has loaded (it embeds new items with both), if any. */
   nextModelId(): string | undefined {
-    return this.generations.next?.embedder.modelId;
+    return this.models.next?.embedder.modelId;
   }
 
   /** Resolves when the background reindex (if any) ends. */
   waitForReindex(): Promise<void> {
-    return this.generations.blueGreen.settled();
+    return this.models.waitForReindex();
   }
 
   // ---------------------------------------------------------------- stats, lifecycle
@@ -475,12 +457,12 @@ export class LongclipLibrary implements Library {
     if (this.closing) return;
     this.closing = true;
     if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
-    await this.generations.stop();
+    await this.models.stop();
     while (this.active.size > 0) await Promise.allSettled([...this.active]);
-    await this.generations.retiredClosed();
+    await this.models.retiredClosed();
     this.currentState = "closed";
     await this.store.close();
-    await Promise.all([this.pool.close(), this.generations.close()]);
+    await Promise.all([this.pool.close(), this.models.close()]);
   }
 
   private track<T>(start: () => Promise<T>): Promise<T> {
@@ -510,7 +492,7 @@ export class LongclipLibrary implements Library {
       );
     }
     if (this.currentState === "needs_reindex" || this.currentState === "reindexing") {
-      const stored = this.generations.stored;
+      const stored = this.models.stored;
       throw new AppError(
         "model_mismatch",
         `The library was embedded with model ${stored?.modelId ?? "?"} (${stored?.dims ?? "?"} dims), the loaded model is ${this.embedder.modelId} (${this.embedder.dims} dims); run \`longclip reindex\` to re-embed every item with the loaded model, or load the previous model.`,

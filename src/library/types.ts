@@ -23,7 +23,9 @@ import type {
   StoreServer,
   VectorIndexStats,
 } from "../store/types.ts";
-import type { ReindexStatus, SwitchMode } from "./blue-green.ts";
+import type { ReindexStatus, SwitchMode } from "./models/types.ts";
+
+export type { ReindexStatus, SwitchMode };
 
 export type LibraryState =
   | "starting"
@@ -87,7 +89,7 @@ export interface Library {
   listItems(cursor: string | null, limit: number, order?: ItemOrder): Promise<Page<Item>>;
   /** Re-embeds every item with the current model. */
   reindex(onProgress?: (done: number, total: number) => void): Promise<number>;
-  /** Blue/green: embeds every item with the model in `modelDir`, then switches (see blue-green.ts). */
+  /** Blue/green: embeds every item with the model in `modelDir`, then switches (see models/blue-green.ts). */
   startReindex(modelDir: string, switchMode?: SwitchMode): Promise<ReindexStatus>;
   /** The blue/green reindex this library runs or last ran. */
   reindexStatus(): ReindexStatus | undefined;

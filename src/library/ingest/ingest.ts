@@ -13,7 +13,7 @@ import type { Settings } from "../../core/settings.ts";
 import type { IndexInput, IndexResult } from "../../core/types.ts";
 import type { PreprocessPool } from "../../preprocess/pool.ts";
 import type { ItemStore } from "../../store/types.ts";
-import type { Generation } from "../generation.ts";
+import type { Generation } from "../models/generation.ts";
 import type { EmbedQueue } from "../queue.ts";
 import { Batch } from "./batch.ts";
 import { Claims, type Job, type Lookup } from "./claims.ts";

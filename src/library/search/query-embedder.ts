@@ -8,7 +8,7 @@ import type { Embedder, TextEmbedding } from "../../encode/types.ts";
 import type { PreprocessPool } from "../../preprocess/pool.ts";
 import type { TokenizedText } from "../../tokenize/types.ts";
 import { LruCache } from "../../util/lru-cache.ts";
-import type { Generation } from "../generation.ts";
+import type { Generation } from "../models/generation.ts";
 import { EmbedQueue } from "../queue.ts";
 
 /** A text to embed, with its tokens when search has them already: a text is tokenized once. */

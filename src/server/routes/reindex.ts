@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../core/errors.ts";
-import type { ReindexStatus } from "../../library/blue-green.ts";
+import type { ReindexStatus } from "../../library/index.ts";
 import type { ReindexTarget } from "../../store/types.ts";
 import { isInside, realPathOrUndefined } from "../../util/paths.ts";
 import type { Handlers, RouteContext } from "./context.ts";

@@ -1,59 +1,55 @@
 /**
- * The models a library embeds with, and following the store's. The live generation embeds
- * queries and new items; during a blue/green reindex (./blue-green.ts) the next one embeds new
- * items too, until the store switches to it. On a shared store (Postgres) another node or
- * process may start, run or switch a reindex: a library re-reads the store's model and its
- * recorded run, loads the next model to embed new items with both, adopts a switch done
- * elsewhere, takes over a run whose node went quiet, and runs a search again when the model
- * switched while it ran. A replaced model closes once the work that used it is done.
+ * The model lifecycle, in one place: the model a library embeds with (its generation), switching
+ * models and following the store's. The live generation embeds queries and new items; a reindex
+ * in place re-embeds every item with it (after a model change: `longclip reindex`, `serve
+ * --model`); during a blue/green reindex (./blue-green.ts) the next one embeds new items too,
+ * until the store switches to it. On a shared store (Postgres) another node or process may start,
+ * run or switch a reindex: a library re-reads the store's model and its recorded run, loads the
+ * next model to embed new items with both, adopts a switch done elsewhere, takes over a run whose
+ * node went quiet, and runs a search again when the model switched while it ran. A replaced model
+ * closes once the work that used it is done. Both reindexes embed through one loop (./reembed.ts).
  */
 
-import { AppError, isAppError } from "../core/errors.ts";
-import type { IndexInput, IndexResult } from "../core/types.ts";
-import type { Embedder } from "../encode/types.ts";
-import type { ModelInfo, StoredItem } from "../store/types.ts";
-import { BlueGreen, type BlueGreenHost, STALE_MS } from "./blue-green.ts";
+import { AppError, isAppError } from "../../core/errors.ts";
+import type { IndexInput, IndexResult } from "../../core/types.ts";
+import type { Embedder } from "../../encode/types.ts";
+import type { ModelInfo } from "../../store/types.ts";
+import { BlueGreen, STALE_MS } from "./blue-green.ts";
 import { type Generation, generationOf } from "./generation.ts";
-import { type ReindexFailure, type ReindexProgress, reembedAll } from "./reindex.ts";
+import { ModelFailure } from "./next-model.ts";
+import { reembed } from "./reembed.ts";
+import type {
+  LiveModels,
+  ModelHost,
+  ReindexFailure,
+  ReindexProgress,
+  ReindexStatus,
+  SwitchMode,
+} from "./types.ts";
 
-/** What following the store needs from the library. */
-export interface GenerationsHost extends Omit<BlueGreenHost, "live" | "load" | "adopt"> {
-  /** The library's loadModel option; without it, no reindex can be run or followed. */
-  loadModel: ((modelDir: string) => Promise<Embedder>) | undefined;
-  /** The work in flight: a replaced model closes once it settled. */
-  active(): Iterable<Promise<unknown>>;
-  /** The next generation became live: the library rebuilds what depends on the model. */
-  adopted(next: Generation): void;
+function reindexRunning(): AppError {
+  return new AppError("reindex_running", "A reindex is already running; wait for it.");
 }
 
-export class Generations {
+export class ModelLifecycle implements LiveModels {
   /** The model that embeds queries and new items; replaced by a blue/green switch. */
   private current: Generation;
   /** The store's model when last read (for model_mismatch messages). */
   private lastStored: ModelInfo | undefined;
-  readonly blueGreen: BlueGreen;
+  private readonly blueGreen: BlueGreen;
   /** Models replaced by a switch, closed once the work that used them is done. */
   private readonly retired = new Set<Promise<void>>();
   /** Following a switch of the store, one at a time (checks and refused inserts may race). */
   private following: Promise<boolean> | undefined;
+  /** Items re-embedded so far by the running reindex in place (undefined: none runs). */
+  private inPlace: { done: number; total: number } | undefined;
 
   constructor(
-    private readonly host: GenerationsHost,
+    private readonly host: ModelHost,
     encoder: Embedder,
   ) {
     this.current = generationOf(encoder, host.settings);
-    this.blueGreen = new BlueGreen({
-      settings: host.settings,
-      store: host.store,
-      pool: host.pool,
-      queue: host.queue,
-      readBytes: host.readBytes,
-      live: () => this.current,
-      load: (modelDir) => this.load(modelDir),
-      adopt: (next) => this.adopt(next),
-      assertOpen: () => host.assertOpen(),
-      onBackgroundError: (error) => host.onBackgroundError(error),
-    });
+    this.blueGreen = new BlueGreen(host, this);
   }
 
   get live(): Generation {
@@ -108,34 +104,74 @@ export class Generations {
     return stored === undefined || matches || empty ? "ready" : "needs_reindex";
   }
 
+  /** Whether a reindex in place runs (the store's model is not checked meanwhile). */
+  get reindexing(): boolean {
+    return this.inPlace !== undefined;
+  }
+
+  /** How far the running reindex in place is, for /ready. */
+  get reindexProgress(): { done: number; total: number } | undefined {
+    return this.inPlace === undefined ? undefined : { ...this.inPlace };
+  }
+
   /**
-   * Reindex in place (./reindex.ts): every item is embedded again by the live model, then the
-   * store swaps the new embeddings in and records the live model. Returns how many were embedded.
+   * Reindex in place: every item is embedded again by the live model into the staging
+   * embeddings (cleared first, so an interrupted run starts over), then the store swaps them in
+   * and records the live model, in one transaction. An item that cannot be read or decoded
+   * fails only itself. Returns how many were embedded.
    */
-  async reindexInPlace(
-    readBytes: (item: StoredItem) => Promise<Buffer>,
-    onProgress?: ReindexProgress,
-    onFailure?: ReindexFailure,
-  ): Promise<number> {
-    const { settings, store, pool, queue } = this.host;
-    const modelId = this.current.embedder.modelId;
-    const embedded = await reembedAll(
-      {
-        settings,
-        store,
-        pool,
-        queue,
-        live: () => this.current,
-        readBytes,
-        assertOpen: () => this.host.assertOpen(),
-      },
-      modelId,
-      onProgress,
-      onFailure,
-    );
-    this.lastStored = { modelId, dims: this.current.embedder.dims };
-    await store.swapStaging(this.lastStored);
-    return embedded;
+  async reindexInPlace(onProgress?: ReindexProgress, onFailure?: ReindexFailure): Promise<number> {
+    if (this.inPlace !== undefined) throw reindexRunning();
+    const progress = { done: 0, total: 0 };
+    this.inPlace = progress;
+    try {
+      const { store, settings } = this.host;
+      const model = this.current;
+      const pageSize = Math.max(1, settings.imageBatchSize);
+      await store.clearStaging();
+      progress.total = await store.count();
+      onProgress?.(0, progress.total);
+      const embedded = await reembed(this.host, {
+        model,
+        list: (after) => store.itemsAfter(after, pageSize),
+        failed: (item, error) => onFailure?.(item.id, error),
+        paged: (listed) => {
+          progress.done = Math.min(progress.done + listed, progress.total);
+          onProgress?.(progress.done, progress.total);
+        },
+      }).catch((error: unknown) => {
+        throw error instanceof ModelFailure ? error.reason : error;
+      });
+      this.lastStored = { modelId: model.embedder.modelId, dims: model.embedder.dims };
+      await store.swapStaging(this.lastStored);
+      return embedded;
+    } finally {
+      this.inPlace = undefined;
+    }
+  }
+
+  /**
+   * Starts embedding every item with the model in `modelDir` in the background (or resumes a
+   * recorded run of that model); search keeps serving the live model until the switch.
+   */
+  startReindex(modelDir: string, switchMode: SwitchMode): Promise<ReindexStatus> {
+    if (this.inPlace !== undefined) return Promise.reject(reindexRunning());
+    return this.blueGreen.start(modelDir, switchMode);
+  }
+
+  /** The blue/green reindex this library runs or last ran, if any. */
+  reindexStatus(): ReindexStatus | undefined {
+    return this.blueGreen.current();
+  }
+
+  /** Switches a run that waits for it (manual mode), after a last catch-up pass. */
+  switchReindex(): Promise<ReindexStatus> {
+    return this.blueGreen.requestSwitch();
+  }
+
+  /** Resolves when the blue/green run (if any) ends. */
+  waitForReindex(): Promise<void> {
+    return this.blueGreen.settled();
   }
 
   /**
@@ -167,7 +203,7 @@ export class Generations {
     else await this.blueGreen.follow(target);
   }
 
-  private async load(modelDir: string): Promise<Generation> {
+  async load(modelDir: string): Promise<Generation> {
     const load = this.host.loadModel;
     if (load === undefined) {
       throw new AppError(
@@ -179,15 +215,15 @@ export class Generations {
   }
 
   /** The next model becomes live; the old one closes once the work in flight is done. */
-  private adopt(next: Generation): void {
+  adopt(next: Generation): void {
     const old = this.current;
     if (old === next) return;
     this.current = next;
     this.lastStored = { modelId: next.embedder.modelId, dims: next.embedder.dims };
     this.host.adopted(next);
-    const closing = Promise.allSettled([...this.host.active()])
+    const closing = Promise.allSettled([...this.host.inFlight()])
       .then(() => old.embedder.close())
-      .catch((error: unknown) => this.host.onBackgroundError(error));
+      .catch((error: unknown) => this.host.reportBackground(error));
     this.retired.add(closing);
     closing.finally(() => this.retired.delete(closing));
   }

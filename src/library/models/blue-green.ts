@@ -10,52 +10,14 @@
  * skipped. A node whose heartbeat is stale is taken over by another (or by the next start).
  */
 
-import { AppError, type ErrorInfo, errorOf, isAppError, recordedError } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { Embedder } from "../encode/types.ts";
-import type { PreprocessPool } from "../preprocess/pool.ts";
-import { reindexSuperseded } from "../store/reindex-target.ts";
-import type { ItemStore, ReindexTarget, StoredItem } from "../store/types.ts";
+import { AppError, errorOf, isAppError, recordedError } from "../../core/errors.ts";
+import type { Embedder } from "../../encode/types.ts";
+import { reindexSuperseded } from "../../store/reindex-target.ts";
+import type { ReindexTarget } from "../../store/types.ts";
 import type { Generation } from "./generation.ts";
-import { asModelFailure, loadCheckedModel, ModelFailure } from "./next-model.ts";
-import type { EmbedQueue } from "./queue.ts";
-
-export type SwitchMode = "auto" | "manual";
-
-export interface ReindexStatus {
-  state: "running" | "waiting_for_switch" | "switched" | "failed";
-  modelId: string;
-  dims: number;
-  modelDir: string;
-  switchMode: SwitchMode;
-  /** Items with an embedding by the next model, of `total`. */
-  done: number;
-  total: number;
-  /** Items that could not be read (they have no embedding after the switch). */
-  failed: number;
-  failures: { id: string; code: string; message: string }[];
-  startedAt: number;
-  finishedAt?: number;
-  error?: ErrorInfo;
-}
-
-/** What the run needs from the library. */
-export interface BlueGreenHost {
-  settings: Settings;
-  store: ItemStore;
-  pool: PreprocessPool;
-  queue: EmbedQueue;
-  /** An item's original bytes (a file indexed by path is re-checked: ./items.ts). */
-  readBytes(item: StoredItem): Promise<Buffer>;
-  live(): Generation;
-  /** Loads the next model (the library's loadModel option). */
-  load(modelDir: string): Promise<Generation>;
-  /** The next generation becomes live (queries, ingest); the old model closes when idle. */
-  adopt(next: Generation): void;
-  /** Throws when the library is closing. */
-  assertOpen(): void;
-  onBackgroundError(error: unknown): void;
-}
+import { loadCheckedModel, ModelFailure } from "./next-model.ts";
+import { reembed } from "./reembed.ts";
+import type { LiveModels, ModelHost, ReindexStatus, SwitchMode } from "./types.ts";
 
 const HEARTBEAT_MS = 5_000;
 /** A run whose heartbeat is older than this is taken over (its node crashed or stopped). */
@@ -63,8 +25,6 @@ export const STALE_MS = 30_000;
 /** Catch-up passes before a switch gives up on items that keep arriving without both embeddings. */
 const MAX_PASSES = 10;
 const MAX_LISTED_FAILURES = 50;
-/** Tries of one page's store work before the run fails (and can be resumed). */
-const STORE_ATTEMPTS = 3;
 
 export function sameModel(a: Embedder, b: Embedder): boolean {
   return a.modelId === b.modelId && a.dims === b.dims;
@@ -84,7 +44,10 @@ export class BlueGreen {
   private superseded = false;
   private turn: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly host: BlueGreenHost) {}
+  constructor(
+    private readonly host: ModelHost,
+    private readonly models: LiveModels,
+  ) {}
 
   current(): ReindexStatus | undefined {
     return this.status === undefined ? undefined : { ...this.status };
@@ -121,12 +84,12 @@ export class BlueGreen {
     const next =
       this.next !== undefined && this.nextDir === modelDir
         ? this.next
-        : await loadCheckedModel(modelDir, (dir) => this.host.load(dir));
+        : await loadCheckedModel(modelDir, (dir) => this.models.load(dir));
     if (loaded !== undefined) {
       this.next = undefined;
       await loaded.embedder.close();
     }
-    const live = this.host.live();
+    const live = this.models.live;
     if (sameModel(next.embedder, live.embedder)) {
       if (next !== this.next) await next.embedder.close();
       throw new AppError(
@@ -184,7 +147,7 @@ export class BlueGreen {
       next =
         this.next?.embedder.modelId === target.modelId
           ? this.next
-          : await loadCheckedModel(target.modelDir, (dir) => this.host.load(dir));
+          : await loadCheckedModel(target.modelDir, (dir) => this.models.load(dir));
     } catch (error) {
       const finishedAt = Date.now();
       this.status = { ...statusOf(target), state: "failed", error: errorOf(error), finishedAt };
@@ -212,7 +175,7 @@ export class BlueGreen {
   async follow(target: ReindexTarget): Promise<void> {
     if (this.next?.embedder.modelId === target.modelId) return;
     const previous = this.next;
-    this.next = await this.host.load(target.modelDir);
+    this.next = await this.models.load(target.modelDir);
     this.nextDir = target.modelDir;
     if (previous !== undefined) await previous.embedder.close();
   }
@@ -297,10 +260,10 @@ export class BlueGreen {
       status.finishedAt = Date.now();
       if (error instanceof ModelFailure) {
         await this.recordModelFailure(target, error).catch((cause: unknown) =>
-          this.host.onBackgroundError(cause),
+          this.host.reportBackground(cause),
         );
       }
-      if (!this.stopping) this.host.onBackgroundError(error);
+      if (!this.stopping) this.host.reportBackground(error);
     });
     this.running = run.finally(() => {
       this.running = undefined;
@@ -370,7 +333,7 @@ export class BlueGreen {
           continue;
         }
         this.next = undefined;
-        this.host.adopt(next);
+        this.models.adopt(next);
         status.state = "switched";
         status.finishedAt = Date.now();
         return;
@@ -395,100 +358,31 @@ export class BlueGreen {
     const { store, settings } = this.host;
     const status = this.status as ReindexStatus;
     const modelId = next.embedder.modelId;
-    const pageSize = Math.max(1, settings.imageBatchSize);
+    const limit = 2 * Math.max(1, settings.imageBatchSize);
     status.total = await store.count();
     status.done = await store.countStaging(modelId);
-    let after = 0;
-    for (;;) {
-      this.host.assertOpen();
-      if (this.ended()) return;
-      const page = await this.withRetries(() => store.unstagedAfter(modelId, after, pageSize * 2));
-      const todo = page.filter((item) => !failed.has(item.label));
-      const last = page[page.length - 1];
-      if (last === undefined) {
-        // items indexed meanwhile arrive with both embeddings: count them too
-        status.total = await store.count();
-        status.done = await store.countStaging(modelId);
-        return;
-      }
-      after = last.label;
-      await this.withRetries(() => this.embedPage(todo, next, failed));
-      status.total = Math.max(status.total, status.done + status.failed);
-    }
-  }
-
-  /**
-   * A store error (a connection lost, a failover) is retried a few times, then fails the run,
-   * which resumes from there; it never marks an item as unreadable.
-   */
-  private async withRetries<T>(work: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await work();
-      } catch (error) {
-        if (attempt >= STORE_ATTEMPTS || this.stopping || isAppError(error)) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
-      }
-    }
-  }
-
-  /**
-   * An item's bytes. Uploads are read from the store (an error there is the store's, not the
-   * item's, unless the item was deleted meanwhile); files by path may be gone or replaced
-   * (re-checked as every read of them is), which fails only that item.
-   */
-  private async readForReindex(item: StoredItem): Promise<Buffer | Error | typeof DELETED> {
-    try {
-      return await this.host.readBytes(item);
-    } catch (error) {
-      if ((await this.host.store.getById(item.id))?.label !== item.label) return DELETED;
-      if (item.source === "upload") throw error;
-      return error as Error;
-    }
-  }
-
-  /** Embeds one page by the next model and stages it; unreadable items are recorded. */
-  private async embedPage(
-    page: readonly StoredItem[],
-    next: Generation,
-    failed: Set<number>,
-  ): Promise<void> {
-    const { store, pool, queue } = this.host;
-    const status = this.status as ReindexStatus;
-    const bytes = await Promise.all(page.map((item) => this.readForReindex(item)));
-    const decoded = await Promise.allSettled(
-      bytes.map(async (data) => {
-        if (data instanceof Error) throw isAppError(data) ? data : imageMissing(data);
-        return data === DELETED ? DELETED : pool.run(data, next.options);
-      }),
-    );
-    const good: { label: number; pixels: Float32Array }[] = [];
-    decoded.forEach((outcome, k) => {
-      const item = page[k] as StoredItem;
-      if (outcome.status === "fulfilled") {
-        if (outcome.value !== DELETED)
-          good.push({ label: item.label, pixels: outcome.value.pixels });
-        return;
-      }
-      failed.add(item.label);
-      status.failed = failed.size;
-      if (status.failures.length < MAX_LISTED_FAILURES)
-        status.failures.push({ id: item.id, ...errorOf(outcome.reason) });
+    await reembed(this.host, {
+      model: next,
+      list: (after) => store.unstagedAfter(modelId, after, limit),
+      skip: (item) => failed.has(item.label),
+      ended: () => this.ended(),
+      failed: (item, error) => {
+        failed.add(item.label);
+        status.failed = failed.size;
+        if (status.failures.length < MAX_LISTED_FAILURES)
+          status.failures.push({ id: item.id, ...error });
+      },
+      paged: (_listed, staged) => {
+        status.done += staged;
+        status.total = Math.max(status.total, status.done + status.failed);
+      },
     });
-    if (good.length === 0) return;
-    const vectors = await queue.run("ingest", good.length, () =>
-      asModelFailure(() => next.embedder.embedPixels(good.map((g) => g.pixels))),
-    );
-    await store.putStaging(
-      good.map((g, k) => ({ label: g.label, vector: vectors[k] as Float32Array })),
-      next.embedder.modelId,
-    );
-    status.done += good.length;
+    if (this.ended()) return;
+    // items indexed meanwhile arrive with both embeddings: count them too
+    status.total = await store.count();
+    status.done = await store.countStaging(modelId);
   }
 }
-
-/** An item deleted (by any node) since its page was listed: it needs no new embedding. */
-const DELETED = Symbol("deleted");
 
 function runningElsewhere(recorded: ReindexTarget): AppError {
   return new AppError(
@@ -511,11 +405,4 @@ function statusOf(target: ReindexTarget): ReindexStatus {
     failures: [],
     startedAt: target.startedAt,
   };
-}
-
-function imageMissing(error: Error): AppError {
-  return new AppError(
-    "image_missing",
-    `The item's file cannot be read (${error.message}); restore it or delete the item.`,
-  );
 }

@@ -2,10 +2,10 @@
  * A generation: a model with the preprocessing its vision tower expects, and the model id a
  * library records for it. ./generations.ts follows which generation is live.
  */
-import type { Settings } from "../core/settings.ts";
-import type { Embedder } from "../encode/types.ts";
-import { preprocessOptions } from "../preprocess/options.ts";
-import type { PreprocessMode, PreprocessOptions } from "../preprocess/types.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { Embedder } from "../../encode/types.ts";
+import { preprocessOptions } from "../../preprocess/options.ts";
+import type { PreprocessMode, PreprocessOptions } from "../../preprocess/types.ts";
 
 /** A model with the preprocessing its vision tower expects. */
 export interface Generation {

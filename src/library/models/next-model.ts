@@ -3,9 +3,9 @@
  * cannot load, or whose config.json disagrees with its ONNX graphs (another embedding size,
  * another image resolution), is refused at once with `400 model_invalid` instead of failing
  * later in the background. A run that fails for its model is recorded as failed with its error
- * (src/library/blue-green.ts) and never resumed by itself.
+ * (./blue-green.ts) and never resumed by itself.
  */
-import { AppError, errorOf, isAppError } from "../core/errors.ts";
+import { AppError, errorOf, isAppError } from "../../core/errors.ts";
 import type { Generation } from "./generation.ts";
 
 /** An error of the next model itself (not of the store, not of one item): never retried. */

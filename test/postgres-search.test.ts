@@ -1,9 +1,11 @@
 /**
  * Nearest-neighbour search on a real Postgres + pgvector (native where it runs): a filtered
  * search returns k items whenever k items match, even when every matching item lies far from
- * the query, beyond what pgvector's iterative index scan visits (hnsw.max_scan_tuples).
+ * the query, beyond what pgvector's iterative index scan visits (hnsw.max_scan_tuples); and a
+ * search costs one statement (one round trip) once its connection has the search's settings.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { toSql } from "pgvector";
@@ -11,6 +13,7 @@ import { EXACT_FILTER_LIMIT } from "../src/store/filter.ts";
 import { MAX_SCAN_TUPLES } from "../src/store/postgres/search.ts";
 import { PostgresStore } from "../src/store/postgres/store.ts";
 import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
+import { startStatementGate } from "./helpers/statement-gate.ts";
 
 const DIMS = 8;
 /** More near items than the walk visits, and more far ones than the exact path takes. */
@@ -101,5 +104,71 @@ test("a filtered search whose matching items all lie far from the query still re
     assert.ok(plain.every((hit) => hit.item.metadata.group === 0));
   } finally {
     await store.close();
+  }
+});
+
+test("a search is one statement once its pooled connection has the search's settings, and finds what an exact scan finds", async () => {
+  await postgres.reset();
+  const gate = await startStatementGate(postgres.url);
+  const store = await PostgresStore.open({
+    url: gate.url,
+    vectorType: "halfvec",
+    m: 16,
+    efConstruction: 64,
+    efSearch: 0,
+    poolSize: 2,
+  });
+  try {
+    await store.setModel({ modelId: "m", dims: DIMS });
+    const random = noise(11);
+    const vectors = Array.from({ length: 200 }, () =>
+      Float32Array.from({ length: DIMS }, () => random()),
+    );
+    await store.insertItems(
+      vectors.map((vector, i) => ({
+        id: `v${i}`,
+        sha256: createHash("sha256").update(`v${i}`).digest("hex"),
+        metadata: { n: i },
+        contentType: "image/png",
+        width: 1,
+        height: 1,
+        bytes: 1,
+        source: "path" as const,
+        path: `v${i}.png`,
+        vector,
+      })),
+      "m",
+    );
+    const search = async (vector: Float32Array, k: number, exact = false) =>
+      (await store.nearest({ vector, k, exact }, "m")).map((hit) => hit.item.id);
+    // The first searches of each pooled connection set its session (and read the table's size).
+    await Promise.all([
+      search(vectors[0] as Float32Array, 10),
+      search(vectors[1] as Float32Array, 10),
+    ]);
+    const before = gate.statements();
+    for (let i = 0; i < 6; i++) {
+      const vector = vectors[i] as Float32Array;
+      assert.deepEqual(await search(vector, 10), await search(vector, 10, true));
+    }
+    // 12 searches: 12 statements (a BEGIN with SET LOCAL, the query and a COMMIT would be 36).
+    assert.equal(gate.statements() - before, 12);
+    // Another depth wants another ef_search: one statement more on each connection it reaches.
+    const deeper = gate.statements();
+    const vector = vectors[7] as Float32Array;
+    const walked = await store.nearest({ vector, k: 50 }, "m");
+    const exact = await store.nearest({ vector, k: 50, exact: true }, "m");
+    assert.deepEqual(
+      walked.map((hit) => hit.item.id),
+      exact.map((hit) => hit.item.id),
+    );
+    // Scores by the full vectors and a full-precision query (a half-precision one differs ~1e-5).
+    for (const [i, hit] of walked.entries()) {
+      assert.ok(Math.abs(hit.score - (exact[i]?.score ?? 0)) < 1e-9, `score of ${hit.item.id}`);
+    }
+    assert.ok(gate.statements() - deeper <= 4, `${gate.statements() - deeper} statements`);
+  } finally {
+    await store.close();
+    await gate.close();
   }
 });

@@ -70,6 +70,46 @@ export interface Reads {
   ): Promise<pg.QueryResult<R>>;
   /** `prelude`: statements without parameters (e.g. SET LOCAL) sent with the BEGIN. */
   transaction<T>(work: (client: Queryable) => Promise<T>, prelude?: string): Promise<T>;
+  /**
+   * Runs `work` (autocommit statements) on one connection whose session has `settings`: a
+   * search in one round trip, where SET LOCAL needs a BEGIN and a COMMIT around it.
+   */
+  withSession<T>(settings: SessionSettings, work: (client: Queryable) => Promise<T>): Promise<T>;
+}
+
+/**
+ * Session settings by name, each value an SQL expression giving its text (computed by the
+ * server when set). Only settings that every user of a pooled connection either sets itself
+ * or does not read belong here: they stay on the connection after the work.
+ */
+export type SessionSettings = Readonly<Record<string, string>>;
+
+/** The settings each open connection has been given (by name, the expression set). */
+const sessionOf = new WeakMap<object, Map<string, string>>();
+
+/**
+ * Gives `client`'s session the `settings` it does not have yet, all in one statement, and
+ * nothing when it has them all (the usual case: a connection serves many searches alike).
+ * Remembered only after the server confirmed them; an aborted statement changes nothing.
+ */
+export async function applySession(client: Queryable, settings: SessionSettings): Promise<void> {
+  let applied = sessionOf.get(client);
+  const missing = Object.entries(settings).filter(([name, value]) => applied?.get(name) !== value);
+  if (missing.length === 0) return;
+  const calls = missing.map(
+    ([name, value]) => `set_config(${quoteLiteral(name)}, (${value})::text, false)`,
+  );
+  await client.query(`SELECT ${calls.join(", ")}`);
+  if (applied === undefined) {
+    applied = new Map();
+    sessionOf.set(client, applied);
+  }
+  for (const [name, value] of missing) applied.set(name, value);
+}
+
+/** A string as an SQL literal (for setting names, which are ours). */
+export function quoteLiteral(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
 }
 
 /** A WAL position (`16/B374D848`) as a number, for comparing positions. */
@@ -170,6 +210,13 @@ export class Db {
       client.off("error", onError);
       client.release(broken);
     }
+  }
+
+  withSession<T>(settings: SessionSettings, work: (client: Queryable) => Promise<T>): Promise<T> {
+    return this.withClient(async (client) => {
+      await applySession(client, settings);
+      return work(client);
+    });
   }
 
   /**

@@ -20,7 +20,15 @@
 import { performance } from "node:perf_hooks";
 import pg from "pg";
 import type { StoreServer } from "../types.ts";
-import { type Db, inTransaction, parseLsn, type Queryable, type Reads } from "./db.ts";
+import {
+  applySession,
+  type Db,
+  inTransaction,
+  parseLsn,
+  type Queryable,
+  type Reads,
+  type SessionSettings,
+} from "./db.ts";
 import { isConnectionError } from "./errors.ts";
 
 export interface ReplicaOptions {
@@ -144,6 +152,17 @@ export class ReplicaReads implements Reads {
       async (client) => (await inTransaction(client, work, "COMMIT", prelude)).result,
     );
     return served !== undefined ? served.value : this.primary.transaction(work, prelude);
+  }
+
+  async withSession<T>(
+    settings: SessionSettings,
+    work: (client: Queryable) => Promise<T>,
+  ): Promise<T> {
+    const served = await this.onReplica(async (client) => {
+      await applySession(client, settings);
+      return work(client);
+    });
+    return served !== undefined ? served.value : this.primary.withSession(settings, work);
   }
 
   /** The primary and each replica: whether it serves reads now, how far behind, reads served. */

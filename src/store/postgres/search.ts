@@ -3,7 +3,8 @@
  * on request, when a filter leaves few items, or when the index walk found fewer than k), and
  * keyword search through the `tsvector` documents of the items' text fields.
  *
- * How a nearest-neighbour search uses pgvector (one transaction, settings SET LOCAL):
+ * How a nearest-neighbour search uses pgvector (one round trip without a filter: its settings
+ * stay on each pooled connection and are set again only where they differ, searchSession):
  * - `hnsw.ef_search` from the depth asked (k + offset) and the table's size (efSearchFor);
  * - `hnsw.iterative_scan = relaxed_order`: with a filter, the walk goes on until enough rows pass
  *   it. Relaxed, because strict_order drops every row found after a farther one (lost recall);
@@ -19,7 +20,7 @@
 import { efSearchFor, MAX_PGVECTOR_EF_SEARCH } from "../../vector-index/ef-search.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem } from "../types.ts";
-import type { Reads } from "./db.ts";
+import type { Reads, SessionSettings } from "./db.ts";
 import { appendFilter } from "./filter-sql.ts";
 import { type HnswIndexSettings, indexedExpression } from "./hnsw-index.ts";
 import { type ItemRow, toItem, vectorParam } from "./rows.ts";
@@ -72,21 +73,14 @@ export class PostgresSearch {
         : query.k;
     const indexed = (operand: string) => indexedExpression(this.settings, model.dims, operand);
     // The inner query walks the index; the outer one re-ranks its rows by the full vectors.
+    // $1 is typed by the first cast Postgres reads, and it reads the subquery first: so `vector`
+    // there too, or $1 would arrive as halfvec and the re-rank would use a half-precision query.
     const annSql = `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score FROM (
         SELECT ${ITEM_COLUMNS}, embedding FROM longclip.items WHERE ${where}
-        ORDER BY ${indexed("embedding")} <=> ${indexed("$1")} LIMIT ${candidates}
+        ORDER BY ${indexed("embedding")} <=> ${indexed("$1::vector")} LIMIT ${candidates}
       ) AS candidates ORDER BY embedding <=> $1::vector, label LIMIT ${k}`;
     const limit = this.settings.exactFilterLimit;
-    // Zone-less dates in filters are UTC. Only numbers of ours go into this text (no parameters
-    // with BEGIN), which saves the search a round trip.
-    const settings = [
-      `SET LOCAL hnsw.ef_search = ${ef}`,
-      "SET LOCAL hnsw.iterative_scan = relaxed_order",
-      `SET LOCAL hnsw.max_scan_tuples = ${MAX_SCAN_TUPLES}`,
-      `SELECT set_config('hnsw.scan_mem_multiplier', greatest(1, ceil(${scanMemoryBytes(model.dims)} / pg_size_bytes(current_setting('work_mem'))))::text, true)`,
-      "SET LOCAL TimeZone = 'UTC'",
-    ].join("; ");
-    const rows = await this.reads.transaction(async (client) => {
+    const rows = await this.reads.withSession(searchSession(ef, model.dims), async (client) => {
       let exact = query.exact === true;
       if (!exact && filter !== undefined && limit > 0) {
         // Few matching items: scan them exactly (the walk loses recall on selective filters).
@@ -103,7 +97,7 @@ export class PostgresSearch {
         if (found.rows.length >= query.k) return found.rows;
       }
       return (await client.query<Row>(exactSql, params)).rows;
-    }, settings);
+    });
     return rows
       .map((row) => ({ item: toItem(row), score: row.score }))
       .sort((a, b) => b.score - a.score || a.item.label - b.item.label);
@@ -141,9 +135,30 @@ export class PostgresSearch {
       ${filter ? `WHERE ${filter.where}` : ""}
       ORDER BY matched.score DESC, label LIMIT $${params.length}`;
     await this.ready();
-    const { rows } = await this.reads.query<ItemRow & { score: number }>(sql, params);
+    const { rows } = await this.reads.withSession(FILTER_SESSION, (client) =>
+      client.query<ItemRow & { score: number }>(sql, params),
+    );
     return rows.map((row) => ({ item: toItem(row), score: row.score }));
   }
+}
+
+/** Zone-less dates in filters are UTC, on every connection that ran a filter. */
+const FILTER_SESSION: SessionSettings = { TimeZone: "'UTC'" };
+
+/**
+ * The session a search runs in. Set on the connection (not SET LOCAL in a transaction, which
+ * costs a BEGIN and a COMMIT round trip) and only where the connection's differ (applySession):
+ * every search sets all of them, and nothing else reads them, so what a connection keeps from
+ * an earlier search never reaches another query.
+ */
+export function searchSession(efSearch: number, dims: number): SessionSettings {
+  return {
+    "hnsw.ef_search": `'${Math.trunc(efSearch)}'`,
+    "hnsw.iterative_scan": "'relaxed_order'",
+    "hnsw.max_scan_tuples": `'${MAX_SCAN_TUPLES}'`,
+    "hnsw.scan_mem_multiplier": `greatest(1, ceil(${scanMemoryBytes(dims)} / pg_size_bytes(current_setting('work_mem'))))`,
+    ...FILTER_SESSION,
+  };
 }
 
 /**

@@ -312,7 +312,7 @@ export interface paths {
         put?: never;
         /**
          * Switch a reindex started with `switch: manual` to the new model.
-         * @description Embeds the items that arrived since the run completed, then switches in one transaction. Answers when the switch is done.
+         * @description Embeds the items that arrived since the run completed, then switches in one transaction. Answers when the switch is done. Calls at the same moment, on any nodes, switch once and all answer 200 with the switched status, as does a call after the run switched; each node serves the new model before it answers.
          */
         post: operations["switchReindex"];
         delete?: never;
@@ -1603,7 +1603,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            /** @description `no_reindex` (none in progress), `reindex_incomplete` (items kept arriving without both embeddings), or the run failed: its own error's code and message (a run that failed for its model is not retried by a switch). */
+            /** @description `no_reindex` (none in progress, and this node knows of no run that switched), `reindex_incomplete` (items kept arriving without both embeddings), or the run failed: its own error's code and message (a run that failed for its model is not retried by a switch). */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -1,6 +1,7 @@
 /**
  * `npm test`: the training package's pytest suite, then the TypeScript suite (node --test,
- * every test/*.test.ts and test/e2e/*.test.ts, or the files given as arguments), then one line
+ * every test/*.test.ts, test/fast/*.test.ts and test/e2e/*.test.ts, or the files given as
+ * arguments), then one line
  * for a person: how many passed, failed and were skipped (skipped suites included), and why.
  *
  * Without a Python that has torch and pytest, the Python suite is skipped with one line that
@@ -66,7 +67,7 @@ async function pythonSuite() {
 
 function testFiles(args) {
   if (args.length > 0) return args;
-  return ["test", path.join("test", "e2e")].flatMap((dir) =>
+  return ["test", path.join("test", "fast"), path.join("test", "e2e")].flatMap((dir) =>
     readdirSync(path.join(ROOT, dir))
       .filter((name) => name.endsWith(".test.ts"))
       .sort()

@@ -10,17 +10,11 @@
  * time, so a date formatted with the browser's locale would show.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
 import type { components } from "../../src/api/types.gen.ts";
-import {
-  type Browser,
-  launchBrowser,
-  type RunningServer,
-  SKIP_BROWSER,
-  screenshot,
-  startServer,
-} from "./helpers.ts";
+import { SKIP_BROWSER, screenshot } from "./helpers.ts";
+import { cardIds, pageFixture, waitForText } from "./page-fixture.ts";
 
 type S = components["schemas"];
 
@@ -67,21 +61,6 @@ interface PageWindow {
   >;
 }
 
-const cardIds = (page: Page) =>
-  page.$$eval("#results .card", (cards) => cards.map((c) => c.getAttribute("data-id") ?? ""));
-
-async function waitForText(page: Page, selector: string, pattern: RegExp): Promise<string> {
-  await page.waitForFunction(
-    ([sel, source, flags]) =>
-      new RegExp(source, flags).test(
-        (globalThis as unknown as PageWindow).document.querySelector(sel)?.textContent ?? "",
-      ),
-    [selector, pattern.source, pattern.flags] as const,
-    { timeout: 60_000 },
-  );
-  return (await page.textContent(selector)) ?? "";
-}
-
 /** "2026-12-07 11:47 UTC", built from the date's UTC fields (not the page's formatter). */
 function utcMinute(iso: string): string {
   const d = new Date(iso);
@@ -90,28 +69,18 @@ function utcMinute(iso: string): string {
 }
 
 describe("the first screen in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
-  let server: RunningServer;
-  let browser: Browser;
-  let page: Page;
-
-  const api = async <T>(url: string, init: RequestInit = {}): Promise<T> => {
-    const res = await fetch(`${server.base}${url}`, init);
-    assert.ok(res.ok, `${url}: ${res.status}`);
-    return (await res.json()) as T;
-  };
-
-  before(async () => {
-    server = await startServer({}, { gallery: true });
-    browser = await launchBrowser({ locale: "de-DE", timezoneId: "America/New_York" });
-    page = browser.page;
+  const fixture = pageFixture({
+    gallery: true,
+    where: { locale: "de-DE", timezoneId: "America/New_York" },
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
+  const { api } = fixture;
+  let page: Page;
+  before(() => {
+    page = fixture.page;
   });
 
   test("before any search: the search box on top, the newest items of the library, count and model", async () => {
-    await page.goto(server.base);
+    await page.goto(fixture.server.base);
     const stats = await api<S["Stats"]>("/stats");
     assert.ok(stats.items > PAGE_SIZE, `the gallery has ${stats.items} items`);
     const expected = await api<S["ItemPage"]>(`/items?order=newest&limit=${PAGE_SIZE}`);
@@ -250,7 +219,7 @@ describe("the first screen in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 
   });
 
   test("no request left 127.0.0.1 and the page logged no errors", () => {
-    assert.deepEqual(browser.external, []);
-    assert.deepEqual(browser.errors, []);
+    assert.deepEqual(fixture.browser.external, []);
+    assert.deepEqual(fixture.browser.errors, []);
   });
 });

@@ -8,37 +8,23 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { patternPng } from "../helpers/library-fixtures.ts";
-import {
-  type Browser,
-  launchBrowser,
-  type RunningServer,
-  SKIP_BROWSER,
-  screenshot,
-  startServer,
-} from "./helpers.ts";
+import { SKIP_BROWSER, screenshot } from "./helpers.ts";
+import { pageFixture } from "./page-fixture.ts";
 
 describe("jobs panel", { skip: SKIP_BROWSER }, () => {
   const media = mkdtempSync(path.join(os.tmpdir(), "longclip-e2e-media-"));
-  let server: RunningServer;
-  let browser: Browser;
-
   before(async () => {
     mkdirSync(path.join(media, "trip"));
     for (let seed = 0; seed < 5; seed++) {
       writeFileSync(path.join(media, "trip", `t${seed}.png`), await patternPng(300 + seed));
     }
     writeFileSync(path.join(media, "trip", "broken.jpg"), "not a jpeg");
-    server = await startServer({ mediaRoot: media });
-    browser = await launchBrowser();
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    rmSync(media, { recursive: true, force: true });
-  });
+  const fixture = pageFixture({ settings: { mediaRoot: media } });
+  after(() => rmSync(media, { recursive: true, force: true }));
 
   test("start a job for a folder and watch it finish, failures by code", async () => {
-    const { page } = browser;
+    const { page, browser, server } = fixture;
     await page.goto(server.base);
     await page.getByLabel("Files or folders under the server's media root").fill("trip");
     await page.getByRole("button", { name: "Start job" }).click();

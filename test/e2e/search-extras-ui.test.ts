@@ -6,18 +6,11 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import sharp from "sharp";
 import type { components } from "../../src/api/types.gen.ts";
-import {
-  type Browser,
-  e2eModelDir,
-  launchBrowser,
-  type RunningServer,
-  SKIP_BROWSER,
-  screenshot,
-  startServer,
-} from "./helpers.ts";
+import { e2eModelDir, SKIP_BROWSER, screenshot } from "./helpers.ts";
+import { pageFixture } from "./page-fixture.ts";
 
 type S = components["schemas"];
 
@@ -25,19 +18,11 @@ const GALLERY = path.join(e2eModelDir(), "gallery");
 const THRESHOLD = 0.95;
 
 describe("search modes and near-duplicates in the page", { skip: SKIP_BROWSER }, () => {
-  let server: RunningServer;
-  let browser: Browser;
+  const fixture = pageFixture();
+  const { api } = fixture;
   let captions: string[] = [];
 
-  const api = async <T>(url: string, init?: RequestInit): Promise<T> => {
-    const res = await fetch(`${server.base}${url}`, init);
-    assert.ok(res.ok, `${url}: ${res.status} ${await res.clone().text()}`);
-    return (await res.json()) as T;
-  };
-
   before(async () => {
-    server = await startServer();
-    browser = await launchBrowser();
     const manifest = JSON.parse(readFileSync(path.join(GALLERY, "gallery.json"), "utf8")) as {
       items: { file: string; caption: string }[];
     };
@@ -61,18 +46,14 @@ describe("search modes and near-duplicates in the page", { skip: SKIP_BROWSER },
       JSON.stringify(indexed),
     );
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-  });
 
   const gridIds = () =>
-    browser.page
+    fixture.page
       .locator("#results .card")
       .evaluateAll((cards) => cards.map((card) => card.getAttribute("data-id")));
 
   test("keyword and hybrid modes: the grid is the API's ranking, each card says where it ranked", async () => {
-    const { page } = browser;
+    const { page, server } = fixture;
     await page.goto(server.base);
     await page.getByLabel("Describe the image").fill("zorblat");
     await page.getByLabel("Match").selectOption("keyword");
@@ -82,10 +63,10 @@ describe("search modes and near-duplicates in the page", { skip: SKIP_BROWSER },
     assert.equal(await page.locator("#results .card .ranks").textContent(), "text #1");
 
     const query = `${captions[3]} zorblat`;
-    const expected = await api<S["SearchResponse"]>("/search", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ query, k: 12, mode: "hybrid" }),
+    const expected = await fixture.postJson<S["SearchResponse"]>("/search", {
+      query,
+      k: 12,
+      mode: "hybrid",
     });
     await page.getByLabel("Describe the image").fill(query);
     await page.getByLabel("Match").selectOption("hybrid");
@@ -112,7 +93,7 @@ describe("search modes and near-duplicates in the page", { skip: SKIP_BROWSER },
   });
 
   test("the duplicates view lists the API's groups, 20 a page, and loads more", async () => {
-    const { page } = browser;
+    const { page, server } = fixture;
     await page.goto(server.base);
     const all: string[][] = [];
     let cursor: string | null = null;
@@ -158,7 +139,7 @@ describe("search modes and near-duplicates in the page", { skip: SKIP_BROWSER },
     });
     await page.getByRole("button", { name: "Find near-duplicates" }).click();
     await page.getByText(/Near-duplicates unavailable: .*\(validation_failed\)/).waitFor();
-    assert.deepEqual(browser.external, []);
-    assert.deepEqual(browser.errors, []);
+    assert.deepEqual(fixture.browser.external, []);
+    assert.deepEqual(fixture.browser.errors, []);
   });
 });

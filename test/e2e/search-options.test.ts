@@ -12,40 +12,42 @@ import { after, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
 import type { components } from "../../src/api/types.gen.ts";
 import { patternPng } from "../helpers/library-fixtures.ts";
-import {
-  type Browser,
-  launchBrowser,
-  type RunningServer,
-  SKIP_BROWSER,
-  screenshot,
-  startServer,
-} from "./helpers.ts";
+import { SKIP_BROWSER, screenshot } from "./helpers.ts";
+import { cardIds, pageFixture, waitForCards } from "./page-fixture.ts";
 
 type S = components["schemas"];
 
 const COUNT = 30;
 const QUERY = "A large red circle fills the centre of the picture on a striped background.";
 
-const cardIds = (page: Page) =>
-  page.$$eval("#results .card", (cards) => cards.map((c) => c.getAttribute("data-id") ?? ""));
 const cardRanks = (page: Page) =>
   page.$$eval("#results .card .rank", (ranks) => ranks.map((r) => r.textContent ?? ""));
 
 describe("search options in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
   const media = mkdtempSync(path.join(os.tmpdir(), "longclip-e2e-options-"));
-  let server: RunningServer;
-  let browser: Browser;
+  const items: { id: string; path: string; metadata: object }[] = [];
+  before(async () => {
+    for (let i = 0; i < COUNT; i++) {
+      writeFileSync(path.join(media, `p${i}.png`), await patternPng(500 + i, 64));
+      items.push({
+        id: `p${i}`,
+        path: `p${i}.png`,
+        metadata: { n: i, taken: `2024-03-${String(1 + i).padStart(2, "0")}` },
+      });
+    }
+  });
+  const fixture = pageFixture({ settings: { mediaRoot: media } });
   let page: Page;
+  before(async () => {
+    await fixture.postJson("/index", { items });
+    page = fixture.page;
+    await page.goto(fixture.server.base);
+    await page.fill("#query", QUERY);
+    await page.selectOption("#k", "12");
+  });
+  after(() => rmSync(media, { recursive: true, force: true }));
 
-  const search = async (body: object): Promise<S["SearchResponse"]> => {
-    const res = await fetch(`${server.base}/search`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    assert.equal(res.status, 200, await res.clone().text());
-    return (await res.json()) as S["SearchResponse"];
-  };
+  const search = (body: object) => fixture.postJson<S["SearchResponse"]>("/search", body);
   /** Submits the form and waits until the status line reports a finished search. */
   const submit = async () => {
     await page.click("#search-button");
@@ -68,35 +70,6 @@ describe("search options in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 },
     await page.selectOption("#filter-op", "eq");
     await page.fill("#min-score", "");
   };
-
-  before(async () => {
-    const items = [];
-    for (let i = 0; i < COUNT; i++) {
-      writeFileSync(path.join(media, `p${i}.png`), await patternPng(500 + i, 64));
-      items.push({
-        id: `p${i}`,
-        path: `p${i}.png`,
-        metadata: { n: i, taken: `2024-03-${String(1 + i).padStart(2, "0")}` },
-      });
-    }
-    server = await startServer({ mediaRoot: media });
-    const res = await fetch(`${server.base}/index`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ items }),
-    });
-    assert.equal(res.status, 200, await res.clone().text());
-    browser = await launchBrowser();
-    page = browser.page;
-    await page.goto(server.base);
-    await page.fill("#query", QUERY);
-    await page.selectOption("#k", "12");
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    rmSync(media, { recursive: true, force: true });
-  });
 
   test("the filter row sends key, operator and value; the grid is the API's", async () => {
     await page.fill("#filter-key", "n");
@@ -155,14 +128,7 @@ describe("search options in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 },
     await submit();
     assert.equal((await cardIds(page)).length, 12);
     await page.click("#load-more");
-    await page.waitForFunction(
-      () =>
-        (
-          globalThis as unknown as { document: { querySelectorAll(s: string): ArrayLike<unknown> } }
-        ).document.querySelectorAll("#results .card").length === 24,
-      undefined,
-      { timeout: 60_000 },
-    );
+    await waitForCards(page, 24);
     const expected = await search({ query: QUERY, k: 24 });
     assert.deepEqual(
       await cardIds(page),
@@ -173,14 +139,7 @@ describe("search options in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 },
       expected.hits.map((h) => `#${h.rank}`),
     );
     await page.click("#load-more");
-    await page.waitForFunction(
-      () =>
-        (
-          globalThis as unknown as { document: { querySelectorAll(s: string): ArrayLike<unknown> } }
-        ).document.querySelectorAll("#results .card").length === 30,
-      undefined,
-      { timeout: 60_000 },
-    );
+    await waitForCards(page, 30);
     assert.ok(await page.isHidden("#load-more"), "the last page hides the button");
     await screenshot(page, "options-load-more");
   });
@@ -216,8 +175,8 @@ describe("search options in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 },
     );
     assert.notEqual((await cardIds(page))[0], first, "the chosen image is no longer first");
     await screenshot(page, "options-less-like-this");
-    assert.deepEqual(browser.external, []);
-    assert.deepEqual(browser.errors, []);
+    assert.deepEqual(fixture.browser.external, []);
+    assert.deepEqual(fixture.browser.errors, []);
   });
 });
 

@@ -9,19 +9,13 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
 import sharp from "sharp";
 import type { components } from "../../src/api/types.gen.ts";
 import { sampleImage } from "../helpers/demo-model.ts";
-import {
-  type Browser,
-  launchBrowser,
-  type RunningServer,
-  SKIP_BROWSER,
-  screenshot,
-  startServer,
-} from "./helpers.ts";
+import { SKIP_BROWSER, screenshot } from "./helpers.ts";
+import { cardIds, pageFixture, waitForText } from "./page-fixture.ts";
 
 type S = components["schemas"];
 
@@ -105,7 +99,6 @@ interface ImageSize {
 }
 
 interface PageDocument {
-  querySelector(selector: string): { textContent: string | null } | null;
   querySelectorAll(selector: string): ArrayLike<ImageSize>;
 }
 
@@ -121,55 +114,22 @@ async function waitForImages(page: Page, selector: string): Promise<void> {
   );
 }
 
-async function waitForText(page: Page, selector: string, pattern: RegExp): Promise<string> {
-  await page.waitForFunction(
-    ([sel, source, flags]) =>
-      new RegExp(source, flags).test(
-        (globalThis as unknown as { document: PageDocument }).document.querySelector(sel)
-          ?.textContent ?? "",
-      ),
-    [selector, pattern.source, pattern.flags] as const,
-    { timeout: 60_000 },
-  );
-  return (await page.textContent(selector)) ?? "";
-}
-
-const cardIds = (page: Page) =>
-  page.$$eval("#results .card", (cards) => cards.map((c) => c.getAttribute("data-id") ?? ""));
-
 describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
-  let server: RunningServer;
-  let browser: Browser;
+  // Small batches so seven files take four requests.
+  const fixture = pageFixture({ settings: { apiKey: KEY, maxBatchItems: 2 } });
+  const { api, postJson } = fixture;
   let page: Page;
   let images: Awaited<ReturnType<typeof makeImages>>;
   const requested: string[] = [];
 
-  const api = async <T>(url: string, init: RequestInit = {}): Promise<T> => {
-    const res = await fetch(`${server.base}${url}`, init);
-    return (await res.json()) as T;
-  };
-  const apiJson = <T>(url: string, body: unknown) =>
-    api<T>(url, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-
   before(async () => {
     images = await makeImages();
-    // Small batches so seven files take four requests.
-    server = await startServer({ apiKey: KEY, maxBatchItems: 2 });
-    browser = await launchBrowser();
-    page = browser.page;
+    page = fixture.page;
     page.on("request", (r) => requested.push(r.url()));
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
   });
 
   test("the page loads from the server with its limits and an empty library", async () => {
-    const response = await page.goto(server.base);
+    const response = await page.goto(fixture.server.base);
     assert.equal(response?.status(), 200);
     assert.match(response?.headers()["content-security-policy"] ?? "", /default-src 'none'/);
     assert.equal(await page.title(), "longclip search");
@@ -190,7 +150,7 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     assert.equal(status, "Done: 7 files, 0 indexed, 0 already stored, 7 failed.");
     const body = new FormData();
     body.append("images", new Blob([images[0]?.buffer ?? Buffer.alloc(0)]), "a.png");
-    const refused = await api<S["Error"]>("/index", { method: "POST", body });
+    const refused = await api<S["Error"]>("/index", { method: "POST", body }, 401);
     const shown = await page.$$eval("#upload-failures li", (items) =>
       items.map((li) => [
         li.querySelector(".failure-message")?.textContent,
@@ -265,13 +225,13 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
 
   test("the token counter matches /tokenize and marks where a long paragraph is cut", async () => {
     await page.fill("#query", SHORT_QUERY);
-    const short = await apiJson<S["TokenizeResponse"]>("/tokenize", { text: SHORT_QUERY });
+    const short = await postJson<S["TokenizeResponse"]>("/tokenize", { text: SHORT_QUERY });
     assert.equal(short.truncated, false);
     await waitForText(page, "#token-count", new RegExp(`^${short.tokens} / 248 tokens$`));
     assert.equal(await page.isHidden("#cut-note"), true);
 
     await page.fill("#query", LONG_QUERY);
-    const long = await apiJson<S["TokenizeResponse"]>("/tokenize", { text: LONG_QUERY });
+    const long = await postJson<S["TokenizeResponse"]>("/tokenize", { text: LONG_QUERY });
     assert.ok(long.tokens > 248, `the long paragraph has ${long.tokens} tokens`);
     await waitForText(page, "#token-count", new RegExp(`^${long.tokens} / 248 tokens \\(cut\\)$`));
     await page.waitForSelector("#cut-note:not([hidden])");
@@ -282,8 +242,8 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     // more word would be.
     const kept = LONG_QUERY.slice(0, long.kept_chars);
     const nextWord = /^\s*\S+/.exec(LONG_QUERY.slice(long.kept_chars))?.[0] ?? "";
-    const fits = await apiJson<S["TokenizeResponse"]>("/tokenize", { text: kept });
-    const over = await apiJson<S["TokenizeResponse"]>("/tokenize", { text: kept + nextWord });
+    const fits = await postJson<S["TokenizeResponse"]>("/tokenize", { text: kept });
+    const over = await postJson<S["TokenizeResponse"]>("/tokenize", { text: kept + nextWord });
     assert.equal(fits.truncated, false);
     assert.equal(over.truncated, true);
     const textareaHeight = await page.$eval("#query", (t) => t.getBoundingClientRect().height);
@@ -296,7 +256,7 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     await page.selectOption("#k", "12");
     await page.press("#query", "Control+Enter");
     await waitForText(page, "#results-status", /^\d+ results? in \d+ ms/);
-    const expected = await apiJson<S["SearchResponse"]>("/search", { query: SHORT_QUERY, k: 12 });
+    const expected = await postJson<S["SearchResponse"]>("/search", { query: SHORT_QUERY, k: 12 });
     assert.equal(expected.hits.length, 6);
     assert.deepEqual(
       await cardIds(page),
@@ -373,7 +333,9 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     await page.waitForSelector("#detail:not([open])", { state: "attached" });
 
     const original = Buffer.from(
-      await (await fetch(`${server.base}/items/${encodeURIComponent(id)}/image`)).arrayBuffer(),
+      await (
+        await fetch(`${fixture.server.base}/items/${encodeURIComponent(id)}/image`)
+      ).arrayBuffer(),
     );
     const body = new FormData();
     body.append("image", new Blob([original]), "query");
@@ -394,7 +356,7 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
     await page.fill("#query", tooLong);
     await page.click("#search-button");
     const shown = await waitForText(page, "#results-status", /^Search failed/);
-    const expected = await apiJson<S["Error"]>("/search", { query: tooLong });
+    const expected = await postJson<S["Error"]>("/search", { query: tooLong }, 400);
     assert.equal(shown, `Search failed: ${expected.error.message} (${expected.error.code})`);
     assert.equal(expected.error.code, "query_too_long");
     await waitForText(page, "#token-count", /query_too_long/);
@@ -492,7 +454,7 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
   });
 
   test("no request left 127.0.0.1 and the page logged no errors", () => {
-    assert.deepEqual(browser.external, []);
+    assert.deepEqual(fixture.browser.external, []);
     assert.ok(requested.length > 0);
     for (const url of requested) {
       const { protocol, hostname } = new URL(url);
@@ -501,6 +463,6 @@ describe("web UI in Chromium", { skip: SKIP_BROWSER, timeout: 600_000 }, () => {
         `request to ${url}`,
       );
     }
-    assert.deepEqual(browser.errors, []);
+    assert.deepEqual(fixture.browser.errors, []);
   });
 });

@@ -33,9 +33,13 @@ function modelWithoutGallery(): string {
   return bareModel;
 }
 
-/** `longclip serve ARGS` with stdout a pipe and no colours, ready at a stdout line matching `ready`. */
-function serve(args: readonly string[], ready: RegExp) {
-  return startServe(args, { NO_COLOR: "1" }, ready);
+/**
+ * `longclip serve` on the gallery-less demo model and a data directory of its own, stdout a
+ * pipe and no colours, ready at a line matching `ready`.
+ */
+function serve(data: string, args: readonly string[], ready: RegExp) {
+  const model = ["--model", modelWithoutGallery(), "--data", path.join(root, data)];
+  return startServe([...model, ...args], { NO_COLOR: "1" }, ready);
 }
 
 interface JsonLine {
@@ -51,14 +55,8 @@ describe("longclip serve's log", { timeout: 300_000 }, () => {
     // Nothing listens on this port: the library cannot reach its database, /ready says 503.
     const url = `postgres://postgres:postgres@127.0.0.1:${await freePort()}/postgres`;
     const server = await serve(
-      [
-        "--model",
-        modelWithoutGallery(),
-        "--data",
-        path.join(root, "data-pg"),
-        "--database-url",
-        url,
-      ],
+      "data-pg",
+      ["--database-url", url],
       /"msg":"open (http:\/\/127\.0\.0\.1:\d+)\/ in your browser"/,
     );
     try {
@@ -106,14 +104,8 @@ describe("longclip serve's log", { timeout: 300_000 }, () => {
 
   test("--log-format pretty: one short line per event, and where to open the page", async () => {
     const server = await serve(
-      [
-        "--model",
-        modelWithoutGallery(),
-        "--data",
-        path.join(root, "data-pretty"),
-        "--log-format",
-        "pretty",
-      ],
+      "data-pretty",
+      ["--log-format", "pretty"],
       /INFO: open (http:\/\/127\.0\.0\.1:\d+)\/ in your browser$/,
     );
     try {

@@ -18,105 +18,23 @@ import supertest from "supertest";
 import { PROJECT_ROOT, type Settings } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/library.ts";
-import { preprocessImage } from "../src/preprocess/index.ts";
 import { buildApp } from "../src/server/app.ts";
-import { PostgresStore } from "../src/store/postgres/store.ts";
 import type { ItemStore } from "../src/store/types.ts";
 import { tempDir } from "./api-helpers.ts";
+import {
+  assertAllEmbeddedBy,
+  backgroundErrors,
+  modelsUnder,
+  NEXT_ID,
+  openLibrary,
+  pngs,
+  postgresNodeStore,
+  until,
+  upload,
+} from "./helpers/blue-green.ts";
 import { runCli } from "./helpers/cli.ts";
 import { patternPng, testSettings } from "./helpers/library-fixtures.ts";
 import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
-
-const DEMO = path.join(PROJECT_ROOT, "models", "demo");
-const NEXT_ID = "longclip-demo-renormalised-test";
-
-/** models/demo (a copy) and models/next (the variant) under `root`. */
-function modelsUnder(root: string): { served: string; next: string } {
-  const models = path.join(root, "models");
-  const served = path.join(models, "demo");
-  const next = path.join(models, "next");
-  for (const dir of [served, next]) {
-    mkdirSync(dir, { recursive: true });
-    for (const file of ["config.json", "vision.onnx", "text.onnx", "vocab.txt"]) {
-      copyFileSync(path.join(DEMO, file), path.join(dir, file));
-    }
-  }
-  const config = JSON.parse(readFileSync(path.join(DEMO, "config.json"), "utf8"));
-  config.model_id = NEXT_ID;
-  config.image_mean = [0.5, 0.5, 0.5];
-  config.image_std = [0.25, 0.25, 0.25];
-  writeFileSync(path.join(next, "config.json"), JSON.stringify(config, null, 2));
-  return { served, next };
-}
-
-/**
- * Errors of background work (the 2 s store checks, the reindex run). On a native Postgres the
- * Postgres test fails on any; on PGlite they are logged only: it multiplexes every connection
- * onto one backend, and under this test's concurrency an interleaved extended-protocol exchange
- * now and then loses its unnamed statement; the next check (2 s later) repeats the work. What a
- * client sees (every search answered) is asserted on both.
- */
-const backgroundErrors: string[] = [];
-
-async function openLibrary(settings: Settings, store?: ItemStore): Promise<LongclipLibrary> {
-  const encoder = await Encoder.load(settings.modelDir, settings);
-  return createLibrary(settings, encoder, {
-    ...(store ? { store } : {}),
-    loadModel: (dir) => Encoder.load(dir, settings),
-    onBackgroundError: (error) => {
-      backgroundErrors.push(String(error));
-      console.log(`background error: ${String(error)}`);
-    },
-  });
-}
-
-async function pngs(from: number, count: number): Promise<Buffer[]> {
-  return Promise.all(Array.from({ length: count }, (_, i) => patternPng(from + i, 96)));
-}
-
-/** Every item's live embedding equals the next model's own output for its image. */
-async function assertAllEmbeddedBy(
-  store: ItemStore,
-  images: Map<string, Buffer>,
-  modelDir: string,
-  settings: Settings,
-): Promise<void> {
-  const encoder = await Encoder.load(modelDir, settings);
-  try {
-    assert.equal(await store.countEmbeddings(encoder.modelId), await store.count());
-    assert.equal(await store.count(), images.size);
-    const options = {
-      resolution: encoder.config.image_resolution,
-      mean: encoder.config.image_mean,
-      std: encoder.config.image_std,
-      maxImageBytes: settings.maxImageBytes,
-      maxImagePixels: settings.maxImagePixels,
-    };
-    for (const [id, bytes] of images) {
-      const item = await store.getById(id);
-      assert.ok(item, id);
-      const [row] = await store.embeddingsOf(encoder.modelId, [item.label]);
-      const [expected] = await encoder.embedPixels([
-        (await preprocessImage(bytes, options)).pixels,
-      ]);
-      assert.ok(row && expected, id);
-      let worst = 0;
-      for (let i = 0; i < expected.length; i++)
-        worst = Math.max(worst, Math.abs((row.vector[i] as number) - (expected[i] as number)));
-      assert.ok(worst < 1e-5, `${id}: differs from the new model's embedding by ${worst}`);
-    }
-  } finally {
-    await encoder.close();
-  }
-}
-
-/** POST /index of uploads (multipart, as clients send files). */
-function upload(http: supertest.Agent, entries: readonly [string, Buffer][]) {
-  let request = http.post("/index");
-  for (const [id, bytes] of entries) request = request.attach("images", bytes, `${id}.png`);
-  for (const [id] of entries) request = request.field("ids", id);
-  return request;
-}
 
 /** Searches `http` in a loop until stopped; every answer's status is kept. */
 function searchLoop(http: supertest.Agent) {
@@ -145,16 +63,6 @@ function searchLoop(http: supertest.Agent) {
   };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe("blue/green reindex on SQLite, over HTTP", () => {
   test("search answers throughout; an item indexed meanwhile gets both; a manual switch puts every item on the new model", async () => {
     const root = tempDir("blue-green-api-");
@@ -174,6 +82,9 @@ describe("blue/green reindex on SQLite, over HTTP", () => {
       const oldModel = (await http.get("/stats")).body.model_id as string;
 
       assert.equal((await http.get("/reindex")).status, 404);
+      const none = await http.post("/reindex/switch");
+      assert.equal(none.status, 409, JSON.stringify(none.body));
+      assert.equal(none.body.error.code, "no_reindex");
       const outside = await http.post("/reindex").send({ model_dir: "../../etc" });
       assert.equal(outside.status, 403);
       assert.equal(outside.body.error.code, "path_outside_models");
@@ -442,21 +353,7 @@ describe("blue/green reindex on Postgres with two nodes", () => {
   });
   after(() => postgres?.stop());
 
-  /**
-   * A node's store. On PGlite one connection a node: it serves every connection from one
-   * backend, and concurrent extended-protocol exchanges on several connections can lose each
-   * other's unnamed statement ("unnamed prepared statement does not exist"), which a native
-   * server never does; there each node has the default pool.
-   */
-  const nodeStore = (settings: Settings) =>
-    PostgresStore.open({
-      url: postgres.url,
-      vectorType: "halfvec",
-      m: settings.hnswM,
-      efConstruction: settings.hnswEfConstruction,
-      efSearch: settings.hnswEfSearch,
-      ...(postgres.kind === "pglite" ? { poolSize: 1 } : {}),
-    });
+  const nodeStore = (settings: Settings) => postgresNodeStore(postgres, settings);
 
   test("node B answers searches throughout, embeds its new items with both, and switches with the store", async () => {
     const root = tempDir("blue-green-pg-");

@@ -2,9 +2,10 @@
  * The library: ingest (hash → duplicate check → preprocess → embed → one store transaction),
  * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
  * Postgres + pgvector). It orchestrates and owns the state (starting, ready, needs_reindex,
- * closed...); the work is done by its modules: ./ingest.ts (its steps in ./ingest-*.ts),
- * ./search.ts with ./query-embedder.ts, ./items.ts (reading items), and ./models/ (the models
- * it embeds with and following the store's: reindex in place, blue/green).
+ * closed...); the work is done by its modules: ./ingest/ (the pipeline in ./ingest/ingest.ts),
+ * ./search/ (search, hybrid, query embedding, duplicates), ./items.ts (reading items), and
+ * ./models/ (the models it embeds with and following the store's: reindex in place,
+ * blue/green).
  *
  * Invariants:
  * - The store is the source of truth. An item is reported "indexed" only after the transaction
@@ -34,9 +35,7 @@ import { DecodeGate } from "../preprocess/decode-gate.ts";
 import { PreprocessPool } from "../preprocess/pool.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget, StoreHealth, StoreServer } from "../store/types.ts";
-import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
-import { withUploadFilename } from "./hybrid.ts";
-import { Ingest } from "./ingest.ts";
+import { Ingest } from "./ingest/ingest.ts";
 import { ItemReader } from "./items.ts";
 import type { Generation } from "./models/generation.ts";
 import { ModelLifecycle } from "./models/lifecycle.ts";
@@ -47,9 +46,8 @@ import type {
   ReindexStatus,
   SwitchMode,
 } from "./models/types.ts";
-import { QueryEmbedder } from "./query-embedder.ts";
 import { EmbedQueue } from "./queue.ts";
-import { Search } from "./search.ts";
+import { SearchService } from "./search/service.ts";
 import type { Library, LibraryOptions, LibraryState, LibraryStats } from "./types.ts";
 
 /** How often a library on a shared store re-reads its model and reachability. */
@@ -93,11 +91,8 @@ export class LongclipLibrary implements Library {
   private readonly ingest: Ingest;
   /** The models it embeds with: switching, blue/green, reindex. */
   private readonly models: ModelLifecycle;
-  private readonly duplicateGroups: DuplicateGroups;
   private readonly items: ItemReader;
-  private readonly queries: QueryEmbedder;
-  /** Search for the live model (rebuilt at a blue/green switch). */
-  private search: Search;
+  private readonly searches: SearchService;
 
   constructor(
     private readonly settings: Settings,
@@ -122,12 +117,15 @@ export class LongclipLibrary implements Library {
     };
     this.models = new ModelLifecycle(host, encoder);
     this.items = new ItemReader(settings, store);
-    this.queries = new QueryEmbedder(settings, this.pool, this.queue, () => this.models.live);
-    this.duplicateGroups = new DuplicateGroups(
+    this.searches = new SearchService({
+      settings,
       store,
-      Math.max(1, settings.duplicateNeighbours),
-      settings.minDuplicateThreshold,
-    );
+      pool: this.pool,
+      queue: this.queue,
+      live: () => this.models.live,
+      assertUsable: () => this.assertUsable(),
+      reportBackground: (error) => this.reportBackground(error),
+    });
     this.ingest = new Ingest({
       settings,
       generations: () => ({ live: this.models.live, next: this.models.next }),
@@ -136,18 +134,6 @@ export class LongclipLibrary implements Library {
       pool: this.pool,
       allowAnyPath: options.allowAnyPath === true,
       assertUsable: () => this.assertUsable(),
-    });
-    this.search = this.searchFor(this.embedder);
-  }
-
-  private searchFor(embedder: Embedder): Search {
-    return new Search({
-      settings: this.settings,
-      store: this.store,
-      modelId: embedder.modelId,
-      contextLength: embedder.config.context_length,
-      countTokens: (text) => embedder.tokenize(text).tokens,
-      embedTexts: (texts) => this.queries.embedTexts(texts),
     });
   }
 
@@ -198,8 +184,7 @@ export class LongclipLibrary implements Library {
 
   /** The next model became live: queries are embedded and searched with it from now on. */
   private adopted(next: Generation): void {
-    this.search = this.searchFor(next.embedder);
-    this.queries.clear();
+    this.searches.adopt(next.embedder);
     if (this.currentState === "needs_reindex") this.currentState = "ready";
   }
 
@@ -245,20 +230,12 @@ export class LongclipLibrary implements Library {
 
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
     return this.track(async () => {
-      this.duplicateGroups.invalidate();
-      const keep = this.settings.keepUploadFilename === "on";
-      const results = await this.models.ingestAcrossSwitch(
-        inputs.map((input) => withUploadFilename(input, keep)),
-        (batch) => this.ingest.run(batch),
+      this.searches.itemsChanged();
+      const results = await this.models.ingestAcrossSwitch(inputs, (batch) =>
+        this.ingest.run(batch),
       );
-      this.duplicateGroups.invalidate();
-      await flagNearDuplicates(
-        this.store,
-        this.embedder.modelId,
-        results,
-        this.settings.nearDuplicateThreshold,
-        this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))),
-      );
+      this.searches.itemsChanged();
+      await this.searches.flagNearDuplicates(results);
       return results;
     });
   }
@@ -270,62 +247,29 @@ export class LongclipLibrary implements Library {
     cursor: string | null;
     limit: number;
   }): Promise<DuplicateGroupPage> {
-    return this.track(async () => {
-      this.assertUsable();
-      const limit = Math.min(Math.max(1, Math.trunc(options.limit) || 1), this.settings.maxK);
-      return this.duplicateGroups.page(this.embedder.modelId, { ...options, limit });
-    });
+    return this.track(() => this.searches.duplicates(options));
   }
 
   // ---------------------------------------------------------------- search
 
   searchText(query: string, options: SearchOptions & TextOptions): Promise<TextSearchResult> {
-    return this.track(() =>
-      this.models.acrossSwitch(async () => {
-        this.assertUsable();
-        this.search.checkText(query);
-        this.search.checkOptions(options);
-        const embedded = await this.search.embedText(query, options);
-        this.assertUsable();
-        return {
-          hits: await this.search.rank(embedded.vector, options, query),
-          query: embedded.info,
-        };
-      }),
-    );
+    return this.track(() => this.models.acrossSwitch(() => this.searches.text(query, options)));
   }
 
   searchCompose(
     parts: readonly ComposePart[],
     options: SearchOptions & TextOptions,
   ): Promise<TextSearchResult> {
-    return this.track(() =>
-      this.models.acrossSwitch(async () => {
-        this.assertUsable();
-        this.search.checkCompose(parts, options);
-        this.search.checkOptions(options);
-        const embedded = await this.search.embedCompose(parts, options);
-        this.assertUsable();
-        return { hits: await this.search.rank(embedded.vector, options), query: embedded.info };
-      }),
-    );
+    return this.track(() => this.models.acrossSwitch(() => this.searches.compose(parts, options)));
   }
 
   searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
-    return this.track(() =>
-      this.models.acrossSwitch(async () => {
-        this.assertUsable();
-        this.search.checkOptions(options);
-        const vector = await this.queries.embedImage(bytes);
-        this.assertUsable();
-        return { hits: await this.search.rank(vector, options) };
-      }),
-    );
+    return this.track(() => this.models.acrossSwitch(() => this.searches.image(bytes, options)));
   }
 
   /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */
   searchVector(vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
-    return this.search.rank(vector, options);
+    return this.searches.vector(vector, options);
   }
 
   // ---------------------------------------------------------------- items
@@ -347,7 +291,7 @@ export class LongclipLibrary implements Library {
 
   async deleteItem(id: string): Promise<boolean> {
     this.assertOpen();
-    this.duplicateGroups.invalidate();
+    this.searches.itemsChanged();
     return (await this.store.deleteById(id)) !== undefined;
   }
 
@@ -443,7 +387,7 @@ export class LongclipLibrary implements Library {
         size: 0,
       },
       queue: {
-        pending: this.queue.pending + this.queries.pending,
+        pending: this.queue.pending + this.searches.pending,
         capacity: this.settings.maxQueueDepth,
       },
     };

@@ -77,6 +77,8 @@ export interface ReindexTarget extends ModelInfo {
   complete: boolean;
   /** The run failed for its model (it loads no more, or its graph disagrees): never resumed. */
   failed?: ErrorInfo;
+  /** A switch was asked for: the node running it switches, the others wait for the store. */
+  switchRequested?: boolean;
 }
 
 export interface NearestQuery {

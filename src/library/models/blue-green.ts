@@ -1,7 +1,7 @@
 /**
  * Blue/green model switch: every item is embedded by the next model into a second generation
  * (the store's staging embeddings) in the background while search keeps serving the live one;
- * items indexed meanwhile are embedded by both (src/library/ingest.ts). When every readable
+ * items indexed meanwhile are embedded by both (src/library/ingest/). When every readable
  * item has its new embedding the store switches in one transaction (at once, or when told),
  * dropping the old generation, and each node starts embedding queries with the next model.
  *
@@ -42,6 +42,8 @@ export class BlueGreen {
   private stopping = false;
   /** The run in progress was taken over by another node (or switched there). */
   private superseded = false;
+  /** The run this node ran, resumed, followed or was asked to switch last. */
+  known: ReindexTarget | undefined;
   private turn: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -133,12 +135,15 @@ export class BlueGreen {
   }
 
   /** Takes over a recorded run (after a crash, or when its node went quiet). */
-  resume(target: ReindexTarget): Promise<void> {
-    return this.serial(() => this.resumeNow(target));
+  resume(target: ReindexTarget, toSwitch = false): Promise<void> {
+    return this.serial(() => this.resumeNow(target, toSwitch));
   }
 
-  private async resumeNow(seen: ReindexTarget): Promise<void> {
-    if (this.running !== undefined) return;
+  private async resumeNow(seen: ReindexTarget, toSwitch: boolean): Promise<void> {
+    if (this.running !== undefined) {
+      if (toSwitch) this.askSwitch();
+      return;
+    }
     // Read again: a resume queued behind another may have seen the run before it failed.
     const target = await this.host.store.reindexTarget();
     if (target?.modelId !== seen.modelId || target.failed !== undefined) return;
@@ -156,11 +161,16 @@ export class BlueGreen {
     }
     // Taken over only if the record is still the one read: of nodes that saw it go stale at
     // the same moment, one resumes it (the others keep following).
-    const claimed = { ...target, heartbeatAt: Date.now() };
+    const claimed = {
+      ...target,
+      heartbeatAt: Date.now(),
+      ...(toSwitch ? { switchRequested: true } : {}),
+    };
     if (!(await this.host.store.setReindexTarget(claimed, target))) {
       if (next !== this.next) await next.embedder.close();
       return;
     }
+    if (toSwitch) this.switchRequested = true;
     await this.begin(claimed, next);
   }
 
@@ -173,6 +183,7 @@ export class BlueGreen {
 
   /** Loads the next model of a run another node is doing, so this node embeds with both. */
   async follow(target: ReindexTarget): Promise<void> {
+    this.known = target;
     if (this.next?.embedder.modelId === target.modelId) return;
     const previous = this.next;
     this.next = await this.models.load(target.modelDir);
@@ -188,23 +199,29 @@ export class BlueGreen {
     await next.embedder.close();
   }
 
-  /** Asks a run waiting in manual mode to switch, or switches a completed run of another process. */
-  async requestSwitch(): Promise<ReindexStatus> {
+  /**
+   * Asks a run waiting in manual mode to switch, or switches (takes over) a run recorded by
+   * another process. Undefined when the switch is in another node's hands: none is recorded
+   * (one switched already, or none runs), that node is switching it, or it took the run over
+   * or claimed it first; the caller then learns from the store how it ended.
+   */
+  async requestSwitch(): Promise<ReindexStatus | undefined> {
     if (this.running === undefined) {
       const recorded = await this.host.store.reindexTarget();
-      if (recorded === undefined) {
-        throw new AppError("no_reindex", "No reindex is in progress; start one with --to-model.");
-      }
+      if (recorded === undefined) return undefined;
+      this.known = recorded;
       // A run that failed for its model is not retried by a switch: start it again instead.
       if (recorded.failed !== undefined) throw recordedError(recorded.failed, 409);
-      this.switchRequested = true;
-      await this.resume(recorded);
+      if (recorded.switchRequested === true && this.runByAnotherNode(recorded)) return undefined;
+      await this.resume(recorded, true);
+      if (this.running === undefined) return undefined;
     } else {
-      this.switchRequested = true;
-      this.wake?.();
+      this.askSwitch();
     }
     await this.running;
     const status = this.current() as ReindexStatus;
+    // Another node took the run over, or switched it: the store says how it ended.
+    if (status.state === "failed" && status.error?.code === "reindex_superseded") return undefined;
     if (status.state === "failed") {
       // The run's own error, answered with 409: the switch conflicts with a failed run.
       throw recordedError(
@@ -213,6 +230,33 @@ export class BlueGreen {
       );
     }
     return status;
+  }
+
+  /**
+   * The status of `run` once the store switched to its model: this node's own if it ran it, else
+   * as the store shows it (items with an embedding by the new model, of all items).
+   */
+  async switchedStatus(run: ReindexTarget): Promise<ReindexStatus> {
+    const own = this.status;
+    if (own?.modelId === run.modelId && own.state === "switched") return { ...own };
+    const { store } = this.host;
+    // Two reads: an item indexed between them (with its new embedding) may count in `done`
+    // only, so `done` is bounded by `total`.
+    const total = await store.count();
+    const done = Math.min(total, await store.countEmbeddings(run.modelId));
+    const status = { ...statusOf(run), done, total, failed: total - done };
+    return { ...status, state: "switched", finishedAt: Date.now() };
+  }
+
+  /** Stopping (the library closes): nothing waits for a switch any more. */
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
+  /** The running run switches once complete (a manual one waiting for it is woken). */
+  private askSwitch(): void {
+    this.switchRequested = true;
+    this.wake?.();
   }
 
   /** Another node switched the store: a local run ends and the status says so. */
@@ -244,6 +288,7 @@ export class BlueGreen {
   }
 
   private async begin(target: ReindexTarget, next: Generation): Promise<void> {
+    this.known = target;
     this.next = next;
     this.nextDir = target.modelDir;
     this.superseded = false;
@@ -267,6 +312,7 @@ export class BlueGreen {
     });
     this.running = run.finally(() => {
       this.running = undefined;
+      this.switchRequested = false;
     });
   }
 
@@ -314,6 +360,8 @@ export class BlueGreen {
           status.state = "running";
           continue;
         }
+        // Recorded, so that other nodes asked to switch wait for this one instead of taking over.
+        await write({ switchRequested: true });
         switching = true;
         await writes;
         if (this.ended()) break;

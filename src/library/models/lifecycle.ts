@@ -10,7 +10,7 @@
  * closes once the work that used it is done. Both reindexes embed through one loop (./reembed.ts).
  */
 
-import { AppError, isAppError } from "../../core/errors.ts";
+import { AppError, isAppError, recordedError } from "../../core/errors.ts";
 import type { IndexInput, IndexResult } from "../../core/types.ts";
 import type { Embedder } from "../../encode/types.ts";
 import type { ModelInfo } from "../../store/types.ts";
@@ -26,6 +26,21 @@ import type {
   ReindexStatus,
   SwitchMode,
 } from "./types.ts";
+
+/** How often a switch call waiting for another node's switch reads the store. */
+const SWITCH_POLL_MS = 100;
+
+function sameInfo(a: ModelInfo, b: ModelInfo): boolean {
+  return a.modelId === b.modelId && a.dims === b.dims;
+}
+
+function noReindex(): AppError {
+  return new AppError("no_reindex", "No reindex is in progress; start one with --to-model.");
+}
+
+function libraryClosed(): AppError {
+  return new AppError("library_closed", "The library is shutting down; retry shortly.");
+}
 
 function reindexRunning(): AppError {
   return new AppError("reindex_running", "A reindex is already running; wait for it.");
@@ -164,9 +179,32 @@ export class ModelLifecycle implements LiveModels {
     return this.blueGreen.current();
   }
 
-  /** Switches a run that waits for it (manual mode), after a last catch-up pass. */
-  switchReindex(): Promise<ReindexStatus> {
-    return this.blueGreen.requestSwitch();
+  /**
+   * Switches the blue/green run (one waiting in manual mode, or one a stopped process recorded)
+   * after a last catch-up pass, and answers once the store switched. Of calls at the same time
+   * on several nodes, one node switches and every call gets the switched status (a call that
+   * comes just after the switch too); each node serves the new model before it answers.
+   */
+  async switchReindex(): Promise<ReindexStatus> {
+    const { store } = this.host;
+    for (;;) {
+      const own = await this.blueGreen.requestSwitch();
+      if (own !== undefined) return own;
+      // In another node's hands, or done: the store says how it ended. The target is read
+      // first: a switch removes it and records the model in one transaction.
+      const run = this.blueGreen.known;
+      const target = await store.reindexTarget();
+      const stored = await store.model();
+      const leftover = target === undefined || target.modelId === stored?.modelId;
+      if (run !== undefined && stored !== undefined && leftover && sameInfo(run, stored)) {
+        await this.followSwitchOf(stored);
+        return this.blueGreen.switchedStatus(run);
+      }
+      if (target === undefined) throw noReindex();
+      if (target.failed !== undefined) throw recordedError(target.failed, 409);
+      if (this.blueGreen.stopped) throw libraryClosed();
+      await new Promise((resolve) => setTimeout(resolve, SWITCH_POLL_MS));
+    }
   }
 
   /** Resolves when the blue/green run (if any) ends. */

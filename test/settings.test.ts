@@ -273,6 +273,20 @@ describe("what the docs say of the settings agrees with the table", () => {
     }
   });
 
+  test("openapi.yaml's defaults named by setting key: `maxQueryWindows` (8 by default)", () => {
+    const spec = readFileSync(path.join(PROJECT_ROOT, "openapi.yaml"), "utf8");
+    const mentions = [
+      ...spec.matchAll(
+        /`([a-z][A-Za-z]+)`[^`(]{0,40}\((?:default setting )?([\d,.]+)(?: by default)?[;)]/g,
+      ),
+    ];
+    assert.ok(mentions.length >= 5, `found the defaults (${mentions.length})`);
+    for (const [, key = "", shown = ""] of mentions) {
+      assert.ok(SETTING_KEYS.includes(key as SettingKey), `${key} in openapi.yaml is a setting`);
+      assert.equal(quantity(shown, key as SettingKey), DEFAULT_SETTINGS[key as SettingKey], key);
+    }
+  });
+
   test("the README's settings table: every setting of serve, its flag, variable and default", () => {
     const readme = readFileSync(path.join(PROJECT_ROOT, "README.md"), "utf8");
     const section = readme.slice(readme.indexOf("## Configuration and limits"));

@@ -56,6 +56,8 @@ export class ModelLifecycle implements LiveModels {
   private readonly retired = new Set<Promise<void>>();
   /** Following a switch of the store, one at a time (checks and refused inserts may race). */
   private following: Promise<boolean> | undefined;
+  /** The store check in progress (checkStore). */
+  private checking: Promise<"ready" | "needs_reindex"> | undefined;
   /** Items re-embedded so far by the running reindex in place (undefined: none runs). */
   private inPlace: { done: number; total: number } | undefined;
 
@@ -83,9 +85,18 @@ export class ModelLifecycle implements LiveModels {
   /**
    * Reads the store's model (after following its reindex, when this library can load models)
    * and compares it with the live one; an empty store, or one used for the first time, records
-   * the live model. "needs_reindex" when the stored embeddings come from another model.
+   * the live model. "needs_reindex" when the stored embeddings come from another model. One
+   * check at a time: a call while one runs (a model loading takes longer than the library's
+   * 2 s interval) gets its answer, rather than loading the next model a second time.
    */
-  async checkStore(): Promise<"ready" | "needs_reindex"> {
+  checkStore(): Promise<"ready" | "needs_reindex"> {
+    this.checking ??= this.checkStoreNow().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async checkStoreNow(): Promise<"ready" | "needs_reindex"> {
     const { store } = this.host;
     let stored = await store.model();
     if (this.host.loadModel !== undefined) {
@@ -225,7 +236,13 @@ export class ModelLifecycle implements LiveModels {
     const { store } = this.host;
     const target = await store.reindexTarget();
     if (target === undefined) {
-      await this.blueGreen.drop();
+      // No run recorded: if because it switched since `stored` was read (a switch removes the
+      // record and records the model in one transaction), the next model is live now: adopted,
+      // not dropped (uploads in flight embed with it).
+      const now = await store.model();
+      if (next !== undefined && now?.modelId === next.embedder.modelId)
+        this.switchedElsewhere(next);
+      else this.blueGreen.drop();
       return;
     }
     if (target.modelId === stored?.modelId) {
@@ -234,7 +251,7 @@ export class ModelLifecycle implements LiveModels {
     }
     if (this.blueGreen.isRunning()) return;
     if (target.failed !== undefined) {
-      await this.blueGreen.drop(); // failed for its model: shown by GET /reindex, never resumed
+      this.blueGreen.drop(); // failed for its model: shown by GET /reindex, never resumed
       return;
     }
     if (Date.now() - target.heartbeatAt > STALE_MS) await this.blueGreen.resume(target);
@@ -259,6 +276,11 @@ export class ModelLifecycle implements LiveModels {
     this.current = next;
     this.lastStored = { modelId: next.embedder.modelId, dims: next.embedder.dims };
     this.host.adopted(next);
+    this.retire(old);
+  }
+
+  /** Closes `old` once the work in flight (which may embed with it) is done. */
+  retire(old: Generation): void {
     const closing = Promise.allSettled([...this.host.inFlight()])
       .then(() => old.embedder.close())
       .catch((error: unknown) => this.host.reportBackground(error));

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Response } from "supertest";
 import type { components } from "../src/api/types.gen.ts";
-import { sentenceWindows } from "../src/library/search.ts";
+import { sentenceWindows } from "../src/library/search/search.ts";
 import { tokenizerFromModelDir } from "../src/tokenize/index.ts";
 import { multipart, startTestApp, type TestServer } from "./api-helpers.ts";
 import { longParagraph, sampleImage } from "./helpers/demo-model.ts";

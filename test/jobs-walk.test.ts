@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { isAppError } from "../src/core/errors.ts";
 import { jobFiles } from "../src/jobs/create.ts";
-import { collectImageFiles } from "../src/library/files.ts";
+import { collectImageFiles } from "../src/library/ingest/files.ts";
 import { tempDir } from "./helpers/library-fixtures.ts";
 
 const root = tempDir("jobs-walk-test-");

@@ -8,7 +8,7 @@ import sharp from "sharp";
 import { runDuplicates } from "../src/cli/duplicates.ts";
 import { parseFilter, parseMeta, runIndex, runReindex, runSearch } from "../src/cli/index-cmd.ts";
 import { isAppError } from "../src/core/errors.ts";
-import { collectImageFiles } from "../src/library/files.ts";
+import { collectImageFiles } from "../src/library/ingest/files.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";

@@ -61,6 +61,41 @@ describe("library", () => {
     }
   });
 
+  test("a text query is tokenized once: its length is checked and it is embedded from the same tokens", async () => {
+    const settings = testSettings(modelDir, path.join(root, "tokenized-once"));
+    const inner = await Encoder.load(settings.modelDir, settings);
+    // Every tokenization of a text: asked for, or done by the encoder inside embedTexts.
+    const tokenized: string[] = [];
+    const counting: Embedder = {
+      config: inner.config,
+      modelId: inner.modelId,
+      dims: inner.dims,
+      tokenize: (text) => {
+        tokenized.push(text);
+        return inner.tokenize(text);
+      },
+      embedTexts: (texts) => {
+        tokenized.push(...texts);
+        return inner.embedTexts(texts);
+      },
+      embedTokenized: (rows) => inner.embedTokenized(rows),
+      embedPixels: (pixels) => inner.embedPixels(pixels),
+      stats: () => inner.stats(),
+      close: () => inner.close(),
+    };
+    const library = await createLibrary(settings, counting);
+    try {
+      await library.index([{ id: "one", bytes: images[0] as Buffer }]);
+      const query = "a mosaic of coloured squares";
+      const { hits, query: info } = await library.searchText(query, { k: 1, truncate: false });
+      assert.equal(hits[0]?.id, "one");
+      assert.equal(info.tokens, inner.tokenize(query).tokens);
+      assert.deepEqual(tokenized, [query]);
+    } finally {
+      await library.close();
+    }
+  });
+
   test("ingest: indexed, duplicates by content, id conflicts, bad files fail alone", async () => {
     const { library, settings } = await open();
     try {
@@ -271,6 +306,32 @@ describe("library", () => {
       assert.equal(r?.error?.code, "path_indexing_disabled");
     } finally {
       await noRoot.library.close();
+    }
+  });
+
+  test("a media root given through a symlink: absolute paths may name it as configured", async () => {
+    const real = path.join(root, "media-real");
+    const outside = path.join(root, "media-outside");
+    mkdirSync(real, { recursive: true });
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(path.join(real, "one.png"), images[8] as Buffer);
+    writeFileSync(path.join(outside, "two.png"), images[9] as Buffer);
+    const configured = path.join(root, "media-link");
+    symlinkSync(real, configured);
+    const { library } = await open({ mediaRoot: configured });
+    try {
+      const results = await library.index([
+        { id: "via-link", path: path.join(configured, "one.png") },
+        { path: "../media-outside/two.png" },
+        { path: path.join(outside, "two.png") },
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.error?.code ?? r.status),
+        ["indexed", "path_outside_media_root", "path_outside_media_root"],
+      );
+      assert.equal((await library.getItem("via-link"))?.path, path.join(real, "one.png"));
+    } finally {
+      await library.close();
     }
   });
 
@@ -525,6 +586,7 @@ describe("library", () => {
       dims: inner.dims,
       tokenize: (text) => inner.tokenize(text),
       embedTexts: (texts) => inner.embedTexts(texts),
+      embedTokenized: (tokenized) => inner.embedTokenized(tokenized),
       embedPixels: (pixels) => {
         onImages();
         return inner.embedPixels(pixels);

@@ -193,6 +193,7 @@ function heldNextModel(settings: Settings, hold: Hold) {
       dims: encoder.dims,
       tokenize: (text) => encoder.tokenize(text),
       embedTexts: (texts) => encoder.embedTexts(texts),
+      embedTokenized: (tokenized) => encoder.embedTokenized(tokenized),
       embedPixels: async (pixels) => {
         await hold.pass();
         return encoder.embedPixels(pixels);

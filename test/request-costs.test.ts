@@ -13,8 +13,8 @@ import { after, test } from "node:test";
 import { isAppError } from "../src/core/errors.ts";
 import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/core/settings.ts";
 import type { TextEmbedding } from "../src/encode/types.ts";
-import { DuplicateGroups } from "../src/library/duplicates.ts";
-import { Search } from "../src/library/search.ts";
+import { DuplicateGroups } from "../src/library/search/duplicates.ts";
+import { Search } from "../src/library/search/search.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import type { ItemStore } from "../src/store/types.ts";
 import { tokenizerFromModelDir } from "../src/tokenize/index.ts";
@@ -98,10 +98,10 @@ function countingSearch() {
     store: {} as ItemStore,
     modelId: "m1",
     contextLength: 248,
-    countTokens: (text) => tokenizer.encode(text).tokens,
-    async embedTexts(texts): Promise<TextEmbedding[]> {
-      embedded.push(...texts);
-      return texts.map((text, i) => ({
+    tokenize: (text) => tokenizer.encode(text),
+    async embedTexts(queries): Promise<TextEmbedding[]> {
+      embedded.push(...queries.map((q) => q.text));
+      return queries.map(({ text }, i) => ({
         embedding: vectorOf(embedded.length + i),
         tokens: tokenizer.encode(text).tokens,
         truncated: false,

@@ -4,7 +4,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { isAppError } from "../src/core/errors.ts";
 import { PROJECT_ROOT } from "../src/core/settings.ts";
-import { sentenceWindows, weightedUnitSum } from "../src/library/search.ts";
+import { sentenceWindows, weightedUnitSum } from "../src/library/search/search.ts";
 import { tokenizerFromModelDir } from "../src/tokenize/index.ts";
 
 const tokenizer = tokenizerFromModelDir(path.join(PROJECT_ROOT, "models", "demo"));

@@ -24,16 +24,17 @@ export interface paths {
          *     - `application/json`: `{"items": [{"id"?, "path", "metadata"?}]}` for files under the
          *       server's media root (`LONGCLIP_MEDIA_ROOT` / `--media-root`); relative paths are
          *       resolved against it. Files are referenced in place. A path outside the media root
-         *       (after resolving `..` and symlinks) refuses the whole request (403
-         *       `path_outside_media_root`) and nothing is indexed; without a configured media root
-         *       the JSON form answers 403 `path_indexing_disabled`.
+         *       (after resolving `..` and symlinks) fails only its own item
+         *       (`path_outside_media_root`); without a configured media root the JSON form answers
+         *       403 `path_indexing_disabled`.
          *
          *     The response has one result per item, in request order. One bad file never fails the
          *     rest of the batch: it gets `status: "failed"` and an `error` (codes include
          *     `unsupported_image` (not an image in a supported format), `image_corrupt` (truncated
          *     or damaged), `image_empty` (0 bytes), `image_too_large` (a file over `maxImageBytes`),
          *     `image_too_many_pixels` (decoded size over `maxImagePixels`: decompression bombs),
-         *     `file_not_found`, `not_a_file` (a directory, FIFO or device), `file_not_readable` (permission
+         *     `file_not_found`, `path_outside_media_root` (a path that leads outside the media root),
+         *     `not_a_file` (a directory, FIFO or device), `file_not_readable` (permission
          *     denied to the server), `file_changed` (the file changed size or was replaced while being read), `invalid_metadata` (over 64 KiB of JSON or nested over 32 levels), `invalid_id` (`.` and `..` included), `storage_error` (the server's disk is full), `id_conflict`
          *     (the id is taken by a different image)). An image whose content
          *     hash is already stored is reported as `duplicate` with the id it is stored under. When
@@ -975,7 +976,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            /** @description `path_outside_media_root`, `path_indexing_disabled` (JSON form without a media root). */
+            /** @description `path_indexing_disabled` (JSON form without a media root). */
             403: {
                 headers: {
                     [name: string]: unknown;

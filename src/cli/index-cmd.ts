@@ -23,8 +23,8 @@ import type {
   TextOptions,
 } from "../core/types.ts";
 import { Encoder } from "../encode/encoder.ts";
-import { collectImageFiles, type WalkError } from "../library/files.ts";
 import type { ReindexStatus, SwitchMode } from "../library/index.ts";
+import { collectImageFiles, type WalkError } from "../library/ingest/files.ts";
 import { createLibrary, type LongclipLibrary } from "../library/library.ts";
 import { runIndexJob } from "./jobs.ts";
 import {

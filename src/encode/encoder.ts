@@ -173,7 +173,10 @@ export class Encoder implements Embedder {
   }
 
   async embedTexts(texts: readonly string[]): Promise<TextEmbedding[]> {
-    const tokenized = texts.map((text) => this.tokenizer.encode(text));
+    return this.embedTokenized(texts.map((text) => this.tokenizer.encode(text)));
+  }
+
+  async embedTokenized(tokenized: readonly TokenizedText[]): Promise<TextEmbedding[]> {
     // Batching rows of similar length keeps the padding (wasted compute) small; the order of
     // the results is restored below.
     const order = tokenized
@@ -184,7 +187,7 @@ export class Encoder implements Embedder {
         );
       });
     const batchSize = Math.max(1, this.settings.textBatchSize);
-    const results = new Array<TextEmbedding>(texts.length);
+    const results = new Array<TextEmbedding>(tokenized.length);
     for (let start = 0; start < order.length; start += batchSize) {
       const indices = order.slice(start, start + batchSize);
       const rows = indices.map((i) => (tokenized[i] as TokenizedText).ids);
@@ -198,7 +201,7 @@ export class Encoder implements Embedder {
         };
       });
     }
-    this.#textsEncoded += texts.length;
+    this.#textsEncoded += tokenized.length;
     return results;
   }
 

@@ -33,6 +33,8 @@ export interface Embedder {
   tokenize(text: string): TokenizedText;
   /** Tokenizes, pads each batch to its longest real length (never to 248), encodes. */
   embedTexts(texts: readonly string[]): Promise<TextEmbedding[]>;
+  /** As `embedTexts`, for texts tokenized by `tokenize` already (a query is tokenized once). */
+  embedTokenized(tokenized: readonly TokenizedText[]): Promise<TextEmbedding[]>;
   /** Each entry: CHW pixels from the preprocess stage. Batched by imageBatchSize. */
   embedPixels(pixels: readonly Float32Array[]): Promise<Float32Array[]>;
   stats(): EncoderStats;

@@ -10,8 +10,8 @@ import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { AppError, type ItemFailureCode } from "../core/errors.ts";
 import type { Metadata } from "../core/types.ts";
-import { collectImageFiles } from "../library/files.ts";
-import { validateMetadata } from "../library/ingest-inputs.ts";
+import { collectImageFiles } from "../library/ingest/files.ts";
+import { validateMetadata } from "../library/ingest/inputs.ts";
 import type { JobFailure, JobStore, JobSummary } from "../store/jobs.ts";
 import { isInside, realPathOrUndefined } from "../util/paths.ts";
 

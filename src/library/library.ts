@@ -2,9 +2,10 @@
  * The library: ingest (hash → duplicate check → preprocess → embed → one store transaction),
  * search, item management and reindex, over a storage backend (src/store: SQLite + HNSW, or
  * Postgres + pgvector). It orchestrates and owns the state (starting, ready, needs_reindex,
- * closed...); the work is done by its modules: ./ingest.ts (its steps in ./ingest-*.ts),
- * ./search.ts with ./query-embedder.ts, ./items.ts (reading items), and ./models/ (the models
- * it embeds with and following the store's: reindex in place, blue/green).
+ * closed...); the work is done by its modules: ./ingest/ (the pipeline in ./ingest/ingest.ts),
+ * ./search/ (search, hybrid, query embedding, duplicates), ./items.ts (reading items), and
+ * ./models/ (the models it embeds with and following the store's: reindex in place,
+ * blue/green).
  *
  * Invariants:
  * - The store is the source of truth. An item is reported "indexed" only after the transaction
@@ -34,9 +35,7 @@ import { DecodeGate } from "../preprocess/decode-gate.ts";
 import { PreprocessPool } from "../preprocess/pool.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget, StoreHealth, StoreServer } from "../store/types.ts";
-import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
-import { withUploadFilename } from "./hybrid.ts";
-import { Ingest } from "./ingest.ts";
+import { Ingest } from "./ingest/ingest.ts";
 import { ItemReader } from "./items.ts";
 import type { Generation } from "./models/generation.ts";
 import { ModelLifecycle } from "./models/lifecycle.ts";
@@ -47,9 +46,10 @@ import type {
   ReindexStatus,
   SwitchMode,
 } from "./models/types.ts";
-import { QueryEmbedder } from "./query-embedder.ts";
 import { EmbedQueue } from "./queue.ts";
-import { Search } from "./search.ts";
+import { DuplicateGroups, flagNearDuplicates } from "./search/duplicates.ts";
+import { QueryEmbedder } from "./search/query-embedder.ts";
+import { Search } from "./search/search.ts";
 import type { Library, LibraryOptions, LibraryState, LibraryStats } from "./types.ts";
 
 /** How often a library on a shared store re-reads its model and reachability. */
@@ -146,8 +146,8 @@ export class LongclipLibrary implements Library {
       store: this.store,
       modelId: embedder.modelId,
       contextLength: embedder.config.context_length,
-      countTokens: (text) => embedder.tokenize(text).tokens,
-      embedTexts: (texts) => this.queries.embedTexts(texts),
+      tokenize: (text) => embedder.tokenize(text),
+      embedTexts: (queries) => this.queries.embedTexts(embedder, queries),
     });
   }
 
@@ -246,10 +246,8 @@ export class LongclipLibrary implements Library {
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
     return this.track(async () => {
       this.duplicateGroups.invalidate();
-      const keep = this.settings.keepUploadFilename === "on";
-      const results = await this.models.ingestAcrossSwitch(
-        inputs.map((input) => withUploadFilename(input, keep)),
-        (batch) => this.ingest.run(batch),
+      const results = await this.models.ingestAcrossSwitch(inputs, (batch) =>
+        this.ingest.run(batch),
       );
       this.duplicateGroups.invalidate();
       await flagNearDuplicates(

@@ -5,6 +5,7 @@
 import type { FastifyError } from "fastify";
 import { AppError, isAppError, isStorageFull, storageFullError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
+import { tooManyItems } from "../library/ingest/batch.ts";
 import { describeValidationError } from "./validation.ts";
 
 export interface ErrorBody {
@@ -52,7 +53,7 @@ export function toAppError(error: unknown, settings: Settings): AppError {
         "a multipart field declared as application/json is not valid JSON",
       );
     case "FST_FILES_LIMIT":
-      return tooManyFiles(settings.maxBatchItems);
+      return tooManyItems(settings.maxBatchItems);
     case "FST_PARTS_LIMIT":
     case "FST_FIELDS_LIMIT":
       return new AppError(
@@ -84,14 +85,6 @@ export function jsonTooLarge(limit: number): AppError {
   return new AppError(
     "payload_too_large",
     `JSON body is larger than ${limit} bytes (maxJsonBytes, LONGCLIP_MAX_JSON_BYTES)`,
-  );
-}
-
-/** 413 for more files in one request than maxBatchItems. */
-export function tooManyFiles(limit: number): AppError {
-  return new AppError(
-    "too_many_items",
-    `more than ${limit} files in one request (maxBatchItems, LONGCLIP_MAX_BATCH_ITEMS); split the batch`,
   );
 }
 

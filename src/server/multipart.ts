@@ -6,7 +6,8 @@
 import type { FastifyRequest } from "fastify";
 import { AppError, isAppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
-import { bodyTooLarge, tooManyFiles } from "./errors.ts";
+import { tooManyItems } from "../library/ingest/batch.ts";
+import { bodyTooLarge } from "./errors.ts";
 
 export interface UploadedFile {
   bytes: Buffer;
@@ -97,7 +98,7 @@ export async function readMultipart(
             "validation_failed",
             `send exactly one file in the field "${options.fileField}"`,
           )
-        : tooManyFiles(options.maxFiles);
+        : tooManyItems(options.maxFiles);
     }
     if (typeof code === "string" && code.startsWith("FST_")) throw error;
     throw new AppError(

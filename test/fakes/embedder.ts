@@ -46,6 +46,8 @@ export class FakeEmbedder implements Embedder {
   /** The image projection's direction per pixel value, made as they are first needed. */
   private readonly directions: Float32Array[] = [];
   imagesEncoded = 0;
+  /** The text each tokenization came from: the fake embeds words, not token ids. */
+  private readonly tokenizedTexts = new WeakMap<TokenizedText, string>();
 
   constructor(options: FakeEmbedderOptions = {}) {
     this.modelId = options.modelId ?? "fake-model";
@@ -89,14 +91,22 @@ export class FakeEmbedder implements Embedder {
     const limit = this.config.context_length;
     const ids = Int32Array.from(all.slice(0, limit));
     if (all.length > limit) ids[limit - 1] = 2;
-    return { ids, tokens: all.length, truncated: all.length > limit };
+    const tokenized = { ids, tokens: all.length, truncated: all.length > limit };
+    this.tokenizedTexts.set(tokenized, text);
+    return tokenized;
   }
 
   async embedTexts(texts: readonly string[]): Promise<TextEmbedding[]> {
-    this.textsEncoded += texts.length;
-    return texts.map((text) => {
-      const { tokens, truncated } = this.tokenize(text);
+    return this.embedTokenized(texts.map((text) => this.tokenize(text)));
+  }
+
+  async embedTokenized(rows: readonly TokenizedText[]): Promise<TextEmbedding[]> {
+    this.textsEncoded += rows.length;
+    return rows.map((row) => {
+      const text = this.tokenizedTexts.get(row);
+      if (text === undefined) throw new Error("these tokens were not made by this tokenize()");
       const pinned = this.pinned.get(text);
+      const { tokens, truncated } = row;
       return { embedding: pinned ? unit(pinned) : this.wordVector(text), tokens, truncated };
     });
   }

@@ -3,7 +3,7 @@
  * demo model never saw; groups of 4 share their first sentence and look alike, so false
  * groups have a chance), plus copies made with sharp: a re-encoded JPEG (quality 40-80) of
  * some scenes, a resized copy (50-80 %, PNG) of others, both of some. The true groups are each
- * original with its copies. GET /duplicates' grouping (ANN neighbours, src/library/duplicates.ts)
+ * original with its copies. GET /duplicates' grouping (ANN neighbours, src/library/search/duplicates.ts)
  * runs at several thresholds; printed per threshold: true groups found exactly, found groups
  * that join different scenes (false), true groups missed or split, and the pair precision and
  * recall; and how the ANN grouping compares with an all-pairs exact scan.

@@ -99,6 +99,7 @@ export async function measureIngest(
     dims: encoder.dims,
     tokenize: (text) => encoder.tokenize(text),
     embedTexts: (texts) => encoder.embedTexts(texts),
+    embedTokenized: (tokenized) => encoder.embedTokenized(tokenized),
     embedPixels: timedEmbed,
     stats: () => encoder.stats(),
     close: async () => {},

@@ -47,6 +47,9 @@ export function simulatedEncoder(
     embedTexts: async () => {
       throw new Error("the simulated encoder embeds images only");
     },
+    embedTokenized: async () => {
+      throw new Error("the simulated encoder embeds images only");
+    },
     embedPixels: async (pixels) => {
       const out: Float32Array[] = [];
       for (let start = 0; start < pixels.length; start += batch) {

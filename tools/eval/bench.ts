@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { AppError } from "../../src/core/errors.ts";
 import type { ImageBytesResult } from "../../src/encode/encoder.ts";
 import { l2NormalizedRow } from "../../src/encode/encoder.ts";
-import { sentenceWindows, weightedUnitSum } from "../../src/library/search.ts";
+import { sentenceWindows, weightedUnitSum } from "../../src/library/search/search.ts";
 import type { ModelConfig } from "../../src/model/format.ts";
 import type { TokenizedText } from "../../src/tokenize/types.ts";
 import { type RecallAtK, retrievalRecall } from "./recall.ts";

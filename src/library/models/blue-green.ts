@@ -1,7 +1,7 @@
 /**
  * Blue/green model switch: every item is embedded by the next model into a second generation
  * (the store's staging embeddings) in the background while search keeps serving the live one;
- * items indexed meanwhile are embedded by both (src/library/ingest.ts). When every readable
+ * items indexed meanwhile are embedded by both (src/library/ingest/). When every readable
  * item has its new embedding the store switches in one transaction (at once, or when told),
  * dropping the old generation, and each node starts embedding queries with the next model.
  *

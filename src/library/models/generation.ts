@@ -31,6 +31,7 @@ function withPreprocessMode(embedder: Embedder, mode: PreprocessMode): Embedder 
     dims: embedder.dims,
     tokenize: (text) => embedder.tokenize(text),
     embedTexts: (texts) => embedder.embedTexts(texts),
+    embedTokenized: (tokenized) => embedder.embedTokenized(tokenized),
     embedPixels: (pixels) => embedder.embedPixels(pixels),
     stats: () => ({ ...embedder.stats(), modelId }),
     close: () => embedder.close(),

@@ -92,30 +92,17 @@ export function itemHandlers({
     });
   };
 
+  // The library confines paths to the media root and checks the batch limit: a path outside
+  // it fails only itself (path_outside_media_root), like any other bad item.
   const pathSlots = (body: Schemas["IndexPathsRequest"]): Slot[] => {
-    if (body.items.length > settings.maxBatchItems) {
-      throw new AppError(
-        "too_many_items",
-        `${body.items.length} items in one request; the limit is ${settings.maxBatchItems} (maxBatchItems, LONGCLIP_MAX_BATCH_ITEMS); split the batch`,
-      );
-    }
-    const root = settings.mediaRoot;
-    if (root === undefined) {
+    if (settings.mediaRoot === undefined) {
       throw new AppError(
         "path_indexing_disabled",
         "indexing by path is disabled: start the server with --media-root DIR (LONGCLIP_MEDIA_ROOT), or upload the files as multipart",
       );
     }
-    const realRoot = realOrSelf(root);
-    return body.items.map((item, i) => {
-      const resolved = path.resolve(root, item.path);
-      if (!isInside(root, resolved) || !isInside(realRoot, realOrSelf(resolved))) {
-        throw new AppError(
-          "path_outside_media_root",
-          `items/${i}/path "${item.path}" is outside the media root; only files under the media root can be indexed by path, nothing was indexed`,
-        );
-      }
-      const input: IndexInput = { path: resolved };
+    return body.items.map((item) => {
+      const input: IndexInput = { path: item.path };
       if (item.id !== undefined) input.id = item.id;
       if (item.metadata !== undefined) input.metadata = item.metadata;
       return { input };

@@ -6,11 +6,11 @@
  */
 import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
-import { AppError } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { IndexInput, Metadata } from "../core/types.ts";
-import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../util/paths.ts";
-import { withPathNames } from "./hybrid.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { IndexInput, Metadata } from "../../core/types.ts";
+import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../../util/paths.ts";
+import { withPathNames, withUploadFilename } from "./names.ts";
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;
@@ -74,7 +74,7 @@ export class InputReader {
   private readonly mediaRoot: string | undefined;
 
   constructor(
-    private readonly settings: Pick<Settings, "mediaRoot" | "maxImageBytes">,
+    private readonly settings: Pick<Settings, "mediaRoot" | "maxImageBytes" | "keepUploadFilename">,
     /** Accept paths anywhere (the local CLI), not only under the media root. */
     private readonly allowAnyPath: boolean,
   ) {
@@ -85,7 +85,8 @@ export class InputReader {
   }
 
   /** Reads the bytes of an input (upload or path) after validating what can be validated. */
-  async load(input: IndexInput): Promise<LoadedInput> {
+  async load(given: IndexInput): Promise<LoadedInput> {
+    const input = withUploadFilename(given, this.settings.keepUploadFilename === "on");
     // "." and ".." would be unreachable: URLs normalise /items/.. away.
     if (input.id !== undefined && (!CLIENT_ID.test(input.id) || /^\.{1,2}$/.test(input.id))) {
       throw new AppError(
@@ -172,7 +173,9 @@ export class InputReader {
       );
     const absolute = path.resolve(root ?? process.cwd(), input);
     // Checked before touching the file system, so answers never reveal what exists outside.
-    if (confined && outside(absolute)) throw refuse();
+    // An absolute path may name the media root as configured, before its symlinks resolve.
+    const configured = path.resolve(this.settings.mediaRoot ?? "");
+    if (confined && outside(absolute) && !isInside(configured, absolute)) throw refuse();
     let real: string;
     try {
       real = realpathSync(absolute);

@@ -5,10 +5,10 @@
  * components of two or more items are the groups (so A~B and B~C group A, B and C even when
  * A and C are a little further apart).
  */
-import { AppError } from "../core/errors.ts";
-import type { DuplicateGroupPage, IndexResult } from "../core/types.ts";
-import { decodeCursor, encodeCursor } from "../store/filter.ts";
-import type { ItemStore } from "../store/types.ts";
+import { AppError } from "../../core/errors.ts";
+import type { DuplicateGroupPage, IndexResult } from "../../core/types.ts";
+import { decodeCursor, encodeCursor } from "../../store/filter.ts";
+import type { ItemStore } from "../../store/types.ts";
 
 /** How long a scan's neighbour lists are reused while the item count stays the same (other
  * nodes of a shared store may add and delete items in equal numbers meanwhile). */

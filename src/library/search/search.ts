@@ -3,17 +3,19 @@
  * of texts and stored items becomes one unit query vector; the store ranks items by it; the
  * page (`offset`, `k`) and the relevance cutoff (`minScore`) are cut from that ranking with
  * ranks kept absolute. ./query-embedder.ts supplies the text queue and the query cache, the
- * library (./library.ts) its state checks; the HTTP layer and the CLI only translate to and
+ * library (../library.ts) its state checks; the HTTP layer and the CLI only translate to and
  * from this.
  */
 
-import { AppError } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "../core/types.ts";
-import type { TextEmbedding } from "../encode/types.ts";
-import { filterValueCount } from "../store/filter.ts";
-import type { ItemStore } from "../store/types.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { ComposePart, Hit, QueryInfo, SearchOptions, TextOptions } from "../../core/types.ts";
+import type { TextEmbedding } from "../../encode/types.ts";
+import { filterValueCount } from "../../store/filter.ts";
+import type { ItemStore } from "../../store/types.ts";
+import type { TokenizedText } from "../../tokenize/types.ts";
 import { parseTextFields, rankedSearch } from "./hybrid.ts";
+import type { TextQuery } from "./query-embedder.ts";
 
 /** Parts of one composed query. */
 export const MAX_COMPOSE_PARTS = 16;
@@ -24,10 +26,13 @@ export interface SearchContext {
   store: ItemStore;
   modelId: string;
   contextLength: number;
-  /** Token count of `[start] + bpe + [end]`, before any cut; undefined without a tokenizer. */
-  countTokens: ((text: string) => number) | undefined;
-  /** Unit embeddings of texts (the library batches, queues and caches them). */
-  embedTexts(texts: readonly string[]): Promise<TextEmbedding[]>;
+  /**
+   * The model's tokens of a text (`tokens` counts `[start] + bpe + [end]` before any cut);
+   * undefined without a tokenizer.
+   */
+  tokenize: ((text: string) => TokenizedText) | undefined;
+  /** Unit embeddings of texts, from their tokens when given (batched, queued and cached). */
+  embedTexts(queries: readonly TextQuery[]): Promise<TextEmbedding[]>;
 }
 
 /** How a text is embedded: as one text (`whole`, cut by the encoder) or as sentence windows. */
@@ -35,6 +40,8 @@ export interface TextPlan {
   windows: string[];
   /** Tokens of the whole text (undefined without a tokenizer). */
   tokens: number | undefined;
+  /** The whole text's tokens, embedded as they are when the text is embedded whole. */
+  tokenized?: TokenizedText;
   /** Windows past maxQueryWindows were left out. */
   cut: boolean;
   whole?: true;
@@ -215,10 +222,11 @@ export class Search {
    */
   planText(text: string, options: TextOptions): TextPlan {
     const maxTokens = this.ctx.contextLength;
-    const count = this.ctx.countTokens;
-    const tokens = count?.(text);
-    if (options.longQuery === "chunk" && tokens !== undefined && tokens > maxTokens && count) {
-      const windows = sentenceWindows(text, count, maxTokens);
+    const tokenize = this.ctx.tokenize;
+    const tokenized = tokenize?.(text);
+    const tokens = tokenized?.tokens;
+    if (options.longQuery === "chunk" && tokens !== undefined && tokens > maxTokens && tokenize) {
+      const windows = sentenceWindows(text, (piece) => tokenize(piece).tokens, maxTokens);
       const limit = this.ctx.settings.maxQueryWindows;
       if (windows.length > limit && options.truncate === false) {
         throw new AppError(
@@ -232,7 +240,9 @@ export class Search {
     if (options.truncate === false && tokens !== undefined && tokens > maxTokens) {
       throw refuseLong(tokens, maxTokens);
     }
-    return { windows: [text], tokens, cut: false, whole: true };
+    const plan: TextPlan = { windows: [text], tokens, cut: false, whole: true };
+    if (tokenized !== undefined) plan.tokenized = tokenized;
+    return plan;
   }
 
   /** Refuses plans that together need more text-tower runs than maxRequestWindows. */
@@ -261,7 +271,7 @@ export class Search {
   private async embedPlan(plan: TextPlan, options: TextOptions): Promise<QueryVector> {
     const maxTokens = this.ctx.contextLength;
     if (plan.whole !== true) {
-      const embedded = await this.ctx.embedTexts(plan.windows);
+      const embedded = await this.ctx.embedTexts(plan.windows.map((text) => ({ text })));
       return {
         vector: weightedUnitSum(
           embedded.map((e) => e.embedding),
@@ -275,7 +285,10 @@ export class Search {
         },
       };
     }
-    const [embedded] = await this.ctx.embedTexts(plan.windows);
+    const [text] = plan.windows as [string];
+    const [embedded] = await this.ctx.embedTexts([
+      plan.tokenized === undefined ? { text } : { text, tokenized: plan.tokenized },
+    ]);
     if (embedded === undefined) throw new Error("the encoder returned no embedding");
     if (options.truncate === false && embedded.truncated) {
       throw refuseLong(embedded.tokens, maxTokens);

@@ -2,13 +2,13 @@
  * Ingest's duplicate check, before any decoding: an input whose content is stored is a
  * duplicate; one whose content is being ingested now (by this call or another) waits for that
  * outcome; otherwise the call claims the content hash and id until the input's result is
- * recorded, so concurrent calls never both own the same bytes or id.
+ * recorded, so concurrent calls never both own the same bytes or id. These claims are shared
+ * by every call; each call's results are its ./batch.ts's.
  */
 import { createHash } from "node:crypto";
-import { errorOf, idConflict } from "../core/errors.ts";
-import type { IndexInput, IndexResult } from "../core/types.ts";
-import type { ContentMatch, ItemStore } from "../store/types.ts";
-import type { LoadedInput } from "./ingest-inputs.ts";
+import type { IndexInput } from "../../core/types.ts";
+import type { ContentMatch, ItemStore } from "../../store/types.ts";
+import type { LoadedInput } from "./inputs.ts";
 
 /** An input this call owns: its content hash and id are claimed until its result is recorded. */
 export interface Job extends LoadedInput {
@@ -25,6 +25,13 @@ export interface Lookup extends ContentMatch {
 }
 
 export type ClaimOutcome = { id: string } | { error: { code: string; message: string } };
+
+/** What `claim` found of some content: who has it, or that the caller has it now. */
+export type ClaimDecision =
+  | { status: "stored"; id: string }
+  | { status: "in_flight"; outcome: Promise<ClaimOutcome> }
+  | { status: "id_taken" }
+  | { status: "claimed"; claim: Claim };
 
 /** An in-flight content hash: later copies of the same bytes wait for its outcome. */
 interface Claim {
@@ -59,63 +66,25 @@ export class Claims {
   }
 
   /**
-   * Decides, before any decoding, whether an input is new work: a duplicate of a stored or an
-   * in-flight item, an id conflict, or a job this call now owns (its hash and id are claimed).
+   * Decides, before any decoding, whether content is new work: stored already, being ingested
+   * now (its outcome comes later), an id taken by other content, or claimed now for the caller
+   * (its hash and id stay claimed until `release`).
    */
-  claim(
-    i: number,
-    input: IndexInput,
-    loaded: LoadedInput,
-    { sha256, id, existing, idTaken }: Lookup,
-    results: IndexResult[],
-    waits: Promise<void>[],
-  ): Job | undefined {
-    if (existing !== undefined) {
-      results[i] = { id: existing.id, status: "duplicate" };
-      return undefined;
-    }
+  claim({ sha256, id, existing, idTaken }: Lookup): ClaimDecision {
+    if (existing !== undefined) return { status: "stored", id: existing.id };
     const inflight = this.inflightSha.get(sha256);
-    if (inflight !== undefined) {
-      waits.push(
-        inflight.promise.then((outcome) => {
-          results[i] =
-            "id" in outcome
-              ? { id: outcome.id, status: "duplicate" }
-              : { id: input.id ?? "", status: "failed", error: outcome.error };
-        }),
-      );
-      return undefined;
-    }
-    if (idTaken || this.inflightIds.has(id)) {
-      results[i] = {
-        id,
-        status: "failed",
-        error: idConflict(id),
-      };
-      return undefined;
-    }
+    if (inflight !== undefined) return { status: "in_flight", outcome: inflight.promise };
+    if (idTaken || this.inflightIds.has(id)) return { status: "id_taken" };
     const claim = newClaim();
     this.inflightSha.set(sha256, claim);
     this.inflightIds.set(id, sha256);
-    const job: Job = { index: i, id, sha256, claim, ...loaded };
-    return job;
+    return { status: "claimed", claim };
   }
 
-  /** Records a job's result and releases its claims. */
-  finish(job: Job, results: IndexResult[], outcome: ClaimOutcome): void {
-    results[job.index] =
-      "id" in outcome
-        ? { id: outcome.id, status: outcome.id === job.id ? "indexed" : "duplicate" }
-        : { id: job.id, status: "failed", error: outcome.error };
+  /** Releases a job's claims and tells those waiting for its content the outcome. */
+  release(job: Job, outcome: ClaimOutcome): void {
     this.inflightSha.delete(job.sha256);
     this.inflightIds.delete(job.id);
     job.claim.settle(outcome);
-  }
-
-  /** Fails, with `error`, each of the jobs that has no result yet. */
-  failAll(jobs: readonly Job[], results: IndexResult[], error: unknown): void {
-    for (const job of jobs) {
-      if (results[job.index] === undefined) this.finish(job, results, { error: errorOf(error) });
-    }
   }
 }

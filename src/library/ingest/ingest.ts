@@ -1,23 +1,24 @@
 /**
  * Ingest: inputs (uploads or files under the media root) → read and validate
- * (./ingest-inputs.ts) → content hash and duplicate check, stored and in flight
- * (./ingest-claims.ts) → decode and resize in the preprocessing pool, a bounded number of
- * chunks ahead of the encoder → embed → one store transaction per chunk (./ingest-commit.ts),
+ * (./inputs.ts) → content hash and duplicate check, stored and in flight
+ * (./claims.ts) → decode and resize in the preprocessing pool, a bounded number of
+ * chunks ahead of the encoder → embed → one store transaction per chunk (./commit.ts),
  * overlapping the embedding of the next chunk. This module runs the pipeline: chunks, read-ahead,
  * decoding, embedding (by both models during a blue/green reindex) and the order of the writes.
  * One bad input fails only itself; an input is "indexed" only once its transaction committed.
  */
 import { isDeepStrictEqual } from "node:util";
-import { AppError, errorOf } from "../core/errors.ts";
-import type { Settings } from "../core/settings.ts";
-import type { IndexInput, IndexResult } from "../core/types.ts";
-import type { PreprocessPool } from "../preprocess/pool.ts";
-import type { ItemStore } from "../store/types.ts";
-import { Claims, type Job, type Lookup } from "./ingest-claims.ts";
-import { Committer, type Decoded, type EmbeddedChunk } from "./ingest-commit.ts";
-import { InputReader } from "./ingest-inputs.ts";
-import type { Generation } from "./models/generation.ts";
-import type { EmbedQueue } from "./queue.ts";
+import { errorOf } from "../../core/errors.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { IndexInput, IndexResult } from "../../core/types.ts";
+import type { PreprocessPool } from "../../preprocess/pool.ts";
+import type { ItemStore } from "../../store/types.ts";
+import type { Generation } from "../models/generation.ts";
+import type { EmbedQueue } from "../queue.ts";
+import { Batch } from "./batch.ts";
+import { Claims, type Job, type Lookup } from "./claims.ts";
+import { Committer, type Decoded, type EmbeddedChunk } from "./commit.ts";
+import { InputReader } from "./inputs.ts";
 
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {
@@ -68,27 +69,15 @@ export class Ingest {
     this.assertUsable = deps.assertUsable;
     this.inputs = new InputReader(deps.settings, deps.allowAnyPath);
     this.claims = new Claims(deps.store);
-    this.committer = new Committer(deps.store, this.claims, deps.assertUsable);
+    this.committer = new Committer(deps.store, deps.assertUsable);
   }
 
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
   async run(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
     this.assertUsable();
     if (inputs.length === 0) return [];
-    if (inputs.length > this.settings.maxBatchItems) {
-      throw new AppError(
-        "too_many_items",
-        `The batch has ${inputs.length} items; the limit is ${this.settings.maxBatchItems} (maxBatchItems). Split it into smaller batches.`,
-        { items: inputs.length, limit: this.settings.maxBatchItems },
-      );
-    }
+    const batch = new Batch(inputs, this.settings.maxBatchItems, this.claims);
     const reservation = this.queue.reserve("ingest", inputs.length);
-    const results = new Array<IndexResult>(inputs.length);
-    const waits: Promise<void>[] = [];
-    const owned: Job[] = [];
-    const fail = (i: number, error: unknown) => {
-      results[i] = { id: inputs[i]?.id ?? "", status: "failed", error: errorOf(error) };
-    };
     // The store write in flight; awaited before returning, whatever happens.
     let writing: Promise<void> = Promise.resolve();
     try {
@@ -107,21 +96,14 @@ export class Ingest {
         // Claimed synchronously, after the lookups: two calls never both own the same bytes.
         const claimed = loaded.map((outcome, offset) =>
           outcome.status === "fulfilled"
-            ? this.claims.claim(
-                start + offset,
-                inputs[start + offset] as IndexInput,
-                outcome.value,
-                known[offset] as Lookup,
-                results,
-                waits,
-              )
+            ? batch.claim(start + offset, outcome.value, known[offset] as Lookup)
             : undefined,
         );
         const jobs: Job[] = [];
         loaded.forEach((outcome, offset) => {
           const i = start + offset;
           if (outcome.status === "rejected") {
-            fail(i, outcome.reason);
+            batch.fail(i, outcome.reason);
             reservation.release(1);
             return;
           }
@@ -130,7 +112,6 @@ export class Ingest {
             reservation.release(1);
             return;
           }
-          owned.push(job);
           jobs.push(job);
         });
         // The original is made durable here, while the previous chunk is being embedded: it
@@ -147,7 +128,7 @@ export class Ingest {
         decoded.forEach((outcome, k) => {
           const job = jobs[k] as Job;
           if (outcome.status === "rejected") {
-            this.claims.finish(job, results, { error: errorOf(outcome.reason) });
+            batch.finish(job, { error: errorOf(outcome.reason) });
             reservation.release(1);
             return;
           }
@@ -185,27 +166,20 @@ export class Ingest {
       for (let chunk = pending.shift(); chunk !== undefined; chunk = pending.shift()) {
         const prepared = await chunk;
         fill();
-        const embedded = await this.embedChunk(prepared, results);
+        const embedded = await this.embedChunk(batch, prepared);
         await writing;
         writing = this.committer
-          .commit(prepared, embedded, results)
+          .commit(batch, prepared, embedded)
           .finally(() => reservation.release(prepared.length));
       }
       await writing;
     } finally {
       await writing;
       // Whatever happened, no claim may stay pending: waiters (maybe other calls) need an answer.
-      for (const job of owned) {
-        if (results[job.index] === undefined) {
-          this.claims.finish(job, results, {
-            error: { code: "internal_error", message: "Indexing was interrupted; retry." },
-          });
-        }
-      }
+      batch.interrupt();
       reservation.release();
     }
-    await Promise.all(waits);
-    return results;
+    return batch.settled();
   }
 
   /** A chunk's embeddings by the next model (decoded again if its preprocessing differs). */
@@ -223,10 +197,7 @@ export class Ingest {
   }
 
   /** Embeds one chunk (and by the next model during a reindex); on failure its jobs fail. */
-  private async embedChunk(
-    prepared: Prepared[],
-    results: IndexResult[],
-  ): Promise<EmbeddedChunk | undefined> {
+  private async embedChunk(batch: Batch, prepared: Prepared[]): Promise<EmbeddedChunk | undefined> {
     const first = prepared[0];
     if (first === undefined) return undefined;
     try {
@@ -242,7 +213,7 @@ export class Ingest {
         staged: { modelId: next.embedder.modelId, vectors: staged },
       };
     } catch (error) {
-      this.claims.failAll(prepared, results, error);
+      batch.failAll(prepared, error);
       return undefined;
     }
   }

@@ -1,14 +1,21 @@
 /**
  * Queries become vectors by the live model: texts through the query cache and the text
  * tower's queue, images through the preprocess pool and the vision tower's queue. Ranking and
- * the checks of a query are ./search.ts's; the library's state checks stay in ./library.ts.
+ * the checks of a query are ./search.ts's; the library's state checks stay in ../library.ts.
  */
-import type { Settings } from "../core/settings.ts";
-import type { TextEmbedding } from "../encode/types.ts";
-import type { PreprocessPool } from "../preprocess/pool.ts";
-import { LruCache } from "../util/lru-cache.ts";
-import type { Generation } from "./models/generation.ts";
-import { EmbedQueue } from "./queue.ts";
+import type { Settings } from "../../core/settings.ts";
+import type { Embedder, TextEmbedding } from "../../encode/types.ts";
+import type { PreprocessPool } from "../../preprocess/pool.ts";
+import type { TokenizedText } from "../../tokenize/types.ts";
+import { LruCache } from "../../util/lru-cache.ts";
+import type { Generation } from "../models/generation.ts";
+import { EmbedQueue } from "../queue.ts";
+
+/** A text to embed, with its tokens when search has them already: a text is tokenized once. */
+export interface TextQuery {
+  text: string;
+  tokenized?: TokenizedText;
+}
 
 export class QueryEmbedder {
   /**
@@ -40,30 +47,39 @@ export class QueryEmbedder {
     this.cache.clear();
   }
 
-  /** Unit embeddings of texts: cached ones at once, the rest in one batch on the text queue. */
-  async embedTexts(texts: readonly string[]): Promise<TextEmbedding[]> {
+  /**
+   * Unit embeddings of texts by `embedder` (the model search plans and ranks with, whose
+   * tokenizer made the queries' tokens): cached ones at once, the rest in one batch on the
+   * text queue.
+   */
+  async embedTexts(embedder: Embedder, queries: readonly TextQuery[]): Promise<TextEmbedding[]> {
     // Keyed by model: a query embedded just before a switch must not serve after it.
-    const embedder = this.live().embedder;
     const key = (text: string) => `${embedder.modelId}\n${text}`;
-    const out = texts.map((text) => this.cache.get(key(text)));
-    const missing = [...new Set(texts.filter((_, i) => out[i] === undefined))];
-    if (missing.length > 0) {
-      const reservation = this.textQueue.reserve("query", missing.length);
+    const out = queries.map((query) => this.cache.get(key(query.text)));
+    const missing = new Map<string, TextQuery>();
+    queries.forEach((query, i) => {
+      if (out[i] === undefined && !missing.has(query.text)) missing.set(query.text, query);
+    });
+    if (missing.size > 0) {
+      const texts = [...missing.keys()];
+      const reservation = this.textQueue.reserve("query", texts.length);
       let embedded: TextEmbedding[];
       try {
-        embedded = await this.textQueue.run("query", missing.length, () =>
-          embedder.embedTexts(missing),
+        embedded = await this.textQueue.run("query", texts.length, () =>
+          embedder.embedTokenized(
+            [...missing.values()].map((q) => q.tokenized ?? embedder.tokenize(q.text)),
+          ),
         );
       } finally {
         reservation.release();
       }
-      missing.forEach((text, i) => {
+      texts.forEach((text, i) => {
         const result = embedded[i];
         if (result === undefined) throw new Error("the encoder returned no embedding");
         this.cache.set(key(text), result);
       });
-      texts.forEach((text, i) => {
-        out[i] ??= embedded[missing.indexOf(text)];
+      queries.forEach((query, i) => {
+        out[i] ??= embedded[texts.indexOf(query.text)];
       });
     }
     return out as TextEmbedding[];

@@ -1,7 +1,7 @@
 /**
  * Ingest's last step: an embedded chunk committed to the store in one transaction (each item in
- * its own if that fails), then each input's result recorded and its claim released. Uploads'
- * originals are staged before, while the previous chunk is being embedded.
+ * its own if that fails), then each input's result recorded in its batch and its claim
+ * released. Uploads' originals are staged before, while the previous chunk is being embedded.
  */
 import {
   AppError,
@@ -10,10 +10,10 @@ import {
   isAppError,
   isStorageFull,
   storageFullError,
-} from "../core/errors.ts";
-import type { IndexResult } from "../core/types.ts";
-import type { InsertOutcome, ItemStore, NewItem } from "../store/types.ts";
-import type { Claims, Job } from "./ingest-claims.ts";
+} from "../../core/errors.ts";
+import type { InsertOutcome, ItemStore, NewItem } from "../../store/types.ts";
+import type { Batch } from "./batch.ts";
+import type { Job } from "./claims.ts";
 
 /** A job whose image decoded: what its stored item records of the image. */
 export interface Decoded extends Job {
@@ -33,7 +33,6 @@ export interface EmbeddedChunk {
 export class Committer {
   constructor(
     private readonly store: ItemStore,
-    private readonly claims: Claims,
     /** Throws when the library cannot take work now (closed, wrong model, no database). */
     private readonly assertUsable: () => void,
   ) {}
@@ -53,9 +52,9 @@ export class Committer {
 
   /** Commits an embedded chunk in one transaction (originals are already staged). */
   async commit(
+    batch: Batch,
     chunk: readonly Decoded[],
     embedded: EmbeddedChunk | undefined,
-    results: IndexResult[],
   ): Promise<void> {
     if (embedded === undefined) return;
     const { vectors, staged } = embedded;
@@ -85,17 +84,17 @@ export class Committer {
       outcomes.forEach((outcome, k) => {
         const job = chunk[k] as Decoded;
         if (outcome.status === "failed") {
-          this.claims.finish(job, results, { error: errorOf(outcome.error) });
+          batch.finish(job, { error: errorOf(outcome.error) });
         } else if (outcome.status === "inserted") {
-          this.claims.finish(job, results, { id: job.id });
+          batch.finish(job, { id: job.id });
         } else if (outcome.status === "duplicate") {
-          this.claims.finish(job, results, { id: outcome.id });
+          batch.finish(job, { id: outcome.id });
         } else {
-          this.claims.finish(job, results, { error: idConflict(job.id) });
+          batch.finish(job, { error: idConflict(job.id) });
         }
       });
     } catch (error) {
-      this.claims.failAll(chunk, results, error);
+      batch.failAll(chunk, error);
     }
   }
 

@@ -7,11 +7,10 @@
  * Every hit's `score` stays the cosine similarity of its image to the query, whatever ranked
  * it, so a score means the same in every mode.
  */
-import path from "node:path";
-import { AppError } from "../core/errors.ts";
-import type { Filter, Hit, IndexInput, Metadata, SearchMode } from "../core/types.ts";
-import type { ItemStore, ScoredItem } from "../store/types.ts";
-import { cosine } from "../vector-index/exact.ts";
+import { AppError } from "../../core/errors.ts";
+import type { Filter, Hit, SearchMode } from "../../core/types.ts";
+import type { ItemStore, ScoredItem } from "../../store/types.ts";
+import { cosine } from "../../vector-index/exact.ts";
 
 /** The usual RRF constant: damps the weight of the very first ranks. */
 export const RRF_K = 60;
@@ -19,45 +18,6 @@ export const RRF_K = 60;
 export const MAX_KEYWORD_WORDS = 256;
 const MAX_TEXT_FIELDS = 32;
 const TEXT_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
-const MAX_FILENAME_CHARS = 255;
-
-/**
- * An upload with its file name kept as metadata `filename` (so keyword search finds it), when
- * `keep` (keepUploadFilename) and the metadata has no `filename` of its own.
- */
-export function withUploadFilename(input: IndexInput, keep: boolean): IndexInput {
-  const metadata = input.metadata ?? {};
-  if (
-    !keep ||
-    input.bytes === undefined ||
-    !input.filename ||
-    typeof metadata !== "object" ||
-    metadata === null ||
-    Array.isArray(metadata) ||
-    "filename" in metadata
-  ) {
-    return input;
-  }
-  // The base name only, without control characters (a header's file name is client text).
-  const name = [...path.basename(input.filename.replaceAll("\\", "/"))]
-    .filter((c) => c >= " " && c !== "\u007f")
-    .join("");
-  if (name === "") return input;
-  return { ...input, metadata: { ...metadata, filename: name.slice(0, MAX_FILENAME_CHARS) } };
-}
-
-/**
- * The metadata of a file indexed by path, with its name as `filename` and its path as `path`
- * (relative to the media root), as an upload keeps its file name: so keyword search finds
- * files by their names and folders. Fields the metadata already has are kept.
- */
-export function withPathNames(metadata: Metadata, shownPath: string): Metadata {
-  const names: Metadata = {
-    filename: path.basename(shownPath).slice(0, MAX_FILENAME_CHARS),
-    path: shownPath,
-  };
-  return { ...names, ...metadata };
-}
 
 /** The distinct words (letters and digits) of a query, lower-cased, in order of appearance. */
 export function keywordWords(text: string): string[] {

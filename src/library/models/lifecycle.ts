@@ -73,10 +73,6 @@ export class ModelLifecycle implements LiveModels {
     return this.current;
   }
 
-  get stored(): ModelInfo | undefined {
-    return this.lastStored;
-  }
-
   /** The next generation while a blue/green reindex runs or is followed (it embeds new items too). */
   get next(): Generation | undefined {
     return this.blueGreen.next;
@@ -135,9 +131,22 @@ export class ModelLifecycle implements LiveModels {
     return this.inPlace !== undefined;
   }
 
-  /** How far the running reindex in place is, for /ready. */
-  get reindexProgress(): { done: number; total: number } | undefined {
-    return this.inPlace === undefined ? undefined : { ...this.inPlace };
+  /** For /ready while a reindex in place runs: how far it is. */
+  reindexProgressLine(): string {
+    const { done = 0, total = 0 } = this.inPlace ?? {};
+    const share = total > 0 ? ` (${Math.floor((100 * done) / total)}%)` : "";
+    return `re-embedding the library with model ${this.current.embedder.modelId}: ${done} of ${total} items${share}`;
+  }
+
+  /** The error for work refused because the store holds embeddings of another model. */
+  mismatch(): AppError {
+    const stored = this.lastStored;
+    const { modelId, dims } = this.current.embedder;
+    return new AppError(
+      "model_mismatch",
+      `The library was embedded with model ${stored?.modelId ?? "?"} (${stored?.dims ?? "?"} dims), the loaded model is ${modelId} (${dims} dims); run \`longclip reindex\` to re-embed every item with the loaded model, or load the previous model.`,
+      { storedModelId: stored?.modelId, modelId },
+    );
   }
 
   /**

@@ -10,7 +10,10 @@ import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 import type { Filter } from "../src/core/types.ts";
-import { filterToSql as postgresFilter } from "../src/store/postgres/filter-sql.ts";
+import {
+  INDEXED_IN_VALUES,
+  filterToSql as postgresFilter,
+} from "../src/store/postgres/filter-sql.ts";
 import { filterToSql as sqliteFilter } from "../src/store/sqlite/filter-sql.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { newItem, vectorOf } from "./helpers/store-contract.ts";
@@ -43,13 +46,19 @@ test("SQLite: one JSON type read per key and one list per $in/$nin, whatever the
   }
 });
 
-test("Postgres: an $in/$nin list is one parameter and one membership test", () => {
-  for (const values of [2, 100]) {
+test("Postgres: an $in/$nin list is one parameter and one membership test; a short $in a bounded containment test", () => {
+  for (const values of [INDEXED_IN_VALUES + 1, 100]) {
     const { where, params } = postgresFilter(wideFilter(32, values), 1);
     assert.equal(occurrences(where, "jsonb_array_elements("), 64, `${values} values`);
     // Each term binds its key and its list.
     assert.equal(params.length, 64 * 2, `${values} values`);
   }
+  // Up to INDEXED_IN_VALUES, $in is containment of any of its documents (what the GIN index
+  // serves): one parameter, at most INDEXED_IN_VALUES tests a row.
+  const { where, params } = postgresFilter(wideFilter(32, INDEXED_IN_VALUES), 1);
+  assert.equal(occurrences(where, "metadata @> ANY("), 32);
+  assert.equal(occurrences(where, "jsonb_array_elements("), 32, "$nin");
+  assert.equal(params.length, 32 + 32 * 2);
 });
 
 test("SQLite: a filtered search leaves the event loop free while the filter runs", async () => {

@@ -167,6 +167,28 @@ test("a search is one statement once its pooled connection has the search's sett
       assert.ok(Math.abs(hit.score - (exact[i]?.score ?? 0)) < 1e-9, `score of ${hit.item.id}`);
     }
     assert.ok(gate.statements() - deeper <= 4, `${gate.statements() - deeper} statements`);
+
+    // bench:scale's "as before" rows: a transaction per search, three statements each.
+    const asBefore = await PostgresStore.open({
+      url: gate.url,
+      vectorType: "halfvec",
+      m: 16,
+      efConstruction: 64,
+      efSearch: 0,
+      transactionPerSearch: true,
+    });
+    try {
+      await asBefore.nearest({ vector, k: 10 }, "m");
+      const start = gate.statements();
+      const hits = await asBefore.nearest({ vector, k: 10 }, "m");
+      assert.equal(gate.statements() - start, 3);
+      assert.deepEqual(
+        hits.map((hit) => hit.item.id),
+        exact.slice(0, 10).map((hit) => hit.item.id),
+      );
+    } finally {
+      await asBefore.close();
+    }
   } finally {
     await store.close();
     await gate.close();

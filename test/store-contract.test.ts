@@ -17,15 +17,16 @@ after(() => rmSync(root, { recursive: true, force: true }));
 
 let counter = 0;
 let sqliteDir = "";
-const openSqlite = async () =>
-  new SqliteStore({ dataDir: sqliteDir, indexSaveIntervalMs: 0, ...PARAMETERS });
+type Overrides = { exactFilterLimit?: number };
+const openSqlite = async (overrides: Overrides = {}) =>
+  new SqliteStore({ dataDir: sqliteDir, indexSaveIntervalMs: 0, ...PARAMETERS, ...overrides });
 storeContract("SQLite + HNSW", {
-  async open() {
+  async open(overrides) {
     counter++;
     sqliteDir = path.join(root, `sqlite-${counter}`);
-    return openSqlite();
+    return openSqlite(overrides);
   },
-  reopen: openSqlite,
+  reopen: () => openSqlite(),
 });
 
 let postgres: TestPostgres | undefined;
@@ -33,15 +34,20 @@ before(async () => {
   postgres = await startPostgres();
 });
 after(() => postgres?.stop());
-const openPostgres = () =>
-  PostgresStore.open({ url: (postgres as TestPostgres).url, vectorType: "halfvec", ...PARAMETERS });
+const openPostgres = (overrides: Overrides = {}) =>
+  PostgresStore.open({
+    url: (postgres as TestPostgres).url,
+    vectorType: "halfvec",
+    ...PARAMETERS,
+    ...overrides,
+  });
 const server = testPostgresKind().kind === "native" ? "native server" : "PGlite over the wire";
 storeContract(`Postgres + pgvector (${server})`, {
-  async open() {
+  async open(overrides) {
     await postgres?.reset();
-    return openPostgres();
+    return openPostgres(overrides);
   },
-  reopen: openPostgres,
+  reopen: () => openPostgres(),
 });
 
 test("Postgres: a node started with another --pg-vector-type rebuilds the index to match", async () => {

@@ -12,7 +12,7 @@ import { realpath } from "node:fs/promises";
 import { hostname } from "node:os";
 import path from "node:path";
 import { isAppError } from "../core/errors.ts";
-import type { IndexResult } from "../core/types.ts";
+import type { IndexInput, IndexResult } from "../core/types.ts";
 import type { LongclipLibrary } from "../library/library.ts";
 import type { ClaimedItem, JobItemResult, JobStore } from "../store/jobs.ts";
 
@@ -97,9 +97,11 @@ export class JobRunner {
       Math.max(50, this.options.leaseMs / 3),
     );
     try {
-      const results = await this.indexWithRetry(claimed);
-      if (results === undefined) return;
-      const outcomes = await Promise.all(claimed.map((item, k) => this.outcome(item, results[k])));
+      const indexed = await this.indexWithRetry(claimed);
+      if (indexed === undefined) return;
+      const outcomes = await Promise.all(
+        claimed.map((item, k) => this.outcome(item, indexed.results[k], indexed.retried.has(k))),
+      );
       await this.jobs.finish(this.id, outcomes);
       this.processed += outcomes.length;
     } catch (error) {
@@ -112,38 +114,58 @@ export class JobRunner {
     }
   }
 
-  /** The library's results; a busy or unreachable backend is waited out, not failed. */
+  /**
+   * The library's results; a busy or unreachable backend is waited out, not failed: thrown, the
+   * chunk is run again; as some items' results (a commit that lost its database), those items
+   * are (`retried`: their own earlier commit may be found, as after a lost lease).
+   */
   private async indexWithRetry(
     claimed: readonly ClaimedItem[],
-  ): Promise<(IndexResult | undefined)[] | undefined> {
+  ): Promise<{ results: (IndexResult | undefined)[]; retried: Set<number> } | undefined> {
     // Relative to the media root, as the job stores them: the library resolves and confines
     // them, and its messages (readable by any client in the job's failures) name no server path.
     const inputs = claimed.map((item) => ({ path: item.path, metadata: item.metadata }));
+    const results = new Array<IndexResult | undefined>(claimed.length);
+    const retried = new Set<number>();
+    let todo = claimed.map((_, i) => i);
     for (let wait = 500; ; wait = Math.min(wait * 2, 10_000)) {
+      let code: string;
       try {
-        return await this.library.index(inputs);
-      } catch (error) {
-        if (!isAppError(error) || !TRANSIENT.has(error.code) || this.stopping) {
-          if (isAppError(error) && !TRANSIENT.has(error.code)) {
-            return claimed.map((item) => ({
-              id: "",
-              status: "failed" as const,
-              error: { code: error.code, message: `${item.path}: ${error.message}` },
-            }));
-          }
-          return undefined;
-        }
-        this.options.log?.("the library is busy or unreachable; retrying the chunk", {
-          code: error.code,
+        const got = await this.library.index(todo.map((i) => inputs[i] as IndexInput));
+        const again = todo.filter((i, k) => {
+          const result = got[k];
+          const transient = result?.status === "failed" && TRANSIENT.has(result.error?.code ?? "");
+          if (!transient) results[i] = result;
+          return transient;
         });
-        await this.sleep(wait);
+        if (again.length === 0) return { results, retried };
+        for (const i of again) retried.add(i);
+        todo = again;
+        code = got.find((result) => result.status === "failed")?.error?.code ?? "";
+      } catch (error) {
+        if (!isAppError(error) || !TRANSIENT.has(error.code)) {
+          if (!isAppError(error)) return undefined;
+          for (const i of todo) {
+            results[i] = {
+              id: "",
+              status: "failed",
+              error: { code: error.code, message: `${claimed[i]?.path}: ${error.message}` },
+            };
+          }
+          return { results, retried };
+        }
+        code = error.code;
       }
+      if (this.stopping) return undefined;
+      this.options.log?.("the library is busy or unreachable; retrying the chunk", { code });
+      await this.sleep(wait);
     }
   }
 
   private async outcome(
     item: ClaimedItem,
     result: IndexResult | undefined,
+    retried: boolean,
   ): Promise<JobItemResult> {
     const ref = { jobId: item.jobId, seq: item.seq };
     if (result === undefined) {
@@ -153,7 +175,7 @@ export class JobRunner {
       const error = result.error ?? { code: "internal_error", message: "failed" };
       return { ...ref, state: "failed", code: error.code, message: error.message };
     }
-    if (result.status === "duplicate" && item.attempts > 1) {
+    if (result.status === "duplicate" && (item.attempts > 1 || retried)) {
       // A retried item may find the commit of its own earlier attempt: that is not a duplicate.
       const existing = await this.library.store.getById(result.id);
       const file = path.resolve(this.options.mediaRoot, item.path);

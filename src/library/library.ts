@@ -47,9 +47,7 @@ import type {
   SwitchMode,
 } from "./models/types.ts";
 import { EmbedQueue } from "./queue.ts";
-import { DuplicateGroups, flagNearDuplicates } from "./search/duplicates.ts";
-import { QueryEmbedder } from "./search/query-embedder.ts";
-import { Search } from "./search/search.ts";
+import { SearchService } from "./search/service.ts";
 import type { Library, LibraryOptions, LibraryState, LibraryStats } from "./types.ts";
 
 /** How often a library on a shared store re-reads its model and reachability. */
@@ -93,11 +91,8 @@ export class LongclipLibrary implements Library {
   private readonly ingest: Ingest;
   /** The models it embeds with: switching, blue/green, reindex. */
   private readonly models: ModelLifecycle;
-  private readonly duplicateGroups: DuplicateGroups;
   private readonly items: ItemReader;
-  private readonly queries: QueryEmbedder;
-  /** Search for the live model (rebuilt at a blue/green switch). */
-  private search: Search;
+  private readonly searches: SearchService;
 
   constructor(
     private readonly settings: Settings,
@@ -122,12 +117,15 @@ export class LongclipLibrary implements Library {
     };
     this.models = new ModelLifecycle(host, encoder);
     this.items = new ItemReader(settings, store);
-    this.queries = new QueryEmbedder(settings, this.pool, this.queue, () => this.models.live);
-    this.duplicateGroups = new DuplicateGroups(
+    this.searches = new SearchService({
+      settings,
       store,
-      Math.max(1, settings.duplicateNeighbours),
-      settings.minDuplicateThreshold,
-    );
+      pool: this.pool,
+      queue: this.queue,
+      live: () => this.models.live,
+      assertUsable: () => this.assertUsable(),
+      reportBackground: (error) => this.reportBackground(error),
+    });
     this.ingest = new Ingest({
       settings,
       generations: () => ({ live: this.models.live, next: this.models.next }),
@@ -136,18 +134,6 @@ export class LongclipLibrary implements Library {
       pool: this.pool,
       allowAnyPath: options.allowAnyPath === true,
       assertUsable: () => this.assertUsable(),
-    });
-    this.search = this.searchFor(this.embedder);
-  }
-
-  private searchFor(embedder: Embedder): Search {
-    return new Search({
-      settings: this.settings,
-      store: this.store,
-      modelId: embedder.modelId,
-      contextLength: embedder.config.context_length,
-      tokenize: (text) => embedder.tokenize(text),
-      embedTexts: (queries) => this.queries.embedTexts(embedder, queries),
     });
   }
 
@@ -198,8 +184,7 @@ export class LongclipLibrary implements Library {
 
   /** The next model became live: queries are embedded and searched with it from now on. */
   private adopted(next: Generation): void {
-    this.search = this.searchFor(next.embedder);
-    this.queries.clear();
+    this.searches.adopt(next.embedder);
     if (this.currentState === "needs_reindex") this.currentState = "ready";
   }
 
@@ -242,18 +227,12 @@ export class LongclipLibrary implements Library {
 
   index(inputs: readonly IndexInput[]): Promise<IndexResult[]> {
     return this.track(async () => {
-      this.duplicateGroups.invalidate();
+      this.searches.itemsChanged();
       const results = await this.models.ingestAcrossSwitch(inputs, (batch) =>
         this.ingest.run(batch),
       );
-      this.duplicateGroups.invalidate();
-      await flagNearDuplicates(
-        this.store,
-        this.embedder.modelId,
-        results,
-        this.settings.nearDuplicateThreshold,
-        this.options.onBackgroundError ?? ((e) => process.emitWarning(String(e))),
-      );
+      this.searches.itemsChanged();
+      await this.searches.flagNearDuplicates(results);
       return results;
     });
   }
@@ -265,62 +244,29 @@ export class LongclipLibrary implements Library {
     cursor: string | null;
     limit: number;
   }): Promise<DuplicateGroupPage> {
-    return this.track(async () => {
-      this.assertUsable();
-      const limit = Math.min(Math.max(1, Math.trunc(options.limit) || 1), this.settings.maxK);
-      return this.duplicateGroups.page(this.embedder.modelId, { ...options, limit });
-    });
+    return this.track(() => this.searches.duplicates(options));
   }
 
   // ---------------------------------------------------------------- search
 
   searchText(query: string, options: SearchOptions & TextOptions): Promise<TextSearchResult> {
-    return this.track(() =>
-      this.models.acrossSwitch(async () => {
-        this.assertUsable();
-        this.search.checkText(query);
-        this.search.checkOptions(options);
-        const embedded = await this.search.embedText(query, options);
-        this.assertUsable();
-        return {
-          hits: await this.search.rank(embedded.vector, options, query),
-          query: embedded.info,
-        };
-      }),
-    );
+    return this.track(() => this.models.acrossSwitch(() => this.searches.text(query, options)));
   }
 
   searchCompose(
     parts: readonly ComposePart[],
     options: SearchOptions & TextOptions,
   ): Promise<TextSearchResult> {
-    return this.track(() =>
-      this.models.acrossSwitch(async () => {
-        this.assertUsable();
-        this.search.checkCompose(parts, options);
-        this.search.checkOptions(options);
-        const embedded = await this.search.embedCompose(parts, options);
-        this.assertUsable();
-        return { hits: await this.search.rank(embedded.vector, options), query: embedded.info };
-      }),
-    );
+    return this.track(() => this.models.acrossSwitch(() => this.searches.compose(parts, options)));
   }
 
   searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
-    return this.track(() =>
-      this.models.acrossSwitch(async () => {
-        this.assertUsable();
-        this.search.checkOptions(options);
-        const vector = await this.queries.embedImage(bytes);
-        this.assertUsable();
-        return { hits: await this.search.rank(vector, options) };
-      }),
-    );
+    return this.track(() => this.models.acrossSwitch(() => this.searches.image(bytes, options)));
   }
 
   /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */
   searchVector(vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
-    return this.search.rank(vector, options);
+    return this.searches.vector(vector, options);
   }
 
   // ---------------------------------------------------------------- items
@@ -342,7 +288,7 @@ export class LongclipLibrary implements Library {
 
   async deleteItem(id: string): Promise<boolean> {
     this.assertOpen();
-    this.duplicateGroups.invalidate();
+    this.searches.itemsChanged();
     return (await this.store.deleteById(id)) !== undefined;
   }
 
@@ -438,7 +384,7 @@ export class LongclipLibrary implements Library {
         size: 0,
       },
       queue: {
-        pending: this.queue.pending + this.queries.pending,
+        pending: this.queue.pending + this.searches.pending,
         capacity: this.settings.maxQueueDepth,
       },
     };

@@ -20,8 +20,8 @@ import type { Filter, FilterValue, ItemOrder } from "../core/types.ts";
 const METADATA_KEY = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const MAX_KEY_LENGTH = 64;
 /**
- * Filtered searches whose filter matches at most this many items scan those items exactly on
- * both backends: an HNSW walk with a very selective filter loses recall (measured with
+ * Filtered searches whose filter matches at most this many items (or more, by
+ * ../vector-index/ef-search.ts's scansFilterExactly) scan those items exactly on both backends: an HNSW walk with a very selective filter loses recall (measured with
  * `bench:scale` filtered section: pgvector's iterative scan found 0.78 of the true top 10 at
  * 1% of 30,000 items). Larger candidate sets go through the index with the filter.
  */

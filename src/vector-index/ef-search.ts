@@ -40,3 +40,36 @@ export function efSearchFor(depth: number, size: number, fixed = 0): number {
   const sizeTerm = Math.ceil(PER_DOUBLING * doublings * Math.sqrt(wanted / 10));
   return Math.max(FLOOR, PER_RESULT * wanted + sizeTerm, wanted);
 }
+
+/**
+ * Whether a filtered search ranks the `matching` items exactly instead of walking the graph of
+ * `size` vectors with the filter. A filtered walk visits about efSearch / s vectors to keep
+ * efSearch of them, s = matching / size, so it computes about efSearch x size / matching
+ * distances, and the exact scan `matching` of them, with no recall lost: the scan is chosen
+ * while it costs at most twice the walk, i.e. matching <= 2 x sqrt(efSearch x size) (22,900 for
+ * k 10 at 1M vectors), and always up to `limit` matching items. `limit` 0 turns it off (the
+ * index alone, as the filtered-recall bench measures it).
+ */
+export function scansFilterExactly(
+  matching: number,
+  size: number,
+  efSearch: number,
+  limit: number,
+): boolean {
+  if (limit <= 0) return false;
+  return matching <= Math.max(limit, 2 * Math.sqrt(efSearch * size));
+}
+
+/**
+ * The efSearch of a filtered walk: `efSearch` candidates that pass the filter take about
+ * efSearch / s visited ones (s = matching / size), so the list grows by 1 / s, up to `max`.
+ */
+export function filteredEfSearch(
+  efSearch: number,
+  matching: number,
+  size: number,
+  max: number,
+): number {
+  const share = size > 0 ? Math.min(1, Math.max(1, matching) / size) : 1;
+  return Math.max(efSearch, Math.min(max, Math.ceil(efSearch / share)));
+}

@@ -1,11 +1,12 @@
 /**
- * Ingest in the library (src/library/ingest*.ts) over the in-memory store and the
+ * Ingest in the library (src/library/ingest/) over the in-memory store and the
  * deterministic embedder, with real image decoding: duplicates by content, id conflicts,
  * concurrent copies claimed once, bad inputs failing alone, and what is stored.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { before, describe, test } from "node:test";
+import { isAppError } from "../../src/core/errors.ts";
 import { type FakeLibrary, openFakeLibrary } from "../fakes/library.ts";
 import { patternPng } from "../helpers/library-fixtures.ts";
 
@@ -59,6 +60,30 @@ describe("ingest over the in-memory store", () => {
         [["a", "duplicate"]],
       );
       assert.equal(fake.embedder.imagesEncoded, 2, "duplicates and failures are never embedded");
+    } finally {
+      await fake.library.close();
+    }
+  });
+
+  test("a batch over maxBatchItems is refused whole before any work; one at the limit is not", async () => {
+    fake = await openFakeLibrary({ maxBatchItems: 3 });
+    try {
+      const inputs = images.slice(0, 4).map((bytes, i) => ({ id: `b${i}`, bytes }));
+      await assert.rejects(
+        fake.library.index(inputs),
+        (e: unknown) =>
+          isAppError(e) &&
+          e.code === "too_many_items" &&
+          e.status === 413 &&
+          /maxBatchItems/.test(e.message),
+      );
+      assert.equal(await fake.store.count(), 0);
+      assert.equal(fake.embedder.imagesEncoded, 0);
+      const results = await fake.library.index(inputs.slice(0, 3));
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ["indexed", "indexed", "indexed"],
+      );
     } finally {
       await fake.library.close();
     }

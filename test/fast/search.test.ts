@@ -1,5 +1,5 @@
 /**
- * Search in the library (src/library/search.ts, hybrid.ts) over the in-memory store and the
+ * Search in the library (src/library/search/) over the in-memory store and the
  * deterministic embedder: items are stored with known embeddings, the query is pinned to a
  * known vector, and every expected ranking is computed here from those vectors.
  */
@@ -149,6 +149,24 @@ describe("search over the in-memory store", () => {
     const windows = await fake.library.searchText(long, { k: 1, longQuery: "chunk" });
     assert.equal(windows.query.chunks, 3);
     assert.equal(windows.query.truncated, false);
+  });
+
+  test("a query is tokenized once: for its length check, then embedded from those tokens", async () => {
+    const text = "a lighthouse on a cliff in fog";
+    const seen: string[] = [];
+    const tokenize = fake.embedder.tokenize.bind(fake.embedder);
+    // The fake's embedTexts tokenizes through this too, as the real encoder does inside.
+    fake.embedder.tokenize = (t) => {
+      seen.push(t);
+      return tokenize(t);
+    };
+    try {
+      const { query: info } = await fake.library.searchText(text, { k: 1 });
+      assert.equal(info.tokens, 9);
+      assert.deepEqual(seen, [text]);
+    } finally {
+      fake.embedder.tokenize = tokenize;
+    }
   });
 
   test("compose: a weighted sum of a text and a stored item's embedding", async () => {

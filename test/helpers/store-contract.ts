@@ -13,8 +13,8 @@ import { cosine } from "../../src/vector-index/exact.ts";
 import { filterArbitrary, metadataArbitrary, referenceMatches } from "./filter-reference.ts";
 
 export interface ContractOptions {
-  /** A new, empty store. */
-  open(): Promise<ItemStore>;
+  /** A new, empty store (`exactFilterLimit` overrides the backend's default). */
+  open(overrides?: { exactFilterLimit?: number }): Promise<ItemStore>;
   /** The same store opened again (after close), to check durability. */
   reopen(): Promise<ItemStore>;
 }
@@ -464,6 +464,50 @@ export function storeContract(name: string, options: ContractOptions): void {
           { seed: 24, numRuns: 150 },
         );
         assert.ok(matchedSome > 30, `only ${matchedSome} of 150 filters matched anything`);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("a selective filter gets the exact filtered top k; a broad one gets k matching items", async () => {
+      // A limit of 1 item: the rule by the filter's estimated share decides, not the limit.
+      const store = await options.open({ exactFilterLimit: 1 });
+      try {
+        await store.setModel(MODEL);
+        const count = 1_500;
+        const items = Array.from({ length: count }, (_, n) => newItem(n, { bucket: n % 100 }));
+        await store.insertItems(items, "m1");
+        const query = vectorOf(123_456);
+        // The expected answers by brute force here, from the items as inserted.
+        const dot = (a: Float32Array, b: Float32Array) =>
+          a.reduce((sum, x, i) => sum + x * (b[i] as number), 0);
+        const similarity = (v: Float32Array) =>
+          dot(query, v) / Math.sqrt(dot(v, v) * dot(query, query));
+        const exactTop = (keep: (bucket: number) => boolean) =>
+          items
+            .filter((item) => keep(item.metadata.bucket as number))
+            .sort((a, b) => similarity(b.vector) - similarity(a.vector))
+            .slice(0, 10)
+            .map((item) => item.id);
+        const selective: [Filter, (bucket: number) => boolean][] = [
+          [{ bucket: 7 }, (b) => b === 7],
+          [{ bucket: { $in: [3, 42] } }, (b) => b === 3 || b === 42],
+          [{ bucket: { $lt: 2 } }, (b) => b < 2],
+        ];
+        for (const [filter, keep] of selective) {
+          const hits = await store.nearest({ vector: query, k: 10, filter }, "m1");
+          assert.deepEqual(
+            hits.map((hit) => hit.item.id),
+            exactTop(keep),
+            JSON.stringify(filter),
+          );
+        }
+        const broad = await store.nearest(
+          { vector: query, k: 10, filter: { bucket: { $lt: 60 } } },
+          "m1",
+        );
+        assert.equal(broad.length, 10);
+        assert.ok(broad.every((hit) => (hit.item.metadata.bucket as number) < 60));
       } finally {
         await store.close();
       }

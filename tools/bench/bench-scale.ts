@@ -275,9 +275,10 @@ async function main(argv: string[]): Promise<number> {
         [SQLITE, openers.sqlite],
         ["pgvector halfvec", (ef: number, extra: object) => openers.postgres("halfvec", ef, extra)],
       ] as const) {
-        for (const [pathName, exactFilterLimit] of [
-          ["product: exact up to 10,000 matches", undefined],
-          ["index forced", 0],
+        for (const [pathName, form, exactFilterLimit] of [
+          ["product", "$in", undefined],
+          ["product", "$lt", undefined],
+          ["index forced", "$in", 0],
         ] as const) {
           const store = await open(0, exactFilterLimit === undefined ? {} : { exactFilterLimit });
           try {
@@ -286,7 +287,7 @@ async function main(argv: string[]): Promise<number> {
                 store,
                 model.modelId,
                 dataset,
-                { backend, path: pathName },
+                { backend, path: pathName, form },
                 flags.filteredQueries,
                 log,
               )),
@@ -383,6 +384,23 @@ async function searchSection(
       }
     } finally {
       await store.close();
+    }
+    if (backend !== SQLITE) {
+      // The same searches as before a search's settings stayed on its connection: each in a
+      // transaction of its own (BEGIN with SET LOCAL, the query, COMMIT: three round trips).
+      const before = await open(0, { transactionPerSearch: true });
+      try {
+        const row = await measureSeam(before, modelId, dataset, {
+          backend,
+          setting: "default, 3 round trips (as before)",
+          k: 10,
+          efSearch: Math.min(maxEf, efSearchFor(10, dataset.count)),
+        });
+        rows.push(row);
+        log(`search: ${backend} ${row.setting}: p50 ${row.p50Ms.toFixed(2)} ms`);
+      } finally {
+        await before.close();
+      }
     }
     for (const variant of variants) {
       for (const ef of flags.ef.filter((value) => value <= maxEf)) {
@@ -496,6 +514,7 @@ function tables(report: Report, dataset: ScaleDataset, flags: Flags): string {
         [
           "backend",
           "path",
+          "filter",
           "selectivity %",
           "matching items",
           "recall@10",
@@ -506,6 +525,7 @@ function tables(report: Report, dataset: ScaleDataset, flags: Flags): string {
         report.filtered.map((r) => [
           r.backend,
           r.path,
+          r.form,
           r.selectivity,
           r.matching,
           fmt(r.recallAt10, 3),

@@ -96,15 +96,20 @@ export async function applySession(client: Queryable, settings: SessionSettings)
   let applied = sessionOf.get(client);
   const missing = Object.entries(settings).filter(([name, value]) => applied?.get(name) !== value);
   if (missing.length === 0) return;
-  const calls = missing.map(
-    ([name, value]) => `set_config(${quoteLiteral(name)}, (${value})::text, false)`,
-  );
-  await client.query(`SELECT ${calls.join(", ")}`);
+  await client.query(settingsSql(Object.fromEntries(missing), false));
   if (applied === undefined) {
     applied = new Map();
     sessionOf.set(client, applied);
   }
   for (const [name, value] of missing) applied.set(name, value);
+}
+
+/** One statement that sets `settings` for the session, or (`local`) the transaction. */
+export function settingsSql(settings: SessionSettings, local: boolean): string {
+  const calls = Object.entries(settings).map(
+    ([name, value]) => `set_config(${quoteLiteral(name)}, (${value})::text, ${local})`,
+  );
+  return `SELECT ${calls.join(", ")}`;
 }
 
 /** A string as an SQL literal (for setting names, which are ours). */

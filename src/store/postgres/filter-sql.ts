@@ -5,11 +5,15 @@ import { filterTerms, ISO_DATE_PATTERN } from "../filter.ts";
 
 const RANGE_SQL = { gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
 
+/** `$in` lists up to this long are containment tests (GIN-served, at most this many a row). */
+export const INDEXED_IN_VALUES = 16;
+
 /**
  * A filter as a condition over `metadata`, with its parameters numbered from `firstParam`.
- * Equality is jsonb containment (the GIN index serves it); the others read the value by
+ * Equality and short `$in` lists are jsonb containment (the GIN index serves them); the others read the value by
  * chained `->` with text keys, which never index into an array, as SQLite's JSON paths do not.
- * `$in` / `$nin` are one hashed membership test per row, so a long list costs no more per row.
+ * `$nin` and longer `$in` lists are one hashed membership test per row, so a long list costs no
+ * more per row.
  */
 export function filterToSql(
   filter: Filter,
@@ -21,11 +25,8 @@ export function filterToSql(
     params.push(value);
     return `$${firstParam + params.length - 1}${cast}`;
   };
-  const contains = (path: readonly string[], value: FilterValue) => {
-    let nested: unknown = value;
-    for (const key of [...path].reverse()) nested = { [key]: nested };
-    return `metadata @> ${param(JSON.stringify(nested), "::jsonb")}`;
-  };
+  const contains = (path: readonly string[], value: FilterValue) =>
+    `metadata @> ${param(containedDocument(path, value), "::jsonb")}`;
   for (const term of filterTerms(filter)) {
     // Only the operators that read the value bind its keys (an unused parameter has no type).
     const readValue = () =>
@@ -44,7 +45,18 @@ export function filterToSql(
         clauses.push(`NOT ${contains(term.path, term.value)}`);
         break;
       case "in":
-        clauses.push(anyOf(term.values));
+        // A short list: containment of any one of its documents, which the GIN index serves
+        // (a bitmap scan per value) and the planner estimates from the metadata's statistics,
+        // so a selective $in goes to its rows first (./search.ts). A row tests each value, so
+        // longer lists keep the one hashed membership test.
+        clauses.push(
+          term.values.length > 0 && term.values.length <= INDEXED_IN_VALUES
+            ? `metadata @> ANY(${param(
+                term.values.map((value) => containedDocument(term.path, value)),
+                "::jsonb[]",
+              )})`
+            : anyOf(term.values),
+        );
         break;
       case "nin":
         clauses.push(`NOT ${anyOf(term.values)}`);
@@ -72,6 +84,13 @@ export function filterToSql(
     }
   }
   return { where: clauses.join(" AND "), params };
+}
+
+/** The document `{path: value}` that contains exactly the items whose value at `path` is `value`. */
+function containedDocument(path: readonly string[], value: FilterValue): string {
+  let nested: unknown = value;
+  for (const key of [...path].reverse()) nested = { [key]: nested };
+  return JSON.stringify(nested);
 }
 
 /** A non-empty filter's SQL, its values appended to `params` (numbered after them). */

@@ -105,6 +105,13 @@ const MIGRATIONS: readonly string[] = [
     SELECT items.label, t.field, t.document FROM longclip.items, longclip.text_fields(items.metadata) AS t
     WHERE t.document IS NOT NULL AND t.document != ''::tsvector;
   `,
+  // 3: finer statistics of the metadata (1,000 sampled documents instead of 100), from which
+  // the planner estimates how many items a filter matches (search.ts): a 1% filter is then
+  // told from a 2% one.
+  `
+  ALTER TABLE longclip.items ALTER COLUMN metadata SET STATISTICS 1000;
+  ANALYZE longclip.items (metadata);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -13,14 +13,30 @@
  * - the walk's candidates (RERANK_FACTOR x the depth with a halfvec index) are re-ranked by the
  *   stored full-precision vectors, so half precision decides which rows are candidates, not
  *   their final order;
+ * - a filtered search first asks the planner how many items match (EXPLAIN: no row is read;
+ *   the GIN index and the metadata's statistics serve equality and $in). Few enough
+ *   (scansFilterExactly): they are ranked exactly, the planner going to them through the GIN
+ *   index where it serves the filter. More: the walk, with ef_search scaled by the inverse of
+ *   the filter's share (filteredEfSearch);
  * - a walk that returns fewer rows than asked (a selective filter whose rows lie far from the
  *   query, past the tuple bound) is answered by an exact scan instead: a filtered search
  *   returns k rows whenever k rows match.
  */
-import { efSearchFor, MAX_PGVECTOR_EF_SEARCH } from "../../vector-index/ef-search.ts";
+import {
+  efSearchFor,
+  filteredEfSearch,
+  MAX_PGVECTOR_EF_SEARCH,
+  scansFilterExactly,
+} from "../../vector-index/ef-search.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
 import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem } from "../types.ts";
-import type { Reads, SessionSettings } from "./db.ts";
+import {
+  applySession,
+  type Queryable,
+  type Reads,
+  type SessionSettings,
+  settingsSql,
+} from "./db.ts";
 import { appendFilter } from "./filter-sql.ts";
 import { type HnswIndexSettings, indexedExpression } from "./hnsw-index.ts";
 import { type ItemRow, toItem, vectorParam } from "./rows.ts";
@@ -28,10 +44,18 @@ import { type ItemRow, toItem, vectorParam } from "./rows.ts";
 export interface PostgresSearchSettings extends HnswIndexSettings {
   /** hnsw.ef_search; 0 chooses it per query (efSearchFor). */
   efSearch: number;
-  /** Filtered searches with at most this many matching items scan them exactly. */
+  /**
+   * Filtered searches estimated to match at most this many items (or more, by
+   * scansFilterExactly) rank them exactly; 0: never.
+   */
   exactFilterLimit: number;
   /** Candidates per result re-ranked with a halfvec index (default RERANK_FACTOR; 1: none). */
   rerankFactor?: number;
+  /**
+   * Each search in a transaction of its own, its settings SET LOCAL: three round trips where
+   * the default takes one (for bench:scale's comparison only).
+   */
+  transactionPerSearch?: boolean;
 }
 
 /** Tuples an iterative (filtered) walk may visit before the exact scan takes over. */
@@ -80,16 +104,23 @@ export class PostgresSearch {
         ORDER BY ${indexed("embedding")} <=> ${indexed("$1::vector")} LIMIT ${candidates}
       ) AS candidates ORDER BY embedding <=> $1::vector, label LIMIT ${k}`;
     const limit = this.settings.exactFilterLimit;
-    const rows = await this.reads.withSession(searchSession(ef, model.dims), async (client) => {
+    // Filtered: how many items match, as the planner estimates it (no rows read), decides
+    // between ranking them exactly and a longer filtered walk (scansFilterExactly).
+    const size = filter !== undefined && !query.exact ? await this.rows() : 0;
+    const rows = await this.withSettings(searchSession(ef, model.dims), async (client, set) => {
       let exact = query.exact === true;
-      if (!exact && filter !== undefined && limit > 0) {
-        // Few matching items: scan them exactly (the walk loses recall on selective filters).
-        // $1 is the count's own limit; the filter's parameters keep their numbers ($3…).
-        const counted = await client.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM (SELECT 1 FROM longclip.items WHERE model_id = $2 AND ${filter.where} LIMIT $1) AS matching`,
-          [limit + 1, model.modelId, ...filter.params],
+      if (!exact && filter !== undefined) {
+        // $1 is the estimate's own LIMIT; the filter's parameters keep their numbers ($3…).
+        const plan = await client.query<{ "QUERY PLAN": [{ Plan: { "Plan Rows": number } }] }>(
+          `EXPLAIN (FORMAT JSON) SELECT 1 FROM longclip.items WHERE model_id = $2 AND ${filter.where} LIMIT $1`,
+          [size + 1, model.modelId, ...filter.params],
         );
-        exact = (counted.rows[0]?.n ?? 0) <= limit;
+        const matching = Math.min(size, plan.rows[0]?.["QUERY PLAN"][0].Plan["Plan Rows"] ?? size);
+        exact = scansFilterExactly(matching, size, ef, limit);
+        if (!exact) {
+          const wider = filteredEfSearch(ef, matching, size, MAX_PGVECTOR_EF_SEARCH);
+          await set(searchSession(wider, model.dims));
+        }
       }
       type Row = ItemRow & { score: number };
       if (!exact) {
@@ -101,6 +132,28 @@ export class PostgresSearch {
     return rows
       .map((row) => ({ item: toItem(row), score: row.score }))
       .sort((a, b) => b.score - a.score || a.item.label - b.item.label);
+  }
+
+  /**
+   * Runs `work` on a connection with `settings` (and `set` to change them there): session
+   * settings, set where the connection's differ, or SET LOCAL in a transaction of its own.
+   */
+  private withSettings<T>(
+    settings: SessionSettings,
+    work: (client: Queryable, set: (changed: SessionSettings) => Promise<void>) => Promise<T>,
+  ): Promise<T> {
+    if (this.settings.transactionPerSearch) {
+      return this.reads.transaction(
+        (client) =>
+          work(client, async (changed) => {
+            await client.query(settingsSql(changed, true));
+          }),
+        settingsSql(settings, true),
+      );
+    }
+    return this.reads.withSession(settings, (client) =>
+      work(client, (changed) => applySession(client, changed)),
+    );
   }
 
   /** The table's row count as the planner knows it (a count when never analyzed), cached. */

@@ -65,6 +65,9 @@ export interface PostgresStoreOptions extends IndexParameters, HnswIndexSettings
   /** Candidates per result re-ranked by the full vectors with a halfvec index (bench:scale
    * sets 1 to measure without the re-rank; default RERANK_FACTOR). */
   rerankFactor?: number;
+  /** Each search in a transaction of its own with SET LOCAL settings, as before they were
+   * session settings (bench:scale compares the two; default false). */
+  transactionPerSearch?: boolean;
 }
 
 const ITEMS_AFTER = `SELECT ${ITEM_COLUMNS} FROM longclip.items WHERE label > $1 ORDER BY label LIMIT $2`;

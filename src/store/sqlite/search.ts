@@ -1,9 +1,11 @@
 /**
  * Searches of the embedded backend: nearest neighbours through the HNSW cache (or an exact scan
- * of the embeddings: on request, or when a filter leaves few items) and keyword search through
+ * of the embeddings: on request, or when a filter leaves few enough items, scansFilterExactly)
+ * and keyword search through
  * the FTS5 table of the items' text fields.
  */
 import type { Filter } from "../../core/types.ts";
+import { efSearchFor, scansFilterExactly } from "../../vector-index/ef-search.ts";
 import { exactSearch } from "../../vector-index/exact.ts";
 import type { Neighbour } from "../../vector-index/hnsw.ts";
 import { requireModel } from "../common.ts";
@@ -16,8 +18,13 @@ import { toItem } from "./rows.ts";
 import type { Statements } from "./statements.ts";
 
 export interface SqliteSearchOptions {
-  /** Filtered searches with at most this many matching items scan them exactly. */
+  /**
+   * Filtered searches with at most this many matching items (or more, by scansFilterExactly)
+   * rank them exactly; 0: never.
+   */
   exactFilterLimit: number;
+  /** --hnsw-ef-search (0: automatic), for choosing between the exact scan and the walk. */
+  efSearch: number;
   /** The model whose embeddings the store holds now. */
   currentModel: () => ModelInfo | undefined;
 }
@@ -37,8 +44,15 @@ export class SqliteSearch {
     const index = () => this.hnsw.ready(model);
     let neighbours: Neighbour[];
     if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
+      // The matching labels are the candidates: counted exactly here, and ranked exactly while
+      // that costs less than a filtered walk would (scansFilterExactly).
       const labels = await this.labelsMatching(query.filter);
-      if (query.exact || labels.length <= this.options.exactFilterLimit) {
+      const size = query.exact ? 0 : (await index()).size;
+      const ef = efSearchFor(k, size, this.options.efSearch);
+      if (
+        query.exact ||
+        scansFilterExactly(labels.length, size, ef, this.options.exactFilterLimit)
+      ) {
         neighbours = exactSearch(vector, this.embeddings.embeddingsFor(modelId, labels), k);
       } else {
         neighbours = await (await index()).search(vector, k, labels);

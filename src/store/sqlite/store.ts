@@ -116,6 +116,7 @@ export class SqliteStore implements ItemStore {
     this.readers = new SqliteReaders(file, Math.max(1, options.readWorkers ?? 2));
     this.search = new SqliteSearch(this.stmts, this.embeddings, this.hnsw, this.readers, {
       exactFilterLimit: options.exactFilterLimit ?? EXACT_FILTER_LIMIT,
+      efSearch: options.efSearch,
       currentModel: () => this.modelNow(),
     });
     this.staging = new SqliteStaging(this.db, this.stmts);

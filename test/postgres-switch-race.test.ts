@@ -31,8 +31,28 @@ import {
   until,
   upload,
 } from "./helpers/blue-green.ts";
+import { withBeforeImages } from "./helpers/embedders.ts";
 import { patternPng, testSettings } from "./helpers/library-fixtures.ts";
 import { startPostgres, type TestPostgres, testPostgresKind } from "./helpers/postgres.ts";
+
+/** Node A indexes `bytes` (kept in `images`), then runs a manual reindex until it waits to switch. */
+async function waitingRun(
+  nodeA: LongclipLibrary,
+  bytes: readonly Buffer[],
+  images: Map<string, Buffer>,
+  next: string,
+): Promise<void> {
+  await nodeA.index(
+    bytes.map((image, i) => {
+      images.set(`item-${i}`, image);
+      return { id: `item-${i}`, bytes: image };
+    }),
+  );
+  await nodeA.startReindex(next, "manual");
+  await until("node A's run to wait for the switch", async () =>
+    nodeA.reindexStatus()?.state === "waiting_for_switch" ? true : undefined,
+  );
+}
 
 const SWITCH_CALLS = 6;
 const UPLOADS = 8;
@@ -65,16 +85,7 @@ test("six concurrent switch calls on two nodes: one switch, six 200s, and every 
   const images = new Map<string, Buffer>();
   try {
     const first = await pngs(5000, 12);
-    await nodeA.index(
-      first.map((bytes, i) => {
-        images.set(`item-${i}`, bytes);
-        return { id: `item-${i}`, bytes };
-      }),
-    );
-    await nodeA.startReindex(next, "manual");
-    await until("node A's run to wait for the switch", async () =>
-      nodeA.reindexStatus()?.state === "waiting_for_switch" ? true : undefined,
-    );
+    await waitingRun(nodeA, first, images, next);
     await until("node B to follow the run", async () =>
       nodeB.nextModelId() === NEXT_ID ? true : undefined,
     );
@@ -187,20 +198,7 @@ function heldNextModel(settings: Settings, hold: Hold) {
     });
     if (encoder.modelId !== NEXT_ID) return encoder;
     counts.loads++;
-    return {
-      config: encoder.config,
-      modelId: encoder.modelId,
-      dims: encoder.dims,
-      tokenize: (text) => encoder.tokenize(text),
-      embedTexts: (texts) => encoder.embedTexts(texts),
-      embedTokenized: (tokenized) => encoder.embedTokenized(tokenized),
-      embedPixels: async (pixels) => {
-        await hold.pass();
-        return encoder.embedPixels(pixels);
-      },
-      stats: () => encoder.stats(),
-      close: () => encoder.close(),
-    };
+    return withBeforeImages(encoder, () => hold.pass());
   };
   return { load, counts };
 }
@@ -225,16 +223,7 @@ test("a store check that straddles the switch adopts the next model; an upload e
   const images = new Map<string, Buffer>();
   try {
     const first = await pngs(6000, 4);
-    await nodeA.index(
-      first.map((bytes, i) => {
-        images.set(`item-${i}`, bytes);
-        return { id: `item-${i}`, bytes };
-      }),
-    );
-    await nodeA.startReindex(next, "manual");
-    await until("node A's run to wait for the switch", async () =>
-      nodeA.reindexStatus()?.state === "waiting_for_switch" ? true : undefined,
-    );
+    await waitingRun(nodeA, first, images, next);
     await until("node B to follow the run", async () =>
       nodeB.nextModelId() === NEXT_ID && loader.counts.loading === 0 ? true : undefined,
     );

@@ -12,6 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";
+import { relativeDifference } from "./convert-helpers.ts";
 import {
   loadReference,
   loadReferencePixels,
@@ -25,17 +26,6 @@ const TEXT_TOLERANCE = 1e-5;
 const PIXELS_TOLERANCE = 1e-4;
 /** Pixel target of the issue: mean |ours - official| per value after normalisation. */
 const PIXEL_TARGET = 0.01;
-
-function relativeDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs((a[i] as number) - (b[i] as number)));
-    scale = Math.max(scale, Math.abs(b[i] as number));
-  }
-  return diff / scale;
-}
 
 function normalised(v: ArrayLike<number>): Float64Array {
   let sum = 0;

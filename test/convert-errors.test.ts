@@ -66,15 +66,7 @@ test("a pickle naming os.system is refused and nothing runs", async () => {
     "checkpoint_unsafe",
     /names the global os\.system, which a state dict never needs/,
   );
-  const run = await runWithoutPython([
-    "export",
-    "--checkpoint",
-    file,
-    "--vocab",
-    "unused.txt",
-    "--out",
-    path.join(dir, "evil-out"),
-  ]);
+  const run = await runWithoutPython(exportArgs(file, "unused.txt", path.join(dir, "evil-out")));
   assert.equal(run.code, 1);
   assert.match(run.stderr, /error \[checkpoint_unsafe\]/);
   assert.equal(existsSync(marker), false, "os.system ran");
@@ -87,15 +79,7 @@ test("a TorchScript archive without Python: says how to convert it", async () =>
     "ViT-B-16/constants.pkl": Buffer.from(")."),
     "ViT-B-16/code/__torch__/model.py": Buffer.from("# traced\n"),
   });
-  const run = await runWithoutPython([
-    "export",
-    "--checkpoint",
-    file,
-    "--vocab",
-    DEMO_VOCAB,
-    "--out",
-    path.join(dir, "ts-out"),
-  ]);
+  const run = await runWithoutPython(exportArgs(file, DEMO_VOCAB, path.join(dir, "ts-out")));
   assert.equal(run.code, 1);
   assert.match(
     run.stderr,
@@ -112,35 +96,25 @@ test("a zip named like TorchScript whose pickle runs code: refused, never handed
     "crafted/version": Buffer.from("3\n"),
     "crafted/code/__torch__/model.py": Buffer.from("# looks traced\n"),
   });
-  const run = await runCli([
-    "export",
-    "--checkpoint",
-    file,
-    "--vocab",
-    DEMO_VOCAB,
-    "--out",
-    path.join(dir, "crafted-out"),
-  ]);
+  const run = await runCli(exportArgs(file, DEMO_VOCAB, path.join(dir, "crafted-out")));
   assert.equal(run.code, 1, run.stderr);
   assert.match(run.stderr, /error \[checkpoint_torchscript\]: .*runs the TorchScript code/);
   assert.doesNotMatch(run.stderr + run.stdout, /trying the Python exporter/);
   assert.equal(existsSync(marker), false);
   // the Python exporter itself, when asked explicitly, reads plain pickles with weights_only
   if (HAVE_PYTHON_TORCH) {
-    const python = await runCli([
-      "export",
-      "--python",
-      "--checkpoint",
-      file,
-      "--vocab",
-      DEMO_VOCAB,
-      "--out",
-      path.join(dir, "crafted-out-python"),
-    ]);
+    const python = await runCli(
+      exportArgs(file, DEMO_VOCAB, path.join(dir, "crafted-out-python"), "--python"),
+    );
     assert.equal(python.code, 1, python.stderr);
     assert.equal(existsSync(marker), false, "the Python exporter ran the pickle");
   }
 });
+
+/** `longclip export` of a checkpoint with a vocabulary into `out`, and any further flags. */
+function exportArgs(checkpoint: string, vocab: string, out: string, ...flags: string[]): string[] {
+  return ["export", ...flags, "--checkpoint", checkpoint, "--vocab", vocab, "--out", out];
+}
 
 /** BINUNICODE: 'X', a little-endian uint32 length, UTF-8 bytes. */
 function pickleString(text: string): Buffer {

@@ -6,66 +6,20 @@
  * hold exactly the stored items. Then the same again on the same data directory.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { after, test } from "node:test";
-import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
+import { type LongclipProcess, startServe, stopProcess } from "./helpers/longclip-process.ts";
 
 const root = tempDir("crash-test-");
 after(() => rmSync(root, { recursive: true, force: true }));
 
-interface Server {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<NodeJS.Signals | number | null>;
-}
-
-async function startServer(modelDir: string, dataDir: string): Promise<Server> {
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(PROJECT_ROOT, "bin", "longclip.js"),
-      "serve",
-      "--model",
-      modelDir,
-      "--data",
-      dataDir,
-      "--port",
-      "0",
-      "--host",
-      "127.0.0.1",
-      "--threads",
-      "1",
-      "--image-batch-size",
-      "3",
-      // Frequent index saves, so a kill can also land in the middle of one.
-      "--index-save-interval-ms",
-      "50",
-    ],
-    { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "inherit"] },
-  );
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => {
-    child.on("exit", (code, signal) => resolve(signal ?? code));
-  });
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  for await (const line of lines) {
-    let entry: { msg?: string; address?: string };
-    try {
-      entry = JSON.parse(line) as typeof entry;
-    } catch {
-      continue;
-    }
-    if (entry.msg === "longclip serving" && entry.address) {
-      // Keep draining the log so the child never blocks on a full pipe.
-      lines.on("line", () => {});
-      return { child, url: entry.address, exited };
-    }
-  }
-  throw new Error(`the server exited before listening (${String(await exited)})`);
+/** `longclip serve` with small batches and frequent index saves, so a kill can also land in one. */
+function startServer(modelDir: string, dataDir: string): Promise<LongclipProcess> {
+  const flags = ["--model", modelDir, "--data", dataDir, "--image-batch-size", "3"];
+  return startServe([...flags, "--index-save-interval-ms", "50"]);
 }
 
 async function upload(url: string, seeds: readonly number[]) {
@@ -82,7 +36,7 @@ async function upload(url: string, seeds: readonly number[]) {
 }
 
 /** Uploads batches (two in flight) until `minAcked` items are acknowledged, then SIGKILL. */
-async function ingestAndKill(server: Server, firstSeed: number, minAcked: number) {
+async function ingestAndKill(server: LongclipProcess, firstSeed: number, minAcked: number) {
   const acked = new Map<string, number>();
   let seed = firstSeed;
   let killed = false;
@@ -118,7 +72,7 @@ async function json<T>(url: string, init?: RequestInit): Promise<T> {
   return (await response.json()) as T;
 }
 
-async function verify(server: Server, acked: Map<string, number>): Promise<number> {
+async function verify(server: LongclipProcess, acked: Map<string, number>): Promise<number> {
   const stats = await json<{ items: number; index: { size: number } }>(`${server.url}/stats`);
   assert.equal(stats.index.size, stats.items, "HNSW holds exactly the stored items");
   assert.ok(stats.items >= acked.size, `${stats.items} stored, ${acked.size} acknowledged`);
@@ -152,11 +106,6 @@ async function verify(server: Server, acked: Map<string, number>): Promise<numbe
   return stats.items;
 }
 
-async function stop(server: Server): Promise<void> {
-  server.child.kill("SIGTERM");
-  await server.exited;
-}
-
 test("SIGKILL of the server mid-batch: every acknowledged item survives, once, and is searchable", {
   timeout: 300_000,
 }, async (t) => {
@@ -165,7 +114,7 @@ test("SIGKILL of the server mid-batch: every acknowledged item survives, once, a
   const acked = await ingestAndKill(await startServer(modelDir, dataDir), 1, 12);
   let server = await startServer(modelDir, dataDir);
   const afterFirst = await verify(server, acked).catch(async (error: unknown) => {
-    await stop(server);
+    await stopProcess(server);
     throw error;
   });
   const ackedFirst = acked.size;
@@ -179,6 +128,6 @@ test("SIGKILL of the server mid-batch: every acknowledged item survives, once, a
       `kill 1: ${afterFirst} stored, ${ackedFirst} acknowledged; kill 2: ${afterSecond} stored, ${acked.size} acknowledged`,
     );
   } finally {
-    await stop(server);
+    await stopProcess(server);
   }
 });

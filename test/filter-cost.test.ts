@@ -15,7 +15,7 @@ import {
   filterToSql as postgresFilter,
 } from "../src/store/postgres/filter-sql.ts";
 import { filterToSql as sqliteFilter } from "../src/store/sqlite/filter-sql.ts";
-import { SqliteStore } from "../src/store/sqlite/store.ts";
+import { openSqliteStore } from "./helpers/library-fixtures.ts";
 import { newItem, vectorOf } from "./helpers/store-contract.ts";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "filter-cost-test-"));
@@ -62,13 +62,7 @@ test("Postgres: an $in/$nin list is one parameter and one membership test; a sho
 });
 
 test("SQLite: a filtered search leaves the event loop free while the filter runs", async () => {
-  const store = new SqliteStore({
-    dataDir: path.join(tmp, "loop"),
-    indexSaveIntervalMs: 0,
-    m: 16,
-    efConstruction: 64,
-    efSearch: 64,
-  });
+  const store = openSqliteStore(path.join(tmp, "loop"));
   try {
     await store.setModel({ modelId: "m1", dims: 8 });
     const items = Array.from({ length: 4000 }, (_, n) => newItem(n, { k0: `s${n % 50}`, n }));

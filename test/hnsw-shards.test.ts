@@ -13,6 +13,7 @@ import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { cosine, exactSearch } from "../src/vector-index/exact.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
 import { ShardedHnsw } from "../src/vector-index/hnsw-shards.ts";
+import { xorshift32 } from "./helpers/random.ts";
 import { newItem, vectorOf } from "./helpers/store-contract.ts";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "hnsw-shards-test-"));
@@ -20,17 +21,12 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Seeded unit vectors (xorshift), row-major. */
 function unitVectors(count: number, dims: number, seed: number): Float32Array {
-  let state = seed >>> 0 || 1;
+  const next = xorshift32(seed);
   const out = new Float32Array(count * dims);
   for (let i = 0; i < count; i++) {
     let norm = 0;
     for (let d = 0; d < dims; d++) {
-      state ^= state << 13;
-      state >>>= 0;
-      state ^= state >>> 17;
-      state ^= state << 5;
-      state >>>= 0;
-      const v = state / 0x1_0000_0000 - 0.5;
+      const v = next() / 0x1_0000_0000 - 0.5;
       out[i * dims + d] = v;
       norm += v * v;
     }

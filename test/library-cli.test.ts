@@ -9,9 +9,8 @@ import { runDuplicates } from "../src/cli/duplicates.ts";
 import { parseFilter, parseMeta, runIndex, runReindex, runSearch } from "../src/cli/index-cmd.ts";
 import { isAppError } from "../src/core/errors.ts";
 import { collectImageFiles } from "../src/library/ingest/files.ts";
-import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
-import { patternPng, tempDir } from "./helpers/library-fixtures.ts";
+import { patternPng, relabelStoredModel, tempDir } from "./helpers/library-fixtures.ts";
 
 const root = tempDir("library-cli-test-");
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -193,18 +192,7 @@ describe("index, search, reindex commands", () => {
       threads: "1",
     };
     assert.equal(await runIndex([path.join(photos, "a.png")], flags, io().io), 0);
-    const store = new SqliteStore({
-      dataDir: flags.data,
-      m: 16,
-      efConstruction: 64,
-      efSearch: 64,
-      indexSaveIntervalMs: 0,
-    });
-    // The store as another model would have left it (its embeddings first: the store refuses
-    // a model while another model's embeddings are stored).
-    store.db.prepare("UPDATE embeddings SET model_id = ?").run("previous-model");
-    await store.setModel({ modelId: "previous-model", dims: 64 });
-    await store.close();
+    await relabelStoredModel(flags.data, "previous-model", 64);
 
     const refused = io();
     assert.equal(await runSearch("x", flags, refused.io), 1);

@@ -12,10 +12,16 @@ import type { Settings } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import type { Embedder } from "../src/encode/types.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/index.ts";
-import { SqliteStore } from "../src/store/sqlite/store.ts";
+import type { SqliteStore } from "../src/store/sqlite/store.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 import { DEMO_MODEL_DIR, sampleImage } from "./helpers/demo-model.ts";
-import { patternPng, tempDir, testSettings } from "./helpers/library-fixtures.ts";
+import { withBeforeImages } from "./helpers/embedders.ts";
+import {
+  patternPng,
+  relabelStoredModel,
+  tempDir,
+  testSettings,
+} from "./helpers/library-fixtures.ts";
 
 const root = tempDir("library-test-");
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -489,18 +495,7 @@ describe("library", () => {
     await first.library.index(images.slice(0, 3).map((bytes, i) => ({ id: `m${i}`, bytes })));
     const modelId = (await first.library.stats()).modelId;
     await first.library.close();
-    // The store as another model would have left it.
-    const store = new SqliteStore({
-      dataDir,
-      m: 16,
-      efConstruction: 64,
-      efSearch: 64,
-      indexSaveIntervalMs: 0,
-    });
-    // Embeddings first: the store refuses a model while another model's embeddings are stored.
-    store.db.prepare("UPDATE embeddings SET model_id = ?").run("other-model-000000000000");
-    await store.setModel({ modelId: "other-model-000000000000", dims: 64 });
-    await store.close();
+    await relabelStoredModel(dataDir, "other-model-000000000000", 64);
 
     const second = await open({}, dataDir);
     const library: LongclipLibrary = second.library;
@@ -578,24 +573,6 @@ describe("library", () => {
     }
   });
 
-  // The real encoder, with a signal when an image chunk reaches it.
-  function signallingEmbedder(inner: Encoder, onImages: () => void): Embedder {
-    return {
-      config: inner.config,
-      modelId: inner.modelId,
-      dims: inner.dims,
-      tokenize: (text) => inner.tokenize(text),
-      embedTexts: (texts) => inner.embedTexts(texts),
-      embedTokenized: (tokenized) => inner.embedTokenized(tokenized),
-      embedPixels: (pixels) => {
-        onImages();
-        return inner.embedPixels(pixels);
-      },
-      stats: () => inner.stats(),
-      close: () => inner.close(),
-    };
-  }
-
   test("a text search issued while an image chunk is being embedded does not wait for it", async () => {
     const count = 64;
     const settings = testSettings(modelDir, path.join(root, "text-beside-ingest"), {
@@ -606,7 +583,7 @@ describe("library", () => {
     const finished: string[] = [];
     let search: Promise<unknown> | undefined;
     let library: LongclipLibrary | undefined;
-    const embedder = signallingEmbedder(encoder, () => {
+    const embedder = withBeforeImages(encoder, () => {
       search ??= library
         ?.searchText("a mosaic of coloured squares", { k: 3 })
         .then(() => finished.push("search"));

@@ -36,23 +36,21 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
+/** Keeps a started process for the final SIGKILL. */
+async function tracked(starting: Promise<LongclipProcess>): Promise<LongclipProcess> {
+  const started = await starting;
+  processes.push(started);
+  return started;
+}
+
+/** What every process of the cluster starts with: the model, its own data directory, the database. */
+function clusterArgs(name: string, url = db.url): string[] {
+  return ["--model", MODEL, "--data", path.join(root, name), "--database-url", url];
+}
+
 function serveNode(name: string, extra: readonly string[] = []) {
-  return startServe([
-    "--model",
-    MODEL,
-    "--data",
-    path.join(root, name),
-    "--database-url",
-    db.url,
-    "--media-root",
-    media,
-    "--image-batch-size",
-    "4",
-    ...extra,
-  ]).then((node) => {
-    processes.push(node);
-    return node;
-  });
+  const args = [...clusterArgs(name), "--media-root", media, "--image-batch-size", "4"];
+  return tracked(startServe([...args, ...extra]));
 }
 
 async function json<T>(response: Response): Promise<T> {
@@ -191,29 +189,23 @@ describe("stateless nodes on one Postgres", () => {
 
   test("a job run by two workers, one SIGKILLed mid-chunk: every file indexed once", async () => {
     const worker = (name: string) =>
-      startLongclip(
-        [
-          "worker",
-          "--model",
-          MODEL,
-          "--data",
-          path.join(root, name),
-          "--database-url",
-          db.url,
-          "--media-root",
-          media,
-          "--threads",
-          "1",
-          "--image-batch-size",
-          "3",
-          "--job-lease-ms",
-          "2000",
-        ],
-        "worker started",
-      ).then((w) => {
-        processes.push(w);
-        return w;
-      });
+      tracked(
+        startLongclip(
+          [
+            "worker",
+            ...clusterArgs(name),
+            "--media-root",
+            media,
+            "--threads",
+            "1",
+            "--image-batch-size",
+            "3",
+            "--job-lease-ms",
+            "2000",
+          ],
+          "worker started",
+        ),
+      );
     const created = await fetch(`${b.url}/jobs`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -345,15 +337,7 @@ describe("starting against a bad or absent database", () => {
   test("a database that is not up yet: the node serves /ready 503, then becomes ready", async () => {
     const port = await freePort();
     const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-    const node = await startServe([
-      "--model",
-      MODEL,
-      "--data",
-      path.join(root, "late"),
-      "--database-url",
-      url,
-    ]);
-    processes.push(node);
+    const node = await tracked(startServe(clusterArgs("late", url)));
     const ready = await fetch(`${node.url}/ready`);
     assert.equal(ready.status, 503);
     assert.match((await json<{ error: { message: string } }>(ready)).error.message, /database/);

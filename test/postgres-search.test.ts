@@ -13,6 +13,7 @@ import { EXACT_FILTER_LIMIT } from "../src/store/filter.ts";
 import { MAX_SCAN_TUPLES } from "../src/store/postgres/search.ts";
 import { PostgresStore } from "../src/store/postgres/store.ts";
 import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
+import { xorshift32 } from "./helpers/random.ts";
 import { startStatementGate } from "./helpers/statement-gate.ts";
 
 const DIMS = 8;
@@ -28,15 +29,8 @@ after(() => postgres?.stop());
 
 /** Seeded noise, so the expected answer is the same on every run. */
 function noise(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return (state / 0xffffffff - 0.5) * 0.2;
-  };
+  const next = xorshift32(seed);
+  return () => (next() / 0xffffffff - 0.5) * 0.2;
 }
 
 test("a filtered search whose matching items all lie far from the query still returns k of them, the nearest", async () => {

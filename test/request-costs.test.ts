@@ -15,9 +15,9 @@ import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../src/core/settings.ts";
 import type { TextEmbedding } from "../src/encode/types.ts";
 import { DuplicateGroups } from "../src/library/search/duplicates.ts";
 import { Search } from "../src/library/search/search.ts";
-import { SqliteStore } from "../src/store/sqlite/store.ts";
 import type { ItemStore } from "../src/store/types.ts";
 import { tokenizerFromModelDir } from "../src/tokenize/index.ts";
+import { openSqliteStore } from "./helpers/library-fixtures.ts";
 import { newItem, vectorOf } from "./helpers/store-contract.ts";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "request-costs-test-"));
@@ -42,13 +42,7 @@ function counting(store: ItemStore): { store: ItemStore; queries: () => number }
 }
 
 test("GET /duplicates: one scan answers every threshold and every concurrent caller; low thresholds are refused", async () => {
-  const sqlite = new SqliteStore({
-    dataDir: path.join(tmp, "duplicates"),
-    indexSaveIntervalMs: 0,
-    m: 16,
-    efConstruction: 64,
-    efSearch: 64,
-  });
+  const sqlite = openSqliteStore(path.join(tmp, "duplicates"));
   try {
     await sqlite.setModel({ modelId: "m1", dims: 8 });
     // Items 0..19, and a near copy of each of the first 5.

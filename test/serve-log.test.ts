@@ -5,7 +5,6 @@
  * expects (its database away, so /ready answers 503) is never an error with a stack.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import { PassThrough } from "node:stream";
@@ -13,6 +12,7 @@ import { after, describe, test } from "node:test";
 import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { createLogger, humanLog } from "../src/server/logger.ts";
 import { tempDir } from "./helpers/library-fixtures.ts";
+import { startServe, stopProcess } from "./helpers/longclip-process.ts";
 import { freePort } from "./helpers/postgres.ts";
 
 const DEMO = path.join(PROJECT_ROOT, "models", "demo");
@@ -33,67 +33,13 @@ function modelWithoutGallery(): string {
   return bareModel;
 }
 
-interface Served {
-  child: ChildProcess;
-  base: string;
-  /** Waits for the process to exit after SIGTERM; resolves with all it wrote to stdout. */
-  stop(): Promise<string>;
-}
-
-/** `longclip serve ARGS` with stdout a pipe; ready once stdout has a line matching `ready`. */
-async function serve(args: readonly string[], ready: RegExp): Promise<Served> {
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(PROJECT_ROOT, "bin", "longclip.js"),
-      "serve",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--threads",
-      "1",
-      ...args,
-    ],
-    {
-      cwd: PROJECT_ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, NO_COLOR: "1" },
-    },
-  );
-  let out = "";
-  let err = "";
-  child.stderr?.on("data", (chunk: Buffer) => {
-    err += chunk.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const base = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`serve did not print ${ready} within 120 s:\n${out}\n${err}`));
-    }, 120_000);
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = ready.exec(out);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1] as string);
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited before it was ready:\n${out}\n${err}`));
-    });
-  });
-  return {
-    child,
-    base,
-    async stop() {
-      child.kill("SIGTERM");
-      await exited;
-      return out;
-    },
-  };
+/**
+ * `longclip serve` on the gallery-less demo model and a data directory of its own, stdout a
+ * pipe and no colours, ready at a line matching `ready`.
+ */
+function serve(data: string, args: readonly string[], ready: RegExp) {
+  const model = ["--model", modelWithoutGallery(), "--data", path.join(root, data)];
+  return startServe([...model, ...args], { NO_COLOR: "1" }, ready);
 }
 
 interface JsonLine {
@@ -109,30 +55,25 @@ describe("longclip serve's log", { timeout: 300_000 }, () => {
     // Nothing listens on this port: the library cannot reach its database, /ready says 503.
     const url = `postgres://postgres:postgres@127.0.0.1:${await freePort()}/postgres`;
     const server = await serve(
-      [
-        "--model",
-        modelWithoutGallery(),
-        "--data",
-        path.join(root, "data-pg"),
-        "--database-url",
-        url,
-      ],
+      "data-pg",
+      ["--database-url", url],
       /"msg":"open (http:\/\/127\.0\.0\.1:\d+)\/ in your browser"/,
     );
     try {
       for (let i = 0; i < 3; i++) {
-        assert.equal((await fetch(`${server.base}/ready`)).status, 503);
-        assert.equal((await fetch(`${server.base}/health`)).status, 200);
-        const tokens = await fetch(`${server.base}/tokenize`, {
+        assert.equal((await fetch(`${server.url}/ready`)).status, 503);
+        assert.equal((await fetch(`${server.url}/health`)).status, 200);
+        const tokens = await fetch(`${server.url}/tokenize`, {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ text: "a red circle" }),
         });
         assert.equal(tokens.status, 200);
       }
-      assert.equal((await fetch(`${server.base}/no-such-route`)).status, 404);
+      assert.equal((await fetch(`${server.url}/no-such-route`)).status, 404);
     } finally {
-      const out = await server.stop();
+      await stopProcess(server);
+      const out = server.stdout();
       const lines = out
         .trim()
         .split("\n")
@@ -144,9 +85,9 @@ describe("longclip serve's log", { timeout: 300_000 }, () => {
       );
       assert.deepEqual(polls, [], "probes and token counts are not logged at info");
       const serving = lines.find((line) => line.msg === "longclip serving");
-      assert.equal(serving?.address, server.base);
+      assert.equal(serving?.address, server.url);
       assert.ok(
-        lines.some((line) => line.msg === `open ${server.base}/ in your browser`),
+        lines.some((line) => line.msg === `open ${server.url}/ in your browser`),
         "the browser line",
       );
       const notFound = lines.find((line) => line.url === "/no-such-route");
@@ -163,32 +104,27 @@ describe("longclip serve's log", { timeout: 300_000 }, () => {
 
   test("--log-format pretty: one short line per event, and where to open the page", async () => {
     const server = await serve(
-      [
-        "--model",
-        modelWithoutGallery(),
-        "--data",
-        path.join(root, "data-pretty"),
-        "--log-format",
-        "pretty",
-      ],
-      /INFO: open (http:\/\/127\.0\.0\.1:\d+)\/ in your browser\n/,
+      "data-pretty",
+      ["--log-format", "pretty"],
+      /INFO: open (http:\/\/127\.0\.0\.1:\d+)\/ in your browser$/,
     );
     try {
-      const search = await fetch(`${server.base}/search`, {
+      const search = await fetch(`${server.url}/search`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ query: "a red circle", k: 1 }),
       });
       assert.equal(search.status, 200);
-      assert.equal((await fetch(`${server.base}/health`)).status, 200);
+      assert.equal((await fetch(`${server.url}/health`)).status, 200);
     } finally {
-      const out = await server.stop();
+      await stopProcess(server);
+      const out = server.stdout();
       const lines = out.trim().split("\n");
       for (const line of lines) {
         assert.match(line, /^\[\d\d:\d\d:\d\d\] (INFO|WARN): \S/, "time, level, message");
         assert.ok(line.length < 400, `a short line: ${line}`);
       }
-      const port = new URL(server.base).port;
+      const port = new URL(server.url).port;
       assert.ok(
         lines.some((line) =>
           line.includes(`longclip serving  address=http://127.0.0.1:${port}  modelId=`),

@@ -5,83 +5,23 @@
  * state, and ends ready with the new model searching every item.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { PROJECT_ROOT } from "../src/core/settings.ts";
 import { tempDir } from "./api-helpers.ts";
+import { startServe, stopProcess } from "./helpers/longclip-process.ts";
 
 const DEMO = path.join(PROJECT_ROOT, "models", "demo");
-
-interface LogLine {
-  level: number;
-  msg?: string;
-  address?: string;
-  done?: number;
-  total?: number;
-  embedded?: number;
-}
-
-interface Serving {
-  child: ChildProcess;
-  log: () => LogLine[];
-  exited: Promise<number | null>;
-}
-
-function startServe(args: readonly string[]): Serving {
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(PROJECT_ROOT, "bin", "longclip.js"),
-      "serve",
-      "--port",
-      "0",
-      "--threads",
-      "1",
-      ...args,
-    ],
-    {
-      cwd: PROJECT_ROOT,
-      env: { ...process.env, LONGCLIP_PORT: "" },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let out = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  child.stderr?.resume();
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const log = () =>
-    out
-      .split("\n")
-      .filter((line) => line.startsWith("{"))
-      .map((line) => JSON.parse(line) as LogLine);
-  return { child, log, exited };
-}
-
-async function until<T>(find: () => T | undefined, what: string, serving: Serving): Promise<T> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const found = find();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline || serving.child.exitCode !== null) {
-      throw new Error(`no ${what}: ${JSON.stringify(serving.log())}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 test("serve --model NEW on a library of another model re-embeds it and becomes ready", {
   timeout: 300_000,
 }, async () => {
   const root = tempDir("longclip-switch-");
   const data = path.join(root, "data");
-  const first = startServe(["--model", DEMO, "--data", data]);
-  await until(() => first.log().find((l) => l.msg === "longclip serving"), "start", first);
-  first.child.kill("SIGTERM");
-  assert.equal(await first.exited, 0);
+  // Stopped as soon as it says it serves: it shuts down cleanly even then.
+  const first = await startServe(["--model", DEMO, "--data", data]);
+  assert.equal(await stopProcess(first), 0);
 
   // Another model: the demo's weights under another model id (a library cannot tell them apart).
   const other = path.join(root, "other-model");
@@ -90,13 +30,9 @@ test("serve --model NEW on a library of another model re-embeds it and becomes r
   config.model_id = "longclip-demo-other";
   writeFileSync(path.join(other, "config.json"), JSON.stringify(config));
 
-  const second = startServe(["--model", other, "--data", data]);
+  const second = await startServe(["--model", other, "--data", data]);
   try {
-    const address = await until(
-      () => second.log().find((l) => l.msg === "longclip serving")?.address,
-      "address",
-      second,
-    );
+    const address = second.url;
     const notReady: string[] = [];
     for (const deadline = Date.now() + 120_000; ; ) {
       const response = await fetch(`${address}/ready`);
@@ -131,7 +67,6 @@ test("serve --model NEW on a library of another model re-embeds it and becomes r
     assert.equal(search.status, 200);
     assert.equal(((await search.json()) as { hits: unknown[] }).hits.length, 3);
   } finally {
-    second.child.kill("SIGTERM");
-    await second.exited;
+    await stopProcess(second);
   }
 });

@@ -5,21 +5,15 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { cosine, exactSearch } from "../src/vector-index/exact.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
+import { xorshift32 } from "./helpers/random.ts";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "vector-index-test-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Deterministic pseudo-random unit vectors (xorshift), so failures reproduce. */
 function randomUnitVectors(count: number, dims: number, seed: number): Float32Array[] {
-  let state = seed >>> 0 || 1;
-  const next = () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 0x1_0000_0000 - 0.5;
-  };
+  const state = xorshift32(seed);
+  const next = () => state() / 0x1_0000_0000 - 0.5;
   const out: Float32Array[] = [];
   for (let i = 0; i < count; i++) {
     const v = new Float32Array(dims);

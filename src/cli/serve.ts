@@ -172,28 +172,7 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
     await app.close().catch(() => {});
     throw listenError(error, settings);
   }
-  app.log.info(
-    {
-      address,
-      modelId: encoder.modelId,
-      device: encoder.stats().device,
-      jpegDecoder: await jpegDecoderDescription(settings.nativeJpeg),
-      items: library.ready() ? (await library.stats()).items : "unknown",
-      backend: library.store.backend,
-      ready: library.ready() ? true : library.notReadyReason(),
-      jobWorker: runner === undefined ? "off" : "in this process",
-      dataDir: settings.dataDir,
-      apiKey: settings.apiKey ? "required on write endpoints" : "none",
-    },
-    "longclip serving",
-  );
-  app.log.info(`open ${browserUrl(app)} in your browser`);
-  if (library.state() === "needs_reindex") reembedInBackground(library, encoder.modelId, app.log);
-  if (process.argv.some((arg) => arg === "--api-key" || arg.startsWith("--api-key="))) {
-    app.log.warn(
-      "the API key was given with --api-key, which any local user can read in `ps`; use LONGCLIP_API_KEY or --api-key-file instead",
-    );
-  }
+  // Before "longclip serving": whoever stops the server once it says so gets a clean shutdown.
   const shutdownTimeoutMs = settings.shutdownTimeoutMs;
   let closing: Promise<void> | undefined;
   const shutdown = () => {
@@ -223,6 +202,28 @@ export async function serve(given: Settings): Promise<() => Promise<void>> {
         },
       );
     });
+  }
+  app.log.info(
+    {
+      address,
+      modelId: encoder.modelId,
+      device: encoder.stats().device,
+      jpegDecoder: await jpegDecoderDescription(settings.nativeJpeg),
+      items: library.ready() ? (await library.stats()).items : "unknown",
+      backend: library.store.backend,
+      ready: library.ready() ? true : library.notReadyReason(),
+      jobWorker: runner === undefined ? "off" : "in this process",
+      dataDir: settings.dataDir,
+      apiKey: settings.apiKey ? "required on write endpoints" : "none",
+    },
+    "longclip serving",
+  );
+  app.log.info(`open ${browserUrl(app)} in your browser`);
+  if (library.state() === "needs_reindex") reembedInBackground(library, encoder.modelId, app.log);
+  if (process.argv.some((arg) => arg === "--api-key" || arg.startsWith("--api-key="))) {
+    app.log.warn(
+      "the API key was given with --api-key, which any local user can read in `ps`; use LONGCLIP_API_KEY or --api-key-file instead",
+    );
   }
   return shutdown;
 }

@@ -4,20 +4,19 @@ import os from "node:os";
 import path from "node:path";
 import sharp from "sharp";
 import { loadSettings, type Settings } from "../../src/core/settings.ts";
+import { SqliteStore } from "../../src/store/sqlite/store.ts";
+import { xorshift32 } from "./random.ts";
 
 /** A small PNG with a pseudo-random pattern: distinct bytes and distinct content per seed. */
 export async function patternPng(seed: number, size = 48): Promise<Buffer> {
   const data = Buffer.alloc(size * size * 3);
-  let state = (seed * 2654435761) >>> 0 || 1;
+  const next = xorshift32((seed * 2654435761) >>> 0);
+  let state = 0;
   const cell = 8 + (seed % 5) * 4;
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
       if (x % cell === 0 && y % cell === 0) {
-        state ^= state << 13;
-        state >>>= 0;
-        state ^= state >>> 17;
-        state ^= state << 5;
-        state >>>= 0;
+        state = next();
       }
       const base = Math.floor(x / cell) * 3 + Math.floor(y / cell) * 7 + (state & 0xff);
       const i = (y * size + x) * 3;
@@ -49,4 +48,29 @@ export function testSettings(modelDir: string, dataDir: string, extra: Partial<S
     },
     {},
   );
+}
+
+/** The embedded store of a data directory, with small index parameters and no save timer. */
+export function openSqliteStore(dataDir: string): SqliteStore {
+  return new SqliteStore({
+    dataDir,
+    m: 16,
+    efConstruction: 64,
+    efSearch: 64,
+    indexSaveIntervalMs: 0,
+  });
+}
+
+/**
+ * Leaves a data directory as a library of another model would have: its embeddings, then the
+ * store's model (the store refuses a model while another model's embeddings are stored).
+ */
+export async function relabelStoredModel(dataDir: string, modelId: string, dims: number) {
+  const store = openSqliteStore(dataDir);
+  try {
+    store.db.prepare("UPDATE embeddings SET model_id = ?").run(modelId);
+    await store.setModel({ modelId, dims });
+  } finally {
+    await store.close();
+  }
 }

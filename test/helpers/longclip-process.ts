@@ -7,6 +7,13 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
 
+/** A JSON log line (pino's fields, and whatever the event adds). */
+export interface LogEntry {
+  level: number;
+  msg?: string;
+  [key: string]: unknown;
+}
+
 export interface LongclipProcess {
   child: ChildProcess;
   /** The HTTP address of a server; empty for a worker. */
@@ -14,15 +21,36 @@ export interface LongclipProcess {
   exited: Promise<NodeJS.Signals | number | null>;
   /** Everything it wrote to stderr so far. */
   stderr(): string;
+  /** Everything it wrote to stdout so far (a server's log). */
+  stdout(): string;
+  /** The JSON lines it wrote to stdout so far. */
+  log(): LogEntry[];
 }
 
 /**
- * Starts `longclip <args>` and resolves when it logs `readyMessage` (a JSON log line with that
- * `msg`, on stdout or stderr); rejects with its stderr if it exits first.
+ * What says a process is ready: a JSON log line whose `msg` is this string (its `address` is
+ * the URL), or a line matching this pattern (its first group is the URL).
+ */
+export type ReadySign = string | RegExp;
+
+function readyUrl(line: string, ready: ReadySign): string | undefined {
+  if (typeof ready !== "string") return ready.exec(line)?.[1];
+  let entry: { msg?: string; address?: string };
+  try {
+    entry = JSON.parse(line) as typeof entry;
+  } catch {
+    return undefined;
+  }
+  return entry.msg === ready ? (entry.address ?? "") : undefined;
+}
+
+/**
+ * Starts `longclip <args>` and resolves when it writes the `ready` sign on stdout or stderr;
+ * rejects with its output if it exits first.
  */
 export async function startLongclip(
   args: readonly string[],
-  readyMessage: string,
+  ready: ReadySign,
   env: NodeJS.ProcessEnv = {},
 ): Promise<LongclipProcess> {
   const child = spawn(process.execPath, [path.join(PROJECT_ROOT, "bin", "longclip.js"), ...args], {
@@ -30,25 +58,30 @@ export async function startLongclip(
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  // "close", not "exit": its output has been read to the end by then.
   const exited = new Promise<NodeJS.Signals | number | null>((resolve) => {
-    child.on("exit", (code, signal) => resolve(signal ?? code));
+    child.on("close", (code, signal) => resolve(signal ?? code));
   });
+  let outText = "";
   let errText = "";
+  const log = () =>
+    outText
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as LogEntry);
   return new Promise((resolve, reject) => {
     let settled = false;
     const onLine = (line: string) => {
-      let entry: { msg?: string; address?: string };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch {
-        return;
-      }
-      if (!settled && entry.msg === readyMessage) {
+      const url = settled ? undefined : readyUrl(line, ready);
+      if (url !== undefined) {
         settled = true;
-        resolve({ child, url: entry.address ?? "", exited, stderr: () => errText });
+        resolve({ child, url, exited, stderr: () => errText, stdout: () => outText, log });
       }
     };
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", onLine);
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      outText += `${line}\n`;
+      onLine(line);
+    });
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
       errText += `${line}\n`;
       onLine(line);
@@ -58,7 +91,7 @@ export async function startLongclip(
         settled = true;
         reject(
           new Error(
-            `longclip ${args[0]} exited (${String(how)}) before "${readyMessage}":\n${errText}`,
+            `longclip ${args[0]} exited (${String(how)}) before "${ready}":\n${outText}\n${errText}`,
           ),
         );
       }
@@ -66,11 +99,18 @@ export async function startLongclip(
   });
 }
 
-/** `longclip serve` on a free loopback port with one ONNX thread. */
-export function startServe(extra: readonly string[], env: NodeJS.ProcessEnv = {}) {
+/**
+ * `longclip serve` on a free loopback port with one ONNX thread, ready once it logs
+ * "longclip serving" (or the given sign).
+ */
+export function startServe(
+  extra: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  ready: ReadySign = "longclip serving",
+) {
   return startLongclip(
     ["serve", "--host", "127.0.0.1", "--port", "0", "--threads", "1", ...extra],
-    "longclip serving",
+    ready,
     env,
   );
 }

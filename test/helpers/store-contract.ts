@@ -6,11 +6,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import { isAppError } from "../../src/core/errors.ts";
-import type { Filter } from "../../src/core/types.ts";
+import type { Filter, ItemOrder } from "../../src/core/types.ts";
 import { WORKER_LOST } from "../../src/store/jobs.ts";
 import type { ItemStore, NewItem } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
 import { filterArbitrary, metadataArbitrary, referenceMatches } from "./filter-reference.ts";
+import { xorshift32 } from "./random.ts";
 
 export interface ContractOptions {
   /** A new, empty store (`exactFilterLimit` overrides the backend's default). */
@@ -22,14 +23,9 @@ export interface ContractOptions {
 /** A deterministic unit-ish vector per seed (dims 8). */
 export function vectorOf(seed: number, dims = 8): Float32Array {
   const v = new Float32Array(dims);
-  let state = (seed * 2654435761) >>> 0 || 1;
+  const next = xorshift32((seed * 2654435761) >>> 0);
   for (let i = 0; i < dims; i++) {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    v[i] = (state / 0xffffffff) * 2 - 1;
+    v[i] = (next() / 0xffffffff) * 2 - 1;
   }
   return v;
 }
@@ -51,6 +47,24 @@ export function newItem(n: number, metadata: Record<string, unknown> = {}): NewI
 
 const MODEL = { modelId: "m1", dims: 8 };
 
+/** Every page of a listing, `size` items a page, from the first cursor to the last. */
+async function walkPages(store: ItemStore, size: number, order: ItemOrder) {
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const page: { items: { id: string }[]; nextCursor: string | null } = await store.listItems(
+      cursor,
+      size,
+      order,
+    );
+    seen.push(...page.items.map((item) => item.id));
+    cursor = page.nextCursor;
+    pages++;
+  } while (cursor !== null);
+  return { seen, pages };
+}
+
 async function ids(store: ItemStore, filter: Filter): Promise<string[]> {
   const hits = await store.nearest({ vector: vectorOf(0), k: 100, exact: true, filter }, "m1");
   return hits.map((h) => h.item.id).sort();
@@ -65,6 +79,15 @@ export function storeContract(name: string, options: ContractOptions): void {
     const store = await options.open();
     await store.setModel(MODEL);
     return store;
+  };
+  /** Runs `use` on a new store holding MODEL, and closes the store whatever happens. */
+  const withFresh = async (use: (store: ItemStore) => Promise<void>) => {
+    const store = await fresh();
+    try {
+      await use(store);
+    } finally {
+      await store.close();
+    }
   };
 
   describe(`storage contract: ${name}`, () => {
@@ -138,8 +161,7 @@ export function storeContract(name: string, options: ContractOptions): void {
     });
 
     test("duplicates by content hash and id conflicts, also within one batch", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.insertItems([newItem(1)], "m1");
         const outcomes = await store.insertItems(
           [
@@ -155,14 +177,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         assert.equal(outcomes[2]?.status, "inserted");
         assert.deepEqual(outcomes[3], { status: "duplicate", id: "item-6" });
         assert.equal(await store.count(), 2);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("delete removes the item, its embedding and its original; labels are not reused", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         const upload = { ...newItem(2), source: "upload" as const, original: Buffer.from("b") };
         const outcomes = await store.insertItems([newItem(1), upload], "m1");
         const deleted = await store.deleteById("item-2");
@@ -178,14 +197,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         // The same bytes can come back after a delete.
         assert.equal((await store.insertItems([upload], "m1"))[0]?.status, "inserted");
         assert.deepEqual(await store.readOriginal(upload.sha256), Buffer.from("b"));
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("nearest by a model the store does not hold is 409 model_mismatch, on every path", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.insertItems([newItem(1), newItem(2)], "m1");
         await store.prepare();
         const mismatch = (e: unknown) =>
@@ -201,28 +217,16 @@ export function storeContract(name: string, options: ContractOptions): void {
           (await store.nearest({ vector: vectorOf(1), k: 1 }, "m1"))[0]?.item.id,
           "item-1",
         );
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("cursor pagination walks every item once, in insertion order", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.insertItems(
           Array.from({ length: 7 }, (_, i) => newItem(i + 1)),
           "m1",
         );
-        const seen: string[] = [];
-        let cursor: string | null = null;
-        let pages = 0;
-        do {
-          const page: { items: { id: string }[]; nextCursor: string | null } =
-            await store.listItems(cursor, 3);
-          seen.push(...page.items.map((i) => i.id));
-          cursor = page.nextCursor;
-          pages++;
-        } while (cursor !== null);
+        const { seen, pages } = await walkPages(store, 3, "oldest");
         assert.equal(pages, 3);
         assert.deepEqual(
           seen,
@@ -235,29 +239,17 @@ export function storeContract(name: string, options: ContractOptions): void {
           ["item-2", "item-3"],
         );
         await assert.rejects(store.listItems("not a cursor!", 3), code("invalid_cursor"));
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("newest first: pages walk every item once, latest stored first; cursors keep their order", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.insertItems(
           Array.from({ length: 7 }, (_, i) => newItem(i + 1)),
           "m1",
         );
         await store.insertItems([newItem(8)], "m1");
-        const seen: string[] = [];
-        let cursor: string | null = null;
-        let pages = 0;
-        do {
-          const page: { items: { id: string }[]; nextCursor: string | null } =
-            await store.listItems(cursor, 3, "newest");
-          seen.push(...page.items.map((i) => i.id));
-          cursor = page.nextCursor;
-          pages++;
-        } while (cursor !== null);
+        const { seen, pages } = await walkPages(store, 3, "newest");
         assert.equal(pages, 3);
         assert.deepEqual(
           seen,
@@ -268,14 +260,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         assert.ok(newestCursor !== null && oldestCursor !== null);
         await assert.rejects(store.listItems(newestCursor, 2), code("invalid_cursor"));
         await assert.rejects(store.listItems(oldestCursor, 2, "newest"), code("invalid_cursor"));
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("nearest: ANN and exact agree on a small set; scores are cosine similarities", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         const entries = Array.from({ length: 40 }, (_, i) => newItem(i + 1));
         await store.insertItems(entries, "m1");
         await store.prepare();
@@ -305,14 +294,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         const stats = await store.indexStats();
         assert.equal(stats.size, 40);
         assert.equal(stats.type, "hnsw");
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("metadata filters: equality by key and JSON type, nested keys; bad keys refused", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.insertItems(
           [
             newItem(1, { city: "Paris", year: 2020, color: true, "my-key": "x", nested: { a: 1 } }),
@@ -350,14 +336,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         }
         assert.throws(() => store.checkFilter({ a: Number.NaN }), code("invalid_filter"));
         assert.equal(await store.count(), 3);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("metadata filter operators: ranges on numbers and ISO dates, $in/$nin, $ne, $exists", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.insertItems(
           [
             newItem(1, { year: 2019, taken: "2024-01-15", city: "Paris", tags: ["a"], n: null }),
@@ -439,14 +422,11 @@ export function storeContract(name: string, options: ContractOptions): void {
             JSON.stringify(filter),
           );
         }
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("random filters select what a plain-JavaScript reference selects (fast-check, fixed seed)", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         const metadata = fc.sample(metadataArbitrary, { seed: 24, numRuns: 60 });
         await store.insertItems(
           metadata.map((m, n) => newItem(n, m)),
@@ -464,9 +444,7 @@ export function storeContract(name: string, options: ContractOptions): void {
           { seed: 24, numRuns: 150 },
         );
         assert.ok(matchedSome > 30, `only ${matchedSome} of 150 filters matched anything`);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("a selective filter gets the exact filtered top k; a broad one gets k matching items", async () => {
@@ -514,8 +492,7 @@ export function storeContract(name: string, options: ContractOptions): void {
     });
 
     test("findContent says at once who has the content and whether the id is taken", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.setModel(MODEL);
         await store.insertItems([newItem(1), newItem(2)], "m1");
         const same = await store.findContent(newItem(1).sha256, "item-1");
@@ -527,14 +504,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         assert.deepEqual([otherContent.existing, otherContent.idTaken], [undefined, true]);
         const nothing = await store.findContent(newItem(9).sha256, "item-9");
         assert.deepEqual([nothing.existing, nothing.idTaken], [undefined, false]);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("an item embedded by a model the store no longer holds is refused, with its staged one it goes in", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.setModel({ modelId: "new", dims: 8 });
         await assert.rejects(
           store.insertItems([newItem(1)], "old"),
@@ -548,14 +522,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         const [row] = await store.embeddingsOf("new", [label]);
         assert.deepEqual([...(row?.vector ?? [])], [...staged.vector]);
         assert.equal(await store.countStaging("new"), 0);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("the model is recorded only while no other model's embeddings are stored", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.setModel(MODEL);
         await store.insertItems([newItem(1)], "m1");
         await store.setModel(MODEL); // the same model again: nothing changes
@@ -564,14 +535,11 @@ export function storeContract(name: string, options: ContractOptions): void {
           (e: unknown) => isAppError(e) && e.code === "model_mismatch",
         );
         assert.deepEqual(await store.model(), MODEL);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("staging an item deleted since it was listed skips it", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.setModel(MODEL);
         const outcomes = await store.insertItems([newItem(1), newItem(2)], "m1");
         const [l1, l2] = outcomes.map((o) => (o.status === "inserted" ? o.label : -1));
@@ -584,14 +552,11 @@ export function storeContract(name: string, options: ContractOptions): void {
           "next",
         );
         assert.equal(await store.countStaging("next"), 1);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("reindex staging swaps embeddings at once and drops other models' embeddings", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.setModel({ modelId: "old", dims: 8 });
         const outcomes = await store.insertItems([newItem(1), newItem(2), newItem(3)], "old");
         const [l1, l2] = outcomes.map((o) => (o.status === "inserted" ? o.label : -1));
@@ -622,14 +587,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         // A swap that names no directory (a reindex in place) leaves none recorded.
         await store.swapStaging({ modelId: "new", dims: 2 });
         assert.deepEqual(await store.model(), { modelId: "new", dims: 2 });
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("blue/green: a target survives reopening, items indexed meanwhile get both embeddings, the switch waits for every item", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.setModel({ modelId: "old", dims: 8 });
         const first = await store.insertItems([newItem(1), newItem(2)], "old");
         const [l1, l2] = first.map((o) => (o.status === "inserted" ? o.label : -1)) as [
@@ -698,9 +660,7 @@ export function storeContract(name: string, options: ContractOptions): void {
         );
         const found = await store.nearest({ vector: new Float32Array([0, 0, 1, 0]), k: 1 }, "new");
         assert.equal(found[0]?.item.id, "item-4");
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("what was committed before close is there after reopening", async () => {
@@ -718,8 +678,7 @@ export function storeContract(name: string, options: ContractOptions): void {
     });
 
     test("jobs: folders that could not be walked are failed items from the start, never claimed", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         const created = await store.jobs.create({
           id: "job-f",
           paths: ["a.png"],
@@ -744,14 +703,11 @@ export function storeContract(name: string, options: ContractOptions): void {
           metadata: {},
         });
         assert.equal(only.state, "done");
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("jobs: create, claim in chunks, finish, counts, failures, rate and state", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         const created = await store.jobs.create({
           id: "job-1",
           paths: ["a.png", "b.png", "c.png", "d.png"],
@@ -812,14 +768,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         ]);
         assert.equal((await store.jobs.claim("w1", 10, 60_000, 3)).length, 0);
         assert.equal(await store.jobs.get("nope"), undefined);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("jobs: an expired lease is claimed again; past maxAttempts the item fails as worker_lost", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.jobs.create({ id: "job-2", paths: ["a.png"], metadata: {} });
         const [first] = await store.jobs.claim("dead-worker", 5, 1, 2);
         assert.equal(first?.attempts, 1);
@@ -843,14 +796,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         await store.jobs.extendLease("w4", claimed, 60_000);
         await new Promise((resolve) => setTimeout(resolve, 60));
         assert.deepEqual(await store.jobs.claim("w5", 5, 60_000, 3), []);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("jobs: a late commit by a worker whose lease expired is counted, so counts equal the rows", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.jobs.create({ id: "late", paths: ["a.png", "b.png"], metadata: {} });
         const first = await store.jobs.claim("slow-1", 5, 1, 2);
         assert.equal(first.length, 2);
@@ -887,14 +837,11 @@ export function storeContract(name: string, options: ContractOptions): void {
         );
         assert.deepEqual(summary?.failedCodes, {});
         assert.deepEqual(await store.jobs.failures("late", 10), []);
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("jobs: cancel stops what is pending; claimed items finish; a finished job stays done; list is newest first", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.jobs.create({ id: "old", paths: ["x.png"], metadata: {} });
         await new Promise((resolve) => setTimeout(resolve, 5));
         await store.jobs.create({ id: "new", paths: ["a.png", "b.png", "c.png"], metadata: {} });
@@ -921,14 +868,11 @@ export function storeContract(name: string, options: ContractOptions): void {
           (await store.jobs.list(10)).map((j) => j.id),
           ["new", "old"],
         );
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("keyword search: text fields of the metadata, stemmed, any word, best first", async () => {
-      const store = await fresh();
-      try {
+      await withFresh(async (store) => {
         await store.insertItems(
           [
             newItem(1, { caption: "A red umbrella on a beach", tags: ["zorblat", "sea"] }),
@@ -976,9 +920,7 @@ export function storeContract(name: string, options: ContractOptions): void {
           filtered.map((hit) => hit.item.id),
           ["item-4"],
         );
-      } finally {
-        await store.close();
-      }
+      });
     });
 
     test("keyword search: deleted items leave the text index; it survives reopening", async () => {

@@ -11,6 +11,7 @@ import path from "node:path";
 import { convertCheckpoint } from "../../src/convert/export.ts";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
 import { DEMO_MODEL_DIR } from "./demo-model.ts";
+import { xorshift32 } from "./random.ts";
 
 export interface TinyClipShape {
   imageSize: number;
@@ -76,15 +77,8 @@ function tokenizerFiles(): { merges: string; vocab: Record<string, number> } {
 
 /** A deterministic generator of normal-ish values (sum of uniforms), for the weights. */
 function randomNormal(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  const uniform = () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 2 ** 32;
-  };
+  const next = xorshift32(seed);
+  const uniform = () => next() / 2 ** 32;
   return () => uniform() + uniform() + uniform() - 1.5;
 }
 

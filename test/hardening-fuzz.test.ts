@@ -13,8 +13,8 @@ import fc from "fast-check";
 import { multipart, type Part, tempDir } from "./api-helpers.ts";
 import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";
-import { mutatedBytes } from "./helpers/mutate.ts";
 import { type LongclipProcess, startServe, stopProcess } from "./helpers/longclip-process.ts";
+import { mutatedBytes } from "./helpers/mutate.ts";
 
 /** Fixed seed: a failure reproduces; change it to explore further. */
 const SEED = 20260115;

@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url";
 import openapiTS, { astToString, COMMENT_HEADER } from "openapi-typescript";
 import { componentSchemas, loadSpec, SPEC_PATH, specOperations } from "../src/api/spec.ts";
 import { PROJECT_ROOT } from "../src/core/settings.ts";
+import { CLIENT_ID } from "../src/library/ingest/inputs.ts";
 import { parseTextFields } from "../src/library/search/hybrid.ts";
 import { MAX_COMPOSE_PARTS } from "../src/library/search/search.ts";
 import { createValidators } from "../src/server/validation.ts";
@@ -99,6 +100,7 @@ test("the library's own shape checks (CLI and library callers) use openapi.yaml'
   // callers that do not pass through it, so each limit is written twice and must agree.
   interface Schema {
     maxItems?: number;
+    maxLength?: number;
     pattern?: string;
     items?: Schema;
     properties?: Record<string, Schema>;
@@ -109,6 +111,23 @@ test("the library's own shape checks (CLI and library callers) use openapi.yaml'
   const condition = schemas.FilterCondition?.properties ?? {};
   assert.equal(condition.$in?.maxItems, MAX_IN_VALUES, "$in values");
   assert.equal(condition.$nin?.maxItems, MAX_IN_VALUES, "$nin values");
+
+  const id = schemas.Id ?? {};
+  const idPattern = new RegExp(id.pattern ?? "");
+  const idLimit = id.maxLength ?? 0;
+  assert.ok(idLimit > 0, "Id has maxLength");
+  for (const candidate of [
+    "a".repeat(idLimit),
+    "a".repeat(idLimit + 1),
+    "a:b.c-d_e",
+    "a b",
+    "a/b",
+    "",
+  ]) {
+    const openapi =
+      candidate.length >= 1 && candidate.length <= idLimit && idPattern.test(candidate);
+    assert.equal(CLIENT_ID.test(candidate), openapi, `id of ${candidate.length} characters`);
+  }
 
   const fields = search.text_fields ?? {};
   const most = Array.from({ length: fields.maxItems ?? 0 }, (_, i) => `f${i}`);

@@ -10,7 +10,11 @@ import { pathToFileURL } from "node:url";
 import openapiTS, { astToString, COMMENT_HEADER } from "openapi-typescript";
 import { componentSchemas, loadSpec, SPEC_PATH, specOperations } from "../src/api/spec.ts";
 import { PROJECT_ROOT } from "../src/core/settings.ts";
+import { CLIENT_ID } from "../src/library/ingest/inputs.ts";
+import { parseTextFields } from "../src/library/search/hybrid.ts";
+import { MAX_COMPOSE_PARTS } from "../src/library/search/search.ts";
 import { createValidators } from "../src/server/validation.ts";
+import { MAX_IN_VALUES } from "../src/store/filter.ts";
 
 const spec = loadSpec();
 const operations = specOperations(spec);
@@ -89,4 +93,61 @@ test("the JSON body validator applies the documented defaults and rejects unknow
   });
   assert.equal(validate({ query: "a cat", k: "10" }), false, "bodies are not coerced");
   assert.equal(validate({ query: "a cat", extra: 1 }), false);
+});
+
+test("the library's own shape checks (CLI and library callers) use openapi.yaml's limits", () => {
+  // The HTTP layer validates against openapi.yaml; the library checks the same shapes for
+  // callers that do not pass through it, so each limit is written twice and must agree.
+  interface Schema {
+    maxItems?: number;
+    maxLength?: number;
+    pattern?: string;
+    items?: Schema;
+    properties?: Record<string, Schema>;
+  }
+  const schemas = spec.components.schemas as Record<string, Schema>;
+  const search = schemas.SearchRequest?.properties ?? {};
+  assert.equal(search.compose?.maxItems, MAX_COMPOSE_PARTS, "compose parts");
+  const condition = schemas.FilterCondition?.properties ?? {};
+  assert.equal(condition.$in?.maxItems, MAX_IN_VALUES, "$in values");
+  assert.equal(condition.$nin?.maxItems, MAX_IN_VALUES, "$nin values");
+
+  const id = schemas.Id ?? {};
+  const idPattern = new RegExp(id.pattern ?? "");
+  const idLimit = id.maxLength ?? 0;
+  assert.ok(idLimit > 0, "Id has maxLength");
+  for (const candidate of [
+    "a".repeat(idLimit),
+    "a".repeat(idLimit + 1),
+    "a:b.c-d_e",
+    "a b",
+    "a/b",
+    "",
+  ]) {
+    const openapi =
+      candidate.length >= 1 && candidate.length <= idLimit && idPattern.test(candidate);
+    assert.equal(CLIENT_ID.test(candidate), openapi, `id of ${candidate.length} characters`);
+  }
+
+  const fields = search.text_fields ?? {};
+  const most = Array.from({ length: fields.maxItems ?? 0 }, (_, i) => `f${i}`);
+  assert.ok(most.length > 0, "text_fields has maxItems");
+  assert.deepEqual(parseTextFields(most, "text_fields"), most);
+  assert.throws(() => parseTextFields([...most, "one_more"], "text_fields"), {
+    code: "validation_failed",
+  });
+  const source = fields.items?.pattern ?? "";
+  const pattern = new RegExp(source);
+  const longest = "a".repeat(Number(/\{1,(\d+)\}/.exec(source)?.[1]));
+  for (const field of [longest, `${longest}a`, "a.b", "a b", "x-y_Z9"]) {
+    const accepted = (() => {
+      try {
+        parseTextFields([field], "text_fields");
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    assert.equal(accepted, pattern.test(field), `text field "${field}"`);
+  }
 });

@@ -14,6 +14,7 @@ import { multipart, type Part, tempDir } from "./api-helpers.ts";
 import { demoModelWithoutGallery } from "./helpers/demo-model.ts";
 import { patternPng } from "./helpers/library-fixtures.ts";
 import { type LongclipProcess, startServe, stopProcess } from "./helpers/longclip-process.ts";
+import { mutatedBytes } from "./helpers/mutate.ts";
 
 /** Fixed seed: a failure reproduces; change it to explore further. */
 const SEED = 20260115;
@@ -23,30 +24,6 @@ interface Sent {
   url: string;
   headers?: Record<string, string>;
   body?: Buffer | string;
-}
-
-/** Random bytes with a few byte flips, cuts and insertions into a valid image. */
-function mutatedImage(valid: Buffer): fc.Arbitrary<Buffer> {
-  return fc.oneof(
-    { weight: 4, arbitrary: fc.constant(valid) },
-    fc.uint8Array({ maxLength: 512 }).map((a) => Buffer.from(a)),
-    fc.integer({ min: 0, max: valid.length }).map((n) => valid.subarray(0, n)),
-    fc
-      .array(fc.tuple(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 })), {
-        minLength: 1,
-        maxLength: 16,
-      })
-      .map((flips) => {
-        const copy = Buffer.from(valid);
-        for (const [at, value] of flips) copy[at] = value;
-        return copy;
-      }),
-    fc
-      .tuple(fc.nat(valid.length), fc.uint8Array({ minLength: 1, maxLength: 64 }))
-      .map(([at, junk]) =>
-        Buffer.concat([valid.subarray(0, at), Buffer.from(junk), valid.subarray(at)]),
-      ),
-  );
 }
 
 const text = fc.oneof(
@@ -181,7 +158,7 @@ function jsonRequests(): fc.Arbitrary<Sent> {
 }
 
 function multipartRequests(valid: Buffer[]): fc.Arbitrary<Sent> {
-  const file = fc.oneof(...valid.map(mutatedImage));
+  const file = fc.oneof(...valid.map(mutatedBytes));
   const part: fc.Arbitrary<Part> = fc.oneof(
     fc.record({
       name: fc.constantFrom("images", "image", "other"),

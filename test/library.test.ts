@@ -15,6 +15,7 @@ import { createLibrary, type LongclipLibrary } from "../src/library/index.ts";
 import type { SqliteStore } from "../src/store/sqlite/store.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 import { DEMO_MODEL_DIR, sampleImage } from "./helpers/demo-model.ts";
+import { withBeforeImages } from "./helpers/embedders.ts";
 import {
   patternPng,
   relabelStoredModel,
@@ -572,24 +573,6 @@ describe("library", () => {
     }
   });
 
-  // The real encoder, with a signal when an image chunk reaches it.
-  function signallingEmbedder(inner: Encoder, onImages: () => void): Embedder {
-    return {
-      config: inner.config,
-      modelId: inner.modelId,
-      dims: inner.dims,
-      tokenize: (text) => inner.tokenize(text),
-      embedTexts: (texts) => inner.embedTexts(texts),
-      embedTokenized: (tokenized) => inner.embedTokenized(tokenized),
-      embedPixels: (pixels) => {
-        onImages();
-        return inner.embedPixels(pixels);
-      },
-      stats: () => inner.stats(),
-      close: () => inner.close(),
-    };
-  }
-
   test("a text search issued while an image chunk is being embedded does not wait for it", async () => {
     const count = 64;
     const settings = testSettings(modelDir, path.join(root, "text-beside-ingest"), {
@@ -600,7 +583,7 @@ describe("library", () => {
     const finished: string[] = [];
     let search: Promise<unknown> | undefined;
     let library: LongclipLibrary | undefined;
-    const embedder = signallingEmbedder(encoder, () => {
+    const embedder = withBeforeImages(encoder, () => {
       search ??= library
         ?.searchText("a mosaic of coloured squares", { k: 3 })
         .then(() => finished.push("search"));

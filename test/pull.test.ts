@@ -122,14 +122,19 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** `longclip pull REPO --out OUT` of a Hugging Face CLIPModel: downloaded, checked, converted. */
+async function pullConverted(repo: string, out: string): Promise<void> {
+  const run = await pull([repo, "--out", out]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /model\.safetensors: \d+ bytes, sha256 checked against the hub value/);
+  assert.match(run.stdout, /checked against the TypeScript forward/);
+  assert.match(run.stdout, /serve it with: longclip serve --model/);
+}
+
 describe("longclip pull from a local hub", () => {
   test("a Hugging Face CLIPModel repository: checked download, conversion, the local export's outputs", async () => {
     const out = path.join(dir, "models", "tiny-clip");
-    const run = await pull(["test-org/tiny-clip", "--out", out]);
-    assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /model\.safetensors: \d+ bytes, sha256 checked against the hub value/);
-    assert.match(run.stdout, /checked against the TypeScript forward/);
-    assert.match(run.stdout, /serve it with: longclip serve --model/);
+    await pullConverted("test-org/tiny-clip", out);
     const settings = { ...DEFAULT_SETTINGS, device: "cpu" as const, threads: 2 };
     const pulled = await Encoder.load(out, settings);
     const local = await Encoder.load(await tinyClipModelDir(), settings);
@@ -217,11 +222,7 @@ describe("longclip pull of the reference files (official outputs)", {
 
   test("a Hugging Face CLIPModel repository: checked download, conversion, the official outputs", async () => {
     const out = path.join(dir, "models", "tiny-hf");
-    const run = await pull(["test-org/longclip-tiny-hf", "--out", out]);
-    assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /model\.safetensors: \d+ bytes, sha256 checked against the hub value/);
-    assert.match(run.stdout, /checked against the TypeScript forward/);
-    assert.match(run.stdout, /serve it with: longclip serve --model/);
+    await pullConverted("test-org/longclip-tiny-hf", out);
     const reference = loadReference();
     const encoder = await Encoder.load(out, { ...DEFAULT_SETTINGS, device: "cpu", threads: 2 });
     try {

@@ -5,7 +5,6 @@
  * requests in flight, restart on the same data directory.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -16,10 +15,11 @@ import type { components } from "../src/api/types.gen.ts";
 
 import { settingsFromFlags } from "../src/cli/settings.ts";
 import { isAppError } from "../src/core/errors.ts";
-import { DEFAULT_SETTINGS, loadSettings, PROJECT_ROOT } from "../src/core/settings.ts";
+import { DEFAULT_SETTINGS, loadSettings } from "../src/core/settings.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
 import { multipart, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
 import { demoModelWithoutGallery, sampleImage } from "./helpers/demo-model.ts";
+import { type LongclipProcess, startLongclip } from "./helpers/longclip-process.ts";
 
 type S = components["schemas"];
 
@@ -123,53 +123,9 @@ describe("listening server", () => {
   });
 });
 
-interface Child {
-  process: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const child = spawn(
-    process.execPath,
-    [path.join(PROJECT_ROOT, "bin", "longclip.js"), "serve", ...args],
-    { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    err += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { process: child, stdout: () => out, stderr: () => err, exited };
-}
-
-/** The JSON log lines of a child's stdout. */
-function logLines(child: Child): { msg?: string; address?: string }[] {
-  return child
-    .stdout()
-    .split("\n")
-    .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as { msg?: string; address?: string });
-}
-
-/** Waits for the JSON log line announcing the address; fails if the process exits first. */
-async function listeningAddress(child: Child): Promise<string> {
-  for (;;) {
-    const serving = logLines(child).find((entry) => entry.msg === "longclip serving");
-    if (serving?.address) return serving.address;
-    const code = await Promise.race([
-      child.exited,
-      new Promise<"waiting">((resolve) => setTimeout(() => resolve("waiting"), 100)),
-    ]);
-    if (code !== "waiting") {
-      throw new Error(`serve exited with ${code}: ${child.stderr()}${child.stdout()}`);
-    }
-  }
+/** `longclip serve ARGS` (no host or port flags of its own: the tests choose them). */
+function serve(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<LongclipProcess> {
+  return startLongclip(["serve", ...args], "longclip serving", env);
 }
 
 /**
@@ -206,10 +162,10 @@ function slowUpload(url: string, parts: Parameters<typeof multipart>[0], headers
 
 describe("longclip serve", () => {
   test("without a model it exits 1 and says how to get one", async () => {
-    const child = startServe(["--model", path.join(tempDir("longclip-nomodel-"), "missing")]);
-    assert.equal(await child.exited, 1);
-    assert.match(child.stderr(), /model_not_found/);
-    assert.match(child.stderr(), /python3 -m training export/);
+    await assert.rejects(
+      serve(["--model", path.join(tempDir("longclip-nomodel-"), "missing")]),
+      /exited \(1\)[\s\S]*model_not_found[\s\S]*python3 -m training export/,
+    );
   });
 
   test("flags parse into settings over the environment; a bad value names the flag", () => {
@@ -275,9 +231,9 @@ describe("longclip serve", () => {
       LONGCLIP_PORT: "",
       LONGCLIP_HOST: "",
     };
-    const first = startServe(args, env);
+    const first = await serve(args, env);
     try {
-      const url = await listeningAddress(first);
+      const url = first.url;
       assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
       const res = await supertest(url)
         .post("/index")
@@ -286,20 +242,20 @@ describe("longclip serve", () => {
       assert.equal(res.status, 200, res.text);
       const [result] = (res.body as S["IndexResponse"]).results;
       assert.equal(result?.status, "indexed");
-      first.process.kill("SIGTERM");
+      first.child.kill("SIGTERM");
       assert.equal(await first.exited, 0);
 
-      const second = startServe(args, env);
+      const second = await serve(args, env);
       try {
-        const again = supertest(await listeningAddress(second));
+        const again = supertest(second.url);
         assert.equal(((await again.get("/stats")).body as S["Stats"]).items, 1);
         assert.equal((await again.get(`/items/${result?.id}`)).status, 200);
       } finally {
-        second.process.kill("SIGTERM");
+        second.child.kill("SIGTERM");
         assert.equal(await second.exited, 0);
       }
     } finally {
-      if (first.process.exitCode === null) first.process.kill("SIGKILL");
+      if (first.child.exitCode === null) first.child.kill("SIGKILL");
     }
   });
 
@@ -323,9 +279,9 @@ describe("longclip serve", () => {
         filename: `${from + i}.png`,
         contentType: "image/png",
       }));
-    const first = startServe(args);
+    const first = await serve(args);
     try {
-      const url = await listeningAddress(first);
+      const url = first.url;
       const api = supertest(url);
       const dims = ((await api.get("/stats")).body as S["Stats"]).dims;
 
@@ -339,7 +295,7 @@ describe("longclip serve", () => {
       const inFlight = slowUpload(url, parts(3, 5));
       await new Promise((resolve) => setTimeout(resolve, 500));
       const signalled = performance.now();
-      first.process.kill("SIGTERM");
+      first.child.kill("SIGTERM");
 
       // The listener closes at once: a new connection is refused while the upload finishes.
       let refused = false;
@@ -351,7 +307,7 @@ describe("longclip serve", () => {
         if (!refused) await new Promise((resolve) => setTimeout(resolve, 50));
       }
       assert.ok(refused, "the server still accepts connections after SIGTERM");
-      assert.equal(first.process.exitCode, null, "it exited with a request in flight");
+      assert.equal(first.child.exitCode, null, "it exited with a request in flight");
 
       inFlight.finish();
       const late = await inFlight.response;
@@ -365,7 +321,7 @@ describe("longclip serve", () => {
 
       assert.equal(await first.exited, 0, first.stderr());
       assert.ok(performance.now() - signalled < DEFAULT_SETTINGS.shutdownTimeoutMs);
-      assert.ok(logLines(first).some((entry) => entry.msg === "shut down"));
+      assert.ok(first.log().some((entry) => entry.msg === "shut down"));
 
       // The index on disk holds every acknowledged item: nothing was left to a rebuild.
       const indexDir = path.join(data, "index");
@@ -379,9 +335,9 @@ describe("longclip serve", () => {
       });
       assert.equal(saved.size, acknowledged.length);
 
-      const second = startServe(args);
+      const second = await serve(args);
       try {
-        const again = supertest(await listeningAddress(second));
+        const again = supertest(second.url);
         assert.equal(((await again.get("/stats")).body as S["Stats"]).items, acknowledged.length);
         for (const [i, png] of pngs.entries()) {
           const found = await again
@@ -390,11 +346,11 @@ describe("longclip serve", () => {
           assert.equal((found.body as S["ImageSearchResponse"]).hits[0]?.id, acknowledged[i]);
         }
       } finally {
-        second.process.kill("SIGTERM");
+        second.child.kill("SIGTERM");
         assert.equal(await second.exited, 0);
       }
     } finally {
-      if (first.process.exitCode === null) first.process.kill("SIGKILL");
+      if (first.child.exitCode === null) first.child.kill("SIGKILL");
     }
   });
 });

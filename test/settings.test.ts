@@ -273,6 +273,20 @@ describe("what the docs say of the settings agrees with the table", () => {
     }
   });
 
+  test("openapi.yaml's defaults named by setting key: `maxQueryWindows` (8 by default)", () => {
+    const spec = readFileSync(path.join(PROJECT_ROOT, "openapi.yaml"), "utf8");
+    const mentions = [
+      ...spec.matchAll(
+        /`([a-z][A-Za-z]+)`[^`(]{0,40}\((?:default setting )?([\d,.]+)(?: by default)?[;)]/g,
+      ),
+    ];
+    assert.ok(mentions.length >= 5, `found the defaults (${mentions.length})`);
+    for (const [, key = "", shown = ""] of mentions) {
+      assert.ok(SETTING_KEYS.includes(key as SettingKey), `${key} in openapi.yaml is a setting`);
+      assert.equal(quantity(shown, key as SettingKey), DEFAULT_SETTINGS[key as SettingKey], key);
+    }
+  });
+
   test("the README's settings table: every setting of serve, its flag, variable and default", () => {
     const readme = readFileSync(path.join(PROJECT_ROOT, "README.md"), "utf8");
     const section = readme.slice(readme.indexOf("## Configuration and limits"));
@@ -308,6 +322,30 @@ describe("what the docs say of the settings agrees with the table", () => {
       [],
       "every setting of serve has a row",
     );
+  });
+
+  test("where src/ names a setting beside its variable, the variable is that setting's", () => {
+    // Messages say "(maxK, LONGCLIP_MAX_K)" or "--media-root DIR (LONGCLIP_MEDIA_ROOT)": copies
+    // of the table's names, checked here against it.
+    const pairs = readdirSync(path.join(PROJECT_ROOT, "src"), { recursive: true, encoding: "utf8" })
+      .filter((name) => name.endsWith(".ts") && !name.endsWith(".gen.ts"))
+      .flatMap((name) => {
+        const text = readFileSync(path.join(PROJECT_ROOT, "src", name), "utf8");
+        const byKey = [...text.matchAll(/[("]([a-z][A-Za-z]+), (LONGCLIP_[A-Z_]+)[)"]/g)].map(
+          ([, key = "", env = ""]) => ({ name, env, key, flag: undefined }),
+        );
+        const byFlag = [...text.matchAll(/--([a-z-]+)(?: [A-Za-z]+)? \((LONGCLIP_[A-Z_]+)\b/g)].map(
+          ([, flag = "", env = ""]) => ({ name, env, key: undefined, flag }),
+        );
+        return [...byKey, ...byFlag];
+      });
+    assert.ok(pairs.length >= 20, `found the pairs (${pairs.length})`);
+    for (const { name, env, key, flag } of pairs) {
+      const owner = keyOfEnv(env);
+      if (key !== undefined) assert.equal(key, owner, `src/${name}: ${key}, ${env}`);
+      if (flag !== undefined)
+        assert.equal(flag, SETTINGS[owner].flag, `src/${name}: --${flag} (${env})`);
+    }
   });
 
   test("every LONGCLIP_ variable named in src/ and openapi.yaml is a setting's", () => {

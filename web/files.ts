@@ -2,6 +2,7 @@
  * Files for indexing: what a drop holds (files and whole folders, read through the
  * FileSystem entry API), and batches that respect the server's item and byte limits.
  */
+import type { ErrorCode } from "../src/core/errors.ts";
 
 export interface PendingFile {
   file: File;
@@ -11,7 +12,8 @@ export interface PendingFile {
 
 export interface Rejected {
   file: PendingFile;
-  code: string;
+  /** What the server would have answered: a code of its catalog. */
+  code: ErrorCode;
   message: string;
 }
 

@@ -4,7 +4,7 @@
  * default; the help is the table's. Also the one way commands turn an error into
  * `{code, message}`.
  */
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { AppError, isAppError } from "../core/errors.ts";
 import { SETTINGS, type SettingSpec } from "../core/setting-table.ts";
 import {
@@ -93,51 +93,6 @@ export function settingsFromFlags(
   } catch (error) {
     throw new AppError("invalid_setting", (error as Error).message);
   }
-}
-
-/** A commander argument parser for integer flags of at least `min`. */
-export function integerFlag(name: string, min = 1): (raw: string) => number {
-  return (raw: string): number => {
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min) {
-      throw new InvalidArgumentError(`${name} must be an integer of at least ${min}.`);
-    }
-    return value;
-  };
-}
-
-/**
- * Parses a script's `argv` with `program`. Returns undefined when the script should go on, or
- * the exit code commander ends with (0 after --help, non-zero after a usage error it printed).
- */
-export function parseOrExitCode(program: Command, argv: readonly string[]): number | undefined {
-  program.exitOverride();
-  try {
-    program.parse([...argv]);
-    return undefined;
-  } catch (error) {
-    return (error as { exitCode?: number }).exitCode ?? 2;
-  }
-}
-
-/**
- * Runs a script's `main` and makes its result the exit code; an error is printed (an AppError
- * as its code and message, anything else with its stack) and exits with 1.
- */
-export function runScript(name: string, main: (argv: string[]) => Promise<number>): void {
-  main(process.argv).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      process.stderr.write(
-        isAppError(error)
-          ? `${name}: error ${error.code}: ${error.message}\n`
-          : `${name} failed: ${(error as Error)?.stack ?? String(error)}\n`,
-      );
-      process.exitCode = 1;
-    },
-  );
 }
 
 export interface CliError {

@@ -6,6 +6,7 @@
  */
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
+import { isAppError } from "../core/errors.ts";
 import {
   type Activation,
   type ClipSpec,
@@ -114,7 +115,7 @@ function readSpec(dir: string, positionRows: number | undefined): ClipSpec {
   try {
     config = JSON.parse(readTextFile(file));
   } catch (error) {
-    if ((error as { code?: string }).code === "checkpoint_too_large") throw error;
+    if (isAppError(error) && error.code === "checkpoint_too_large") throw error;
     throw convertError(
       "checkpoint_unsupported",
       `cannot read ${file} (${(error as Error).message}); a Hugging Face CLIPModel directory needs its config.json`,

@@ -5,6 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { isAppError } from "../core/errors.ts";
 import { convertError } from "./errors.ts";
 import { readMaybeGzip, readTextFile } from "./limits.ts";
 
@@ -23,7 +24,7 @@ function mergeLines(file: string): string[] {
   try {
     bytes = readMaybeGzip(file);
   } catch (error) {
-    if ((error as { code?: string }).code === "checkpoint_too_large") throw error;
+    if (isAppError(error) && error.code === "checkpoint_too_large") throw error;
     throw convertError(
       "tokenizer_invalid",
       `cannot read the tokenizer file ${file} (${(error as Error).message}); pass the CLIP BPE merges file (bpe_simple_vocab_16e6.txt.gz from the Long-CLIP or OpenAI CLIP repository)`,
@@ -66,7 +67,7 @@ export function hfTokenizerFile(dir: string, vocabSize: number): TokenizerFile {
   try {
     vocab = JSON.parse(readTextFile(vocabFile));
   } catch (error) {
-    if ((error as { code?: string }).code === "checkpoint_too_large") throw error;
+    if (isAppError(error) && error.code === "checkpoint_too_large") throw error;
     throw convertError(
       "tokenizer_invalid",
       `cannot read ${vocabFile} (${(error as Error).message}); it must be the JSON token → id map`,

@@ -132,8 +132,6 @@ export const ERRORS = {
     status: 400,
     meaning: "converter: the written towers disagree with the TypeScript reference forward",
   },
-  dataset_invalid: { status: 400, meaning: "bench:urban: no Urban1k-layout dataset at the path" },
-  invalid_max_tokens: { status: 400, meaning: "bench:urban: a token budget under 2" },
 
   unauthorized: { status: 401, meaning: "a write endpoint without the server's API key" },
 

@@ -216,11 +216,8 @@ export class LongclipLibrary implements Library {
         return `the database is unreachable: ${this.unavailableReason ?? "unknown"}`;
       case "needs_reindex":
         return "the stored embeddings come from another model (run longclip reindex)";
-      case "reindexing": {
-        const { done = 0, total = 0 } = this.models.reindexProgress ?? {};
-        const share = total > 0 ? ` (${Math.floor((100 * done) / total)}%)` : "";
-        return `re-embedding the library with model ${this.embedder.modelId}: ${done} of ${total} items${share}`;
-      }
+      case "reindexing":
+        return this.models.reindexProgressLine();
       default:
         return "the library is closed";
     }
@@ -438,12 +435,7 @@ export class LongclipLibrary implements Library {
       );
     }
     if (this.currentState === "needs_reindex" || this.currentState === "reindexing") {
-      const stored = this.models.stored;
-      throw new AppError(
-        "model_mismatch",
-        `The library was embedded with model ${stored?.modelId ?? "?"} (${stored?.dims ?? "?"} dims), the loaded model is ${this.embedder.modelId} (${this.embedder.dims} dims); run \`longclip reindex\` to re-embed every item with the loaded model, or load the previous model.`,
-        { storedModelId: stored?.modelId, modelId: this.embedder.modelId },
-      );
+      throw this.models.mismatch();
     }
   }
 }

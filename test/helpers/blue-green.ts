@@ -9,6 +9,7 @@ import path from "node:path";
 import type supertest from "supertest";
 import { PROJECT_ROOT, type Settings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
+import type { Embedder } from "../../src/encode/types.ts";
 import { createLibrary, type LongclipLibrary } from "../../src/library/library.ts";
 import { preprocessImage } from "../../src/preprocess/index.ts";
 import { PostgresStore } from "../../src/store/postgres/store.ts";
@@ -47,11 +48,16 @@ export function modelsUnder(root: string): { served: string; next: string } {
  */
 export const backgroundErrors: string[] = [];
 
-export async function openLibrary(settings: Settings, store?: ItemStore): Promise<LongclipLibrary> {
+/** A library that can load another model (by `loadModel`, default: from its directory). */
+export async function openLibrary(
+  settings: Settings,
+  store?: ItemStore,
+  loadModel: (dir: string) => Promise<Embedder> = (dir) => Encoder.load(dir, settings),
+): Promise<LongclipLibrary> {
   const encoder = await Encoder.load(settings.modelDir, settings);
   return createLibrary(settings, encoder, {
     ...(store ? { store } : {}),
-    loadModel: (dir) => Encoder.load(dir, settings),
+    loadModel,
     onBackgroundError: (error) => {
       backgroundErrors.push(String(error));
       console.log(`background error: ${String(error)}`);

@@ -13,9 +13,9 @@ import { readFile } from "node:fs/promises";
 import { availableParallelism, totalmem } from "node:os";
 import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
-import { integerFlag, parseOrExitCode, runScript } from "../../src/cli/settings.ts";
 import { DEFAULT_SETTINGS, PROJECT_ROOT } from "../../src/core/settings.ts";
 import type { ModelConfig } from "../../src/model/format.ts";
+import { integerFlag, parseOrExitCode, runScript } from "../script.ts";
 import { type BenchContext, cpuModel, loadAverage, sizeTag } from "./context.ts";
 import {
   measureCudaTower,

@@ -97,6 +97,7 @@ const OP = {
   REDUCE: 0x52,
   BINUNICODE: 0x58,
   BININT: 0x4a,
+  LONG1: 0x8a,
   NEWFALSE: 0x89,
   BINPERSID: 0x51,
   SETITEMS: 0x75,
@@ -120,9 +121,18 @@ class PickleWriter {
     this.parts.push(Buffer.from([OP.BINUNICODE]), length, bytes);
   }
   int(value: number) {
-    const bytes = Buffer.alloc(5);
-    bytes[0] = OP.BININT;
-    bytes.writeInt32LE(value, 1);
+    if (value >= -(2 ** 31) && value < 2 ** 31) {
+      const bytes = Buffer.alloc(5);
+      bytes[0] = OP.BININT;
+      bytes.writeInt32LE(value, 1);
+      this.parts.push(bytes);
+      return;
+    }
+    // Wider integers as Python writes them: LONG1, 8 bytes of two's complement.
+    const bytes = Buffer.alloc(10);
+    bytes[0] = OP.LONG1;
+    bytes[1] = 8;
+    bytes.writeBigInt64LE(BigInt(value), 2);
     this.parts.push(bytes);
   }
   tuple(values: readonly number[]) {
@@ -237,23 +247,37 @@ export const TINY_ZEROS: ClipSpec = {
   textHeads: 1,
 };
 
-/** A well-formed state dict of `spec`, each tensor its own storage filled with `value`. */
-export function filledStateDict(spec: ClipSpec, value = 0): ZipEntry[] {
+/** The tensor views of a well-formed state dict of `spec`: each tensor its own storage. */
+export function stateDictViews(spec: ClipSpec): Map<string, PickledView> {
   const shapes = new Map(canonicalShapes(spec));
   shapes.delete("text_positions");
   shapes.set("positional_embedding", [spec.contextLength, spec.textWidth]);
   shapes.set("positional_embedding_res", [spec.contextLength, spec.textWidth]);
   const views = new Map<string, PickledView>();
-  const entries: ZipEntry[] = [];
   for (const [name, shape] of shapes) {
     const numel = shape.reduce((a, b) => a * b, 1);
-    const key = String(views.size);
     const strides = shape.map((_, axis) => shape.slice(axis + 1).reduce((a, b) => a * b, 1));
-    views.set(name, { key, numel, shape, strides });
-    const data = Buffer.from(new Float32Array(numel).fill(value).buffer);
-    entries.push({ name: `archive/data/${key}`, data });
+    views.set(name, { key: String(views.size), numel, shape, strides });
   }
-  return [{ name: "archive/data.pkl", data: stateDictPickle(views) }, ...entries];
+  return views;
+}
+
+/** The zip entries of a state dict of `views`, each storage filled with `value`. */
+export function stateDictEntries(views: ReadonlyMap<string, PickledView>, value = 0): ZipEntry[] {
+  const storages = new Map<string, number>();
+  for (const view of views.values()) {
+    storages.set(view.key, Math.max(storages.get(view.key) ?? 0, view.numel));
+  }
+  const data = [...storages].map(([key, numel]) => ({
+    name: `archive/data/${key}`,
+    data: Buffer.from(new Float32Array(numel).fill(value).buffer),
+  }));
+  return [{ name: "archive/data.pkl", data: stateDictPickle(views) }, ...data];
+}
+
+/** A well-formed state dict of `spec`, each tensor its own storage filled with `value`. */
+export function filledStateDict(spec: ClipSpec, value = 0): ZipEntry[] {
+  return stateDictEntries(stateDictViews(spec), value);
 }
 
 /** A CLIP merges file of the right length (the converter counts its lines only for a .pt). */

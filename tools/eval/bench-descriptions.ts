@@ -10,9 +10,9 @@ import { readdirSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Command } from "commander";
-import { parseOrExitCode, runScript } from "../../src/cli/settings.ts";
 import { loadSettings, PROJECT_ROOT, type Settings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
+import { parseOrExitCode, runScript } from "../script.ts";
 import { type DescriptionResult, loadDescriptionSet, rankDescriptions } from "./descriptions.ts";
 
 const DEFAULT_DIR = path.join(PROJECT_ROOT, "tools", "eval", "descriptions");

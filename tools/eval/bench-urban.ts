@@ -9,9 +9,9 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { integerFlag, parseOrExitCode, runScript } from "../../src/cli/settings.ts";
 import { loadSettings, type Settings } from "../../src/core/settings.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
+import { integerFlag, parseOrExitCode, runScript } from "../script.ts";
 import { formatBenchTable, runUrbanBench, SWEEP_BUDGETS } from "./bench.ts";
 import { writeLineChartPng } from "./chart.ts";
 import { terminalProgress } from "./progress.ts";

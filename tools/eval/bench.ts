@@ -4,12 +4,12 @@
  * token budget — the effective-length study of the Long-CLIP paper.
  */
 import { readFile } from "node:fs/promises";
-import { AppError } from "../../src/core/errors.ts";
 import type { ImageBytesResult } from "../../src/encode/encoder.ts";
 import { l2NormalizedRow } from "../../src/encode/encoder.ts";
 import { sentenceWindows, weightedUnitSum } from "../../src/library/search/search.ts";
 import type { ModelConfig } from "../../src/model/format.ts";
 import type { TokenizedText } from "../../src/tokenize/types.ts";
+import { ScriptError } from "../script.ts";
 import { type RecallAtK, retrievalRecall } from "./recall.ts";
 import { type ScoreDistribution, scoreDistribution } from "./scores.ts";
 import type { ExcludedPair, UrbanDataset } from "./urban1k.ts";
@@ -87,7 +87,7 @@ export interface BenchResult {
  */
 export function truncateIds(ids: Int32Array, maxTokens: number, endId: number): Int32Array {
   if (!Number.isInteger(maxTokens) || maxTokens < 2) {
-    throw new AppError(
+    throw new ScriptError(
       "invalid_max_tokens",
       `A token budget must be an integer of at least 2 (start and end tokens), not ${maxTokens}.`,
     );

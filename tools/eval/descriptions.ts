@@ -12,7 +12,7 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { AppError } from "../../src/core/errors.ts";
+import { ScriptError } from "../script.ts";
 import { RECALL_KS, type RecallAtK, rankOf, similarityMatrix } from "./recall.ts";
 import { compareNames, IMAGE_EXTENSIONS } from "./urban1k.ts";
 
@@ -34,8 +34,8 @@ export interface DescriptionSet {
   descriptions: Description[];
 }
 
-function invalid(file: string, what: string): AppError {
-  return new AppError(
+function invalid(file: string, what: string): ScriptError {
+  return new ScriptError(
     "dataset_invalid",
     `${file}: ${what}; a description set is {"format": "${DESCRIPTION_FORMAT}", "version": 1, "gallery": DIR, "descriptions": [{"file", "text"}]}.`,
   );

@@ -5,7 +5,7 @@
  */
 import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { AppError } from "../../src/core/errors.ts";
+import { ScriptError } from "../script.ts";
 
 export const IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp"] as const;
 
@@ -50,7 +50,7 @@ async function listFiles(dir: string, what: string): Promise<string[]> {
       .filter((entry) => !entry.name.startsWith("."))
       .map((entry) => entry.name);
   } catch (error) {
-    throw new AppError(
+    throw new ScriptError(
       "dataset_invalid",
       `Cannot read the ${what} directory ${dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); an Urban1k-layout dataset has image/NAME.jpg and caption/NAME.txt.`,
     );

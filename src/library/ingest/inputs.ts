@@ -12,7 +12,7 @@ import type { IndexInput, Metadata } from "../../core/types.ts";
 import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../../util/paths.ts";
 import { withPathNames, withUploadFilename } from "./names.ts";
 
-const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+export const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX_METADATA_BYTES = 64 * 1024;
 /** Deepest nesting of metadata objects and arrays (SQLite's JSON functions stop at 1000). */
 export const MAX_METADATA_DEPTH = 32;

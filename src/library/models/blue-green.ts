@@ -89,7 +89,7 @@ export class BlueGreen {
         : await loadCheckedModel(modelDir, (dir) => this.models.load(dir));
     if (loaded !== undefined) {
       this.next = undefined;
-      await loaded.embedder.close();
+      this.models.retire(loaded);
     }
     const live = this.models.live;
     if (sameModel(next.embedder, live.embedder)) {
@@ -188,15 +188,14 @@ export class BlueGreen {
     const previous = this.next;
     this.next = await this.models.load(target.modelDir);
     this.nextDir = target.modelDir;
-    if (previous !== undefined) await previous.embedder.close();
+    if (previous !== undefined) this.models.retire(previous);
   }
 
   /** Forgets a next model whose run was abandoned (the target is gone, no switch happened). */
-  async drop(): Promise<void> {
+  drop(): void {
     if (this.running !== undefined || this.next === undefined) return;
-    const next = this.next;
+    this.models.retire(this.next);
     this.next = undefined;
-    await next.embedder.close();
   }
 
   /**
@@ -283,7 +282,7 @@ export class BlueGreen {
     const next = this.next;
     if (next !== undefined && next.embedder.modelId === target.modelId) {
       this.next = undefined;
-      await next.embedder.close();
+      this.models.retire(next);
     }
   }
 

@@ -56,6 +56,8 @@ export class ModelLifecycle implements LiveModels {
   private readonly retired = new Set<Promise<void>>();
   /** Following a switch of the store, one at a time (checks and refused inserts may race). */
   private following: Promise<boolean> | undefined;
+  /** The store check in progress (checkStore). */
+  private checking: Promise<"ready" | "needs_reindex"> | undefined;
   /** Items re-embedded so far by the running reindex in place (undefined: none runs). */
   private inPlace: { done: number; total: number } | undefined;
 
@@ -71,10 +73,6 @@ export class ModelLifecycle implements LiveModels {
     return this.current;
   }
 
-  get stored(): ModelInfo | undefined {
-    return this.lastStored;
-  }
-
   /** The next generation while a blue/green reindex runs or is followed (it embeds new items too). */
   get next(): Generation | undefined {
     return this.blueGreen.next;
@@ -83,9 +81,18 @@ export class ModelLifecycle implements LiveModels {
   /**
    * Reads the store's model (after following its reindex, when this library can load models)
    * and compares it with the live one; an empty store, or one used for the first time, records
-   * the live model. "needs_reindex" when the stored embeddings come from another model.
+   * the live model. "needs_reindex" when the stored embeddings come from another model. One
+   * check at a time: a call while one runs (a model loading takes longer than the library's
+   * 2 s interval) gets its answer, rather than loading the next model a second time.
    */
-  async checkStore(): Promise<"ready" | "needs_reindex"> {
+  checkStore(): Promise<"ready" | "needs_reindex"> {
+    this.checking ??= this.checkStoreNow().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async checkStoreNow(): Promise<"ready" | "needs_reindex"> {
     const { store } = this.host;
     let stored = await store.model();
     if (this.host.loadModel !== undefined) {
@@ -124,9 +131,22 @@ export class ModelLifecycle implements LiveModels {
     return this.inPlace !== undefined;
   }
 
-  /** How far the running reindex in place is, for /ready. */
-  get reindexProgress(): { done: number; total: number } | undefined {
-    return this.inPlace === undefined ? undefined : { ...this.inPlace };
+  /** For /ready while a reindex in place runs: how far it is. */
+  reindexProgressLine(): string {
+    const { done = 0, total = 0 } = this.inPlace ?? {};
+    const share = total > 0 ? ` (${Math.floor((100 * done) / total)}%)` : "";
+    return `re-embedding the library with model ${this.current.embedder.modelId}: ${done} of ${total} items${share}`;
+  }
+
+  /** The error for work refused because the store holds embeddings of another model. */
+  mismatch(): AppError {
+    const stored = this.lastStored;
+    const { modelId, dims } = this.current.embedder;
+    return new AppError(
+      "model_mismatch",
+      `The library was embedded with model ${stored?.modelId ?? "?"} (${stored?.dims ?? "?"} dims), the loaded model is ${modelId} (${dims} dims); run \`longclip reindex\` to re-embed every item with the loaded model, or load the previous model.`,
+      { storedModelId: stored?.modelId, modelId },
+    );
   }
 
   /**
@@ -225,7 +245,13 @@ export class ModelLifecycle implements LiveModels {
     const { store } = this.host;
     const target = await store.reindexTarget();
     if (target === undefined) {
-      await this.blueGreen.drop();
+      // No run recorded: if because it switched since `stored` was read (a switch removes the
+      // record and records the model in one transaction), the next model is live now: adopted,
+      // not dropped (uploads in flight embed with it).
+      const now = await store.model();
+      if (next !== undefined && now?.modelId === next.embedder.modelId)
+        this.switchedElsewhere(next);
+      else this.blueGreen.drop();
       return;
     }
     if (target.modelId === stored?.modelId) {
@@ -234,7 +260,7 @@ export class ModelLifecycle implements LiveModels {
     }
     if (this.blueGreen.isRunning()) return;
     if (target.failed !== undefined) {
-      await this.blueGreen.drop(); // failed for its model: shown by GET /reindex, never resumed
+      this.blueGreen.drop(); // failed for its model: shown by GET /reindex, never resumed
       return;
     }
     if (Date.now() - target.heartbeatAt > STALE_MS) await this.blueGreen.resume(target);
@@ -259,6 +285,11 @@ export class ModelLifecycle implements LiveModels {
     this.current = next;
     this.lastStored = { modelId: next.embedder.modelId, dims: next.embedder.dims };
     this.host.adopted(next);
+    this.retire(old);
+  }
+
+  /** Closes `old` once the work in flight (which may embed with it) is done. */
+  retire(old: Generation): void {
     const closing = Promise.allSettled([...this.host.inFlight()])
       .then(() => old.embedder.close())
       .catch((error: unknown) => this.host.reportBackground(error));

@@ -40,6 +40,8 @@ export interface LiveModels {
   load(modelDir: string): Promise<Generation>;
   /** `next` becomes live (queries, ingest); the old model closes once the work using it is done. */
   adopt(next: Generation): void;
+  /** Closes `old` once the work in flight (which may embed with it) is done. */
+  retire(old: Generation): void;
 }
 
 export type SwitchMode = "auto" | "manual";

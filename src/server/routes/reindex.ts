@@ -4,6 +4,7 @@ import path from "node:path";
 import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../core/errors.ts";
 import type { ReindexStatus } from "../../library/index.ts";
+import { CONFIG_FILE } from "../../model/format.ts";
 import type { ReindexTarget } from "../../store/types.ts";
 import { isInside, realPathOrUndefined } from "../../util/paths.ts";
 import type { Handlers, RouteContext } from "./context.ts";
@@ -67,10 +68,10 @@ export function reindexHandlers({ settings, library }: RouteContext): Handlers {
         `model_dir must be a model directory beside the served one (under ${path.dirname(settings.modelDir)}); copy or export the next model there.`,
       );
     }
-    if (real === undefined || !existsSync(path.join(real, "config.json"))) {
+    if (real === undefined || !existsSync(path.join(real, CONFIG_FILE))) {
       throw new AppError(
         "model_not_found",
-        `No model in ${requested} (no config.json); export one there with longclip export or longclip pull.`,
+        `No model in ${requested} (no ${CONFIG_FILE}); export one there with longclip export or longclip pull.`,
       );
     }
     return real;

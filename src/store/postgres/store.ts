@@ -18,6 +18,7 @@
 
 import type pg from "pg";
 import { AppError } from "../../core/errors.ts";
+import { DEFAULT_SETTINGS } from "../../core/settings.ts";
 import type { Filter, ItemOrder } from "../../core/types.ts";
 import { hnswStats, liveEmbedding, requireModel } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
@@ -116,7 +117,7 @@ export class PostgresStore implements ItemStore {
         ? undefined
         : new ReplicaReads(this.db, serverName(options.url), {
             urls: readUrls,
-            maxLagMs: options.readMaxLagMs ?? 1_000,
+            maxLagMs: options.readMaxLagMs ?? DEFAULT_SETTINGS.databaseReadMaxLagMs,
             poolSize,
             connectTimeoutMs,
           });

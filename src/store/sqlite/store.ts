@@ -16,6 +16,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
+import { DEFAULT_SETTINGS } from "../../core/settings.ts";
 import type { Filter, ItemOrder } from "../../core/types.ts";
 import { efSearchFor } from "../../vector-index/ef-search.ts";
 import { hnswStats, type LiveEmbedding, liveEmbedding } from "../common.ts";
@@ -66,7 +67,7 @@ export interface SqliteStoreOptions extends IndexParameters {
   exactFilterLimit?: number;
   /** HNSW shards, each on its own worker thread (default 1; see vector-index/hnsw-shards.ts). */
   hnswShards?: number;
-  /** Worker threads for filtered and keyword queries (default 2, at least 1; ./readers.ts). */
+  /** Worker threads for filtered and keyword queries (default: sqliteReadWorkers; at least 1). */
   readWorkers?: number;
 }
 
@@ -113,7 +114,10 @@ export class SqliteStore implements ItemStore {
       this.embeddings,
       report,
     );
-    this.readers = new SqliteReaders(file, Math.max(1, options.readWorkers ?? 2));
+    this.readers = new SqliteReaders(
+      file,
+      Math.max(1, options.readWorkers ?? DEFAULT_SETTINGS.sqliteReadWorkers),
+    );
     this.search = new SqliteSearch(this.stmts, this.embeddings, this.hnsw, this.readers, {
       exactFilterLimit: options.exactFilterLimit ?? EXACT_FILTER_LIMIT,
       efSearch: options.efSearch,

@@ -1,0 +1,109 @@
+/**
+ * The one re-embed loop (src/library/models/reembed.ts) over the in-memory store, with the real
+ * preprocessing and queue: what it stages, and what fails only an item (a file gone), what is
+ * skipped (an item deleted since its page was listed) and what ends the pass (an upload that
+ * cannot be read is the store's error, not the item's).
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type { ErrorInfo } from "../../src/core/errors.ts";
+import { generationOf } from "../../src/library/models/generation.ts";
+import { reembed } from "../../src/library/models/reembed.ts";
+import type { ModelHost } from "../../src/library/models/types.ts";
+import { EmbedQueue } from "../../src/library/queue.ts";
+import { PreprocessPool } from "../../src/preprocess/pool.ts";
+import type { StoredItem } from "../../src/store/types.ts";
+import { FakeEmbedder } from "../fakes/embedder.ts";
+import { fakeSettings, putItems } from "../fakes/library.ts";
+import { MemoryStore } from "../fakes/memory-store.ts";
+import { patternPng } from "../helpers/library-fixtures.ts";
+
+const settings = fakeSettings();
+const pool = new PreprocessPool(1);
+let image: Buffer;
+before(async () => {
+  image = await patternPng(7, 16);
+});
+after(() => pool.close());
+
+/** A host whose item reads are `read`; it stays open. */
+function hostOver(store: MemoryStore, read: (item: StoredItem) => Promise<Buffer>): ModelHost {
+  return {
+    settings,
+    store,
+    pool,
+    queue: new EmbedQueue(settings.maxQueueDepth),
+    loadModel: undefined,
+    readBytes: read,
+    inFlight: () => [],
+    adopted: () => {},
+    assertOpen: () => {},
+    reportBackground: (error) => {
+      throw error;
+    },
+  };
+}
+
+test("stages every readable item; a file gone fails alone; an item deleted meanwhile is skipped", async () => {
+  const store = new MemoryStore();
+  const live = new FakeEmbedder({ modelId: "old" });
+  const ids = ["a", "b", "gone", "deleted", "c"];
+  await putItems(
+    { store, embedder: live },
+    ids.map((id, i) => ({ id, vector: [i + 1, 1, 0, 0, 0, 0, 0, 0] })),
+  );
+  const host = hostOver(store, async (item) => {
+    if (item.id === "gone") throw new Error("ENOENT: no such file");
+    if (item.id === "deleted") {
+      await store.deleteById(item.id); // another node deletes it after the page was listed
+      throw new Error("ENOENT: no such file");
+    }
+    return image;
+  });
+  const model = generationOf(new FakeEmbedder({ modelId: "new" }), settings);
+  const failed: [string, ErrorInfo][] = [];
+  const pages: [number, number][] = [];
+  const staged = await reembed(host, {
+    model,
+    list: (after) => store.itemsAfter(after, 2),
+    failed: (item, error) => failed.push([item.id, error]),
+    paged: (listed, count) => pages.push([listed, count]),
+  });
+  assert.equal(staged, 3);
+  assert.deepEqual(
+    failed.map(([id, error]) => [id, error.code]),
+    [["gone", "image_missing"]],
+  );
+  assert.deepEqual(pages, [
+    [2, 2],
+    [2, 0],
+    [1, 1],
+  ]);
+  assert.equal(await store.countStaging("new"), 3);
+});
+
+test("an upload that cannot be read ends the pass (the store's error, retried first), and `skip` leaves items out", async () => {
+  const store = new MemoryStore();
+  const live = new FakeEmbedder({ modelId: "old" });
+  await putItems(
+    { store, embedder: live },
+    ["x", "y"].map((id, i) => ({ id, vector: [i + 1, 0, 1, 0, 0, 0, 0, 0] })),
+  );
+  let reads = 0;
+  const host = hostOver(store, async (item) => {
+    reads++;
+    if (item.id === "y") throw new Error("connection reset");
+    return image;
+  });
+  const upload = async (after: number) =>
+    (await store.itemsAfter(after, 10)).map((item) => ({ ...item, source: "upload" as const }));
+  const model = generationOf(new FakeEmbedder({ modelId: "new" }), settings);
+  const pass = { model, list: upload, failed: () => {}, paged: () => {} };
+  await assert.rejects(reembed(host, pass), /connection reset/);
+  assert.equal(reads, 6, "three tries of the page, each reading both items");
+  assert.equal(await store.countStaging("new"), 0, "a page is staged whole or not at all");
+  reads = 0;
+  const staged = await reembed(host, { ...pass, skip: (item) => item.id === "y" });
+  assert.equal(staged, 1);
+  assert.equal(reads, 1);
+});

@@ -206,6 +206,7 @@ test("nodes, writers, workers, a reindex and migrations under SIGKILLs keep ever
       }
 
       const stopAt = Date.now() + ROUND_MS;
+      let deletedThisRound = false;
       const writer = async (slot: number) => {
         // First the round's new images, on every node at once, each writer in its own order.
         let batch: Image[] = shuffled(fresh);
@@ -216,6 +217,7 @@ test("nodes, writers, workers, a reindex and migrations under SIGKILLs keep ever
             continue;
           }
           if (batch.length === 0 && Math.random() < 0.25) {
+            deletedThisRound = true;
             const id = ledger.someAcknowledgedId();
             if (id !== undefined) await checks.deleteOn(node.url, id);
             continue;
@@ -225,6 +227,13 @@ test("nodes, writers, workers, a reindex and migrations under SIGKILLs keep ever
           }
           await checks.uploadTo(node.url, batch);
           batch = [];
+        }
+        // Every round deletes (a short round on a loaded machine may have had no turn left).
+        const node = c.nodes[slot];
+        const id = ledger.someAcknowledgedId();
+        if (!deletedThisRound && node !== undefined && id !== undefined) {
+          deletedThisRound = true;
+          await checks.deleteOn(node.url, id);
         }
       };
       const writers = Array.from({ length: NODES * WRITERS_PER_NODE }, (_, w) => writer(w % NODES));

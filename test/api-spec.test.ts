@@ -10,7 +10,7 @@ import { pathToFileURL } from "node:url";
 import openapiTS, { astToString, COMMENT_HEADER } from "openapi-typescript";
 import { componentSchemas, loadSpec, SPEC_PATH, specOperations } from "../src/api/spec.ts";
 import { PROJECT_ROOT } from "../src/core/settings.ts";
-import { CLIENT_ID } from "../src/library/ingest/inputs.ts";
+import { CLIENT_ID, MAX_METADATA_BYTES, MAX_METADATA_DEPTH } from "../src/library/ingest/inputs.ts";
 import { parseTextFields } from "../src/library/search/hybrid.ts";
 import { MAX_COMPOSE_PARTS } from "../src/library/search/search.ts";
 import { createValidators } from "../src/server/validation.ts";
@@ -150,4 +150,12 @@ test("the library's own shape checks (CLI and library callers) use openapi.yaml'
     })();
     assert.equal(accepted, pattern.test(field), `text field "${field}"`);
   }
+
+  // The metadata limits are prose in the /index errors: the numbers must be the library's.
+  const documented = /over (\d+) KiB of JSON or nested over (\d+) levels/.exec(
+    readFileSync(SPEC_PATH, "utf8"),
+  );
+  assert.ok(documented, "openapi.yaml states the metadata limits");
+  assert.equal(Number(documented[1]) * 1024, MAX_METADATA_BYTES, "metadata bytes");
+  assert.equal(Number(documented[2]), MAX_METADATA_DEPTH, "metadata depth");
 });

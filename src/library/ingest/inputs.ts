@@ -13,7 +13,7 @@ import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "..
 import { withPathNames, withUploadFilename } from "./names.ts";
 
 export const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-const MAX_METADATA_BYTES = 64 * 1024;
+export const MAX_METADATA_BYTES = 64 * 1024;
 /** Deepest nesting of metadata objects and arrays (SQLite's JSON functions stop at 1000). */
 export const MAX_METADATA_DEPTH = 32;
 

@@ -13,7 +13,7 @@ import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { cosine, exactSearch } from "../src/vector-index/exact.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
 import { ShardedHnsw } from "../src/vector-index/hnsw-shards.ts";
-import { xorshift32 } from "./helpers/random.ts";
+import { xorshift32 } from "../tools/bench/random.ts";
 import { newItem, vectorOf } from "./helpers/store-contract.ts";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "hnsw-shards-test-"));

@@ -12,8 +12,8 @@ import { toSql } from "pgvector";
 import { EXACT_FILTER_LIMIT } from "../src/store/filter.ts";
 import { MAX_SCAN_TUPLES } from "../src/store/postgres/search.ts";
 import { PostgresStore } from "../src/store/postgres/store.ts";
+import { xorshift32 } from "../tools/bench/random.ts";
 import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
-import { xorshift32 } from "./helpers/random.ts";
 import { startStatementGate } from "./helpers/statement-gate.ts";
 
 const DIMS = 8;

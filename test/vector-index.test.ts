@@ -5,7 +5,7 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import { cosine, exactSearch } from "../src/vector-index/exact.ts";
 import { HnswIndex } from "../src/vector-index/hnsw.ts";
-import { xorshift32 } from "./helpers/random.ts";
+import { xorshift32 } from "../tools/bench/random.ts";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "vector-index-test-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -5,7 +5,7 @@ import path from "node:path";
 import sharp from "sharp";
 import { loadSettings, type Settings } from "../../src/core/settings.ts";
 import { SqliteStore } from "../../src/store/sqlite/store.ts";
-import { xorshift32 } from "./random.ts";
+import { xorshift32 } from "../../tools/bench/random.ts";
 
 /** A small PNG with a pseudo-random pattern: distinct bytes and distinct content per seed. */
 export async function patternPng(seed: number, size = 48): Promise<Buffer> {

@@ -10,8 +10,8 @@ import type { Filter, ItemOrder } from "../../src/core/types.ts";
 import { WORKER_LOST } from "../../src/store/jobs.ts";
 import type { ItemStore, NewItem } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
+import { xorshift32 } from "../../tools/bench/random.ts";
 import { filterArbitrary, metadataArbitrary, referenceMatches } from "./filter-reference.ts";
-import { xorshift32 } from "./random.ts";
 
 export interface ContractOptions {
   /** A new, empty store (`exactFilterLimit` overrides the backend's default). */

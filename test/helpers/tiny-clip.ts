@@ -10,8 +10,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import path from "node:path";
 import { convertCheckpoint } from "../../src/convert/export.ts";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
+import { xorshift32 } from "../../tools/bench/random.ts";
 import { DEMO_MODEL_DIR } from "./demo-model.ts";
-import { xorshift32 } from "./random.ts";
 
 export interface TinyClipShape {
   imageSize: number;

@@ -11,6 +11,7 @@ import type { IndexInput, IndexResult } from "../../src/core/types.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../../src/library/library.ts";
 import { runPython } from "./python.ts";
+import { xorshift32 } from "./random.ts";
 import { startPostgres, type TestPostgres } from "./test-postgres.ts";
 
 export interface Scene {
@@ -77,17 +78,10 @@ export async function synthScenes(dir: string, count: number, seed: number): Pro
     });
 }
 
-/** A deterministic generator (xorshift32) for the benchmarks' random choices. */
+/** A deterministic generator (xorshift32) for the benchmarks' random choices, in [0, 1). */
 export function seededRandom(seed: number): () => number {
-  let state = (seed * 2654435761) >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 0x100000000;
-  };
+  const next = xorshift32(seed * 2654435761);
+  return () => next() / 0x100000000;
 }
 
 export interface BenchLibrary {

@@ -1,6 +1,6 @@
 /**
- * xorshift32 (Marsaglia, 2003): a fixed stream of 32-bit states from a seed, for the test data
- * that must be the same on every run (vectors, images, weights) so that failures reproduce.
+ * xorshift32 (Marsaglia, 2003): a fixed stream of 32-bit states from a seed, for data that must
+ * be the same on every run (benchmark choices, test vectors, images, weights).
  */
 export function xorshift32(seed: number): () => number {
   let state = seed >>> 0 || 1;

@@ -49,6 +49,8 @@ imageBatchSize         --image-batch-size         n           LONGCLIP_IMAGE_BAT
 preprocess             --preprocess               exact|fast  LONGCLIP_PREPROCESS               -    library exact
 preprocessWorkers      --preprocess-workers       n           LONGCLIP_PREPROCESS_WORKERS       -    library 0
 nativeJpeg             --native-jpeg              on|off      LONGCLIP_NATIVE_JPEG              -    library on
+regions                --regions                  off|auto    LONGCLIP_REGIONS                  -    library off
+maxRegions             --max-regions              n           LONGCLIP_MAX_REGIONS              -    library 34
 textBatchSize          --text-batch-size          n           LONGCLIP_TEXT_BATCH_SIZE          -    library 32
 apiKey                 --api-key                  key         LONGCLIP_API_KEY                  -    server  unset
 apiKeyReads            --api-key-reads            on|off      LONGCLIP_API_KEY_READS            -    server  off

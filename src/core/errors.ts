@@ -70,6 +70,10 @@ export const ERRORS = {
   invalid_id: { status: 400, meaning: "an item id that is not 1-128 allowed characters" },
   invalid_input: { status: 400, meaning: "an input with both image bytes and a path, or neither" },
   invalid_metadata: { status: 400, meaning: "metadata that is not a JSON object, too big or deep" },
+  invalid_box: {
+    status: 400,
+    meaning: "a region box that is not inside the image or not whole positive pixels",
+  },
   invalid_pixels: { status: 400, meaning: "pixel data of another size than the model's input" },
   not_a_file: { status: 400, meaning: "a path that is not a regular file" },
   empty_job: { status: 400, meaning: "a job's paths hold no image files" },

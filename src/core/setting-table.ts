@@ -132,6 +132,23 @@ export const SETTINGS = {
     flag: "native-jpeg",
     help: "decode plain JPEGs with the optional native libjpeg-turbo addon where its pixels are byte-identical to sharp's; off leaves all to sharp",
   },
+  regions: {
+    default: "off",
+    kind: "choice",
+    choices: ["off", "auto"],
+    scope: "library",
+    env: "LONGCLIP_REGIONS",
+    flag: "regions",
+    help: "auto also embeds overlapping crops of large images (2×2 and 3×3 grids, half a cell apart; a grid only where its cells are at least the model's input size) so small things in them can be found; applies to images indexed or reindexed afterwards",
+  },
+  maxRegions: {
+    default: 34,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_MAX_REGIONS",
+    flag: "max-regions",
+    help: "with --regions auto, at most this many crops per image (vectors besides the whole image's); a grid whose windows do not fit keeps only its cells without the half-cell offsets, or is left out",
+  },
   textBatchSize: {
     default: 32,
     kind: "integer",

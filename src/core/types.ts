@@ -18,6 +18,17 @@ export interface IndexInput {
   contentType?: string;
 }
 
+/**
+ * A rectangle of an image in its pixels, after EXIF orientation (the image as shown, the
+ * frame of `Item.width` × `Item.height`): `x`, `y` the top-left corner, integers.
+ */
+export interface Box {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
 export interface IndexResult {
   id: string;
   status: "indexed" | "duplicate" | "failed";

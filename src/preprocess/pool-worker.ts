@@ -3,6 +3,7 @@ import { parentPort } from "node:worker_threads";
 import { AppError, isAppError, serializeError } from "../core/errors.ts";
 import { preprocessImage } from "./index.ts";
 import type { PoolReply, PoolRequest } from "./pool.ts";
+import { preprocessWithCrops } from "./regions.ts";
 
 const port = parentPort;
 if (port === null) throw new Error("pool-worker.ts runs only as a worker thread");
@@ -10,9 +11,16 @@ if (port === null) throw new Error("pool-worker.ts runs only as a worker thread"
 port.on("message", async (request: PoolRequest) => {
   try {
     const bytes = Buffer.from(request.bytes);
-    const image = await preprocessImage(bytes, request.options);
+    const image =
+      request.crops === undefined
+        ? await preprocessImage(bytes, request.options)
+        : await preprocessWithCrops(bytes, request.options, request.crops);
     const reply: PoolReply = { id: request.id, ok: true, image };
-    port.postMessage(reply, [image.pixels.buffer as ArrayBuffer]);
+    const buffers = [image.pixels, ...(image.regions ?? []).map((r) => r.pixels)];
+    port.postMessage(
+      reply,
+      buffers.map((pixels) => pixels.buffer as ArrayBuffer),
+    );
   } catch (error) {
     const failure = isAppError(error)
       ? error

@@ -10,12 +10,14 @@ import type { Worker } from "node:worker_threads";
 import { AppError, deserializeError, type SerializedError } from "../core/errors.ts";
 import { startModuleWorker } from "../util/module-worker.ts";
 import type { DecodeGate, PixelLimit } from "./decode-gate.ts";
+import type { CropRequest } from "./regions.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
 export interface PoolRequest {
   id: number;
   bytes: Uint8Array;
   options: PreprocessOptions;
+  crops?: CropRequest;
 }
 
 export type PoolReply =
@@ -57,22 +59,30 @@ export class PreprocessPool {
     this.slots = new Array<Slot | undefined>(this.size).fill(undefined);
   }
 
-  /** Decodes and preprocesses `bytes` once the gate admits it (refused when over `limit`). */
+  /**
+   * Decodes and preprocesses `bytes` once the gate admits it (refused when over `limit`), with
+   * the crops `crops` asks for (./regions.ts).
+   */
   async run(
     bytes: Buffer,
     options: PreprocessOptions,
     limit?: PixelLimit,
+    crops?: CropRequest,
   ): Promise<PreprocessedImage> {
-    if (this.gate === undefined) return this.dispatch(bytes, options);
+    if (this.gate === undefined) return this.dispatch(bytes, options, crops);
     const release = await this.gate.admit(bytes, limit);
     try {
-      return await this.dispatch(bytes, options);
+      return await this.dispatch(bytes, options, crops);
     } finally {
       release();
     }
   }
 
-  private dispatch(bytes: Buffer, options: PreprocessOptions): Promise<PreprocessedImage> {
+  private dispatch(
+    bytes: Buffer,
+    options: PreprocessOptions,
+    crops: CropRequest | undefined,
+  ): Promise<PreprocessedImage> {
     if (this.closed) {
       return Promise.reject(new AppError("library_closed", "The library is shutting down."));
     }
@@ -84,6 +94,7 @@ export class PreprocessPool {
       if (slot.pending.size === 0) slot.worker.ref();
       slot.pending.set(id, { resolve, reject });
       const request: PoolRequest = { id, bytes: copy, options };
+      if (crops !== undefined) request.crops = crops;
       slot.worker.postMessage(request, [copy.buffer as ArrayBuffer]);
     });
   }

@@ -1,4 +1,5 @@
 import type { ImageLimits } from "../core/settings.ts";
+import type { Box } from "../core/types.ts";
 
 /**
  * `exact`: the official pipeline's pixels (Pillow bicubic on the full decoded image).
@@ -25,4 +26,6 @@ export interface PreprocessedImage {
   height: number;
   /** Detected container format: jpeg, png, webp, gif, avif, tiff, ... */
   format: string;
+  /** Crops asked for with `auto` regions (./regions.ts): each box and its model input. */
+  regions?: { box: Box; pixels: Float32Array }[];
 }

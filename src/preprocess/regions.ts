@@ -1,0 +1,190 @@
+/**
+ * Regions of large images: crops of the decoded image, each preprocessed like a whole image,
+ * so that a thing too small to survive the shrink to the model's input can still be found.
+ *
+ * `auto` lays n×n grids over the image (n = 2, then 3), each cell `width / n` × `height / n`,
+ * with windows every half cell ((2n - 1)² windows). A grid is used only where its cells are at
+ * least the model's input on their short side, so a crop is never enlarged: an image whose
+ * short side is under twice the input size gets no regions, one under three times only the 2×2
+ * grid. `max` bounds the crops per image (the index growth): a grid whose windows do not fit
+ * keeps only its n² cells, else it and the finer grids are left out.
+ *
+ * Boxes are in the pixels of the image as shown (EXIF orientation applied), as the item's
+ * width and height are.
+ */
+import sharp from "sharp";
+import { AppError } from "../core/errors.ts";
+import type { Box } from "../core/types.ts";
+import { decodeForModel, decodeImage, toModelInput } from "./index.ts";
+import type { RawImage } from "./resample.ts";
+import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
+
+/** The grids `auto` lays over an image, coarse first. */
+export const REGION_GRIDS = [2, 3] as const;
+
+/** What crops a request asks for: `auto` regions (at most `max`), or one box (a query). */
+export type CropRequest = { kind: "auto"; max: number } | { kind: "box"; box: Box };
+
+/** One crop: its box in the image's pixels and its model input. */
+export interface RegionPixels {
+  box: Box;
+  pixels: Float32Array;
+}
+
+/** The windows of an n×n grid, half a cell apart (`overlap`) or the n² cells only. */
+function gridBoxes(width: number, height: number, n: number, overlap: boolean): Box[] {
+  const steps = overlap ? 2 * n - 1 : n;
+  const stride = overlap ? 0.5 : 1;
+  const boxes: Box[] = [];
+  for (let row = 0; row < steps; row++) {
+    for (let col = 0; col < steps; col++) {
+      // Edges rounded from the exact fractions, so the cells of a grid tile the image.
+      const left = Math.round((col * stride * width) / n);
+      const top = Math.round((row * stride * height) / n);
+      const right = Math.round(((col * stride + 1) * width) / n);
+      const bottom = Math.round(((row * stride + 1) * height) / n);
+      boxes.push({ x: left, y: top, width: right - left, height: bottom - top });
+    }
+  }
+  return boxes;
+}
+
+/** The `auto` regions of a `width` × `height` image for a model of input size `resolution`. */
+export function regionBoxes(width: number, height: number, resolution: number, max: number): Box[] {
+  const boxes: Box[] = [];
+  for (const n of REGION_GRIDS) {
+    if (Math.min(width, height) < n * resolution) break;
+    const room = max - boxes.length;
+    const windows = (2 * n - 1) ** 2;
+    if (windows <= room) boxes.push(...gridBoxes(width, height, n, true));
+    else if (n * n <= room) boxes.push(...gridBoxes(width, height, n, false));
+    else break;
+  }
+  return boxes;
+}
+
+/** Refuses (400 invalid_box) a box that is not whole positive pixels inside the image. */
+export function checkBox(box: Box, width: number, height: number): void {
+  const whole = [box.x, box.y, box.width, box.height].every((v) => Number.isSafeInteger(v));
+  if (
+    !whole ||
+    box.x < 0 ||
+    box.y < 0 ||
+    box.width < 1 ||
+    box.height < 1 ||
+    box.x + box.width > width ||
+    box.y + box.height > height
+  ) {
+    throw new AppError(
+      "invalid_box",
+      `The box ${JSON.stringify(box)} is not inside the ${width}×${height} image: give whole pixels with x, y ≥ 0, width, height ≥ 1, x + width ≤ ${width} and y + height ≤ ${height}.`,
+      { box, width, height },
+    );
+  }
+}
+
+/** A copy of `box` of a raw image. */
+export function cropRaw<T extends RawImage>(image: T, box: Box): T {
+  const { channels } = image;
+  const data = new Uint8Array(box.width * box.height * channels);
+  const rowBytes = box.width * channels;
+  for (let row = 0; row < box.height; row++) {
+    const start = ((box.y + row) * image.width + box.x) * channels;
+    data.set(image.data.subarray(start, start + rowBytes), row * rowBytes);
+  }
+  return { ...image, data, width: box.width, height: box.height };
+}
+
+/**
+ * The image the crops are cut from: the decoded image, shrunk (libvips, cubic) where even the
+ * smallest box would keep more than twice the model's input on its short side, since the
+ * resampler's cost grows with the pixels it reads. Returns it and its scale to the original.
+ */
+async function workingImage<T extends RawImage>(
+  image: T,
+  boxes: readonly Box[],
+  resolution: number,
+): Promise<{ image: T; scale: number }> {
+  const smallest = Math.min(...boxes.map((b) => Math.min(b.width, b.height)));
+  const scale = (2 * resolution) / smallest;
+  if (scale >= 1) return { image, scale: 1 };
+  const width = Math.max(1, Math.round(image.width * scale));
+  const height = Math.max(1, Math.round(image.height * scale));
+  const raw = { width: image.width, height: image.height, channels: image.channels as 3 | 4 };
+  const data = await sharp(image.data, { raw })
+    .resize(width, height, { kernel: "cubic", fit: "fill" })
+    .raw()
+    .toBuffer();
+  return {
+    image: {
+      ...image,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      width,
+      height,
+    },
+    scale: width / image.width,
+  };
+}
+
+/** `box` of the original in the pixels of an image `scale` times its size, at least 1×1. */
+function scaleBox(box: Box, scale: number, width: number, height: number): Box {
+  if (scale === 1) return box;
+  const x = Math.min(width - 1, Math.round(box.x * scale));
+  const y = Math.min(height - 1, Math.round(box.y * scale));
+  return {
+    x,
+    y,
+    width: Math.max(1, Math.min(width - x, Math.round(box.width * scale))),
+    height: Math.max(1, Math.min(height - y, Math.round(box.height * scale))),
+  };
+}
+
+async function cropsOf<T extends RawImage & { nearest?: boolean }>(
+  image: T,
+  boxes: readonly Box[],
+  options: PreprocessOptions,
+): Promise<RegionPixels[]> {
+  const working = await workingImage(image, boxes, options.resolution);
+  return boxes.map((box) => {
+    const scaled = scaleBox(box, working.scale, working.image.width, working.image.height);
+    return { box, pixels: toModelInput(cropRaw(working.image, scaled), options) };
+  });
+}
+
+/**
+ * Preprocesses `bytes` with the crops `crops` asks for: for `auto`, the whole image as
+ * preprocessImage gives it plus its regions (none for a small image); for `box`, the box's
+ * crop in place of the whole image (400 invalid_box when it is not inside the image).
+ */
+export async function preprocessWithCrops(
+  bytes: Buffer,
+  options: PreprocessOptions,
+  crops: CropRequest,
+): Promise<PreprocessedImage> {
+  if (crops.kind === "box") {
+    const full = await decodeImage(bytes, options);
+    checkBox(crops.box, full.width, full.height);
+    const [crop] = await cropsOf(full, [crops.box], options);
+    return {
+      pixels: (crop as RegionPixels).pixels,
+      width: full.width,
+      height: full.height,
+      format: full.format,
+    };
+  }
+  const image = await decodeForModel(bytes, options);
+  const whole: PreprocessedImage = {
+    pixels: toModelInput(image, options),
+    width: image.sourceWidth,
+    height: image.sourceHeight,
+    format: image.format,
+  };
+  const boxes = regionBoxes(whole.width, whole.height, options.resolution, crops.max);
+  if (boxes.length === 0) return whole;
+  // The exact path decoded the full image already; the fast one a smaller one.
+  const full =
+    image.width === image.sourceWidth && image.height === image.sourceHeight
+      ? image
+      : await decodeImage(bytes, options);
+  return { ...whole, regions: await cropsOf(full, boxes, options) };
+}

@@ -61,7 +61,11 @@ test("migrate copies items, metadata, embeddings (parts' too) and originals; a s
   };
   await source.insertItems([...uploads, withParts, newItem(5)], "m1");
   // An item whose embedding is of another model (a reindex that could not read it).
-  source.db.prepare("UPDATE embeddings SET model_id = 'old' WHERE label = 5").run();
+  source.db
+    .prepare(
+      "UPDATE embeddings SET model_id = 'old' WHERE label = (SELECT label FROM items WHERE id = 'item-5')",
+    )
+    .run();
   await source.close();
 
   // Part of the library is already there, as after an interrupted run.

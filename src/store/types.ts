@@ -8,7 +8,7 @@
  * `insertItems` resolves, they are durable, and a crash never leaves half an item.
  */
 import type { ErrorInfo } from "../core/errors.ts";
-import type { Filter, Item, ItemOrder, Metadata } from "../core/types.ts";
+import type { Box, Filter, Item, ItemOrder, Metadata } from "../core/types.ts";
 import type { JobStore } from "./jobs.ts";
 
 export interface StoredItem extends Item {
@@ -16,15 +16,10 @@ export interface StoredItem extends Item {
   label: number;
 }
 
-/** A box in the original's pixel coordinates (x, y: its top-left corner). */
-export interface Box {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
-
-/** Where a part is in its item: a region of an image, or a frame of a video (seconds in). */
+/**
+ * Where a part is in its item: a region of an image (a box in the pixels of the original as
+ * shown, as the item's width and height are), or a frame of a video (seconds from its start).
+ */
 export type PartLocator = { kind: "region"; box: Box } | { kind: "frame"; t: number };
 
 /**

@@ -2,8 +2,9 @@
  * The README and docs/ cannot go stale without a failing test: every `longclip` command they
  * show names a real command and only flags that command accepts, every `npm run` names a
  * script of package.json, every file path in backticks exists, and every relative link leads
- * to a file (and, with `#anchor`, to a heading) that exists. Commands that need the network, a
- * GPU or real weights cannot run here; this checks that what they name is real.
+ * to a file (and, with `#anchor`, to a heading) that exists; and every shell command of the
+ * README is run by a test or by .ci/run, or says here why it cannot be run on this machine
+ * (the internet, a GPU, a container engine with Compose, a multi-hour run).
  */
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -174,5 +175,134 @@ test("every relative link in the docs leads to a file and heading that exist", (
     }
   }
   assert.ok(count > 30, `found only ${count} relative links`);
+  assert.deepEqual(wrong, []);
+});
+
+/**
+ * Where each shell command of the README runs. `runBy`: the file that runs it (it must contain
+ * `fragment`, the command's words as that file writes them); `notRun`: why no test can.
+ */
+const README_COMMANDS: readonly (
+  | { command: RegExp; runBy: string; fragment: string }
+  | { command: RegExp; notRun: string }
+)[] = [
+  { command: /^npm install$/, runBy: ".ci/run", fragment: "npm ci" },
+  // readme-first-screen takes these from README.md and runs them through a shell as written
+  ...[
+    /^npm start$/,
+    /^curl -s 127\.0\.0\.1:8080\/search /,
+    /^npx longclip pull longclip-l /,
+    /^npx longclip serve --model models\/longclip-l$/,
+    /^npx longclip export --checkpoint /,
+    /^npx longclip serve --device cuda$/,
+  ].map((command) => ({
+    command,
+    runBy: "test/readme-first-screen.test.ts",
+    fragment: "sectionCommands(",
+  })),
+  {
+    command: /^ONNXRUNTIME_NODE_INSTALL=cuda12 /,
+    notRun: "downloads ONNX Runtime's CUDA build: needs the internet and an NVIDIA GPU",
+  },
+  {
+    command: /^docker build -t longclip \.$/,
+    runBy: "scripts/test-docker.sh",
+    fragment: "--target runtime",
+  },
+  {
+    command: /^docker run --init -p 8080:8080 /,
+    runBy: "scripts/test-docker.sh",
+    fragment: "run --detach --init",
+  },
+  {
+    command: /^docker build --target runtime-cuda /,
+    notRun: "its base image is NVIDIA's CUDA runtime, a download this machine cannot make",
+  },
+  ...[
+    /^POSTGRES_PASSWORD=\S+ docker compose up /,
+    /^curl http:\/\/localhost:8080\/ready$/,
+    /^mkdir -p media && cp -r ~\/Pictures\/trip media\/$/,
+    /^curl -X POST http:\/\/localhost:8080\/jobs /,
+  ].map((command) => ({
+    command,
+    notRun:
+      "Docker Compose's stack: no Compose engine here (test/compose.test.ts checks compose.yaml against the product; the API calls are tested in test/api.test.ts and test/jobs.test.ts)",
+  })),
+  // The scale-out nodes: the fault tests' cluster runs these commands (the URL as --database-url,
+  // whose variable settings.test.ts reads), on 127.0.0.1 rather than 0.0.0.0.
+  {
+    command: /^export LONGCLIP_DATABASE_URL=/,
+    runBy: "test/settings.test.ts",
+    fragment: "LONGCLIP_DATABASE_URL",
+  },
+  {
+    command: /^longclip serve +--model \S+ --media-root /,
+    runBy: "test/helpers/cluster.ts",
+    fragment: 'startServe(this.common("node"',
+  },
+  {
+    command: /^longclip worker --model \S+ --media-root /,
+    runBy: "test/helpers/cluster.ts",
+    fragment: '"worker",',
+  },
+  {
+    command: /^npm run demo:train$/,
+    notRun: "the whole recipe trains for hours under CI's load; its --smoke form runs every stage",
+  },
+  {
+    command: /^npm run demo:train -- --out artifacts\/demo2 --stages report$/,
+    runBy: "training/tests/test_recipe.py",
+    fragment: '"--stages", "report"',
+  },
+  {
+    command: /^npm run demo:train -- --smoke /,
+    runBy: "training/tests/test_recipe.py",
+    fragment: '"--smoke"',
+  },
+  {
+    command:
+      /^scripts\/python -m training synth --out \S+ --count \d+ --seed \d+ --layout urban1k$/,
+    runBy: "test/bench-urban.test.ts",
+    fragment: '"training", "synth"',
+  },
+  {
+    command: /^npm run bench:urban -- --data /,
+    runBy: "test/bench-urban.test.ts",
+    fragment: "bench-urban.ts",
+  },
+  { command: /^npm test$/, runBy: ".ci/run", fragment: "\nnpm test\n" },
+  { command: /^npm run test:fast$/, runBy: ".ci/run", fragment: "\nnpm run test:fast\n" },
+];
+
+/** The README's shell commands: one per line, `\` continuations joined, comments dropped. */
+function readmeCommands(): string[] {
+  return [...read("README.md").matchAll(/^```sh\n([\s\S]*?)^```/gm)].flatMap((m) =>
+    (m[1] ?? "")
+      .replace(/\\\n\s*/g, " ")
+      .split("\n")
+      .map((line) => line.replace(/\s+#.*$/, "").trim())
+      .filter((line) => line !== ""),
+  );
+}
+
+test("every shell command of the README is run by a test or by .ci/run, or says why not", () => {
+  const commands = readmeCommands();
+  assert.ok(commands.length >= 20, `found only ${commands.length} commands`);
+  const wrong: string[] = [];
+  for (const command of commands) {
+    const entries = README_COMMANDS.filter((entry) => entry.command.test(command));
+    if (entries.length !== 1) {
+      wrong.push(`\`${command.slice(0, 80)}\`: ${entries.length} entries of README_COMMANDS match`);
+      continue;
+    }
+    const entry = entries[0];
+    if (entry && "runBy" in entry && !read(entry.runBy).includes(entry.fragment)) {
+      wrong.push(`\`${command.slice(0, 80)}\`: ${entry.runBy} does not contain ${entry.fragment}`);
+    }
+  }
+  for (const entry of README_COMMANDS) {
+    if (!commands.some((command) => entry.command.test(command)))
+      wrong.push(`README_COMMANDS: ${entry.command} matches no README command (stale entry)`);
+  }
   assert.deepEqual(wrong, []);
 });

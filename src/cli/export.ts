@@ -15,10 +15,12 @@ import type { Command } from "commander";
 import { convertCheckpoint } from "../convert/export.ts";
 import { AppError } from "../core/errors.ts";
 import { PROJECT_ROOT } from "../core/settings.ts";
+import type { DenseKind } from "../model/format.ts";
 import { reportError } from "./usage.ts";
 
 /** Exit code of scripts/python when no Python with torch is installed. */
 const NO_PYTHON = 127;
+const DENSE_CHOICES: readonly string[] = ["value", "final", "none"];
 const PYTHON_ONLY_OPTIONS = [
   "--random-init",
   "--int8",
@@ -28,7 +30,7 @@ const PYTHON_ONLY_OPTIONS = [
   "--num-merges",
 ];
 
-export const EXPORT_USAGE = `usage: longclip export --checkpoint PATH [--vocab FILE] --out DIR [--name NAME] [--no-verify] [--threads N]
+export const EXPORT_USAGE = `usage: longclip export --checkpoint PATH [--vocab FILE] --out DIR [--name NAME] [--dense KIND] [--no-verify] [--threads N]
        longclip export --python ARGS...   (the Python exporter: python3 -m training export ARGS)
 
 Converts without Python:
@@ -41,6 +43,10 @@ Converts without Python:
                      optional for a Hugging Face directory (its merges.txt is used)
   --out DIR          model directory to write
   --name NAME        model name (default: the output directory's name)
+  --dense KIND       value, final or none (default): adds the vision tower's second output
+                     patch_embeds, patch embeddings for heat maps (POST /explain); value is the
+                     last block's value path (MaskCLIP), final its patch tokens. image_embeds
+                     is the same with any KIND
   --no-verify        skip the check of the towers against the TypeScript forward
   --threads N        ONNX Runtime threads for the check (default 2)
 
@@ -90,6 +96,7 @@ export async function runExport(args: readonly string[]): Promise<number> {
         name: { type: "string" },
         "no-verify": { type: "boolean" },
         threads: { type: "string" },
+        dense: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -104,12 +111,18 @@ export async function runExport(args: readonly string[]): Promise<number> {
   const checkpoint = values.checkpoint as string | undefined;
   const out = values.out as string | undefined;
   const threads = Number(values.threads ?? 2);
+  const dense = (values.dense as string | undefined) ?? "none";
   if (!checkpoint || !out || !Number.isInteger(threads) || threads < 1) {
     return reportError(
       new AppError(
         "usage",
         "--checkpoint and --out are required, --threads a whole number from 1.",
       ),
+    );
+  }
+  if (!DENSE_CHOICES.includes(dense)) {
+    return reportError(
+      new AppError("usage", `--dense must be value, final or none, not ${JSON.stringify(dense)}.`),
     );
   }
   const started = performance.now();
@@ -121,6 +134,7 @@ export async function runExport(args: readonly string[]): Promise<number> {
       name: values.name as string | undefined,
       verify: !values["no-verify"],
       threads,
+      ...(dense === "none" ? {} : { dense: dense as DenseKind }),
       log: (line) => process.stdout.write(`${line}\n`),
     });
     const seconds = ((performance.now() - started) / 1000).toFixed(1);

@@ -12,6 +12,7 @@ import {
   CLIP_IMAGE_MEAN,
   CLIP_IMAGE_STD,
   CONFIG_FILE,
+  type DenseKind,
   FORMAT_VERSION,
   MODEL_FORMAT,
   type ModelConfig,
@@ -23,6 +24,7 @@ import { locateHfCheckpoint, openHfCheckpoint } from "./hf.ts";
 import { readTextFile } from "./limits.ts";
 import { openOfficialCheckpoint } from "./official.ts";
 import {
+  denseEntry,
   TEXT_INPUT,
   TEXT_OUTPUT,
   textGraph,
@@ -46,6 +48,8 @@ export interface ConvertOptions {
   readonly name?: string;
   readonly verify?: boolean;
   readonly threads?: number;
+  /** Adds the vision tower's dense output `patch_embeds` of this kind (absent: none). */
+  readonly dense?: DenseKind;
   readonly log?: (line: string) => void;
 }
 
@@ -158,7 +162,10 @@ async function convertInto(options: ConvertOptions, written: string[]): Promise<
     log(
       `${format === "hf" ? "Hugging Face CLIPModel" : `${spec.modelType} state dict`}: ViT ${spec.visionWidth}×${spec.visionLayers} patch ${spec.patchSize}, text ${spec.textWidth}×${spec.textLayers}, ${spec.contextLength} positions, embed ${spec.embedDim}`,
     );
-    await writeOnnxModel(path.join(out, "vision.onnx"), visionGraph(weights, EXPORTER_VERSION));
+    await writeOnnxModel(
+      path.join(out, "vision.onnx"),
+      visionGraph(weights, EXPORTER_VERSION, options.dense),
+    );
     await writeOnnxModel(path.join(out, "text.onnx"), textGraph(weights, EXPORTER_VERSION));
     let check: CheckResult | undefined;
     if (options.verify === false) {
@@ -195,6 +202,7 @@ async function convertInto(options: ConvertOptions, written: string[]): Promise<
         input: VISION_INPUT,
         output: VISION_OUTPUT,
         precision: "fp32",
+        ...(options.dense ? { dense: denseEntry(spec, options.dense) } : {}),
       },
       text: { file: "text.onnx", input: TEXT_INPUT, output: TEXT_OUTPUT, precision: "fp32" },
       source_sha256: await sha256File(source),

@@ -13,6 +13,7 @@ export class GraphBuilder {
   readonly nodes: NodeProto[] = [];
   readonly initializers: Initializer[] = [];
   private count = 0;
+  private readonly weightNames = new Set<string>();
 
   /** Adds a node; returns the name of its (first) output. */
   op(
@@ -41,8 +42,13 @@ export class GraphBuilder {
     if (last?.output) last.output = [name];
   }
 
-  /** A float32 initializer whose values are read when the model is written. */
+  /**
+   * A float32 initializer whose values are read when the model is written; a name already
+   * added is reused (a parameter two branches of the graph read is stored once).
+   */
   weight(name: string, dims: readonly number[], load: () => Promise<Float32Array>): string {
+    if (this.weightNames.has(name)) return name;
+    this.weightNames.add(name);
     this.initializers.push({ name, dims, dataType: "float", values: load });
     return name;
   }
@@ -159,6 +165,23 @@ export class TransformerBuilder {
     return this.linear(merged, `${prefix}.out_proj`);
   }
 
+  /** One residual block (`block` = `prefix.i`): attention, then the MLP, each added to x. */
+  block(x: string, block: string, width: number, heads: number, mask?: string): string {
+    const g = this.graph;
+    const attended = this.attention(
+      this.layerNorm(x, `${block}.ln_1`),
+      `${block}.attn`,
+      width,
+      heads,
+      mask,
+    );
+    const out = g.op("Add", [x, attended]);
+    const hidden = this.activate(
+      this.linear(this.layerNorm(out, `${block}.ln_2`), `${block}.mlp.c_fc`),
+    );
+    return g.op("Add", [out, this.linear(hidden, `${block}.mlp.c_proj`)]);
+  }
+
   /** The residual blocks `prefix.0 … prefix.(layers-1)` applied to x. */
   blocks(
     x: string,
@@ -168,23 +191,27 @@ export class TransformerBuilder {
     heads: number,
     mask?: string,
   ): string {
-    const g = this.graph;
     let out = x;
-    for (let i = 0; i < layers; i++) {
-      const block = `${prefix}.${i}`;
-      const attended = this.attention(
-        this.layerNorm(out, `${block}.ln_1`),
-        `${block}.attn`,
-        width,
-        heads,
-        mask,
-      );
-      out = g.op("Add", [out, attended]);
-      const hidden = this.activate(
-        this.linear(this.layerNorm(out, `${block}.ln_2`), `${block}.mlp.c_fc`),
-      );
-      out = g.op("Add", [out, this.linear(hidden, `${block}.mlp.c_proj`)]);
-    }
+    for (let i = 0; i < layers; i++) out = this.block(out, `${prefix}.${i}`, width, heads, mask);
     return out;
+  }
+
+  /**
+   * A block's value path (MaskCLIP): out_proj(v(ln_1(x))) for the block's input x, each token
+   * attending only to itself, so the heads' split and merge cancel out; no residual, no MLP.
+   */
+  valuePath(x: string, block: string, width: number): string {
+    const g = this.graph;
+    const inProj = `${block}.attn.in_proj_weight`;
+    const inBias = `${block}.attn.in_proj_bias`;
+    // rows [2W, 3W) of the packed q/k/v projection are v's
+    const weight = g.weight(`${inProj}.value.T`, [width, width], async () =>
+      transposed((await this.source.read(inProj)).subarray(2 * width * width), width, width),
+    );
+    const bias = g.weight(`${inBias}.value`, [width], async () =>
+      (await this.source.read(inBias)).slice(2 * width, 3 * width),
+    );
+    const value = g.op("Add", [g.op("MatMul", [this.layerNorm(x, `${block}.ln_1`), weight]), bias]);
+    return this.linear(value, `${block}.attn.out_proj`);
   }
 }

@@ -2,8 +2,13 @@
  * The two ONNX towers of docs/model-format.md, built from a CLIP spec and its weights:
  * vision.onnx (pixel_values [N,3,R,R] -> image_embeds [N,D]) and text.onnx (input_ids [N,L],
  * L dynamic up to the context -> text_embeds [N,D], pooled at the first highest id), both
- * unnormalised, opset 17, the same inputs and outputs as the Python exporter's.
+ * unnormalised, opset 17, the same inputs and outputs as the Python exporter's. The vision
+ * tower may add the dense output `patch_embeds` [N, g*g, D] (docs/model-format.md, vision.dense):
+ * the last block's value path ("value", MaskCLIP) or its patch tokens ("final"), through ln_post
+ * and the projection like the pooled token, which stays the same node for node.
  */
+
+import type { DenseKind, DenseOutput } from "../model/format.ts";
 import {
   type ClipSpec,
   type ClipWeights,
@@ -17,6 +22,8 @@ import { type GraphDefinition, valueInfo } from "./onnx-writer.ts";
 export const OPSET = 17;
 export const VISION_INPUT = "pixel_values";
 export const VISION_OUTPUT = "image_embeds";
+/** The vision tower's optional dense output (the Python exporter's DENSE_OUTPUT). */
+export const DENSE_OUTPUT = "patch_embeds";
 export const TEXT_INPUT = "input_ids";
 export const TEXT_OUTPUT = "text_embeds";
 
@@ -29,7 +36,17 @@ function towerBuilder(weights: ClipWeights, eps: number) {
   };
 }
 
-export function visionGraph(weights: ClipWeights, producerVersion: string): GraphDefinition {
+/** config.json's `vision.dense` entry for a tower exported with `dense`. */
+export function denseEntry(spec: ClipSpec, dense: DenseKind): DenseOutput {
+  const side = spec.imageResolution / spec.patchSize;
+  return { output: DENSE_OUTPUT, kind: dense, grid: [side, side] };
+}
+
+export function visionGraph(
+  weights: ClipWeights,
+  producerVersion: string,
+  dense?: DenseKind,
+): GraphDefinition {
   const spec: ClipSpec = weights.spec;
   const { graph: g, tower } = towerBuilder(weights, spec.visionLayerNormEps);
   const width = spec.visionWidth;
@@ -50,7 +67,10 @@ export function visionGraph(weights: ClipWeights, producerVersion: string): Grap
   let x = g.op("Concat", [classToken, tokens], { axis: { int: 1 } });
   x = g.op("Add", [x, tower.param("visual.positional_embedding")]);
   x = tower.layerNorm(x, "visual.ln_pre");
-  x = tower.blocks(x, VISION_PREFIX, spec.visionLayers, width, spec.visionHeads);
+  const last = spec.visionLayers - 1;
+  x = tower.blocks(x, VISION_PREFIX, last, width, spec.visionHeads);
+  const beforeLast = x;
+  x = tower.block(x, `${VISION_PREFIX}.${last}`, width, spec.visionHeads);
   const pooled = g.op("Squeeze", [
     g.op("Gather", [x, g.int64s([0])], { axis: { int: 1 } }),
     g.int64s([1]),
@@ -58,12 +78,23 @@ export function visionGraph(weights: ClipWeights, producerVersion: string): Grap
   g.op("MatMul", [tower.layerNorm(pooled, "visual.ln_post"), tower.param("visual.proj")]);
   g.nameLastOutput(VISION_OUTPUT);
   const res = spec.imageResolution;
+  const outputs = [valueInfo(VISION_OUTPUT, "float", ["batch", spec.embedDim])];
+  if (dense) {
+    const tokens =
+      dense === "final" ? x : tower.valuePath(beforeLast, `${VISION_PREFIX}.${last}`, width);
+    // drop the class token: [N, 1 + g*g, W] -> [N, g*g, W]
+    const patchTokens = g.op("Slice", [tokens, g.int64s([1]), g.int64s([2 ** 62]), g.int64s([1])]);
+    g.op("MatMul", [tower.layerNorm(patchTokens, "visual.ln_post"), tower.param("visual.proj")]);
+    g.nameLastOutput(DENSE_OUTPUT);
+    const patches = (res / spec.patchSize) ** 2;
+    outputs.push(valueInfo(DENSE_OUTPUT, "float", ["batch", patches, spec.embedDim]));
+  }
   return {
     name: "vision",
     nodes: g.nodes,
     initializers: g.initializers,
     inputs: [valueInfo(VISION_INPUT, "float", ["batch", 3, res, res])],
-    outputs: [valueInfo(VISION_OUTPUT, "float", ["batch", spec.embedDim])],
+    outputs,
     opset: OPSET,
     producerVersion,
   };

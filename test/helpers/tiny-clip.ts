@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import path from "node:path";
 import { convertCheckpoint } from "../../src/convert/export.ts";
 import { PROJECT_ROOT } from "../../src/core/settings.ts";
+import type { DenseKind } from "../../src/model/format.ts";
 import { xorshift32 } from "../../tools/bench/random.ts";
 import { DEMO_MODEL_DIR } from "./demo-model.ts";
 
@@ -195,12 +196,18 @@ export function writeTinyClipHf(dir: string, shape: TinyClipShape = TINY_CLIP, s
 }
 
 /**
- * A model directory converted from the tiny CLIPModel by the TypeScript exporter, made once
+ * A model directory converted from the tiny CLIPModel by the TypeScript exporter (with the
+ * dense output `dense` when given), made once
  * under artifacts/test-models/ and reused (the directory is complete once its config.json
  * exists; it is built beside it and renamed into place).
  */
-export async function tinyClipModelDir(): Promise<string> {
-  const out = path.join(PROJECT_ROOT, "artifacts", "test-models", "tiny-clip-ts");
+export async function tinyClipModelDir(dense?: DenseKind): Promise<string> {
+  const out = path.join(
+    PROJECT_ROOT,
+    "artifacts",
+    "test-models",
+    dense ? `tiny-clip-ts-dense-${dense}` : "tiny-clip-ts",
+  );
   if (existsSync(path.join(out, "config.json"))) return out;
   const work = `${out}.${process.pid}.tmp`;
   rmSync(work, { recursive: true, force: true });
@@ -210,6 +217,7 @@ export async function tinyClipModelDir(): Promise<string> {
     out: path.join(work, "model"),
     name: "tiny-clip-test",
     threads: 1,
+    ...(dense ? { dense } : {}),
   });
   rmSync(out, { recursive: true, force: true });
   mkdirSync(path.dirname(out), { recursive: true });

@@ -11,7 +11,7 @@ import {
   isStorageFull,
   storageFullError,
 } from "../../core/errors.ts";
-import type { InsertOutcome, ItemStore, NewItem } from "../../store/types.ts";
+import type { InsertOutcome, ItemStore, NewItem, NewPart } from "../../store/types.ts";
 import type { Batch } from "./batch.ts";
 import type { Job } from "./claims.ts";
 
@@ -22,11 +22,16 @@ export interface Decoded extends Job {
   contentType: string;
 }
 
-/** A chunk's embeddings: by the live model, and by the next one while a reindex runs. */
+/**
+ * A chunk's embeddings: by the live model, and by the next one while a reindex runs. `vectors`
+ * are the items' own, `parts` their regions' (undefined for an item without), and the staged
+ * `parts` the same parts' vectors by the next model, in the same order.
+ */
 export interface EmbeddedChunk {
   modelId: string;
   vectors: Float32Array[];
-  staged?: { modelId: string; vectors: Float32Array[] };
+  parts?: (NewPart[] | undefined)[];
+  staged?: { modelId: string; vectors: Float32Array[]; parts?: Float32Array[][] };
 }
 
 /** Writes ingest's results to the store. */
@@ -57,7 +62,7 @@ export class Committer {
     embedded: EmbeddedChunk | undefined,
   ): Promise<void> {
     if (embedded === undefined) return;
-    const { vectors, staged } = embedded;
+    const { vectors, parts, staged } = embedded;
     try {
       this.assertUsable();
       const entries: NewItem[] = chunk.map((p, k) => {
@@ -73,8 +78,12 @@ export class Committer {
           vector: vectors[k] as Float32Array,
         };
         if (p.path !== undefined) entry.path = p.path;
+        const own = parts?.[k];
+        if (own !== undefined && own.length > 0) entry.parts = own;
         if (staged !== undefined) {
           entry.staged = { modelId: staged.modelId, vector: staged.vectors[k] as Float32Array };
+          const next = staged.parts?.[k];
+          if (own !== undefined && own.length > 0 && next !== undefined) entry.staged.parts = next;
         }
         // Staged already on SQLite (a no-op there); committed with the row on Postgres.
         if (p.source === "upload") entry.original = p.bytes;

@@ -12,7 +12,8 @@ import { errorOf } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
 import type { IndexInput, IndexResult } from "../../core/types.ts";
 import type { PreprocessPool } from "../../preprocess/pool.ts";
-import type { ItemStore } from "../../store/types.ts";
+import type { CropRequest, RegionPixels } from "../../preprocess/regions.ts";
+import type { ItemStore, NewPart } from "../../store/types.ts";
 import type { Generation } from "../models/generation.ts";
 import type { EmbedQueue } from "../queue.ts";
 import { Batch } from "./batch.ts";
@@ -49,6 +50,8 @@ interface Prepared extends Decoded {
   /** The models when the chunk was decoded (pixels are for the live one's preprocessing). */
   generations: { live: Generation; next: Generation | undefined };
   pixels: Float32Array;
+  /** With --regions auto, a large image's crops (src/preprocess/regions.ts). */
+  regions?: RegionPixels[];
 }
 
 export class Ingest {
@@ -60,6 +63,8 @@ export class Ingest {
   private readonly inputs: InputReader;
   private readonly claims: Claims;
   private readonly committer: Committer;
+  /** The crops each image is asked for: its regions with --regions auto. */
+  private readonly crops: CropRequest | undefined;
 
   constructor(deps: IngestDeps) {
     this.settings = deps.settings;
@@ -70,6 +75,10 @@ export class Ingest {
     this.inputs = new InputReader(deps.settings, deps.allowAnyPath);
     this.claims = new Claims(deps.store);
     this.committer = new Committer(deps.store, deps.assertUsable);
+    this.crops =
+      deps.settings.regions === "auto"
+        ? { kind: "auto", max: deps.settings.maxRegions }
+        : undefined;
   }
 
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
@@ -119,7 +128,12 @@ export class Ingest {
         const generations = this.generations();
         const decoded = await Promise.allSettled(
           jobs.map(async (job) => {
-            const image = await this.pool.run(job.bytes, generations.live.options);
+            const image = await this.pool.run(
+              job.bytes,
+              generations.live.options,
+              undefined,
+              this.crops,
+            );
             if (job.source === "upload") await this.committer.stageOriginal(job);
             return image;
           }),
@@ -140,6 +154,7 @@ export class Ingest {
             width: image.width,
             height: image.height,
             contentType: CONTENT_TYPES[image.format] ?? `image/${image.format}`,
+            ...(image.regions !== undefined ? { regions: image.regions } : {}),
           });
         });
         return prepared;
@@ -182,18 +197,49 @@ export class Ingest {
     return batch.settled();
   }
 
-  /** A chunk's embeddings by the next model (decoded again if its preprocessing differs). */
-  private async embedNext(
+  /**
+   * A chunk's inputs for the next model: the live one's when their preprocessing agrees, else
+   * decoded again (the regions at the same boxes).
+   */
+  private async pixelsForNext(
     prepared: readonly Prepared[],
     live: Generation,
     next: Generation,
-  ): Promise<Float32Array[]> {
-    const pixels = isDeepStrictEqual(live.options, next.options)
-      ? prepared.map((p) => p.pixels)
-      : await Promise.all(
-          prepared.map(async (p) => (await this.pool.run(p.bytes, next.options)).pixels),
-        );
-    return this.queue.run("ingest", prepared.length, () => next.embedder.embedPixels(pixels));
+  ): Promise<readonly { pixels: Float32Array; regions?: RegionPixels[] }[]> {
+    if (isDeepStrictEqual(live.options, next.options)) return prepared;
+    return Promise.all(
+      prepared.map((p) =>
+        this.pool.run(
+          p.bytes,
+          next.options,
+          undefined,
+          p.regions === undefined
+            ? undefined
+            : { kind: "boxes", boxes: p.regions.map((r) => r.box) },
+        ),
+      ),
+    );
+  }
+
+  /**
+   * Embeds each input's whole image and regions in the chunk's encoder run: the items' vectors,
+   * in order, and each item's regions' (none for an image without).
+   */
+  private async embedWithRegions(
+    generation: Generation,
+    inputs: readonly { pixels: Float32Array; regions?: RegionPixels[] }[],
+  ): Promise<{ vectors: Float32Array[]; regions: Float32Array[][] }> {
+    const crops = inputs.flatMap((input) => (input.regions ?? []).map((r) => r.pixels));
+    const all = [...inputs.map((input) => input.pixels), ...crops];
+    const vectors = await this.queue.run("ingest", all.length, () =>
+      generation.embedder.embedPixels(all),
+    );
+    let at = inputs.length;
+    const regions = inputs.map((input) => {
+      at += input.regions?.length ?? 0;
+      return vectors.slice(at - (input.regions?.length ?? 0), at);
+    });
+    return { vectors: vectors.slice(0, inputs.length), regions };
   }
 
   /** Embeds one chunk (and by the next model during a reindex); on failure its jobs fail. */
@@ -202,15 +248,29 @@ export class Ingest {
     if (first === undefined) return undefined;
     try {
       const { live, next } = first.generations;
-      const vectors = await this.queue.run("ingest", prepared.length, () =>
-        live.embedder.embedPixels(prepared.map((p) => p.pixels)),
+      const { vectors, regions } = await this.embedWithRegions(live, prepared);
+      const parts = prepared.map((p, k) =>
+        p.regions?.map(
+          (region, i): NewPart => ({
+            kind: "region",
+            box: region.box,
+            vector: regions[k]?.[i] as Float32Array,
+          }),
+        ),
       );
-      if (next === undefined) return { modelId: live.embedder.modelId, vectors };
-      const staged = await this.embedNext(prepared, live, next);
+      const chunk: EmbeddedChunk = { modelId: live.embedder.modelId, vectors, parts };
+      if (next === undefined) return chunk;
+      const staged = await this.embedWithRegions(
+        next,
+        await this.pixelsForNext(prepared, live, next),
+      );
       return {
-        modelId: live.embedder.modelId,
-        vectors,
-        staged: { modelId: next.embedder.modelId, vectors: staged },
+        ...chunk,
+        staged: {
+          modelId: next.embedder.modelId,
+          vectors: staged.vectors,
+          parts: staged.regions,
+        },
       };
     } catch (error) {
       batch.failAll(prepared, error);

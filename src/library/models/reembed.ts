@@ -11,7 +11,8 @@
  */
 
 import { AppError, type ErrorInfo, errorOf, isAppError } from "../../core/errors.ts";
-import type { StoredItem } from "../../store/types.ts";
+import type { Box } from "../../core/types.ts";
+import type { StagedRow, StoredItem } from "../../store/types.ts";
 import type { Generation } from "./generation.ts";
 import { asModelFailure } from "./next-model.ts";
 import type { ModelHost } from "./types.ts";
@@ -67,36 +68,81 @@ async function withRetries<T>(pass: ReembedPass, work: () => Promise<T>): Promis
   }
 }
 
-/** Embeds one page and stages it; returns how many items were staged. */
+/**
+ * The regions each item of `page` keeps (by the store's live model), to be cut again at the
+ * same boxes: what --regions was when the item was indexed, not what it is now.
+ */
+async function regionsOf(
+  host: ModelHost,
+  page: readonly StoredItem[],
+): Promise<Map<number, { index: number; box: Box }[]>> {
+  const live = await host.store.model();
+  const regions = new Map<number, { index: number; box: Box }[]>();
+  if (live === undefined) return regions;
+  const parts = await host.store.partsOf(
+    live.modelId,
+    page.map((item) => item.label),
+  );
+  for (const [label, list] of parts) {
+    const boxes = list.flatMap((part) =>
+      part.kind === "region" ? [{ index: part.index, box: part.box }] : [],
+    );
+    if (boxes.length > 0) regions.set(label, boxes);
+  }
+  return regions;
+}
+
+/** Embeds one page (each item's regions too) and stages it; returns how many were staged. */
 async function embedPage(
   host: ModelHost,
   pass: ReembedPass,
   page: readonly StoredItem[],
 ): Promise<number> {
   const { model } = pass;
+  const regions = await regionsOf(host, page);
   const bytes = await Promise.all(page.map((item) => readForReembed(host, item)));
   const decoded = await Promise.allSettled(
-    bytes.map(async (data) => {
+    bytes.map(async (data, k) => {
       if (data instanceof Error) throw isAppError(data) ? data : imageMissing(data);
-      return data === DELETED ? DELETED : host.pool.run(data, model.options);
+      if (data === DELETED) return DELETED;
+      const boxes = regions.get((page[k] as StoredItem).label)?.map((r) => r.box);
+      return host.pool.run(
+        data,
+        model.options,
+        undefined,
+        boxes === undefined ? undefined : { kind: "boxes", boxes },
+      );
     }),
   );
-  const good: { label: number; pixels: Float32Array }[] = [];
+  const good: { label: number; pixels: Float32Array[] }[] = [];
   decoded.forEach((outcome, k) => {
     const item = page[k] as StoredItem;
     if (outcome.status === "rejected") pass.failed(item, errorOf(outcome.reason));
-    else if (outcome.value !== DELETED)
-      good.push({ label: item.label, pixels: outcome.value.pixels });
+    else if (outcome.value !== DELETED) {
+      const crops = (outcome.value.regions ?? []).map((r) => r.pixels);
+      good.push({ label: item.label, pixels: [outcome.value.pixels, ...crops] });
+    }
   });
   if (good.length === 0) return 0;
-  const vectors = await host.queue.run("ingest", good.length, () =>
-    asModelFailure(() => model.embedder.embedPixels(good.map((g) => g.pixels))),
+  const flat = good.flatMap((g) => g.pixels);
+  const vectors = await host.queue.run("ingest", flat.length, () =>
+    asModelFailure(() => model.embedder.embedPixels(flat)),
   );
   host.assertOpen();
-  await host.store.putStaging(
-    good.map((g, k) => ({ label: g.label, vector: vectors[k] as Float32Array })),
-    model.embedder.modelId,
-  );
+  let at = 0;
+  const rows: StagedRow[] = good.map((g) => {
+    const row: StagedRow = { label: g.label, vector: vectors[at] as Float32Array };
+    const indexes = regions.get(g.label) ?? [];
+    if (indexes.length > 0) {
+      row.parts = indexes.map((r, i) => ({
+        index: r.index,
+        vector: vectors[at + 1 + i] as Float32Array,
+      }));
+    }
+    at += g.pixels.length;
+    return row;
+  });
+  await host.store.putStaging(rows, model.embedder.modelId);
   return good.length;
 }
 

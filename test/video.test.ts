@@ -4,11 +4,12 @@
  * files, missing ffmpeg, time limits and aborts.
  */
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import sharp from "sharp";
 import { AppError } from "../src/core/errors.ts";
+import { collectImageFiles } from "../src/library/ingest/files.ts";
 import {
   decodeVideoFrames,
   frameAt,
@@ -301,6 +302,21 @@ describe("hostile videos get their codes", () => {
       assert.match((error as Error).message, /apt-get install ffmpeg/);
       return true;
     });
+  });
+});
+
+describe("walks", () => {
+  test("a folder walk (CLI index, jobs) picks up videos beside images", async () => {
+    const folder = path.join(dir, "walk");
+    mkdirSync(folder);
+    for (const name of ["a.jpg", "b.MP4", "c.webm", "d.mov", "e.mkv", "f.m4v", "notes.txt"]) {
+      writeFileSync(path.join(folder, name), "x");
+    }
+    const { files } = await collectImageFiles([folder]);
+    assert.deepEqual(
+      files.map((f) => path.basename(f)),
+      ["a.jpg", "b.MP4", "c.webm", "d.mov", "e.mkv", "f.m4v"],
+    );
   });
 });
 

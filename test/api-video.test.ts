@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import type { components } from "../src/api/types.gen.ts";
 import { multipart, type Part, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
 import { sampleImage } from "./helpers/demo-model.ts";
-import { colourScenes, ffmpeg } from "./helpers/videos.ts";
+import { colourScenes, ffmpeg, liveWebm } from "./helpers/videos.ts";
 
 type S = components["schemas"];
 
@@ -54,20 +54,7 @@ describe("videos over HTTP", () => {
     ]);
     videos.truncated = readFileSync(fast).subarray(0, Math.floor(readFileSync(fast).length / 2));
     videos.huge = readFileSync(colourScenes(file("huge.mp4"), ["red"], 1, { size: "640x480" }));
-    videos.endless = readFileSync(
-      ffmpeg(file("live.webm"), [
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=red:s=32x32:r=10:d=6",
-        "-c:v",
-        "libvpx",
-        "-live",
-        "1",
-        "-f",
-        "webm",
-      ]),
-    );
+    videos.endless = readFileSync(liveWebm(file("live.webm"), 6));
     videos.noStream = readFileSync(
       ffmpeg(file("zero.mp4"), ["-f", "lavfi", "-i", "color=c=red:s=32x32:r=5", "-frames:v", "0"]),
     );

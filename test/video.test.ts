@@ -19,7 +19,7 @@ import {
   withTemporaryFile,
 } from "../src/preprocess/video/index.ts";
 import { SceneSampler, signature } from "../src/preprocess/video/scenes.ts";
-import { colourScenes, ffmpeg, VIDEO_SETTINGS, videoDir } from "./helpers/videos.ts";
+import { colourScenes, ffmpeg, liveWebm, VIDEO_SETTINGS, videoDir } from "./helpers/videos.ts";
 
 const dir = videoDir();
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -247,18 +247,7 @@ describe("hostile videos get their codes", () => {
   });
 
   test("an endless stream (no duration in its header) is cut off once it runs past the limit", async () => {
-    const live = ffmpeg(path.join(dir, "live.webm"), [
-      "-f",
-      "lavfi",
-      "-i",
-      "color=c=red:s=32x32:r=10:d=6",
-      "-c:v",
-      "libvpx",
-      "-live",
-      "1",
-      "-f",
-      "webm",
-    ]);
+    const live = liveWebm(path.join(dir, "live.webm"), 6);
     const probe = await probeVideo(live, VIDEO_SETTINGS);
     assert.equal(probe.duration, undefined, "the header gives no duration");
     await assert.rejects(

@@ -139,7 +139,7 @@ export const SETTINGS = {
     scope: "library",
     env: "LONGCLIP_REGIONS",
     flag: "regions",
-    help: "auto also embeds overlapping crops of large images (2×2 and 3×3 grids, half a cell apart; a grid only where its cells are at least the model's input size) so small things in them can be found; applies to images indexed or reindexed afterwards",
+    help: "auto also embeds overlapping crops of large images (2×2, 3×3 and 4×4 grids, windows half a cell apart; a grid only where its cells are at least the model's input size) so small things in them can be found; applies to images indexed or reindexed afterwards",
   },
   maxRegions: {
     default: 34,

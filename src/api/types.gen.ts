@@ -665,13 +665,6 @@ export interface components {
             /** @description Cosine similarity of the part's vector. */
             score: number;
         };
-        /** @description A region of an image in the pixels of the original as shown (EXIF orientation applied); x, y its top-left corner. */
-        Box: {
-            x: number;
-            y: number;
-            width: number;
-            height: number;
-        };
         DuplicateGroup: {
             ids: string[];
             /** @description The highest cosine similarity of a linked pair in the group. */

@@ -88,10 +88,14 @@ CMD ["node", "dist/cli/main.js", "serve"]
 
 # ---- runtime (default): CPU
 FROM ${NODE_IMAGE} AS runtime
+# Videos need ffmpeg, which is large (docs/video.md): `--build-arg WITH_FFMPEG=yes` adds it;
+# without it the image serves images and answers videos with unsupported_video.
+ARG WITH_FFMPEG=no
 # libjpeg62-turbo: the library the native JPEG decoder (build/jpeg-native.node) links. apt's
 # lists and package caches go too (about 80 MB: a base made by debootstrap keeps them).
 RUN apt-get update \
   && apt-get install -y --no-install-recommends libjpeg62-turbo \
+    $(if [ "$WITH_FFMPEG" = yes ]; then echo ffmpeg; fi) \
   && apt-get clean \
   && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
   && groupadd --system longclip \

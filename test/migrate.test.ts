@@ -12,7 +12,7 @@ import { PostgresStore } from "../src/store/postgres/store.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { tempDir } from "./helpers/library-fixtures.ts";
 import { startPostgres, type TestPostgres } from "./helpers/postgres.ts";
-import { newItem } from "./helpers/store-contract.ts";
+import { newItem, vectorOf } from "./helpers/store-contract.ts";
 
 const root = tempDir("migrate-test-");
 const PARAMETERS = { m: 16, efConstruction: 64, efSearch: 64 };
@@ -42,7 +42,7 @@ function io() {
   };
 }
 
-test("migrate copies items, metadata, embeddings and originals; a second run resumes", async () => {
+test("migrate copies items, metadata, embeddings (parts' too) and originals; a second run resumes", async () => {
   const dataDir = path.join(root, "data");
   const source = new SqliteStore({ dataDir, indexSaveIntervalMs: 0, ...PARAMETERS });
   await source.setModel({ modelId: "m1", dims: 8 });
@@ -52,9 +52,20 @@ test("migrate copies items, metadata, embeddings and originals; a second run res
     path: undefined,
     original: Buffer.from(`bytes-${n}`),
   }));
-  await source.insertItems([...uploads, newItem(4, { n: 4 }), newItem(5)], "m1");
+  const withParts = {
+    ...newItem(4, { n: 4 }),
+    parts: [
+      { kind: "region" as const, box: { x: 1, y: 2, width: 3, height: 4 }, vector: vectorOf(41) },
+      { kind: "frame" as const, t: 1.5, vector: vectorOf(42) },
+    ],
+  };
+  await source.insertItems([...uploads, withParts, newItem(5)], "m1");
   // An item whose embedding is of another model (a reindex that could not read it).
-  source.db.prepare("UPDATE embeddings SET model_id = 'old' WHERE label = 5").run();
+  source.db
+    .prepare(
+      "UPDATE embeddings SET model_id = 'old' WHERE label = (SELECT label FROM items WHERE id = 'item-5')",
+    )
+    .run();
   await source.close();
 
   // Part of the library is already there, as after an interrupted run.
@@ -91,6 +102,13 @@ test("migrate copies items, metadata, embeddings and originals; a second run res
     assert.deepEqual(row?.vector, newItem(2).vector, "the embedding is copied, not recomputed");
     const hits = await target.nearest({ vector: newItem(4).vector, k: 1 }, "m1");
     assert.equal(hits[0]?.item.id, "item-4");
+    const four = (await target.getById("item-4"))?.label as number;
+    assert.deepEqual((await target.partsOf("m1", [four])).get(four), [
+      { ...withParts.parts[0], index: 0 },
+      { ...withParts.parts[1], index: 1 },
+    ]);
+    const [byFrame] = await target.nearest({ vector: vectorOf(42), k: 1 }, "m1");
+    assert.deepEqual(byFrame?.match, { kind: "frame", t: 1.5, index: 1, score: byFrame?.score });
   } finally {
     await target.close();
   }

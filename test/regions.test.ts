@@ -62,6 +62,18 @@ describe("regionBoxes", () => {
     assert.deepEqual(regionBoxes(960, 960, 32, 3), []);
     assert.deepEqual(regionBoxes(960, 960, 32, 0), []);
   });
+
+  test("4×4 from four times the input, when the cap leaves room for it", () => {
+    assert.equal(regionBoxes(960, 960, 32, 83).length, 9 + 25 + 49);
+    assert.equal(regionBoxes(960, 960, 32, 82).length, 9 + 25 + 16, "its cells only");
+    assert.equal(regionBoxes(960, 127, 32, 83).length, 9 + 25, "short side under 4 × 32");
+    assert.deepEqual(regionBoxes(960, 960, 32, 83)[34 + 48], {
+      x: 720,
+      y: 720,
+      width: 240,
+      height: 240,
+    });
+  });
 });
 
 describe("checkBox", () => {
@@ -179,20 +191,20 @@ describe("crops of the image as shown (EXIF orientation applied)", () => {
     assertColour(regions[33]?.pixels as Float32Array, BLUE, "bottom-right 3×3 window");
   });
 
-  test("box: the crop replaces the whole image; through the pool's workers", async () => {
+  test("boxes: the whole image and the boxes' crops, through the pool's workers", async () => {
     const bytes = await rotatedJpeg(240, 320);
-    const red = await pool.run(bytes, OPTIONS, undefined, {
-      kind: "box",
-      box: { x: 10, y: 10, width: 100, height: 140 },
+    const image = await pool.run(bytes, OPTIONS, undefined, {
+      kind: "boxes",
+      boxes: [
+        { x: 10, y: 10, width: 100, height: 140 },
+        { x: 130, y: 10, width: 100, height: 140 },
+      ],
     });
-    assert.equal(red.pixels.length, 3 * 32 * 32);
-    assert.equal(red.regions, undefined);
-    assertColour(red.pixels, RED, "box in the red quarter");
-    const blue = await pool.run(bytes, OPTIONS, undefined, {
-      kind: "box",
-      box: { x: 130, y: 10, width: 100, height: 140 },
-    });
-    assertColour(blue.pixels, BLUE, "box right of it");
+    assert.deepEqual(image.pixels, (await pool.run(bytes, OPTIONS)).pixels, "whole image");
+    const [red, blue] = image.regions ?? [];
+    assert.equal(red?.pixels.length, 3 * 32 * 32);
+    assertColour(red?.pixels as Float32Array, RED, "box in the red quarter");
+    assertColour(blue?.pixels as Float32Array, BLUE, "box right of it");
   });
 
   test("a box outside the shown frame is refused, inside the stored one or not", async () => {
@@ -200,8 +212,8 @@ describe("crops of the image as shown (EXIF orientation applied)", () => {
     // 300 wide fits the stored 320×240 but not the shown 240×320.
     await assert.rejects(
       pool.run(bytes, OPTIONS, undefined, {
-        kind: "box",
-        box: { x: 0, y: 0, width: 300, height: 200 },
+        kind: "boxes",
+        boxes: [{ x: 0, y: 0, width: 300, height: 200 }],
       }),
       (e: unknown) => isAppError(e) && e.code === "invalid_box" && e.status === 400,
     );

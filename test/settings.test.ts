@@ -36,8 +36,9 @@ const MiB = 1024 * 1024;
  * table replaced them: key, flag, placeholder, variable, platform variable, scope, default
  * (`<root>` the checkout, `<home>` the home directory). Added on main meanwhile:
  * minDuplicateThreshold, maxFilterValues, maxQueryWindows, maxRequestWindows, sqliteReadWorkers,
- * logFormat, databaseReadUrl, databaseReadMaxLagMs (read replicas), explainCacheSize and
- * explainOverlaySide (POST /explain); new with the table: --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
+ * logFormat, databaseReadUrl, databaseReadMaxLagMs (read replicas), the video limits (maxVideoBytes to
+ * ffmpegPath), explainCacheSize and explainOverlaySide (POST /explain); new with the table:
+ * --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
  */
 const BEFORE = `
 modelDir               --model                    dir         LONGCLIP_MODEL_DIR                -    library <root>/models/demo
@@ -58,6 +59,15 @@ apiKeyReads            --api-key-reads            on|off      LONGCLIP_API_KEY_R
 mediaRoot              --media-root               dir         LONGCLIP_MEDIA_ROOT               -    library unset
 maxImageBytes          --max-image-bytes          n           LONGCLIP_MAX_IMAGE_BYTES          -    library 20971520
 maxImagePixels         --max-image-pixels         n           LONGCLIP_MAX_IMAGE_PIXELS         -    library 50000000
+maxVideoBytes          --max-video-bytes          n           LONGCLIP_MAX_VIDEO_BYTES          -    library 209715200
+maxVideoSeconds        --max-video-seconds        n           LONGCLIP_MAX_VIDEO_SECONDS        -    library 600
+maxVideoPixels         --max-video-pixels         n           LONGCLIP_MAX_VIDEO_PIXELS         -    library 8847360
+maxVideoFrames         --max-video-frames         n           LONGCLIP_MAX_VIDEO_FRAMES         -    library 32
+videoMinIntervalMs     --video-min-interval-ms    n           LONGCLIP_VIDEO_MIN_INTERVAL_MS    -    library 1000
+videoMaxIntervalMs     --video-max-interval-ms    n           LONGCLIP_VIDEO_MAX_INTERVAL_MS    -    library 10000
+videoSceneThreshold    --video-scene-threshold    fraction    LONGCLIP_VIDEO_SCENE_THRESHOLD    -    library 0.1
+videoDecodeTimeoutMs   --video-decode-timeout-ms  n           LONGCLIP_VIDEO_DECODE_TIMEOUT_MS  -    library 120000
+ffmpegPath             --ffmpeg                   path        LONGCLIP_FFMPEG                   -    library ffmpeg
 maxBatchItems          --max-batch-items          n           LONGCLIP_MAX_BATCH_ITEMS          -    library 64
 maxRequestBytes        --max-request-bytes        n           LONGCLIP_MAX_REQUEST_BYTES        -    library 209715200
 maxQueryChars          --max-query-chars          n           LONGCLIP_MAX_QUERY_CHARS          -    library 10000

@@ -6,6 +6,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { PostgresStore } from "../src/store/postgres/store.ts";
+import { SCHEMA_VERSION } from "../src/store/sqlite/schema.ts";
 import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { tempDir } from "./helpers/library-fixtures.ts";
 import { startPostgres, type TestPostgres, testPostgresKind } from "./helpers/postgres.ts";
@@ -95,11 +96,12 @@ test("SQLite: a database from before schema 3 gets its stored metadata indexed f
   store.db.exec(`
     DROP TRIGGER items_text_added; DROP TRIGGER items_text_changed;
     DROP VIEW item_text_source; DROP TABLE item_text_fts; DROP TABLE item_text;
+    DROP TABLE item_parts_staging; DROP TABLE item_parts;
     PRAGMA user_version = 2;`);
   await store.close();
   const migrated = await openSqlite();
   try {
-    assert.equal(migrated.db.pragma("user_version", { simple: true }), 3);
+    assert.equal(migrated.db.pragma("user_version", { simple: true }), SCHEMA_VERSION);
     const hits = await migrated.keywordSearch(BACKFILL_QUERY);
     assert.deepEqual(hits.map((hit) => hit.item.id).sort(), ["item-1", "item-2"]);
   } finally {
@@ -118,6 +120,7 @@ test("Postgres: a database from before schema 2 gets its stored metadata indexed
   await client.query(`
     DROP TRIGGER items_text ON longclip.items; DROP FUNCTION longclip.index_item_text();
     DROP TABLE longclip.item_text; DROP FUNCTION longclip.text_fields(jsonb);
+    DROP TABLE longclip.item_parts_staging; DROP TABLE longclip.item_parts;
     UPDATE longclip.schema_version SET version = 1;`);
   await client.end();
   const migrated = await openPostgres();

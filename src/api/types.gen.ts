@@ -96,11 +96,15 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Find the indexed images most similar to an uploaded image.
-         * @description `multipart/form-data` with exactly one file in the field `image` (at most
-         *     `maxImageBytes`) and, optionally, a metadata filter as a JSON object in the field
-         *     `filter` (the conditions of `POST /search`). `offset` pages and `min_score` cuts as in
-         *     `POST /search`. The response has the same `hits` as `POST /search`.
+         * Find the indexed images most similar to an image, or to a region of it.
+         * @description `multipart/form-data` with the query image: exactly one file in the field `image` (at
+         *     most `maxImageBytes`), or a stored item's id in the field `item_id` (its image is the
+         *     query); optionally a region of that image in the field `box` (JSON `{"x", "y",
+         *     "width", "height"}`, schema `Box`: whole pixels of the image as shown, EXIF
+         *     orientation applied, inside it) to search by that crop instead of the whole image,
+         *     and a metadata filter as a JSON object in the field `filter` (the conditions of
+         *     `POST /search`). `offset` pages and `min_score` cuts as in `POST /search`. The
+         *     response has the same `hits` as `POST /search`.
          */
         post: operations["searchImage"];
         delete?: never;
@@ -644,14 +648,29 @@ export interface components {
         Filter: {
             [key: string]: components["schemas"]["FilterCondition"];
         };
+        /** @description Exactly one of `image` and `item_id`. */
         ImageUpload: {
             /** @description The query image. */
-            image: string;
+            image?: string;
+            /** @description A stored item whose image is the query (instead of `image`). */
+            item_id?: string;
+            /**
+             * @description Optional: a JSON `Box`, e.g. `{"x": 120, "y": 40, "width": 300, "height": 200}`:
+             *     search by this region of the query image.
+             */
+            box?: string;
             /**
              * @description Optional: a JSON object with the same conditions as `POST /search`'s `filter`
              *     (schema `Filter`), e.g. `{"album": "a", "year": {"$gte": 2020}}`.
              */
             filter?: string;
+        };
+        /** @description A rectangle of an image in its pixels as shown (EXIF orientation applied), from its top-left corner. */
+        Box: {
+            x: number;
+            y: number;
+            width: number;
+            height: number;
         };
         Hit: {
             id: string;
@@ -1203,11 +1222,21 @@ export interface operations {
                 };
             };
             /**
-             * @description `validation_failed` (no file, more than one file, unknown field or query
-             *     parameter), `malformed_multipart`, `k_out_of_range`, `image_corrupt` (truncated or
-             *     damaged image), `image_empty` (0 bytes).
+             * @description `validation_failed` (neither or both of a file and `item_id`, more than one file,
+             *     unknown field or query parameter), `malformed_multipart`, `k_out_of_range`,
+             *     `image_corrupt` (truncated or damaged image), `image_empty` (0 bytes),
+             *     `invalid_box` (a `box` that is not a `Box` or not inside the image).
              */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: no item has the id given in `item_id`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

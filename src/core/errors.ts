@@ -67,6 +67,10 @@ export const ERRORS = {
   invalid_cursor: { status: 400, meaning: "a page cursor this server did not issue" },
   image_corrupt: { status: 400, meaning: "the image cannot be decoded (corrupt or truncated)" },
   image_empty: { status: 400, meaning: "the image has 0 bytes" },
+  invalid_video: {
+    status: 400,
+    meaning: "a video that cannot be decoded: truncated, no frames, or not its file name's format",
+  },
   invalid_id: { status: 400, meaning: "an item id that is not 1-128 allowed characters" },
   invalid_input: { status: 400, meaning: "an input with both image bytes and a path, or neither" },
   invalid_metadata: { status: 400, meaning: "metadata that is not a JSON object, too big or deep" },
@@ -193,10 +197,20 @@ export const ERRORS = {
     status: 413,
     meaning: "an image over maxImagePixels (maxQueryImagePixels for a query) once decoded",
   },
+  video_too_large: { status: 413, meaning: "a video file over maxVideoBytes" },
+  video_too_long: {
+    status: 413,
+    meaning: "a video over maxVideoSeconds, or whose decoding ran past videoDecodeTimeoutMs",
+  },
+  video_too_many_pixels: { status: 413, meaning: "a video whose frames are over maxVideoPixels" },
 
   unsupported_image: {
     status: 415,
     meaning: "bytes that are not an image format the server reads",
+  },
+  unsupported_video: {
+    status: 415,
+    meaning: "a video this server cannot decode: no ffmpeg installed, or a codec it lacks",
   },
   unsupported_media_type: { status: 415, meaning: "a Content-Type the endpoint does not take" },
 

@@ -33,6 +33,20 @@ export type Device = Settings["device"];
 /** The limits an image is checked against before it is decoded. */
 export type ImageLimits = Pick<Settings, "maxImageBytes" | "maxImagePixels">;
 
+/** What a video is checked against and how its frames are sampled (src/preprocess/video/). */
+export type VideoSettings = Pick<
+  Settings,
+  | "maxVideoBytes"
+  | "maxVideoSeconds"
+  | "maxVideoPixels"
+  | "maxVideoFrames"
+  | "videoMinIntervalMs"
+  | "videoMaxIntervalMs"
+  | "videoSceneThreshold"
+  | "videoDecodeTimeoutMs"
+  | "ffmpegPath"
+>;
+
 export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
 
 /** The keys of the settings of `scopes`, in table order. */

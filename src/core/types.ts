@@ -71,6 +71,15 @@ export interface SearchOptions {
   textFields?: readonly string[];
 }
 
+/** An image query: uploaded bytes, or the image of a stored item (by its id). */
+export type ImageQuery = Buffer | { itemId: string };
+
+/** Options of an image query besides the search's own. */
+export interface ImageQueryOptions {
+  /** Search by this region of the image (in its pixels as shown), not the whole image. */
+  box?: Box;
+}
+
 /** How a query text past the model's context is read. */
 export interface TextOptions {
   /** false: refuse a text past the context (`query_too_long`) instead of cutting it. */

@@ -21,6 +21,8 @@ import type {
   ComposePart,
   DuplicateGroupPage,
   Hit,
+  ImageQuery,
+  ImageQueryOptions,
   IndexInput,
   IndexResult,
   Item,
@@ -273,8 +275,24 @@ export class LongclipLibrary implements Library {
     return this.track(() => this.models.acrossSwitch(() => this.searches.compose(parts, options)));
   }
 
-  searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
-    return this.track(() => this.models.acrossSwitch(() => this.searches.image(bytes, options)));
+  searchImage(
+    image: ImageQuery,
+    options: SearchOptions & ImageQueryOptions,
+  ): Promise<{ hits: Hit[] }> {
+    return this.track(async () => {
+      const bytes = Buffer.isBuffer(image) ? image : await this.storedImage(image.itemId);
+      const { box, ...search } = options;
+      return this.models.acrossSwitch(() => this.searches.image(bytes, search, box));
+    });
+  }
+
+  /** A stored item's image bytes, for a query by it (404 not_found when there is none). */
+  private async storedImage(id: string): Promise<Buffer> {
+    const image = await this.items.readImage(id);
+    if (image === undefined) {
+      throw new AppError("not_found", `No item "${id}"; search by an indexed item's id.`, { id });
+    }
+    return image.bytes;
   }
 
   /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */

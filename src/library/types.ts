@@ -6,6 +6,8 @@ import type {
   ComposePart,
   DuplicateGroupPage,
   Hit,
+  ImageQuery,
+  ImageQueryOptions,
   IndexInput,
   IndexResult,
   Item,
@@ -73,7 +75,11 @@ export interface Library {
     parts: readonly ComposePart[],
     options: SearchOptions & TextOptions,
   ): Promise<TextSearchResult>;
-  searchImage(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }>;
+  /** Items like an image (uploaded or stored), or like a region of it (`box`). */
+  searchImage(
+    image: ImageQuery,
+    options: SearchOptions & ImageQueryOptions,
+  ): Promise<{ hits: Hit[] }>;
   /** Groups of near-duplicate items (image embeddings at least `threshold` similar), paged. */
   duplicates(options: {
     threshold: number;

@@ -2,7 +2,7 @@
  * Regions of large images: crops of the decoded image, each preprocessed like a whole image,
  * so that a thing too small to survive the shrink to the model's input can still be found.
  *
- * `auto` lays n×n grids over the image (n = 2, then 3), each cell `width / n` × `height / n`,
+ * `auto` lays n×n grids over the image (n = 2, 3, then 4), each cell `width / n` × `height / n`,
  * with windows every half cell ((2n - 1)² windows). A grid is used only where its cells are at
  * least the model's input on their short side, so a crop is never enlarged: an image whose
  * short side is under twice the input size gets no regions, one under three times only the 2×2
@@ -20,10 +20,10 @@ import type { RawImage } from "./resample.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
 /** The grids `auto` lays over an image, coarse first. */
-export const REGION_GRIDS = [2, 3] as const;
+export const REGION_GRIDS = [2, 3, 4] as const;
 
-/** What crops a request asks for: `auto` regions (at most `max`), or one box (a query). */
-export type CropRequest = { kind: "auto"; max: number } | { kind: "box"; box: Box };
+/** What crops a request asks for: `auto` regions (at most `max`), or the crops of given boxes. */
+export type CropRequest = { kind: "auto"; max: number } | { kind: "boxes"; boxes: Box[] };
 
 /** One crop: its box in the image's pixels and its model input. */
 export interface RegionPixels {
@@ -152,26 +152,15 @@ async function cropsOf<T extends RawImage & { nearest?: boolean }>(
 }
 
 /**
- * Preprocesses `bytes` with the crops `crops` asks for: for `auto`, the whole image as
- * preprocessImage gives it plus its regions (none for a small image); for `box`, the box's
- * crop in place of the whole image (400 invalid_box when it is not inside the image).
+ * Preprocesses `bytes` as preprocessImage does, plus crops: for `auto`, the image's regions
+ * (none for a small image); for `boxes`, those boxes (400 invalid_box for one that is not
+ * inside the image).
  */
 export async function preprocessWithCrops(
   bytes: Buffer,
   options: PreprocessOptions,
   crops: CropRequest,
 ): Promise<PreprocessedImage> {
-  if (crops.kind === "box") {
-    const full = await decodeImage(bytes, options);
-    checkBox(crops.box, full.width, full.height);
-    const [crop] = await cropsOf(full, [crops.box], options);
-    return {
-      pixels: (crop as RegionPixels).pixels,
-      width: full.width,
-      height: full.height,
-      format: full.format,
-    };
-  }
   const image = await decodeForModel(bytes, options);
   const whole: PreprocessedImage = {
     pixels: toModelInput(image, options),
@@ -179,7 +168,11 @@ export async function preprocessWithCrops(
     height: image.sourceHeight,
     format: image.format,
   };
-  const boxes = regionBoxes(whole.width, whole.height, options.resolution, crops.max);
+  const boxes =
+    crops.kind === "auto"
+      ? regionBoxes(whole.width, whole.height, options.resolution, crops.max)
+      : crops.boxes;
+  for (const box of boxes) checkBox(box, whole.width, whole.height);
   if (boxes.length === 0) return whole;
   // The exact path decoded the full image already; the fast one a smaller one.
   const full =

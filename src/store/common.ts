@@ -4,16 +4,22 @@
  * Only the SQL (and SQLite's in-process index) differs between sqlite/ and postgres/.
  */
 import { AppError, storeModelMismatch } from "../core/errors.ts";
-import type { IndexParameters, ModelInfo, NewItem, VectorIndexStats } from "./types.ts";
+import { checkParts, withVectors } from "./parts.ts";
+import type { IndexParameters, ModelInfo, NewItem, NewPart, VectorIndexStats } from "./types.ts";
 
 export interface Embedding {
   modelId: string;
   vector: Float32Array;
 }
 
-/** A new item's live embedding, and the one to stage beside it (blue/green), if any. */
+/**
+ * A new item's live embedding with its parts' (none when it has none, or when the live model
+ * is the staged one and the parts were not embedded by it), and the one to stage beside it
+ * (blue/green), if any, with its parts' vectors in part order.
+ */
 export interface LiveEmbedding extends Embedding {
-  staged?: Embedding;
+  parts: readonly NewPart[];
+  staged?: Embedding & { parts?: readonly Float32Array[] };
 }
 
 /**
@@ -28,16 +34,25 @@ export function liveEmbedding(
   modelId: string,
   current: string | undefined,
 ): LiveEmbedding {
+  checkParts(entry);
   const staged = entry.staged;
   if (current !== undefined && current !== modelId) {
-    if (staged?.modelId === current) return { modelId: staged.modelId, vector: staged.vector };
+    if (staged?.modelId === current) {
+      const parts = staged.parts === undefined ? [] : withVectors(entry.parts ?? [], staged.parts);
+      return { modelId: staged.modelId, vector: staged.vector, parts };
+    }
     throw new AppError(
       "model_mismatch",
       `The library switched to model ${current} while this image was embedded by ${modelId}; this node follows within seconds (or restart it with the new model), then retry.`,
       { storedModelId: current, modelId },
     );
   }
-  return { modelId, vector: entry.vector, ...(staged !== undefined ? { staged } : {}) };
+  return {
+    modelId,
+    vector: entry.vector,
+    parts: entry.parts ?? [],
+    ...(staged !== undefined ? { staged } : {}),
+  };
 }
 
 /**

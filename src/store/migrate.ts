@@ -1,12 +1,14 @@
 /**
  * Moving a library from one store to another (the embedded default's data directory to
- * Postgres) without re-embedding: items, metadata, embeddings and uploaded originals are copied
+ * Postgres) without re-embedding: items, metadata, embeddings (the parts' too: regions,
+ * frames, numbered from 0 again in their order) and uploaded originals are copied
  * page by page through the storage seam. Copying is idempotent — an item already in the target
  * (same content and id) is skipped — so an interrupted run is resumed by running it again. At
  * the end the target is checked: every source item is there, and a sample of vectors is equal.
  */
 import { AppError } from "../core/errors.ts";
-import type { ItemStore, NewItem, StoredItem } from "./types.ts";
+import { withVectors } from "./parts.ts";
+import type { ItemStore, NewItem, StoredItem, StoredPart } from "./types.ts";
 
 export interface MigrateProgress {
   done: number;
@@ -65,14 +67,11 @@ export async function migrateStore(
     const last = page[page.length - 1];
     if (last === undefined) break;
     after = last.label;
+    const labels = page.map((item) => item.label);
     const vectors = new Map(
-      (
-        await source.embeddingsOf(
-          model.modelId,
-          page.map((item) => item.label),
-        )
-      ).map((row) => [row.label, row.vector]),
+      (await source.embeddingsOf(model.modelId, labels)).map((row) => [row.label, row.vector]),
     );
+    const parts = await source.partsOf(model.modelId, labels);
     const entries: NewItem[] = [];
     const copied: StoredItem[] = [];
     for (const item of page) {
@@ -81,7 +80,7 @@ export async function migrateStore(
         report.notEmbedded.push(item.id);
         continue;
       }
-      entries.push(await toNewItem(source, item, vector));
+      entries.push(await toNewItem(source, item, vector, parts.get(item.label) ?? []));
       copied.push(item);
     }
     const outcomes = await target.insertItems(entries, model.modelId);
@@ -102,6 +101,7 @@ async function toNewItem(
   source: ItemStore,
   item: StoredItem,
   vector: Float32Array,
+  parts: readonly StoredPart[],
 ): Promise<NewItem> {
   const entry: NewItem = {
     id: item.id,
@@ -115,6 +115,12 @@ async function toNewItem(
     vector,
   };
   if (item.path !== undefined) entry.path = item.path;
+  if (parts.length > 0) {
+    entry.parts = withVectors(
+      parts,
+      parts.map((part) => part.vector),
+    );
+  }
   if (item.source === "upload") entry.original = await source.readOriginal(item.sha256);
   return entry;
 }

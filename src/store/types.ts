@@ -8,13 +8,33 @@
  * `insertItems` resolves, they are durable, and a crash never leaves half an item.
  */
 import type { ErrorInfo } from "../core/errors.ts";
-import type { Filter, Item, ItemOrder, Metadata } from "../core/types.ts";
+import type { Box, Filter, Item, ItemOrder, Metadata } from "../core/types.ts";
 import type { JobStore } from "./jobs.ts";
 
 export interface StoredItem extends Item {
   /** Internal row key: unique, increasing, never reused after a deletion. */
   label: number;
 }
+
+/**
+ * Where a part is in its item: a region of an image (a box in the pixels of the original as
+ * shown, as the item's width and height are), or a frame of a video (seconds from its start).
+ */
+export type PartLocator = { kind: "region"; box: Box } | { kind: "frame"; t: number };
+
+/**
+ * A part of an item with its own embedding, searched beside the item's whole-image vector: a
+ * search ranks items by their best vector. An item's parts are numbered by their position in
+ * `NewItem.parts` (`index`, from 0) and are stored, searched, reindexed, migrated and deleted
+ * with it; near-duplicates compare whole-image vectors only.
+ */
+export type NewPart = PartLocator & { vector: Float32Array };
+
+/** A stored part: its locator, its position among its item's parts, and its embedding. */
+export type StoredPart = NewPart & { index: number };
+
+/** The vector of a hit that matched best, when it is a part rather than the whole image. */
+export type PartMatch = PartLocator & { index: number; score: number };
 
 export interface NewItem {
   id: string;
@@ -27,6 +47,8 @@ export interface NewItem {
   source: "upload" | "path";
   path?: string;
   vector: Float32Array;
+  /** More vectors: regions or frames, each with its locator (none: the item has one vector). */
+  parts?: readonly NewPart[];
   /** An upload's bytes: stored with the item (see `stageOriginal`). */
   original?: Buffer;
   /**
@@ -34,7 +56,12 @@ export interface NewItem {
    * the insert's transaction which one is live: normally `vector` (and this one is staged),
    * but `staged` alone if the store switched to its model meanwhile.
    */
-  staged?: { modelId: string; vector: Float32Array };
+  staged?: {
+    modelId: string;
+    vector: Float32Array;
+    /** The parts' embeddings by the next model, in the order of `parts` (all or none). */
+    parts?: readonly Float32Array[];
+  };
 }
 
 export interface ContentMatch {
@@ -52,6 +79,21 @@ export type InsertOutcome =
 export interface EmbeddingRow {
   label: number;
   vector: Float32Array;
+}
+
+/** A part's embedding, by the part's position among its item's parts. */
+export interface PartVector {
+  index: number;
+  vector: Float32Array;
+}
+
+/** An item's new embeddings for a reindex: the whole image's and, when it has parts, theirs. */
+export interface StagedRow extends EmbeddingRow {
+  /**
+   * Its parts' new embeddings, by index as `partsOf` lists them (a StoredPart is one); a part
+   * left without one is dropped at the swap, the item keeping its other vectors.
+   */
+  parts?: readonly PartVector[];
 }
 
 export interface ModelInfo {
@@ -101,8 +143,10 @@ export interface KeywordQuery {
 
 export interface ScoredItem {
   item: StoredItem;
-  /** Cosine similarity. */
+  /** Cosine similarity (of the item's best vector, for nearest). */
   score: number;
+  /** nearest: the part whose vector matched best, when not the whole image (score is its own). */
+  match?: PartMatch;
 }
 
 export interface IndexParameters {
@@ -116,7 +160,7 @@ export interface VectorIndexStats extends IndexParameters {
   space: "cosine";
   /** Slots allocated (SQLite backend) or rows indexed (Postgres). */
   capacity: number;
-  /** Vectors searchable through the index. */
+  /** Vectors searchable through the index (items' and their parts'). */
   size: number;
 }
 
@@ -224,7 +268,10 @@ export interface ItemStore {
 
   /** Throws AppError("invalid_filter") for a filter this store cannot evaluate. */
   checkFilter(filter: Filter): void;
-  /** The k nearest items of the model's embeddings, best first. */
+  /**
+   * The k nearest items of the model's embeddings, best first: an item scores by its best
+   * vector (whole image or part), is listed once, and `match` names the part that won.
+   */
   nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]>;
   /**
    * The k items whose text fields best match the words, best first; `score` is the backend's
@@ -233,16 +280,26 @@ export interface ItemStore {
    */
   keywordSearch(query: KeywordQuery): Promise<ScoredItem[]>;
   countEmbeddings(modelId: string): Promise<number>;
+  /** The whole-image embeddings of the model of these items. */
   embeddingsOf(modelId: string, labels: readonly number[]): Promise<EmbeddingRow[]>;
+  /**
+   * The parts of these items with their embeddings of the model, in part order (items with
+   * none are absent): what a reindex re-embeds (by locator) and a migration copies.
+   */
+  partsOf(modelId: string, labels: readonly number[]): Promise<Map<number, StoredPart[]>>;
 
   /** Reindex: forget a previous interrupted run's new embeddings. */
   clearStaging(): Promise<void>;
-  /** Reindex: new embeddings go beside the live ones (items deleted meanwhile are skipped). */
-  putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void>;
+  /**
+   * Reindex: new embeddings go beside the live ones (items deleted meanwhile are skipped), the
+   * parts' too when the row carries them.
+   */
+  putStaging(rows: readonly StagedRow[], modelId: string): Promise<void>;
   /**
    * Reindex, atomically: staged embeddings replace the live ones, embeddings of any other
-   * model are dropped (never mixed), the store's model becomes `info`, and the recorded
-   * reindex target (if any) is cleared.
+   * model are dropped (never mixed; a part with no embedding of `info` is dropped with its
+   * locator), the store's model becomes `info`, and the recorded reindex target (if any) is
+   * cleared.
    */
   swapStaging(info: ModelInfo, options?: SwapOptions): Promise<void>;
   /** Blue/green reindex: items after `label` (in label order) with no staged embedding of the model. */

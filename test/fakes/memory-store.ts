@@ -12,12 +12,14 @@
  */
 import type { Filter, ItemOrder } from "../../src/core/types.ts";
 import {
+  type Embedding,
   hnswStats,
   type LiveEmbedding,
   liveEmbedding,
   requireModel,
 } from "../../src/store/common.ts";
 import { decodeCursor, filterTerms, pageOf } from "../../src/store/filter.ts";
+import { locatorCopy, partMatch } from "../../src/store/parts.ts";
 import {
   holdsAnotherModel,
   parseReindexTarget,
@@ -35,19 +37,33 @@ import type {
   ModelInfo,
   NearestQuery,
   NewItem,
+  PartLocator,
   ReindexTarget,
   ScoredItem,
+  StagedRow,
   StoredItem,
+  StoredPart,
   StoreHealth,
   SwapOptions,
   VectorIndexStats,
 } from "../../src/store/types.ts";
-import { exactSearch } from "../../src/vector-index/exact.ts";
+import { cosine, exactSearch } from "../../src/vector-index/exact.ts";
 import { type Job, MemoryJobs } from "./memory-jobs.ts";
 import { bm25Scores, metadataPredicate, type TextRow, textRows } from "./memory-match.ts";
 
 /** Embeddings by model id, then by label. */
 type Embeddings = Map<string, Map<number, Float32Array>>;
+
+/** A stored part of an item: its locator and live embedding. */
+interface MemoryPart {
+  index: number;
+  locator: PartLocator;
+  modelId: string;
+  vector: Float32Array;
+}
+
+/** A staged part embedding's key: the item's label and the part's position. */
+const partKey = (label: number, index: number) => `${label}:${index}`;
 
 /** What a store keeps across close and open: the fake's "database". */
 export class MemoryDisk {
@@ -55,6 +71,10 @@ export class MemoryDisk {
   readonly items = new Map<number, StoredItem>();
   readonly live: Embeddings = new Map();
   readonly staging: Embeddings = new Map();
+  /** Each item's parts, in part order. */
+  readonly parts = new Map<number, MemoryPart[]>();
+  /** Staged part embeddings by model id, then by partKey. */
+  readonly partStaging = new Map<string, Map<string, Float32Array>>();
   readonly originals = new Map<string, Buffer>();
   readonly meta = new Map<string, string>();
   readonly jobs: Job[] = [];
@@ -188,6 +208,23 @@ export class MemoryStore implements ItemStore {
         const { modelId: next, vector } = embedding.staged;
         embeddingsOfModel(this.disk.staging, next).set(label, vector.slice());
       }
+      if (embedding.parts.length > 0) {
+        this.disk.parts.set(
+          label,
+          embedding.parts.map((part, index) => ({
+            index,
+            locator: locatorCopy(part),
+            modelId: embedding.modelId,
+            vector: part.vector.slice(),
+          })),
+        );
+        embedding.staged?.parts?.forEach((vector, index) => {
+          this.partStagingOf((embedding.staged as Embedding).modelId).set(
+            partKey(label, index),
+            vector.slice(),
+          );
+        });
+      }
       return { status: "inserted", label };
     });
   }
@@ -199,6 +236,11 @@ export class MemoryStore implements ItemStore {
     this.disk.items.delete(item.label);
     for (const embeddings of [this.disk.live, this.disk.staging]) {
       for (const byLabel of embeddings.values()) byLabel.delete(item.label);
+    }
+    const parts = this.disk.parts.get(item.label) ?? [];
+    this.disk.parts.delete(item.label);
+    for (const staged of this.disk.partStaging.values()) {
+      for (const part of parts) staged.delete(partKey(item.label, part.index));
     }
     if (item.source === "upload") this.disk.originals.delete(item.sha256);
     return item;
@@ -252,10 +294,28 @@ export class MemoryStore implements ItemStore {
     for (const [label, vector] of this.disk.live.get(modelId) ?? []) {
       if (matches(this.itemAt(label).metadata)) rows.push({ label, vector });
     }
-    return exactSearch(query.vector, rows, query.k).map(({ label, score }) => ({
-      item: this.itemAt(label),
-      score,
-    }));
+    if (this.disk.parts.size === 0) {
+      return exactSearch(query.vector, rows, query.k).map(({ label, score }) => ({
+        item: this.itemAt(label),
+        score,
+      }));
+    }
+    // Each item by its best vector: its own, or a part's that scores higher (the first such).
+    const best = rows.map(({ label, vector }): ScoredItem => {
+      const hit: ScoredItem = { item: this.itemAt(label), score: cosine(query.vector, vector) };
+      for (const part of this.disk.parts.get(label) ?? []) {
+        if (part.modelId !== modelId) continue;
+        const score = cosine(query.vector, part.vector);
+        if (score > hit.score) {
+          hit.score = score;
+          hit.match = partMatch(part.locator, part.index, score);
+        }
+      }
+      return hit;
+    });
+    return best
+      .sort((a, b) => b.score - a.score || a.item.label - b.item.label)
+      .slice(0, Math.max(0, query.k));
   }
 
   async keywordSearch(query: KeywordQuery): Promise<ScoredItem[]> {
@@ -289,17 +349,47 @@ export class MemoryStore implements ItemStore {
       });
   }
 
+  async partsOf(modelId: string, labels: readonly number[]): Promise<Map<number, StoredPart[]>> {
+    this.assertOpen();
+    const out = new Map<number, StoredPart[]>();
+    for (const label of new Set(labels)) {
+      const parts = (this.disk.parts.get(label) ?? []).flatMap((part) =>
+        part.modelId === modelId
+          ? [{ ...locatorCopy(part.locator), index: part.index, vector: part.vector.slice() }]
+          : [],
+      );
+      if (parts.length > 0) out.set(label, parts);
+    }
+    return out;
+  }
+
   async clearStaging(): Promise<void> {
     this.assertOpen();
     this.disk.staging.clear();
+    this.disk.partStaging.clear();
   }
 
-  async putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void> {
+  async putStaging(rows: readonly StagedRow[], modelId: string): Promise<void> {
     this.assertOpen();
     const staged = embeddingsOfModel(this.disk.staging, modelId);
-    for (const { label, vector } of rows) {
-      if (this.disk.items.has(label)) staged.set(label, vector.slice());
+    for (const { label, vector, parts } of rows) {
+      if (!this.disk.items.has(label)) continue;
+      staged.set(label, vector.slice());
+      const stored = new Set((this.disk.parts.get(label) ?? []).map((part) => part.index));
+      for (const part of parts ?? []) {
+        if (stored.has(part.index))
+          this.partStagingOf(modelId).set(partKey(label, part.index), part.vector.slice());
+      }
     }
+  }
+
+  private partStagingOf(modelId: string): Map<string, Float32Array> {
+    let staged = this.disk.partStaging.get(modelId);
+    if (staged === undefined) {
+      staged = new Map();
+      this.disk.partStaging.set(modelId, staged);
+    }
+    return staged;
   }
 
   async swapStaging(info: ModelInfo, options: SwapOptions = {}): Promise<void> {
@@ -322,6 +412,18 @@ export class MemoryStore implements ItemStore {
       for (const label of byLabel.keys()) kept.delete(label);
     }
     for (const [label, vector] of staged) kept.set(label, vector);
+    // Parts likewise; a part with no embedding of the model goes with its locator.
+    const stagedParts = this.disk.partStaging.get(info.modelId);
+    for (const [label, parts] of [...this.disk.parts]) {
+      const left = parts.flatMap((part): MemoryPart[] => {
+        const vector = stagedParts?.get(partKey(label, part.index));
+        if (vector !== undefined) return [{ ...part, modelId: info.modelId, vector }];
+        return part.modelId === info.modelId ? [part] : [];
+      });
+      if (left.length > 0) this.disk.parts.set(label, left);
+      else this.disk.parts.delete(label);
+    }
+    this.disk.partStaging.clear();
     this.disk.live.clear();
     this.disk.live.set(info.modelId, kept);
     this.disk.staging.clear();
@@ -379,7 +481,10 @@ export class MemoryStore implements ItemStore {
   async indexStats(): Promise<VectorIndexStats> {
     this.assertOpen();
     const modelId = this.disk.model?.modelId;
-    const size = modelId === undefined ? 0 : (this.disk.live.get(modelId)?.size ?? 0);
+    let size = modelId === undefined ? 0 : (this.disk.live.get(modelId)?.size ?? 0);
+    for (const parts of this.disk.parts.values()) {
+      size += parts.filter((part) => part.modelId === modelId).length;
+    }
     return hnswStats(this.parameters, size, size);
   }
 

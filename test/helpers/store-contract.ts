@@ -8,42 +8,13 @@ import fc from "fast-check";
 import { isAppError } from "../../src/core/errors.ts";
 import type { Filter, ItemOrder } from "../../src/core/types.ts";
 import { WORKER_LOST } from "../../src/store/jobs.ts";
-import type { ItemStore, NewItem } from "../../src/store/types.ts";
+import type { ItemStore } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
-import { xorshift32 } from "../../tools/bench/random.ts";
 import { filterArbitrary, metadataArbitrary, referenceMatches } from "./filter-reference.ts";
+import { partsContract } from "./store-contract-parts.ts";
+import { type ContractOptions, newItem, vectorOf } from "./store-items.ts";
 
-export interface ContractOptions {
-  /** A new, empty store (`exactFilterLimit` overrides the backend's default). */
-  open(overrides?: { exactFilterLimit?: number }): Promise<ItemStore>;
-  /** The same store opened again (after close), to check durability. */
-  reopen(): Promise<ItemStore>;
-}
-
-/** A deterministic unit-ish vector per seed (dims 8). */
-export function vectorOf(seed: number, dims = 8): Float32Array {
-  const v = new Float32Array(dims);
-  const next = xorshift32((seed * 2654435761) >>> 0);
-  for (let i = 0; i < dims; i++) {
-    v[i] = (next() / 0xffffffff) * 2 - 1;
-  }
-  return v;
-}
-
-export function newItem(n: number, metadata: Record<string, unknown> = {}): NewItem {
-  return {
-    id: `item-${n}`,
-    sha256: n.toString(16).padStart(64, "0"),
-    metadata,
-    contentType: "image/png",
-    width: 10 + n,
-    height: 20,
-    bytes: 100 + n,
-    source: "path",
-    path: `/media/${n}.png`,
-    vector: vectorOf(n),
-  };
-}
+export { type ContractOptions, newItem, vectorOf } from "./store-items.ts";
 
 const MODEL = { modelId: "m1", dims: 8 };
 
@@ -91,6 +62,8 @@ export function storeContract(name: string, options: ContractOptions): void {
   };
 
   describe(`storage contract: ${name}`, () => {
+    partsContract(options);
+
     test("a new store has no model; the model is recorded; counts start at zero", async () => {
       const store = await options.open();
       try {

@@ -43,8 +43,13 @@ export function scenesOf(flags: { count: string; seed: string; data?: string }):
   );
 }
 
-/** Renders `count` scenes with `seed` into `dir` (reused when already there). */
-export async function synthScenes(dir: string, count: number, seed: number): Promise<Scene[]> {
+/** Renders `count` scenes of `size` pixels with `seed` into `dir` (reused when already there). */
+export async function synthScenes(
+  dir: string,
+  count: number,
+  seed: number,
+  size = 128,
+): Promise<Scene[]> {
   const images = path.join(dir, "image");
   if (!existsSync(images) || readdirSync(images).length !== count) {
     rmSync(dir, { recursive: true, force: true });
@@ -61,7 +66,7 @@ export async function synthScenes(dir: string, count: number, seed: number): Pro
       "--layout",
       "urban1k",
       "--size",
-      "128",
+      String(size),
     ]);
   }
   return readdirSync(images)

@@ -4,6 +4,7 @@
  * the checks of a query are ./search.ts's; the library's state checks stay in ../library.ts.
  */
 import type { Settings } from "../../core/settings.ts";
+import type { Box } from "../../core/types.ts";
 import type { Embedder, TextEmbedding } from "../../encode/types.ts";
 import type { PreprocessPool } from "../../preprocess/pool.ts";
 import type { TokenizedText } from "../../tokenize/types.ts";
@@ -85,20 +86,28 @@ export class QueryEmbedder {
     return out as TextEmbedding[];
   }
 
-  /** The embedding of an image query, decoded under maxQueryImagePixels. */
-  async embedImage(bytes: Buffer): Promise<Float32Array> {
+  /**
+   * The embedding of an image query (of its `box` when given), decoded under
+   * maxQueryImagePixels.
+   */
+  async embedImage(bytes: Buffer, box?: Box): Promise<Float32Array> {
     const { settings } = this;
     // Admitted before decoding: a full queue refuses the query before it costs any memory.
     const reservation = this.queue.reserve("query", 1);
     let vectors: Float32Array[];
     try {
-      const image = await this.pool.run(bytes, this.live().options, {
-        maxPixels: Math.min(settings.maxQueryImagePixels, settings.maxImagePixels),
-        setting: "maxQueryImagePixels, LONGCLIP_MAX_QUERY_IMAGE_PIXELS",
-      });
-      vectors = await this.queue.run("query", 1, () =>
-        this.live().embedder.embedPixels([image.pixels]),
+      const image = await this.pool.run(
+        bytes,
+        this.live().options,
+        {
+          maxPixels: Math.min(settings.maxQueryImagePixels, settings.maxImagePixels),
+          setting: "maxQueryImagePixels, LONGCLIP_MAX_QUERY_IMAGE_PIXELS",
+        },
+        box === undefined ? undefined : { kind: "boxes", boxes: [box] },
       );
+      const pixels = box === undefined ? image.pixels : image.regions?.[0]?.pixels;
+      if (pixels === undefined) throw new Error("the preprocessing pool returned no crop");
+      vectors = await this.queue.run("query", 1, () => this.live().embedder.embedPixels([pixels]));
     } finally {
       reservation.release();
     }

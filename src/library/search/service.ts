@@ -7,6 +7,7 @@
 import { AppError } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
 import type {
+  Box,
   ComposePart,
   DuplicateGroupPage,
   Hit,
@@ -131,10 +132,11 @@ export class SearchService {
     return { hits: await this.search.rank(embedded.vector, options), query: embedded.info };
   }
 
-  async image(bytes: Buffer, options: SearchOptions): Promise<{ hits: Hit[] }> {
+  /** Items like an image, or like the region `box` of it. */
+  async image(bytes: Buffer, options: SearchOptions, box?: Box): Promise<{ hits: Hit[] }> {
     this.deps.assertUsable();
     this.search.checkOptions(options);
-    const vector = await this.queries.embedImage(bytes);
+    const vector = await this.queries.embedImage(bytes, box);
     this.deps.assertUsable();
     return { hits: await this.search.rank(vector, options) };
   }

@@ -1,7 +1,7 @@
 /** Search by text or by image, and the tokenizer view the page uses to show what is read. */
 import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../core/errors.ts";
-import type { ComposePart, Filter, Hit } from "../../core/types.ts";
+import type { Box, ComposePart, Filter, Hit } from "../../core/types.ts";
 import type { Explanation } from "../../library/explain/explain.ts";
 import { parseJson, readMultipart } from "../multipart.ts";
 import { assertValid } from "../validation.ts";
@@ -60,6 +60,7 @@ export function searchHandlers({
   validators,
 }: RouteContext): Handlers {
   const validFilter = validators.component("Filter");
+  const validBox = validators.component("Box");
   // The library checks search inputs itself (empty query, length, k); only /tokenize, which
   // does not reach the library, needs the length limit here.
   const checkQueryLength = (text: string) => {
@@ -137,32 +138,48 @@ export function searchHandlers({
       const form = await readMultipart(request, settings, {
         fileField: "image",
         maxFiles: 1,
-        allowedFields: ["filter"],
+        allowedFields: ["filter", "item_id", "box"],
       });
-      const filters = form.fields.get("filter") ?? [];
-      if (filters.length > 1) {
-        throw new AppError("validation_failed", 'send at most one "filter" field');
-      }
-      // A part sent as application/json arrives parsed; a plain field is JSON text.
-      const filter = typeof filters[0] === "string" ? parseJson(filters[0], "filter") : filters[0];
+      /** The one value of a JSON field (a part sent as application/json arrives parsed). */
+      const jsonField = (name: string): unknown => {
+        const values = form.fields.get(name) ?? [];
+        if (values.length > 1) {
+          throw new AppError("validation_failed", `send at most one "${name}" field`);
+        }
+        return typeof values[0] === "string" ? parseJson(values[0], name) : values[0];
+      };
+      const filter = jsonField("filter");
       if (filter !== undefined) assertValid(validFilter, filter, "filter");
-      const file = form.files[0];
-      if (file === undefined) {
-        throw new AppError("validation_failed", 'no file in the field "image"; send one image');
+      const box = jsonField("box");
+      if (box !== undefined && !validBox(box)) {
+        throw new AppError(
+          "invalid_box",
+          `box must be a JSON object {"x", "y", "width", "height"} of whole pixels (x, y ≥ 0; width, height ≥ 1), not ${JSON.stringify(box)}`,
+        );
       }
-      if (file.tooLarge) {
+      const itemIds = form.fields.get("item_id") ?? [];
+      const file = form.files[0];
+      if ((file === undefined) === (itemIds.length === 0) || itemIds.length > 1) {
+        throw new AppError(
+          "validation_failed",
+          'send the query image as one file in the field "image", or one stored item\'s id in the field "item_id"',
+        );
+      }
+      if (file?.tooLarge) {
         throw new AppError(
           "image_too_large",
           `the image is larger than ${settings.maxImageBytes} bytes (maxImageBytes, LONGCLIP_MAX_IMAGE_BYTES)`,
         );
       }
+      const image = file !== undefined ? file.bytes : { itemId: String(itemIds[0]) };
       const result = await metrics.time("search_image", () =>
-        library.searchImage(file.bytes, {
+        library.searchImage(image, {
           k: query.k,
           exact: query.exact,
           offset: query.offset,
           ...(query.min_score !== undefined ? { minScore: query.min_score } : {}),
           ...(filter !== undefined ? { filter: filter as Filter } : {}),
+          ...(box !== undefined ? { box: box as Box } : {}),
         }),
       );
       return {

@@ -1,5 +1,5 @@
 /**
- * The pgvector HNSW index over `items.embedding`: built on a cast of the column to the
+ * The pgvector HNSW indexes over `items.embedding` and `item_parts.embedding`: built on a cast of the column to the
  * configured type (`halfvec` or `vector`) and dimension, and rebuilt when the type, dimension,
  * M or efConstruction change. The settings it was built with are a `meta` row.
  *
@@ -24,6 +24,8 @@ export interface HnswIndexSettings extends Pick<IndexParameters, "m" | "efConstr
 }
 
 export const INDEX_NAME = "items_embedding_hnsw";
+/** The index of the items' parts' vectors (store/parts.ts): the same kind, on its own table. */
+export const PARTS_INDEX_NAME = "item_parts_embedding_hnsw";
 
 /** The expression the HNSW index is built on, for a column or a parameter. */
 export function indexedExpression(
@@ -60,19 +62,21 @@ function sharedMemoryFailure(error: unknown): boolean {
 }
 
 /**
- * CREATE INDEX `name` on the embeddings of the current transaction's `client`, with the build
- * memory and workers of `settings`. Returns the maintenance_work_mem it used (MiB).
+ * CREATE INDEX `name` on the embeddings of `table` (items, or item_parts) in the current
+ * transaction of `client`, with the build memory and workers of `settings`. Returns the
+ * maintenance_work_mem it used (MiB).
  */
 export async function createHnswIndex(
   client: Queryable,
   settings: HnswIndexSettings,
   dims: number,
   name = INDEX_NAME,
+  table: "items" | "item_parts" = "items",
 ): Promise<{ memoryMb: number; parallel: boolean }> {
   let memoryMb = settings.buildMemoryMb ?? 0;
   if (memoryMb <= 0) {
     const counted = await client.query<{ n: number }>(
-      "SELECT count(*)::bigint AS n FROM longclip.items WHERE embedding IS NOT NULL",
+      `SELECT count(*)::bigint AS n FROM longclip.${table} WHERE embedding IS NOT NULL`,
     );
     memoryMb = buildMemoryMb(Number(counted.rows[0]?.n ?? 0), dims, settings);
   }
@@ -82,7 +86,7 @@ export async function createHnswIndex(
       String(settings.buildWorkers),
     ]);
   }
-  const create = `CREATE INDEX ${name} ON longclip.items USING hnsw ((${indexedExpression(settings, dims, "embedding")}) ${settings.vectorType}_cosine_ops) WITH (m = ${Number(settings.m)}, ef_construction = ${Number(settings.efConstruction)})`;
+  const create = `CREATE INDEX ${name} ON longclip.${table} USING hnsw ((${indexedExpression(settings, dims, "embedding")}) ${settings.vectorType}_cosine_ops) WITH (m = ${Number(settings.m)}, ef_construction = ${Number(settings.efConstruction)})`;
   await client.query("SAVEPOINT hnsw_build");
   try {
     await client.query(create);
@@ -103,36 +107,59 @@ export function indexSignature(settings: HnswIndexSettings, dims: number): strin
   return `${settings.vectorType}(${dims}) m=${settings.m} ef=${settings.efConstruction}`;
 }
 
-/** Whether the recorded HNSW index is the one `settings` want for `dims`. */
+/** Which of the two indexes are as `settings` want them for `dims`. */
+async function indexState(
+  client: Queryable,
+  settings: HnswIndexSettings,
+  dims: number,
+): Promise<{ items: boolean; parts: boolean }> {
+  const current = await client.query<{ value: string | null; parts: boolean }>(
+    `SELECT (SELECT value FROM longclip.meta WHERE key = 'hnsw_index') AS value,
+      to_regclass('longclip.${PARTS_INDEX_NAME}') IS NOT NULL AS parts`,
+  );
+  const row = current.rows[0];
+  const items = row?.value === indexSignature(settings, dims);
+  // The parts' index is built with the items' (a database from before parts lacks it only).
+  return { items, parts: items && row?.parts === true };
+}
+
+/** Whether the recorded HNSW indexes are the ones `settings` want for `dims`. */
 export async function indexMatches(
   client: Queryable,
   settings: HnswIndexSettings,
   dims: number,
 ): Promise<boolean> {
-  const current = await client.query<{ value: string }>(
-    "SELECT value FROM longclip.meta WHERE key = 'hnsw_index'",
-  );
-  return current.rows[0]?.value === indexSignature(settings, dims);
+  const state = await indexState(client, settings, dims);
+  return state.items && state.parts;
 }
 
-/** The HNSW index for `dims`-dimensional vectors of the configured type, (re)built if needed. */
+/**
+ * The HNSW indexes (items' and parts') for `dims`-dimensional vectors of the configured type,
+ * (re)built if needed; a database from before parts gets the parts' index alone.
+ */
 export async function ensureIndex(
   client: Queryable,
   settings: HnswIndexSettings,
   dims: number,
 ): Promise<void> {
-  if (await indexMatches(client, settings, dims)) return;
-  const wanted = indexSignature(settings, dims);
-  await client.query(`DROP INDEX IF EXISTS longclip.${INDEX_NAME}`);
-  await createHnswIndex(client, settings, dims);
-  await client.query(
-    "INSERT INTO longclip.meta (key, value) VALUES ('hnsw_index', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    [wanted],
-  );
+  const state = await indexState(client, settings, dims);
+  if (state.items && state.parts) return;
+  if (!state.items) {
+    const wanted = indexSignature(settings, dims);
+    await dropIndex(client);
+    await createHnswIndex(client, settings, dims);
+    await client.query(
+      "INSERT INTO longclip.meta (key, value) VALUES ('hnsw_index', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      [wanted],
+    );
+  }
+  await client.query(`DROP INDEX IF EXISTS longclip.${PARTS_INDEX_NAME}`);
+  await createHnswIndex(client, settings, dims, PARTS_INDEX_NAME, "item_parts");
 }
 
-/** Drops the index and forgets its settings, so the next `ensureIndex` builds it. */
+/** Drops the indexes and forgets their settings, so the next `ensureIndex` builds them. */
 export async function dropIndex(client: Queryable): Promise<void> {
   await client.query(`DROP INDEX IF EXISTS longclip.${INDEX_NAME}`);
+  await client.query(`DROP INDEX IF EXISTS longclip.${PARTS_INDEX_NAME}`);
   await client.query("DELETE FROM longclip.meta WHERE key = 'hnsw_index'");
 }

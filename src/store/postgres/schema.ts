@@ -112,6 +112,32 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE longclip.items ALTER COLUMN metadata SET STATISTICS 1000;
   ANALYZE longclip.items (metadata);
   `,
+  // 4: items with many vectors (store/parts.ts): an item's parts (regions, frames), each with
+  // its locator and embedding, deleted with the item; the next model's embeddings of them
+  // during a reindex. Their HNSW index is made beside the items' one (hnsw-index.ts).
+  `
+  CREATE TABLE longclip.item_parts (
+    item bigint NOT NULL REFERENCES longclip.items (label) ON DELETE CASCADE,
+    part integer NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('region', 'frame')),
+    box_x double precision,
+    box_y double precision,
+    box_width double precision,
+    box_height double precision,
+    t double precision,
+    model_id text NOT NULL,
+    embedding vector NOT NULL,
+    PRIMARY KEY (item, part)
+  );
+  CREATE TABLE longclip.item_parts_staging (
+    item bigint NOT NULL,
+    part integer NOT NULL,
+    model_id text NOT NULL,
+    embedding vector NOT NULL,
+    PRIMARY KEY (item, part),
+    FOREIGN KEY (item, part) REFERENCES longclip.item_parts (item, part) ON DELETE CASCADE
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

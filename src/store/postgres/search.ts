@@ -29,6 +29,7 @@ import {
   scansFilterExactly,
 } from "../../vector-index/ef-search.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
+import { locatorOf, type PartColumns, partMatch } from "../parts.ts";
 import type { KeywordQuery, ModelInfo, NearestQuery, ScoredItem } from "../types.ts";
 import {
   applySession,
@@ -62,11 +63,69 @@ export interface PostgresSearchSettings extends HnswIndexSettings {
 export const MAX_SCAN_TUPLES = 20_000;
 /** Candidates per result re-ranked by the full vectors when the index holds halfvec. */
 export const RERANK_FACTOR = 2;
-/** How long the table's row estimate (for efSearchFor) is reused. */
+/** How long the tables' row estimates (for efSearchFor) are reused. */
 const SIZE_TTL_MS = 30_000;
+/** The most part candidates per item candidate a walk asks for. */
+const MAX_PART_CANDIDATES_PER_RESULT = 16;
+
+interface TableSizes {
+  items: number;
+  /** Items' and parts' vectors. */
+  vectors: number;
+}
+
+type PartColumnsOrNone = { [K in keyof PartColumns]: PartColumns[K] | null };
+
+const PART_LOCATOR =
+  "parts.kind, parts.box_x, parts.box_y, parts.box_width, parts.box_height, parts.t";
+
+/**
+ * One statement for a nearest search, items ranked by their best vector. Candidates come from
+ * two branches: the items' own vectors and their parts' (joined to the items where a filter
+ * reads them), each the `candidates` nearest by the HNSW index (a walk) or, `exact`, each
+ * item's best of its kind by a scan; each item keeps its best candidate, and the k best items
+ * come back with the part that won, if a part did. Every item has its own vector, so the
+ * items' branch alone has k items whenever k match: parts only ever add better candidates. The
+ * score is always of the full-precision vectors (a halfvec index only chooses candidates).
+ */
+function nearestSql(
+  filter: string | undefined,
+  k: string,
+  walk:
+    | "exact"
+    | { candidates: number; partCandidates: number; indexed: (operand: string) => string },
+): string {
+  const itemsWhere = `model_id = $2 ${filter ? `AND ${filter}` : ""}`;
+  const partsFrom = filter
+    ? `longclip.item_parts AS p JOIN longclip.items ON items.label = p.item WHERE p.model_id = $2 AND ${filter}`
+    : "longclip.item_parts AS p WHERE p.model_id = $2";
+  // $1 is typed by the first cast Postgres reads: `vector` everywhere, or it could arrive as
+  // halfvec and the score would use a half-precision query.
+  const own =
+    walk === "exact"
+      ? `SELECT label AS item, NULL::integer AS part, embedding FROM longclip.items WHERE ${itemsWhere}
+         ORDER BY embedding <=> $1::vector, label LIMIT ${k}`
+      : `SELECT label AS item, NULL::integer AS part, embedding FROM longclip.items WHERE ${itemsWhere}
+         ORDER BY ${walk.indexed("embedding")} <=> ${walk.indexed("$1::vector")} LIMIT ${walk.candidates}`;
+  const parts =
+    walk === "exact"
+      ? `SELECT item, part, embedding FROM (
+           SELECT DISTINCT ON (p.item) p.item, p.part, p.embedding, p.embedding <=> $1::vector AS distance
+           FROM ${partsFrom} ORDER BY p.item, p.embedding <=> $1::vector, p.part
+         ) AS best_parts ORDER BY distance, item LIMIT ${k}`
+      : `SELECT p.item, p.part, p.embedding FROM ${partsFrom}
+         ORDER BY ${walk.indexed("p.embedding")} <=> ${walk.indexed("$1::vector")} LIMIT ${walk.partCandidates}`;
+  return `SELECT ${ITEM_COLUMNS}, best.score, best.part, ${PART_LOCATOR} FROM (
+      SELECT DISTINCT ON (item) item, part, 1 - distance AS score FROM (
+        SELECT item, part, embedding <=> $1::vector AS distance FROM ((${own}) UNION ALL (${parts})) AS candidates
+      ) AS scored ORDER BY item, distance, part NULLS FIRST
+    ) AS best JOIN longclip.items ON items.label = best.item
+    LEFT JOIN longclip.item_parts AS parts ON parts.item = best.item AND parts.part = best.part
+    ORDER BY best.score DESC, items.label LIMIT ${k}`;
+}
 
 export class PostgresSearch {
-  private size: { rows: number; at: number } | undefined;
+  private size: (TableSizes & { at: number }) | undefined;
 
   constructor(
     private readonly reads: Reads,
@@ -76,37 +135,43 @@ export class PostgresSearch {
 
   /** The efSearch a search of `depth` results gets now (for /stats and for nearest). */
   async efSearch(depth: number): Promise<number> {
-    const rows = this.settings.efSearch > 0 ? 0 : await this.rows();
+    const rows = this.settings.efSearch > 0 ? 0 : (await this.rows()).vectors;
     return Math.min(MAX_PGVECTOR_EF_SEARCH, efSearchFor(depth, rows, this.settings.efSearch));
   }
 
-  /** The k nearest items of `model`'s embeddings, which the database must hold. */
+  /**
+   * The k nearest items of `model`'s embeddings, which the database must hold: each item by its
+   * best vector, its own or a part's, in one statement (nearestSql).
+   */
   async nearest(query: NearestQuery, model: ModelInfo): Promise<ScoredItem[]> {
     await this.ready();
     const params: unknown[] = [vectorParam(query.vector), model.modelId];
     const filter = appendFilter(params, query.filter);
-    const where = `model_id = $2 ${filter ? `AND ${filter.where}` : ""}`;
     params.push(query.k);
     const k = `$${params.length}`;
-    const exactSql = `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score
-      FROM longclip.items WHERE ${where} ORDER BY embedding <=> $1::vector, label LIMIT ${k}`;
+    const exactSql = nearestSql(filter?.where, k, "exact");
     const ef = await this.efSearch(query.k);
     const candidates =
       this.settings.vectorType === "halfvec"
         ? Math.max(query.k, (this.settings.rerankFactor ?? RERANK_FACTOR) * query.k)
         : query.k;
+    const { items, vectors } = await this.rows();
+    // Parts: as many candidates per result as items hold vectors on average (an item's parts
+    // may fill several places of the walk), within MAX_PART_CANDIDATES_PER_RESULT.
+    const perItem = Math.min(
+      MAX_PART_CANDIDATES_PER_RESULT,
+      Math.max(1, Math.ceil(vectors / Math.max(1, items))),
+    );
     const indexed = (operand: string) => indexedExpression(this.settings, model.dims, operand);
-    // The inner query walks the index; the outer one re-ranks its rows by the full vectors.
-    // $1 is typed by the first cast Postgres reads, and it reads the subquery first: so `vector`
-    // there too, or $1 would arrive as halfvec and the re-rank would use a half-precision query.
-    const annSql = `SELECT ${ITEM_COLUMNS}, 1 - (embedding <=> $1::vector) AS score FROM (
-        SELECT ${ITEM_COLUMNS}, embedding FROM longclip.items WHERE ${where}
-        ORDER BY ${indexed("embedding")} <=> ${indexed("$1::vector")} LIMIT ${candidates}
-      ) AS candidates ORDER BY embedding <=> $1::vector, label LIMIT ${k}`;
+    const annSql = nearestSql(filter?.where, k, {
+      candidates,
+      partCandidates: candidates * perItem,
+      indexed,
+    });
     const limit = this.settings.exactFilterLimit;
     // Filtered: how many items match, as the planner estimates it (no rows read), decides
     // between ranking them exactly and a longer filtered walk (scansFilterExactly).
-    const size = filter !== undefined && !query.exact ? await this.rows() : 0;
+    const size = filter !== undefined && !query.exact ? vectors : 0;
     const rows = await this.withSettings(searchSession(ef, model.dims), async (client, set) => {
       let exact = query.exact === true;
       if (!exact && filter !== undefined) {
@@ -115,14 +180,16 @@ export class PostgresSearch {
           `EXPLAIN (FORMAT JSON) SELECT 1 FROM longclip.items WHERE model_id = $2 AND ${filter.where} LIMIT $1`,
           [size + 1, model.modelId, ...filter.params],
         );
-        const matching = Math.min(size, plan.rows[0]?.["QUERY PLAN"][0].Plan["Plan Rows"] ?? size);
+        const estimate = plan.rows[0]?.["QUERY PLAN"][0].Plan["Plan Rows"] ?? size;
+        // The matching items' vectors, their parts' included.
+        const matching = Math.min(size, Math.ceil((estimate * vectors) / Math.max(1, items)));
         exact = scansFilterExactly(matching, size, ef, limit);
         if (!exact) {
           const wider = filteredEfSearch(ef, matching, size, MAX_PGVECTOR_EF_SEARCH);
           await set(searchSession(wider, model.dims));
         }
       }
-      type Row = ItemRow & { score: number };
+      type Row = ItemRow & PartColumnsOrNone & { score: number; part: number | null };
       if (!exact) {
         const found = await client.query<Row>(annSql, params);
         if (found.rows.length >= query.k) return found.rows;
@@ -130,7 +197,13 @@ export class PostgresSearch {
       return (await client.query<Row>(exactSql, params)).rows;
     });
     return rows
-      .map((row) => ({ item: toItem(row), score: row.score }))
+      .map((row) => ({
+        item: toItem(row),
+        score: row.score,
+        ...(row.part === null
+          ? {}
+          : { match: partMatch(locatorOf(row as PartColumns), row.part, row.score) }),
+      }))
       .sort((a, b) => b.score - a.score || a.item.label - b.item.label);
   }
 
@@ -156,17 +229,24 @@ export class PostgresSearch {
     );
   }
 
-  /** The table's row count as the planner knows it (a count when never analyzed), cached. */
-  private async rows(): Promise<number> {
+  /**
+   * The items and all vectors (items' and parts') as the planner knows their tables (a count
+   * when never analyzed), cached.
+   */
+  private async rows(): Promise<TableSizes> {
     const now = Date.now();
-    if (this.size !== undefined && now - this.size.at < SIZE_TTL_MS) return this.size.rows;
-    const result = await this.reads.query<{ n: number }>(
-      `SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint
-        ELSE (SELECT count(*) FROM longclip.items) END AS n
-       FROM pg_class WHERE oid = 'longclip.items'::regclass`,
+    if (this.size !== undefined && now - this.size.at < SIZE_TTL_MS) return this.size;
+    const estimate = (table: string) =>
+      `(SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint
+        ELSE (SELECT count(*) FROM longclip.${table}) END
+       FROM pg_class WHERE oid = 'longclip.${table}'::regclass)`;
+    const result = await this.reads.query<{ items: number; parts: number }>(
+      `SELECT ${estimate("items")} AS items, ${estimate("item_parts")} AS parts`,
     );
-    this.size = { rows: Number(result.rows[0]?.n ?? 0), at: now };
-    return this.size.rows;
+    const items = Number(result.rows[0]?.items ?? 0);
+    const parts = Number(result.rows[0]?.parts ?? 0);
+    this.size = { items, vectors: items + parts, at: now };
+    return this.size;
   }
 
   async keyword(query: KeywordQuery): Promise<ScoredItem[]> {

@@ -1,6 +1,7 @@
 /**
- * Blue/green reindex on Postgres: the next model's embeddings go to `embeddings_staging`
- * beside the live ones, and the swap moves them into `items`, records the model and rebuilds
+ * Blue/green reindex on Postgres: the next model's embeddings go to `embeddings_staging` (its
+ * parts' to `item_parts_staging`) beside the live ones, and the swap moves them into `items`
+ * (and `item_parts`), records the model and rebuilds
  * the HNSW index in one transaction. The reindex in progress is a `meta` row every node reads.
  */
 import { ITEM_COLUMNS } from "../item-row.ts";
@@ -11,7 +12,7 @@ import {
   reindexRecord,
   reindexSuperseded,
 } from "../reindex-target.ts";
-import type { EmbeddingRow, ModelInfo, ReindexTarget, StoredItem, SwapOptions } from "../types.ts";
+import type { ModelInfo, ReindexTarget, StagedRow, StoredItem, SwapOptions } from "../types.ts";
 import type { Db } from "./db.ts";
 import { dropIndex, ensureIndex, type HnswIndexSettings } from "./hnsw-index.ts";
 import { writeModel } from "./meta.ts";
@@ -26,10 +27,12 @@ export class PostgresStaging {
 
   async clear(): Promise<void> {
     await this.ready();
-    await this.db.query("DELETE FROM longclip.embeddings_staging");
+    await this.db.query(
+      "WITH parts AS (DELETE FROM longclip.item_parts_staging) DELETE FROM longclip.embeddings_staging",
+    );
   }
 
-  async put(rows: readonly EmbeddingRow[], modelId: string): Promise<void> {
+  async put(rows: readonly StagedRow[], modelId: string): Promise<void> {
     if (rows.length === 0) return;
     await this.ready();
     await this.db.transaction(async (client) => {
@@ -47,6 +50,22 @@ export class PostgresStaging {
            ON CONFLICT (label) DO UPDATE SET model_id = excluded.model_id, embedding = excluded.embedding`,
           [row.label, modelId, vectorParam(row.vector)],
         );
+        if (row.parts !== undefined && row.parts.length > 0) {
+          // By index, as partsOf lists them; a part that is not stored is skipped.
+          await client.query(
+            `INSERT INTO longclip.item_parts_staging (item, part, model_id, embedding)
+             SELECT p.item, p.part, $2, s.embedding::vector
+             FROM unnest($3::integer[], $4::text[]) AS s (part, embedding)
+             JOIN longclip.item_parts AS p ON p.item = $1 AND p.part = s.part
+             ON CONFLICT (item, part) DO UPDATE SET model_id = excluded.model_id, embedding = excluded.embedding`,
+            [
+              row.label,
+              modelId,
+              row.parts.map((part) => part.index),
+              row.parts.map((part) => vectorParam(part.vector)),
+            ],
+          );
+        }
       }
     });
   }
@@ -85,6 +104,15 @@ export class PostgresStaging {
         "UPDATE longclip.items SET model_id = NULL, embedding = NULL WHERE model_id <> $1",
         [info.modelId],
       );
+      // Parts likewise, by item and position; a part with no embedding of the model is dropped.
+      await client.query(
+        `UPDATE longclip.item_parts AS p SET model_id = s.model_id, embedding = s.embedding
+         FROM longclip.item_parts_staging AS s
+         WHERE s.item = p.item AND s.part = p.part AND s.model_id = $1`,
+        [info.modelId],
+      );
+      await client.query("DELETE FROM longclip.item_parts WHERE model_id <> $1", [info.modelId]);
+      await client.query("DELETE FROM longclip.item_parts_staging");
       await client.query("DELETE FROM longclip.embeddings_staging");
       await client.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);
       await writeModel(client, info);

@@ -20,9 +20,10 @@ import type pg from "pg";
 import { AppError } from "../../core/errors.ts";
 import { DEFAULT_SETTINGS } from "../../core/settings.ts";
 import type { Filter, ItemOrder } from "../../core/types.ts";
-import { hnswStats, liveEmbedding, requireModel } from "../common.ts";
+import { hnswStats, type LiveEmbedding, liveEmbedding, requireModel } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
 import { ITEM_COLUMNS } from "../item-row.ts";
+import { type PartColumns, partColumns, storedPart } from "../parts.ts";
 import { holdsAnotherModel } from "../reindex-target.ts";
 import type {
   ContentMatch,
@@ -36,7 +37,9 @@ import type {
   NewItem,
   ReindexTarget,
   ScoredItem,
+  StagedRow,
   StoredItem,
+  StoredPart,
   StoreHealth,
   SwapOptions,
   VectorIndexStats,
@@ -342,6 +345,7 @@ export class PostgresStore implements ItemStore {
             [label, live.staged.modelId, vectorParam(live.staged.vector)],
           );
         }
+        if (live.parts.length > 0) await insertParts(client, label, live);
         if (entry.original !== undefined) {
           await client.query(
             "INSERT INTO longclip.originals (sha256, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -393,6 +397,25 @@ export class PostgresStore implements ItemStore {
   async itemsAfter(label: number, limit: number): Promise<StoredItem[]> {
     const result = await this.query<ItemRow>(ITEMS_AFTER, [label, limit]);
     return result.rows.map(toItem);
+  }
+
+  async partsOf(modelId: string, labels: readonly number[]): Promise<Map<number, StoredPart[]>> {
+    const result = await this.read<PartColumns & { item: number; part: number; embedding: string }>(
+      `SELECT item, part, kind, box_x, box_y, box_width, box_height, t, embedding::text AS embedding
+       FROM longclip.item_parts WHERE model_id = $1 AND item = ANY($2::bigint[]) ORDER BY item, part`,
+      [modelId, labels],
+    );
+    const out = new Map<number, StoredPart[]>();
+    for (const row of result.rows) {
+      const item = Number(row.item);
+      let parts = out.get(item);
+      if (parts === undefined) {
+        parts = [];
+        out.set(item, parts);
+      }
+      parts.push(storedPart(row, row.part, parseVector(row.embedding)));
+    }
+    return out;
   }
 
   async embeddingsOf(modelId: string, labels: readonly number[]): Promise<EmbeddingRow[]> {
@@ -451,7 +474,7 @@ export class PostgresStore implements ItemStore {
     await this.staging.clear();
   }
 
-  async putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void> {
+  async putStaging(rows: readonly StagedRow[], modelId: string): Promise<void> {
     await this.staging.put(rows, modelId);
   }
 
@@ -481,8 +504,16 @@ export class PostgresStore implements ItemStore {
 
   async indexStats(): Promise<VectorIndexStats> {
     const model = await this.model();
-    const size = model === undefined ? 0 : await this.countEmbeddings(model.modelId);
-    // The database's index holds every row: as many slots as vectors.
+    let size = 0;
+    if (model !== undefined) {
+      const result = await this.query<{ n: number }>(
+        `SELECT (SELECT count(*) FROM longclip.items WHERE model_id = $1)
+           + (SELECT count(*) FROM longclip.item_parts WHERE model_id = $1) AS n`,
+        [model.modelId],
+      );
+      size = Number(result.rows[0]?.n ?? 0);
+    }
+    // The database's indexes hold every row: as many slots as vectors.
     const efSearch = await this.search.efSearch(10);
     return hnswStats({ ...this.options, efSearch }, size, size);
   }
@@ -505,6 +536,40 @@ export class PostgresStore implements ItemStore {
   async close(): Promise<void> {
     await this.replicas?.close();
     await this.db.close();
+  }
+}
+
+/**
+ * An inserted item's parts (and their staged embeddings) in two statements, whatever their
+ * number: one row per part from arrays.
+ */
+async function insertParts(client: pg.PoolClient, label: number, live: LiveEmbedding) {
+  const columns = live.parts.map(partColumns);
+  await client.query(
+    `INSERT INTO longclip.item_parts (item, part, kind, box_x, box_y, box_width, box_height, t, model_id, embedding)
+     SELECT $1, p.part - 1, p.kind, p.box_x, p.box_y, p.box_width, p.box_height, p.t, $2, p.embedding::vector
+     FROM unnest($3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::text[])
+       WITH ORDINALITY AS p (kind, box_x, box_y, box_width, box_height, t, embedding, part)`,
+    [
+      label,
+      live.modelId,
+      columns.map((c) => c.kind),
+      columns.map((c) => c.box_x),
+      columns.map((c) => c.box_y),
+      columns.map((c) => c.box_width),
+      columns.map((c) => c.box_height),
+      columns.map((c) => c.t),
+      live.parts.map((part) => vectorParam(part.vector)),
+    ],
+  );
+  const staged = live.staged?.parts;
+  if (live.staged !== undefined && staged !== undefined && staged.length > 0) {
+    await client.query(
+      `INSERT INTO longclip.item_parts_staging (item, part, model_id, embedding)
+       SELECT $1, p.part - 1, $2, p.embedding::vector
+       FROM unnest($3::text[]) WITH ORDINALITY AS p (embedding, part)`,
+      [label, live.staged.modelId, staged.map(vectorParam)],
+    );
   }
 }
 

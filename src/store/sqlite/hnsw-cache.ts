@@ -15,11 +15,11 @@ import path from "node:path";
 import { ShardedHnsw } from "../../vector-index/hnsw-shards.ts";
 import type { EmbeddingRow, IndexParameters, ModelInfo } from "../types.ts";
 
-/** What the cache reads from SQLite. */
+/** What the cache reads from SQLite: every vector of a model (items' and parts'), by label. */
 export interface EmbeddingSource {
-  countEmbeddings(modelId: string): number;
-  embeddingLabels(modelId: string): Set<number>;
-  embeddingsFor(modelId: string, labels: readonly number[]): EmbeddingRow[];
+  countVectors(modelId: string): number;
+  vectorLabels(modelId: string): Set<number>;
+  vectorsFor(modelId: string, labels: readonly number[]): EmbeddingRow[];
 }
 
 /** Embeddings read from SQLite and sent to the shards per step of a rebuild or reconcile. */
@@ -180,7 +180,7 @@ export class HnswCache {
       {
         dims: model.dims,
         ...parameters,
-        capacity: Math.max(1024, this.source.countEmbeddings(model.modelId)),
+        capacity: Math.max(1024, this.source.countVectors(model.modelId)),
       },
       shards,
       load ? files : undefined,
@@ -198,7 +198,7 @@ export class HnswCache {
     const indexed = await index.labels();
     // From here to the last send below, reads of SQLite and sends to the shards happen in one
     // synchronous step each, so a concurrent insert or delete is never lost (see the top).
-    const stored = this.source.embeddingLabels(model.modelId);
+    const stored = this.source.vectorLabels(model.modelId);
     const present = new Set<number>();
     const stale: number[] = [];
     for (const labels of indexed) {
@@ -214,7 +214,7 @@ export class HnswCache {
       // Replaced (another model) or closed meanwhile: the rest is of no use (a close saves
       // what was done, and the next start reconciles from there).
       if (!current()) break;
-      const rows = this.source.embeddingsFor(model.modelId, missing.slice(start, start + CHUNK));
+      const rows = this.source.vectorsFor(model.modelId, missing.slice(start, start + CHUNK));
       steps.push(
         index.add(
           rows.map((row) => row.label),

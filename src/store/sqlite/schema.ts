@@ -104,6 +104,34 @@ const MIGRATIONS: readonly string[] = [
   INSERT INTO item_text (label, field, body)
     SELECT label, field, body FROM item_text_source WHERE body IS NOT NULL AND body != '';
   `,
+  // 4: items with many vectors (store/parts.ts): an item's parts (regions, frames), each with
+  // its locator and embedding. A part's vector is in the HNSW index under `vector_label`, taken
+  // from the items' label sequence (an item's parts follow its own label), so no label is
+  // shared, none is reused, and the index can be rebuilt from this table alone.
+  `
+  CREATE TABLE item_parts (
+    vector_label INTEGER PRIMARY KEY,
+    item INTEGER NOT NULL REFERENCES items(label) ON DELETE CASCADE,
+    part INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('region', 'frame')),
+    box_x REAL,
+    box_y REAL,
+    box_width REAL,
+    box_height REAL,
+    t REAL,
+    model_id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    UNIQUE (item, part)
+  );
+  CREATE TABLE item_parts_staging (
+    item INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (item, part),
+    FOREIGN KEY (item, part) REFERENCES item_parts(item, part) ON DELETE CASCADE
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,6 +1,6 @@
 /**
- * Blue/green reindex on SQLite: the next model's embeddings go to `embeddings_staging` beside
- * the live ones, and the swap replaces the live embeddings and the recorded model in one
+ * Blue/green reindex on SQLite: the next model's embeddings go to `embeddings_staging` (its
+ * parts' to `item_parts_staging`) beside the live ones, and the swap replaces the live embeddings and the recorded model in one
  * transaction (the store then rebuilds the HNSW index). The reindex in progress is a `meta` row.
  */
 import type Database from "better-sqlite3";
@@ -11,7 +11,7 @@ import {
   reindexRecord,
   reindexSuperseded,
 } from "../reindex-target.ts";
-import type { EmbeddingRow, ModelInfo, ReindexTarget, StoredItem, SwapOptions } from "../types.ts";
+import type { ModelInfo, ReindexTarget, StagedRow, StoredItem, SwapOptions } from "../types.ts";
 import { toItem, vectorToBlob } from "./rows.ts";
 import { type Statements, writeModel } from "./statements.ts";
 
@@ -22,13 +22,20 @@ export class SqliteStaging {
   ) {}
 
   clear(): void {
-    this.stmts.clearStaging.run();
+    this.db.transaction(() => {
+      this.stmts.clearPartsStaging.run();
+      this.stmts.clearStaging.run();
+    })();
   }
 
-  put(rows: readonly EmbeddingRow[], modelId: string): void {
+  put(rows: readonly StagedRow[], modelId: string): void {
     this.db.transaction(() => {
-      for (const row of rows)
+      for (const row of rows) {
         this.stmts.putStaging.run(row.label, modelId, vectorToBlob(row.vector));
+        for (const part of row.parts ?? []) {
+          this.stmts.putPartStaging.run(row.label, part.index, modelId, vectorToBlob(part.vector));
+        }
+      }
     })();
   }
 
@@ -56,6 +63,16 @@ export class SqliteStaging {
           "INSERT INTO embeddings (label, model_id, vector) SELECT label, model_id, vector FROM embeddings_staging WHERE model_id = ?",
         )
         .run(info.modelId);
+      // Parts likewise, by item and position; a part with no embedding of the model is dropped.
+      this.db
+        .prepare(
+          `UPDATE item_parts SET model_id = s.model_id, vector = s.vector
+           FROM item_parts_staging AS s
+           WHERE s.item = item_parts.item AND s.part = item_parts.part AND s.model_id = ?`,
+        )
+        .run(info.modelId);
+      this.db.prepare("DELETE FROM item_parts WHERE model_id != ?").run(info.modelId);
+      this.stmts.clearPartsStaging.run();
       this.stmts.clearStaging.run();
       writeModel(this.stmts, info);
       this.stmts.deleteMeta.run(REINDEX_KEY);

@@ -1,8 +1,13 @@
 /** The embedded backend's prepared statements over items, embeddings, staging and meta. */
 import type Database from "better-sqlite3";
 import { ITEM_COLUMNS } from "../item-row.ts";
+import type { PartColumns } from "../parts.ts";
 import type { ModelInfo } from "../types.ts";
 import type { ItemRow } from "./rows.ts";
+
+/** A part's row: its vector's label in the HNSW index, its item, position and locator. */
+export type PartRow = PartColumns & { vector_label: number; item: number; part: number };
+const PART_COLUMNS = "vector_label, item, part, kind, box_x, box_y, box_width, box_height, t";
 
 export function prepareStatements(db: Database.Database) {
   return {
@@ -14,7 +19,9 @@ export function prepareStatements(db: Database.Database) {
     countEmbeddings: db.prepare<[string], { n: number }>(
       "SELECT count(*) AS n FROM embeddings WHERE model_id = ?",
     ),
-    maxLabel: db.prepare<[], { m: number | null }>("SELECT max(label) AS m FROM items"),
+    maxLabel: db.prepare<[], { m: number | null }>(
+      "SELECT max(m) AS m FROM (SELECT max(label) AS m FROM items UNION ALL SELECT max(vector_label) FROM item_parts)",
+    ),
     byId: db.prepare<[string], ItemRow>(`SELECT ${ITEM_COLUMNS} FROM items WHERE id = ?`),
     bySha: db.prepare<[string], ItemRow>(`SELECT ${ITEM_COLUMNS} FROM items WHERE sha256 = ?`),
     byLabels: db.prepare<[string], ItemRow>(
@@ -47,6 +54,29 @@ export function prepareStatements(db: Database.Database) {
       "SELECT label, vector FROM embeddings WHERE model_id = ? AND label IN (SELECT value FROM json_each(?))",
     ),
     clearStaging: db.prepare("DELETE FROM embeddings_staging"),
+    clearPartsStaging: db.prepare("DELETE FROM item_parts_staging"),
+    insertPart: db.prepare(
+      `INSERT INTO item_parts (vector_label, item, part, kind, box_x, box_y, box_width, box_height, t, model_id, vector)
+       VALUES (@vector_label, @item, @part, @kind, @box_x, @box_y, @box_width, @box_height, @t, @model_id, @vector)`,
+    ),
+    countParts: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM item_parts"),
+    partLabelsOf: db.prepare<[number], { vector_label: number }>(
+      "SELECT vector_label FROM item_parts WHERE item = ?",
+    ),
+    partsOf: db.prepare<[string, string], PartRow & { vector: Buffer }>(
+      `SELECT ${PART_COLUMNS}, vector FROM item_parts
+       WHERE model_id = ? AND item IN (SELECT value FROM json_each(?)) ORDER BY item, part`,
+    ),
+    partOwners: db.prepare<[string], PartRow>(
+      `SELECT ${PART_COLUMNS} FROM item_parts WHERE vector_label IN (SELECT value FROM json_each(?))`,
+    ),
+    // A part of an item deleted meanwhile is skipped (its row is gone).
+    putPartStaging: db.prepare<[number, number, string, Buffer]>(
+      `INSERT OR REPLACE INTO item_parts_staging (item, part, model_id, vector)
+       SELECT p.item, p.part, s.model_id, s.vector
+       FROM (SELECT ? AS item, ? AS part, ? AS model_id, ? AS vector) s
+       JOIN item_parts p ON p.item = s.item AND p.part = s.part`,
+    ),
     deleteMeta: db.prepare<[string]>("DELETE FROM meta WHERE key = ?"),
     countStaging: db.prepare<[string], { n: number }>(
       "SELECT count(*) AS n FROM embeddings_staging WHERE model_id = ?",

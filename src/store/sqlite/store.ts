@@ -21,6 +21,7 @@ import type { Filter, ItemOrder } from "../../core/types.ts";
 import { efSearchFor } from "../../vector-index/ef-search.ts";
 import { hnswStats, type LiveEmbedding, liveEmbedding } from "../common.ts";
 import { decodeCursor, EXACT_FILTER_LIMIT, filterTerms, pageOf } from "../filter.ts";
+import { partColumns, storedPart } from "../parts.ts";
 import { holdsAnotherModel } from "../reindex-target.ts";
 import type {
   ContentMatch,
@@ -34,7 +35,9 @@ import type {
   NewItem,
   ReindexTarget,
   ScoredItem,
+  StagedRow,
   StoredItem,
+  StoredPart,
   StoreHealth,
   SwapOptions,
   VectorIndexStats,
@@ -45,7 +48,7 @@ import { HnswCache } from "./hnsw-cache.ts";
 import { SqliteJobs } from "./jobs.ts";
 import { Originals } from "./originals.ts";
 import { SqliteReaders } from "./readers.ts";
-import { toItem, vectorToBlob } from "./rows.ts";
+import { blobToVector, toItem, vectorToBlob } from "./rows.ts";
 import { migrate } from "./schema.ts";
 import { SqliteSearch } from "./search.ts";
 import { SqliteStaging } from "./staging.ts";
@@ -96,7 +99,7 @@ export class SqliteStore implements ItemStore {
     migrate(this.db);
     registerFilterFunctions(this.db);
     this.stmts = prepareStatements(this.db);
-    this.embeddings = new SqliteEmbeddings(this.stmts);
+    this.embeddings = new SqliteEmbeddings(this.db, this.stmts);
     this.jobs = new SqliteJobs(this.db);
     this.originals = new Originals(path.join(options.dataDir, "originals"));
     this.originals.sweepOrphans();
@@ -200,9 +203,17 @@ export class SqliteStore implements ItemStore {
       if (entry.original !== undefined) await this.originals.write(entry.sha256, entry.original);
     }
     let live: LiveEmbedding[] = [];
+    /** What the HNSW index gets once committed: every vector of the live model, by label. */
+    const added: { labels: number[]; vectors: Float32Array[]; modelId: string | undefined } = {
+      labels: [],
+      vectors: [],
+      modelId: undefined,
+    };
+    let partsAdded = 0;
     const outcomes = this.db.transaction(() => {
       // Blue/green: if the store switched to the staged model meanwhile, that one is live.
       const current = this.modelNow()?.modelId;
+      added.modelId = current;
       live = entries.map((entry) => liveEmbedding(entry, modelId, current));
       let label = this.nextLabel();
       const createdAt = new Date().toISOString();
@@ -232,32 +243,53 @@ export class SqliteStore implements ItemStore {
         });
         const embedding = live[k] as LiveEmbedding;
         this.stmts.insertEmbedding.run(label, embedding.modelId, vectorToBlob(embedding.vector));
+        if (embedding.modelId === current) {
+          added.labels.push(label);
+          added.vectors.push(embedding.vector);
+        }
         if (embedding.staged !== undefined) {
           const { modelId: next, vector } = embedding.staged;
           this.stmts.putStaging.run(label, next, vectorToBlob(vector));
         }
         out.push({ status: "inserted", label });
+        // The item's parts take the labels after its own (schema 4).
+        const item = label;
+        embedding.parts.forEach((part, index) => {
+          label++;
+          this.stmts.insertPart.run({
+            vector_label: label,
+            item,
+            part: index,
+            ...partColumns(part),
+            model_id: embedding.modelId,
+            vector: vectorToBlob(part.vector),
+          });
+          if (embedding.modelId === current) {
+            added.labels.push(label);
+            added.vectors.push(part.vector);
+          }
+          const staged = embedding.staged?.parts?.[index];
+          if (embedding.staged !== undefined && staged !== undefined) {
+            this.stmts.putPartStaging.run(
+              item,
+              index,
+              embedding.staged.modelId,
+              vectorToBlob(staged),
+            );
+          }
+        });
+        partsAdded += embedding.parts.length;
         label++;
       }
       this.stmts.setMeta.run("last_label", String(label - 1));
       return out;
     })();
+    if (partsAdded > 0) this.embeddings.partsChanged(partsAdded);
     // Durable from here on; the HNSW index catches up at the next start if this throws.
     const model = this.modelNow();
-    if (model !== undefined) {
-      const labels: number[] = [];
-      const vectors: Float32Array[] = [];
-      outcomes.forEach((outcome, k) => {
-        const embedding = live[k] as LiveEmbedding;
-        if (outcome.status === "inserted" && embedding.modelId === model.modelId) {
-          labels.push(outcome.label);
-          vectors.push(embedding.vector);
-        }
-      });
+    if (model !== undefined && model.modelId === added.modelId && added.labels.length > 0) {
       // On the shards' threads; resolves once searches see the new items.
-      if (labels.length > 0) {
-        await this.hnsw.apply(this.hnsw.of(model), (index) => index.add(labels, vectors));
-      }
+      await this.hnsw.apply(this.hnsw.of(model), (index) => index.add(added.labels, added.vectors));
     }
     return outcomes;
   }
@@ -272,8 +304,17 @@ export class SqliteStore implements ItemStore {
   async deleteById(id: string): Promise<StoredItem | undefined> {
     const row = this.stmts.byId.get(id);
     if (row === undefined) return undefined;
-    if (this.stmts.deleteById.get(id) === undefined) return undefined;
-    await this.hnsw.apply(this.hnsw.loaded(), (index) => index.remove([row.label]));
+    // The item's vectors: its own label and its parts' (which the delete cascades to).
+    const labels = [row.label];
+    const deleted = this.db.transaction(() => {
+      if (this.embeddings.parts > 0) {
+        for (const part of this.stmts.partLabelsOf.all(row.label)) labels.push(part.vector_label);
+      }
+      return this.stmts.deleteById.get(id) !== undefined;
+    })();
+    if (!deleted) return undefined;
+    if (labels.length > 1) this.embeddings.partsChanged(-(labels.length - 1));
+    await this.hnsw.apply(this.hnsw.loaded(), (index) => index.remove(labels));
     if (row.source === "upload") {
       // After the commit: a crash in between leaves an unreferenced file, never a dangling row.
       try {
@@ -302,13 +343,27 @@ export class SqliteStore implements ItemStore {
     return this.stmts.page.all(label, limit).map(toItem);
   }
 
-  /** Every embedding of the model, in label order (exact search scans these). */
+  /** Every vector of the model, items' then parts', in label order (exact search scans these). */
   iterateEmbeddings(modelId: string): IterableIterator<EmbeddingRow> {
     return this.embeddings.iterate(modelId);
   }
 
   async embeddingsOf(modelId: string, labels: readonly number[]): Promise<EmbeddingRow[]> {
     return this.embeddings.embeddingsFor(modelId, labels);
+  }
+
+  async partsOf(modelId: string, labels: readonly number[]): Promise<Map<number, StoredPart[]>> {
+    const out = new Map<number, StoredPart[]>();
+    if (this.embeddings.parts === 0) return out;
+    for (const row of this.stmts.partsOf.all(modelId, JSON.stringify(labels))) {
+      let parts = out.get(row.item);
+      if (parts === undefined) {
+        parts = [];
+        out.set(row.item, parts);
+      }
+      parts.push(storedPart(row, row.part, blobToVector(row.vector)));
+    }
+    return out;
   }
 
   checkFilter(filter: Filter): void {
@@ -345,12 +400,14 @@ export class SqliteStore implements ItemStore {
     this.staging.clear();
   }
 
-  async putStaging(rows: readonly EmbeddingRow[], modelId: string): Promise<void> {
+  async putStaging(rows: readonly StagedRow[], modelId: string): Promise<void> {
     this.staging.put(rows, modelId);
   }
 
   async swapStaging(info: ModelInfo, options: SwapOptions = {}): Promise<void> {
     this.staging.swap(info, options);
+    // Parts left without an embedding of the model were dropped.
+    this.embeddings.partsChanged();
     await this.hnsw.rebuild(info);
   }
 

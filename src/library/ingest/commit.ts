@@ -22,11 +22,22 @@ export interface Decoded extends Job {
   contentType: string;
 }
 
-/** A chunk's embeddings: by the live model, and by the next one while a reindex runs. */
+/** A video's frame as its item keeps it: a vector and the frame's time, in seconds. */
+export interface FramePart {
+  kind: "frame";
+  t: number;
+  vector: Float32Array;
+}
+
+/**
+ * A chunk's embeddings: by the live model, and by the next one while a reindex runs. `vectors`
+ * are the items' own, `parts` their frames' (undefined for an image).
+ */
 export interface EmbeddedChunk {
   modelId: string;
   vectors: Float32Array[];
-  staged?: { modelId: string; vectors: Float32Array[] };
+  parts: (FramePart[] | undefined)[];
+  staged?: { modelId: string; vectors: Float32Array[]; parts: (FramePart[] | undefined)[] };
 }
 
 /** Writes ingest's results to the store. */

@@ -17,8 +17,15 @@ import type { Generation } from "../models/generation.ts";
 import type { EmbedQueue } from "../queue.ts";
 import { Batch } from "./batch.ts";
 import { Claims, type Job, type Lookup } from "./claims.ts";
-import { Committer, type Decoded, type EmbeddedChunk } from "./commit.ts";
+import { Committer, type Decoded, type EmbeddedChunk, type FramePart } from "./commit.ts";
 import { InputReader } from "./inputs.ts";
+import {
+  type DecodedVideoInput,
+  framePixels,
+  isVideoInput,
+  meanVector,
+  VideoDecoder,
+} from "./videos.ts";
 
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {
@@ -48,7 +55,10 @@ const CONTENT_TYPES: Record<string, string> = {
 interface Prepared extends Decoded {
   /** The models when the chunk was decoded (pixels are for the live one's preprocessing). */
   generations: { live: Generation; next: Generation | undefined };
-  pixels: Float32Array;
+  /** The encoder's inputs: an image's one, or a video's frames (one vector each). */
+  pixels: Float32Array[];
+  /** A video's frames, kept for the next model's inputs during a reindex. */
+  video?: DecodedVideoInput;
 }
 
 export class Ingest {
@@ -60,6 +70,7 @@ export class Ingest {
   private readonly inputs: InputReader;
   private readonly claims: Claims;
   private readonly committer: Committer;
+  private readonly videos: VideoDecoder;
 
   constructor(deps: IngestDeps) {
     this.settings = deps.settings;
@@ -70,6 +81,7 @@ export class Ingest {
     this.inputs = new InputReader(deps.settings, deps.allowAnyPath);
     this.claims = new Claims(deps.store);
     this.committer = new Committer(deps.store, deps.assertUsable);
+    this.videos = new VideoDecoder(deps.settings);
   }
 
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
@@ -119,9 +131,9 @@ export class Ingest {
         const generations = this.generations();
         const decoded = await Promise.allSettled(
           jobs.map(async (job) => {
-            const image = await this.pool.run(job.bytes, generations.live.options);
+            const media = await this.decode(job, generations);
             if (job.source === "upload") await this.committer.stageOriginal(job);
-            return image;
+            return media;
           }),
         );
         const prepared: Prepared[] = [];
@@ -132,15 +144,7 @@ export class Ingest {
             reservation.release(1);
             return;
           }
-          const image = outcome.value;
-          prepared.push({
-            ...job,
-            generations,
-            pixels: image.pixels,
-            width: image.width,
-            height: image.height,
-            contentType: CONTENT_TYPES[image.format] ?? `image/${image.format}`,
-          });
+          prepared.push({ ...job, generations, ...outcome.value });
         });
         return prepared;
       };
@@ -182,18 +186,64 @@ export class Ingest {
     return batch.settled();
   }
 
+  /** An image decoded by the preprocessing pool, or a video's frames, for the live model. */
+  private async decode(
+    job: Job,
+    generations: Prepared["generations"],
+  ): Promise<Omit<Prepared, keyof Job | "generations">> {
+    const { live, next } = generations;
+    if (isVideoInput(job)) {
+      // Decoded once, at the larger input of the two models; each resizes from there.
+      const resolution = Math.max(live.options.resolution, next?.options.resolution ?? 0);
+      const video = await this.videos.decode(job, resolution);
+      return {
+        pixels: framePixels(video.frames, live.options),
+        video,
+        width: video.width,
+        height: video.height,
+        contentType: video.contentType,
+      };
+    }
+    const image = await this.pool.run(job.bytes, live.options);
+    return {
+      pixels: [image.pixels],
+      width: image.width,
+      height: image.height,
+      contentType: CONTENT_TYPES[image.format] ?? `image/${image.format}`,
+    };
+  }
+
   /** A chunk's embeddings by the next model (decoded again if its preprocessing differs). */
   private async embedNext(
     prepared: readonly Prepared[],
     live: Generation,
     next: Generation,
-  ): Promise<Float32Array[]> {
-    const pixels = isDeepStrictEqual(live.options, next.options)
-      ? prepared.map((p) => p.pixels)
-      : await Promise.all(
-          prepared.map(async (p) => (await this.pool.run(p.bytes, next.options)).pixels),
-        );
-    return this.queue.run("ingest", prepared.length, () => next.embedder.embedPixels(pixels));
+  ): Promise<Float32Array[][]> {
+    const same = isDeepStrictEqual(live.options, next.options);
+    const pixels = await Promise.all(
+      prepared.map(async (p) => {
+        if (same) return p.pixels;
+        if (p.video !== undefined) return framePixels(p.video.frames, next.options);
+        return [(await this.pool.run(p.bytes, next.options)).pixels];
+      }),
+    );
+    return this.embedAll(next, pixels);
+  }
+
+  /** Embeds each input's pixels in one encoder run; the vectors come back grouped as given. */
+  private async embedAll(
+    generation: Generation,
+    pixels: readonly Float32Array[][],
+  ): Promise<Float32Array[][]> {
+    const flat = pixels.flat();
+    const vectors = await this.queue.run("ingest", flat.length, () =>
+      generation.embedder.embedPixels(flat),
+    );
+    let at = 0;
+    return pixels.map((group) => {
+      at += group.length;
+      return vectors.slice(at - group.length, at);
+    });
   }
 
   /** Embeds one chunk (and by the next model during a reindex); on failure its jobs fail. */
@@ -202,19 +252,47 @@ export class Ingest {
     if (first === undefined) return undefined;
     try {
       const { live, next } = first.generations;
-      const vectors = await this.queue.run("ingest", prepared.length, () =>
-        live.embedder.embedPixels(prepared.map((p) => p.pixels)),
+      const vectors = await this.embedAll(
+        live,
+        prepared.map((p) => p.pixels),
       );
-      if (next === undefined) return { modelId: live.embedder.modelId, vectors };
+      const chunk: EmbeddedChunk = {
+        modelId: live.embedder.modelId,
+        ...itemVectors(prepared, vectors),
+      };
+      if (next === undefined) return chunk;
       const staged = await this.embedNext(prepared, live, next);
       return {
-        modelId: live.embedder.modelId,
-        vectors,
-        staged: { modelId: next.embedder.modelId, vectors: staged },
+        ...chunk,
+        staged: { modelId: next.embedder.modelId, ...itemVectors(prepared, staged) },
       };
     } catch (error) {
       batch.failAll(prepared, error);
       return undefined;
     }
   }
+}
+
+/**
+ * Each input's vectors as its item stores them: an image's one; a video's frames as parts
+ * (with their times) and their normalised mean as the item's own vector.
+ */
+function itemVectors(
+  prepared: readonly Prepared[],
+  vectors: readonly Float32Array[][],
+): { vectors: Float32Array[]; parts: (FramePart[] | undefined)[] } {
+  const parts = prepared.map((p, k) =>
+    p.video?.frames.map(
+      (frame, i): FramePart => ({
+        kind: "frame",
+        t: frame.t,
+        vector: (vectors[k] as Float32Array[])[i] as Float32Array,
+      }),
+    ),
+  );
+  const own = prepared.map((p, k) => {
+    const group = vectors[k] as Float32Array[];
+    return p.video === undefined ? (group[0] as Float32Array) : meanVector(group);
+  });
+  return { vectors: own, parts };
 }

@@ -4,11 +4,12 @@
  * files, missing ffmpeg, time limits and aborts.
  */
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import sharp from "sharp";
 import { AppError } from "../src/core/errors.ts";
+import { collectImageFiles } from "../src/library/ingest/files.ts";
 import {
   decodeVideoFrames,
   frameAt,
@@ -18,7 +19,7 @@ import {
   withTemporaryFile,
 } from "../src/preprocess/video/index.ts";
 import { SceneSampler, signature } from "../src/preprocess/video/scenes.ts";
-import { colourScenes, ffmpeg, VIDEO_SETTINGS, videoDir } from "./helpers/videos.ts";
+import { colourScenes, ffmpeg, liveWebm, VIDEO_SETTINGS, videoDir } from "./helpers/videos.ts";
 
 const dir = videoDir();
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -246,18 +247,7 @@ describe("hostile videos get their codes", () => {
   });
 
   test("an endless stream (no duration in its header) is cut off once it runs past the limit", async () => {
-    const live = ffmpeg(path.join(dir, "live.webm"), [
-      "-f",
-      "lavfi",
-      "-i",
-      "color=c=red:s=32x32:r=10:d=6",
-      "-c:v",
-      "libvpx",
-      "-live",
-      "1",
-      "-f",
-      "webm",
-    ]);
+    const live = liveWebm(path.join(dir, "live.webm"), 6);
     const probe = await probeVideo(live, VIDEO_SETTINGS);
     assert.equal(probe.duration, undefined, "the header gives no duration");
     await assert.rejects(
@@ -301,6 +291,21 @@ describe("hostile videos get their codes", () => {
       assert.match((error as Error).message, /apt-get install ffmpeg/);
       return true;
     });
+  });
+});
+
+describe("walks", () => {
+  test("a folder walk (CLI index, jobs) picks up videos beside images", async () => {
+    const folder = path.join(dir, "walk");
+    mkdirSync(folder);
+    for (const name of ["a.jpg", "b.MP4", "c.webm", "d.mov", "e.mkv", "f.m4v", "notes.txt"]) {
+      writeFileSync(path.join(folder, name), "x");
+    }
+    const { files } = await collectImageFiles([folder]);
+    assert.deepEqual(
+      files.map((f) => path.basename(f)),
+      ["a.jpg", "b.MP4", "c.webm", "d.mov", "e.mkv", "f.m4v"],
+    );
   });
 });
 

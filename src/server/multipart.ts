@@ -1,6 +1,6 @@
 /**
- * Reading multipart uploads: files into memory (each capped at maxImageBytes, the request at
- * maxRequestBytes), text fields collected by name. A file over the cap is kept as "too large"
+ * Reading multipart uploads: files into memory (each capped at maxImageBytes or the caller's
+ * limit, the request at maxRequestBytes), text fields collected by name. A file over the cap is kept as "too large"
  * rather than failing the request, so a batch can report it as one failed item.
  */
 import type { FastifyRequest } from "fastify";
@@ -11,7 +11,7 @@ import { bodyTooLarge } from "./errors.ts";
 
 export interface UploadedFile {
   bytes: Buffer;
-  /** The file was larger than maxImageBytes; `bytes` holds only its start. */
+  /** The file was larger than the limit (ReadOptions.maxFileBytes); `bytes` holds only its start. */
   tooLarge: boolean;
   filename: string;
   contentType: string;
@@ -24,6 +24,8 @@ export interface MultipartForm {
 
 export interface ReadOptions {
   fileField: string;
+  /** Largest file kept whole (default maxImageBytes); a larger one is `tooLarge`. */
+  maxFileBytes?: number;
   maxFiles: number;
   allowedFields: readonly string[];
 }
@@ -43,7 +45,7 @@ export async function readMultipart(
   try {
     const parts = request.parts({
       limits: {
-        fileSize: settings.maxImageBytes,
+        fileSize: options.maxFileBytes ?? settings.maxImageBytes,
         files: options.maxFiles,
         fields: Math.max(8, options.allowedFields.length * (options.maxFiles + 1)),
         fieldSize: MAX_FIELD_BYTES,

@@ -62,3 +62,20 @@ export function colourScenes(
     ...(options.extra ?? []),
   ]);
 }
+
+/** A WebM written as a live stream: no duration in its header, `seconds` of red frames. */
+export function liveWebm(output: string, seconds: number): string {
+  const source = `color=c=red:s=32x32:r=10:d=${seconds}`;
+  return ffmpeg(output, [
+    "-f",
+    "lavfi",
+    "-i",
+    source,
+    "-c:v",
+    "libvpx",
+    "-live",
+    "1",
+    "-f",
+    "webm",
+  ]);
+}

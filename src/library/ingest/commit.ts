@@ -22,16 +22,23 @@ export interface Decoded extends Job {
   contentType: string;
 }
 
+/** A video's frame as its item keeps it: a vector and the frame's time, in seconds. */
+export interface FramePart {
+  kind: "frame";
+  t: number;
+  vector: Float32Array;
+}
+
 /**
  * A chunk's embeddings: by the live model, and by the next one while a reindex runs. `vectors`
- * are the items' own, `parts` their regions' (undefined for an item without), and the staged
- * `parts` the same parts' vectors by the next model, in the same order.
+ * are the items' own, `parts` their frames' or regions' (undefined for an item without); the
+ * staged parts are the same parts by the next model, in the same order.
  */
 export interface EmbeddedChunk {
   modelId: string;
   vectors: Float32Array[];
-  parts?: (NewPart[] | undefined)[];
-  staged?: { modelId: string; vectors: Float32Array[]; parts?: Float32Array[][] };
+  parts: (NewPart[] | undefined)[];
+  staged?: { modelId: string; vectors: Float32Array[]; parts: (NewPart[] | undefined)[] };
 }
 
 /** Writes ingest's results to the store. */
@@ -78,12 +85,14 @@ export class Committer {
           vector: vectors[k] as Float32Array,
         };
         if (p.path !== undefined) entry.path = p.path;
-        const own = parts?.[k];
+        const own = parts[k];
         if (own !== undefined && own.length > 0) entry.parts = own;
         if (staged !== undefined) {
           entry.staged = { modelId: staged.modelId, vector: staged.vectors[k] as Float32Array };
-          const next = staged.parts?.[k];
-          if (own !== undefined && own.length > 0 && next !== undefined) entry.staged.parts = next;
+          const next = staged.parts[k];
+          if (entry.parts !== undefined && next !== undefined) {
+            entry.staged.parts = next.map((part) => part.vector);
+          }
         }
         // Staged already on SQLite (a no-op there); committed with the row on Postgres.
         if (p.source === "upload") entry.original = p.bytes;

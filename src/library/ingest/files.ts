@@ -1,7 +1,8 @@
-/** Image files to index, found by walking the paths a user gives (CLI, jobs). */
+/** Image and video files to index, found by walking the paths a user gives (CLI, jobs). */
 import type { Dirent, Stats } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
+import { VIDEO_EXTENSIONS } from "../../preprocess/video/index.ts";
 
 export const IMAGE_EXTENSIONS = new Set([
   ".jpg",
@@ -13,6 +14,11 @@ export const IMAGE_EXTENSIONS = new Set([
   ".tif",
   ".tiff",
 ]);
+
+function isMediaName(name: string): boolean {
+  const extension = path.extname(name).toLowerCase();
+  return IMAGE_EXTENSIONS.has(extension) || VIDEO_EXTENSIONS.has(extension);
+}
 
 /** A folder (or given path) the walk could not read, and why (the system's error code). */
 export interface WalkError {
@@ -26,8 +32,8 @@ export interface CollectOptions {
 }
 
 /**
- * Files to index: each argument that is a file, and every file with an image extension
- * under each directory argument (recursive, sorted; symlinked directories are not followed,
+ * Files to index: each argument that is a file, and every file with an image or video
+ * extension under each directory argument (recursive, sorted; symlinked directories are not followed,
  * so a link loop cannot trap the walk). A folder is walked once however often it is named or
  * nested in another named one; a folder that cannot be read (permissions, a path past the
  * system's length limit) is reported in `errors` and the walk goes on without it.
@@ -65,10 +71,7 @@ export async function collectImageFiles(
       if (full()) return;
       const child = path.join(dir, entry.name);
       if (entry.isDirectory()) await walk(child);
-      else if (
-        (entry.isFile() || entry.isSymbolicLink()) &&
-        IMAGE_EXTENSIONS.has(path.extname(entry.name).toLowerCase())
-      ) {
+      else if ((entry.isFile() || entry.isSymbolicLink()) && isMediaName(entry.name)) {
         files.add(child);
       }
     }

@@ -10,16 +10,23 @@
 import { isDeepStrictEqual } from "node:util";
 import { errorOf } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
-import type { IndexInput, IndexResult } from "../../core/types.ts";
+import type { Box, IndexInput, IndexResult } from "../../core/types.ts";
 import type { PreprocessPool } from "../../preprocess/pool.ts";
-import type { CropRequest, RegionPixels } from "../../preprocess/regions.ts";
+import type { CropRequest } from "../../preprocess/regions.ts";
 import type { ItemStore, NewPart } from "../../store/types.ts";
 import type { Generation } from "../models/generation.ts";
 import type { EmbedQueue } from "../queue.ts";
 import { Batch } from "./batch.ts";
 import { Claims, type Job, type Lookup } from "./claims.ts";
-import { Committer, type Decoded, type EmbeddedChunk } from "./commit.ts";
+import { Committer, type Decoded, type EmbeddedChunk, type FramePart } from "./commit.ts";
 import { InputReader } from "./inputs.ts";
+import {
+  type DecodedVideoInput,
+  framePixels,
+  isVideoInput,
+  meanVector,
+  VideoDecoder,
+} from "./videos.ts";
 
 /** What ingest shares with the rest of the library. */
 export interface IngestDeps {
@@ -49,9 +56,15 @@ const CONTENT_TYPES: Record<string, string> = {
 interface Prepared extends Decoded {
   /** The models when the chunk was decoded (pixels are for the live one's preprocessing). */
   generations: { live: Generation; next: Generation | undefined };
-  pixels: Float32Array;
-  /** With --regions auto, a large image's crops (src/preprocess/regions.ts). */
-  regions?: RegionPixels[];
+  /** The encoder's inputs: an image's one, or a video's frames (one vector each). */
+  pixels: Float32Array[];
+  /** A video's frames, kept for the next model's inputs during a reindex. */
+  video?: DecodedVideoInput;
+  /**
+   * With --regions auto, a large image's crops (src/preprocess/regions.ts), embedded after
+   * the whole image (`pixels` holds the whole image's input, then theirs).
+   */
+  regions?: Box[];
 }
 
 export class Ingest {
@@ -63,6 +76,7 @@ export class Ingest {
   private readonly inputs: InputReader;
   private readonly claims: Claims;
   private readonly committer: Committer;
+  private readonly videos: VideoDecoder;
   /** The crops each image is asked for: its regions with --regions auto. */
   private readonly crops: CropRequest | undefined;
 
@@ -75,6 +89,7 @@ export class Ingest {
     this.inputs = new InputReader(deps.settings, deps.allowAnyPath);
     this.claims = new Claims(deps.store);
     this.committer = new Committer(deps.store, deps.assertUsable);
+    this.videos = new VideoDecoder(deps.settings);
     this.crops =
       deps.settings.regions === "auto"
         ? { kind: "auto", max: deps.settings.maxRegions }
@@ -128,14 +143,9 @@ export class Ingest {
         const generations = this.generations();
         const decoded = await Promise.allSettled(
           jobs.map(async (job) => {
-            const image = await this.pool.run(
-              job.bytes,
-              generations.live.options,
-              undefined,
-              this.crops,
-            );
+            const media = await this.decode(job, generations);
             if (job.source === "upload") await this.committer.stageOriginal(job);
-            return image;
+            return media;
           }),
         );
         const prepared: Prepared[] = [];
@@ -146,16 +156,7 @@ export class Ingest {
             reservation.release(1);
             return;
           }
-          const image = outcome.value;
-          prepared.push({
-            ...job,
-            generations,
-            pixels: image.pixels,
-            width: image.width,
-            height: image.height,
-            contentType: CONTENT_TYPES[image.format] ?? `image/${image.format}`,
-            ...(image.regions !== undefined ? { regions: image.regions } : {}),
-          });
+          prepared.push({ ...job, generations, ...outcome.value });
         });
         return prepared;
       };
@@ -197,49 +198,70 @@ export class Ingest {
     return batch.settled();
   }
 
-  /**
-   * A chunk's inputs for the next model: the live one's when their preprocessing agrees, else
-   * decoded again (the regions at the same boxes).
-   */
-  private async pixelsForNext(
+  /** An image decoded by the preprocessing pool, or a video's frames, for the live model. */
+  private async decode(
+    job: Job,
+    generations: Prepared["generations"],
+  ): Promise<Omit<Prepared, keyof Job | "generations">> {
+    const { live, next } = generations;
+    if (isVideoInput(job)) {
+      // Decoded once, at the larger input of the two models; each resizes from there.
+      const resolution = Math.max(live.options.resolution, next?.options.resolution ?? 0);
+      const video = await this.videos.decode(job, resolution);
+      return {
+        pixels: framePixels(video.frames, live.options),
+        video,
+        width: video.width,
+        height: video.height,
+        contentType: video.contentType,
+      };
+    }
+    const image = await this.pool.run(job.bytes, live.options, undefined, this.crops);
+    const regions = image.regions ?? [];
+    return {
+      pixels: [image.pixels, ...regions.map((r) => r.pixels)],
+      width: image.width,
+      height: image.height,
+      contentType: CONTENT_TYPES[image.format] ?? `image/${image.format}`,
+      ...(regions.length > 0 ? { regions: regions.map((r) => r.box) } : {}),
+    };
+  }
+
+  /** A chunk's embeddings by the next model (decoded again if its preprocessing differs). */
+  private async embedNext(
     prepared: readonly Prepared[],
     live: Generation,
     next: Generation,
-  ): Promise<readonly { pixels: Float32Array; regions?: RegionPixels[] }[]> {
-    if (isDeepStrictEqual(live.options, next.options)) return prepared;
-    return Promise.all(
-      prepared.map((p) =>
-        this.pool.run(
-          p.bytes,
-          next.options,
-          undefined,
-          p.regions === undefined
-            ? undefined
-            : { kind: "boxes", boxes: p.regions.map((r) => r.box) },
-        ),
-      ),
+  ): Promise<Float32Array[][]> {
+    const same = isDeepStrictEqual(live.options, next.options);
+    const pixels = await Promise.all(
+      prepared.map(async (p) => {
+        if (same) return p.pixels;
+        if (p.video !== undefined) return framePixels(p.video.frames, next.options);
+        // The regions are cut again at the same boxes, for the next model's input.
+        const crops: CropRequest | undefined =
+          p.regions === undefined ? undefined : { kind: "boxes", boxes: p.regions };
+        const image = await this.pool.run(p.bytes, next.options, undefined, crops);
+        return [image.pixels, ...(image.regions ?? []).map((r) => r.pixels)];
+      }),
     );
+    return this.embedAll(next, pixels);
   }
 
-  /**
-   * Embeds each input's whole image and regions in the chunk's encoder run: the items' vectors,
-   * in order, and each item's regions' (none for an image without).
-   */
-  private async embedWithRegions(
+  /** Embeds each input's pixels in one encoder run; the vectors come back grouped as given. */
+  private async embedAll(
     generation: Generation,
-    inputs: readonly { pixels: Float32Array; regions?: RegionPixels[] }[],
-  ): Promise<{ vectors: Float32Array[]; regions: Float32Array[][] }> {
-    const crops = inputs.flatMap((input) => (input.regions ?? []).map((r) => r.pixels));
-    const all = [...inputs.map((input) => input.pixels), ...crops];
-    const vectors = await this.queue.run("ingest", all.length, () =>
-      generation.embedder.embedPixels(all),
+    pixels: readonly Float32Array[][],
+  ): Promise<Float32Array[][]> {
+    const flat = pixels.flat();
+    const vectors = await this.queue.run("ingest", flat.length, () =>
+      generation.embedder.embedPixels(flat),
     );
-    let at = inputs.length;
-    const regions = inputs.map((input) => {
-      at += input.regions?.length ?? 0;
-      return vectors.slice(at - (input.regions?.length ?? 0), at);
+    let at = 0;
+    return pixels.map((group) => {
+      at += group.length;
+      return vectors.slice(at - group.length, at);
     });
-    return { vectors: vectors.slice(0, inputs.length), regions };
   }
 
   /** Embeds one chunk (and by the next model during a reindex); on failure its jobs fail. */
@@ -248,33 +270,52 @@ export class Ingest {
     if (first === undefined) return undefined;
     try {
       const { live, next } = first.generations;
-      const { vectors, regions } = await this.embedWithRegions(live, prepared);
-      const parts = prepared.map((p, k) =>
-        p.regions?.map(
-          (region, i): NewPart => ({
-            kind: "region",
-            box: region.box,
-            vector: regions[k]?.[i] as Float32Array,
-          }),
-        ),
+      const vectors = await this.embedAll(
+        live,
+        prepared.map((p) => p.pixels),
       );
-      const chunk: EmbeddedChunk = { modelId: live.embedder.modelId, vectors, parts };
+      const chunk: EmbeddedChunk = {
+        modelId: live.embedder.modelId,
+        ...itemVectors(prepared, vectors),
+      };
       if (next === undefined) return chunk;
-      const staged = await this.embedWithRegions(
-        next,
-        await this.pixelsForNext(prepared, live, next),
-      );
+      const staged = await this.embedNext(prepared, live, next);
       return {
         ...chunk,
-        staged: {
-          modelId: next.embedder.modelId,
-          vectors: staged.vectors,
-          parts: staged.regions,
-        },
+        staged: { modelId: next.embedder.modelId, ...itemVectors(prepared, staged) },
       };
     } catch (error) {
       batch.failAll(prepared, error);
       return undefined;
     }
   }
+}
+
+/**
+ * Each input's vectors as its item stores them: an image's whole-image one, and its regions'
+ * as parts (with their boxes); a video's frames as parts (with their times) and their
+ * normalised mean as the item's own vector.
+ */
+function itemVectors(
+  prepared: readonly Prepared[],
+  vectors: readonly Float32Array[][],
+): { vectors: Float32Array[]; parts: (NewPart[] | undefined)[] } {
+  const parts = prepared.map((p, k): NewPart[] | undefined => {
+    const group = vectors[k] as Float32Array[];
+    if (p.regions !== undefined) {
+      return p.regions.map((box, i) => ({
+        kind: "region",
+        box,
+        vector: group[i + 1] as Float32Array,
+      }));
+    }
+    return p.video?.frames.map(
+      (frame, i): FramePart => ({ kind: "frame", t: frame.t, vector: group[i] as Float32Array }),
+    );
+  });
+  const own = prepared.map((p, k) => {
+    const group = vectors[k] as Float32Array[];
+    return p.video === undefined ? (group[0] as Float32Array) : meanVector(group);
+  });
+  return { vectors: own, parts };
 }

@@ -9,6 +9,7 @@ import path from "node:path";
 import { AppError } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
 import type { IndexInput, Metadata } from "../../core/types.ts";
+import { hasVideoExtension, videoContainer } from "../../preprocess/video/index.ts";
 import { FileRefusedError, isInside, openResolvedFile, readOpenedFile } from "../../util/paths.ts";
 import { withPathNames, withUploadFilename } from "./names.ts";
 
@@ -24,6 +25,43 @@ export interface LoadedInput {
   source: "upload" | "path";
   /** The file's real path (symlinks resolved), for an input given by path. */
   path?: string;
+  /** The upload's file name or the path's, when known: a file named like a video must be one. */
+  name?: string;
+}
+
+/**
+ * Bytes an input of this start may have, a video's limit or an image's, and the error for one
+ * over it (`size` undefined: only known to be over, as a multipart file cut at the limit).
+ */
+export function byteLimit(
+  head: Uint8Array,
+  settings: Pick<Settings, "maxImageBytes" | "maxVideoBytes">,
+): { limit: number; error: (what: string, size?: number) => AppError } {
+  const video = videoContainer(head) !== undefined;
+  const limit = video ? settings.maxVideoBytes : settings.maxImageBytes;
+  return {
+    limit,
+    error: (what, size) => {
+      const is = size === undefined ? `over ${limit}` : String(size);
+      const details = { bytes: size ?? limit + 1, limit };
+      return video
+        ? new AppError(
+            "video_too_large",
+            `${what} is ${is} bytes; the limit for a video is ${limit} (maxVideoBytes). Cut or re-encode it smaller.`,
+            details,
+          )
+        : new AppError(
+            "image_too_large",
+            `${what} is ${is} bytes; the limit is ${limit} (maxImageBytes).`,
+            details,
+          );
+    },
+  };
+}
+
+/** True when a file is named like a video (the bytes decide what it is; see ../videos.ts). */
+export function namedLikeVideo(input: LoadedInput): boolean {
+  return hasVideoExtension(input.name);
 }
 
 function checkNoNul(text: string): void {
@@ -74,7 +112,10 @@ export class InputReader {
   private readonly mediaRoot: string | undefined;
 
   constructor(
-    private readonly settings: Pick<Settings, "mediaRoot" | "maxImageBytes" | "keepUploadFilename">,
+    private readonly settings: Pick<
+      Settings,
+      "mediaRoot" | "maxImageBytes" | "maxVideoBytes" | "keepUploadFilename"
+    >,
     /** Accept paths anywhere (the local CLI), not only under the media root. */
     private readonly allowAnyPath: boolean,
   ) {
@@ -99,7 +140,11 @@ export class InputReader {
       throw new AppError("invalid_input", "Give either image bytes or a path, not both.");
     }
     if (input.bytes !== undefined) {
-      return { bytes: input.bytes, metadata, source: "upload" };
+      const { limit, error } = byteLimit(input.bytes, this.settings);
+      if (input.bytes.length > limit) throw error(input.filename || "the file", input.bytes.length);
+      const loaded: LoadedInput = { bytes: input.bytes, metadata, source: "upload" };
+      if (input.filename) loaded.name = input.filename;
+      return loaded;
     }
     if (input.path === undefined || input.path === "") {
       throw new AppError("invalid_input", "Each item needs image bytes or a path.");
@@ -110,6 +155,7 @@ export class InputReader {
       metadata: withPathNames(metadata, this.shownPath(real)),
       source: "path",
       path: real,
+      name: real,
     };
   }
 
@@ -133,12 +179,10 @@ export class InputReader {
     }
     const { handle, size } = opened;
     try {
-      if (size > this.settings.maxImageBytes) {
-        throw new AppError(
-          "image_too_large",
-          `${given} is ${size} bytes; the limit is ${this.settings.maxImageBytes} (maxImageBytes).`,
-        );
-      }
+      const head = Buffer.alloc(Math.min(size, 64));
+      await handle.read(head, 0, head.length, 0);
+      const { limit, error } = byteLimit(head, this.settings);
+      if (size > limit) throw error(given, size);
       const { bytes, changed } = await readOpenedFile(handle, size);
       if (changed) {
         throw new AppError(

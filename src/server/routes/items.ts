@@ -1,8 +1,9 @@
 /** Items: indexing (multipart uploads or paths under the media root), listing, reading, deleting. */
 import path from "node:path";
 import type { Schemas } from "../../api/spec.ts";
-import { AppError } from "../../core/errors.ts";
+import { AppError, errorOf } from "../../core/errors.ts";
 import type { IndexInput, IndexResult, Item, ItemOrder } from "../../core/types.ts";
+import { byteLimit } from "../../library/ingest/inputs.ts";
 import { isInside, realOrSelf } from "../../util/paths.ts";
 import { itemNotFound } from "../errors.ts";
 import { listField, type MultipartForm, parseJson, readMultipart } from "../multipart.ts";
@@ -69,16 +70,8 @@ export function itemHandlers({
     return form.files.map((file, i): Slot => {
       const id = ids[i] as string | undefined;
       if (file.tooLarge) {
-        return {
-          failed: {
-            id: id ?? "",
-            status: "failed",
-            error: {
-              code: "image_too_large",
-              message: `${file.filename || "file"} is larger than ${settings.maxImageBytes} bytes (maxImageBytes, LONGCLIP_MAX_IMAGE_BYTES)`,
-            },
-          },
-        };
+        const tooLarge = byteLimit(file.bytes, settings).error(file.filename || "file");
+        return { failed: { id: id ?? "", status: "failed", error: errorOf(tooLarge) } };
       }
       const input: IndexInput = {
         bytes: file.bytes,
@@ -116,6 +109,8 @@ export function itemHandlers({
           ? uploadSlots(
               await readMultipart(request, settings, {
                 fileField: "images",
+                // Videos come in the same field: each file is held to its kind's limit.
+                maxFileBytes: Math.max(settings.maxImageBytes, settings.maxVideoBytes),
                 maxFiles: settings.maxBatchItems,
                 allowedFields: ["ids", "metadata"],
               }),

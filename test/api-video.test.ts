@@ -1,0 +1,168 @@
+/**
+ * Videos through the HTTP API over a real socket (fastify, SQLite + hnswlib, the demo model,
+ * real ffmpeg): uploaded in the images field beside images and indexed by path; hostile
+ * videos each fail only themselves with their 4xx code, and nothing stored is lost.
+ */
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { components } from "../src/api/types.gen.ts";
+import { multipart, type Part, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
+import { sampleImage } from "./helpers/demo-model.ts";
+import { colourScenes, ffmpeg, liveWebm } from "./helpers/videos.ts";
+
+type S = components["schemas"];
+
+const MAX_VIDEO_BYTES = 300_000;
+
+describe("videos over HTTP", () => {
+  let server: TestServer;
+  let media: string;
+  const made = tempDir("longclip-api-videos-");
+  const file = (name: string) => path.join(made, name);
+  const videos: Record<string, Buffer> = {};
+
+  const upload = (parts: Part[]) => {
+    const form = multipart(parts);
+    return server.http.post("/index").set(form.headers).send(form.payload);
+  };
+  const part = (name: string, value: Buffer, contentType = "video/mp4"): Part => ({
+    name: "images",
+    value,
+    filename: name,
+    contentType,
+  });
+
+  before(async () => {
+    media = tempDir("longclip-api-video-media-");
+    videos.scenes = readFileSync(
+      colourScenes(file("scenes.mp4"), ["red", "lime", "blue"], 1, { size: "96x64" }),
+    );
+    videos.webm = readFileSync(
+      colourScenes(file("scenes.webm"), ["yellow", "navy"], 1, { extra: ["-c:v", "libvpx"] }),
+    );
+    const fast = ffmpeg(file("fast.mp4"), [
+      "-f",
+      "lavfi",
+      "-i",
+      "testsrc2=s=160x120:r=10:d=4",
+      "-pix_fmt",
+      "yuv420p",
+      "-movflags",
+      "+faststart",
+    ]);
+    videos.truncated = readFileSync(fast).subarray(0, Math.floor(readFileSync(fast).length / 2));
+    videos.huge = readFileSync(colourScenes(file("huge.mp4"), ["red"], 1, { size: "640x480" }));
+    videos.endless = readFileSync(liveWebm(file("live.webm"), 6));
+    videos.noStream = readFileSync(
+      ffmpeg(file("zero.mp4"), ["-f", "lavfi", "-i", "color=c=red:s=32x32:r=5", "-frames:v", "0"]),
+    );
+    // A real MP4 with junk after it: still an MP4 by its bytes, over the byte limit.
+    videos.oversized = Buffer.concat([videos.scenes as Buffer, Buffer.alloc(MAX_VIDEO_BYTES)]);
+    writeFileSync(path.join(media, "clip.webm"), videos.webm as Buffer);
+    writeFileSync(path.join(media, "big.mp4"), videos.oversized);
+    writeFileSync(path.join(media, "fake.mov"), Buffer.from("not a movie\n".repeat(100)));
+    server = await startTestApp({
+      mediaRoot: media,
+      maxVideoBytes: MAX_VIDEO_BYTES,
+      maxVideoSeconds: 4,
+      maxVideoPixels: 100_000,
+      maxBatchItems: 16,
+    });
+  });
+  after(async () => {
+    await server?.app.close();
+  });
+
+  test("hostile videos fail only themselves, each with its code; the rest of the batch is indexed", async () => {
+    // Something stored before, which nothing below may lose.
+    const first = await upload([part("before.jpg", sampleImage("hopper.jpg"), "image/jpeg")]);
+    assert.equal(first.status, 200, first.text);
+    const kept = (first.body as S["IndexResponse"]).results[0]?.id as string;
+
+    const res = await upload([
+      part("scenes.mp4", videos.scenes as Buffer),
+      part("truncated.mp4", videos.truncated as Buffer),
+      part("huge.mp4", videos.huge as Buffer),
+      part("endless.webm", videos.endless as Buffer, "video/webm"),
+      part("empty.mp4", Buffer.alloc(0)),
+      part("nostream.mp4", videos.noStream as Buffer),
+      part("notavideo.mp4", Buffer.from("plain text, not a video\n".repeat(40))),
+      part("oversized.mp4", videos.oversized as Buffer),
+      part("photo.png", sampleImage("shapes.png"), "image/png"),
+    ]);
+    assert.equal(res.status, 200, res.text);
+    const results = (res.body as S["IndexResponse"]).results;
+    assert.deepEqual(
+      results.map((r) => r.error?.code ?? r.status),
+      [
+        "indexed",
+        "invalid_video",
+        "video_too_many_pixels",
+        "video_too_long",
+        "invalid_video",
+        "invalid_video",
+        "invalid_video",
+        "video_too_large",
+        "indexed",
+      ],
+      res.text,
+    );
+    for (const failed of results.filter((r) => r.status === "failed")) {
+      assert.ok((failed.error?.message.length ?? 0) > 20, failed.error?.message);
+    }
+    const video = await server.http.get(`/items/${results[0]?.id}`);
+    assert.equal(video.status, 200);
+    const item = video.body as S["Item"];
+    assert.equal(item.content_type, "video/mp4");
+    assert.deepEqual([item.width, item.height], [96, 64]);
+    assert.equal(item.bytes, (videos.scenes as Buffer).length);
+    // The original is served as it was uploaded.
+    const original = await server.http.get(`/items/${results[0]?.id}/image`).buffer(true);
+    assert.equal(original.status, 200);
+    assert.equal(original.headers["content-type"], "video/mp4");
+    assert.ok(Buffer.from(original.body as Buffer).equals(videos.scenes as Buffer));
+
+    // Nothing stored is lost: the earlier item and the two new ones, and no more.
+    const list = (await server.http.get("/items?limit=100")).body as S["ItemPage"];
+    assert.deepEqual(
+      list.items.map((i) => i.id).sort(),
+      [kept, results[0]?.id, results[8]?.id].sort(),
+    );
+  });
+
+  test("by path: a WebM is indexed; an oversized video and a fake .mov get their codes", async () => {
+    const res = await server.http
+      .post("/index")
+      .send({ items: [{ path: "clip.webm" }, { path: "big.mp4" }, { path: "fake.mov" }] });
+    assert.equal(res.status, 200, res.text);
+    const results = (res.body as S["IndexResponse"]).results;
+    assert.deepEqual(
+      results.map((r) => r.error?.code ?? r.status),
+      ["indexed", "video_too_large", "invalid_video"],
+    );
+    const item = (await server.http.get(`/items/${results[0]?.id}`)).body as S["Item"];
+    assert.equal(item.content_type, "video/webm");
+    assert.equal(item.source, "path");
+  });
+
+  test("without ffmpeg, a video is 415 unsupported_video and the image beside it is indexed", async () => {
+    const bare = await startTestApp({ ffmpegPath: path.join(made, "no-ffmpeg-here", "ffmpeg") });
+    try {
+      const form = multipart([
+        part("scenes.mp4", videos.scenes as Buffer),
+        part("photo.jpg", sampleImage("hopper.jpg"), "image/jpeg"),
+      ]);
+      const res = await bare.http.post("/index").set(form.headers).send(form.payload);
+      const results = (res.body as S["IndexResponse"]).results;
+      assert.deepEqual(
+        results.map((r) => r.error?.code ?? r.status),
+        ["unsupported_video", "indexed"],
+      );
+      assert.match(results[0]?.error?.message ?? "", /apt-get install ffmpeg/);
+    } finally {
+      await bare.app.close();
+    }
+  });
+});

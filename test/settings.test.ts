@@ -37,7 +37,8 @@ const MiB = 1024 * 1024;
  * (`<root>` the checkout, `<home>` the home directory). Added on main meanwhile:
  * minDuplicateThreshold, maxFilterValues, maxQueryWindows, maxRequestWindows, sqliteReadWorkers,
  * logFormat, databaseReadUrl, databaseReadMaxLagMs (read replicas), the video limits (maxVideoBytes to
- * ffmpegPath); new with the table: --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
+ * ffmpegPath), explainCacheSize and explainOverlaySide (POST /explain); new with the table:
+ * --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
  */
 const BEFORE = `
 modelDir               --model                    dir         LONGCLIP_MODEL_DIR                -    library <root>/models/demo
@@ -73,6 +74,8 @@ maxQueryChars          --max-query-chars          n           LONGCLIP_MAX_QUERY
 maxK                   --max-k                    n           LONGCLIP_MAX_K                    -    library 1000
 maxQueueDepth          --max-queue-depth          n           LONGCLIP_MAX_QUEUE_DEPTH          -    library 256
 queryCacheSize         --query-cache-size         n           LONGCLIP_QUERY_CACHE_SIZE         -    library 1024
+explainCacheSize       --explain-cache-size       n           LONGCLIP_EXPLAIN_CACHE_SIZE       -    library 256
+explainOverlaySide     --explain-overlay-side     n           LONGCLIP_EXPLAIN_OVERLAY_SIDE     -    library 512
 hnswM                  --hnsw-m                   n           LONGCLIP_HNSW_M                   -    library 16
 hnswEfConstruction     --hnsw-ef-construction     n           LONGCLIP_HNSW_EF_CONSTRUCTION     -    library 200
 hnswEfSearch           --hnsw-ef-search           n           LONGCLIP_HNSW_EF_SEARCH           -    library 0

@@ -148,6 +148,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/explain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Why an item matches a query - a heat map of where the image agrees with it.
+         * @description Scores each patch of the item's image against the query (a text, or a composed query
+         *     as `POST /search` takes it): the cosine between the query's unit embedding and each of
+         *     the vision tower's patch embeddings (the model's dense output `patch_embeds`, see
+         *     docs/model-format.md; a model exported without it answers `409 dense_output_missing`).
+         *     The grid covers what the model sees of the image: the centred square crop of the
+         *     original (`crop`, in the original's pixels, EXIF orientation applied). `score` is the
+         *     query's cosine to the item's stored embedding, as `/search` ranks it.
+         *
+         *     `format: "json"` (default) answers the grid of scores; `format: "png"` answers the
+         *     same heat map as an image/png: the original scaled to at most `explainOverlaySide`
+         *     pixels on its longest side (512 by default), with the scores coloured over the crop
+         *     (blue low, red high, min to max of this grid) and the rest dimmed. Results are cached
+         *     by model, item (and its content) and query (`explainCacheSize` entries, 256 by
+         *     default); the image is decoded under `maxImagePixels`, and computing one takes a slot
+         *     of the embedding queue (`429 queue_full` when it is full). docs/web-ui.md shows where
+         *     the page draws it; `npm run bench:pointing` measures where its maxima fall.
+         */
+        post: operations["explainMatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tokenize": {
         parameters: {
             query?: never;
@@ -400,7 +435,7 @@ export interface paths {
          * Prometheus metrics (text exposition format).
          * @description `http_requests_total` and `http_request_duration_seconds` by method, route and status;
          *     `longclip_items` (stored items); `longclip_queue_pending` (embedding queue depth);
-         *     `longclip_operation_duration_seconds` by operation (index, search_text, search_image:
+         *     `longclip_operation_duration_seconds` by operation (index, search_text, search_image, duplicates, explain:
          *     the embedding work behind each request); `longclip_index_results_total` by status;
          *     `longclip_store_retries` by reason (deadlock, serialization_failure: store work the
          *     database aborted and that ran again, never an error to a client); on PostgreSQL, per
@@ -676,6 +711,69 @@ export interface components {
             groups: components["schemas"]["DuplicateGroup"][];
             next_cursor: string | null;
             threshold: number;
+        };
+        ExplainRequest: {
+            item_id: components["schemas"]["Id"];
+            /** @description The text, as `POST /search` takes it. Exactly one of `query` and `compose`. */
+            query?: string;
+            /** @description A composed query, as `POST /search` takes it. */
+            compose?: components["schemas"]["ComposePart"][];
+            /**
+             * @description As for `POST /search`.
+             * @default true
+             */
+            truncate: boolean;
+            /**
+             * @description As for `POST /search`.
+             * @default truncate
+             * @enum {string}
+             */
+            long_query: "truncate" | "chunk";
+            /**
+             * @description `json`: the grid of scores; `png`: the overlay image (image/png).
+             * @default json
+             * @enum {string}
+             */
+            format: "json" | "png";
+        };
+        ExplainResponse: {
+            item_id: components["schemas"]["Id"];
+            model_id: string;
+            /**
+             * @description The model's dense output (`vision.dense.kind` of its config.json).
+             * @enum {string}
+             */
+            kind: "value" | "final";
+            grid: {
+                rows: number;
+                columns: number;
+            };
+            /** @description `rows` arrays of `columns` cosines between the query and each patch, top row first. */
+            scores: number[][];
+            /** @description The smallest score of the grid. */
+            min: number;
+            /** @description The largest score of the grid. */
+            max: number;
+            /** @description The query's cosine to the item's stored embedding (its `/search` score). */
+            score: number;
+            /** @description Where the largest score is. */
+            peak: {
+                row: number;
+                column: number;
+            };
+            /** @description The part of the original the grid covers, in its pixels (x, y the top-left corner). */
+            crop: {
+                x: number;
+                y: number;
+                width: number;
+                height: number;
+            };
+            /** @description The original's size, EXIF orientation applied. */
+            image: {
+                width: number;
+                height: number;
+            };
+            query?: components["schemas"]["QueryInfo"];
         };
         QueryInfo: {
             /** @description Tokens of the query including the start and end tokens, before cutting. */
@@ -1233,6 +1331,70 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            503: components["responses"]["NotReady"];
+        };
+    };
+    explainMatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExplainRequest"];
+            };
+        };
+        responses: {
+            /** @description The heat map (JSON) or its overlay (PNG). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExplainResponse"];
+                    "image/png": string;
+                };
+            };
+            /**
+             * @description `validation_failed` (neither or both of `query` and `compose`), `malformed_json`,
+             *     `empty_query`, `query_too_long`, `too_many_windows`, as for `POST /search`.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: no item with `item_id` (or an `item_id` of `compose`); `image_missing`: the item's file is gone. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /**
+             * @description `dense_output_missing`: the model's vision tower has no patch output; re-export it
+             *     with `longclip export --dense value` (or `python3 -m training export --dense
+             *     value`). `model_mismatch`: the store holds embeddings of another model.
+             *     `image_changed`: the item's file changed since it was indexed.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["QueueFull"];
             503: components["responses"]["NotReady"];
         };
     };

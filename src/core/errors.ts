@@ -166,6 +166,10 @@ export const ERRORS = {
   },
   id_conflict: { status: 409, meaning: "the id is taken by an item with another image" },
   image_changed: { status: 409, meaning: "a file indexed by path changed since it was indexed" },
+  dense_output_missing: {
+    status: 409,
+    meaning: "POST /explain: the model has no patch output; re-export it with --dense value",
+  },
   file_changed: { status: 409, meaning: "a file changed while it was being read" },
   port_in_use: { status: 409, meaning: "`longclip serve`: another program listens on the port" },
   no_reindex: {

@@ -327,6 +327,23 @@ export const SETTINGS = {
     flag: "query-cache-size",
     help: "query embeddings kept for repeated queries (least recently used go first); 0 turns it off",
   },
+  explainCacheSize: {
+    default: 256,
+    kind: "integer",
+    scope: "library",
+    env: "LONGCLIP_EXPLAIN_CACHE_SIZE",
+    flag: "explain-cache-size",
+    help: "POST /explain heat maps kept by model, item and query (least recently used go first); 0 turns it off",
+  },
+  explainOverlaySide: {
+    default: 512,
+    kind: "integer",
+    min: 16,
+    scope: "library",
+    env: "LONGCLIP_EXPLAIN_OVERLAY_SIDE",
+    flag: "explain-overlay-side",
+    help: "longest side in pixels of POST /explain's PNG overlay (never larger than the image)",
+  },
   hnswM: {
     default: 16,
     kind: "integer",

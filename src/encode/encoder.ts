@@ -12,6 +12,7 @@ import { preprocessImage } from "../preprocess/index.ts";
 import { preprocessOptions } from "../preprocess/options.ts";
 import { tokenizerFromModelDir } from "../tokenize/index.ts";
 import type { TextTokenizer, TokenizedText } from "../tokenize/types.ts";
+import { denseOutputMissing } from "./dense.ts";
 import { type EngineLogger, type ResolvedDevice, stderrLogger } from "./session.ts";
 import { checkConvertedTowers } from "./tower-check.ts";
 import {
@@ -22,7 +23,7 @@ import {
   type Towers,
   type TowersSpec,
 } from "./towers.ts";
-import type { Embedder, EncoderStats, TextEmbedding } from "./types.ts";
+import type { Embedder, EncoderStats, PatchEmbeddings, TextEmbedding } from "./types.ts";
 import { WorkerTowers } from "./worker-towers.ts";
 
 export type EncoderSettings = Pick<
@@ -205,7 +206,7 @@ export class Encoder implements Embedder {
     return results;
   }
 
-  async embedPixels(pixels: readonly Float32Array[]): Promise<Float32Array[]> {
+  private checkPixels(pixels: readonly Float32Array[]): void {
     const r = this.config.image_resolution;
     const size = 3 * r * r;
     pixels.forEach((p, i) => {
@@ -216,6 +217,12 @@ export class Encoder implements Embedder {
         );
       }
     });
+  }
+
+  async embedPixels(pixels: readonly Float32Array[]): Promise<Float32Array[]> {
+    const r = this.config.image_resolution;
+    const size = 3 * r * r;
+    this.checkPixels(pixels);
     const batchSize = Math.max(1, this.settings.imageBatchSize);
     const out: Float32Array[] = [];
     for (let start = 0; start < pixels.length; start += batchSize) {
@@ -228,6 +235,32 @@ export class Encoder implements Embedder {
     }
     this.#imagesEncoded += pixels.length;
     return out;
+  }
+
+  async embedPatches(pixels: Float32Array): Promise<PatchEmbeddings> {
+    const dense = this.config.vision.dense;
+    if (dense === undefined) throw denseOutputMissing(this.modelId);
+    const r = this.config.image_resolution;
+    this.checkPixels([pixels]);
+    const [rows, columns] = dense.grid;
+    const patches = rows * columns;
+    const output = await this.towers.run(
+      "vision",
+      { type: "float32", data: pixels, dims: [1, 3, r, r] },
+      dense.output,
+    );
+    const dims = this.dims;
+    if (output.dims.join() !== [1, patches, dims].join()) {
+      throw new AppError(
+        "model_invalid",
+        `The vision tower of ${this.modelDir} returned "${dense.output}" of shape [${output.dims.join(", ")}]; config.json promises [1, ${patches}, ${dims}]. Re-export the model.`,
+      );
+    }
+    const normalised = new Float32Array(patches * dims);
+    for (let p = 0; p < patches; p++) {
+      normalised.set(l2NormalizedRow(output.data as Float32Array, p * dims, dims), p * dims);
+    }
+    return { kind: dense.kind, rows, columns, patches: normalised };
   }
 
   /**

@@ -35,7 +35,8 @@ export type TowerDevices = Partial<Record<TowerName, ResolvedDevice>>;
 
 export interface Towers {
   readonly devices: TowerDevices;
-  run(tower: TowerName, input: TensorData): Promise<TensorData>;
+  /** Runs a tower; `output` names the output fetched (default: the embedding, spec.output). */
+  run(tower: TowerName, input: TensorData, output?: string): Promise<TensorData>;
   close(): Promise<void>;
 }
 
@@ -73,24 +74,31 @@ class InProcessTowers implements Towers {
     }
   }
 
-  async run(tower: TowerName, input: TensorData): Promise<TensorData> {
+  async run(tower: TowerName, input: TensorData, output?: string): Promise<TensorData> {
     const opened = this.opened[tower];
     if (opened === undefined) throw notOpened(tower);
-    const { input: inputName, output: outputName, path } = opened.spec;
+    const { input: inputName, path } = opened.spec;
+    const outputName = output ?? opened.spec.output;
     const tensor =
       input.type === "int64"
         ? new ort.Tensor("int64", input.data, input.dims)
         : new ort.Tensor("float32", input.data, input.dims);
-    // Only the embedding: a vision tower's dense output (patch_embeds) is not copied out.
-    const outputs = await opened.session.run({ [inputName]: tensor }, [outputName]);
-    const output = outputs[outputName];
-    if (output === undefined || output.type !== "float32") {
+    // The embedding alone by default (a dense output, patch_embeds, is not copied out). Another
+    // output is fetched with all of them: onnxruntime-node 1.23 names the fetched tensors by
+    // the session's output order, so fetching only the second output returns it under the
+    // first one's name (test/api-explain.test.ts runs into it).
+    const outputs = await opened.session.run(
+      { [inputName]: tensor },
+      outputName === opened.spec.output ? [outputName] : undefined,
+    );
+    const fetched = outputs[outputName];
+    if (fetched === undefined || fetched.type !== "float32") {
       throw new AppError(
         "model_invalid",
         `${tower} tower ${path} returned no float32 "${outputName}". Re-export the model.`,
       );
     }
-    return { type: "float32", data: output.data as Float32Array, dims: [...output.dims] };
+    return { type: "float32", data: fetched.data as Float32Array, dims: [...fetched.dims] };
   }
 
   async close(): Promise<void> {
@@ -147,7 +155,8 @@ export function joinTowers(groups: readonly Towers[]): Towers {
   }
   return {
     devices,
-    run: (tower, input) => route.get(tower)?.run(tower, input) ?? Promise.reject(notOpened(tower)),
+    run: (tower, input, output) =>
+      route.get(tower)?.run(tower, input, output) ?? Promise.reject(notOpened(tower)),
     close: async () => {
       const results = await Promise.allSettled(groups.map((group) => group.close()));
       const failed = results.find((r) => r.status === "rejected");

@@ -1,5 +1,5 @@
 import type { Device } from "../core/settings.ts";
-import type { ModelConfig } from "../model/format.ts";
+import type { DenseKind, ModelConfig } from "../model/format.ts";
 import type { TokenizedText } from "../tokenize/types.ts";
 
 export interface TextEmbedding {
@@ -7,6 +7,15 @@ export interface TextEmbedding {
   embedding: Float32Array;
   tokens: number;
   truncated: boolean;
+}
+
+/** An image's patch embeddings (the vision tower's dense output, vision.dense). */
+export interface PatchEmbeddings {
+  kind: DenseKind;
+  rows: number;
+  columns: number;
+  /** rows·columns L2-normalised embeddings of `dims` values, row-major patches. */
+  patches: Float32Array;
 }
 
 export interface EncoderStats {
@@ -37,6 +46,11 @@ export interface Embedder {
   embedTokenized(tokenized: readonly TokenizedText[]): Promise<TextEmbedding[]>;
   /** Each entry: CHW pixels from the preprocess stage. Batched by imageBatchSize. */
   embedPixels(pixels: readonly Float32Array[]): Promise<Float32Array[]>;
+  /**
+   * The patch embeddings of one image's CHW pixels; `dense_output_missing` when the model has
+   * no dense output. Absent from embedders that never have one (test fakes).
+   */
+  embedPatches?(pixels: Float32Array): Promise<PatchEmbeddings>;
   stats(): EncoderStats;
   close(): Promise<void>;
 }

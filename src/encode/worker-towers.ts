@@ -35,7 +35,7 @@ export type WorkerReply =
 
 /** Messages from this side to the worker. */
 export type WorkerRequest =
-  | { kind: "run"; id: number; tower: TowerName; input: TensorData }
+  | { kind: "run"; id: number; tower: TowerName; input: TensorData; output?: string }
   | { kind: "close" };
 
 /** What the worker sends back for an error: an AppError as it is, anything else as encoder_failed. */
@@ -128,7 +128,7 @@ export class WorkerTowers implements Towers {
     return towers;
   }
 
-  run(tower: TowerName, input: TensorData): Promise<TensorData> {
+  run(tower: TowerName, input: TensorData, output?: string): Promise<TensorData> {
     if (this.#closed) {
       return Promise.reject(encoderClosed());
     }
@@ -139,7 +139,13 @@ export class WorkerTowers implements Towers {
       this.#pending.set(id, { resolve, reject });
       // Keep the process alive only while work is in flight.
       if (this.#pending.size === 1) this.#worker.ref();
-      this.#worker.postMessage({ kind: "run", id, tower, input } satisfies WorkerRequest);
+      this.#worker.postMessage({
+        kind: "run",
+        id,
+        tower,
+        input,
+        ...(output !== undefined ? { output } : {}),
+      } satisfies WorkerRequest);
     });
   }
 

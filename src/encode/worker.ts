@@ -32,7 +32,7 @@ port.on("message", async (request: WorkerRequest) => {
     return;
   }
   try {
-    const output = await towers.run(request.tower, request.input);
+    const output = await towers.run(request.tower, request.input, request.output);
     // A private copy can be handed over without copying again.
     const data = output.data.slice();
     post({ kind: "result", id: request.id, output: { ...output, data } as typeof output }, [

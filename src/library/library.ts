@@ -37,6 +37,7 @@ import { DecodeGate } from "../preprocess/decode-gate.ts";
 import { PreprocessPool } from "../preprocess/pool.ts";
 import { openStore } from "../store/open.ts";
 import type { ItemStore, ReindexTarget, StoreHealth, StoreServer } from "../store/types.ts";
+import { Explainer, type ExplainQuery, type Explanation } from "./explain/explain.ts";
 import { Ingest } from "./ingest/ingest.ts";
 import { ItemReader } from "./items.ts";
 import type { Generation } from "./models/generation.ts";
@@ -95,6 +96,7 @@ export class LongclipLibrary implements Library {
   private readonly models: ModelLifecycle;
   private readonly items: ItemReader;
   private readonly searches: SearchService;
+  private readonly explainer: Explainer;
 
   constructor(
     private readonly settings: Settings,
@@ -127,6 +129,16 @@ export class LongclipLibrary implements Library {
       live: () => this.models.live,
       assertUsable: () => this.assertUsable(),
       reportBackground: (error) => this.reportBackground(error),
+    });
+    this.explainer = new Explainer({
+      settings,
+      store,
+      pool: this.pool,
+      gate: this.decodeGate,
+      queue: this.queue,
+      live: () => this.models.live,
+      readBytes: (item) => this.items.readBytes(item),
+      queryVector: (query) => this.searches.queryVector(query, query.options),
     });
     this.ingest = new Ingest({
       settings,
@@ -187,6 +199,7 @@ export class LongclipLibrary implements Library {
   /** The next model became live: queries are embedded and searched with it from now on. */
   private adopted(next: Generation): void {
     this.searches.adopt(next.embedder);
+    this.explainer.clear();
     if (this.currentState === "needs_reindex") this.currentState = "ready";
   }
 
@@ -285,6 +298,26 @@ export class LongclipLibrary implements Library {
   /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */
   searchVector(vector: Float32Array, options: SearchOptions): Promise<Hit[]> {
     return this.searches.vector(vector, options);
+  }
+
+  // ---------------------------------------------------------------- explain
+
+  explain(itemId: string, query: ExplainQuery): Promise<Explanation> {
+    return this.track(() =>
+      this.models.acrossSwitch(() => {
+        this.assertUsable();
+        return this.explainer.explain(itemId, query);
+      }),
+    );
+  }
+
+  explainOverlay(itemId: string, query: ExplainQuery): Promise<Buffer> {
+    return this.track(() =>
+      this.models.acrossSwitch(() => {
+        this.assertUsable();
+        return this.explainer.overlay(itemId, query);
+      }),
+    );
   }
 
   // ---------------------------------------------------------------- items

@@ -25,6 +25,7 @@ import type {
   StoreServer,
   VectorIndexStats,
 } from "../store/types.ts";
+import type { ExplainQuery, Explanation } from "./explain/explain.ts";
 import type { ReindexStatus, SwitchMode } from "./models/types.ts";
 
 export type { ReindexStatus, SwitchMode };
@@ -85,6 +86,10 @@ export interface Library {
     cursor: string | null;
     limit: number;
   }): Promise<DuplicateGroupPage>;
+  /** Why `itemId` matches `query`: a heat map of its patches (POST /explain; ./explain/). */
+  explain(itemId: string, query: ExplainQuery): Promise<Explanation>;
+  /** The same heat map drawn over the item's image, as a PNG. */
+  explainOverlay(itemId: string, query: ExplainQuery): Promise<Buffer>;
   getItem(id: string): Promise<Item | undefined>;
   /** The original bytes of an item's image, with its content type. */
   readImage(id: string): Promise<{ bytes: Buffer; contentType: string } | undefined>;

@@ -99,6 +99,7 @@ function logErrorAnswer(request: FastifyRequest, error: unknown, answer: AppErro
 const KEYED_READS: ReadonlySet<string> = new Set([
   "searchText",
   "searchImage",
+  "explainMatch",
   "duplicates",
   "listJobs",
   "getJob",

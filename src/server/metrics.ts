@@ -6,7 +6,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { Library } from "../library/types.ts";
 import { storeRetries } from "../store/retries.ts";
 
-export type Operation = "index" | "search_text" | "search_image" | "duplicates";
+export type Operation = "index" | "search_text" | "search_image" | "duplicates" | "explain";
 
 export interface AppMetrics {
   registry: Registry;

@@ -33,6 +33,9 @@ function withPreprocessMode(embedder: Embedder, mode: PreprocessMode): Embedder 
     embedTexts: (texts) => embedder.embedTexts(texts),
     embedTokenized: (tokenized) => embedder.embedTokenized(tokenized),
     embedPixels: (pixels) => embedder.embedPixels(pixels),
+    ...(embedder.embedPatches !== undefined
+      ? { embedPatches: embedder.embedPatches.bind(embedder) }
+      : {}),
     stats: () => ({ ...embedder.stats(), modelId }),
     close: () => embedder.close(),
   };

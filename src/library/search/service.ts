@@ -4,6 +4,7 @@
  * near-duplicate groups (./duplicates.ts). The library (../library.ts) keeps the state: it
  * tracks each call, repeats it across a model switch, and says when the store can be used.
  */
+import { AppError } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
 import type {
   Box,
@@ -22,7 +23,7 @@ import type { Generation } from "../models/generation.ts";
 import type { EmbedQueue } from "../queue.ts";
 import { DuplicateGroups, flagNearDuplicates } from "./duplicates.ts";
 import { QueryEmbedder } from "./query-embedder.ts";
-import { Search } from "./search.ts";
+import { type QueryVector, Search } from "./search.ts";
 
 /** What search needs of the library around it. */
 export interface SearchDeps {
@@ -138,6 +139,29 @@ export class SearchService {
     const vector = await this.queries.embedImage(bytes, box);
     this.deps.assertUsable();
     return { hits: await this.search.rank(vector, options) };
+  }
+
+  /**
+   * The unit vector of a text or a composed query, checked and embedded as `text` and
+   * `compose` do (POST /explain's query).
+   */
+  async queryVector(
+    query: { text?: string; compose?: readonly ComposePart[] },
+    options: TextOptions,
+  ): Promise<QueryVector> {
+    this.deps.assertUsable();
+    if ((query.text === undefined) === (query.compose === undefined)) {
+      throw new AppError(
+        "validation_failed",
+        "the query needs exactly one of query (a text) and compose (weighted texts and items)",
+      );
+    }
+    if (query.compose !== undefined) {
+      this.search.checkCompose(query.compose, { k: 1 });
+      return this.search.embedCompose(query.compose, options);
+    }
+    this.search.checkText(query.text);
+    return this.search.embedText(query.text as string, options);
   }
 
   /** Nearest items to an embedding, by the store's ANN index or an exact scan, filtered. */

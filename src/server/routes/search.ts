@@ -1,11 +1,41 @@
 /** Search by text or by image, and the tokenizer view the page uses to show what is read. */
 import type { Schemas } from "../../api/spec.ts";
 import { AppError } from "../../core/errors.ts";
-import type { Box, Filter, Hit } from "../../core/types.ts";
+import type { Box, ComposePart, Filter, Hit } from "../../core/types.ts";
+import type { Explanation } from "../../library/explain/explain.ts";
 import { parseJson, readMultipart } from "../multipart.ts";
 import { assertValid } from "../validation.ts";
 import { keptChars } from "../web.ts";
 import { type Handlers, imageUrl, type RouteContext, tookMs } from "./context.ts";
+
+/** The library's composition parts from the API's (item_id → itemId). */
+function composeParts(parts: Schemas["ComposePart"][] | undefined): ComposePart[] | undefined {
+  return parts?.map((part) => ({
+    weight: part.weight,
+    ...(part.text !== undefined ? { text: part.text } : {}),
+    ...(part.item_id !== undefined ? { itemId: part.item_id } : {}),
+  }));
+}
+
+function toExplainResponse(explanation: Explanation): Schemas["ExplainResponse"] {
+  const { rows, columns, scores } = explanation;
+  return {
+    item_id: explanation.itemId,
+    model_id: explanation.modelId,
+    kind: explanation.kind,
+    grid: { rows, columns },
+    scores: Array.from({ length: rows }, (_, r) =>
+      Array.from(scores.subarray(r * columns, (r + 1) * columns)),
+    ),
+    min: explanation.min,
+    max: explanation.max,
+    score: explanation.score,
+    peak: explanation.peak,
+    crop: explanation.crop,
+    image: explanation.image,
+    query: explanation.query,
+  };
+}
 
 function toHit(hit: Hit): Schemas["Hit"] {
   const out: Schemas["Hit"] = {
@@ -63,11 +93,7 @@ export function searchHandlers({
           "body needs exactly one of query (a text) and compose (weighted texts and items)",
         );
       }
-      const compose = body.compose?.map((part) => ({
-        weight: part.weight,
-        ...(part.text !== undefined ? { text: part.text } : {}),
-        ...(part.item_id !== undefined ? { itemId: part.item_id } : {}),
-      }));
+      const compose = composeParts(body.compose);
       const result = await metrics.time("search_text", () =>
         compose !== undefined
           ? library.searchCompose(compose, options)
@@ -78,6 +104,27 @@ export function searchHandlers({
         query: result.query,
         took_ms: tookMs(started),
       } satisfies Schemas["SearchResponse"];
+    },
+
+    async explainMatch(request, reply) {
+      const body = request.body as Schemas["ExplainRequest"];
+      const compose = composeParts(body.compose);
+      const query = {
+        ...(body.query !== undefined ? { text: body.query } : {}),
+        ...(compose !== undefined ? { compose } : {}),
+        options: {
+          ...(body.truncate !== undefined ? { truncate: body.truncate } : {}),
+          ...(body.long_query !== undefined ? { longQuery: body.long_query } : {}),
+        },
+      };
+      if (body.format === "png") {
+        const png = await metrics.time("explain", () =>
+          library.explainOverlay(body.item_id, query),
+        );
+        return reply.type("image/png").header("cache-control", "private, no-cache").send(png);
+      }
+      const explanation = await metrics.time("explain", () => library.explain(body.item_id, query));
+      return toExplainResponse(explanation);
     },
 
     async searchImage(request) {

@@ -61,7 +61,10 @@ describe("videos over HTTP", () => {
     );
     // A real MP4 with junk after it: still an MP4 by its bytes, over the byte limit.
     videos.oversized = Buffer.concat([videos.scenes as Buffer, Buffer.alloc(MAX_VIDEO_BYTES)]);
-    writeFileSync(path.join(media, "clip.webm"), videos.webm as Buffer);
+    const clip = colourScenes(file("clip.webm"), ["navy", "yellow"], 1, {
+      extra: ["-c:v", "libvpx"],
+    });
+    writeFileSync(path.join(media, "clip.webm"), readFileSync(clip));
     writeFileSync(path.join(media, "big.mp4"), videos.oversized);
     writeFileSync(path.join(media, "fake.mov"), Buffer.from("not a movie\n".repeat(100)));
     server = await startTestApp({
@@ -134,8 +137,16 @@ describe("videos over HTTP", () => {
   });
 
   test("GET /items/{id}/image?t= gives the frame at t as JPEG; the thumbnail is a frame", async () => {
-    const res = await upload([part("frames.mp4", videos.scenes as Buffer)]);
-    const id = (res.body as S["IndexResponse"]).results[0]?.id as string;
+    const sizeBefore = ((await server.http.get("/stats")).body as S["Stats"]).index.size;
+    // The same scenes under another container: other bytes, so another item.
+    const res = await upload([part("frames.webm", videos.webm as Buffer, "video/webm")]);
+    assert.equal(res.status, 200, res.text);
+    const webmId = (res.body as S["IndexResponse"]).results[0]?.id as string;
+    // One vector for the video and one per scene (yellow, navy): 3 more in the index.
+    const sizeAfter = ((await server.http.get("/stats")).body as S["Stats"]).index.size;
+    assert.equal(sizeAfter - sizeBefore, 3, `${webmId}: ${sizeBefore} -> ${sizeAfter}`);
+    const scenes = await upload([part("frames.mp4", videos.scenes as Buffer)]);
+    const id = (scenes.body as S["IndexResponse"]).results[0]?.id as string;
     // red 0-1 s, lime 1-2 s, blue 2-3 s
     const expected: [number, number][] = [
       [0.5, 0],

@@ -165,6 +165,20 @@ describe("videos over HTTP", () => {
       const rgb = [data[centre], data[centre + 1], data[centre + 2]] as number[];
       assert.ok((rgb[channel] as number) > 180, `t=${t}: ${rgb}`);
     }
+    // A search by a blue picture finds the video at its blue scene: the hit says the frame.
+    const blue = await sharp({
+      create: { width: 96, height: 64, channels: 3, background: { r: 0, g: 0, b: 255 } },
+    })
+      .png()
+      .toBuffer();
+    const form = multipart([{ name: "image", value: blue, filename: "blue.png" }]);
+    const found = await server.http.post("/search/image?k=3").set(form.headers).send(form.payload);
+    assert.equal(found.status, 200, found.text);
+    const top = (found.body as S["ImageSearchResponse"]).hits[0];
+    assert.equal(top?.id, id, found.text);
+    assert.equal(top?.match?.kind, "frame", found.text);
+    const t = top?.match?.t ?? -1;
+    assert.ok(t >= 2 && t < 3, `matched at ${t} s, in the blue scene (2-3 s)`);
     const past = await server.http.get(`/items/${id}/image?t=60`);
     assert.equal(past.status, 404, past.text);
     assert.equal(past.body.error.code, "not_found");

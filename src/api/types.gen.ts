@@ -688,6 +688,17 @@ export interface components {
             vector_rank?: number | null;
             /** @description Hybrid mode; the reciprocal rank fusion score hits are ordered by. */
             fused_score?: number;
+            match?: components["schemas"]["HitMatch"];
+        };
+        /** @description The part of the item whose vector matched best, present when a part (a region of an image, a frame of a video) scored higher than the whole image; the hit's `score` is then this part's. Absent: the whole image matched best. */
+        HitMatch: {
+            /** @enum {string} */
+            kind: "region" | "frame";
+            box?: components["schemas"]["Box"];
+            /** @description A frame's time, in seconds from the start of the video. */
+            t?: number;
+            /** @description Cosine similarity of the part's vector. */
+            score: number;
         };
         DuplicateGroup: {
             ids: string[];

@@ -105,11 +105,23 @@ export interface QueryInfo {
   parts?: number;
 }
 
+/**
+ * Where a part of an item is: a region of an image (a box in the pixels of the original as
+ * shown, as the item's width and height are), or a frame of a video (seconds from its start).
+ */
+export type PartLocator = { kind: "region"; box: Box } | { kind: "frame"; t: number };
+
+/** The part of an item whose vector matched a query best, and its cosine similarity. */
+export type HitMatch = PartLocator & { score: number };
+
 export interface Hit {
   id: string;
+  /** Cosine similarity of the item's best vector (its whole image's, or a part's). */
   score: number;
   rank: number;
   metadata: Metadata;
+  /** The region or frame that matched best, when it was not the whole image. */
+  match?: HitMatch;
   /** Keyword and hybrid modes: the rank in the keyword ranking (null: not in it). */
   keywordRank?: number | null;
   /** The store's keyword relevance (higher is better; backend-specific scale). */

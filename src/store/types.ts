@@ -8,7 +8,7 @@
  * `insertItems` resolves, they are durable, and a crash never leaves half an item.
  */
 import type { ErrorInfo } from "../core/errors.ts";
-import type { Box, Filter, Item, ItemOrder, Metadata } from "../core/types.ts";
+import type { Filter, Item, ItemOrder, Metadata, PartLocator } from "../core/types.ts";
 import type { JobStore } from "./jobs.ts";
 
 export interface StoredItem extends Item {
@@ -16,11 +16,7 @@ export interface StoredItem extends Item {
   label: number;
 }
 
-/**
- * Where a part is in its item: a region of an image (a box in the pixels of the original as
- * shown, as the item's width and height are), or a frame of a video (seconds from its start).
- */
-export type PartLocator = { kind: "region"; box: Box } | { kind: "frame"; t: number };
+export type { PartLocator };
 
 /**
  * A part of an item with its own embedding, searched beside the item's whole-image vector: a
@@ -129,6 +125,11 @@ export interface NearestQuery {
   filter?: Filter;
   /** Scan every embedding instead of using the ANN index (the ground truth for recall). */
   exact?: boolean;
+  /**
+   * Rank by the items' whole-image vectors only, never their parts' (near-duplicates compare
+   * images, and a region of one photo is no duplicate of another photo).
+   */
+  wholeImage?: boolean;
 }
 
 /** Full-text search over the text fields of the items' metadata. */

@@ -294,7 +294,7 @@ export class MemoryStore implements ItemStore {
     for (const [label, vector] of this.disk.live.get(modelId) ?? []) {
       if (matches(this.itemAt(label).metadata)) rows.push({ label, vector });
     }
-    if (this.disk.parts.size === 0) {
+    if (this.disk.parts.size === 0 || query.wholeImage === true) {
       return exactSearch(query.vector, rows, query.k).map(({ label, score }) => ({
         item: this.itemAt(label),
         score,

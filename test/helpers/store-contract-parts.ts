@@ -376,6 +376,44 @@ export function partsContract(options: ContractOptions): void {
     });
   });
 
+  test("parts: a wholeImage search (near-duplicates) ranks by the items' own vectors only", async () => {
+    await withFresh(async (store) => {
+      const query = vectorOf(8888);
+      const entries = [
+        withParts(1, [{ ...region(0), vector: query }], { keep: true }),
+        newItem(2, { keep: true }),
+        { ...newItem(3, { keep: true }), vector: near(query, 3, 0.5) },
+        ...Array.from({ length: 12 }, (_, i) =>
+          withParts(10 + i, [{ ...region(0), vector: near(query, 40 + i, 0.1) }], { keep: i < 6 }),
+        ),
+      ];
+      await store.insertItems(entries, "m1");
+      await store.prepare();
+      const wholes = entries.map(({ parts: _parts, ...entry }) => entry);
+      for (const [filter, kept] of [
+        [undefined, wholes],
+        [{ keep: true }, wholes.filter((e) => e.metadata.keep === true)],
+      ] as [Filter | undefined, NewItem[]][]) {
+        const expected = reference(kept, query, 4);
+        for (const exact of [true, false]) {
+          const hits = await store.nearest(
+            { vector: query, k: 4, exact, wholeImage: true, ...(filter ? { filter } : {}) },
+            "m1",
+          );
+          assertHits(
+            hits,
+            expected,
+            kept,
+            `whole images (${exact ? "exact" : "index"}, ${JSON.stringify(filter)})`,
+          );
+        }
+      }
+      // The same search with parts finds item 1 by its part first.
+      const [first] = await store.nearest({ vector: query, k: 1 }, "m1");
+      assert.equal(first?.item.id, "item-1");
+    });
+  });
+
   test("parts: a part that cannot be kept as given refuses the batch, and nothing is stored", async () => {
     await withFresh(async (store) => {
       const bad: NewItem[] = [

@@ -3,7 +3,8 @@
  * (cosine). Each item asks the store's ANN index for its nearest neighbours (never all pairs:
  * n queries of k neighbours), the pairs above the threshold link items, and the connected
  * components of two or more items are the groups (so A~B and B~C group A, B and C even when
- * A and C are a little further apart).
+ * A and C are a little further apart). Only whole-image vectors are compared, never an item's
+ * parts (regions, frames): a crop of one photo is no duplicate of another.
  */
 import { AppError } from "../../core/errors.ts";
 import type { DuplicateGroupPage, IndexResult } from "../../core/types.ts";
@@ -69,7 +70,10 @@ export async function findNeighbourPairs(
     );
     for (const item of page) ids.set(item.label, item.id);
     for (const { label, vector } of vectors) {
-      const hits = await store.nearest({ vector, k: scan.neighbours + 1 }, modelId);
+      const hits = await store.nearest(
+        { vector, k: scan.neighbours + 1, wholeImage: true },
+        modelId,
+      );
       for (const hit of hits) {
         if (hit.item.label === label || hit.score < scan.minScore) continue;
         ids.set(hit.item.label, hit.item.id);
@@ -169,7 +173,7 @@ export async function nearestOther(
 ): Promise<{ id: string; score: number } | undefined> {
   const [row] = await store.embeddingsOf(modelId, [label]);
   if (row === undefined) return undefined;
-  const hits = await store.nearest({ vector: row.vector, k: 2 }, modelId);
+  const hits = await store.nearest({ vector: row.vector, k: 2, wholeImage: true }, modelId);
   const other = hits.find((hit) => hit.item.label !== label);
   return other !== undefined && other.score >= threshold
     ? { id: other.item.id, score: other.score }

@@ -4,12 +4,13 @@
  * fusion (RRF, Cormack et al. 2009: each ranking adds 1 / (60 + rank) to an item's score).
  * RRF needs no calibration between BM25-like and cosine scores, which are not comparable.
  *
- * Every hit's `score` stays the cosine similarity of its image to the query, whatever ranked
- * it, so a score means the same in every mode.
+ * Every hit's `score` stays the cosine similarity of its image to the query (of its best
+ * vector: the whole image's or a part's, which the hit's `match` names), whatever ranked it, so
+ * a score means the same in every mode.
  */
 import { AppError } from "../../core/errors.ts";
-import type { Filter, Hit, SearchMode } from "../../core/types.ts";
-import type { ItemStore, ScoredItem } from "../../store/types.ts";
+import type { Filter, Hit, HitMatch, SearchMode } from "../../core/types.ts";
+import type { ItemStore, PartMatch, ScoredItem } from "../../store/types.ts";
 import { cosine } from "../../vector-index/exact.ts";
 
 /** The usual RRF constant: damps the weight of the very first ranks. */
@@ -18,6 +19,13 @@ export const RRF_K = 60;
 export const MAX_KEYWORD_WORDS = 256;
 const MAX_TEXT_FIELDS = 32;
 const TEXT_FIELD = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A hit's `match` from the store's: the part's locator and score (its index stays inside). */
+export function hitMatch(match: PartMatch | undefined): { match?: HitMatch } {
+  if (match === undefined) return {};
+  const { index: _index, ...shown } = match;
+  return { match: shown };
+}
 
 /** The distinct words (letters and digits) of a query, lower-cased, in order of appearance. */
 export function keywordWords(text: string): string[] {
@@ -132,24 +140,23 @@ export async function rankedSearch(
   }
   const top = ordered.slice(0, query.k);
 
-  // Keyword-ranked items get their cosine score from their stored embedding.
+  // Keyword-ranked items get their cosine score from their stored embeddings, as a search
+  // by vector would: the best of the whole image's and its parts'.
   const needCosine = top.filter((c) => c.vectorRank === null).map((c) => c.scored.item.label);
-  const cosines = new Map<number, number>();
-  for (const row of await store.embeddingsOf(modelId, needCosine)) {
-    cosines.set(row.label, cosine(query.vector, row.vector));
-  }
+  const cosines = await bestCosines(store, modelId, query.vector, needCosine);
   const hits: Hit[] = [];
   for (const c of top) {
-    const score = c.vectorRank !== null ? c.scored.score : cosines.get(c.scored.item.label);
+    const best = c.vectorRank !== null ? c.scored : cosines.get(c.scored.item.label);
     // An item without an embedding of this model is not searchable until re-indexed.
-    if (score === undefined) continue;
+    if (best === undefined) continue;
     const hit: Hit = {
       id: c.scored.item.id,
-      score,
+      score: best.score,
       rank: hits.length + 1,
       metadata: c.scored.item.metadata,
       keywordRank: c.keywordRank,
       keywordScore: c.keywordScore,
+      ...hitMatch(best.match),
     };
     if (query.mode === "hybrid") {
       hit.vectorRank = c.vectorRank;
@@ -158,4 +165,30 @@ export async function rankedSearch(
     hits.push(hit);
   }
   return hits;
+}
+
+/** The cosine of each item's best vector to `vector`, with the part that gave it, if any. */
+async function bestCosines(
+  store: ItemStore,
+  modelId: string,
+  vector: Float32Array,
+  labels: readonly number[],
+): Promise<Map<number, { score: number; match?: PartMatch }>> {
+  const best = new Map<number, { score: number; match?: PartMatch }>();
+  if (labels.length === 0) return best;
+  for (const row of await store.embeddingsOf(modelId, labels)) {
+    best.set(row.label, { score: cosine(vector, row.vector) });
+  }
+  for (const [label, parts] of await store.partsOf(modelId, labels)) {
+    let held = best.get(label);
+    if (held === undefined) continue;
+    for (const { vector: partVector, ...part } of parts) {
+      const score = cosine(vector, partVector);
+      if (score > held.score) {
+        held = { score, match: { ...part, score } };
+        best.set(label, held);
+      }
+    }
+  }
+  return best;
 }

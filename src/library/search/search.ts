@@ -14,7 +14,7 @@ import type { TextEmbedding } from "../../encode/types.ts";
 import { filterValueCount } from "../../store/filter.ts";
 import type { ItemStore } from "../../store/types.ts";
 import type { TokenizedText } from "../../tokenize/types.ts";
-import { parseTextFields, rankedSearch } from "./hybrid.ts";
+import { hitMatch, parseTextFields, rankedSearch } from "./hybrid.ts";
 import type { TextQuery } from "./query-embedder.ts";
 
 /** Parts of one composed query. */
@@ -405,11 +405,12 @@ export class Search {
         { vector, k: depth, exact, ...filter },
         this.ctx.modelId,
       );
-      ranked = found.map(({ item, score }, i) => ({
+      ranked = found.map(({ item, score, match }, i) => ({
         id: item.id,
         score,
         rank: i + 1,
         metadata: item.metadata,
+        ...hitMatch(match),
       }));
     } else {
       if (text === undefined) {

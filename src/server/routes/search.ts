@@ -49,6 +49,7 @@ function toHit(hit: Hit): Schemas["Hit"] {
   if (hit.keywordScore !== undefined) out.keyword_score = hit.keywordScore;
   if (hit.vectorRank !== undefined) out.vector_rank = hit.vectorRank;
   if (hit.fusedScore !== undefined) out.fused_score = hit.fusedScore;
+  if (hit.match !== undefined) out.match = hit.match;
   return out;
 }
 

@@ -84,7 +84,8 @@ const PART_LOCATOR =
  * two branches: the items' own vectors and their parts' (joined to the items where a filter
  * reads them), each the `candidates` nearest by the HNSW index (a walk) or, `exact`, each
  * item's best of its kind by a scan; each item keeps its best candidate, and the k best items
- * come back with the part that won, if a part did. Every item has its own vector, so the
+ * come back with the part that won, if a part did (`wholeImage`: the items' branch alone).
+ * Every item has its own vector, so the
  * items' branch alone has k items whenever k match: parts only ever add better candidates. The
  * score is always of the full-precision vectors (a halfvec index only chooses candidates).
  */
@@ -94,6 +95,7 @@ function nearestSql(
   walk:
     | "exact"
     | { candidates: number; partCandidates: number; indexed: (operand: string) => string },
+  wholeImage: boolean,
 ): string {
   const itemsWhere = `model_id = $2 ${filter ? `AND ${filter}` : ""}`;
   const partsFrom = filter
@@ -115,9 +117,10 @@ function nearestSql(
          ) AS best_parts ORDER BY distance, item LIMIT ${k}`
       : `SELECT p.item, p.part, p.embedding FROM ${partsFrom}
          ORDER BY ${walk.indexed("p.embedding")} <=> ${walk.indexed("$1::vector")} LIMIT ${walk.partCandidates}`;
+  const candidates = wholeImage ? `(${own})` : `((${own}) UNION ALL (${parts}))`;
   return `SELECT ${ITEM_COLUMNS}, best.score, best.part, ${PART_LOCATOR} FROM (
       SELECT DISTINCT ON (item) item, part, 1 - distance AS score FROM (
-        SELECT item, part, embedding <=> $1::vector AS distance FROM ((${own}) UNION ALL (${parts})) AS candidates
+        SELECT item, part, embedding <=> $1::vector AS distance FROM ${candidates} AS candidates
       ) AS scored ORDER BY item, distance, part NULLS FIRST
     ) AS best JOIN longclip.items ON items.label = best.item
     LEFT JOIN longclip.item_parts AS parts ON parts.item = best.item AND parts.part = best.part
@@ -149,7 +152,8 @@ export class PostgresSearch {
     const filter = appendFilter(params, query.filter);
     params.push(query.k);
     const k = `$${params.length}`;
-    const exactSql = nearestSql(filter?.where, k, "exact");
+    const whole = query.wholeImage === true;
+    const exactSql = nearestSql(filter?.where, k, "exact", whole);
     const ef = await this.efSearch(query.k);
     const candidates =
       this.settings.vectorType === "halfvec"
@@ -163,11 +167,12 @@ export class PostgresSearch {
       Math.max(1, Math.ceil(vectors / Math.max(1, items))),
     );
     const indexed = (operand: string) => indexedExpression(this.settings, model.dims, operand);
-    const annSql = nearestSql(filter?.where, k, {
-      candidates,
-      partCandidates: candidates * perItem,
-      indexed,
-    });
+    const annSql = nearestSql(
+      filter?.where,
+      k,
+      { candidates, partCandidates: candidates * perItem, indexed },
+      whole,
+    );
     const limit = this.settings.exactFilterLimit;
     // Filtered: how many items match, as the planner estimates it (no rows read), decides
     // between ranking them exactly and a longer filtered walk (scansFilterExactly).

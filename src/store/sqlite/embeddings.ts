@@ -62,13 +62,13 @@ export class SqliteEmbeddings implements EmbeddingSource {
     return this.countEmbeddings(modelId) + parts;
   }
 
-  /** Every vector of the model (items' and parts'), by label. */
-  *iterate(modelId: string): IterableIterator<EmbeddingRow> {
+  /** Every vector of the model (items' and, unless `wholeImage`, parts'), by label. */
+  *iterate(modelId: string, wholeImage = false): IterableIterator<EmbeddingRow> {
     // Raw rows: a full scan (exact search) spends most of its time creating row objects.
     for (const [label, vector] of this.stmts.embeddingsRaw.iterate(modelId)) {
       yield { label, vector: blobToVector(vector) };
     }
-    if (this.partRows === 0) return;
+    if (this.partRows === 0 || wholeImage) return;
     for (const [label, vector] of this.partVectorsRaw.iterate(modelId)) {
       yield { label, vector: blobToVector(vector) };
     }
@@ -98,10 +98,11 @@ export class SqliteEmbeddings implements EmbeddingSource {
   }
 
   /**
-   * The neighbours (labels of any vector) as items with their best vector, best first. Without
-   * parts every label is an item's, and the order is the neighbours' own.
+   * The neighbours (labels of any vector) as items with their best vector, best first (parts'
+   * left out with `wholeImage`). Without parts every label is an item's, and the order is the
+   * neighbours' own.
    */
-  bestItems(neighbours: readonly Neighbour[]): BestVector[] {
+  bestItems(neighbours: readonly Neighbour[], wholeImage = false): BestVector[] {
     if (this.partRows === 0) {
       return neighbours.map(({ label, score }) => ({ item: label, score }));
     }
@@ -113,6 +114,7 @@ export class SqliteEmbeddings implements EmbeddingSource {
         part: { index: row.part, locator: locatorOf(row) },
       });
     }
-    return bestPerItem(neighbours, (label) => owners.get(label));
+    const kept = wholeImage ? neighbours.filter((n) => !owners.has(n.label)) : neighbours;
+    return bestPerItem(kept, (label) => owners.get(label));
   }
 }

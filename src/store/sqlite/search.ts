@@ -52,13 +52,14 @@ export class SqliteSearch {
 
   async nearest(query: NearestQuery, modelId: string): Promise<ScoredItem[]> {
     const { vector, k } = query;
+    const whole = query.wholeImage === true;
     const model = requireModel("library", this.options.currentModel(), modelId);
     const index = () => this.hnsw.ready(model);
     let best: BestVector[];
     if (query.filter !== undefined && Object.keys(query.filter).length > 0) {
       // The matching labels are the candidates: counted exactly here, and ranked exactly while
       // that costs less than a filtered walk would (scansFilterExactly).
-      const labels = await this.labelsMatching(query.filter, modelId);
+      const labels = await this.labelsMatching(query.filter, modelId, whole);
       const size = query.exact ? 0 : (await index()).size;
       const ef = efSearchFor(k, size, this.options.efSearch);
       if (
@@ -67,12 +68,12 @@ export class SqliteSearch {
       ) {
         best = this.exact(vector, this.embeddings.vectorsFor(modelId, labels), k);
       } else {
-        best = await this.walk(await index(), vector, k, labels);
+        best = await this.walk(await index(), vector, k, whole, labels);
       }
     } else if (query.exact) {
-      best = this.exact(vector, this.embeddings.iterate(modelId), k);
+      best = this.exact(vector, this.embeddings.iterate(modelId, whole), k);
     } else {
-      best = await this.walk(await index(), vector, k);
+      best = await this.walk(await index(), vector, k, whole);
     }
     return this.withItems(best);
   }
@@ -90,12 +91,13 @@ export class SqliteSearch {
    * The k best items of a walk of the index (`allowed`: the labels a filter accepts). With
    * parts, an item may fill several of the walk's results: it asks for as many results per item
    * as items hold vectors on average, and for four times more while it finds fewer than k
-   * distinct items and more could be found.
+   * distinct items and more could be found (parts' results are dropped with `wholeImage`).
    */
   private async walk(
     index: ShardedHnsw,
     vector: Float32Array,
     k: number,
+    wholeImage: boolean,
     allowed?: readonly number[],
   ): Promise<BestVector[]> {
     const parts = this.embeddings.parts;
@@ -105,7 +107,7 @@ export class SqliteSearch {
     let want = Math.min(findable, k * Math.min(MAX_FIRST_WIDENING, Math.max(1, perItem)));
     for (;;) {
       const neighbours = await index.search(vector, want, allowed);
-      const best = this.embeddings.bestItems(neighbours);
+      const best = this.embeddings.bestItems(neighbours, wholeImage);
       if (best.length >= k || neighbours.length < want || want >= findable) {
         return best.slice(0, k);
       }
@@ -142,13 +144,17 @@ export class SqliteSearch {
 
   /**
    * Labels of the vectors of the items whose metadata matches every key of the filter: the
-   * items' own, and their parts' where parts are stored (on a read worker).
+   * items' own, and their parts' where parts are stored, unless `wholeImage` (on a read worker).
    */
-  private async labelsMatching(filter: Filter, modelId: string): Promise<number[]> {
+  private async labelsMatching(
+    filter: Filter,
+    modelId: string,
+    wholeImage: boolean,
+  ): Promise<number[]> {
     const { where, params } = filterToSql(filter);
     const items = `SELECT label FROM items WHERE ${where}`;
     const rows =
-      this.embeddings.parts === 0
+      this.embeddings.parts === 0 || wholeImage
         ? await this.readers.all(items, params)
         : await this.readers.all(
             `${items} UNION ALL SELECT vector_label FROM item_parts WHERE model_id = ? AND item IN (${items})`,

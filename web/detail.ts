@@ -12,21 +12,11 @@ import { $, el } from "./dom.ts";
 import type { ExplainQuery, SearchView } from "./search.ts";
 
 type Explanation = Schemas["ExplainResponse"];
-interface Box {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
+type Box = Schemas["Box"];
 
 /** The box of the region a hit matched by, when it has one (multi-vector items). */
 function matchedBox(shown: Shown): Box | undefined {
-  const match = (shown as { match?: { box?: Partial<Box> } }).match;
-  const box = match?.box;
-  return box !== undefined &&
-    [box.x, box.y, box.width, box.height].every((v) => typeof v === "number")
-    ? (box as Box)
-    : undefined;
+  return isHit(shown) ? shown.match?.box : undefined;
 }
 
 /** Where the image's pixels are drawn inside its element (object-fit: contain). */

@@ -146,12 +146,13 @@ describe("the detail view's heat map", { skip: SKIP_BROWSER }, () => {
   test("a hit that matched by a region shows the region's box on the image", async () => {
     const { page } = fixture;
     const box = { x: 30, y: 60, width: 120, height: 90 };
-    // Multi-vector hits carry `match` (issue 28); the server's answer gets one here.
+    // A hit that matched by a region carries `match` (HitMatch); the answer gets one here, as
+    // the tiny model's scenes are too small for regions.
     await page.route("**/search", async (route) => {
       const response = await route.fetch();
       const body = (await response.json()) as S["SearchResponse"];
       const hits = body.hits.map((hit) =>
-        hit.id === "square" ? { ...hit, match: { box, score: hit.score } } : hit,
+        hit.id === "square" ? { ...hit, match: { kind: "region", box, score: hit.score } } : hit,
       );
       await route.fulfill({ response, json: { ...body, hits } });
     });

@@ -11,7 +11,7 @@
  */
 
 import { AppError, type ErrorInfo, errorOf, isAppError } from "../../core/errors.ts";
-import type { StoredItem } from "../../store/types.ts";
+import type { StagedRow, StoredItem, StoredPart } from "../../store/types.ts";
 import type { Generation } from "./generation.ts";
 import { asModelFailure } from "./next-model.ts";
 import type { ModelHost } from "./types.ts";
@@ -67,36 +67,85 @@ async function withRetries<T>(pass: ReembedPass, work: () => Promise<T>): Promis
   }
 }
 
-/** Embeds one page and stages it; returns how many items were staged. */
+/** One decoded item: its own model input and its regions' (by part index). */
+interface Decoded {
+  label: number;
+  pixels: Float32Array;
+  regions: { index: number; pixels: Float32Array }[];
+}
+
+/**
+ * Embeds one page and stages it; returns how many items were staged. An item's regions are
+ * cropped again from its image by their boxes (as the store lists them, partsOf) and staged
+ * with it; its other parts (a video's frames) are not re-derived from an image, so the swap
+ * drops them (the store's rule for a part without a new embedding).
+ */
 async function embedPage(
   host: ModelHost,
   pass: ReembedPass,
   page: readonly StoredItem[],
 ): Promise<number> {
   const { model } = pass;
+  const stored = await host.store.model();
+  const parts =
+    stored === undefined || page.length === 0
+      ? new Map<number, StoredPart[]>()
+      : await host.store.partsOf(
+          stored.modelId,
+          page.map((item) => item.label),
+        );
   const bytes = await Promise.all(page.map((item) => readForReembed(host, item)));
   const decoded = await Promise.allSettled(
-    bytes.map(async (data) => {
+    bytes.map(async (data, k) => {
       if (data instanceof Error) throw isAppError(data) ? data : imageMissing(data);
-      return data === DELETED ? DELETED : host.pool.run(data, model.options);
+      if (data === DELETED) return DELETED;
+      const label = (page[k] as StoredItem).label;
+      const regions = (parts.get(label) ?? []).flatMap((part) =>
+        part.kind === "region" ? [part] : [],
+      );
+      const crops =
+        regions.length === 0
+          ? undefined
+          : { kind: "boxes" as const, boxes: regions.map((part) => part.box) };
+      const image = await host.pool.run(data, model.options, undefined, crops);
+      return {
+        label,
+        pixels: image.pixels,
+        regions: regions.map((part, i) => ({
+          index: part.index,
+          pixels: image.regions?.[i]?.pixels as Float32Array,
+        })),
+      };
     }),
   );
-  const good: { label: number; pixels: Float32Array }[] = [];
+  const good: Decoded[] = [];
   decoded.forEach((outcome, k) => {
     const item = page[k] as StoredItem;
     if (outcome.status === "rejected") pass.failed(item, errorOf(outcome.reason));
-    else if (outcome.value !== DELETED)
-      good.push({ label: item.label, pixels: outcome.value.pixels });
+    else if (outcome.value !== DELETED) good.push(outcome.value);
   });
   if (good.length === 0) return 0;
-  const vectors = await host.queue.run("ingest", good.length, () =>
-    asModelFailure(() => model.embedder.embedPixels(good.map((g) => g.pixels))),
+  // Every model input of the page in one run: the items' own, then their regions'.
+  const inputs = [
+    ...good.map((g) => g.pixels),
+    ...good.flatMap((g) => g.regions.map((r) => r.pixels)),
+  ];
+  const vectors = await host.queue.run("ingest", inputs.length, () =>
+    asModelFailure(() => model.embedder.embedPixels(inputs)),
   );
   host.assertOpen();
-  await host.store.putStaging(
-    good.map((g, k) => ({ label: g.label, vector: vectors[k] as Float32Array })),
-    model.embedder.modelId,
-  );
+  let next = good.length;
+  const rows: StagedRow[] = good.map((g, k) => {
+    const row: StagedRow = { label: g.label, vector: vectors[k] as Float32Array };
+    if (g.regions.length > 0) {
+      row.parts = g.regions.map((r) => ({
+        index: r.index,
+        vector: vectors[next++] as Float32Array,
+      }));
+    }
+    return row;
+  });
+  await host.store.putStaging(rows, model.embedder.modelId);
   return good.length;
 }
 

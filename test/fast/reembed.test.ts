@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import sharp from "sharp";
 import type { ErrorInfo } from "../../src/core/errors.ts";
 import { generationOf } from "../../src/library/models/generation.ts";
 import { reembed } from "../../src/library/models/reembed.ts";
@@ -106,4 +107,60 @@ test("an upload that cannot be read ends the pass (the store's error, retried fi
   const staged = await reembed(host, { ...pass, skip: (item) => item.id === "y" });
   assert.equal(staged, 1);
   assert.equal(reads, 1);
+});
+
+test("an item's regions are cropped again by their boxes and staged with it; its frames are dropped at the swap", async () => {
+  const store = new MemoryStore();
+  const live = new FakeEmbedder({ modelId: "old" });
+  await store.setModel({ modelId: "old", dims: live.dims });
+  const box = { x: 4, y: 2, width: 10, height: 12 };
+  const vector = (seed: number) =>
+    Float32Array.from({ length: live.dims }, (_, i) => Math.sin(seed + i));
+  const [outcome] = await store.insertItems(
+    [
+      {
+        id: "with-parts",
+        sha256: "cd".repeat(32),
+        metadata: {},
+        contentType: "image/png",
+        width: 16,
+        height: 16,
+        bytes: image.length,
+        source: "path",
+        path: "/media/with-parts.png",
+        vector: vector(1),
+        parts: [
+          { kind: "frame", t: 1, vector: vector(2) },
+          { kind: "region", box, vector: vector(3) },
+        ],
+      },
+    ],
+    "old",
+  );
+  assert.equal(outcome?.status, "inserted");
+  const next = new FakeEmbedder({ modelId: "new" });
+  const model = generationOf(next, settings);
+  const staged = await reembed(
+    hostOver(store, async () => image),
+    {
+      model,
+      list: (after) => store.itemsAfter(after, 10),
+      failed: (item, error) => assert.fail(`${item.id}: ${error.message}`),
+      paged: () => {},
+    },
+  );
+  assert.equal(staged, 1);
+  await store.swapStaging({ modelId: "new", dims: next.dims });
+  // Expected: the region cut from the PNG (sharp), preprocessed as a whole image of its own.
+  const cropped = await sharp(image)
+    .extract({ left: box.x, top: box.y, width: box.width, height: box.height })
+    .png()
+    .toBuffer();
+  const [expected] = await next.embedPixels([(await pool.run(cropped, model.options)).pixels]);
+  const [whole] = await next.embedPixels([(await pool.run(image, model.options)).pixels]);
+  const label = (await store.getById("with-parts"))?.label as number;
+  assert.deepEqual((await store.embeddingsOf("new", [label]))[0]?.vector, whole);
+  assert.deepEqual((await store.partsOf("new", [label])).get(label), [
+    { kind: "region", box, index: 1, vector: expected },
+  ]);
 });

@@ -22,23 +22,16 @@ export interface Decoded extends Job {
   contentType: string;
 }
 
-/** A video's frame as its item keeps it: a vector and the frame's time, in seconds. */
-export interface FramePart {
-  kind: "frame";
-  t: number;
-  vector: Float32Array;
-}
-
-/**
- * A chunk's embeddings: by the live model, and by the next one while a reindex runs. `vectors`
- * are the items' own, `parts` their frames' or regions' (undefined for an item without); the
- * staged parts are the same parts by the next model, in the same order.
- */
-export interface EmbeddedChunk {
-  modelId: string;
+/** Items' vectors: each one's own, and its parts' (undefined for an item without). */
+export interface ItemVectors {
   vectors: Float32Array[];
   parts: (NewPart[] | undefined)[];
-  staged?: { modelId: string; vectors: Float32Array[]; parts: (NewPart[] | undefined)[] };
+}
+
+/** A chunk's embeddings: by the live model, and by the next one while a reindex runs. */
+export interface EmbeddedChunk extends ItemVectors {
+  modelId: string;
+  staged?: ItemVectors & { modelId: string };
 }
 
 /** Writes ingest's results to the store. */
@@ -86,11 +79,11 @@ export class Committer {
         };
         if (p.path !== undefined) entry.path = p.path;
         const own = parts[k];
-        if (own !== undefined && own.length > 0) entry.parts = own;
+        if (own !== undefined) entry.parts = own;
         if (staged !== undefined) {
           entry.staged = { modelId: staged.modelId, vector: staged.vectors[k] as Float32Array };
           const next = staged.parts[k];
-          if (entry.parts !== undefined && next !== undefined) {
+          if (own !== undefined && next !== undefined) {
             entry.staged.parts = next.map((part) => part.vector);
           }
         }

@@ -11,8 +11,7 @@
  */
 
 import { AppError, type ErrorInfo, errorOf, isAppError } from "../../core/errors.ts";
-import type { Box } from "../../core/types.ts";
-import type { StagedRow, StoredItem } from "../../store/types.ts";
+import type { StagedRow, StoredItem, StoredPart } from "../../store/types.ts";
 import type { Generation } from "./generation.ts";
 import { asModelFailure } from "./next-model.ts";
 import type { ModelHost } from "./types.ts";
@@ -68,78 +67,82 @@ async function withRetries<T>(pass: ReembedPass, work: () => Promise<T>): Promis
   }
 }
 
-/**
- * The regions each item of `page` keeps (by the store's live model), to be cut again at the
- * same boxes: what --regions was when the item was indexed, not what it is now.
- */
-async function regionsOf(
-  host: ModelHost,
-  page: readonly StoredItem[],
-): Promise<Map<number, { index: number; box: Box }[]>> {
-  const live = await host.store.model();
-  const regions = new Map<number, { index: number; box: Box }[]>();
-  if (live === undefined) return regions;
-  const parts = await host.store.partsOf(
-    live.modelId,
-    page.map((item) => item.label),
-  );
-  for (const [label, list] of parts) {
-    const boxes = list.flatMap((part) =>
-      part.kind === "region" ? [{ index: part.index, box: part.box }] : [],
-    );
-    if (boxes.length > 0) regions.set(label, boxes);
-  }
-  return regions;
+/** One decoded item: its own model input and its regions' (by part index). */
+interface Decoded {
+  label: number;
+  pixels: Float32Array;
+  regions: { index: number; pixels: Float32Array }[];
 }
 
-/** Embeds one page (each item's regions too) and stages it; returns how many were staged. */
+/**
+ * Embeds one page and stages it; returns how many items were staged. An item's regions are
+ * cropped again from its image by their boxes (as the store lists them, partsOf) and staged
+ * with it; its other parts (a video's frames) are not re-derived from an image, so the swap
+ * drops them (the store's rule for a part without a new embedding).
+ */
 async function embedPage(
   host: ModelHost,
   pass: ReembedPass,
   page: readonly StoredItem[],
 ): Promise<number> {
   const { model } = pass;
-  const regions = await regionsOf(host, page);
+  const stored = await host.store.model();
+  const parts =
+    stored === undefined || page.length === 0
+      ? new Map<number, StoredPart[]>()
+      : await host.store.partsOf(
+          stored.modelId,
+          page.map((item) => item.label),
+        );
   const bytes = await Promise.all(page.map((item) => readForReembed(host, item)));
   const decoded = await Promise.allSettled(
     bytes.map(async (data, k) => {
       if (data instanceof Error) throw isAppError(data) ? data : imageMissing(data);
       if (data === DELETED) return DELETED;
-      const boxes = regions.get((page[k] as StoredItem).label)?.map((r) => r.box);
-      return host.pool.run(
-        data,
-        model.options,
-        undefined,
-        boxes === undefined ? undefined : { kind: "boxes", boxes },
+      const label = (page[k] as StoredItem).label;
+      const regions = (parts.get(label) ?? []).flatMap((part) =>
+        part.kind === "region" ? [part] : [],
       );
+      const crops =
+        regions.length === 0
+          ? undefined
+          : { kind: "boxes" as const, boxes: regions.map((part) => part.box) };
+      const image = await host.pool.run(data, model.options, undefined, crops);
+      return {
+        label,
+        pixels: image.pixels,
+        regions: regions.map((part, i) => ({
+          index: part.index,
+          pixels: image.regions?.[i]?.pixels as Float32Array,
+        })),
+      };
     }),
   );
-  const good: { label: number; pixels: Float32Array[] }[] = [];
+  const good: Decoded[] = [];
   decoded.forEach((outcome, k) => {
     const item = page[k] as StoredItem;
     if (outcome.status === "rejected") pass.failed(item, errorOf(outcome.reason));
-    else if (outcome.value !== DELETED) {
-      const crops = (outcome.value.regions ?? []).map((r) => r.pixels);
-      good.push({ label: item.label, pixels: [outcome.value.pixels, ...crops] });
-    }
+    else if (outcome.value !== DELETED) good.push(outcome.value);
   });
   if (good.length === 0) return 0;
-  const flat = good.flatMap((g) => g.pixels);
-  const vectors = await host.queue.run("ingest", flat.length, () =>
-    asModelFailure(() => model.embedder.embedPixels(flat)),
+  // Every model input of the page in one run: the items' own, then their regions'.
+  const inputs = [
+    ...good.map((g) => g.pixels),
+    ...good.flatMap((g) => g.regions.map((r) => r.pixels)),
+  ];
+  const vectors = await host.queue.run("ingest", inputs.length, () =>
+    asModelFailure(() => model.embedder.embedPixels(inputs)),
   );
   host.assertOpen();
-  let at = 0;
-  const rows: StagedRow[] = good.map((g) => {
-    const row: StagedRow = { label: g.label, vector: vectors[at] as Float32Array };
-    const indexes = regions.get(g.label) ?? [];
-    if (indexes.length > 0) {
-      row.parts = indexes.map((r, i) => ({
+  let next = good.length;
+  const rows: StagedRow[] = good.map((g, k) => {
+    const row: StagedRow = { label: g.label, vector: vectors[k] as Float32Array };
+    if (g.regions.length > 0) {
+      row.parts = g.regions.map((r) => ({
         index: r.index,
-        vector: vectors[at + 1 + i] as Float32Array,
+        vector: vectors[next++] as Float32Array,
       }));
     }
-    at += g.pixels.length;
     return row;
   });
   await host.store.putStaging(rows, model.embedder.modelId);

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import sharp from "sharp";
 import type { components } from "../src/api/types.gen.ts";
 import { multipart, type Part, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
 import { sampleImage } from "./helpers/demo-model.ts";
@@ -60,7 +61,10 @@ describe("videos over HTTP", () => {
     );
     // A real MP4 with junk after it: still an MP4 by its bytes, over the byte limit.
     videos.oversized = Buffer.concat([videos.scenes as Buffer, Buffer.alloc(MAX_VIDEO_BYTES)]);
-    writeFileSync(path.join(media, "clip.webm"), videos.webm as Buffer);
+    const clip = colourScenes(file("clip.webm"), ["navy", "yellow"], 1, {
+      extra: ["-c:v", "libvpx"],
+    });
+    writeFileSync(path.join(media, "clip.webm"), readFileSync(clip));
     writeFileSync(path.join(media, "big.mp4"), videos.oversized);
     writeFileSync(path.join(media, "fake.mov"), Buffer.from("not a movie\n".repeat(100)));
     server = await startTestApp({
@@ -130,6 +134,65 @@ describe("videos over HTTP", () => {
       list.items.map((i) => i.id).sort(),
       [kept, results[0]?.id, results[8]?.id].sort(),
     );
+  });
+
+  test("GET /items/{id}/image?t= gives the frame at t as JPEG; the thumbnail is a frame", async () => {
+    const sizeBefore = ((await server.http.get("/stats")).body as S["Stats"]).index.size;
+    // The same scenes under another container: other bytes, so another item.
+    const res = await upload([part("frames.webm", videos.webm as Buffer, "video/webm")]);
+    assert.equal(res.status, 200, res.text);
+    const webmId = (res.body as S["IndexResponse"]).results[0]?.id as string;
+    // One vector for the video and one per scene (yellow, navy): 3 more in the index.
+    const sizeAfter = ((await server.http.get("/stats")).body as S["Stats"]).index.size;
+    assert.equal(sizeAfter - sizeBefore, 3, `${webmId}: ${sizeBefore} -> ${sizeAfter}`);
+    const scenes = await upload([part("frames.mp4", videos.scenes as Buffer)]);
+    const id = (scenes.body as S["IndexResponse"]).results[0]?.id as string;
+    // red 0-1 s, lime 1-2 s, blue 2-3 s
+    const expected: [number, number][] = [
+      [0.5, 0],
+      [1.5, 1],
+      [2.5, 2],
+    ];
+    for (const [t, channel] of expected) {
+      const frame = await server.http.get(`/items/${id}/image?t=${t}`).buffer(true);
+      assert.equal(frame.status, 200, frame.text);
+      assert.equal(frame.headers["content-type"], "image/jpeg");
+      const { data, info } = await sharp(frame.body as Buffer)
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      assert.deepEqual([info.width, info.height], [96, 64]);
+      const centre = ((32 * 96 + 48) * info.channels) as number;
+      const rgb = [data[centre], data[centre + 1], data[centre + 2]] as number[];
+      assert.ok((rgb[channel] as number) > 180, `t=${t}: ${rgb}`);
+    }
+    // A search by a blue picture finds the video at its blue scene: the hit says the frame.
+    const blue = await sharp({
+      create: { width: 96, height: 64, channels: 3, background: { r: 0, g: 0, b: 255 } },
+    })
+      .png()
+      .toBuffer();
+    const form = multipart([{ name: "image", value: blue, filename: "blue.png" }]);
+    const found = await server.http.post("/search/image?k=3").set(form.headers).send(form.payload);
+    assert.equal(found.status, 200, found.text);
+    const top = (found.body as S["ImageSearchResponse"]).hits[0];
+    assert.equal(top?.id, id, found.text);
+    assert.equal(top?.match?.kind, "frame", found.text);
+    const t = top?.match?.t ?? -1;
+    assert.ok(t >= 2 && t < 3, `matched at ${t} s, in the blue scene (2-3 s)`);
+    const past = await server.http.get(`/items/${id}/image?t=60`);
+    assert.equal(past.status, 404, past.text);
+    assert.equal(past.body.error.code, "not_found");
+    const bad = await server.http.get(`/items/${id}/image?t=-1`);
+    assert.equal(bad.status, 400, bad.text);
+    const thumb = await server.http.get(`/items/${id}/thumbnail?size=64`).buffer(true);
+    assert.equal(thumb.status, 200, thumb.text);
+    assert.equal(thumb.headers["content-type"], "image/webp");
+    // An image item has no frames.
+    const photo = await upload([part("still.jpg", sampleImage("hopper.jpg"), "image/jpeg")]);
+    const photoId = (photo.body as S["IndexResponse"]).results[0]?.id as string;
+    const notVideo = await server.http.get(`/items/${photoId}/image?t=1`);
+    assert.equal(notVideo.status, 400, notVideo.text);
+    assert.equal(notVideo.body.error.code, "validation_failed");
   });
 
   test("by path: a WebM is indexed; an oversized video and a fake .mov get their codes", async () => {

@@ -1,12 +1,73 @@
 /**
  * The detail view of a card (a hit or a library item): the full image, the stored item's
  * fields and metadata (GET /items/{id}), and "more like this" / "less like this", which start
- * a new search.
+ * a new search. During a text search, "Show why it matched" draws POST /explain's heat map
+ * over the image (the grid itself, in the overlay's colours), and a hit that matched by a
+ * region of its image shows that region's box.
  */
-import { describe, type Item, itemUrl, request } from "./api.ts";
+import { heatColour } from "../src/library/explain/colour.ts";
+import { describe, type Item, itemUrl, request, type Schemas } from "./api.ts";
 import { displayName, isHit, type Shown } from "./cards.ts";
 import { $, el } from "./dom.ts";
-import type { SearchView } from "./search.ts";
+import type { ExplainQuery, SearchView } from "./search.ts";
+
+type Explanation = Schemas["ExplainResponse"];
+type Box = Schemas["Box"];
+
+/** The box of the region a hit matched by, when it has one (multi-vector items). */
+function matchedBox(shown: Shown): Box | undefined {
+  return isHit(shown) ? shown.match?.box : undefined;
+}
+
+/** Where the image's pixels are drawn inside its element (object-fit: contain). */
+function drawnRect(image: HTMLImageElement): { left: number; top: number; scale: number } {
+  const scale = Math.min(
+    image.clientWidth / image.naturalWidth,
+    image.clientHeight / image.naturalHeight,
+  );
+  return {
+    left: image.offsetLeft + (image.clientWidth - image.naturalWidth * scale) / 2,
+    top: image.offsetTop + (image.clientHeight - image.naturalHeight * scale) / 2,
+    scale,
+  };
+}
+
+/** Places `element` over `box` (in the original's pixels, `size` its size) on the image. */
+function placeOver(
+  element: HTMLElement,
+  image: HTMLImageElement,
+  box: Box,
+  size: { width: number; height: number },
+): void {
+  const { left, top, scale } = drawnRect(image);
+  // The original's pixels to the drawn image's (the element may show a smaller rendition).
+  const ratio = (scale * image.naturalWidth) / size.width;
+  element.style.left = `${left + box.x * ratio}px`;
+  element.style.top = `${top + box.y * ratio}px`;
+  element.style.width = `${box.width * ratio}px`;
+  element.style.height = `${box.height * ratio}px`;
+}
+
+/** The grid as one canvas pixel per patch, coloured as the PNG overlay colours it. */
+function paintHeat(canvas: HTMLCanvasElement, explanation: Explanation): void {
+  const { rows, columns } = explanation.grid;
+  canvas.width = columns;
+  canvas.height = rows;
+  const context = canvas.getContext("2d");
+  if (context === null) return;
+  const pixels = context.createImageData(columns, rows);
+  const span = explanation.max - explanation.min;
+  explanation.scores.forEach((row, r) => {
+    row.forEach((score, c) => {
+      const [red, green, blue] = heatColour(span > 0 ? (score - explanation.min) / span : 0.5);
+      pixels.data.set([red, green, blue, 255], (r * columns + c) * 4);
+    });
+  });
+  context.putImageData(pixels, 0, 0);
+  canvas.dataset.rows = String(rows);
+  canvas.dataset.columns = String(columns);
+  canvas.dataset.peak = `${explanation.peak.row},${explanation.peak.column}`;
+}
 
 export interface DetailView {
   open(shown: Shown): Promise<void>;
@@ -45,16 +106,82 @@ export function startDetailView(search: SearchView): DetailView {
   const detailScore = $("detail-score");
   const detailError = $("detail-error");
   const detailOriginal = $<HTMLAnchorElement>("detail-original");
+  const heatToggle = $<HTMLButtonElement>("detail-heat-toggle");
+  const heatStatus = $("detail-heat-status");
+  const heatCanvas = $<HTMLCanvasElement>("detail-heat");
+  const boxElement = $("detail-box");
   const moreLikeThis = $<HTMLButtonElement>("more-like-this");
   const lessLikeThis = $<HTMLButtonElement>("less-like-this");
   /** The card on show; an answer for another one (the view was reopened) is dropped. */
   let detailHit: Shown | undefined;
   /** Focus goes back here when the view closes (keyboard users keep their place). */
   let detailOpener: HTMLElement | null = null;
+  /** The query the view explains (the text search on screen when it opened). */
+  let explainQuery: ExplainQuery | null = null;
+  /** The heat map on show, and the original's size its crop is in. */
+  let explained: Explanation | undefined;
+
+  /** Puts the heat map and the box where the image is drawn now (it may have been resized). */
+  const place = () => {
+    if (!detailImage.naturalWidth) return;
+    if (explained !== undefined && !heatCanvas.hidden) {
+      placeOver(heatCanvas, detailImage, explained.crop, explained.image);
+    }
+    const box = detailHit === undefined ? undefined : matchedBox(detailHit);
+    if (box !== undefined) {
+      boxElement.hidden = false;
+      placeOver(boxElement, detailImage, box, {
+        width: detailImage.naturalWidth,
+        height: detailImage.naturalHeight,
+      });
+    }
+  };
+  detailImage.addEventListener("load", place);
+  new ResizeObserver(place).observe(detailImage);
+
+  const hideHeat = () => {
+    heatCanvas.hidden = true;
+    heatToggle.setAttribute("aria-pressed", "false");
+    heatToggle.textContent = "Show why it matched";
+  };
+
+  heatToggle.addEventListener("click", async () => {
+    const hit = detailHit;
+    if (hit === undefined || explainQuery === null) return;
+    if (heatToggle.getAttribute("aria-pressed") === "true") {
+      hideHeat();
+      heatStatus.textContent = "";
+      return;
+    }
+    heatToggle.disabled = true;
+    heatStatus.textContent = "Working out where the image agrees with the query…";
+    try {
+      const explanation = await request<Explanation>("/explain", {
+        method: "POST",
+        json: { ...explainQuery, item_id: hit.id },
+      });
+      if (detailHit !== hit) return;
+      explained = explanation;
+      paintHeat(heatCanvas, explanation);
+      heatCanvas.hidden = false;
+      heatToggle.setAttribute("aria-pressed", "true");
+      heatToggle.textContent = "Hide why it matched";
+      heatStatus.textContent = `Red: where the image agrees most with the query (score ${explanation.score.toFixed(4)}; patches from ${explanation.min.toFixed(3)} to ${explanation.max.toFixed(3)}).`;
+      place();
+    } catch (error) {
+      if (detailHit !== hit) return;
+      heatStatus.textContent = `No heat map: ${describe(error)}`;
+    } finally {
+      if (detailHit === hit) heatToggle.disabled = false;
+    }
+  });
 
   $("detail-close").addEventListener("click", () => detail.close());
   detail.addEventListener("close", () => {
     detailHit = undefined;
+    explained = undefined;
+    hideHeat();
+    boxElement.hidden = true;
     detailImage.removeAttribute("src");
     if (detailOpener?.isConnected) detailOpener.focus();
   });
@@ -86,6 +213,13 @@ export function startDetailView(search: SearchView): DetailView {
   return {
     async open(hit) {
       detailHit = hit;
+      explained = undefined;
+      hideHeat();
+      boxElement.hidden = true;
+      heatStatus.textContent = "";
+      explainQuery = search.explainQuery();
+      heatToggle.hidden = explainQuery === null;
+      heatToggle.disabled = false;
       detailOpener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
       detailTitle.textContent = displayName(hit);
       detailImage.src = hit.image_url;

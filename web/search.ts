@@ -22,6 +22,9 @@ export interface SearchDeps {
   open(shown: Shown): void;
 }
 
+/** A query as POST /explain takes it (without the item). */
+export type ExplainQuery = Partial<Omit<Schemas["ExplainRequest"], "item_id" | "format">>;
+
 /** What the detail view does around an image search it started. */
 export interface ImageSearchHooks {
   /** The hits arrived and are about to replace the grid. */
@@ -34,6 +37,8 @@ export interface SearchView {
   showLibrary(): Promise<void>;
   /** A text search (query or compose) is on screen, so "less like this" can rework it. */
   hasTextSearch(): boolean;
+  /** The query of the text search on screen, as POST /explain takes it (null: none). */
+  explainQuery(): ExplainQuery | null;
   /** Images like this one's image (POST /search/image), from rank 1. */
   moreLike(shown: Shown, hooks: ImageSearchHooks): Promise<void>;
   /** The text search on screen with this item subtracted (compose, weight -0.5), from rank 1. */
@@ -223,6 +228,17 @@ export function startSearch({ config, queryBox, stats, open }: SearchDeps): Sear
     showLibrary: () => libraryPage(false),
 
     hasTextSearch: () => current !== null,
+
+    explainQuery() {
+      if (current === null) return null;
+      const { query, compose, long_query: longQuery, truncate } = current.body;
+      return {
+        ...(query !== undefined ? { query } : {}),
+        ...(compose !== undefined ? { compose } : {}),
+        ...(longQuery !== undefined ? { long_query: longQuery } : {}),
+        ...(truncate !== undefined ? { truncate } : {}),
+      };
+    },
 
     async moreLike(hit, hooks) {
       const seq = ++searchSeq;

@@ -39,6 +39,14 @@ export interface paths {
          *     (the id is taken by a different image)). An image whose content
          *     hash is already stored is reported as `duplicate` with the id it is stored under. When
          *     a result says `indexed`, the item is durable: it survives a crash and a restart.
+         *
+         *     **Videos** (MP4, MOV, WebM, Matroska, recognised by their bytes) go in the same field or
+         *     by path; their frames at scene changes are embedded, each with its time (hits say `t`;
+         *     see docs/video.md). Their own codes: `invalid_video` (truncated, no frames, or named
+         *     like a video without being one), `video_too_large` (a file over `maxVideoBytes`),
+         *     `video_too_long` (over `maxVideoSeconds`, or decoding past `videoDecodeTimeoutMs`),
+         *     `video_too_many_pixels` (frames over `maxVideoPixels`), `unsupported_video` (the
+         *     server has no ffmpeg, or not the codec).
          */
         post: operations["indexImages"];
         delete?: never;
@@ -243,7 +251,12 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** The original image bytes of an item, with their content type. */
+        /**
+         * The original image (or video) bytes of an item, with their content type; or a video's frame.
+         * @description Without `t`: the original bytes as stored. With `t` (a video): the frame shown at `t`
+         *     seconds, as JPEG, decoded from the stored original (hits on a video give the `t` of
+         *     the frame that matched).
+         */
         get: operations["getItemImage"];
         put?: never;
         post?: never;
@@ -1514,7 +1527,10 @@ export interface operations {
     };
     getItemImage: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Seconds into a video item; the frame there is answered as JPEG. */
+                t?: number;
+            };
             header?: never;
             path: {
                 id: components["parameters"]["ItemId"];
@@ -1523,17 +1539,52 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The original bytes. */
+            /** @description The original bytes, or the frame at `t`. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "image/*": string;
+                    "video/*": string;
                 };
             };
-            400: components["responses"]["BadRequest"];
-            404: components["responses"]["NotFound"];
+            /** @description `validation_failed` (a `t` that is not a number of seconds, or `t` on an item that is not a video), `invalid_video` (the stored video cannot be decoded). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: no item of that id, or no frame at `t` (past the video's end). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `video_too_long`: decoding the frame ran past `videoDecodeTimeoutMs`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_video`: the server has no ffmpeg to decode the video with. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             503: components["responses"]["NotReady"];
         };
     };

@@ -9,6 +9,7 @@ import path from "node:path";
 import { AppError, isAppError } from "../core/errors.ts";
 import type { Settings } from "../core/settings.ts";
 import type { Item, ItemOrder, Page } from "../core/types.ts";
+import { frameAt, withTemporaryFile } from "../preprocess/video/index.ts";
 import type { ItemStore, StoredItem } from "../store/types.ts";
 import { FileRefusedError, openResolvedFile, readOpenedFile } from "../util/paths.ts";
 
@@ -54,6 +55,25 @@ export class ItemReader {
         `The image file of item "${id}" is gone${item.path ? ` (${this.shownPath(item.path)})` : ""}; restore it or delete the item.`,
       );
     }
+  }
+
+  /**
+   * The frame of a video item at `t` seconds, as JPEG: decoded from its file (checked as any
+   * read of it is) or from a temporary copy of its stored original.
+   */
+  async readFrame(id: string, t: number): Promise<Buffer | undefined> {
+    const item = await this.store.getById(id);
+    if (item === undefined) return undefined;
+    if (!item.contentType.startsWith("video/")) {
+      throw new AppError(
+        "validation_failed",
+        `Item "${id}" is an image (${item.contentType}), not a video; leave out t to get it.`,
+      );
+    }
+    const bytes = await this.readBytes(item);
+    return item.source === "path"
+      ? frameAt(item.path as string, t, this.settings)
+      : withTemporaryFile(bytes, (file) => frameAt(file, t, this.settings));
   }
 
   /** An item's original bytes: from the store for uploads, from its file for paths. */

@@ -332,6 +332,11 @@ export class LongclipLibrary implements Library {
     return this.items.readImage(id);
   }
 
+  async readFrame(id: string, t: number): Promise<Buffer | undefined> {
+    this.assertOpen();
+    return this.items.readFrame(id, t);
+  }
+
   /** Waits until `pixels` may be decoded (thumbnails share the ingest and search budget). */
   admitDecode(pixels: number): Promise<() => void> {
     return this.decodeGate.admitPixels(pixels);

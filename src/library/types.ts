@@ -93,6 +93,8 @@ export interface Library {
   getItem(id: string): Promise<Item | undefined>;
   /** The original bytes of an item's image, with its content type. */
   readImage(id: string): Promise<{ bytes: Buffer; contentType: string } | undefined>;
+  /** A video item's frame at `t` seconds, as JPEG (400 validation_failed for an image item). */
+  readFrame(id: string, t: number): Promise<Buffer | undefined>;
   deleteItem(id: string): Promise<boolean>;
   /** Waits until `pixels` may be decoded under maxDecodePixels; call the result when done. */
   admitDecode(pixels: number): Promise<() => void>;

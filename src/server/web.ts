@@ -198,12 +198,15 @@ export const webUi: FastifyPluginAsync<WebOptions> = async (app, { settings, lib
         // Decoding shares the server's pixel budget with ingest and image search (memory).
         const release = await library.admitDecode(item.width * item.height);
         try {
-          const image = await library.readImage(id);
+          // A video's thumbnail is its first frame.
+          const image = item.contentType.startsWith("video/")
+            ? await library.readFrame(id, 0)
+            : (await library.readImage(id))?.bytes;
           if (image === undefined) {
             throw itemNotFound(id);
           }
           try {
-            bytes = await thumbnail(image.bytes, size, settings.maxImagePixels);
+            bytes = await thumbnail(image, size, settings.maxImagePixels);
           } catch (error) {
             throw new AppError(
               "thumbnail_failed",

@@ -37,14 +37,15 @@ export interface RunningServer {
 }
 
 /**
- * The page's server on a new data directory; with `gallery`, the demo model's sample gallery is
+ * The page's server on a new data directory (the demo model unless `extra.modelDir` names
+ * another); with `gallery`, the demo model's sample gallery is
  * indexed first, as `longclip serve` does for a new user.
  */
 export async function startServer(
   extra: Partial<Settings> = {},
   { gallery = false }: { gallery?: boolean } = {},
 ): Promise<RunningServer> {
-  const modelDir = e2eModelDir();
+  const modelDir = extra.modelDir ?? e2eModelDir();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "longclip-e2e-data-"));
   const settings = loadSettings(
     { modelDir, dataDir, threads: 1, imageBatchSize: 4, indexSaveIntervalMs: 0, ...extra },

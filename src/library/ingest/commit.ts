@@ -11,7 +11,7 @@ import {
   isStorageFull,
   storageFullError,
 } from "../../core/errors.ts";
-import type { InsertOutcome, ItemStore, NewItem } from "../../store/types.ts";
+import type { InsertOutcome, ItemStore, NewItem, NewPart } from "../../store/types.ts";
 import type { Batch } from "./batch.ts";
 import type { Job } from "./claims.ts";
 
@@ -22,22 +22,16 @@ export interface Decoded extends Job {
   contentType: string;
 }
 
-/** A video's frame as its item keeps it: a vector and the frame's time, in seconds. */
-export interface FramePart {
-  kind: "frame";
-  t: number;
-  vector: Float32Array;
+/** Items' vectors: each one's own, and its parts' (undefined for an item without). */
+export interface ItemVectors {
+  vectors: Float32Array[];
+  parts: (NewPart[] | undefined)[];
 }
 
-/**
- * A chunk's embeddings: by the live model, and by the next one while a reindex runs. `vectors`
- * are the items' own, `parts` their frames' (undefined for an image).
- */
-export interface EmbeddedChunk {
+/** A chunk's embeddings: by the live model, and by the next one while a reindex runs. */
+export interface EmbeddedChunk extends ItemVectors {
   modelId: string;
-  vectors: Float32Array[];
-  parts: (FramePart[] | undefined)[];
-  staged?: { modelId: string; vectors: Float32Array[]; parts: (FramePart[] | undefined)[] };
+  staged?: ItemVectors & { modelId: string };
 }
 
 /** Writes ingest's results to the store. */
@@ -68,7 +62,7 @@ export class Committer {
     embedded: EmbeddedChunk | undefined,
   ): Promise<void> {
     if (embedded === undefined) return;
-    const { vectors, staged } = embedded;
+    const { vectors, parts, staged } = embedded;
     try {
       this.assertUsable();
       const entries: NewItem[] = chunk.map((p, k) => {
@@ -84,8 +78,14 @@ export class Committer {
           vector: vectors[k] as Float32Array,
         };
         if (p.path !== undefined) entry.path = p.path;
+        const own = parts[k];
+        if (own !== undefined) entry.parts = own;
         if (staged !== undefined) {
           entry.staged = { modelId: staged.modelId, vector: staged.vectors[k] as Float32Array };
+          const next = staged.parts[k];
+          if (own !== undefined && next !== undefined) {
+            entry.staged.parts = next.map((part) => part.vector);
+          }
         }
         // Staged already on SQLite (a no-op there); committed with the row on Postgres.
         if (p.source === "upload") entry.original = p.bytes;

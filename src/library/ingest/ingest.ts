@@ -12,12 +12,13 @@ import { errorOf } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
 import type { IndexInput, IndexResult } from "../../core/types.ts";
 import type { PreprocessPool } from "../../preprocess/pool.ts";
-import type { ItemStore } from "../../store/types.ts";
+import type { PreprocessOptions } from "../../preprocess/types.ts";
+import type { ItemStore, NewPart, PartLocator } from "../../store/types.ts";
 import type { Generation } from "../models/generation.ts";
 import type { EmbedQueue } from "../queue.ts";
 import { Batch } from "./batch.ts";
 import { Claims, type Job, type Lookup } from "./claims.ts";
-import { Committer, type Decoded, type EmbeddedChunk, type FramePart } from "./commit.ts";
+import { Committer, type Decoded, type EmbeddedChunk, type ItemVectors } from "./commit.ts";
 import { InputReader } from "./inputs.ts";
 import {
   type DecodedVideoInput,
@@ -51,12 +52,20 @@ const CONTENT_TYPES: Record<string, string> = {
   tiff: "image/tiff",
 };
 
+/**
+ * An input's model inputs: its own (an image's; none for a video, whose frames' mean stands
+ * for it) and its parts', each with its locator (a video's frames).
+ */
+interface ModelInputs {
+  own?: Float32Array;
+  parts: { locator: PartLocator; pixels: Float32Array }[];
+}
+
 /** A decoded input, with its pixels for the encoder. */
 interface Prepared extends Decoded {
   /** The models when the chunk was decoded (pixels are for the live one's preprocessing). */
   generations: { live: Generation; next: Generation | undefined };
-  /** The encoder's inputs: an image's one, or a video's frames (one vector each). */
-  pixels: Float32Array[];
+  inputs: ModelInputs;
   /** A video's frames, kept for the next model's inputs during a reindex. */
   video?: DecodedVideoInput;
 }
@@ -197,7 +206,7 @@ export class Ingest {
       const resolution = Math.max(live.options.resolution, next?.options.resolution ?? 0);
       const video = await this.videos.decode(job, resolution);
       return {
-        pixels: framePixels(video.frames, live.options),
+        inputs: videoInputs(video, live.options),
         video,
         width: video.width,
         height: video.height,
@@ -206,44 +215,54 @@ export class Ingest {
     }
     const image = await this.pool.run(job.bytes, live.options);
     return {
-      pixels: [image.pixels],
+      inputs: { own: image.pixels, parts: [] },
       width: image.width,
       height: image.height,
       contentType: CONTENT_TYPES[image.format] ?? `image/${image.format}`,
     };
   }
 
-  /** A chunk's embeddings by the next model (decoded again if its preprocessing differs). */
-  private async embedNext(
+  /** A chunk's inputs for the next model: the live one's if their preprocessing agrees. */
+  private async inputsForNext(
     prepared: readonly Prepared[],
     live: Generation,
     next: Generation,
-  ): Promise<Float32Array[][]> {
-    const same = isDeepStrictEqual(live.options, next.options);
-    const pixels = await Promise.all(
-      prepared.map(async (p) => {
-        if (same) return p.pixels;
-        if (p.video !== undefined) return framePixels(p.video.frames, next.options);
-        return [(await this.pool.run(p.bytes, next.options)).pixels];
+  ): Promise<ModelInputs[]> {
+    if (isDeepStrictEqual(live.options, next.options)) return prepared.map((p) => p.inputs);
+    return Promise.all(
+      prepared.map(async (p): Promise<ModelInputs> => {
+        if (p.video !== undefined) return videoInputs(p.video, next.options);
+        return { own: (await this.pool.run(p.bytes, next.options)).pixels, parts: [] };
       }),
     );
-    return this.embedAll(next, pixels);
   }
 
-  /** Embeds each input's pixels in one encoder run; the vectors come back grouped as given. */
+  /**
+   * Embeds the chunk's inputs in one encoder run: each item's own vector (a video's: its
+   * frames' normalised mean) and its parts' (undefined for an item without).
+   */
   private async embedAll(
     generation: Generation,
-    pixels: readonly Float32Array[][],
-  ): Promise<Float32Array[][]> {
-    const flat = pixels.flat();
+    inputs: readonly ModelInputs[],
+  ): Promise<ItemVectors> {
+    const flat = inputs.flatMap((input) => [
+      ...(input.own === undefined ? [] : [input.own]),
+      ...input.parts.map((part) => part.pixels),
+    ]);
     const vectors = await this.queue.run("ingest", flat.length, () =>
       generation.embedder.embedPixels(flat),
     );
     let at = 0;
-    return pixels.map((group) => {
-      at += group.length;
-      return vectors.slice(at - group.length, at);
-    });
+    const take = () => vectors[at++] as Float32Array;
+    const own: Float32Array[] = [];
+    const parts: (NewPart[] | undefined)[] = [];
+    for (const input of inputs) {
+      const whole = input.own === undefined ? undefined : take();
+      const mine = input.parts.map((part): NewPart => ({ ...part.locator, vector: take() }));
+      own.push(whole ?? meanVector(mine.map((part) => part.vector)));
+      parts.push(mine.length > 0 ? mine : undefined);
+    }
+    return { vectors: own, parts };
   }
 
   /** Embeds one chunk (and by the next model during a reindex); on failure its jobs fail. */
@@ -252,20 +271,14 @@ export class Ingest {
     if (first === undefined) return undefined;
     try {
       const { live, next } = first.generations;
-      const vectors = await this.embedAll(
+      const own = await this.embedAll(
         live,
-        prepared.map((p) => p.pixels),
+        prepared.map((p) => p.inputs),
       );
-      const chunk: EmbeddedChunk = {
-        modelId: live.embedder.modelId,
-        ...itemVectors(prepared, vectors),
-      };
+      const chunk: EmbeddedChunk = { modelId: live.embedder.modelId, ...own };
       if (next === undefined) return chunk;
-      const staged = await this.embedNext(prepared, live, next);
-      return {
-        ...chunk,
-        staged: { modelId: next.embedder.modelId, ...itemVectors(prepared, staged) },
-      };
+      const staged = await this.embedAll(next, await this.inputsForNext(prepared, live, next));
+      return { ...chunk, staged: { modelId: next.embedder.modelId, ...staged } };
     } catch (error) {
       batch.failAll(prepared, error);
       return undefined;
@@ -273,26 +286,16 @@ export class Ingest {
   }
 }
 
-/**
- * Each input's vectors as its item stores them: an image's one; a video's frames as parts
- * (with their times) and their normalised mean as the item's own vector.
- */
-function itemVectors(
-  prepared: readonly Prepared[],
-  vectors: readonly Float32Array[][],
-): { vectors: Float32Array[]; parts: (FramePart[] | undefined)[] } {
-  const parts = prepared.map((p, k) =>
-    p.video?.frames.map(
-      (frame, i): FramePart => ({
-        kind: "frame",
-        t: frame.t,
-        vector: (vectors[k] as Float32Array[])[i] as Float32Array,
-      }),
-    ),
-  );
-  const own = prepared.map((p, k) => {
-    const group = vectors[k] as Float32Array[];
-    return p.video === undefined ? (group[0] as Float32Array) : meanVector(group);
-  });
-  return { vectors: own, parts };
+/** A video's frames as parts of its item, each at its time, for a model's input. */
+function videoInputs(
+  video: DecodedVideoInput,
+  options: Pick<PreprocessOptions, "resolution" | "mean" | "std">,
+): ModelInputs {
+  const pixels = framePixels(video.frames, options);
+  return {
+    parts: video.frames.map((frame, i) => ({
+      locator: { kind: "frame", t: frame.t },
+      pixels: pixels[i] as Float32Array,
+    })),
+  };
 }

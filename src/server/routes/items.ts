@@ -154,8 +154,9 @@ export function itemHandlers({
 
     async getItemImage(request, reply) {
       const id = idParam(request);
-      // The original is read whole (to check it against its sha256): it counts against the
-      // bytes held in memory until the answer is sent.
+      const { t } = request.query as { t?: number };
+      // The original is read whole (to check it against its sha256; a video's frame is decoded
+      // from it): it counts against the bytes held in memory until the answer is sent.
       const item = await library.getItem(id);
       if (item === undefined) throw itemNotFound(id);
       const size = Math.min(item.bytes, buffered.capacity);
@@ -167,6 +168,15 @@ export function itemHandlers({
         );
       }
       reply.raw.once("close", () => buffered.release(size));
+      if (t !== undefined) {
+        const frame = await library.readFrame(id, t);
+        if (frame === undefined) throw itemNotFound(id);
+        return reply
+          .type("image/jpeg")
+          .header("x-content-type-options", "nosniff")
+          .header("cache-control", "private, no-cache")
+          .send(frame);
+      }
       const image = await library.readImage(id);
       if (image === undefined) throw itemNotFound(id);
       return reply

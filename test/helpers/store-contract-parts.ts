@@ -16,9 +16,7 @@ import type {
   StoredPart,
 } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
-import { type ContractOptions, newItem, vectorOf } from "./store-items.ts";
-
-const MODEL = { modelId: "m1", dims: 8 };
+import { type ContractOptions, freshStores, newItem, vectorOf } from "./store-items.ts";
 
 function region(seed: number, x = 1, y = 2, width = 5, height = 6): NewPart {
   return { kind: "region", box: { x, y, width, height }, vector: vectorOf(seed) };
@@ -104,19 +102,7 @@ function assertHits(
 }
 
 export function partsContract(options: ContractOptions): void {
-  const fresh = async (overrides?: { exactFilterLimit?: number }) => {
-    const store = await options.open(overrides);
-    await store.setModel(MODEL);
-    return store;
-  };
-  const withFresh = async (use: (store: ItemStore) => Promise<void>) => {
-    const store = await fresh();
-    try {
-      await use(store);
-    } finally {
-      await store.close();
-    }
-  };
+  const { fresh, withFresh } = freshStores(options);
 
   /** Both ways to search, each checked against the reference. */
   const searchBothWays = async (

@@ -12,11 +12,9 @@ import type { ItemStore } from "../../src/store/types.ts";
 import { cosine } from "../../src/vector-index/exact.ts";
 import { filterArbitrary, metadataArbitrary, referenceMatches } from "./filter-reference.ts";
 import { partsContract } from "./store-contract-parts.ts";
-import { type ContractOptions, newItem, vectorOf } from "./store-items.ts";
+import { type ContractOptions, freshStores, MODEL, newItem, vectorOf } from "./store-items.ts";
 
 export { type ContractOptions, newItem, vectorOf } from "./store-items.ts";
-
-const MODEL = { modelId: "m1", dims: 8 };
 
 /** Every page of a listing, `size` items a page, from the first cursor to the last. */
 async function walkPages(store: ItemStore, size: number, order: ItemOrder) {
@@ -46,20 +44,7 @@ function code(expected: string) {
 }
 
 export function storeContract(name: string, options: ContractOptions): void {
-  const fresh = async () => {
-    const store = await options.open();
-    await store.setModel(MODEL);
-    return store;
-  };
-  /** Runs `use` on a new store holding MODEL, and closes the store whatever happens. */
-  const withFresh = async (use: (store: ItemStore) => Promise<void>) => {
-    const store = await fresh();
-    try {
-      await use(store);
-    } finally {
-      await store.close();
-    }
-  };
+  const { fresh, withFresh } = freshStores(options);
 
   describe(`storage contract: ${name}`, () => {
     partsContract(options);

@@ -33,3 +33,25 @@ export function newItem(n: number, metadata: Record<string, unknown> = {}): NewI
     vector: vectorOf(n),
   };
 }
+
+/** The model every contract case's store holds. */
+export const MODEL = { modelId: "m1", dims: 8 };
+
+/** The contract's fresh stores: new, empty, holding MODEL. */
+export function freshStores(options: ContractOptions) {
+  const fresh = async (overrides?: { exactFilterLimit?: number }) => {
+    const store = await options.open(overrides);
+    await store.setModel(MODEL);
+    return store;
+  };
+  /** Runs `use` on a fresh store, and closes the store whatever happens. */
+  const withFresh = async (use: (store: ItemStore) => Promise<void>) => {
+    const store = await fresh();
+    try {
+      await use(store);
+    } finally {
+      await store.close();
+    }
+  };
+  return { fresh, withFresh };
+}

@@ -16,7 +16,7 @@ import type { Response } from "supertest";
 import type { components } from "../src/api/types.gen.ts";
 import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
-import { DEFAULT_HEAT_MAP } from "../src/library/explain/heat-map.ts";
+import { DEFAULT_HEAT_MAP, NEUTRAL_CAPTION } from "../src/library/explain/heat-map.ts";
 import { readModelConfig } from "../src/model/read.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";
 import { preprocessOptions } from "../src/preprocess/options.ts";
@@ -120,9 +120,14 @@ describe("POST /explain", () => {
     );
     const image = unit(out.image_embeds?.data as Float32Array);
     const encoder = await Encoder.load(modelDir, { ...DEFAULT_SETTINGS, threads: 1 });
-    const [text] = await encoder.embedTexts([QUERY]);
+    const [text, neutral] = await encoder.embedTexts([QUERY, NEUTRAL_CAPTION]);
     await encoder.close();
-    const query = Array.from(text?.embedding as Float32Array);
+    const raw = Array.from(text?.embedding as Float32Array);
+    const nothing = Array.from(neutral?.embedding as Float32Array);
+    // With `contrast`, the heat map's query is unit(query − neutral caption).
+    const query = DEFAULT_HEAT_MAP.contrast
+      ? unit(raw.map((v, i) => v - (nothing[i] as number)))
+      : raw;
     const expected = expectedGrid(patches, query, image, 14, 14);
     let worst = 0;
     body.scores.forEach((row, r) => {
@@ -141,7 +146,7 @@ describe("POST /explain", () => {
     const hit = (search.body as S["SearchResponse"]).hits.find((h) => h.id === "photo");
     assert.ok(hit);
     assert.ok(Math.abs(body.score - hit.score) < 1e-5, `${body.score} vs ${hit.score}`);
-    assert.ok(Math.abs(body.score - dot(image, query)) < 1e-4);
+    assert.ok(Math.abs(body.score - dot(image, raw)) < 1e-4);
   });
 
   test("a composed query explains like its text when it has one text part", async () => {

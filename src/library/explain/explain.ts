@@ -18,7 +18,13 @@ import { cosine } from "../../vector-index/exact.ts";
 import type { Generation } from "../models/generation.ts";
 import type { EmbedQueue } from "../queue.ts";
 import { type QueryVector, weightedUnitSum } from "../search/search.ts";
-import { DEFAULT_HEAT_MAP, type HeatMap, heatMap } from "./heat-map.ts";
+import {
+  contrasted,
+  DEFAULT_HEAT_MAP,
+  type HeatMap,
+  heatMap,
+  NEUTRAL_CAPTION,
+} from "./heat-map.ts";
 import { overlayPng } from "./overlay.ts";
 
 /** The query of an explanation: a text or a composition, as search takes them. */
@@ -133,7 +139,14 @@ export class Explainer {
     const bytes = await this.deps.readBytes(item);
     const { width, height, patches } = await this.patchesOf(bytes);
     const image = weightedUnitSum([stored.vector], [1]);
-    const map = heatMap(patches, vector, image, DEFAULT_HEAT_MAP);
+    // The neutral caption's embedding comes from the query cache after its first use.
+    const heatQuery = DEFAULT_HEAT_MAP.contrast
+      ? contrasted(
+          vector,
+          (await this.deps.queryVector({ text: NEUTRAL_CAPTION, options: {} })).vector,
+        )
+      : vector;
+    const map = heatMap(patches, heatQuery, image, DEFAULT_HEAT_MAP);
     const explanation: Explanation = {
       ...map,
       itemId,

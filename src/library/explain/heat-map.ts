@@ -10,15 +10,30 @@ import type { PatchEmbeddings } from "../../encode/types.ts";
  * How patch scores are made. `removeImage`: each patch's component along the image's own
  * (pooled) embedding is taken out before the cosine, so what every patch shares with the whole
  * image does not decide where the maximum falls. `smoothing`: passes of a 3×3 mean over the
- * grid (each cell with the neighbours it has).
+ * grid (each cell with the neighbours it has). `centre`: the mean of the image's patch
+ * embeddings is taken out of each before the cosine (what all patches share). `contrast`: the
+ * query is its unit embedding less NEUTRAL_CAPTION's, normalised (`contrasted`), so what any
+ * caption would find in a patch does not count.
  */
 export interface HeatMapMethod {
   removeImage: boolean;
   smoothing: number;
+  centre?: boolean;
+  contrast?: boolean;
 }
 
+/** The caption that names nothing, for `contrast`. */
+export const NEUTRAL_CAPTION = "A picture.";
+
 /** What POST /explain uses (chosen with npm run bench:pointing; docs/search.md has the table). */
-export const DEFAULT_HEAT_MAP: HeatMapMethod = { removeImage: false, smoothing: 0 };
+export const DEFAULT_HEAT_MAP: HeatMapMethod = { removeImage: false, smoothing: 0, contrast: true };
+
+/** unit(query − neutral): the query with what a caption naming nothing agrees with taken out. */
+export function contrasted(query: Float32Array, neutral: Float32Array): Float32Array {
+  const out = query.map((v, i) => v - (neutral[i] as number));
+  const norm = Math.sqrt(out.reduce((sum, v) => sum + v * v, 0)) || 1;
+  return out.map((v) => v / norm);
+}
 
 export interface HeatMap {
   rows: number;
@@ -35,6 +50,28 @@ function dot(a: Float32Array, aOffset: number, b: Float32Array, dims: number): n
   let sum = 0;
   for (let d = 0; d < dims; d++) sum += (a[aOffset + d] as number) * (b[d] as number);
   return sum;
+}
+
+/** The patches less their mean, normalised again. */
+function centred(patches: PatchEmbeddings, dims: number): PatchEmbeddings {
+  const count = patches.rows * patches.columns;
+  const mean = new Float64Array(dims);
+  for (let p = 0; p < count; p++) {
+    for (let d = 0; d < dims; d++)
+      mean[d] = (mean[d] as number) + (patches.patches[p * dims + d] as number) / count;
+  }
+  const out = new Float32Array(count * dims);
+  for (let p = 0; p < count; p++) {
+    let norm = 0;
+    for (let d = 0; d < dims; d++) {
+      const v = (patches.patches[p * dims + d] as number) - (mean[d] as number);
+      out[p * dims + d] = v;
+      norm += v * v;
+    }
+    norm = Math.sqrt(norm) || 1;
+    for (let d = 0; d < dims; d++) out[p * dims + d] = (out[p * dims + d] as number) / norm;
+  }
+  return { ...patches, patches: out };
 }
 
 /** One 3×3 mean pass (edge cells average the neighbours they have). */
@@ -73,6 +110,7 @@ export function heatMap(
   const dims = query.length;
   const count = rows * columns;
   let scores: Float32Array = new Float32Array(count);
+  if (method.centre === true) patches = centred(patches, dims);
   const removing = method.removeImage && image !== undefined;
   const queryAlongImage = removing ? dot(query, 0, image, dims) : 0;
   for (let p = 0; p < count; p++) {

@@ -12,7 +12,8 @@ import { errorOf } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
 import type { IndexInput, IndexResult } from "../../core/types.ts";
 import type { PreprocessPool } from "../../preprocess/pool.ts";
-import type { PreprocessOptions } from "../../preprocess/types.ts";
+import type { CropRequest } from "../../preprocess/regions.ts";
+import type { PreprocessedImage, PreprocessOptions } from "../../preprocess/types.ts";
 import type { ItemStore, NewPart, PartLocator } from "../../store/types.ts";
 import type { Generation } from "../models/generation.ts";
 import type { EmbedQueue } from "../queue.ts";
@@ -80,6 +81,8 @@ export class Ingest {
   private readonly claims: Claims;
   private readonly committer: Committer;
   private readonly videos: VideoDecoder;
+  /** The crops each image is asked for: its regions with --regions auto. */
+  private readonly crops: CropRequest | undefined;
 
   constructor(deps: IngestDeps) {
     this.settings = deps.settings;
@@ -91,6 +94,10 @@ export class Ingest {
     this.claims = new Claims(deps.store);
     this.committer = new Committer(deps.store, deps.assertUsable);
     this.videos = new VideoDecoder(deps.settings);
+    this.crops =
+      deps.settings.regions === "auto"
+        ? { kind: "auto", max: deps.settings.maxRegions }
+        : undefined;
   }
 
   /** One result per input, in order; a bad input fails only itself. Durable once "indexed". */
@@ -213,9 +220,9 @@ export class Ingest {
         contentType: video.contentType,
       };
     }
-    const image = await this.pool.run(job.bytes, live.options);
+    const image = await this.pool.run(job.bytes, live.options, undefined, this.crops);
     return {
-      inputs: { own: image.pixels, parts: [] },
+      inputs: imageInputs(image),
       width: image.width,
       height: image.height,
       contentType: CONTENT_TYPES[image.format] ?? `image/${image.format}`,
@@ -232,7 +239,13 @@ export class Ingest {
     return Promise.all(
       prepared.map(async (p): Promise<ModelInputs> => {
         if (p.video !== undefined) return videoInputs(p.video, next.options);
-        return { own: (await this.pool.run(p.bytes, next.options)).pixels, parts: [] };
+        // Regions are cut again at the same boxes for the next model's input.
+        const boxes = p.inputs.parts.flatMap((part) =>
+          part.locator.kind === "region" ? [part.locator.box] : [],
+        );
+        const crops: CropRequest | undefined =
+          boxes.length === 0 ? undefined : { kind: "boxes", boxes };
+        return imageInputs(await this.pool.run(p.bytes, next.options, undefined, crops));
       }),
     );
   }
@@ -284,6 +297,17 @@ export class Ingest {
       return undefined;
     }
   }
+}
+
+/** An image's model input, and its regions' (--regions auto) as parts, each at its box. */
+function imageInputs(image: PreprocessedImage): ModelInputs {
+  return {
+    own: image.pixels,
+    parts: (image.regions ?? []).map((region) => ({
+      locator: { kind: "region", box: region.box },
+      pixels: region.pixels,
+    })),
+  };
 }
 
 /** A video's frames as parts of its item, each at its time, for a model's input. */

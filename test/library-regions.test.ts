@@ -1,0 +1,237 @@
+/**
+ * Regions through the library (the demo model, SQLite + HNSW, the preprocessing pool): ingest
+ * with --regions auto stores a large image's crops as parts of its item with their boxes (in
+ * the image as shown), a small image none, and a search finds a small scene in a large canvas
+ * by its caption, naming the region that matched; a reindex keeps the regions.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import sharp from "sharp";
+import type { Box } from "../src/core/types.ts";
+import { Encoder } from "../src/encode/encoder.ts";
+import { createLibrary, type LongclipLibrary } from "../src/library/library.ts";
+import { openStore } from "../src/store/open.ts";
+import type { ItemStore, StoredPart } from "../src/store/types.ts";
+import { cosine } from "../src/vector-index/exact.ts";
+import { DEMO_MODEL_DIR } from "./helpers/demo-model.ts";
+import { tempDir, testSettings } from "./helpers/library-fixtures.ts";
+
+const GALLERY = path.join(DEMO_MODEL_DIR, "gallery");
+const gallery = JSON.parse(readFileSync(path.join(GALLERY, "gallery.json"), "utf8")) as {
+  items: { file: string; caption: string }[];
+};
+const scene = (i: number) => readFileSync(path.join(GALLERY, gallery.items[i]?.file as string));
+
+/** A grey canvas with gallery scenes resized into the given boxes. */
+async function canvas(
+  width: number,
+  height: number,
+  scenes: readonly { index: number; box: Box }[],
+): Promise<Buffer> {
+  const layers = await Promise.all(
+    scenes.map(async ({ index, box }) => ({
+      input: await sharp(scene(index)).resize(box.width, box.height).toBuffer(),
+      left: box.x,
+      top: box.y,
+    })),
+  );
+  return sharp({ create: { width, height, channels: 3, background: { r: 128, g: 128, b: 128 } } })
+    .composite(layers)
+    .jpeg({ quality: 92 })
+    .toBuffer();
+}
+
+/** The area two boxes share. */
+function overlap(a: Box, b: Box): number {
+  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+  return Math.max(0, w) * Math.max(0, h);
+}
+
+/** The target scene sits exactly in one of the 3×3 grid's windows of a 768×768 canvas. */
+const TARGET = 5;
+const TARGET_BOX: Box = { x: 384, y: 128, width: 256, height: 256 };
+
+describe("regions through the library (--regions auto)", () => {
+  let library: LongclipLibrary;
+  let store: ItemStore;
+  let encoder: Encoder;
+  const dataDir = tempDir("longclip-regions-");
+
+  const partsOf = async (id: string): Promise<StoredPart[]> => {
+    const item = await store.getById(id);
+    assert.ok(item !== undefined, id);
+    const model = await store.model();
+    return (await store.partsOf(model?.modelId as string, [item.label])).get(item.label) ?? [];
+  };
+
+  before(async () => {
+    const settings = testSettings(DEMO_MODEL_DIR, dataDir, { regions: "auto" });
+    encoder = await Encoder.load(DEMO_MODEL_DIR, settings);
+    store = await openStore(settings);
+    library = await createLibrary(settings, encoder, { store });
+  });
+  after(async () => {
+    await library?.close();
+  });
+
+  test("a large image gets its regions as parts, boxes in its pixels; a small one none", async () => {
+    const big = await canvas(768, 640, [
+      { index: 0, box: { x: 10, y: 10, width: 200, height: 200 } },
+    ]);
+    const small = await sharp(scene(1)).resize(120, 100).png().toBuffer();
+    const results = await library.index([
+      { id: "big", bytes: big },
+      { id: "small", bytes: small },
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ["indexed", "indexed"],
+    );
+    assert.deepEqual(await partsOf("small"), []);
+    const parts = await partsOf("big");
+    // 640 px is 10× the demo model's 64: the 2×2 and 3×3 windows, 9 + 25 (the cap, 34).
+    assert.equal(parts.length, 34);
+    assert.ok(parts.every((p) => p.kind === "region"));
+    const boxes = parts.map((p) => (p.kind === "region" ? p.box : undefined));
+    const expected: Box[] = [];
+    for (const y of [0, 160, 320]) {
+      for (const x of [0, 192, 384]) expected.push({ x, y, width: 384, height: 320 });
+    }
+    assert.deepEqual(boxes.slice(0, 9), expected);
+    assert.deepEqual(boxes[9], { x: 0, y: 0, width: 256, height: 213 });
+    assert.deepEqual(boxes[33], { x: 512, y: 427, width: 256, height: 213 });
+    assert.deepEqual(
+      parts.map((p) => p.index),
+      parts.map((_, i) => i),
+    );
+  });
+
+  test("an EXIF-rotated photo's boxes are in the frame it is shown in", async () => {
+    // Stored 640×400 with orientation 6: shown 400×640.
+    const stored = await sharp(scene(2))
+      .resize(640, 400)
+      .jpeg()
+      .withMetadata({ orientation: 6 })
+      .toBuffer();
+    const [result] = await library.index([{ id: "rotated", bytes: stored }]);
+    assert.equal(result?.status, "indexed");
+    const item = await library.getItem("rotated");
+    assert.equal(item?.width, 400);
+    assert.equal(item?.height, 640);
+    const boxes = (await partsOf("rotated")).map((p) => (p.kind === "region" ? p.box : undefined));
+    assert.deepEqual(boxes[0], { x: 0, y: 0, width: 200, height: 320 });
+    assert.deepEqual(boxes[8], { x: 200, y: 320, width: 200, height: 320 });
+  });
+});
+
+describe("search by regions (--regions auto)", () => {
+  let library: LongclipLibrary;
+  let store: ItemStore;
+  let encoder: Encoder;
+  const dataDir = tempDir("longclip-regions-search-");
+
+  const partsOf = async (id: string): Promise<StoredPart[]> => {
+    const item = await store.getById(id);
+    assert.ok(item !== undefined, id);
+    const model = await store.model();
+    return (await store.partsOf(model?.modelId as string, [item.label])).get(item.label) ?? [];
+  };
+
+  before(async () => {
+    const settings = testSettings(DEMO_MODEL_DIR, dataDir, { regions: "auto" });
+    encoder = await Encoder.load(DEMO_MODEL_DIR, settings);
+    store = await openStore(settings);
+    library = await createLibrary(settings, encoder, { store });
+  });
+  after(async () => {
+    await library?.close();
+  });
+
+  test("a small scene in a big canvas is found by its caption, by the region holding it", async () => {
+    const layout = [
+      { index: 10, box: { x: 0, y: 0, width: 200, height: 200 } },
+      { index: TARGET, box: TARGET_BOX },
+      { index: 15, box: { x: 40, y: 420, width: 300, height: 300 } },
+      { index: 30, box: { x: 480, y: 480, width: 240, height: 240 } },
+    ];
+    const big = await canvas(768, 768, layout);
+    // Other scenes as photos too small for regions (under twice the model's 64 px input), of
+    // those the scene alone outscores for its caption (scene 28 would beat even the scene).
+    const others = await Promise.all(
+      [20, 21, 22, 24, 25, 26, 33].map(async (i) => ({
+        id: `scene${i}`,
+        bytes: await sharp(scene(i)).resize(120, 120).png().toBuffer(),
+      })),
+    );
+    const results = await library.index([{ id: "canvas", bytes: big }, ...others]);
+    assert.ok(
+      results.every((r) => r.status === "indexed"),
+      JSON.stringify(results),
+    );
+
+    const caption = gallery.items[TARGET]?.caption as string;
+    const [query] = await encoder.embedTexts([caption]);
+    const cosineTo = async (bytes: Buffer) => {
+      const [image] = await encoder.embedImageBytes([bytes]);
+      assert.ok(image?.ok);
+      return cosine(query?.embedding as Float32Array, image.embedding);
+    };
+    const alone = await cosineTo(scene(TARGET));
+    for (const other of others) assert.ok((await cosineTo(other.bytes)) < alone, other.id);
+    const whole = await cosineTo(big);
+
+    const { hits } = await library.searchText(caption, { k: 3, exact: true });
+    assert.equal(hits[0]?.id, "canvas", JSON.stringify(hits.map((h) => [h.id, h.score])));
+    // Its best region scores about as the scene alone does, far above the whole canvas.
+    const score = hits[0]?.score as number;
+    assert.ok(Math.abs(score - alone) < 0.02, `canvas ${score}, scene alone ${alone}`);
+    assert.ok(score > whole + 0.1, `canvas ${score}, its whole image ${whole}`);
+    // The hit names the part that won, as the store ranked it: a region of the canvas.
+    const match = hits[0]?.match;
+    assert.equal(match?.kind, "region");
+    assert.equal(match?.score, score);
+    const model = await store.model();
+    const [best] = await store.nearest(
+      { vector: query?.embedding as Float32Array, k: 1, exact: true },
+      model?.modelId as string,
+    );
+    assert.deepEqual(
+      best?.match?.kind === "region" ? best.match.box : "none",
+      match?.kind === "region" ? match.box : "none",
+    );
+    const box = match?.kind === "region" ? match.box : undefined;
+    assert.ok(box !== undefined);
+    // Of the canvas' scenes, the region shows most of this one.
+    const overlaps = layout.map((placed) => [placed.index, overlap(box, placed.box)] as const);
+    const most = overlaps.reduce((a, b) => (b[1] > a[1] ? b : a));
+    assert.equal(
+      most[0],
+      TARGET,
+      `matched ${JSON.stringify(box)}; overlaps ${JSON.stringify(overlaps)}`,
+    );
+    assert.equal(best?.score, hits[0]?.score);
+  });
+
+  test("a reindex re-embeds the regions at their boxes", async () => {
+    const before = await partsOf("canvas");
+    await library.reindex();
+    const after = await partsOf("canvas");
+    assert.deepEqual(
+      after.map((p) => (p.kind === "region" ? p.box : undefined)),
+      before.map((p) => (p.kind === "region" ? p.box : undefined)),
+    );
+    for (const [i, part] of after.entries()) {
+      const old = before[i]?.vector as Float32Array;
+      const max = part.vector.reduce((m, v, j) => Math.max(m, Math.abs(v - (old[j] as number))), 0);
+      assert.ok(max < 1e-5, `part ${i} differs by ${max}`);
+    }
+    const { hits } = await library.searchText(gallery.items[TARGET]?.caption as string, {
+      k: 1,
+      exact: true,
+    });
+    assert.equal(hits[0]?.id, "canvas");
+  });
+});

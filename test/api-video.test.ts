@@ -179,6 +179,18 @@ describe("videos over HTTP", () => {
     assert.equal(top?.match?.kind, "frame", found.text);
     const t = top?.match?.t ?? -1;
     assert.ok(t >= 2 && t < 3, `matched at ${t} s, in the blue scene (2-3 s)`);
+    // A reindex decodes the frames again at their times: nothing fails, no vector is dropped,
+    // and the same blue scene is still found.
+    const stats = (await server.http.get("/stats")).body as S["Stats"];
+    assert.equal(await server.library.reindex(), stats.items, "every item embedded again");
+    assert.equal(
+      ((await server.http.get("/stats")).body as S["Stats"]).index.size,
+      stats.index.size,
+    );
+    const again = await server.http.post("/search/image?k=3").set(form.headers).send(form.payload);
+    const reindexed = (again.body as S["ImageSearchResponse"]).hits[0];
+    assert.equal(reindexed?.id, id, again.text);
+    assert.equal(reindexed?.match?.t, top?.match?.t, again.text);
     const past = await server.http.get(`/items/${id}/image?t=60`);
     assert.equal(past.status, 404, past.text);
     assert.equal(past.body.error.code, "not_found");

@@ -11,7 +11,9 @@
  */
 
 import { AppError, type ErrorInfo, errorOf, isAppError } from "../../core/errors.ts";
+import { frameAt, withTemporaryFile } from "../../preprocess/video/still.ts";
 import type { StagedRow, StoredItem, StoredPart } from "../../store/types.ts";
+import { meanVector } from "../ingest/videos.ts";
 import type { Generation } from "./generation.ts";
 import { asModelFailure } from "./next-model.ts";
 import type { ModelHost } from "./types.ts";
@@ -67,18 +69,20 @@ async function withRetries<T>(pass: ReembedPass, work: () => Promise<T>): Promis
   }
 }
 
-/** One decoded item: its own model input and its regions' (by part index). */
+/**
+ * One decoded item: its own model input and its parts' (by part index). A video has no input of
+ * its own (`pixels` undefined): its vector is the normalised mean of its frames', as at ingest.
+ */
 interface Decoded {
   label: number;
-  pixels: Float32Array;
+  pixels: Float32Array | undefined;
   regions: { index: number; pixels: Float32Array }[];
 }
 
 /**
  * Embeds one page and stages it; returns how many items were staged. An item's regions are
- * cropped again from its image by their boxes (as the store lists them, partsOf) and staged
- * with it; its other parts (a video's frames) are not re-derived from an image, so the swap
- * drops them (the store's rule for a part without a new embedding).
+ * cropped again from its image by their boxes (as the store lists them, partsOf), a video's
+ * frames decoded again at their times, and staged with it.
  */
 async function embedPage(
   host: ModelHost,
@@ -99,7 +103,11 @@ async function embedPage(
     bytes.map(async (data, k) => {
       if (data instanceof Error) throw isAppError(data) ? data : imageMissing(data);
       if (data === DELETED) return DELETED;
-      const label = (page[k] as StoredItem).label;
+      const item = page[k] as StoredItem;
+      const label = item.label;
+      if (item.contentType.startsWith("video/")) {
+        return decodeFrames(host, pass, label, data, parts.get(label) ?? []);
+      }
       const regions = (parts.get(label) ?? []).flatMap((part) =>
         part.kind === "region" ? [part] : [],
       );
@@ -125,28 +133,58 @@ async function embedPage(
     else if (outcome.value !== DELETED) good.push(outcome.value);
   });
   if (good.length === 0) return 0;
-  // Every model input of the page in one run: the items' own, then their regions'.
-  const inputs = [
-    ...good.map((g) => g.pixels),
-    ...good.flatMap((g) => g.regions.map((r) => r.pixels)),
-  ];
+  // Every model input of the page in one run: the items' own, then their parts'.
+  const own = good.flatMap((g) => (g.pixels === undefined ? [] : [g.pixels]));
+  const inputs = [...own, ...good.flatMap((g) => g.regions.map((r) => r.pixels))];
   const vectors = await host.queue.run("ingest", inputs.length, () =>
     asModelFailure(() => model.embedder.embedPixels(inputs)),
   );
   host.assertOpen();
-  let next = good.length;
-  const rows: StagedRow[] = good.map((g, k) => {
-    const row: StagedRow = { label: g.label, vector: vectors[k] as Float32Array };
-    if (g.regions.length > 0) {
-      row.parts = g.regions.map((r) => ({
-        index: r.index,
-        vector: vectors[next++] as Float32Array,
-      }));
-    }
+  let nextOwn = 0;
+  let next = own.length;
+  const rows: StagedRow[] = good.map((g) => {
+    const parts = g.regions.map((r) => ({
+      index: r.index,
+      vector: vectors[next++] as Float32Array,
+    }));
+    const vector =
+      g.pixels === undefined
+        ? meanVector(parts.map((part) => part.vector))
+        : (vectors[nextOwn++] as Float32Array);
+    const row: StagedRow = { label: g.label, vector };
+    if (parts.length > 0) row.parts = parts;
     return row;
   });
   await host.store.putStaging(rows, model.embedder.modelId);
   return good.length;
+}
+
+/** A video's frames decoded again at their stored times, one ffmpeg run each, in order. */
+async function decodeFrames(
+  host: ModelHost,
+  pass: ReembedPass,
+  label: number,
+  video: Buffer,
+  parts: readonly StoredPart[],
+): Promise<Decoded> {
+  const frames = parts.flatMap((part) => (part.kind === "frame" ? [part] : []));
+  if (frames.length === 0) {
+    throw new AppError(
+      "invalid_video",
+      "The video has no stored frames to embed again; index it again.",
+    );
+  }
+  const stills = await withTemporaryFile(video, async (file) => {
+    const out: Buffer[] = [];
+    for (const frame of frames) out.push(await frameAt(file, frame.t, host.settings));
+    return out;
+  });
+  const regions = [];
+  for (const [i, still] of stills.entries()) {
+    const image = await host.pool.run(still, pass.model.options);
+    regions.push({ index: (frames[i] as StoredPart).index, pixels: image.pixels });
+  }
+  return { label, pixels: undefined, regions };
 }
 
 /** An item deleted (by any node) since its page was listed: it needs no new embedding. */

@@ -50,39 +50,48 @@ function overlap(a: Box, b: Box): number {
   return Math.max(0, w) * Math.max(0, h);
 }
 
+/**
+ * The suite's library with --regions auto in a fresh data directory, opened before its tests
+ * and closed after them (the suite reads its parts through `partsOf`).
+ */
+function regionsLibrary(prefix: string) {
+  const open = {} as { library: LongclipLibrary; store: ItemStore; encoder: Encoder };
+  before(async () => {
+    const settings = testSettings(DEMO_MODEL_DIR, tempDir(prefix), { regions: "auto" });
+    open.encoder = await Encoder.load(DEMO_MODEL_DIR, settings);
+    open.store = await openStore(settings);
+    open.library = await createLibrary(settings, open.encoder, { store: open.store });
+  });
+  after(async () => {
+    await open.library?.close();
+  });
+  return {
+    library: () => open.library,
+    store: () => open.store,
+    encoder: () => open.encoder,
+    partsOf: async (id: string): Promise<StoredPart[]> => {
+      const item = await open.store.getById(id);
+      assert.ok(item !== undefined, id);
+      const model = await open.store.model();
+      const parts = await open.store.partsOf(model?.modelId as string, [item.label]);
+      return parts.get(item.label) ?? [];
+    },
+  };
+}
+
 /** The target scene sits exactly in one of the 3×3 grid's windows of a 768×768 canvas. */
 const TARGET = 5;
 const TARGET_BOX: Box = { x: 384, y: 128, width: 256, height: 256 };
 
 describe("regions through the library (--regions auto)", () => {
-  let library: LongclipLibrary;
-  let store: ItemStore;
-  let encoder: Encoder;
-  const dataDir = tempDir("longclip-regions-");
-
-  const partsOf = async (id: string): Promise<StoredPart[]> => {
-    const item = await store.getById(id);
-    assert.ok(item !== undefined, id);
-    const model = await store.model();
-    return (await store.partsOf(model?.modelId as string, [item.label])).get(item.label) ?? [];
-  };
-
-  before(async () => {
-    const settings = testSettings(DEMO_MODEL_DIR, dataDir, { regions: "auto" });
-    encoder = await Encoder.load(DEMO_MODEL_DIR, settings);
-    store = await openStore(settings);
-    library = await createLibrary(settings, encoder, { store });
-  });
-  after(async () => {
-    await library?.close();
-  });
+  const { library, partsOf } = regionsLibrary("longclip-regions-");
 
   test("a large image gets its regions as parts, boxes in its pixels; a small one none", async () => {
     const big = await canvas(768, 640, [
       { index: 0, box: { x: 10, y: 10, width: 200, height: 200 } },
     ]);
     const small = await sharp(scene(1)).resize(120, 100).png().toBuffer();
-    const results = await library.index([
+    const results = await library().index([
       { id: "big", bytes: big },
       { id: "small", bytes: small },
     ]);
@@ -116,9 +125,9 @@ describe("regions through the library (--regions auto)", () => {
       .jpeg()
       .withMetadata({ orientation: 6 })
       .toBuffer();
-    const [result] = await library.index([{ id: "rotated", bytes: stored }]);
+    const [result] = await library().index([{ id: "rotated", bytes: stored }]);
     assert.equal(result?.status, "indexed");
-    const item = await library.getItem("rotated");
+    const item = await library().getItem("rotated");
     assert.equal(item?.width, 400);
     assert.equal(item?.height, 640);
     const boxes = (await partsOf("rotated")).map((p) => (p.kind === "region" ? p.box : undefined));
@@ -128,27 +137,7 @@ describe("regions through the library (--regions auto)", () => {
 });
 
 describe("search by regions (--regions auto)", () => {
-  let library: LongclipLibrary;
-  let store: ItemStore;
-  let encoder: Encoder;
-  const dataDir = tempDir("longclip-regions-search-");
-
-  const partsOf = async (id: string): Promise<StoredPart[]> => {
-    const item = await store.getById(id);
-    assert.ok(item !== undefined, id);
-    const model = await store.model();
-    return (await store.partsOf(model?.modelId as string, [item.label])).get(item.label) ?? [];
-  };
-
-  before(async () => {
-    const settings = testSettings(DEMO_MODEL_DIR, dataDir, { regions: "auto" });
-    encoder = await Encoder.load(DEMO_MODEL_DIR, settings);
-    store = await openStore(settings);
-    library = await createLibrary(settings, encoder, { store });
-  });
-  after(async () => {
-    await library?.close();
-  });
+  const { library, store, encoder, partsOf } = regionsLibrary("longclip-regions-search-");
 
   test("a small scene in a big canvas is found by its caption, by the region holding it", async () => {
     const layout = [
@@ -166,16 +155,16 @@ describe("search by regions (--regions auto)", () => {
         bytes: await sharp(scene(i)).resize(120, 120).png().toBuffer(),
       })),
     );
-    const results = await library.index([{ id: "canvas", bytes: big }, ...others]);
+    const results = await library().index([{ id: "canvas", bytes: big }, ...others]);
     assert.ok(
       results.every((r) => r.status === "indexed"),
       JSON.stringify(results),
     );
 
     const caption = gallery.items[TARGET]?.caption as string;
-    const [query] = await encoder.embedTexts([caption]);
+    const [query] = await encoder().embedTexts([caption]);
     const cosineTo = async (bytes: Buffer) => {
-      const [image] = await encoder.embedImageBytes([bytes]);
+      const [image] = await encoder().embedImageBytes([bytes]);
       assert.ok(image?.ok);
       return cosine(query?.embedding as Float32Array, image.embedding);
     };
@@ -183,7 +172,7 @@ describe("search by regions (--regions auto)", () => {
     for (const other of others) assert.ok((await cosineTo(other.bytes)) < alone, other.id);
     const whole = await cosineTo(big);
 
-    const { hits } = await library.searchText(caption, { k: 3, exact: true });
+    const { hits } = await library().searchText(caption, { k: 3, exact: true });
     assert.equal(hits[0]?.id, "canvas", JSON.stringify(hits.map((h) => [h.id, h.score])));
     // Its best region scores about as the scene alone does, far above the whole canvas.
     const score = hits[0]?.score as number;
@@ -193,8 +182,8 @@ describe("search by regions (--regions auto)", () => {
     const match = hits[0]?.match;
     assert.equal(match?.kind, "region");
     assert.equal(match?.score, score);
-    const model = await store.model();
-    const [best] = await store.nearest(
+    const model = await store().model();
+    const [best] = await store().nearest(
       { vector: query?.embedding as Float32Array, k: 1, exact: true },
       model?.modelId as string,
     );
@@ -217,7 +206,7 @@ describe("search by regions (--regions auto)", () => {
 
   test("a reindex re-embeds the regions at their boxes", async () => {
     const before = await partsOf("canvas");
-    await library.reindex();
+    await library().reindex();
     const after = await partsOf("canvas");
     assert.deepEqual(
       after.map((p) => (p.kind === "region" ? p.box : undefined)),
@@ -228,7 +217,7 @@ describe("search by regions (--regions auto)", () => {
       const max = part.vector.reduce((m, v, j) => Math.max(m, Math.abs(v - (old[j] as number))), 0);
       assert.ok(max < 1e-5, `part ${i} differs by ${max}`);
     }
-    const { hits } = await library.searchText(gallery.items[TARGET]?.caption as string, {
+    const { hits } = await library().searchText(gallery.items[TARGET]?.caption as string, {
       k: 1,
       exact: true,
     });

@@ -79,7 +79,7 @@ FULL = {
     "batch_size": 64,
     "pretrain_steps": 1500,
     "finetune_batch_size": 32,
-    "finetune_steps": 1200,
+    "finetune_steps": 1800,
     "ablation_steps": 400,
     "pretrain_lr": 5e-4,
     "finetune_lr": 5e-4,

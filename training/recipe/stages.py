@@ -178,14 +178,17 @@ class Recipe:
         path.write_text(json.dumps(config, indent=1) + "\n")
         return path
 
-    def _train(self, name: str, steps: int, lr: float, batch_size: int, extra: list) -> None:
+    def _train(
+        self, name: str, steps: int, lr: float, batch_size: int, extra: list, data: Path = None
+    ) -> None:
+        """``data``: the rows to train on (default the training set's captions.jsonl)."""
         s = self.settings
         out = self.runs / name
         shutil.rmtree(out, ignore_errors=True)
         self.python(
             "train",
             "--data",
-            str(self.train_dir / "captions.jsonl"),
+            str(data or self.train_dir / "captions.jsonl"),
             "--vocab",
             str(self.vocab),
             "--out",
@@ -237,6 +240,7 @@ class Recipe:
             s["finetune_lr"],
             s["finetune_batch_size"],
             ["--checkpoint", str(start), "--caption", "long", *variant.options(s)],
+            self.train_dir / "finetune.jsonl",
         )
 
     def finetune_all(self, names: list) -> None:

@@ -13,8 +13,11 @@ reproducible and an image does not depend on how many others were generated.
 Besides the long and short captions, every sample carries descriptions in the words people use
 (``people``: a short, a partial and a full one) from a random stream of their own, so they
 never change the images or the captions. Training sets (ShareGPT4V layout) take one of them in
-place of the long or short caption with probability ``person_share``; evaluation sets (Urban1k
-layout) keep the captions and write the full descriptions beside them (``person/``).
+place of the long or short caption with probability ``person_share`` (``captions.jsonl``, which
+pre-training and the vocabulary read) and, for fine-tuning, keep every long caption and add a
+row of people's words per image beside it (``finetune.jsonl``, ``finetune_rows``); evaluation
+sets (Urban1k layout) keep the captions and write the full descriptions beside them
+(``person/``).
 
 ``scene`` draws the scene model, ``captions`` describes it, ``people`` describes it as people
 do and ``render`` draws it; this module turns them into samples and datasets (``generate``,
@@ -110,6 +113,21 @@ def training_captions(sample: Sample, share: float, seed: int) -> tuple:
     return long, short
 
 
+def finetune_rows(sample: Sample, seed: int) -> tuple:
+    """The fine-tuning rows of a training sample: its long caption with its short one, and a
+    row of people's words (the partial or the full description, with the short one). Replacing
+    the long caption instead (``training_captions``) starved long-caption reading; both rows
+    keep it. The people's row has a group of its own (the sample's group, prefixed), so that
+    with hard-negative batching a group's four people's rows meet each other, and never their
+    own images' long-caption rows (the same image twice in one batch is a false negative)."""
+    draw = random.Random(f"people-row:{seed}:{sample.name}")
+    described = sample.described[draw.choice(("partial", "full"))]
+    return (
+        (sample.long, sample.short, sample.group),
+        (described, sample.described["short"], f"people-{sample.group}"),
+    )
+
+
 def write_dataset(
     out: Path,
     count: int,
@@ -131,7 +149,7 @@ def write_dataset(
             (out / sub).mkdir(parents=True, exist_ok=True)
     else:
         (out / "images").mkdir(parents=True, exist_ok=True)
-    conversations, lines, labels = [], [], {}
+    conversations, lines, finetune, labels = [], [], [], {}
     started = time.monotonic()
     every = max(1, min(1000, count // 10))
     samples = generate(count, seed, size, group_size, objects)
@@ -165,6 +183,16 @@ def write_dataset(
                     "group": sample.group,
                 }
             )
+            for row_long, row_short, group in finetune_rows(sample, seed):
+                finetune.append(
+                    {
+                        "image": relative,
+                        "long": row_long,
+                        "short": row_short,
+                        "label": sample.label,
+                        "group": group,
+                    }
+                )
         if done % every == 0 or done == count:
             rate = done / max(time.monotonic() - started, 1e-9)
             print(f"synth: {done}/{count} images ({rate:.0f}/s)", file=sys.stderr, flush=True)
@@ -172,9 +200,10 @@ def write_dataset(
         (out / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
     else:
         (out / "captions.json").write_text(json.dumps(conversations, indent=1) + "\n")
-        with open(out / "captions.jsonl", "w") as handle:
-            for line in lines:
-                handle.write(json.dumps(line) + "\n")
+        for name, rows in (("captions.jsonl", lines), ("finetune.jsonl", finetune)):
+            with open(out / name, "w") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row) + "\n")
 
 
 def add_arguments(parser) -> None:

@@ -130,6 +130,32 @@ def test_training_rows_take_descriptions_at_the_share_asked(tmp_path):
     assert [e["conversations"][1]["value"] for e in entries] == [line["long"] for line in lines]
 
 
+def test_finetune_rows_keep_every_long_caption_and_add_people_rows_apart(tmp_path):
+    args = ["synth", "--out", str(tmp_path), "--count", "40", "--layout", "sharegpt4v"]
+    assert main(args + ["--size", "64", "--person-share", "0.6", "--seed", "4"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "finetune.jsonl").read_text().splitlines()]
+    samples = list(synth.generate(40, 4, 64))
+    assert len(rows) == 2 * len(samples)
+    for (caption, people), sample in zip(zip(rows[::2], rows[1::2]), samples):
+        image = f"images/{sample.name}.jpg"
+        assert caption == {
+            "image": image,
+            "long": sample.long,
+            "short": sample.short,
+            "label": sample.label,
+            "group": sample.group,
+        }
+        assert people["image"] == image and people["short"] == sample.described["short"]
+        assert people["long"] in (sample.described["partial"], sample.described["full"])
+        # a group of its own, so an image never meets itself in a hard-negative batch
+        assert people["group"] == f"people-{sample.group}"
+    drawn = Counter(
+        "full" if row["long"] == s.described["full"] else "partial"
+        for row, s in zip(rows[1::2], samples)
+    )
+    assert drawn["full"] > 0 and drawn["partial"] > 0
+
+
 def test_person_share_outside_0_to_1_is_refused(tmp_path, capsys):
     args = ["synth", "--out", str(tmp_path), "--count", "1", "--layout", "sharegpt4v"]
     assert main(args + ["--person-share", "1.5"]) == 2

@@ -22,8 +22,14 @@ import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 /** The grids `auto` lays over an image, coarse first. */
 export const REGION_GRIDS = [2, 3, 4] as const;
 
-/** What crops a request asks for: `auto` regions (at most `max`), or the crops of given boxes. */
-export type CropRequest = { kind: "auto"; max: number } | { kind: "boxes"; boxes: Box[] };
+/**
+ * What crops a request asks for: `auto` regions (at most `max`), the crops of given boxes, or
+ * the `zoom` windows of the centred square (`zoomBoxes`).
+ */
+export type CropRequest =
+  | { kind: "auto"; max: number }
+  | { kind: "boxes"; boxes: Box[] }
+  | { kind: "zoom"; zoom: number };
 
 /** One crop: its box in the image's pixels and its model input. */
 export interface RegionPixels {
@@ -61,6 +67,20 @@ export function regionBoxes(width: number, height: number, resolution: number, m
     else break;
   }
   return boxes;
+}
+
+/**
+ * The windows POST /explain reads of a `width` × `height` image at `zoom` n ≥ 2: the centred
+ * square the model sees, cut in an n×n grid, with windows every half cell ((2n − 1)² boxes,
+ * none for n < 2). Edges are rounded from the exact fractions, so neighbours share them.
+ */
+export function zoomBoxes(width: number, height: number, zoom: number): Box[] {
+  if (zoom < 2) return [];
+  const side = Math.min(width, height);
+  const square = gridBoxes(side, side, zoom, true);
+  const x = Math.floor((width - side) / 2);
+  const y = Math.floor((height - side) / 2);
+  return square.map((box) => ({ ...box, x: box.x + x, y: box.y + y }));
 }
 
 /** Refuses (400 invalid_box) a box that is not whole positive pixels inside the image. */
@@ -171,7 +191,9 @@ export async function preprocessWithCrops(
   const boxes =
     crops.kind === "auto"
       ? regionBoxes(whole.width, whole.height, options.resolution, crops.max)
-      : crops.boxes;
+      : crops.kind === "zoom"
+        ? zoomBoxes(whole.width, whole.height, crops.zoom)
+        : crops.boxes;
   for (const box of boxes) checkBox(box, whole.width, whole.height);
   if (boxes.length === 0) return whole;
   // The exact path decoded the full image already; the fast one a smaller one.

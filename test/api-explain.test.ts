@@ -20,6 +20,7 @@ import { DEFAULT_HEAT_MAP, NEUTRAL_CAPTION } from "../src/library/explain/heat-m
 import { readModelConfig } from "../src/model/read.ts";
 import { preprocessImage } from "../src/preprocess/index.ts";
 import { preprocessOptions } from "../src/preprocess/options.ts";
+import { preprocessWithCrops } from "../src/preprocess/regions.ts";
 import { multipart, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
 import { photoJpeg } from "./helpers/demo-model.ts";
 import { tinyClipModelDir } from "./helpers/tiny-clip.ts";
@@ -96,29 +97,8 @@ describe("POST /explain", () => {
     await server?.library.close();
   });
 
-  test("the grid is the query's cosine to each patch, recomputed from the ONNX output", async () => {
-    const res = await explain({ item_id: "photo", query: QUERY });
-    assert.equal(res.status, 200, res.text);
-    const body = res.body as S["ExplainResponse"];
-    assert.deepEqual(body.grid, { rows: 14, columns: 14 });
-    assert.equal(body.kind, "value");
-    assert.deepEqual(body.image, { width: 320, height: 240 });
-    assert.deepEqual(body.crop, { x: 40, y: 0, width: 240, height: 240 });
-
-    // The reference: vision.onnx run here on the same preprocessing, the text by its own encoder.
-    const options = preprocessOptions(readModelConfig(modelDir), DEFAULT_SETTINGS);
-    const { pixels } = await preprocessImage(photo, options);
-    const session = await ort.InferenceSession.create(path.join(modelDir, "vision.onnx"));
-    const out = await session.run({
-      pixel_values: new ort.Tensor("float32", pixels, [1, 3, 224, 224]),
-    });
-    await session.release();
-    const dims = 64;
-    const rawPatches = out.patch_embeds?.data as Float32Array;
-    const patches = Array.from({ length: 196 }, (_, p) =>
-      unit(rawPatches.subarray(p * dims, (p + 1) * dims)),
-    );
-    const image = unit(out.image_embeds?.data as Float32Array);
+  /** The query of the heat maps (unit, less the neutral caption with `contrast`) and its raw embedding. */
+  async function heatQuery(): Promise<{ query: number[]; raw: number[] }> {
     const encoder = await Encoder.load(modelDir, { ...DEFAULT_SETTINGS, threads: 1 });
     const [text, neutral] = await encoder.embedTexts([QUERY, NEUTRAL_CAPTION]);
     await encoder.close();
@@ -128,6 +108,96 @@ describe("POST /explain", () => {
     const query = DEFAULT_HEAT_MAP.contrast
       ? unit(raw.map((v, i) => v - (nothing[i] as number)))
       : raw;
+    return { query, raw };
+  }
+
+  /** vision.onnx run here on each model input: its unit patch rows and its unit image embedding. */
+  async function runVision(
+    inputs: Float32Array[],
+  ): Promise<{ patches: number[][]; image: number[] }[]> {
+    const session = await ort.InferenceSession.create(path.join(modelDir, "vision.onnx"));
+    const outputs = [];
+    for (const pixels of inputs) {
+      const out = await session.run({
+        pixel_values: new ort.Tensor("float32", pixels, [1, 3, 224, 224]),
+      });
+      const rawPatches = out.patch_embeds?.data as Float32Array;
+      outputs.push({
+        patches: Array.from({ length: 196 }, (_, p) =>
+          unit(rawPatches.subarray(p * 64, (p + 1) * 64)),
+        ),
+        image: unit(out.image_embeds?.data as Float32Array),
+      });
+    }
+    await session.release();
+    return outputs;
+  }
+
+  test("zoom 3: 25 windows of 80 px (40 px apart) and the whole crop, averaged on a 42 × 42 grid", async () => {
+    const res = await explain({ item_id: "photo", query: QUERY });
+    assert.equal(res.status, 200, res.text);
+    const body = res.body as S["ExplainResponse"];
+    assert.equal(body.zoom, 3, "zoom 3 is the default");
+    assert.deepEqual(body.grid, { rows: 42, columns: 42 });
+    assert.deepEqual(body.crop, { x: 40, y: 0, width: 240, height: 240 });
+    // The windows, written out: the 240 px crop at x 40 in thirds, a window every half third.
+    const windows = [];
+    for (let row = 0; row < 5; row++) {
+      for (let column = 0; column < 5; column++) {
+        windows.push({ x: 40 + 40 * column, y: 40 * row, width: 80, height: 80 });
+      }
+    }
+    const options = preprocessOptions(readModelConfig(modelDir), DEFAULT_SETTINGS);
+    const cut = await preprocessWithCrops(photo, options, { kind: "boxes", boxes: windows });
+    const views = await runVision([cut.pixels, ...(cut.regions ?? []).map((r) => r.pixels)]);
+    const { query } = await heatQuery();
+    const boxes = [body.crop, ...windows];
+    const grids = views.map((v) => expectedGrid(v.patches, query, v.image, 14, 14));
+    let worst = 0;
+    for (let r = 0; r < 42; r++) {
+      for (let c = 0; c < 42; c++) {
+        // The fine cell's centre in the original's pixels; the mean of the views that hold it.
+        const x = 40 + ((c + 0.5) * 240) / 42;
+        const y = ((r + 0.5) * 240) / 42;
+        const covering = views.flatMap((_, i) => {
+          const box = boxes[i] as (typeof boxes)[number];
+          if (x < box.x || x >= box.x + box.width || y < box.y || y >= box.y + box.height)
+            return [];
+          const patchRow = Math.floor(((y - box.y) / box.height) * 14);
+          const patchColumn = Math.floor(((x - box.x) / box.width) * 14);
+          return [grids[i]?.[patchRow]?.[patchColumn] as number];
+        });
+        const expected = covering.reduce((a, b) => a + b, 0) / covering.length;
+        worst = Math.max(worst, Math.abs((body.scores[r]?.[c] as number) - expected));
+      }
+    }
+    assert.ok(worst < 1e-4, `worst difference ${worst}`);
+    assert.equal(body.scores[body.peak.row]?.[body.peak.column], body.max);
+    // Zoom beyond the server's explainZoom (3) is refused; below 1 fails validation.
+    expectError(await explain({ item_id: "photo", query: QUERY, zoom: 4 }), 400, "zoom_too_large");
+    expectError(
+      await explain({ item_id: "photo", query: QUERY, zoom: 0 }),
+      400,
+      "validation_failed",
+    );
+  });
+
+  test("zoom 1: the grid is the query's cosine to each patch, recomputed from the ONNX output", async () => {
+    const res = await explain({ item_id: "photo", query: QUERY, zoom: 1 });
+    assert.equal(res.status, 200, res.text);
+    const body = res.body as S["ExplainResponse"];
+    assert.deepEqual(body.grid, { rows: 14, columns: 14 });
+    assert.equal(body.zoom, 1);
+    assert.equal(body.kind, "value");
+    assert.deepEqual(body.image, { width: 320, height: 240 });
+    assert.deepEqual(body.crop, { x: 40, y: 0, width: 240, height: 240 });
+
+    // The reference: vision.onnx run here on the same preprocessing, the text by its own encoder.
+    const options = preprocessOptions(readModelConfig(modelDir), DEFAULT_SETTINGS);
+    const { pixels } = await preprocessImage(photo, options);
+    const [whole] = await runVision([pixels]);
+    const { patches, image } = whole as { patches: number[][]; image: number[] };
+    const { query, raw } = await heatQuery();
     const expected = expectedGrid(patches, query, image, 14, 14);
     let worst = 0;
     body.scores.forEach((row, r) => {

@@ -344,6 +344,15 @@ export const SETTINGS = {
     flag: "explain-overlay-side",
     help: "longest side in pixels of POST /explain's PNG overlay (never larger than the image)",
   },
+  explainZoom: {
+    default: 3,
+    kind: "integer",
+    min: 1,
+    scope: "library",
+    env: "LONGCLIP_EXPLAIN_ZOOM",
+    flag: "explain-zoom",
+    help: "POST /explain's default and largest zoom: n also reads (2n-1)^2 overlapping windows of an n×n grid (1 + (2n-1)^2 tower runs) for a grid n times finer; 1 reads the whole image only",
+  },
   hnswM: {
     default: 16,
     kind: "integer",

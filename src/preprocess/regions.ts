@@ -23,8 +23,14 @@ import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 /** The grids `auto` lays over an image, coarse first. */
 export const REGION_GRIDS = [2, 3, 4] as const;
 
-/** What crops a request asks for: `auto` regions (at most `max`), or the crops of given boxes. */
-export type CropRequest = { kind: "auto"; max: number } | { kind: "boxes"; boxes: Box[] };
+/**
+ * What crops a request asks for: `auto` regions (at most `max`), the crops of given boxes, or
+ * the `zoom` windows of the centred square (`zoomBoxes`).
+ */
+export type CropRequest =
+  | { kind: "auto"; max: number }
+  | { kind: "boxes"; boxes: Box[] }
+  | { kind: "zoom"; zoom: number };
 
 /** One crop: its box in the image's pixels and its model input. */
 export interface RegionPixels {
@@ -118,6 +124,20 @@ export function autoRegionBoxes(
 ): Box[] {
   const chosen = proposals.slice(0, Math.max(0, max));
   return [...chosen, ...regionBoxes(width, height, resolution, max - chosen.length)];
+}
+
+/**
+ * The windows POST /explain reads of a `width` × `height` image at `zoom` n ≥ 2: the centred
+ * square the model sees, cut in an n×n grid, with windows every half cell ((2n − 1)² boxes,
+ * none for n < 2). Edges are rounded from the exact fractions, so neighbours share them.
+ */
+export function zoomBoxes(width: number, height: number, zoom: number): Box[] {
+  if (zoom < 2) return [];
+  const side = Math.min(width, height);
+  const square = gridBoxes(side, side, zoom, true);
+  const x = Math.floor((width - side) / 2);
+  const y = Math.floor((height - side) / 2);
+  return square.map((box) => ({ ...box, x: box.x + x, y: box.y + y }));
 }
 
 /** Refuses (400 invalid_box) a box that is not whole positive pixels inside the image. */
@@ -225,10 +245,18 @@ export async function preprocessWithCrops(
     height: image.sourceHeight,
     format: image.format,
   };
-  if (crops.kind === "boxes") {
-    for (const box of crops.boxes) checkBox(box, whole.width, whole.height);
-    if (crops.boxes.length === 0) return whole;
-  } else if (crops.max <= 0 || Math.min(whole.width, whole.height) < 2 * options.resolution) {
+  const given =
+    crops.kind === "boxes"
+      ? crops.boxes
+      : crops.kind === "zoom"
+        ? zoomBoxes(whole.width, whole.height, crops.zoom)
+        : undefined;
+  for (const box of given ?? []) checkBox(box, whole.width, whole.height);
+  if (given?.length === 0) return whole;
+  if (
+    crops.kind === "auto" &&
+    (crops.max <= 0 || Math.min(whole.width, whole.height) < 2 * options.resolution)
+  ) {
     return whole;
   }
   // The exact path decoded the full image already; the fast one a smaller one.
@@ -237,8 +265,8 @@ export async function preprocessWithCrops(
       ? image
       : await decodeImage(bytes, options);
   const boxes =
-    crops.kind === "boxes"
-      ? crops.boxes
+    crops.kind !== "auto"
+      ? (given ?? [])
       : autoRegionBoxes(
           whole.width,
           whole.height,

@@ -19,6 +19,11 @@ function matchedBox(shown: Shown): Box | undefined {
   return isHit(shown) ? shown.match?.box : undefined;
 }
 
+/** The time of the video frame a hit matched by, when it has one: the frame to explain. */
+function matchedTime(shown: Shown): number | undefined {
+  return isHit(shown) ? shown.match?.t : undefined;
+}
+
 /** Where the image's pixels are drawn inside its element (object-fit: contain). */
 function drawnRect(image: HTMLImageElement): { left: number; top: number; scale: number } {
   const scale = Math.min(
@@ -158,7 +163,7 @@ export function startDetailView(search: SearchView): DetailView {
     try {
       const explanation = await request<Explanation>("/explain", {
         method: "POST",
-        json: { ...explainQuery, item_id: hit.id },
+        json: { ...explainQuery, item_id: hit.id, t: matchedTime(hit) },
       });
       if (detailHit !== hit) return;
       explained = explanation;

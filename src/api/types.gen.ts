@@ -255,9 +255,11 @@ export interface paths {
         };
         /**
          * The original image (or video) bytes of an item, with their content type; or a video's frame.
-         * @description Without `t`: the original bytes as stored. With `t` (a video): the frame shown at `t`
-         *     seconds, as JPEG, decoded from the stored original (hits on a video give the `t` of
-         *     the frame that matched).
+         * @description Without `t`: the original bytes as stored (`Accept-Ranges: bytes`: a single byte range
+         *     is answered 206, so a video plays and seeks in an HTML `<video>` element). With `t` (a
+         *     video): the frame shown at `t` seconds, as JPEG, decoded from the stored original (hits
+         *     on a video give the `t` of the frame that matched). A file indexed by path is checked
+         *     again on every read, ranges included (same file, size and sha256).
          */
         get: operations["getItemImage"];
         put?: never;
@@ -1553,7 +1555,10 @@ export interface operations {
                 /** @description Seconds into a video item; the frame there is answered as JPEG. */
                 t?: number;
             };
-            header?: never;
+            header?: {
+                /** @description Without `t`: one byte range of the original, as `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`. Several ranges, or a header that is not `bytes=`, get the whole original (200). */
+                range?: string;
+            };
             path: {
                 id: components["parameters"]["ItemId"];
             };
@@ -1563,6 +1568,16 @@ export interface operations {
         responses: {
             /** @description The original bytes, or the frame at `t`. */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/*": string;
+                    "video/*": string;
+                };
+            };
+            /** @description The byte range asked for, with `Content-Range` (`bytes START-END/SIZE`). */
+            206: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1600,6 +1615,15 @@ export interface operations {
             };
             /** @description `unsupported_video`: the server has no ffmpeg to decode the video with. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `range_not_satisfiable`: every range asked for starts past the original's end (`Content-Range: bytes *\/SIZE` gives its size). */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -218,6 +218,11 @@ export const ERRORS = {
   },
   unsupported_media_type: { status: 415, meaning: "a Content-Type the endpoint does not take" },
 
+  range_not_satisfiable: {
+    status: 416,
+    meaning: "a Range header whose byte ranges all start past the end of the original",
+  },
+
   queue_full: { status: 429, meaning: "too much work is waiting: retry after Retry-After" },
 
   internal_error: { status: 500, meaning: "an unexpected error: a bug, the server log has it" },

@@ -74,6 +74,17 @@ describe("POST /explain", () => {
   let photo: Buffer;
   const explain = (body: object) =>
     server.http.post("/explain").send(body) as unknown as Promise<Response>;
+  /** POST /explain with format png; the body is the PNG's bytes. */
+  const explainPng = (body: object) =>
+    server.http
+      .post("/explain")
+      .send({ ...body, format: "png" })
+      .buffer(true)
+      .parse((response, done) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () => done(null, Buffer.concat(chunks)));
+      });
   const expectError = (res: Response, status: number, code: string, message?: RegExp) => {
     assert.equal(res.status, status, res.text);
     const error = (res.body as S["Error"]).error;
@@ -268,15 +279,7 @@ describe("POST /explain", () => {
     assert.ok(worstOf(atRed.scores, await frameGrid(0.5)) < 1e-4);
     assert.ok(worstOf(atRed.scores, await frameGrid(2.5)) > 1e-3, "the red frame, not the blue");
     // The PNG is drawn over that frame (the video's size).
-    const png = await server.http
-      .post("/explain")
-      .send({ item_id: "clip", query: QUERY, t: 2.5, format: "png" })
-      .buffer(true)
-      .parse((response, done) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("end", () => done(null, Buffer.concat(chunks)));
-      });
+    const png = await explainPng({ item_id: "clip", query: QUERY, t: 2.5 });
     assert.equal(png.status, 200);
     const drawn = await sharp(png.body as Buffer).metadata();
     assert.deepEqual([drawn.width, drawn.height], [96, 64]);
@@ -313,15 +316,7 @@ describe("POST /explain", () => {
   });
 
   test("format png: the image with the heat map over its crop, the rest dimmed", async () => {
-    const res = await server.http
-      .post("/explain")
-      .send({ item_id: "photo", query: QUERY, format: "png" })
-      .buffer(true)
-      .parse((response, done) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("end", () => done(null, Buffer.concat(chunks)));
-      });
+    const res = await explainPng({ item_id: "photo", query: QUERY });
     assert.equal(res.status, 200);
     assert.equal(res.headers["content-type"], "image/png");
     const png = res.body as Buffer;

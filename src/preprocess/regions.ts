@@ -137,11 +137,12 @@ export function autoRegionBoxes(
 /**
  * The windows POST /explain reads of a `width` × `height` image at `zoom` n ≥ 2: the centred
  * square the model sees, cut in an n×n grid, with windows every half cell ((2n − 1)² boxes,
- * none for n < 2). Edges are rounded from the exact fractions, so neighbours share them.
+ * none for n < 2, or when the square is under 2n pixels: half a cell would be under a pixel).
+ * Edges are rounded from the exact fractions, so neighbours share them.
  */
 export function zoomBoxes(width: number, height: number, zoom: number): Box[] {
-  if (zoom < 2) return [];
   const side = Math.min(width, height);
+  if (zoom < 2 || side < 2 * zoom) return [];
   const square = gridBoxes(side, side, zoom, true);
   const x = Math.floor((width - side) / 2);
   const y = Math.floor((height - side) / 2);

@@ -7,7 +7,7 @@
  * 4xx codes; a model exported without the dense output answers 409 dense_output_missing.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as ort from "onnxruntime-node";
@@ -24,6 +24,7 @@ import { preprocessWithCrops } from "../src/preprocess/regions.ts";
 import { multipart, startTestApp, type TestServer, tempDir } from "./api-helpers.ts";
 import { photoJpeg } from "./helpers/demo-model.ts";
 import { tinyClipModelDir } from "./helpers/tiny-clip.ts";
+import { colourScenes } from "./helpers/videos.ts";
 
 type S = components["schemas"];
 const QUERY = "a large orange circle on the left above a pale bar";
@@ -73,6 +74,17 @@ describe("POST /explain", () => {
   let photo: Buffer;
   const explain = (body: object) =>
     server.http.post("/explain").send(body) as unknown as Promise<Response>;
+  /** POST /explain with format png; the body is the PNG's bytes. */
+  const explainPng = (body: object) =>
+    server.http
+      .post("/explain")
+      .send({ ...body, format: "png" })
+      .buffer(true)
+      .parse((response, done) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () => done(null, Buffer.concat(chunks)));
+      });
   const expectError = (res: Response, status: number, code: string, message?: RegExp) => {
     assert.equal(res.status, status, res.text);
     const error = (res.body as S["Error"]).error;
@@ -219,6 +231,68 @@ describe("POST /explain", () => {
     assert.ok(Math.abs(body.score - dot(image, raw)) < 1e-4);
   });
 
+  test("a video is explained at a frame: the query's best stored frame, or the one at t", async () => {
+    const made = tempDir("longclip-explain-video-");
+    // red 0-1 s, lime 1-2 s, blue 2-3 s
+    const video = readFileSync(
+      colourScenes(path.join(made, "scenes.mp4"), ["red", "lime", "blue"], 1, { size: "96x64" }),
+    );
+    const form = multipart([
+      { name: "ids", value: JSON.stringify(["clip"]) },
+      { name: "images", value: video, filename: "scenes.mp4", contentType: "video/mp4" },
+    ]);
+    const indexed = await server.http.post("/index").set(form.headers).send(form.payload);
+    assert.equal(indexed.status, 200, indexed.text);
+    const options = preprocessOptions(readModelConfig(modelDir), DEFAULT_SETTINGS);
+    const { query } = await heatQuery();
+    /** The heat map of the frame at `t`, from vision.onnx on the frame GET /items/clip/image?t= gives. */
+    const frameGrid = async (t: number) => {
+      const frame = await server.http.get(`/items/clip/image?t=${t}`).buffer(true);
+      assert.equal(frame.status, 200, frame.text);
+      const { pixels } = await preprocessImage(frame.body as Buffer, options);
+      const [view] = await runVision([pixels]);
+      return expectedGrid(view?.patches ?? [], query, view?.image ?? [], 14, 14);
+    };
+    const worstOf = (got: number[][], expected: number[][]) =>
+      Math.max(...got.flat().map((v, i) => Math.abs(v - (expected.flat()[i] as number))));
+
+    // Without t: the frame the query's search matched by, with the search's score.
+    const search = await server.http.post("/search").send({ query: QUERY, k: 10, exact: true });
+    const hit = (search.body as S["SearchResponse"]).hits.find((h) => h.id === "clip");
+    assert.equal(hit?.match?.kind, "frame", search.text);
+    const best = await explain({ item_id: "clip", query: QUERY, zoom: 1 });
+    assert.equal(best.status, 200, best.text);
+    const atBest = best.body as S["ExplainResponse"];
+    assert.equal(atBest.t, hit?.match?.t);
+    assert.ok(
+      Math.abs(atBest.score - (hit?.score ?? 0)) < 1e-5,
+      `${atBest.score} vs ${hit?.score}`,
+    );
+    assert.deepEqual(atBest.image, { width: 96, height: 64 });
+    assert.ok(worstOf(atBest.scores, await frameGrid(atBest.t ?? -1)) < 1e-4);
+
+    // At t: that frame (red), not another scene's.
+    const red = await explain({ item_id: "clip", query: QUERY, zoom: 1, t: 0.5 });
+    assert.equal(red.status, 200, red.text);
+    const atRed = red.body as S["ExplainResponse"];
+    assert.equal(atRed.t, 0.5);
+    assert.ok(worstOf(atRed.scores, await frameGrid(0.5)) < 1e-4);
+    assert.ok(worstOf(atRed.scores, await frameGrid(2.5)) > 1e-3, "the red frame, not the blue");
+    // The PNG is drawn over that frame (the video's size).
+    const png = await explainPng({ item_id: "clip", query: QUERY, t: 2.5 });
+    assert.equal(png.status, 200);
+    const drawn = await sharp(png.body as Buffer).metadata();
+    assert.deepEqual([drawn.width, drawn.height], [96, 64]);
+    // t on an image, or below 0, is refused.
+    expectError(
+      await explain({ item_id: "photo", query: QUERY, t: 1 }),
+      400,
+      "validation_failed",
+      /not a video/,
+    );
+    expectError(await explain({ item_id: "clip", query: QUERY, t: -1 }), 400, "validation_failed");
+  });
+
   test("a composed query explains like its text when it has one text part", async () => {
     const text = (await explain({ item_id: "square", query: QUERY })).body as S["ExplainResponse"];
     const res = await explain({ item_id: "square", compose: [{ text: QUERY, weight: 2 }] });
@@ -242,15 +316,7 @@ describe("POST /explain", () => {
   });
 
   test("format png: the image with the heat map over its crop, the rest dimmed", async () => {
-    const res = await server.http
-      .post("/explain")
-      .send({ item_id: "photo", query: QUERY, format: "png" })
-      .buffer(true)
-      .parse((response, done) => {
-        const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
-        response.on("end", () => done(null, Buffer.concat(chunks)));
-      });
+    const res = await explainPng({ item_id: "photo", query: QUERY });
     assert.equal(res.status, 200);
     assert.equal(res.headers["content-type"], "image/png");
     const png = res.body as Buffer;

@@ -12,6 +12,7 @@ import sharp from "sharp";
 import type { Box } from "../src/core/types.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { createLibrary, type LongclipLibrary } from "../src/library/library.ts";
+import { REGION_PROPOSALS, regionBoxes } from "../src/preprocess/regions.ts";
 import { openStore } from "../src/store/open.ts";
 import type { ItemStore, StoredPart } from "../src/store/types.ts";
 import { cosine } from "../src/vector-index/exact.ts";
@@ -79,6 +80,22 @@ function regionsLibrary(prefix: string) {
   };
 }
 
+/** How many of `boxes` come before the first of a `width` × `height` image's grid boxes. */
+function leadingProposals(boxes: readonly Box[], width: number, height: number): number {
+  const grid = new Set(regionBoxes(width, height, 64, 1000).map((b) => JSON.stringify(b)));
+  for (const b of regionBoxes(width, height, 64, 34)) grid.add(JSON.stringify(b));
+  for (const b of regionBoxes(width, height, 64, 33)) grid.add(JSON.stringify(b));
+  const first = boxes.findIndex((b) => grid.has(JSON.stringify(b)));
+  return first < 0 ? boxes.length : first;
+}
+
+function iou(a: Box, b: Box): number {
+  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+  if (w <= 0 || h <= 0) return 0;
+  return (w * h) / (a.width * a.height + b.width * b.height - w * h);
+}
+
 /** The target scene sits exactly in one of the 3×3 grid's windows of a 768×768 canvas. */
 const TARGET = 5;
 const TARGET_BOX: Box = { x: 384, y: 128, width: 256, height: 256 };
@@ -101,17 +118,28 @@ describe("regions through the library (--regions auto)", () => {
     );
     assert.deepEqual(await partsOf("small"), []);
     const parts = await partsOf("big");
-    // 640 px is 10× the demo model's 64: the 2×2 and 3×3 windows, 9 + 25 (the cap, 34).
-    assert.equal(parts.length, 34);
     assert.ok(parts.every((p) => p.kind === "region"));
-    const boxes = parts.map((p) => (p.kind === "region" ? p.box : undefined));
+    const boxes = parts.map((p) => (p.kind === "region" ? p.box : undefined)) as Box[];
+    // The proposals first (the scene's box among them), then the grid windows in the room left.
+    const proposed = leadingProposals(boxes, 768, 640);
+    assert.ok(proposed >= 1 && proposed <= REGION_PROPOSALS, `${proposed} proposals`);
+    assert.ok(
+      boxes
+        .slice(0, proposed)
+        .some((b) => iou(b, { x: 10, y: 10, width: 200, height: 200 }) >= 0.85),
+      JSON.stringify(boxes.slice(0, proposed)),
+    );
+    assert.ok(parts.length <= 34, "the cap");
+    // 640 px is 10× the demo model's 64: the 2×2 windows, then 3×3 (its cells if its 25
+    // windows do not fit beside the proposals).
+    assert.deepEqual(boxes.slice(proposed), regionBoxes(768, 640, 64, 34 - proposed));
     const expected: Box[] = [];
     for (const y of [0, 160, 320]) {
       for (const x of [0, 192, 384]) expected.push({ x, y, width: 384, height: 320 });
     }
-    assert.deepEqual(boxes.slice(0, 9), expected);
-    assert.deepEqual(boxes[9], { x: 0, y: 0, width: 256, height: 213 });
-    assert.deepEqual(boxes[33], { x: 512, y: 427, width: 256, height: 213 });
+    assert.deepEqual(boxes.slice(proposed, proposed + 9), expected);
+    assert.deepEqual(boxes[proposed + 9], { x: 0, y: 0, width: 256, height: 213 });
+    assert.deepEqual(boxes.at(-1), { x: 512, y: 427, width: 256, height: 213 });
     assert.deepEqual(
       parts.map((p) => p.index),
       parts.map((_, i) => i),
@@ -130,9 +158,13 @@ describe("regions through the library (--regions auto)", () => {
     const item = await library().getItem("rotated");
     assert.equal(item?.width, 400);
     assert.equal(item?.height, 640);
-    const boxes = (await partsOf("rotated")).map((p) => (p.kind === "region" ? p.box : undefined));
-    assert.deepEqual(boxes[0], { x: 0, y: 0, width: 200, height: 320 });
-    assert.deepEqual(boxes[8], { x: 200, y: 320, width: 200, height: 320 });
+    const boxes = (await partsOf("rotated")).map((p) =>
+      p.kind === "region" ? p.box : undefined,
+    ) as Box[];
+    for (const b of boxes) assert.ok(b.x + b.width <= 400 && b.y + b.height <= 640);
+    const grid = boxes.slice(leadingProposals(boxes, 400, 640));
+    assert.deepEqual(grid[0], { x: 0, y: 0, width: 200, height: 320 });
+    assert.deepEqual(grid[8], { x: 200, y: 320, width: 200, height: 320 });
   });
 });
 

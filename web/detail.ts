@@ -147,13 +147,19 @@ export function startDetailView(search: SearchView): DetailView {
     detailImage.alt = `Image ${shown.id}`;
   };
 
+  /** Shows the frame at `t` seconds of video `shown` as a still: a heat map is of one frame. */
+  const showFrame = (shown: Shown, t: number) => {
+    stopVideo();
+    detailImage.hidden = false;
+    detailImage.src = frameUrl(shown.id, t);
+    detailImage.alt = `Frame at ${formatTime(t)} of video ${shown.id}`;
+  };
+
   /** Plays the original of video `shown` from `start` seconds, its frame there as the poster. */
   const showVideo = (shown: Shown, start: number) => {
     detailImage.hidden = true;
     detailImage.removeAttribute("src");
-    // POST /explain reads images; a video's frames have no heat map yet.
     hideHeat();
-    heatToggle.hidden = true;
     videoStart = start;
     detailVideo.hidden = false;
     detailVideo.poster = frameUrl(shown.id, start);
@@ -191,6 +197,8 @@ export function startDetailView(search: SearchView): DetailView {
     if (heatToggle.getAttribute("aria-pressed") === "true") {
       hideHeat();
       heatStatus.textContent = "";
+      // A video's heat map was over its frame's still: the video plays on from its moment.
+      if (explained?.t !== undefined) showVideo(hit, videoStart);
       return;
     }
     heatToggle.disabled = true;
@@ -198,10 +206,12 @@ export function startDetailView(search: SearchView): DetailView {
     try {
       const explanation = await request<Explanation>("/explain", {
         method: "POST",
-        json: { ...explainQuery, item_id: hit.id },
+        json: { ...explainQuery, item_id: hit.id, t: matchedTime(hit) },
       });
       if (detailHit !== hit) return;
       explained = explanation;
+      // A video's map is of the frame at its t (the hit's moment, or the best one).
+      if (explanation.t !== undefined) showFrame(hit, explanation.t);
       paintHeat(heatCanvas, explanation);
       heatCanvas.hidden = false;
       heatToggle.setAttribute("aria-pressed", "true");

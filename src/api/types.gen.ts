@@ -759,6 +759,12 @@ export interface components {
              *     Above `explainZoom`: `400 zoom_too_large`.
              */
             zoom?: number;
+            /**
+             * @description A video item's frame to explain, in seconds, as `GET /items/{id}/image?t=` takes it
+             *     (a hit's `match.t`). Left out, a video is explained at its stored frame that the
+             *     query matches best. On an image item: `400 validation_failed`.
+             */
+            t?: number;
         };
         ExplainResponse: {
             item_id: components["schemas"]["Id"];
@@ -770,6 +776,8 @@ export interface components {
             kind: "value" | "final";
             /** @description The zoom the map was read at; `grid` is the model's patch grid times it. */
             zoom: number;
+            /** @description For a video item, the frame explained, in seconds; `image` and `crop` are that frame's. */
+            t?: number;
             grid: {
                 rows: number;
                 columns: number;
@@ -780,7 +788,7 @@ export interface components {
             min: number;
             /** @description The largest score of the grid. */
             max: number;
-            /** @description The query's cosine to the item's stored embedding (its `/search` score). */
+            /** @description The query's cosine to the item's stored embedding (its `/search` score); for a video, to its stored frame nearest `t`. */
             score: number;
             /** @description Where the largest score is. */
             peak: {

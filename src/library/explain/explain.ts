@@ -37,6 +37,8 @@ export interface ExplainQuery {
   options: TextOptions;
   /** 1 reads the whole image only; n ≥ 2 adds the zoomed windows (default explainZoom). */
   zoom?: number;
+  /** A video item's frame, in seconds (default: its stored frame the query matches best). */
+  t?: number;
 }
 
 export interface Explanation extends HeatMap {
@@ -45,8 +47,13 @@ export interface Explanation extends HeatMap {
   kind: DenseKind;
   /** The zoom the map was read at (its grid is the model's patch grid times it). */
   zoom: number;
-  /** The query's cosine to the item's stored embedding (its search score). */
+  /**
+   * The query's cosine to the item's stored embedding (its search score); for a video, to its
+   * stored frame nearest `t`.
+   */
   score: number;
+  /** A video item's frame the map is of, in seconds. */
+  t?: number;
   /** The part of the original the grid covers (the model's centred square crop). */
   crop: { x: number; y: number; width: number; height: number };
   image: { width: number; height: number };
@@ -61,6 +68,8 @@ export interface ExplainDeps {
   queue: EmbedQueue;
   live: () => Generation;
   readBytes: (item: StoredItem) => Promise<Buffer>;
+  /** A video item's frame at `t` seconds, as an image file. */
+  readFrame: (item: StoredItem, t: number) => Promise<Buffer>;
   /** The query's unit vector, checked and embedded as search does. */
   queryVector: (query: ExplainQuery) => Promise<QueryVector>;
 }
@@ -100,7 +109,11 @@ export class Explainer {
   async overlay(itemId: string, query: ExplainQuery): Promise<Buffer> {
     const { settings, gate } = this.deps;
     const { explanation, item, bytes } = await this.compute(itemId, query);
-    const original = bytes ?? (await this.deps.readBytes(item));
+    const original =
+      bytes ??
+      (explanation.t !== undefined
+        ? await this.deps.readFrame(item, explanation.t)
+        : await this.deps.readBytes(item));
     const release = await gate.admit(original, IMAGE_LIMIT(settings));
     try {
       return await overlayPng({
@@ -129,7 +142,15 @@ export class Explainer {
     const zoom = this.zoomOf(query);
     const item = await store.getById(itemId);
     if (item === undefined) throw itemNotFound(itemId);
+    const video = item.contentType.startsWith("video/");
+    if (!video && query.t !== undefined) {
+      throw new AppError(
+        "validation_failed",
+        `Item "${itemId}" is an image (${item.contentType}), not a video; leave out t to explain it.`,
+      );
+    }
     const key = JSON.stringify([
+      query.t ?? null,
       zoom,
       embedder.modelId,
       itemId,
@@ -145,9 +166,13 @@ export class Explainer {
     const { vector, info } = await this.deps.queryVector(query);
     const stored = (await store.embeddingsOf(embedder.modelId, [item.label]))[0];
     if (stored === undefined) throw itemNotFound(itemId);
-    const bytes = await this.deps.readBytes(item);
+    const frame = video ? await this.frameFor(item, vector, query.t) : undefined;
+    const bytes =
+      frame === undefined
+        ? await this.deps.readBytes(item)
+        : await this.deps.readFrame(item, frame.t);
     const { width, height, views } = await this.patchesOf(bytes, zoom);
-    const image = weightedUnitSum([stored.vector], [1]);
+    const image = weightedUnitSum([frame?.vector ?? stored.vector], [1]);
     // The neutral caption's embedding comes from the query cache after its first use.
     const heatQuery = DEFAULT_HEAT_MAP.contrast
       ? contrasted(
@@ -161,21 +186,48 @@ export class Explainer {
       map: heatMap(patches, heatQuery, image, DEFAULT_HEAT_MAP),
     }));
     const whole = maps[0]?.map as HeatMap;
-    const map =
-      maps.length === 1 ? whole : fuseViews(maps, crop, whole.rows * zoom, whole.columns * zoom);
+    // An image too small for windows (preprocess/regions.ts zoomBoxes) is read whole.
+    const read = maps.length === 1 ? 1 : zoom;
+    const map = read === 1 ? whole : fuseViews(maps, crop, whole.rows * read, whole.columns * read);
     const explanation: Explanation = {
       ...map,
       itemId,
       modelId: embedder.modelId,
       kind: dense.kind,
-      zoom,
+      zoom: read,
       score: cosine(vector, image),
       crop,
       image: { width, height },
       query: info,
+      ...(frame !== undefined ? { t: frame.t } : {}),
     };
     this.cache.set(key, explanation);
     return { explanation, item, bytes };
+  }
+
+  /**
+   * A video item's frame to explain: at `t` when asked (with the embedding of the stored frame
+   * nearest it), else the stored frame the query matches best (at 0 s with the item's own
+   * embedding when it has no stored frames).
+   */
+  private async frameFor(
+    item: StoredItem,
+    query: Float32Array,
+    t: number | undefined,
+  ): Promise<{ t: number; vector?: Float32Array }> {
+    const { store, live } = this.deps;
+    const parts = (await store.partsOf(live().embedder.modelId, [item.label])).get(item.label);
+    const frames = (parts ?? []).flatMap((p) => (p.kind === "frame" ? [p] : []));
+    let chosen: (typeof frames)[number] | undefined;
+    for (const frame of frames) {
+      const better =
+        chosen === undefined ||
+        (t === undefined
+          ? cosine(query, frame.vector) > cosine(query, chosen.vector)
+          : Math.abs(frame.t - t) < Math.abs(chosen.t - t));
+      if (better) chosen = frame;
+    }
+    return { t: t ?? chosen?.t ?? 0, ...(chosen !== undefined ? { vector: chosen.vector } : {}) };
   }
 
   /** The request's zoom, or explainZoom; 400 zoom_too_large above explainZoom. */

@@ -35,6 +35,7 @@ function toExplainResponse(explanation: Explanation): Schemas["ExplainResponse"]
     crop: explanation.crop,
     image: explanation.image,
     query: explanation.query,
+    ...(explanation.t !== undefined ? { t: explanation.t } : {}),
   };
 }
 
@@ -119,6 +120,7 @@ export function searchHandlers({
           ...(body.long_query !== undefined ? { longQuery: body.long_query } : {}),
         },
         ...(body.zoom !== undefined ? { zoom: body.zoom } : {}),
+        ...(body.t !== undefined ? { t: body.t } : {}),
       };
       if (body.format === "png") {
         const png = await metrics.time("explain", () =>

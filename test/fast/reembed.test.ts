@@ -119,8 +119,18 @@ for (const regions of ["auto", "off"] as const) {
     const store = new MemoryStore();
     const live = new FakeEmbedder({ modelId: "old" });
     await store.setModel({ modelId: "old", dims: live.dims });
-    // A window of the 2×2 grid auto lays over a 16×16 image for an 8-px model (half-cell steps).
-    const box = { x: 4, y: 4, width: 8, height: 8 };
+    const next = new FakeEmbedder({ modelId: "new" });
+    const model = generationOf(next, settings);
+    const hostSettings = fakeSettings({ regions });
+    // What ingest cuts of the image with --regions auto (proposals, then grid windows).
+    const ingested = await pool.run(image, model.options, undefined, {
+      kind: "auto",
+      max: hostSettings.maxRegions,
+    });
+    const autoBoxes = (ingested.regions ?? []).map((region) => region.box);
+    assert.ok(autoBoxes.length >= 2, "the image has auto regions");
+    // The item was indexed with one of those regions (and a frame, which an image cannot keep).
+    const box = autoBoxes[1] as Box;
     const vector = (seed: number) =>
       Float32Array.from({ length: live.dims }, (_, i) => Math.sin(seed + i));
     const [outcome] = await store.insertItems(
@@ -145,10 +155,8 @@ for (const regions of ["auto", "off"] as const) {
       "old",
     );
     assert.equal(outcome?.status, "inserted");
-    const next = new FakeEmbedder({ modelId: "new" });
-    const model = generationOf(next, settings);
     const staged = await reembed(
-      hostOver(store, async () => image, fakeSettings({ regions })),
+      hostOver(store, async () => image, hostSettings),
       {
         model,
         list: (after) => store.itemsAfter(after, 10),
@@ -173,13 +181,8 @@ for (const regions of ["auto", "off"] as const) {
       return;
     }
     assert.deepEqual(parts?.[0], { kind: "region", box, index: 1, vector: expected });
-    // The grid's other eight windows are added after the stored parts' indexes.
-    const others: [number, Box][] = [];
-    for (const y of [0, 4, 8]) {
-      for (const x of [0, 4, 8]) {
-        if (x !== 4 || y !== 4) others.push([others.length + 2, { x, y, width: 8, height: 8 }]);
-      }
-    }
+    // The other auto regions are added, in ingest's order, after the stored parts' indexes.
+    const others = autoBoxes.filter((_, i) => i !== 1).map((b, i): [number, Box] => [i + 2, b]);
     assert.deepEqual(
       parts?.slice(1).map((p) => [p.index, p.kind === "region" ? p.box : undefined]),
       others,

@@ -12,7 +12,6 @@
 
 import { AppError, type ErrorInfo, errorOf, isAppError } from "../../core/errors.ts";
 import type { Box } from "../../core/types.ts";
-import { regionBoxes } from "../../preprocess/regions.ts";
 import { frameAt, withTemporaryFile } from "../../preprocess/video/still.ts";
 import type { NewPart, StagedRow, StoredItem, StoredPart } from "../../store/types.ts";
 import { meanVector } from "../ingest/videos.ts";
@@ -86,26 +85,25 @@ interface Decoded {
 const boxKey = (box: Box) => `${box.x},${box.y},${box.width},${box.height}`;
 
 /**
- * The regions an image has after the reindex, as `--regions` says now: with `auto`, the boxes
- * ingest would lay over it for this model (its stored regions at those boxes are kept, the
- * others dropped, the missing ones added); with `off`, none.
+ * An image's regions after the reindex are those `--regions` lays over it now (`crops`, as
+ * ingest cuts them): one at the box of a stored region keeps that part's index, the others are
+ * new parts; a stored region at no box of them is dropped at the swap.
  */
-function regionPlan(
-  host: ModelHost,
-  pass: ReembedPass,
-  item: StoredItem,
+function matchRegions(
   stored: readonly StoredPart[],
-): { kept: (StoredPart & { kind: "region" })[]; added: Box[] } {
-  const { regions, maxRegions } = host.settings;
-  const wanted =
-    regions === "auto"
-      ? regionBoxes(item.width, item.height, pass.model.options.resolution, maxRegions)
-      : [];
-  const byBox = new Map<string, StoredPart & { kind: "region" }>();
-  for (const part of stored) if (part.kind === "region") byBox.set(boxKey(part.box), part);
-  const kept = wanted.flatMap((box) => byBox.get(boxKey(box)) ?? []);
-  const added = wanted.filter((box) => !byBox.has(boxKey(box)));
-  return { kept, added };
+  crops: readonly { box: Box; pixels: Float32Array }[],
+): Pick<Decoded, "regions" | "added"> {
+  const byBox = new Map<string, number>();
+  for (const part of stored) if (part.kind === "region") byBox.set(boxKey(part.box), part.index);
+  const regions: Decoded["regions"] = [];
+  const added: Decoded["added"] = [];
+  for (const crop of crops) {
+    const index = byBox.get(boxKey(crop.box));
+    byBox.delete(boxKey(crop.box));
+    if (index === undefined) added.push(crop);
+    else regions.push({ index, pixels: crop.pixels });
+  }
+  return { regions, added };
 }
 
 /**
@@ -137,16 +135,13 @@ async function embedPage(
       if (item.contentType.startsWith("video/")) {
         return decodeFrames(host, pass, label, data, parts.get(label) ?? []);
       }
-      const { kept, added } = regionPlan(host, pass, item, parts.get(label) ?? []);
-      const boxes = [...kept.map((part) => part.box), ...added];
-      const crops = boxes.length === 0 ? undefined : { kind: "boxes" as const, boxes };
+      const { regions, maxRegions } = host.settings;
+      const crops = regions === "auto" ? { kind: "auto" as const, max: maxRegions } : undefined;
       const image = await host.pool.run(data, model.options, undefined, crops);
-      const cropPixels = (i: number) => image.regions?.[i]?.pixels as Float32Array;
       return {
         label,
         pixels: image.pixels,
-        regions: kept.map((part, i) => ({ index: part.index, pixels: cropPixels(i) })),
-        added: added.map((box, i) => ({ box, pixels: cropPixels(kept.length + i) })),
+        ...matchRegions(parts.get(label) ?? [], image.regions ?? []),
       };
     }),
   );

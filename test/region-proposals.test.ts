@@ -12,6 +12,7 @@ import { proposeBoxes } from "../src/preprocess/region-proposals.ts";
 import {
   autoRegionBoxes,
   PROPOSAL_MAX_SHARE,
+  PROPOSAL_MIN_SHARE,
   preprocessWithCrops,
   proposeRegions,
   REGION_PROPOSALS,
@@ -112,6 +113,10 @@ describe("proposeRegions", () => {
     for (const box of all) {
       assert.ok(box.x >= 0 && box.y >= 0 && box.x + box.width <= 700 && box.y + box.height <= 500);
       assert.ok(Math.min(box.width, box.height) >= 32, JSON.stringify(box));
+      assert.ok(
+        Math.min(box.width, box.height) >= PROPOSAL_MIN_SHARE * 500 - 4,
+        JSON.stringify(box),
+      );
       assert.ok(box.width <= 700 * PROPOSAL_MAX_SHARE + 4, JSON.stringify(box));
       assert.ok(box.height <= 500 * PROPOSAL_MAX_SHARE + 4, JSON.stringify(box));
     }

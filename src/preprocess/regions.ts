@@ -74,6 +74,11 @@ export function regionBoxes(width: number, height: number, resolution: number, m
 export const REGION_PROPOSALS = 12;
 /** Proposals are computed on a copy of the image this many pixels on its long side. */
 export const PROPOSAL_SIDE = 256;
+/**
+ * A proposal's short side is at least this share of the image's short side (and the model's
+ * input): the sliding windows' count, the proposals' cost, grows as the smallest shrinks.
+ */
+export const PROPOSAL_MIN_SHARE = 0.1;
 /** A proposal's side is at most this share of the image's side. */
 export const PROPOSAL_MAX_SHARE = 0.6;
 /** Proposals overlapping a better one by more than this IoU are dropped. */
@@ -105,7 +110,10 @@ export async function proposeRegions(
   };
   return proposeBoxes(working, image.width / width, image.width, image.height, {
     max,
-    minSide: resolution,
+    minSide: Math.max(
+      resolution,
+      Math.round(PROPOSAL_MIN_SHARE * Math.min(image.width, image.height)),
+    ),
     maxShare: PROPOSAL_MAX_SHARE,
     nmsIou: PROPOSAL_NMS_IOU,
   });

@@ -13,6 +13,7 @@
  * width and height are.
  */
 import sharp from "sharp";
+import { boxInside } from "../core/box.ts";
 import { AppError } from "../core/errors.ts";
 import type { Box } from "../core/types.ts";
 import { decodeForModel, decodeImage, toModelInput } from "./index.ts";
@@ -151,16 +152,7 @@ export function zoomBoxes(width: number, height: number, zoom: number): Box[] {
 
 /** Refuses (400 invalid_box) a box that is not whole positive pixels inside the image. */
 export function checkBox(box: Box, width: number, height: number): void {
-  const whole = [box.x, box.y, box.width, box.height].every((v) => Number.isSafeInteger(v));
-  if (
-    !whole ||
-    box.x < 0 ||
-    box.y < 0 ||
-    box.width < 1 ||
-    box.height < 1 ||
-    box.x + box.width > width ||
-    box.y + box.height > height
-  ) {
+  if (!boxInside(box, width, height)) {
     throw new AppError(
       "invalid_box",
       `The box ${JSON.stringify(box)} is not inside the ${width}×${height} image: give whole pixels with x, y ≥ 0, width, height ≥ 1, x + width ≤ ${width} and y + height ≤ ${height}.`,

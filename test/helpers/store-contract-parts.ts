@@ -462,6 +462,8 @@ export function partsContract(options: ContractOptions): void {
     await withFresh(async (store) => {
       const bad: NewItem[] = [
         withParts(1, [region(61, 5, 5, 100, 2)]),
+        // Boxes are whole pixels (src/core/box.ts, as POST /search/image checks them).
+        withParts(5, [region(66, 1.5, 2, 4, 4)]),
         withParts(2, [{ ...region(62), vector: new Float32Array(4) }]),
         withParts(3, [frame(63, -1)]),
         {

@@ -5,8 +5,6 @@
  * by its caption, naming the region that matched; a reindex keeps the regions.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import type { Box } from "../src/core/types.ts";
@@ -17,32 +15,12 @@ import { openStore } from "../src/store/open.ts";
 import type { ItemStore, StoredPart } from "../src/store/types.ts";
 import { cosine } from "../src/vector-index/exact.ts";
 import { DEMO_MODEL_DIR } from "./helpers/demo-model.ts";
+import { gallery, canvas as galleryCanvas, scene } from "./helpers/gallery-canvas.ts";
 import { tempDir, testSettings } from "./helpers/library-fixtures.ts";
 
-const GALLERY = path.join(DEMO_MODEL_DIR, "gallery");
-const gallery = JSON.parse(readFileSync(path.join(GALLERY, "gallery.json"), "utf8")) as {
-  items: { file: string; caption: string }[];
-};
-const scene = (i: number) => readFileSync(path.join(GALLERY, gallery.items[i]?.file as string));
-
-/** A grey canvas with gallery scenes resized into the given boxes. */
-async function canvas(
-  width: number,
-  height: number,
-  scenes: readonly { index: number; box: Box }[],
-): Promise<Buffer> {
-  const layers = await Promise.all(
-    scenes.map(async ({ index, box }) => ({
-      input: await sharp(scene(index)).resize(box.width, box.height).toBuffer(),
-      left: box.x,
-      top: box.y,
-    })),
-  );
-  return sharp({ create: { width, height, channels: 3, background: { r: 128, g: 128, b: 128 } } })
-    .composite(layers)
-    .jpeg({ quality: 92 })
-    .toBuffer();
-}
+/** A canvas of gallery scenes as JPEG (the photos regions are for). */
+const canvas = (width: number, height: number, scenes: readonly { index: number; box: Box }[]) =>
+  galleryCanvas(width, height, scenes, "jpeg");
 
 /** The area two boxes share. */
 function overlap(a: Box, b: Box): number {

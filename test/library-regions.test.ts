@@ -256,3 +256,86 @@ describe("search by regions (--regions auto)", () => {
     assert.equal(hits[0]?.id, "canvas");
   });
 });
+
+describe("a reindex follows --regions (off removes an image's regions, auto adds them)", () => {
+  const dataDir = tempDir("longclip-regions-switch-");
+
+  /** The library over the suite's data directory with `regions`, passed to `work`, then closed. */
+  async function withLibrary<T>(
+    regions: "off" | "auto",
+    work: (library: LongclipLibrary, store: ItemStore) => Promise<T>,
+  ): Promise<T> {
+    const settings = testSettings(DEMO_MODEL_DIR, dataDir, { regions });
+    const encoder = await Encoder.load(DEMO_MODEL_DIR, settings);
+    const store = await openStore(settings);
+    const library = await createLibrary(settings, encoder, { store });
+    try {
+      return await work(library, store);
+    } finally {
+      await library.close();
+    }
+  }
+
+  const partsOf = async (store: ItemStore, id: string): Promise<StoredPart[]> => {
+    const item = await store.getById(id);
+    assert.ok(item !== undefined, id);
+    const model = await store.model();
+    return (await store.partsOf(model?.modelId as string, [item.label])).get(item.label) ?? [];
+  };
+
+  test("regions off, then auto: each reindex leaves the regions ingest would have made", async () => {
+    const big = await canvas(768, 768, [{ index: TARGET, box: TARGET_BOX }]);
+    const small = await sharp(scene(1)).resize(120, 100).png().toBuffer();
+    const caption = gallery.items[TARGET]?.caption as string;
+    // Indexed with auto: what ingest makes is what a reindex under auto must make again.
+    const ingested = await withLibrary("auto", async (library, store) => {
+      const results = await library.index([
+        { id: "canvas", bytes: big },
+        { id: "small", bytes: small },
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ["indexed", "indexed"],
+      );
+      return { parts: await partsOf(store, "canvas"), size: (await store.indexStats()).size };
+    });
+    assert.ok(ingested.parts.length > 0);
+    assert.equal(ingested.size, 2 + ingested.parts.length);
+
+    await withLibrary("off", async (library, store) => {
+      assert.equal(await library.reindex(), 2);
+      assert.deepEqual(await partsOf(store, "canvas"), []);
+      assert.equal((await store.indexStats()).size, 2, "only the items' own vectors are left");
+      const { hits } = await library.searchText(caption, { k: 2, exact: true });
+      assert.ok(
+        hits.every((hit) => hit.match === undefined),
+        JSON.stringify(hits),
+      );
+    });
+
+    await withLibrary("auto", async (library, store) => {
+      assert.equal(await library.reindex(), 2);
+      const parts = await partsOf(store, "canvas");
+      assert.deepEqual(
+        parts.map((p) => [p.index, p.kind === "region" ? p.box : undefined]),
+        ingested.parts.map((p) => [p.index, p.kind === "region" ? p.box : undefined]),
+      );
+      for (const [i, part] of parts.entries()) {
+        const old = ingested.parts[i]?.vector as Float32Array;
+        const max = part.vector.reduce(
+          (m, v, j) => Math.max(m, Math.abs(v - (old[j] as number))),
+          0,
+        );
+        assert.ok(max < 1e-5, `part ${i} differs from ingest's by ${max}`);
+      }
+      assert.deepEqual(await partsOf(store, "small"), [], "a small image gets none");
+      assert.equal((await store.indexStats()).size, ingested.size);
+      // Searched by the new regions (the HNSW index was rebuilt with their labels).
+      for (const exact of [true, false]) {
+        const { hits } = await library.searchText(caption, { k: 1, exact });
+        assert.equal(hits[0]?.id, "canvas");
+        assert.equal(hits[0]?.match?.kind, "region", JSON.stringify(hits));
+      }
+    });
+  });
+});

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # longclip-search server: compiled JavaScript (dist/), production dependencies only, non-root.
 #
-# CPU image (the default target):
+# CPU image (the default target; add --build-arg WITH_FFMPEG=yes to index videos):
 #   docker build -t longclip .
 #   docker run --init -p 8080:8080 -v longclip-data:/data -v "$PWD/models/demo:/models:ro" longclip
 #
@@ -61,7 +61,15 @@ RUN ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/in
 # ---- runtime-cuda: CUDA 12 + cuDNN 9 runtime with the Node binary of the build image
 FROM ${CUDA_IMAGE} AS runtime-cuda
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
-RUN groupadd --system longclip \
+# As in the CPU image: `--build-arg WITH_FFMPEG=yes` adds the base's (Ubuntu's) ffmpeg for videos.
+ARG WITH_FFMPEG=no
+RUN if [ "$WITH_FFMPEG" = yes ]; then \
+    apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*; \
+  fi \
+  && groupadd --system longclip \
   && useradd --system --gid longclip --home-dir /app --shell /usr/sbin/nologin longclip \
   && mkdir -p /data /models \
   && chown longclip:longclip /data
@@ -88,8 +96,9 @@ CMD ["node", "dist/cli/main.js", "serve"]
 
 # ---- runtime (default): CPU
 FROM ${NODE_IMAGE} AS runtime
-# Videos need ffmpeg, which is large (docs/video.md): `--build-arg WITH_FFMPEG=yes` adds it;
-# without it the image serves images and answers videos with unsupported_video.
+# Videos need ffmpeg, which is large (docs/video.md): `--build-arg WITH_FFMPEG=yes` adds
+# Debian's; without it the image serves images and answers videos with unsupported_video
+# (test/dockerfile.test.ts runs these RUN lines with stand-in commands, for yes and no).
 ARG WITH_FFMPEG=no
 # libjpeg62-turbo: the library the native JPEG decoder (build/jpeg-native.node) links. apt's
 # lists and package caches go too (about 80 MB: a base made by debootstrap keeps them).

@@ -5,42 +5,15 @@
  * bad boxes refused with 400 invalid_box.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import sharp from "sharp";
 import type { Response } from "supertest";
 import type { components } from "../src/api/types.gen.ts";
 import type { Box } from "../src/core/types.ts";
 import { multipart, type Part, startTestApp, type TestServer } from "./api-helpers.ts";
-import { DEMO_MODEL_DIR } from "./helpers/demo-model.ts";
+import { canvas, scene } from "./helpers/gallery-canvas.ts";
 
 type S = components["schemas"];
-
-const GALLERY = path.join(DEMO_MODEL_DIR, "gallery");
-const gallery = JSON.parse(readFileSync(path.join(GALLERY, "gallery.json"), "utf8")) as {
-  items: { file: string; caption: string }[];
-};
-const scene = (i: number) => readFileSync(path.join(GALLERY, gallery.items[i]?.file as string));
-
-/** A `width` × `height` grey PNG with scenes (gallery indexes) drawn at the given boxes. */
-async function canvas(
-  width: number,
-  height: number,
-  scenes: readonly { index: number; box: Box }[],
-): Promise<Buffer> {
-  const layers = await Promise.all(
-    scenes.map(async ({ index, box }) => ({
-      input: await sharp(scene(index)).resize(box.width, box.height).toBuffer(),
-      left: box.x,
-      top: box.y,
-    })),
-  );
-  return sharp({ create: { width, height, channels: 3, background: { r: 128, g: 128, b: 128 } } })
-    .composite(layers)
-    .png()
-    .toBuffer();
-}
 
 describe("regions over HTTP (--regions auto)", () => {
   let server: TestServer;

@@ -215,6 +215,11 @@ const README_COMMANDS: readonly (
     fragment: "run --detach --init",
   },
   {
+    command: /^docker build --build-arg WITH_FFMPEG=yes /,
+    notRun:
+      "the podman smoke test builds the default image; test/dockerfile.test.ts runs the RUN lines with WITH_FFMPEG=yes and without",
+  },
+  {
     command: /^docker build --target runtime-cuda /,
     notRun: "its base image is NVIDIA's CUDA runtime, a download this machine cannot make",
   },

@@ -9,8 +9,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -18,6 +16,7 @@ import { gunzipSync } from "node:zlib";
 import { DEFAULT_SETTINGS } from "../src/core/settings.ts";
 import { Encoder } from "../src/encode/encoder.ts";
 import { relativeDifference, runWithoutPython, worstReferenceText } from "./convert-helpers.ts";
+import { type FakeHub, startFakeHub } from "./helpers/fake-hub.ts";
 import {
   CLIP_VOCAB,
   loadReference,
@@ -28,57 +27,8 @@ import {
 } from "./helpers/reference.ts";
 import { tinyClipModelDir, tinyClipPixels, writeTinyClipHf } from "./helpers/tiny-clip.ts";
 
-interface Served {
-  data: Buffer;
-  /** The sha256 the hub announces in X-Linked-Etag (LFS files). */
-  linkedSha?: string;
-  /** The first GET sends the headers, this many bytes, then drops the connection. */
-  breakAfter?: number;
-}
-
-const files = new Map<string, Served>();
-const ranges: string[] = [];
-let server: http.Server;
-let hubUrl: string;
+let hub: FakeHub;
 let dir: string;
-
-function serve(request: http.IncomingMessage, response: http.ServerResponse): void {
-  const url = new URL(request.url ?? "/", "http://hub");
-  // LFS files are redirected to a "CDN" path, as the hub does; X-Linked-* stay on the redirect
-  const cdn = url.pathname.startsWith("/cdn/");
-  const key = cdn ? url.pathname.slice(4) : url.pathname;
-  const file = files.get(key);
-  if (!file) {
-    response.writeHead(404).end("not found");
-    return;
-  }
-  if (!cdn && file.linkedSha) {
-    response.writeHead(302, {
-      location: `/cdn${key}`,
-      "x-linked-etag": `"${file.linkedSha}"`,
-      "x-linked-size": String(file.data.length),
-    });
-    response.end();
-    return;
-  }
-  const range = /^bytes=(\d+)-$/.exec(request.headers.range ?? "");
-  if (range) ranges.push(`${key} ${request.headers.range}`);
-  const start = range ? Number(range[1]) : 0;
-  const body = file.data.subarray(start);
-  response.writeHead(range ? 206 : 200, {
-    "content-length": String(body.length),
-    ...(range
-      ? { "content-range": `bytes ${start}-${file.data.length - 1}/${file.data.length}` }
-      : {}),
-  });
-  if (file.breakAfter !== undefined && !range) {
-    const cut = file.breakAfter;
-    file.breakAfter = undefined;
-    response.write(body.subarray(0, cut), () => response.destroy());
-    return;
-  }
-  response.end(body);
-}
 
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
@@ -93,7 +43,7 @@ function addHfRepo(
   for (const name of readdirSync(source)) {
     const data = readFileSync(path.join(source, name));
     const lfs = name === "model.safetensors";
-    files.set(`/${repo}/resolve/main/${name}`, {
+    hub.files.set(`/${repo}/resolve/main/${name}`, {
       data,
       ...(lfs ? { linkedSha: options.wrongSha ? sha256(Buffer.from("other")) : sha256(data) } : {}),
       ...(lfs && options.breakAfter ? { breakAfter: options.breakAfter } : {}),
@@ -102,14 +52,12 @@ function addHfRepo(
 }
 
 function pull(args: readonly string[], cache = path.join(dir, "cache")) {
-  return runWithoutPython(["pull", ...args], { LONGCLIP_HUB_URL: hubUrl, LONGCLIP_CACHE: cache });
+  return runWithoutPython(["pull", ...args], { LONGCLIP_HUB_URL: hub.url, LONGCLIP_CACHE: cache });
 }
 
 before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), "pull-"));
-  server = http.createServer(serve);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  hubUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  hub = await startFakeHub();
   // The tiny CLIP of helpers/tiny-clip.ts, as tinyClipModelDir converts it.
   const tiny = path.join(dir, "tiny-clip-hf");
   writeTinyClipHf(tiny);
@@ -118,7 +66,7 @@ before(async () => {
   addHfRepo("test-org/tampered", tiny, { wrongSha: true });
 });
 after(async () => {
-  await new Promise((resolve) => server.close(resolve));
+  await hub?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -167,8 +115,8 @@ describe("longclip pull from a local hub", () => {
       /model\.safetensors: \d+ bytes, resumed at 100000 bytes, sha256 checked/,
     );
     assert.ok(
-      ranges.includes("/test-org/flaky/resolve/main/model.safetensors bytes=100000-"),
-      ranges.join("; "),
+      hub.ranges.includes("/test-org/flaky/resolve/main/model.safetensors bytes=100000-"),
+      hub.ranges.join("; "),
     );
     assert.ok(existsSync(path.join(out, "config.json")));
   });
@@ -209,13 +157,13 @@ describe("longclip pull of the reference files (official outputs)", {
   before(() => {
     addHfRepo("test-org/longclip-tiny-hf", path.join(REFERENCE_DIR, "longclip-tiny-hf"));
     // the registry's longclip-b, served with the tiny reference checkpoint and CLIP's merges
-    files.set("/BeichenZhang/LongCLIP-B/resolve/main/longclip-B.pt", {
+    hub.files.set("/BeichenZhang/LongCLIP-B/resolve/main/longclip-B.pt", {
       data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
     });
-    files.set("/files/longclip-tiny.pt", {
+    hub.files.set("/files/longclip-tiny.pt", {
       data: readFileSync(path.join(TINY_DIR, "longclip-tiny.pt")),
     });
-    files.set("/openai/clip-vit-base-patch16/resolve/main/merges.txt", {
+    hub.files.set("/openai/clip-vit-base-patch16/resolve/main/merges.txt", {
       data: gunzipSync(readFileSync(CLIP_VOCAB)),
     });
   });
@@ -264,7 +212,7 @@ describe("longclip pull of the reference files (official outputs)", {
   });
 
   test("the URL of a .pt file, with --vocab; without it, the error says to pass one", async () => {
-    const url = `${hubUrl}/files/longclip-tiny.pt`;
+    const url = `${hub.url}/files/longclip-tiny.pt`;
     const out = path.join(dir, "models", "from-url");
     const noVocab = await pull([url, "--out", out]);
     assert.equal(noVocab.code, 1);

@@ -15,8 +15,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -31,6 +29,7 @@ import {
   writeZip,
 } from "../tools/bench/crafted-checkpoints.ts";
 import { xorshift32 } from "../tools/bench/random.ts";
+import { type FakeHub, startFakeHub } from "./helpers/fake-hub.ts";
 import { writeTinyClipHf } from "./helpers/tiny-clip.ts";
 
 const README = readFileSync(path.join(PROJECT_ROOT, "README.md"), "utf8");
@@ -53,8 +52,7 @@ function sectionCommands(heading: string): string[] {
 }
 
 let dir: string;
-let hub: http.Server;
-let hubUrl: string;
+let hub: FakeHub;
 const children = new Set<ChildProcess>();
 
 /** The env every command gets: the moved data directory, a free port, the local hub. */
@@ -64,7 +62,7 @@ function commandEnv(): NodeJS.ProcessEnv {
     LONGCLIP_DATA_DIR: path.join(dir, "data"),
     LONGCLIP_PORT: "0",
     LONGCLIP_THREADS: "1",
-    LONGCLIP_HUB_URL: hubUrl,
+    LONGCLIP_HUB_URL: hub.url,
     LONGCLIP_CACHE: path.join(dir, "cache"),
     LONGCLIP_LOG_FORMAT: "json",
   };
@@ -179,25 +177,18 @@ function tinyLongclipCheckpoint(): Buffer {
 
 before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), "readme-first-screen-"));
-  const served = new Map<string, Buffer>([
-    ["/BeichenZhang/LongCLIP-L/resolve/main/longclip-L.pt", tinyLongclipCheckpoint()],
-    [
-      "/openai/clip-vit-base-patch16/resolve/main/merges.txt",
-      readFileSync(mergesFile(path.join(dir, "merges.txt"))),
-    ],
-  ]);
-  hub = http.createServer((request, response) => {
-    const data = served.get(new URL(request.url ?? "/", "http://hub").pathname);
-    if (data === undefined) response.writeHead(404).end("not found");
-    else response.writeHead(200, { "content-length": String(data.length) }).end(data);
+  hub = await startFakeHub();
+  hub.files.set("/BeichenZhang/LongCLIP-L/resolve/main/longclip-L.pt", {
+    data: tinyLongclipCheckpoint(),
   });
-  await new Promise<void>((resolve) => hub.listen(0, "127.0.0.1", resolve));
-  hubUrl = `http://127.0.0.1:${(hub.address() as AddressInfo).port}`;
+  hub.files.set("/openai/clip-vit-base-patch16/resolve/main/merges.txt", {
+    data: readFileSync(mergesFile(path.join(dir, "merges.txt"))),
+  });
 });
 
 after(async () => {
   for (const child of children) if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-  await new Promise((resolve) => hub.close(resolve));
+  await hub?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -37,7 +37,7 @@ const MiB = 1024 * 1024;
  * (`<root>` the checkout, `<home>` the home directory). Added on main meanwhile:
  * minDuplicateThreshold, maxFilterValues, maxQueryWindows, maxRequestWindows, sqliteReadWorkers,
  * logFormat, databaseReadUrl, databaseReadMaxLagMs (read replicas), the video limits (maxVideoBytes to
- * ffmpegPath), explainCacheSize and explainOverlaySide (POST /explain); new with the table:
+ * ffmpegPath), explainCacheSize, explainOverlaySide and explainZoom (POST /explain); new with the table:
  * --hub-url (pull read only LONGCLIP_HUB_URL). Renaming one breaks every script and deployment that uses it.
  */
 const BEFORE = `
@@ -76,6 +76,7 @@ maxQueueDepth          --max-queue-depth          n           LONGCLIP_MAX_QUEUE
 queryCacheSize         --query-cache-size         n           LONGCLIP_QUERY_CACHE_SIZE         -    library 1024
 explainCacheSize       --explain-cache-size       n           LONGCLIP_EXPLAIN_CACHE_SIZE       -    library 256
 explainOverlaySide     --explain-overlay-side     n           LONGCLIP_EXPLAIN_OVERLAY_SIDE     -    library 512
+explainZoom            --explain-zoom             n           LONGCLIP_EXPLAIN_ZOOM             -    library 3
 hnswM                  --hnsw-m                   n           LONGCLIP_HNSW_M                   -    library 16
 hnswEfConstruction     --hnsw-ef-construction     n           LONGCLIP_HNSW_EF_CONSTRUCTION     -    library 200
 hnswEfSearch           --hnsw-ef-search           n           LONGCLIP_HNSW_EF_SEARCH           -    library 0

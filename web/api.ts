@@ -80,6 +80,11 @@ export function thumbnailUrl(id: string, size = 256): string {
   return `/items/${encodeURIComponent(id)}/thumbnail?size=${size}`;
 }
 
+/** The frame of a video item shown at `t` seconds, as JPEG. */
+export function frameUrl(id: string, t: number): string {
+  return `/items/${encodeURIComponent(id)}/image?t=${t}`;
+}
+
 export function itemUrl(id: string): string {
   return `/items/${encodeURIComponent(id)}`;
 }

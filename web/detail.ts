@@ -3,11 +3,12 @@
  * fields and metadata (GET /items/{id}), and "more like this" / "less like this", which start
  * a new search. During a text search, "Show why it matched" draws POST /explain's heat map
  * over the image (the grid itself, in the overlay's colours), and a hit that matched by a
- * region of its image shows that region's box.
+ * region of its image shows that region's box. A video plays in a <video> element from its
+ * original (GET /items/{id}/image answers byte ranges), from the moment a hit matched by.
  */
 import { heatColour } from "../src/library/explain/colour.ts";
-import { describe, type Item, itemUrl, request, type Schemas } from "./api.ts";
-import { displayName, isHit, type Shown } from "./cards.ts";
+import { describe, frameUrl, type Item, itemUrl, request, type Schemas } from "./api.ts";
+import { displayName, formatTime, isHit, matchedTime, type Shown } from "./cards.ts";
 import { $, el } from "./dom.ts";
 import type { ExplainQuery, SearchView } from "./search.ts";
 
@@ -102,6 +103,7 @@ export function startDetailView(search: SearchView): DetailView {
   const detail = $<HTMLDialogElement>("detail");
   const detailTitle = $("detail-title");
   const detailImage = $<HTMLImageElement>("detail-image");
+  const detailVideo = $<HTMLVideoElement>("detail-video");
   const detailMeta = $("detail-meta");
   const detailScore = $("detail-score");
   const detailError = $("detail-error");
@@ -120,6 +122,50 @@ export function startDetailView(search: SearchView): DetailView {
   let explainQuery: ExplainQuery | null = null;
   /** The heat map on show, and the original's size its crop is in. */
   let explained: Explanation | undefined;
+  /** Where the video on show starts (seconds): the moment its hit matched by, else 0. */
+  let videoStart = 0;
+
+  // Seeking needs the video's metadata; the poster shows the moment until then.
+  detailVideo.addEventListener("loadedmetadata", () => {
+    detailVideo.currentTime = videoStart;
+  });
+
+  const stopVideo = () => {
+    if (detailVideo.hidden) return;
+    detailVideo.pause();
+    detailVideo.removeAttribute("src");
+    detailVideo.removeAttribute("poster");
+    detailVideo.load();
+    detailVideo.hidden = true;
+  };
+
+  /** Shows the still image of `shown` (an image item). */
+  const showImage = (shown: Shown) => {
+    stopVideo();
+    detailImage.hidden = false;
+    detailImage.src = shown.image_url;
+    detailImage.alt = `Image ${shown.id}`;
+  };
+
+  /** Shows the frame at `t` seconds of video `shown` as a still: a heat map is of one frame. */
+  const showFrame = (shown: Shown, t: number) => {
+    stopVideo();
+    detailImage.hidden = false;
+    detailImage.src = frameUrl(shown.id, t);
+    detailImage.alt = `Frame at ${formatTime(t)} of video ${shown.id}`;
+  };
+
+  /** Plays the original of video `shown` from `start` seconds, its frame there as the poster. */
+  const showVideo = (shown: Shown, start: number) => {
+    detailImage.hidden = true;
+    detailImage.removeAttribute("src");
+    hideHeat();
+    videoStart = start;
+    detailVideo.hidden = false;
+    detailVideo.poster = frameUrl(shown.id, start);
+    detailVideo.setAttribute("aria-label", `Video ${shown.id}, from ${formatTime(start)}`);
+    detailVideo.src = shown.image_url;
+  };
 
   /** Puts the heat map and the box where the image is drawn now (it may have been resized). */
   const place = () => {
@@ -151,6 +197,8 @@ export function startDetailView(search: SearchView): DetailView {
     if (heatToggle.getAttribute("aria-pressed") === "true") {
       hideHeat();
       heatStatus.textContent = "";
+      // A video's heat map was over its frame's still: the video plays on from its moment.
+      if (explained?.t !== undefined) showVideo(hit, videoStart);
       return;
     }
     heatToggle.disabled = true;
@@ -158,10 +206,12 @@ export function startDetailView(search: SearchView): DetailView {
     try {
       const explanation = await request<Explanation>("/explain", {
         method: "POST",
-        json: { ...explainQuery, item_id: hit.id },
+        json: { ...explainQuery, item_id: hit.id, t: matchedTime(hit) },
       });
       if (detailHit !== hit) return;
       explained = explanation;
+      // A video's map is of the frame at its t (the hit's moment, or the best one).
+      if (explanation.t !== undefined) showFrame(hit, explanation.t);
       paintHeat(heatCanvas, explanation);
       heatCanvas.hidden = false;
       heatToggle.setAttribute("aria-pressed", "true");
@@ -183,6 +233,7 @@ export function startDetailView(search: SearchView): DetailView {
     hideHeat();
     boxElement.hidden = true;
     detailImage.removeAttribute("src");
+    stopVideo();
     if (detailOpener?.isConnected) detailOpener.focus();
   });
   detail.addEventListener("click", (event) => {
@@ -222,11 +273,16 @@ export function startDetailView(search: SearchView): DetailView {
       heatToggle.disabled = false;
       detailOpener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
       detailTitle.textContent = displayName(hit);
-      detailImage.src = hit.image_url;
-      detailImage.alt = `Image ${hit.id}`;
+      // A hit by a video's frame plays the video from that frame; a library item is known
+      // to be a video by its content type (a hit by the whole video, once its item is read).
+      const t = matchedTime(hit);
+      if (t !== undefined) showVideo(hit, t);
+      else if (!isHit(hit) && hit.content_type.startsWith("video/")) showVideo(hit, 0);
+      else showImage(hit);
       detailOriginal.href = hit.image_url;
+      const moment = t === undefined ? "" : ` · frame at ${formatTime(t)}`;
       detailScore.textContent = isHit(hit)
-        ? `Rank ${hit.rank} · score ${hit.score.toFixed(4)}`
+        ? `Rank ${hit.rank} · score ${hit.score.toFixed(4)}${moment}`
         : "In the library";
       detailMeta.replaceChildren();
       detailError.hidden = true;
@@ -237,6 +293,7 @@ export function startDetailView(search: SearchView): DetailView {
       try {
         const item = await request<Item>(itemUrl(hit.id));
         if (detailHit !== hit) return;
+        if (item.content_type.startsWith("video/") && detailVideo.hidden) showVideo(hit, 0);
         detailMeta.replaceChildren(
           ...metaRow("Id", item.id),
           ...metaRow("Size", `${item.width} × ${item.height} px`),

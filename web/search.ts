@@ -7,7 +7,7 @@
  * dropped.
  */
 import { ApiError, describe, type Hit, request, type Schemas } from "./api.ts";
-import { card, displayName, type Shown } from "./cards.ts";
+import { card, displayName, type Shown, stillUrl } from "./cards.ts";
 import type { PageConfig } from "./config.ts";
 import { $ } from "./dom.ts";
 import type { QueryBox } from "./query-box.ts";
@@ -244,8 +244,8 @@ export function startSearch({ config, queryBox, stats, open }: SearchDeps): Sear
       const seq = ++searchSeq;
       setBusy(true);
       try {
-        // The stored original is sent back as the query image.
-        const original = await fetch(hit.image_url);
+        // The stored original (a video: the frame on show) is sent back as the query image.
+        const original = await fetch(stillUrl(hit));
         if (!original.ok) {
           throw new ApiError(
             original.status,

@@ -160,9 +160,11 @@ export interface paths {
         /**
          * Why an item matches a query - a heat map of where the image agrees with it.
          * @description Scores each patch of the item's image against the query (a text, or a composed query
-         *     as `POST /search` takes it): the cosine between the query's unit embedding and each of
-         *     the vision tower's patch embeddings (the model's dense output `patch_embeds`, see
-         *     docs/model-format.md; a model exported without it answers `409 dense_output_missing`).
+         *     as `POST /search` takes it): the cosine between the query's unit embedding (less that
+         *     of a caption naming nothing) and each of the vision tower's patch embeddings (the
+         *     model's dense output `patch_embeds`, see docs/model-format.md; a model exported without
+         *     it answers `409 dense_output_missing`), read at `zoom` (the whole image and zoomed
+         *     windows of it, fused on a finer grid).
          *     The grid covers what the model sees of the image: the centred square crop of the
          *     original (`crop`, in the original's pixels, EXIF orientation applied). `score` is the
          *     query's cosine to the item's stored embedding, as `/search` ranks it.
@@ -253,9 +255,11 @@ export interface paths {
         };
         /**
          * The original image (or video) bytes of an item, with their content type; or a video's frame.
-         * @description Without `t`: the original bytes as stored. With `t` (a video): the frame shown at `t`
-         *     seconds, as JPEG, decoded from the stored original (hits on a video give the `t` of
-         *     the frame that matched).
+         * @description Without `t`: the original bytes as stored (`Accept-Ranges: bytes`: a single byte range
+         *     is answered 206, so a video plays and seeks in an HTML `<video>` element). With `t` (a
+         *     video): the frame shown at `t` seconds, as JPEG, decoded from the stored original (hits
+         *     on a video give the `t` of the frame that matched). A file indexed by path is checked
+         *     again on every read, ranges included (same file, size and sha256).
          */
         get: operations["getItemImage"];
         put?: never;
@@ -746,6 +750,21 @@ export interface components {
              * @enum {string}
              */
             format: "json" | "png";
+            /**
+             * @description How closely to read the image. 1: the whole image only, one score per patch of the
+             *     model's grid. n ≥ 2 (default: the server's `explainZoom`, 3): also the (2n − 1)²
+             *     overlapping windows of an n × n grid over the crop, each cropped from the original
+             *     and read like a whole image, their maps averaged on a grid n times finer, so a
+             *     thing smaller than a patch can be pointed at; it costs 1 + (2n − 1)² tower runs.
+             *     Above `explainZoom`: `400 zoom_too_large`.
+             */
+            zoom?: number;
+            /**
+             * @description A video item's frame to explain, in seconds, as `GET /items/{id}/image?t=` takes it
+             *     (a hit's `match.t`). Left out, a video is explained at its stored frame that the
+             *     query matches best. On an image item: `400 validation_failed`.
+             */
+            t?: number;
         };
         ExplainResponse: {
             item_id: components["schemas"]["Id"];
@@ -755,6 +774,10 @@ export interface components {
              * @enum {string}
              */
             kind: "value" | "final";
+            /** @description The zoom the map was read at; `grid` is the model's patch grid times it. */
+            zoom: number;
+            /** @description For a video item, the frame explained, in seconds; `image` and `crop` are that frame's. */
+            t?: number;
             grid: {
                 rows: number;
                 columns: number;
@@ -765,7 +788,7 @@ export interface components {
             min: number;
             /** @description The largest score of the grid. */
             max: number;
-            /** @description The query's cosine to the item's stored embedding (its `/search` score). */
+            /** @description The query's cosine to the item's stored embedding (its `/search` score); for a video, to its stored frame nearest `t`. */
             score: number;
             /** @description Where the largest score is. */
             peak: {
@@ -1370,7 +1393,8 @@ export interface operations {
             };
             /**
              * @description `validation_failed` (neither or both of `query` and `compose`), `malformed_json`,
-             *     `empty_query`, `query_too_long`, `too_many_windows`, as for `POST /search`.
+             *     `empty_query`, `query_too_long`, `too_many_windows`, as for `POST /search`;
+             *     `zoom_too_large`: a `zoom` above the server's `explainZoom`.
              */
             400: {
                 headers: {
@@ -1531,7 +1555,10 @@ export interface operations {
                 /** @description Seconds into a video item; the frame there is answered as JPEG. */
                 t?: number;
             };
-            header?: never;
+            header?: {
+                /** @description Without `t`: one byte range of the original, as `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`. Several ranges, or a header that is not `bytes=`, get the whole original (200). */
+                range?: string;
+            };
             path: {
                 id: components["parameters"]["ItemId"];
             };
@@ -1541,6 +1568,16 @@ export interface operations {
         responses: {
             /** @description The original bytes, or the frame at `t`. */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/*": string;
+                    "video/*": string;
+                };
+            };
+            /** @description The byte range asked for, with `Content-Range` (`bytes START-END/SIZE`). */
+            206: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1578,6 +1615,15 @@ export interface operations {
             };
             /** @description `unsupported_video`: the server has no ffmpeg to decode the video with. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `range_not_satisfiable`: every range asked for starts past the original's end (`Content-Range: bytes *\/SIZE` gives its size). */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -78,6 +78,10 @@ export const ERRORS = {
     status: 400,
     meaning: "a region box that is not inside the image or not whole positive pixels",
   },
+  zoom_too_large: {
+    status: 400,
+    meaning: "POST /explain: a zoom above the server's explainZoom",
+  },
   invalid_pixels: { status: 400, meaning: "pixel data of another size than the model's input" },
   not_a_file: { status: 400, meaning: "a path that is not a regular file" },
   empty_job: { status: 400, meaning: "a job's paths hold no image files" },
@@ -213,6 +217,11 @@ export const ERRORS = {
     meaning: "a video this server cannot decode: no ffmpeg installed, or a codec it lacks",
   },
   unsupported_media_type: { status: 415, meaning: "a Content-Type the endpoint does not take" },
+
+  range_not_satisfiable: {
+    status: 416,
+    meaning: "a Range header whose byte ranges all start past the end of the original",
+  },
 
   queue_full: { status: 429, meaning: "too much work is waiting: retry after Retry-After" },
 

@@ -139,7 +139,7 @@ export const SETTINGS = {
     scope: "library",
     env: "LONGCLIP_REGIONS",
     flag: "regions",
-    help: "auto also embeds overlapping crops of large images (2×2, 3×3 and 4×4 grids, windows half a cell apart; a grid only where its cells are at least the model's input size) so small things in them can be found; applies to images indexed or reindexed afterwards",
+    help: "auto also embeds crops of large images, so small things in them can be found: boxes proposed from the image's edges (Edge Boxes-style, at most 12) first, then overlapping grid windows (2×2, 3×3 and 4×4 grids, windows half a cell apart; a grid only where its cells are at least the model's input size) up to --max-regions; applies to images indexed or reindexed afterwards",
   },
   maxRegions: {
     default: 34,
@@ -147,7 +147,7 @@ export const SETTINGS = {
     scope: "library",
     env: "LONGCLIP_MAX_REGIONS",
     flag: "max-regions",
-    help: "with --regions auto, at most this many crops per image (vectors besides the whole image's); a grid whose windows do not fit keeps only its cells without the half-cell offsets, or is left out",
+    help: "with --regions auto, at most this many crops per image (vectors besides the whole image's), proposals included; a grid whose windows do not fit keeps only its cells without the half-cell offsets, or is left out",
   },
   textBatchSize: {
     default: 32,
@@ -343,6 +343,15 @@ export const SETTINGS = {
     env: "LONGCLIP_EXPLAIN_OVERLAY_SIDE",
     flag: "explain-overlay-side",
     help: "longest side in pixels of POST /explain's PNG overlay (never larger than the image)",
+  },
+  explainZoom: {
+    default: 3,
+    kind: "integer",
+    min: 1,
+    scope: "library",
+    env: "LONGCLIP_EXPLAIN_ZOOM",
+    flag: "explain-zoom",
+    help: "POST /explain's default and largest zoom: n also reads (2n-1)^2 overlapping windows of an n×n grid (1 + (2n-1)^2 tower runs) for a grid n times finer; 1 reads the whole image only",
   },
   hnswM: {
     default: 16,

@@ -70,6 +70,11 @@ export class ItemReader {
         `Item "${id}" is an image (${item.contentType}), not a video; leave out t to get it.`,
       );
     }
+    return this.frameOf(item, t);
+  }
+
+  /** The frame at `t` seconds of a stored video item, as JPEG (its file checked as any read). */
+  async frameOf(item: StoredItem, t: number): Promise<Buffer> {
     const bytes = await this.readBytes(item);
     return item.source === "path"
       ? frameAt(item.path as string, t, this.settings)

@@ -138,6 +138,7 @@ export class LongclipLibrary implements Library {
       queue: this.queue,
       live: () => this.models.live,
       readBytes: (item) => this.items.readBytes(item),
+      readFrame: (item, t) => this.items.frameOf(item, t),
       queryVector: (query) => this.searches.queryVector(query, query.options),
     });
     this.ingest = new Ingest({

@@ -13,17 +13,25 @@
  * width and height are.
  */
 import sharp from "sharp";
+import { boxInside } from "../core/box.ts";
 import { AppError } from "../core/errors.ts";
 import type { Box } from "../core/types.ts";
 import { decodeForModel, decodeImage, toModelInput } from "./index.ts";
+import { proposeBoxes } from "./region-proposals.ts";
 import type { RawImage } from "./resample.ts";
 import type { PreprocessedImage, PreprocessOptions } from "./types.ts";
 
 /** The grids `auto` lays over an image, coarse first. */
 export const REGION_GRIDS = [2, 3, 4] as const;
 
-/** What crops a request asks for: `auto` regions (at most `max`), or the crops of given boxes. */
-export type CropRequest = { kind: "auto"; max: number } | { kind: "boxes"; boxes: Box[] };
+/**
+ * What crops a request asks for: `auto` regions (at most `max`), the crops of given boxes, or
+ * the `zoom` windows of the centred square (`zoomBoxes`).
+ */
+export type CropRequest =
+  | { kind: "auto"; max: number }
+  | { kind: "boxes"; boxes: Box[] }
+  | { kind: "zoom"; zoom: number };
 
 /** One crop: its box in the image's pixels and its model input. */
 export interface RegionPixels {
@@ -63,18 +71,88 @@ export function regionBoxes(width: number, height: number, resolution: number, m
   return boxes;
 }
 
+/** At most this many of an image's `auto` regions are content-aware proposals. */
+export const REGION_PROPOSALS = 12;
+/** Proposals are computed on a copy of the image this many pixels on its long side. */
+export const PROPOSAL_SIDE = 256;
+/**
+ * A proposal's short side is at least this share of the image's short side (and the model's
+ * input): the sliding windows' count, the proposals' cost, grows as the smallest shrinks.
+ */
+export const PROPOSAL_MIN_SHARE = 0.1;
+/** A proposal's side is at most this share of the image's side. */
+export const PROPOSAL_MAX_SHARE = 0.6;
+/** Proposals overlapping a better one by more than this IoU are dropped. */
+export const PROPOSAL_NMS_IOU = 0.4;
+
+/**
+ * Up to `max` content-aware boxes of `image` (region-proposals.ts), best first, in its pixels,
+ * each at least the model's input on its short side.
+ */
+export async function proposeRegions(
+  image: RawImage,
+  resolution: number,
+  max: number,
+): Promise<Box[]> {
+  if (max <= 0) return [];
+  const shrink = Math.min(1, PROPOSAL_SIDE / Math.max(image.width, image.height));
+  const width = Math.max(1, Math.round(image.width * shrink));
+  const height = Math.max(1, Math.round(image.height * shrink));
+  const raw = { width: image.width, height: image.height, channels: image.channels as 3 | 4 };
+  const data = await sharp(image.data, { raw })
+    .resize(width, height, { kernel: "cubic", fit: "fill" })
+    .raw()
+    .toBuffer();
+  const working = {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width,
+    height,
+    channels: image.channels,
+  };
+  return proposeBoxes(working, image.width / width, image.width, image.height, {
+    max,
+    minSide: Math.max(
+      resolution,
+      Math.round(PROPOSAL_MIN_SHARE * Math.min(image.width, image.height)),
+    ),
+    maxShare: PROPOSAL_MAX_SHARE,
+    nmsIou: PROPOSAL_NMS_IOU,
+  });
+}
+
+/**
+ * The `auto` regions of an image with its content-aware `proposals` (best first): as many
+ * proposals as the cap `max` allows, then the grid windows that fit in the room left.
+ */
+export function autoRegionBoxes(
+  width: number,
+  height: number,
+  resolution: number,
+  max: number,
+  proposals: readonly Box[],
+): Box[] {
+  const chosen = proposals.slice(0, Math.max(0, max));
+  return [...chosen, ...regionBoxes(width, height, resolution, max - chosen.length)];
+}
+
+/**
+ * The windows POST /explain reads of a `width` × `height` image at `zoom` n ≥ 2: the centred
+ * square the model sees, cut in an n×n grid, with windows every half cell ((2n − 1)² boxes,
+ * none for n < 2, or when the square is under 2n pixels: half a cell would be under a pixel).
+ * Edges are rounded from the exact fractions, so neighbours share them.
+ */
+export function zoomBoxes(width: number, height: number, zoom: number): Box[] {
+  const side = Math.min(width, height);
+  if (zoom < 2 || side < 2 * zoom) return [];
+  const square = gridBoxes(side, side, zoom, true);
+  const x = Math.floor((width - side) / 2);
+  const y = Math.floor((height - side) / 2);
+  return square.map((box) => ({ ...box, x: box.x + x, y: box.y + y }));
+}
+
 /** Refuses (400 invalid_box) a box that is not whole positive pixels inside the image. */
 export function checkBox(box: Box, width: number, height: number): void {
-  const whole = [box.x, box.y, box.width, box.height].every((v) => Number.isSafeInteger(v));
-  if (
-    !whole ||
-    box.x < 0 ||
-    box.y < 0 ||
-    box.width < 1 ||
-    box.height < 1 ||
-    box.x + box.width > width ||
-    box.y + box.height > height
-  ) {
+  if (!boxInside(box, width, height)) {
     throw new AppError(
       "invalid_box",
       `The box ${JSON.stringify(box)} is not inside the ${width}×${height} image: give whole pixels with x, y ≥ 0, width, height ≥ 1, x + width ≤ ${width} and y + height ≤ ${height}.`,
@@ -168,16 +246,34 @@ export async function preprocessWithCrops(
     height: image.sourceHeight,
     format: image.format,
   };
-  const boxes =
-    crops.kind === "auto"
-      ? regionBoxes(whole.width, whole.height, options.resolution, crops.max)
-      : crops.boxes;
-  for (const box of boxes) checkBox(box, whole.width, whole.height);
-  if (boxes.length === 0) return whole;
+  const given =
+    crops.kind === "boxes"
+      ? crops.boxes
+      : crops.kind === "zoom"
+        ? zoomBoxes(whole.width, whole.height, crops.zoom)
+        : undefined;
+  for (const box of given ?? []) checkBox(box, whole.width, whole.height);
+  if (given?.length === 0) return whole;
+  if (
+    crops.kind === "auto" &&
+    (crops.max <= 0 || Math.min(whole.width, whole.height) < 2 * options.resolution)
+  ) {
+    return whole;
+  }
   // The exact path decoded the full image already; the fast one a smaller one.
   const full =
     image.width === image.sourceWidth && image.height === image.sourceHeight
       ? image
       : await decodeImage(bytes, options);
+  const boxes =
+    crops.kind !== "auto"
+      ? (given ?? [])
+      : autoRegionBoxes(
+          whole.width,
+          whole.height,
+          options.resolution,
+          crops.max,
+          await proposeRegions(full, options.resolution, Math.min(crops.max, REGION_PROPOSALS)),
+        );
   return { ...whole, regions: await cropsOf(full, boxes, options) };
 }

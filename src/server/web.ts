@@ -87,6 +87,8 @@ export function contentSecurityPolicy(html: string): string {
     `script-src ${hashes("script")}`,
     `style-src ${hashes("style")}`,
     "img-src 'self' blob: data:",
+    // The detail view plays a video item's original.
+    "media-src 'self'",
     "connect-src 'self'",
     "base-uri 'none'",
     "form-action 'none'",

@@ -5,6 +5,7 @@
  * and says which part won. What is decided alike for both backends is here: the checks of a
  * new item's parts, a part's locator as columns and back, and the best vector per item.
  */
+import { boxInside } from "../core/box.ts";
 import type { Neighbour } from "../vector-index/hnsw.ts";
 import type { NewItem, NewPart, PartLocator, PartMatch, StoredPart } from "./types.ts";
 
@@ -57,7 +58,7 @@ export function partMatch(part: PartLocator, index: number, score: number): Part
 
 /**
  * Refuses a new item whose parts the store could not keep as given: a vector of another
- * dimension than the whole image's, a box outside the original or empty, a negative or
+ * dimension than the whole image's, a box that is not whole pixels inside the original, a negative or
  * non-finite time, staged part vectors that do not pair with the parts. These come from the
  * product's own code (ingest, reindex, migrate), not from a client: a plain Error.
  */
@@ -74,16 +75,7 @@ export function checkParts(entry: NewItem): void {
         throw new Error(`${where}: a frame's time must be a finite number of seconds ≥ 0`);
       }
     } else if (part.kind === "region") {
-      const { x, y, width, height } = part.box;
-      const fits =
-        [x, y, width, height].every(Number.isFinite) &&
-        x >= 0 &&
-        y >= 0 &&
-        width > 0 &&
-        height > 0 &&
-        x + width <= entry.width &&
-        y + height <= entry.height;
-      if (!fits) {
+      if (!boxInside(part.box, entry.width, entry.height)) {
         throw new Error(
           `${where}: the box ${JSON.stringify(part.box)} is not inside the ${entry.width}x${entry.height} original`,
         );

@@ -83,13 +83,22 @@ export interface PartVector {
   vector: Float32Array;
 }
 
-/** An item's new embeddings for a reindex: the whole image's and, when it has parts, theirs. */
+/**
+ * An item's new embeddings for a reindex: the whole image's and, when it has parts, theirs. At
+ * the swap the item's parts become exactly those staged: its stored parts given a new
+ * embedding, plus the new ones.
+ */
 export interface StagedRow extends EmbeddingRow {
   /**
-   * Its parts' new embeddings, by index as `partsOf` lists them (a StoredPart is one); a part
-   * left without one is dropped at the swap, the item keeping its other vectors.
+   * Its stored parts' new embeddings, by index as `partsOf` lists them (a StoredPart is one); a
+   * stored part left without one is dropped at the swap, the item keeping its other vectors.
    */
   parts?: readonly PartVector[];
+  /**
+   * Parts the item gains at the swap, with their locators (regions under another `--regions`
+   * setting than the item was indexed with); they take the indexes after its stored parts'.
+   */
+  newParts?: readonly NewPart[];
 }
 
 export interface ModelInfo {

@@ -3,15 +3,19 @@
  * the dense output, helpers/tiny-clip.ts): the heat map the detail view draws is POST
  * /explain's answer for the search on screen, cell for cell in the overlay's colours, over the
  * crop the API names; it toggles off; a hit that matched by a region shows that region's box
- * where the box lies on the image. Without a text search there is nothing to explain.
+ * where the box lies on the image. Without a text search there is nothing to explain. On a
+ * video hit the map is of the hit's frame (POST /explain's t), drawn over that frame's still.
  */
 import assert from "node:assert/strict";
+import { readFileSync, rmSync } from "node:fs";
+import path from "node:path";
 import { before, describe, test } from "node:test";
 import type { components } from "../../src/api/types.gen.ts";
 import type { Settings } from "../../src/core/settings.ts";
 import { heatColour } from "../../src/library/explain/colour.ts";
 import { photoJpeg } from "../helpers/demo-model.ts";
 import { tinyClipModelDir } from "../helpers/tiny-clip.ts";
+import { colourScenes, videoDir } from "../helpers/videos.ts";
 import { SKIP_BROWSER, screenshot } from "./helpers.ts";
 import { pageFixture, waitForCards, waitForText } from "./page-fixture.ts";
 
@@ -80,16 +84,9 @@ describe("the detail view's heat map", { skip: SKIP_BROWSER }, () => {
     });
   }
 
-  test("the page draws POST /explain's grid over the crop it names, and hides it again", async () => {
-    const { page } = fixture;
-    await openDetail("wide");
-    const expected = await fixture.postJson<S["ExplainResponse"]>("/explain", {
-      item_id: "wide",
-      query: QUERY,
-    });
-    await page.getByRole("button", { name: "Show why it matched" }).click();
-    await waitForText(page, "#detail-heat-status", /agrees most with the query/);
-    const drawn = await page.$eval("#detail-heat", (canvas) => {
+  /** The heat canvas holds `expected`'s grid, a pixel a cell, in the overlay's colours. */
+  async function assertDrawn(expected: S["ExplainResponse"]): Promise<void> {
+    const drawn = await fixture.page.$eval("#detail-heat", (canvas) => {
       const c = canvas as unknown as {
         width: number;
         height: number;
@@ -116,6 +113,18 @@ describe("the detail view's heat map", { skip: SKIP_BROWSER }, () => {
         assert.deepEqual(drawn.data.slice(at, at + 3), colour, `cell ${r},${c}`);
       });
     });
+  }
+
+  test("the page draws POST /explain's grid over the crop it names, and hides it again", async () => {
+    const { page } = fixture;
+    await openDetail("wide");
+    const expected = await fixture.postJson<S["ExplainResponse"]>("/explain", {
+      item_id: "wide",
+      query: QUERY,
+    });
+    await page.getByRole("button", { name: "Show why it matched" }).click();
+    await waitForText(page, "#detail-heat-status", /agrees most with the query/);
+    await assertDrawn(expected);
     assert.match(
       (await page.textContent("#detail-heat-status")) ?? "",
       new RegExp(`score ${expected.score.toFixed(4)}`),
@@ -184,6 +193,52 @@ describe("the detail view's heat map", { skip: SKIP_BROWSER }, () => {
     await page.waitForSelector("#detail[open]");
     assert.equal(await page.locator("#detail-heat-toggle").isVisible(), false);
     assert.equal(await page.locator("#detail-box").isVisible(), false);
+    assert.deepEqual(fixture.browser.errors, []);
+  });
+
+  // Last: it adds a video to the library the tests above search.
+  test("on a video hit the heat map is of the hit's frame, over that frame's still", async () => {
+    const { page, server } = fixture;
+    const made = videoDir();
+    // red 0-1 s, lime 1-2 s, blue 2-3 s
+    const file = colourScenes(path.join(made, "scenes.webm"), ["red", "lime", "blue"], 1, {
+      size: "160x120",
+      extra: ["-c:v", "libvpx"],
+    });
+    const form = new FormData();
+    const video = new Uint8Array(readFileSync(file));
+    form.append("images", new Blob([video], { type: "video/webm" }), "scenes.webm");
+    form.append("ids", "clip");
+    await fixture.api<S["IndexResponse"]>("/index", { method: "POST", body: form });
+    rmSync(made, { recursive: true, force: true });
+    const search = await fixture.postJson<S["SearchResponse"]>("/search", { query: QUERY });
+    const t = search.hits.find((hit) => hit.id === "clip")?.match?.t;
+    assert.ok(t !== undefined, JSON.stringify(search.hits));
+
+    await page.goto(server.base);
+    await page.getByLabel("Describe the image").fill(QUERY);
+    await page.getByRole("button", { name: "Search", exact: true }).click();
+    await waitForCards(page, 3);
+    await page.locator('#results .card[data-id="clip"]').click();
+    await page.waitForSelector("#detail-video", { state: "visible" });
+    const asked = page.waitForRequest((request) => request.url().endsWith("/explain"));
+    await page.getByRole("button", { name: "Show why it matched" }).click();
+    assert.equal((await asked).postDataJSON().t, t, "the page explains the hit's frame");
+    await waitForText(page, "#detail-heat-status", /agrees most with the query/);
+    const expected = await fixture.postJson<S["ExplainResponse"]>("/explain", {
+      item_id: "clip",
+      query: QUERY,
+      t,
+    });
+    assert.equal(expected.t, t);
+    await assertDrawn(expected);
+    // Over the still of that frame, in place of the playing video.
+    assert.equal(await page.locator("#detail-video").isVisible(), false);
+    const still = await page.getAttribute("#detail-image", "src");
+    assert.equal(new URL(still ?? "", server.base).searchParams.get("t"), String(t));
+    await page.getByRole("button", { name: "Hide why it matched" }).click();
+    await page.waitForSelector("#detail-video", { state: "visible" });
+    await page.keyboard.press("Escape");
     assert.deepEqual(fixture.browser.errors, []);
   });
 });

@@ -75,6 +75,8 @@ export class MemoryDisk {
   readonly parts = new Map<number, MemoryPart[]>();
   /** Staged part embeddings by model id, then by partKey. */
   readonly partStaging = new Map<string, Map<string, Float32Array>>();
+  /** Parts items gain at the swap, by model id, then by item label. */
+  readonly newParts = new Map<string, Map<number, MemoryPart[]>>();
   readonly originals = new Map<string, Buffer>();
   readonly meta = new Map<string, string>();
   readonly jobs: Job[] = [];
@@ -242,6 +244,7 @@ export class MemoryStore implements ItemStore {
     for (const staged of this.disk.partStaging.values()) {
       for (const part of parts) staged.delete(partKey(item.label, part.index));
     }
+    for (const added of this.disk.newParts.values()) added.delete(item.label);
     if (item.source === "upload") this.disk.originals.delete(item.sha256);
     return item;
   }
@@ -367,19 +370,37 @@ export class MemoryStore implements ItemStore {
     this.assertOpen();
     this.disk.staging.clear();
     this.disk.partStaging.clear();
+    this.disk.newParts.clear();
   }
 
   async putStaging(rows: readonly StagedRow[], modelId: string): Promise<void> {
     this.assertOpen();
     const staged = embeddingsOfModel(this.disk.staging, modelId);
-    for (const { label, vector, parts } of rows) {
+    for (const { label, vector, parts, newParts } of rows) {
       if (!this.disk.items.has(label)) continue;
       staged.set(label, vector.slice());
-      const stored = new Set((this.disk.parts.get(label) ?? []).map((part) => part.index));
+      const storedParts = this.disk.parts.get(label) ?? [];
+      const stored = new Set(storedParts.map((part) => part.index));
       for (const part of parts ?? []) {
         if (stored.has(part.index))
           this.partStagingOf(modelId).set(partKey(label, part.index), part.vector.slice());
       }
+      if (newParts === undefined || newParts.length === 0) continue;
+      let added = this.disk.newParts.get(modelId);
+      if (added === undefined) {
+        added = new Map();
+        this.disk.newParts.set(modelId, added);
+      }
+      const first = Math.max(-1, ...stored) + 1;
+      added.set(
+        label,
+        newParts.map(({ vector, ...locator }, i) => ({
+          index: first + i,
+          locator: locatorCopy(locator),
+          modelId,
+          vector: vector.slice(),
+        })),
+      );
     }
   }
 
@@ -413,17 +434,22 @@ export class MemoryStore implements ItemStore {
     }
     for (const [label, vector] of staged) kept.set(label, vector);
     // Parts likewise; a part with no embedding of the model goes with its locator.
+    // A stored part the item staged without goes too; the parts it gains come after.
     const stagedParts = this.disk.partStaging.get(info.modelId);
-    for (const [label, parts] of [...this.disk.parts]) {
+    const added = this.disk.newParts.get(info.modelId);
+    for (const label of this.disk.items.keys()) {
+      const parts = this.disk.parts.get(label) ?? [];
       const left = parts.flatMap((part): MemoryPart[] => {
         const vector = stagedParts?.get(partKey(label, part.index));
         if (vector !== undefined) return [{ ...part, modelId: info.modelId, vector }];
-        return part.modelId === info.modelId ? [part] : [];
+        return part.modelId === info.modelId && !staged.has(label) ? [part] : [];
       });
+      if (staged.has(label)) left.push(...(added?.get(label) ?? []));
       if (left.length > 0) this.disk.parts.set(label, left);
       else this.disk.parts.delete(label);
     }
     this.disk.partStaging.clear();
+    this.disk.newParts.clear();
     this.disk.live.clear();
     this.disk.live.set(info.modelId, kept);
     this.disk.staging.clear();

@@ -18,7 +18,12 @@ function setup(cacheSize: number) {
   const counts = { decoded: 0, towers: 0 };
   const items = new Map<string, StoredItem>();
   for (const id of ["a", "b"]) {
-    items.set(id, { id, label: id === "a" ? 1 : 2, sha256: `sha-${id}` } as unknown as StoredItem);
+    items.set(id, {
+      id,
+      label: id === "a" ? 1 : 2,
+      sha256: `sha-${id}`,
+      contentType: "image/png",
+    } as unknown as StoredItem);
   }
   const patches: PatchEmbeddings = {
     kind: "value",
@@ -54,6 +59,7 @@ function setup(cacheSize: number) {
     queue: new EmbedQueue(8),
     live: () => ({ embedder, options: {} }) as unknown as Generation,
     readBytes: async () => Buffer.from("image"),
+    readFrame: async () => Buffer.from("frame"),
     queryVector: async (query) => ({
       vector: query.text === "left" ? Float32Array.from([1, 0]) : Float32Array.from([0, 1]),
       info: { tokens: 3, truncated: false, max_tokens: 77 },

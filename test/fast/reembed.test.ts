@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import sharp from "sharp";
 import type { ErrorInfo } from "../../src/core/errors.ts";
+import type { Box } from "../../src/core/types.ts";
 import { generationOf } from "../../src/library/models/generation.ts";
 import { reembed } from "../../src/library/models/reembed.ts";
 import type { ModelHost } from "../../src/library/models/types.ts";
@@ -28,9 +29,13 @@ before(async () => {
 after(() => pool.close());
 
 /** A host whose item reads are `read`; it stays open. */
-function hostOver(store: MemoryStore, read: (item: StoredItem) => Promise<Buffer>): ModelHost {
+function hostOver(
+  store: MemoryStore,
+  read: (item: StoredItem) => Promise<Buffer>,
+  hostSettings = settings,
+): ModelHost {
   return {
-    settings,
+    settings: hostSettings,
     store,
     pool,
     queue: new EmbedQueue(settings.maxQueueDepth),
@@ -109,58 +114,78 @@ test("an upload that cannot be read ends the pass (the store's error, retried fi
   assert.equal(reads, 1);
 });
 
-test("an item's regions are cropped again by their boxes and staged with it; its frames are dropped at the swap", async () => {
-  const store = new MemoryStore();
-  const live = new FakeEmbedder({ modelId: "old" });
-  await store.setModel({ modelId: "old", dims: live.dims });
-  const box = { x: 4, y: 2, width: 10, height: 12 };
-  const vector = (seed: number) =>
-    Float32Array.from({ length: live.dims }, (_, i) => Math.sin(seed + i));
-  const [outcome] = await store.insertItems(
-    [
+for (const regions of ["auto", "off"] as const) {
+  test(`--regions ${regions}: an image's regions are those the setting lays now (a stored one kept by its box and index); its frames are dropped`, async () => {
+    const store = new MemoryStore();
+    const live = new FakeEmbedder({ modelId: "old" });
+    await store.setModel({ modelId: "old", dims: live.dims });
+    const next = new FakeEmbedder({ modelId: "new" });
+    const model = generationOf(next, settings);
+    const hostSettings = fakeSettings({ regions });
+    // What ingest cuts of the image with --regions auto (proposals, then grid windows).
+    const ingested = await pool.run(image, model.options, undefined, {
+      kind: "auto",
+      max: hostSettings.maxRegions,
+    });
+    const autoBoxes = (ingested.regions ?? []).map((region) => region.box);
+    assert.ok(autoBoxes.length >= 2, "the image has auto regions");
+    // The item was indexed with one of those regions (and a frame, which an image cannot keep).
+    const box = autoBoxes[1] as Box;
+    const vector = (seed: number) =>
+      Float32Array.from({ length: live.dims }, (_, i) => Math.sin(seed + i));
+    const [outcome] = await store.insertItems(
+      [
+        {
+          id: "with-parts",
+          sha256: "cd".repeat(32),
+          metadata: {},
+          contentType: "image/png",
+          width: 16,
+          height: 16,
+          bytes: image.length,
+          source: "path",
+          path: "/media/with-parts.png",
+          vector: vector(1),
+          parts: [
+            { kind: "frame", t: 1, vector: vector(2) },
+            { kind: "region", box, vector: vector(3) },
+          ],
+        },
+      ],
+      "old",
+    );
+    assert.equal(outcome?.status, "inserted");
+    const staged = await reembed(
+      hostOver(store, async () => image, hostSettings),
       {
-        id: "with-parts",
-        sha256: "cd".repeat(32),
-        metadata: {},
-        contentType: "image/png",
-        width: 16,
-        height: 16,
-        bytes: image.length,
-        source: "path",
-        path: "/media/with-parts.png",
-        vector: vector(1),
-        parts: [
-          { kind: "frame", t: 1, vector: vector(2) },
-          { kind: "region", box, vector: vector(3) },
-        ],
+        model,
+        list: (after) => store.itemsAfter(after, 10),
+        failed: (item, error) => assert.fail(`${item.id}: ${error.message}`),
+        paged: () => {},
       },
-    ],
-    "old",
-  );
-  assert.equal(outcome?.status, "inserted");
-  const next = new FakeEmbedder({ modelId: "new" });
-  const model = generationOf(next, settings);
-  const staged = await reembed(
-    hostOver(store, async () => image),
-    {
-      model,
-      list: (after) => store.itemsAfter(after, 10),
-      failed: (item, error) => assert.fail(`${item.id}: ${error.message}`),
-      paged: () => {},
-    },
-  );
-  assert.equal(staged, 1);
-  await store.swapStaging({ modelId: "new", dims: next.dims });
-  // Expected: the region cut from the PNG (sharp), preprocessed as a whole image of its own.
-  const cropped = await sharp(image)
-    .extract({ left: box.x, top: box.y, width: box.width, height: box.height })
-    .png()
-    .toBuffer();
-  const [expected] = await next.embedPixels([(await pool.run(cropped, model.options)).pixels]);
-  const [whole] = await next.embedPixels([(await pool.run(image, model.options)).pixels]);
-  const label = (await store.getById("with-parts"))?.label as number;
-  assert.deepEqual((await store.embeddingsOf("new", [label]))[0]?.vector, whole);
-  assert.deepEqual((await store.partsOf("new", [label])).get(label), [
-    { kind: "region", box, index: 1, vector: expected },
-  ]);
-});
+    );
+    assert.equal(staged, 1);
+    await store.swapStaging({ modelId: "new", dims: next.dims });
+    // Expected: the region cut from the PNG (sharp), preprocessed as a whole image of its own.
+    const cropped = await sharp(image)
+      .extract({ left: box.x, top: box.y, width: box.width, height: box.height })
+      .png()
+      .toBuffer();
+    const [expected] = await next.embedPixels([(await pool.run(cropped, model.options)).pixels]);
+    const [whole] = await next.embedPixels([(await pool.run(image, model.options)).pixels]);
+    const label = (await store.getById("with-parts"))?.label as number;
+    assert.deepEqual((await store.embeddingsOf("new", [label]))[0]?.vector, whole);
+    const parts = (await store.partsOf("new", [label])).get(label);
+    if (regions === "off") {
+      assert.equal(parts, undefined, "no regions with --regions off");
+      return;
+    }
+    assert.deepEqual(parts?.[0], { kind: "region", box, index: 1, vector: expected });
+    // The other auto regions are added, in ingest's order, after the stored parts' indexes.
+    const others = autoBoxes.filter((_, i) => i !== 1).map((b, i): [number, Box] => [i + 2, b]);
+    assert.deepEqual(
+      parts?.slice(1).map((p) => [p.index, p.kind === "region" ? p.box : undefined]),
+      others,
+    );
+  });
+}

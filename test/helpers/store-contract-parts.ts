@@ -334,6 +334,64 @@ export function partsContract(options: ContractOptions): void {
     });
   });
 
+  test("parts: a reindex under the same model drops the parts an item staged without and adds its new ones", async () => {
+    await withFresh(async (store) => {
+      const entries = [withParts(1, [region(61), region(62, 3, 3, 2, 2)]), newItem(2), newItem(3)];
+      const outcomes = await store.insertItems(entries, "m1");
+      const labels = outcomes.map((o) => (o.status === "inserted" ? o.label : -1));
+      const [l1, l2, l3] = labels as [number, number, number];
+      // A reindex in place with the live model: item 1 keeps part 1 only (--regions changed),
+      // item 2 gains two regions, item 3 is not staged (it failed) and keeps what it had.
+      await store.clearStaging();
+      await store.putStaging(
+        [
+          { label: l1, vector: vectorOf(63), parts: [{ index: 1, vector: vectorOf(64) }] },
+          {
+            label: l2,
+            vector: vectorOf(65),
+            newParts: [region(66, 0, 0, 4, 4), region(67, 4, 4, 4, 4)],
+          },
+        ],
+        "m1",
+      );
+      await store.swapStaging({ modelId: "m1", dims: 8 });
+      const parts = await store.partsOf("m1", labels);
+      assert.deepEqual(parts.get(l1), [{ ...region(64, 3, 3, 2, 2), index: 1 }]);
+      assert.deepEqual(parts.get(l2), [
+        { ...region(66, 0, 0, 4, 4), index: 0 },
+        { ...region(67, 4, 4, 4, 4), index: 1 },
+      ]);
+      assert.equal(parts.get(l3), undefined);
+      assert.equal((await store.indexStats()).size, 3 + 1 + 2);
+      // Item 1's part keeps index 1 (a StoredPart: the index a hit names).
+      const kept: StoredPart[] = [{ ...region(64, 3, 3, 2, 2), index: 1 }];
+      const now: NewItem[] = [
+        { ...newItem(1), vector: vectorOf(63), parts: kept },
+        {
+          ...newItem(2),
+          vector: vectorOf(65),
+          parts: [region(66, 0, 0, 4, 4), region(67, 4, 4, 4, 4)],
+        },
+        newItem(3),
+      ];
+      for (const seed of [61, 64, 66, 67]) {
+        for (const exact of [true, false]) {
+          const hits = await store.nearest({ vector: vectorOf(seed), k: 3, exact }, "m1");
+          assertHits(hits, reference(now, vectorOf(seed), 3), now, `seed ${seed}, exact ${exact}`);
+        }
+      }
+      // A new part keeps its place at the next reindex (another model), by its index.
+      await store.putStaging(
+        [{ label: l2, vector: vectorOf(68), parts: [{ index: 1, vector: vectorOf(69) }] }],
+        "m2",
+      );
+      await store.swapStaging({ modelId: "m2", dims: 8 });
+      assert.deepEqual((await store.partsOf("m2", labels)).get(l2), [
+        { ...region(69, 4, 4, 4, 4), index: 1 },
+      ]);
+    });
+  });
+
   test("parts: blue/green: an item indexed meanwhile stages its parts' next embeddings too", async () => {
     await withFresh(async (store) => {
       const staged = { modelId: "m2", vector: vectorOf(51), parts: [vectorOf(52)] };
@@ -404,6 +462,8 @@ export function partsContract(options: ContractOptions): void {
     await withFresh(async (store) => {
       const bad: NewItem[] = [
         withParts(1, [region(61, 5, 5, 100, 2)]),
+        // Boxes are whole pixels (src/core/box.ts, as POST /search/image checks them).
+        withParts(5, [region(66, 1.5, 2, 4, 4)]),
         withParts(2, [{ ...region(62), vector: new Float32Array(4) }]),
         withParts(3, [frame(63, -1)]),
         {

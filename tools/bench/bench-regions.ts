@@ -3,13 +3,15 @@
  * of a seed the demo model never saw) at random sizes and positions, each scene's long caption
  * the query, the canvas holding it the answer. Prints text→image R@1 and R@5 over the canvases
  * with (a) the whole image's vector only and (b) with its regions (--regions auto: the best of
- * its vectors, at each cap of --caps), and (c) of the same captions over the scenes alone;
+ * its vectors, at each cap of --caps, with each count of content-aware proposals of
+ * --proposals, 0 being the grids only), and (c) of the same captions over the scenes alone;
  * beside them, (b*) with a crop of exactly each scene's box: the bound of any cropping.
  *
- *   npm run bench:regions -- [--seed 302] [--count 400] [--caps 34,83,18,9] [--json]
+ *   npm run bench:regions -- [--seed 302] [--count 400] [--caps 34,83,18,9] [--proposals 0,12] [--json]
  *
  * Seeds: the demo model trained and was checked on 0–3, other benches use 7, 41, 101 and 102;
- * the cap was chosen on seed 301, and 302 (the default) is the one reported.
+ * the cap and the proposals' parameters were chosen on seed 301; 302 (the default) and 303
+ * are the ones reported.
  */
 import { readFile } from "node:fs/promises";
 import os from "node:os";
@@ -18,8 +20,14 @@ import { parseArgs } from "node:util";
 import { DEFAULT_SETTINGS, loadSettings } from "../../src/core/settings.ts";
 import type { Box } from "../../src/core/types.ts";
 import { Encoder } from "../../src/encode/encoder.ts";
+import { decodeImage } from "../../src/preprocess/index.ts";
 import { preprocessOptions } from "../../src/preprocess/options.ts";
-import { preprocessWithCrops, regionBoxes } from "../../src/preprocess/regions.ts";
+import {
+  autoRegionBoxes,
+  preprocessWithCrops,
+  proposeRegions,
+  REGION_PROPOSALS,
+} from "../../src/preprocess/regions.ts";
 import { rankOf } from "../eval/recall.ts";
 import { CANVAS_SHAPE, type Canvas, makeCanvases } from "./canvases.ts";
 import { seededRandom, synthScenes } from "./search-extras.ts";
@@ -33,6 +41,7 @@ const { values } = parseArgs({
     seed: { type: "string", default: "302" },
     count: { type: "string", default: "400" },
     caps: { type: "string", default: `${DEFAULT_SETTINGS.maxRegions},83,18,9` },
+    proposals: { type: "string", default: `0,${REGION_PROPOSALS}` },
     model: { type: "string" },
     json: { type: "boolean", default: false },
   },
@@ -40,6 +49,7 @@ const { values } = parseArgs({
 const seed = Number(values.seed);
 const count = Number(values.count);
 const caps = (values.caps ?? "").split(",").map(Number);
+const proposalCounts = (values.proposals ?? "").split(",").map(Number);
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 interface Recall {
@@ -76,12 +86,28 @@ async function main(): Promise<void> {
     const options = preprocessOptions(encoder.config, settings);
     const resolution = encoder.config.image_resolution;
     const maxCap = Math.max(...caps);
-    // Each canvas: its whole-image vector and one per region of the largest cap (the regions
-    // of a smaller cap are among them: the same grids, fewer windows).
+    const maxProposals = Math.max(...proposalCounts);
+    // Each canvas: its whole-image vector and one per box of any configuration (the boxes of
+    // all caps and proposal counts, each embedded once).
+    const configs = caps.flatMap((cap) => proposalCounts.map((proposals) => ({ cap, proposals })));
     const wholes: Float32Array[] = [];
+    const boxesOf: Box[][][] = [];
     const regions: Map<string, Float32Array>[] = [];
+    let proposalMs = 0;
     for (const [i, canvas] of canvases.entries()) {
-      const image = await preprocessWithCrops(canvas.jpeg, options, { kind: "auto", max: maxCap });
+      const decoded = await decodeImage(canvas.jpeg, options);
+      const started = performance.now();
+      const proposed = await proposeRegions(decoded, resolution, Math.min(maxCap, maxProposals));
+      proposalMs += performance.now() - started;
+      const perConfig = configs.map(({ cap, proposals }) =>
+        autoRegionBoxes(canvas.width, canvas.height, resolution, cap, proposed.slice(0, proposals)),
+      );
+      boxesOf.push(perConfig);
+      const unique = [...new Map(perConfig.flat().map((box) => [key(box), box])).values()];
+      const image = await preprocessWithCrops(canvas.jpeg, options, {
+        kind: "boxes",
+        boxes: unique,
+      });
       const parts = image.regions ?? [];
       const vectors = await encoder.embedPixels([image.pixels, ...parts.map((p) => p.pixels)]);
       wholes.push(vectors[0] as Float32Array);
@@ -89,6 +115,7 @@ async function main(): Promise<void> {
       process.stderr.write(`embedded ${i + 1}/${canvases.length} canvases\r`);
     }
     process.stderr.write("\n");
+    log(`proposals: ${(proposalMs / canvases.length).toFixed(0)} ms per canvas`);
     const texts = (await encoder.embedTexts(placed.map((p) => p.scene.caption))).map(
       (t) => t.embedding,
     );
@@ -111,15 +138,13 @@ async function main(): Promise<void> {
       vectors: 1,
       recall: recall(canvasRanks((c) => [wholes[c] as Float32Array])),
     });
-    for (const cap of caps) {
-      const sets = canvases.map((canvas, c) => [
+    for (const [k, { cap, proposals }] of configs.entries()) {
+      const sets = canvases.map((_, c) => [
         wholes[c] as Float32Array,
-        ...regionBoxes(canvas.width, canvas.height, resolution, cap).map(
-          (box) => regions[c]?.get(key(box)) as Float32Array,
-        ),
+        ...(boxesOf[c]?.[k] ?? []).map((box) => regions[c]?.get(key(box)) as Float32Array),
       ]);
       rows.push({
-        name: `(b) with regions, cap ${cap}`,
+        name: `(b) with regions, cap ${cap}${proposals > 0 ? `, up to ${proposals} proposals` : ", grids only"}`,
         vectors: sets.reduce((sum, set) => sum + set.length, 0) / sets.length,
         recall: recall(canvasRanks((c) => sets[c] as Float32Array[])),
       });

@@ -5,12 +5,16 @@
  * with thin diagonal white stripes.", with its box), rendered at the model's resolution, at a
  * seed no training or tuning used. Each model directory (exported with --dense value or
  * final) gets a real library (SQLite + HNSW) that indexes the scenes; `library.explain` gives
- * each caption's heat map (the method POST /explain uses, DEFAULT_HEAT_MAP). The other
- * methods of src/library/explain/heat-map.ts are scored on the same patch embeddings
+ * each caption's heat map (the method POST /explain uses, DEFAULT_HEAT_MAP), at each zoom of
+ * `--zoom` (default 3, explainZoom's default, and 1, the whole image only). The other methods
+ * of src/library/explain/heat-map.ts are scored on the whole image's patch embeddings
  * (Encoder.embedPatches) for comparison. The baseline is the box-area share: the chance that
- * a patch drawn at random has its centre in the box.
+ * a cell drawn at random from the grid (model's patch grid times the zoom) has its centre in
+ * the box. `--render` draws the scenes larger than the model's input (a photo is larger than
+ * the model's input; zoomed windows then read pixels the whole image's shrink lost).
  *
  *   npm run bench:pointing -- --model DIR [--model DIR ...] [--seed 104] [--count 300]
+ *       [--zoom 3 --zoom 1] [--render PIXELS]
  *
  * Seeds: 0 training, 1 held-out, 2 gallery, 3 unseen, 101 descriptions, 102 Python's pointing
  * default; the method was chosen on 103 (docs/search.md), report on 104.
@@ -132,7 +136,12 @@ function row(label: string, g: Groups): string {
   return `| ${label} | ${shares} | ${base} |`;
 }
 
-async function measure(modelDir: string, data: Scene[], side: number): Promise<string[]> {
+async function measure(
+  modelDir: string,
+  data: Scene[],
+  side: number,
+  zooms: readonly number[],
+): Promise<string[]> {
   const config = readModelConfig(modelDir);
   const dense = config.vision.dense;
   if (dense === undefined) {
@@ -140,7 +149,14 @@ async function measure(modelDir: string, data: Scene[], side: number): Promise<s
   }
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "bench-pointing-"));
   const settings = loadSettings(
-    { modelDir, dataDir, threads: 2, imageBatchSize: 16, indexSaveIntervalMs: 0 },
+    {
+      modelDir,
+      dataDir,
+      threads: 2,
+      imageBatchSize: 16,
+      indexSaveIntervalMs: 0,
+      explainZoom: Math.max(...zooms),
+    },
     {},
   );
   const encoder = await Encoder.load(modelDir, settings);
@@ -159,7 +175,7 @@ async function measure(modelDir: string, data: Scene[], side: number): Promise<s
       const failed = results.find((r) => r.status !== "indexed");
       if (failed) throw new Error(`indexing failed: ${JSON.stringify(failed)}`);
     }
-    const viaExplain = groups();
+    const viaExplain = new Map(zooms.map((zoom) => [zoom, groups()]));
     const byMethod = Object.fromEntries(Object.keys(METHODS).map((m) => [m, groups()]));
     const [neutral] = await encoder.embedTexts([NEUTRAL_CAPTION]);
     const options = preprocessOptions(config, settings);
@@ -169,15 +185,18 @@ async function measure(modelDir: string, data: Scene[], side: number): Promise<s
       const [image] = await encoder.embedPixels([pixels]);
       const texts = await encoder.embedTexts(scene.objects.map((o) => o.caption));
       for (const [j, object] of scene.objects.entries()) {
-        const explained = await library.explain(ids[i] as string, {
-          text: object.caption,
-          options: {},
-        });
-        record(
-          viaExplain,
-          object.salient,
-          pointsInto(explained.peak, explained.rows, explained.columns, side, object.box),
-        );
+        for (const [zoom, tally] of viaExplain) {
+          const explained = await library.explain(ids[i] as string, {
+            text: object.caption,
+            options: {},
+            zoom,
+          });
+          record(
+            tally,
+            object.salient,
+            pointsInto(explained.peak, explained.rows, explained.columns, side, object.box),
+          );
+        }
         const query = texts[j]?.embedding as Float32Array;
         const against = contrasted(query, neutral?.embedding as Float32Array);
         for (const [name, method] of Object.entries(METHODS)) {
@@ -195,7 +214,10 @@ async function measure(modelDir: string, data: Scene[], side: number): Promise<s
     const defaultName = Object.entries(METHODS).find(
       ([, m]) => JSON.stringify(m) === JSON.stringify(DEFAULT_HEAT_MAP),
     )?.[0];
-    lines.push(row(`**${dense.kind}**: POST /explain (${defaultName ?? "default"})`, viaExplain));
+    for (const [zoom, tally] of viaExplain) {
+      const label = `**${dense.kind}**: POST /explain zoom ${zoom} (${defaultName ?? "default"})`;
+      lines.push(row(label, tally));
+    }
     for (const [name, g] of Object.entries(byMethod)) lines.push(row(`${dense.kind}: ${name}`, g));
   } finally {
     await library.close();
@@ -211,20 +233,25 @@ async function main(): Promise<number> {
       model: { type: "string", multiple: true },
       seed: { type: "string", default: "104" },
       count: { type: "string", default: "300" },
+      zoom: { type: "string", multiple: true },
+      render: { type: "string" },
     },
   });
+  const zooms = (values.zoom ?? ["3", "1"]).map(Number);
   const models = (values.model ?? []).map((dir) => path.resolve(dir));
   const seed = Number(values.seed);
   const count = Number(values.count);
-  if (models.length === 0 || !Number.isInteger(seed) || !Number.isInteger(count) || count < 1) {
+  const resolution = readModelConfig(models[0] as string).image_resolution;
+  const side = values.render === undefined ? resolution : Number(values.render);
+  const whole = (n: number) => Number.isInteger(n) && n >= 1;
+  if (models.length === 0 || !Number.isInteger(seed) || ![count, side, ...zooms].every(whole)) {
     process.stderr.write(
-      "usage: npm run bench:pointing -- --model DIR [--model DIR ...] [--seed 104] [--count 300]\n",
+      "usage: npm run bench:pointing -- --model DIR [--model DIR ...] [--seed 104] [--count 300] [--zoom 3 --zoom 1] [--render PIXELS]\n",
     );
     return 2;
   }
-  const side = readModelConfig(models[0] as string).image_resolution;
   for (const dir of models) {
-    if (readModelConfig(dir).image_resolution !== side) {
+    if (readModelConfig(dir).image_resolution !== resolution) {
       throw new Error(`the models read different image sizes (${dir}); compare models of one size`);
     }
   }
@@ -235,7 +262,7 @@ async function main(): Promise<number> {
     "| heat map | all objects | large (salient) | small | box-area baseline (all / large / small) |",
     "| --- | ---: | ---: | ---: | ---: |",
   ];
-  for (const dir of models) lines.push(...(await measure(dir, data, side)));
+  for (const dir of models) lines.push(...(await measure(dir, data, side, zooms)));
   process.stdout.write(`${lines.join("\n")}\n`);
   return 0;
 }

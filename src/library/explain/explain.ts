@@ -1,9 +1,11 @@
 /**
  * POST /explain's computation: why an item matches a query, as a heat map of the query's
- * cosine to each patch of the item's image (the vision tower's dense output), and its PNG
- * overlay. On demand, cached by model, item content and query, and bounded like a query: the
- * query by search's limits, the decode by maxImagePixels and the decode gate, the tower run by
- * the embedding queue, the PNG by explainOverlaySide.
+ * cosine to each patch of the item's image (the vision tower's dense output), read at a zoom
+ * (./zoom.ts: the whole image and overlapping zoomed windows, fused on a finer grid), and its
+ * PNG overlay. On demand, cached by model, item content, query and zoom, and bounded like a
+ * query: the query by search's limits, the decode by maxImagePixels and the decode gate, the
+ * tower runs (1 + (2·zoom − 1)²) by explainZoom and the embedding queue, the PNG by
+ * explainOverlaySide.
  */
 import { AppError } from "../../core/errors.ts";
 import type { Settings } from "../../core/settings.ts";
@@ -26,20 +28,32 @@ import {
   NEUTRAL_CAPTION,
 } from "./heat-map.ts";
 import { overlayPng } from "./overlay.ts";
+import { fuseViews } from "./zoom.ts";
 
 /** The query of an explanation: a text or a composition, as search takes them. */
 export interface ExplainQuery {
   text?: string;
   compose?: readonly ComposePart[];
   options: TextOptions;
+  /** 1 reads the whole image only; n ≥ 2 adds the zoomed windows (default explainZoom). */
+  zoom?: number;
+  /** A video item's frame, in seconds (default: its stored frame the query matches best). */
+  t?: number;
 }
 
 export interface Explanation extends HeatMap {
   itemId: string;
   modelId: string;
   kind: DenseKind;
-  /** The query's cosine to the item's stored embedding (its search score). */
+  /** The zoom the map was read at (its grid is the model's patch grid times it). */
+  zoom: number;
+  /**
+   * The query's cosine to the item's stored embedding (its search score); for a video, to its
+   * stored frame nearest `t`.
+   */
   score: number;
+  /** A video item's frame the map is of, in seconds. */
+  t?: number;
   /** The part of the original the grid covers (the model's centred square crop). */
   crop: { x: number; y: number; width: number; height: number };
   image: { width: number; height: number };
@@ -54,6 +68,8 @@ export interface ExplainDeps {
   queue: EmbedQueue;
   live: () => Generation;
   readBytes: (item: StoredItem) => Promise<Buffer>;
+  /** A video item's frame at `t` seconds, as an image file. */
+  readFrame: (item: StoredItem, t: number) => Promise<Buffer>;
   /** The query's unit vector, checked and embedded as search does. */
   queryVector: (query: ExplainQuery) => Promise<QueryVector>;
 }
@@ -93,7 +109,11 @@ export class Explainer {
   async overlay(itemId: string, query: ExplainQuery): Promise<Buffer> {
     const { settings, gate } = this.deps;
     const { explanation, item, bytes } = await this.compute(itemId, query);
-    const original = bytes ?? (await this.deps.readBytes(item));
+    const original =
+      bytes ??
+      (explanation.t !== undefined
+        ? await this.deps.readFrame(item, explanation.t)
+        : await this.deps.readBytes(item));
     const release = await gate.admit(original, IMAGE_LIMIT(settings));
     try {
       return await overlayPng({
@@ -119,9 +139,19 @@ export class Explainer {
     if (dense === undefined || embedder.embedPatches === undefined) {
       throw denseOutputMissing(embedder.modelId);
     }
+    const zoom = this.zoomOf(query);
     const item = await store.getById(itemId);
     if (item === undefined) throw itemNotFound(itemId);
+    const video = item.contentType.startsWith("video/");
+    if (!video && query.t !== undefined) {
+      throw new AppError(
+        "validation_failed",
+        `Item "${itemId}" is an image (${item.contentType}), not a video; leave out t to explain it.`,
+      );
+    }
     const key = JSON.stringify([
+      query.t ?? null,
+      zoom,
       embedder.modelId,
       itemId,
       item.sha256,
@@ -136,9 +166,13 @@ export class Explainer {
     const { vector, info } = await this.deps.queryVector(query);
     const stored = (await store.embeddingsOf(embedder.modelId, [item.label]))[0];
     if (stored === undefined) throw itemNotFound(itemId);
-    const bytes = await this.deps.readBytes(item);
-    const { width, height, patches } = await this.patchesOf(bytes);
-    const image = weightedUnitSum([stored.vector], [1]);
+    const frame = video ? await this.frameFor(item, vector, query.t) : undefined;
+    const bytes =
+      frame === undefined
+        ? await this.deps.readBytes(item)
+        : await this.deps.readFrame(item, frame.t);
+    const { width, height, views } = await this.patchesOf(bytes, zoom);
+    const image = weightedUnitSum([frame?.vector ?? stored.vector], [1]);
     // The neutral caption's embedding comes from the query cache after its first use.
     const heatQuery = DEFAULT_HEAT_MAP.contrast
       ? contrasted(
@@ -146,34 +180,98 @@ export class Explainer {
           (await this.deps.queryVector({ text: NEUTRAL_CAPTION, options: {} })).vector,
         )
       : vector;
-    const map = heatMap(patches, heatQuery, image, DEFAULT_HEAT_MAP);
+    const crop = centredSquare(width, height);
+    const maps = views.map(({ box, patches }) => ({
+      box,
+      map: heatMap(patches, heatQuery, image, DEFAULT_HEAT_MAP),
+    }));
+    const whole = maps[0]?.map as HeatMap;
+    // An image too small for windows (preprocess/regions.ts zoomBoxes) is read whole.
+    const read = maps.length === 1 ? 1 : zoom;
+    const map = read === 1 ? whole : fuseViews(maps, crop, whole.rows * read, whole.columns * read);
     const explanation: Explanation = {
       ...map,
       itemId,
       modelId: embedder.modelId,
-      kind: patches.kind,
+      kind: dense.kind,
+      zoom: read,
       score: cosine(vector, image),
-      crop: centredSquare(width, height),
+      crop,
       image: { width, height },
       query: info,
+      ...(frame !== undefined ? { t: frame.t } : {}),
     };
     this.cache.set(key, explanation);
     return { explanation, item, bytes };
   }
 
-  private async patchesOf(bytes: Buffer) {
+  /**
+   * A video item's frame to explain: at `t` when asked (with the embedding of the stored frame
+   * nearest it), else the stored frame the query matches best (at 0 s with the item's own
+   * embedding when it has no stored frames).
+   */
+  private async frameFor(
+    item: StoredItem,
+    query: Float32Array,
+    t: number | undefined,
+  ): Promise<{ t: number; vector?: Float32Array }> {
+    const { store, live } = this.deps;
+    const parts = (await store.partsOf(live().embedder.modelId, [item.label])).get(item.label);
+    const frames = (parts ?? []).flatMap((p) => (p.kind === "frame" ? [p] : []));
+    let chosen: (typeof frames)[number] | undefined;
+    for (const frame of frames) {
+      const better =
+        chosen === undefined ||
+        (t === undefined
+          ? cosine(query, frame.vector) > cosine(query, chosen.vector)
+          : Math.abs(frame.t - t) < Math.abs(chosen.t - t));
+      if (better) chosen = frame;
+    }
+    return { t: t ?? chosen?.t ?? 0, ...(chosen !== undefined ? { vector: chosen.vector } : {}) };
+  }
+
+  /** The request's zoom, or explainZoom; 400 zoom_too_large above explainZoom. */
+  private zoomOf(query: ExplainQuery): number {
+    const largest = this.deps.settings.explainZoom;
+    const zoom = query.zoom ?? largest;
+    if (!Number.isSafeInteger(zoom) || zoom < 1 || zoom > largest) {
+      throw new AppError(
+        "zoom_too_large",
+        `zoom ${zoom} is not between 1 and this server's largest, ${largest} (explainZoom, LONGCLIP_EXPLAIN_ZOOM); ask for less.`,
+        { zoom, largest },
+      );
+    }
+    return zoom;
+  }
+
+  /**
+   * The patch embeddings of the whole image and, at zoom ≥ 2, of its zoomed windows (decoded
+   * once; every view takes a unit of the embedding queue).
+   */
+  private async patchesOf(bytes: Buffer, zoom: number) {
     const { pool, queue, live, settings } = this.deps;
     const generation = live();
+    const count = zoom < 2 ? 1 : 1 + (2 * zoom - 1) ** 2;
     // Admitted before decoding: a full queue refuses the request before it costs any memory.
-    const reservation = queue.reserve("query", 1);
+    const reservation = queue.reserve("query", count);
     try {
-      const image = await pool.run(bytes, generation.options, IMAGE_LIMIT(settings));
+      const crops = zoom < 2 ? undefined : ({ kind: "zoom", zoom } as const);
+      const image = await pool.run(bytes, generation.options, IMAGE_LIMIT(settings), crops);
       const embedPatches = generation.embedder.embedPatches;
       if (embedPatches === undefined) throw denseOutputMissing(generation.embedder.modelId);
-      const patches = await queue.run("query", 1, () =>
-        embedPatches.call(generation.embedder, image.pixels),
+      const inputs = [
+        { box: centredSquare(image.width, image.height), pixels: image.pixels },
+        ...(image.regions ?? []),
+      ];
+      const views = await queue.run("query", inputs.length, () =>
+        Promise.all(
+          inputs.map(async ({ box, pixels }) => ({
+            box,
+            patches: await embedPatches.call(generation.embedder, pixels),
+          })),
+        ),
       );
-      return { ...image, patches };
+      return { width: image.width, height: image.height, views };
     } finally {
       reservation.release();
     }

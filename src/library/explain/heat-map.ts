@@ -125,6 +125,14 @@ export function heatMap(
     scores[p] = score;
   }
   for (let pass = 0; pass < method.smoothing; pass++) scores = smoothed(scores, rows, columns);
+  return { rows, columns, scores, ...peakOf(scores, columns) };
+}
+
+/** The largest score of `scores` and the first cell that has it. */
+export function peakOf(
+  scores: Float32Array,
+  columns: number,
+): Pick<HeatMap, "min" | "max" | "peak"> {
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
   let peak = 0;
@@ -135,12 +143,5 @@ export function heatMap(
       peak = p;
     }
   });
-  return {
-    rows,
-    columns,
-    scores,
-    min,
-    max,
-    peak: { row: Math.floor(peak / columns), column: peak % columns },
-  };
+  return { min, max, peak: { row: Math.floor(peak / columns), column: peak % columns } };
 }

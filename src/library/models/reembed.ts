@@ -11,8 +11,9 @@
  */
 
 import { AppError, type ErrorInfo, errorOf, isAppError } from "../../core/errors.ts";
+import type { Box } from "../../core/types.ts";
 import { frameAt, withTemporaryFile } from "../../preprocess/video/still.ts";
-import type { StagedRow, StoredItem, StoredPart } from "../../store/types.ts";
+import type { NewPart, StagedRow, StoredItem, StoredPart } from "../../store/types.ts";
 import { meanVector } from "../ingest/videos.ts";
 import type { Generation } from "./generation.ts";
 import { asModelFailure } from "./next-model.ts";
@@ -70,13 +71,39 @@ async function withRetries<T>(pass: ReembedPass, work: () => Promise<T>): Promis
 }
 
 /**
- * One decoded item: its own model input and its parts' (by part index). A video has no input of
- * its own (`pixels` undefined): its vector is the normalised mean of its frames', as at ingest.
+ * One decoded item: its own model input, its stored parts' (by part index) and the regions it
+ * gains (by box). A video has no input of its own (`pixels` undefined): its vector is the
+ * normalised mean of its frames', as at ingest.
  */
 interface Decoded {
   label: number;
   pixels: Float32Array | undefined;
   regions: { index: number; pixels: Float32Array }[];
+  added: { box: Box; pixels: Float32Array }[];
+}
+
+const boxKey = (box: Box) => `${box.x},${box.y},${box.width},${box.height}`;
+
+/**
+ * An image's regions after the reindex are those `--regions` lays over it now (`crops`, as
+ * ingest cuts them): one at the box of a stored region keeps that part's index, the others are
+ * new parts; a stored region at no box of them is dropped at the swap.
+ */
+function matchRegions(
+  stored: readonly StoredPart[],
+  crops: readonly { box: Box; pixels: Float32Array }[],
+): Pick<Decoded, "regions" | "added"> {
+  const byBox = new Map<string, number>();
+  for (const part of stored) if (part.kind === "region") byBox.set(boxKey(part.box), part.index);
+  const regions: Decoded["regions"] = [];
+  const added: Decoded["added"] = [];
+  for (const crop of crops) {
+    const index = byBox.get(boxKey(crop.box));
+    byBox.delete(boxKey(crop.box));
+    if (index === undefined) added.push(crop);
+    else regions.push({ index, pixels: crop.pixels });
+  }
+  return { regions, added };
 }
 
 /**
@@ -108,21 +135,13 @@ async function embedPage(
       if (item.contentType.startsWith("video/")) {
         return decodeFrames(host, pass, label, data, parts.get(label) ?? []);
       }
-      const regions = (parts.get(label) ?? []).flatMap((part) =>
-        part.kind === "region" ? [part] : [],
-      );
-      const crops =
-        regions.length === 0
-          ? undefined
-          : { kind: "boxes" as const, boxes: regions.map((part) => part.box) };
+      const { regions, maxRegions } = host.settings;
+      const crops = regions === "auto" ? { kind: "auto" as const, max: maxRegions } : undefined;
       const image = await host.pool.run(data, model.options, undefined, crops);
       return {
         label,
         pixels: image.pixels,
-        regions: regions.map((part, i) => ({
-          index: part.index,
-          pixels: image.regions?.[i]?.pixels as Float32Array,
-        })),
+        ...matchRegions(parts.get(label) ?? [], image.regions ?? []),
       };
     }),
   );
@@ -135,7 +154,10 @@ async function embedPage(
   if (good.length === 0) return 0;
   // Every model input of the page in one run: the items' own, then their parts'.
   const own = good.flatMap((g) => (g.pixels === undefined ? [] : [g.pixels]));
-  const inputs = [...own, ...good.flatMap((g) => g.regions.map((r) => r.pixels))];
+  const inputs = [
+    ...own,
+    ...good.flatMap((g) => [...g.regions.map((r) => r.pixels), ...g.added.map((a) => a.pixels)]),
+  ];
   const vectors = await host.queue.run("ingest", inputs.length, () =>
     asModelFailure(() => model.embedder.embedPixels(inputs)),
   );
@@ -147,12 +169,16 @@ async function embedPage(
       index: r.index,
       vector: vectors[next++] as Float32Array,
     }));
+    const newParts = g.added.map(
+      (a): NewPart => ({ kind: "region", box: a.box, vector: vectors[next++] as Float32Array }),
+    );
     const vector =
       g.pixels === undefined
         ? meanVector(parts.map((part) => part.vector))
         : (vectors[nextOwn++] as Float32Array);
     const row: StagedRow = { label: g.label, vector };
     if (parts.length > 0) row.parts = parts;
+    if (newParts.length > 0) row.newParts = newParts;
     return row;
   });
   await host.store.putStaging(rows, model.embedder.modelId);
@@ -184,7 +210,7 @@ async function decodeFrames(
     const image = await host.pool.run(still, pass.model.options);
     regions.push({ index: (frames[i] as StoredPart).index, pixels: image.pixels });
   }
-  return { label, pixels: undefined, regions };
+  return { label, pixels: undefined, regions, added: [] };
 }
 
 /** An item deleted (by any node) since its page was listed: it needs no new embedding. */

@@ -5,6 +5,7 @@ import { AppError, errorOf } from "../../core/errors.ts";
 import type { IndexInput, IndexResult, Item, ItemOrder } from "../../core/types.ts";
 import { byteLimit } from "../../library/ingest/inputs.ts";
 import { isInside, realOrSelf } from "../../util/paths.ts";
+import { sendBytes } from "../byte-range.ts";
 import { itemNotFound } from "../errors.ts";
 import { listField, type MultipartForm, parseJson, readMultipart } from "../multipart.ts";
 import { assertValid } from "../validation.ts";
@@ -179,11 +180,11 @@ export function itemHandlers({
       }
       const image = await library.readImage(id);
       if (image === undefined) throw itemNotFound(id);
-      return reply
-        .type(image.contentType)
+      reply
         .header("x-content-type-options", "nosniff")
-        .header("cache-control", "private, no-cache")
-        .send(image.bytes);
+        .header("cache-control", "private, no-cache");
+      // A video's original plays in the page's <video>, which asks for byte ranges.
+      return sendBytes(request, reply, image.bytes, image.contentType);
     },
   };
 }

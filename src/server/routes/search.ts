@@ -23,6 +23,7 @@ function toExplainResponse(explanation: Explanation): Schemas["ExplainResponse"]
     item_id: explanation.itemId,
     model_id: explanation.modelId,
     kind: explanation.kind,
+    zoom: explanation.zoom,
     grid: { rows, columns },
     scores: Array.from({ length: rows }, (_, r) =>
       Array.from(scores.subarray(r * columns, (r + 1) * columns)),
@@ -34,6 +35,7 @@ function toExplainResponse(explanation: Explanation): Schemas["ExplainResponse"]
     crop: explanation.crop,
     image: explanation.image,
     query: explanation.query,
+    ...(explanation.t !== undefined ? { t: explanation.t } : {}),
   };
 }
 
@@ -117,6 +119,8 @@ export function searchHandlers({
           ...(body.truncate !== undefined ? { truncate: body.truncate } : {}),
           ...(body.long_query !== undefined ? { longQuery: body.long_query } : {}),
         },
+        ...(body.zoom !== undefined ? { zoom: body.zoom } : {}),
+        ...(body.t !== undefined ? { t: body.t } : {}),
       };
       if (body.format === "png") {
         const png = await metrics.time("explain", () =>

@@ -138,6 +138,19 @@ const MIGRATIONS: readonly string[] = [
     FOREIGN KEY (item, part) REFERENCES longclip.item_parts (item, part) ON DELETE CASCADE
   );
   `,
+  // 5: a reindex may give an item new parts (regions under another --regions setting): a
+  // staged part carries its locator when it is new, and belongs to its item, not to a stored part.
+  `
+  ALTER TABLE longclip.item_parts_staging
+    DROP CONSTRAINT item_parts_staging_item_part_fkey,
+    ADD FOREIGN KEY (item) REFERENCES longclip.items (label) ON DELETE CASCADE,
+    ADD COLUMN kind text CHECK (kind IN ('region', 'frame')),
+    ADD COLUMN box_x double precision,
+    ADD COLUMN box_y double precision,
+    ADD COLUMN box_width double precision,
+    ADD COLUMN box_height double precision,
+    ADD COLUMN t double precision;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -5,6 +5,7 @@
  * the HNSW index in one transaction. The reindex in progress is a `meta` row every node reads.
  */
 import { ITEM_COLUMNS } from "../item-row.ts";
+import { partColumns } from "../parts.ts";
 import {
   parseReindexTarget,
   REINDEX_KEY,
@@ -66,6 +67,32 @@ export class PostgresStaging {
             ],
           );
         }
+        const added = (row.newParts ?? []).map(partColumns);
+        if (added.length > 0) {
+          // New parts take the indexes after the stored ones.
+          await client.query(
+            `INSERT INTO longclip.item_parts_staging (item, part, model_id, embedding, kind, box_x, box_y, box_width, box_height, t)
+             SELECT $1, (SELECT coalesce(max(part), -1) FROM longclip.item_parts WHERE item = $1) + p.n,
+               $2, p.embedding::vector, p.kind, p.box_x, p.box_y, p.box_width, p.box_height, p.t
+             FROM unnest($3::text[], $4::text[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::float8[])
+               WITH ORDINALITY AS p (embedding, kind, box_x, box_y, box_width, box_height, t, n)
+             ON CONFLICT (item, part) DO UPDATE SET model_id = excluded.model_id,
+               embedding = excluded.embedding, kind = excluded.kind, box_x = excluded.box_x,
+               box_y = excluded.box_y, box_width = excluded.box_width,
+               box_height = excluded.box_height, t = excluded.t`,
+            [
+              row.label,
+              modelId,
+              (row.newParts ?? []).map((part) => vectorParam(part.vector)),
+              added.map((c) => c.kind),
+              added.map((c) => c.box_x),
+              added.map((c) => c.box_y),
+              added.map((c) => c.box_width),
+              added.map((c) => c.box_height),
+              added.map((c) => c.t),
+            ],
+          );
+        }
       }
     });
   }
@@ -104,14 +131,30 @@ export class PostgresStaging {
         "UPDATE longclip.items SET model_id = NULL, embedding = NULL WHERE model_id <> $1",
         [info.modelId],
       );
-      // Parts likewise, by item and position; a part with no embedding of the model is dropped.
+      // Parts likewise, by item and position; a part with no embedding of the model is dropped,
+      // and so is a stored part an item staged without (its regions under another setting).
       await client.query(
         `UPDATE longclip.item_parts AS p SET model_id = s.model_id, embedding = s.embedding
          FROM longclip.item_parts_staging AS s
          WHERE s.item = p.item AND s.part = p.part AND s.model_id = $1`,
         [info.modelId],
       );
-      await client.query("DELETE FROM longclip.item_parts WHERE model_id <> $1", [info.modelId]);
+      await client.query(
+        `DELETE FROM longclip.item_parts AS p WHERE p.model_id <> $1 OR (
+           p.item IN (SELECT label FROM longclip.embeddings_staging WHERE model_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM longclip.item_parts_staging AS s
+             WHERE s.item = p.item AND s.part = p.part AND s.model_id = $1))`,
+        [info.modelId],
+      );
+      await client.query(
+        `INSERT INTO longclip.item_parts (item, part, kind, box_x, box_y, box_width, box_height, t, model_id, embedding)
+         SELECT s.item, s.part, s.kind, s.box_x, s.box_y, s.box_width, s.box_height, s.t, s.model_id, s.embedding
+         FROM longclip.item_parts_staging AS s
+         WHERE s.model_id = $1 AND s.kind IS NOT NULL
+           AND s.item IN (SELECT label FROM longclip.embeddings_staging WHERE model_id = $1)
+         ON CONFLICT (item, part) DO NOTHING`,
+        [info.modelId],
+      );
       await client.query("DELETE FROM longclip.item_parts_staging");
       await client.query("DELETE FROM longclip.embeddings_staging");
       await client.query("DELETE FROM longclip.meta WHERE key = $1", [REINDEX_KEY]);

@@ -132,6 +132,28 @@ const MIGRATIONS: readonly string[] = [
     FOREIGN KEY (item, part) REFERENCES item_parts(item, part) ON DELETE CASCADE
   );
   `,
+  // 5: a reindex may give an item new parts (regions under another --regions setting): a
+  // staged part carries its locator when it is new, and belongs to its item, not to a stored
+  // part (the table is rebuilt, its rows kept: SQLite cannot change a foreign key in place).
+  `
+  CREATE TABLE item_parts_staging_5 (
+    item INTEGER NOT NULL REFERENCES items(label) ON DELETE CASCADE,
+    part INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    kind TEXT CHECK (kind IN ('region', 'frame')),
+    box_x REAL,
+    box_y REAL,
+    box_width REAL,
+    box_height REAL,
+    t REAL,
+    PRIMARY KEY (item, part)
+  );
+  INSERT INTO item_parts_staging_5 (item, part, model_id, vector)
+    SELECT item, part, model_id, vector FROM item_parts_staging;
+  DROP TABLE item_parts_staging;
+  ALTER TABLE item_parts_staging_5 RENAME TO item_parts_staging;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -4,6 +4,7 @@
  * transaction (the store then rebuilds the HNSW index). The reindex in progress is a `meta` row.
  */
 import type Database from "better-sqlite3";
+import { partColumns } from "../parts.ts";
 import {
   parseReindexTarget,
   REINDEX_KEY,
@@ -13,7 +14,7 @@ import {
 } from "../reindex-target.ts";
 import type { ModelInfo, ReindexTarget, StagedRow, StoredItem, SwapOptions } from "../types.ts";
 import { toItem, vectorToBlob } from "./rows.ts";
-import { type Statements, writeModel } from "./statements.ts";
+import { nextLabel, type Statements, writeModel } from "./statements.ts";
 
 export class SqliteStaging {
   constructor(
@@ -35,6 +36,17 @@ export class SqliteStaging {
         for (const part of row.parts ?? []) {
           this.stmts.putPartStaging.run(row.label, part.index, modelId, vectorToBlob(part.vector));
         }
+        // New parts take the indexes after the stored ones.
+        const first = (this.stmts.maxPart.get(row.label)?.m ?? -1) + 1;
+        (row.newParts ?? []).forEach((part, i) => {
+          this.stmts.putNewPartStaging.run({
+            item: row.label,
+            part: first + i,
+            model_id: modelId,
+            vector: vectorToBlob(part.vector),
+            ...partColumns(part),
+          });
+        });
       }
     })();
   }
@@ -63,7 +75,8 @@ export class SqliteStaging {
           "INSERT INTO embeddings (label, model_id, vector) SELECT label, model_id, vector FROM embeddings_staging WHERE model_id = ?",
         )
         .run(info.modelId);
-      // Parts likewise, by item and position; a part with no embedding of the model is dropped.
+      // Parts likewise, by item and position; a part with no embedding of the model is dropped,
+      // and so is a stored part an item staged without (its regions under another setting).
       this.db
         .prepare(
           `UPDATE item_parts SET model_id = s.model_id, vector = s.vector
@@ -71,7 +84,28 @@ export class SqliteStaging {
            WHERE s.item = item_parts.item AND s.part = item_parts.part AND s.model_id = ?`,
         )
         .run(info.modelId);
-      this.db.prepare("DELETE FROM item_parts WHERE model_id != ?").run(info.modelId);
+      this.db
+        .prepare(
+          `DELETE FROM item_parts WHERE model_id != @model OR (
+             item IN (SELECT label FROM embeddings_staging WHERE model_id = @model)
+             AND NOT EXISTS (SELECT 1 FROM item_parts_staging AS s
+               WHERE s.item = item_parts.item AND s.part = item_parts.part AND s.model_id = @model))`,
+        )
+        .run({ model: info.modelId });
+      // New parts take fresh labels, after every label ever issued.
+      const base = nextLabel(this.stmts) - 1;
+      const added = this.db
+        .prepare(
+          `INSERT INTO item_parts (vector_label, item, part, kind, box_x, box_y, box_width, box_height, t, model_id, vector)
+           SELECT ? + row_number() OVER (ORDER BY s.item, s.part), s.item, s.part, s.kind,
+             s.box_x, s.box_y, s.box_width, s.box_height, s.t, s.model_id, s.vector
+           FROM item_parts_staging AS s
+           WHERE s.model_id = ? AND s.kind IS NOT NULL
+             AND s.item IN (SELECT label FROM embeddings_staging WHERE model_id = s.model_id)
+             AND NOT EXISTS (SELECT 1 FROM item_parts AS p WHERE p.item = s.item AND p.part = s.part)`,
+        )
+        .run(base, info.modelId);
+      if (added.changes > 0) this.stmts.setMeta.run("last_label", String(base + added.changes));
       this.stmts.clearPartsStaging.run();
       this.stmts.clearStaging.run();
       writeModel(this.stmts, info);

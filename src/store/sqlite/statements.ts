@@ -77,6 +77,14 @@ export function prepareStatements(db: Database.Database) {
        FROM (SELECT ? AS item, ? AS part, ? AS model_id, ? AS vector) s
        JOIN item_parts p ON p.item = s.item AND p.part = s.part`,
     ),
+    /** A part the item gains at the swap: its locator beside its embedding. */
+    putNewPartStaging: db.prepare(
+      `INSERT OR REPLACE INTO item_parts_staging (item, part, model_id, vector, kind, box_x, box_y, box_width, box_height, t)
+       VALUES (@item, @part, @model_id, @vector, @kind, @box_x, @box_y, @box_width, @box_height, @t)`,
+    ),
+    maxPart: db.prepare<[number], { m: number | null }>(
+      "SELECT max(part) AS m FROM item_parts WHERE item = ?",
+    ),
     deleteMeta: db.prepare<[string]>("DELETE FROM meta WHERE key = ?"),
     countStaging: db.prepare<[string], { n: number }>(
       "SELECT count(*) AS n FROM embeddings_staging WHERE model_id = ?",
@@ -103,6 +111,13 @@ export function prepareStatements(db: Database.Database) {
 export type Statements = ReturnType<typeof prepareStatements>;
 
 /** The live model as the `meta` table records it; a reindex swap rewrites it. */
+/** Labels only grow: after the largest ever issued, even if that item was deleted. */
+export function nextLabel(stmts: Statements): number {
+  const last = Number(stmts.getMeta.get("last_label")?.value ?? "0");
+  const max = stmts.maxLabel.get()?.m ?? 0;
+  return Math.max(last, max) + 1;
+}
+
 export function writeModel(stmts: Statements, info: ModelInfo): void {
   stmts.setMeta.run("model_id", info.modelId);
   stmts.setMeta.run("dims", String(info.dims));

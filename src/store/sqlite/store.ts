@@ -52,7 +52,7 @@ import { blobToVector, toItem, vectorToBlob } from "./rows.ts";
 import { migrate } from "./schema.ts";
 import { SqliteSearch } from "./search.ts";
 import { SqliteStaging } from "./staging.ts";
-import { prepareStatements, type Statements, writeModel } from "./statements.ts";
+import { nextLabel, prepareStatements, type Statements, writeModel } from "./statements.ts";
 
 /** The meta row that says the sample gallery was added (see ItemStore.gallerySeeded). */
 const GALLERY_SEEDED_KEY = "gallery_seeded";
@@ -215,7 +215,7 @@ export class SqliteStore implements ItemStore {
       const current = this.modelNow()?.modelId;
       added.modelId = current;
       live = entries.map((entry) => liveEmbedding(entry, modelId, current));
-      let label = this.nextLabel();
+      let label = nextLabel(this.stmts);
       const createdAt = new Date().toISOString();
       const out: InsertOutcome[] = [];
       for (const [k, entry] of entries.entries()) {
@@ -292,13 +292,6 @@ export class SqliteStore implements ItemStore {
       await this.hnsw.apply(this.hnsw.of(model), (index) => index.add(added.labels, added.vectors));
     }
     return outcomes;
-  }
-
-  /** Labels only grow: after the largest ever issued, even if that item was deleted. */
-  private nextLabel(): number {
-    const last = Number(this.stmts.getMeta.get("last_label")?.value ?? "0");
-    const max = this.stmts.maxLabel.get()?.m ?? 0;
-    return Math.max(last, max) + 1;
   }
 
   async deleteById(id: string): Promise<StoredItem | undefined> {

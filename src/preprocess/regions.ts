@@ -98,17 +98,7 @@ export async function proposeRegions(
   const shrink = Math.min(1, PROPOSAL_SIDE / Math.max(image.width, image.height));
   const width = Math.max(1, Math.round(image.width * shrink));
   const height = Math.max(1, Math.round(image.height * shrink));
-  const raw = { width: image.width, height: image.height, channels: image.channels as 3 | 4 };
-  const data = await sharp(image.data, { raw })
-    .resize(width, height, { kernel: "cubic", fit: "fill" })
-    .raw()
-    .toBuffer();
-  const working = {
-    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-    width,
-    height,
-    channels: image.channels,
-  };
+  const working = await resizedCopy(image, width, height);
   return proposeBoxes(working, image.width / width, image.width, image.height, {
     max,
     minSide: Math.max(
@@ -188,19 +178,25 @@ async function workingImage<T extends RawImage>(
   if (scale >= 1) return { image, scale: 1 };
   const width = Math.max(1, Math.round(image.width * scale));
   const height = Math.max(1, Math.round(image.height * scale));
+  return { image: await resizedCopy(image, width, height), scale: width / image.width };
+}
+
+/** `image` resized to `width` × `height` (bicubic, aspect not kept), its other fields kept. */
+async function resizedCopy<T extends RawImage>(
+  image: T,
+  width: number,
+  height: number,
+): Promise<T> {
   const raw = { width: image.width, height: image.height, channels: image.channels as 3 | 4 };
   const data = await sharp(image.data, { raw })
     .resize(width, height, { kernel: "cubic", fit: "fill" })
     .raw()
     .toBuffer();
   return {
-    image: {
-      ...image,
-      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-      width,
-      height,
-    },
-    scale: width / image.width,
+    ...image,
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width,
+    height,
   };
 }
 
